@@ -1,0 +1,33 @@
+//! Wire types for hearth: what a client and a relay say to each other.
+//!
+//! Map of the crate:
+//! - [`ids`]: newtypes for everything that names something (rooms, accounts, sequence
+//!   numbers, handles, capabilities, invite tokens).
+//! - [`messages`]: the handshake, requests, responses, pushed events and errors.
+//! - [`frame`]: length-prefixed postcard framing with hard size limits.
+//! - [`auth`]: the exact bytes a client signs to prove its identity on one connection.
+//! - [`address`]: `hearth://host:port/#pin` relay addresses and invites.
+//! - [`limits`]: protocol constants (versions, frame limits, ALPN).
+//!
+//! The crate does no I/O: it only turns values into bytes and bytes into values, and
+//! every decoder of network bytes returns an error on garbage, never panics.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod auth;
+pub mod frame;
+pub mod ids;
+pub mod limits;
+pub mod messages;
+
+pub use address::{AddressError, Invite, RelayAddress};
+pub use frame::{decode_frame, encode_frame, FrameError};
+pub use ids::{
+    AccountKey, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq, Signature,
+};
+pub use limits::{ALPN, PROTOCOL_VERSION, SUPPORTED_VERSIONS};
+pub use messages::{
+    AccountInfo, ClientFrame, ClientHello, Entry, EntryKind, ErrorCode, Event, InboxEntry, Request,
+    Response, ServerFrame, ServerHello, WireError,
+};

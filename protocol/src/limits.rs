@@ -1,0 +1,36 @@
+//! Protocol constants: versions, ALPN and size limits.
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Every protocol version this build can speak, newest first.
+pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
+
+/// The ALPN identifier negotiated in the TLS handshake.
+pub const ALPN: &[u8] = b"hearth/1";
+
+/// Hard upper bound for one frame (length prefix excluded): 1 MiB.
+///
+/// No configuration can raise it; relays may set a lower envelope limit.
+pub const MAX_FRAME_LEN: usize = 1024 * 1024;
+
+/// Default upper bound for one envelope payload (an MLS message, a Welcome, a KeyPackage).
+pub const DEFAULT_MAX_ENVELOPE_LEN: usize = 64 * 1024;
+
+/// The most entries a relay returns for one read.
+pub const MAX_READ_ENTRIES: u32 = 1000;
+
+/// The most KeyPackages one publish request may carry.
+pub const MAX_KEY_PACKAGES_PER_PUBLISH: usize = 100;
+
+/// The most inbox entries returned by one fetch.
+pub const MAX_INBOX_FETCH: u32 = 500;
+
+/// Length of the length prefix in front of every frame.
+pub const LENGTH_PREFIX_LEN: usize = 4;
+
+/// TLS exporter label used to bind authentication to one connection.
+pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-hearth-auth-v1";
+
+/// Length of the TLS exporter value and of auth challenges.
+pub const CHALLENGE_LEN: usize = 32;

@@ -1,0 +1,548 @@
+//! The messages of the hearth protocol.
+//!
+//! A connection carries one bidirectional QUIC stream of frames (see [`crate::frame`]):
+//!
+//! 1. The client sends [`ClientHello`]; the relay answers [`ServerHello`], which either
+//!    accepts a version and carries an authentication challenge, or rejects the client's
+//!    versions (naming both sides') and closes.
+//! 2. The client sends [`ClientFrame`]s, each a [`Request`] with an id; the relay answers
+//!    each with a [`ServerFrame::Response`] carrying the same id, and may push
+//!    [`ServerFrame::Event`]s at any time (new room entries, re-authentication).
+//! 3. Before authenticating, only [`Request::Register`], [`Request::Auth`] and
+//!    [`Request::Ping`] are allowed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AccountKey, Cap, CapHash, Handle, InviteToken, RoomId, Seq, Signature};
+
+/// The first frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    /// Protocol versions the client speaks, in order of preference.
+    pub versions: Vec<u16>,
+}
+
+/// The relay's answer to [`ClientHello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerHello {
+    /// The relay speaks `version`; sign `challenge` (see [`crate::auth`]) to authenticate.
+    Accepted {
+        /// The version both sides will speak.
+        version: u16,
+        /// A fresh random challenge for this connection.
+        challenge: [u8; 32],
+    },
+    /// None of the client's versions is supported; the relay closes the connection.
+    Rejected {
+        /// The versions the relay speaks.
+        supported: Vec<u16>,
+        /// A human-readable explanation naming both sides' versions.
+        message: String,
+    },
+}
+
+/// A request from client to relay, tagged with an id the response repeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Chosen by the client; echoed in the response.
+    pub id: u32,
+    /// What the client asks.
+    pub request: Request,
+}
+
+/// What a relay sends to a client after the hello.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The answer to the request with the same id.
+    Response {
+        /// The request's id.
+        id: u32,
+        /// The outcome.
+        result: Result<Response, WireError>,
+    },
+    /// Something the relay pushes unasked.
+    Event(Event),
+}
+
+/// A request from an account to the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Create an account with an invite token and authenticate this connection as it.
+    ///
+    /// `signature` signs [`crate::auth::auth_message`] with the account's key, proving
+    /// possession. Answered with [`Response::Authenticated`].
+    Register {
+        /// The invite token (absent when the relay is open for registration).
+        invite: Option<InviteToken>,
+        /// The handle wanted; must be free.
+        handle: Handle,
+        /// The account's identity key.
+        account: AccountKey,
+        /// Signature over the connection's auth message.
+        signature: Signature,
+    },
+    /// Authenticate this connection (also the answer to [`Event::Reauthenticate`]).
+    /// Answered with [`Response::Authenticated`].
+    Auth {
+        /// The account's identity key.
+        account: AccountKey,
+        /// Signature over the auth message of the latest challenge.
+        signature: Signature,
+    },
+    /// Liveness check; answered with [`Response::Pong`].
+    Ping,
+
+    /// Add KeyPackages to this account's stock in the key directory.
+    /// Answered with [`Response::KeyPackageStock`].
+    PublishKeyPackages {
+        /// One-use KeyPackages (TLS-codec bytes).
+        packages: Vec<serde_bytes::ByteBuf>,
+        /// A last-resort KeyPackage, handed out when the stock is empty and never consumed.
+        last_resort: Option<serde_bytes::ByteBuf>,
+    },
+    /// How many one-use KeyPackages this account has left. Answered with
+    /// [`Response::KeyPackageStock`].
+    KeyPackageStock,
+    /// Take one KeyPackage of an account (consumed unless it is the last-resort one).
+    /// Answered with [`Response::KeyPackage`].
+    FetchKeyPackage {
+        /// Whose KeyPackage.
+        handle: Handle,
+    },
+    /// Look an account up by handle. Answered with [`Response::Account`].
+    LookupAccount {
+        /// The handle to look up.
+        handle: Handle,
+    },
+    /// List all accounts on the relay. Answered with [`Response::Accounts`].
+    ListAccounts,
+
+    /// Put an opaque payload in another account's inbox. Answered with [`Response::Done`].
+    Deposit {
+        /// The recipient.
+        to: AccountKey,
+        /// Opaque bytes (typically an encrypted or MLS Welcome message).
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Fetch entries of this account's inbox. Answered with [`Response::Inbox`].
+    FetchInbox {
+        /// Only entries with an id greater than this.
+        after: u64,
+        /// The most entries wanted (capped by the relay).
+        limit: u32,
+    },
+    /// Acknowledge inbox entries; the relay deletes them. Answered with [`Response::Done`].
+    AckInbox {
+        /// Ids of the entries to delete.
+        ids: Vec<u64>,
+    },
+
+    /// Create a room log guarded by the hash of the first epoch's capability.
+    /// Answered with [`Response::Done`].
+    CreateRoom {
+        /// The MLS group id.
+        room: RoomId,
+        /// Hash of the epoch-0 capability.
+        cap_hash: CapHash,
+        /// How long entries are kept, in seconds (`None`: the relay's retention).
+        retention_secs: Option<u64>,
+    },
+    /// Append an application message with the current epoch's capability.
+    /// Answered with [`Response::Appended`].
+    Append {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+        /// The MLS message.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Append a commit and rotate the capability atomically. Fails with
+    /// [`ErrorCode::StaleEpoch`] if `cap` is no longer the current epoch's.
+    /// Answered with [`Response::Appended`].
+    Commit {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+        /// Hash of the next epoch's capability.
+        next_cap_hash: CapHash,
+        /// The MLS commit message.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Read entries from `from` on. An old epoch's capability reads up to (and including)
+    /// the commit that ended that epoch. Answered with [`Response::Entries`].
+    Read {
+        /// The room.
+        room: RoomId,
+        /// A capability of the current or an earlier epoch.
+        cap: Cap,
+        /// The first sequence number wanted.
+        from: Seq,
+        /// The most entries wanted (capped by the relay).
+        limit: u32,
+    },
+    /// Push every entry from `from` on as [`Event::Entries`], first the backlog and then
+    /// live, until the capability's epoch ends (the ending commit is still pushed), or
+    /// until [`Request::Unsubscribe`]. Replaces an earlier subscription to the same room.
+    /// Answered with [`Response::Done`].
+    Subscribe {
+        /// The room.
+        room: RoomId,
+        /// A capability of the current or an earlier epoch.
+        cap: Cap,
+        /// The first sequence number wanted.
+        from: Seq,
+    },
+    /// Stop pushing entries of a room. Answered with [`Response::Done`].
+    Unsubscribe {
+        /// The room.
+        room: RoomId,
+    },
+    /// Change how long a room's entries are kept. Needs the current capability.
+    /// Answered with [`Response::Done`].
+    SetRetention {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+        /// Seconds to keep entries (`None`: the relay's retention).
+        retention_secs: Option<u64>,
+    },
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The request was carried out and durably stored.
+    Done,
+    /// The connection is now authenticated as `handle`.
+    Authenticated {
+        /// The account's handle.
+        handle: Handle,
+    },
+    /// Answer to [`Request::Ping`].
+    Pong,
+    /// The number of one-use KeyPackages left, and whether a last-resort one is stored.
+    KeyPackageStock {
+        /// One-use KeyPackages left.
+        available: u32,
+        /// Whether a last-resort KeyPackage is stored.
+        last_resort: bool,
+    },
+    /// One KeyPackage of an account.
+    KeyPackage {
+        /// The account it belongs to.
+        account: AccountKey,
+        /// The KeyPackage (TLS-codec bytes).
+        #[serde(with = "serde_bytes")]
+        package: Vec<u8>,
+    },
+    /// One account of the directory.
+    Account(AccountInfo),
+    /// All accounts of the directory.
+    Accounts(Vec<AccountInfo>),
+    /// Inbox entries, oldest first.
+    Inbox(Vec<InboxEntry>),
+    /// The entry was appended (durably) as `seq`.
+    Appended {
+        /// Its sequence number.
+        seq: Seq,
+    },
+    /// Entries of a room log, in order.
+    Entries {
+        /// The entries read.
+        entries: Vec<Entry>,
+        /// The room's latest sequence number readable with the capability used.
+        last: Seq,
+    },
+}
+
+/// A public entry of the key directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    /// The unique handle.
+    pub handle: Handle,
+    /// The identity key.
+    pub account: AccountKey,
+    /// Registration time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// One entry of an account's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// Id, increasing per inbox.
+    pub id: u64,
+    /// When the relay stored it, seconds since the Unix epoch.
+    pub time: u64,
+    /// The opaque payload.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// Whether a room entry is an application message or a commit that ended an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// An MLS application (or proposal) message.
+    Message,
+    /// An MLS commit; the capability rotated with it.
+    Commit,
+}
+
+/// One entry of a room log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Contiguous, starting at 1.
+    pub seq: Seq,
+    /// Message or commit.
+    pub kind: EntryKind,
+    /// When the relay stored it, seconds since the Unix epoch.
+    pub time: u64,
+    /// The MLS message bytes.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// Something the relay pushes without being asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// New entries of a subscribed room, in order, without gaps.
+    Entries {
+        /// The room.
+        room: RoomId,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// The subscription ended because the capability's epoch ended; re-subscribe with the
+    /// new epoch's capability from `next`.
+    SubscriptionEnded {
+        /// The room.
+        room: RoomId,
+        /// The first sequence number not pushed.
+        next: Seq,
+    },
+    /// An inbox entry arrived.
+    InboxArrived,
+    /// Sign this new challenge with [`Request::Auth`] within the relay's grace period, or
+    /// the connection is closed.
+    Reauthenticate {
+        /// The new challenge.
+        challenge: [u8; 32],
+    },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame could not be decoded or the request is not valid.
+    BadRequest,
+    /// The request needs an authenticated connection.
+    Unauthenticated,
+    /// The signature, key or challenge did not check out.
+    AuthFailed,
+    /// The account is banned on this relay.
+    Banned,
+    /// The invite token is unknown or revoked.
+    InviteInvalid,
+    /// The invite token has expired.
+    InviteExpired,
+    /// The invite token has been used as often as allowed.
+    InviteSpent,
+    /// Registration needs an invite on this relay.
+    InviteRequired,
+    /// The handle is taken by another account.
+    HandleTaken,
+    /// The account key is already registered.
+    AlreadyRegistered,
+    /// No such account.
+    UnknownAccount,
+    /// The account has no KeyPackage left.
+    NoKeyPackage,
+    /// A room with this id exists already.
+    RoomExists,
+    /// No such room.
+    UnknownRoom,
+    /// The capability does not grant this.
+    Forbidden,
+    /// The capability belongs to an epoch that has ended: catch up, then retry.
+    StaleEpoch,
+    /// A frame or payload exceeds the relay's limit.
+    TooLarge,
+    /// The account's storage quota is used up.
+    QuotaExceeded,
+    /// Too many requests; slow down.
+    RateLimited,
+    /// The relay failed; nothing was stored.
+    Internal,
+}
+
+/// An error answer: a code for programs and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({code:?})")]
+pub struct WireError {
+    /// What kind of failure.
+    pub code: ErrorCode,
+    /// A short explanation.
+    pub message: String,
+}
+
+impl WireError {
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
+        value: &T,
+    ) {
+        let bytes = postcard::to_allocvec(value).unwrap();
+        let back: T = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(&back, value);
+    }
+
+    fn handle() -> impl Strategy<Value = Handle> {
+        "[a-z][a-z0-9_-]{0,31}".prop_map(|s| Handle::new(&s).unwrap())
+    }
+
+    fn payload() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..256)
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (
+                any::<Option<[u8; 16]>>(),
+                handle(),
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>()
+            )
+                .prop_map(|(t, h, k, s)| {
+                    let mut sig = [0u8; 64];
+                    sig[..32].copy_from_slice(&s);
+                    Request::Register {
+                        invite: t.map(InviteToken),
+                        handle: h,
+                        account: AccountKey(k),
+                        signature: Signature(sig),
+                    }
+                }),
+            Just(Request::Ping),
+            Just(Request::ListAccounts),
+            (
+                proptest::collection::vec(payload(), 0..4),
+                proptest::option::of(payload())
+            )
+                .prop_map(|(p, l)| Request::PublishKeyPackages {
+                    packages: p.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+                    last_resort: l.map(serde_bytes::ByteBuf::from),
+                }),
+            handle().prop_map(|handle| Request::FetchKeyPackage { handle }),
+            (any::<[u8; 32]>(), payload()).prop_map(|(k, payload)| Request::Deposit {
+                to: AccountKey(k),
+                payload
+            }),
+            (any::<u64>(), any::<u32>())
+                .prop_map(|(after, limit)| Request::FetchInbox { after, limit }),
+            proptest::collection::vec(any::<u64>(), 0..8).prop_map(|ids| Request::AckInbox { ids }),
+            (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<Option<u64>>()).prop_map(
+                |(r, c, retention_secs)| Request::CreateRoom {
+                    room: RoomId(r),
+                    cap_hash: CapHash(c),
+                    retention_secs
+                }
+            ),
+            (any::<[u8; 16]>(), any::<[u8; 32]>(), payload()).prop_map(|(r, c, payload)| {
+                Request::Append {
+                    room: RoomId(r),
+                    cap: Cap(c),
+                    payload,
+                }
+            }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                any::<[u8; 32]>(),
+                payload()
+            )
+                .prop_map(|(r, c, n, payload)| Request::Commit {
+                    room: RoomId(r),
+                    cap: Cap(c),
+                    next_cap_hash: CapHash(n),
+                    payload
+                }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                any::<u32>()
+            )
+                .prop_map(|(r, c, f, limit)| Request::Read {
+                    room: RoomId(r),
+                    cap: Cap(c),
+                    from: Seq(f),
+                    limit
+                }),
+        ]
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        (any::<u64>(), any::<bool>(), any::<u64>(), payload()).prop_map(|(s, c, time, payload)| {
+            Entry {
+                seq: Seq(s),
+                kind: if c {
+                    EntryKind::Commit
+                } else {
+                    EntryKind::Message
+                },
+                time,
+                payload,
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(id in any::<u32>(), request in request()) {
+            round_trip(&ClientFrame { id, request });
+        }
+
+        #[test]
+        fn responses_round_trip(id in any::<u32>(), entries in proptest::collection::vec(entry(), 0..4), last in any::<u64>()) {
+            round_trip(&ServerFrame::Response { id, result: Ok(Response::Entries { entries: entries.clone(), last: Seq(last) }) });
+            round_trip(&ServerFrame::Event(Event::Entries { room: RoomId([1; 16]), entries }));
+        }
+
+        #[test]
+        fn errors_round_trip(id in any::<u32>(), message in ".{0,64}") {
+            round_trip(&ServerFrame::Response { id, result: Err(WireError::new(ErrorCode::StaleEpoch, message)) });
+        }
+
+        #[test]
+        fn hellos_round_trip(versions in proptest::collection::vec(any::<u16>(), 0..4), challenge in any::<[u8; 32]>()) {
+            round_trip(&ClientHello { versions: versions.clone() });
+            round_trip(&ServerHello::Accepted { version: 1, challenge });
+            round_trip(&ServerHello::Rejected { supported: versions, message: "no".into() });
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = postcard::from_bytes::<ClientFrame>(&bytes);
+            let _ = postcard::from_bytes::<ServerFrame>(&bytes);
+            let _ = postcard::from_bytes::<ClientHello>(&bytes);
+            let _ = postcard::from_bytes::<ServerHello>(&bytes);
+        }
+    }
+}
