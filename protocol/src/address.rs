@@ -130,7 +130,8 @@ fn split(text: &str) -> Result<(String, u16, &str, Pin), AddressError> {
             None => (authority.to_string(), DEFAULT_PORT),
         }
     };
-    if host.is_empty() {
+    let host_char_ok = |c: char| c.is_ascii_alphanumeric() || ".-_:%".contains(c);
+    if host.is_empty() || host.len() > 253 || !host.chars().all(host_char_ok) {
         return Err(bad());
     }
     Ok((host, port, path, pin))

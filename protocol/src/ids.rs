@@ -120,8 +120,14 @@ impl fmt::Debug for Cap {
 }
 
 /// SHA-256 of a [`Cap`]: what the relay keeps to check a presented capability.
-#[derive(Clone, Copy, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Serialize, Deserialize)]
 pub struct CapHash(pub [u8; 32]);
+
+impl std::hash::Hash for CapHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl PartialEq for CapHash {
     fn eq(&self, other: &Self) -> bool {
