@@ -1,0 +1,310 @@
+//! Encrypted backups of a whole profile, to move it to a new device or recover it.
+//!
+//! A backup file is
+//! `MAGIC (8) || postcard(Envelope) || SHA-256 of everything before it (32)`, where the
+//! envelope holds the Argon2id parameters and salt and
+//! `nonce || XChaCha20-Poly1305(key = Argon2id(passphrase, salt), postcard(Contents))`,
+//! with the magic, format version, parameters and salt as associated data. `Contents` is
+//! every table's decrypted (key, value) pairs, versioned. The trailing checksum (not a
+//! secret) tells a damaged file apart from a wrong passphrase.
+//!
+//! Restoring a backup restores the identity and all state as of the export, including
+//! MLS state: messages and key changes after the export are not in it.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::profile::Profile;
+use crate::store::crypto::{self, KdfParams, SALT_LEN};
+use crate::store::{StoreError, Table};
+
+const MAGIC: &[u8; 8] = b"HRTHBAK\0";
+/// The current backup format version.
+pub const BACKUP_VERSION: u32 = 1;
+const CHECKSUM_LEN: usize = 32;
+
+/// Why a backup could not be written or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The passphrase does not decrypt the backup.
+    #[error("wrong backup passphrase: use the passphrase you gave when making the backup")]
+    WrongPassphrase,
+    /// The file is not a hearth backup, or it was damaged.
+    #[error("not a hearth backup, or the file is damaged ({0}): try another copy")]
+    Damaged(String),
+    /// The backup was made by a newer hearth.
+    #[error("backup format {0} is newer than this hearth understands: upgrade hearth")]
+    UnsupportedVersion(u32),
+    /// The backup file already exists.
+    #[error("{0} already exists: choose another file name")]
+    AlreadyExists(std::path::PathBuf),
+    /// Reading or writing the backup file failed.
+    #[error("i/o error on the backup file: {0}")]
+    Io(#[from] std::io::Error),
+    /// Reading the profile or creating the restored one failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    version: u32,
+    kdf: KdfParams,
+    salt: [u8; SALT_LEN],
+    #[serde(with = "serde_bytes")]
+    sealed: Vec<u8>,
+}
+
+/// The plaintext of a backup; zeroized on drop.
+#[derive(Serialize, Deserialize, Default)]
+struct Contents {
+    version: u32,
+    tables: Vec<TableDump>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct TableDump {
+    name: String,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Drop for Contents {
+    fn drop(&mut self) {
+        for table in &mut self.tables {
+            for (key, value) in &mut table.entries {
+                key.zeroize();
+                value.zeroize();
+            }
+        }
+    }
+}
+
+fn aad(version: u32, kdf: KdfParams, salt: &[u8; SALT_LEN]) -> Vec<u8> {
+    let mut aad = MAGIC.to_vec();
+    aad.extend_from_slice(&version.to_le_bytes());
+    aad.extend_from_slice(&kdf.m_kib.to_le_bytes());
+    aad.extend_from_slice(&kdf.t_cost.to_le_bytes());
+    aad.extend_from_slice(&kdf.p_cost.to_le_bytes());
+    aad.extend_from_slice(salt);
+    aad
+}
+
+/// Writes an encrypted backup of every table of `profile` to `path` (mode 0600),
+/// protected by `passphrase` (which may differ from the profile's).
+///
+/// The file is written under a temporary name and renamed when complete; an existing
+/// `path` is refused.
+pub fn export_backup(profile: &Profile, path: &Path, passphrase: &str) -> Result<(), BackupError> {
+    if path.exists() {
+        return Err(BackupError::AlreadyExists(path.to_owned()));
+    }
+    let contents = Contents {
+        version: BACKUP_VERSION,
+        tables: profile
+            .store()
+            .dump()?
+            .into_iter()
+            .map(|(table, records)| TableDump {
+                name: table.name().to_owned(),
+                entries: records.into_iter().map(|(k, v)| (k, v.to_vec())).collect(),
+            })
+            .collect(),
+    };
+    let plaintext = Zeroizing::new(
+        postcard::to_allocvec(&contents)
+            .map_err(|e| BackupError::Damaged(format!("encoding the backup: {e}")))?,
+    );
+    let kdf = crypto::params_for_new();
+    let salt = crypto::random_salt();
+    let key = crypto::derive_kek(passphrase, &salt, kdf)?;
+    let envelope = Envelope {
+        version: BACKUP_VERSION,
+        kdf,
+        salt,
+        sealed: crypto::seal(&key, &aad(BACKUP_VERSION, kdf, &salt), &plaintext),
+    };
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(
+        &postcard::to_allocvec(&envelope)
+            .map_err(|e| BackupError::Damaged(format!("encoding the backup: {e}")))?,
+    );
+    let checksum = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&checksum);
+
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(".tmp");
+    let temp = std::path::PathBuf::from(temp_name);
+    let written = (|| -> std::io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    Ok(written?)
+}
+
+/// Restores the backup at `path` into a new profile in `dir`, whose store passphrase is
+/// the backup `passphrase` (change it afterwards with [`Profile::change_passphrase`]).
+///
+/// Wrong passphrase: [`BackupError::WrongPassphrase`]; damaged or foreign file:
+/// [`BackupError::Damaged`]. Nothing is created in `dir` unless the restore succeeds.
+pub fn import_backup(path: &Path, passphrase: &str, dir: &Path) -> Result<Profile, BackupError> {
+    let bytes = fs::read(path)?;
+    let contents = decrypt(&bytes, passphrase)?;
+    let mut tables = Vec::new();
+    for dump in &contents.tables {
+        let table = Table::ALL
+            .into_iter()
+            .find(|t| t.name() == dump.name)
+            .ok_or_else(|| BackupError::Damaged(format!("unknown table {:?}", dump.name)))?;
+        tables.push((table, &dump.entries));
+    }
+    let profile = Profile::create_with(dir, passphrase, |batch| {
+        for (table, entries) in &tables {
+            for (key, value) in entries.iter() {
+                batch.put(*table, key, value)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(profile)
+}
+
+/// Checks and decrypts a backup file's bytes.
+fn decrypt(bytes: &[u8], passphrase: &str) -> Result<Contents, BackupError> {
+    if bytes.len() < MAGIC.len() + CHECKSUM_LEN || !bytes.starts_with(MAGIC) {
+        return Err(BackupError::Damaged("no hearth backup header".into()));
+    }
+    let (body, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if Sha256::digest(body)[..] != checksum[..] {
+        return Err(BackupError::Damaged("checksum mismatch".into()));
+    }
+    let envelope: Envelope = postcard::from_bytes(&body[MAGIC.len()..])
+        .map_err(|e| BackupError::Damaged(format!("unreadable envelope: {e}")))?;
+    if envelope.version > BACKUP_VERSION {
+        return Err(BackupError::UnsupportedVersion(envelope.version));
+    }
+    let key = crypto::derive_kek(passphrase, &envelope.salt, envelope.kdf)?;
+    let plaintext = crypto::open(
+        &key,
+        &aad(envelope.version, envelope.kdf, &envelope.salt),
+        &envelope.sealed,
+    )
+    .ok_or(BackupError::WrongPassphrase)?;
+    let contents: Contents = postcard::from_bytes(&plaintext)
+        .map_err(|e| BackupError::Damaged(format!("unreadable contents: {e}")))?;
+    if contents.version != envelope.version {
+        return Err(BackupError::Damaged("version mismatch".into()));
+    }
+    Ok(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_protocol::Handle;
+
+    fn profile(dir: &Path) -> Profile {
+        crypto::set_test_kdf_params(Some(KdfParams::TEST_ONLY_FAST));
+        let relay = "hearth://relay.example:7443/#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+            .parse()
+            .unwrap();
+        let p = Profile::create(dir, "profile pass", Handle::new("ada").unwrap(), relay).unwrap();
+        let mut batch = p.store().begin().unwrap();
+        batch.put(Table::History, b"room/1", b"hello").unwrap();
+        batch.put(Table::Mls, b"group", b"state").unwrap();
+        batch.commit().unwrap();
+        p.set_registered().unwrap();
+        p
+    }
+
+    #[test]
+    fn export_import_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let original = profile(&tmp.path().join("a"));
+        let file = tmp.path().join("backup.hearth");
+        export_backup(&original, &file, "backup pass").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(matches!(
+            export_backup(&original, &file, "x"),
+            Err(BackupError::AlreadyExists(_))
+        ));
+
+        let restored = import_backup(&file, "backup pass", &tmp.path().join("b")).unwrap();
+        assert_eq!(restored.account(), original.account());
+        assert_eq!(restored.handle(), original.handle());
+        assert_eq!(restored.relay(), original.relay());
+        assert!(restored.is_registered().unwrap());
+        let store = restored.store();
+        assert_eq!(
+            &store.get(Table::History, b"room/1").unwrap().unwrap()[..],
+            b"hello"
+        );
+        assert_eq!(
+            &store.get(Table::Mls, b"group").unwrap().unwrap()[..],
+            b"state"
+        );
+        drop(restored);
+        Profile::open(&tmp.path().join("b"), "backup pass").unwrap();
+    }
+
+    #[test]
+    fn wrong_passphrase_and_damage_are_told_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let original = profile(&tmp.path().join("a"));
+        let file = tmp.path().join("backup.hearth");
+        export_backup(&original, &file, "backup pass").unwrap();
+        let target = tmp.path().join("b");
+
+        let err = import_backup(&file, "nope", &target).unwrap_err();
+        assert!(matches!(err, BackupError::WrongPassphrase), "{err:?}");
+        assert!(!Profile::exists(&target));
+
+        let mut bytes = fs::read(&file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        fs::write(&file, &bytes).unwrap();
+        let err = import_backup(&file, "backup pass", &target).unwrap_err();
+        assert!(matches!(err, BackupError::Damaged(_)), "{err:?}");
+
+        fs::write(&file, b"just some text").unwrap();
+        let err = import_backup(&file, "backup pass", &target).unwrap_err();
+        assert!(matches!(err, BackupError::Damaged(_)), "{err:?}");
+        assert!(!Profile::exists(&target));
+    }
+
+    #[test]
+    fn import_refuses_an_existing_profile() {
+        let tmp = tempfile::tempdir().unwrap();
+        let original = profile(&tmp.path().join("a"));
+        let file = tmp.path().join("backup.hearth");
+        export_backup(&original, &file, "backup pass").unwrap();
+        let err = import_backup(&file, "backup pass", &tmp.path().join("a")).unwrap_err();
+        assert!(
+            matches!(err, BackupError::Store(StoreError::AlreadyExists(_))),
+            "{err:?}"
+        );
+    }
+}
