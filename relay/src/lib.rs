@@ -1,1 +1,25 @@
-//! placeholder
+//! hearth-relay: a thin, durable QUIC relay that stores only ciphertext.
+//!
+//! Map of the crate:
+//! - [`config`]: [`config::RelayConfig`], read from a commented TOML file.
+//! - [`store`]: the [`store::Store`] trait (operations, not key-value) and its redb
+//!   implementation; batches of writes commit in one fsynced transaction.
+//! - [`service`]: the protocol logic without sockets: [`service::Relay`] (shared state,
+//!   group-commit writer, live fan-out) and one [`service::Session`] per connection.
+//! - [`server`]: the quinn accept loop, TLS certificate and per-connection driver;
+//!   [`server::start`] runs a relay in-process and returns a [`server::RunningRelay`].
+//! - [`admin`]: owner commands over a Unix socket in the data dir, or directly on the
+//!   store when no relay runs.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use config::RelayConfig;
+pub use server::{start, RunningRelay, ServerError};
+pub use service::{Relay, Session};
+pub use store::{RedbStore, Store, StoreError};

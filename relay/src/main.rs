@@ -1,1 +1,368 @@
-fn main() {}
+//! `hearth-relay`: run the relay, or manage it (invites, accounts, bans, status).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hearth_protocol::Handle;
+use hearth_relay::admin::{self, AdminRequest, AdminResponse};
+use hearth_relay::config::{default_data_dir, RelayConfig};
+
+/// The hearth relay: a small durable QUIC relay for a household's encrypted messages.
+///
+/// With no command, runs the relay. On first start it creates the data dir, a default
+/// config file, a certificate, and prints the relay address and a first invite.
+/// The other commands manage a running relay through its admin socket, or the data dir
+/// directly when the relay is stopped.
+#[derive(Parser, Debug)]
+#[command(name = "hearth-relay", version, about, long_about)]
+struct Cli {
+    /// Data directory (store, certificate, admin socket) [default: <user data dir>/hearth-relay]
+    #[arg(long, global = true, value_name = "DIR", env = "HEARTH_RELAY_DATA")]
+    data: Option<PathBuf>,
+    /// Config file [default: <data>/hearth-relay.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// UDP address to listen on, e.g. [::]:7443 or 127.0.0.1:0 [default: from config, [::]:7443]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Mint an invite and print it as one line to give to a family member.
+    Invite {
+        /// How many registrations the invite allows.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Expire after this long, e.g. 24h, 7days.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// List accounts: handle, key, created, last seen, storage used.
+    Accounts,
+    /// Ban an account: refused at authentication; open connections close at re-auth.
+    Ban {
+        /// The account's handle.
+        handle: Handle,
+    },
+    /// Lift a ban.
+    Unban {
+        /// The account's handle.
+        handle: Handle,
+    },
+    /// List invites (ids, uses left, expiry), or revoke some.
+    Invites {
+        /// Revoke the invites whose id starts with this.
+        #[arg(long, value_name = "PREFIX")]
+        revoke: Option<String>,
+    },
+    /// Show uptime, accounts, rooms, stored envelopes and bytes, connections.
+    Status,
+    /// Set an account's storage quota, e.g. 512M, 2G, or "default".
+    Quota {
+        /// The account's handle.
+        handle: Handle,
+        /// Size in bytes with optional K/M/G suffix, or "default".
+        size: String,
+    },
+    /// Show recent suspicious events (failed auth, invite misuse, limits hit).
+    Audit {
+        /// How many events.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+fn load_config(cli: &Cli, write_default: bool) -> Result<RelayConfig> {
+    let data = cli.data.clone().unwrap_or_else(default_data_dir);
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| data.join("hearth-relay.toml"));
+    if write_default && cli.config.is_none() {
+        hearth_relay::server::create_private_dir(&data)
+            .with_context(|| format!("cannot create the data dir {}", data.display()))?;
+        if RelayConfig::write_default_if_missing(&path)? {
+            println!("wrote a default config to {}", path.display());
+        }
+    }
+    let mut config = RelayConfig::load(&path)?;
+    if cli.data.is_some() || config.data_dir == default_data_dir() {
+        config.data_dir = data;
+    }
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    Ok(config)
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let Some(command) = &cli.command else {
+        return serve(load_config(&cli, true)?).await;
+    };
+    let config = load_config(&cli, false)?;
+    let request = match command {
+        Command::Invite { uses, expires } => AdminRequest::Invite {
+            uses: *uses,
+            expires_secs: expires.map(|d| d.as_secs().max(1)),
+        },
+        Command::Accounts => AdminRequest::Accounts,
+        Command::Ban { handle } => AdminRequest::Ban {
+            handle: handle.clone(),
+        },
+        Command::Unban { handle } => AdminRequest::Unban {
+            handle: handle.clone(),
+        },
+        Command::Invites {
+            revoke: Some(prefix),
+        } => AdminRequest::RevokeInvites {
+            prefix: prefix.clone(),
+        },
+        Command::Invites { revoke: None } => AdminRequest::Invites,
+        Command::Status => AdminRequest::Status,
+        Command::Quota { handle, size } => AdminRequest::Quota {
+            handle: handle.clone(),
+            bytes: parse_size(size)?,
+        },
+        Command::Audit { limit } => AdminRequest::Audit { limit: *limit },
+    };
+    let response = admin::request(&config, request).await.with_context(|| {
+        format!(
+            "cannot reach the relay data in {}",
+            config.data_dir.display()
+        )
+    })?;
+    print_response(response)
+}
+
+async fn serve(config: RelayConfig) -> Result<()> {
+    let first_start = !config
+        .data_dir
+        .join(hearth_relay::server::STORE_FILE)
+        .exists();
+    let running = hearth_relay::start(config.clone())
+        .await
+        .with_context(|| format!("cannot start the relay on {}", config.listen))?;
+    println!("hearth relay listening on {}", running.local_addr());
+    println!("relay address: {}", running.address());
+    if first_start {
+        let token = running
+            .relay()
+            .mint_invite(1, Some(Duration::from_secs(7 * 24 * 3600)))
+            .context("cannot mint the first invite")?;
+        let invite = hearth_protocol::Invite {
+            relay: running.address(),
+            token,
+        };
+        println!("first admin invite (one use, 7 days): {invite}");
+    }
+    if config.public_host.is_none() && config.listen.ip().is_unspecified() {
+        println!(
+            "tip: set public_host (e.g. \"pi.local\") in the config so addresses and invites name a host family members can reach"
+        );
+    }
+    println!("data: {}", running.data_dir().display());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    running.shutdown().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
+}
+
+fn parse_size(text: &str) -> Result<Option<u64>> {
+    let t = text.trim().to_ascii_lowercase();
+    if t == "default" || t == "none" {
+        return Ok(None);
+    }
+    let t = t.trim_end_matches("ib").trim_end_matches('b');
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("invalid size {text:?}: use e.g. 512M, 2G or default"))?;
+    let mult: u64 = match unit.trim() {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => bail!("invalid size {text:?}: use e.g. 512M, 2G or default"),
+    };
+    Ok(Some(n.saturating_mul(mult)))
+}
+
+fn when(secs: u64) -> String {
+    if secs == 0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_response(response: AdminResponse) -> Result<()> {
+    match response {
+        AdminResponse::Invite(line) => println!("{line}"),
+        AdminResponse::Accounts(accounts) => {
+            if accounts.is_empty() {
+                println!("no accounts yet: mint an invite with `hearth-relay invite`");
+            } else {
+                println!(
+                    "{:<20} {:<16} {:<20} {:<20} {:>10}  flags",
+                    "handle", "key", "created", "last seen", "storage"
+                );
+            }
+            for a in accounts {
+                println!(
+                    "{:<20} {:<16} {:<20} {:<20} {:>10}  {}{}",
+                    a.handle.as_str(),
+                    a.account.short(),
+                    when(a.created),
+                    when(a.last_seen),
+                    bytes(a.used_bytes),
+                    if a.banned { "banned " } else { "" },
+                    a.quota_bytes
+                        .map(|q| format!("quota {}", bytes(q)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        AdminResponse::Account(a) => println!(
+            "{}: {}{}",
+            a.handle,
+            if a.banned { "banned" } else { "not banned" },
+            a.quota_bytes
+                .map(|q| format!(", quota {}", bytes(q)))
+                .unwrap_or_default()
+        ),
+        AdminResponse::Invites(invites) => {
+            if invites.is_empty() {
+                println!("no invites");
+            }
+            for i in invites {
+                println!(
+                    "{}  uses left {}/{}  created {}  expires {}",
+                    i.id(),
+                    i.uses_left,
+                    i.uses,
+                    when(i.created),
+                    i.expires.map(when).unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+        AdminResponse::Revoked(n) => println!("revoked {n} invite(s)"),
+        AdminResponse::Status(s) => {
+            if s.running {
+                println!(
+                    "running, up {}",
+                    humantime::format_duration(Duration::from_secs(s.uptime_secs.unwrap_or(0)))
+                );
+            } else {
+                println!("not running");
+            }
+            if let Some(address) = s.address {
+                println!("address:   {address}");
+            }
+            println!("accounts:  {}", s.store.accounts);
+            println!("rooms:     {}", s.store.rooms);
+            println!(
+                "stored:    {} room entries, {} inbox entries, {}",
+                s.store.entries,
+                s.store.inbox,
+                bytes(s.store.bytes)
+            );
+            println!("database:  {}", bytes(s.store.file_bytes));
+            if let Some(m) = s.metrics {
+                println!(
+                    "connections: {} open, {} since start, {} refused",
+                    m.connections, m.connections_total, m.connections_refused
+                );
+                println!(
+                    "refusals:  {} auth, {} too large, {} malformed, {} rate, {} quota, {} timeouts",
+                    m.auth_failures,
+                    m.too_large,
+                    m.malformed,
+                    m.rate_limited,
+                    m.quota_exceeded,
+                    m.handshake_timeouts
+                );
+            }
+        }
+        AdminResponse::Audit(records) => {
+            if records.is_empty() {
+                println!("no suspicious events recorded");
+            }
+            for r in records {
+                println!(
+                    "{}  {:<18} ip {:<16} account {:<16} {}",
+                    when(r.time),
+                    r.kind,
+                    r.ip.as_deref().unwrap_or("-"),
+                    r.account.as_deref().unwrap_or("-"),
+                    r.detail
+                );
+            }
+        }
+        AdminResponse::Error(message) => {
+            let hint = if message.contains("no such account") {
+                ": check the handle with `hearth-relay accounts`"
+            } else {
+                ""
+            };
+            eprintln!("error: {message}{hint}");
+            std::process::exit(1);
+        }
+    }
+    Ok(())
+}

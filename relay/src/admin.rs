@@ -1,0 +1,337 @@
+//! Owner commands: over a Unix socket `<data>/admin.sock` (mode 0600) while the relay
+//! runs, or directly on the store when it does not.
+//!
+//! The socket speaks the protocol's framing (4-byte big-endian length + postcard) with
+//! [`AdminRequest`] and [`AdminResponse`]. Only the relay's owner can open the socket:
+//! the data dir is 0700 and the socket 0600.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_protocol::frame::{decode_body, encode_frame};
+use hearth_protocol::limits::{LENGTH_PREFIX_LEN, MAX_FRAME_LEN};
+use hearth_protocol::{Handle, Invite, RelayAddress};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::config::RelayConfig;
+use crate::server::{create_private_dir, relay_address, tls, STORE_FILE};
+use crate::service::{invite_op, MetricsSnapshot, Relay};
+use crate::store::{
+    AccountRecord, Applied, AuditRecord, InviteRecord, RedbStore, StoreError, StoreStats, WriteOp,
+};
+
+/// The socket's file name in the data dir.
+pub const SOCKET_FILE: &str = "admin.sock";
+
+/// Why an admin command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Talking to the running relay failed.
+    #[error("admin socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The answer could not be decoded.
+    #[error("admin protocol: {0}")]
+    Protocol(String),
+    /// The relay refused the command.
+    #[error("{0}")]
+    Refused(String),
+    /// The certificate could not be read or created.
+    #[error("{0}")]
+    Server(#[from] crate::server::ServerError),
+}
+
+/// A command from the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Mint an invite.
+    Invite {
+        /// Registrations allowed.
+        uses: u32,
+        /// Seconds until it expires.
+        expires_secs: Option<u64>,
+    },
+    /// List accounts.
+    Accounts,
+    /// Ban an account.
+    Ban {
+        /// Whose.
+        handle: Handle,
+    },
+    /// Lift a ban.
+    Unban {
+        /// Whose.
+        handle: Handle,
+    },
+    /// List invites.
+    Invites,
+    /// Revoke invites whose id starts with a prefix.
+    RevokeInvites {
+        /// Hex prefix of the invite id.
+        prefix: String,
+    },
+    /// Relay status.
+    Status,
+    /// Set (or clear) an account's quota.
+    Quota {
+        /// Whose.
+        handle: Handle,
+        /// Bytes (`None`: the relay's default).
+        bytes: Option<u64>,
+    },
+    /// Recent suspicious events.
+    Audit {
+        /// How many.
+        limit: u32,
+    },
+}
+
+/// What the relay answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminResponse {
+    /// A full invite line.
+    Invite(String),
+    /// Accounts.
+    Accounts(Vec<AccountRecord>),
+    /// One account after a change.
+    Account(AccountRecord),
+    /// Invites.
+    Invites(Vec<InviteRecord>),
+    /// How many invites were revoked.
+    Revoked(u64),
+    /// Status.
+    Status(StatusReport),
+    /// Audit records, oldest first.
+    Audit(Vec<AuditRecord>),
+    /// The command failed.
+    Error(String),
+}
+
+/// What `hearth-relay status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Whether a relay process answered.
+    pub running: bool,
+    /// Seconds since it started.
+    pub uptime_secs: Option<u64>,
+    /// Its address.
+    pub address: Option<String>,
+    /// Store totals.
+    pub store: StoreStats,
+    /// Live counters.
+    pub metrics: Option<MetricsSnapshot>,
+}
+
+/// Carries out `request` on `relay`.
+pub async fn execute(
+    relay: &Relay,
+    address: &RelayAddress,
+    running: bool,
+    request: AdminRequest,
+) -> AdminResponse {
+    let result = execute_inner(relay, address, running, request).await;
+    result.unwrap_or_else(|e| AdminResponse::Error(e.to_string()))
+}
+
+async fn execute_inner(
+    relay: &Relay,
+    address: &RelayAddress,
+    running: bool,
+    request: AdminRequest,
+) -> Result<AdminResponse, AdminError> {
+    let refused = |e: hearth_protocol::WireError| AdminError::Refused(e.message);
+    Ok(match request {
+        AdminRequest::Invite { uses, expires_secs } => {
+            let (token, op) = invite_op(uses, expires_secs.map(Duration::from_secs));
+            relay.write(op).await.map_err(refused)?;
+            AdminResponse::Invite(
+                Invite {
+                    relay: address.clone(),
+                    token,
+                }
+                .to_string(),
+            )
+        }
+        AdminRequest::Accounts => AdminResponse::Accounts(relay.store().accounts()?),
+        AdminRequest::Ban { handle } => account(
+            relay
+                .write(WriteOp::SetBanned {
+                    handle,
+                    banned: true,
+                })
+                .await
+                .map_err(refused)?,
+        )?,
+        AdminRequest::Unban { handle } => account(
+            relay
+                .write(WriteOp::SetBanned {
+                    handle,
+                    banned: false,
+                })
+                .await
+                .map_err(refused)?,
+        )?,
+        AdminRequest::Quota { handle, bytes } => account(
+            relay
+                .write(WriteOp::SetQuota {
+                    handle,
+                    quota: bytes,
+                })
+                .await
+                .map_err(refused)?,
+        )?,
+        AdminRequest::Invites => AdminResponse::Invites(relay.store().invites()?),
+        AdminRequest::RevokeInvites { prefix } => {
+            if prefix.is_empty() {
+                return Err(AdminError::Refused("give the start of an invite id".into()));
+            }
+            match relay
+                .write(WriteOp::RevokeInvites { prefix })
+                .await
+                .map_err(refused)?
+            {
+                Applied::Count(n) => AdminResponse::Revoked(n),
+                _ => AdminResponse::Revoked(0),
+            }
+        }
+        AdminRequest::Status => AdminResponse::Status(StatusReport {
+            running,
+            uptime_secs: running.then(|| relay.uptime().as_secs()),
+            address: Some(address.to_string()),
+            store: relay.store().stats()?,
+            metrics: running.then(|| relay.metrics()),
+        }),
+        AdminRequest::Audit { limit } => AdminResponse::Audit(relay.store().audit(limit)?),
+    })
+}
+
+fn account(applied: Applied) -> Result<AdminResponse, AdminError> {
+    match applied {
+        Applied::Account(record) => Ok(AdminResponse::Account(record)),
+        _ => Err(AdminError::Protocol("unexpected answer".into())),
+    }
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(stream: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut prefix = [0u8; LENGTH_PREFIX_LEN];
+    match stream.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+/// Serves the admin socket until shutdown.
+pub async fn serve(
+    data_dir: PathBuf,
+    relay: Relay,
+    address: RelayAddress,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let path = data_dir.join(SOCKET_FILE);
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "admin socket unavailable");
+            return;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::error!(error = %e, "cannot restrict the admin socket; closing it");
+            return;
+        }
+    }
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let relay = relay.clone();
+        let address = address.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            while let Ok(Some(body)) = read_frame(&mut stream).await {
+                let response = match decode_body::<AdminRequest>(&body) {
+                    Ok(request) => execute(&relay, &address, true, request).await,
+                    Err(e) => AdminResponse::Error(format!("bad admin request: {e}")),
+                };
+                let Ok(bytes) = encode_frame(&response, MAX_FRAME_LEN) else {
+                    break;
+                };
+                if stream.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Sends `request` to the relay running on `config.data_dir`, or, if none runs, carries
+/// it out on the store directly.
+pub async fn request(
+    config: &RelayConfig,
+    request: AdminRequest,
+) -> Result<AdminResponse, AdminError> {
+    let path = config.data_dir.join(SOCKET_FILE);
+    match tokio::net::UnixStream::connect(&path).await {
+        Ok(mut stream) => {
+            let bytes = encode_frame(&request, MAX_FRAME_LEN)
+                .map_err(|e| AdminError::Protocol(e.to_string()))?;
+            stream.write_all(&bytes).await?;
+            let body = read_frame(&mut stream)
+                .await?
+                .ok_or_else(|| AdminError::Protocol("the relay closed the admin socket".into()))?;
+            decode_body(&body).map_err(|e| AdminError::Protocol(e.to_string()))
+        }
+        Err(_) => offline(config, request).await,
+    }
+}
+
+/// Carries out `request` on the store of a relay that is not running.
+pub async fn offline(
+    config: &RelayConfig,
+    request: AdminRequest,
+) -> Result<AdminResponse, AdminError> {
+    let data_dir: &Path = &config.data_dir;
+    create_private_dir(data_dir)?;
+    let store = RedbStore::open(&data_dir.join(STORE_FILE)).map_err(|e| match e {
+        StoreError::Db(redb::Error::DatabaseAlreadyOpen) => AdminError::Refused(
+            "the relay is running but its admin socket does not answer; restart it".into(),
+        ),
+        other => AdminError::Store(other),
+    })?;
+    // The invite must carry the pin the relay will present, so create the certificate now
+    // if this is before the first start.
+    let identity = tls::load_or_generate(data_dir)?;
+    let address = relay_address(config, config.listen, identity.pin);
+    let relay = Relay::new(config.clone(), Arc::new(store));
+    let response = execute(&relay, &address, false, request).await;
+    relay.close().await;
+    Ok(response)
+}

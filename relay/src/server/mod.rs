@@ -1,0 +1,284 @@
+//! The QUIC server: accept loop with per-IP limits, and graceful shutdown.
+//!
+//! [`start`] opens the store, loads or creates the certificate, binds, and spawns the
+//! accept loop, the retention sweeper and the admin socket. Each connection runs in its
+//! own task ([`conn`]). [`RunningRelay::shutdown`] stops accepting, lets connections
+//! finish their in-flight commits, closes them, and stops the writer.
+
+mod conn;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hearth_protocol::RelayAddress;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::RelayConfig;
+use crate::service::{unix_now, Metrics, Relay};
+use crate::store::{RedbStore, StoreError, WriteOp};
+
+/// File name of the database in the data dir.
+pub const STORE_FILE: &str = "relay.redb";
+
+/// How long shutdown waits for connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A file or socket operation failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The certificate could not be created or read.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// The TLS configuration was refused.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A background task failed.
+    #[error("task: {0}")]
+    Task(String),
+}
+
+/// A relay serving in this process.
+pub struct RunningRelay {
+    relay: Relay,
+    local_addr: SocketAddr,
+    address: RelayAddress,
+    data_dir: PathBuf,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    endpoint: quinn::Endpoint,
+}
+
+impl RunningRelay {
+    /// The bound address (the real port when listening on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `hearth://HOST:PORT/#PIN` with `public_host` or the bound IP.
+    pub fn address(&self) -> RelayAddress {
+        self.address.clone()
+    }
+
+    /// The relay's shared state (to mint invites in tests and demos).
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops accepting, lets in-flight requests finish, closes connections and the store.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(true);
+        let mut failed = None;
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                failed = Some(ServerError::Task(e.to_string()));
+            }
+        }
+        self.endpoint.close(0u32.into(), b"relay shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        self.relay.close().await;
+        let _ = std::fs::remove_file(self.data_dir.join(crate::admin::SOCKET_FILE));
+        tracing::info!("relay stopped");
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Creates `dir` (and parents) and restricts it to its owner.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The address to print: `public_host` or the IP, and the port.
+pub fn relay_address(
+    config: &RelayConfig,
+    addr: SocketAddr,
+    pin: hearth_protocol::Pin,
+) -> RelayAddress {
+    let host = match &config.public_host {
+        Some(host) => host.clone(),
+        None if addr.ip().is_unspecified() => {
+            if addr.is_ipv6() {
+                "::1".to_string()
+            } else {
+                "127.0.0.1".to_string()
+            }
+        }
+        None => addr.ip().to_string(),
+    };
+    RelayAddress {
+        host,
+        port: addr.port(),
+        pin,
+    }
+}
+
+/// Starts a relay: store, certificate, QUIC endpoint, accept loop, sweeper, admin socket.
+pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
+    let data_dir = config.data_dir.clone();
+    create_private_dir(&data_dir)?;
+    let store = RedbStore::open(&data_dir.join(STORE_FILE))?;
+    let identity = tls::load_or_generate(&data_dir)?;
+    let server_config = tls::server_config(&identity, &config)?;
+    let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
+    let local_addr = endpoint.local_addr()?;
+    let address = relay_address(&config, local_addr, identity.pin);
+    let relay = Relay::new(config, Arc::new(store));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(accept_loop(
+            endpoint.clone(),
+            relay.clone(),
+            shutdown_rx.clone(),
+        )),
+        tokio::spawn(sweep_loop(relay.clone(), shutdown_rx.clone())),
+        tokio::spawn(crate::admin::serve(
+            data_dir.clone(),
+            relay.clone(),
+            address.clone(),
+            shutdown_rx,
+        )),
+    ];
+    tracing::info!(%local_addr, "relay listening");
+    Ok(RunningRelay {
+        relay,
+        local_addr,
+        address,
+        data_dir,
+        shutdown,
+        tasks,
+        endpoint,
+    })
+}
+
+/// Open connections per IP; the guard gives the slot back on drop.
+#[derive(Default, Clone)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+struct IpSlot {
+    map: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            map: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.map.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, relay: Relay, mut shutdown: watch::Receiver<bool>) {
+    let per_ip = PerIp::default();
+    let mut connections = JoinSet::new();
+    let metrics = relay.shared.metrics.clone();
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let peer = incoming.remote_address();
+        let ip = peer.ip().to_canonical();
+        if relay.is_blocked(ip) {
+            Metrics::bump(&metrics.connections_refused);
+            tracing::warn!(%peer, "connection refused: address blocked after failed authentications");
+            incoming.refuse();
+            continue;
+        }
+        let Some(slot) = per_ip.take(ip, relay.config().max_connections_per_ip) else {
+            Metrics::bump(&metrics.connections_refused);
+            tracing::warn!(%peer, "connection refused: too many connections from this address");
+            relay.shared.audit(
+                "connection-refused",
+                Some(ip),
+                None,
+                "per-IP connection limit",
+            );
+            incoming.refuse();
+            continue;
+        };
+        let relay = relay.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            conn::serve(incoming, relay, shutdown).await;
+            drop(slot);
+        });
+    }
+    // Stop accepting; give connections time to finish what they started.
+    endpoint.set_server_config(None);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!("connections did not finish in time; closing them");
+        connections.shutdown().await;
+    }
+}
+
+async fn sweep_loop(relay: Relay, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_secs(relay.config().sweep_interval_secs.max(1));
+    let mut next = tokio::time::Instant::now() + Duration::from_secs(5).min(every);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = shutdown.changed() => return,
+        }
+        next = tokio::time::Instant::now() + every;
+        let op = WriteOp::Sweep {
+            now: unix_now(),
+            retention_secs: relay.config().retention_secs,
+            max_deletions: 50_000,
+        };
+        match relay.write(op).await {
+            Ok(crate::store::Applied::Swept { entries, inbox }) if entries + inbox > 0 => {
+                tracing::info!(entries, inbox, "retention sweep deleted expired envelopes");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Live fan-out of room entries to subscriptions, without gaps or duplicates.
+//!
+//! Each subscription is either *catching up* (its task reads the store and sends with
+//! back-pressure) or *live* (the writer pushes new entries to it right after each
+//! durable commit, with `try_send`). Everything is decided under the hub's lock:
+//!
+//! - the writer publishes batches in commit order and records the highest seq it has
+//!   published per room (`published`); every entry up to `published` is in the store;
+//! - a catching-up task goes live only when its next seq is above `published`, so every
+//!   entry it has not read will be published after that moment and reach it;
+//! - a live subscription that cannot keep up (full channel) or sees a gap falls back to
+//!   catching up from its next seq.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use hearth_protocol::{CapHash, Entry, EntryKind, Event, RoomId, Seq};
+use tokio::sync::{mpsc, Notify};
+
+use crate::store::Store;
+
+/// Entries per event while catching up.
+const CATCH_UP_CHUNK: u32 = 256;
+
+struct Sub {
+    id: u64,
+    tx: mpsc::Sender<Event>,
+    cap: CapHash,
+    next: Seq,
+    live: bool,
+    wake: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct RoomSubs {
+    published: u64,
+    subs: Vec<Sub>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rooms: HashMap<RoomId, RoomSubs>,
+    next_id: u64,
+}
+
+/// Every live subscription of the relay.
+#[derive(Default)]
+pub(crate) struct Hub {
+    inner: Mutex<Inner>,
+}
+
+/// A subscription's identity, to cancel it.
+pub(crate) struct SubscriptionHandle {
+    pub(crate) room: RoomId,
+    pub(crate) id: u64,
+    pub(crate) task: tokio::task::JoinHandle<()>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that
+        // breaks invariants worse than a lost subscription, so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a subscription of `room` from `from` with capability hash `cap` and
+    /// starts its task. The caller has checked the capability.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        store: Arc<dyn Store>,
+        room: RoomId,
+        cap: CapHash,
+        from: Seq,
+        tx: mpsc::Sender<Event>,
+    ) -> SubscriptionHandle {
+        let wake = Arc::new(Notify::new());
+        let id = {
+            let mut inner = self.lock();
+            inner.next_id += 1;
+            let id = inner.next_id;
+            inner.rooms.entry(room).or_default().subs.push(Sub {
+                id,
+                tx: tx.clone(),
+                cap,
+                next: Seq(from.0.max(1)),
+                live: false,
+                wake: wake.clone(),
+            });
+            id
+        };
+        let hub = self.clone();
+        let task = tokio::spawn(async move {
+            hub.catch_up(store, room, cap, id, tx, wake).await;
+        });
+        SubscriptionHandle { room, id, task }
+    }
+
+    /// Removes a subscription (its task is aborted by the caller).
+    pub(crate) fn unsubscribe(&self, room: &RoomId, id: u64) {
+        let mut inner = self.lock();
+        if let Some(rs) = inner.rooms.get_mut(room) {
+            rs.subs.retain(|s| s.id != id);
+            if rs.subs.is_empty() {
+                inner.rooms.remove(room);
+            }
+        }
+    }
+
+    /// Pushes freshly committed entries (in commit order) to live subscriptions.
+    pub(crate) fn publish(&self, appended: &[(RoomId, Entry, Option<CapHash>)]) {
+        let mut inner = self.lock();
+        let mut i = 0;
+        while i < appended.len() {
+            let room = appended[i].0;
+            let mut j = i;
+            while j < appended.len() && appended[j].0 == room {
+                j += 1;
+            }
+            // A run of entries of one room, in seq order.
+            let run = &appended[i..j];
+            if let Some(rs) = inner.rooms.get_mut(&room) {
+                if let Some(last) = run.last() {
+                    rs.published = rs.published.max(last.1.seq.0);
+                }
+                rs.subs.retain_mut(|sub| deliver(room, sub, run));
+                if rs.subs.is_empty() {
+                    inner.rooms.remove(&room);
+                }
+            }
+            i = j;
+        }
+    }
+
+    /// The subscription's task: reads the store until caught up, then waits while live.
+    async fn catch_up(
+        &self,
+        store: Arc<dyn Store>,
+        room: RoomId,
+        cap: CapHash,
+        id: u64,
+        tx: mpsc::Sender<Event>,
+        wake: Arc<Notify>,
+    ) {
+        let Some(mut next) = self.next_of(&room, id) else {
+            return;
+        };
+        loop {
+            let (record, access) = match store.access(&room, &cap) {
+                Ok(Some((record, Ok(access)))) => (record, access),
+                Ok(_) => return self.unsubscribe(&room, id),
+                Err(e) => {
+                    tracing::error!(error = %e, "subscription read failed");
+                    return self.unsubscribe(&room, id);
+                }
+            };
+            let last = access.last_readable(record.head);
+            if next < Seq(record.first) {
+                next = Seq(record.first);
+            }
+            if next <= last {
+                let entries = match store.entries(&room, next, last, CATCH_UP_CHUNK) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        tracing::error!(error = %e, "subscription read failed");
+                        return self.unsubscribe(&room, id);
+                    }
+                };
+                match entries.last() {
+                    Some(e) => next = e.seq.next(),
+                    None => next = last.next(),
+                }
+                if !entries.is_empty() && tx.send(Event::Entries { room, entries }).await.is_err() {
+                    return self.unsubscribe(&room, id);
+                }
+                continue;
+            }
+            if let crate::store::Access::Ended { .. } = access {
+                self.unsubscribe(&room, id);
+                let _ = tx.send(Event::SubscriptionEnded { room, next }).await;
+                return;
+            }
+            // Caught up with what was committed when we read: go live if nothing newer
+            // has been published since.
+            {
+                let mut inner = self.lock();
+                let Some(rs) = inner.rooms.get_mut(&room) else {
+                    return;
+                };
+                let published = rs.published;
+                let Some(sub) = rs.subs.iter_mut().find(|s| s.id == id) else {
+                    return;
+                };
+                if next.0 > published {
+                    sub.next = next;
+                    sub.live = true;
+                } else {
+                    continue;
+                }
+            }
+            loop {
+                wake.notified().await;
+                match self.state_of(&room, id) {
+                    None => return,
+                    // A stale wake-up: still live, the writer is pushing.
+                    Some((_, true)) => continue,
+                    Some((n, false)) => {
+                        next = n;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_of(&self, room: &RoomId, id: u64) -> Option<Seq> {
+        self.state_of(room, id).map(|(next, _)| next)
+    }
+
+    fn state_of(&self, room: &RoomId, id: u64) -> Option<(Seq, bool)> {
+        let inner = self.lock();
+        let rs = inner.rooms.get(room)?;
+        rs.subs
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| (s.next, s.live))
+    }
+}
+
+/// Delivers `run` to one subscription; returns whether to keep it.
+fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]) -> bool {
+    if !sub.live {
+        return true;
+    }
+    let mut entries = Vec::new();
+    let mut ended = false;
+    for (_, entry, ended_cap) in run {
+        if entry.seq < sub.next {
+            continue;
+        }
+        if entry.seq != sub.next {
+            // A gap cannot happen with in-order publication; recover by reading the store.
+            break;
+        }
+        entries.push(entry.clone());
+        sub.next = entry.seq.next();
+        if entry.kind == EntryKind::Commit && *ended_cap == Some(sub.cap) {
+            ended = true;
+            break;
+        }
+    }
+    let first = entries.first().map(|e| e.seq);
+    if !entries.is_empty() {
+        match sub.tx.try_send(Event::Entries { room, entries }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Too slow for live pushes: catch up from the store at its own pace.
+                if let Some(first) = first {
+                    sub.next = first;
+                }
+                sub.live = false;
+                sub.wake.notify_one();
+                return true;
+            }
+        }
+    }
+    let gap = run.last().is_some_and(|(_, e, _)| e.seq >= sub.next) && !ended;
+    if ended {
+        match sub.tx.try_send(Event::SubscriptionEnded {
+            room,
+            next: sub.next,
+        }) {
+            Ok(()) => {
+                sub.wake.notify_one();
+                return false;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                sub.live = false;
+                sub.wake.notify_one();
+                return true;
+            }
+        }
+    }
+    if gap {
+        sub.live = false;
+        sub.wake.notify_one();
+    }
+    true
+}

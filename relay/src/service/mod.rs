@@ -1,0 +1,269 @@
+//! The relay's protocol logic, without sockets.
+//!
+//! [`Relay`] holds the shared state (store, configuration, group-commit writer,
+//! subscriptions, rate limits, counters). Each connection gets a [`Session`] from
+//! [`Relay::session`], feeds it the client's hello and requests, and forwards the
+//! [`hearth_protocol::Event`]s it pushes. The QUIC server in [`crate::server`] is one
+//! driver; tests and the CLI demo can drive sessions in-process.
+
+mod hub;
+mod metrics;
+mod rate;
+mod session;
+mod writer;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hearth_protocol::{AccountKey, Event, InviteToken};
+use tokio::sync::mpsc;
+
+use crate::config::RelayConfig;
+use crate::store::{AuditRecord, InviteRecord, Store, StoreError, WriteOp};
+
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use rate::RateLimiter;
+pub use session::{PendingReply, Reply, Session};
+
+pub(crate) use writer::Writer;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Failed authentications from one IP within [`BLOCK_WINDOW`] that block it.
+pub const BLOCK_AFTER_FAILURES: u32 = 20;
+/// The window for counting failures, and how long a block lasts.
+pub const BLOCK_WINDOW: Duration = Duration::from_secs(300);
+
+/// The event senders of one account's sessions, by session id.
+type SessionsOf = HashMap<AccountKey, Vec<(u64, mpsc::Sender<Event>)>>;
+
+/// Sessions of each account, to tell them about inbox arrivals.
+#[derive(Default)]
+pub(crate) struct Notifier {
+    sessions: Mutex<SessionsOf>,
+}
+
+impl Notifier {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionsOf> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn register(&self, account: AccountKey, id: u64, tx: mpsc::Sender<Event>) {
+        let mut map = self.lock();
+        let list = map.entry(account).or_default();
+        if !list.iter().any(|(i, _)| *i == id) {
+            list.push((id, tx));
+        }
+    }
+
+    pub(crate) fn unregister(&self, account: &AccountKey, id: u64) {
+        let mut map = self.lock();
+        if let Some(list) = map.get_mut(account) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                map.remove(account);
+            }
+        }
+    }
+
+    pub(crate) fn inbox_arrived(&self, account: &AccountKey) {
+        if let Some(list) = self.lock().get(account) {
+            for (_, tx) in list {
+                // A hint only: a full channel means the client is busy and will fetch anyway.
+                let _ = tx.try_send(Event::InboxArrived);
+            }
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: RelayConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) writer: Writer,
+    pub(crate) hub: Arc<hub::Hub>,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) rate: RateLimiter,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) started: Instant,
+    next_session: std::sync::atomic::AtomicU64,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    writer_task: Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
+}
+
+/// The relay's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Relay {
+    /// A relay over `store`. Must be called inside a tokio runtime (it starts the
+    /// group-commit writer task).
+    pub fn new(config: RelayConfig, store: Arc<dyn Store>) -> Self {
+        let hub = Arc::new(hub::Hub::default());
+        let notifier = Arc::new(Notifier::default());
+        let metrics = Arc::new(Metrics::default());
+        let (writer, close, task) = Writer::spawn(
+            store.clone(),
+            hub.clone(),
+            notifier.clone(),
+            metrics.clone(),
+        );
+        let rate = RateLimiter::new(config.rate_per_second, config.rate_burst);
+        Self {
+            shared: Arc::new(Shared {
+                config,
+                store,
+                writer,
+                hub,
+                notifier,
+                rate,
+                metrics,
+                started: Instant::now(),
+                next_session: std::sync::atomic::AtomicU64::new(1),
+                failures: Mutex::new(HashMap::new()),
+                writer_task: Mutex::new(Some((close, task))),
+            }),
+        }
+    }
+
+    /// A session for one connection from `peer_ip` whose TLS exporter value
+    /// (label [`hearth_protocol::limits::TLS_EXPORTER_LABEL`], no context) is `tls_exporter`.
+    pub fn session(&self, peer_ip: IpAddr, tls_exporter: [u8; 32]) -> Session {
+        let id = self
+            .shared
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Session::new(self.shared.clone(), id, peer_ip, tls_exporter)
+    }
+
+    /// Mints an invite good for `uses` registrations, optionally expiring.
+    pub fn mint_invite(
+        &self,
+        uses: u32,
+        expires_in: Option<Duration>,
+    ) -> Result<InviteToken, StoreError> {
+        let (token, op) = invite_op(uses, expires_in);
+        match self.shared.store.apply(vec![op])?.pop() {
+            Some(Ok(_)) => Ok(token),
+            _ => Err(StoreError::Corrupt("minting the invite was refused".into())),
+        }
+    }
+
+    /// The relay's configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.shared.config
+    }
+
+    /// The relay's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Live counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Time since this relay started.
+    pub fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
+    /// Applies one write through the group-commit writer.
+    pub async fn write(
+        &self,
+        op: WriteOp,
+    ) -> Result<crate::store::Applied, hearth_protocol::WireError> {
+        self.shared.writer.submit(op).await
+    }
+
+    /// Whether `ip` is temporarily blocked after repeated authentication failures.
+    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+        self.shared.is_blocked(ip, Instant::now())
+    }
+
+    /// Stops the group-commit writer after it has committed everything queued; later
+    /// writes fail with [`hearth_protocol::ErrorCode::Internal`]. Call after the last
+    /// connection ended.
+    pub async fn close(&self) {
+        let task = self
+            .shared
+            .writer_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((close, task)) = task {
+            let _ = close.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+/// A fresh token and the op that stores its hash.
+pub fn invite_op(uses: u32, expires_in: Option<Duration>) -> (InviteToken, WriteOp) {
+    let token = InviteToken::random();
+    let now = unix_now();
+    let op = WriteOp::MintInvite {
+        invite: InviteRecord {
+            hash: token.hash(),
+            uses_left: uses.max(1),
+            uses: uses.max(1),
+            created: now,
+            expires: expires_in.map(|d| now.saturating_add(d.as_secs().max(1))),
+        },
+    };
+    (token, op)
+}
+
+impl Shared {
+    pub(crate) fn audit(
+        &self,
+        kind: &str,
+        ip: Option<IpAddr>,
+        account: Option<&AccountKey>,
+        detail: &str,
+    ) {
+        self.writer.fire(WriteOp::Audit(AuditRecord {
+            time: unix_now(),
+            kind: kind.to_string(),
+            ip: ip.map(|i| i.to_string()),
+            account: account.map(|a| a.short()),
+            detail: detail.chars().take(200).collect(),
+        }));
+    }
+
+    /// Counts an authentication failure from `ip`; returns whether it is now blocked.
+    pub(crate) fn auth_failed(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (_, since)| now.saturating_duration_since(*since) < BLOCK_WINDOW);
+        }
+        let slot = map.entry(ip).or_insert((0, now));
+        if now.saturating_duration_since(slot.1) >= BLOCK_WINDOW {
+            *slot = (0, now);
+        }
+        slot.0 += 1;
+        slot.0 >= BLOCK_AFTER_FAILURES
+    }
+
+    pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).is_some_and(|(count, since)| {
+            *count >= BLOCK_AFTER_FAILURES && now.saturating_duration_since(*since) < BLOCK_WINDOW
+        })
+    }
+}

@@ -1,0 +1,669 @@
+//! One connection's protocol state: version, challenge, account, subscriptions.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signature as DalekSignature, VerifyingKey};
+use hearth_protocol::auth::auth_message;
+use hearth_protocol::limits::{
+    MAX_INBOX_FETCH, MAX_KEY_PACKAGES_PER_PUBLISH, MAX_READ_ENTRIES, SUPPORTED_VERSIONS,
+};
+use hearth_protocol::{
+    AccountInfo, AccountKey, ClientHello, ErrorCode, Event, Handle, Request, Response, Seq,
+    ServerHello, Signature, WireError,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::hub::SubscriptionHandle;
+use super::metrics::Metrics;
+use super::writer::internal;
+use super::{unix_now, Shared};
+use crate::store::{AccountRecord, Applied, OpResult, StoreError, WriteOp};
+
+/// Events buffered per connection before live pushes fall back to catching up.
+const EVENT_QUEUE: usize = 1024;
+/// Failed authentications on one connection before it is closed.
+const MAX_AUTH_FAILURES: u32 = 5;
+
+/// The answer to a request: at once, or after a durable commit.
+pub enum Reply {
+    /// The answer is ready.
+    Ready(Result<Response, WireError>),
+    /// The request is queued for the next group commit; await [`PendingReply::wait`].
+    Pending(PendingReply),
+}
+
+/// A request waiting for its durable commit. Holds no borrow of the session, so a
+/// connection can keep many in flight.
+pub struct PendingReply {
+    rx: oneshot::Receiver<OpResult>,
+    map: fn(Applied) -> Response,
+}
+
+impl PendingReply {
+    /// Waits for the commit and returns the answer.
+    pub async fn wait(self) -> Result<Response, WireError> {
+        match self.rx.await {
+            Ok(Ok(applied)) => Ok((self.map)(applied)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(internal()),
+        }
+    }
+}
+
+/// One connection's view of the relay. Created by [`super::Relay::session`].
+pub struct Session {
+    shared: Arc<Shared>,
+    id: u64,
+    peer_ip: IpAddr,
+    exporter: [u8; 32],
+    challenge: Option<[u8; 32]>,
+    account: Option<AccountKey>,
+    reauth_deadline: Option<Instant>,
+    auth_failures: u32,
+    close_reason: Option<&'static str>,
+    limit_logged: bool,
+    events_tx: mpsc::Sender<Event>,
+    events_rx: mpsc::Receiver<Event>,
+    subscriptions: HashMap<hearth_protocol::RoomId, SubscriptionHandle>,
+}
+
+fn err(code: ErrorCode, message: &str) -> WireError {
+    WireError::new(code, message)
+}
+
+fn store_failed(e: StoreError) -> WireError {
+    tracing::error!(error = %e, "store read failed");
+    internal()
+}
+
+/// Payload bytes per response, so every frame stays under the hard frame limit.
+const RESPONSE_BYTES: usize = hearth_protocol::limits::MAX_FRAME_LEN / 2;
+
+/// Keeps the longest prefix of `items` whose payloads fit in [`RESPONSE_BYTES`] (at least
+/// one item, which always fits: envelopes are far smaller than a frame).
+fn fit<T>(mut items: Vec<T>, len: impl Fn(&T) -> usize) -> Vec<T> {
+    let mut total = 0;
+    let keep = items
+        .iter()
+        .position(|item| {
+            total += len(item) + 32;
+            total > RESPONSE_BYTES
+        })
+        .unwrap_or(items.len())
+        .max(1);
+    items.truncate(keep);
+    items
+}
+
+fn random_challenge() -> [u8; 32] {
+    let mut challenge = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut challenge);
+    challenge
+}
+
+fn info(record: &AccountRecord) -> AccountInfo {
+    AccountInfo {
+        handle: record.handle.clone(),
+        account: record.account,
+        created: record.created,
+    }
+}
+
+fn verify(
+    challenge: &[u8; 32],
+    exporter: &[u8; 32],
+    account: &AccountKey,
+    sig: &Signature,
+) -> bool {
+    let Ok(key) = VerifyingKey::from_bytes(&account.0) else {
+        return false;
+    };
+    let signature = DalekSignature::from_bytes(&sig.0);
+    key.verify_strict(&auth_message(challenge, exporter, account), &signature)
+        .is_ok()
+}
+
+impl Session {
+    pub(crate) fn new(shared: Arc<Shared>, id: u64, peer_ip: IpAddr, exporter: [u8; 32]) -> Self {
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        Self {
+            shared,
+            id,
+            peer_ip,
+            exporter,
+            challenge: None,
+            account: None,
+            reauth_deadline: None,
+            auth_failures: 0,
+            close_reason: None,
+            limit_logged: false,
+            events_tx,
+            events_rx,
+            subscriptions: HashMap::new(),
+        }
+    }
+
+    /// Negotiates the version and issues a fresh challenge.
+    pub fn hello(&mut self, hello: &ClientHello) -> ServerHello {
+        match hello
+            .versions
+            .iter()
+            .find(|v| SUPPORTED_VERSIONS.contains(v))
+        {
+            Some(&version) => {
+                let challenge = random_challenge();
+                self.challenge = Some(challenge);
+                ServerHello::Accepted { version, challenge }
+            }
+            None => {
+                let theirs: Vec<u16> = hello.versions.iter().take(16).copied().collect();
+                self.close_reason = Some("no common protocol version");
+                ServerHello::Rejected {
+                    supported: SUPPORTED_VERSIONS.to_vec(),
+                    message: format!(
+                        "client speaks versions {theirs:?}, this relay speaks {SUPPORTED_VERSIONS:?}: update the older side"
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The authenticated account, if any.
+    pub fn account(&self) -> Option<AccountKey> {
+        self.account
+    }
+
+    /// Pushed events: room entries, subscription ends, inbox arrivals.
+    pub fn events(&mut self) -> &mut mpsc::Receiver<Event> {
+        &mut self.events_rx
+    }
+
+    /// Starts a re-authentication round: a new challenge the client must sign within the
+    /// relay's grace period. Returns the event to push.
+    pub fn reauthenticate(&mut self) -> Event {
+        let challenge = random_challenge();
+        self.challenge = Some(challenge);
+        self.reauth_deadline =
+            Some(Instant::now() + Duration::from_secs(self.shared.config.reauth_grace_secs));
+        Event::Reauthenticate { challenge }
+    }
+
+    /// When the pending re-authentication must be answered by, if one is pending.
+    pub fn reauth_deadline(&self) -> Option<Instant> {
+        self.reauth_deadline
+    }
+
+    /// Why the connection should be closed now, if it should (banned, rejected version,
+    /// repeated authentication failures).
+    pub fn close_reason(&self) -> Option<&'static str> {
+        self.close_reason
+    }
+
+    /// Handles one request to the end, waiting for a durable commit when needed.
+    pub async fn handle(&mut self, request: Request) -> Result<Response, WireError> {
+        match self.start(request).await {
+            Reply::Ready(result) => result,
+            Reply::Pending(pending) => pending.wait().await,
+        }
+    }
+
+    /// Handles one request up to the point where it waits for a commit. Writes are queued
+    /// in call order, so a connection may pipeline requests and keep their order.
+    pub async fn start(&mut self, request: Request) -> Reply {
+        match request {
+            Request::Ping => return Reply::Ready(Ok(Response::Pong)),
+            Request::Register {
+                invite,
+                handle,
+                account,
+                signature,
+            } => return Reply::Ready(self.register(invite, handle, account, signature).await),
+            Request::Auth { account, signature } => {
+                return Reply::Ready(self.auth(account, signature).await)
+            }
+            _ => {}
+        }
+        let Some(account) = self.account else {
+            return Reply::Ready(Err(err(
+                ErrorCode::Unauthenticated,
+                "authenticate first (only register, auth and ping are allowed before)",
+            )));
+        };
+        if !self.shared.rate.allow(&account, Instant::now()) {
+            Metrics::bump(&self.shared.metrics.rate_limited);
+            if !self.limit_logged {
+                self.limit_logged = true;
+                tracing::warn!(peer = %self.peer_ip, account = %account.short(), "rate limit hit");
+                self.shared.audit(
+                    "rate-limited",
+                    Some(self.peer_ip),
+                    Some(&account),
+                    "request rate",
+                );
+            }
+            return Reply::Ready(Err(err(
+                ErrorCode::RateLimited,
+                "too many requests; slow down",
+            )));
+        }
+        let reply = self.authenticated(account, request).await;
+        if let Reply::Ready(Err(e)) = &reply {
+            self.count_refusal(&account, e);
+        }
+        reply
+    }
+
+    fn count_refusal(&mut self, account: &AccountKey, e: &WireError) {
+        let (counter, kind) = match e.code {
+            ErrorCode::TooLarge => (&self.shared.metrics.too_large, "too-large"),
+            ErrorCode::QuotaExceeded => (&self.shared.metrics.quota_exceeded, "quota-exceeded"),
+            _ => return,
+        };
+        Metrics::bump(counter);
+        tracing::warn!(peer = %self.peer_ip, account = %account.short(), refused = kind, "limit hit");
+        self.shared
+            .audit(kind, Some(self.peer_ip), Some(account), &e.message);
+    }
+
+    fn too_large(&self, len: usize) -> Option<WireError> {
+        let max = self.shared.config.max_envelope_bytes;
+        (len > max).then(|| {
+            WireError::new(
+                ErrorCode::TooLarge,
+                format!("payload of {len} bytes exceeds the relay's limit of {max} bytes"),
+            )
+        })
+    }
+
+    async fn pending(&self, op: WriteOp, map: fn(Applied) -> Response) -> Reply {
+        let rx = self.shared.writer.enqueue(op).await;
+        Reply::Pending(PendingReply { rx, map })
+    }
+
+    fn fail_auth(
+        &mut self,
+        account: Option<&AccountKey>,
+        e: WireError,
+    ) -> Result<Response, WireError> {
+        Metrics::bump(&self.shared.metrics.auth_failures);
+        self.auth_failures += 1;
+        tracing::warn!(peer = %self.peer_ip, account = ?account.map(|a| a.short()), code = ?e.code, "authentication refused");
+        let kind = match e.code {
+            ErrorCode::InviteInvalid | ErrorCode::InviteExpired | ErrorCode::InviteSpent => {
+                "invite-misuse"
+            }
+            _ => "auth-failed",
+        };
+        self.shared
+            .audit(kind, Some(self.peer_ip), account, &format!("{:?}", e.code));
+        if self.shared.auth_failed(self.peer_ip, Instant::now()) {
+            self.close_reason = Some("too many authentication failures from this address");
+        }
+        if self.auth_failures >= MAX_AUTH_FAILURES {
+            self.close_reason = Some("too many authentication failures");
+        }
+        if e.code == ErrorCode::Banned {
+            self.close_reason = Some("banned");
+        }
+        Err(e)
+    }
+
+    fn check_signature(
+        &self,
+        account: &AccountKey,
+        signature: &Signature,
+    ) -> Result<(), WireError> {
+        let Some(challenge) = &self.challenge else {
+            return Err(err(ErrorCode::AuthFailed, "no challenge: say hello first"));
+        };
+        if verify(challenge, &self.exporter, account, signature) {
+            Ok(())
+        } else {
+            Err(err(ErrorCode::AuthFailed, "the signature does not verify"))
+        }
+    }
+
+    fn authenticated_as(&mut self, record: &AccountRecord) {
+        // A challenge signs in once; re-authentication gets a new one.
+        self.challenge = None;
+        self.reauth_deadline = None;
+        if self.account != Some(record.account) {
+            self.account = Some(record.account);
+            self.shared
+                .notifier
+                .register(record.account, self.id, self.events_tx.clone());
+        }
+    }
+
+    async fn register(
+        &mut self,
+        invite: Option<hearth_protocol::InviteToken>,
+        handle: Handle,
+        account: AccountKey,
+        signature: Signature,
+    ) -> Result<Response, WireError> {
+        if self.account.is_some() {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "this connection is already authenticated",
+            ));
+        }
+        if let Err(e) = self.check_signature(&account, &signature) {
+            return self.fail_auth(Some(&account), e);
+        }
+        let op = WriteOp::Register {
+            account,
+            handle,
+            invite: invite.map(|t| t.hash()),
+            open: self.shared.config.open_registration,
+            now: unix_now(),
+        };
+        match self.shared.writer.submit(op).await {
+            Ok(Applied::Account(record)) => {
+                tracing::info!(peer = %self.peer_ip, account = %account.short(), handle = %record.handle, "registered");
+                self.authenticated_as(&record);
+                Ok(Response::Authenticated {
+                    handle: record.handle,
+                })
+            }
+            Ok(_) => Err(internal()),
+            Err(e) if e.code == ErrorCode::Internal => Err(e),
+            Err(e) => self.fail_auth(Some(&account), e),
+        }
+    }
+
+    async fn auth(
+        &mut self,
+        account: AccountKey,
+        signature: Signature,
+    ) -> Result<Response, WireError> {
+        if self.account.is_some_and(|a| a != account) {
+            let e = err(
+                ErrorCode::AuthFailed,
+                "this connection is authenticated as another account",
+            );
+            return self.fail_auth(Some(&account), e);
+        }
+        if let Err(e) = self.check_signature(&account, &signature) {
+            return self.fail_auth(Some(&account), e);
+        }
+        let op = WriteOp::Authenticate {
+            account,
+            now: unix_now(),
+        };
+        match self.shared.writer.submit(op).await {
+            Ok(Applied::Account(record)) => {
+                self.authenticated_as(&record);
+                Ok(Response::Authenticated {
+                    handle: record.handle,
+                })
+            }
+            Ok(_) => Err(internal()),
+            Err(e) if e.code == ErrorCode::Internal => Err(e),
+            Err(e) => self.fail_auth(Some(&account), e),
+        }
+    }
+
+    async fn authenticated(&mut self, account: AccountKey, request: Request) -> Reply {
+        let store = self.shared.store.clone();
+        let quota = self.shared.config.quota_bytes_per_account;
+        let now = unix_now();
+        match request {
+            Request::Ping | Request::Register { .. } | Request::Auth { .. } => {
+                Reply::Ready(Err(err(ErrorCode::BadRequest, "unexpected request")))
+            }
+            Request::PublishKeyPackages {
+                packages,
+                last_resort,
+            } => {
+                if packages.len() > MAX_KEY_PACKAGES_PER_PUBLISH {
+                    return Reply::Ready(Err(WireError::new(
+                        ErrorCode::TooLarge,
+                        format!("at most {MAX_KEY_PACKAGES_PER_PUBLISH} KeyPackages per publish"),
+                    )));
+                }
+                let largest = packages
+                    .iter()
+                    .chain(last_resort.iter())
+                    .map(|p| p.len())
+                    .max()
+                    .unwrap_or(0);
+                if let Some(e) = self.too_large(largest) {
+                    return Reply::Ready(Err(e));
+                }
+                let op = WriteOp::PublishKeyPackages {
+                    account,
+                    packages: packages.into_iter().map(|p| p.into_vec()).collect(),
+                    last_resort: last_resort.map(|p| p.into_vec()),
+                    quota,
+                };
+                self.pending(op, |applied| match applied {
+                    Applied::Stock {
+                        available,
+                        last_resort,
+                    } => Response::KeyPackageStock {
+                        available,
+                        last_resort,
+                    },
+                    _ => Response::Done,
+                })
+                .await
+            }
+            Request::KeyPackageStock => Reply::Ready(
+                store
+                    .key_package_stock(&account)
+                    .map(|(available, last_resort)| Response::KeyPackageStock {
+                        available,
+                        last_resort,
+                    })
+                    .map_err(store_failed),
+            ),
+            Request::FetchKeyPackage { handle } => {
+                self.pending(
+                    WriteOp::TakeKeyPackage { handle },
+                    |applied| match applied {
+                        Applied::KeyPackage { account, package } => {
+                            Response::KeyPackage { account, package }
+                        }
+                        _ => Response::Done,
+                    },
+                )
+                .await
+            }
+            Request::LookupAccount { handle } => {
+                Reply::Ready(match store.account_by_handle(&handle) {
+                    Ok(Some(record)) => Ok(Response::Account(info(&record))),
+                    Ok(None) => Err(err(ErrorCode::UnknownAccount, "no such account")),
+                    Err(e) => Err(store_failed(e)),
+                })
+            }
+            Request::ListAccounts => Reply::Ready(
+                store
+                    .accounts()
+                    .map(|list| Response::Accounts(list.iter().map(info).collect()))
+                    .map_err(store_failed),
+            ),
+            Request::Deposit { to, payload } => {
+                if let Some(e) = self.too_large(payload.len()) {
+                    return Reply::Ready(Err(e));
+                }
+                let op = WriteOp::Deposit {
+                    from: account,
+                    to,
+                    payload,
+                    now,
+                    quota,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+            Request::FetchInbox { after, limit } => Reply::Ready(
+                store
+                    .inbox(&account, after, limit.min(MAX_INBOX_FETCH))
+                    .map(|entries| Response::Inbox(fit(entries, |e| e.payload.len())))
+                    .map_err(store_failed),
+            ),
+            Request::AckInbox { ids } => {
+                if ids.len() > MAX_INBOX_FETCH as usize * 4 {
+                    return Reply::Ready(Err(err(
+                        ErrorCode::BadRequest,
+                        "too many ids in one ack",
+                    )));
+                }
+                self.pending(WriteOp::AckInbox { account, ids }, |_| Response::Done)
+                    .await
+            }
+            Request::CreateRoom {
+                room,
+                cap_hash,
+                retention_secs,
+            } => {
+                let op = WriteOp::CreateRoom {
+                    room,
+                    cap_hash,
+                    retention_secs,
+                    now,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+            Request::Append { room, cap, payload } => {
+                self.append(account, room, cap, None, payload, now, quota)
+                    .await
+            }
+            Request::Commit {
+                room,
+                cap,
+                next_cap_hash,
+                payload,
+            } => {
+                self.append(account, room, cap, Some(next_cap_hash), payload, now, quota)
+                    .await
+            }
+            Request::Read {
+                room,
+                cap,
+                from,
+                limit,
+            } => Reply::Ready(self.read(room, &cap, from, limit)),
+            Request::Subscribe { room, cap, from } => {
+                let cap_hash = cap.hash();
+                match store.access(&room, &cap_hash) {
+                    Ok(Some((_, Ok(_)))) => {}
+                    Ok(Some((_, Err(e)))) => return Reply::Ready(Err(e)),
+                    Ok(None) => return Reply::Ready(Err(crate::store::unknown_room())),
+                    Err(e) => return Reply::Ready(Err(store_failed(e))),
+                }
+                self.unsubscribe(&room);
+                let handle =
+                    self.shared
+                        .hub
+                        .subscribe(store, room, cap_hash, from, self.events_tx.clone());
+                self.subscriptions.insert(room, handle);
+                Reply::Ready(Ok(Response::Done))
+            }
+            Request::Unsubscribe { room } => {
+                self.unsubscribe(&room);
+                Reply::Ready(Ok(Response::Done))
+            }
+            Request::SetRetention {
+                room,
+                cap,
+                retention_secs,
+            } => {
+                let op = WriteOp::SetRetention {
+                    room,
+                    cap_hash: cap.hash(),
+                    retention_secs,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn append(
+        &mut self,
+        account: AccountKey,
+        room: hearth_protocol::RoomId,
+        cap: hearth_protocol::Cap,
+        next_cap_hash: Option<hearth_protocol::CapHash>,
+        payload: Vec<u8>,
+        now: u64,
+        quota: u64,
+    ) -> Reply {
+        if let Some(e) = self.too_large(payload.len()) {
+            return Reply::Ready(Err(e));
+        }
+        let op = WriteOp::Append {
+            room,
+            cap_hash: cap.hash(),
+            author: account,
+            payload,
+            next_cap_hash,
+            now,
+            quota,
+        };
+        self.pending(op, |applied| match applied {
+            Applied::Appended { entry, .. } => Response::Appended { seq: entry.seq },
+            _ => Response::Done,
+        })
+        .await
+    }
+
+    fn read(
+        &self,
+        room: hearth_protocol::RoomId,
+        cap: &hearth_protocol::Cap,
+        from: Seq,
+        limit: u32,
+    ) -> Result<Response, WireError> {
+        let store = &self.shared.store;
+        let (record, access) = match store.access(&room, &cap.hash()).map_err(store_failed)? {
+            Some((record, access)) => (record, access?),
+            None => return Err(crate::store::unknown_room()),
+        };
+        let last = access.last_readable(record.head);
+        let from = Seq(from.0.max(record.first).max(1));
+        let entries = store
+            .entries(&room, from, last, limit.min(MAX_READ_ENTRIES))
+            .map_err(store_failed)?;
+        let entries = fit(entries, |e| e.payload.len());
+        Ok(Response::Entries { entries, last })
+    }
+
+    fn unsubscribe(&mut self, room: &hearth_protocol::RoomId) {
+        if let Some(handle) = self.subscriptions.remove(room) {
+            handle.task.abort();
+            self.shared.hub.unsubscribe(&handle.room, handle.id);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let rooms: Vec<_> = self.subscriptions.keys().copied().collect();
+        for room in rooms {
+            self.unsubscribe(&room);
+        }
+        if let Some(account) = &self.account {
+            self.shared.notifier.unregister(account, self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_cut_to_fit_a_frame() {
+        let items = vec![vec![0u8; 200_000]; 10];
+        let kept = fit(items, |p| p.len());
+        assert_eq!(kept.len(), 2);
+        assert_eq!(fit(vec![vec![0u8; 10]; 5], |p| p.len()).len(), 5);
+        assert_eq!(fit(vec![vec![0u8; 900_000]], |p| p.len()).len(), 1);
+        assert!(fit(Vec::<Vec<u8>>::new(), |p| p.len()).is_empty());
+    }
+}

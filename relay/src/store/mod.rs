@@ -1,0 +1,424 @@
+//! Durable state of a relay behind the [`Store`] trait.
+//!
+//! The trait is shaped around the relay's operations, not around a key-value API: every
+//! change is a [`WriteOp`], and [`Store::apply`] carries out a whole batch of them in ONE
+//! durable transaction (group commit). Each op validates everything it needs before it
+//! writes, so a refused op (a [`WireError`] in its slot) leaves no trace, while a storage
+//! failure aborts the whole batch and nothing of it is kept.
+//!
+//! Reads are plain methods on a consistent snapshot.
+
+mod redb_store;
+
+use hearth_protocol::{
+    AccountKey, CapHash, Entry, ErrorCode, Handle, InboxEntry, RoomId, Seq, WireError,
+};
+use serde::{Deserialize, Serialize};
+
+pub use redb_store::RedbStore;
+
+/// Why the store failed (as opposed to refusing an operation).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database engine failed.
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// Creating or securing the store's files failed.
+    #[error("store files: {0}")]
+    Io(#[from] std::io::Error),
+    /// The store is shutting down.
+    #[error("store closed")]
+    Closed,
+}
+
+macro_rules! redb_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+redb_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// One account as the relay keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// The identity key.
+    pub account: AccountKey,
+    /// The unique handle.
+    pub handle: Handle,
+    /// Registration time (seconds since the Unix epoch).
+    pub created: u64,
+    /// Last successful authentication (seconds since the Unix epoch).
+    pub last_seen: u64,
+    /// Refused at authentication when set.
+    pub banned: bool,
+    /// Bytes currently stored on behalf of this account.
+    pub used_bytes: u64,
+    /// A per-account quota overriding the relay's default.
+    pub quota_bytes: Option<u64>,
+    /// Next inbox entry id.
+    pub next_inbox_id: u64,
+    /// Next KeyPackage id.
+    pub next_key_package_id: u64,
+}
+
+/// An invite as stored: only the token's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    /// SHA-256 of the token.
+    pub hash: [u8; 32],
+    /// Registrations still allowed.
+    pub uses_left: u32,
+    /// Registrations allowed when minted.
+    pub uses: u32,
+    /// Minting time (seconds since the Unix epoch).
+    pub created: u64,
+    /// Expiry time (seconds since the Unix epoch), if any.
+    pub expires: Option<u64>,
+}
+
+impl InviteRecord {
+    /// A short public label: the first 6 bytes of the hash, in hex (never the token).
+    pub fn id(&self) -> String {
+        hex::encode(&self.hash[..6])
+    }
+}
+
+/// A room log's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// The last sequence number appended (`0`: empty).
+    pub head: u64,
+    /// The lowest sequence number still stored (entries below were swept).
+    pub first: u64,
+    /// Hash of the current epoch's capability.
+    pub current: CapHash,
+    /// Entry retention in seconds (`None`: the relay's).
+    pub retention_secs: Option<u64>,
+    /// Creation time.
+    pub created: u64,
+    /// Bytes of payload currently stored.
+    pub bytes: u64,
+}
+
+/// What a presented capability grants in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The current epoch: read to the head, write.
+    Current,
+    /// An ended epoch: read up to and including `end`, the commit that ended it.
+    Ended {
+        /// The seq of the commit that ended the epoch.
+        end: Seq,
+    },
+}
+
+impl Access {
+    /// The last seq readable with this access, given the room's head.
+    pub fn last_readable(self, head: u64) -> Seq {
+        match self {
+            Access::Current => Seq(head),
+            Access::Ended { end } => end,
+        }
+    }
+
+    /// Refuses writes with an ended epoch's capability.
+    pub fn require_current(self) -> Result<(), WireError> {
+        match self {
+            Access::Current => Ok(()),
+            Access::Ended { .. } => Err(stale()),
+        }
+    }
+}
+
+/// The error for a capability of an ended epoch.
+pub fn stale() -> WireError {
+    WireError::new(
+        ErrorCode::StaleEpoch,
+        "the capability's epoch has ended: catch up and retry",
+    )
+}
+
+/// The error for a capability the room never had.
+pub fn forbidden() -> WireError {
+    WireError::new(ErrorCode::Forbidden, "the capability does not grant access")
+}
+
+/// The error for a room that does not exist.
+pub fn unknown_room() -> WireError {
+    WireError::new(ErrorCode::UnknownRoom, "no such room")
+}
+
+/// A suspicious event kept for the owner's audit feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When (seconds since the Unix epoch).
+    pub time: u64,
+    /// What happened, e.g. `auth-failed`.
+    pub kind: String,
+    /// Peer IP, if known.
+    pub ip: Option<String>,
+    /// Account short id, if known.
+    pub account: Option<String>,
+    /// A short detail (never a secret or payload).
+    pub detail: String,
+}
+
+/// A change to the store; see [`Store::apply`].
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// Create an account, consuming one use of an invite.
+    Register {
+        /// The key.
+        account: AccountKey,
+        /// The handle wanted.
+        handle: Handle,
+        /// Hash of the invite token presented.
+        invite: Option<[u8; 32]>,
+        /// Whether registration without an invite is allowed.
+        open: bool,
+        /// Now.
+        now: u64,
+    },
+    /// Record a successful authentication; refuses banned and unknown accounts.
+    Authenticate {
+        /// The key.
+        account: AccountKey,
+        /// Now.
+        now: u64,
+    },
+    /// Store a new invite.
+    MintInvite {
+        /// Invite record to store.
+        invite: InviteRecord,
+    },
+    /// Delete the invites whose id starts with `prefix`.
+    RevokeInvites {
+        /// Hex prefix of [`InviteRecord::id`].
+        prefix: String,
+    },
+    /// Ban or unban an account by handle.
+    SetBanned {
+        /// Whose.
+        handle: Handle,
+        /// Banned or not.
+        banned: bool,
+    },
+    /// Set or clear an account's quota override.
+    SetQuota {
+        /// Whose.
+        handle: Handle,
+        /// New quota (`None`: the relay's default).
+        quota: Option<u64>,
+    },
+    /// Add KeyPackages to an account's stock.
+    PublishKeyPackages {
+        /// Whose.
+        account: AccountKey,
+        /// One-use packages.
+        packages: Vec<Vec<u8>>,
+        /// Replacement last-resort package.
+        last_resort: Option<Vec<u8>>,
+        /// The relay's default quota.
+        quota: u64,
+    },
+    /// Take one KeyPackage of an account.
+    TakeKeyPackage {
+        /// Whose.
+        handle: Handle,
+    },
+    /// Put a payload in an inbox.
+    Deposit {
+        /// Depositor (charged for the bytes).
+        from: AccountKey,
+        /// Recipient.
+        to: AccountKey,
+        /// Opaque bytes.
+        payload: Vec<u8>,
+        /// Now.
+        now: u64,
+        /// The relay's default quota.
+        quota: u64,
+    },
+    /// Delete inbox entries.
+    AckInbox {
+        /// Whose inbox.
+        account: AccountKey,
+        /// Entry ids.
+        ids: Vec<u64>,
+    },
+    /// Create a room log.
+    CreateRoom {
+        /// The room.
+        room: RoomId,
+        /// The first epoch's capability hash.
+        cap_hash: CapHash,
+        /// Retention.
+        retention_secs: Option<u64>,
+        /// Now.
+        now: u64,
+    },
+    /// Append a message, or a commit that rotates the capability.
+    Append {
+        /// The room.
+        room: RoomId,
+        /// Hash of the presented capability.
+        cap_hash: CapHash,
+        /// Who appends (charged for the bytes).
+        author: AccountKey,
+        /// The payload.
+        payload: Vec<u8>,
+        /// `Some`: this is a commit and the next epoch's capability hash.
+        next_cap_hash: Option<CapHash>,
+        /// Now.
+        now: u64,
+        /// The relay's default quota.
+        quota: u64,
+    },
+    /// Change a room's retention.
+    SetRetention {
+        /// The room.
+        room: RoomId,
+        /// Hash of the presented capability.
+        cap_hash: CapHash,
+        /// New retention.
+        retention_secs: Option<u64>,
+    },
+    /// Delete expired room entries and inbox entries.
+    Sweep {
+        /// Now.
+        now: u64,
+        /// The relay's retention.
+        retention_secs: u64,
+        /// At most this many deletions in this op.
+        max_deletions: usize,
+    },
+    /// Keep an audit record (the ring keeps the latest [`AUDIT_RING`]).
+    Audit(AuditRecord),
+}
+
+/// How many audit records are kept.
+pub const AUDIT_RING: u64 = 1000;
+
+/// What an applied [`WriteOp`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Nothing to report.
+    Done,
+    /// The account (registered, authenticated, banned...).
+    Account(AccountRecord),
+    /// Count of things affected.
+    Count(u64),
+    /// A KeyPackage stock.
+    Stock {
+        /// One-use packages left.
+        available: u32,
+        /// Last-resort package stored.
+        last_resort: bool,
+    },
+    /// A KeyPackage taken.
+    KeyPackage {
+        /// Whose.
+        account: AccountKey,
+        /// The bytes.
+        package: Vec<u8>,
+    },
+    /// An entry appended to a room.
+    Appended {
+        /// The room.
+        room: RoomId,
+        /// The entry as stored.
+        entry: Entry,
+        /// For a commit: the capability hash of the epoch it ended.
+        ended: Option<CapHash>,
+    },
+    /// An inbox entry deposited for `to`.
+    Deposited {
+        /// The recipient.
+        to: AccountKey,
+    },
+    /// Sweep results.
+    Swept {
+        /// Room entries deleted.
+        entries: u64,
+        /// Inbox entries deleted.
+        inbox: u64,
+    },
+}
+
+/// Totals for `hearth-relay status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Accounts.
+    pub accounts: u64,
+    /// Rooms.
+    pub rooms: u64,
+    /// Room entries stored.
+    pub entries: u64,
+    /// Inbox entries stored.
+    pub inbox: u64,
+    /// Bytes of payload stored (rooms, inboxes, KeyPackages).
+    pub bytes: u64,
+    /// Size of the database file.
+    pub file_bytes: u64,
+}
+
+/// A room and what a capability grants in it (or why it grants nothing).
+pub type RoomAccess = (RoomRecord, Result<Access, WireError>);
+
+/// The result of one op in a batch.
+pub type OpResult = Result<Applied, WireError>;
+
+/// Durable relay state.
+pub trait Store: Send + Sync {
+    /// Applies `ops` in order in one transaction and returns after a durable commit.
+    ///
+    /// Each op sees the effects of the ops before it. A refused op has no effect. On `Err`,
+    /// nothing of the batch was stored.
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError>;
+    /// An account by key.
+    fn account(&self, account: &AccountKey) -> Result<Option<AccountRecord>, StoreError>;
+    /// An account by handle.
+    fn account_by_handle(&self, handle: &Handle) -> Result<Option<AccountRecord>, StoreError>;
+    /// All accounts, ordered by handle.
+    fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError>;
+    /// One-use KeyPackages left and whether a last-resort one is stored.
+    fn key_package_stock(&self, account: &AccountKey) -> Result<(u32, bool), StoreError>;
+    /// Inbox entries with id > `after`, oldest first, at most `limit`.
+    fn inbox(
+        &self,
+        account: &AccountKey,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError>;
+    /// A room's metadata.
+    fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError>;
+    /// What `cap_hash` grants in `room` (`Ok(None)`: the room does not exist).
+    fn access(&self, room: &RoomId, cap_hash: &CapHash) -> Result<Option<RoomAccess>, StoreError>;
+    /// Entries with `from <= seq <= to`, in order, at most `limit`.
+    fn entries(
+        &self,
+        room: &RoomId,
+        from: Seq,
+        to: Seq,
+        limit: u32,
+    ) -> Result<Vec<Entry>, StoreError>;
+    /// All invites.
+    fn invites(&self) -> Result<Vec<InviteRecord>, StoreError>;
+    /// The latest audit records, newest last.
+    fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Totals.
+    fn stats(&self) -> Result<StoreStats, StoreError>;
+}

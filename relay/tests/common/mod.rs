@@ -1,0 +1,359 @@
+//! A small test client: real QUIC, pinned relay certificate, the real protocol.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use hearth_protocol::auth::auth_message;
+use hearth_protocol::frame::{decode_body, encode_frame};
+use hearth_protocol::limits::{MAX_FRAME_LEN, TLS_EXPORTER_LABEL};
+use hearth_protocol::{
+    AccountKey, Cap, ClientFrame, ClientHello, Event, Handle, InviteToken, Pin, RelayAddress,
+    Request, Response, ServerFrame, ServerHello, Signature, WireError, ALPN,
+};
+use hearth_relay::{RelayConfig, RunningRelay};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// How long a test waits for anything before failing.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Starts an in-process relay on 127.0.0.1:0 with a fresh temp data dir.
+pub async fn start_relay(
+    tweak: impl FnOnce(&mut RelayConfig),
+) -> (RunningRelay, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = RelayConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        data_dir: dir.path().join("relay"),
+        ..RelayConfig::default()
+    };
+    tweak(&mut config);
+    let relay = hearth_relay::start(config).await.expect("relay starts");
+    (relay, dir)
+}
+
+/// Checks the relay's certificate by its SPKI pin only (no CA, no names).
+#[derive(Debug)]
+struct PinVerifier {
+    pin: Pin,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+        if Pin::of_spki(parsed.subject_public_key_info().as_ref()) == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "relay key does not match the pin".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A QUIC connection to the relay with its one stream, before any hello.
+pub struct Raw {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+    pub exporter: [u8; 32],
+}
+
+pub async fn connect_raw(address: &RelayAddress) -> Raw {
+    try_connect_raw(address).await.expect("connection accepted")
+}
+
+/// Connects; `None` when the relay refuses the connection.
+pub async fn try_connect_raw(address: &RelayAddress) -> Option<Raw> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinVerifier {
+            pin: address.pin,
+            provider,
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    config.transport_config(Arc::new(transport));
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
+    endpoint.set_default_client_config(config);
+    let addr: SocketAddr = address.host_port().parse().expect("socket address");
+    let conn = endpoint
+        .connect(addr, "hearth-relay")
+        .expect("connect")
+        .await
+        .ok()?;
+    let mut exporter = [0u8; 32];
+    conn.export_keying_material(&mut exporter, TLS_EXPORTER_LABEL, b"")
+        .expect("exporter");
+    let (send, recv) = conn.open_bi().await.ok()?;
+    Some(Raw {
+        endpoint,
+        conn,
+        send,
+        recv,
+        exporter,
+    })
+}
+
+/// Reads one frame body; `None` when the stream ended.
+pub async fn read_body(recv: &mut quinn::RecvStream) -> Option<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await.ok()?;
+    let len = u32::from_be_bytes(prefix) as usize;
+    assert!(len <= MAX_FRAME_LEN, "relay sent an oversized frame");
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.ok()?;
+    Some(body)
+}
+
+/// An account's key pair.
+pub struct Identity {
+    pub key: SigningKey,
+}
+
+impl Identity {
+    pub fn new() -> Self {
+        Self {
+            key: SigningKey::generate(&mut rand_core::OsRng),
+        }
+    }
+
+    pub fn account(&self) -> AccountKey {
+        AccountKey(self.key.verifying_key().to_bytes())
+    }
+
+    pub fn sign(&self, challenge: &[u8; 32], exporter: &[u8; 32]) -> Signature {
+        Signature(
+            self.key
+                .sign(&auth_message(challenge, exporter, &self.account()))
+                .to_bytes(),
+        )
+    }
+}
+
+/// A client after a successful hello.
+pub struct Client {
+    pub raw: Raw,
+    pub challenge: [u8; 32],
+    next_id: u32,
+    events: VecDeque<Event>,
+    responses: HashMap<u32, Result<Response, WireError>>,
+}
+
+impl Client {
+    pub async fn connect(address: &RelayAddress) -> Client {
+        let mut raw = connect_raw(address).await;
+        let hello = encode_frame(
+            &ClientHello {
+                versions: vec![hearth_protocol::PROTOCOL_VERSION],
+            },
+            MAX_FRAME_LEN,
+        )
+        .expect("encode");
+        raw.send.write_all(&hello).await.expect("send hello");
+        let body = tokio::time::timeout(WAIT, read_body(&mut raw.recv))
+            .await
+            .expect("hello answer in time")
+            .expect("hello answer");
+        let challenge = match decode_body::<ServerHello>(&body).expect("server hello") {
+            ServerHello::Accepted { challenge, .. } => challenge,
+            other => panic!("hello rejected: {other:?}"),
+        };
+        Client {
+            raw,
+            challenge,
+            next_id: 1,
+            events: VecDeque::new(),
+            responses: HashMap::new(),
+        }
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub async fn send(&mut self, request: Request) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = encode_frame(&ClientFrame { id, request }, MAX_FRAME_LEN).expect("encode");
+        self.raw.send.write_all(&frame).await.expect("send");
+        id
+    }
+
+    async fn read_one(&mut self) -> bool {
+        let Ok(body) = tokio::time::timeout(WAIT, read_body(&mut self.raw.recv)).await else {
+            panic!("relay did not answer in time");
+        };
+        let Some(body) = body else {
+            return false;
+        };
+        match decode_body::<ServerFrame>(&body).expect("server frame") {
+            ServerFrame::Response { id, result } => {
+                self.responses.insert(id, result);
+            }
+            ServerFrame::Event(Event::Reauthenticate { challenge }) => {
+                self.challenge = challenge;
+                self.events.push_back(Event::Reauthenticate { challenge });
+            }
+            ServerFrame::Event(event) => self.events.push_back(event),
+        }
+        true
+    }
+
+    /// Waits for the response to request `id`; `None` if the connection ends first.
+    pub async fn try_response(&mut self, id: u32) -> Option<Result<Response, WireError>> {
+        loop {
+            if let Some(r) = self.responses.remove(&id) {
+                return Some(r);
+            }
+            if !self.read_one().await {
+                return None;
+            }
+        }
+    }
+
+    /// Waits for the response to request `id`.
+    pub async fn response(&mut self, id: u32) -> Result<Response, WireError> {
+        loop {
+            if let Some(r) = self.responses.remove(&id) {
+                return r;
+            }
+            assert!(
+                self.read_one().await,
+                "connection closed before response {id}"
+            );
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn request(&mut self, request: Request) -> Result<Response, WireError> {
+        let id = self.send(request).await;
+        self.response(id).await
+    }
+
+    /// The next pushed event.
+    pub async fn event(&mut self) -> Event {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                return e;
+            }
+            assert!(
+                self.read_one().await,
+                "connection closed while waiting for an event"
+            );
+        }
+    }
+
+    /// Reads until the relay closes the stream; returns the responses seen.
+    pub async fn until_closed(&mut self) -> Vec<Result<Response, WireError>> {
+        while self.read_one().await {}
+        self.responses.drain().map(|(_, r)| r).collect()
+    }
+
+    pub async fn register(
+        &mut self,
+        id: &Identity,
+        invite: Option<InviteToken>,
+        handle: &str,
+    ) -> Result<Response, WireError> {
+        let signature = id.sign(&self.challenge, &self.raw.exporter);
+        self.request(Request::Register {
+            invite,
+            handle: Handle::new(handle).expect("valid handle"),
+            account: id.account(),
+            signature,
+        })
+        .await
+    }
+
+    pub async fn auth(&mut self, id: &Identity) -> Result<Response, WireError> {
+        let signature = id.sign(&self.challenge, &self.raw.exporter);
+        self.request(Request::Auth {
+            account: id.account(),
+            signature,
+        })
+        .await
+    }
+}
+
+/// Registers a fresh account on `relay` and returns its authenticated client.
+pub async fn new_account(relay: &RunningRelay, handle: &str) -> (Client, Identity) {
+    let token = relay.relay().mint_invite(1, None).expect("invite");
+    let id = Identity::new();
+    let mut client = Client::connect(&relay.address()).await;
+    client
+        .register(&id, Some(token), handle)
+        .await
+        .expect("registration");
+    (client, id)
+}
+
+/// A capability for tests.
+pub fn cap(n: u8) -> Cap {
+    Cap([n; 32])
+}
+
+/// Test payloads are tagged so order can be checked.
+pub fn payload(tag: u32, len: usize) -> Vec<u8> {
+    let mut p = tag.to_be_bytes().to_vec();
+    p.resize(len.max(4), 0xab);
+    p
+}
+
+/// Reads the tag of [`payload`].
+pub fn tag(payload: &[u8]) -> u32 {
+    u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+}

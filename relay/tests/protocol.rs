@@ -1,0 +1,437 @@
+//! Authentication, registration, key directory and inboxes over real QUIC.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{new_account, start_relay, Client, Identity};
+use hearth_protocol::{
+    AccountKey, ErrorCode, Event, Handle, InviteToken, Request, Response, RoomId, Signature,
+};
+
+fn code(r: Result<Response, hearth_protocol::WireError>) -> ErrorCode {
+    r.expect_err("request should fail").code
+}
+
+#[tokio::test]
+async fn authentication_binds_key_and_connection() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let address = relay.address();
+    let (_alice_conn, alice) = new_account(&relay, "alice").await;
+
+    // A registered key authenticates on a new connection.
+    let mut c = Client::connect(&address).await;
+    assert_eq!(
+        c.auth(&alice).await.unwrap(),
+        Response::Authenticated {
+            handle: Handle::new("alice").unwrap()
+        }
+    );
+    assert_eq!(
+        c.request(Request::ListAccounts).await.unwrap(),
+        Response::Accounts(vec![hearth_protocol::AccountInfo {
+            handle: Handle::new("alice").unwrap(),
+            account: alice.account(),
+            created: match c
+                .request(Request::LookupAccount {
+                    handle: Handle::new("alice").unwrap()
+                })
+                .await
+                .unwrap()
+            {
+                Response::Account(info) => info.created,
+                other => panic!("{other:?}"),
+            },
+        }])
+    );
+
+    // An unknown key fails.
+    let mut c = Client::connect(&address).await;
+    assert_eq!(code(c.auth(&Identity::new()).await), ErrorCode::AuthFailed);
+
+    // A bad signature fails.
+    let mut c = Client::connect(&address).await;
+    let result = c
+        .request(Request::Auth {
+            account: alice.account(),
+            signature: Signature([7; 64]),
+        })
+        .await;
+    assert_eq!(code(result), ErrorCode::AuthFailed);
+
+    // A signature made for connection A does not work on connection B, even over B's
+    // challenge: it is bound to A's TLS exporter.
+    let a = Client::connect(&address).await;
+    let mut b = Client::connect(&address).await;
+    assert_ne!(a.raw.exporter, b.raw.exporter);
+    let forged = alice.sign(&b.challenge, &a.raw.exporter);
+    let result = b
+        .request(Request::Auth {
+            account: alice.account(),
+            signature: forged,
+        })
+        .await;
+    assert_eq!(code(result), ErrorCode::AuthFailed);
+    // And A's own signature over A's challenge does not work on B either.
+    let captured = alice.sign(&a.challenge, &a.raw.exporter);
+    let result = b
+        .request(Request::Auth {
+            account: alice.account(),
+            signature: captured,
+        })
+        .await;
+    assert_eq!(code(result), ErrorCode::AuthFailed);
+
+    // Before authenticating, only register, auth and ping are allowed.
+    let mut c = Client::connect(&address).await;
+    assert_eq!(c.request(Request::Ping).await.unwrap(), Response::Pong);
+    for request in [
+        Request::ListAccounts,
+        Request::KeyPackageStock,
+        Request::FetchInbox {
+            after: 0,
+            limit: 10,
+        },
+        Request::Deposit {
+            to: alice.account(),
+            payload: vec![1],
+        },
+        Request::CreateRoom {
+            room: RoomId([1; 16]),
+            cap_hash: common::cap(1).hash(),
+            retention_secs: None,
+        },
+    ] {
+        assert_eq!(code(c.request(request).await), ErrorCode::Unauthenticated);
+    }
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn invites_are_checked_atomically() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let address = relay.address();
+    let token = relay.relay().mint_invite(1, None).unwrap();
+
+    // No invite on a closed relay.
+    let mut c = Client::connect(&address).await;
+    assert_eq!(
+        code(c.register(&Identity::new(), None, "nobody").await),
+        ErrorCode::InviteRequired
+    );
+    // An unknown token.
+    let mut c = Client::connect(&address).await;
+    assert_eq!(
+        code(
+            c.register(&Identity::new(), Some(InviteToken([9; 16])), "nobody")
+                .await
+        ),
+        ErrorCode::InviteInvalid
+    );
+    // Single use is honoured.
+    let mut c = Client::connect(&address).await;
+    c.register(&Identity::new(), Some(token.clone()), "bob")
+        .await
+        .unwrap();
+    let mut c = Client::connect(&address).await;
+    assert_eq!(
+        code(c.register(&Identity::new(), Some(token), "carol").await),
+        ErrorCode::InviteSpent
+    );
+
+    // A taken handle is refused and does not use the invite up.
+    let token = relay.relay().mint_invite(1, None).unwrap();
+    let mut c = Client::connect(&address).await;
+    assert_eq!(
+        code(
+            c.register(&Identity::new(), Some(token.clone()), "bob")
+                .await
+        ),
+        ErrorCode::HandleTaken
+    );
+    let mut c = Client::connect(&address).await;
+    c.register(&Identity::new(), Some(token), "carol")
+        .await
+        .unwrap();
+
+    // An already registered key.
+    let (_conn, dave) = new_account(&relay, "dave").await;
+    let token = relay.relay().mint_invite(1, None).unwrap();
+    let mut c = Client::connect(&address).await;
+    assert_eq!(
+        code(c.register(&dave, Some(token), "dave2").await),
+        ErrorCode::AlreadyRegistered
+    );
+
+    // An expired invite (expiry is in whole seconds).
+    let token = relay
+        .relay()
+        .mint_invite(1, Some(Duration::from_secs(1)))
+        .unwrap();
+    let deadline = std::time::SystemTime::now() + Duration::from_millis(2100);
+    while std::time::SystemTime::now() < deadline {
+        // Waiting for wall-clock expiry is the behaviour under test, not synchronization.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = Client::connect(&address).await;
+    assert_eq!(
+        code(c.register(&Identity::new(), Some(token), "erin").await),
+        ErrorCode::InviteExpired
+    );
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn open_registration_needs_no_invite() {
+    let (relay, _dir) = start_relay(|c| c.open_registration = true).await;
+    let mut c = Client::connect(&relay.address()).await;
+    c.register(&Identity::new(), None, "frank").await.unwrap();
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_directory_and_inbox_round_trip() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let (mut bob, bob_id) = new_account(&relay, "bob").await;
+
+    let published = alice
+        .request(Request::PublishKeyPackages {
+            packages: vec![vec![1u8; 10].into(), vec![2u8; 10].into()],
+            last_resort: Some(vec![9u8; 10].into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        published,
+        Response::KeyPackageStock {
+            available: 2,
+            last_resort: true
+        }
+    );
+
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        match bob
+            .request(Request::FetchKeyPackage {
+                handle: Handle::new("alice").unwrap(),
+            })
+            .await
+            .unwrap()
+        {
+            Response::KeyPackage { account, package } => {
+                assert_eq!(account, alice_id.account());
+                seen.push(package[0]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Each one-use package once, then the last-resort one, repeatedly.
+    assert_eq!(seen, vec![1, 2, 9, 9]);
+    assert_eq!(
+        alice.request(Request::KeyPackageStock).await.unwrap(),
+        Response::KeyPackageStock {
+            available: 0,
+            last_resort: true
+        }
+    );
+    assert_eq!(
+        code(
+            bob.request(Request::FetchKeyPackage {
+                handle: Handle::new("nobody").unwrap()
+            })
+            .await
+        ),
+        ErrorCode::UnknownAccount
+    );
+    // Bob has no packages at all.
+    assert_eq!(
+        code(
+            alice
+                .request(Request::FetchKeyPackage {
+                    handle: Handle::new("bob").unwrap()
+                })
+                .await
+        ),
+        ErrorCode::NoKeyPackage
+    );
+    match alice
+        .request(Request::LookupAccount {
+            handle: Handle::new("bob").unwrap(),
+        })
+        .await
+        .unwrap()
+    {
+        Response::Account(info) => assert_eq!(info.account, bob_id.account()),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Inbox: deposit notifies, fetch returns in order, ack deletes.
+    for n in 0..3u8 {
+        alice
+            .request(Request::Deposit {
+                to: bob_id.account(),
+                payload: vec![n; 5],
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(bob.event().await, Event::InboxArrived);
+    let entries = match bob
+        .request(Request::FetchInbox {
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+    {
+        Response::Inbox(entries) => entries,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        entries.iter().map(|e| e.payload[0]).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let after_first = match bob
+        .request(Request::FetchInbox {
+            after: entries[0].id,
+            limit: 1,
+        })
+        .await
+        .unwrap()
+    {
+        Response::Inbox(e) => e,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(after_first, vec![entries[1].clone()]);
+    bob.request(Request::AckInbox {
+        ids: vec![entries[0].id, entries[1].id],
+    })
+    .await
+    .unwrap();
+    match bob
+        .request(Request::FetchInbox {
+            after: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+    {
+        Response::Inbox(left) => assert_eq!(left, vec![entries[2].clone()]),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        code(
+            alice
+                .request(Request::Deposit {
+                    to: AccountKey([3; 32]),
+                    payload: vec![1]
+                })
+                .await
+        ),
+        ErrorCode::UnknownAccount
+    );
+    // Envelope size limit.
+    assert_eq!(
+        code(
+            alice
+                .request(Request::Deposit {
+                    to: bob_id.account(),
+                    payload: vec![0; 64 * 1024 + 1]
+                })
+                .await
+        ),
+        ErrorCode::TooLarge
+    );
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn limits_rate_and_quota() {
+    let (relay, _dir) = start_relay(|c| {
+        c.rate_per_second = 1.0;
+        c.rate_burst = 5;
+        c.quota_bytes_per_account = 100;
+    })
+    .await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (_bob, bob_id) = new_account(&relay, "bob").await;
+    let r = alice
+        .request(Request::Deposit {
+            to: bob_id.account(),
+            payload: vec![0; 80],
+        })
+        .await;
+    assert!(r.is_ok());
+    let r = alice
+        .request(Request::Deposit {
+            to: bob_id.account(),
+            payload: vec![0; 30],
+        })
+        .await;
+    assert_eq!(code(r), ErrorCode::QuotaExceeded);
+    let mut limited = false;
+    for _ in 0..10 {
+        if let Err(e) = alice.request(Request::Ping).await {
+            panic!("ping is free: {e}");
+        }
+        if let Err(e) = alice.request(Request::KeyPackageStock).await {
+            assert_eq!(e.code, ErrorCode::RateLimited);
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the rate limit kicks in");
+    assert!(relay.relay().metrics().rate_limited >= 1);
+    assert!(relay.relay().metrics().quota_exceeded >= 1);
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn banned_accounts_are_refused_and_dropped_at_reauth() {
+    let (relay, _dir) = start_relay(|c| {
+        c.reauth_interval_secs = 1;
+        c.reauth_grace_secs = 30;
+    })
+    .await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    // Answering re-authentication keeps the connection.
+    match alice.event().await {
+        Event::Reauthenticate { .. } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    alice.auth(&alice_id).await.unwrap();
+    assert_eq!(alice.request(Request::Ping).await.unwrap(), Response::Pong);
+
+    let config = relay.relay().config().clone();
+    let response = hearth_relay::admin::request(
+        &config,
+        hearth_relay::admin::AdminRequest::Ban {
+            handle: Handle::new("alice").unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
+
+    let mut c = Client::connect(&relay.address()).await;
+    assert_eq!(code(c.auth(&alice_id).await), ErrorCode::Banned);
+
+    // The open connection is closed at its next re-authentication.
+    match alice.event().await {
+        Event::Reauthenticate { .. } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    let id = {
+        let signature = alice_id.sign(&alice.challenge, &alice.raw.exporter);
+        alice
+            .send(Request::Auth {
+                account: alice_id.account(),
+                signature,
+            })
+            .await
+    };
+    assert_eq!(code(alice.response(id).await), ErrorCode::Banned);
+    alice.until_closed().await;
+    relay.shutdown().await.unwrap();
+}

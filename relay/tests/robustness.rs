@@ -1,0 +1,324 @@
+//! Bad input, limits, and durability across a SIGKILL of the real binary.
+
+mod common;
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+
+use common::{
+    cap, connect_raw, new_account, payload, read_body, start_relay, tag, try_connect_raw, Client,
+    Identity, WAIT,
+};
+use hearth_protocol::frame::{decode_body, encode_frame};
+use hearth_protocol::limits::MAX_FRAME_LEN;
+use hearth_protocol::{
+    ClientHello, ErrorCode, Invite, RelayAddress, Request, Response, RoomId, Seq, ServerFrame,
+    ServerHello,
+};
+
+async fn hello(raw: &mut common::Raw) {
+    let frame = encode_frame(&ClientHello { versions: vec![1] }, MAX_FRAME_LEN).unwrap();
+    raw.send.write_all(&frame).await.unwrap();
+    let body = tokio::time::timeout(WAIT, read_body(&mut raw.recv))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        decode_body::<ServerHello>(&body).unwrap(),
+        ServerHello::Accepted { .. }
+    ));
+}
+
+/// Reads frames until the relay ends the stream; returns the error codes it answered.
+async fn codes_until_closed(raw: &mut common::Raw) -> Vec<ErrorCode> {
+    let mut codes = Vec::new();
+    while let Some(body) = tokio::time::timeout(WAIT, read_body(&mut raw.recv))
+        .await
+        .expect("relay closes in time")
+    {
+        if let Ok(ServerFrame::Response { result: Err(e), .. }) = decode_body::<ServerFrame>(&body)
+        {
+            codes.push(e.code);
+        }
+    }
+    codes
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_the_relay_keeps_serving() {
+    let (relay, _dir) = start_relay(|c| c.handshake_timeout_secs = 2).await;
+    let address = relay.address();
+
+    // Unknown version: a clear rejection naming both sides' versions.
+    let mut raw = connect_raw(&address).await;
+    let frame = encode_frame(&ClientHello { versions: vec![7] }, MAX_FRAME_LEN).unwrap();
+    raw.send.write_all(&frame).await.unwrap();
+    let body = read_body(&mut raw.recv).await.unwrap();
+    match decode_body::<ServerHello>(&body).unwrap() {
+        ServerHello::Rejected { supported, message } => {
+            assert_eq!(supported, vec![1]);
+            assert!(
+                message.contains("[7]") && message.contains("[1]"),
+                "{message}"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(
+        read_body(&mut raw.recv).await.is_none(),
+        "closed after rejection"
+    );
+
+    // A malformed hello.
+    let mut raw = connect_raw(&address).await;
+    raw.send
+        .write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    let body = read_body(&mut raw.recv).await.unwrap();
+    assert!(matches!(
+        decode_body::<ServerHello>(&body).unwrap(),
+        ServerHello::Rejected { .. }
+    ));
+
+    // A malformed request: BadRequest once, then closed.
+    let mut raw = connect_raw(&address).await;
+    hello(&mut raw).await;
+    raw.send
+        .write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    assert_eq!(
+        codes_until_closed(&mut raw).await,
+        vec![ErrorCode::BadRequest]
+    );
+
+    // An oversized frame: TooLarge before the body is read, then closed.
+    let mut raw = connect_raw(&address).await;
+    hello(&mut raw).await;
+    raw.send
+        .write_all(&(2_000_000u32).to_be_bytes())
+        .await
+        .unwrap();
+    assert_eq!(
+        codes_until_closed(&mut raw).await,
+        vec![ErrorCode::TooLarge]
+    );
+
+    // A truncated frame: the stream ends mid-frame; the relay closes.
+    let mut raw = connect_raw(&address).await;
+    hello(&mut raw).await;
+    raw.send.write_all(&[0, 0, 0, 100, 1, 2, 3]).await.unwrap();
+    raw.send.finish().unwrap();
+    assert!(codes_until_closed(&mut raw).await.is_empty());
+
+    // A hello but no authentication: closed at the handshake timeout.
+    let mut raw = connect_raw(&address).await;
+    hello(&mut raw).await;
+    assert!(codes_until_closed(&mut raw).await.is_empty());
+
+    // An oversized envelope inside a valid frame is a per-request error, not a close.
+    let (mut c, _) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    c.request(Request::CreateRoom {
+        room,
+        cap_hash: cap(0).hash(),
+        retention_secs: None,
+    })
+    .await
+    .unwrap();
+    let big = c
+        .request(Request::Append {
+            room,
+            cap: cap(0),
+            payload: vec![0; 70_000],
+        })
+        .await;
+    assert_eq!(big.unwrap_err().code, ErrorCode::TooLarge);
+    assert_eq!(c.request(Request::Ping).await.unwrap(), Response::Pong);
+
+    // The relay still serves new clients.
+    let (mut d, _) = new_account(&relay, "bob").await;
+    assert_eq!(d.request(Request::Ping).await.unwrap(), Response::Pong);
+    let metrics = relay.relay().metrics();
+    assert!(
+        metrics.malformed >= 2 && metrics.too_large >= 2,
+        "{metrics:?}"
+    );
+    relay.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_per_ip_are_limited() {
+    let (relay, _dir) = start_relay(|c| c.max_connections_per_ip = 2).await;
+    let address = relay.address();
+    let _a = Client::connect(&address).await;
+    let _b = Client::connect(&address).await;
+    assert!(
+        try_connect_raw(&address).await.is_none(),
+        "third connection refused"
+    );
+    drop(_a);
+    relay.shutdown().await.unwrap();
+}
+
+/// The relay binary, its printed address and first invite.
+struct Spawned {
+    child: std::process::Child,
+    address: RelayAddress,
+    invite: Option<Invite>,
+}
+
+fn spawn_relay(data: &std::path::Path) -> Spawned {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth-relay"))
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("relay binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let (mut address, mut invite) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.expect("stdout line");
+        if let Some(rest) = line.strip_prefix("relay address: ") {
+            address = Some(
+                rest.parse::<RelayAddress>()
+                    .expect("printed address parses"),
+            );
+        }
+        if let Some(i) = line.find("hearth://").filter(|_| line.contains("/invite/")) {
+            invite = Some(line[i..].parse::<Invite>().expect("printed invite parses"));
+        }
+        if line.starts_with("data: ") {
+            break;
+        }
+    }
+    // Keep draining stdout so the relay never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let address = address.expect("relay printed its address");
+    assert_ne!(address.port, 0, "the real port is printed");
+    Spawned {
+        child,
+        address,
+        invite,
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_appends_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("hearth-relay.toml"),
+        "rate_per_second = 100000.0\nrate_burst = 100000\n",
+    )
+    .unwrap();
+
+    let mut relay = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || spawn_relay(&data)
+    })
+    .await
+    .unwrap();
+    let invite = relay.invite.take().expect("first start prints an invite");
+    assert_eq!(invite.relay, relay.address);
+    let id = Identity::new();
+    let mut c = Client::connect(&relay.address).await;
+    c.register(&id, Some(invite.token), "alice").await.unwrap();
+    let room = RoomId::random();
+    c.request(Request::CreateRoom {
+        room,
+        cap_hash: cap(0).hash(),
+        retention_secs: None,
+    })
+    .await
+    .unwrap();
+
+    // Stream appends with many in flight; kill the relay after 300 acknowledgements.
+    let mut acked: Vec<(Seq, u32)> = Vec::new();
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut next_tag = 0u32;
+    while acked.len() < 300 {
+        while in_flight.len() < 32 {
+            let rid = c
+                .send(Request::Append {
+                    room,
+                    cap: cap(0),
+                    payload: payload(next_tag, 1024),
+                })
+                .await;
+            in_flight.push_back((rid, next_tag));
+            next_tag += 1;
+        }
+        let (rid, t) = in_flight.pop_front().unwrap();
+        match c.try_response(rid).await {
+            Some(Ok(Response::Appended { seq })) => acked.push((seq, t)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    relay.child.kill().expect("SIGKILL");
+    relay.child.wait().unwrap();
+    drop(c);
+
+    let mut relay = tokio::task::spawn_blocking({
+        let data = data.clone();
+        move || spawn_relay(&data)
+    })
+    .await
+    .unwrap();
+    assert!(relay.invite.is_none(), "no new invite on restart");
+    let mut c = Client::connect(&relay.address).await;
+    c.auth(&id).await.unwrap();
+    let mut entries = Vec::new();
+    let mut from = Seq(1);
+    let last = loop {
+        match c
+            .request(Request::Read {
+                room,
+                cap: cap(0),
+                from,
+                limit: 1000,
+            })
+            .await
+            .unwrap()
+        {
+            Response::Entries { entries: got, last } => {
+                let done = got.last().map(|e| e.seq) == Some(last) || got.is_empty();
+                if let Some(e) = got.last() {
+                    from = e.seq.next();
+                }
+                entries.extend(got);
+                if done {
+                    break last;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(last.0 >= 300);
+    assert_eq!(
+        entries.iter().map(|e| e.seq.0).collect::<Vec<_>>(),
+        (1..=last.0).collect::<Vec<_>>(),
+        "contiguous seqs after the crash"
+    );
+    for (seq, t) in &acked {
+        let e = &entries[(seq.0 - 1) as usize];
+        assert_eq!(tag(&e.payload), *t, "acknowledged append {seq:?} kept");
+    }
+    // Appends keep going after the restart.
+    let r = c
+        .request(Request::Append {
+            room,
+            cap: cap(0),
+            payload: payload(9999, 8),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r, Response::Appended { seq: last.next() });
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
+}
