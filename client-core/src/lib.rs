@@ -1,1 +1,46 @@
-//! placeholder
+//! hearth client library: identity, MLS rooms, encrypted store, relay session.
+//!
+//! Map of the crate (foundation):
+//! - [`identity`]: the device's Ed25519 key pair (also its MLS signature key).
+//! - [`fingerprint`]: fingerprints and safety numbers people compare to verify keys.
+//! - [`store`]: the encrypted local store, one redb file per profile.
+//! - [`profile`]: a profile directory = identity + store, unlocked by a passphrase.
+//! - [`backup`]: passphrase-encrypted export and import of a whole profile.
+//!
+//! Map of the crate (rooms and session):
+//! - [`client`]: the [`Client`] API: connect, rooms, messages, history, events.
+//! - [`transport`]: talking to a relay (QUIC with a pinned key; pluggable for tests).
+//! - [`mls`]: openmls provider, group configuration, persistence of MLS state.
+//! - [`content`]: versioned application content and inbox messages.
+//! - [`transcript`]: transcript hashes that expose dropped or forked room logs.
+//! - [`history`]: locally stored messages.
+//! - [`events`]: what the client reports ([`ClientEvent`]) and the records it returns.
+//! - [`error`]: the client's error type, [`ClientError`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod backup;
+pub mod fingerprint;
+pub mod identity;
+pub mod profile;
+mod secret;
+pub mod store;
+
+pub mod client;
+pub mod content;
+pub mod error;
+pub mod events;
+pub mod history;
+pub mod mls;
+pub mod transcript;
+pub mod transport;
+
+pub use client::Client;
+pub use error::ClientError;
+pub use events::{
+    ClientEvent, ConnectionState, ConsistencyWarning, HistoryItem, Invitation, Member, RoomSummary,
+};
+pub use fingerprint::{fingerprint, safety_number, Fingerprint, SafetyNumber};
+pub use identity::{verify, Identity};
+pub use profile::Profile;
+pub use store::{EncryptedStore, StoreError, Table, WriteBatch};

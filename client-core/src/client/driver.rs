@@ -1,0 +1,129 @@
+//! The connection driver: pushed events in, reconnects with backoff when the connection
+//! drops.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hearth_protocol::auth::auth_message;
+use hearth_protocol::{Entry, Event, Request, RoomId};
+use tokio::sync::mpsc;
+
+use super::room::Status;
+use super::Inner;
+use crate::error::ClientError;
+use crate::events::{ClientEvent, ConnectionState};
+
+/// First reconnect delay; doubled per failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest reconnect delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<Event>) {
+    loop {
+        while let Some(event) = events.recv().await {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            inner.handle_event(event).await;
+        }
+        // The connection dropped.
+        let mut delay = FIRST_BACKOFF;
+        let mut reason = "connection lost".to_string();
+        loop {
+            {
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
+                if strong.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                *strong.link.write().unwrap_or_else(|p| p.into_inner()) = None;
+                strong.emit(ClientEvent::Connection(ConnectionState::Reconnecting {
+                    reason: reason.clone(),
+                    retry_in: delay,
+                }));
+            }
+            tokio::time::sleep(delay).await;
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            match strong.reconnect().await {
+                Ok(new_events) => {
+                    events = new_events;
+                    strong.emit(ClientEvent::Connection(ConnectionState::Connected));
+                    break;
+                }
+                Err(e) => {
+                    reason = e.to_string();
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn reconnect(self: &Arc<Self>) -> Result<mpsc::UnboundedReceiver<Event>, ClientError> {
+        let conn = self.connector.connect().await?;
+        Inner::authenticate(&self.profile, &conn).await?;
+        *self.exporter.lock().unwrap_or_else(|p| p.into_inner()) = conn.exporter;
+        *self.link.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.link.clone());
+        self.resume().await?;
+        Ok(conn.events)
+    }
+
+    async fn handle_event(self: &Arc<Self>, event: Event) {
+        let result = match event {
+            Event::Entries { room, entries } => self.pushed_entries(room, entries).await,
+            Event::SubscriptionEnded { room, .. } => self.pushed_entries(room, Vec::new()).await,
+            Event::InboxArrived => self.fetch_inbox().await,
+            Event::Reauthenticate { challenge } => {
+                // Answered on its own task so a long room operation cannot delay it.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let account = this.profile.account();
+                    let exporter = *this.exporter.lock().unwrap_or_else(|p| p.into_inner());
+                    let signature = this
+                        .profile
+                        .identity()
+                        .sign(&auth_message(&challenge, &exporter, &account));
+                    if let Err(e) = this.call(Request::Auth { account, signature }).await {
+                        tracing::warn!("re-authentication failed: {e}");
+                    }
+                });
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!("handling a relay event failed: {e}");
+        }
+    }
+
+    /// Processes pushed entries in order; a gap (or an ended subscription) is filled by
+    /// reading from the last processed seq.
+    async fn pushed_entries(&self, id: RoomId, entries: Vec<Entry>) -> Result<(), ClientError> {
+        let Ok(room) = self.room(id) else {
+            return Ok(());
+        };
+        let mut room = room.lock().await;
+        if room.removed || room.rec.status != Status::Joined {
+            return Ok(());
+        }
+        let mut gap = entries.is_empty();
+        for entry in &entries {
+            let next = room.rec.transcript.last().next();
+            if entry.seq < next {
+                continue;
+            }
+            if entry.seq > next {
+                gap = true;
+                break;
+            }
+            self.process_entry(&mut room, entry)?;
+        }
+        if gap || room.subscribed != Some(room.group.epoch().as_u64()) {
+            self.catch_up(&mut room).await?;
+        }
+        self.follow_up(&mut room).await
+    }
+}

@@ -1,0 +1,533 @@
+//! The client: one profile connected to its relay.
+//!
+//! [`Client`] is cheap to share (`&self` methods, `Send + Sync`). Inside:
+//!
+//! - a connection driver task (`driver`) that owns the pushed event stream, processes
+//!   room entries and inbox arrivals, answers re-authentication challenges, and
+//!   reconnects with exponential backoff (capped at 30 s) when the connection drops,
+//!   resuming every room from its last processed seq;
+//! - per-room state ([`room::Room`]) behind a tokio mutex: every operation on a room
+//!   (sending, committing, processing pushed entries) holds it, so a room's log is
+//!   processed strictly in seq order and one change is applied at a time;
+//! - the MLS [`Engine`] behind a std mutex, held only for synchronous MLS steps and the
+//!   store batch that persists them (never across network I/O).
+//!
+//! Events go to one unbounded channel, taken once with [`Client::events`].
+
+mod driver;
+mod inbox;
+mod ops;
+mod process;
+pub mod room;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
+
+use hearth_protocol::auth::auth_message;
+use hearth_protocol::{Handle, Invite, InviteToken, Request, Response, RoomId, Seq, WireError};
+use tokio::sync::mpsc;
+
+use crate::error::{store as store_err, ClientError};
+use crate::events::{ClientEvent, HistoryItem, Invitation, Member, RoomSummary};
+use crate::mls::Engine;
+use crate::profile::Profile;
+use crate::store::Table;
+use crate::transport::quic::QuicConnector;
+use crate::transport::{Connection, Connector, Link, TransportError};
+use room::{Room, RoomRecord, Status};
+
+/// One-use KeyPackages published at registration and kept in stock.
+pub const KEY_PACKAGE_STOCK: usize = 20;
+/// Below this many one-use KeyPackages left on the relay, the client publishes more.
+pub const KEY_PACKAGE_LOW: u32 = 10;
+
+/// A connected hearth client. See the module documentation.
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    profile: Profile,
+    connector: Arc<dyn Connector>,
+    link: RwLock<Option<Arc<dyn Link>>>,
+    /// The TLS exporter value of the current connection (for re-authentication).
+    exporter: Mutex<[u8; 32]>,
+    engine: Mutex<Engine>,
+    rooms: Mutex<HashMap<RoomId, Arc<tokio::sync::Mutex<Room>>>>,
+    events_tx: mpsc::UnboundedSender<ClientEvent>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<ClientEvent>>>,
+    driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: AtomicBool,
+    inbox_lock: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning means a panic elsewhere while holding the lock; the data is still the
+    // last consistent state we wrote (all updates are single assignments or persisted
+    // batches), so carry on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl From<TransportError> for ClientError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::PinMismatch { address } => ClientError::PinMismatch { address },
+            TransportError::Unreachable { address, reason } => {
+                ClientError::Unreachable { address, reason }
+            }
+            TransportError::Version(m) => ClientError::Version(m),
+            TransportError::Closed => ClientError::NotConnected,
+        }
+    }
+}
+
+impl Client {
+    /// Connects to `profile.relay()`, registers with the invite's token, publishes
+    /// KeyPackages (20 + a last-resort one) and marks the profile registered.
+    pub async fn register(profile: Profile, invite: &Invite) -> Result<Client, ClientError> {
+        let connector = Arc::new(QuicConnector::new(profile.relay().clone()));
+        Self::register_with(profile, Some(invite.token.clone()), connector).await
+    }
+
+    /// [`Client::register`] over any transport (tests use an in-process relay).
+    pub async fn register_with(
+        profile: Profile,
+        token: Option<InviteToken>,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Client, ClientError> {
+        let conn = connector.connect().await?;
+        let account = profile.account();
+        let signature =
+            profile
+                .identity()
+                .sign(&auth_message(&conn.challenge, &conn.exporter, &account));
+        let request = Request::Register {
+            invite: token,
+            handle: profile.handle().clone(),
+            account,
+            signature,
+        };
+        match conn.link.call(request).await? {
+            Ok(Response::Authenticated { .. }) => {}
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) => return Err(e.into()),
+        }
+        let client = Self::start(profile, connector, conn)?;
+        client
+            .inner
+            .publish_key_packages(KEY_PACKAGE_STOCK, true)
+            .await?;
+        client.inner.profile.set_registered().map_err(store_err)?;
+        client.inner.resume().await?;
+        Ok(client)
+    }
+
+    /// Connects and authenticates, loads rooms, subscribes to every room from its last
+    /// processed seq, fetches the inbox, and tops up KeyPackages when fewer than 10 are
+    /// left.
+    pub async fn connect(profile: Profile) -> Result<Client, ClientError> {
+        let connector = Arc::new(QuicConnector::new(profile.relay().clone()));
+        Self::connect_with(profile, connector).await
+    }
+
+    /// [`Client::connect`] over any transport (tests use an in-process relay).
+    pub async fn connect_with(
+        profile: Profile,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Client, ClientError> {
+        let conn = connector.connect().await?;
+        Inner::authenticate(&profile, &conn).await?;
+        let client = Self::start(profile, connector, conn)?;
+        client.inner.resume().await?;
+        client.inner.top_up_key_packages().await?;
+        Ok(client)
+    }
+
+    fn start(
+        profile: Profile,
+        connector: Arc<dyn Connector>,
+        conn: Connection,
+    ) -> Result<Client, ClientError> {
+        let engine = Engine::load(
+            profile.identity().mls_signer(),
+            profile.handle().as_str(),
+            profile.store(),
+        )?;
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            profile,
+            connector,
+            link: RwLock::new(Some(conn.link.clone())),
+            exporter: Mutex::new(conn.exporter),
+            engine: Mutex::new(engine),
+            rooms: Mutex::new(HashMap::new()),
+            events_tx,
+            events_rx: Mutex::new(Some(events_rx)),
+            driver: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            inbox_lock: tokio::sync::Mutex::new(()),
+        });
+        inner.load_rooms()?;
+        let handle = tokio::spawn(driver::run(Arc::downgrade(&inner), conn.events));
+        *lock(&inner.driver) = Some(handle);
+        inner.emit(ClientEvent::Connection(
+            crate::events::ConnectionState::Connected,
+        ));
+        Ok(Client { inner })
+    }
+
+    /// The profile this client runs.
+    pub fn profile(&self) -> &Profile {
+        &self.inner.profile
+    }
+
+    /// The event stream. The first call takes it; later calls get a receiver that never
+    /// yields anything (events are not duplicated). Events emitted before the first call
+    /// are buffered.
+    pub fn events(&self) -> mpsc::UnboundedReceiver<ClientEvent> {
+        lock(&self.inner.events_rx)
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1)
+    }
+
+    /// Fetches the inbox and catches every room up to the relay's head; returns when
+    /// done.
+    pub async fn sync(&self) -> Result<(), ClientError> {
+        self.inner.fetch_inbox().await?;
+        for room in self.inner.room_handles() {
+            let mut room = room.lock().await;
+            if room.removed || room.rec.status != Status::Joined {
+                continue;
+            }
+            self.inner.catch_up(&mut room).await?;
+            self.inner.follow_up(&mut room).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a room named `name` with us as its only member.
+    pub async fn create_room(&self, name: &str) -> Result<RoomId, ClientError> {
+        self.inner.create_room(name).await
+    }
+
+    /// Invites `handle` into `room` (adds them to the group and sends them the Welcome).
+    pub async fn invite(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
+        self.inner.invite(room, handle).await
+    }
+
+    /// Invitations received and not yet accepted.
+    pub async fn invitations(&self) -> Result<Vec<Invitation>, ClientError> {
+        self.inner.fetch_inbox().await?;
+        let mut out = Vec::new();
+        for room in self.inner.room_handles() {
+            let room = room.lock().await;
+            if let Status::Invited { from, received } = &room.rec.status {
+                out.push(Invitation {
+                    room: room.id,
+                    name: room.rec.name.clone(),
+                    from: from.clone(),
+                    received: crate::history::time_of(*received),
+                });
+            }
+        }
+        out.sort_by_key(|i| i.received);
+        Ok(out)
+    }
+
+    /// Accepts an invitation: the room becomes usable and is caught up.
+    pub async fn accept_invitation(&self, room: RoomId) -> Result<(), ClientError> {
+        self.inner.accept_invitation(room).await
+    }
+
+    /// Sends a text message; returns its seq once the relay stored it.
+    pub async fn send_text(&self, room: RoomId, text: &str) -> Result<Seq, ClientError> {
+        self.inner
+            .send_body(
+                room,
+                crate::content::Body::Text {
+                    text: text.to_string(),
+                    reply_to: None,
+                },
+            )
+            .await
+    }
+
+    /// Removes `handle` from `room` (a commit; they lose access at once).
+    pub async fn remove_member(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
+        self.inner.remove_member(room, handle).await
+    }
+
+    /// Leaves `room`: sends a self-remove proposal that another member's client commits,
+    /// and forgets the room locally.
+    pub async fn leave(&self, room: RoomId) -> Result<(), ClientError> {
+        self.inner.leave(room).await
+    }
+
+    /// The rooms we are a member of (not pending invitations).
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, ClientError> {
+        let mut out = Vec::new();
+        for room in self.inner.room_handles() {
+            let room = room.lock().await;
+            if room.removed || room.rec.status != Status::Joined {
+                continue;
+            }
+            out.push(RoomSummary {
+                id: room.id,
+                name: room.rec.name.clone(),
+                members: room.members().into_iter().map(|m| m.handle).collect(),
+                epoch: room.group.epoch().as_u64(),
+                last_seq: room.rec.transcript.last(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The members of a room.
+    pub async fn members(&self, room: RoomId) -> Result<Vec<Member>, ClientError> {
+        let room = self.inner.room(room)?;
+        let room = room.lock().await;
+        Ok(room.members())
+    }
+
+    /// Stored history, oldest first: the last `limit` messages, optionally only those at
+    /// or after `since`.
+    pub async fn history(
+        &self,
+        room: RoomId,
+        limit: usize,
+        since: Option<SystemTime>,
+    ) -> Result<Vec<HistoryItem>, ClientError> {
+        self.inner.room(room)?;
+        crate::history::read(self.inner.profile.store(), room, limit, since)
+    }
+
+    /// Resolves a room by exact name (case-insensitive) or hex id prefix.
+    pub async fn find_room(&self, name_or_id: &str) -> Result<Option<RoomId>, ClientError> {
+        let wanted = name_or_id.trim().to_lowercase();
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let mut by_prefix = Vec::new();
+        for room in self.inner.room_handles() {
+            let room = room.lock().await;
+            if room.removed {
+                continue;
+            }
+            if room.rec.name.to_lowercase() == wanted {
+                return Ok(Some(room.id));
+            }
+            if room.id.to_hex().starts_with(&wanted) {
+                by_prefix.push(room.id);
+            }
+        }
+        Ok(match by_prefix.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        })
+    }
+
+    /// Disconnects and stops the background task.
+    pub async fn close(self) {
+        self.inner.shutdown();
+        let handle = lock(&self.inner.driver).take();
+        if let Some(handle) = handle {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.inner.shutdown();
+        if let Some(handle) = lock(&self.inner.driver).take() {
+            handle.abort();
+        }
+    }
+}
+
+fn unexpected(response: &Response) -> ClientError {
+    ClientError::Other(format!("unexpected answer from the relay: {response:?}"))
+}
+
+impl Inner {
+    pub(crate) fn engine(&self) -> MutexGuard<'_, Engine> {
+        lock(&self.engine)
+    }
+
+    pub(crate) fn emit(&self, event: ClientEvent) {
+        let _ = self.events_tx.send(event);
+    }
+
+    fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(link) = self.link.write().unwrap_or_else(|p| p.into_inner()).take() {
+            link.close();
+        }
+        self.emit(ClientEvent::Connection(
+            crate::events::ConnectionState::Closed,
+        ));
+    }
+
+    /// Sends a request over the current connection.
+    pub(crate) async fn call(&self, request: Request) -> Result<Response, ClientError> {
+        let link = self
+            .link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(ClientError::NotConnected)?;
+        match link.call(request).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(ClientError::Relay(e)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn authenticate(profile: &Profile, conn: &Connection) -> Result<(), ClientError> {
+        let account = profile.account();
+        let signature =
+            profile
+                .identity()
+                .sign(&auth_message(&conn.challenge, &conn.exporter, &account));
+        match conn.link.call(Request::Auth { account, signature }).await? {
+            Ok(Response::Authenticated { .. }) => Ok(()),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn load_rooms(&self) -> Result<(), ClientError> {
+        let rows = self
+            .profile
+            .store()
+            .scan(Table::Rooms, b"")
+            .map_err(store_err)?;
+        let engine = self.engine();
+        let mut rooms = lock(&self.rooms);
+        for (key, value) in rows {
+            let Ok(id) = <[u8; 16]>::try_from(key.as_slice()).map(RoomId) else {
+                continue;
+            };
+            let rec: RoomRecord = match postcard::from_bytes(&value) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    tracing::warn!("room {id}: unreadable record ({e}); skipping it");
+                    continue;
+                }
+            };
+            match Room::load(&engine, id, rec)? {
+                Some(room) => {
+                    rooms.insert(id, Arc::new(tokio::sync::Mutex::new(room)));
+                }
+                None => tracing::warn!("room {id}: no MLS state; skipping it"),
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn room_handles(&self) -> Vec<Arc<tokio::sync::Mutex<Room>>> {
+        lock(&self.rooms).values().cloned().collect()
+    }
+
+    pub(crate) fn room(&self, id: RoomId) -> Result<Arc<tokio::sync::Mutex<Room>>, ClientError> {
+        lock(&self.rooms)
+            .get(&id)
+            .cloned()
+            .ok_or(ClientError::NoSuchRoom(id))
+    }
+
+    pub(crate) fn insert_room(&self, room: Room) {
+        lock(&self.rooms).insert(room.id, Arc::new(tokio::sync::Mutex::new(room)));
+    }
+
+    pub(crate) fn forget_room(&self, id: RoomId) {
+        lock(&self.rooms).remove(&id);
+    }
+
+    /// After (re)connecting: inbox, then every joined room caught up and subscribed.
+    pub(crate) async fn resume(&self) -> Result<(), ClientError> {
+        self.fetch_inbox().await?;
+        for room in self.room_handles() {
+            let mut room = room.lock().await;
+            room.subscribed = None;
+            if room.removed || room.rec.status != Status::Joined {
+                continue;
+            }
+            if let Err(e) = self.catch_up(&mut room).await {
+                tracing::warn!("room {}: catching up failed: {e}", room.id);
+                if matches!(e, ClientError::NotConnected) {
+                    return Err(e);
+                }
+                continue;
+            }
+            self.follow_up(&mut room).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_key_packages(
+        &self,
+        count: usize,
+        last_resort: bool,
+    ) -> Result<(), ClientError> {
+        let (packages, resort) = {
+            let mut engine = self.engine();
+            let made = engine.key_packages(count, last_resort)?;
+            engine.persist(self.profile.store(), |_| Ok(()))?;
+            made
+        };
+        let request = Request::PublishKeyPackages {
+            packages: packages
+                .into_iter()
+                .map(serde_bytes::ByteBuf::from)
+                .collect(),
+            last_resort: resort.map(serde_bytes::ByteBuf::from),
+        };
+        match self.call(request).await? {
+            Response::KeyPackageStock { .. } | Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn top_up_key_packages(&self) -> Result<(), ClientError> {
+        match self.call(Request::KeyPackageStock).await? {
+            Response::KeyPackageStock {
+                available,
+                last_resort,
+            } => {
+                if available < KEY_PACKAGE_LOW || !last_resort {
+                    let missing = KEY_PACKAGE_STOCK.saturating_sub(available as usize);
+                    self.publish_key_packages(missing, !last_resort).await?;
+                }
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// Maps relay errors of a room request to friendlier ones.
+pub(crate) fn room_error(room: RoomId, e: ClientError) -> ClientError {
+    match e {
+        ClientError::Relay(WireError {
+            code: hearth_protocol::ErrorCode::UnknownRoom,
+            ..
+        }) => ClientError::NoSuchRoom(room),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Client>();
+    }
+}

@@ -1,0 +1,500 @@
+//! Room operations: create, invite, accept, send, remove, leave, and the machinery they
+//! share (catching up, subscribing, the commit-and-retry loop).
+
+use hearth_protocol::limits::MAX_READ_ENTRIES;
+use hearth_protocol::{ErrorCode, Handle, Request, Response, RoomId, Seq};
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+
+use super::room::{Inflight, Room, RoomRecord, Status};
+use super::{room_error, unexpected, Inner};
+use crate::content::{Body, Content, InboxMessage};
+use crate::error::{mls, ClientError};
+use crate::events::ClientEvent;
+use crate::mls::{create_config, handle_of, RoomSettings};
+use crate::store::Table;
+use crate::transcript::Transcript;
+
+/// How often a commit is retried after losing the race for an epoch.
+const COMMIT_ATTEMPTS: usize = 8;
+
+/// What a commit builder returns: the commit and maybe a Welcome.
+type Built = Option<(MlsMessageOut, Option<MlsMessageOut>)>;
+
+impl Inner {
+    /// Reads and processes every entry after the last processed one, up to the relay's
+    /// head (following epochs as commits are processed), then makes sure the room is
+    /// subscribed with the current epoch's capability.
+    pub(crate) async fn catch_up(&self, room: &mut Room) -> Result<(), ClientError> {
+        loop {
+            if room.removed {
+                return Ok(());
+            }
+            let cap = self.engine().cap(&room.group)?;
+            let from = room.rec.transcript.last().next();
+            let response = self
+                .call(Request::Read {
+                    room: room.id,
+                    cap,
+                    from,
+                    limit: MAX_READ_ENTRIES,
+                })
+                .await
+                .map_err(|e| room_error(room.id, e))?;
+            let Response::Entries { entries, .. } = response else {
+                return Err(unexpected(&response));
+            };
+            let before = room.rec.transcript.last();
+            for entry in &entries {
+                self.process_entry(room, entry)?;
+                if room.removed {
+                    return Ok(());
+                }
+            }
+            if entries.is_empty() || room.rec.transcript.last() == before {
+                break;
+            }
+        }
+        self.resolve_inflight(room)?;
+        self.ensure_subscribed(room).await
+    }
+
+    /// At the head of the log, whatever we sent and did not see there was not stored:
+    /// forget it (and the pending commit it stands for).
+    fn resolve_inflight(&self, room: &mut Room) -> Result<(), ClientError> {
+        if room.rec.inflight.is_none() {
+            return Ok(());
+        }
+        let mut engine = self.engine();
+        room.group
+            .clear_pending_commit(engine.provider.storage())
+            .map_err(mls)?;
+        room.rec.inflight = None;
+        engine.persist(self.profile.store(), |b| room.save(b))
+    }
+
+    async fn ensure_subscribed(&self, room: &mut Room) -> Result<(), ClientError> {
+        let epoch = room.group.epoch().as_u64();
+        if room.removed || room.rec.status != Status::Joined || room.subscribed == Some(epoch) {
+            return Ok(());
+        }
+        let cap = self.engine().cap(&room.group)?;
+        match self
+            .call(Request::Subscribe {
+                room: room.id,
+                cap,
+                from: room.rec.transcript.last().next(),
+            })
+            .await
+            .map_err(|e| room_error(room.id, e))?
+        {
+            Response::Done => {
+                room.subscribed = Some(epoch);
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Work left over from processing: committing a member's leave proposal when we are
+    /// the designated committer.
+    pub(crate) async fn follow_up(&self, room: &mut Room) -> Result<(), ClientError> {
+        if !room.commit_proposals || room.removed {
+            return Ok(());
+        }
+        room.commit_proposals = false;
+        self.commit_change(room, |group, engine| {
+            if group.pending_proposals().next().is_none() {
+                return Ok(None);
+            }
+            let (commit, welcome, _) = group
+                .commit_to_pending_proposals(&engine.provider, &engine.signer)
+                .map_err(mls)?;
+            Ok(Some((commit, welcome)))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Locks a room that must be joined and usable.
+    pub(crate) async fn usable_room(
+        &self,
+        id: RoomId,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Room>, ClientError> {
+        let room = self.room(id)?.lock_owned().await;
+        if room.removed {
+            return Err(ClientError::RemovedFromRoom(id));
+        }
+        if room.rec.status != Status::Joined {
+            return Err(ClientError::NoSuchRoom(id));
+        }
+        Ok(room)
+    }
+
+    /// Catches up, builds a commit, sends it with the next epoch's capability hash, and
+    /// on success processes the log through it (merging it). When another commit won the
+    /// epoch (`StaleEpoch`), drops ours, catches up and builds again: invisible to the
+    /// user. Returns the commit's seq and Welcome bytes, or `None` if the builder found
+    /// nothing to do.
+    pub(crate) async fn commit_change<F>(
+        &self,
+        room: &mut Room,
+        mut build: F,
+    ) -> Result<Option<(Seq, Option<Vec<u8>>)>, ClientError>
+    where
+        F: FnMut(&mut MlsGroup, &crate::mls::Engine) -> Result<Built, ClientError>,
+    {
+        for _ in 0..COMMIT_ATTEMPTS {
+            self.catch_up(room).await?;
+            if room.removed {
+                return Err(ClientError::RemovedFromRoom(room.id));
+            }
+            let (payload, welcome, cap, next_cap_hash) = {
+                let mut engine = self.engine();
+                let Some((commit, welcome)) = build(&mut room.group, &engine)? else {
+                    return Ok(None);
+                };
+                let payload = commit.to_bytes().map_err(mls)?;
+                let welcome = welcome.map(|w| w.to_bytes()).transpose().map_err(mls)?;
+                let cap = engine.cap(&room.group)?;
+                let staged = room
+                    .group
+                    .pending_commit()
+                    .ok_or_else(|| ClientError::Mls("commit was not staged".into()))?;
+                let next = engine.next_cap(staged, &room.id.0)?;
+                room.rec.inflight = Some(Inflight::Commit {
+                    payload: payload.clone(),
+                });
+                engine.persist(self.profile.store(), |b| room.save(b))?;
+                (payload, welcome, cap, next.hash())
+            };
+            let outcome = self
+                .call(Request::Commit {
+                    room: room.id,
+                    cap,
+                    next_cap_hash,
+                    payload,
+                })
+                .await;
+            match outcome {
+                Ok(Response::Appended { seq }) => {
+                    self.catch_up(room).await?;
+                    return Ok(Some((seq, welcome)));
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                // Outcome unknown: keep the in-flight commit; the next catch-up after
+                // reconnecting tells whether the relay stored it.
+                Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    self.resolve_inflight(room)?;
+                    if e.code() != Some(ErrorCode::StaleEpoch) {
+                        return Err(room_error(room.id, e));
+                    }
+                    tracing::debug!("room {}: lost the race for an epoch; retrying", room.id);
+                }
+            }
+        }
+        Err(ClientError::Contention(room.id))
+    }
+
+    pub(crate) async fn create_room(&self, name: &str) -> Result<RoomId, ClientError> {
+        let id = RoomId::random();
+        let settings = RoomSettings::named(name);
+        let (group, cap) = {
+            let engine = self.engine();
+            let group = MlsGroup::new_with_group_id(
+                &engine.provider,
+                &engine.signer,
+                &create_config(&settings)?,
+                GroupId::from_slice(&id.0),
+                engine.credential.clone(),
+            )
+            .map_err(mls)?;
+            let cap = engine.cap(&group)?;
+            (group, cap)
+        };
+        let response = self
+            .call(Request::CreateRoom {
+                room: id,
+                cap_hash: cap.hash(),
+                retention_secs: None,
+            })
+            .await;
+        let mut room = Room {
+            id,
+            rec: RoomRecord {
+                version: 1,
+                name: name.to_string(),
+                status: Status::Joined,
+                transcript: Transcript::new(),
+                inflight: None,
+            },
+            group,
+            subscribed: None,
+            commit_proposals: false,
+            removed: false,
+        };
+        match response {
+            Ok(Response::Done) => {}
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) => {
+                let _ = room.group.delete(self.engine().provider.storage());
+                return Err(e);
+            }
+        }
+        self.engine()
+            .persist(self.profile.store(), |b| room.save(b))?;
+        self.ensure_subscribed(&mut room).await?;
+        self.insert_room(room);
+        Ok(id)
+    }
+
+    pub(crate) async fn invite(&self, id: RoomId, handle: &Handle) -> Result<(), ClientError> {
+        let mut room = self.usable_room(id).await?;
+        self.catch_up(&mut room).await?;
+        if room.leaf_of(handle).is_some() {
+            return Err(ClientError::AlreadyMember {
+                room: id,
+                handle: handle.clone(),
+            });
+        }
+        let (account, package) = match self
+            .call(Request::FetchKeyPackage {
+                handle: handle.clone(),
+            })
+            .await
+        {
+            Ok(Response::KeyPackage { account, package }) => (account, package),
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) => {
+                return Err(match e.code() {
+                    Some(ErrorCode::UnknownAccount) => ClientError::NoSuchUser(handle.clone()),
+                    Some(ErrorCode::NoKeyPackage) => ClientError::NoKeyPackage(handle.clone()),
+                    _ => e,
+                })
+            }
+        };
+        let key_package = {
+            let engine = self.engine();
+            KeyPackageIn::tls_deserialize_exact(package.as_slice())
+                .map_err(mls)?
+                .validate(engine.provider.crypto(), ProtocolVersion::Mls10)
+                .map_err(mls)?
+        };
+        let leaf = key_package.leaf_node();
+        if handle_of(leaf.credential()).as_ref() != Some(handle)
+            || leaf.signature_key().as_slice() != account.0.as_slice()
+        {
+            return Err(ClientError::Mls(format!(
+                "the key package the relay gave for {handle} does not belong to {handle}"
+            )));
+        }
+        let mut events = Vec::new();
+        let contacts = self.check_contacts(&[(handle.clone(), account.0)], &mut events);
+        if !contacts.is_empty() {
+            let mut batch = self.profile.store().begin().map_err(crate::error::store)?;
+            for (h, key) in &contacts {
+                batch
+                    .put(Table::Contacts, h.as_str().as_bytes(), key)
+                    .map_err(crate::error::store)?;
+            }
+            batch.commit().map_err(crate::error::store)?;
+        }
+        for event in events {
+            self.emit(event);
+        }
+        let done = self
+            .commit_change(&mut room, |group, engine| {
+                let (commit, welcome, _) = group
+                    .add_members(
+                        &engine.provider,
+                        &engine.signer,
+                        std::slice::from_ref(&key_package),
+                    )
+                    .map_err(mls)?;
+                Ok(Some((commit, Some(welcome))))
+            })
+            .await?;
+        let Some((seq, Some(welcome))) = done else {
+            return Err(ClientError::Mls(
+                "adding a member produced no Welcome".into(),
+            ));
+        };
+        let transcript_hash = room.rec.transcript.hash_at(seq).ok_or_else(|| {
+            ClientError::Other("the room moved on too far to invite; try again".into())
+        })?;
+        let message = InboxMessage::Welcome {
+            room: id,
+            welcome,
+            start_seq: seq.next(),
+            transcript_hash,
+            from: self.profile.handle().clone(),
+        };
+        drop(room);
+        match self
+            .call(Request::Deposit {
+                to: account,
+                payload: message.encode(),
+            })
+            .await?
+        {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub(crate) async fn accept_invitation(&self, id: RoomId) -> Result<(), ClientError> {
+        let room = self
+            .room(id)
+            .map_err(|_| ClientError::NoSuchInvitation(id))?;
+        let mut room = room.lock().await;
+        if !matches!(room.rec.status, Status::Invited { .. }) {
+            return Err(ClientError::NoSuchInvitation(id));
+        }
+        room.rec.status = Status::Joined;
+        self.engine()
+            .persist(self.profile.store(), |b| room.save(b))?;
+        self.catch_up(&mut room).await?;
+        self.follow_up(&mut room).await
+    }
+
+    pub(crate) async fn send_body(&self, id: RoomId, body: Body) -> Result<Seq, ClientError> {
+        let mut room = self.usable_room(id).await?;
+        for _ in 0..COMMIT_ATTEMPTS {
+            self.catch_up(&mut room).await?;
+            if room.removed {
+                return Err(ClientError::RemovedFromRoom(id));
+            }
+            let (payload, cap) = {
+                let mut engine = self.engine();
+                let content = Content::v1(body.clone(), room.rec.transcript.mark());
+                let message = room
+                    .group
+                    .create_message(&engine.provider, &engine.signer, &content.encode())
+                    .map_err(mls)?;
+                let payload = message.to_bytes().map_err(mls)?;
+                let cap = engine.cap(&room.group)?;
+                room.rec.inflight = Some(Inflight::Message {
+                    payload: payload.clone(),
+                    body: body.clone(),
+                });
+                engine.persist(self.profile.store(), |b| room.save(b))?;
+                (payload, cap)
+            };
+            match self
+                .call(Request::Append {
+                    room: id,
+                    cap,
+                    payload,
+                })
+                .await
+            {
+                Ok(Response::Appended { seq }) => {
+                    self.catch_up(&mut room).await?;
+                    self.follow_up(&mut room).await?;
+                    return Ok(seq);
+                }
+                Ok(other) => return Err(unexpected(&other)),
+                Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => continue,
+                Err(e) => return Err(room_error(id, e)),
+            }
+        }
+        Err(ClientError::Contention(id))
+    }
+
+    pub(crate) async fn remove_member(
+        &self,
+        id: RoomId,
+        handle: &Handle,
+    ) -> Result<(), ClientError> {
+        if handle == self.profile.handle() {
+            return self.leave(id).await;
+        }
+        let mut room = self.usable_room(id).await?;
+        self.catch_up(&mut room).await?;
+        if room.leaf_of(handle).is_none() {
+            return Err(ClientError::NotAMember {
+                room: id,
+                handle: handle.clone(),
+            });
+        }
+        let target = handle.clone();
+        let done = self
+            .commit_change(&mut room, |group, engine| {
+                let Some(leaf) = group
+                    .members()
+                    .find(|m| handle_of(&m.credential).as_ref() == Some(&target))
+                    .map(|m| m.index)
+                else {
+                    return Ok(None);
+                };
+                let (commit, welcome, _) = group
+                    .remove_members(&engine.provider, &engine.signer, &[leaf])
+                    .map_err(mls)?;
+                Ok(Some((commit, welcome)))
+            })
+            .await?;
+        match done {
+            Some(_) => Ok(()),
+            None => Err(ClientError::NotAMember {
+                room: id,
+                handle: handle.clone(),
+            }),
+        }
+    }
+
+    /// Leaving: a self-remove proposal appended as a message; the remaining member with
+    /// the lowest leaf index commits it when it processes it. Locally the room is
+    /// forgotten at once (its history is kept).
+    pub(crate) async fn leave(&self, id: RoomId) -> Result<(), ClientError> {
+        let mut room = self.room(id)?.lock_owned().await;
+        if !room.removed && room.rec.status == Status::Joined {
+            self.catch_up(&mut room).await?;
+        }
+        if !room.removed && room.rec.status == Status::Joined && room.group.members().count() > 1 {
+            let (payload, cap) = {
+                let mut engine = self.engine();
+                let proposal = room
+                    .group
+                    .leave_group(&engine.provider, &engine.signer)
+                    .map_err(mls)?;
+                let payload = proposal.to_bytes().map_err(mls)?;
+                let cap = engine.cap(&room.group)?;
+                engine.persist(self.profile.store(), |b| room.save(b))?;
+                (payload, cap)
+            };
+            match self
+                .call(Request::Append {
+                    room: id,
+                    cap,
+                    payload,
+                })
+                .await
+                .map_err(|e| room_error(id, e))?
+            {
+                Response::Appended { .. } => {}
+                other => return Err(unexpected(&other)),
+            }
+            let _ = self.call(Request::Unsubscribe { room: id }).await;
+        }
+        {
+            let mut engine = self.engine();
+            let _ = room.group.delete(engine.provider.storage());
+            engine.persist(self.profile.store(), |b| {
+                b.delete(Table::Rooms, &id.0).map_err(crate::error::store)
+            })?;
+        }
+        room.removed = true;
+        drop(room);
+        self.forget_room(id);
+        if let Some(me) = Some(self.profile.handle().clone()) {
+            self.emit(ClientEvent::MemberLeft {
+                room: id,
+                handle: me,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! Processing one room log entry: the sans-network heart of the client.
+//!
+//! Entries are processed strictly in seq order. Each one is checked against the
+//! transcript, recognised as our own (by comparing with the in-flight payload: MLS cannot
+//! decrypt a member's own messages) or decrypted and verified by openmls, and its effects
+//! (group state, room record, history) are persisted in one batch before any event is
+//! reported.
+
+use hearth_protocol::{Entry, EntryKind, Handle, RoomId};
+use openmls::prelude::*;
+
+use super::room::{Inflight, Room};
+use super::Inner;
+use crate::content::{Body, Content};
+use crate::error::ClientError;
+use crate::events::ClientEvent;
+use crate::history::HistoryRecord;
+use crate::mls::{handle_of, parse_message, Engine, RoomSettings};
+
+/// What processing an entry produced besides events.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub events: Vec<ClientEvent>,
+    pub history: Option<HistoryRecord>,
+    /// Contacts seen in added leaves: (handle, key).
+    pub contacts: Vec<(Handle, [u8; 32])>,
+}
+
+impl Inner {
+    /// Processes one entry (skipped if already processed) and persists the result.
+    pub(crate) fn process_entry(&self, room: &mut Room, entry: &Entry) -> Result<(), ClientError> {
+        if entry.seq <= room.rec.transcript.last() || room.removed {
+            return Ok(());
+        }
+        let mut engine = self.engine();
+        let mut fx = Effects::default();
+        if let Some(Some(warning)) =
+            room.rec
+                .transcript
+                .observe(entry.seq, entry.kind, &entry.payload)
+        {
+            fx.events.push(ClientEvent::Consistency {
+                room: room.id,
+                warning,
+            });
+        }
+        let own = match &room.rec.inflight {
+            Some(Inflight::Message { payload, .. }) | Some(Inflight::Commit { payload })
+                if *payload == entry.payload =>
+            {
+                room.rec.inflight.take()
+            }
+            _ => None,
+        };
+        let result = match own {
+            Some(Inflight::Message { body, .. }) => {
+                own_message(room, entry, body, &mut fx);
+                Ok(())
+            }
+            Some(Inflight::Commit { .. }) => own_commit(&engine, room, &mut fx),
+            None => {
+                if entry.kind == EntryKind::Commit && room.group.pending_commit().is_some() {
+                    // Another commit won this epoch: ours is void.
+                    room.group
+                        .clear_pending_commit(engine.provider.storage())
+                        .map_err(crate::error::mls)?;
+                    room.rec.inflight = None;
+                }
+                foreign(&engine, room, entry, &mut fx)
+            }
+        };
+        if let Err(e) = result {
+            fx.events.push(ClientEvent::Rejected {
+                room: room.id,
+                seq: entry.seq,
+                reason: e.to_string(),
+            });
+        }
+        if let Some(settings) = RoomSettings::of(room.group.extensions()) {
+            room.rec.name = settings.name;
+        }
+        let contacts = self.check_contacts(&fx.contacts, &mut fx.events);
+        let history = fx.history.take();
+        let seq = entry.seq;
+        engine.persist(self.profile.store(), |batch| {
+            room.save(batch)?;
+            if let Some(record) = &history {
+                record.put(batch, room.id, seq)?;
+            }
+            for (handle, key) in &contacts {
+                batch
+                    .put(
+                        crate::store::Table::Contacts,
+                        handle.as_str().as_bytes(),
+                        key,
+                    )
+                    .map_err(crate::error::store)?;
+            }
+            Ok(())
+        })?;
+        drop(engine);
+        for event in fx.events {
+            self.emit(event);
+        }
+        Ok(())
+    }
+}
+
+fn own_message(room: &mut Room, entry: &Entry, body: Body, fx: &mut Effects) {
+    if let Body::Text { text, reply_to } = body {
+        let Some(sender) = room.own_handle() else {
+            return;
+        };
+        let record = HistoryRecord {
+            sender,
+            text,
+            time: entry.time,
+            own: true,
+            reply_to,
+        };
+        fx.events
+            .push(ClientEvent::Message(record.item(room.id, entry.seq)));
+        fx.history = Some(record);
+    }
+}
+
+fn own_commit(engine: &Engine, room: &mut Room, fx: &mut Effects) -> Result<(), ClientError> {
+    let me = room.own_handle();
+    if let (Some(staged), Some(me)) = (room.group.pending_commit(), me) {
+        commit_effects(room, staged, &me, fx);
+    }
+    room.group
+        .merge_pending_commit(&engine.provider)
+        .map_err(crate::error::mls)?;
+    room.subscribed = None;
+    Ok(())
+}
+
+fn foreign(
+    engine: &Engine,
+    room: &mut Room,
+    entry: &Entry,
+    fx: &mut Effects,
+) -> Result<(), ClientError> {
+    let message = parse_message(&entry.payload)?
+        .try_into_protocol_message()
+        .map_err(crate::error::mls)?;
+    let processed = room
+        .group
+        .process_message(&engine.provider, message)
+        .map_err(crate::error::mls)?;
+    let sender = room
+        .sender_handle(processed.sender())
+        .or_else(|| handle_of(processed.credential()))
+        .ok_or_else(|| ClientError::Mls("message from an unknown sender".into()))?;
+    match processed.into_content() {
+        ProcessedMessageContent::ApplicationMessage(app) => {
+            if entry.kind != EntryKind::Message {
+                return Err(ClientError::Mls(
+                    "application message logged as a commit".into(),
+                ));
+            }
+            let content = Content::decode(&app.into_bytes())
+                .map_err(|e| ClientError::Other(e.to_string()))?;
+            if let Some(warning) = room.rec.transcript.check_mark(content.transcript()) {
+                fx.events.push(ClientEvent::Consistency {
+                    room: room.id,
+                    warning,
+                });
+            }
+            if let Body::Text { text, reply_to } = content.body().clone() {
+                let record = HistoryRecord {
+                    sender,
+                    text,
+                    time: entry.time,
+                    own: false,
+                    reply_to,
+                };
+                fx.events
+                    .push(ClientEvent::Message(record.item(room.id, entry.seq)));
+                fx.history = Some(record);
+            }
+            Ok(())
+        }
+        ProcessedMessageContent::ProposalMessage(proposal) => {
+            // Policy: the only standalone proposal accepted is a member removing itself.
+            let self_remove = match (proposal.proposal(), proposal.sender()) {
+                (Proposal::Remove(remove), Sender::Member(leaf)) => remove.removed() == *leaf,
+                _ => false,
+            };
+            if !self_remove {
+                return Err(ClientError::Other(
+                    "proposal refused: only leaving is allowed as a proposal".into(),
+                ));
+            }
+            room.group
+                .store_pending_proposal(engine.provider.storage(), *proposal)
+                .map_err(crate::error::mls)?;
+            room.commit_proposals = designated_committer(room);
+            Ok(())
+        }
+        ProcessedMessageContent::StagedCommitMessage(staged) => {
+            if entry.kind != EntryKind::Commit {
+                return Err(ClientError::Mls("commit logged as a message".into()));
+            }
+            commit_effects(room, &staged, &sender, fx);
+            let removed = staged.self_removed();
+            room.group
+                .merge_staged_commit(&engine.provider, *staged)
+                .map_err(crate::error::mls)?;
+            room.subscribed = None;
+            room.commit_proposals = false;
+            if removed {
+                room.removed = true;
+                fx.events.push(ClientEvent::RemovedFromRoom {
+                    room: room.id,
+                    by: sender,
+                });
+            }
+            Ok(())
+        }
+        ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(ClientError::Other(
+            "external join proposals are not accepted".into(),
+        )),
+        _ => Err(ClientError::Mls("unexpected message type".into())),
+    }
+}
+
+/// Whether we are the member who commits pending leave proposals: the one with the
+/// lowest leaf index among those not leaving.
+fn designated_committer(room: &Room) -> bool {
+    let leaving: Vec<LeafNodeIndex> = room
+        .group
+        .pending_proposals()
+        .filter_map(|p| match p.proposal() {
+            Proposal::Remove(r) => Some(r.removed()),
+            _ => None,
+        })
+        .collect();
+    room.group
+        .members()
+        .map(|m| m.index)
+        .filter(|i| !leaving.contains(i))
+        .min()
+        == Some(room.group.own_leaf_index())
+}
+
+/// Events (and contacts) for the adds, removes and settings changes of a commit, computed
+/// before it is merged (removed leaves are still in the tree).
+fn commit_effects(room: &Room, staged: &StagedCommit, by: &Handle, fx: &mut Effects) {
+    let id: RoomId = room.id;
+    for add in staged.add_proposals() {
+        let leaf = add.add_proposal().key_package().leaf_node();
+        if let Some(handle) = handle_of(leaf.credential()) {
+            if let Ok(key) = <[u8; 32]>::try_from(leaf.signature_key().as_slice()) {
+                fx.contacts.push((handle.clone(), key));
+            }
+            fx.events
+                .push(ClientEvent::MemberJoined { room: id, handle });
+        }
+    }
+    for remove in staged.remove_proposals() {
+        let removed = remove.remove_proposal().removed();
+        if removed == room.group.own_leaf_index() {
+            continue; // reported as RemovedFromRoom
+        }
+        let Some(handle) = room.handle_at(removed) else {
+            continue;
+        };
+        let self_remove = matches!(remove.sender(), Sender::Member(leaf) if *leaf == removed);
+        fx.events.push(if self_remove {
+            ClientEvent::MemberLeft { room: id, handle }
+        } else {
+            ClientEvent::MemberRemoved {
+                room: id,
+                handle,
+                by: by.clone(),
+            }
+        });
+    }
+    let before = RoomSettings::of(room.group.extensions());
+    let after = RoomSettings::of(staged.group_context().extensions());
+    if let Some(after) = after {
+        if before.as_ref().map(|b| &b.name) != Some(&after.name) {
+            fx.events.push(ClientEvent::RoomRenamed {
+                room: id,
+                name: after.name,
+            });
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! What travels inside MLS application messages and inbox deposits.
+//!
+//! Both are versioned, postcard-encoded enums. Their decoders read bytes that came from
+//! other people's devices (after MLS decryption, or straight from the relay for inbox
+//! entries), so they return errors on garbage and never panic; fuzz targets call
+//! [`Content::decode`] and [`InboxMessage::decode`] directly.
+
+use hearth_protocol::{Handle, RoomId, Seq};
+use serde::{Deserialize, Serialize};
+
+/// The largest encoded content accepted (well above any text a person types).
+pub const MAX_CONTENT_LEN: usize = 60 * 1024;
+
+/// Why bytes could not be read as content or an inbox message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContentError {
+    /// A version this build does not know (sent by a newer client).
+    #[error("message format version {0} is not supported by this version of hearth: update it")]
+    UnknownVersion(u32),
+    /// The bytes are not a valid encoding.
+    #[error("malformed message content: {0}")]
+    Malformed(String),
+    /// The bytes exceed [`MAX_CONTENT_LEN`].
+    #[error("message content of {0} bytes is too large")]
+    TooLarge(usize),
+}
+
+/// The sender's view of the room log when it sent a message: its last processed
+/// sequence number and the transcript hash there (see [`crate::transcript`]).
+pub type TranscriptMark = (Seq, [u8; 32]);
+
+/// Application content of one MLS application message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    /// Version 1.
+    V1 {
+        /// What the message says or does.
+        body: Body,
+        /// The sender's transcript position when sending.
+        transcript: TranscriptMark,
+    },
+}
+
+/// The meaning of a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// A text message, optionally replying to an earlier one.
+    Text {
+        /// The text.
+        text: String,
+        /// The message replied to.
+        reply_to: Option<Seq>,
+    },
+    /// Replaces the text of an earlier message of the same sender.
+    Edit {
+        /// The edited message.
+        target: Seq,
+        /// The new text.
+        text: String,
+    },
+    /// Withdraws an earlier message of the same sender.
+    Delete {
+        /// The withdrawn message.
+        target: Seq,
+    },
+    /// The sender has read everything up to `up_to`.
+    Receipt {
+        /// The last message read.
+        up_to: Seq,
+    },
+    /// The sender came online or went offline.
+    Presence {
+        /// Online or not.
+        online: bool,
+    },
+    /// Something about the room itself.
+    RoomEvent(RoomEvent),
+}
+
+/// Room-level notices carried as application content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomEvent {
+    /// The sender asked to leave; another member commits the removal.
+    Leaving,
+}
+
+/// The decoded pieces of a tagged encoding: a version number, then the version's value.
+#[derive(Serialize, Deserialize)]
+struct Tagged<T> {
+    version: u32,
+    value: T,
+}
+
+impl Content {
+    /// Version-1 content.
+    pub fn v1(body: Body, transcript: TranscriptMark) -> Self {
+        Content::V1 { body, transcript }
+    }
+
+    /// The body, whatever the version.
+    pub fn body(&self) -> &Body {
+        match self {
+            Content::V1 { body, .. } => body,
+        }
+    }
+
+    /// The sender's transcript mark, whatever the version.
+    pub fn transcript(&self) -> TranscriptMark {
+        match self {
+            Content::V1 { transcript, .. } => *transcript,
+        }
+    }
+
+    /// Encodes the content (a version number, then the fields).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Content::V1 { body, transcript } => encode_tagged(1, &(body, transcript)),
+        }
+    }
+
+    /// Decodes untrusted bytes; unknown versions and garbage are errors.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ContentError> {
+        let (version, rest) = split_version(bytes)?;
+        match version {
+            1 => {
+                let (body, transcript) = decode_exact::<(Body, TranscriptMark)>(rest)?;
+                Ok(Content::V1 { body, transcript })
+            }
+            other => Err(ContentError::UnknownVersion(other)),
+        }
+    }
+}
+
+/// What one account deposits in another's inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InboxMessage {
+    /// An invitation into a room: an MLS Welcome plus where to start reading.
+    Welcome {
+        /// The room joined.
+        room: RoomId,
+        /// The MLS Welcome message (TLS-codec bytes).
+        #[serde(with = "serde_bytes")]
+        welcome: Vec<u8>,
+        /// The first sequence number the new member reads (the one after the commit
+        /// that added it).
+        start_seq: Seq,
+        /// The inviter's transcript hash at `start_seq - 1`.
+        transcript_hash: [u8; 32],
+        /// Who invited (as claimed; checked against the Welcome's signer).
+        from: Handle,
+    },
+}
+
+impl InboxMessage {
+    /// Encodes the message (a version number, then the fields).
+    pub fn encode(&self) -> Vec<u8> {
+        encode_tagged(1, self)
+    }
+
+    /// Decodes untrusted bytes; unknown versions and garbage are errors.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ContentError> {
+        let (version, rest) = split_version(bytes)?;
+        match version {
+            1 => decode_exact(rest),
+            other => Err(ContentError::UnknownVersion(other)),
+        }
+    }
+}
+
+fn encode_tagged<T: Serialize>(version: u32, value: &T) -> Vec<u8> {
+    // Serializing plain data (strings, integers, byte arrays) into a Vec cannot fail.
+    postcard::to_allocvec(&Tagged { version, value }).unwrap_or_default()
+}
+
+fn split_version(bytes: &[u8]) -> Result<(u32, &[u8]), ContentError> {
+    if bytes.len() > MAX_CONTENT_LEN {
+        return Err(ContentError::TooLarge(bytes.len()));
+    }
+    postcard::take_from_bytes::<u32>(bytes).map_err(|e| ContentError::Malformed(e.to_string()))
+}
+
+fn decode_exact<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ContentError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes)
+        .map_err(|e| ContentError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(ContentError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            (".{0,64}", proptest::option::of(any::<u64>())).prop_map(|(text, r)| Body::Text {
+                text,
+                reply_to: r.map(Seq)
+            }),
+            (any::<u64>(), ".{0,16}").prop_map(|(t, text)| Body::Edit {
+                target: Seq(t),
+                text
+            }),
+            any::<u64>().prop_map(|t| Body::Delete { target: Seq(t) }),
+            any::<u64>().prop_map(|t| Body::Receipt { up_to: Seq(t) }),
+            any::<bool>().prop_map(|online| Body::Presence { online }),
+            Just(Body::RoomEvent(RoomEvent::Leaving)),
+        ]
+    }
+
+    #[test]
+    fn unknown_versions_are_a_clear_error() {
+        let bytes = encode_tagged(7, &0u8);
+        assert_eq!(
+            Content::decode(&bytes),
+            Err(ContentError::UnknownVersion(7))
+        );
+        assert_eq!(
+            InboxMessage::decode(&bytes),
+            Err(ContentError::UnknownVersion(7))
+        );
+        assert!(ContentError::UnknownVersion(7)
+            .to_string()
+            .contains("update"));
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = Content::v1(Body::Presence { online: true }, (Seq(1), [0; 32])).encode();
+        bytes.push(0);
+        assert!(matches!(
+            Content::decode(&bytes),
+            Err(ContentError::Malformed(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn content_round_trips(body in body(), seq in any::<u64>(), hash in any::<[u8; 32]>()) {
+            let content = Content::v1(body, (Seq(seq), hash));
+            prop_assert_eq!(Content::decode(&content.encode()), Ok(content));
+        }
+
+        #[test]
+        fn inbox_round_trips(welcome in proptest::collection::vec(any::<u8>(), 0..200), seq in any::<u64>(), hash in any::<[u8; 32]>(), room in any::<[u8; 16]>()) {
+            let message = InboxMessage::Welcome {
+                room: RoomId(room), welcome, start_seq: Seq(seq), transcript_hash: hash,
+                from: Handle::new("alice").unwrap(),
+            };
+            prop_assert_eq!(InboxMessage::decode(&message.encode()), Ok(message));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Content::decode(&bytes);
+            let _ = InboxMessage::decode(&bytes);
+        }
+    }
+}

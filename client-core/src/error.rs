@@ -1,0 +1,102 @@
+//! The errors of the client API.
+
+use hearth_protocol::{ErrorCode, Handle, RoomId, WireError};
+
+/// Why a client operation failed. Messages are short and say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The relay refused the request.
+    #[error("the relay refused: {0}")]
+    Relay(WireError),
+    /// The relay presented a key other than the pinned one.
+    #[error("the relay at {address} presented a different key than the pinned one: if the relay was reinstalled, get a new invite/address from its owner; otherwise someone may be intercepting")]
+    PinMismatch {
+        /// The relay's address.
+        address: String,
+    },
+    /// The relay could not be reached or the connection broke.
+    #[error("cannot reach the relay at {address}: {reason} (is it running and reachable?)")]
+    Unreachable {
+        /// The relay's address.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The client is not connected (closed, or reconnecting).
+    #[error("not connected to the relay: retry in a moment")]
+    NotConnected,
+    /// The relay and this client share no protocol version.
+    #[error("protocol version mismatch: {0}")]
+    Version(String),
+    /// No room with that id is known here.
+    #[error("no such room {0}: list rooms with `hearth rooms`")]
+    NoSuchRoom(RoomId),
+    /// No account with that handle on the relay.
+    #[error("no user named {0} on this relay")]
+    NoSuchUser(Handle),
+    /// The user is not a member of that room.
+    #[error("{handle} is not a member of room {room}")]
+    NotAMember {
+        /// The room.
+        room: RoomId,
+        /// The handle.
+        handle: Handle,
+    },
+    /// The user is already a member of that room.
+    #[error("{handle} is already a member of room {room}")]
+    AlreadyMember {
+        /// The room.
+        room: RoomId,
+        /// The handle.
+        handle: Handle,
+    },
+    /// We were removed from the room.
+    #[error("you were removed from room {0}")]
+    RemovedFromRoom(RoomId),
+    /// No pending invitation for that room.
+    #[error("no pending invitation for room {0}: list them with `hearth invitations`")]
+    NoSuchInvitation(RoomId),
+    /// The user has no KeyPackage left on the relay.
+    #[error(
+        "{0} cannot be invited right now (no key packages published): ask them to connect once"
+    )]
+    NoKeyPackage(Handle),
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(String),
+    /// An MLS operation failed.
+    #[error("MLS: {0}")]
+    Mls(String),
+    /// Too many concurrent changes to the room; retrying did not help.
+    #[error("the room kept changing while applying the change to room {0}: try again")]
+    Contention(RoomId),
+    /// Something else unexpected.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ClientError {
+    /// The relay's error code, if the relay refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Relay(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> Self {
+        ClientError::Relay(e)
+    }
+}
+
+/// Wraps any displayable MLS error.
+pub(crate) fn mls<E: std::fmt::Display>(e: E) -> ClientError {
+    ClientError::Mls(e.to_string())
+}
+
+/// Wraps any displayable store error.
+pub(crate) fn store<E: std::fmt::Display>(e: E) -> ClientError {
+    ClientError::Store(e.to_string())
+}

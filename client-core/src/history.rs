@@ -1,0 +1,94 @@
+//! Locally stored messages: `Table::History`, key = room id (16) || seq (8, big-endian),
+//! value = a postcard [`HistoryRecord`]. Written in the same batch as the MLS state
+//! change that produced the message.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hearth_protocol::{Handle, RoomId, Seq};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{store as store_err, ClientError};
+use crate::events::HistoryItem;
+use crate::store::{EncryptedStore, Table, WriteBatch};
+
+/// One stored message as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// Who sent it.
+    pub sender: Handle,
+    /// The text.
+    pub text: String,
+    /// Relay time, seconds since the Unix epoch.
+    pub time: u64,
+    /// Sent by this device.
+    pub own: bool,
+    /// The message replied to.
+    pub reply_to: Option<Seq>,
+}
+
+/// The store key of a message.
+pub fn key(room: RoomId, seq: Seq) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(&room.0);
+    key[16..].copy_from_slice(&seq.0.to_be_bytes());
+    key
+}
+
+/// Seconds since the Unix epoch as a `SystemTime`.
+pub fn time_of(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+impl HistoryRecord {
+    /// The API view of this record.
+    pub fn item(&self, room: RoomId, seq: Seq) -> HistoryItem {
+        HistoryItem {
+            room,
+            seq,
+            sender: self.sender.clone(),
+            text: self.text.clone(),
+            time: time_of(self.time),
+            own: self.own,
+            reply_to: self.reply_to,
+        }
+    }
+
+    /// Adds the record to a batch.
+    pub fn put(
+        &self,
+        batch: &mut WriteBatch<'_>,
+        room: RoomId,
+        seq: Seq,
+    ) -> Result<(), ClientError> {
+        let bytes = postcard::to_allocvec(self).map_err(store_err)?;
+        batch
+            .put(Table::History, &key(room, seq), &bytes)
+            .map_err(store_err)
+    }
+}
+
+/// The last `limit` messages of a room (at or after `since`), oldest first.
+pub fn read(
+    store: &EncryptedStore,
+    room: RoomId,
+    limit: usize,
+    since: Option<SystemTime>,
+) -> Result<Vec<HistoryItem>, ClientError> {
+    let rows = store.scan(Table::History, &room.0).map_err(store_err)?;
+    let mut items = Vec::with_capacity(rows.len());
+    for (key, value) in rows {
+        let Some(seq) = key.get(16..24).and_then(|s| <[u8; 8]>::try_from(s).ok()) else {
+            continue;
+        };
+        let Ok(record) = postcard::from_bytes::<HistoryRecord>(&value) else {
+            continue;
+        };
+        let item = record.item(room, Seq(u64::from_be_bytes(seq)));
+        if since.is_none_or(|since| item.time >= since) {
+            items.push(item);
+        }
+    }
+    items.sort_by_key(|i| i.seq);
+    let skip = items.len().saturating_sub(limit);
+    Ok(items.split_off(skip))
+}

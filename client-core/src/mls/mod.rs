@@ -1,0 +1,228 @@
+//! MLS plumbing: the openmls provider, group configuration, the room settings extension,
+//! and persistence of openmls state into the encrypted store.
+//!
+//! # Persistence
+//!
+//! openmls keeps its state in a [`StorageProvider`](openmls_traits::storage::StorageProvider).
+//! We use the in-memory [`MemoryStorage`] (a map from key bytes to value bytes) and mirror
+//! it into `Table::Mls` of the encrypted store. After every MLS operation the [`Engine`]
+//! compares the map with what was last written (a shadow copy) and puts the changed keys
+//! and deletes the removed ones **in the same [`WriteBatch`] as the room's own state**
+//! (transcript hash, last processed seq, in-flight message, history entries). One batch
+//! is one durable redb transaction, so a crash leaves either the state before the
+//! operation or the state after it, never half a group.
+//!
+//! All MLS operations run under one lock (the engine's), so the difference always
+//! belongs to exactly one operation, even though all groups share one map. The lock is
+//! never held across network I/O.
+
+pub mod config;
+
+use std::collections::HashMap;
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_memory_storage::MemoryStorage;
+use openmls_rust_crypto::RustCrypto;
+
+use crate::error::{store as store_err, ClientError};
+use crate::store::{EncryptedStore, Table, WriteBatch};
+
+pub use config::{
+    create_config, join_config, RoomSettings, CIPHERSUITE, EXPORT_LABEL, ROOM_SETTINGS_EXTENSION,
+};
+
+/// The openmls provider: RustCrypto for crypto and randomness, an in-memory map for
+/// storage (mirrored to the encrypted store by [`Engine::persist`]).
+#[derive(Default)]
+pub struct HearthProvider {
+    crypto: RustCrypto,
+    storage: MemoryStorage,
+}
+
+impl OpenMlsProvider for HearthProvider {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = MemoryStorage;
+
+    fn storage(&self) -> &MemoryStorage {
+        &self.storage
+    }
+    fn crypto(&self) -> &RustCrypto {
+        &self.crypto
+    }
+    fn rand(&self) -> &RustCrypto {
+        &self.crypto
+    }
+}
+
+impl HearthProvider {
+    fn snapshot(&self) -> HashMap<Vec<u8>, Vec<u8>> {
+        self.storage
+            .values
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The MLS side of one device: provider, signer, credential, and the shadow copy of
+/// what is persisted.
+pub struct Engine {
+    /// The openmls provider.
+    pub provider: HearthProvider,
+    /// The identity's signer.
+    pub signer: SignatureKeyPair,
+    /// Our credential (handle) and signature key.
+    pub credential: CredentialWithKey,
+    persisted: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Engine {
+    /// An engine with empty storage (for benches and tests without a store).
+    pub fn new(signer: SignatureKeyPair, handle: &str) -> Self {
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(handle.as_bytes().to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        Engine {
+            provider: HearthProvider::default(),
+            signer,
+            credential,
+            persisted: HashMap::new(),
+        }
+    }
+
+    /// An engine whose storage is loaded from `Table::Mls`.
+    pub fn load(
+        signer: SignatureKeyPair,
+        handle: &str,
+        store: &EncryptedStore,
+    ) -> Result<Self, ClientError> {
+        let mut engine = Engine::new(signer, handle);
+        let rows = store.scan(Table::Mls, b"").map_err(store_err)?;
+        let map: HashMap<Vec<u8>, Vec<u8>> =
+            rows.into_iter().map(|(k, v)| (k, v.to_vec())).collect();
+        *engine
+            .provider
+            .storage
+            .values
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = map.clone();
+        engine.persisted = map;
+        Ok(engine)
+    }
+
+    /// Writes the storage changes since the last persist, plus whatever `extra` adds, in
+    /// one batch.
+    pub fn persist(
+        &mut self,
+        store: &EncryptedStore,
+        extra: impl FnOnce(&mut WriteBatch<'_>) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let now = self.provider.snapshot();
+        let mut batch = store.begin().map_err(store_err)?;
+        for (key, value) in &now {
+            if self.persisted.get(key) != Some(value) {
+                batch.put(Table::Mls, key, value).map_err(store_err)?;
+            }
+        }
+        for key in self.persisted.keys() {
+            if !now.contains_key(key) {
+                batch.delete(Table::Mls, key).map_err(store_err)?;
+            }
+        }
+        extra(&mut batch)?;
+        batch.commit().map_err(store_err)?;
+        self.persisted = now;
+        Ok(())
+    }
+
+    /// Makes `count` one-use KeyPackages and, if `last_resort`, one last-resort
+    /// KeyPackage; returns their TLS-codec bytes. Their private halves go into storage
+    /// (persist afterwards).
+    pub fn key_packages(
+        &self,
+        count: usize,
+        last_resort: bool,
+    ) -> Result<KeyPackages, ClientError> {
+        let make = |resort: bool| -> Result<Vec<u8>, ClientError> {
+            let mut builder = KeyPackage::builder().leaf_node_capabilities(config::capabilities());
+            if resort {
+                builder = builder.mark_as_last_resort();
+            }
+            let bundle = builder
+                .build(
+                    CIPHERSUITE,
+                    &self.provider,
+                    &self.signer,
+                    self.credential.clone(),
+                )
+                .map_err(crate::error::mls)?;
+            bundle
+                .key_package()
+                .tls_serialize_detached()
+                .map_err(crate::error::mls)
+        };
+        let packages = (0..count)
+            .map(|_| make(false))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resort = if last_resort { Some(make(true)?) } else { None };
+        Ok((packages, resort))
+    }
+
+    /// The room access capability of the group's current epoch.
+    pub fn cap(&self, group: &MlsGroup) -> Result<hearth_protocol::Cap, ClientError> {
+        let bytes = group
+            .export_secret(
+                self.provider.crypto(),
+                EXPORT_LABEL,
+                group.group_id().as_slice(),
+                32,
+            )
+            .map_err(crate::error::mls)?;
+        cap_from(bytes)
+    }
+
+    /// The capability of the epoch a staged commit moves to.
+    pub fn next_cap(
+        &self,
+        staged: &StagedCommit,
+        room: &[u8],
+    ) -> Result<hearth_protocol::Cap, ClientError> {
+        let bytes = staged
+            .export_secret(self.provider.crypto(), EXPORT_LABEL, room, 32)
+            .map_err(crate::error::mls)?;
+        cap_from(bytes)
+    }
+}
+
+fn cap_from(bytes: Vec<u8>) -> Result<hearth_protocol::Cap, ClientError> {
+    let bytes = zeroize::Zeroizing::new(bytes);
+    let array: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| ClientError::Mls("exported capability has the wrong length".into()))?;
+    Ok(hearth_protocol::Cap(array))
+}
+
+/// One-use KeyPackages and maybe a last-resort one, as TLS-codec bytes.
+pub type KeyPackages = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
+/// The handle named in a member's basic credential.
+pub fn handle_of(credential: &Credential) -> Option<hearth_protocol::Handle> {
+    let basic = BasicCredential::try_from(credential.clone()).ok()?;
+    let text = std::str::from_utf8(basic.identity()).ok()?;
+    hearth_protocol::Handle::new(text).ok()
+}
+
+/// Parses TLS-codec bytes of an MLS message.
+pub fn parse_message(bytes: &[u8]) -> Result<MlsMessageIn, ClientError> {
+    let mut slice = bytes;
+    let message = MlsMessageIn::tls_deserialize(&mut slice).map_err(crate::error::mls)?;
+    if !slice.is_empty() {
+        return Err(ClientError::Mls("trailing bytes after MLS message".into()));
+    }
+    Ok(message)
+}

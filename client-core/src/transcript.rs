@@ -1,0 +1,231 @@
+//! Transcript consistency (DESIGN 7): detect a relay that drops entries or shows members
+//! different histories.
+//!
+//! Every member keeps a running hash over the room log as it received it:
+//!
+//! `h_n = SHA-256("hearth-transcript-v1" || h_{n-1} || seq_be64 || kind || payload)`
+//!
+//! where `kind` is 0 for a message and 1 for a commit. Each message carries the sender's
+//! last `(seq, h_seq)`. A receiver that knows its own hash at that seq compares: a
+//! mismatch is a fork. A received seq that skips ahead of the last one is a gap.
+//!
+//! Sans-IO: the type takes entries and marks and returns warnings.
+
+use std::collections::BTreeMap;
+
+use hearth_protocol::{EntryKind, Seq};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Domain separator of transcript hashes.
+pub const TRANSCRIPT_DOMAIN: &[u8] = b"hearth-transcript-v1";
+
+/// How many recent (seq, hash) pairs are kept to check incoming marks.
+pub const KEEP_RECENT: usize = 512;
+
+/// Something about the room log that does not add up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsistencyWarning {
+    /// Entries between `expected` and `got` never arrived: the relay dropped something.
+    Gap {
+        /// The sequence number that should have come next.
+        expected: Seq,
+        /// The sequence number that came instead.
+        got: Seq,
+    },
+    /// A member's message says the log at `seq` hashed differently for them: the relay
+    /// showed members different histories.
+    Fork {
+        /// Where the histories differ.
+        seq: Seq,
+    },
+}
+
+impl std::fmt::Display for ConsistencyWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsistencyWarning::Gap { expected, got } => write!(
+                f,
+                "messages {expected}..{got} are missing: the relay dropped something"
+            ),
+            ConsistencyWarning::Fork { seq } => write!(
+                f,
+                "the room history at message {seq} differs between members: the relay may be showing different histories"
+            ),
+        }
+    }
+}
+
+/// The running transcript hash of one room, plus recent values to check marks against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transcript {
+    last: Seq,
+    hash: [u8; 32],
+    recent: BTreeMap<u64, [u8; 32]>,
+}
+
+impl Transcript {
+    /// A transcript for a room whose log is empty (its creator).
+    pub fn new() -> Self {
+        Self::starting_at(Seq(0), [0; 32])
+    }
+
+    /// A transcript starting from someone else's hash at `seq` (a joiner uses the
+    /// inviter's value from the Welcome).
+    pub fn starting_at(seq: Seq, hash: [u8; 32]) -> Self {
+        let mut recent = BTreeMap::new();
+        recent.insert(seq.0, hash);
+        Transcript {
+            last: seq,
+            hash,
+            recent,
+        }
+    }
+
+    /// The last sequence number hashed.
+    pub fn last(&self) -> Seq {
+        self.last
+    }
+
+    /// The current hash (at [`Self::last`]).
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    /// Our hash at `seq`, if still kept.
+    pub fn hash_at(&self, seq: Seq) -> Option<[u8; 32]> {
+        self.recent.get(&seq.0).copied()
+    }
+
+    /// The mark a sent message carries.
+    pub fn mark(&self) -> (Seq, [u8; 32]) {
+        (self.last, self.hash)
+    }
+
+    /// The next hash after an entry, without recording it.
+    pub fn chain(prev: &[u8; 32], seq: Seq, kind: EntryKind, payload: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(TRANSCRIPT_DOMAIN);
+        h.update(prev);
+        h.update(seq.0.to_be_bytes());
+        h.update([match kind {
+            EntryKind::Message => 0u8,
+            EntryKind::Commit => 1u8,
+        }]);
+        h.update(payload);
+        h.finalize().into()
+    }
+
+    /// Records an entry of the log. Entries at or before [`Self::last`] are ignored
+    /// (returns `None` and does not change anything); a skip ahead yields a gap warning
+    /// and is hashed anyway, so processing continues.
+    pub fn observe(
+        &mut self,
+        seq: Seq,
+        kind: EntryKind,
+        payload: &[u8],
+    ) -> Option<Option<ConsistencyWarning>> {
+        if seq <= self.last {
+            return None;
+        }
+        let expected = self.last.next();
+        let warning = (seq != expected).then_some(ConsistencyWarning::Gap { expected, got: seq });
+        self.hash = Self::chain(&self.hash, seq, kind, payload);
+        self.last = seq;
+        self.recent.insert(seq.0, self.hash);
+        while self.recent.len() > KEEP_RECENT {
+            self.recent.pop_first();
+        }
+        Some(warning)
+    }
+
+    /// Checks a mark carried by a received message against the hash we computed at the
+    /// same seq. Marks for seqs we never saw (before we joined, or too old) are not
+    /// checked.
+    pub fn check_mark(&self, (seq, hash): (Seq, [u8; 32])) -> Option<ConsistencyWarning> {
+        match self.recent.get(&seq.0) {
+            Some(ours) if *ours != hash => Some(ConsistencyWarning::Fork { seq }),
+            _ => None,
+        }
+    }
+}
+
+impl Default for Transcript {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_log_same_hash() {
+        let mut a = Transcript::new();
+        let mut b = Transcript::new();
+        for seq in 1..=5 {
+            assert_eq!(a.observe(Seq(seq), EntryKind::Message, b"x"), Some(None));
+            b.observe(Seq(seq), EntryKind::Message, b"x");
+        }
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(b.check_mark(a.mark()), None);
+    }
+
+    #[test]
+    fn a_joiner_continues_from_the_inviters_hash() {
+        let mut inviter = Transcript::new();
+        inviter.observe(Seq(1), EntryKind::Commit, b"c");
+        let mut joiner = Transcript::starting_at(inviter.last(), inviter.hash());
+        inviter.observe(Seq(2), EntryKind::Message, b"m");
+        joiner.observe(Seq(2), EntryKind::Message, b"m");
+        assert_eq!(joiner.check_mark(inviter.mark()), None);
+        assert_eq!(joiner.hash(), inviter.hash());
+    }
+
+    #[test]
+    fn a_skipped_seq_is_a_gap() {
+        let mut t = Transcript::new();
+        t.observe(Seq(1), EntryKind::Message, b"a");
+        assert_eq!(
+            t.observe(Seq(3), EntryKind::Message, b"c"),
+            Some(Some(ConsistencyWarning::Gap {
+                expected: Seq(2),
+                got: Seq(3)
+            }))
+        );
+        assert_eq!(t.last(), Seq(3));
+    }
+
+    #[test]
+    fn replays_are_ignored() {
+        let mut t = Transcript::new();
+        t.observe(Seq(1), EntryKind::Message, b"a");
+        let h = t.hash();
+        assert_eq!(t.observe(Seq(1), EntryKind::Message, b"other"), None);
+        assert_eq!(t.hash(), h);
+    }
+
+    #[test]
+    fn a_different_history_is_a_fork() {
+        let mut a = Transcript::new();
+        let mut b = Transcript::new();
+        a.observe(Seq(1), EntryKind::Message, b"shown to a");
+        b.observe(Seq(1), EntryKind::Message, b"shown to b");
+        assert_eq!(
+            b.check_mark(a.mark()),
+            Some(ConsistencyWarning::Fork { seq: Seq(1) })
+        );
+        // Unknown seqs are not judged.
+        assert_eq!(b.check_mark((Seq(99), [1; 32])), None);
+    }
+
+    #[test]
+    fn kind_is_bound() {
+        let h = [0; 32];
+        assert_ne!(
+            Transcript::chain(&h, Seq(1), EntryKind::Message, b"x"),
+            Transcript::chain(&h, Seq(1), EntryKind::Commit, b"x")
+        );
+    }
+}

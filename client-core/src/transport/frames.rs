@@ -1,0 +1,152 @@
+//! A [`Link`] over any byte stream pair carrying hearth frames: a writer behind a lock,
+//! and a reader task that routes responses to their callers by id and forwards events.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hearth_protocol::frame::{decode_frame, encode_frame};
+use hearth_protocol::limits::MAX_FRAME_LEN;
+use hearth_protocol::{ClientFrame, Event, Request, Response, ServerFrame, WireError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{BoxFuture, Link, TransportError};
+
+type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<Response, WireError>>>>>;
+
+/// A framed request/response link.
+pub struct FrameLink<W> {
+    writer: tokio::sync::Mutex<W>,
+    pending: Pending,
+    next_id: AtomicU32,
+    closed: Arc<AtomicBool>,
+    on_close: Box<dyn Fn() + Send + Sync>,
+}
+
+/// Reads one frame of type `T` from `reader`, buffering in `buf`.
+pub async fn read_frame<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<Option<T>, String> {
+    loop {
+        match decode_frame::<T>(buf, MAX_FRAME_LEN) {
+            Ok(Some((value, used))) => {
+                buf.drain(..used);
+                return Ok(Some(value));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err("stream ended in the middle of a frame".into())
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: serde::Serialize>(
+    writer: &mut W,
+    value: &T,
+) -> Result<(), String> {
+    let bytes = encode_frame(value, MAX_FRAME_LEN).map_err(|e| e.to_string())?;
+    writer.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    writer.flush().await.map_err(|e| e.to_string())
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
+    /// Starts the reader task over `reader` (already past the hello) and returns the link
+    /// and the event stream. `on_close` is called by [`Link::close`].
+    pub fn start<R: AsyncRead + Unpin + Send + 'static>(
+        mut reader: R,
+        mut buf: Vec<u8>,
+        writer: W,
+        on_close: Box<dyn Fn() + Send + Sync>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Event>) {
+        let pending: Pending = Arc::default();
+        let closed = Arc::new(AtomicBool::new(false));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let link = Arc::new(FrameLink {
+            writer: tokio::sync::Mutex::new(writer),
+            pending: pending.clone(),
+            next_id: AtomicU32::new(1),
+            closed: closed.clone(),
+            on_close,
+        });
+        tokio::spawn(async move {
+            loop {
+                match read_frame::<_, ServerFrame>(&mut reader, &mut buf).await {
+                    Ok(Some(ServerFrame::Response { id, result })) => {
+                        let waiter = lock(&pending).remove(&id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(result);
+                        }
+                    }
+                    Ok(Some(ServerFrame::Event(event))) => {
+                        if events_tx.send(event).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!("relay connection read failed: {e}");
+                        break;
+                    }
+                }
+            }
+            closed.store(true, Ordering::SeqCst);
+            // Dropping the waiters fails their calls with `Closed`.
+            lock(&pending).clear();
+        });
+        (link, events_rx)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned map only means another thread panicked while holding it; the map
+    // itself is still consistent (inserts and removes are single operations).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
+    fn call(
+        &self,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>> {
+        Box::pin(async move {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(TransportError::Closed);
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            lock(&self.pending).insert(id, tx);
+            let frame = ClientFrame { id, request };
+            let written = {
+                let mut writer = self.writer.lock().await;
+                write_frame(&mut *writer, &frame).await
+            };
+            if let Err(e) = written {
+                lock(&self.pending).remove(&id);
+                tracing::debug!("relay connection write failed: {e}");
+                return Err(TransportError::Closed);
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                lock(&self.pending).remove(&id);
+            }
+            rx.await.map_err(|_| TransportError::Closed)
+        })
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        lock(&self.pending).clear();
+        (self.on_close)();
+    }
+}

@@ -1,0 +1,151 @@
+//! The real transport: QUIC (quinn) with TLS 1.3 (rustls, ring), ALPN `hearth/1`, the
+//! relay's key pinned, and all frames on one bidirectional stream.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_protocol::limits::TLS_EXPORTER_LABEL;
+use hearth_protocol::{ClientHello, RelayAddress, ServerHello, ALPN, SUPPORTED_VERSIONS};
+
+use super::frames::{read_frame, write_frame, FrameLink};
+use super::pin::PinVerifier;
+use super::{BoxFuture, Connection, Connector, TransportError};
+
+/// How long connecting (QUIC + TLS + hello) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to a relay over QUIC, checking its key against the address's pin.
+pub struct QuicConnector {
+    relay: RelayAddress,
+}
+
+impl QuicConnector {
+    /// A connector for `relay`.
+    pub fn new(relay: RelayAddress) -> Self {
+        QuicConnector { relay }
+    }
+
+    async fn open(&self) -> Result<Connection, TransportError> {
+        let address = self.relay.to_string();
+        let unreachable = |reason: String| TransportError::Unreachable {
+            address: address.clone(),
+            reason,
+        };
+        let host_port = self.relay.host_port();
+        let addr: SocketAddr = tokio::task::spawn_blocking(move || {
+            host_port
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+        })
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| unreachable("cannot resolve the host name".into()))?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinVerifier::new(self.relay.pin, provider.clone()));
+        let mismatch = verifier.mismatch.clone();
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| unreachable(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        config.transport_config(Arc::new(transport));
+
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0".parse().expect("literal socket address")
+        } else {
+            "0.0.0.0:0".parse().expect("literal socket address")
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(|e| unreachable(e.to_string()))?;
+        // The verifier ignores the name; rustls still wants a syntactically valid one.
+        let server_name =
+            if rustls::pki_types::ServerName::try_from(self.relay.host.as_str()).is_ok() {
+                self.relay.host.clone()
+            } else {
+                "hearth-relay".to_string()
+            };
+        let connecting = endpoint
+            .connect_with(config, addr, &server_name)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                if *mismatch.lock().unwrap_or_else(|p| p.into_inner()) {
+                    return Err(TransportError::PinMismatch { address });
+                }
+                return Err(unreachable(e.to_string()));
+            }
+            Err(_) => return Err(unreachable("timed out".into())),
+        };
+
+        let mut exporter = [0u8; 32];
+        connection
+            .export_keying_material(&mut exporter, TLS_EXPORTER_LABEL, b"")
+            .map_err(|_| unreachable("TLS exporter unavailable".into()))?;
+
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        write_frame(
+            &mut send,
+            &ClientHello {
+                versions: SUPPORTED_VERSIONS.to_vec(),
+            },
+        )
+        .await
+        .map_err(unreachable)?;
+        let mut buf = Vec::new();
+        let hello = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            read_frame::<_, ServerHello>(&mut recv, &mut buf),
+        )
+        .await
+        .map_err(|_| unreachable("no answer to hello".into()))?
+        .map_err(unreachable)?
+        .ok_or_else(|| unreachable("the relay closed the connection".into()))?;
+        let challenge = match hello {
+            ServerHello::Accepted { challenge, .. } => challenge,
+            ServerHello::Rejected { message, .. } => return Err(TransportError::Version(message)),
+        };
+        let closer = connection.clone();
+        let (link, events) = FrameLink::start(
+            recv,
+            buf,
+            send,
+            Box::new(move || closer.close(0u32.into(), b"bye")),
+        );
+        // Keep the endpoint alive as long as the connection: the reader task owns it.
+        let keep = (endpoint, connection);
+        tokio::spawn(async move {
+            keep.1.closed().await;
+            drop(keep);
+        });
+        Ok(Connection {
+            link,
+            events,
+            challenge,
+            exporter,
+        })
+    }
+}
+
+impl Connector for QuicConnector {
+    fn connect(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
+        Box::pin(self.open())
+    }
+
+    fn address(&self) -> String {
+        self.relay.to_string()
+    }
+}

@@ -1,0 +1,200 @@
+//! Test harness: a real relay on 127.0.0.1:0 in a temp dir, profiles with cheap KDF
+//! parameters, and helpers to wait for events (never sleeping for synchronization).
+#![allow(dead_code)]
+
+pub mod memory;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_core::store::{set_test_kdf_params, KdfParams};
+use hearth_core::{Client, ClientEvent, Profile};
+use hearth_protocol::{Handle, Invite, RelayAddress};
+use hearth_relay::{RelayConfig, RunningRelay};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub const PASS: &str = "correct horse";
+
+pub struct Relay {
+    pub running: Option<RunningRelay>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Relay {
+    pub async fn start() -> Relay {
+        set_test_kdf_params(Some(KdfParams::TEST_ONLY_FAST));
+        let dir = tempfile::tempdir().unwrap();
+        let config = RelayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("relay"),
+            ..RelayConfig::default()
+        };
+        let running = hearth_relay::start(config).await.unwrap();
+        Relay {
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub fn address(&self) -> RelayAddress {
+        self.running.as_ref().unwrap().address()
+    }
+
+    pub fn invite(&self) -> Invite {
+        let running = self.running.as_ref().unwrap();
+        let token = running.relay().mint_invite(1, None).unwrap();
+        Invite {
+            relay: running.address(),
+            token,
+        }
+    }
+
+    pub fn profile_dir(&self, handle: &str) -> PathBuf {
+        self.dir.path().join("profiles").join(handle)
+    }
+
+    /// Creates a profile and registers it.
+    pub async fn user(&self, handle: &str) -> User {
+        let dir = self.profile_dir(handle);
+        let profile =
+            Profile::create(&dir, PASS, Handle::new(handle).unwrap(), self.address()).unwrap();
+        let client = Client::register(profile, &self.invite()).await.unwrap();
+        let events = client.events();
+        User {
+            client: Some(client),
+            events,
+            dir,
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub struct User {
+    pub client: Option<Client>,
+    pub events: UnboundedReceiver<ClientEvent>,
+    pub dir: PathBuf,
+}
+
+impl User {
+    pub fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    /// Closes the client and opens the profile again (a restart).
+    pub async fn restart(&mut self) {
+        if let Some(c) = self.client.take() {
+            c.close().await;
+        }
+        let profile = Profile::open(&self.dir, PASS).unwrap();
+        let client = Client::connect(profile).await.unwrap();
+        self.events = client.events();
+        self.client = Some(client);
+    }
+
+    /// Waits for the first event matching `pred` (other events are skipped).
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ClientEvent) -> bool,
+    ) -> ClientEvent {
+        let deadline = Duration::from_secs(20);
+        tokio::time::timeout(deadline, async {
+            loop {
+                match self.events.recv().await {
+                    Some(e) if pred(&e) => return e,
+                    Some(_) => continue,
+                    None => panic!("event stream ended while waiting for {what}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Waits for a text message with `text`.
+    pub async fn wait_text(&mut self, text: &str) {
+        let t = text.to_string();
+        self.wait_for(
+            text,
+            move |e| matches!(e, ClientEvent::Message(m) if m.text == t),
+        )
+        .await;
+    }
+
+    pub async fn texts(&self, room: hearth_protocol::RoomId) -> Vec<String> {
+        self.c()
+            .history(room, 1000, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect()
+    }
+}
+
+pub fn h(s: &str) -> Handle {
+    Handle::new(s).unwrap()
+}
+
+pub fn _arc<T>(t: T) -> Arc<T> {
+    Arc::new(t)
+}
+
+impl Relay {
+    /// Appends raw bytes to a room log behind the clients' backs (as a malicious relay
+    /// or insider could), with the room's current capability.
+    pub fn inject(
+        &self,
+        room: hearth_protocol::RoomId,
+        author: hearth_protocol::AccountKey,
+        payload: Vec<u8>,
+    ) {
+        use hearth_relay::store::WriteOp;
+        let store = self.running.as_ref().unwrap().relay().store().clone();
+        let record = store.room(&room).unwrap().unwrap();
+        let results = store
+            .apply(vec![WriteOp::Append {
+                room,
+                cap_hash: record.current,
+                author,
+                payload,
+                next_cap_hash: None,
+                now: 1,
+                quota: u64::MAX,
+            }])
+            .unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    /// The payload of the latest entry of a room log.
+    pub fn last_payload(&self, room: hearth_protocol::RoomId) -> Vec<u8> {
+        let store = self.running.as_ref().unwrap().relay().store().clone();
+        let record = store.room(&room).unwrap().unwrap();
+        let head = hearth_protocol::Seq(record.head);
+        let entries = store.entries(&room, head, head, 1).unwrap();
+        entries.last().unwrap().payload.clone()
+    }
+}
+
+impl Relay {
+    /// Stops the relay and starts it again on the same address with the same data.
+    pub async fn restart(&mut self) {
+        let running = self.running.take().unwrap();
+        let addr = running.local_addr();
+        running.shutdown().await.unwrap();
+        let config = RelayConfig {
+            listen: addr,
+            data_dir: self.dir.path().join("relay"),
+            ..RelayConfig::default()
+        };
+        self.running = Some(hearth_relay::start(config).await.unwrap());
+    }
+}
