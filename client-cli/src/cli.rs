@@ -1,0 +1,155 @@
+//! Command-line grammar of `hearth`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// hearth: an end-to-end encrypted chat for your household.
+///
+/// Start with `hearth init --invite <INVITE> --name <HANDLE>` using the invite line the
+/// relay owner gave you, compare fingerprints in person (`hearth fingerprint`), then
+/// `hearth chat`. Try `hearth demo` to see everything work locally first.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hearth",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Options every command understands.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command understands.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Profile directory (one identity per profile) [default: $HEARTH_PROFILE or the data dir]
+    #[arg(long, global = true, value_name = "DIR", env = "HEARTH_PROFILE")]
+    pub profile: Option<PathBuf>,
+
+    /// Read the passphrase from this file instead of asking (first line is used)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create your identity and register on a relay with an invite
+    Init(InitArgs),
+    /// Show your handle, relay and fingerprint
+    Whoami,
+    /// Show your fingerprint as digits and a QR code, to compare in person
+    Fingerprint,
+    /// Show the safety number you share with someone, to compare in person
+    Verify {
+        /// Their handle
+        nick: String,
+    },
+    /// Change the passphrase that protects this profile
+    Passphrase,
+    /// Create, list, join and manage rooms
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Send a message to a room
+    Send {
+        /// Room name or id
+        room: String,
+        /// The message
+        text: String,
+    },
+    /// Fetch new messages of a room from the relay and print them
+    Read {
+        /// Room name or id
+        room: String,
+        /// Only messages at or after this time ago, e.g. 10m, 2h, 1day
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Keep running and print messages as they arrive (Ctrl-C to stop)
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Print the stored history of a room
+    History {
+        /// Room name or id
+        room: String,
+        /// How many messages, newest last
+        #[arg(short = 'n', long, default_value_t = 20)]
+        count: usize,
+    },
+    /// Chat interactively (IRC-style; type /help inside)
+    Chat {
+        /// Room to start in (name or id); defaults to your first room
+        room: Option<String>,
+    },
+    /// Run a complete local demonstration: a relay and three people, in one process
+    Demo,
+    /// Print shell completions for bash, zsh, fish, elvish or powershell
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output
+    Man,
+}
+
+/// `hearth init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The invite line from the relay owner: hearth://HOST:PORT/invite/TOKEN#PIN
+    #[arg(long)]
+    pub invite: String,
+    /// Your handle on the relay: letters, digits, '_' or '-', starting with a letter
+    #[arg(long)]
+    pub name: String,
+}
+
+/// `hearth room …`.
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// Create a room; you become its owner
+    Create {
+        /// The room's name (seen only by members; the relay never sees it)
+        name: String,
+    },
+    /// List your rooms and pending invitations
+    List,
+    /// Invite someone to a room
+    Invite {
+        /// Room name or id
+        room: String,
+        /// Their handle
+        nick: String,
+    },
+    /// Accept a pending invitation
+    Join {
+        /// Room name or id of the invitation
+        room: String,
+    },
+    /// Leave a room
+    Leave {
+        /// Room name or id
+        room: String,
+    },
+    /// Remove someone from a room
+    Kick {
+        /// Room name or id
+        room: String,
+        /// Their handle
+        nick: String,
+    },
+    /// List the members of a room
+    Members {
+        /// Room name or id
+        room: String,
+    },
+}

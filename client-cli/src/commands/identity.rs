@@ -1,0 +1,163 @@
+//! Identity commands: init, whoami, fingerprint, verify, passphrase.
+
+use anyhow::{bail, Context, Result};
+use hearth_core::{safety_number, Client, Profile};
+use hearth_protocol::Invite;
+use serde_json::json;
+
+use crate::cli::{GlobalArgs, InitArgs};
+use crate::error::UsageError;
+use crate::passphrase::{self, Purpose};
+use crate::session;
+
+/// `hearth init`: create the identity, register, print the fingerprint.
+pub async fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
+    let invite: Invite = args
+        .invite
+        .parse()
+        .map_err(|err| UsageError(format!("{err}")))?;
+    let handle = session::parse_handle(&args.name)?;
+    let dir = session::profile_dir(global);
+    if Profile::exists(&dir) {
+        bail!(
+            "a profile already exists in {}: use it, or choose another directory with --profile DIR",
+            dir.display()
+        );
+    }
+    let passphrase = passphrase::read(
+        global.passphrase_file.as_deref(),
+        passphrase::PASSPHRASE_ENV,
+        Purpose::Choose,
+    )?;
+    if !global.json {
+        eprintln!("Creating your identity in {} ...", dir.display());
+    }
+    let profile = Profile::create(&dir, &passphrase, handle.clone(), invite.relay.clone())
+        .with_context(|| format!("cannot create a profile in {}", dir.display()))?;
+    let fingerprint = profile.fingerprint();
+    if !global.json {
+        eprintln!("Registering as {handle} on {} ...", invite.relay);
+    }
+    let client = match Client::register(profile, &invite).await {
+        Ok(client) => client,
+        Err(err) => {
+            // Nothing was registered: remove the fresh profile so `init` can simply be retried.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err).context(
+                "registration failed; nothing was kept, fix the cause and run init again",
+            );
+        }
+    };
+    client.close().await;
+    if global.json {
+        println!(
+            "{}",
+            json!({"handle": handle.as_str(), "relay": invite.relay.to_string(), "fingerprint": fingerprint.to_string(), "profile": dir.display().to_string()})
+        );
+    } else {
+        println!("Welcome, {handle}! You are registered on {}.", invite.relay);
+        println!();
+        println!("Your fingerprint (compare it in person with your family):");
+        println!("  {fingerprint}");
+        println!();
+        println!("Next: `hearth room create NAME`, or wait for an invitation and `hearth chat`.");
+    }
+    Ok(())
+}
+
+/// `hearth whoami`.
+pub fn whoami(global: &GlobalArgs) -> Result<()> {
+    let profile = session::open_profile(global)?;
+    if global.json {
+        println!(
+            "{}",
+            json!({"handle": profile.handle().as_str(), "relay": profile.relay().to_string(), "fingerprint": profile.fingerprint().to_string(), "profile": profile.dir().display().to_string()})
+        );
+    } else {
+        println!("handle:      {}", profile.handle());
+        println!("relay:       {}", profile.relay());
+        println!("fingerprint: {}", profile.fingerprint());
+        println!("profile:     {}", profile.dir().display());
+    }
+    Ok(())
+}
+
+/// `hearth fingerprint`: digits and a QR code.
+pub fn fingerprint(global: &GlobalArgs) -> Result<()> {
+    let profile = session::open_profile(global)?;
+    let fingerprint = profile.fingerprint();
+    if global.json {
+        println!(
+            "{}",
+            json!({"handle": profile.handle().as_str(), "fingerprint": fingerprint.to_string()})
+        );
+        return Ok(());
+    }
+    println!("Fingerprint of {}:", profile.handle());
+    println!("  {fingerprint}");
+    println!();
+    print!("{}", qr(&fingerprint.digits()));
+    println!("Compare these digits in person; a match means the key is really theirs.");
+    Ok(())
+}
+
+/// `hearth verify NICK`: the pair's safety number.
+pub async fn verify(global: &GlobalArgs, nick: &str) -> Result<()> {
+    let handle = session::parse_handle(nick)?;
+    let client = session::connect(global).await?;
+    let mut their_key = None;
+    for room in client.rooms().await? {
+        if let Some(member) = client
+            .members(room.id)
+            .await?
+            .into_iter()
+            .find(|m| m.handle == handle)
+        {
+            their_key = Some(member.account);
+            break;
+        }
+    }
+    let mine = client.profile().account();
+    client.close().await;
+    let Some(theirs) = their_key else {
+        bail!("you share no room with {handle}: invite them to a room first, then verify");
+    };
+    let number = safety_number(&mine, &theirs);
+    if global.json {
+        println!(
+            "{}",
+            json!({"handle": handle.as_str(), "safety_number": number.to_string()})
+        );
+    } else {
+        println!("Safety number with {handle}:");
+        println!("  {number}");
+        println!();
+        print!("{}", qr(&number.digits()));
+        println!("{handle} sees the same number on their device. Compare them in person.");
+    }
+    Ok(())
+}
+
+/// `hearth passphrase`: re-wraps the store key under a new passphrase.
+pub fn change_passphrase(global: &GlobalArgs) -> Result<()> {
+    let profile = session::open_profile(global)?;
+    let new = passphrase::read(None, passphrase::NEW_PASSPHRASE_ENV, Purpose::Choose)?;
+    profile
+        .change_passphrase(&new)
+        .context("cannot change the passphrase; the old one still works")?;
+    println!("Passphrase changed.");
+    Ok(())
+}
+
+/// A QR code drawn with half-block characters.
+fn qr(data: &str) -> String {
+    match qrcode::QrCode::new(data.as_bytes()) {
+        Ok(code) => {
+            code.render::<qrcode::render::unicode::Dense1x2>()
+                .quiet_zone(true)
+                .build()
+                + "\n"
+        }
+        Err(_) => String::new(),
+    }
+}

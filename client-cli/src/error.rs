@@ -1,0 +1,41 @@
+//! Turning failures into one line that says what went wrong and what to do.
+
+use std::fmt;
+
+/// Exit code for a failure.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code for wrong usage (unknown command, missing or malformed argument).
+pub const EXIT_USAGE: u8 = 2;
+
+/// A mistake in how a command was called that clap cannot see (e.g. a malformed handle).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Prints `err` as `error: …` plus causes that add something, never a backtrace.
+pub fn report(err: &anyhow::Error) {
+    let head = err.to_string();
+    eprintln!("error: {head}");
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !head.contains(&text) {
+            eprintln!("  because: {text}");
+        }
+    }
+}
+
+/// The process exit code for `err`.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.downcast_ref::<UsageError>().is_some() {
+        EXIT_USAGE
+    } else {
+        EXIT_ERROR
+    }
+}

@@ -1,0 +1,63 @@
+//! Opening the profile and connecting to the relay, shared by every command.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use hearth_core::{Client, Profile};
+use hearth_protocol::{Handle, RoomId};
+
+use crate::cli::GlobalArgs;
+use crate::error::UsageError;
+use crate::passphrase::{self, Purpose};
+
+/// The profile directory in use.
+pub fn profile_dir(global: &GlobalArgs) -> PathBuf {
+    global.profile.clone().unwrap_or_else(Profile::default_dir)
+}
+
+/// Unlocks the profile with the passphrase.
+pub fn open_profile(global: &GlobalArgs) -> Result<Profile> {
+    let dir = profile_dir(global);
+    if !Profile::exists(&dir) {
+        anyhow::bail!(
+            "no profile in {}: create one with `hearth init --invite <INVITE> --name <HANDLE>`, or pass --profile DIR",
+            dir.display()
+        );
+    }
+    let passphrase = passphrase::read(
+        global.passphrase_file.as_deref(),
+        passphrase::PASSPHRASE_ENV,
+        Purpose::Unlock,
+    )?;
+    Profile::open(&dir, &passphrase)
+        .with_context(|| format!("cannot open the profile in {}", dir.display()))
+}
+
+/// Unlocks the profile, connects to its relay and catches up.
+pub async fn connect(global: &GlobalArgs) -> Result<Client> {
+    let profile = open_profile(global)?;
+    let relay = profile.relay().to_string();
+    let client = Client::connect(profile)
+        .await
+        .with_context(|| format!("cannot connect to the relay {relay}"))?;
+    client
+        .sync()
+        .await
+        .context("cannot catch up with the relay")?;
+    Ok(client)
+}
+
+/// Parses a handle typed by the user.
+pub fn parse_handle(text: &str) -> Result<Handle> {
+    let text = text.trim_start_matches('@');
+    Handle::new(text).map_err(|err| UsageError(err.to_string()).into())
+}
+
+/// Resolves a room typed by the user (name or id prefix) among the user's rooms.
+pub async fn resolve_room(client: &Client, text: &str) -> Result<RoomId> {
+    client.find_room(text).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no room called {text:?}: `hearth room list` shows your rooms and invitations"
+        )
+    })
+}

@@ -1,0 +1,114 @@
+//! Running the real `hearth` binary against a real relay started in this process.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use hearth_protocol::Invite;
+use hearth_relay::config::RelayConfig;
+use hearth_relay::server::RunningRelay;
+
+/// The passphrase every test profile uses.
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// A relay on 127.0.0.1:0 with a store in a temporary directory.
+pub struct Env {
+    pub relay: RunningRelay,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = RelayConfig {
+            listen: "127.0.0.1:0".parse().expect("socket address"),
+            data_dir: dir.path().join("relay"),
+            ..RelayConfig::default()
+        };
+        let relay = hearth_relay::server::start(config)
+            .await
+            .expect("relay starts");
+        Env { relay, dir }
+    }
+
+    pub fn invite(&self) -> Invite {
+        let token = self
+            .relay
+            .relay()
+            .mint_invite(1, Some(Duration::from_secs(3600)))
+            .expect("invite minted");
+        Invite {
+            relay: self.relay.address(),
+            token,
+        }
+    }
+
+    pub fn profile(&self, name: &str) -> PathBuf {
+        self.dir.path().join("people").join(name)
+    }
+
+    /// `hearth init` for `name`; panics unless it succeeds.
+    pub async fn init(&self, name: &str) -> PathBuf {
+        let profile = self.profile(name);
+        let invite = self.invite().to_string();
+        let out = hearth(&profile, &["init", "--invite", &invite, "--name", name]).await;
+        assert_success(&out, "init");
+        profile
+    }
+}
+
+/// Runs `hearth` with a profile and the test passphrase in the environment.
+pub async fn hearth(profile: &Path, args: &[&str]) -> Output {
+    hearth_with(profile, args, &[("HEARTH_PASSPHRASE", PASSPHRASE)]).await
+}
+
+/// Runs `hearth` with extra environment variables.
+pub async fn hearth_with(profile: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+    command
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env_remove("HEARTH_PASSPHRASE")
+        .env_remove("HEARTH_PROFILE")
+        .env("HEARTH_TEST_FAST_KDF", "1")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("hearth finishes within a minute")
+        .expect("hearth runs")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Parses every stdout line as JSON.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! Two and three people using the scriptable commands against a real relay.
+
+mod common;
+
+use common::{assert_success, hearth, json_lines, stdout, Env};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_talk_through_scriptable_commands() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+
+    let out = hearth(&alice, &["--json", "room", "create", "family"]).await;
+    assert_success(&out, "room create");
+    let created = &json_lines(&out)[0];
+    assert_eq!(created["name"], "family");
+
+    assert_success(
+        &hearth(&alice, &["room", "invite", "family", "bob"]).await,
+        "invite",
+    );
+
+    // bob sees the invitation as pending until he joins.
+    let out = hearth(&bob, &["--json", "room", "list"]).await;
+    assert_success(&out, "room list");
+    let listed = json_lines(&out);
+    assert!(listed
+        .iter()
+        .any(|v| v["type"] == "invitation" && v["name"] == "family" && v["from"] == "alice"));
+    assert_success(&hearth(&bob, &["room", "join", "family"]).await, "join");
+    let out = hearth(&bob, &["--json", "room", "list"]).await;
+    assert!(json_lines(&out)
+        .iter()
+        .any(|v| v["type"] == "room" && v["name"] == "family"));
+
+    assert_success(
+        &hearth(&alice, &["send", "family", "dinner at 7?"]).await,
+        "send",
+    );
+    let out = hearth(&bob, &["--json", "read", "family"]).await;
+    assert_success(&out, "read");
+    let messages = json_lines(&out);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["sender"], "alice");
+    assert_eq!(messages[0]["text"], "dinner at 7?");
+
+    assert_success(&hearth(&bob, &["send", "family", "yes!"]).await, "send");
+    let out = hearth(&alice, &["history", "family", "-n", "10"]).await;
+    assert_success(&out, "history");
+    let text = stdout(&out);
+    let first = text
+        .find("<alice> dinner at 7?")
+        .expect("alice's message in history");
+    let second = text.find("<bob> yes!").expect("bob's reply in history");
+    assert!(first < second, "history is in order:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_people_and_a_removal() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    let carol = env.init("carol").await;
+    assert_success(
+        &hearth(&alice, &["room", "create", "family"]).await,
+        "create",
+    );
+    for who in ["bob", "carol"] {
+        assert_success(
+            &hearth(&alice, &["room", "invite", "family", who]).await,
+            "invite",
+        );
+    }
+    for who in [&bob, &carol] {
+        assert_success(&hearth(who, &["room", "join", "family"]).await, "join");
+    }
+    assert_success(
+        &hearth(&carol, &["send", "family", "hello from carol"]).await,
+        "send",
+    );
+    let out = hearth(&alice, &["--json", "room", "members", "family"]).await;
+    assert_eq!(json_lines(&out).len(), 3);
+
+    assert_success(
+        &hearth(&alice, &["room", "kick", "family", "carol"]).await,
+        "kick",
+    );
+    assert_success(
+        &hearth(&alice, &["send", "family", "only for bob"]).await,
+        "send",
+    );
+
+    let out = hearth(&bob, &["--json", "history", "family", "-n", "10"]).await;
+    let texts: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|v| v["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts, vec!["hello from carol", "only for bob"]);
+
+    // carol's client learns she was removed; she never gets the later message.
+    let out = hearth(&carol, &["--json", "history", "family", "-n", "10"]).await;
+    assert!(!stdout(&out).contains("only for bob"), "{}", stdout(&out));
+    let out = hearth(&alice, &["--json", "room", "members", "family"]).await;
+    assert_eq!(json_lines(&out).len(), 2);
+}
