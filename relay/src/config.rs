@@ -59,6 +59,7 @@ pub struct RelayConfig {
     /// Allow registration without an invite.
     pub open_registration: bool,
     /// Host name to print in addresses and invites (default: the bound IP).
+    /// `--public-host` overrides it.
     pub public_host: Option<String>,
 }
 
@@ -91,9 +92,40 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("hearth-relay-data"))
 }
 
+/// Checks a host name or IP address for the relay address and invites (`pi.local`,
+/// `192.168.1.20`, `fd00::1`, or `[fd00::1]`) and returns it in the form addresses carry
+/// (IPv6 without brackets). A port or a scheme is refused: the port comes from `listen`.
+pub fn check_public_host(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let bracketed = text.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let host = bracketed.unwrap_or(text);
+    let hint = "give only a host name or IP address, e.g. pi.local or 192.168.1.20 \
+                (the port comes from listen / --listen)";
+    if host.is_empty() {
+        return Err(format!("public host is empty: {hint}"));
+    }
+    if host.len() > 253 {
+        return Err(format!("public host is longer than 253 characters: {hint}"));
+    }
+    let char_ok = |c: char| c.is_ascii_alphanumeric() || ".-_:%".contains(c);
+    if let Some(bad) = host.chars().find(|&c| !char_ok(c)) {
+        return Err(format!("public host {text:?} contains {bad:?}: {hint}"));
+    }
+    if host.contains(':') || bracketed.is_some() {
+        // Only an IPv6 address (with an optional %zone) may contain colons.
+        let ip = host.split_once('%').map_or(host, |(ip, _)| ip);
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "public host {text:?} is neither a host name nor an IPv6 address: {hint}"
+            ));
+        }
+    }
+    Ok(host.to_string())
+}
+
 /// The commented configuration written on first start.
 pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every setting is optional; the values shown are the defaults.
-# Command-line flags (--listen, --data) override the file.
+# Command-line flags (--listen, --public-host, --data) override the file.
 
 # UDP address to listen on. "[::]:7443" listens on all interfaces (IPv6 and IPv4).
 # listen = "[::]:7443"
@@ -135,10 +167,20 @@ impl RelayConfig {
     /// Reads `path`; a missing file gives the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: e.message().to_string(),
-            }),
+            Ok(text) => {
+                let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.message().to_string(),
+                })?;
+                if let Some(host) = &config.public_host {
+                    let host = check_public_host(host).map_err(|message| ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        message,
+                    })?;
+                    config.public_host = Some(host);
+                }
+                Ok(config)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Io {
                 path: path.to_path_buf(),
@@ -186,6 +228,45 @@ mod tests {
             .join("\n");
         let parsed: RelayConfig = toml::from_str(&uncommented).unwrap();
         assert_eq!(parsed, RelayConfig::default());
+    }
+
+    #[test]
+    fn public_hosts_are_checked() {
+        for (given, kept) in [
+            ("pi.local", "pi.local"),
+            (" 192.168.1.20 ", "192.168.1.20"),
+            ("fd00::1", "fd00::1"),
+            ("[fd00::1]", "fd00::1"),
+            ("fe80::1%eth0", "fe80::1%eth0"),
+            ("my-pi_2.home.arpa", "my-pi_2.home.arpa"),
+        ] {
+            assert_eq!(check_public_host(given).as_deref(), Ok(kept), "{given}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "pi.local:7443",
+            "hearth://pi.local",
+            "pi local",
+            "pi.local/",
+            "[pi.local]",
+            "h#st",
+        ] {
+            assert!(check_public_host(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_public_host(&"a".repeat(254)).is_err());
+    }
+
+    #[test]
+    fn a_bad_public_host_in_the_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hearth-relay.toml");
+        std::fs::write(&path, "public_host = \"pi.local:7443\"\n").unwrap();
+        let err = RelayConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("pi.local:7443"), "{err}");
+        std::fs::write(&path, "public_host = \"[fd00::1]\"\n").unwrap();
+        let config = RelayConfig::load(&path).unwrap();
+        assert_eq!(config.public_host.as_deref(), Some("fd00::1"));
     }
 
     #[test]

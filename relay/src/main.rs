@@ -17,7 +17,16 @@ use hearth_relay::config::{default_data_dir, RelayConfig};
 /// The other commands manage a running relay through its admin socket, or the data dir
 /// directly when the relay is stopped.
 #[derive(Parser, Debug)]
-#[command(name = "hearth-relay", version, about, long_about)]
+#[command(
+    name = "hearth-relay",
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  \
+        hearth-relay --public-host pi.local          run the relay (first start prints an invite)\n  \
+        hearth-relay invite --uses 1 --expires 7d    one invite line per family member\n  \
+        hearth-relay status                          is it running, what does it store"
+)]
 struct Cli {
     /// Data directory (store, certificate, admin socket) [default: <user data dir>/hearth-relay]
     #[arg(long, global = true, value_name = "DIR", env = "HEARTH_RELAY_DATA")]
@@ -28,6 +37,12 @@ struct Cli {
     /// UDP address to listen on, e.g. [::]:7443 or 127.0.0.1:0 [default: from config, [::]:7443]
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Host name or IP that family members reach the relay at, e.g. pi.local; printed in the
+    /// relay address and in invites (overrides public_host in the config) [default: from
+    /// config, else the listen IP]
+    #[arg(long, global = true, value_name = "HOST", env = "HEARTH_RELAY_PUBLIC_HOST",
+          value_parser = parse_public_host)]
+    public_host: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -35,6 +50,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Mint an invite and print it as one line to give to a family member.
+    ///
+    /// The invite carries the relay's address: its host is --public-host if given, else
+    /// the running relay's (or the config's) public_host.
     Invite {
         /// How many registrations the invite allows.
         #[arg(long, default_value_t = 1)]
@@ -61,7 +79,7 @@ enum Command {
         #[arg(long, value_name = "PREFIX")]
         revoke: Option<String>,
     },
-    /// Show uptime, accounts, rooms, stored envelopes and bytes, connections.
+    /// Show uptime, address, accounts, rooms, stored envelopes and bytes, connections.
     Status,
     /// Set an account's storage quota, e.g. 512M, 2G, or "default".
     Quota {
@@ -111,6 +129,9 @@ fn load_config(cli: &Cli, write_default: bool) -> Result<RelayConfig> {
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
+    if let Some(host) = &cli.public_host {
+        config.public_host = Some(host.clone());
+    }
     Ok(config)
 }
 
@@ -150,7 +171,27 @@ async fn run(cli: Cli) -> Result<()> {
             config.data_dir.display()
         )
     })?;
-    print_response(response)
+    print_response(with_public_host(response, cli.public_host.as_deref()))
+}
+
+fn parse_public_host(text: &str) -> Result<String, String> {
+    hearth_relay::config::check_public_host(text)
+}
+
+/// A running relay answers `invite` with its own address; `--public-host` still wins.
+fn with_public_host(response: AdminResponse, host: Option<&str>) -> AdminResponse {
+    match (response, host) {
+        (AdminResponse::Invite(line), Some(host)) => {
+            match line.parse::<hearth_protocol::Invite>() {
+                Ok(mut invite) => {
+                    invite.relay.host = host.to_string();
+                    AdminResponse::Invite(invite.to_string())
+                }
+                Err(_) => AdminResponse::Invite(line),
+            }
+        }
+        (response, _) => response,
+    }
 }
 
 async fn serve(config: RelayConfig) -> Result<()> {
@@ -176,7 +217,7 @@ async fn serve(config: RelayConfig) -> Result<()> {
     }
     if config.public_host.is_none() && config.listen.ip().is_unspecified() {
         println!(
-            "tip: set public_host (e.g. \"pi.local\") in the config so addresses and invites name a host family members can reach"
+            "tip: pass --public-host HOST (e.g. pi.local) or set public_host in the config so addresses and invites name a host family members can reach"
         );
     }
     println!("data: {}", running.data_dir().display());

@@ -169,10 +169,12 @@ struct Spawned {
     invite: Option<Invite>,
 }
 
-fn spawn_relay(data: &std::path::Path) -> Spawned {
+fn spawn_relay(data: &std::path::Path, extra_args: &[&str]) -> Spawned {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth-relay"))
         .args(["--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(extra_args)
+        .env_remove("HEARTH_RELAY_PUBLIC_HOST")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -220,7 +222,7 @@ async fn acknowledged_appends_survive_sigkill() {
 
     let mut relay = tokio::task::spawn_blocking({
         let data = data.clone();
-        move || spawn_relay(&data)
+        move || spawn_relay(&data, &[])
     })
     .await
     .unwrap();
@@ -266,7 +268,7 @@ async fn acknowledged_appends_survive_sigkill() {
 
     let mut relay = tokio::task::spawn_blocking({
         let data = data.clone();
-        move || spawn_relay(&data)
+        move || spawn_relay(&data, &[])
     })
     .await
     .unwrap();
@@ -319,6 +321,53 @@ async fn acknowledged_appends_survive_sigkill() {
         .await
         .unwrap();
     assert_eq!(r, Response::Appended { seq: last.next() });
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
+}
+
+#[test]
+fn public_host_flag_names_the_host_in_addresses_and_invites() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let mut relay = spawn_relay(&data, &["--public-host", "pi.local"]);
+    assert_eq!(relay.address.host, "pi.local");
+    let invite = relay.invite.take().expect("first start prints an invite");
+    assert_eq!(invite.relay, relay.address);
+
+    // `invite` asks the running relay; the flag still names the host it is given.
+    let minted = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth-relay"))
+            .arg("invite")
+            .arg("--data")
+            .arg(&data)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env_remove("HEARTH_RELAY_PUBLIC_HOST")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<Invite>()
+            .unwrap()
+    };
+    assert_eq!(minted(&[]).relay, relay.address);
+    let other = minted(&["--public-host", "[fd00::7]"]);
+    assert_eq!(other.relay.host, "fd00::7");
+    assert_eq!(other.relay.port, relay.address.port);
+    assert_eq!(other.relay.pin, relay.address.pin);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_hearth-relay"))
+        .args(["invite", "--public-host", "pi.local:7443", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a port in --public-host is a usage error"
+    );
     relay.child.kill().unwrap();
     relay.child.wait().unwrap();
 }
