@@ -19,16 +19,20 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Prints `err` as `error: …` plus causes that add something, never a backtrace.
+/// Prints `err` as one line, `error: what failed: why`, never a backtrace.
 pub fn report(err: &anyhow::Error) {
-    let head = err.to_string();
-    eprintln!("error: {head}");
-    for cause in err.chain().skip(1) {
+    let mut line = String::new();
+    for cause in err.chain() {
         let text = cause.to_string();
-        if !head.contains(&text) {
-            eprintln!("  because: {text}");
+        if line.contains(&text) {
+            continue;
         }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
     }
+    eprintln!("error: {}", line.replace('\n', " "));
 }
 
 /// The process exit code for `err`.

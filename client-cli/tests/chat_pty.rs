@@ -58,6 +58,8 @@ async fn chat_in_a_terminal() {
         let _ = typing_tx.send(());
         chat.expect("<alice> hello while you type")?;
         chat.send_line("ed reply")?;
+        // The finished line comes back once the relay stored it (the delivery confirmation).
+        chat.expect("<bob> half-typed reply")?;
         chat.send_line("/bye")?;
         chat.expect("Bye.")?;
         Ok(())

@@ -141,4 +141,5 @@ async fn unreachable_relay_and_wrong_pin() {
     )
     .await;
     assert_failure(&out, 1, "identity changed");
+    assert_eq!(error_lines(&out).len(), 1, "{}", stderr(&out));
 }

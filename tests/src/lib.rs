@@ -88,14 +88,15 @@ impl TestRelay {
         );
     }
 
-    /// Stops the relay.
-    pub async fn stop(mut self) {
+    /// Stops the relay and hands back its directory, so its files can still be inspected.
+    pub async fn stop(mut self) -> TempDir {
         if let Some(relay) = self.relay.take() {
             relay
                 .shutdown()
                 .await
                 .expect("the relay shuts down cleanly");
         }
+        self.dir
     }
 }
 

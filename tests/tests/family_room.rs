@@ -145,7 +145,7 @@ async fn family_room_survives_restarts_and_removal() {
         &mut carol_events,
         "carol's removal notice",
         |event| match event {
-            ClientEvent::RemovedFromRoom { room: r, by } if *r == room => Some(by.clone()),
+            ClientEvent::RemovedFromRoom { room: r, by, .. } if *r == room => Some(by.clone()),
             _ => None,
         },
     )
@@ -199,7 +199,7 @@ async fn family_room_survives_restarts_and_removal() {
         client.close().await;
     }
     let data_dir = relay.data_dir();
-    relay.stop().await;
+    let _kept = relay.stop().await;
     let leaks = scan_files(
         &data_dir,
         &[
