@@ -161,17 +161,12 @@ impl InviteToken {
 
     /// URL-safe base64 without padding, as it appears in invites.
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+        b64_encode(&self.0)
     }
 
     /// Parses [`InviteToken::encode`]'s form.
     pub fn decode(text: &str) -> Option<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()?;
-        Some(Self(bytes.try_into().ok()?))
+        b64_decode(text).map(Self)
     }
 }
 
@@ -200,17 +195,12 @@ impl Pin {
 
     /// URL-safe base64 without padding (43 characters).
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0)
+        b64_encode(&self.0)
     }
 
     /// Parses [`Pin::encode`]'s form.
     pub fn decode(text: &str) -> Option<Self> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()?;
-        Some(Self(bytes.try_into().ok()?))
+        b64_decode(text).map(Self)
     }
 }
 
@@ -288,6 +278,21 @@ impl std::str::FromStr for Handle {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Handle::new(s)
     }
+}
+
+/// URL-safe base64 without padding: the form of everything people copy in addresses.
+fn b64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes [`b64_encode`]'s form into exactly `N` bytes.
+fn b64_decode<const N: usize>(text: &str) -> Option<[u8; N]> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    bytes.try_into().ok()
 }
 
 fn to_hex(bytes: &[u8]) -> String {

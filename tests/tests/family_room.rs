@@ -39,6 +39,20 @@ async fn join(client: &Client, room: RoomId) {
         .expect("the invitation is accepted");
 }
 
+/// Closes every client, restarts the relay on its store, and reconnects every client.
+async fn restart_all(
+    relay: &mut TestRelay,
+    clients: [Client; 3],
+    people: [&Person; 3],
+) -> [Client; 3] {
+    for client in clients {
+        client.close().await;
+    }
+    relay.restart().await;
+    let [a, b, c] = people;
+    [a.connect().await, b.connect().await, c.connect().await]
+}
+
 fn scan_files(dir: &Path, needles: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -111,13 +125,12 @@ async fn family_room_survives_restarts_and_removal() {
         .expect("carol sends");
 
     // Restart everything: the relay and all three clients.
-    for client in [alice, bob, carol] {
-        client.close().await;
-    }
-    relay.restart().await;
-    let alice = alice_p.connect().await;
-    let bob = bob_p.connect().await;
-    let carol = carol_p.connect().await;
+    let [alice, bob, carol] = restart_all(
+        &mut relay,
+        [alice, bob, carol],
+        [&alice_p, &bob_p, &carol_p],
+    )
+    .await;
     for client in [&alice, &bob, &carol] {
         client.sync().await.expect("sync after restart");
     }
@@ -156,13 +169,12 @@ async fn family_room_survives_restarts_and_removal() {
         .expect("alice sends after the removal");
 
     // Restart again between steps.
-    for client in [alice, bob, carol] {
-        client.close().await;
-    }
-    relay.restart().await;
-    let alice = alice_p.connect().await;
-    let bob = bob_p.connect().await;
-    let carol = carol_p.connect().await;
+    let [alice, bob, carol] = restart_all(
+        &mut relay,
+        [alice, bob, carol],
+        [&alice_p, &bob_p, &carol_p],
+    )
+    .await;
     for client in [&alice, &bob] {
         client.sync().await.expect("sync after the second restart");
     }
