@@ -28,6 +28,6 @@ pub use ids::{
 };
 pub use limits::{ALPN, PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 pub use messages::{
-    AccountInfo, ClientFrame, ClientHello, Entry, EntryKind, ErrorCode, Event, InboxEntry, Request,
-    Response, ServerFrame, ServerHello, WireError,
+    AccountInfo, ClientFrame, ClientHello, Entry, EntryKind, ErrorCode, Event, InboxEntry,
+    PublicRoomInfo, Request, Response, ServerFrame, ServerHello, WireError,
 };

@@ -34,3 +34,9 @@ pub const TLS_EXPORTER_LABEL: &[u8] = b"EXPORTER-hearth-auth-v1";
 
 /// Length of the TLS exporter value and of auth challenges.
 pub const CHALLENGE_LEN: usize = 32;
+
+/// The longest name a room may be published under in the directory, in bytes.
+pub const MAX_PUBLIC_NAME_LEN: usize = 64;
+
+/// The most rooms one directory listing returns.
+pub const MAX_PUBLIC_ROOMS: usize = 1000;

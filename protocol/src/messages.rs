@@ -212,6 +212,62 @@ pub enum Request {
         /// Seconds to keep entries (`None`: the relay's retention).
         retention_secs: Option<u64>,
     },
+
+    /// List a room in the relay's directory of public rooms under `public_name`, with a
+    /// GroupInfo anyone registered may fetch to join by an external commit. Needs the
+    /// current capability, and `epoch` must be the room's current epoch index (the number
+    /// of commits so far), else [`ErrorCode::StaleEpoch`]. Replaces an earlier listing.
+    /// Answered with [`Response::Done`].
+    PublishRoom {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+        /// The name shown in the directory (visible to the relay and every account).
+        public_name: String,
+        /// An MLS GroupInfo of the current epoch, with the ratchet tree (TLS-codec bytes).
+        #[serde(with = "serde_bytes")]
+        group_info: Vec<u8>,
+        /// The room's epoch index the GroupInfo belongs to.
+        epoch: u64,
+    },
+    /// Take a room out of the directory. Needs the current capability.
+    /// Answered with [`Response::Done`].
+    UnpublishRoom {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+    },
+    /// The directory of public rooms. Answered with [`Response::PublicRooms`].
+    ListPublicRooms,
+    /// The published GroupInfo of a listed room. Answered with [`Response::GroupInfo`].
+    FetchGroupInfo {
+        /// The room.
+        room: RoomId,
+    },
+    /// Join a listed room with an MLS external commit: appended as a commit, rotating the
+    /// capability atomically like [`Request::Commit`], but without a capability. Refused
+    /// with [`ErrorCode::StaleEpoch`] unless `epoch` is the room's current epoch index and
+    /// the listing is of that epoch (fetch the fresh GroupInfo and retry).
+    /// Answered with [`Response::Appended`].
+    JoinPublic {
+        /// The room.
+        room: RoomId,
+        /// The epoch index of the GroupInfo the external commit was built on.
+        epoch: u64,
+        /// Hash of the capability of the epoch the external commit starts.
+        next_cap_hash: CapHash,
+        /// The MLS external commit.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Ask for (or stop) [`Event::AccountRegistered`] notices on this connection.
+    /// Answered with [`Response::Done`].
+    WatchRegistrations {
+        /// Whether to receive them.
+        on: bool,
+    },
 }
 
 /// A successful answer.
@@ -259,6 +315,29 @@ pub enum Response {
         /// The room's latest sequence number readable with the capability used.
         last: Seq,
     },
+    /// The directory of public rooms, ordered by name.
+    PublicRooms(Vec<PublicRoomInfo>),
+    /// The GroupInfo of a listed room.
+    GroupInfo {
+        /// An MLS GroupInfo with the ratchet tree (TLS-codec bytes).
+        #[serde(with = "serde_bytes")]
+        group_info: Vec<u8>,
+        /// The room's epoch index it belongs to; give it back in [`Request::JoinPublic`].
+        epoch: u64,
+    },
+}
+
+/// One room of the directory of public rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicRoomInfo {
+    /// The room.
+    pub room: RoomId,
+    /// The name its members chose to publish.
+    pub public_name: String,
+    /// The epoch index of the published GroupInfo.
+    pub epoch: u64,
+    /// When it was (last) published, seconds since the Unix epoch.
+    pub published: u64,
 }
 
 /// A public entry of the key directory.
@@ -332,6 +411,14 @@ pub enum Event {
     Reauthenticate {
         /// The new challenge.
         challenge: [u8; 32],
+    },
+    /// A new account registered on the relay (sent to connections that asked with
+    /// [`Request::WatchRegistrations`]; a live notice, not stored).
+    AccountRegistered {
+        /// The new account's handle.
+        handle: Handle,
+        /// The new account's identity key.
+        account: AccountKey,
     },
 }
 
@@ -495,7 +582,53 @@ mod tests {
                     from: Seq(f),
                     limit
                 }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                ".{0,64}",
+                payload(),
+                any::<u64>()
+            )
+                .prop_map(|(r, c, public_name, group_info, epoch)| {
+                    Request::PublishRoom {
+                        room: RoomId(r),
+                        cap: Cap(c),
+                        public_name,
+                        group_info,
+                        epoch,
+                    }
+                }),
+            (any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(|(r, c)| Request::UnpublishRoom {
+                room: RoomId(r),
+                cap: Cap(c)
+            }),
+            Just(Request::ListPublicRooms),
+            any::<[u8; 16]>().prop_map(|r| Request::FetchGroupInfo { room: RoomId(r) }),
+            (
+                any::<[u8; 16]>(),
+                any::<u64>(),
+                any::<[u8; 32]>(),
+                payload()
+            )
+                .prop_map(|(r, epoch, n, payload)| Request::JoinPublic {
+                    room: RoomId(r),
+                    epoch,
+                    next_cap_hash: CapHash(n),
+                    payload
+                }),
+            any::<bool>().prop_map(|on| Request::WatchRegistrations { on }),
         ]
+    }
+
+    fn public_room() -> impl Strategy<Value = PublicRoomInfo> {
+        (any::<[u8; 16]>(), ".{0,64}", any::<u64>(), any::<u64>()).prop_map(
+            |(r, public_name, epoch, published)| PublicRoomInfo {
+                room: RoomId(r),
+                public_name,
+                epoch,
+                published,
+            },
+        )
     }
 
     fn entry() -> impl Strategy<Value = Entry> {
@@ -526,6 +659,13 @@ mod tests {
         }
 
         #[test]
+        fn directory_round_trips(id in any::<u32>(), rooms in proptest::collection::vec(public_room(), 0..4), group_info in payload(), epoch in any::<u64>(), h in handle(), k in any::<[u8; 32]>()) {
+            round_trip(&ServerFrame::Response { id, result: Ok(Response::PublicRooms(rooms)) });
+            round_trip(&ServerFrame::Response { id, result: Ok(Response::GroupInfo { group_info, epoch }) });
+            round_trip(&ServerFrame::Event(Event::AccountRegistered { handle: h, account: AccountKey(k) }));
+        }
+
+        #[test]
         fn errors_round_trip(id in any::<u32>(), message in ".{0,64}") {
             round_trip(&ServerFrame::Response { id, result: Err(WireError::new(ErrorCode::StaleEpoch, message)) });
         }
@@ -544,5 +684,29 @@ mod tests {
             let _ = postcard::from_bytes::<ClientHello>(&bytes);
             let _ = postcard::from_bytes::<ServerHello>(&bytes);
         }
+    }
+
+    /// New variants go at the end, so the encodings of existing ones never change.
+    #[test]
+    fn variant_indices_are_stable() {
+        let index = |r: &Request| postcard::to_allocvec(r).unwrap()[0];
+        assert_eq!(index(&Request::Ping), 2);
+        assert_eq!(
+            index(&Request::Unsubscribe {
+                room: RoomId([0; 16])
+            }),
+            16
+        );
+        assert_eq!(index(&Request::ListPublicRooms), 20);
+        assert_eq!(index(&Request::WatchRegistrations { on: true }), 23);
+        let event = |e: &Event| postcard::to_allocvec(e).unwrap()[0];
+        assert_eq!(event(&Event::InboxArrived), 2);
+        let notice = Event::AccountRegistered {
+            handle: Handle::new("dave").unwrap(),
+            account: AccountKey([0; 32]),
+        };
+        assert_eq!(event(&notice), 4);
+        let response = |r: &Response| postcard::to_allocvec(r).unwrap()[0];
+        assert_eq!(response(&Response::PublicRooms(Vec::new())), 10);
     }
 }

@@ -274,8 +274,17 @@ async fn sweep_loop(relay: Relay, mut shutdown: watch::Receiver<bool>) {
             max_deletions: 50_000,
         };
         match relay.write(op).await {
-            Ok(crate::store::Applied::Swept { entries, inbox }) if entries + inbox > 0 => {
-                tracing::info!(entries, inbox, "retention sweep deleted expired envelopes");
+            Ok(crate::store::Applied::Swept {
+                entries,
+                inbox,
+                listings,
+            }) if entries + inbox + listings > 0 => {
+                tracing::info!(
+                    entries,
+                    inbox,
+                    listings,
+                    "retention sweep deleted expired envelopes"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "retention sweep failed"),

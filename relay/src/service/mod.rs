@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hearth_protocol::{AccountKey, Event, InviteToken};
+use hearth_protocol::{AccountKey, Event, Handle, InviteToken};
 use tokio::sync::mpsc;
 
 use crate::config::RelayConfig;
@@ -45,10 +45,12 @@ pub const BLOCK_WINDOW: Duration = Duration::from_secs(300);
 /// The event senders of one account's sessions, by session id.
 type SessionsOf = HashMap<AccountKey, Vec<(u64, mpsc::Sender<Event>)>>;
 
-/// Sessions of each account, to tell them about inbox arrivals.
+/// Sessions of each account, to tell them about inbox arrivals, and the sessions that
+/// asked to hear about new accounts.
 #[derive(Default)]
 pub(crate) struct Notifier {
     sessions: Mutex<SessionsOf>,
+    watchers: Mutex<HashMap<u64, mpsc::Sender<Event>>>,
 }
 
 impl Notifier {
@@ -71,6 +73,31 @@ impl Notifier {
             if list.is_empty() {
                 map.remove(account);
             }
+        }
+    }
+
+    /// Starts or stops telling session `id` about new accounts.
+    pub(crate) fn watch_registrations(&self, id: u64, tx: Option<mpsc::Sender<Event>>) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        match tx {
+            Some(tx) => {
+                watchers.insert(id, tx);
+            }
+            None => {
+                watchers.remove(&id);
+            }
+        }
+    }
+
+    /// Tells every watching session that `handle` registered.
+    pub(crate) fn account_registered(&self, handle: &Handle, account: &AccountKey) {
+        let watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        for tx in watchers.values() {
+            // A live notice only: a full channel means the client is far behind anyway.
+            let _ = tx.try_send(Event::AccountRegistered {
+                handle: handle.clone(),
+                account: *account,
+            });
         }
     }
 

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signature as DalekSignature, VerifyingKey};
 use hearth_protocol::auth::auth_message;
 use hearth_protocol::limits::{
-    MAX_INBOX_FETCH, MAX_KEY_PACKAGES_PER_PUBLISH, MAX_READ_ENTRIES, SUPPORTED_VERSIONS,
+    MAX_INBOX_FETCH, MAX_KEY_PACKAGES_PER_PUBLISH, MAX_PUBLIC_NAME_LEN, MAX_PUBLIC_ROOMS,
+    MAX_READ_ENTRIES, SUPPORTED_VERSIONS,
 };
 use hearth_protocol::{
-    AccountInfo, AccountKey, ClientHello, ErrorCode, Event, Handle, Request, Response, Seq,
-    ServerHello, Signature, WireError,
+    AccountInfo, AccountKey, ClientHello, ErrorCode, Event, Handle, PublicRoomInfo, Request,
+    Response, Seq, ServerHello, Signature, WireError,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,7 +21,7 @@ use super::hub::SubscriptionHandle;
 use super::metrics::Metrics;
 use super::writer::internal;
 use super::{unix_now, Shared};
-use crate::store::{AccountRecord, Applied, OpResult, StoreError, WriteOp};
+use crate::store::{AccountRecord, Applied, ListingRecord, OpResult, StoreError, WriteOp};
 
 /// Events buffered per connection before live pushes fall back to catching up.
 const EVENT_QUEUE: usize = 1024;
@@ -365,6 +366,9 @@ impl Session {
             Ok(Applied::Account(record)) => {
                 tracing::info!(peer = %self.peer_ip, account = %account.short(), handle = %record.handle, "registered");
                 self.authenticated_as(&record);
+                self.shared
+                    .notifier
+                    .account_registered(&record.handle, &record.account);
                 Ok(Response::Authenticated {
                     handle: record.handle,
                 })
@@ -579,6 +583,98 @@ impl Session {
                 };
                 self.pending(op, |_| Response::Done).await
             }
+            Request::PublishRoom {
+                room,
+                cap,
+                public_name,
+                group_info,
+                epoch,
+            } => {
+                if let Err(e) = check_public_name(&public_name) {
+                    return Reply::Ready(Err(e));
+                }
+                if let Some(e) = self.too_large(group_info.len()) {
+                    return Reply::Ready(Err(e));
+                }
+                let op = WriteOp::PublishRoom {
+                    room,
+                    cap_hash: cap.hash(),
+                    listing: ListingRecord {
+                        public_name,
+                        group_info,
+                        epoch,
+                        published: now,
+                        publisher: account,
+                    },
+                    quota,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+            Request::UnpublishRoom { room, cap } => {
+                let op = WriteOp::UnpublishRoom {
+                    room,
+                    cap_hash: cap.hash(),
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+            Request::ListPublicRooms => Reply::Ready(
+                store
+                    .listings(MAX_PUBLIC_ROOMS)
+                    .map(|list| {
+                        Response::PublicRooms(
+                            list.into_iter()
+                                .map(|(room, l)| PublicRoomInfo {
+                                    room,
+                                    public_name: l.public_name,
+                                    epoch: l.epoch,
+                                    published: l.published,
+                                })
+                                .collect(),
+                        )
+                    })
+                    .map_err(store_failed),
+            ),
+            Request::FetchGroupInfo { room } => Reply::Ready(match store.listing(&room) {
+                Ok(Some((listing, current))) if listing.epoch == current => {
+                    Ok(Response::GroupInfo {
+                        group_info: listing.group_info,
+                        epoch: listing.epoch,
+                    })
+                }
+                Ok(Some(_)) => Err(crate::store::stale_listing()),
+                Ok(None) => Err(crate::store::not_listed()),
+                Err(e) => Err(store_failed(e)),
+            }),
+            Request::JoinPublic {
+                room,
+                epoch,
+                next_cap_hash,
+                payload,
+            } => {
+                if let Some(e) = self.too_large(payload.len()) {
+                    return Reply::Ready(Err(e));
+                }
+                let op = WriteOp::JoinPublic {
+                    room,
+                    epoch,
+                    author: account,
+                    payload,
+                    next_cap_hash,
+                    now,
+                    quota,
+                };
+                self.pending(op, |applied| match applied {
+                    Applied::Appended { entry, .. } => Response::Appended { seq: entry.seq },
+                    _ => Response::Done,
+                })
+                .await
+            }
+            Request::WatchRegistrations { on } => {
+                self.shared
+                    .notifier
+                    .watch_registrations(self.id, on.then(|| self.events_tx.clone()));
+                Reply::Ready(Ok(Response::Done))
+            }
         }
     }
 
@@ -641,8 +737,30 @@ impl Session {
     }
 }
 
+/// Refuses a public name that is empty, too long, or has control characters (it is shown
+/// to every account in listings).
+fn check_public_name(name: &str) -> Result<(), WireError> {
+    if name.trim().is_empty() {
+        return Err(err(ErrorCode::BadRequest, "the public name is empty"));
+    }
+    if name.len() > MAX_PUBLIC_NAME_LEN {
+        return Err(WireError::new(
+            ErrorCode::TooLarge,
+            format!("a public name has at most {MAX_PUBLIC_NAME_LEN} bytes"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(err(
+            ErrorCode::BadRequest,
+            "the public name contains control characters",
+        ));
+    }
+    Ok(())
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
+        self.shared.notifier.watch_registrations(self.id, None);
         let rooms: Vec<_> = self.subscriptions.keys().copied().collect();
         for room in rooms {
             self.unsubscribe(&room);
@@ -656,6 +774,19 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_names_are_checked() {
+        assert!(check_public_name("Family board").is_ok());
+        assert!(check_public_name("  ").is_err());
+        assert!(check_public_name("a\nb").is_err());
+        assert_eq!(
+            check_public_name(&"x".repeat(MAX_PUBLIC_NAME_LEN + 1))
+                .unwrap_err()
+                .code,
+            ErrorCode::TooLarge
+        );
+    }
 
     #[test]
     fn responses_are_cut_to_fit_a_frame() {

@@ -161,6 +161,43 @@ pub fn unknown_room() -> WireError {
     WireError::new(ErrorCode::UnknownRoom, "no such room")
 }
 
+/// A room's entry in the directory of public rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingRecord {
+    /// The name the members published it under.
+    pub public_name: String,
+    /// The MLS GroupInfo (with ratchet tree) joiners build their external commit on.
+    #[serde(with = "serde_bytes")]
+    pub group_info: Vec<u8>,
+    /// The room's epoch index the GroupInfo belongs to.
+    pub epoch: u64,
+    /// When it was published (seconds since the Unix epoch).
+    pub published: u64,
+    /// Who published it (charged for the bytes).
+    pub publisher: AccountKey,
+}
+
+impl ListingRecord {
+    /// The bytes charged to the publisher's quota.
+    pub fn bytes(&self) -> u64 {
+        (self.group_info.len() + self.public_name.len()) as u64
+    }
+}
+
+/// The error for a room that is not in the directory (indistinguishable from a room that
+/// does not exist, so the directory tells nothing about private rooms).
+pub fn not_listed() -> WireError {
+    WireError::new(ErrorCode::UnknownRoom, "no such public room")
+}
+
+/// The error for a GroupInfo or external commit of an epoch that has ended.
+pub fn stale_listing() -> WireError {
+    WireError::new(
+        ErrorCode::StaleEpoch,
+        "the room moved to a new epoch; its members re-publish it shortly: fetch the group info again and retry",
+    )
+}
+
 /// A suspicious event kept for the owner's audit feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -287,6 +324,43 @@ pub enum WriteOp {
         /// The relay's default quota.
         quota: u64,
     },
+    /// List a room in the directory (replacing an earlier listing), if `cap_hash` is the
+    /// current capability and `epoch` the room's current epoch index.
+    PublishRoom {
+        /// The room.
+        room: RoomId,
+        /// Hash of the presented capability.
+        cap_hash: CapHash,
+        /// What to store (the publisher is charged for it).
+        listing: ListingRecord,
+        /// The relay's default quota.
+        quota: u64,
+    },
+    /// Take a room out of the directory, if `cap_hash` is the current capability.
+    UnpublishRoom {
+        /// The room.
+        room: RoomId,
+        /// Hash of the presented capability.
+        cap_hash: CapHash,
+    },
+    /// Append an external commit to a listed room and rotate the capability, if `epoch`
+    /// is the room's current epoch index and the listing is of that epoch.
+    JoinPublic {
+        /// The room.
+        room: RoomId,
+        /// The epoch index the commit was built for.
+        epoch: u64,
+        /// The joiner (charged for the bytes).
+        author: AccountKey,
+        /// The MLS external commit.
+        payload: Vec<u8>,
+        /// The next epoch's capability hash.
+        next_cap_hash: CapHash,
+        /// Now.
+        now: u64,
+        /// The relay's default quota.
+        quota: u64,
+    },
     /// Change a room's retention.
     SetRetention {
         /// The room.
@@ -355,6 +429,8 @@ pub enum Applied {
         entries: u64,
         /// Inbox entries deleted.
         inbox: u64,
+        /// Directory listings deleted.
+        listings: u64,
     },
 }
 
@@ -415,6 +491,11 @@ pub trait Store: Send + Sync {
         to: Seq,
         limit: u32,
     ) -> Result<Vec<Entry>, StoreError>;
+    /// A room's listing in the directory and the room's current epoch index
+    /// (`Ok(None)`: not listed).
+    fn listing(&self, room: &RoomId) -> Result<Option<(ListingRecord, u64)>, StoreError>;
+    /// The directory: at most `limit` listed rooms, ordered by public name.
+    fn listings(&self, limit: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError>;
     /// All invites.
     fn invites(&self) -> Result<Vec<InviteRecord>, StoreError>;
     /// The latest audit records, newest last.

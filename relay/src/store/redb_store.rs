@@ -12,8 +12,9 @@ use redb::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{
-    forbidden, unknown_room, Access, AccountRecord, Applied, AuditRecord, InviteRecord, OpResult,
-    RoomRecord, Store, StoreError, StoreStats, WriteOp, AUDIT_RING,
+    forbidden, not_listed, stale, stale_listing, unknown_room, Access, AccountRecord, Applied,
+    AuditRecord, InviteRecord, ListingRecord, OpResult, RoomRecord, Store, StoreError, StoreStats,
+    WriteOp, AUDIT_RING,
 };
 
 type Bytes = &'static [u8];
@@ -27,6 +28,11 @@ const ROOMS: TableDefinition<Bytes, Bytes> = TableDefinition::new("rooms");
 const EPOCHS: TableDefinition<Bytes, u64> = TableDefinition::new("epochs");
 const ENTRIES: TableDefinition<Bytes, Bytes> = TableDefinition::new("entries");
 const AUDIT: TableDefinition<u64, Bytes> = TableDefinition::new("audit");
+/// The directory of public rooms: room id -> [`ListingRecord`].
+const LISTINGS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listings");
+/// Each room's epoch index (commits so far). Rooms from before this table existed are
+/// counted from `epochs` on first use.
+const COMMITS: TableDefinition<Bytes, u64> = TableDefinition::new("commits");
 
 /// A room entry as stored: the author is kept only to refund quota when it expires.
 #[derive(Serialize, Deserialize)]
@@ -121,6 +127,8 @@ impl RedbStore {
             txn.open_table(EPOCHS)?;
             txn.open_table(ENTRIES)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(LISTINGS)?;
+            txn.open_table(COMMITS)?;
         }
         txn.commit()?;
         Ok(())
@@ -150,6 +158,25 @@ struct Tx<'t> {
     epochs: Table<'t, Bytes, u64>,
     entries: Table<'t, Bytes, Bytes>,
     audit: Table<'t, u64, Bytes>,
+    listings: Table<'t, Bytes, Bytes>,
+    commits: Table<'t, Bytes, u64>,
+}
+
+/// The number of commits a room has had: its counter, or for a room from before the
+/// counter existed, the number of ended epochs.
+fn epoch_index_of(
+    commits: &impl ReadableTable<Bytes, u64>,
+    epochs: &impl ReadableTable<Bytes, u64>,
+    room: &RoomId,
+) -> Result<u64, StoreError> {
+    if let Some(n) = commits.get(room.0.as_slice())? {
+        return Ok(n.value());
+    }
+    let lo = epoch_key(room, &CapHash([0; 32]));
+    let hi = epoch_key(room, &CapHash([0xff; 32]));
+    Ok(epochs
+        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+        .count() as u64)
 }
 
 impl Tx<'_> {
@@ -374,6 +401,51 @@ impl Tx<'_> {
                 now,
                 quota,
             } => self.append(room, cap_hash, author, payload, next_cap_hash, now, quota),
+            WriteOp::PublishRoom {
+                room,
+                cap_hash,
+                listing,
+                quota,
+            } => self.publish_room(room, cap_hash, listing, quota),
+            WriteOp::UnpublishRoom { room, cap_hash } => {
+                let Some(record) = self.room(&room)? else {
+                    return Ok(Err(unknown_room()));
+                };
+                if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
+                    return Ok(Err(e));
+                }
+                let removed = self.remove_listing(&room)?;
+                Ok(Ok(Applied::Count(u64::from(removed))))
+            }
+            WriteOp::JoinPublic {
+                room,
+                epoch,
+                author,
+                payload,
+                next_cap_hash,
+                now,
+                quota,
+            } => {
+                let Some(record) = self.room(&room)? else {
+                    return Ok(Err(not_listed()));
+                };
+                let Some(listing) = self.listing(&room)? else {
+                    return Ok(Err(not_listed()));
+                };
+                let current = self.epoch_index(&room)?;
+                if epoch != current || listing.epoch != current {
+                    return Ok(Err(stale_listing()));
+                }
+                self.append_unchecked(
+                    room,
+                    record,
+                    author,
+                    payload,
+                    Some(next_cap_hash),
+                    now,
+                    quota,
+                )
+            }
             WriteOp::SetRetention {
                 room,
                 cap_hash,
@@ -419,6 +491,77 @@ impl Tx<'_> {
                 Ok(Ok(Applied::Done))
             }
         }
+    }
+
+    fn epoch_index(&self, room: &RoomId) -> Result<u64, StoreError> {
+        epoch_index_of(&self.commits, &self.epochs, room)
+    }
+
+    fn listing(&self, room: &RoomId) -> Result<Option<ListingRecord>, StoreError> {
+        match self.listings.get(room.0.as_slice())? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes a room's listing and refunds its publisher; returns whether there was one.
+    fn remove_listing(&mut self, room: &RoomId) -> Result<bool, StoreError> {
+        let Some(old) = self.listing(room)? else {
+            return Ok(false);
+        };
+        self.listings.remove(room.0.as_slice())?;
+        self.refund(HashMap::from([(old.publisher, old.bytes())]))?;
+        Ok(true)
+    }
+
+    /// Refuses anything but the room's current capability.
+    fn require_current(
+        &self,
+        room: &RoomId,
+        record: &RoomRecord,
+        cap_hash: &CapHash,
+    ) -> Result<Result<(), WireError>, StoreError> {
+        Ok(self
+            .access(room, record, cap_hash)?
+            .and_then(Access::require_current))
+    }
+
+    fn publish_room(
+        &mut self,
+        room: RoomId,
+        cap_hash: CapHash,
+        listing: ListingRecord,
+        quota: u64,
+    ) -> Result<OpResult, StoreError> {
+        let Some(record) = self.room(&room)? else {
+            return Ok(Err(unknown_room()));
+        };
+        if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
+            return Ok(Err(e));
+        }
+        if listing.epoch != self.epoch_index(&room)? {
+            return Ok(Err(stale()));
+        }
+        // Refund the listing this one replaces before charging, so re-publishing never
+        // needs twice the space.
+        let old = self.listing(&room)?;
+        if let Some(old) = &old {
+            self.refund(HashMap::from([(old.publisher, old.bytes())]))?;
+        }
+        if let Err(e) = self.charge(&listing.publisher, listing.bytes(), quota)? {
+            // Undo the refund: a refused op leaves no trace.
+            if let Some(old) = &old {
+                let mut publisher = self.account(&old.publisher)?;
+                if let Some(p) = publisher.as_mut() {
+                    p.used_bytes = p.used_bytes.saturating_add(old.bytes());
+                    self.put_account(p)?;
+                }
+            }
+            return Ok(Err(e));
+        }
+        self.listings
+            .insert(room.0.as_slice(), encode(&listing)?.as_slice())?;
+        Ok(Ok(Applied::Done))
     }
 
     fn register(
@@ -577,17 +720,28 @@ impl Tx<'_> {
         now: u64,
         quota: u64,
     ) -> Result<OpResult, StoreError> {
-        let Some(mut record) = self.room(&room)? else {
+        let Some(record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
         };
-        match self.access(&room, &record, &cap_hash)? {
-            Ok(access) => {
-                if let Err(e) = access.require_current() {
-                    return Ok(Err(e));
-                }
-            }
-            Err(e) => return Ok(Err(e)),
+        if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
+            return Ok(Err(e));
         }
+        self.append_unchecked(room, record, author, payload, next_cap_hash, now, quota)
+    }
+
+    /// Appends to a room whose write access has been checked; a commit rotates the
+    /// capability to `next_cap_hash` and counts one more epoch.
+    #[allow(clippy::too_many_arguments)]
+    fn append_unchecked(
+        &mut self,
+        room: RoomId,
+        mut record: RoomRecord,
+        author: AccountKey,
+        payload: Vec<u8>,
+        next_cap_hash: Option<CapHash>,
+        now: u64,
+        quota: u64,
+    ) -> Result<OpResult, StoreError> {
         let len = payload.len() as u64;
         if let Err(e) = self.charge(&author, len, quota)? {
             return Ok(Err(e));
@@ -610,6 +764,9 @@ impl Tx<'_> {
             .insert(key2(&room.0, seq.0).as_slice(), encode(&stored)?.as_slice())?;
         let mut ended = None;
         if let Some(next) = next_cap_hash {
+            let index = self.epoch_index(&room)?;
+            self.commits
+                .insert(room.0.as_slice(), index.saturating_add(1))?;
             self.epochs
                 .insert(epoch_key(&room, &record.current).as_slice(), seq.0)?;
             ended = Some(record.current);
@@ -691,10 +848,30 @@ impl Tx<'_> {
         for k in &doomed {
             self.inbox.remove(k.as_slice())?;
         }
+        // A listing (its GroupInfo) expires like an envelope, with its room's retention.
+        let mut expired = Vec::new();
+        for item in self.listings.iter()? {
+            let (k, v) = item?;
+            let listing: ListingRecord = decode(v.value())?;
+            let keep = match self.rooms.get(k.value())? {
+                Some(r) => decode::<RoomRecord>(r.value())?
+                    .retention_secs
+                    .unwrap_or(retention_secs),
+                None => 0,
+            };
+            if listing.published < now.saturating_sub(keep) {
+                *refunds.entry(listing.publisher).or_default() += listing.bytes();
+                expired.push(k.value().to_vec());
+            }
+        }
+        for k in &expired {
+            self.listings.remove(k.as_slice())?;
+        }
         self.refund(refunds)?;
         Ok(Ok(Applied::Swept {
             entries: swept_entries,
             inbox: doomed.len() as u64,
+            listings: expired.len() as u64,
         }))
     }
 }
@@ -728,6 +905,8 @@ impl Store for RedbStore {
                 epochs: txn.open_table(EPOCHS)?,
                 entries: txn.open_table(ENTRIES)?,
                 audit: txn.open_table(AUDIT)?,
+                listings: txn.open_table(LISTINGS)?,
+                commits: txn.open_table(COMMITS)?,
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
@@ -875,6 +1054,33 @@ impl Store for RedbStore {
                 payload: stored.payload,
             });
         }
+        Ok(out)
+    }
+
+    fn listing(&self, room: &RoomId) -> Result<Option<(ListingRecord, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let listings = txn.open_table(LISTINGS)?;
+        let listing: ListingRecord = match listings.get(room.0.as_slice())? {
+            Some(v) => decode(v.value())?,
+            None => return Ok(None),
+        };
+        let index = epoch_index_of(&txn.open_table(COMMITS)?, &txn.open_table(EPOCHS)?, room)?;
+        Ok(Some((listing, index)))
+    }
+
+    fn listings(&self, limit: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LISTINGS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let Ok(id) = <[u8; 16]>::try_from(k.value()) else {
+                continue;
+            };
+            out.push((RoomId(id), decode::<ListingRecord>(v.value())?));
+        }
+        out.sort_by(|a, b| a.1.public_name.cmp(&b.1.public_name).then(a.0.cmp(&b.0)));
+        out.truncate(limit);
         Ok(out)
     }
 

@@ -127,7 +127,8 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
         swept,
         Applied::Swept {
             entries: 50,
-            inbox: 0
+            inbox: 0,
+            listings: 0
         }
     );
     assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 500);
@@ -247,4 +248,226 @@ fn key_packages_are_consumed_once_and_last_resort_stays() {
     assert_eq!(take(), vec![9]);
     assert_eq!(take(), vec![9]);
     assert_eq!(store.key_package_stock(&alice).unwrap(), (0, true));
+}
+
+fn listing(publisher: AccountKey, epoch: u64, published: u64, len: usize) -> ListingRecord {
+    ListingRecord {
+        public_name: "board".into(),
+        group_info: vec![3; len],
+        epoch,
+        published,
+        publisher,
+    }
+}
+
+fn publish(store: &RedbStore, room: RoomId, cap: CapHash, l: ListingRecord) -> OpResult {
+    one(
+        store,
+        WriteOp::PublishRoom {
+            room,
+            cap_hash: cap,
+            listing: l,
+            quota: 1000,
+        },
+    )
+}
+
+fn join(
+    store: &RedbStore,
+    room: RoomId,
+    epoch: u64,
+    author: AccountKey,
+    next: CapHash,
+) -> OpResult {
+    one(
+        store,
+        WriteOp::JoinPublic {
+            room,
+            epoch,
+            author,
+            payload: vec![8; 10],
+            next_cap_hash: next,
+            now: 5,
+            quota: 1000,
+        },
+    )
+}
+
+#[test]
+fn listings_follow_the_epoch_and_charge_their_publisher() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let dave = register(&store, 2, "dave");
+    let room = RoomId([9; 16]);
+    let (c0, c1, c2) = (CapHash([0; 32]), CapHash([1; 32]), CapHash([2; 32]));
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: c0,
+            retention_secs: None,
+            now: 1,
+        },
+    )
+    .unwrap();
+    // Not listed: joining is refused as for an unknown room.
+    assert_eq!(
+        join(&store, room, 0, dave, c1).unwrap_err().code,
+        ErrorCode::UnknownRoom
+    );
+    assert_eq!(
+        publish(&store, room, c0, listing(alice, 1, 1, 100))
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch,
+        "the epoch index must be the current one"
+    );
+    assert_eq!(
+        publish(&store, room, CapHash([7; 32]), listing(alice, 0, 1, 100))
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    publish(&store, room, c0, listing(alice, 0, 1, 100)).unwrap();
+    // "board" is 5 bytes.
+    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 105);
+    publish(&store, room, c0, listing(alice, 0, 2, 50)).unwrap();
+    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 55);
+    let (l, index) = store.listing(&room).unwrap().unwrap();
+    assert_eq!((l.published, index), (2, 0));
+
+    // A member's commit makes the listing stale.
+    append(&store, room, c0, alice, Some(c1), 3).unwrap();
+    assert_eq!(store.listing(&room).unwrap().unwrap().1, 1);
+    assert_eq!(
+        join(&store, room, 0, dave, c2).unwrap_err().code,
+        ErrorCode::StaleEpoch
+    );
+    assert_eq!(
+        join(&store, room, 1, dave, c2).unwrap_err().code,
+        ErrorCode::StaleEpoch,
+        "the listing is of an older epoch"
+    );
+    assert_eq!(
+        publish(&store, room, c0, listing(alice, 1, 4, 50))
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch
+    );
+    publish(&store, room, c1, listing(alice, 1, 4, 50)).unwrap();
+    match join(&store, room, 1, dave, c2).unwrap() {
+        Applied::Appended { entry, ended, .. } => {
+            assert_eq!(entry.kind, EntryKind::Commit);
+            assert_eq!(ended, Some(c1));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(store.account(&dave).unwrap().unwrap().used_bytes, 10);
+    assert_eq!(
+        append(&store, room, c1, alice, None, 5).unwrap_err().code,
+        ErrorCode::StaleEpoch
+    );
+    assert!(append(&store, room, c2, dave, None, 5).is_ok());
+    assert_eq!(store.listing(&room).unwrap().unwrap().1, 2);
+
+    // Unpublishing needs the current cap and refunds.
+    assert_eq!(
+        one(&store, WriteOp::UnpublishRoom { room, cap_hash: c1 })
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch
+    );
+    one(&store, WriteOp::UnpublishRoom { room, cap_hash: c2 }).unwrap();
+    assert!(store.listing(&room).unwrap().is_none());
+    // Only her commit is left on her account.
+    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 10);
+}
+
+#[test]
+fn listings_expire_with_their_room() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let c0 = CapHash([0; 32]);
+    for (n, retention) in [(1u8, Some(10)), (2, None)] {
+        let room = RoomId([n; 16]);
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: c0,
+                retention_secs: retention,
+                now: 1,
+            },
+        )
+        .unwrap();
+        publish(&store, room, c0, listing(alice, 0, 1, 10)).unwrap();
+    }
+    assert_eq!(store.listings(10).unwrap().len(), 2);
+    let swept = one(
+        &store,
+        WriteOp::Sweep {
+            now: 100,
+            retention_secs: 1000,
+            max_deletions: 100,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        swept,
+        Applied::Swept {
+            entries: 0,
+            inbox: 0,
+            listings: 1
+        }
+    );
+    let left = store.listings(10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, RoomId([2; 16]));
+    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 15);
+}
+
+#[test]
+fn old_rooms_count_their_epochs() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let room = RoomId([9; 16]);
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: CapHash([0; 32]),
+            retention_secs: None,
+            now: 1,
+        },
+    )
+    .unwrap();
+    for n in 0..3u8 {
+        append(
+            &store,
+            room,
+            CapHash([n; 32]),
+            alice,
+            Some(CapHash([n + 1; 32])),
+            1,
+        )
+        .unwrap();
+    }
+    // Forget the counter, as in a store written before it existed.
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(COMMITS)
+        .unwrap()
+        .remove(room.0.as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    publish(&store, room, CapHash([3; 32]), listing(alice, 3, 1, 10)).unwrap();
+    append(
+        &store,
+        room,
+        CapHash([3; 32]),
+        alice,
+        Some(CapHash([4; 32])),
+        1,
+    )
+    .unwrap();
+    assert_eq!(store.listing(&room).unwrap().unwrap().1, 4);
 }

@@ -297,6 +297,11 @@ impl Client {
         }
     }
 
+    /// Events already received and not yet taken with [`Client::event`].
+    pub fn pending_events(&self) -> &VecDeque<Event> {
+        &self.events
+    }
+
     /// Reads until the relay closes the stream; returns the responses seen.
     pub async fn until_closed(&mut self) -> Vec<Result<Response, WireError>> {
         while self.read_one().await {}
