@@ -50,10 +50,41 @@ pub enum Command {
     Whoami,
     /// Show your fingerprint as digits and a QR code, to compare in person
     Fingerprint,
-    /// Show the safety number you share with someone, to compare in person
+    /// Compare your safety number with someone in person, and record whether it matched
     Verify {
         /// Their handle
         nick: String,
+        /// The numbers match (for scripts; on a terminal you are asked)
+        #[arg(long, conflicts_with = "no")]
+        yes: bool,
+        /// The numbers do not match (for scripts; on a terminal you are asked)
+        #[arg(long)]
+        no: bool,
+    },
+    /// List the people whose keys you know, and whether you verified them
+    Contacts,
+    /// Accept someone's changed identity key, so you can send to them again
+    ///
+    /// Better: compare safety numbers in person with `hearth verify NICK`.
+    Trust {
+        /// Their handle
+        nick: String,
+    },
+    /// Write an encrypted backup of this profile, to move it to a new machine
+    ///
+    /// The backup holds your identity, contacts and their verification, rooms and history,
+    /// protected by a backup passphrase ($HEARTH_BACKUP_PASSPHRASE when not on a terminal).
+    ExportBackup {
+        /// The backup file to create
+        file: PathBuf,
+    },
+    /// Restore a backup into a new profile directory (--profile DIR)
+    ///
+    /// Your rooms catch up and renew their keys before anything is sent. The old
+    /// machine's copy must not be used afterwards.
+    ImportBackup {
+        /// The backup file
+        file: PathBuf,
     },
     /// Change the passphrase that protects this profile
     Passphrase,
@@ -90,6 +121,9 @@ pub enum Command {
     Chat {
         /// Room to start in (name or id); defaults to your first room
         room: Option<String>,
+        /// Also tell me when someone new registers on the relay
+        #[arg(long)]
+        arrivals: bool,
     },
     /// Run a complete local demonstration: a relay and three people, in one process
     Demo,
@@ -121,18 +155,18 @@ pub enum RoomCommand {
         /// The room's name (seen only by members; the relay never sees it)
         name: String,
     },
-    /// List your rooms and pending invitations
+    /// List your rooms, pending invitations and public rooms
     List,
-    /// Invite someone to a room
+    /// Invite someone to a room (admins)
     Invite {
         /// Room name or id
         room: String,
         /// Their handle
         nick: String,
     },
-    /// Accept a pending invitation
+    /// Accept a pending invitation, or join a public room
     Join {
-        /// Room name or id of the invitation
+        /// Room name or id of the invitation or public room
         room: String,
     },
     /// Leave a room
@@ -140,12 +174,78 @@ pub enum RoomCommand {
         /// Room name or id
         room: String,
     },
-    /// Remove someone from a room
+    /// Remove someone from a room (admins)
     Kick {
         /// Room name or id
         room: String,
         /// Their handle
         nick: String,
+    },
+    /// Remove someone and keep them out until unbanned (admins)
+    Ban {
+        /// Room name or id
+        room: String,
+        /// Their handle
+        nick: String,
+    },
+    /// Take someone off the room's ban list (admins)
+    Unban {
+        /// Room name or id
+        room: String,
+        /// Their handle
+        nick: String,
+    },
+    /// Make a member an admin (owner)
+    Grant {
+        /// Room name or id
+        room: String,
+        /// Their handle
+        nick: String,
+    },
+    /// Take admin rights away (owner)
+    Revoke {
+        /// Room name or id
+        room: String,
+        /// Their handle
+        nick: String,
+    },
+    /// Rename a room (admins; only members see the name)
+    Rename {
+        /// Room name or id
+        room: String,
+        /// The new name
+        name: String,
+    },
+    /// Set the room's topic (admins)
+    Topic {
+        /// Room name or id
+        room: String,
+        /// The topic ("" clears it)
+        topic: String,
+    },
+    /// Make messages disappear after a while, e.g. 7days, or "off" (admins)
+    Expire {
+        /// Room name or id
+        room: String,
+        /// A duration such as 12h or 7days, or off
+        after: String,
+    },
+    /// List a room publicly on the relay so anyone registered can join (admins)
+    Publish {
+        /// Room name or id
+        room: String,
+        /// The name to list it under (visible to the relay and every account)
+        public_name: String,
+    },
+    /// Take a room off the relay's public list (admins)
+    Unpublish {
+        /// Room name or id
+        room: String,
+    },
+    /// Show a room's owner, admins, ban list, topic and timer
+    Info {
+        /// Room name or id
+        room: String,
     },
     /// List the members of a room
     Members {

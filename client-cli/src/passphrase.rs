@@ -12,6 +12,37 @@ pub const PASSPHRASE_ENV: &str = "HEARTH_PASSPHRASE";
 /// Environment variable scripts may use to pass a new passphrase to `hearth passphrase`.
 pub const NEW_PASSPHRASE_ENV: &str = "HEARTH_NEW_PASSPHRASE";
 
+/// Environment variable scripts may use to pass the passphrase of a backup file.
+pub const BACKUP_PASSPHRASE_ENV: &str = "HEARTH_BACKUP_PASSPHRASE";
+
+/// Reads the passphrase of a backup file from [`BACKUP_PASSPHRASE_ENV`], else the
+/// terminal (asked twice when `choose`, i.e. when making a backup).
+pub fn read_backup(choose: bool) -> Result<Zeroizing<String>> {
+    let purpose = if choose {
+        Purpose::Choose
+    } else {
+        Purpose::Unlock
+    };
+    if let Ok(value) = std::env::var(BACKUP_PASSPHRASE_ENV) {
+        return check(Zeroizing::new(value), purpose);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no backup passphrase given: set {BACKUP_PASSPHRASE_ENV} when not on a terminal");
+    }
+    if !choose {
+        let value = Zeroizing::new(rpassword::prompt_password("Backup passphrase: ")?);
+        return check(value, purpose);
+    }
+    let first = Zeroizing::new(rpassword::prompt_password(
+        "Passphrase for the backup (needed to restore it): ",
+    )?);
+    let second = Zeroizing::new(rpassword::prompt_password("Repeat it: ")?);
+    if first != second {
+        bail!("the two passphrases differ: no backup was written, try again");
+    }
+    check(first, purpose)
+}
+
 /// Why the passphrase is asked for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {

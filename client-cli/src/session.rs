@@ -61,3 +61,47 @@ pub async fn resolve_room(client: &Client, text: &str) -> Result<RoomId> {
         )
     })
 }
+
+/// How a room was joined by [`join`].
+pub enum Joined {
+    /// An invitation from `from` was accepted.
+    Invitation {
+        /// Who invited us.
+        from: Handle,
+    },
+    /// A public room was joined without an invitation.
+    Public,
+    /// We were already a member.
+    AlreadyMember,
+}
+
+/// Joins the room the user named: a pending invitation first, else a public room listed on
+/// the relay under that name, else one of our rooms. Returns the room, its name and how.
+pub async fn join(client: &Client, text: &str) -> Result<(RoomId, String, Joined)> {
+    let wanted = text.to_lowercase();
+    let matches = |name: &str, room: &RoomId| {
+        name.to_lowercase() == wanted || (wanted.len() >= 4 && room.to_hex().starts_with(&wanted))
+    };
+    let invitations = client.invitations().await?;
+    if let Some(inv) = invitations
+        .into_iter()
+        .find(|inv| matches(&inv.name, &inv.room))
+    {
+        client.accept_invitation(inv.room).await?;
+        return Ok((inv.room, inv.name, Joined::Invitation { from: inv.from }));
+    }
+    if let Some(room) = client.find_room(text).await? {
+        return Ok((room, text.to_string(), Joined::AlreadyMember));
+    }
+    let public = client.public_rooms().await?;
+    if let Some(listed) = public
+        .into_iter()
+        .find(|p| matches(&p.public_name, &p.room))
+    {
+        client.join_public(listed.room).await?;
+        return Ok((listed.room, listed.public_name, Joined::Public));
+    }
+    anyhow::bail!(
+        "no invitation to {text:?} and no public room of that name: `hearth room list` shows both"
+    )
+}

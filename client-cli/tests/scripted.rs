@@ -103,3 +103,46 @@ async fn three_people_and_a_removal() {
     let out = hearth(&alice, &["--json", "room", "members", "family"]).await;
     assert_eq!(json_lines(&out).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_room_is_joined_without_an_invitation() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let dave = env.init("dave").await;
+    assert_success(
+        &hearth(&alice, &["room", "create", "board"]).await,
+        "create",
+    );
+    let out = hearth(&alice, &["room", "publish", "board", "Family board"]).await;
+    assert_success(&out, "publish");
+    assert!(
+        stdout(&out).contains("visible to the relay"),
+        "the user is told: {}",
+        stdout(&out)
+    );
+
+    let out = hearth(&dave, &["--json", "room", "list"]).await;
+    assert!(
+        json_lines(&out)
+            .iter()
+            .any(|v| v["type"] == "public" && v["name"] == "Family board"),
+        "{}",
+        stdout(&out)
+    );
+    assert_success(
+        &hearth(&dave, &["room", "join", "Family board"]).await,
+        "join public",
+    );
+    assert_success(
+        &hearth(&dave, &["send", "board", "hi all, dave here"]).await,
+        "send",
+    );
+    let out = hearth(&alice, &["--json", "history", "board", "-n", "5"]).await;
+    assert!(
+        json_lines(&out)
+            .iter()
+            .any(|v| v["sender"] == "dave" && v["text"] == "hi all, dave here"),
+        "{}",
+        stdout(&out)
+    );
+}

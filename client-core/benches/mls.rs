@@ -19,7 +19,7 @@ fn new_group(owner: &Engine) -> MlsGroup {
     MlsGroup::new_with_group_id(
         &owner.provider,
         &owner.signer,
-        &create_config(&RoomSettings::named("bench")).unwrap(),
+        &create_config(&RoomSettings::new("bench", owner.account())).unwrap(),
         GroupId::from_slice(&[7; 16]),
         owner.credential.clone(),
     )

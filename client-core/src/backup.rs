@@ -8,8 +8,13 @@
 //! every table's decrypted (key, value) pairs, versioned. The trailing checksum (not a
 //! secret) tells a damaged file apart from a wrong passphrase.
 //!
-//! Restoring a backup restores the identity and all state as of the export, including
-//! MLS state: messages and key changes after the export are not in it.
+//! Restoring a backup restores the identity and all state as of the export: contacts
+//! and their verification, history, and MLS state. Messages and key changes after the
+//! export are not in it. The old machine may have sent messages after the export, at
+//! ratchet positions the restored state still counts as unused; so every restored room is
+//! marked, and the first connection catches it up and commits a self-update (a fresh
+//! epoch) before anything is sent to it (see `client::restore`). The old machine's copy
+//! must not be used any more: it would send at positions the new one uses too.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -163,6 +168,9 @@ pub fn export_backup(profile: &Profile, path: &Path, passphrase: &str) -> Result
 /// Restores the backup at `path` into a new profile in `dir`, whose store passphrase is
 /// the backup `passphrase` (change it afterwards with [`Profile::change_passphrase`]).
 ///
+/// Every room is marked to commit a self-update before it sends again; the first
+/// [`Client::connect`](crate::Client::connect) does it.
+///
 /// Wrong passphrase: [`BackupError::WrongPassphrase`]; damaged or foreign file:
 /// [`BackupError::Damaged`]. Nothing is created in `dir` unless the restore succeeds.
 pub fn import_backup(path: &Path, passphrase: &str, dir: &Path) -> Result<Profile, BackupError> {
@@ -180,6 +188,11 @@ pub fn import_backup(path: &Path, passphrase: &str, dir: &Path) -> Result<Profil
         for (table, entries) in &tables {
             for (key, value) in entries.iter() {
                 batch.put(*table, key, value)?;
+                if *table == Table::Rooms {
+                    if let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) {
+                        crate::client::restore::mark_restored(batch, hearth_protocol::RoomId(id))?;
+                    }
+                }
             }
         }
         Ok(())
@@ -293,6 +306,30 @@ mod tests {
         let err = import_backup(&file, "backup pass", &target).unwrap_err();
         assert!(matches!(err, BackupError::Damaged(_)), "{err:?}");
         assert!(!Profile::exists(&target));
+    }
+
+    #[test]
+    fn restored_rooms_are_marked_for_a_self_update() {
+        let tmp = tempfile::tempdir().unwrap();
+        let original = profile(&tmp.path().join("a"));
+        let mut batch = original.store().begin().unwrap();
+        batch.put(Table::Rooms, &[7u8; 16], b"room record").unwrap();
+        batch.commit().unwrap();
+        let file = tmp.path().join("backup.hearth");
+        export_backup(&original, &file, "backup pass").unwrap();
+        let restored = import_backup(&file, "backup pass", &tmp.path().join("b")).unwrap();
+        let marks = restored
+            .store()
+            .scan(Table::Settings, crate::client::restore::MARK_PREFIX)
+            .unwrap();
+        assert_eq!(marks.len(), 1);
+        assert!(marks[0].0.ends_with(&[7u8; 16]));
+        assert_eq!(&marks[0].1[..], [crate::client::restore::PENDING]);
+        assert!(original
+            .store()
+            .scan(Table::Settings, crate::client::restore::MARK_PREFIX)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

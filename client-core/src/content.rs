@@ -82,6 +82,12 @@ pub enum Body {
 pub enum RoomEvent {
     /// The sender asked to leave; another member commits the removal.
     Leaving,
+    /// An admin re-created this room as a new group (the old one broke, DESIGN 4):
+    /// its members are invited there.
+    Rebuilt {
+        /// The new room.
+        room: RoomId,
+    },
 }
 
 /// The decoded pieces of a tagged encoding: a version number, then the version's value.
@@ -210,6 +216,7 @@ mod tests {
             any::<u64>().prop_map(|t| Body::Receipt { up_to: Seq(t) }),
             any::<bool>().prop_map(|online| Body::Presence { online }),
             Just(Body::RoomEvent(RoomEvent::Leaving)),
+            any::<[u8; 16]>().prop_map(|r| Body::RoomEvent(RoomEvent::Rebuilt { room: RoomId(r) })),
         ]
     }
 

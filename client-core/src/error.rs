@@ -9,7 +9,7 @@ pub enum ClientError {
     #[error("the relay refused: {0}")]
     Relay(WireError),
     /// The relay presented a key other than the pinned one.
-    #[error("the relay at {address} presented a different key than the pinned one: if the relay was reinstalled, get a new invite/address from its owner; otherwise someone may be intercepting")]
+    #[error("the relay's identity changed: {address} presented a different key than the pinned one: if the relay was reinstalled, get a new invite/address from its owner; otherwise someone may be intercepting")]
     PinMismatch {
         /// The relay's address.
         address: String,
@@ -70,6 +70,63 @@ pub enum ClientError {
     /// Too many concurrent changes to the room; retrying did not help.
     #[error("the room kept changing while applying the change to room {0}: try again")]
     Contention(RoomId),
+    /// Only an admin may do this in this room.
+    #[error(
+        "you are not an admin of room {room}: ask an admin ({}) to {action}",
+        list(admins)
+    )]
+    NotAdmin {
+        /// The room.
+        room: RoomId,
+        /// What was attempted.
+        action: crate::policy::Action,
+        /// Who can do it (the owner and the admins).
+        admins: Vec<Handle>,
+    },
+    /// Only the room's owner may do this.
+    #[error("only the owner of room {room} may {action}: ask {owner}")]
+    NotOwner {
+        /// The room.
+        room: RoomId,
+        /// What was attempted.
+        action: crate::policy::Action,
+        /// The owner.
+        owner: Handle,
+    },
+    /// The identity is on the room's ban list.
+    #[error("{handle} is banned from room {room}: an admin must unban them first")]
+    Banned {
+        /// The room.
+        room: RoomId,
+        /// Who is banned.
+        handle: Handle,
+    },
+    /// The identity is not on the room's ban list.
+    #[error("{handle} is not banned from room {room}")]
+    NotBanned {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        handle: Handle,
+    },
+    /// The room policy does not allow this at all.
+    #[error("room {room}: {reason}")]
+    PolicyRefused {
+        /// The room.
+        room: RoomId,
+        /// Why.
+        reason: crate::policy::PolicyViolation,
+    },
+    /// A contact's identity key changed and the user has not decided about it yet.
+    #[error("{handle}'s identity key changed: compare safety numbers (`hearth verify {handle}`) or accept it with `hearth trust {handle}`")]
+    KeyChanged {
+        /// Whose key changed.
+        handle: Handle,
+    },
+    /// A room restored from a backup could not be continued (the room moved on in a way
+    /// the backup's group state cannot follow).
+    #[error("room {0} could not be continued after restoring the backup: ask a member to remove you from it and invite you again")]
+    NeedsReinvite(RoomId),
     /// Something else unexpected.
     #[error("{0}")]
     Other(String),
@@ -89,6 +146,14 @@ impl From<WireError> for ClientError {
     fn from(e: WireError) -> Self {
         ClientError::Relay(e)
     }
+}
+
+fn list(handles: &[Handle]) -> String {
+    handles
+        .iter()
+        .map(|h| h.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Wraps any displayable MLS error.

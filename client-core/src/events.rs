@@ -1,6 +1,6 @@
 //! What the client reports to its user: events and the plain records the API returns.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use hearth_protocol::{AccountKey, Handle, RoomId, Seq};
 
@@ -60,6 +60,48 @@ pub struct Member {
     pub handle: Handle,
     /// The member's identity key (its MLS signature key).
     pub account: AccountKey,
+    /// The member's role in the room.
+    pub role: Role,
+}
+
+/// A member's role in a room (see [`crate::policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// The primary admin: also grants and revokes admin rights.
+    Owner,
+    /// Invites, kicks, bans, unbans, renames, sets the topic and the timer.
+    Admin,
+    /// Sends, updates their own keys, leaves.
+    Member,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        })
+    }
+}
+
+/// A room's policy as stored in its group context, with handles resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPolicy {
+    /// The room.
+    pub room: RoomId,
+    /// Its name.
+    pub name: String,
+    /// Its topic (empty: none).
+    pub topic: String,
+    /// The owner.
+    pub owner: Handle,
+    /// The admins other than the owner, sorted.
+    pub admins: Vec<Handle>,
+    /// Identities on the ban list (by the handle they had when banned), sorted.
+    pub banned: Vec<Handle>,
+    /// How long messages are kept before they disappear (`None`: kept).
+    pub expire: Option<Duration>,
 }
 
 /// The state of the connection to the relay.
@@ -114,6 +156,49 @@ pub enum ClientEvent {
         room: RoomId,
         /// Who removed us.
         by: Handle,
+        /// We were banned too (an admin must unban us before anyone can re-invite us).
+        banned: bool,
+    },
+    /// A room got a new owner (the previous one left).
+    OwnerChanged {
+        /// The room.
+        room: RoomId,
+        /// The new owner.
+        owner: Handle,
+    },
+    /// A member was made an admin or lost admin rights.
+    RoleChanged {
+        /// The room.
+        room: RoomId,
+        /// Whose role changed.
+        handle: Handle,
+        /// Admin now.
+        admin: bool,
+    },
+    /// An identity was put on a room's ban list or taken off it.
+    BanChanged {
+        /// The room.
+        room: RoomId,
+        /// The identity's handle.
+        handle: Handle,
+        /// Banned now.
+        banned: bool,
+        /// The admin who did it.
+        by: Handle,
+    },
+    /// A room's topic changed.
+    TopicChanged {
+        /// The room.
+        room: RoomId,
+        /// The new topic.
+        topic: String,
+    },
+    /// A room's disappearing-message timer changed.
+    ExpiryChanged {
+        /// The room.
+        room: RoomId,
+        /// Messages now disappear after this long (`None`: kept).
+        expire: Option<Duration>,
     },
     /// A room got a new name.
     RoomRenamed {
@@ -121,6 +206,15 @@ pub enum ClientEvent {
         room: RoomId,
         /// The new name.
         name: String,
+    },
+    /// An admin re-created a room as a new group; its members are invited there.
+    RoomRebuilt {
+        /// The old room.
+        room: RoomId,
+        /// The new room.
+        new: RoomId,
+        /// The admin who rebuilt it.
+        by: Handle,
     },
     /// A known handle now presents a different identity key.
     KeyChanged {
@@ -134,7 +228,8 @@ pub enum ClientEvent {
         /// What is wrong.
         warning: ConsistencyWarning,
     },
-    /// A log entry was refused: tampered, replayed, or from a non-member.
+    /// A log entry was refused: tampered, replayed, from a non-member, or a commit that
+    /// breaks the room policy (then the room is stuck for us until an admin rebuilds it).
     Rejected {
         /// The room.
         room: RoomId,
@@ -145,4 +240,10 @@ pub enum ClientEvent {
     },
     /// The connection state changed.
     Connection(ConnectionState),
+    /// A new account registered on the relay (only after
+    /// [`crate::client::Client::watch_registrations`]).
+    AccountRegistered {
+        /// The new account's handle.
+        handle: Handle,
+    },
 }

@@ -92,3 +92,53 @@ pub fn read(
     let skip = items.len().saturating_sub(limit);
     Ok(items.split_off(skip))
 }
+
+/// Whether a message stored by the relay at `time` is past a timer of `expire_secs` at
+/// `now`.
+pub fn expired(time: SystemTime, expire_secs: u64, now: SystemTime) -> bool {
+    time.checked_add(Duration::from_secs(expire_secs))
+        .is_some_and(|end| end <= now)
+}
+
+/// Deletes the messages of a room that are past `expire_secs` at `now`; returns how
+/// many were deleted.
+pub fn purge(
+    store: &EncryptedStore,
+    room: RoomId,
+    expire_secs: u64,
+    now: SystemTime,
+) -> Result<usize, ClientError> {
+    let rows = store.scan(Table::History, &room.0).map_err(store_err)?;
+    let doomed: Vec<Vec<u8>> = rows
+        .into_iter()
+        .filter(|(_, value)| {
+            // An unreadable record cannot be shown either; leave it to whoever
+            // understands it rather than guess its age.
+            postcard::from_bytes::<HistoryRecord>(value)
+                .is_ok_and(|r| expired(time_of(r.time), expire_secs, now))
+        })
+        .map(|(key, _)| key)
+        .collect();
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let mut batch = store.begin().map_err(store_err)?;
+    for key in &doomed {
+        batch.delete(Table::History, key).map_err(store_err)?;
+    }
+    batch.commit().map_err(store_err)?;
+    Ok(doomed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_relative_to_the_relay_time() {
+        let t = time_of(1_000);
+        assert!(!expired(t, 60, time_of(1_059)));
+        assert!(expired(t, 60, time_of(1_060)));
+        assert!(!expired(t, u64::MAX, time_of(u64::MAX / 4)));
+    }
+}

@@ -6,6 +6,7 @@
 //! - [`store`]: the encrypted local store, one redb file per profile.
 //! - [`profile`]: a profile directory = identity + store, unlocked by a passphrase.
 //! - [`backup`]: passphrase-encrypted export and import of a whole profile.
+//! - [`contacts`]: identity keys pinned on first use, verification, key changes.
 //!
 //! Map of the crate (rooms and session):
 //! - [`client`]: the [`Client`] API: connect, rooms, messages, history, events.
@@ -13,13 +14,15 @@
 //! - [`mls`]: openmls provider, group configuration, persistence of MLS state.
 //! - [`content`]: versioned application content and inbox messages.
 //! - [`transcript`]: transcript hashes that expose dropped or forked room logs.
-//! - [`history`]: locally stored messages.
+//! - [`policy`]: room roles and rules, checked on every commit.
+//! - [`history`]: locally stored messages (and their expiry).
 //! - [`events`]: what the client reports ([`ClientEvent`]) and the records it returns.
 //! - [`error`]: the client's error type, [`ClientError`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod contacts;
 pub mod fingerprint;
 pub mod identity;
 pub mod profile;
@@ -32,13 +35,16 @@ pub mod error;
 pub mod events;
 pub mod history;
 pub mod mls;
+pub mod policy;
 pub mod transcript;
 pub mod transport;
 
 pub use client::Client;
+pub use contacts::{Contact, TrustState};
 pub use error::ClientError;
 pub use events::{
-    ClientEvent, ConnectionState, ConsistencyWarning, HistoryItem, Invitation, Member, RoomSummary,
+    ClientEvent, ConnectionState, ConsistencyWarning, HistoryItem, Invitation, Member, Role,
+    RoomPolicy, RoomSummary,
 };
 pub use fingerprint::{fingerprint, safety_number, Fingerprint, SafetyNumber};
 pub use identity::{verify, Identity};

@@ -68,6 +68,9 @@ async fn concurrent_commits_converge() {
     alice.c().invite(room, &h("bob")).await.unwrap();
     bob.c().sync().await.unwrap();
     bob.c().accept_invitation(room).await.unwrap();
+    // Only admins invite (room policy).
+    alice.c().grant_admin(room, &h("bob")).await.unwrap();
+    bob.c().sync().await.unwrap();
 
     // Both commit for the same epoch: one wins, the other retries invisibly.
     let (carol_h, dave_h) = (h("carol"), h("dave"));

@@ -17,9 +17,12 @@ use crate::session;
 use slash::{Command, Input};
 
 /// Runs the interactive chat until `/bye` or end of input.
-pub async fn run(global: &GlobalArgs, room: Option<&str>) -> Result<()> {
+pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Result<()> {
     let client = session::connect(global).await?;
     let mut events = client.events();
+    if arrivals {
+        client.watch_registrations(true).await?;
+    }
     let mut state = ChatState {
         current: None,
         me: client.profile().handle().clone(),
@@ -129,20 +132,26 @@ async fn execute(
             for invitation in client.invitations().await? {
                 print(render::invitation(&invitation));
             }
+            for listed in client.public_rooms().await? {
+                if !listed.joined {
+                    print(format!(
+                        "  {:<20} public room: /join {}",
+                        listed.public_name, listed.public_name
+                    ));
+                }
+            }
         }
         Command::Join(name) => {
-            let wanted = name.to_lowercase();
-            let invitation = client.invitations().await?.into_iter().find(|inv| {
-                inv.name.to_lowercase() == wanted || inv.room.to_hex().starts_with(&wanted)
-            });
-            let room = match invitation {
-                Some(inv) => {
-                    client.accept_invitation(inv.room).await?;
-                    print(format!("* you joined {}", inv.name));
-                    inv.room
+            let (room, joined_name, how) = session::join(client, &name).await?;
+            match how {
+                session::Joined::Invitation { from } => {
+                    print(format!("* you joined {joined_name} (invited by {from})"))
                 }
-                None => session::resolve_room(client, &name).await?,
-            };
+                session::Joined::Public => {
+                    print(format!("* you joined the public room {joined_name}"))
+                }
+                session::Joined::AlreadyMember => {}
+            }
             state.current = Some(room);
             show_room(client, print, room).await;
         }
@@ -174,14 +183,24 @@ async fn execute(
         }
         Command::Who => {
             let room = current()?;
+            let contacts = client.contacts().unwrap_or_default();
             for member in client.members(room).await? {
-                let me = if member.handle == state.me {
+                let note = if member.handle == state.me {
                     " (you)"
                 } else {
-                    ""
+                    match contacts.iter().find(|c| c.handle == member.handle) {
+                        Some(c) if c.is_verified() => " verified",
+                        Some(c) if c.is_changed() => " KEY CHANGED (hearth verify / hearth trust)",
+                        _ => " not verified",
+                    }
                 };
                 let fp = hearth_core::fingerprint::fingerprint(&member.account);
-                print(format!("  {:<16} {}{me}", member.handle.as_str(), fp));
+                print(format!(
+                    "  {:<16} {:<7} {}{note}",
+                    member.handle.as_str(),
+                    member.role.to_string(),
+                    fp
+                ));
             }
         }
         Command::Invite(nick) => {
@@ -193,18 +212,58 @@ async fn execute(
         Command::Kick(nick) => {
             let room = current()?;
             let handle = session::parse_handle(&nick)?;
-            client.remove_member(room, &handle).await?;
-            print(format!("* removed {handle}"));
+            client.kick(room, &handle).await?;
+            print(format!("* you kicked {handle}"));
         }
-        Command::Msg { .. }
-        | Command::Nick(_)
-        | Command::Ban(_)
-        | Command::Unban(_)
-        | Command::Grant(_)
-        | Command::Revoke(_)
-        | Command::Rename(_)
-        | Command::Expire(_) => {
-            print("! this command is not available in this version of hearth yet".into());
+        Command::Ban(nick) => {
+            let room = current()?;
+            let handle = session::parse_handle(&nick)?;
+            client.ban(room, &handle).await?;
+            print(format!(
+                "* you banned {handle}; no admin can re-add them until /unban"
+            ));
+        }
+        Command::Unban(nick) => {
+            let room = current()?;
+            let handle = session::parse_handle(&nick)?;
+            client.unban(room, &handle).await?;
+            print(format!(
+                "* {handle} is no longer banned (invite them again with /invite)"
+            ));
+        }
+        Command::Grant(nick) => {
+            let room = current()?;
+            let handle = session::parse_handle(&nick)?;
+            client.grant_admin(room, &handle).await?;
+            print(format!("* {handle} is now an admin"));
+        }
+        Command::Revoke(nick) => {
+            let room = current()?;
+            let handle = session::parse_handle(&nick)?;
+            client.revoke_admin(room, &handle).await?;
+            print(format!("* {handle} is no longer an admin"));
+        }
+        Command::Rename(name) => {
+            let room = current()?;
+            client.rename(room, &name).await?;
+            print(format!("* room renamed to {name}"));
+        }
+        Command::Expire(setting) => {
+            let room = current()?;
+            let expire = crate::commands::parse_expiry(&setting)?;
+            client.set_expiry(room, expire).await?;
+            match expire {
+                Some(after) => print(format!(
+                    "* messages now disappear after {}",
+                    humantime::format_duration(after)
+                )),
+                None => print("* messages no longer disappear".into()),
+            }
+        }
+        Command::Msg { .. } | Command::Nick(_) => {
+            print(
+                "! private messages and display names are not available in this version yet".into(),
+            );
         }
         Command::Bye => {}
     }

@@ -38,9 +38,8 @@ pub fn event(
     };
     Some(match event {
         ClientEvent::Message(item) => {
-            if item.own {
-                return None;
-            }
+            // Own messages are shown too, once the relay has stored them: that is the
+            // delivery confirmation.
             let mention = !item.own && mentions(&item.text, me);
             let line = format!("{}{}", prefix(item.room), output::message_line(item));
             if mention {
@@ -55,10 +54,39 @@ pub fn event(
         ClientEvent::MemberRemoved { room, handle, by } => {
             format!("* {}{handle} was removed by {by}", prefix(*room))
         }
-        ClientEvent::RemovedFromRoom { room, by } => format!(
-            "* you were removed from {} by {by}; you can no longer read it",
+        ClientEvent::RemovedFromRoom { room, by, banned } => format!(
+            "* you were {} {} by {by}; you can no longer read it",
+            if *banned { "banned from" } else { "kicked from" },
             room_name(names, *room)
         ),
+        ClientEvent::OwnerChanged { room, owner } => {
+            format!("* {}{owner} is now the owner", prefix(*room))
+        }
+        ClientEvent::RoleChanged { room, handle, admin } => format!(
+            "* {}{handle} {}",
+            prefix(*room),
+            if *admin { "is now an admin" } else { "is no longer an admin" }
+        ),
+        ClientEvent::BanChanged { room, handle, banned, by } => format!(
+            "* {}{handle} was {} by {by}",
+            prefix(*room),
+            if *banned { "banned" } else { "unbanned" }
+        ),
+        ClientEvent::RoomRebuilt { room, new, by } => format!(
+            "* {by} rebuilt {} as a new room ({new}): accept the invitation to continue there",
+            room_name(names, *room)
+        ),
+        ClientEvent::TopicChanged { room, topic } => {
+            format!("* {}topic: {topic}", prefix(*room))
+        }
+        ClientEvent::ExpiryChanged { room, expire } => match expire {
+            Some(d) => format!(
+                "* {}messages now disappear after {}s",
+                prefix(*room),
+                d.as_secs()
+            ),
+            None => format!("* {}messages no longer disappear", prefix(*room)),
+        },
         ClientEvent::RoomRenamed { room, name } => format!("* {}room renamed to {name}", prefix(*room)),
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
@@ -72,6 +100,9 @@ pub fn event(
             format!("!! {}rejected message #{seq}: {reason}", prefix(*room))
         }
         ClientEvent::Connection(state) => connection(state),
+        ClientEvent::AccountRegistered { handle } => {
+            format!("* {handle} registered on the relay (compare fingerprints before trusting them)")
+        }
     })
 }
 

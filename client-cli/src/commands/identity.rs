@@ -1,7 +1,7 @@
-//! Identity commands: init, whoami, fingerprint, verify, passphrase.
+//! Identity commands: init, whoami, fingerprint, passphrase.
 
 use anyhow::{bail, Context, Result};
-use hearth_core::{safety_number, Client, Profile};
+use hearth_core::{Client, Profile};
 use hearth_protocol::Invite;
 use serde_json::json;
 
@@ -101,43 +101,6 @@ pub fn fingerprint(global: &GlobalArgs) -> Result<()> {
     Ok(())
 }
 
-/// `hearth verify NICK`: the pair's safety number.
-pub async fn verify(global: &GlobalArgs, nick: &str) -> Result<()> {
-    let handle = session::parse_handle(nick)?;
-    let client = session::connect(global).await?;
-    let mut their_key = None;
-    for room in client.rooms().await? {
-        if let Some(member) = client
-            .members(room.id)
-            .await?
-            .into_iter()
-            .find(|m| m.handle == handle)
-        {
-            their_key = Some(member.account);
-            break;
-        }
-    }
-    let mine = client.profile().account();
-    client.close().await;
-    let Some(theirs) = their_key else {
-        bail!("you share no room with {handle}: invite them to a room first, then verify");
-    };
-    let number = safety_number(&mine, &theirs);
-    if global.json {
-        println!(
-            "{}",
-            json!({"handle": handle.as_str(), "safety_number": number.to_string()})
-        );
-    } else {
-        println!("Safety number with {handle}:");
-        println!("  {number}");
-        println!();
-        print!("{}", qr(&number.digits()));
-        println!("{handle} sees the same number on their device. Compare them in person.");
-    }
-    Ok(())
-}
-
 /// `hearth passphrase`: re-wraps the store key under a new passphrase.
 pub fn change_passphrase(global: &GlobalArgs) -> Result<()> {
     let profile = session::open_profile(global)?;
@@ -150,7 +113,7 @@ pub fn change_passphrase(global: &GlobalArgs) -> Result<()> {
 }
 
 /// A QR code drawn with half-block characters.
-fn qr(data: &str) -> String {
+pub(crate) fn qr(data: &str) -> String {
     match qrcode::QrCode::new(data.as_bytes()) {
         Ok(code) => {
             code.render::<qrcode::render::unicode::Dense1x2>()

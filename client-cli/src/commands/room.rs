@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use hearth_core::Client;
+use hearth_protocol::{Handle, RoomId};
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, RoomCommand};
@@ -45,26 +46,42 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             }
         }
         RoomCommand::Join { room } => {
-            let invitations = client.invitations().await?;
-            let wanted = room.to_lowercase();
-            let Some(invitation) = invitations.iter().find(|inv| {
-                inv.name.to_lowercase() == wanted || inv.room.to_hex().starts_with(&wanted)
-            }) else {
-                bail!(
-                    "no pending invitation to {room:?}: `hearth room list` shows your invitations"
-                );
-            };
-            client.accept_invitation(invitation.room).await?;
+            let (id, name, how) = session::join(client, &room).await?;
             if global.json {
                 println!(
                     "{}",
-                    json!({"room": invitation.room.to_hex(), "name": invitation.name, "joined": true})
+                    json!({"room": id.to_hex(), "name": name, "joined": true})
                 );
             } else {
+                match how {
+                    session::Joined::Invitation { from } => {
+                        println!("Joined {name} (invited by {from}).")
+                    }
+                    session::Joined::Public => println!("Joined the public room {name}."),
+                    session::Joined::AlreadyMember => println!("You are already in {name}."),
+                }
+            }
+        }
+        RoomCommand::Publish { room, public_name } => {
+            let id = session::resolve_room(client, &room).await?;
+            client.publish_room(id, &public_name).await?;
+            if global.json {
                 println!(
-                    "Joined {} (invited by {}).",
-                    invitation.name, invitation.from
+                    "{}",
+                    json!({"room": id.to_hex(), "public_name": public_name})
                 );
+            } else {
+                println!("{room} is now public as {public_name:?}: anyone registered on the relay can join it.");
+                println!("The public name and the members' handles and keys are now visible to the relay and every account.");
+            }
+        }
+        RoomCommand::Unpublish { room } => {
+            let id = session::resolve_room(client, &room).await?;
+            client.unpublish_room(id).await?;
+            if global.json {
+                println!("{}", json!({"room": id.to_hex(), "public": false}));
+            } else {
+                println!("{room} is private again: only invited people can join.");
             }
         }
         RoomCommand::Leave { room } => {
@@ -77,16 +94,123 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             }
         }
         RoomCommand::Kick { room, nick } => {
-            let handle = session::parse_handle(&nick)?;
+            let (id, handle) = room_and_handle(client, &room, &nick).await?;
+            client.kick(id, &handle).await?;
+            report(
+                global,
+                id,
+                "kicked",
+                &handle,
+                &format!("Removed {handle} from {room}; the room has new keys they do not have."),
+            );
+        }
+        RoomCommand::Ban { room, nick } => {
+            let (id, handle) = room_and_handle(client, &room, &nick).await?;
+            client.ban(id, &handle).await?;
+            report(global, id, "banned", &handle, &format!("Banned {handle} from {room}: removed, and no admin can re-add them until unbanned."));
+        }
+        RoomCommand::Unban { room, nick } => {
+            let (id, handle) = room_and_handle(client, &room, &nick).await?;
+            client.unban(id, &handle).await?;
+            report(
+                global,
+                id,
+                "unbanned",
+                &handle,
+                &format!("{handle} may be invited to {room} again."),
+            );
+        }
+        RoomCommand::Grant { room, nick } => {
+            let (id, handle) = room_and_handle(client, &room, &nick).await?;
+            client.grant_admin(id, &handle).await?;
+            report(
+                global,
+                id,
+                "granted",
+                &handle,
+                &format!("{handle} is now an admin of {room}."),
+            );
+        }
+        RoomCommand::Revoke { room, nick } => {
+            let (id, handle) = room_and_handle(client, &room, &nick).await?;
+            client.revoke_admin(id, &handle).await?;
+            report(
+                global,
+                id,
+                "revoked",
+                &handle,
+                &format!("{handle} is no longer an admin of {room}."),
+            );
+        }
+        RoomCommand::Rename { room, name } => {
             let id = session::resolve_room(client, &room).await?;
-            client.remove_member(id, &handle).await?;
+            client.rename(id, &name).await?;
+            if global.json {
+                println!("{}", json!({"room": id.to_hex(), "name": name}));
+            } else {
+                println!("Renamed {room} to {name}.");
+            }
+        }
+        RoomCommand::Topic { room, topic } => {
+            let id = session::resolve_room(client, &room).await?;
+            client.set_topic(id, &topic).await?;
+            if global.json {
+                println!("{}", json!({"room": id.to_hex(), "topic": topic}));
+            } else {
+                println!("Topic of {room} set.");
+            }
+        }
+        RoomCommand::Expire { room, after } => {
+            let id = session::resolve_room(client, &room).await?;
+            let expire = super::parse_expiry(&after)?;
+            client.set_expiry(id, expire).await?;
             if global.json {
                 println!(
                     "{}",
-                    json!({"room": id.to_hex(), "removed": handle.as_str()})
+                    json!({"room": id.to_hex(), "expire_secs": expire.map(|d| d.as_secs())})
                 );
             } else {
-                println!("Removed {handle} from {room}; the room has new keys they do not have.");
+                match expire {
+                    Some(d) => println!("Messages in {room} now disappear after {}, on every member's device and on the relay.", humantime::format_duration(d)),
+                    None => println!("Messages in {room} no longer disappear."),
+                }
+            }
+        }
+        RoomCommand::Info { room } => {
+            let id = session::resolve_room(client, &room).await?;
+            let policy = client.policy(id).await?;
+            let names = |hs: &[hearth_protocol::Handle]| {
+                hs.iter()
+                    .map(|h| h.as_str().to_string())
+                    .collect::<Vec<_>>()
+            };
+            if global.json {
+                println!(
+                    "{}",
+                    json!({"room": id.to_hex(), "name": policy.name, "topic": policy.topic, "owner": policy.owner.as_str(),
+                           "admins": names(&policy.admins), "banned": names(&policy.banned),
+                           "expire_secs": policy.expire.map(|d| d.as_secs())})
+                );
+            } else {
+                println!("name:    {}", policy.name);
+                println!(
+                    "topic:   {}",
+                    if policy.topic.is_empty() {
+                        "-"
+                    } else {
+                        &policy.topic
+                    }
+                );
+                println!("owner:   {}", policy.owner);
+                println!("admins:  {}", names(&policy.admins).join(", "));
+                println!("banned:  {}", names(&policy.banned).join(", "));
+                println!(
+                    "expiry:  {}",
+                    policy
+                        .expire
+                        .map(|d| humantime::format_duration(d).to_string())
+                        .unwrap_or_else(|| "off".into())
+                );
             }
         }
         RoomCommand::Members { room } => {
@@ -97,10 +221,14 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 if global.json {
                     println!(
                         "{}",
-                        json!({"handle": member.handle.as_str(), "fingerprint": fp.to_string()})
+                        json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "fingerprint": fp.to_string()})
                     );
                 } else {
-                    println!("{:<16} {fp}", member.handle.as_str());
+                    println!(
+                        "{:<16} {:<7} {fp}",
+                        member.handle.as_str(),
+                        member.role.to_string()
+                    );
                 }
             }
         }
@@ -108,11 +236,42 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
     Ok(())
 }
 
+/// Resolves a room and a handle typed by the user.
+async fn room_and_handle(client: &Client, room: &str, nick: &str) -> Result<(RoomId, Handle)> {
+    let handle = session::parse_handle(nick)?;
+    let id = session::resolve_room(client, room).await?;
+    Ok((id, handle))
+}
+
+/// Prints the outcome of an action on a member.
+fn report(global: &GlobalArgs, room: RoomId, action: &str, handle: &Handle, text: &str) {
+    if global.json {
+        println!(
+            "{}",
+            json!({"room": room.to_hex(), "action": action, "handle": handle.as_str()})
+        );
+    } else {
+        println!("{text}");
+    }
+}
+
 /// Rooms, then pending invitations.
 async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
     let rooms = client.rooms().await?;
     let invitations = client.invitations().await?;
+    let public: Vec<_> = client
+        .public_rooms()
+        .await?
+        .into_iter()
+        .filter(|p| !p.joined)
+        .collect();
     if global.json {
+        for listed in &public {
+            println!(
+                "{}",
+                json!({"type": "public", "room": listed.room.to_hex(), "name": listed.public_name})
+            );
+        }
         for room in &rooms {
             let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
             println!(
@@ -128,7 +287,15 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         }
         return Ok(());
     }
-    if rooms.is_empty() && invitations.is_empty() {
+    for listed in &public {
+        println!(
+            "{:<20} {}  public room (join: hearth room join {})",
+            listed.public_name,
+            short(&listed.room.to_hex()),
+            listed.public_name
+        );
+    }
+    if rooms.is_empty() && invitations.is_empty() && public.is_empty() {
         println!("No rooms yet. Create one with `hearth room create NAME`.");
     }
     for room in &rooms {

@@ -77,6 +77,10 @@ impl Inner {
             Event::Entries { room, entries } => self.pushed_entries(room, entries).await,
             Event::SubscriptionEnded { room, .. } => self.pushed_entries(room, Vec::new()).await,
             Event::InboxArrived => self.fetch_inbox().await,
+            Event::AccountRegistered { handle, account } => {
+                self.account_registered(handle, account);
+                Ok(())
+            }
             Event::Reauthenticate { challenge } => {
                 // Answered on its own task so a long room operation cannot delay it.
                 let this = self.clone();

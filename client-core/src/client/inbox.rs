@@ -1,5 +1,5 @@
-//! The inbox: Welcomes (invitations) deposited by other accounts, and the contact keys
-//! remembered on first use.
+//! The inbox: Welcomes (invitations) deposited by other accounts. The members' keys
+//! of a room joined this way are pinned or checked (see [`crate::contacts`]).
 
 use hearth_protocol::limits::MAX_INBOX_FETCH;
 use hearth_protocol::{Handle, InboxEntry, Request, Response, Seq};
@@ -59,7 +59,7 @@ impl Inner {
             transcript_hash,
             from,
         } = message;
-        if self.room(id).is_ok() {
+        if !self.make_room_for_welcome(id)? {
             return Ok(()); // already joined (a duplicate deposit)
         }
         let welcome = match parse_message(&welcome)?.extract() {
@@ -112,6 +112,8 @@ impl Inner {
         let contacts = self.check_contacts(&seen, &mut events);
         engine.persist(self.profile.store(), |batch| {
             room.save(batch)?;
+            // A fresh group from a Welcome owes nothing to a restored backup.
+            super::restore::clear_mark(batch, id)?;
             for (handle, key) in &contacts {
                 batch
                     .put(Table::Contacts, handle.as_str().as_bytes(), key)
@@ -131,37 +133,5 @@ impl Inner {
             received: crate::history::time_of(entry.time),
         }));
         Ok(())
-    }
-
-    /// Trust on first use: returns the (handle, key) pairs to remember, and adds a
-    /// [`ClientEvent::KeyChanged`] for each known handle whose key differs. The new key
-    /// replaces the old one, so the warning is given once per change.
-    pub(crate) fn check_contacts(
-        &self,
-        seen: &[(Handle, [u8; 32])],
-        events: &mut Vec<ClientEvent>,
-    ) -> Vec<(Handle, [u8; 32])> {
-        let mut out = Vec::new();
-        for (handle, key) in seen {
-            if handle == self.profile.handle() {
-                continue;
-            }
-            match self
-                .profile
-                .store()
-                .get(Table::Contacts, handle.as_str().as_bytes())
-            {
-                Ok(Some(known)) if known.as_slice() == key.as_slice() => {}
-                Ok(Some(_)) => {
-                    events.push(ClientEvent::KeyChanged {
-                        handle: handle.clone(),
-                    });
-                    out.push((handle.clone(), *key));
-                }
-                Ok(None) => out.push((handle.clone(), *key)),
-                Err(e) => tracing::warn!("contacts unreadable: {e}"),
-            }
-        }
-        out
     }
 }

@@ -1,17 +1,20 @@
-//! Room operations: create, invite, accept, send, remove, leave, and the machinery they
-//! share (catching up, subscribing, the commit-and-retry loop).
+//! Room operations: create, invite, accept, send, leave, and the machinery they share
+//! (catching up, subscribing, the commit-and-retry loop). Kicks, bans and settings
+//! changes are in `admin`.
 
 use hearth_protocol::limits::MAX_READ_ENTRIES;
-use hearth_protocol::{ErrorCode, Handle, Request, Response, RoomId, Seq};
+use hearth_protocol::{AccountKey, ErrorCode, Handle, Request, Response, RoomId, Seq};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
+use super::admin::build_commit;
 use super::room::{Inflight, Room, RoomRecord, Status};
 use super::{room_error, unexpected, Inner};
 use crate::content::{Body, Content, InboxMessage};
 use crate::error::{mls, ClientError};
 use crate::events::ClientEvent;
 use crate::mls::{create_config, handle_of, RoomSettings};
+use crate::policy::Action;
 use crate::store::Table;
 use crate::transcript::Transcript;
 
@@ -103,14 +106,13 @@ impl Inner {
             return Ok(());
         }
         room.commit_proposals = false;
+        let id = room.id;
         self.commit_change(room, |group, engine| {
             if group.pending_proposals().next().is_none() {
                 return Ok(None);
             }
-            let (commit, welcome, _) = group
-                .commit_to_pending_proposals(&engine.provider, &engine.signer)
-                .map_err(mls)?;
-            Ok(Some((commit, welcome)))
+            // With the settings update the leaves imply (owner passing on included).
+            build_commit(id, group, engine, &[], &[], |_| {}).map(Some)
         })
         .await
         .map(|_| ())
@@ -179,6 +181,8 @@ impl Inner {
             match outcome {
                 Ok(Response::Appended { seq }) => {
                     self.catch_up(room).await?;
+                    // A public room's listing is stale now: the committer refreshes it.
+                    self.republish_quietly(room).await;
                     return Ok(Some((seq, welcome)));
                 }
                 Ok(other) => return Err(unexpected(&other)),
@@ -201,7 +205,7 @@ impl Inner {
 
     pub(crate) async fn create_room(&self, name: &str) -> Result<RoomId, ClientError> {
         let id = RoomId::random();
-        let settings = RoomSettings::named(name);
+        let settings = RoomSettings::new(name, self.profile.account());
         let (group, cap) = {
             let engine = self.engine();
             let group = MlsGroup::new_with_group_id(
@@ -260,6 +264,54 @@ impl Inner {
                 handle: handle.clone(),
             });
         }
+        let settings = self.allowed(&room, Action::Invite, None)?;
+        if settings.banned.iter().any(|b| b.handle == *handle) {
+            return Err(ClientError::Banned {
+                room: id,
+                handle: handle.clone(),
+            });
+        }
+        let (account, key_package) = self.fetch_key_package(handle).await?;
+        // The same identity under another handle is still banned.
+        if settings.is_banned(&account) {
+            return Err(ClientError::Banned {
+                room: id,
+                handle: handle.clone(),
+            });
+        }
+        self.check_invitee(handle, account.0)?;
+        let done = self
+            .commit_change(&mut room, |group, engine| {
+                build_commit(
+                    id,
+                    group,
+                    engine,
+                    &[],
+                    std::slice::from_ref(&key_package),
+                    |_| {},
+                )
+                .map(Some)
+            })
+            .await?;
+        let Some((seq, Some(welcome))) = done else {
+            return Err(ClientError::Mls(
+                "adding a member produced no Welcome".into(),
+            ));
+        };
+        let transcript_hash = room.rec.transcript.hash_at(seq).ok_or_else(|| {
+            ClientError::Other("the room moved on too far to invite; try again".into())
+        })?;
+        drop(room);
+        self.deposit_welcome(id, seq, transcript_hash, welcome, account)
+            .await
+    }
+
+    /// Fetches one of `handle`'s KeyPackages from the relay's directory (consuming it)
+    /// and checks that it names `handle` and carries the account's key.
+    pub(crate) async fn fetch_key_package(
+        &self,
+        handle: &Handle,
+    ) -> Result<(AccountKey, KeyPackage), ClientError> {
         let (account, package) = match self
             .call(Request::FetchKeyPackage {
                 handle: handle.clone(),
@@ -291,40 +343,18 @@ impl Inner {
                 "the key package the relay gave for {handle} does not belong to {handle}"
             )));
         }
-        let mut events = Vec::new();
-        let contacts = self.check_contacts(&[(handle.clone(), account.0)], &mut events);
-        if !contacts.is_empty() {
-            let mut batch = self.profile.store().begin().map_err(crate::error::store)?;
-            for (h, key) in &contacts {
-                batch
-                    .put(Table::Contacts, h.as_str().as_bytes(), key)
-                    .map_err(crate::error::store)?;
-            }
-            batch.commit().map_err(crate::error::store)?;
-        }
-        for event in events {
-            self.emit(event);
-        }
-        let done = self
-            .commit_change(&mut room, |group, engine| {
-                let (commit, welcome, _) = group
-                    .add_members(
-                        &engine.provider,
-                        &engine.signer,
-                        std::slice::from_ref(&key_package),
-                    )
-                    .map_err(mls)?;
-                Ok(Some((commit, Some(welcome))))
-            })
-            .await?;
-        let Some((seq, Some(welcome))) = done else {
-            return Err(ClientError::Mls(
-                "adding a member produced no Welcome".into(),
-            ));
-        };
-        let transcript_hash = room.rec.transcript.hash_at(seq).ok_or_else(|| {
-            ClientError::Other("the room moved on too far to invite; try again".into())
-        })?;
+        Ok((account, key_package))
+    }
+
+    /// Deposits the Welcome of the commit at `seq` into `to`'s inbox.
+    pub(crate) async fn deposit_welcome(
+        &self,
+        id: RoomId,
+        seq: Seq,
+        transcript_hash: [u8; 32],
+        welcome: Vec<u8>,
+        to: AccountKey,
+    ) -> Result<(), ClientError> {
         let message = InboxMessage::Welcome {
             room: id,
             welcome,
@@ -332,10 +362,9 @@ impl Inner {
             transcript_hash,
             from: self.profile.handle().clone(),
         };
-        drop(room);
         match self
             .call(Request::Deposit {
-                to: account,
+                to,
                 payload: message.encode(),
             })
             .await?
@@ -367,6 +396,8 @@ impl Inner {
             if room.removed {
                 return Err(ClientError::RemovedFromRoom(id));
             }
+            self.finish_restore(&mut room).await?;
+            self.check_sendable(&room)?;
             let (payload, cap) = {
                 let mut engine = self.engine();
                 let content = Content::v1(body.clone(), room.rec.transcript.mark());
@@ -404,45 +435,31 @@ impl Inner {
         Err(ClientError::Contention(id))
     }
 
-    pub(crate) async fn remove_member(
-        &self,
-        id: RoomId,
-        handle: &Handle,
-    ) -> Result<(), ClientError> {
-        if handle == self.profile.handle() {
-            return self.leave(id).await;
+    /// Whether a Welcome into `id` may be taken: the room is unknown here, or we were
+    /// removed from it (kicked, or banned and since unbanned) and are invited back; then
+    /// the old group state and record are dropped first (the history is kept).
+    pub(crate) fn make_room_for_welcome(&self, id: RoomId) -> Result<bool, ClientError> {
+        let Ok(handle) = self.room(id) else {
+            return Ok(true);
+        };
+        // A room busy with an operation is an active one: a duplicate deposit.
+        let Ok(mut room) = handle.try_lock() else {
+            return Ok(false);
+        };
+        // Or a room restored from a backup that could not be continued (`restore`).
+        if !room.removed && !super::restore::needs_reinvite(self.profile.store(), id)? {
+            return Ok(false);
         }
-        let mut room = self.usable_room(id).await?;
-        self.catch_up(&mut room).await?;
-        if room.leaf_of(handle).is_none() {
-            return Err(ClientError::NotAMember {
-                room: id,
-                handle: handle.clone(),
-            });
+        {
+            let mut engine = self.engine();
+            let _ = room.group.delete(engine.provider.storage());
+            engine.persist(self.profile.store(), |b| {
+                b.delete(Table::Rooms, &id.0).map_err(crate::error::store)
+            })?;
         }
-        let target = handle.clone();
-        let done = self
-            .commit_change(&mut room, |group, engine| {
-                let Some(leaf) = group
-                    .members()
-                    .find(|m| handle_of(&m.credential).as_ref() == Some(&target))
-                    .map(|m| m.index)
-                else {
-                    return Ok(None);
-                };
-                let (commit, welcome, _) = group
-                    .remove_members(&engine.provider, &engine.signer, &[leaf])
-                    .map_err(mls)?;
-                Ok(Some((commit, welcome)))
-            })
-            .await?;
-        match done {
-            Some(_) => Ok(()),
-            None => Err(ClientError::NotAMember {
-                room: id,
-                handle: handle.clone(),
-            }),
-        }
+        drop(room);
+        self.forget_room(id);
+        Ok(true)
     }
 
     /// Leaving: a self-remove proposal appended as a message; the remaining member with

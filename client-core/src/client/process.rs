@@ -6,16 +6,17 @@
 //! (group state, room record, history) are persisted in one batch before any event is
 //! reported.
 
-use hearth_protocol::{Entry, EntryKind, Handle, RoomId};
+use hearth_protocol::{AccountKey, Entry, EntryKind, Handle, RoomId};
 use openmls::prelude::*;
 
-use super::room::{Inflight, Room};
+use super::room::{account_of, Inflight, Room};
 use super::Inner;
-use crate::content::{Body, Content};
+use crate::content::{Body, Content, RoomEvent};
 use crate::error::ClientError;
 use crate::events::ClientEvent;
 use crate::history::HistoryRecord;
 use crate::mls::{handle_of, parse_message, Engine, RoomSettings};
+use crate::policy::{self, Changes, PolicyViolation, Removal};
 
 /// What processing an entry produced besides events.
 #[derive(Default)]
@@ -153,6 +154,11 @@ fn foreign(
         .sender_handle(processed.sender())
         .or_else(|| handle_of(processed.credential()))
         .ok_or_else(|| ClientError::Mls("message from an unknown sender".into()))?;
+    let sender_leaf = match processed.sender() {
+        Sender::Member(leaf) => Some(*leaf),
+        _ => None,
+    };
+    let external = matches!(processed.sender(), Sender::NewMemberCommit);
     match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(app) => {
             if entry.kind != EntryKind::Message {
@@ -166,6 +172,13 @@ fn foreign(
                 fx.events.push(ClientEvent::Consistency {
                     room: room.id,
                     warning,
+                });
+            }
+            if let Body::RoomEvent(RoomEvent::Rebuilt { room: new }) = content.body() {
+                fx.events.push(ClientEvent::RoomRebuilt {
+                    room: room.id,
+                    new: *new,
+                    by: sender.clone(),
                 });
             }
             if let Body::Text { text, reply_to } = content.body().clone() {
@@ -203,8 +216,23 @@ fn foreign(
             if entry.kind != EntryKind::Commit {
                 return Err(ClientError::Mls("commit logged as a message".into()));
             }
+            if external {
+                // Someone joining by themselves: only a public room allows it.
+                return super::public::merge_external_commit(engine, room, *staged, &sender, fx);
+            }
+            let committer =
+                sender_leaf.ok_or_else(|| ClientError::Mls("commit from a non-member".into()))?;
+            if let Err(violation) = check_staged(&room.group, &staged, committer) {
+                // Not merged: honest members all refuse it alike. If the relay accepted
+                // it as the epoch's commit, the room is stuck for us (DESIGN 4).
+                return Err(ClientError::Other(format!(
+                    "commit by {sender} refused by the room policy: {violation}; if the room stops working, an admin can rebuild it"
+                )));
+            }
             commit_effects(room, &staged, &sender, fx);
             let removed = staged.self_removed();
+            let banned = RoomSettings::of(staged.group_context().extensions())
+                .is_some_and(|s| s.is_banned(&engine.account()));
             room.group
                 .merge_staged_commit(&engine.provider, *staged)
                 .map_err(crate::error::mls)?;
@@ -215,6 +243,7 @@ fn foreign(
                 fx.events.push(ClientEvent::RemovedFromRoom {
                     room: room.id,
                     by: sender,
+                    banned,
                 });
             }
             Ok(())
@@ -278,14 +307,147 @@ fn commit_effects(room: &Room, staged: &StagedCommit, by: &Handle, fx: &mut Effe
             }
         });
     }
-    let before = RoomSettings::of(room.group.extensions());
-    let after = RoomSettings::of(staged.group_context().extensions());
-    if let Some(after) = after {
-        if before.as_ref().map(|b| &b.name) != Some(&after.name) {
-            fx.events.push(ClientEvent::RoomRenamed {
+    let (Some(before), Some(after)) = (
+        RoomSettings::of(room.group.extensions()),
+        RoomSettings::of(staged.group_context().extensions()),
+    ) else {
+        return;
+    };
+    let name_of = |account: &AccountKey| -> Option<Handle> {
+        room.handle_of_account(account).or_else(|| {
+            staged.add_proposals().find_map(|add| {
+                let leaf = add.add_proposal().key_package().leaf_node();
+                (leaf.signature_key().as_slice() == account.0.as_slice())
+                    .then(|| handle_of(leaf.credential()))
+                    .flatten()
+            })
+        })
+    };
+    if before.name != after.name {
+        fx.events.push(ClientEvent::RoomRenamed {
+            room: id,
+            name: after.name.clone(),
+        });
+    }
+    if before.topic != after.topic {
+        fx.events.push(ClientEvent::TopicChanged {
+            room: id,
+            topic: after.topic.clone(),
+        });
+    }
+    if before.expire_secs != after.expire_secs {
+        fx.events.push(ClientEvent::ExpiryChanged {
+            room: id,
+            expire: after.expire_secs.map(std::time::Duration::from_secs),
+        });
+    }
+    if before.owner != after.owner {
+        if let Some(owner) = name_of(&after.owner) {
+            fx.events
+                .push(ClientEvent::OwnerChanged { room: id, owner });
+        }
+    }
+    // Role changes of people still in the room (not the new owner, not the departed).
+    for account in after.admins.iter().filter(|a| !before.admins.contains(a)) {
+        if before.owner != *account {
+            if let Some(handle) = name_of(account) {
+                fx.events.push(ClientEvent::RoleChanged {
+                    room: id,
+                    handle,
+                    admin: true,
+                });
+            }
+        }
+    }
+    for account in before
+        .admins
+        .iter()
+        .filter(|a| !after.admins.contains(a) && after.members.contains(a) && after.owner != **a)
+    {
+        if let Some(handle) = name_of(account) {
+            fx.events.push(ClientEvent::RoleChanged {
                 room: id,
-                name: after.name,
+                handle,
+                admin: false,
             });
         }
     }
+    for entry in after.banned.iter().filter(|b| !before.banned.contains(b)) {
+        fx.events.push(ClientEvent::BanChanged {
+            room: id,
+            handle: entry.handle.clone(),
+            banned: true,
+            by: by.clone(),
+        });
+    }
+    for entry in before.banned.iter().filter(|b| !after.banned.contains(b)) {
+        fx.events.push(ClientEvent::BanChanged {
+            room: id,
+            handle: entry.handle.clone(),
+            banned: false,
+            by: by.clone(),
+        });
+    }
+}
+
+/// What a staged commit does to membership, in policy terms. `committer` is the sender's
+/// leaf; `group` is the group before the commit (removed leaves are still in it).
+pub(crate) fn changes_of(
+    group: &MlsGroup,
+    staged: &StagedCommit,
+    committer: LeafNodeIndex,
+) -> Result<Changes, PolicyViolation> {
+    let account_at = |leaf: LeafNodeIndex| {
+        group
+            .member_at(leaf)
+            .and_then(|m| account_of(&m.signature_key))
+            .ok_or(PolicyViolation::NotAMember)
+    };
+    let mut changes = Changes {
+        committer: account_at(committer)?,
+        removed: Vec::new(),
+        added: Vec::new(),
+    };
+    for queued in staged.queued_proposals() {
+        match queued.proposal() {
+            Proposal::Add(add) => {
+                let key = add.key_package().leaf_node().signature_key().as_slice();
+                changes
+                    .added
+                    .push(account_of(key).ok_or(PolicyViolation::Membership)?);
+            }
+            Proposal::Remove(remove) => {
+                let removed = remove.removed();
+                changes.removed.push(Removal {
+                    account: account_at(removed)?,
+                    by_self: matches!(queued.sender(), Sender::Member(leaf) if *leaf == removed),
+                });
+            }
+            Proposal::GroupContextExtensions(_) => {}
+            other => {
+                return Err(PolicyViolation::Unsupported(format!(
+                    "{:?} proposals are not allowed in a room",
+                    other.proposal_type()
+                )))
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Checks a staged commit (ours before sending, or another member's before merging)
+/// against the policy of the group's current epoch.
+pub(crate) fn check_staged(
+    group: &MlsGroup,
+    staged: &StagedCommit,
+    committer: LeafNodeIndex,
+) -> Result<(), PolicyViolation> {
+    let unreadable = |e: crate::mls::SettingsError| PolicyViolation::Unsupported(e.to_string());
+    let before = RoomSettings::read(group.extensions()).map_err(unreadable)?;
+    let after = RoomSettings::read(staged.group_context().extensions()).map_err(unreadable)?;
+    let changes = changes_of(group, staged, committer)?;
+    if let Some(verdict) = super::public::check_join_record(group, &before, &changes, &after) {
+        return verdict;
+    }
+    policy::check_commit(&before, &changes, &after)
 }

@@ -1,12 +1,13 @@
 //! A room's local state: its MLS group plus what hearth keeps beside it.
 
-use hearth_protocol::{Handle, RoomId};
+use hearth_protocol::{AccountKey, Handle, RoomId};
 use openmls::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::content::Body;
 use crate::error::{store as store_err, ClientError};
-use crate::mls::{handle_of, Engine};
+use crate::events::Role;
+use crate::mls::{handle_of, Engine, RoomSettings, SettingsError};
 use crate::store::{Table, WriteBatch};
 use crate::transcript::Transcript;
 
@@ -118,22 +119,58 @@ impl Room {
         self.handle_at(self.group.own_leaf_index())
     }
 
-    /// The members' handles and keys.
+    /// The members' handles, keys and roles, sorted by handle.
     pub fn members(&self) -> Vec<crate::events::Member> {
+        let settings = self.settings().ok();
         let mut members: Vec<_> = self
             .group
             .members()
             .filter_map(|m| {
                 let handle = handle_of(&m.credential)?;
                 let key: [u8; 32] = m.signature_key.as_slice().try_into().ok()?;
+                let account = AccountKey(key);
+                let role = settings
+                    .as_ref()
+                    .and_then(|s| s.role(&account))
+                    .unwrap_or(Role::Member);
                 Some(crate::events::Member {
                     handle,
-                    account: hearth_protocol::AccountKey(key),
+                    account,
+                    role,
                 })
             })
             .collect();
         members.sort_by(|a, b| a.handle.as_str().cmp(b.handle.as_str()));
         members
+    }
+
+    /// The room's settings and policy in the current epoch.
+    pub fn settings(&self) -> Result<RoomSettings, SettingsError> {
+        RoomSettings::read(self.group.extensions())
+    }
+
+    /// A member's leaf and identity key, by handle.
+    pub fn member_by_handle(&self, handle: &Handle) -> Option<(LeafNodeIndex, AccountKey)> {
+        self.group
+            .members()
+            .find(|m| handle_of(&m.credential).as_ref() == Some(handle))
+            .and_then(|m| Some((m.index, account_of(&m.signature_key)?)))
+    }
+
+    /// The handle of a member (or a banned identity) by identity key.
+    pub fn handle_of_account(&self, account: &AccountKey) -> Option<Handle> {
+        self.group
+            .members()
+            .find(|m| m.signature_key.as_slice() == account.0.as_slice())
+            .and_then(|m| handle_of(&m.credential))
+            .or_else(|| {
+                self.settings().ok().and_then(|s| {
+                    s.banned
+                        .into_iter()
+                        .find(|b| b.account == *account)
+                        .map(|b| b.handle)
+                })
+            })
     }
 
     /// The leaf of a member by handle.
@@ -143,4 +180,9 @@ impl Room {
             .find(|m| handle_of(&m.credential).as_ref() == Some(handle))
             .map(|m| m.index)
     }
+}
+
+/// A signature key as an account key (`None` if it is not 32 bytes).
+pub(crate) fn account_of(key: &[u8]) -> Option<AccountKey> {
+    key.try_into().ok().map(AccountKey)
 }

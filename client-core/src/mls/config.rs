@@ -1,5 +1,7 @@
-//! Group configuration (DESIGN 3) and the room settings group-context extension.
+//! Group configuration (DESIGN 3) and the room settings group-context extension (the
+//! data of the room policy; the rules are in [`crate::policy`]).
 
+use hearth_protocol::{AccountKey, Handle};
 use openmls::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -13,47 +15,123 @@ pub const EXPORT_LABEL: &str = "hearth room access";
 /// The private-use extension type carrying [`RoomSettings`] in the group context.
 pub const ROOM_SETTINGS_EXTENSION: u16 = 0xff01;
 
-/// Room settings, kept in the group context so every member agrees on them.
+/// The current format version of [`RoomSettings`].
+pub const SETTINGS_VERSION: u8 = 2;
+
+/// Room settings and policy, kept in the group context so every member agrees on them
+/// and the relay never sees them (DESIGN 7, "Room policy").
 ///
-/// Postcard-encoded with a leading version; new fields (roles, timers) go into a new
-/// version.
+/// Encoded as one version byte, then the postcard encoding of the fields. Version 2 adds
+/// roles, the ban list, the join order and the disappearing-message timer; version 1
+/// (name and topic only) was never deployed and is not read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSettings {
-    /// Format version (1).
-    pub version: u8,
     /// The room's name.
     pub name: String,
     /// The room's topic.
     pub topic: String,
+    /// The owner (primary admin): grants and revokes admin rights.
+    pub owner: AccountKey,
+    /// The other admins (never contains the owner), sorted.
+    pub admins: Vec<AccountKey>,
+    /// Every member, longest-standing first (the owner passes down this list).
+    pub members: Vec<AccountKey>,
+    /// Identities that may not be added back until unbanned, sorted by key.
+    pub banned: Vec<BannedIdentity>,
+    /// Messages disappear this many seconds after the relay stored them (`None`: kept).
+    pub expire_secs: Option<u64>,
+    /// `Some(name)`: the room is public, listed in the relay's directory under `name`,
+    /// and anyone registered may join it by an external commit. `None`: private.
+    pub public_name: Option<String>,
+}
+
+/// An identity on a room's ban list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BannedIdentity {
+    /// The identity key.
+    pub account: AccountKey,
+    /// The handle it had when banned (for display).
+    pub handle: Handle,
+}
+
+/// Why the settings extension of a group could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The group context carries no settings extension.
+    #[error("the room has no settings")]
+    Missing,
+    /// A version this build does not know.
+    #[error("room settings format {0} is not supported by this version of hearth: update it")]
+    UnknownVersion(u8),
+    /// The bytes are not a valid encoding.
+    #[error("malformed room settings: {0}")]
+    Malformed(String),
 }
 
 impl RoomSettings {
-    /// Version-1 settings with a name and no topic.
-    pub fn named(name: &str) -> Self {
+    /// Settings of a new room: `owner` is its only member.
+    pub fn new(name: &str, owner: AccountKey) -> Self {
         RoomSettings {
-            version: 1,
             name: name.to_string(),
             topic: String::new(),
+            owner,
+            admins: Vec::new(),
+            members: vec![owner],
+            banned: Vec::new(),
+            expire_secs: None,
+            public_name: None,
         }
     }
 
     /// The settings in a group context, if present and readable.
     pub fn of(extensions: &Extensions<GroupContext>) -> Option<Self> {
-        let bytes = extensions.unknown(ROOM_SETTINGS_EXTENSION)?;
-        postcard::from_bytes(&bytes.0).ok()
+        Self::read(extensions).ok()
+    }
+
+    /// The settings in a group context.
+    pub fn read(extensions: &Extensions<GroupContext>) -> Result<Self, SettingsError> {
+        let bytes = extensions
+            .unknown(ROOM_SETTINGS_EXTENSION)
+            .ok_or(SettingsError::Missing)?;
+        Self::decode(&bytes.0)
+    }
+
+    /// Encodes the settings (version byte, then the fields).
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding plain data (strings, integers, byte arrays) into a Vec cannot fail.
+        let mut out = vec![SETTINGS_VERSION];
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Decodes untrusted bytes (from a commit another member made).
+    pub fn decode(bytes: &[u8]) -> Result<Self, SettingsError> {
+        let (&version, rest) = bytes
+            .split_first()
+            .ok_or_else(|| SettingsError::Malformed("empty".into()))?;
+        if version != SETTINGS_VERSION {
+            return Err(SettingsError::UnknownVersion(version));
+        }
+        let (settings, tail) = postcard::take_from_bytes::<RoomSettings>(rest)
+            .map_err(|e| SettingsError::Malformed(e.to_string()))?;
+        if !tail.is_empty() {
+            return Err(SettingsError::Malformed(format!(
+                "{} trailing bytes",
+                tail.len()
+            )));
+        }
+        Ok(settings)
     }
 
     /// The group-context extensions carrying these settings.
     pub fn extensions(&self) -> Result<Extensions<GroupContext>, crate::error::ClientError> {
-        // Encoding a struct of strings into a Vec cannot fail.
-        let bytes = postcard::to_allocvec(self).unwrap_or_default();
         Extensions::from_vec(vec![
             Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(
                 &[ExtensionType::Unknown(ROOM_SETTINGS_EXTENSION)],
                 &[],
                 &[],
             )),
-            Extension::Unknown(ROOM_SETTINGS_EXTENSION, UnknownExtension(bytes)),
+            Extension::Unknown(ROOM_SETTINGS_EXTENSION, UnknownExtension(self.encode())),
         ])
         .map_err(crate::error::mls)
     }
@@ -94,4 +172,44 @@ pub fn join_config() -> MlsGroupJoinConfig {
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(32, 1000))
         .max_past_epochs(3)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(b: u8) -> AccountKey {
+        AccountKey([b; 32])
+    }
+
+    proptest! {
+        #[test]
+        fn settings_round_trip(name in ".{0,40}", topic in ".{0,40}", n in 1u8..20, admins in proptest::collection::vec(any::<u8>(), 0..5), expire in proptest::option::of(any::<u64>())) {
+            let mut s = RoomSettings::new(&name, key(0));
+            s.topic = topic;
+            s.members = (0..n).map(key).collect();
+            s.admins = admins.into_iter().map(key).collect();
+            s.banned = vec![BannedIdentity { account: key(99), handle: Handle::new("mallory").unwrap() }];
+            s.expire_secs = expire;
+            s.public_name = expire.map(|_| "Family board".to_string());
+            prop_assert_eq!(RoomSettings::decode(&s.encode()), Ok(s));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = RoomSettings::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn other_versions_are_a_clear_error() {
+        let mut bytes = RoomSettings::new("x", key(1)).encode();
+        bytes[0] = 1;
+        assert_eq!(
+            RoomSettings::decode(&bytes),
+            Err(SettingsError::UnknownVersion(1))
+        );
+        assert!(RoomSettings::decode(&[]).is_err());
+    }
 }

@@ -30,7 +30,8 @@ use crate::error::{store as store_err, ClientError};
 use crate::store::{EncryptedStore, Table, WriteBatch};
 
 pub use config::{
-    create_config, join_config, RoomSettings, CIPHERSUITE, EXPORT_LABEL, ROOM_SETTINGS_EXTENSION,
+    create_config, join_config, BannedIdentity, RoomSettings, SettingsError, CIPHERSUITE,
+    EXPORT_LABEL, ROOM_SETTINGS_EXTENSION, SETTINGS_VERSION,
 };
 
 /// The openmls provider: RustCrypto for crypto and randomness, an in-memory map for
@@ -92,6 +93,16 @@ impl Engine {
             credential,
             persisted: HashMap::new(),
         }
+    }
+
+    /// Our identity key (the MLS signature key) as an account key.
+    pub fn account(&self) -> hearth_protocol::AccountKey {
+        let mut key = [0u8; 32];
+        let public = self.signer.public();
+        // An Ed25519 public key is 32 bytes; a shorter one would leave zeros, never panic.
+        let n = public.len().min(32);
+        key[..n].copy_from_slice(&public[..n]);
+        hearth_protocol::AccountKey(key)
     }
 
     /// An engine whose storage is loaded from `Table::Mls`.

@@ -198,3 +198,83 @@ impl Relay {
         self.running = Some(hearth_relay::start(config).await.unwrap());
     }
 }
+
+impl Relay {
+    /// Appends raw bytes to a room log as a commit, behind the clients' backs, without
+    /// rotating the capability (so members who refuse the commit keep access).
+    pub fn inject_commit(
+        &self,
+        room: hearth_protocol::RoomId,
+        author: hearth_protocol::AccountKey,
+        payload: Vec<u8>,
+    ) {
+        self.inject_commit_to(room, author, payload, None)
+    }
+
+    /// Appends raw bytes to a room log as a commit that rotates the capability to
+    /// `next` (as the relay does for any commit a member with the cap sends), or keeps
+    /// it (`None`).
+    pub fn inject_commit_to(
+        &self,
+        room: hearth_protocol::RoomId,
+        author: hearth_protocol::AccountKey,
+        payload: Vec<u8>,
+        next: Option<hearth_protocol::CapHash>,
+    ) {
+        use hearth_relay::store::WriteOp;
+        let store = self.running.as_ref().unwrap().relay().store().clone();
+        let record = store.room(&room).unwrap().unwrap();
+        let next = next.unwrap_or(record.current);
+        let results = store
+            .apply(vec![WriteOp::Append {
+                room,
+                cap_hash: record.current,
+                author,
+                payload,
+                next_cap_hash: Some(next),
+                now: 1,
+                quota: u64::MAX,
+            }])
+            .unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    /// The relay's metadata of a room log.
+    pub fn room_record(&self, room: hearth_protocol::RoomId) -> hearth_relay::store::RoomRecord {
+        let store = self.running.as_ref().unwrap().relay().store().clone();
+        store.room(&room).unwrap().unwrap()
+    }
+
+    /// Every entry of a room log the relay still stores.
+    pub fn stored_entries(&self, room: hearth_protocol::RoomId) -> Vec<hearth_protocol::Entry> {
+        let store = self.running.as_ref().unwrap().relay().store().clone();
+        store
+            .entries(
+                &room,
+                hearth_protocol::Seq(0),
+                hearth_protocol::Seq(u64::MAX),
+                u32::MAX,
+            )
+            .unwrap()
+    }
+
+    /// Runs the relay's retention sweep as if the clock read `now` (seconds since the
+    /// Unix epoch): the same store operation the relay's sweep loop applies.
+    pub fn sweep_at(&self, now: u64) {
+        use hearth_relay::store::WriteOp;
+        let running = self.running.as_ref().unwrap();
+        let store = running.relay().store().clone();
+        let results = store
+            .apply(vec![WriteOp::Sweep {
+                now,
+                retention_secs: running.relay().config().retention_secs,
+                max_deletions: 50_000,
+            }])
+            .unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+}

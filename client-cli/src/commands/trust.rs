@@ -1,0 +1,179 @@
+//! `hearth contacts`, `hearth verify NICK`, `hearth trust NICK`: the keys you know, and
+//! your decisions about them.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{bail, Context, Result};
+use hearth_core::contacts::{load_all, Contact, TrustState};
+use hearth_core::safety_number;
+use serde_json::json;
+
+use super::identity::qr;
+use crate::cli::GlobalArgs;
+use crate::output;
+use crate::session;
+
+/// Keys are pinned on first sight; said plainly wherever contacts are shown.
+const TOFU_NOTE: &str = "Keys are trusted the first time hearth sees them (trust on first use). \
+Only comparing safety numbers in person (`hearth verify NICK`) proves a key is really theirs.";
+
+/// The state as one word, for text and JSON.
+fn state_word(contact: &Contact) -> &'static str {
+    match contact.state {
+        TrustState::Trusted => "trusted",
+        TrustState::Verified => "verified",
+        TrustState::Changed { .. } => "changed",
+    }
+}
+
+/// `hearth contacts`: works offline, from the profile alone.
+pub fn contacts(global: &GlobalArgs) -> Result<()> {
+    let profile = session::open_profile(global)?;
+    let contacts = load_all(profile.store())?;
+    if global.json {
+        for c in &contacts {
+            println!(
+                "{}",
+                json!({
+                    "handle": c.handle.as_str(),
+                    "fingerprint": c.fingerprint.to_string(),
+                    "state": state_word(c),
+                    "verified": c.is_verified(),
+                    "first_seen": output::timestamp(c.first_seen),
+                })
+            );
+        }
+        return Ok(());
+    }
+    if contacts.is_empty() {
+        println!("No contacts yet: people are added when you first share a room with them.");
+    }
+    for c in &contacts {
+        let note = match c.state {
+            TrustState::Verified => "verified".to_string(),
+            TrustState::Trusted => "not verified (trusted on first use)".to_string(),
+            TrustState::Changed { .. } => format!(
+                "KEY CHANGED: compare safety numbers (hearth verify {0}) or accept it (hearth trust {0})",
+                c.handle
+            ),
+        };
+        println!("{:<16} {}  {note}", c.handle.as_str(), c.fingerprint);
+    }
+    println!();
+    println!("{TOFU_NOTE}");
+    Ok(())
+}
+
+/// `hearth verify NICK [--yes|--no]`: shows the safety number and records the answer.
+pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Result<()> {
+    let handle = session::parse_handle(nick)?;
+    let client = session::connect(global).await?;
+    let result = async {
+        if &handle == client.profile().handle() {
+            bail!(crate::error::UsageError(
+                "that is you: verify someone else, and show them `hearth fingerprint`".into()
+            ));
+        }
+        let Some(contact) = client.contact(&handle).await? else {
+            bail!("no user named {handle} on this relay: check the spelling (`hearth room members ROOM` lists handles)");
+        };
+        let number = safety_number(&client.profile().account(), &contact.account);
+        if !global.json {
+            if contact.is_changed() {
+                println!("!! {handle}'s identity key CHANGED since you first saw it. If they did not set up hearth again, someone may be impersonating them.");
+                println!();
+            }
+            println!("Safety number with {handle}:");
+            println!("  {number}");
+            println!();
+            print!("{}", qr(&number.digits()));
+            println!("{handle} sees the same number on their device (hearth verify {}). Compare them in person.", client.profile().handle());
+        }
+        let answer = match answer {
+            Some(answer) => Some(answer),
+            None if !global.json && std::io::stdin().is_terminal() => Some(ask_match()?),
+            None => None,
+        };
+        if let Some(matched) = answer {
+            client
+                .mark_verified(&handle, matched)
+                .await
+                .context("cannot store the answer")?;
+        }
+        let state = client
+            .contact(&handle)
+            .await?
+            .map(|c| state_word(&c))
+            .unwrap_or("unknown");
+        if global.json {
+            println!(
+                "{}",
+                json!({"handle": handle.as_str(), "safety_number": number.to_string(), "matched": answer, "state": state})
+            );
+            return Ok(());
+        }
+        match answer {
+            Some(true) => println!("Marked {handle} as verified."),
+            Some(false) => println!(
+                "Not verified. If the numbers really differ, do not trust messages from {handle} until you have found out why{}.",
+                if contact.is_changed() {
+                    "; sending to them stays blocked"
+                } else {
+                    ""
+                }
+            ),
+            None => println!(
+                "Nothing recorded: run `hearth verify {handle} --yes` (or --no) once you have compared."
+            ),
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    client.close().await;
+    result
+}
+
+/// Asks "Do the numbers match? [y/N]" on the terminal.
+fn ask_match() -> Result<bool> {
+    print!("Do the numbers match? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// `hearth trust NICK`: accepts the key someone presents now.
+pub async fn trust(global: &GlobalArgs, nick: &str) -> Result<()> {
+    let handle = session::parse_handle(nick)?;
+    let client = session::connect(global).await?;
+    let result = async {
+        let before = client.contact(&handle).await?;
+        let Some(before) = before else {
+            bail!("no user named {handle} on this relay: check the spelling");
+        };
+        client.trust(&handle).await?;
+        let after = client
+            .contact(&handle)
+            .await?
+            .context("the contact disappeared")?;
+        if global.json {
+            println!(
+                "{}",
+                json!({"handle": handle.as_str(), "fingerprint": after.fingerprint.to_string(), "state": state_word(&after), "was_changed": before.is_changed()})
+            );
+        } else if before.is_changed() {
+            println!("Accepted {handle}'s new key ({}). Sending to {handle} works again.", after.fingerprint);
+            println!("It is not verified: compare safety numbers in person with `hearth verify {handle}`.");
+        } else {
+            println!(
+                "{handle}'s key ({}) is already accepted ({}); nothing changed.",
+                after.fingerprint,
+                state_word(&after)
+            );
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    client.close().await;
+    result
+}
