@@ -139,10 +139,18 @@ impl Transcript {
         Some(warning)
     }
 
-    /// Checks a mark carried by a received message against the hash we computed at the
-    /// same seq. Marks for seqs we never saw (before we joined, or too old) are not
-    /// checked.
+    /// Checks a mark carried by a received message, after the message's own entry was
+    /// [observed](Self::observe), against the hash we computed at the same seq. Marks
+    /// for seqs before what we keep (before we joined, or too old) are not checked.
+    ///
+    /// A mark beyond [`Self::last`] is a fork too: the sender wrote its mark before its
+    /// message was logged, so with an honest relay it is always below the message's own
+    /// seq. Only a relay that renumbered the log (hiding entries from us without leaving
+    /// a gap) puts it ahead of our log.
     pub fn check_mark(&self, (seq, hash): (Seq, [u8; 32])) -> Option<ConsistencyWarning> {
+        if seq > self.last {
+            return Some(ConsistencyWarning::Fork { seq });
+        }
         match self.recent.get(&seq.0) {
             Some(ours) if *ours != hash => Some(ConsistencyWarning::Fork { seq }),
             _ => None,
@@ -216,8 +224,22 @@ mod tests {
             b.check_mark(a.mark()),
             Some(ConsistencyWarning::Fork { seq: Seq(1) })
         );
-        // Unknown seqs are not judged.
-        assert_eq!(b.check_mark((Seq(99), [1; 32])), None);
+        // Seqs too old to be kept are not judged.
+        let mut c = Transcript::starting_at(Seq(10), [7; 32]);
+        c.observe(Seq(11), EntryKind::Message, b"m");
+        assert_eq!(c.check_mark((Seq(3), [1; 32])), None);
+    }
+
+    #[test]
+    fn a_mark_ahead_of_our_log_is_a_fork() {
+        // The relay hid entries and renumbered: the sender saw seq 4, our log ends at 2.
+        let mut t = Transcript::new();
+        t.observe(Seq(1), EntryKind::Message, b"a");
+        t.observe(Seq(2), EntryKind::Message, b"d");
+        assert_eq!(
+            t.check_mark((Seq(4), [1; 32])),
+            Some(ConsistencyWarning::Fork { seq: Seq(4) })
+        );
     }
 
     #[test]

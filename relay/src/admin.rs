@@ -123,8 +123,30 @@ pub struct StatusReport {
     pub address: Option<String>,
     /// Store totals.
     pub store: StoreStats,
+    /// Space on the file system of the data dir (`None` if it cannot be read).
+    pub disk: Option<DiskSpace>,
     /// Live counters.
     pub metrics: Option<MetricsSnapshot>,
+}
+
+/// Space on the file system holding the data dir.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpace {
+    /// Bytes the relay (an unprivileged user) can still write.
+    pub free_bytes: u64,
+    /// Size of the file system.
+    pub total_bytes: u64,
+}
+
+impl DiskSpace {
+    /// The space on the file system holding `path`.
+    pub fn of(path: &Path) -> std::io::Result<DiskSpace> {
+        let stats = rustix::fs::statvfs(path)?;
+        Ok(DiskSpace {
+            free_bytes: stats.f_bavail.saturating_mul(stats.f_frsize),
+            total_bytes: stats.f_blocks.saturating_mul(stats.f_frsize),
+        })
+    }
 }
 
 /// Carries out `request` on `relay`.
@@ -204,6 +226,9 @@ async fn execute_inner(
             uptime_secs: running.then(|| relay.uptime().as_secs()),
             address: Some(address.to_string()),
             store: relay.store().stats()?,
+            disk: DiskSpace::of(&relay.config().data_dir)
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot read the disk space"))
+                .ok(),
             metrics: running.then(|| relay.metrics()),
         }),
         AdminRequest::Audit { limit } => AdminResponse::Audit(relay.store().audit(limit)?),

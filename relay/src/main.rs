@@ -1,5 +1,6 @@
 //! `hearth-relay`: run the relay, or manage it (invites, accounts, bans, status).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
@@ -24,7 +25,7 @@ use hearth_relay::config::{default_data_dir, RelayConfig};
     long_about,
     after_help = "Examples:\n  \
         hearth-relay --public-host pi.local          run the relay (first start prints an invite)\n  \
-        hearth-relay invite --uses 1 --expires 7d    one invite line per family member\n  \
+        hearth-relay invite --uses 1                 one invite line per family member (7 days)\n  \
         hearth-relay status                          is it running, what does it store"
 )]
 struct Cli {
@@ -57,9 +58,9 @@ enum Command {
         /// How many registrations the invite allows.
         #[arg(long, default_value_t = 1)]
         uses: u32,
-        /// Expire after this long, e.g. 24h, 7days.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        expires: Option<Duration>,
+        /// Expire after this long, e.g. 24h, 30days, or "never".
+        #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = parse_expiry)]
+        expires: Expiry,
     },
     /// List accounts: handle, key, created, last seen, storage used.
     Accounts,
@@ -96,6 +97,31 @@ enum Command {
     },
 }
 
+/// How long an invite stays valid; `None` is never expiring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Expiry(Option<Duration>);
+
+fn parse_expiry(text: &str) -> Result<Expiry, String> {
+    if text.trim().eq_ignore_ascii_case("never") {
+        return Ok(Expiry(None));
+    }
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Err("an invite needs a positive lifetime, or \"never\"".into()),
+        Ok(d) => Ok(Expiry(Some(d))),
+        Err(e) => Err(format!("{e}: use e.g. 24h, 7days or never")),
+    }
+}
+
+/// Prints a line of the running relay's banner. Nobody reading stdout (a closed pipe)
+/// must not stop the relay, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -119,7 +145,7 @@ fn load_config(cli: &Cli, write_default: bool) -> Result<RelayConfig> {
         hearth_relay::server::create_private_dir(&data)
             .with_context(|| format!("cannot create the data dir {}", data.display()))?;
         if RelayConfig::write_default_if_missing(&path)? {
-            println!("wrote a default config to {}", path.display());
+            say!("wrote a default config to {}", path.display());
         }
     }
     let mut config = RelayConfig::load(&path)?;
@@ -143,7 +169,7 @@ async fn run(cli: Cli) -> Result<()> {
     let request = match command {
         Command::Invite { uses, expires } => AdminRequest::Invite {
             uses: *uses,
-            expires_secs: expires.map(|d| d.as_secs().max(1)),
+            expires_secs: expires.0.map(|d| d.as_secs().max(1)),
         },
         Command::Accounts => AdminRequest::Accounts,
         Command::Ban { handle } => AdminRequest::Ban {
@@ -171,7 +197,15 @@ async fn run(cli: Cli) -> Result<()> {
             config.data_dir.display()
         )
     })?;
-    print_response(with_public_host(response, cli.public_host.as_deref()))
+    let response = with_public_host(response, cli.public_host.as_deref());
+    let mut out = std::io::stdout().lock();
+    match print_response(&mut out, response).and_then(|ok| out.flush().map(|()| ok)) {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(1),
+        // `hearth-relay status | head -1`: the reader has what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e).context("cannot write to stdout"),
+    }
 }
 
 fn parse_public_host(text: &str) -> Result<String, String> {
@@ -202,8 +236,8 @@ async fn serve(config: RelayConfig) -> Result<()> {
     let running = hearth_relay::start(config.clone())
         .await
         .with_context(|| format!("cannot start the relay on {}", config.listen))?;
-    println!("hearth relay listening on {}", running.local_addr());
-    println!("relay address: {}", running.address());
+    say!("hearth relay listening on {}", running.local_addr());
+    say!("relay address: {}", running.address());
     if first_start {
         let token = running
             .relay()
@@ -213,16 +247,14 @@ async fn serve(config: RelayConfig) -> Result<()> {
             relay: running.address(),
             token,
         };
-        println!("first admin invite (one use, 7 days): {invite}");
+        say!("first admin invite (one use, 7 days): {invite}");
     }
     if config.public_host.is_none() && config.listen.ip().is_unspecified() {
-        println!(
+        say!(
             "tip: pass --public-host HOST (e.g. pi.local) or set public_host in the config so addresses and invites name a host family members can reach"
         );
     }
-    println!("data: {}", running.data_dir().display());
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    say!("data: {}", running.data_dir().display());
     wait_for_signal().await?;
     tracing::info!("shutting down");
     running.shutdown().await?;
@@ -292,20 +324,26 @@ fn bytes(n: u64) -> String {
     }
 }
 
-fn print_response(response: AdminResponse) -> Result<()> {
+/// Prints an answer; `Ok(false)` when it was an error (already reported on stderr).
+fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Result<bool> {
     match response {
-        AdminResponse::Invite(line) => println!("{line}"),
+        AdminResponse::Invite(line) => writeln!(out, "{line}")?,
         AdminResponse::Accounts(accounts) => {
             if accounts.is_empty() {
-                println!("no accounts yet: mint an invite with `hearth-relay invite`");
+                writeln!(
+                    out,
+                    "no accounts yet: mint an invite with `hearth-relay invite`"
+                )?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "{:<20} {:<16} {:<20} {:<20} {:>10}  flags",
                     "handle", "key", "created", "last seen", "storage"
-                );
+                )?;
             }
             for a in accounts {
-                println!(
+                writeln!(
+                    out,
                     "{:<20} {:<16} {:<20} {:<20} {:>10}  {}{}",
                     a.handle.as_str(),
                     a.account.short(),
@@ -316,60 +354,75 @@ fn print_response(response: AdminResponse) -> Result<()> {
                     a.quota_bytes
                         .map(|q| format!("quota {}", bytes(q)))
                         .unwrap_or_default()
-                );
+                )?;
             }
         }
-        AdminResponse::Account(a) => println!(
+        AdminResponse::Account(a) => writeln!(
+            out,
             "{}: {}{}",
             a.handle,
             if a.banned { "banned" } else { "not banned" },
             a.quota_bytes
                 .map(|q| format!(", quota {}", bytes(q)))
                 .unwrap_or_default()
-        ),
+        )?,
         AdminResponse::Invites(invites) => {
             if invites.is_empty() {
-                println!("no invites");
+                writeln!(out, "no invites")?;
             }
             for i in invites {
-                println!(
+                writeln!(
+                    out,
                     "{}  uses left {}/{}  created {}  expires {}",
                     i.id(),
                     i.uses_left,
                     i.uses,
                     when(i.created),
                     i.expires.map(when).unwrap_or_else(|| "never".into())
-                );
+                )?;
             }
         }
-        AdminResponse::Revoked(n) => println!("revoked {n} invite(s)"),
+        AdminResponse::Revoked(n) => writeln!(out, "revoked {n} invite(s)")?,
         AdminResponse::Status(s) => {
             if s.running {
-                println!(
+                writeln!(
+                    out,
                     "running, up {}",
                     humantime::format_duration(Duration::from_secs(s.uptime_secs.unwrap_or(0)))
-                );
+                )?;
             } else {
-                println!("not running");
+                writeln!(out, "not running")?;
             }
             if let Some(address) = s.address {
-                println!("address:   {address}");
+                writeln!(out, "address:   {address}")?;
             }
-            println!("accounts:  {}", s.store.accounts);
-            println!("rooms:     {}", s.store.rooms);
-            println!(
+            writeln!(out, "accounts:  {}", s.store.accounts)?;
+            writeln!(out, "rooms:     {}", s.store.rooms)?;
+            writeln!(
+                out,
                 "stored:    {} room entries, {} inbox entries, {}",
                 s.store.entries,
                 s.store.inbox,
                 bytes(s.store.bytes)
-            );
-            println!("database:  {}", bytes(s.store.file_bytes));
+            )?;
+            writeln!(out, "database:  {}", bytes(s.store.file_bytes))?;
+            match s.disk {
+                Some(disk) => writeln!(
+                    out,
+                    "disk:      {} free of {}",
+                    bytes(disk.free_bytes),
+                    bytes(disk.total_bytes)
+                )?,
+                None => writeln!(out, "disk:      unknown")?,
+            }
             if let Some(m) = s.metrics {
-                println!(
+                writeln!(
+                    out,
                     "connections: {} open, {} since start, {} refused",
                     m.connections, m.connections_total, m.connections_refused
-                );
-                println!(
+                )?;
+                writeln!(
+                    out,
                     "refusals:  {} auth, {} too large, {} malformed, {} rate, {} quota, {} timeouts",
                     m.auth_failures,
                     m.too_large,
@@ -377,22 +430,23 @@ fn print_response(response: AdminResponse) -> Result<()> {
                     m.rate_limited,
                     m.quota_exceeded,
                     m.handshake_timeouts
-                );
+                )?;
             }
         }
         AdminResponse::Audit(records) => {
             if records.is_empty() {
-                println!("no suspicious events recorded");
+                writeln!(out, "no suspicious events recorded")?;
             }
             for r in records {
-                println!(
+                writeln!(
+                    out,
                     "{}  {:<18} ip {:<16} account {:<16} {}",
                     when(r.time),
                     r.kind,
                     r.ip.as_deref().unwrap_or("-"),
                     r.account.as_deref().unwrap_or("-"),
                     r.detail
-                );
+                )?;
             }
         }
         AdminResponse::Error(message) => {
@@ -402,8 +456,8 @@ fn print_response(response: AdminResponse) -> Result<()> {
                 ""
             };
             eprintln!("error: {message}{hint}");
-            std::process::exit(1);
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }

@@ -162,6 +162,97 @@ async fn connections_per_ip_are_limited() {
     relay.shutdown().await.unwrap();
 }
 
+/// A burst of failed authentications from one address: each is audited, the address is
+/// blocked once there are [`BLOCK_AFTER_FAILURES`], the block itself is audited, and the
+/// owner sees it all with `hearth-relay audit` whether the relay runs or not.
+#[tokio::test]
+async fn failed_authentications_are_audited_and_block_the_address() {
+    use hearth_relay::admin::{self, AdminRequest, AdminResponse};
+    use hearth_relay::service::{BLOCK_AFTER_FAILURES, MAX_AUTH_FAILURES};
+    use hearth_relay::store::AuditRecord;
+
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let address = relay.address();
+    let config = relay.relay().config().clone();
+    let (_alice_conn, alice) = new_account(&relay, "alice").await;
+
+    // Someone tries alice's account with forged signatures; the relay closes each
+    // connection after a few failures, so the burst takes several connections.
+    let mut failures = 0;
+    while failures < BLOCK_AFTER_FAILURES {
+        let mut c = Client::connect(&address).await;
+        for _ in 0..MAX_AUTH_FAILURES.min(BLOCK_AFTER_FAILURES - failures) {
+            let result = c
+                .request(Request::Auth {
+                    account: alice.account(),
+                    signature: hearth_protocol::Signature([7; 64]),
+                })
+                .await;
+            assert_eq!(result.unwrap_err().code, ErrorCode::AuthFailed);
+            failures += 1;
+        }
+        c.until_closed().await;
+    }
+    assert!(
+        try_connect_raw(&address).await.is_none(),
+        "the address is blocked"
+    );
+    let metrics = relay.relay().metrics();
+    assert_eq!(metrics.auth_failures, u64::from(BLOCK_AFTER_FAILURES));
+    assert!(metrics.connections_refused >= 1, "{metrics:?}");
+
+    // Audit records are written in the background, in order with every other write: an
+    // acknowledged write (this invite) means the earlier records are on disk.
+    let invite = admin::request(
+        &config,
+        AdminRequest::Invite {
+            uses: 1,
+            expires_secs: Some(60),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(invite, AdminResponse::Invite(_)), "{invite:?}");
+
+    let check = |records: Vec<AuditRecord>| {
+        let failed: Vec<_> = records.iter().filter(|r| r.kind == "auth-failed").collect();
+        assert_eq!(failed.len(), BLOCK_AFTER_FAILURES as usize, "{records:#?}");
+        for r in &failed {
+            assert_eq!(r.ip.as_deref(), Some("127.0.0.1"));
+            assert_eq!(r.account, Some(alice.account().short()));
+            assert_eq!(r.detail, "AuthFailed");
+        }
+        let blocked: Vec<_> = records.iter().filter(|r| r.kind == "ip-blocked").collect();
+        assert_eq!(blocked.len(), 1, "audited once per block: {records:#?}");
+        assert_eq!(blocked[0].ip.as_deref(), Some("127.0.0.1"));
+        assert!(
+            blocked[0]
+                .detail
+                .starts_with(&format!("{BLOCK_AFTER_FAILURES} failed authentications")),
+            "{}",
+            blocked[0].detail
+        );
+    };
+    let audit = |response: AdminResponse| match response {
+        AdminResponse::Audit(records) => records,
+        other => panic!("{other:?}"),
+    };
+    let limit = 2 * BLOCK_AFTER_FAILURES;
+    check(audit(
+        admin::request(&config, AdminRequest::Audit { limit })
+            .await
+            .unwrap(),
+    ));
+
+    // The same from the store when the relay is stopped.
+    relay.shutdown().await.unwrap();
+    check(audit(
+        admin::offline(&config, AdminRequest::Audit { limit })
+            .await
+            .unwrap(),
+    ));
+}
+
 /// The relay binary, its printed address and first invite.
 struct Spawned {
     child: std::process::Child,

@@ -37,6 +37,8 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Failed authentications on one connection before it is closed.
+pub const MAX_AUTH_FAILURES: u32 = 5;
 /// Failed authentications from one IP within [`BLOCK_WINDOW`] that block it.
 pub const BLOCK_AFTER_FAILURES: u32 = 20;
 /// The window for counting failures, and how long a block lasts.
@@ -274,17 +276,33 @@ impl Shared {
     }
 
     /// Counts an authentication failure from `ip`; returns whether it is now blocked.
+    /// The failure that starts a block is logged and audited (once per block).
     pub(crate) fn auth_failed(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (_, since)| now.saturating_duration_since(*since) < BLOCK_WINDOW);
+        let count = {
+            let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 10_000 {
+                map.retain(|_, (_, since)| now.saturating_duration_since(*since) < BLOCK_WINDOW);
+            }
+            let slot = map.entry(ip).or_insert((0, now));
+            if now.saturating_duration_since(slot.1) >= BLOCK_WINDOW {
+                *slot = (0, now);
+            }
+            slot.0 += 1;
+            slot.0
+        };
+        if count == BLOCK_AFTER_FAILURES {
+            let window = BLOCK_WINDOW.as_secs();
+            tracing::warn!(peer = %ip, failures = count, "address blocked after failed authentications");
+            self.audit(
+                "ip-blocked",
+                Some(ip),
+                None,
+                &format!(
+                    "{count} failed authentications within {window} s; new connections refused for up to {window} s"
+                ),
+            );
         }
-        let slot = map.entry(ip).or_insert((0, now));
-        if now.saturating_duration_since(slot.1) >= BLOCK_WINDOW {
-            *slot = (0, now);
-        }
-        slot.0 += 1;
-        slot.0 >= BLOCK_AFTER_FAILURES
+        count >= BLOCK_AFTER_FAILURES
     }
 
     pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {

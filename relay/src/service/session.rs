@@ -20,13 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::hub::SubscriptionHandle;
 use super::metrics::Metrics;
 use super::writer::internal;
-use super::{unix_now, Shared};
+use super::{unix_now, Shared, MAX_AUTH_FAILURES};
 use crate::store::{AccountRecord, Applied, ListingRecord, OpResult, StoreError, WriteOp};
 
 /// Events buffered per connection before live pushes fall back to catching up.
 const EVENT_QUEUE: usize = 1024;
-/// Failed authentications on one connection before it is closed.
-const MAX_AUTH_FAILURES: u32 = 5;
 
 /// The answer to a request: at once, or after a durable commit.
 pub enum Reply {

@@ -1,0 +1,378 @@
+//! Transcript consistency (DESIGN 7) against a real relay (QUIC on 127.0.0.1:0) that
+//! misbehaves towards one member.
+//!
+//! The relay itself is honest; bob's connection goes through a [`TamperingConnector`]
+//! that rewrites what the relay tells him about room logs, exactly what a compromised
+//! relay could send: it hides one entry of the log (by its real seq) from the `Entries`
+//! pushes and the `Read` answers bob gets, and, when asked to, also renumbers every later
+//! entry one down (translating the seqs bob sends in `Read`/`Subscribe` back and the
+//! seqs of `Appended`/`SubscriptionEnded`/`last` forward) so that bob's log looks
+//! contiguous. MLS does not see seqs, so every entry bob does get still decrypts.
+//!
+//! - Dropping an entry without renumbering leaves a hole in the seqs: a gap.
+//! - Dropping and renumbering gives bob a history different from alice's with no hole:
+//!   only the (seq, hash) mark each message carries reveals it, as a fork, on both sides.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{h, Relay, User, PASS};
+use hearth_core::transport::quic::QuicConnector;
+use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
+use hearth_core::{Client, ClientEvent, ConsistencyWarning, Profile};
+use hearth_protocol::{Entry, Event, Request, Response, RoomId, Seq, WireError};
+use tokio::sync::mpsc;
+
+/// What bob is shown of every room log: the real log minus the hidden entries, with
+/// later seqs moved down past them when `renumber` is set.
+struct View {
+    /// Real seqs of the hidden entries, ascending.
+    hidden: Mutex<Vec<u64>>,
+    renumber: bool,
+    /// How many entries were actually withheld (pushes and reads).
+    withheld: AtomicU64,
+}
+
+impl View {
+    fn new(renumber: bool) -> Arc<View> {
+        Arc::new(View {
+            hidden: Mutex::new(Vec::new()),
+            renumber,
+            withheld: AtomicU64::new(0),
+        })
+    }
+
+    /// From now on, the entry at real seq `seq` is never shown.
+    fn hide(&self, seq: Seq) {
+        let mut hidden = self.hidden.lock().unwrap();
+        hidden.push(seq.0);
+        hidden.sort_unstable();
+    }
+
+    fn hidden(&self) -> Vec<u64> {
+        self.hidden.lock().unwrap().clone()
+    }
+
+    /// A real seq as bob sees it (seqs of hidden entries map to the next shown one).
+    fn shown(&self, real: Seq) -> Seq {
+        if !self.renumber {
+            return real;
+        }
+        let below = self.hidden().iter().filter(|h| **h < real.0).count() as u64;
+        Seq(real.0 - below)
+    }
+
+    /// The latest real seq at or before `real` as bob sees it (for "last").
+    fn shown_last(&self, real: Seq) -> Seq {
+        if !self.renumber {
+            return real;
+        }
+        let upto = self.hidden().iter().filter(|h| **h <= real.0).count() as u64;
+        Seq(real.0 - upto)
+    }
+
+    /// The real seq of the entry bob calls `shown`.
+    fn real(&self, shown: Seq) -> Seq {
+        if !self.renumber {
+            return shown;
+        }
+        let mut real = shown.0;
+        for h in self.hidden() {
+            if h <= real {
+                real += 1;
+            }
+        }
+        Seq(real)
+    }
+
+    fn entries(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        let hidden = self.hidden();
+        entries
+            .into_iter()
+            .filter(|e| {
+                let keep = !hidden.contains(&e.seq.0);
+                if !keep {
+                    self.withheld.fetch_add(1, Ordering::SeqCst);
+                }
+                keep
+            })
+            .map(|e| Entry {
+                seq: self.shown(e.seq),
+                ..e
+            })
+            .collect()
+    }
+
+    fn request(&self, request: Request) -> Request {
+        match request {
+            Request::Read {
+                room,
+                cap,
+                from,
+                limit,
+            } => Request::Read {
+                room,
+                cap,
+                from: self.real(from),
+                limit,
+            },
+            Request::Subscribe { room, cap, from } => Request::Subscribe {
+                room,
+                cap,
+                from: self.real(from),
+            },
+            other => other,
+        }
+    }
+
+    fn response(&self, response: Response) -> Response {
+        match response {
+            Response::Entries { entries, last } => Response::Entries {
+                entries: self.entries(entries),
+                last: self.shown_last(last),
+            },
+            Response::Appended { seq } => Response::Appended {
+                seq: self.shown(seq),
+            },
+            other => other,
+        }
+    }
+
+    /// A pushed event as bob gets it; a push left empty is not sent at all.
+    fn event(&self, event: Event) -> Option<Event> {
+        match event {
+            Event::Entries { room, entries } => {
+                let entries = self.entries(entries);
+                (!entries.is_empty()).then_some(Event::Entries { room, entries })
+            }
+            Event::SubscriptionEnded { room, next } => Some(Event::SubscriptionEnded {
+                room,
+                next: self.shown(next),
+            }),
+            other => Some(other),
+        }
+    }
+}
+
+/// A relay connection whose room logs are rewritten by a [`View`].
+struct TamperingConnector {
+    inner: QuicConnector,
+    view: Arc<View>,
+}
+
+struct TamperingLink {
+    inner: Arc<dyn Link>,
+    view: Arc<View>,
+}
+
+impl Link for TamperingLink {
+    fn call(
+        &self,
+        request: Request,
+    ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>> {
+        Box::pin(async move {
+            let request = self.view.request(request);
+            let answer = self.inner.call(request).await?;
+            Ok(answer.map(|response| self.view.response(response)))
+        })
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Connector for TamperingConnector {
+    fn connect(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
+        Box::pin(async move {
+            let mut conn = self.inner.connect().await?;
+            conn.link = Arc::new(TamperingLink {
+                inner: conn.link,
+                view: self.view.clone(),
+            });
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut real = std::mem::replace(&mut conn.events, rx);
+            let view = self.view.clone();
+            // Ends (closing bob's stream) when the real connection's stream ends.
+            tokio::spawn(async move {
+                while let Some(event) = real.recv().await {
+                    if let Some(event) = view.event(event) {
+                        if tx.send(event).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+            Ok(conn)
+        })
+    }
+
+    fn address(&self) -> String {
+        self.inner.address()
+    }
+}
+
+/// Registers `handle` with every connection going through `view`.
+async fn user_through(relay: &Relay, handle: &str, view: Arc<View>) -> User {
+    let dir = relay.profile_dir(handle);
+    let profile = Profile::create(&dir, PASS, h(handle), relay.address()).unwrap();
+    let connector = Arc::new(TamperingConnector {
+        inner: QuicConnector::new(relay.address()),
+        view,
+    });
+    let client = Client::register_with(profile, Some(relay.invite().token), connector)
+        .await
+        .unwrap();
+    let events = client.events();
+    User {
+        client: Some(client),
+        events,
+        dir,
+    }
+}
+
+/// Collects events until (and including) the first that matches `pred`.
+async fn events_until(
+    user: &mut User,
+    what: &str,
+    mut pred: impl FnMut(&ClientEvent) -> bool,
+) -> Vec<ClientEvent> {
+    let mut seen = Vec::new();
+    user.wait_for(what, |e| {
+        seen.push(e.clone());
+        pred(e)
+    })
+    .await;
+    seen
+}
+
+fn is_text(e: &ClientEvent, text: &str) -> bool {
+    matches!(e, ClientEvent::Message(m) if m.text == text)
+}
+
+fn warnings(events: &[ClientEvent]) -> Vec<ConsistencyWarning> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Consistency { warning, .. } => Some(warning.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// alice creates a room with bob (who is behind `view`) and both see "one".
+async fn room_with_bob(view: Arc<View>) -> (Relay, User, User, RoomId, Seq) {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = user_through(&relay, "bob", view).await;
+    let room = alice.c().create_room("Family").await.unwrap();
+    alice.c().invite(room, &h("bob")).await.unwrap();
+    bob.wait_for("invitation", |e| matches!(e, ClientEvent::Invited(_)))
+        .await;
+    bob.c().accept_invitation(room).await.unwrap();
+    let one = alice.c().send_text(room, "one").await.unwrap();
+    let seen = events_until(&mut bob, "one", |e| is_text(e, "one")).await;
+    assert_eq!(warnings(&seen), [], "an honest relay raises nothing");
+    (relay, alice, bob, room, one)
+}
+
+/// The relay drops alice's second message for bob: bob is told about the hole, and the
+/// room keeps working both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_entry_is_a_gap() {
+    let view = View::new(false);
+    let (relay, mut alice, mut bob, room, one) = room_with_bob(view.clone()).await;
+
+    view.hide(one.next());
+    let two = alice.c().send_text(room, "two").await.unwrap();
+    assert_eq!(two, one.next(), "nobody else wrote to the room");
+    let three = alice.c().send_text(room, "three").await.unwrap();
+
+    let seen = events_until(&mut bob, "three", |e| is_text(e, "three")).await;
+    assert_eq!(
+        warnings(&seen),
+        [ConsistencyWarning::Gap {
+            expected: two,
+            got: three
+        }]
+    );
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            ClientEvent::Consistency { room: r, .. } if *r == room
+        )),
+        "the warning names the room"
+    );
+    assert!(view.withheld.load(Ordering::SeqCst) >= 1);
+    assert_eq!(bob.texts(room).await, ["one", "three"]);
+    assert_eq!(
+        relay.room_record(room).head,
+        three.0,
+        "the relay stored all"
+    );
+
+    // The room keeps working. bob's hash from `three` on lacks "two", so the marks of
+    // later messages disagree too: each side sees a fork at the other's last seq.
+    bob.c().send_text(room, "four").await.unwrap();
+    let seen = events_until(&mut alice, "four", |e| is_text(e, "four")).await;
+    assert_eq!(warnings(&seen), [ConsistencyWarning::Fork { seq: three }]);
+    alice.c().send_text(room, "five").await.unwrap();
+    bob.wait_text("five").await;
+    assert_eq!(bob.texts(room).await, ["one", "three", "four", "five"]);
+    assert_eq!(
+        alice.texts(room).await,
+        ["one", "two", "three", "four", "five"]
+    );
+}
+
+/// The relay drops alice's second message for bob and renumbers the rest, so bob's log
+/// has no hole: alice and bob have different histories at the same seqs. alice's next
+/// message carries her hash at the seq bob now uses for it, and bob's first message
+/// afterwards carries his: both detect the fork, and nobody sees a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renumbered_history_is_a_fork() {
+    let view = View::new(true);
+    let (relay, mut alice, mut bob, room, one) = room_with_bob(view.clone()).await;
+
+    view.hide(one.next());
+    let two = alice.c().send_text(room, "two").await.unwrap();
+    assert_eq!(two, one.next(), "nobody else wrote to the room");
+    let three = alice.c().send_text(room, "three").await.unwrap();
+
+    // bob gets "three" at seq `two`; its mark is alice's hash at `two` (after "two").
+    let seen = events_until(&mut bob, "three", |e| is_text(e, "three")).await;
+    assert_eq!(warnings(&seen), [ConsistencyWarning::Fork { seq: two }]);
+    assert_eq!(bob.texts(room).await, ["one", "three"]);
+    let at_bob = bob.c().rooms().await.unwrap();
+    assert_eq!(at_bob[0].last_seq, two, "bob's log looks contiguous");
+    assert_eq!(relay.room_record(room).head, three.0);
+
+    // bob's message carries his hash at `two` (after "three"): alice sees the fork too.
+    let four = bob.c().send_text(room, "four").await.unwrap();
+    assert_eq!(four, three, "bob is told the renumbered seq");
+    let seen = events_until(&mut alice, "four", |e| is_text(e, "four")).await;
+    assert_eq!(warnings(&seen), [ConsistencyWarning::Fork { seq: two }]);
+    assert_eq!(alice.texts(room).await, ["one", "two", "three", "four"]);
+}
+
+/// Hiding two entries and renumbering puts alice's mark beyond anything bob has seen at
+/// that point of his log: a sender cannot have seen more of the log than the entry that
+/// carries its message, so that too is a fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_from_the_future_is_a_fork() {
+    let view = View::new(true);
+    let (_relay, alice, mut bob, room, one) = room_with_bob(view.clone()).await;
+
+    view.hide(one.next());
+    view.hide(one.next().next());
+    alice.c().send_text(room, "two").await.unwrap();
+    let three = alice.c().send_text(room, "three").await.unwrap();
+    alice.c().send_text(room, "four").await.unwrap();
+
+    // bob gets "four" at seq `two`; its mark is alice's (three, hash).
+    let seen = events_until(&mut bob, "four", |e| is_text(e, "four")).await;
+    assert_eq!(warnings(&seen), [ConsistencyWarning::Fork { seq: three }]);
+    assert_eq!(bob.texts(room).await, ["one", "four"]);
+}

@@ -1,0 +1,164 @@
+//! Accounts and the key directory: registration with invites, KeyPackage stock.
+
+use super::*;
+
+impl Tx<'_> {
+    pub(super) fn register(
+        &mut self,
+        account: AccountKey,
+        handle: Handle,
+        invite: Option<[u8; 32]>,
+        open: bool,
+        now: u64,
+    ) -> Result<OpResult, StoreError> {
+        let mut invite_record = None;
+        match invite {
+            None if !open => {
+                return Ok(Err(err(
+                    ErrorCode::InviteRequired,
+                    "this relay needs an invite to register",
+                )))
+            }
+            None => {}
+            Some(hash) => {
+                let Some(v) = self.invites.get(hash.as_slice())? else {
+                    return Ok(Err(err(
+                        ErrorCode::InviteInvalid,
+                        "unknown or revoked invite",
+                    )));
+                };
+                let record: InviteRecord = decode(v.value())?;
+                if record.expires.is_some_and(|t| t <= now) {
+                    return Ok(Err(err(ErrorCode::InviteExpired, "the invite has expired")));
+                }
+                if record.uses_left == 0 {
+                    return Ok(Err(err(ErrorCode::InviteSpent, "the invite is used up")));
+                }
+                invite_record = Some(record);
+            }
+        }
+        if self.account(&account)?.is_some() {
+            return Ok(Err(err(
+                ErrorCode::AlreadyRegistered,
+                "this key is already registered",
+            )));
+        }
+        if self.handles.get(handle.as_str())?.is_some() {
+            return Ok(Err(err(ErrorCode::HandleTaken, "the handle is taken")));
+        }
+        if let Some(mut record) = invite_record {
+            record.uses_left -= 1;
+            self.invites
+                .insert(record.hash.as_slice(), encode(&record)?.as_slice())?;
+        }
+        let record = AccountRecord {
+            account,
+            handle: handle.clone(),
+            created: now,
+            last_seen: now,
+            banned: false,
+            used_bytes: 0,
+            quota_bytes: None,
+            next_inbox_id: 0,
+            next_key_package_id: 0,
+        };
+        self.put_account(&record)?;
+        self.handles.insert(handle.as_str(), account.0.as_slice())?;
+        Ok(Ok(Applied::Account(record)))
+    }
+
+    pub(super) fn stock(&self, account: &AccountKey) -> Result<(u32, bool), StoreError> {
+        stock_of(&self.key_packages, &self.last_resort, account)
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        account: AccountKey,
+        packages: Vec<Vec<u8>>,
+        last_resort: Option<Vec<u8>>,
+        quota: u64,
+    ) -> Result<OpResult, StoreError> {
+        let mut bytes: u64 = packages.iter().map(|p| p.len() as u64).sum();
+        let old_last = match self.last_resort.get(account.0.as_slice())? {
+            Some(v) => v.value().len() as u64,
+            None => 0,
+        };
+        if let Some(l) = &last_resort {
+            bytes += l.len() as u64;
+        }
+        if let Err(e) = self.charge(&account, bytes, quota)? {
+            return Ok(Err(e));
+        }
+        let Some(mut record) = self.account(&account)? else {
+            return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+        };
+        for package in packages {
+            record.next_key_package_id += 1;
+            self.key_packages.insert(
+                key2(&account.0, record.next_key_package_id).as_slice(),
+                package.as_slice(),
+            )?;
+        }
+        if let Some(l) = last_resort {
+            self.last_resort
+                .insert(account.0.as_slice(), l.as_slice())?;
+            record.used_bytes = record.used_bytes.saturating_sub(old_last);
+        }
+        self.put_account(&record)?;
+        let (available, last_resort) = self.stock(&account)?;
+        Ok(Ok(Applied::Stock {
+            available,
+            last_resort,
+        }))
+    }
+
+    pub(super) fn take_key_package(&mut self, handle: Handle) -> Result<OpResult, StoreError> {
+        let Some(mut record) = self.by_handle(&handle)? else {
+            return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+        };
+        let account = record.account;
+        let lo = key2(&account.0, 0);
+        let hi = key2(&account.0, u64::MAX);
+        let first = match self
+            .key_packages
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            .next()
+        {
+            Some(item) => {
+                let (k, v) = item?;
+                Some((k.value().to_vec(), v.value().to_vec()))
+            }
+            None => None,
+        };
+        if let Some((k, package)) = first {
+            self.key_packages.remove(k.as_slice())?;
+            record.used_bytes = record.used_bytes.saturating_sub(package.len() as u64);
+            self.put_account(&record)?;
+            return Ok(Ok(Applied::KeyPackage { account, package }));
+        }
+        match self.last_resort.get(account.0.as_slice())? {
+            Some(v) => Ok(Ok(Applied::KeyPackage {
+                account,
+                package: v.value().to_vec(),
+            })),
+            None => Ok(Err(err(
+                ErrorCode::NoKeyPackage,
+                "the account has no KeyPackage left",
+            ))),
+        }
+    }
+}
+
+pub(super) fn stock_of(
+    key_packages: &impl ReadableTable<Bytes, Bytes>,
+    last_resort: &impl ReadableTable<Bytes, Bytes>,
+    account: &AccountKey,
+) -> Result<(u32, bool), StoreError> {
+    let lo = key2(&account.0, 0);
+    let hi = key2(&account.0, u64::MAX);
+    let available = key_packages
+        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+        .count();
+    let has_last = last_resort.get(account.0.as_slice())?.is_some();
+    Ok((u32::try_from(available).unwrap_or(u32::MAX), has_last))
+}

@@ -1,0 +1,514 @@
+//! [`Store`] on redb: one file, every commit fsynced, batches applied in one transaction.
+//!
+//! This module holds the tables, the encoding helpers, opening the database and
+//! [`Tx::apply`], which dispatches a [`WriteOp`] inside one write transaction. The
+//! operations themselves are grouped by concern:
+//!
+//! - `accounts`: registration, KeyPackages;
+//! - `rooms`: appending to room logs under capabilities;
+//! - `listings`: the public room directory;
+//! - `sweep`: retention and expiry;
+//! - `reads`: [`Store`] itself: the batch entry point and every read.
+
+mod accounts;
+mod listings;
+mod reads;
+mod rooms;
+mod sweep;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use hearth_protocol::{
+    AccountKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, RoomId, Seq, WireError,
+};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use super::{
+    forbidden, not_listed, stale, stale_listing, unknown_room, Access, AccountRecord, Applied,
+    AuditRecord, InviteRecord, ListingRecord, OpResult, RoomRecord, Store, StoreError, StoreStats,
+    WriteOp, AUDIT_RING,
+};
+
+type Bytes = &'static [u8];
+const ACCOUNTS: TableDefinition<Bytes, Bytes> = TableDefinition::new("accounts");
+const HANDLES: TableDefinition<&str, Bytes> = TableDefinition::new("handles");
+const INVITES: TableDefinition<Bytes, Bytes> = TableDefinition::new("invites");
+const KEY_PACKAGES: TableDefinition<Bytes, Bytes> = TableDefinition::new("key_packages");
+const LAST_RESORT: TableDefinition<Bytes, Bytes> = TableDefinition::new("last_resort");
+const INBOX: TableDefinition<Bytes, Bytes> = TableDefinition::new("inbox");
+const ROOMS: TableDefinition<Bytes, Bytes> = TableDefinition::new("rooms");
+const EPOCHS: TableDefinition<Bytes, u64> = TableDefinition::new("epochs");
+const ENTRIES: TableDefinition<Bytes, Bytes> = TableDefinition::new("entries");
+const AUDIT: TableDefinition<u64, Bytes> = TableDefinition::new("audit");
+/// The directory of public rooms: room id -> [`ListingRecord`].
+const LISTINGS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listings");
+/// Each room's epoch index (commits so far). Rooms from before this table existed are
+/// counted from `epochs` on first use.
+const COMMITS: TableDefinition<Bytes, u64> = TableDefinition::new("commits");
+
+/// A room entry as stored: the author is kept only to refund quota when it expires.
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    kind: EntryKind,
+    time: u64,
+    author: AccountKey,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+}
+
+/// An inbox entry as stored: the depositor is kept only to refund quota.
+#[derive(Serialize, Deserialize)]
+struct StoredInbox {
+    time: u64,
+    from: AccountKey,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn key2(a: &[u8], n: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(a.len() + 8);
+    key.extend_from_slice(a);
+    key.extend_from_slice(&n.to_be_bytes());
+    key
+}
+
+fn epoch_key(room: &RoomId, cap: &CapHash) -> [u8; 48] {
+    let mut key = [0u8; 48];
+    key[..16].copy_from_slice(&room.0);
+    key[16..].copy_from_slice(&cap.0);
+    key
+}
+
+fn tail_u64(key: &[u8]) -> u64 {
+    let mut n = [0u8; 8];
+    if key.len() >= 8 {
+        n.copy_from_slice(&key[key.len() - 8..]);
+    }
+    u64::from_be_bytes(n)
+}
+
+fn err(code: ErrorCode, message: &str) -> WireError {
+    WireError::new(code, message)
+}
+
+/// The relay's store on a redb database.
+pub struct RedbStore {
+    db: Database,
+    path: Option<std::path::PathBuf>,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database file at `path`, mode 0600.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        set_private(path)?;
+        let store = Self {
+            db,
+            path: Some(path.to_path_buf()),
+        };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    /// A store kept in memory only (for unit tests of code built on the relay).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        let store = Self { db, path: None };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    fn create_tables(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            txn.open_table(ACCOUNTS)?;
+            txn.open_table(HANDLES)?;
+            txn.open_table(INVITES)?;
+            txn.open_table(KEY_PACKAGES)?;
+            txn.open_table(LAST_RESORT)?;
+            txn.open_table(INBOX)?;
+            txn.open_table(ROOMS)?;
+            txn.open_table(EPOCHS)?;
+            txn.open_table(ENTRIES)?;
+            txn.open_table(AUDIT)?;
+            txn.open_table(LISTINGS)?;
+            txn.open_table(COMMITS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn set_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn set_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// The tables of one write transaction.
+struct Tx<'t> {
+    accounts: Table<'t, Bytes, Bytes>,
+    handles: Table<'t, &'static str, Bytes>,
+    invites: Table<'t, Bytes, Bytes>,
+    key_packages: Table<'t, Bytes, Bytes>,
+    last_resort: Table<'t, Bytes, Bytes>,
+    inbox: Table<'t, Bytes, Bytes>,
+    rooms: Table<'t, Bytes, Bytes>,
+    epochs: Table<'t, Bytes, u64>,
+    entries: Table<'t, Bytes, Bytes>,
+    audit: Table<'t, u64, Bytes>,
+    listings: Table<'t, Bytes, Bytes>,
+    commits: Table<'t, Bytes, u64>,
+}
+
+/// The number of commits a room has had: its counter, or for a room from before the
+/// counter existed, the number of ended epochs.
+fn epoch_index_of(
+    commits: &impl ReadableTable<Bytes, u64>,
+    epochs: &impl ReadableTable<Bytes, u64>,
+    room: &RoomId,
+) -> Result<u64, StoreError> {
+    if let Some(n) = commits.get(room.0.as_slice())? {
+        return Ok(n.value());
+    }
+    let lo = epoch_key(room, &CapHash([0; 32]));
+    let hi = epoch_key(room, &CapHash([0xff; 32]));
+    Ok(epochs
+        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+        .count() as u64)
+}
+
+impl Tx<'_> {
+    fn account(&self, key: &AccountKey) -> Result<Option<AccountRecord>, StoreError> {
+        match self.accounts.get(key.0.as_slice())? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_account(&mut self, record: &AccountRecord) -> Result<(), StoreError> {
+        self.accounts
+            .insert(record.account.0.as_slice(), encode(record)?.as_slice())?;
+        Ok(())
+    }
+
+    fn by_handle(&self, handle: &Handle) -> Result<Option<AccountRecord>, StoreError> {
+        let key = match self.handles.get(handle.as_str())? {
+            Some(v) => v.value().to_vec(),
+            None => return Ok(None),
+        };
+        match self.accounts.get(key.as_slice())? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        match self.rooms.get(room.0.as_slice())? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_room(&mut self, room: &RoomId, record: &RoomRecord) -> Result<(), StoreError> {
+        self.rooms
+            .insert(room.0.as_slice(), encode(record)?.as_slice())?;
+        Ok(())
+    }
+
+    fn access(
+        &self,
+        room: &RoomId,
+        record: &RoomRecord,
+        cap: &CapHash,
+    ) -> Result<Result<Access, WireError>, StoreError> {
+        if record.current == *cap {
+            return Ok(Ok(Access::Current));
+        }
+        Ok(match self.epochs.get(epoch_key(room, cap).as_slice())? {
+            Some(end) => Ok(Access::Ended {
+                end: Seq(end.value()),
+            }),
+            None => Err(forbidden()),
+        })
+    }
+
+    /// Charges `bytes` to `account` if its quota allows.
+    fn charge(
+        &mut self,
+        account: &AccountKey,
+        bytes: u64,
+        default_quota: u64,
+    ) -> Result<Result<(), WireError>, StoreError> {
+        let Some(mut record) = self.account(account)? else {
+            return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+        };
+        let quota = record.quota_bytes.unwrap_or(default_quota);
+        if record.used_bytes.saturating_add(bytes) > quota {
+            return Ok(Err(err(
+                ErrorCode::QuotaExceeded,
+                "the account's storage quota is used up",
+            )));
+        }
+        record.used_bytes += bytes;
+        self.put_account(&record)?;
+        Ok(Ok(()))
+    }
+
+    fn refund(&mut self, refunds: HashMap<AccountKey, u64>) -> Result<(), StoreError> {
+        for (account, bytes) in refunds {
+            if let Some(mut record) = self.account(&account)? {
+                record.used_bytes = record.used_bytes.saturating_sub(bytes);
+                self.put_account(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: WriteOp) -> Result<OpResult, StoreError> {
+        match op {
+            WriteOp::Register {
+                account,
+                handle,
+                invite,
+                open,
+                now,
+            } => self.register(account, handle, invite, open, now),
+            WriteOp::Authenticate { account, now } => {
+                let Some(mut record) = self.account(&account)? else {
+                    return Ok(Err(err(ErrorCode::AuthFailed, "unknown account key")));
+                };
+                if record.banned {
+                    return Ok(Err(err(ErrorCode::Banned, "this account is banned here")));
+                }
+                record.last_seen = now;
+                self.put_account(&record)?;
+                Ok(Ok(Applied::Account(record)))
+            }
+            WriteOp::MintInvite { invite } => {
+                self.invites
+                    .insert(invite.hash.as_slice(), encode(&invite)?.as_slice())?;
+                Ok(Ok(Applied::Done))
+            }
+            WriteOp::RevokeInvites { prefix } => {
+                let prefix = prefix.to_ascii_lowercase();
+                let mut doomed = Vec::new();
+                for item in self.invites.iter()? {
+                    let (k, _) = item?;
+                    if hex::encode(&k.value()[..6.min(k.value().len())]).starts_with(&prefix) {
+                        doomed.push(k.value().to_vec());
+                    }
+                }
+                for k in &doomed {
+                    self.invites.remove(k.as_slice())?;
+                }
+                Ok(Ok(Applied::Count(doomed.len() as u64)))
+            }
+            WriteOp::SetBanned { handle, banned } => {
+                let Some(mut record) = self.by_handle(&handle)? else {
+                    return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+                };
+                record.banned = banned;
+                self.put_account(&record)?;
+                Ok(Ok(Applied::Account(record)))
+            }
+            WriteOp::SetQuota { handle, quota } => {
+                let Some(mut record) = self.by_handle(&handle)? else {
+                    return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+                };
+                record.quota_bytes = quota;
+                self.put_account(&record)?;
+                Ok(Ok(Applied::Account(record)))
+            }
+            WriteOp::PublishKeyPackages {
+                account,
+                packages,
+                last_resort,
+                quota,
+            } => self.publish(account, packages, last_resort, quota),
+            WriteOp::TakeKeyPackage { handle } => self.take_key_package(handle),
+            WriteOp::Deposit {
+                from,
+                to,
+                payload,
+                now,
+                quota,
+            } => {
+                if self.account(&to)?.is_none() {
+                    return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+                }
+                if let Err(e) = self.charge(&from, payload.len() as u64, quota)? {
+                    return Ok(Err(e));
+                }
+                let Some(mut recipient) = self.account(&to)? else {
+                    return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+                };
+                recipient.next_inbox_id += 1;
+                let id = recipient.next_inbox_id;
+                self.put_account(&recipient)?;
+                let stored = StoredInbox {
+                    time: now,
+                    from,
+                    payload,
+                };
+                self.inbox
+                    .insert(key2(&to.0, id).as_slice(), encode(&stored)?.as_slice())?;
+                Ok(Ok(Applied::Deposited { to }))
+            }
+            WriteOp::AckInbox { account, ids } => {
+                let mut refunds: HashMap<AccountKey, u64> = HashMap::new();
+                let mut removed = 0;
+                for id in ids {
+                    if let Some(v) = self.inbox.remove(key2(&account.0, id).as_slice())? {
+                        let stored: StoredInbox = decode(v.value())?;
+                        *refunds.entry(stored.from).or_default() += stored.payload.len() as u64;
+                        removed += 1;
+                    }
+                }
+                self.refund(refunds)?;
+                Ok(Ok(Applied::Count(removed)))
+            }
+            WriteOp::CreateRoom {
+                room,
+                cap_hash,
+                retention_secs,
+                now,
+            } => {
+                if self.room(&room)?.is_some() {
+                    return Ok(Err(err(
+                        ErrorCode::RoomExists,
+                        "a room with this id exists",
+                    )));
+                }
+                let record = RoomRecord {
+                    head: 0,
+                    first: 1,
+                    current: cap_hash,
+                    retention_secs,
+                    created: now,
+                    bytes: 0,
+                };
+                self.put_room(&room, &record)?;
+                Ok(Ok(Applied::Done))
+            }
+            WriteOp::Append {
+                room,
+                cap_hash,
+                author,
+                payload,
+                next_cap_hash,
+                now,
+                quota,
+            } => self.append(room, cap_hash, author, payload, next_cap_hash, now, quota),
+            WriteOp::PublishRoom {
+                room,
+                cap_hash,
+                listing,
+                quota,
+            } => self.publish_room(room, cap_hash, listing, quota),
+            WriteOp::UnpublishRoom { room, cap_hash } => {
+                let Some(record) = self.room(&room)? else {
+                    return Ok(Err(unknown_room()));
+                };
+                if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
+                    return Ok(Err(e));
+                }
+                let removed = self.remove_listing(&room)?;
+                Ok(Ok(Applied::Count(u64::from(removed))))
+            }
+            WriteOp::JoinPublic {
+                room,
+                epoch,
+                author,
+                payload,
+                next_cap_hash,
+                now,
+                quota,
+            } => {
+                let Some(record) = self.room(&room)? else {
+                    return Ok(Err(not_listed()));
+                };
+                let Some(listing) = self.listing(&room)? else {
+                    return Ok(Err(not_listed()));
+                };
+                let current = self.epoch_index(&room)?;
+                if epoch != current || listing.epoch != current {
+                    return Ok(Err(stale_listing()));
+                }
+                self.append_unchecked(
+                    room,
+                    record,
+                    author,
+                    payload,
+                    Some(next_cap_hash),
+                    now,
+                    quota,
+                )
+            }
+            WriteOp::SetRetention {
+                room,
+                cap_hash,
+                retention_secs,
+            } => {
+                let Some(mut record) = self.room(&room)? else {
+                    return Ok(Err(unknown_room()));
+                };
+                match self.access(&room, &record, &cap_hash)? {
+                    Ok(access) => {
+                        if let Err(e) = access.require_current() {
+                            return Ok(Err(e));
+                        }
+                    }
+                    Err(e) => return Ok(Err(e)),
+                }
+                record.retention_secs = retention_secs;
+                self.put_room(&room, &record)?;
+                Ok(Ok(Applied::Done))
+            }
+            WriteOp::Sweep {
+                now,
+                retention_secs,
+                max_deletions,
+            } => self.sweep(now, retention_secs, max_deletions),
+            WriteOp::Audit(record) => {
+                let next = match self.audit.last()? {
+                    Some((k, _)) => k.value() + 1,
+                    None => 1,
+                };
+                self.audit.insert(next, encode(&record)?.as_slice())?;
+                if next > AUDIT_RING {
+                    let cutoff = next - AUDIT_RING;
+                    let old: Vec<u64> = self
+                        .audit
+                        .range(..=cutoff)?
+                        .map(|item| item.map(|(k, _)| k.value()))
+                        .collect::<Result<_, _>>()?;
+                    for k in old {
+                        self.audit.remove(k)?;
+                    }
+                }
+                Ok(Ok(Applied::Done))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

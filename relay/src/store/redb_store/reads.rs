@@ -1,0 +1,248 @@
+//! [`Store`] for [`RedbStore`]: the batch entry point and every read.
+
+use super::accounts::stock_of;
+use super::*;
+
+impl Store for RedbStore {
+    fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> {
+        let txn = self.db.begin_write()?;
+        let results = {
+            let mut tx = Tx {
+                accounts: txn.open_table(ACCOUNTS)?,
+                handles: txn.open_table(HANDLES)?,
+                invites: txn.open_table(INVITES)?,
+                key_packages: txn.open_table(KEY_PACKAGES)?,
+                last_resort: txn.open_table(LAST_RESORT)?,
+                inbox: txn.open_table(INBOX)?,
+                rooms: txn.open_table(ROOMS)?,
+                epochs: txn.open_table(EPOCHS)?,
+                entries: txn.open_table(ENTRIES)?,
+                audit: txn.open_table(AUDIT)?,
+                listings: txn.open_table(LISTINGS)?,
+                commits: txn.open_table(COMMITS)?,
+            };
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                results.push(tx.apply(op)?);
+            }
+            results
+        };
+        // Durability::Immediate is redb's default: commit returns after fsync.
+        txn.commit()?;
+        Ok(results)
+    }
+
+    fn account(&self, account: &AccountKey) -> Result<Option<AccountRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ACCOUNTS)?;
+        match table.get(account.0.as_slice())? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn account_by_handle(&self, handle: &Handle) -> Result<Option<AccountRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let handles = txn.open_table(HANDLES)?;
+        let Some(key) = handles.get(handle.as_str())? else {
+            return Ok(None);
+        };
+        let table = txn.open_table(ACCOUNTS)?;
+        match table.get(key.value())? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let handles = txn.open_table(HANDLES)?;
+        let table = txn.open_table(ACCOUNTS)?;
+        let mut out = Vec::new();
+        for item in handles.iter()? {
+            let (_, key) = item?;
+            if let Some(v) = table.get(key.value())? {
+                out.push(decode(v.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_package_stock(&self, account: &AccountKey) -> Result<(u32, bool), StoreError> {
+        let txn = self.db.begin_read()?;
+        stock_of(
+            &txn.open_table(KEY_PACKAGES)?,
+            &txn.open_table(LAST_RESORT)?,
+            account,
+        )
+    }
+
+    fn inbox(
+        &self,
+        account: &AccountKey,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INBOX)?;
+        let lo = key2(&account.0, after.saturating_add(1));
+        let hi = key2(&account.0, u64::MAX);
+        let mut out = Vec::new();
+        if after == u64::MAX {
+            return Ok(out);
+        }
+        for item in table.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+            if out.len() >= limit as usize {
+                break;
+            }
+            let (k, v) = item?;
+            let stored: StoredInbox = decode(v.value())?;
+            out.push(InboxEntry {
+                id: tail_u64(k.value()),
+                time: stored.time,
+                payload: stored.payload,
+            });
+        }
+        Ok(out)
+    }
+
+    fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROOMS)?;
+        match table.get(room.0.as_slice())? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn access(
+        &self,
+        room: &RoomId,
+        cap_hash: &CapHash,
+    ) -> Result<Option<crate::store::RoomAccess>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let rooms = txn.open_table(ROOMS)?;
+        let record: RoomRecord = match rooms.get(room.0.as_slice())? {
+            Some(v) => decode(v.value())?,
+            None => return Ok(None),
+        };
+        if record.current == *cap_hash {
+            return Ok(Some((record, Ok(Access::Current))));
+        }
+        let epochs = txn.open_table(EPOCHS)?;
+        let access = match epochs.get(epoch_key(room, cap_hash).as_slice())? {
+            Some(end) => Ok(Access::Ended {
+                end: Seq(end.value()),
+            }),
+            None => Err(forbidden()),
+        };
+        Ok(Some((record, access)))
+    }
+
+    fn entries(
+        &self,
+        room: &RoomId,
+        from: Seq,
+        to: Seq,
+        limit: u32,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        if from > to || limit == 0 {
+            return Ok(out);
+        }
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        let lo = key2(&room.0, from.0);
+        let hi = key2(&room.0, to.0);
+        for item in table.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+            if out.len() >= limit as usize {
+                break;
+            }
+            let (k, v) = item?;
+            let stored: StoredEntry = decode(v.value())?;
+            out.push(Entry {
+                seq: Seq(tail_u64(k.value())),
+                kind: stored.kind,
+                time: stored.time,
+                payload: stored.payload,
+            });
+        }
+        Ok(out)
+    }
+
+    fn listing(&self, room: &RoomId) -> Result<Option<(ListingRecord, u64)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let listings = txn.open_table(LISTINGS)?;
+        let listing: ListingRecord = match listings.get(room.0.as_slice())? {
+            Some(v) => decode(v.value())?,
+            None => return Ok(None),
+        };
+        let index = epoch_index_of(&txn.open_table(COMMITS)?, &txn.open_table(EPOCHS)?, room)?;
+        Ok(Some((listing, index)))
+    }
+
+    fn listings(&self, limit: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LISTINGS)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let Ok(id) = <[u8; 16]>::try_from(k.value()) else {
+                continue;
+            };
+            out.push((RoomId(id), decode::<ListingRecord>(v.value())?));
+        }
+        out.sort_by(|a, b| a.1.public_name.cmp(&b.1.public_name).then(a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INVITES)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (_, v) = item?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(AUDIT)?;
+        let mut out = Vec::new();
+        for item in table.iter()?.rev() {
+            if out.len() >= limit as usize {
+                break;
+            }
+            let (_, v) = item?;
+            out.push(decode(v.value())?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.db.begin_read()?;
+        let accounts = txn.open_table(ACCOUNTS)?;
+        let mut bytes = 0;
+        for item in accounts.iter()? {
+            let (_, v) = item?;
+            let record: AccountRecord = decode(v.value())?;
+            bytes += record.used_bytes;
+        }
+        let file_bytes = match &self.path {
+            Some(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            None => 0,
+        };
+        Ok(StoreStats {
+            accounts: accounts.len()?,
+            rooms: txn.open_table(ROOMS)?.len()?,
+            entries: txn.open_table(ENTRIES)?.len()?,
+            inbox: txn.open_table(INBOX)?.len()?,
+            bytes,
+            file_bytes,
+        })
+    }
+}
