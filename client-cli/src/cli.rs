@@ -91,16 +91,16 @@ pub enum Command {
     /// Create, list, join and manage rooms
     #[command(subcommand)]
     Room(RoomCommand),
-    /// Send a message to a room
+    /// Send a message to a room, or privately to people (@NICK or "@NICK;NICK2")
     Send {
-        /// Room name or id
+        /// Room name or id, or @NICK[;NICK2...] for a private message to each
         room: String,
         /// The message
         text: String,
     },
     /// Fetch new messages of a room from the relay and print them
     Read {
-        /// Room name or id
+        /// Room name or id, or @NICK for your private conversation with NICK
         room: String,
         /// Only messages at or after this time ago, e.g. 10m, 2h, 1day
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -239,6 +239,13 @@ pub enum RoomCommand {
     },
     /// Take a room off the relay's public list (admins)
     Unpublish {
+        /// Room name or id
+        room: String,
+    },
+    /// Re-create a broken room as a new one with the same members and roles (admins)
+    ///
+    /// The members are invited to the new room; the old one gets a pointer to it.
+    Rebuild {
         /// Room name or id
         room: String,
     },

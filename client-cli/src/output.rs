@@ -2,7 +2,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hearth_core::HistoryItem;
+use hearth_core::{HistoryItem, RoomSummary};
+use hearth_protocol::Handle;
 use serde_json::json;
 
 /// Seconds since the Unix epoch (0 for times before it).
@@ -36,6 +37,37 @@ pub fn message_line(item: &HistoryItem) -> String {
         reply,
         item.text
     )
+}
+
+/// One message of a private conversation: `[HH:MM] *alice* hello` when received,
+/// `[HH:MM] -> bob: hello` when sent to `peer`.
+pub fn private_line(item: &HistoryItem, peer: &Handle) -> String {
+    if item.own {
+        format!("[{}] -> {peer}: {}", clock(item.time), item.text)
+    } else {
+        format!("[{}] *{}* {}", clock(item.time), item.sender, item.text)
+    }
+}
+
+/// A message line in the style of its room: private or not.
+pub fn line_in(item: &HistoryItem, room: Option<&RoomSummary>, me: &Handle) -> String {
+    match room.filter(|r| r.direct).and_then(|r| peer(r, me)) {
+        Some(peer) => private_line(item, peer),
+        None => message_line(item),
+    }
+}
+
+/// The other person of a private conversation (`None` once they left).
+pub fn peer<'a>(room: &'a RoomSummary, me: &Handle) -> Option<&'a Handle> {
+    room.members.iter().find(|h| *h != me)
+}
+
+/// How a room is named to the user: its name, or `@NICK` for a private conversation.
+pub fn room_label(room: &RoomSummary, me: &Handle) -> String {
+    match peer(room, me) {
+        Some(peer) if room.direct => format!("@{peer}"),
+        _ => room.name.clone(),
+    }
 }
 
 /// One message as a JSON object.

@@ -146,3 +146,44 @@ async fn a_public_room_is_joined_without_an_invitation() {
         stdout(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_messages_need_no_room_and_no_invitation() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    let carol = env.init("carol").await;
+
+    assert_success(&hearth(&alice, &["send", "@bob", "hi"]).await, "send @bob");
+    let out = hearth(&bob, &["read", "@alice"]).await;
+    assert_success(&out, "read @alice");
+    assert!(stdout(&out).contains("*alice* hi"), "{}", stdout(&out));
+    let out = hearth(&alice, &["read", "@bob"]).await;
+    assert!(stdout(&out).contains("-> bob: hi"), "{}", stdout(&out));
+
+    // Listed apart from rooms, nothing pending.
+    let out = hearth(&bob, &["--json", "room", "list"]).await;
+    let listed = json_lines(&out);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["type"], "direct");
+    assert_eq!(listed[0]["with"], "alice");
+
+    // Several at once, each in their own conversation.
+    let out = hearth(&alice, &["--json", "send", "@bob;carol", "x"]).await;
+    assert_success(&out, "send to two");
+    let sent = json_lines(&out);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_ne!(sent[0]["room"], sent[1]["room"]);
+    for (who, from) in [(&bob, "@alice"), (&carol, "@alice")] {
+        let out = hearth(who, &["--json", "read", from]).await;
+        assert_success(&out, "read");
+        let texts: Vec<String> = json_lines(&out)
+            .iter()
+            .map(|v| v["text"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(texts.last().map(String::as_str), Some("x"), "{texts:?}");
+    }
+    // Carol's conversation with alice holds only what was sent to her.
+    let out = hearth(&carol, &["--json", "history", "@alice"]).await;
+    assert_eq!(json_lines(&out).len(), 1, "{}", stdout(&out));
+}

@@ -51,6 +51,8 @@ pub struct RoomSummary {
     pub epoch: u64,
     /// The last log entry processed.
     pub last_seq: Seq,
+    /// A private conversation between two people (see [`crate::client::Client::send_private`]).
+    pub direct: bool,
 }
 
 /// A member of a room.
@@ -215,6 +217,16 @@ pub enum ClientEvent {
         new: RoomId,
         /// The admin who rebuilt it.
         by: Handle,
+    },
+    /// A member of a room said it came online or went offline (an encrypted presence
+    /// message; only clients that announce presence send them).
+    Presence {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        handle: Handle,
+        /// Online now.
+        online: bool,
     },
     /// A known handle now presents a different identity key.
     KeyChanged {

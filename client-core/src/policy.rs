@@ -12,6 +12,8 @@
 //!   passes to the longest-standing admin, else the longest-standing member. "Longest
 //!   standing" is membership order, not the order of admin grants.
 //! - A banned identity is never a member, and cannot be added until unbanned.
+//! - A **direct** room (a private conversation, `/msg`) never has more than two members,
+//!   is never published, and stays direct.
 //!
 //! Every client runs [`check_commit`] on every commit before merging it (and on its own
 //! commits before sending them), so all honest members accept or refuse a commit alike.
@@ -103,6 +105,9 @@ pub enum PolicyViolation {
     /// An admin who is not a member, or the owner listed as an admin.
     #[error("the admin list names someone who is not a plain member")]
     Admins,
+    /// A private conversation gets a third member, is published, or stops being direct.
+    #[error("a private conversation is between two people only")]
+    Direct,
     /// Something the policy does not allow at all (a proposal type, a missing setting).
     #[error("{0}")]
     Unsupported(String),
@@ -252,6 +257,12 @@ pub fn check_commit(
         return Err(PolicyViolation::BannedAdded);
     }
 
+    if after.direct != before.direct
+        || (after.direct && (after.members.len() > 2 || after.public_name.is_some()))
+    {
+        return Err(PolicyViolation::Direct);
+    }
+
     let removed: Vec<AccountKey> = changes.removed.iter().map(|r| r.account).collect();
     let base = next_membership(before, &removed, &changes.added)?;
     if after.members != base.members {
@@ -331,6 +342,10 @@ pub fn may(
         }
     } else if !policy.is_admin(actor) {
         return Err(PolicyViolation::NotAdmin(action));
+    }
+    let crowded = action == Action::Invite && policy.members.len() >= 2;
+    if policy.direct && (crowded || action == Action::Publish) {
+        return Err(PolicyViolation::Direct);
     }
     if let (Action::Kick | Action::Ban, Some(target)) = (action, target) {
         if *target == policy.owner {
@@ -419,6 +434,36 @@ mod tests {
         assert_eq!(
             commit(&r, &changes(3, &[], &[]), |s| s.admins.push(k(3))),
             Err(PolicyViolation::NotOwner(Action::GrantAdmin))
+        );
+    }
+
+    #[test]
+    fn a_direct_room_stays_between_two_people() {
+        let mut r = RoomSettings::direct("@a+b", k(0));
+        assert_eq!(commit(&r, &changes(0, &[], &[1]), |_| {}), Ok(()));
+        r.members.push(k(1));
+        assert_eq!(
+            commit(&r, &changes(0, &[], &[2]), |_| {}),
+            Err(PolicyViolation::Direct)
+        );
+        assert_eq!(
+            may(&r, &k(0), Action::Invite, None),
+            Err(PolicyViolation::Direct)
+        );
+        assert_eq!(
+            commit(&r, &changes(0, &[], &[]), |s| s.direct = false),
+            Err(PolicyViolation::Direct)
+        );
+        assert_eq!(
+            commit(&r, &changes(0, &[], &[]), |s| s.public_name =
+                Some("x".into())),
+            Err(PolicyViolation::Direct)
+        );
+        let mut plain = room();
+        plain.direct = false;
+        assert_eq!(
+            commit(&plain, &changes(0, &[], &[]), |s| s.direct = true),
+            Err(PolicyViolation::Direct)
         );
     }
 

@@ -8,9 +8,11 @@ mod render;
 pub mod slash;
 mod terminal;
 
+use std::collections::HashMap;
+
 use anyhow::Result;
-use hearth_core::{Client, ClientEvent};
-use hearth_protocol::RoomId;
+use hearth_core::{Client, ClientEvent, RoomSummary};
+use hearth_protocol::{RoomId, Seq};
 
 use crate::cli::GlobalArgs;
 use crate::session;
@@ -26,6 +28,7 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
     let mut state = ChatState {
         current: None,
         me: client.profile().handle().clone(),
+        shown: HashMap::new(),
     };
     match room {
         Some(name) => state.current = Some(session::resolve_room(&client, name).await?),
@@ -38,7 +41,7 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
         client.profile().relay()
     ));
     if let Some(id) = state.current {
-        show_room(&client, &mut term.print, id).await;
+        show_room(&client, &mut term.print, id, &state.me, &mut state.shown).await;
     } else {
         (term.print)(
             "No rooms yet: /list shows invitations; `hearth room create NAME` makes a room.".into(),
@@ -47,6 +50,8 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
     for invitation in client.invitations().await.unwrap_or_default() {
         (term.print)(render::invitation(&invitation));
     }
+    // The members of our rooms see us come online (and go offline on /bye).
+    client.announce_presence().await;
     loop {
         tokio::select! {
             line = term.lines.recv() => {
@@ -71,6 +76,11 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                         state.current = None;
                     }
                 }
+                if let ClientEvent::Message(item) = &event {
+                    if !mark_shown(&mut state.shown, item.room, item.seq) {
+                        continue;
+                    }
+                }
                 if let Some(line) = render::event(&event, state.current, &state.me, &names) {
                     (term.print)(line);
                 }
@@ -82,10 +92,23 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
     Ok(())
 }
 
+/// Records that message `seq` of `room` is printed; false if it (or a newer one) already was.
+fn mark_shown(shown: &mut HashMap<RoomId, Seq>, room: RoomId, seq: Seq) -> bool {
+    let newest = shown.entry(room).or_default();
+    if seq <= *newest {
+        return false;
+    }
+    *newest = seq;
+    true
+}
+
 /// What the chat remembers between lines.
 struct ChatState {
     current: Option<RoomId>,
     me: hearth_protocol::Handle,
+    /// The newest message already printed per room, so a message shown from history is
+    /// not printed again when its live event arrives.
+    shown: HashMap<RoomId, Seq>,
 }
 
 async fn send(client: &Client, state: &ChatState, print: &mut terminal::Printer, text: &str) {
@@ -126,6 +149,11 @@ async fn execute(
                 } else {
                     " "
                 };
+                if room.direct {
+                    let label = crate::output::room_label(&room, &state.me);
+                    print(format!("{mark} {label:<20} private conversation"));
+                    continue;
+                }
                 let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
                 print(format!("{mark} {:<20} {}", room.name, members.join(", ")));
             }
@@ -153,7 +181,7 @@ async fn execute(
                 session::Joined::AlreadyMember => {}
             }
             state.current = Some(room);
-            show_room(client, print, room).await;
+            show_room(client, print, room, &state.me, &mut state.shown).await;
         }
         Command::Leave => {
             let room = current()?;
@@ -171,7 +199,7 @@ async fn execute(
             match state.current {
                 Some(room) => print(format!(
                     "* current room: {}",
-                    render::room_name(&names, room)
+                    render::room_name(&names, &state.me, room)
                 )),
                 None => print("* no current room".into()),
             }
@@ -179,13 +207,14 @@ async fn execute(
         Command::Current(Some(name)) => {
             let room = session::resolve_room(client, &name).await?;
             state.current = Some(room);
-            show_room(client, print, room).await;
+            show_room(client, print, room, &state.me, &mut state.shown).await;
         }
         Command::Who => {
             let room = current()?;
             let contacts = client.contacts().unwrap_or_default();
+            let online = client.online(room).await.unwrap_or_default();
             for member in client.members(room).await? {
-                let note = if member.handle == state.me {
+                let trust = if member.handle == state.me {
                     " (you)"
                 } else {
                     match contacts.iter().find(|c| c.handle == member.handle) {
@@ -194,6 +223,12 @@ async fn execute(
                         _ => " not verified",
                     }
                 };
+                let seen = if member.handle != state.me && online.contains(&member.handle) {
+                    " online"
+                } else {
+                    ""
+                };
+                let note = format!("{trust}{seen}");
                 let fp = hearth_core::fingerprint::fingerprint(&member.account);
                 print(format!(
                     "  {:<16} {:<7} {}{note}",
@@ -260,10 +295,31 @@ async fn execute(
                 None => print("* messages no longer disappear".into()),
             }
         }
-        Command::Msg { .. } | Command::Nick(_) => {
-            print(
-                "! private messages and display names are not available in this version yet".into(),
-            );
+        Command::Msg { nicks, text } => {
+            // Each recipient's copy shows up as `-> nick: text` once the relay stored it.
+            for nick in nicks {
+                let sent = match session::parse_handle(&nick) {
+                    Ok(handle) => client
+                        .send_private(&handle, &text)
+                        .await
+                        .map(|_| ())
+                        .map_err(anyhow::Error::from),
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = sent {
+                    print(format!("! not sent to {nick}: {err:#}"));
+                }
+            }
+        }
+        Command::Rebuild => {
+            let room = current()?;
+            let new = client.rebuild(room).await?;
+            print("* rebuilt the room as a new one; its members were invited there".into());
+            state.current = Some(new);
+            show_room(client, print, new, &state.me, &mut state.shown).await;
+        }
+        Command::Nick(_) => {
+            print("! display names are not available in this version yet".into());
         }
         Command::Bye => {}
     }
@@ -271,23 +327,26 @@ async fn execute(
 }
 
 /// Prints the room's header and recent history.
-async fn show_room(client: &Client, print: &mut terminal::Printer, room: RoomId) {
+async fn show_room(
+    client: &Client,
+    print: &mut terminal::Printer,
+    room: RoomId,
+    me: &hearth_protocol::Handle,
+    shown: &mut HashMap<RoomId, Seq>,
+) {
     let names = room_names(client).await;
-    print(format!("-- {} --", render::room_name(&names, room)));
+    print(format!("-- {} --", render::room_name(&names, me, room)));
     match client.history(room, 20, None).await {
         Ok(items) => {
             for item in items {
-                print(crate::output::message_line(&item));
+                print(render::message(&item, &names, me));
+                mark_shown(shown, item.room, item.seq);
             }
         }
         Err(err) => print(format!("! cannot read history: {err}")),
     }
 }
 
-async fn room_names(client: &Client) -> Vec<(RoomId, String)> {
-    client
-        .rooms()
-        .await
-        .map(|rooms| rooms.into_iter().map(|r| (r.id, r.name)).collect())
-        .unwrap_or_default()
+async fn room_names(client: &Client) -> Vec<RoomSummary> {
+    client.rooms().await.unwrap_or_default()
 }

@@ -1,17 +1,23 @@
 //! How events look in the chat stream.
 
-use hearth_core::{ClientEvent, ConnectionState, ConsistencyWarning, Invitation};
+use hearth_core::{ClientEvent, ConnectionState, ConsistencyWarning, Invitation, RoomSummary};
 use hearth_protocol::{Handle, RoomId};
 
 use crate::output;
 
-/// The name of a room, or its short id when unknown.
-pub fn room_name(names: &[(RoomId, String)], room: RoomId) -> String {
-    names
+/// The name of a room (`@NICK` for a private conversation), or its short id when
+/// unknown.
+pub fn room_name(rooms: &[RoomSummary], me: &Handle, room: RoomId) -> String {
+    rooms
         .iter()
-        .find(|(id, _)| *id == room)
-        .map(|(_, name)| name.clone())
+        .find(|r| r.id == room)
+        .map(|r| output::room_label(r, me))
         .unwrap_or_else(|| room.to_hex()[..8].to_string())
+}
+
+/// A message line in the style of its room.
+pub fn message(item: &hearth_core::HistoryItem, rooms: &[RoomSummary], me: &Handle) -> String {
+    output::line_in(item, rooms.iter().find(|r| r.id == item.room), me)
 }
 
 /// A pending invitation.
@@ -27,16 +33,27 @@ pub fn event(
     event: &ClientEvent,
     current: Option<RoomId>,
     me: &Handle,
-    names: &[(RoomId, String)],
+    names: &[RoomSummary],
 ) -> Option<String> {
+    let room_name = |room: RoomId| room_name(names, me, room);
     let prefix = |room: RoomId| {
         if Some(room) == current {
             String::new()
         } else {
-            format!("[{}] ", room_name(names, room))
+            format!("[{}] ", room_name(room))
         }
     };
+    let direct = |room: RoomId| names.iter().any(|r| r.id == room && r.direct);
     Some(match event {
+        ClientEvent::Message(item) if direct(item.room) => {
+            // Private messages stand out by their form wherever they arrive.
+            let line = message(item, names, me);
+            if item.own {
+                line
+            } else {
+                format!("\x07{line}")
+            }
+        }
         ClientEvent::Message(item) => {
             // Own messages are shown too, once the relay has stored them: that is the
             // delivery confirmation.
@@ -57,7 +74,7 @@ pub fn event(
         ClientEvent::RemovedFromRoom { room, by, banned } => format!(
             "* you were {} {} by {by}; you can no longer read it",
             if *banned { "banned from" } else { "kicked from" },
-            room_name(names, *room)
+            room_name(*room)
         ),
         ClientEvent::OwnerChanged { room, owner } => {
             format!("* {}{owner} is now the owner", prefix(*room))
@@ -74,8 +91,19 @@ pub fn event(
         ),
         ClientEvent::RoomRebuilt { room, new, by } => format!(
             "* {by} rebuilt {} as a new room ({new}): accept the invitation to continue there",
-            room_name(names, *room)
+            room_name(*room)
         ),
+        // Presence only of the room in view, and not our own.
+        ClientEvent::Presence { room, handle, online } => {
+            if Some(*room) != current || handle == me {
+                return None;
+            }
+            if *online {
+                format!("* {handle} is online")
+            } else {
+                format!("* {handle} went offline")
+            }
+        }
         ClientEvent::TopicChanged { room, topic } => {
             format!("* {}topic: {topic}", prefix(*room))
         }
@@ -133,6 +161,56 @@ pub fn mentions(text: &str, me: &Handle) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn direct_room(id: RoomId) -> RoomSummary {
+        RoomSummary {
+            id,
+            name: "@alice+bob".into(),
+            members: vec![Handle::new("alice").unwrap(), Handle::new("bob").unwrap()],
+            epoch: 1,
+            last_seq: hearth_protocol::Seq(3),
+            direct: true,
+        }
+    }
+
+    #[test]
+    fn private_messages_and_presence_have_their_own_form() {
+        let me = Handle::new("bob").unwrap();
+        let room = RoomId([7; 16]);
+        let rooms = [direct_room(room)];
+        let mut item = hearth_core::HistoryItem {
+            room,
+            seq: hearth_protocol::Seq(3),
+            sender: Handle::new("alice").unwrap(),
+            text: "psst".into(),
+            time: std::time::UNIX_EPOCH,
+            own: false,
+            reply_to: None,
+        };
+        let line = event(&ClientEvent::Message(item.clone()), None, &me, &rooms).unwrap();
+        assert_eq!(line, "\x07[00:00] *alice* psst");
+        item.sender = me.clone();
+        item.own = true;
+        let line = event(&ClientEvent::Message(item), None, &me, &rooms).unwrap();
+        assert_eq!(line, "[00:00] -> alice: psst");
+        assert_eq!(room_name(&rooms, &me, room), "@alice");
+
+        let online = |handle: &str, online| ClientEvent::Presence {
+            room,
+            handle: Handle::new(handle).unwrap(),
+            online,
+        };
+        assert_eq!(
+            event(&online("alice", true), Some(room), &me, &rooms).as_deref(),
+            Some("* alice is online")
+        );
+        assert_eq!(
+            event(&online("alice", false), Some(room), &me, &rooms).as_deref(),
+            Some("* alice went offline")
+        );
+        assert_eq!(event(&online("alice", true), None, &me, &rooms), None);
+        assert_eq!(event(&online("bob", true), Some(room), &me, &rooms), None);
+    }
 
     #[test]
     fn mentions_match_whole_words() {

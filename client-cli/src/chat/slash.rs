@@ -53,6 +53,8 @@ pub enum Command {
     Rename(String),
     /// `/expire DURATION|off`
     Expire(String),
+    /// `/rebuild`
+    Rebuild,
 }
 
 /// Name, usage and one line of help for every command, in the order `/help` lists them.
@@ -113,6 +115,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "expire",
         "/expire DURATION|off",
         "make messages disappear after DURATION, e.g. 1d (admins)",
+    ),
+    (
+        "rebuild",
+        "/rebuild",
+        "re-create a broken room with the same members (admins)",
     ),
 ];
 
@@ -198,6 +205,7 @@ pub fn parse(line: &str) -> Result<Input, String> {
         "revoke" => Command::Revoke(one("revoke")?),
         "ren" | "rename" => Command::Rename(text("ren")?),
         "expire" => Command::Expire(one("expire")?),
+        "rebuild" => return none("rebuild", Command::Rebuild),
         other => {
             return Err(format!(
                 "unknown command /{other}: type /help for the list (start with // to send a message beginning with /)"
@@ -297,5 +305,8 @@ mod tests {
             );
         }
         assert!(help(Some("ban")).starts_with("/ban NICK"));
+        assert!(help(Some("rebuild")).starts_with("/rebuild"));
+        assert_eq!(parse("/rebuild"), Ok(Input::Command(Command::Rebuild)));
+        assert_eq!(parse("/rebuild now"), Err("usage: /rebuild".into()));
     }
 }

@@ -3,21 +3,59 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use hearth_core::{ClientEvent, HistoryItem};
+use hearth_core::{ClientEvent, HistoryItem, RoomSummary};
+use hearth_protocol::Handle;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
 use crate::output;
 use crate::session;
 
-/// `hearth send ROOM TEXT` (`ROOM` may be `@nick` for a private message once supported).
+/// `hearth send ROOM TEXT`; `ROOM` may be `@NICK[;NICK2...]`: a private message to each.
 pub async fn send(global: &GlobalArgs, room: &str, text: &str) -> Result<()> {
+    if let Some(nicks) = room.trim().strip_prefix('@') {
+        return send_private(global, nicks, text).await;
+    }
     let client = session::connect(global).await?;
     let result = async {
         let id = session::resolve_room(&client, room).await?;
         let seq = client.send_text(id, text).await?;
         if global.json {
             println!("{}", json!({"room": id.to_hex(), "seq": seq.0}));
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    client.close().await;
+    result
+}
+
+/// A private message to every one of `nicks` (`bob;carol`, `@` optional), each through
+/// the two-person room shared with them. Stops at the first failure, naming who got it.
+async fn send_private(global: &GlobalArgs, nicks: &str, text: &str) -> Result<()> {
+    let handles = nicks
+        .split(';')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(session::parse_handle)
+        .collect::<Result<Vec<_>>>()?;
+    if handles.is_empty() {
+        return Err(crate::error::UsageError(
+            "name someone after the @: hearth send @NICK TEXT, or \"@NICK;NICK2\" for several"
+                .into(),
+        )
+        .into());
+    }
+    let client = session::connect(global).await?;
+    let result = async {
+        for handle in &handles {
+            let id = client
+                .send_private(handle, text)
+                .await
+                .with_context(|| format!("the private message to {handle} was not sent"))?;
+            if global.json {
+                println!("{}", json!({"room": id.to_hex(), "to": handle.as_str()}));
+            }
         }
         anyhow::Ok(())
     }
@@ -39,9 +77,14 @@ pub async fn read(
         let id = session::resolve_room(&client, room).await?;
         let since_time = since.map(|d| SystemTime::now() - d);
         let limit = if since.is_some() { usize::MAX } else { 50 };
-        let name = room_name(&client, id).await;
+        let (name, summary) = room_name(&client, id).await;
+        let style = Style {
+            name: &name,
+            room: summary.as_ref(),
+            me: client.profile().handle(),
+        };
         for item in client.history(id, limit, since_time).await? {
-            print_item(global, &item, &name);
+            print_item(global, &item, &style);
         }
         if !follow {
             return anyhow::Ok(());
@@ -52,7 +95,7 @@ pub async fn read(
                     let Some(event) = event else { break };
                     if let ClientEvent::Message(item) = event {
                         if item.room == id {
-                            print_item(global, &item, &name);
+                            print_item(global, &item, &style);
                         }
                     }
                 }
@@ -71,7 +114,8 @@ pub async fn history(global: &GlobalArgs, room: &str, count: usize) -> Result<()
     let client = session::connect(global).await?;
     let result = async {
         let id = session::resolve_room(&client, room).await?;
-        let name = room_name(&client, id).await;
+        let (name, summary) = room_name(&client, id).await;
+        let me = client.profile().handle();
         let items = client
             .history(id, count, None)
             .await
@@ -83,7 +127,7 @@ pub async fn history(global: &GlobalArgs, room: &str, count: usize) -> Result<()
                 println!(
                     "{} {}",
                     output::timestamp(item.time),
-                    output::message_line(item)
+                    output::line_in(item, summary.as_ref(), me)
                 );
             }
         }
@@ -94,19 +138,35 @@ pub async fn history(global: &GlobalArgs, room: &str, count: usize) -> Result<()
     result
 }
 
-fn print_item(global: &GlobalArgs, item: &HistoryItem, room_name: &str) {
+/// How messages of one room are printed.
+struct Style<'a> {
+    name: &'a str,
+    room: Option<&'a RoomSummary>,
+    me: &'a Handle,
+}
+
+fn print_item(global: &GlobalArgs, item: &HistoryItem, style: &Style<'_>) {
     if global.json {
-        println!("{}", output::message_json(item, room_name));
+        println!("{}", output::message_json(item, style.name));
     } else {
-        println!("{}", output::message_line(item));
+        println!("{}", output::line_in(item, style.room, style.me));
     }
 }
 
-async fn room_name(client: &hearth_core::Client, id: hearth_protocol::RoomId) -> String {
-    client
+/// The room's name as shown to the user (`@NICK` for a private conversation), and its
+/// summary.
+async fn room_name(
+    client: &hearth_core::Client,
+    id: hearth_protocol::RoomId,
+) -> (String, Option<RoomSummary>) {
+    let summary = client
         .rooms()
         .await
         .ok()
-        .and_then(|rooms| rooms.into_iter().find(|r| r.id == id).map(|r| r.name))
-        .unwrap_or_else(|| id.to_hex())
+        .and_then(|rooms| rooms.into_iter().find(|r| r.id == id));
+    let name = summary
+        .as_ref()
+        .map(|r| output::room_label(r, client.profile().handle()))
+        .unwrap_or_else(|| id.to_hex());
+    (name, summary)
 }

@@ -176,6 +176,21 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 }
             }
         }
+        RoomCommand::Rebuild { room } => {
+            let id = session::resolve_room(client, &room).await?;
+            let new = client.rebuild(id).await?;
+            if global.json {
+                println!(
+                    "{}",
+                    json!({"room": id.to_hex(), "rebuilt_as": new.to_hex()})
+                );
+            } else {
+                println!(
+                    "Rebuilt {room} as a new room ({}). Its members were invited there; the old room points to it.",
+                    short(&new.to_hex())
+                );
+            }
+        }
         RoomCommand::Info { room } => {
             let id = session::resolve_room(client, &room).await?;
             let policy = client.policy(id).await?;
@@ -274,10 +289,18 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         }
         for room in &rooms {
             let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
-            println!(
-                "{}",
-                json!({"type": "room", "room": room.id.to_hex(), "name": room.name, "members": members})
-            );
+            if room.direct {
+                let with = output::peer(room, client.profile().handle());
+                println!(
+                    "{}",
+                    json!({"type": "direct", "room": room.id.to_hex(), "with": with.map(|h| h.as_str().to_string()), "members": members})
+                );
+            } else {
+                println!(
+                    "{}",
+                    json!({"type": "room", "room": room.id.to_hex(), "name": room.name, "members": members})
+                );
+            }
         }
         for inv in &invitations {
             println!(
@@ -298,13 +321,21 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
     if rooms.is_empty() && invitations.is_empty() && public.is_empty() {
         println!("No rooms yet. Create one with `hearth room create NAME`.");
     }
-    for room in &rooms {
+    for room in rooms.iter().filter(|r| !r.direct) {
         let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
         println!(
             "{:<20} {}  {}",
             room.name,
             short(&room.id.to_hex()),
             members.join(", ")
+        );
+    }
+    for room in rooms.iter().filter(|r| r.direct) {
+        let label = output::room_label(room, client.profile().handle());
+        println!(
+            "{:<20} {}  private conversation (hearth send {label} TEXT)",
+            label,
+            short(&room.id.to_hex()),
         );
     }
     for inv in &invitations {

@@ -2,7 +2,7 @@
 //! of a room joined this way are pinned or checked (see [`crate::contacts`]).
 
 use hearth_protocol::limits::MAX_INBOX_FETCH;
-use hearth_protocol::{Handle, InboxEntry, Request, Response, Seq};
+use hearth_protocol::{Handle, InboxEntry, Request, Response, RoomId, Seq};
 use openmls::prelude::*;
 
 use super::room::{Room, RoomRecord, Status};
@@ -15,9 +15,23 @@ use crate::store::Table;
 use crate::transcript::Transcript;
 
 impl Inner {
-    /// Fetches, handles and acknowledges every inbox entry.
+    /// Fetches, handles and acknowledges every inbox entry, then catches up the private
+    /// conversations joined without an invitation step.
     pub(crate) async fn fetch_inbox(&self) -> Result<(), ClientError> {
+        let joined = self.fetch_inbox_entries().await?;
+        for id in joined {
+            let Ok(room) = self.room(id) else { continue };
+            let mut room = room.lock().await;
+            self.catch_up(&mut room).await?;
+            self.follow_up(&mut room).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles every inbox entry; returns the direct rooms joined at once.
+    async fn fetch_inbox_entries(&self) -> Result<Vec<RoomId>, ClientError> {
         let _one_at_a_time = self.inbox_lock.lock().await;
+        let mut joined = Vec::new();
         loop {
             let entries = match self
                 .call(Request::FetchInbox {
@@ -30,13 +44,15 @@ impl Inner {
                 other => return Err(unexpected(&other)),
             };
             if entries.is_empty() {
-                return Ok(());
+                return Ok(joined);
             }
             let full = entries.len() >= MAX_INBOX_FETCH as usize;
             let ids = entries.iter().map(|e| e.id).collect();
             for entry in &entries {
-                if let Err(e) = self.handle_inbox_entry(entry) {
-                    tracing::warn!("inbox entry {} dropped: {e}", entry.id);
+                match self.handle_inbox_entry(entry) {
+                    Ok(Some(direct)) => joined.push(direct),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("inbox entry {} dropped: {e}", entry.id),
                 }
             }
             match self.call(Request::AckInbox { ids }).await? {
@@ -44,12 +60,14 @@ impl Inner {
                 other => return Err(unexpected(&other)),
             }
             if !full {
-                return Ok(());
+                return Ok(joined);
             }
         }
     }
 
-    fn handle_inbox_entry(&self, entry: &InboxEntry) -> Result<(), ClientError> {
+    /// Takes one Welcome. A private conversation (a direct room of just us and the
+    /// inviter) is joined at once and returned; any other room waits as an invitation.
+    fn handle_inbox_entry(&self, entry: &InboxEntry) -> Result<Option<RoomId>, ClientError> {
         let message =
             InboxMessage::decode(&entry.payload).map_err(|e| ClientError::Other(e.to_string()))?;
         let InboxMessage::Welcome {
@@ -60,7 +78,7 @@ impl Inner {
             from,
         } = message;
         if !self.make_room_for_welcome(id)? {
-            return Ok(()); // already joined (a duplicate deposit)
+            return Ok(None); // already joined (a duplicate deposit)
         }
         let welcome = match parse_message(&welcome)?.extract() {
             MlsMessageBodyIn::Welcome(welcome) => welcome,
@@ -80,10 +98,10 @@ impl Inner {
             )));
         }
         let group = staged.into_group(&engine.provider).map_err(mls)?;
-        let name = RoomSettings::of(group.extensions())
-            .map(|s| s.name)
-            .unwrap_or_default();
-        let room = Room {
+        let settings = RoomSettings::of(group.extensions());
+        let direct = settings.as_ref().is_some_and(|s| s.direct) && group.members().count() == 2;
+        let name = settings.map(|s| s.name).unwrap_or_default();
+        let mut room = Room {
             id,
             rec: RoomRecord {
                 version: 1,
@@ -110,6 +128,15 @@ impl Inner {
             .map(|m| (m.handle, m.account.0))
             .collect();
         let contacts = self.check_contacts(&seen, &mut events);
+        // A private message from someone whose key changed waits for the user: they
+        // should compare safety numbers before reading or answering.
+        let key_changed = events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::KeyChanged { handle } if *handle == from));
+        let join_now = direct && !key_changed;
+        if join_now {
+            room.rec.status = Status::Joined;
+        }
         engine.persist(self.profile.store(), |batch| {
             room.save(batch)?;
             // A fresh group from a Welcome owes nothing to a restored backup.
@@ -126,12 +153,15 @@ impl Inner {
         for event in events {
             self.emit(event);
         }
+        if join_now {
+            return Ok(Some(id));
+        }
         self.emit(ClientEvent::Invited(Invitation {
             room: id,
             name,
             from,
             received: crate::history::time_of(entry.time),
         }));
-        Ok(())
+        Ok(None)
     }
 }

@@ -15,9 +15,11 @@
 //! Events go to one unbounded channel, taken once with [`Client::events`].
 
 mod admin;
+mod direct;
 mod driver;
 mod inbox;
 mod ops;
+mod presence;
 mod process;
 mod public;
 pub(crate) mod restore;
@@ -48,6 +50,9 @@ pub const KEY_PACKAGE_STOCK: usize = 20;
 /// Below this many one-use KeyPackages left on the relay, the client publishes more.
 pub const KEY_PACKAGE_LOW: u32 = 10;
 
+/// How long [`Client::close`] spends at most saying we went offline.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A connected hearth client. See the module documentation.
 pub struct Client {
     inner: Arc<Inner>,
@@ -66,6 +71,10 @@ pub(crate) struct Inner {
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
     inbox_lock: tokio::sync::Mutex<()>,
+    /// Who said they are online or offline, per room (see `presence`).
+    presence: Mutex<presence::Seen>,
+    /// We announced that we are online, so we say goodbye on close.
+    announced: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,6 +184,8 @@ impl Client {
             driver: Mutex::new(None),
             closed: AtomicBool::new(false),
             inbox_lock: tokio::sync::Mutex::new(()),
+            presence: Mutex::new(presence::Seen::default()),
+            announced: AtomicBool::new(false),
         });
         inner.load_rooms()?;
         tokio::spawn(purge_loop(Arc::downgrade(&inner)));
@@ -358,6 +369,7 @@ impl Client {
                 members: room.members().into_iter().map(|m| m.handle).collect(),
                 epoch: room.group.epoch().as_u64(),
                 last_seq: room.rec.transcript.last(),
+                direct: room.settings().is_ok_and(|s| s.direct),
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
@@ -392,11 +404,19 @@ impl Client {
         Ok(items)
     }
 
-    /// Resolves a room by exact name (case-insensitive) or hex id prefix.
+    /// Resolves a room by exact name (case-insensitive), `@NICK` (the private
+    /// conversation with NICK) or hex id prefix.
     pub async fn find_room(&self, name_or_id: &str) -> Result<Option<RoomId>, ClientError> {
         let wanted = name_or_id.trim().to_lowercase();
         if wanted.is_empty() {
             return Ok(None);
+        }
+        if let Some(peer) = wanted.strip_prefix('@') {
+            if let Ok(peer) = Handle::new(peer) {
+                if let Some(room) = self.inner.direct_room_with(&peer).await {
+                    return Ok(Some(room));
+                }
+            }
         }
         let mut by_prefix = Vec::new();
         for room in self.inner.room_handles() {
@@ -417,8 +437,35 @@ impl Client {
         })
     }
 
-    /// Disconnects and stops the background task.
+    /// Sends a private message to `to`: through the two-person room we share (a direct
+    /// room, listed with [`RoomSummary::direct`]), created and `to` added on first use.
+    /// `to` joins it without accepting anything. Returns the room.
+    pub async fn send_private(&self, to: &Handle, text: &str) -> Result<RoomId, ClientError> {
+        self.inner.send_private(to, text).await
+    }
+
+    /// Tells every joined room that we are online (an encrypted presence message, never
+    /// stored in history), and from then on that we went offline when [`Client::close`]
+    /// is called. Clients that never call this send no presence at all (one-shot commands
+    /// should not); errors of single rooms are logged, not returned.
+    pub async fn announce_presence(&self) {
+        self.inner.announced.store(true, Ordering::SeqCst);
+        self.inner.announce(true).await;
+    }
+
+    /// The members of `room` whose last presence message said they are online (as seen
+    /// by this client since it started), sorted.
+    pub async fn online(&self, room: RoomId) -> Result<Vec<Handle>, ClientError> {
+        self.inner.online(room).await
+    }
+
+    /// Disconnects and stops the background task (after saying we went offline, if we
+    /// announced presence).
     pub async fn close(self) {
+        if self.inner.announced.swap(false, Ordering::SeqCst) {
+            // Best effort: a goodbye must not keep a closing client waiting for long.
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.inner.announce(false)).await;
+        }
         self.inner.shutdown();
         let handle = lock(&self.inner.driver).take();
         if let Some(handle) = handle {

@@ -204,8 +204,17 @@ impl Inner {
     }
 
     pub(crate) async fn create_room(&self, name: &str) -> Result<RoomId, ClientError> {
+        self.create_room_with(RoomSettings::new(name, self.profile.account()))
+            .await
+    }
+
+    /// Creates a room with these settings and us as its only member.
+    pub(crate) async fn create_room_with(
+        &self,
+        settings: RoomSettings,
+    ) -> Result<RoomId, ClientError> {
         let id = RoomId::random();
-        let settings = RoomSettings::new(name, self.profile.account());
+        let name = settings.name.as_str();
         let (group, cap) = {
             let engine = self.engine();
             let group = MlsGroup::new_with_group_id(

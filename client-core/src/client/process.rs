@@ -25,6 +25,8 @@ pub(crate) struct Effects {
     pub history: Option<HistoryRecord>,
     /// Contacts seen in added leaves: (handle, key).
     pub contacts: Vec<(Handle, [u8; 32])>,
+    /// A presence message: who, and online or not (kept in memory, never in history).
+    pub presence: Option<(Handle, bool)>,
 }
 
 impl Inner {
@@ -82,6 +84,9 @@ impl Inner {
         }
         let contacts = self.check_contacts(&fx.contacts, &mut fx.events);
         let history = fx.history.take();
+        if let Some((handle, online)) = fx.presence.take() {
+            self.saw_presence(room.id, handle, online, entry.time);
+        }
         let seq = entry.seq;
         engine.persist(self.profile.store(), |batch| {
             room.save(batch)?;
@@ -108,6 +113,10 @@ impl Inner {
 }
 
 fn own_message(room: &mut Room, entry: &Entry, body: Body, fx: &mut Effects) {
+    if let Body::Presence { online } = body {
+        fx.presence = room.own_handle().map(|me| (me, online));
+        return;
+    }
     if let Body::Text { text, reply_to } = body {
         let Some(sender) = room.own_handle() else {
             return;
@@ -180,6 +189,14 @@ fn foreign(
                     new: *new,
                     by: sender.clone(),
                 });
+            }
+            if let Body::Presence { online } = *content.body() {
+                fx.events.push(ClientEvent::Presence {
+                    room: room.id,
+                    handle: sender.clone(),
+                    online,
+                });
+                fx.presence = Some((sender.clone(), online));
             }
             if let Body::Text { text, reply_to } = content.body().clone() {
                 let record = HistoryRecord {

@@ -24,6 +24,10 @@ pub const SETTINGS_VERSION: u8 = 2;
 /// Encoded as one version byte, then the postcard encoding of the fields. Version 2 adds
 /// roles, the ban list, the join order and the disappearing-message timer; version 1
 /// (name and topic only) was never deployed and is not read.
+///
+/// Fields added since version 2 ([`SettingsExtra`]) follow in a trailing section that is
+/// written only when one of them differs from its default, so the settings of an
+/// ordinary room encode exactly as before and stay readable by older clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSettings {
     /// The room's name.
@@ -43,6 +47,16 @@ pub struct RoomSettings {
     /// `Some(name)`: the room is public, listed in the relay's directory under `name`,
     /// and anyone registered may join it by an external commit. `None`: private.
     pub public_name: Option<String>,
+    /// A private conversation between exactly two people (`/msg`): never more members,
+    /// and this flag never changes. Carried in the trailing [`SettingsExtra`] section.
+    #[serde(skip)]
+    pub direct: bool,
+}
+
+/// The trailing section of the settings encoding: fields added after version 2.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct SettingsExtra {
+    direct: bool,
 }
 
 /// An identity on a room's ban list.
@@ -80,6 +94,15 @@ impl RoomSettings {
             banned: Vec::new(),
             expire_secs: None,
             public_name: None,
+            direct: false,
+        }
+    }
+
+    /// Settings of a new direct room (a private conversation) created by `owner`.
+    pub fn direct(name: &str, owner: AccountKey) -> Self {
+        RoomSettings {
+            direct: true,
+            ..Self::new(name, owner)
         }
     }
 
@@ -101,6 +124,12 @@ impl RoomSettings {
         // Encoding plain data (strings, integers, byte arrays) into a Vec cannot fail.
         let mut out = vec![SETTINGS_VERSION];
         out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        let extra = SettingsExtra {
+            direct: self.direct,
+        };
+        if extra != SettingsExtra::default() {
+            out.extend(postcard::to_allocvec(&extra).unwrap_or_default());
+        }
         out
     }
 
@@ -112,8 +141,14 @@ impl RoomSettings {
         if version != SETTINGS_VERSION {
             return Err(SettingsError::UnknownVersion(version));
         }
-        let (settings, tail) = postcard::take_from_bytes::<RoomSettings>(rest)
+        let (mut settings, tail) = postcard::take_from_bytes::<RoomSettings>(rest)
             .map_err(|e| SettingsError::Malformed(e.to_string()))?;
+        if tail.is_empty() {
+            return Ok(settings);
+        }
+        let (extra, tail) = postcard::take_from_bytes::<SettingsExtra>(tail)
+            .map_err(|e| SettingsError::Malformed(e.to_string()))?;
+        settings.direct = extra.direct;
         if !tail.is_empty() {
             return Err(SettingsError::Malformed(format!(
                 "{} trailing bytes",
@@ -193,6 +228,7 @@ mod tests {
             s.banned = vec![BannedIdentity { account: key(99), handle: Handle::new("mallory").unwrap() }];
             s.expire_secs = expire;
             s.public_name = expire.map(|_| "Family board".to_string());
+            s.direct = n % 2 == 0;
             prop_assert_eq!(RoomSettings::decode(&s.encode()), Ok(s));
         }
 
@@ -200,6 +236,16 @@ mod tests {
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let _ = RoomSettings::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn ordinary_rooms_encode_as_before_and_direct_rooms_add_a_trailing_section() {
+        let plain = RoomSettings::new("x", key(1));
+        let direct = RoomSettings::direct("x", key(1));
+        let encoded = direct.encode();
+        assert_eq!(encoded[..encoded.len() - 1], plain.encode()[..]);
+        assert_eq!(RoomSettings::decode(&encoded), Ok(direct));
+        assert_eq!(RoomSettings::decode(&plain.encode()), Ok(plain));
     }
 
     #[test]
