@@ -10,19 +10,7 @@ async fn roles_kick_ban_rename_and_expiry() {
     let alice = env.init("alice").await;
     let bob = env.init("bob").await;
     let carol = env.init("carol").await;
-    assert_success(
-        &hearth(&alice, &["room", "create", "family"]).await,
-        "create",
-    );
-    for who in ["bob", "carol"] {
-        assert_success(
-            &hearth(&alice, &["room", "invite", "family", who]).await,
-            "invite",
-        );
-    }
-    for who in [&bob, &carol] {
-        assert_success(&hearth(who, &["room", "join", "family"]).await, "join");
-    }
+    common::room_with(&alice, "family", &[&bob, &carol]).await;
 
     // A member may not kick: refused before anything is sent.
     let out = hearth(&bob, &["room", "kick", "family", "carol"]).await;

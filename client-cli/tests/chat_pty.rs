@@ -24,15 +24,7 @@ async fn chat_in_a_terminal() {
     let env = Env::start().await;
     let alice = env.init("alice").await;
     let bob = env.init("bob").await;
-    assert_success(
-        &hearth(&alice, &["room", "create", "family"]).await,
-        "create",
-    );
-    assert_success(
-        &hearth(&alice, &["room", "invite", "family", "bob"]).await,
-        "invite",
-    );
-    assert_success(&hearth(&bob, &["room", "join", "family"]).await, "join");
+    common::room_with(&alice, "family", &[&bob]).await;
     assert_success(
         &hearth(&alice, &["send", "family", "earlier message"]).await,
         "send",

@@ -61,19 +61,7 @@ async fn three_people_and_a_removal() {
     let alice = env.init("alice").await;
     let bob = env.init("bob").await;
     let carol = env.init("carol").await;
-    assert_success(
-        &hearth(&alice, &["room", "create", "family"]).await,
-        "create",
-    );
-    for who in ["bob", "carol"] {
-        assert_success(
-            &hearth(&alice, &["room", "invite", "family", who]).await,
-            "invite",
-        );
-    }
-    for who in [&bob, &carol] {
-        assert_success(&hearth(who, &["room", "join", "family"]).await, "join");
-    }
+    common::room_with(&alice, "family", &[&bob, &carol]).await;
     assert_success(
         &hearth(&carol, &["send", "family", "hello from carol"]).await,
         "send",

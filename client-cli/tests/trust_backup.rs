@@ -12,15 +12,7 @@ async fn verify_contacts_and_moving_to_a_new_machine() {
     let env = Env::start().await;
     let alice = env.init("alice").await;
     let bob = env.init("bob").await;
-    assert_success(
-        &hearth(&alice, &["room", "create", "family"]).await,
-        "create",
-    );
-    assert_success(
-        &hearth(&alice, &["room", "invite", "family", "bob"]).await,
-        "invite",
-    );
-    assert_success(&hearth(&bob, &["room", "join", "family"]).await, "join");
+    common::room_with(&alice, "family", &[&bob]).await;
 
     // Pinned on first use, not verified yet.
     let out = hearth(&alice, &["--json", "contacts"]).await;

@@ -59,6 +59,26 @@ impl Env {
     }
 }
 
+/// `owner` creates room `name` and invites every other profile (named by the last part of
+/// its directory), who each join; panics unless every step succeeds.
+pub async fn room_with(owner: &Path, name: &str, members: &[&Path]) {
+    assert_success(
+        &hearth(owner, &["room", "create", name]).await,
+        "room create",
+    );
+    for member in members {
+        let handle = member
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile directories are named after their handle");
+        assert_success(
+            &hearth(owner, &["room", "invite", name, handle]).await,
+            "room invite",
+        );
+        assert_success(&hearth(member, &["room", "join", name]).await, "room join");
+    }
+}
+
 /// Runs `hearth` with a profile and the test passphrase in the environment.
 pub async fn hearth(profile: &Path, args: &[&str]) -> Output {
     hearth_with(profile, args, &[("HEARTH_PASSPHRASE", PASSPHRASE)]).await
