@@ -98,6 +98,14 @@ pub enum Command {
         /// The message
         text: String,
     },
+    /// Set the display name the people in your rooms see next to your handle
+    ///
+    /// The name (1 to 32 characters) is sent end-to-end encrypted to every room you are
+    /// in; your handle stays shown too, since names can be imitated and handles cannot.
+    Nick {
+        /// The display name, e.g. "Uncle Bob"
+        name: String,
+    },
     /// Fetch new messages of a room from the relay and print them
     Read {
         /// Room name or id, or @NICK for your private conversation with NICK

@@ -24,7 +24,22 @@ pub fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// One message as a line of text: `[HH:MM] <alice> hello`.
+/// Who sent a message: `Grandma (gran)` when the sender chose a display name other than
+/// the handle, else the handle. The handle always shows: names can be spoofed, handles
+/// cannot.
+pub fn sender_label(item: &HistoryItem) -> String {
+    match item
+        .sender_name
+        .as_deref()
+        .filter(|name| *name != item.sender.as_str())
+    {
+        Some(name) => format!("{name} ({})", item.sender),
+        None => item.sender.to_string(),
+    }
+}
+
+/// One message as a line of text: `[HH:MM] <alice> hello`, or
+/// `[HH:MM] <Grandma (gran)> hello` with a display name.
 pub fn message_line(item: &HistoryItem) -> String {
     let reply = item
         .reply_to
@@ -33,7 +48,7 @@ pub fn message_line(item: &HistoryItem) -> String {
     format!(
         "[{}] <{}>{} {}",
         clock(item.time),
-        item.sender,
+        sender_label(item),
         reply,
         item.text
     )
@@ -45,7 +60,12 @@ pub fn private_line(item: &HistoryItem, peer: &Handle) -> String {
     if item.own {
         format!("[{}] -> {peer}: {}", clock(item.time), item.text)
     } else {
-        format!("[{}] *{}* {}", clock(item.time), item.sender, item.text)
+        format!(
+            "[{}] *{}* {}",
+            clock(item.time),
+            sender_label(item),
+            item.text
+        )
     }
 }
 
@@ -78,6 +98,7 @@ pub fn message_json(item: &HistoryItem, room_name: &str) -> serde_json::Value {
         "room_name": room_name,
         "seq": item.seq.0,
         "sender": item.sender.as_str(),
+        "sender_name": item.sender_name,
         "text": item.text,
         "time": timestamp(item.time),
         "own": item.own,
@@ -95,5 +116,25 @@ mod tests {
         let time = UNIX_EPOCH + Duration::from_secs(86_400 * 3 + 13 * 3600 + 7 * 60 + 59);
         assert_eq!(clock(time), "13:07");
         assert_eq!(timestamp(time), "1970-01-04T13:07:59Z");
+    }
+
+    #[test]
+    fn display_names_show_next_to_the_handle() {
+        let mut item = HistoryItem {
+            room: hearth_protocol::RoomId([1; 16]),
+            seq: hearth_protocol::Seq(1),
+            sender: Handle::new("gran").unwrap(),
+            sender_name: None,
+            text: "hi".into(),
+            time: UNIX_EPOCH,
+            own: false,
+            reply_to: None,
+        };
+        assert_eq!(message_line(&item), "[00:00] <gran> hi");
+        item.sender_name = Some("gran".into());
+        assert_eq!(message_line(&item), "[00:00] <gran> hi");
+        item.sender_name = Some("Grandma".into());
+        assert_eq!(message_line(&item), "[00:00] <Grandma (gran)> hi");
+        assert_eq!(message_json(&item, "Home")["sender_name"], "Grandma");
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_success, hearth, json_lines, stdout, Env};
+use common::{assert_success, hearth, json_lines, stderr, stdout, Env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_people_talk_through_scriptable_commands() {
@@ -174,4 +174,50 @@ async fn private_messages_need_no_room_and_no_invitation() {
     // Carol's conversation with alice holds only what was sent to her.
     let out = hearth(&carol, &["--json", "history", "@alice"]).await;
     assert_eq!(json_lines(&out).len(), 1, "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_display_name_shows_next_to_the_handle() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    assert_success(
+        &hearth(&alice, &["room", "create", "family"]).await,
+        "room create",
+    );
+    assert_success(
+        &hearth(&alice, &["room", "invite", "family", "bob"]).await,
+        "invite",
+    );
+    assert_success(&hearth(&bob, &["room", "join", "family"]).await, "join");
+
+    let out = hearth(&bob, &["nick", "bad\u{1b}[2Jname"]).await;
+    assert!(!out.status.success(), "a control character is refused");
+    assert!(
+        stderr(&out).contains("control characters"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = hearth(&bob, &["nick", "Uncle Bob"]).await;
+    assert_success(&out, "nick");
+    assert!(stdout(&out).contains("Uncle Bob (bob)"), "{}", stdout(&out));
+    assert_success(&hearth(&bob, &["send", "family", "hi all"]).await, "send");
+    assert_success(
+        &hearth(&alice, &["send", "family", "hello bob"]).await,
+        "send",
+    );
+
+    let out = hearth(&alice, &["history", "family"]).await;
+    assert_success(&out, "history");
+    let text = stdout(&out);
+    assert!(text.contains("<Uncle Bob (bob)> hi all"), "{text}");
+    assert!(text.contains("<alice> hello bob"), "{text}");
+    let out = hearth(&alice, &["--json", "read", "family"]).await;
+    assert_success(&out, "read");
+    let messages = json_lines(&out);
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0]["sender"], "bob");
+    assert_eq!(messages[0]["sender_name"], "Uncle Bob");
+    assert!(messages[1]["sender_name"].is_null());
 }

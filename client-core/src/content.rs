@@ -75,6 +75,12 @@ pub enum Body {
     },
     /// Something about the room itself.
     RoomEvent(RoomEvent),
+    /// The sender's profile: the display name it chose (shown next to its handle, never
+    /// instead of it). Not stored in history.
+    Profile {
+        /// The display name.
+        display_name: String,
+    },
 }
 
 /// Room-level notices carried as application content.
@@ -217,6 +223,7 @@ mod tests {
             any::<bool>().prop_map(|online| Body::Presence { online }),
             Just(Body::RoomEvent(RoomEvent::Leaving)),
             any::<[u8; 16]>().prop_map(|r| Body::RoomEvent(RoomEvent::Rebuilt { room: RoomId(r) })),
+            ".{0,40}".prop_map(|display_name| Body::Profile { display_name }),
         ]
     }
 

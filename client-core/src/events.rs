@@ -15,6 +15,9 @@ pub struct HistoryItem {
     pub seq: Seq,
     /// Who sent it.
     pub sender: Handle,
+    /// The sender's display name as known when the item was read or reported (shown
+    /// next to the handle, never instead of it).
+    pub sender_name: Option<String>,
     /// The text.
     pub text: String,
     /// When the relay stored it.
@@ -227,6 +230,13 @@ pub enum ClientEvent {
         handle: Handle,
         /// Online now.
         online: bool,
+    },
+    /// Someone (in a room we share) chose a new display name.
+    DisplayNameChanged {
+        /// Whose name changed.
+        handle: Handle,
+        /// The new display name.
+        name: String,
     },
     /// A known handle now presents a different identity key.
     KeyChanged {

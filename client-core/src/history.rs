@@ -46,6 +46,7 @@ impl HistoryRecord {
             room,
             seq,
             sender: self.sender.clone(),
+            sender_name: None,
             text: self.text.clone(),
             time: time_of(self.time),
             own: self.own,

@@ -318,8 +318,10 @@ async fn execute(
             state.current = Some(new);
             show_room(client, print, new, &state.me, &mut state.shown).await;
         }
-        Command::Nick(_) => {
-            print("! display names are not available in this version yet".into());
+        Command::Nick(name) => {
+            client.set_display_name(&name).await?;
+            let name = client.display_name(&state.me).unwrap_or(name);
+            print(format!("* you are now known as {name} ({})", state.me));
         }
         Command::Bye => {}
     }

@@ -116,6 +116,9 @@ pub fn event(
             None => format!("* {}messages no longer disappear", prefix(*room)),
         },
         ClientEvent::RoomRenamed { room, name } => format!("* {}room renamed to {name}", prefix(*room)),
+        ClientEvent::DisplayNameChanged { handle, name } => {
+            format!("* {handle} is now known as {name}")
+        }
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
         ),
@@ -182,6 +185,7 @@ mod tests {
             room,
             seq: hearth_protocol::Seq(3),
             sender: Handle::new("alice").unwrap(),
+            sender_name: None,
             text: "psst".into(),
             time: std::time::UNIX_EPOCH,
             own: false,
@@ -210,6 +214,15 @@ mod tests {
         );
         assert_eq!(event(&online("alice", true), None, &me, &rooms), None);
         assert_eq!(event(&online("bob", true), Some(room), &me, &rooms), None);
+
+        let renamed = ClientEvent::DisplayNameChanged {
+            handle: Handle::new("gran").unwrap(),
+            name: "Grandma".into(),
+        };
+        assert_eq!(
+            event(&renamed, None, &me, &rooms).as_deref(),
+            Some("* gran is now known as Grandma")
+        );
     }
 
     #[test]

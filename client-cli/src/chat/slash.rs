@@ -195,7 +195,7 @@ pub fn parse(line: &str) -> Result<Input, String> {
                 text: message.to_string(),
             }
         }
-        "nick" => Command::Nick(one("nick")?),
+        "nick" => Command::Nick(text("nick")?),
         "bye" | "quit" | "exit" => return none("bye", Command::Bye),
         "invite" => Command::Invite(one("invite")?),
         "kick" => Command::Kick(one("kick")?),
@@ -271,6 +271,11 @@ mod tests {
                 text: "see you at 6".into()
             }))
         );
+        assert_eq!(
+            parse("/nick  Uncle Bob "),
+            Ok(Input::Command(Command::Nick("Uncle Bob".into())))
+        );
+        assert_eq!(parse("/nick"), Err("usage: /nick NAME".into()));
         assert_eq!(
             parse("/current"),
             Ok(Input::Command(Command::Current(None)))

@@ -64,6 +64,27 @@ async fn send_private(global: &GlobalArgs, nicks: &str, text: &str) -> Result<()
     result
 }
 
+/// `hearth nick NAME`: sets our display name and sends it to every room we are in.
+pub async fn nick(global: &GlobalArgs, name: &str) -> Result<()> {
+    let client = session::connect(global).await?;
+    let result = async {
+        client.set_display_name(name).await?;
+        let me = client.profile().handle().clone();
+        let name = client
+            .display_name(&me)
+            .unwrap_or_else(|| name.trim().to_string());
+        if global.json {
+            println!("{}", json!({"handle": me.as_str(), "display_name": name}));
+        } else {
+            println!("You are now known as {name} ({me}).");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    client.close().await;
+    result
+}
+
 /// `hearth read ROOM [--since D] [--follow]`.
 pub async fn read(
     global: &GlobalArgs,

@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Passphrase => identity::change_passphrase(global),
         Command::Room(command) => room::run(global, command).await,
         Command::Send { room, text } => messages::send(global, &room, &text).await,
+        Command::Nick { name } => messages::nick(global, &name).await,
         Command::Read {
             room,
             since,

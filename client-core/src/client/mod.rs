@@ -18,6 +18,8 @@ mod admin;
 mod direct;
 mod driver;
 mod inbox;
+mod names;
+pub use names::{validate_display_name, MAX_DISPLAY_NAME};
 mod ops;
 mod presence;
 mod process;
@@ -401,6 +403,9 @@ impl Client {
             let now = SystemTime::now();
             items.retain(|i| !crate::history::expired(i.time, expire, now));
         }
+        for item in &mut items {
+            item.sender_name = self.inner.display_name(&item.sender);
+        }
         Ok(items)
     }
 
@@ -451,6 +456,7 @@ impl Client {
     pub async fn announce_presence(&self) {
         self.inner.announced.store(true, Ordering::SeqCst);
         self.inner.announce(true).await;
+        self.inner.announce_name().await;
     }
 
     /// The members of `room` whose last presence message said they are online (as seen

@@ -27,6 +27,8 @@ pub(crate) struct Effects {
     pub contacts: Vec<(Handle, [u8; 32])>,
     /// A presence message: who, and online or not (kept in memory, never in history).
     pub presence: Option<(Handle, bool)>,
+    /// A display name announcement: who, and the name (kept in Settings, not history).
+    pub profile: Option<(Handle, String)>,
 }
 
 impl Inner {
@@ -88,8 +90,14 @@ impl Inner {
             self.saw_presence(room.id, handle, online, entry.time);
         }
         let seq = entry.seq;
+        let renamed = fx.profile.take().and_then(|(handle, name)| {
+            Some((handle.clone(), self.new_display_name(&handle, &name)?))
+        });
         engine.persist(self.profile.store(), |batch| {
             room.save(batch)?;
+            if let Some((handle, name)) = &renamed {
+                Inner::put_display_name(batch, handle, name)?;
+            }
             if let Some(record) = &history {
                 record.put(batch, room.id, seq)?;
             }
@@ -105,7 +113,14 @@ impl Inner {
             Ok(())
         })?;
         drop(engine);
-        for event in fx.events {
+        if let Some((handle, name)) = renamed {
+            fx.events
+                .push(ClientEvent::DisplayNameChanged { handle, name });
+        }
+        for mut event in fx.events {
+            if let ClientEvent::Message(item) = &mut event {
+                item.sender_name = self.display_name(&item.sender);
+            }
             self.emit(event);
         }
         Ok(())
@@ -115,6 +130,10 @@ impl Inner {
 fn own_message(room: &mut Room, entry: &Entry, body: Body, fx: &mut Effects) {
     if let Body::Presence { online } = body {
         fx.presence = room.own_handle().map(|me| (me, online));
+        return;
+    }
+    if let Body::Profile { display_name } = body {
+        fx.profile = room.own_handle().map(|me| (me, display_name));
         return;
     }
     if let Body::Text { text, reply_to } = body {
@@ -197,6 +216,9 @@ fn foreign(
                     online,
                 });
                 fx.presence = Some((sender.clone(), online));
+            }
+            if let Body::Profile { display_name } = content.body() {
+                fx.profile = Some((sender.clone(), display_name.clone()));
             }
             if let Body::Text { text, reply_to } = content.body().clone() {
                 let record = HistoryRecord {
