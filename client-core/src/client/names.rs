@@ -8,7 +8,6 @@
 
 use hearth_protocol::Handle;
 
-use super::room::Status;
 use super::{Client, Inner};
 use crate::content::Body;
 use crate::error::{store as store_err, ClientError};
@@ -82,21 +81,8 @@ impl Inner {
         let Some(name) = self.display_name(self.profile.handle()) else {
             return;
         };
-        for room in self.room_handles() {
-            let id = {
-                let room = room.lock().await;
-                if room.removed || room.rec.status != Status::Joined {
-                    continue;
-                }
-                room.id
-            };
-            let body = Body::Profile {
-                display_name: name.clone(),
-            };
-            if let Err(e) = self.send_body(id, body).await {
-                tracing::info!("room {id}: display name not sent: {e}");
-            }
-        }
+        self.broadcast(Body::Profile { display_name: name }, "display name")
+            .await;
     }
 }
 

@@ -32,6 +32,12 @@ impl Inner {
         if self.closed.load(Ordering::SeqCst) {
             return;
         }
+        self.broadcast(Body::Presence { online }, "presence").await;
+    }
+
+    /// Sends `body` to every room we are a joined member of; failures are logged with
+    /// `what`, since these notices are best-effort.
+    pub(crate) async fn broadcast(&self, body: Body, what: &str) {
         for room in self.room_handles() {
             let id = {
                 let room = room.lock().await;
@@ -40,8 +46,8 @@ impl Inner {
                 }
                 room.id
             };
-            if let Err(e) = self.send_body(id, Body::Presence { online }).await {
-                tracing::info!("room {id}: presence not sent: {e}");
+            if let Err(e) = self.send_body(id, body.clone()).await {
+                tracing::info!("room {id}: {what} not sent: {e}");
             }
         }
     }
