@@ -46,14 +46,7 @@ async fn concurrent_writers_get_contiguous_ordered_seqs() {
     let (relay, _dir) = start_relay(|c| c.rate_burst = 10_000).await;
     let room = RoomId::random();
     let (mut owner, _) = new_account(&relay, "owner").await;
-    owner
-        .request(Request::CreateRoom {
-            room,
-            cap_hash: cap(0).hash(),
-            retention_secs: None,
-        })
-        .await
-        .unwrap();
+    owner.create_room(room, cap(0).hash()).await;
     let mut tasks = Vec::new();
     for w in 0..4u32 {
         let (mut c, _) = new_account(&relay, &format!("writer{w}")).await;
@@ -110,14 +103,7 @@ async fn capabilities_rotate_with_commits() {
     let room = RoomId::random();
     let (mut alice, _) = new_account(&relay, "alice").await;
     let (mut mallory, _) = new_account(&relay, "mallory").await;
-    alice
-        .request(Request::CreateRoom {
-            room,
-            cap_hash: cap(0).hash(),
-            retention_secs: None,
-        })
-        .await
-        .unwrap();
+    alice.create_room(room, cap(0).hash()).await;
     assert_eq!(
         alice
             .request(Request::CreateRoom {
@@ -318,14 +304,7 @@ async fn live_entries_reach_every_subscriber_in_order() {
     let (relay, _dir) = start_relay(|c| c.rate_burst = 10_000).await;
     let room = RoomId::random();
     let (mut writer, _) = new_account(&relay, "writer").await;
-    writer
-        .request(Request::CreateRoom {
-            room,
-            cap_hash: cap(0).hash(),
-            retention_secs: None,
-        })
-        .await
-        .unwrap();
+    writer.create_room(room, cap(0).hash()).await;
     // Some backlog before anyone subscribes.
     for i in 0..10 {
         appended(

@@ -279,6 +279,21 @@ impl Client {
     }
 
     /// Sends a request and waits for its response.
+    /// Creates `room` with `cap_hash` for epoch 0 and the relay's retention; panics on refusal.
+    pub async fn create_room(
+        &mut self,
+        room: hearth_protocol::RoomId,
+        cap_hash: hearth_protocol::CapHash,
+    ) {
+        self.request(Request::CreateRoom {
+            room,
+            cap_hash,
+            retention_secs: None,
+        })
+        .await
+        .expect("the relay creates the room");
+    }
+
     pub async fn request(&mut self, request: Request) -> Result<Response, WireError> {
         let id = self.send(request).await;
         self.response(id).await
