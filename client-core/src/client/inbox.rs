@@ -8,10 +8,9 @@ use openmls::prelude::*;
 use super::room::{Room, RoomRecord, Status};
 use super::{unexpected, Inner};
 use crate::content::InboxMessage;
-use crate::error::{mls, store as store_err, ClientError};
+use crate::error::{mls, ClientError};
 use crate::events::{ClientEvent, Invitation};
 use crate::mls::{handle_of, join_config, parse_message, RoomSettings};
-use crate::store::Table;
 use crate::transcript::Transcript;
 
 impl Inner {
@@ -141,11 +140,7 @@ impl Inner {
             room.save(batch)?;
             // A fresh group from a Welcome owes nothing to a restored backup.
             super::restore::clear_mark(batch, id)?;
-            for (handle, key) in &contacts {
-                batch
-                    .put(Table::Contacts, handle.as_str().as_bytes(), key)
-                    .map_err(store_err)?;
-            }
+            contacts.save(batch)?;
             Ok(())
         })?;
         drop(engine);

@@ -101,15 +101,7 @@ impl Inner {
             if let Some(record) = &history {
                 record.put(batch, room.id, seq)?;
             }
-            for (handle, key) in &contacts {
-                batch
-                    .put(
-                        crate::store::Table::Contacts,
-                        handle.as_str().as_bytes(),
-                        key,
-                    )
-                    .map_err(crate::error::store)?;
-            }
+            contacts.save(batch)?;
             Ok(())
         })?;
         drop(engine);

@@ -31,12 +31,11 @@ use super::admin::build_commit;
 use super::process::Effects;
 use super::room::{account_of, Room, RoomRecord, Status};
 use super::{room_error, unexpected, Client, Inner};
-use crate::error::{mls, store as store_err, ClientError};
+use crate::error::{mls, ClientError};
 use crate::events::ClientEvent;
 use crate::mls::config::capabilities;
 use crate::mls::{handle_of, join_config, parse_message, Engine, RoomSettings};
 use crate::policy::{self, Action, Changes, PolicyViolation};
-use crate::store::Table;
 use crate::transcript::Transcript;
 
 /// The private-use GroupInfo extension carrying the publisher's transcript mark.
@@ -492,11 +491,7 @@ impl Inner {
             engine.persist(self.profile.store(), |batch| {
                 room.save(batch)?;
                 super::restore::clear_mark(batch, id)?;
-                for (handle, key) in &contacts {
-                    batch
-                        .put(Table::Contacts, handle.as_str().as_bytes(), key)
-                        .map_err(store_err)?;
-                }
+                contacts.save(batch)?;
                 Ok(())
             })?;
         }

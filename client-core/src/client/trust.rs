@@ -112,26 +112,18 @@ impl Inner {
     }
 
     /// Trust on first use: the contact records to write for keys seen together in one
-    /// operation, as (handle, encoded [`contacts::ContactRecord`]) pairs for
-    /// `Table::Contacts`, to put in that operation's batch. Adds a
+    /// operation, to [`ContactWrites::save`] in that operation's batch. Adds a
     /// [`ClientEvent::KeyChanged`] for each known handle presenting a new key (once per
     /// change). Our own handle is skipped. Call it under the engine lock.
     pub(crate) fn check_contacts(
         &self,
         seen: &[(Handle, [u8; 32])],
         events: &mut Vec<ClientEvent>,
-    ) -> Vec<(Handle, Vec<u8>)> {
-        match self.contact_writes(seen, events) {
-            Ok(writes) => writes
-                .0
-                .into_iter()
-                .map(|(handle, record)| (handle, record.encode()))
-                .collect(),
-            Err(e) => {
-                tracing::warn!("contacts unreadable: {e}");
-                Vec::new()
-            }
-        }
+    ) -> ContactWrites {
+        self.contact_writes(seen, events).unwrap_or_else(|e| {
+            tracing::warn!("contacts unreadable: {e}");
+            ContactWrites::default()
+        })
     }
 
     fn contact_writes(
