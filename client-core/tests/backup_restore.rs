@@ -14,10 +14,7 @@ async fn a_restored_profile_catches_up_self_updates_and_keeps_talking() {
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
 
-    let room = alice.c().create_room("Family").await.unwrap();
-    alice.c().invite(room, &h("bob")).await.unwrap();
-    bob.c().sync().await.unwrap();
-    bob.c().accept_invitation(room).await.unwrap();
+    let room = common::room_with(&alice, &[&bob], "Family").await;
     alice.c().send_text(room, "one").await.unwrap();
     bob.wait_text("one").await;
     alice.c().mark_verified(&h("bob"), true).await.unwrap();
@@ -117,10 +114,7 @@ async fn a_room_the_backup_cannot_follow_needs_a_reinvite() {
     let mut bob = relay.user("bob").await;
     let _carol = relay.user("carol").await;
 
-    let room = alice.c().create_room("Family").await.unwrap();
-    alice.c().invite(room, &h("bob")).await.unwrap();
-    bob.c().sync().await.unwrap();
-    bob.c().accept_invitation(room).await.unwrap();
+    let room = common::room_with(&alice, &[&bob], "Family").await;
 
     let file = relay.dir.path().join("alice.backup");
     export_backup(alice.c().profile(), &file, BACKUP_PASS).unwrap();

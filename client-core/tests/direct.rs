@@ -2,24 +2,9 @@
 
 mod common;
 
-use common::{h, Relay, User};
+use common::{h, room_with, Relay, User};
 use hearth_core::{ClientError, ClientEvent};
 use hearth_protocol::RoomId;
-
-/// `owner` creates a room and invites and admits every one of `others`.
-async fn room_with(owner: &User, others: &[&User], name: &str) -> RoomId {
-    let room = owner.c().create_room(name).await.unwrap();
-    for user in others {
-        owner
-            .c()
-            .invite(room, user.c().profile().handle())
-            .await
-            .unwrap();
-        user.c().sync().await.unwrap();
-        user.c().accept_invitation(room).await.unwrap();
-    }
-    room
-}
 
 /// Waits for a message with `text` and returns its room.
 async fn message_room(user: &mut User, text: &str) -> RoomId {

@@ -10,10 +10,7 @@ async fn a_display_name_reaches_the_room_and_survives_a_restart() {
     let relay = Relay::start().await;
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
-    let room = alice.c().create_room("Home").await.unwrap();
-    alice.c().invite(room, &h("bob")).await.unwrap();
-    bob.c().sync().await.unwrap();
-    bob.c().accept_invitation(room).await.unwrap();
+    let room = common::room_with(&alice, &[&bob], "Home").await;
 
     // Invalid names are refused with a clear error, and nothing is stored.
     for bad in ["", "   ", "bad\u{7}name", &"x".repeat(33)] {

@@ -5,25 +5,9 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{h, Relay, User};
+use common::{h, room_with, Relay, User};
 use hearth_core::{ClientError, ClientEvent, Role, Table};
 use hearth_protocol::RoomId;
-
-/// `owner` creates a room and invites and admits every one of `others`.
-async fn room_with(relay: &Relay, owner: &User, others: &[&User], name: &str) -> RoomId {
-    let _ = relay;
-    let room = owner.c().create_room(name).await.unwrap();
-    for user in others {
-        owner
-            .c()
-            .invite(room, user.c().profile().handle())
-            .await
-            .unwrap();
-        user.c().sync().await.unwrap();
-        user.c().accept_invitation(room).await.unwrap();
-    }
-    room
-}
 
 async fn member_names(user: &User, room: RoomId) -> Vec<(String, Role)> {
     user.c()
@@ -41,7 +25,7 @@ async fn a_members_kick_is_refused_and_an_admins_kick_is_done() {
     let alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let mut carol = relay.user("carol").await;
-    let room = room_with(&relay, &alice, &[&bob, &carol], "Home").await;
+    let room = room_with(&alice, &[&bob, &carol], "Home").await;
     bob.c().sync().await.unwrap();
     let head = relay.room_record(room).head;
 
@@ -107,7 +91,7 @@ async fn a_forged_kick_by_a_member_is_refused_by_every_honest_member() {
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let mut carol = relay.user("carol").await;
-    let room = room_with(&relay, &alice, &[&bob, &carol], "Home").await;
+    let room = room_with(&alice, &[&bob, &carol], "Home").await;
     bob.c().sync().await.unwrap();
 
     // Bob's device, without the client's checks: commit carol's removal.
@@ -141,7 +125,7 @@ async fn a_banned_member_cannot_be_re_invited_until_unbanned() {
     let alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let mut carol = relay.user("carol").await;
-    let room = room_with(&relay, &alice, &[&bob, &carol], "Home").await;
+    let room = room_with(&alice, &[&bob, &carol], "Home").await;
     alice.c().grant_admin(room, &h("bob")).await.unwrap();
     bob.wait_for("made admin", |e| {
         matches!(e, ClientEvent::RoleChanged { handle, admin: true, .. } if *handle == h("bob"))
@@ -186,7 +170,7 @@ async fn ownership_passes_to_the_longest_standing_admin_then_member() {
     let mut bob = relay.user("bob").await;
     let mut carol = relay.user("carol").await;
     let mut dave = relay.user("dave").await;
-    let room = room_with(&relay, &alice, &[&bob, &carol, &dave], "Home").await;
+    let room = room_with(&alice, &[&bob, &carol, &dave], "Home").await;
     // Dave is an admin, bob is the longest-standing plain member.
     alice.c().grant_admin(room, &h("dave")).await.unwrap();
 
@@ -239,7 +223,7 @@ async fn two_admins_kicking_at_once_converge() {
     let carol = relay.user("carol").await;
     let dave = relay.user("dave").await;
     let erin = relay.user("erin").await;
-    let room = room_with(&relay, &alice, &[&bob, &carol, &dave, &erin], "Busy").await;
+    let room = room_with(&alice, &[&bob, &carol, &dave, &erin], "Busy").await;
     alice.c().grant_admin(room, &h("bob")).await.unwrap();
     bob.c().sync().await.unwrap();
 
@@ -285,7 +269,7 @@ async fn rename_topic_and_roles_are_seen_by_all_and_never_by_the_relay() {
     let alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let mut carol = relay.user("carol").await;
-    let room = room_with(&relay, &alice, &[&bob, &carol], "Home").await;
+    let room = room_with(&alice, &[&bob, &carol], "Home").await;
 
     alice.c().rename(room, "Secret Garden").await.unwrap();
     alice
@@ -351,7 +335,7 @@ async fn disappearing_messages_leave_clients_and_relay() {
     let relay = Relay::start().await;
     let alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
-    let room = room_with(&relay, &alice, &[&bob], "Brief").await;
+    let room = room_with(&alice, &[&bob], "Brief").await;
     alice.c().send_text(room, "kept for a while").await.unwrap();
     bob.wait_text("kept for a while").await;
 
@@ -470,7 +454,7 @@ async fn an_admin_rebuilds_a_room_an_insider_broke() {
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let mut carol = relay.user("carol").await;
-    let room = room_with(&relay, &alice, &[&bob, &carol], "Den").await;
+    let room = room_with(&alice, &[&bob, &carol], "Den").await;
     alice.c().grant_admin(room, &h("bob")).await.unwrap();
     alice.c().set_topic(room, "board games").await.unwrap();
     alice

@@ -242,25 +242,10 @@ async fn joining_rotates_the_cap_and_stale_epochs_are_refused() {
 
     // The old cap is stale now; the joiner's works.
     assert_eq!(
-        code(
-            alice
-                .request(Request::Append {
-                    room,
-                    cap: cap(1),
-                    payload: vec![3],
-                })
-                .await
-        ),
+        code(alice.append(room, cap(1), vec![3]).await),
         ErrorCode::StaleEpoch
     );
-    appended(
-        dave.request(Request::Append {
-            room,
-            cap: cap(2),
-            payload: vec![4],
-        })
-        .await,
-    );
+    appended(dave.append(room, cap(2), vec![4]).await);
     // The listing is stale until a member re-publishes it.
     assert_eq!(
         code(erin.request(Request::FetchGroupInfo { room }).await),

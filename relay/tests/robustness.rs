@@ -127,13 +127,7 @@ async fn bad_input_is_refused_and_the_relay_keeps_serving() {
     })
     .await
     .unwrap();
-    let big = c
-        .request(Request::Append {
-            room,
-            cap: cap(0),
-            payload: vec![0; 70_000],
-        })
-        .await;
+    let big = c.append(room, cap(0), vec![0; 70_000]).await;
     assert_eq!(big.unwrap_err().code, ErrorCode::TooLarge);
     assert_eq!(c.request(Request::Ping).await.unwrap(), Response::Pong);
 
@@ -403,14 +397,7 @@ async fn acknowledged_appends_survive_sigkill() {
         assert_eq!(tag(&e.payload), *t, "acknowledged append {seq:?} kept");
     }
     // Appends keep going after the restart.
-    let r = c
-        .request(Request::Append {
-            room,
-            cap: cap(0),
-            payload: payload(9999, 8),
-        })
-        .await
-        .unwrap();
+    let r = c.append(room, cap(0), payload(9999, 8)).await.unwrap();
     assert_eq!(r, Response::Appended { seq: last.next() });
     relay.child.kill().unwrap();
     relay.child.wait().unwrap();

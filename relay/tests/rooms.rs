@@ -116,28 +116,9 @@ async fn capabilities_rotate_with_commits() {
             .code,
         ErrorCode::RoomExists
     );
+    assert_eq!(appended(alice.append(room, cap(0), vec![1]).await), Seq(1));
     assert_eq!(
-        appended(
-            alice
-                .request(Request::Append {
-                    room,
-                    cap: cap(0),
-                    payload: vec![1]
-                })
-                .await
-        ),
-        Seq(1)
-    );
-    assert_eq!(
-        appended(
-            mallory
-                .request(Request::Append {
-                    room,
-                    cap: cap(0),
-                    payload: vec![2]
-                })
-                .await
-        ),
+        appended(mallory.append(room, cap(0), vec![2]).await),
         Seq(2)
     );
 
@@ -163,11 +144,7 @@ async fn capabilities_rotate_with_commits() {
     // Mallory's old cap can no longer write...
     assert_eq!(
         mallory
-            .request(Request::Append {
-                room,
-                cap: cap(0),
-                payload: vec![5]
-            })
+            .append(room, cap(0), vec![5])
             .await
             .unwrap_err()
             .code,
@@ -188,11 +165,7 @@ async fn capabilities_rotate_with_commits() {
     );
     assert_eq!(
         mallory
-            .request(Request::Append {
-                room,
-                cap: cap(7),
-                payload: vec![5]
-            })
+            .append(room, cap(7), vec![5])
             .await
             .unwrap_err()
             .code,
@@ -225,18 +198,7 @@ async fn capabilities_rotate_with_commits() {
         ErrorCode::UnknownRoom
     );
     // The new epoch continues.
-    assert_eq!(
-        appended(
-            alice
-                .request(Request::Append {
-                    room,
-                    cap: cap(1),
-                    payload: vec![6]
-                })
-                .await
-        ),
-        Seq(4)
-    );
+    assert_eq!(appended(alice.append(room, cap(1), vec![6]).await), Seq(4));
     alice
         .request(Request::SetRetention {
             room,
@@ -307,15 +269,7 @@ async fn live_entries_reach_every_subscriber_in_order() {
     writer.create_room(room, cap(0).hash()).await;
     // Some backlog before anyone subscribes.
     for i in 0..10 {
-        appended(
-            writer
-                .request(Request::Append {
-                    room,
-                    cap: cap(0),
-                    payload: payload(i, 16),
-                })
-                .await,
-        );
+        appended(writer.append(room, cap(0), payload(i, 16)).await);
     }
     let mut subscribers = Vec::new();
     for s in 0..5 {

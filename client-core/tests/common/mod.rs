@@ -5,7 +5,6 @@
 pub mod memory;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_core::store::{set_test_kdf_params, KdfParams};
@@ -142,8 +141,19 @@ pub fn h(s: &str) -> Handle {
     Handle::new(s).unwrap()
 }
 
-pub fn _arc<T>(t: T) -> Arc<T> {
-    Arc::new(t)
+/// `owner` creates a room named `name`, then invites and admits every one of `others`.
+pub async fn room_with(owner: &User, others: &[&User], name: &str) -> hearth_protocol::RoomId {
+    let room = owner.c().create_room(name).await.unwrap();
+    for user in others {
+        owner
+            .c()
+            .invite(room, user.c().profile().handle())
+            .await
+            .unwrap();
+        user.c().sync().await.unwrap();
+        user.c().accept_invitation(room).await.unwrap();
+    }
+    room
 }
 
 impl Relay {

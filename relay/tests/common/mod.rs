@@ -294,6 +294,16 @@ impl Client {
         .expect("the relay creates the room");
     }
 
+    /// Appends `payload` to `room` with `cap`.
+    pub async fn append(
+        &mut self,
+        room: hearth_protocol::RoomId,
+        cap: hearth_protocol::Cap,
+        payload: Vec<u8>,
+    ) -> Result<Response, WireError> {
+        self.request(Request::Append { room, cap, payload }).await
+    }
+
     pub async fn request(&mut self, request: Request) -> Result<Response, WireError> {
         let id = self.send(request).await;
         self.response(id).await
