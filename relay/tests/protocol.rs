@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{new_account, start_relay, Client, Identity};
 use hearth_protocol::{
     AccountKey, ErrorCode, Event, Handle, InviteToken, Request, Response, RoomId, Signature,
 };
+use hearth_relay::store::{InviteRecord, WriteOp};
 
 fn code(r: Result<Response, hearth_protocol::WireError>) -> ErrorCode {
     r.expect_err("request should fail").code
@@ -163,16 +162,26 @@ async fn invites_are_checked_atomically() {
         ErrorCode::AlreadyRegistered
     );
 
-    // An expired invite (expiry is in whole seconds).
-    let token = relay
+    // An expired invite: stored with an expiry ten seconds in the past, so no test waits
+    // on the wall clock.
+    let token = hearth_protocol::InviteToken::random();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = InviteRecord {
+        hash: token.hash(),
+        uses_left: 1,
+        uses: 1,
+        created: now - 20,
+        expires: Some(now - 10),
+    };
+    let stored = relay
         .relay()
-        .mint_invite(1, Some(Duration::from_secs(1)))
+        .store()
+        .apply(vec![WriteOp::MintInvite { invite: expired }])
         .unwrap();
-    let deadline = std::time::SystemTime::now() + Duration::from_millis(2100);
-    while std::time::SystemTime::now() < deadline {
-        // Waiting for wall-clock expiry is the behaviour under test, not synchronization.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(stored.iter().all(|r| r.is_ok()), "the invite is stored");
     let mut c = Client::connect(&address).await;
     assert_eq!(
         code(c.register(&Identity::new(), Some(token), "erin").await),
