@@ -449,3 +449,30 @@ fn public_host_flag_names_the_host_in_addresses_and_invites() {
     relay.child.kill().unwrap();
     relay.child.wait().unwrap();
 }
+
+/// Issue 18: `shutdown()` returns only once the UDP port is released, so the relay can
+/// bind the same address again at once, with clients connected each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_on_the_same_port_fifty_times_in_a_row() {
+    let (mut relay, dir) = start_relay(|_| {}).await;
+    let addr = relay.local_addr();
+    for round in 0..50 {
+        // A live, authenticated connection, so shutdown has a connection to drain.
+        let (mut client, _) = new_account(&relay, &format!("user{round}")).await;
+        assert!(matches!(
+            client.request(Request::Ping).await,
+            Ok(Response::Pong)
+        ));
+        relay.shutdown().await.expect("clean shutdown");
+        let config = hearth_relay::RelayConfig {
+            listen: addr,
+            data_dir: dir.path().join("relay"),
+            ..hearth_relay::RelayConfig::default()
+        };
+        relay = hearth_relay::start(config)
+            .await
+            .unwrap_or_else(|e| panic!("restart {round} on {addr} failed: {e}"));
+        assert_eq!(relay.local_addr(), addr);
+    }
+    relay.shutdown().await.unwrap();
+}

@@ -6,6 +6,7 @@
 //! finish their in-flight commits, closes them, and stops the writer.
 
 mod conn;
+mod runtime;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -57,6 +58,7 @@ pub struct RunningRelay {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     endpoint: quinn::Endpoint,
+    runtime: runtime::TrackedRuntime,
 }
 
 impl RunningRelay {
@@ -81,6 +83,8 @@ impl RunningRelay {
     }
 
     /// Stops accepting, lets in-flight requests finish, closes connections and the store.
+    /// Returns once every task it started has ended and the UDP port is released, so the
+    /// same address can be bound again at once.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
         let mut failed = None;
@@ -91,6 +95,13 @@ impl RunningRelay {
         }
         self.endpoint.close(0u32.into(), b"relay shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        // The last handle: with it gone the endpoint driver ends and drops the socket.
+        drop(self.endpoint);
+        if !self.runtime.wait_released(SHUTDOWN_GRACE).await {
+            failed = Some(ServerError::Task(
+                "the QUIC endpoint did not stop in time; its port may still be bound".into(),
+            ));
+        }
         self.relay.close().await;
         let _ = std::fs::remove_file(self.data_dir.join(crate::admin::SOCKET_FILE));
         tracing::info!("relay stopped");
@@ -143,7 +154,13 @@ pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
     let store = RedbStore::open(&data_dir.join(STORE_FILE))?;
     let identity = tls::load_or_generate(&data_dir)?;
     let server_config = tls::server_config(&identity, &config)?;
-    let endpoint = quinn::Endpoint::server(server_config, config.listen)?;
+    let runtime = runtime::TrackedRuntime::default();
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config),
+        std::net::UdpSocket::bind(config.listen)?,
+        Arc::new(runtime.clone()),
+    )?;
     let local_addr = endpoint.local_addr()?;
     let address = relay_address(&config, local_addr, identity.pin);
     let relay = Relay::new(config, Arc::new(store));
@@ -171,6 +188,7 @@ pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
         shutdown,
         tasks,
         endpoint,
+        runtime,
     })
 }
 
