@@ -24,6 +24,20 @@ pub fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// How far a member's key is trusted, as `/who` and `hearth room members` show it
+/// (judged by the key the room holds, not by the handle).
+pub fn member_trust(member: &hearth_core::Member, me: &Handle) -> &'static str {
+    use hearth_core::TrustState;
+    if member.handle == *me {
+        return "(you)";
+    }
+    match member.trust {
+        Some(TrustState::Verified) => "verified",
+        Some(TrustState::Changed { .. }) => "KEY CHANGED (hearth verify / hearth trust)",
+        Some(TrustState::Trusted) | None => "not verified",
+    }
+}
+
 /// Who sent a message: `Grandma (gran)` when the sender chose a display name other than
 /// the handle, else the handle. The handle always shows: names can be spoofed, handles
 /// cannot.

@@ -136,11 +136,13 @@ async fn a_public_room_is_joined_without_an_invitation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_messages_need_no_room_and_no_invitation() {
+async fn private_messages_need_no_invitation_between_people_who_share_a_room() {
     let env = Env::start().await;
     let alice = env.init("alice").await;
     let bob = env.init("bob").await;
     let carol = env.init("carol").await;
+    let dave = env.init("dave").await;
+    common::room_with(&alice, "family", &[&bob, &carol]).await;
 
     assert_success(&hearth(&alice, &["send", "@bob", "hi"]).await, "send @bob");
     let out = hearth(&bob, &["read", "@alice"]).await;
@@ -152,9 +154,22 @@ async fn private_messages_need_no_room_and_no_invitation() {
     // Listed apart from rooms, nothing pending.
     let out = hearth(&bob, &["--json", "room", "list"]).await;
     let listed = json_lines(&out);
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["type"], "direct");
+    let kinds: Vec<&str> = listed.iter().map(|v| v["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["direct", "room"], "{listed:?}");
     assert_eq!(listed[0]["with"], "alice");
+
+    // Dave shares no room with bob: his private room waits as an invitation.
+    assert_success(
+        &hearth(&dave, &["send", "@bob", "hello"]).await,
+        "send @bob",
+    );
+    let out = hearth(&bob, &["--json", "room", "list"]).await;
+    let pending: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|v| v["type"] == "invitation")
+        .collect();
+    assert_eq!(pending.len(), 1, "{}", stdout(&out));
+    assert_eq!(pending[0]["from"], "dave");
 
     // Several at once, each in their own conversation.
     let out = hearth(&alice, &["--json", "send", "@bob;carol", "x"]).await;

@@ -123,6 +123,25 @@ pub enum ClientError {
         /// Whose key changed.
         handle: Handle,
     },
+    /// Someone presented an identity that is not theirs (see
+    /// [`crate::client::authentication`]); the change was refused.
+    #[error("{0}")]
+    Impostor(crate::client::Impostor),
+    /// The key a contact presents now is not the one the relay's directory gives for
+    /// them, so it cannot be accepted.
+    #[error("the key presented as {handle} is not the one the relay's directory gives {handle}: it is someone else's, so it cannot be trusted")]
+    KeyNotVouched {
+        /// The handle it was presented under.
+        handle: Handle,
+    },
+    /// A room still holds a key for a member that is not the key accepted for them.
+    #[error("room {room} holds a key for {handle} that is not the one you accepted: compare safety numbers (`hearth verify {handle}`), and ask an admin to kick and re-invite them")]
+    UnacceptedKey {
+        /// The room.
+        room: RoomId,
+        /// The member.
+        handle: Handle,
+    },
     /// A room restored from a backup could not be continued (the room moved on in a way
     /// the backup's group state cannot follow).
     #[error("room {0} could not be continued after restoring the backup: ask a member to remove you from it and invite you again")]

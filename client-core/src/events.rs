@@ -67,6 +67,10 @@ pub struct Member {
     pub account: AccountKey,
     /// The member's role in the room.
     pub role: Role,
+    /// How far this member's key is trusted, judged by key: the contact's state when the
+    /// room holds the accepted key, `Changed` when it holds another one, `None` for
+    /// ourselves (and for a member never pinned).
+    pub trust: Option<crate::contacts::TrustState>,
 }
 
 /// A member's role in a room (see [`crate::policy`]).
@@ -238,10 +242,20 @@ pub enum ClientEvent {
         /// The new display name.
         name: String,
     },
-    /// A known handle now presents a different identity key.
+    /// A known handle now presents a different identity key, and the relay's directory
+    /// vouches for it (the user decides: `trust` or `verify`).
     KeyChanged {
         /// Whose key changed.
         handle: Handle,
+    },
+    /// Someone presented an identity that is not theirs (a member changing its handle or
+    /// key, an invitee or joiner claiming someone else's handle); the change was refused
+    /// and the pins were left alone.
+    Impostor {
+        /// The room it happened in.
+        room: RoomId,
+        /// Who, claiming what.
+        impostor: crate::client::Impostor,
     },
     /// The room log does not add up.
     Consistency {

@@ -39,7 +39,7 @@ pub mod policy;
 pub mod transcript;
 pub mod transport;
 
-pub use client::Client;
+pub use client::{Client, Impostor};
 pub use contacts::{Contact, TrustState};
 pub use error::ClientError;
 pub use events::{

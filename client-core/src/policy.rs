@@ -54,6 +54,8 @@ pub enum Action {
     Rebuild,
     /// Make the room public (listed, open to join) or private again.
     Publish,
+    /// Change a group-context extension other than the room settings.
+    ChangeExtensions,
 }
 
 impl std::fmt::Display for Action {
@@ -71,6 +73,7 @@ impl std::fmt::Display for Action {
             Action::KickAdmin => "kick or ban an admin",
             Action::Rebuild => "rebuild the room",
             Action::Publish => "make the room public or private",
+            Action::ChangeExtensions => "change the room's group-context extensions",
         })
     }
 }

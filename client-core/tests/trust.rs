@@ -224,7 +224,25 @@ async fn a_changed_key_blocks_sending_until_accepted() {
     let contact = alice.c().contact(&h("bob")).await.unwrap().unwrap();
     assert_eq!(contact.state, TrustState::Trusted);
     assert_eq!(contact.account, impostor.account());
-    alice.c().send_text(family, "after trust").await.unwrap();
-    bob.wait_text("after trust").await;
-    assert_eq!(bob.texts(family).await, ["before", "after trust"]);
+    // Trust follows keys, not names: the family room still holds the key bob had
+    // before, which is no longer the accepted one, so it stays blocked and says so.
+    let err = alice
+        .c()
+        .send_text(family, "after trust")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::UnacceptedKey { handle, room } if *handle == h("bob") && *room == family),
+        "{err:?}"
+    );
+    let members = alice.c().members(family).await.unwrap();
+    let bob_there = members.iter().find(|m| m.handle == h("bob")).unwrap();
+    assert_eq!(
+        bob_there.trust,
+        Some(TrustState::Changed {
+            old: impostor.account(),
+            new: real_bob
+        })
+    );
+    assert_eq!(bob.texts(family).await, ["before"]);
 }

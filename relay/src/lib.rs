@@ -8,6 +8,8 @@
 //!   group-commit writer, live fan-out) and one [`service::Session`] per connection.
 //! - [`server`]: the quinn accept loop, TLS certificate and per-connection driver;
 //!   [`server::start`] runs a relay in-process and returns a [`server::RunningRelay`].
+//! - [`external_join`]: the check of an external commit (a public-room join) before it is
+//!   appended, the one MLS message the relay reads.
 //! - [`admin`]: owner commands over a Unix socket in the data dir, or directly on the
 //!   store when no relay runs.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod external_join;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -211,18 +211,9 @@ async fn execute(
         }
         Command::Who => {
             let room = current()?;
-            let contacts = client.contacts().unwrap_or_default();
             let online = client.online(room).await.unwrap_or_default();
             for member in client.members(room).await? {
-                let trust = if member.handle == state.me {
-                    " (you)"
-                } else {
-                    match contacts.iter().find(|c| c.handle == member.handle) {
-                        Some(c) if c.is_verified() => " verified",
-                        Some(c) if c.is_changed() => " KEY CHANGED (hearth verify / hearth trust)",
-                        _ => " not verified",
-                    }
-                };
+                let trust = format!(" {}", crate::output::member_trust(&member, &state.me));
                 let seen = if member.handle != state.me && online.contains(&member.handle) {
                     " online"
                 } else {

@@ -122,6 +122,9 @@ pub fn event(
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
         ),
+        ClientEvent::Impostor { room, impostor } => {
+            format!("!! {}{impostor}", prefix(*room))
+        }
         ClientEvent::Consistency { room, warning } => format!(
             "!! {}{}",
             prefix(*room),

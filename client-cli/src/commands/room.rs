@@ -231,16 +231,18 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
         RoomCommand::Members { room } => {
             let id = session::resolve_room(client, &room).await?;
             let members = client.members(id).await?;
+            let me = client.profile().handle().clone();
             for member in members {
                 let fp = hearth_core::fingerprint::fingerprint(&member.account);
+                let trust = crate::output::member_trust(&member, &me);
                 if global.json {
                     println!(
                         "{}",
-                        json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "fingerprint": fp.to_string()})
+                        json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "fingerprint": fp.to_string(), "trust": trust})
                     );
                 } else {
                     println!(
-                        "{:<16} {:<7} {fp}",
+                        "{:<16} {:<7} {fp} {trust}",
                         member.handle.as_str(),
                         member.role.to_string()
                     );

@@ -1,6 +1,8 @@
 //! Private messages (DESIGN 7): a two-person room per pair, marked `direct` in its
 //! settings, created on first use. The other person's client joins it from the Welcome
-//! without an invitation step (see `inbox`), so the first message arrives as a message.
+//! without an invitation step when it already shares a room with the sender (see
+//! `inbox`), so the first message arrives as a message; from anyone else it waits as an
+//! invitation.
 
 use hearth_protocol::{Handle, RoomId};
 
@@ -11,9 +13,14 @@ use crate::error::ClientError;
 use crate::mls::RoomSettings;
 
 impl Inner {
-    /// The joined direct room whose members are exactly us and `peer` (the lowest room
-    /// id if, after a race, there are two).
+    /// The joined direct room whose members are exactly us and `peer` holding the key
+    /// accepted for them (the lowest room id if, after a race, there are two). Chosen by
+    /// key: a room whose member merely calls itself `peer` never qualifies.
     pub(crate) async fn direct_room_with(&self, peer: &Handle) -> Option<RoomId> {
+        let accepted = crate::contacts::load(self.profile.store(), peer)
+            .ok()
+            .flatten()?
+            .key;
         let mut found = Vec::new();
         for room in self.room_handles() {
             let room = room.lock().await;
@@ -24,7 +31,11 @@ impl Inner {
                 continue;
             }
             let members = room.members();
-            if members.len() == 2 && members.iter().any(|m| m.handle == *peer) {
+            if members.len() == 2
+                && members
+                    .iter()
+                    .any(|m| m.handle == *peer && m.account.0 == accepted)
+            {
                 found.push(room.id);
             }
         }

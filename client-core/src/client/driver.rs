@@ -75,7 +75,7 @@ impl Inner {
     async fn handle_event(self: &Arc<Self>, event: Event) {
         let result = match event {
             Event::Entries { room, entries } => self.pushed_entries(room, entries).await,
-            Event::SubscriptionEnded { room, .. } => self.pushed_entries(room, Vec::new()).await,
+            Event::SubscriptionEnded { room, .. } => self.subscription_ended(room).await,
             Event::InboxArrived => self.fetch_inbox().await,
             Event::AccountRegistered { handle, account } => {
                 self.account_registered(handle, account);
@@ -103,6 +103,22 @@ impl Inner {
         }
     }
 
+    /// The relay ended a subscription at a commit. Usually we merged that commit and
+    /// subscribe again with the new epoch's capability; when we refused it (and the
+    /// capability stayed), we must subscribe again all the same.
+    async fn subscription_ended(&self, id: RoomId) -> Result<(), ClientError> {
+        let Ok(room) = self.room(id) else {
+            return Ok(());
+        };
+        let mut room = room.lock().await;
+        if room.removed || room.rec.status != Status::Joined {
+            return Ok(());
+        }
+        room.subscribed = None;
+        self.catch_up(&mut room).await?;
+        self.follow_up(&mut room).await
+    }
+
     /// Processes pushed entries in order; a gap (or an ended subscription) is filled by
     /// reading from the last processed seq.
     async fn pushed_entries(&self, id: RoomId, entries: Vec<Entry>) -> Result<(), ClientError> {
@@ -123,7 +139,7 @@ impl Inner {
                 gap = true;
                 break;
             }
-            self.process_entry(&mut room, entry)?;
+            self.process_entry(&mut room, entry).await?;
         }
         if gap || room.subscribed != Some(room.group.epoch().as_u64()) {
             self.catch_up(&mut room).await?;

@@ -1,10 +1,13 @@
 //! The inbox: Welcomes (invitations) deposited by other accounts. The members' keys
 //! of a room joined this way are pinned or checked (see [`crate::contacts`]).
 
+use std::collections::HashSet;
+
 use hearth_protocol::limits::MAX_INBOX_FETCH;
 use hearth_protocol::{Handle, InboxEntry, Request, Response, RoomId, Seq};
 use openmls::prelude::*;
 
+use super::authentication::{member_identities, Unverified};
 use super::room::{Room, RoomRecord, Status};
 use super::{unexpected, Inner};
 use crate::content::InboxMessage;
@@ -47,8 +50,9 @@ impl Inner {
             }
             let full = entries.len() >= MAX_INBOX_FETCH as usize;
             let ids = entries.iter().map(|e| e.id).collect();
+            let shared = self.shared_identities().await;
             for entry in &entries {
-                match self.handle_inbox_entry(entry) {
+                match self.take_inbox_entry(entry, &shared).await? {
                     Ok(Some(direct)) => joined.push(direct),
                     Ok(None) => {}
                     Err(e) => tracing::warn!("inbox entry {} dropped: {e}", entry.id),
@@ -64,9 +68,49 @@ impl Inner {
         }
     }
 
+    /// The identity keys of everyone in a room we have joined (rooms busy with an
+    /// operation are skipped: their members just do not count as known).
+    async fn shared_identities(&self) -> HashSet<[u8; 32]> {
+        let mut keys = HashSet::new();
+        for room in self.room_handles() {
+            let Ok(room) = room.try_lock() else { continue };
+            if room.removed || room.rec.status != Status::Joined {
+                continue;
+            }
+            keys.extend(room.members().into_iter().map(|m| m.account.0));
+        }
+        keys
+    }
+
+    /// Takes one inbox entry, asking the relay's directory about the identities in it
+    /// first when needed. The outer error (the relay went away) leaves the entry in the
+    /// inbox; the inner one means the entry is dropped.
+    async fn take_inbox_entry(
+        &self,
+        entry: &InboxEntry,
+        shared: &HashSet<[u8; 32]>,
+    ) -> Result<Result<Option<RoomId>, ClientError>, ClientError> {
+        for _ in 0..2 {
+            match self.handle_inbox_entry(entry, shared) {
+                Ok(Taken::Lookup(handles)) => self.look_up_identities(&handles).await?,
+                Ok(Taken::Done(direct)) => return Ok(Ok(direct)),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Err(ClientError::Other(
+            "the relay's directory did not answer for everyone in the room".into(),
+        )))
+    }
+
     /// Takes one Welcome. A private conversation (a direct room of just us and the
-    /// inviter) is joined at once and returned; any other room waits as an invitation.
-    fn handle_inbox_entry(&self, entry: &InboxEntry) -> Result<Option<RoomId>, ClientError> {
+    /// inviter) from someone we already share a room with is joined at once and
+    /// returned; any other room waits as an invitation. Every identity in the Welcome's
+    /// tree is checked first (see [`super::authentication`]).
+    fn handle_inbox_entry(
+        &self,
+        entry: &InboxEntry,
+        shared: &HashSet<[u8; 32]>,
+    ) -> Result<Taken, ClientError> {
         let message =
             InboxMessage::decode(&entry.payload).map_err(|e| ClientError::Other(e.to_string()))?;
         let InboxMessage::Welcome {
@@ -77,7 +121,7 @@ impl Inner {
             from,
         } = message;
         if !self.make_room_for_welcome(id)? {
-            return Ok(None); // already joined (a duplicate deposit)
+            return Ok(Taken::Done(None)); // already joined (a duplicate deposit)
         }
         let welcome = match parse_message(&welcome)?.extract() {
             MlsMessageBodyIn::Welcome(welcome) => welcome,
@@ -97,6 +141,28 @@ impl Inner {
             )));
         }
         let group = staged.into_group(&engine.provider).map_err(mls)?;
+        let verdict = member_identities(&group)
+            .map(|entering| self.verify_identities(&entering, Some(&from)));
+        match verdict {
+            Ok(Ok(())) => {}
+            Ok(Err(Unverified::Lookup(handles))) => {
+                engine.rollback();
+                return Ok(Taken::Lookup(handles));
+            }
+            Ok(Err(Unverified::Impostor(impostor))) => {
+                engine.rollback();
+                drop(engine);
+                self.emit(ClientEvent::Impostor {
+                    room: id,
+                    impostor: impostor.clone(),
+                });
+                return Err(ClientError::Impostor(impostor));
+            }
+            Err(e) => {
+                engine.rollback();
+                return Err(e);
+            }
+        }
         let settings = RoomSettings::of(group.extensions());
         let direct = settings.as_ref().is_some_and(|s| s.direct) && group.members().count() == 2;
         let name = settings.map(|s| s.name).unwrap_or_default();
@@ -132,7 +198,13 @@ impl Inner {
         let key_changed = events
             .iter()
             .any(|e| matches!(e, ClientEvent::KeyChanged { handle } if *handle == from));
-        let join_now = direct && !key_changed;
+        // Only from someone we already share a room with: anyone registered can push a
+        // direct room, and it must not slip in beside the real conversation unasked.
+        let known = room
+            .members()
+            .iter()
+            .any(|m| m.handle == from && shared.contains(&m.account.0));
+        let join_now = direct && !key_changed && known;
         if join_now {
             room.rec.status = Status::Joined;
         }
@@ -149,7 +221,7 @@ impl Inner {
             self.emit(event);
         }
         if join_now {
-            return Ok(Some(id));
+            return Ok(Taken::Done(Some(id)));
         }
         self.emit(ClientEvent::Invited(Invitation {
             room: id,
@@ -157,6 +229,14 @@ impl Inner {
             from,
             received: crate::history::time_of(entry.time),
         }));
-        Ok(None)
+        Ok(Taken::Done(None))
     }
+}
+
+/// What taking an inbox entry came to.
+enum Taken {
+    /// Taken; `Some` names a private conversation joined at once.
+    Done(Option<RoomId>),
+    /// Nothing taken yet: ask the directory about these handles first.
+    Lookup(Vec<Handle>),
 }

@@ -15,6 +15,8 @@
 //! Events go to one unbounded channel, taken once with [`Client::events`].
 
 mod admin;
+pub mod authentication;
+pub use authentication::Impostor;
 mod direct;
 mod driver;
 mod inbox;
@@ -77,6 +79,8 @@ pub(crate) struct Inner {
     presence: Mutex<presence::Seen>,
     /// We announced that we are online, so we say goodbye on close.
     announced: AtomicBool,
+    /// What the relay's directory said about handles entering rooms.
+    directory: Mutex<authentication::DirectoryAnswers>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -188,6 +192,7 @@ impl Client {
             inbox_lock: tokio::sync::Mutex::new(()),
             presence: Mutex::new(presence::Seen::default()),
             announced: AtomicBool::new(false),
+            directory: Mutex::new(authentication::DirectoryAnswers::default()),
         });
         inner.load_rooms()?;
         tokio::spawn(purge_loop(Arc::downgrade(&inner)));
@@ -382,7 +387,7 @@ impl Client {
     pub async fn members(&self, room: RoomId) -> Result<Vec<Member>, ClientError> {
         let room = self.inner.room(room)?;
         let room = room.lock().await;
-        Ok(room.members())
+        Ok(self.inner.members_judged(&room))
     }
 
     /// Stored history, oldest first: the last `limit` messages, optionally only those at

@@ -49,7 +49,7 @@ impl Inner {
             };
             let before = room.rec.transcript.last();
             for entry in &entries {
-                self.process_entry(room, entry)?;
+                self.process_entry(room, entry).await?;
                 if room.removed {
                     return Ok(());
                 }

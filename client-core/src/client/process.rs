@@ -9,6 +9,9 @@
 use hearth_protocol::{AccountKey, Entry, EntryKind, Handle, RoomId};
 use openmls::prelude::*;
 
+use super::authentication::{
+    added_identities, check_identity_kept, identity_of, Impostor, Unverified,
+};
 use super::room::{account_of, Inflight, Room};
 use super::Inner;
 use crate::content::{Body, Content, RoomEvent};
@@ -31,13 +34,42 @@ pub(crate) struct Effects {
     pub profile: Option<(Handle, String)>,
 }
 
+/// What one pass over an entry came to.
+pub(crate) enum Step {
+    /// Processed (or refused) and persisted.
+    Done,
+    /// Nothing was kept: ask the relay's directory about these handles, then process the
+    /// entry again (see [`super::authentication`]).
+    Lookup(Vec<Handle>),
+}
+
 impl Inner {
-    /// Processes one entry (skipped if already processed) and persists the result.
-    pub(crate) fn process_entry(&self, room: &mut Room, entry: &Entry) -> Result<(), ClientError> {
+    /// Processes one entry (skipped if already processed) and persists the result,
+    /// asking the relay's directory first about identities the entry brings in that no
+    /// pin vouches for.
+    pub(crate) async fn process_entry(
+        &self,
+        room: &mut Room,
+        entry: &Entry,
+    ) -> Result<(), ClientError> {
+        for _ in 0..2 {
+            match self.process_entry_once(room, entry)? {
+                Step::Done => return Ok(()),
+                Step::Lookup(handles) => self.look_up_identities(&handles).await?,
+            }
+        }
+        // Every handle asked about has an answer now, so a second pass never asks again.
+        Err(ClientError::Other(
+            "the relay's directory did not answer for a new member; try again".into(),
+        ))
+    }
+
+    fn process_entry_once(&self, room: &mut Room, entry: &Entry) -> Result<Step, ClientError> {
         if entry.seq <= room.rec.transcript.last() || room.removed {
-            return Ok(());
+            return Ok(Step::Done);
         }
         let mut engine = self.engine();
+        let before = room.rec.clone();
         let mut fx = Effects::default();
         if let Some(Some(warning)) =
             room.rec
@@ -60,9 +92,11 @@ impl Inner {
         let result = match own {
             Some(Inflight::Message { body, .. }) => {
                 own_message(room, entry, body, &mut fx);
-                Ok(())
+                Ok(Step::Done)
             }
-            Some(Inflight::Commit { .. }) => own_commit(&engine, room, &mut fx),
+            Some(Inflight::Commit { .. }) => {
+                own_commit(&engine, room, &mut fx).map(|()| Step::Done)
+            }
             None => {
                 if entry.kind == EntryKind::Commit && room.group.pending_commit().is_some() {
                     // Another commit won this epoch: ours is void.
@@ -71,10 +105,28 @@ impl Inner {
                         .map_err(crate::error::mls)?;
                     room.rec.inflight = None;
                 }
-                foreign(&engine, room, entry, &mut fx)
+                self.foreign(&engine, room, entry, &mut fx)
             }
         };
+        let result = match result {
+            Ok(Step::Lookup(handles)) => {
+                // Undo the pass: storage, the group in memory, the record.
+                engine.rollback();
+                room.group = engine.reload(&room.group)?;
+                room.rec = before;
+                return Ok(Step::Lookup(handles));
+            }
+            Ok(Step::Done) => Ok(()),
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
+            if let ClientError::Impostor(impostor) = &e {
+                tracing::warn!("room {}: {impostor}", room.id);
+                fx.events.push(ClientEvent::Impostor {
+                    room: room.id,
+                    impostor: impostor.clone(),
+                });
+            }
             fx.events.push(ClientEvent::Rejected {
                 room: room.id,
                 seq: entry.seq,
@@ -115,7 +167,7 @@ impl Inner {
             }
             self.emit(event);
         }
-        Ok(())
+        Ok(Step::Done)
     }
 }
 
@@ -157,132 +209,184 @@ fn own_commit(engine: &Engine, room: &mut Room, fx: &mut Effects) -> Result<(), 
     Ok(())
 }
 
-fn foreign(
-    engine: &Engine,
-    room: &mut Room,
-    entry: &Entry,
-    fx: &mut Effects,
-) -> Result<(), ClientError> {
-    let message = parse_message(&entry.payload)?
-        .try_into_protocol_message()
-        .map_err(crate::error::mls)?;
-    let processed = room
-        .group
-        .process_message(&engine.provider, message)
-        .map_err(crate::error::mls)?;
-    let sender = room
-        .sender_handle(processed.sender())
-        .or_else(|| handle_of(processed.credential()))
-        .ok_or_else(|| ClientError::Mls("message from an unknown sender".into()))?;
-    let sender_leaf = match processed.sender() {
-        Sender::Member(leaf) => Some(*leaf),
-        _ => None,
-    };
-    let external = matches!(processed.sender(), Sender::NewMemberCommit);
-    match processed.into_content() {
-        ProcessedMessageContent::ApplicationMessage(app) => {
-            if entry.kind != EntryKind::Message {
-                return Err(ClientError::Mls(
-                    "application message logged as a commit".into(),
-                ));
+impl Inner {
+    /// Processes another member's entry (or a joiner's external commit).
+    fn foreign(
+        &self,
+        engine: &Engine,
+        room: &mut Room,
+        entry: &Entry,
+        fx: &mut Effects,
+    ) -> Result<Step, ClientError> {
+        let message = parse_message(&entry.payload)?
+            .try_into_protocol_message()
+            .map_err(crate::error::mls)?;
+        let processed = room
+            .group
+            .process_message(&engine.provider, message)
+            .map_err(crate::error::mls)?;
+        let sender = room
+            .sender_handle(processed.sender())
+            .or_else(|| handle_of(processed.credential()))
+            .ok_or_else(|| ClientError::Mls("message from an unknown sender".into()))?;
+        let sender_leaf = match processed.sender() {
+            Sender::Member(leaf) => Some(*leaf),
+            _ => None,
+        };
+        let external = matches!(processed.sender(), Sender::NewMemberCommit);
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                if entry.kind != EntryKind::Message {
+                    return Err(ClientError::Mls(
+                        "application message logged as a commit".into(),
+                    ));
+                }
+                let content = Content::decode(&app.into_bytes())
+                    .map_err(|e| ClientError::Other(e.to_string()))?;
+                if let Some(warning) = room.rec.transcript.check_mark(content.transcript()) {
+                    fx.events.push(ClientEvent::Consistency {
+                        room: room.id,
+                        warning,
+                    });
+                }
+                if let Body::RoomEvent(RoomEvent::Rebuilt { room: new }) = content.body() {
+                    // A pointer to another room is an admin's word, like a rebuild itself.
+                    let admin = sender_leaf
+                        .and_then(|leaf| room.group.member_at(leaf))
+                        .and_then(|m| account_of(&m.signature_key))
+                        .is_some_and(|a| room.settings().is_ok_and(|s| s.is_admin(&a)));
+                    if !admin {
+                        return Err(ClientError::Other(format!(
+                        "{sender} is not an admin: their notice that the room moved elsewhere is ignored"
+                    )));
+                    }
+                    fx.events.push(ClientEvent::RoomRebuilt {
+                        room: room.id,
+                        new: *new,
+                        by: sender.clone(),
+                    });
+                }
+                if let Body::Presence { online } = *content.body() {
+                    fx.events.push(ClientEvent::Presence {
+                        room: room.id,
+                        handle: sender.clone(),
+                        online,
+                    });
+                    fx.presence = Some((sender.clone(), online));
+                }
+                if let Body::Profile { display_name } = content.body() {
+                    fx.profile = Some((sender.clone(), display_name.clone()));
+                }
+                if let Body::Text { text, reply_to } = content.body().clone() {
+                    let record = HistoryRecord {
+                        sender,
+                        text,
+                        time: entry.time,
+                        own: false,
+                        reply_to,
+                    };
+                    fx.events
+                        .push(ClientEvent::Message(record.item(room.id, entry.seq)));
+                    fx.history = Some(record);
+                }
+                Ok(Step::Done)
             }
-            let content = Content::decode(&app.into_bytes())
-                .map_err(|e| ClientError::Other(e.to_string()))?;
-            if let Some(warning) = room.rec.transcript.check_mark(content.transcript()) {
-                fx.events.push(ClientEvent::Consistency {
-                    room: room.id,
-                    warning,
-                });
-            }
-            if let Body::RoomEvent(RoomEvent::Rebuilt { room: new }) = content.body() {
-                fx.events.push(ClientEvent::RoomRebuilt {
-                    room: room.id,
-                    new: *new,
-                    by: sender.clone(),
-                });
-            }
-            if let Body::Presence { online } = *content.body() {
-                fx.events.push(ClientEvent::Presence {
-                    room: room.id,
-                    handle: sender.clone(),
-                    online,
-                });
-                fx.presence = Some((sender.clone(), online));
-            }
-            if let Body::Profile { display_name } = content.body() {
-                fx.profile = Some((sender.clone(), display_name.clone()));
-            }
-            if let Body::Text { text, reply_to } = content.body().clone() {
-                let record = HistoryRecord {
-                    sender,
-                    text,
-                    time: entry.time,
-                    own: false,
-                    reply_to,
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                // Policy: the only standalone proposal accepted is a member removing itself.
+                let self_remove = match (proposal.proposal(), proposal.sender()) {
+                    (Proposal::Remove(remove), Sender::Member(leaf)) => remove.removed() == *leaf,
+                    _ => false,
                 };
-                fx.events
-                    .push(ClientEvent::Message(record.item(room.id, entry.seq)));
-                fx.history = Some(record);
+                if !self_remove {
+                    return Err(ClientError::Other(
+                        "proposal refused: only leaving is allowed as a proposal".into(),
+                    ));
+                }
+                room.group
+                    .store_pending_proposal(engine.provider.storage(), *proposal)
+                    .map_err(crate::error::mls)?;
+                room.commit_proposals = designated_committer(room);
+                Ok(Step::Done)
             }
-            Ok(())
-        }
-        ProcessedMessageContent::ProposalMessage(proposal) => {
-            // Policy: the only standalone proposal accepted is a member removing itself.
-            let self_remove = match (proposal.proposal(), proposal.sender()) {
-                (Proposal::Remove(remove), Sender::Member(leaf)) => remove.removed() == *leaf,
-                _ => false,
-            };
-            if !self_remove {
-                return Err(ClientError::Other(
-                    "proposal refused: only leaving is allowed as a proposal".into(),
-                ));
-            }
-            room.group
-                .store_pending_proposal(engine.provider.storage(), *proposal)
-                .map_err(crate::error::mls)?;
-            room.commit_proposals = designated_committer(room);
-            Ok(())
-        }
-        ProcessedMessageContent::StagedCommitMessage(staged) => {
-            if entry.kind != EntryKind::Commit {
-                return Err(ClientError::Mls("commit logged as a message".into()));
-            }
-            if external {
-                // Someone joining by themselves: only a public room allows it.
-                return super::public::merge_external_commit(engine, room, *staged, &sender, fx);
-            }
-            let committer =
-                sender_leaf.ok_or_else(|| ClientError::Mls("commit from a non-member".into()))?;
-            if let Err(violation) = check_staged(&room.group, &staged, committer) {
-                // Not merged: honest members all refuse it alike. If the relay accepted
-                // it as the epoch's commit, the room is stuck for us (DESIGN 4).
-                return Err(ClientError::Other(format!(
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                if entry.kind != EntryKind::Commit {
+                    return Err(ClientError::Mls("commit logged as a message".into()));
+                }
+                if external {
+                    // Someone joining by themselves: only a public room allows it, and only
+                    // under their own identity.
+                    let leaf = staged.update_path_leaf_node().ok_or_else(|| {
+                        ClientError::Mls("an external commit without a leaf".into())
+                    })?;
+                    let joiner = identity_of(leaf)?;
+                    if let Err(unverified) = self.verify_identities(&[joiner], None) {
+                        return unverified_step(unverified);
+                    }
+                    return super::public::merge_external_commit(
+                        engine, room, *staged, &sender, fx,
+                    )
+                    .map(|()| Step::Done);
+                }
+                let committer = sender_leaf
+                    .ok_or_else(|| ClientError::Mls("commit from a non-member".into()))?;
+                let verdict = check_identity_kept(&room.group, &staged, committer).and_then(|()| {
+                    match added_identities(&staged) {
+                        Ok(added) => self.verify_identities(&added, Some(&sender)),
+                        // Unreadable identities: refused like an impostor's, naming the committer.
+                        Err(_) => Err(Unverified::Impostor(Impostor {
+                            claimed: sender.clone(),
+                            key: room
+                                .group
+                                .member_at(committer)
+                                .and_then(|m| account_of(&m.signature_key))
+                                .unwrap_or(AccountKey([0; 32])),
+                            by: Some(sender.clone()),
+                        })),
+                    }
+                });
+                if let Err(unverified) = verdict {
+                    return unverified_step(unverified);
+                }
+                if let Err(violation) = check_staged(&room.group, &staged, committer) {
+                    // Not merged: honest members all refuse it alike. If the relay accepted
+                    // it as the epoch's commit, the room is stuck for us (DESIGN 4).
+                    return Err(ClientError::Other(format!(
                     "commit by {sender} refused by the room policy: {violation}; if the room stops working, an admin can rebuild it"
                 )));
+                }
+                commit_effects(room, &staged, &sender, fx);
+                let removed = staged.self_removed();
+                let banned = RoomSettings::of(staged.group_context().extensions())
+                    .is_some_and(|s| s.is_banned(&engine.account()));
+                room.group
+                    .merge_staged_commit(&engine.provider, *staged)
+                    .map_err(crate::error::mls)?;
+                room.subscribed = None;
+                room.commit_proposals = false;
+                if removed {
+                    room.removed = true;
+                    fx.events.push(ClientEvent::RemovedFromRoom {
+                        room: room.id,
+                        by: sender,
+                        banned,
+                    });
+                }
+                Ok(Step::Done)
             }
-            commit_effects(room, &staged, &sender, fx);
-            let removed = staged.self_removed();
-            let banned = RoomSettings::of(staged.group_context().extensions())
-                .is_some_and(|s| s.is_banned(&engine.account()));
-            room.group
-                .merge_staged_commit(&engine.provider, *staged)
-                .map_err(crate::error::mls)?;
-            room.subscribed = None;
-            room.commit_proposals = false;
-            if removed {
-                room.removed = true;
-                fx.events.push(ClientEvent::RemovedFromRoom {
-                    room: room.id,
-                    by: sender,
-                    banned,
-                });
-            }
-            Ok(())
+            ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(ClientError::Other(
+                "external join proposals are not accepted".into(),
+            )),
+            _ => Err(ClientError::Mls("unexpected message type".into())),
         }
-        ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(ClientError::Other(
-            "external join proposals are not accepted".into(),
-        )),
-        _ => Err(ClientError::Mls("unexpected message type".into())),
+    }
+}
+
+/// An identity check that did not pass, as the outcome of processing: ask the directory,
+/// or refuse the entry as an impostor's.
+fn unverified_step(unverified: Unverified) -> Result<Step, ClientError> {
+    match unverified {
+        Unverified::Lookup(handles) => Ok(Step::Lookup(handles)),
+        Unverified::Impostor(impostor) => Err(ClientError::Impostor(impostor)),
     }
 }
 
@@ -477,8 +581,24 @@ pub(crate) fn check_staged(
     let before = RoomSettings::read(group.extensions()).map_err(unreadable)?;
     let after = RoomSettings::read(staged.group_context().extensions()).map_err(unreadable)?;
     let changes = changes_of(group, staged, committer)?;
+    // The settings follow the rules above; any other extension is an admin's to change.
+    if other_extensions(group.extensions()) != other_extensions(staged.group_context().extensions())
+        && !before.is_admin(&changes.committer)
+    {
+        return Err(PolicyViolation::NotAdmin(policy::Action::ChangeExtensions));
+    }
     if let Some(verdict) = super::public::check_join_record(group, &before, &changes, &after) {
         return verdict;
     }
     policy::check_commit(&before, &changes, &after)
+}
+
+/// The group-context extensions other than the room settings.
+pub(crate) fn other_extensions(extensions: &Extensions<GroupContext>) -> Vec<&Extension> {
+    extensions
+        .iter()
+        .filter(|e| {
+            e.extension_type() != ExtensionType::Unknown(crate::mls::ROOM_SETTINGS_EXTENSION)
+        })
+        .collect()
 }

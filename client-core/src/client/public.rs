@@ -554,7 +554,10 @@ pub(crate) fn merge_external_commit(
     {
         return refuse("they are already a member");
     }
-    if RoomSettings::of(staged.group_context().extensions()).as_ref() != Some(&before) {
+    if RoomSettings::of(staged.group_context().extensions()).as_ref() != Some(&before)
+        || super::process::other_extensions(staged.group_context().extensions())
+            != super::process::other_extensions(room.group.extensions())
+    {
         return refuse("an external commit may not change the room's settings");
     }
     fx.contacts.push((joiner.clone(), account.0));

@@ -137,6 +137,7 @@ impl Room {
                     handle,
                     account,
                     role,
+                    trust: None,
                 })
             })
             .collect();

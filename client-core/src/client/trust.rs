@@ -36,21 +36,29 @@ impl Client {
 
     /// Accepts the key `handle` presents now (after a [`ClientEvent::KeyChanged`]): sending
     /// to them works again. A handle never seen before is looked up and pinned.
+    /// Fails with [`ClientError::KeyNotVouched`] when the relay's directory does not give
+    /// `handle` the new key (someone else's key can never be pinned to a handle).
     pub async fn trust(&self, handle: &Handle) -> Result<(), ClientError> {
-        self.decide(handle, |record, now| record.trust(now)).await
+        self.decide(handle, true, |record, now| record.trust(now))
+            .await
     }
 
     /// Records whether the safety number compared in person matched. `true` also accepts
     /// a changed key (the number was computed with it); `false` withdraws an earlier
     /// verification and leaves a changed key blocked.
     pub async fn mark_verified(&self, handle: &Handle, verified: bool) -> Result<(), ClientError> {
-        self.decide(handle, |record, now| record.mark_verified(verified, now))
-            .await
+        self.decide(handle, verified, |record, now| {
+            record.mark_verified(verified, now)
+        })
+        .await
     }
 
+    /// Applies a user's decision; `accepts` says whether it accepts a changed key, which
+    /// the relay's directory must then vouch for.
     async fn decide(
         &self,
         handle: &Handle,
+        accepts: bool,
         change: impl FnOnce(&mut contacts::ContactRecord, u64),
     ) -> Result<(), ClientError> {
         if handle == self.inner.profile.handle() {
@@ -58,8 +66,15 @@ impl Client {
                 "that is you: your own key needs no trust decision".into(),
             ));
         }
-        if self.contact(handle).await?.is_none() {
+        let Some(contact) = self.contact(handle).await? else {
             return Err(ClientError::NoSuchUser(handle.clone()));
+        };
+        if let crate::TrustState::Changed { new, .. } = contact.state {
+            if accepts && !self.inner.directory_vouches(handle, &new).await? {
+                return Err(ClientError::KeyNotVouched {
+                    handle: handle.clone(),
+                });
+            }
         }
         let store = self.inner.profile.store();
         // Under the engine lock, like every other write of contacts, so a key observed
@@ -67,6 +82,11 @@ impl Client {
         let mut engine = self.inner.engine();
         let mut record = contacts::load(store, handle)?
             .ok_or_else(|| ClientError::NoSuchUser(handle.clone()))?;
+        if record.contact(handle.clone()).state != contact.state {
+            return Err(ClientError::Other(format!(
+                "{handle}'s key changed again while deciding: look at it again"
+            )));
+        }
         change(&mut record, contacts::now_secs());
         let writes = ContactWrites(vec![(handle.clone(), record)]);
         engine.persist(store, |batch| writes.save(batch))
@@ -171,14 +191,54 @@ impl Inner {
         self.refuse_changed(handle)
     }
 
-    /// Refuses to send to a room while a member's key change is undecided.
+    /// Refuses to send to a room while a member's key change is undecided, or while the
+    /// room holds a key for someone that is not the key accepted for them (judged by key,
+    /// not by handle).
     pub(crate) fn check_sendable(&self, room: &Room) -> Result<(), ClientError> {
-        for member in room.members() {
-            if &member.handle != self.profile.handle() {
-                self.refuse_changed(&member.handle)?;
+        for member in self.members_judged(room) {
+            match member.trust {
+                Some(crate::TrustState::Changed { old, .. }) => {
+                    let pending = contacts::load(self.profile.store(), &member.handle)?
+                        .is_some_and(|r| matches!(r.state, StoredState::Changed { .. }));
+                    return Err(if pending || old == member.account {
+                        ClientError::KeyChanged {
+                            handle: member.handle,
+                        }
+                    } else {
+                        ClientError::UnacceptedKey {
+                            room: room.id,
+                            handle: member.handle,
+                        }
+                    });
+                }
+                _ => continue,
             }
         }
         Ok(())
+    }
+
+    /// The members of a room, each with how far its key is trusted, judged by the key the
+    /// room holds (see [`crate::events::Member::trust`]).
+    pub(crate) fn members_judged(&self, room: &Room) -> Vec<crate::events::Member> {
+        let store = self.profile.store();
+        let mut members = room.members();
+        for member in &mut members {
+            if &member.handle == self.profile.handle() {
+                continue;
+            }
+            let Ok(Some(record)) = contacts::load(store, &member.handle) else {
+                continue;
+            };
+            member.trust = Some(if record.key == member.account.0 {
+                record.contact(member.handle.clone()).state
+            } else {
+                crate::TrustState::Changed {
+                    old: hearth_protocol::AccountKey(record.key),
+                    new: member.account,
+                }
+            });
+        }
+        members
     }
 
     fn refuse_changed(&self, handle: &Handle) -> Result<(), ClientError> {

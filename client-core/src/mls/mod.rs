@@ -150,6 +150,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Undoes every storage change since the last [`Engine::persist`]: the operation
+    /// under way is abandoned (groups held in memory must be loaded again, see
+    /// [`Engine::reload`]).
+    pub fn rollback(&mut self) {
+        *self
+            .provider
+            .storage
+            .values
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = self.persisted.clone();
+    }
+
+    /// Loads a group again from storage (after [`Engine::rollback`]).
+    pub fn reload(&self, group: &MlsGroup) -> Result<MlsGroup, ClientError> {
+        MlsGroup::load(self.provider.storage(), group.group_id())
+            .map_err(crate::error::mls)?
+            .ok_or_else(|| ClientError::Mls("the room's group state is gone".into()))
+    }
+
     /// Makes `count` one-use KeyPackages and, if `last_resort`, one last-resort
     /// KeyPackage; returns their TLS-codec bytes. Their private halves go into storage
     /// (persist afterwards).

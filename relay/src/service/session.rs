@@ -652,6 +652,12 @@ impl Session {
                 if let Some(e) = self.too_large(payload.len()) {
                     return Reply::Ready(Err(e));
                 }
+                if let Err(e) = self
+                    .check_join(&store, room, epoch, account, &payload)
+                    .await
+                {
+                    return Reply::Ready(Err(e));
+                }
                 let op = WriteOp::JoinPublic {
                     room,
                     epoch,
@@ -674,6 +680,50 @@ impl Session {
                 Reply::Ready(Ok(Response::Done))
             }
         }
+    }
+
+    /// Checks a `JoinPublic` commit against the room's published GroupInfo at `epoch`
+    /// (see [`crate::external_join`]) before anything is written. The write itself checks
+    /// the epoch again, so a listing replaced meanwhile cannot slip through.
+    async fn check_join(
+        &mut self,
+        store: &Arc<dyn crate::store::Store>,
+        room: hearth_protocol::RoomId,
+        epoch: u64,
+        account: AccountKey,
+        payload: &[u8],
+    ) -> Result<(), WireError> {
+        let listing = match store.listing(&room) {
+            Ok(Some((listing, current))) if listing.epoch == current && epoch == current => listing,
+            Ok(Some(_)) => return Err(crate::store::stale_listing()),
+            Ok(None) => return Err(crate::store::not_listed()),
+            Err(e) => return Err(store_failed(e)),
+        };
+        let handle = match store.account(&account) {
+            Ok(Some(record)) => record.handle,
+            Ok(None) => return Err(err(ErrorCode::UnknownAccount, "no such account")),
+            Err(e) => return Err(store_failed(e)),
+        };
+        let commit = payload.to_vec();
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::external_join::check_external_join(
+                &listing.group_info,
+                &commit,
+                &account,
+                &handle,
+            )
+        })
+        .await
+        .map_err(|_| internal())?;
+        checked.map_err(|refused| {
+            self.shared.audit(
+                "join-refused",
+                Some(self.peer_ip),
+                Some(&account),
+                &refused.to_string(),
+            );
+            err(ErrorCode::Forbidden, &refused.to_string())
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
