@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::mls::MlsUser;
 use common::{cap, new_account, start_relay, Client};
 use hearth_protocol::{
     EntryKind, ErrorCode, Event, PublicRoomInfo, Request, Response, RoomId, Seq, WireError,
@@ -37,6 +38,23 @@ async fn publish(c: &mut Client, room: RoomId, n: u8, epoch: u64) -> Result<Resp
         cap: cap(n),
         public_name: "Family board".into(),
         group_info: vec![n; 300],
+        epoch,
+    })
+    .await
+}
+
+async fn publish_info(
+    c: &mut Client,
+    room: RoomId,
+    n: u8,
+    epoch: u64,
+    group_info: Vec<u8>,
+) -> Result<Response, WireError> {
+    c.request(Request::PublishRoom {
+        room,
+        cap: cap(n),
+        public_name: "Family board".into(),
+        group_info,
         epoch,
     })
     .await
@@ -162,10 +180,12 @@ async fn publish_list_fetch_and_unpublish() {
 #[tokio::test]
 async fn joining_rotates_the_cap_and_stale_epochs_are_refused() {
     let (relay, _dir) = start_relay(|_| {}).await;
-    let (mut alice, _) = new_account(&relay, "alice").await;
-    let (mut dave, _) = new_account(&relay, "dave").await;
-    let (mut erin, _) = new_account(&relay, "erin").await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let (mut dave, dave_id) = new_account(&relay, "dave").await;
+    let (mut erin, erin_id) = new_account(&relay, "erin").await;
     let room = RoomId::random();
+    let alice_mls = MlsUser::new(&alice_id, "alice");
+    let group = alice_mls.create_group(&room.0);
     create(&mut alice, room).await;
     alice
         .request(Request::Subscribe {
@@ -186,20 +206,25 @@ async fn joining_rotates_the_cap_and_stale_epochs_are_refused() {
             })
             .await,
     );
-    assert_eq!(publish(&mut alice, room, 1, 1).await, Ok(Response::Done));
-    let Ok(Response::GroupInfo { epoch, .. }) =
+    let info = alice_mls.group_info(&group);
+    assert_eq!(
+        publish_info(&mut alice, room, 1, 1, info.clone()).await,
+        Ok(Response::Done)
+    );
+    let Ok(Response::GroupInfo { epoch, group_info }) =
         dave.request(Request::FetchGroupInfo { room }).await
     else {
         panic!("group info expected");
     };
-    assert_eq!(epoch, 1);
+    assert_eq!((epoch, &group_info), (1, &info));
+    let (dave_group, join) = MlsUser::new(&dave_id, "dave").external_commit(&group_info);
     assert_eq!(
         code(
             dave.request(Request::JoinPublic {
                 room,
                 epoch: 0,
                 next_cap_hash: cap(2).hash(),
-                payload: vec![2; 40],
+                payload: join.clone(),
             })
             .await
         ),
@@ -211,7 +236,7 @@ async fn joining_rotates_the_cap_and_stale_epochs_are_refused() {
             room,
             epoch,
             next_cap_hash: cap(2).hash(),
-            payload: vec![2; 40],
+            payload: join.clone(),
         })
         .await,
     );
@@ -238,7 +263,7 @@ async fn joining_rotates_the_cap_and_stale_epochs_are_refused() {
     let (entries, _) = read(&mut alice, room, 1).await;
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1].kind, EntryKind::Commit);
-    assert_eq!(entries[1].payload, vec![2; 40]);
+    assert_eq!(entries[1].payload, join);
 
     // The old cap is stale now; the joiner's works.
     assert_eq!(
@@ -251,28 +276,91 @@ async fn joining_rotates_the_cap_and_stale_epochs_are_refused() {
         code(erin.request(Request::FetchGroupInfo { room }).await),
         ErrorCode::StaleEpoch
     );
+    let erin_mls = MlsUser::new(&erin_id, "erin");
+    let (_, stale_join) = erin_mls.external_commit(&info);
     assert_eq!(
         code(
             erin.request(Request::JoinPublic {
                 room,
                 epoch: 1,
                 next_cap_hash: cap(5).hash(),
-                payload: vec![5; 40],
+                payload: stale_join,
             })
             .await
         ),
         ErrorCode::StaleEpoch
     );
     assert_eq!(listed(&mut erin).await[0].epoch, 1);
-    assert_eq!(publish(&mut dave, room, 2, 2).await, Ok(Response::Done));
+    let dave_info = MlsUser::new(&dave_id, "dave").group_info(&dave_group);
+    assert_eq!(
+        publish_info(&mut dave, room, 2, 2, dave_info.clone()).await,
+        Ok(Response::Done)
+    );
+    let (_, erin_join) = erin_mls.external_commit(&dave_info);
     appended(
         erin.request(Request::JoinPublic {
             room,
             epoch: 2,
             next_cap_hash: cap(5).hash(),
-            payload: vec![5; 40],
+            payload: erin_join,
         })
         .await,
+    );
+    relay.shutdown().await.unwrap();
+}
+
+/// Issue 9/10: the relay reads a `JoinPublic` before it rotates anything. Garbage, a
+/// commit under another account's handle, and a join built on another room's GroupInfo
+/// are refused; the members' capability stays.
+#[tokio::test]
+async fn external_joins_that_are_not_the_joiners_own_are_refused_before_anything_moves() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let (mut eve, eve_id) = new_account(&relay, "eve").await;
+    let room = RoomId::random();
+    let alice_mls = MlsUser::new(&alice_id, "alice");
+    let group = alice_mls.create_group(&room.0);
+    create(&mut alice, room).await;
+    let info = alice_mls.group_info(&group);
+    assert_eq!(
+        publish_info(&mut alice, room, 0, 0, info.clone()).await,
+        Ok(Response::Done)
+    );
+    let other = alice_mls.create_group(&RoomId::random().0);
+    let attempts = [
+        ("garbage", vec![0x42; 300]),
+        (
+            "another's handle",
+            MlsUser::new(&eve_id, "alice").external_commit(&info).1,
+        ),
+        (
+            "another room",
+            MlsUser::new(&eve_id, "eve")
+                .external_commit(&alice_mls.group_info(&other))
+                .1,
+        ),
+    ];
+    for (what, payload) in attempts {
+        let refused = eve
+            .request(Request::JoinPublic {
+                room,
+                epoch: 0,
+                next_cap_hash: cap(9).hash(),
+                payload,
+            })
+            .await;
+        assert_eq!(code(refused), ErrorCode::Forbidden, "{what}");
+    }
+    // Nothing appended, the cap did not move, and each refusal is in the audit feed (the
+    // writer applies operations in order: the audit records precede this append).
+    appended(alice.append(room, cap(0), vec![1]).await);
+    let (entries, _) = read(&mut alice, room, 0).await;
+    assert_eq!(entries.len(), 1);
+    let audit = relay.relay().store().audit(100).unwrap();
+    assert_eq!(
+        audit.iter().filter(|r| r.kind == "join-refused").count(),
+        3,
+        "{audit:?}"
     );
     relay.shutdown().await.unwrap();
 }

@@ -1,6 +1,8 @@
 //! A small test client: real QUIC, pinned relay certificate, the real protocol.
 #![allow(dead_code)]
 
+pub mod mls;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
