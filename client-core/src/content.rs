@@ -81,6 +81,22 @@ pub enum Body {
         /// The display name.
         display_name: String,
     },
+    /// Nothing but the transcript mark every content carries: sent now and then so
+    /// that members who do not write still compare their histories (a partition shows
+    /// as a fork). Not stored in history.
+    Head,
+}
+
+impl Body {
+    /// Whether this is something the user says (a message, an edit, a deletion, a
+    /// receipt), as opposed to what the client says for them (presence, profile, head,
+    /// room notices).
+    pub fn is_said(&self) -> bool {
+        matches!(
+            self,
+            Body::Text { .. } | Body::Edit { .. } | Body::Delete { .. } | Body::Receipt { .. }
+        )
+    }
 }
 
 /// Room-level notices carried as application content.
@@ -224,6 +240,7 @@ mod tests {
             Just(Body::RoomEvent(RoomEvent::Leaving)),
             any::<[u8; 16]>().prop_map(|r| Body::RoomEvent(RoomEvent::Rebuilt { room: RoomId(r) })),
             ".{0,40}".prop_map(|display_name| Body::Profile { display_name }),
+            Just(Body::Head),
         ]
     }
 

@@ -142,6 +142,15 @@ pub enum ClientError {
         /// The member.
         handle: Handle,
     },
+    /// A member showed a different history of the room: sending waits until the user
+    /// acknowledges it.
+    #[error("the history of room {room} differs between members at message {seq} (the relay may be showing members different histories): compare the room's code with someone in person (`hearth room verify`), then acknowledge it with `hearth room ack` to send again")]
+    Forked {
+        /// The room.
+        room: RoomId,
+        /// Where the histories differ.
+        seq: hearth_protocol::Seq,
+    },
     /// A room restored from a backup could not be continued (the room moved on in a way
     /// the backup's group state cannot follow).
     #[error("room {0} could not be continued after restoring the backup: ask a member to remove you from it and invite you again")]

@@ -135,6 +135,62 @@ impl fmt::Debug for SafetyNumber {
     }
 }
 
+/// Number of five-digit groups of a [`RoomCode`].
+const ROOM_CODE_GROUPS: usize = 6;
+const ROOM_CODE_DOMAIN: &[u8] = b"hearth room code v1";
+
+/// A room's code at one epoch: 30 digits in 6 groups of 5 from the MLS epoch
+/// authenticator (RFC 9420 section 8.7), the same for every member at that epoch and
+/// different for anyone shown another history of commits. Two people who read the same
+/// code at the same epoch see the same room.
+///
+/// Exactly: `SHA-512(u16be(len(domain)) || domain || epoch_be64 || authenticator)`, five
+/// bytes per group as for fingerprints; domain `hearth room code v1`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RoomCode {
+    /// The epoch the code belongs to.
+    pub epoch: u64,
+    groups: [u32; ROOM_CODE_GROUPS],
+}
+
+impl RoomCode {
+    /// The code of `epoch` whose epoch authenticator is `authenticator`.
+    pub fn new(epoch: u64, authenticator: &[u8]) -> Self {
+        let mut hasher = Sha512::new();
+        hasher.update((ROOM_CODE_DOMAIN.len() as u16).to_be_bytes());
+        hasher.update(ROOM_CODE_DOMAIN);
+        hasher.update(epoch.to_be_bytes());
+        hasher.update(authenticator);
+        let hash = hasher.finalize();
+        let mut groups = [0u32; ROOM_CODE_GROUPS];
+        for (group, chunk) in groups.iter_mut().zip(hash.chunks_exact(5)) {
+            let mut wide = [0u8; 8];
+            wide[3..].copy_from_slice(chunk);
+            // The remainder is below 100 000, so it fits a u32.
+            *group = (u64::from_be_bytes(wide) % 100_000) as u32;
+        }
+        RoomCode { epoch, groups }
+    }
+}
+
+impl fmt::Display for RoomCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, g) in self.groups.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{g:05}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RoomCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RoomCode(epoch {}: {self})", self.epoch)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

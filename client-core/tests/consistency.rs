@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{h, Relay, User, PASS};
+use hearth_core::content::InboxMessage;
 use hearth_core::transport::quic::QuicConnector;
 use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
-use hearth_core::{Client, ClientEvent, ConsistencyWarning, Profile};
-use hearth_protocol::{Entry, Event, Request, Response, RoomId, Seq, WireError};
+use hearth_core::{Client, ClientError, ClientEvent, ConsistencyWarning, Profile};
+use hearth_protocol::{Entry, Event, InboxEntry, Request, Response, RoomId, Seq, WireError};
 use tokio::sync::mpsc;
 
 /// What bob is shown of every room log: the real log minus the hidden entries, with
@@ -33,6 +34,9 @@ struct View {
     renumber: bool,
     /// How many entries were actually withheld (pushes and reads).
     withheld: AtomicU64,
+    /// Rewrites the plaintext wrapper of every Welcome in bob's inbox to start him at
+    /// this seq with a made-up hash.
+    forged_start: Mutex<Option<Seq>>,
 }
 
 impl View {
@@ -41,6 +45,7 @@ impl View {
             hidden: Mutex::new(Vec::new()),
             renumber,
             withheld: AtomicU64::new(0),
+            forged_start: Mutex::new(None),
         })
     }
 
@@ -136,6 +141,36 @@ impl View {
             Response::Appended { seq } => Response::Appended {
                 seq: self.shown(seq),
             },
+            Response::Inbox(entries) => {
+                let Some(start) = *self.forged_start.lock().unwrap() else {
+                    return Response::Inbox(entries);
+                };
+                let forge = |payload: &[u8]| match InboxMessage::decode(payload) {
+                    Ok(InboxMessage::Welcome {
+                        room,
+                        welcome,
+                        from,
+                        ..
+                    }) => InboxMessage::Welcome {
+                        room,
+                        welcome,
+                        start_seq: start,
+                        transcript_hash: [0xee; 32],
+                        from,
+                    }
+                    .encode(),
+                    _ => payload.to_vec(),
+                };
+                Response::Inbox(
+                    entries
+                        .into_iter()
+                        .map(|e| InboxEntry {
+                            payload: forge(&e.payload),
+                            ..e
+                        })
+                        .collect(),
+                )
+            }
             other => other,
         }
     }
@@ -275,6 +310,10 @@ async fn room_with_bob(view: Arc<View>) -> (Relay, User, User, RoomId, Seq) {
     let one = alice.c().send_text(room, "one").await.unwrap();
     let seen = events_until(&mut bob, "one", |e| is_text(e, "one")).await;
     assert_eq!(warnings(&seen), [], "an honest relay raises nothing");
+    // The room's code, to compare in person, is the same on both sides.
+    let code = alice.c().room_code(room).await.unwrap();
+    assert_eq!(bob.c().room_code(room).await.unwrap(), code);
+    assert_eq!(code.epoch, 1);
     (relay, alice, bob, room, one)
 }
 
@@ -318,6 +357,14 @@ async fn a_dropped_entry_is_a_gap() {
     bob.c().send_text(room, "four").await.unwrap();
     let seen = events_until(&mut alice, "four", |e| is_text(e, "four")).await;
     assert_eq!(warnings(&seen), [ConsistencyWarning::Fork { seq: three }]);
+    // A fork holds alice's messages back until she acknowledges it.
+    let held = alice.c().send_text(room, "five").await.unwrap_err();
+    assert!(
+        matches!(held, ClientError::Forked { room: r, seq } if r == room && seq == three),
+        "{held:?}"
+    );
+    assert_eq!(alice.c().fork(room).await.unwrap(), Some(three));
+    alice.c().acknowledge_fork(room).await.unwrap();
     alice.c().send_text(room, "five").await.unwrap();
     bob.wait_text("five").await;
     assert_eq!(bob.texts(room).await, ["one", "three", "four", "five"]);
@@ -349,7 +396,13 @@ async fn a_renumbered_history_is_a_fork() {
     assert_eq!(at_bob[0].last_seq, two, "bob's log looks contiguous");
     assert_eq!(relay.room_record(room).head, three.0);
 
-    // bob's message carries his hash at `two` (after "three"): alice sees the fork too.
+    // bob's message carries his hash at `two` (after "three"): alice sees the fork too,
+    // once bob has acknowledged his.
+    assert!(matches!(
+        bob.c().send_text(room, "four").await,
+        Err(ClientError::Forked { .. })
+    ));
+    bob.c().acknowledge_fork(room).await.unwrap();
     let four = bob.c().send_text(room, "four").await.unwrap();
     assert_eq!(four, three, "bob is told the renumbered seq");
     let seen = events_until(&mut alice, "four", |e| is_text(e, "four")).await;
@@ -375,4 +428,73 @@ async fn a_mark_from_the_future_is_a_fork() {
     let seen = events_until(&mut bob, "four", |e| is_text(e, "four")).await;
     assert_eq!(warnings(&seen), [ConsistencyWarning::Fork { seq: three }]);
     assert_eq!(bob.texts(room).await, ["one", "four"]);
+}
+
+/// A quiet room split in two by the relay: bob is shown a history without alice's
+/// "two", renumbered, and nobody writes again. Exchanging signed log heads shows the
+/// fork on both sides: bob's head (he never showed one) brings news to alice, hers then
+/// shows bob a history his log cannot have, and his answer shows alice his.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_partition_shows_in_an_exchange_of_heads() {
+    let view = View::new(true);
+    let (_relay, mut alice, mut bob, room, one) = room_with_bob(view.clone()).await;
+
+    view.hide(one.next());
+    alice.c().send_text(room, "two").await.unwrap();
+    assert_eq!(alice.c().exchange_heads().await, 0, "nothing new for alice");
+    assert_eq!(bob.c().exchange_heads().await, 1);
+    alice.c().sync().await.unwrap();
+    assert_eq!(alice.c().exchange_heads().await, 1, "bob's head is news");
+    let seen = events_until(&mut bob, "a fork", |e| {
+        matches!(e, ClientEvent::Consistency { .. })
+    })
+    .await;
+    assert!(matches!(
+        warnings(&seen)[..],
+        [ConsistencyWarning::Fork { .. }]
+    ));
+    assert_eq!(bob.texts(room).await, ["one"], "a head is not a message");
+
+    bob.c().sync().await.unwrap();
+    assert_eq!(bob.c().exchange_heads().await, 1, "alice's head is news");
+    let seen = events_until(&mut alice, "a fork", |e| {
+        matches!(e, ClientEvent::Consistency { .. })
+    })
+    .await;
+    assert!(matches!(
+        warnings(&seen)[..],
+        [ConsistencyWarning::Fork { .. }]
+    ));
+    assert!(alice.c().fork(room).await.unwrap().is_some());
+    assert!(bob.c().fork(room).await.unwrap().is_some());
+}
+
+/// The relay rewrites where the invitation's plaintext wrapper tells bob to start: past
+/// the end of the log, or later than the truth so he would miss messages. Bob starts
+/// where alice signed inside the Welcome instead, misses nothing, and his history agrees
+/// with hers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cannot_choose_where_a_joiner_starts() {
+    for forged in [Seq(u64::MAX), Seq(3)] {
+        let view = View::new(false);
+        *view.forged_start.lock().unwrap() = Some(forged);
+        let relay = Relay::start().await;
+        let mut alice = relay.user("alice").await;
+        let mut bob = user_through(&relay, "bob", view).await;
+        let room = alice.c().create_room("Family").await.unwrap();
+        alice.c().invite(room, &h("bob")).await.unwrap();
+        bob.wait_for("invitation", |e| matches!(e, ClientEvent::Invited(_)))
+            .await;
+        // Sent after the invitation and before bob accepts: the real start is before it.
+        alice.c().send_text(room, "welcome, bob").await.unwrap();
+        alice.c().send_text(room, "and hello").await.unwrap();
+        bob.c().accept_invitation(room).await.unwrap();
+        let seen = events_until(&mut bob, "hello", |e| is_text(e, "and hello")).await;
+        assert_eq!(warnings(&seen), [], "forged start {forged:?}");
+        assert_eq!(bob.texts(room).await, ["welcome, bob", "and hello"]);
+        // Same history: bob's mark matches alice's log.
+        bob.c().send_text(room, "thanks").await.unwrap();
+        let seen = events_until(&mut alice, "thanks", |e| is_text(e, "thanks")).await;
+        assert_eq!(warnings(&seen), []);
+    }
 }

@@ -221,13 +221,7 @@ async fn a_direct_room_from_a_stranger_waits_and_a_forged_one_is_refused() {
     let settings = hearth_core::mls::RoomSettings::direct("@alice+bob", hostile.profile.account());
     let (forged, mut group) = hostile.create_room("alice", &settings).await;
     let bob_package = hostile.key_package("bob").await;
-    let (commit, welcome, _) = group
-        .add_members(
-            &hostile.engine.provider,
-            &hostile.engine.signer,
-            &[bob_package],
-        )
-        .unwrap();
+    let (commit, welcome) = hostile.add_with_join_point(&mut group, bob_package);
     hostile
         .send_commit(forged, &mut group, &commit, CapAfter::Exported)
         .await

@@ -16,6 +16,7 @@ use super::room::{account_of, Room};
 use super::{room_error, unexpected, Inner};
 use crate::error::{mls, ClientError};
 use crate::events::RoomPolicy;
+use crate::mls::join_point::JoinPoint;
 use crate::mls::{BannedIdentity, Engine, RoomSettings};
 use crate::policy::{self, next_membership, Action, PolicyViolation};
 
@@ -26,14 +27,17 @@ pub(crate) type CommitMessages = (MlsMessageOut, Option<MlsMessageOut>);
 /// the settings, together with every pending leave proposal (which the commit builder
 /// always includes). The settings' membership part (member list, admins, owner passing)
 /// is derived by [`next_membership`]; a settings change rides in the same commit as a
-/// GroupContextExtensions proposal. The staged commit is checked against the policy
-/// exactly as the other members will check it; if it fails, it is dropped.
+/// GroupContextExtensions proposal. A commit that adds people carries `join_point` (our
+/// transcript position before it) in the Welcome's GroupInfo. The staged commit is
+/// checked against the policy exactly as the other members will check it; if it fails,
+/// it is dropped.
 pub(crate) fn build_commit(
     id: RoomId,
     group: &mut MlsGroup,
     engine: &Engine,
     remove: &[LeafNodeIndex],
     add: &[KeyPackage],
+    join_point: Option<JoinPoint>,
     edit: impl FnOnce(&mut RoomSettings),
 ) -> Result<CommitMessages, ClientError> {
     let refused = |reason| ClientError::PolicyRefused { room: id, reason };
@@ -79,9 +83,14 @@ pub(crate) fn build_commit(
             .propose_group_context_extensions(after.extensions()?)
             .map_err(mls)?;
     }
+    let mut builder = builder.load_psks(engine.provider.storage()).map_err(mls)?;
+    if let (Some(point), false) = (join_point, add.is_empty()) {
+        // The newcomers' history starts here, signed inside the Welcome's GroupInfo.
+        builder = builder
+            .create_group_info_with_extensions([point.extension()])
+            .map_err(mls)?;
+    }
     let bundle = builder
-        .load_psks(engine.provider.storage())
-        .map_err(mls)?
         .build(
             engine.provider.rand(),
             engine.provider.crypto(),
@@ -134,7 +143,7 @@ impl Inner {
         self.catch_up(&mut room).await?;
         self.allowed(&room, action, None)?;
         let me = self.profile.account();
-        self.commit_change(&mut room, |group, engine| {
+        self.commit_change(&mut room, |group, engine, _| {
             let before = RoomSettings::read(group.extensions()).ok();
             if let Some(before) = &before {
                 policy::may(before, &me, action, None).map_err(|v| ClientError::PolicyRefused {
@@ -148,7 +157,7 @@ impl Inner {
                     return Ok(None); // nothing to change (someone else did it already)
                 }
             }
-            build_commit(id, group, engine, &[], &[], edit.clone()).map(Some)
+            build_commit(id, group, engine, &[], &[], None, edit.clone()).map(Some)
         })
         .await?;
         Ok(())
@@ -200,7 +209,7 @@ impl Inner {
             account: target,
             handle: handle.clone(),
         };
-        self.commit_change(&mut room, |group, engine| {
+        self.commit_change(&mut room, |group, engine, _| {
             let before =
                 RoomSettings::read(group.extensions()).map_err(|e| ClientError::PolicyRefused {
                     room: id,
@@ -223,7 +232,7 @@ impl Inner {
             }
             let remove: Vec<LeafNodeIndex> = leaf.into_iter().collect();
             let entry = entry.clone();
-            build_commit(id, group, engine, &remove, &[], move |s| {
+            build_commit(id, group, engine, &remove, &[], None, move |s| {
                 if ban {
                     s.banned.push(entry);
                 }
@@ -431,13 +440,15 @@ impl Inner {
         // room (the owner may be someone else than us, the creator). Nobody checks it
         // but us: the members join after it, from the Welcome.
         let done = self
-            .commit_change(&mut room, |group, engine| {
+            .commit_change(&mut room, |group, engine, before| {
                 let bundle = group
                     .commit_builder()
                     .propose_adds(packages.iter().cloned())
                     .propose_group_context_extensions(extensions.clone())
                     .map_err(mls)?
                     .load_psks(engine.provider.storage())
+                    .map_err(mls)?
+                    .create_group_info_with_extensions([before.extension()])
                     .map_err(mls)?
                     .build(
                         engine.provider.rand(),

@@ -8,12 +8,13 @@ use hearth_protocol::{Handle, InboxEntry, Request, Response, RoomId, Seq};
 use openmls::prelude::*;
 
 use super::authentication::{member_identities, Unverified};
-use super::room::{Room, RoomRecord, Status};
+use super::room::{Room, RoomExtra, RoomRecord, Status};
 use super::{unexpected, Inner};
 use crate::content::InboxMessage;
 use crate::error::{mls, ClientError};
 use crate::events::{ClientEvent, Invitation};
-use crate::mls::{handle_of, join_config, parse_message, RoomSettings};
+use crate::mls::join_point::{JoinPoint, JOIN_POINT_EXTENSION};
+use crate::mls::{handle_of, join_config, parse_message, Engine, RoomSettings};
 use crate::transcript::Transcript;
 
 impl Inner {
@@ -116,9 +117,8 @@ impl Inner {
         let InboxMessage::Welcome {
             room: id,
             welcome,
-            start_seq,
-            transcript_hash,
             from,
+            ..
         } = message;
         if !self.make_room_for_welcome(id)? {
             return Ok(Taken::Done(None)); // already joined (a duplicate deposit)
@@ -128,19 +128,15 @@ impl Inner {
             _ => return Err(ClientError::Mls("inbox entry is not a Welcome".into())),
         };
         let mut engine = self.engine();
-        let staged =
-            StagedWelcome::new_from_welcome(&engine.provider, &join_config(), welcome, None)
-                .map_err(mls)?;
-        if staged.group_context().group_id().as_slice() != id.0 {
-            return Err(ClientError::Mls("Welcome is for another room".into()));
-        }
-        let inviter = staged.welcome_sender().map_err(mls)?;
-        if handle_of(inviter.credential()).as_ref() != Some(&from) {
-            return Err(ClientError::Mls(format!(
-                "Welcome claims to come from {from} but was signed by someone else"
-            )));
-        }
-        let group = staged.into_group(&engine.provider).map_err(mls)?;
+        let joined = join_from_welcome(&engine, welcome, id, &from);
+        let (group, join_point) = match joined {
+            Ok(joined) => joined,
+            Err(e) => {
+                // Nothing of a refused Welcome is kept (the key package stays usable).
+                engine.rollback();
+                return Err(e);
+            }
+        };
         let verdict = member_identities(&group)
             .map(|entering| self.verify_identities(&entering, Some(&from)));
         match verdict {
@@ -163,6 +159,12 @@ impl Inner {
                 return Err(e);
             }
         }
+        let Some(join_point) = join_point else {
+            engine.rollback();
+            return Err(ClientError::Other(format!(
+                "the invitation from {from} does not say where the room's history starts for you (an older hearth): ask them to update and invite you again"
+            )));
+        };
         let settings = RoomSettings::of(group.extensions());
         let direct = settings.as_ref().is_some_and(|s| s.direct) && group.members().count() == 2;
         let name = settings.map(|s| s.name).unwrap_or_default();
@@ -175,11 +177,14 @@ impl Inner {
                     from: from.clone(),
                     received: entry.time,
                 },
-                transcript: Transcript::starting_at(
-                    Seq(start_seq.0.saturating_sub(1)),
-                    transcript_hash,
-                ),
+                // Where the inviter signed that our history starts, not what the relay's
+                // plaintext wrapper says (`start_seq`, `transcript_hash` are ignored).
+                transcript: Transcript::starting_at(Seq(join_point.seq), join_point.hash),
                 inflight: None,
+                extra: RoomExtra {
+                    before_join: true,
+                    ..RoomExtra::default()
+                },
             },
             group,
             subscribed: None,
@@ -239,4 +244,37 @@ enum Taken {
     Done(Option<RoomId>),
     /// Nothing taken yet: ask the directory about these handles first.
     Lookup(Vec<Handle>),
+}
+
+/// Joins the group of a Welcome into `id` from `from`: checks that it is for that room and
+/// signed by `from`, and reads the join point the inviter signed into its GroupInfo (see
+/// [`crate::mls::join_point`]). Storage changes are the caller's to keep or roll back.
+fn join_from_welcome(
+    engine: &Engine,
+    welcome: Welcome,
+    id: RoomId,
+    from: &Handle,
+) -> Result<(MlsGroup, Option<JoinPoint>), ClientError> {
+    let builder = StagedWelcome::build_from_welcome(&engine.provider, &join_config(), welcome)
+        .map_err(mls)?;
+    // Read before the signature check; trusted only once `build` verified the GroupInfo.
+    let join_point = JoinPoint::from_extension(
+        builder
+            .processed_welcome()
+            .unverified_group_info()
+            .extensions()
+            .unknown(JOIN_POINT_EXTENSION),
+    );
+    let staged = builder.build().map_err(mls)?;
+    if staged.group_context().group_id().as_slice() != id.0 {
+        return Err(ClientError::Mls("Welcome is for another room".into()));
+    }
+    let inviter = staged.welcome_sender().map_err(mls)?;
+    if handle_of(inviter.credential()).as_ref() != Some(from) {
+        return Err(ClientError::Mls(format!(
+            "Welcome claims to come from {from} but was signed by someone else"
+        )));
+    }
+    let group = staged.into_group(&engine.provider).map_err(mls)?;
+    Ok((group, join_point))
 }

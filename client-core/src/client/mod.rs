@@ -19,6 +19,7 @@ pub mod authentication;
 pub use authentication::Impostor;
 mod direct;
 mod driver;
+mod heads;
 mod inbox;
 mod names;
 pub use names::{validate_display_name, MAX_DISPLAY_NAME};
@@ -81,6 +82,8 @@ pub(crate) struct Inner {
     announced: AtomicBool,
     /// What the relay's directory said about handles entering rooms.
     directory: Mutex<authentication::DirectoryAnswers>,
+    /// Where our last own content landed in each room's log (see `heads`).
+    marks_sent: Mutex<HashMap<RoomId, Seq>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -193,9 +196,11 @@ impl Client {
             presence: Mutex::new(presence::Seen::default()),
             announced: AtomicBool::new(false),
             directory: Mutex::new(authentication::DirectoryAnswers::default()),
+            marks_sent: Mutex::new(HashMap::new()),
         });
         inner.load_rooms()?;
         tokio::spawn(purge_loop(Arc::downgrade(&inner)));
+        tokio::spawn(heads::head_loop(Arc::downgrade(&inner)));
         let handle = tokio::spawn(driver::run(Arc::downgrade(&inner), conn.events));
         *lock(&inner.driver) = Some(handle);
         inner.emit(ClientEvent::Connection(
@@ -560,7 +565,7 @@ impl Inner {
             let Ok(id) = <[u8; 16]>::try_from(key.as_slice()).map(RoomId) else {
                 continue;
             };
-            let rec: RoomRecord = match postcard::from_bytes(&value) {
+            let rec = match RoomRecord::decode(&value) {
                 Ok(rec) => rec,
                 Err(e) => {
                     tracing::warn!("room {id}: unreadable record ({e}); skipping it");

@@ -13,6 +13,7 @@ use super::{room_error, unexpected, Inner};
 use crate::content::{Body, Content, InboxMessage};
 use crate::error::{mls, ClientError};
 use crate::events::ClientEvent;
+use crate::mls::join_point::JoinPoint;
 use crate::mls::{create_config, handle_of, RoomSettings};
 use crate::policy::Action;
 use crate::store::Table;
@@ -107,12 +108,12 @@ impl Inner {
         }
         room.commit_proposals = false;
         let id = room.id;
-        self.commit_change(room, |group, engine| {
+        self.commit_change(room, |group, engine, _| {
             if group.pending_proposals().next().is_none() {
                 return Ok(None);
             }
             // With the settings update the leaves imply (owner passing on included).
-            build_commit(id, group, engine, &[], &[], |_| {}).map(Some)
+            build_commit(id, group, engine, &[], &[], None, |_| {}).map(Some)
         })
         .await
         .map(|_| ())
@@ -133,7 +134,8 @@ impl Inner {
         Ok(room)
     }
 
-    /// Catches up, builds a commit, sends it with the next epoch's capability hash, and
+    /// Catches up, builds a commit (the builder is handed our transcript position, the
+    /// join point a Welcome carries), sends it with the next epoch's capability hash, and
     /// on success processes the log through it (merging it). When another commit won the
     /// epoch (`StaleEpoch`), drops ours, catches up and builds again: invisible to the
     /// user. Returns the commit's seq and Welcome bytes, or `None` if the builder found
@@ -144,7 +146,7 @@ impl Inner {
         mut build: F,
     ) -> Result<Option<(Seq, Option<Vec<u8>>)>, ClientError>
     where
-        F: FnMut(&mut MlsGroup, &crate::mls::Engine) -> Result<Built, ClientError>,
+        F: FnMut(&mut MlsGroup, &crate::mls::Engine, JoinPoint) -> Result<Built, ClientError>,
     {
         for _ in 0..COMMIT_ATTEMPTS {
             self.catch_up(room).await?;
@@ -153,7 +155,9 @@ impl Inner {
             }
             let (payload, welcome, cap, next_cap_hash) = {
                 let mut engine = self.engine();
-                let Some((commit, welcome)) = build(&mut room.group, &engine)? else {
+                let (seq, hash) = room.rec.transcript.mark();
+                let before = JoinPoint { seq: seq.0, hash };
+                let Some((commit, welcome)) = build(&mut room.group, &engine, before)? else {
                     return Ok(None);
                 };
                 let payload = commit.to_bytes().map_err(mls)?;
@@ -243,6 +247,7 @@ impl Inner {
                 status: Status::Joined,
                 transcript: Transcript::new(),
                 inflight: None,
+                extra: Default::default(),
             },
             group,
             subscribed: None,
@@ -290,13 +295,14 @@ impl Inner {
         }
         self.check_invitee(handle, account.0)?;
         let done = self
-            .commit_change(&mut room, |group, engine| {
+            .commit_change(&mut room, |group, engine, before| {
                 build_commit(
                     id,
                     group,
                     engine,
                     &[],
                     std::slice::from_ref(&key_package),
+                    Some(before),
                     |_| {},
                 )
                 .map(Some)
@@ -407,6 +413,9 @@ impl Inner {
             }
             self.finish_restore(&mut room).await?;
             self.check_sendable(&room)?;
+            if let (Some(seq), true) = (room.rec.extra.fork, body.is_said()) {
+                return Err(ClientError::Forked { room: id, seq });
+            }
             let (payload, cap) = {
                 let mut engine = self.engine();
                 let content = Content::v1(body.clone(), room.rec.transcript.mark());
@@ -432,6 +441,7 @@ impl Inner {
                 .await
             {
                 Ok(Response::Appended { seq }) => {
+                    self.mark_sent(id, seq);
                     self.catch_up(&mut room).await?;
                     self.follow_up(&mut room).await?;
                     return Ok(seq);

@@ -69,6 +69,9 @@ impl Inner {
             return Ok(Step::Done);
         }
         let mut engine = self.engine();
+        if room.rec.extra.before_join {
+            return self.before_join(&mut engine, room, entry);
+        }
         let before = room.rec.clone();
         let mut fx = Effects::default();
         if let Some(Some(warning)) =
@@ -136,6 +139,17 @@ impl Inner {
         if let Some(settings) = RoomSettings::of(room.group.extensions()) {
             room.rec.name = settings.name;
         }
+        // A fork holds the room's messages back until the user has looked at it.
+        let fork = fx.events.iter().find_map(|e| match e {
+            ClientEvent::Consistency {
+                warning: crate::ConsistencyWarning::Fork { seq },
+                ..
+            } => Some(*seq),
+            _ => None,
+        });
+        if room.rec.extra.fork.is_none() {
+            room.rec.extra.fork = fork;
+        }
         let contacts = self.check_contacts(&fx.contacts, &mut fx.events);
         let history = fx.history.take();
         if let Some((handle, online)) = fx.presence.take() {
@@ -166,6 +180,35 @@ impl Inner {
                 item.sender_name = self.display_name(&item.sender);
             }
             self.emit(event);
+        }
+        Ok(Step::Done)
+    }
+}
+
+impl Inner {
+    /// An entry between the join point our inviter signed and the commit that added us
+    /// (see [`crate::mls::join_point`]): part of our history, but of the epoch before
+    /// ours, so it is hashed, not processed. The first commit is the one that added us.
+    fn before_join(
+        &self,
+        engine: &mut Engine,
+        room: &mut Room,
+        entry: &Entry,
+    ) -> Result<Step, ClientError> {
+        let warning = room
+            .rec
+            .transcript
+            .observe(entry.seq, entry.kind, &entry.payload)
+            .flatten();
+        if entry.kind == EntryKind::Commit {
+            room.rec.extra.before_join = false;
+        }
+        engine.persist(self.profile.store(), |batch| room.save(batch))?;
+        if let Some(warning) = warning {
+            self.emit(ClientEvent::Consistency {
+                room: room.id,
+                warning,
+            });
         }
         Ok(Step::Done)
     }

@@ -25,7 +25,6 @@ use hearth_protocol::{
     AccountKey, EntryKind, ErrorCode, Handle, PublicRoomInfo, Request, Response, RoomId, Seq,
 };
 use openmls::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use super::admin::build_commit;
 use super::process::Effects;
@@ -34,12 +33,10 @@ use super::{room_error, unexpected, Client, Inner};
 use crate::error::{mls, ClientError};
 use crate::events::ClientEvent;
 use crate::mls::config::capabilities;
+use crate::mls::join_point::{JoinPoint, JOIN_POINT_EXTENSION};
 use crate::mls::{handle_of, join_config, parse_message, Engine, RoomSettings};
 use crate::policy::{self, Action, Changes, PolicyViolation};
 use crate::transcript::Transcript;
-
-/// The private-use GroupInfo extension carrying the publisher's transcript mark.
-pub const TRANSCRIPT_MARK_EXTENSION: u16 = 0xff02;
 
 /// How often joining is tried while the listing is stale or another commit wins.
 const JOIN_ATTEMPTS: u32 = 8;
@@ -55,13 +52,6 @@ pub struct PublicRoom {
     pub public_name: String,
     /// Whether we are a member.
     pub joined: bool,
-}
-
-/// The publisher's transcript position, as carried in the GroupInfo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct TranscriptMark {
-    seq: u64,
-    hash: [u8; 32],
 }
 
 impl Client {
@@ -174,7 +164,7 @@ impl Inner {
         self.catch_up(&mut room).await?;
         self.allowed(&room, Action::Publish, None)?;
         let me = self.profile.account();
-        self.commit_change(&mut room, |group, engine| {
+        self.commit_change(&mut room, |group, engine, _| {
             let before =
                 RoomSettings::read(group.extensions()).map_err(|e| ClientError::PolicyRefused {
                     room: id,
@@ -186,7 +176,10 @@ impl Inner {
                 return Ok(None);
             }
             let wanted = public_name.clone();
-            build_commit(id, group, engine, &[], &[], move |s| s.public_name = wanted).map(Some)
+            build_commit(id, group, engine, &[], &[], None, move |s| {
+                s.public_name = wanted
+            })
+            .map(Some)
         })
         .await?;
         Ok(())
@@ -204,19 +197,14 @@ impl Inner {
         let (cap, group_info, epoch) = {
             let engine = self.engine();
             let (seq, hash) = room.rec.transcript.mark();
-            let mark = TranscriptMark { seq: seq.0, hash };
-            // Encoding a u64 and an array into a Vec cannot fail.
-            let mark = postcard::to_allocvec(&mark).unwrap_or_default();
+            let mark = JoinPoint { seq: seq.0, hash };
             let group_info = room
                 .group
                 .export_group_info_with_additional_extensions(
                     engine.provider.crypto(),
                     &engine.signer,
                     true,
-                    [Extension::Unknown(
-                        TRANSCRIPT_MARK_EXTENSION,
-                        UnknownExtension(mark),
-                    )],
+                    [mark.extension()],
                 )
                 .map_err(mls)?
                 .to_bytes()
@@ -320,10 +308,7 @@ impl Inner {
         if group_info.group_id().as_slice() != id.0 {
             return Err(ClientError::Mls("the GroupInfo is for another room".into()));
         }
-        let mark = group_info
-            .extensions()
-            .unknown(TRANSCRIPT_MARK_EXTENSION)
-            .and_then(|e| postcard::from_bytes::<TranscriptMark>(&e.0).ok());
+        let mark = JoinPoint::from_extension(group_info.extensions().unknown(JOIN_POINT_EXTENSION));
         let (mut group, payload, cap) = {
             let engine = self.engine();
             let me = engine.account();
@@ -394,14 +379,14 @@ impl Inner {
         // Our first act as a member: the join record (the commit also re-publishes).
         let me = self.profile.account();
         let recorded = self
-            .commit_change(&mut room, |group, engine| {
+            .commit_change(&mut room, |group, engine, _| {
                 let listed = RoomSettings::read(group.extensions())
                     .map(|s| s.members.contains(&me))
                     .unwrap_or(true);
                 if listed {
                     return Ok(None);
                 }
-                build_commit(id, group, engine, &[], &[], |s| s.members.push(me)).map(Some)
+                build_commit(id, group, engine, &[], &[], None, |s| s.members.push(me)).map(Some)
             })
             .await;
         if let Err(e) = recorded {
@@ -417,7 +402,7 @@ impl Inner {
         &self,
         id: RoomId,
         cap: &hearth_protocol::Cap,
-        mark: Option<TranscriptMark>,
+        mark: Option<JoinPoint>,
         seq: Seq,
         payload: &[u8],
     ) -> Result<Transcript, ClientError> {
@@ -473,6 +458,7 @@ impl Inner {
                 status: Status::Joined,
                 transcript,
                 inflight: None,
+                extra: Default::default(),
             },
             group,
             subscribed: None,
@@ -650,19 +636,6 @@ mod tests {
         assert_eq!(
             policy::check_commit(&before, &by(1), &after),
             Err(PolicyViolation::NotAdmin(Action::Publish))
-        );
-    }
-
-    #[test]
-    fn transcript_marks_round_trip() {
-        let mark = TranscriptMark {
-            seq: 42,
-            hash: [7; 32],
-        };
-        let bytes = postcard::to_allocvec(&mark).unwrap();
-        assert_eq!(
-            postcard::from_bytes::<TranscriptMark>(&bytes).unwrap(),
-            mark
         );
     }
 }

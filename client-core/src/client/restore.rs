@@ -118,7 +118,7 @@ impl Inner {
         let before = room.group.epoch().as_u64();
         let read_up_to = room.rec.transcript.last();
         let outcome = self
-            .commit_change(room, |group, engine| {
+            .commit_change(room, |group, engine, _| {
                 let bundle = group
                     .self_update(
                         &engine.provider,

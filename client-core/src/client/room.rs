@@ -58,6 +58,44 @@ pub struct RoomRecord {
     pub transcript: Transcript,
     /// What we sent and have not seen in the log yet.
     pub inflight: Option<Inflight>,
+    /// State added after format 1, stored in a trailing section (see
+    /// [`RoomRecord::encode`]).
+    #[serde(skip)]
+    pub extra: RoomExtra,
+}
+
+/// Room state added after the first record format. Encoded after the record's own
+/// fields, and only when it differs from the default, so records written before it
+/// existed read as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomExtra {
+    /// A member showed us a different history of the room at this seq (a fork) and the
+    /// user has not acknowledged it yet: sending messages waits until they do.
+    pub fork: Option<hearth_protocol::Seq>,
+    /// We joined from a Welcome whose signed join point is the log before the commit
+    /// that added us: entries up to and including that commit are hashed into the
+    /// transcript, not processed (they belong to the epoch before ours).
+    pub before_join: bool,
+}
+
+impl RoomRecord {
+    /// The stored bytes: the record, then the [`RoomExtra`] section when it is not empty.
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut bytes = postcard::to_allocvec(self)?;
+        if self.extra != RoomExtra::default() {
+            bytes.extend(postcard::to_allocvec(&self.extra)?);
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes stored bytes (with or without the trailing section).
+    pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        let (mut record, rest): (RoomRecord, _) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            record.extra = postcard::from_bytes(rest)?;
+        }
+        Ok(record)
+    }
 }
 
 /// A room in memory: the record, the group, and connection-local flags.
@@ -79,7 +117,7 @@ pub struct Room {
 impl Room {
     /// Adds the record to a batch.
     pub fn save(&self, batch: &mut WriteBatch<'_>) -> Result<(), ClientError> {
-        let bytes = postcard::to_allocvec(&self.rec).map_err(store_err)?;
+        let bytes = self.rec.encode().map_err(store_err)?;
         batch
             .put(Table::Rooms, &self.id.0, &bytes)
             .map_err(store_err)

@@ -17,6 +17,7 @@
 //! never held across network I/O.
 
 pub mod config;
+pub mod join_point;
 
 use std::collections::HashMap;
 

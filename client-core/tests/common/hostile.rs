@@ -179,7 +179,7 @@ impl Hostile {
             .get(hearth_core::Table::Rooms, &room.0)
             .unwrap()
             .expect("a room record");
-        let record: hearth_core::client::room::RoomRecord = postcard::from_bytes(&bytes).unwrap();
+        let record = hearth_core::client::room::RoomRecord::decode(&bytes).unwrap();
         record.transcript.mark()
     }
 
@@ -250,5 +250,38 @@ impl Hostile {
             .unwrap();
         let cap = self.engine.cap(&group).unwrap();
         (epoch, bundle.into_commit().to_bytes().unwrap(), cap)
+    }
+}
+
+impl Hostile {
+    /// Stages a commit adding `package` whose Welcome carries a join point, as hearth's
+    /// own invitations do (the start of the log: the group is new).
+    pub fn add_with_join_point(
+        &self,
+        group: &mut MlsGroup,
+        package: KeyPackage,
+    ) -> (MlsMessageOut, MlsMessageOut) {
+        let point = hearth_core::mls::join_point::JoinPoint {
+            seq: 0,
+            hash: [0; 32],
+        };
+        let bundle = group
+            .commit_builder()
+            .propose_adds([package])
+            .load_psks(self.engine.provider.storage())
+            .unwrap()
+            .create_group_info_with_extensions([point.extension()])
+            .unwrap()
+            .build(
+                self.engine.provider.rand(),
+                self.engine.provider.crypto(),
+                &self.engine.signer,
+                |_| true,
+            )
+            .unwrap()
+            .stage_commit(&self.engine.provider)
+            .unwrap();
+        let (commit, welcome, _) = bundle.into_messages();
+        (commit, welcome.expect("a Welcome for the added member"))
     }
 }
