@@ -254,7 +254,19 @@ async fn a_direct_room_from_a_stranger_waits_and_a_forged_one_is_refused() {
         .any(|i| i.room == forged));
     no_key_changes(&bob);
 
-    // Neither room wins over the real conversation.
+    // A room eve merely named "@alice" (bob is invited) does not count either.
+    let named = eve.c().create_room("@alice").await.unwrap();
+    eve.c().invite(named, &h("bob")).await.unwrap();
+    bob.c().sync().await.unwrap();
+    assert!(bob
+        .c()
+        .invitations()
+        .await
+        .unwrap()
+        .iter()
+        .any(|i| i.room == named));
+
+    // None of these rooms wins over the real conversation.
     assert_eq!(bob.c().find_room("@alice").await.unwrap(), Some(real));
     let mut alice = alice;
     assert_eq!(
@@ -404,4 +416,123 @@ async fn members_refuse_an_external_joiner_posing_as_a_member_and_trust_cannot_r
 
     alice.c().send_text(room, "bob is bob").await.unwrap();
     assert_eq!(sender_of(&mut bob, room, "bob is bob").await, h("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cannot_add_someone_posing_as_a_registered_person() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let _carol = relay.user("carol").await;
+    let mut mallory = relay.user("mallory").await;
+    let room = room_with(&alice, &[&bob, &mallory], "Home").await;
+    alice.c().grant_admin(room, &h("mallory")).await.unwrap();
+
+    // Mallory, an admin, adds a key package of her own making that says "carol", with
+    // the settings update the policy wants: only the identity is wrong.
+    let hostile = Hostile::take_over(&mut mallory).await;
+    let mut group = hostile.group(room);
+    let fake = hearth_core::Identity::generate();
+    let fake_engine = hearth_core::mls::Engine::new(fake.mls_signer(), "carol");
+    let (mut packages, _) = fake_engine.key_packages(1, false).unwrap();
+    let package = {
+        use openmls::prelude::tls_codec::Deserialize as _;
+        KeyPackageIn::tls_deserialize_exact(packages.remove(0).as_slice())
+            .unwrap()
+            .validate(hostile.engine.provider.crypto(), ProtocolVersion::Mls10)
+            .unwrap()
+    };
+    let before = hearth_core::mls::RoomSettings::read(group.extensions()).unwrap();
+    let after = hearth_core::policy::next_membership(&before, &[], &[fake.account()]).unwrap();
+    let bundle = group
+        .commit_builder()
+        .propose_adds([package])
+        .propose_group_context_extensions(after.extensions().unwrap())
+        .unwrap()
+        .load_psks(hostile.engine.provider.storage())
+        .unwrap()
+        .build(
+            hostile.engine.provider.rand(),
+            hostile.engine.provider.crypto(),
+            &hostile.engine.signer,
+            |_| true,
+        )
+        .unwrap()
+        .stage_commit(&hostile.engine.provider)
+        .unwrap();
+    hostile
+        .send_commit(room, &mut group, bundle.commit(), CapAfter::Kept)
+        .await
+        .unwrap();
+
+    for user in [&mut alice, &mut bob] {
+        user.c().sync().await.unwrap();
+        let caught = impostor(user, room).await;
+        assert_eq!(caught.claimed, h("carol"));
+        assert_eq!(caught.by, Some(h("mallory")));
+        assert_eq!(caught.key, fake.account());
+        assert_eq!(handles(user, room).await, ["alice", "bob", "mallory"]);
+        assert!(
+            user.c()
+                .contact(&h("carol"))
+                .await
+                .unwrap()
+                .unwrap()
+                .account
+                != fake.account()
+        );
+    }
+    alice.c().send_text(room, "no carol here").await.unwrap();
+    bob.wait_text("no carol here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_room_naming_a_member_falsely_is_refused_when_joining() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut eve = relay.user("eve").await;
+    let _home = room_with(&alice, &[&bob], "Home").await;
+
+    // Eve publishes a "direct" room whose only member calls itself alice: joining it
+    // would pin her key as alice's and make it bob's private room with "alice".
+    let hostile = Hostile::take_over(&mut eve).await;
+    let mut settings =
+        hearth_core::mls::RoomSettings::new("Chat with alice", hostile.profile.account());
+    settings.public_name = Some("Alice's corner".into());
+    let (room, group) = hostile.create_room("alice", &settings).await;
+    let info = group
+        .export_group_info(
+            hostile.engine.provider.crypto(),
+            &hostile.engine.signer,
+            true,
+        )
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    let published = hostile
+        .call(hearth_protocol::Request::PublishRoom {
+            room,
+            cap: hostile.engine.cap(&group).unwrap(),
+            public_name: "Alice's corner".into(),
+            group_info: info,
+            epoch: 0,
+        })
+        .await;
+    assert!(published.is_ok(), "{published:?}");
+
+    let refused = bob.c().join_public(room).await.unwrap_err();
+    assert!(
+        matches!(refused, hearth_core::ClientError::Impostor(_)),
+        "{refused:?}"
+    );
+    let caught = impostor(&mut bob, room).await;
+    assert_eq!(caught.claimed, h("alice"));
+    assert_eq!(caught.key, hostile.profile.account());
+    no_key_changes(&bob);
+    assert!(!bob.c().rooms().await.unwrap().iter().any(|r| r.id == room));
+    assert_eq!(
+        bob.c().contact(&h("alice")).await.unwrap().unwrap().account,
+        alice.c().profile().account()
+    );
 }

@@ -246,3 +246,53 @@ async fn a_changed_key_blocks_sending_until_accepted() {
     );
     assert_eq!(bob.texts(family).await, ["before"]);
 }
+
+/// A key change that the relay's directory does not vouch for (a lie told once, or by
+/// an earlier relay) can never be accepted: `trust` and `verify --yes` refuse it, and
+/// the pinned key stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_directory_does_not_give_cannot_be_trusted() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let bob = relay.user("bob").await;
+    let real_bob = bob.c().profile().account();
+    assert_eq!(
+        alice.c().contact(&h("bob")).await.unwrap().unwrap().account,
+        real_bob
+    );
+
+    // Through a lying relay, "bob" shows another key: a pending change.
+    alice.client.take().unwrap().close().await;
+    let (lying, impostor) = lying_about(&relay, "bob");
+    let client = Client::connect_with(Profile::open(&alice.dir, PASS).unwrap(), lying)
+        .await
+        .unwrap();
+    let room = client.create_room("Other").await.unwrap();
+    assert!(matches!(
+        client.invite(room, &h("bob")).await,
+        Err(ClientError::KeyChanged { .. })
+    ));
+    client.close().await;
+
+    // Back on the honest relay: its directory gives bob his real key.
+    alice.restart().await;
+    for accept in [true, false] {
+        let refused = if accept {
+            alice.c().trust(&h("bob")).await
+        } else {
+            alice.c().mark_verified(&h("bob"), true).await
+        };
+        assert!(
+            matches!(&refused, Err(ClientError::KeyNotVouched { handle }) if *handle == h("bob")),
+            "{refused:?}"
+        );
+    }
+    let contact = alice.c().contact(&h("bob")).await.unwrap().unwrap();
+    assert_eq!(
+        contact.state,
+        TrustState::Changed {
+            old: real_bob,
+            new: impostor.account()
+        }
+    );
+}

@@ -185,6 +185,12 @@ impl Inner {
             room: id,
             reason: PolicyViolation::Unsupported(e.to_string()),
         })?;
+        if room.leaves_named(handle) > 1 {
+            // Only possible in a room from before identities were checked (decision 0007).
+            return Err(ClientError::Other(format!(
+                "two members of room {id} call themselves {handle}, so kicking by name could hit the wrong one: rebuild the room (`hearth room rebuild`) instead"
+            )));
+        }
         let target = match room.member_by_handle(handle) {
             Some((_, account)) => account,
             None => match settings.banned.iter().find(|b| b.handle == *handle) {

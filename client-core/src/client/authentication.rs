@@ -15,14 +15,16 @@
 //!   a key that neither holds is an impostor, and the change is refused.
 //! - Our own handle with a key other than ours is always an impostor.
 //!
-//! Directory answers need the network, and processing holds the engine lock, which is
-//! never held across I/O. So processing that meets a handle with neither a matching pin
-//! nor a directory answer undoes itself and returns [`Unverified::Lookup`]; the async
-//! caller asks the directory ([`Inner::look_up_identities`]) and processes again.
+//! The directory needs the network, and processing holds the engine lock, which is never
+//! held across I/O. So processing that meets a handle with neither a matching pin nor a
+//! fresh copy of the directory undoes itself and returns [`Unverified::Lookup`]; the
+//! async caller fetches the directory ([`Inner::look_up_identities`], the whole list, so
+//! the relay does not learn who is being checked) and processes again.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use hearth_protocol::{AccountKey, Handle};
+use hearth_protocol::{AccountKey, Handle, Request, Response};
 use openmls::prelude::*;
 
 use super::Inner;
@@ -30,9 +32,9 @@ use crate::contacts;
 use crate::error::ClientError;
 use crate::mls::handle_of;
 
-/// How many directory answers are kept in memory (about 80 bytes each); the map is
-/// cleared when full. Pins, not this map, are what lasts.
-const MAX_DIRECTORY_ANSWERS: usize = 1024;
+/// How long a copy of the relay's directory counts as fresh enough to refuse someone on
+/// its word. An older copy is fetched again first (someone may have just registered).
+const DIRECTORY_FRESH: Duration = Duration::from_secs(10);
 
 /// Someone presenting an identity that is not theirs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,22 +80,21 @@ pub(crate) enum Unverified {
     Impostor(Impostor),
 }
 
-/// The relay directory's answers fetched in this session: handle -> the key it gives
-/// (`None`: no such account).
+/// The relay's directory as last fetched (`ListAccounts`): handle -> identity key. The
+/// whole list is fetched, never single handles, so the relay does not learn whom a room
+/// brings in (a household has dozens of accounts; the list is bounded by the relay's
+/// frame size).
 #[derive(Default)]
-pub(crate) struct DirectoryAnswers(HashMap<Handle, Option<[u8; 32]>>);
+pub(crate) struct DirectoryAnswers {
+    accounts: HashMap<Handle, [u8; 32]>,
+    fetched: Option<Instant>,
+}
 
 impl DirectoryAnswers {
-    fn insert(&mut self, handle: Handle, key: Option<[u8; 32]>) {
-        if self.0.len() >= MAX_DIRECTORY_ANSWERS {
-            self.0.clear();
-        }
-        self.0.insert(handle, key);
-    }
-
-    /// Forgets what the directory said about `handle` (before asking again).
-    pub(crate) fn forget(&mut self, handle: &Handle) {
-        self.0.remove(handle);
+    /// Whether the copy was fetched less than [`DIRECTORY_FRESH`] ago.
+    fn fresh(&self) -> bool {
+        self.fetched
+            .is_some_and(|at| at.elapsed() < DIRECTORY_FRESH)
     }
 }
 
@@ -195,10 +196,11 @@ impl Inner {
             if pinned.is_some_and(|record| record.key == *key) {
                 continue;
             }
-            match answers.0.get(handle) {
-                None => lookups.push(handle.clone()),
-                Some(Some(vouched)) if vouched == key => {}
-                Some(_) => return Err(impostor()),
+            match answers.accounts.get(handle) {
+                Some(vouched) if vouched == key => {}
+                // Refused only on the word of a fresh copy of the directory.
+                _ if !answers.fresh() => lookups.push(handle.clone()),
+                _ => return Err(impostor()),
             }
         }
         if lookups.is_empty() {
@@ -210,13 +212,20 @@ impl Inner {
         }
     }
 
-    /// Asks the relay's directory who holds each handle and keeps the answers for
-    /// [`Inner::verify_identities`].
+    /// Fetches the relay's directory for [`Inner::verify_identities`] (the whole list,
+    /// whichever `handles` are in question).
     pub(crate) async fn look_up_identities(&self, handles: &[Handle]) -> Result<(), ClientError> {
-        for handle in handles {
-            let key = self.lookup_account(handle).await?;
-            super::lock(&self.directory).insert(handle.clone(), key);
-        }
+        tracing::debug!("asking the directory about {} new handle(s)", handles.len());
+        let accounts = match self.call(Request::ListAccounts).await? {
+            Response::Accounts(list) => list,
+            other => return Err(super::unexpected(&other)),
+        };
+        let mut answers = super::lock(&self.directory);
+        answers.accounts = accounts
+            .into_iter()
+            .map(|info| (info.handle, info.account.0))
+            .collect();
+        answers.fetched = Some(Instant::now());
         Ok(())
     }
 
@@ -226,9 +235,6 @@ impl Inner {
         handle: &Handle,
         key: &AccountKey,
     ) -> Result<bool, ClientError> {
-        super::lock(&self.directory).forget(handle);
-        self.look_up_identities(std::slice::from_ref(handle))
-            .await?;
-        Ok(super::lock(&self.directory).0.get(handle) == Some(&Some(key.0)))
+        Ok(self.lookup_account(handle).await? == Some(key.0))
     }
 }

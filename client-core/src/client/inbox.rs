@@ -69,13 +69,14 @@ impl Inner {
         }
     }
 
-    /// The identity keys of everyone in a room we have joined (rooms busy with an
-    /// operation are skipped: their members just do not count as known).
+    /// The identity keys of everyone in a private room we have joined (a public room's
+    /// members are strangers who let themselves in).
     async fn shared_identities(&self) -> HashSet<[u8; 32]> {
         let mut keys = HashSet::new();
         for room in self.room_handles() {
-            let Ok(room) = room.try_lock() else { continue };
-            if room.removed || room.rec.status != Status::Joined {
+            let room = room.lock().await;
+            let public = room.settings().map_or(true, |s| s.public_name.is_some());
+            if room.removed || room.rec.status != Status::Joined || public {
                 continue;
             }
             keys.extend(room.members().into_iter().map(|m| m.account.0));
@@ -128,25 +129,39 @@ impl Inner {
             _ => return Err(ClientError::Mls("inbox entry is not a Welcome".into())),
         };
         let mut engine = self.engine();
+        let checkpoint = engine.checkpoint();
         let joined = join_from_welcome(&engine, welcome, id, &from);
-        let (group, join_point) = match joined {
+        let (group, join_point, inviter_leaf) = match joined {
             Ok(joined) => joined,
             Err(e) => {
                 // Nothing of a refused Welcome is kept (the key package stays usable).
-                engine.rollback();
+                engine.restore(checkpoint);
                 return Err(e);
             }
         };
-        let verdict = member_identities(&group)
-            .map(|entering| self.verify_identities(&entering, Some(&from)));
+        // The inviter first: until it is who it claims to be, nobody is named as `by`.
+        let verdict = member_identities(&group).map(|entering| {
+            let inviter = entering.iter().find(|(handle, key)| {
+                *handle == from
+                    && group
+                        .member_at(inviter_leaf)
+                        .is_some_and(|m| m.signature_key.as_slice() == key)
+            });
+            match inviter {
+                Some(inviter) => self
+                    .verify_identities(std::slice::from_ref(inviter), None)
+                    .and_then(|()| self.verify_identities(&entering, Some(&from))),
+                None => self.verify_identities(&entering, None),
+            }
+        });
         match verdict {
             Ok(Ok(())) => {}
             Ok(Err(Unverified::Lookup(handles))) => {
-                engine.rollback();
+                engine.restore(checkpoint);
                 return Ok(Taken::Lookup(handles));
             }
             Ok(Err(Unverified::Impostor(impostor))) => {
-                engine.rollback();
+                engine.restore(checkpoint);
                 drop(engine);
                 self.emit(ClientEvent::Impostor {
                     room: id,
@@ -155,12 +170,12 @@ impl Inner {
                 return Err(ClientError::Impostor(impostor));
             }
             Err(e) => {
-                engine.rollback();
+                engine.restore(checkpoint);
                 return Err(e);
             }
         }
         let Some(join_point) = join_point else {
-            engine.rollback();
+            engine.restore(checkpoint);
             return Err(ClientError::Other(format!(
                 "the invitation from {from} does not say where the room's history starts for you (an older hearth): ask them to update and invite you again"
             )));
@@ -248,13 +263,14 @@ enum Taken {
 
 /// Joins the group of a Welcome into `id` from `from`: checks that it is for that room and
 /// signed by `from`, and reads the join point the inviter signed into its GroupInfo (see
-/// [`crate::mls::join_point`]). Storage changes are the caller's to keep or roll back.
+/// [`crate::mls::join_point`]); returns the group, the join point and the inviter's leaf.
+/// Storage changes are the caller's to keep or roll back.
 fn join_from_welcome(
     engine: &Engine,
     welcome: Welcome,
     id: RoomId,
     from: &Handle,
-) -> Result<(MlsGroup, Option<JoinPoint>), ClientError> {
+) -> Result<(MlsGroup, Option<JoinPoint>, LeafNodeIndex), ClientError> {
     let builder = StagedWelcome::build_from_welcome(&engine.provider, &join_config(), welcome)
         .map_err(mls)?;
     // Read before the signature check; trusted only once `build` verified the GroupInfo.
@@ -275,6 +291,7 @@ fn join_from_welcome(
             "Welcome claims to come from {from} but was signed by someone else"
         )));
     }
+    let inviter_leaf = staged.welcome_sender_index();
     let group = staged.into_group(&engine.provider).map_err(mls)?;
-    Ok((group, join_point))
+    Ok((group, join_point, inviter_leaf))
 }

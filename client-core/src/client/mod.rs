@@ -420,18 +420,19 @@ impl Client {
     }
 
     /// Resolves a room by exact name (case-insensitive), `@NICK` (the private
-    /// conversation with NICK) or hex id prefix.
+    /// conversation with NICK, by NICK's accepted key; never by name) or hex id prefix.
     pub async fn find_room(&self, name_or_id: &str) -> Result<Option<RoomId>, ClientError> {
         let wanted = name_or_id.trim().to_lowercase();
         if wanted.is_empty() {
             return Ok(None);
         }
         if let Some(peer) = wanted.strip_prefix('@') {
-            if let Ok(peer) = Handle::new(peer) {
-                if let Some(room) = self.inner.direct_room_with(&peer).await {
-                    return Ok(Some(room));
-                }
-            }
+            // Only the conversation with that person, chosen by key: never a room that
+            // someone merely named "@peer".
+            return Ok(match Handle::new(peer) {
+                Ok(peer) => self.inner.direct_room_with(&peer).await,
+                Err(_) => None,
+            });
         }
         let mut by_prefix = Vec::new();
         for room in self.inner.room_handles() {

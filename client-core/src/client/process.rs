@@ -73,6 +73,7 @@ impl Inner {
             return self.before_join(&mut engine, room, entry);
         }
         let before = room.rec.clone();
+        let checkpoint = engine.checkpoint();
         let mut fx = Effects::default();
         if let Some(Some(warning)) =
             room.rec
@@ -113,10 +114,10 @@ impl Inner {
         };
         let result = match result {
             Ok(Step::Lookup(handles)) => {
-                // Undo the pass: storage, the group in memory, the record.
-                engine.rollback();
-                room.group = engine.reload(&room.group)?;
+                // Undo the pass: storage, the record, the group in memory.
+                engine.restore(checkpoint);
                 room.rec = before;
+                room.group = engine.reload(&room.group)?;
                 return Ok(Step::Lookup(handles));
             }
             Ok(Step::Done) => Ok(()),
@@ -372,22 +373,7 @@ impl Inner {
                 }
                 let committer = sender_leaf
                     .ok_or_else(|| ClientError::Mls("commit from a non-member".into()))?;
-                let verdict = check_identity_kept(&room.group, &staged, committer).and_then(|()| {
-                    match added_identities(&staged) {
-                        Ok(added) => self.verify_identities(&added, Some(&sender)),
-                        // Unreadable identities: refused like an impostor's, naming the committer.
-                        Err(_) => Err(Unverified::Impostor(Impostor {
-                            claimed: sender.clone(),
-                            key: room
-                                .group
-                                .member_at(committer)
-                                .and_then(|m| account_of(&m.signature_key))
-                                .unwrap_or(AccountKey([0; 32])),
-                            by: Some(sender.clone()),
-                        })),
-                    }
-                });
-                if let Err(unverified) = verdict {
+                if let Err(unverified) = check_identity_kept(&room.group, &staged, committer) {
                     return unverified_step(unverified);
                 }
                 if let Err(violation) = check_staged(&room.group, &staged, committer) {
@@ -396,6 +382,24 @@ impl Inner {
                     return Err(ClientError::Other(format!(
                     "commit by {sender} refused by the room policy: {violation}; if the room stops working, an admin can rebuild it"
                 )));
+                }
+                // Only an admin's adds get this far (the policy), so a member cannot make
+                // everyone fetch the directory at will.
+                let verdict = match added_identities(&staged) {
+                    Ok(added) => self.verify_identities(&added, Some(&sender)),
+                    // Unreadable identities: refused like an impostor's, naming the committer.
+                    Err(_) => Err(Unverified::Impostor(Impostor {
+                        claimed: sender.clone(),
+                        key: room
+                            .group
+                            .member_at(committer)
+                            .and_then(|m| account_of(&m.signature_key))
+                            .unwrap_or(AccountKey([0; 32])),
+                        by: Some(sender.clone()),
+                    })),
+                };
+                if let Err(unverified) = verdict {
+                    return unverified_step(unverified);
                 }
                 commit_effects(room, &staged, &sender, fx);
                 let removed = staged.self_removed();

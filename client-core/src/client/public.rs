@@ -27,6 +27,7 @@ use hearth_protocol::{
 use openmls::prelude::*;
 
 use super::admin::build_commit;
+use super::authentication::{member_identities, Unverified};
 use super::process::Effects;
 use super::room::{account_of, Room, RoomRecord, Status};
 use super::{room_error, unexpected, Client, Inner};
@@ -296,6 +297,9 @@ impl Inner {
     /// One attempt: fetch the GroupInfo, build the external commit, have the relay append
     /// it, then set the room up and record ourselves in the member list.
     async fn try_join_public(&self, id: RoomId) -> Result<(), ClientError> {
+        // Everyone in the published tree is checked against the directory before we
+        // join: anyone registered can publish a tree naming anyone.
+        self.look_up_identities(&[]).await?;
         let (group_info, epoch) = match self.call(Request::FetchGroupInfo { room: id }).await {
             Ok(Response::GroupInfo { group_info, epoch }) => (group_info, epoch),
             Ok(other) => return Err(unexpected(&other)),
@@ -334,10 +338,31 @@ impl Inner {
                 .map_err(mls)?;
             // The members will refuse the commit unless the policy allows it: check first.
             let settings = RoomSettings::read(group.extensions()).ok();
+            let impostor = match member_identities(&group)
+                .map(|members| self.verify_identities(&members, None))
+            {
+                Ok(Ok(())) => None,
+                Ok(Err(Unverified::Impostor(impostor))) => Some(impostor),
+                Ok(Err(Unverified::Lookup(_))) => {
+                    let _ = group.delete(engine.provider.storage());
+                    return Err(ClientError::Other(
+                        "the relay's directory changed while joining: try again".into(),
+                    ));
+                }
+                Err(e) => {
+                    let _ = group.delete(engine.provider.storage());
+                    return Err(e);
+                }
+            };
             let refusal = match &settings {
+                _ if impostor.is_some() => impostor.clone().map(ClientError::Impostor),
                 Some(s) if s.is_banned(&me) => Some(ClientError::Banned {
                     room: id,
                     handle: self.profile.handle().clone(),
+                }),
+                Some(s) if s.direct => Some(ClientError::PolicyRefused {
+                    room: id,
+                    reason: PolicyViolation::Direct,
                 }),
                 Some(s) if s.public_name.is_some() => None,
                 _ => Some(ClientError::PolicyRefused {
@@ -347,6 +372,9 @@ impl Inner {
             };
             if let Some(e) = refusal {
                 let _ = group.delete(engine.provider.storage());
+                if let Some(impostor) = impostor {
+                    self.emit(ClientEvent::Impostor { room: id, impostor });
+                }
                 return Err(e);
             }
             let payload = bundle.into_commit().to_bytes().map_err(mls)?;

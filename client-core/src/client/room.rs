@@ -212,6 +212,15 @@ impl Room {
             })
     }
 
+    /// How many leaves carry `handle` (more than one only in a room from before identity
+    /// changes were refused).
+    pub fn leaves_named(&self, handle: &Handle) -> usize {
+        self.group
+            .members()
+            .filter(|m| handle_of(&m.credential).as_ref() == Some(handle))
+            .count()
+    }
+
     /// The leaf of a member by handle.
     pub fn leaf_of(&self, handle: &Handle) -> Option<LeafNodeIndex> {
         self.group

@@ -151,19 +151,26 @@ impl Engine {
         Ok(())
     }
 
-    /// Undoes every storage change since the last [`Engine::persist`]: the operation
-    /// under way is abandoned (groups held in memory must be loaded again, see
-    /// [`Engine::reload`]).
-    pub fn rollback(&mut self) {
+    /// The storage as it is now, to [`Engine::restore`] if the operation that starts
+    /// here is abandoned. Take it under the engine lock, at the start of the operation.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(self.provider.snapshot())
+    }
+
+    /// Puts the storage back as it was at `checkpoint`: the operation since then is
+    /// undone, and nothing else (other operations may hold changes they have not
+    /// persisted yet, such as a room being created while its relay request runs). Groups
+    /// held in memory must be loaded again ([`Engine::reload`]).
+    pub fn restore(&mut self, checkpoint: Checkpoint) {
         *self
             .provider
             .storage
             .values
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = self.persisted.clone();
+            .unwrap_or_else(|p| p.into_inner()) = checkpoint.0;
     }
 
-    /// Loads a group again from storage (after [`Engine::rollback`]).
+    /// Loads a group again from storage (after [`Engine::restore`]).
     pub fn reload(&self, group: &MlsGroup) -> Result<MlsGroup, ClientError> {
         MlsGroup::load(self.provider.storage(), group.group_id())
             .map_err(crate::error::mls)?
@@ -237,6 +244,9 @@ fn cap_from(bytes: Vec<u8>) -> Result<hearth_protocol::Cap, ClientError> {
         .map_err(|_| ClientError::Mls("exported capability has the wrong length".into()))?;
     Ok(hearth_protocol::Cap(array))
 }
+
+/// The openmls storage at the start of an operation (see [`Engine::checkpoint`]).
+pub struct Checkpoint(HashMap<Vec<u8>, Vec<u8>>);
 
 /// One-use KeyPackages and maybe a last-resort one, as TLS-codec bytes.
 pub type KeyPackages = (Vec<Vec<u8>>, Option<Vec<u8>>);
