@@ -39,6 +39,14 @@ pub enum ConsistencyWarning {
         /// Where the histories differ.
         seq: Seq,
     },
+    /// The relay's log ends before what we already processed: it lost or withdrew
+    /// entries (restored from an old copy, or rewound on purpose).
+    Rewound {
+        /// The last seq we processed.
+        ours: Seq,
+        /// The last seq the relay now has.
+        relay: Seq,
+    },
 }
 
 impl std::fmt::Display for ConsistencyWarning {
@@ -46,7 +54,11 @@ impl std::fmt::Display for ConsistencyWarning {
         match self {
             ConsistencyWarning::Gap { expected, got } => write!(
                 f,
-                "messages {expected}..{got} are missing: the relay dropped something"
+                "messages {expected}..{got} are missing: they expired, or the relay dropped them"
+            ),
+            ConsistencyWarning::Rewound { ours, relay } => write!(
+                f,
+                "the relay's log ends at message {relay} but you already have up to {ours}: it lost or withdrew messages (restored from an old copy?); what is sent now may not reach everyone"
             ),
             ConsistencyWarning::Fork { seq } => write!(
                 f,
@@ -95,6 +107,24 @@ impl Transcript {
     /// Our hash at `seq`, if still kept.
     pub fn hash_at(&self, seq: Seq) -> Option<[u8; 32]> {
         self.recent.get(&seq.0).copied()
+    }
+
+    /// Goes back to `seq`, as if nothing after it had been observed (the relay's log
+    /// now ends there; see [`ConsistencyWarning::Rewound`]). Uses the kept hash at `seq`,
+    /// or starts afresh at `seq` when it is older than what is kept (marks before it can
+    /// no longer be checked).
+    pub fn rewind_to(&mut self, seq: Seq) {
+        if seq >= self.last {
+            return;
+        }
+        match self.recent.get(&seq.0).copied() {
+            Some(hash) => {
+                self.recent.retain(|s, _| *s <= seq.0);
+                self.last = seq;
+                self.hash = hash;
+            }
+            None => *self = Self::starting_at(seq, [0; 32]),
+        }
     }
 
     /// The mark a sent message carries.
@@ -167,6 +197,23 @@ impl Default for Transcript {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewinding_continues_as_if_the_later_entries_never_came() {
+        let mut withdrawn = Transcript::new();
+        let mut straight = Transcript::new();
+        for seq in 1..=3 {
+            withdrawn.observe(Seq(seq), EntryKind::Message, b"x");
+            straight.observe(Seq(seq), EntryKind::Message, b"x");
+        }
+        withdrawn.observe(Seq(4), EntryKind::Message, b"withdrawn");
+        withdrawn.observe(Seq(5), EntryKind::Message, b"withdrawn too");
+        withdrawn.rewind_to(Seq(3));
+        assert_eq!(withdrawn.mark(), straight.mark());
+        withdrawn.observe(Seq(4), EntryKind::Message, b"new");
+        straight.observe(Seq(4), EntryKind::Message, b"new");
+        assert_eq!(withdrawn, straight);
+    }
 
     #[test]
     fn same_log_same_hash() {

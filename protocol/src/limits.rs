@@ -40,3 +40,8 @@ pub const MAX_PUBLIC_NAME_LEN: usize = 64;
 
 /// The most rooms one directory listing returns.
 pub const MAX_PUBLIC_ROOMS: usize = 1000;
+
+/// The shortest retention a room may ask for (`SetRetention`, `CreateRoom`), in seconds.
+/// Shorter would let one member wipe a room's log under everyone else; commits are kept
+/// for the relay's own retention whatever the room asks (see docs/protocol.md).
+pub const MIN_ROOM_RETENTION_SECS: u64 = 60;

@@ -156,7 +156,7 @@ async fn capabilities_rotate_with_commits() {
             .request(Request::SetRetention {
                 room,
                 cap: cap(0),
-                retention_secs: Some(1)
+                retention_secs: Some(3600)
             })
             .await
             .unwrap_err()

@@ -45,10 +45,25 @@ impl Inner {
                 })
                 .await
                 .map_err(|e| room_error(room.id, e))?;
-            let Response::Entries { entries, .. } = response else {
+            let Response::Entries { entries, last } = response else {
                 return Err(unexpected(&response));
             };
             let before = room.rec.transcript.last();
+            if last < before {
+                // Told, and carried on from where the relay's log ends: what it withdrew
+                // stays in our history, and new entries get the seqs it had.
+                self.emit(ClientEvent::Consistency {
+                    room: room.id,
+                    warning: crate::ConsistencyWarning::Rewound {
+                        ours: before,
+                        relay: last,
+                    },
+                });
+                room.rec.transcript.rewind_to(last);
+                let mut engine = self.engine();
+                engine.persist(self.profile.store(), |b| room.save(b))?;
+                continue;
+            }
             for entry in &entries {
                 self.process_entry(room, entry).await?;
                 if room.removed {

@@ -73,6 +73,22 @@ fn err(code: ErrorCode, message: &str) -> WireError {
     WireError::new(code, message)
 }
 
+/// A room's retention: at least [`MIN_ROOM_RETENTION_SECS`]. A longer one than the
+/// relay's is allowed but never keeps anything longer than the relay's (the sweep takes
+/// the smaller).
+fn check_retention(retention_secs: Option<u64>) -> Result<(), WireError> {
+    match retention_secs {
+        Some(secs) if secs < hearth_protocol::limits::MIN_ROOM_RETENTION_SECS => Err(err(
+            ErrorCode::BadRequest,
+            &format!(
+                "a room keeps its entries at least {} s",
+                hearth_protocol::limits::MIN_ROOM_RETENTION_SECS
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn store_failed(e: StoreError) -> WireError {
     tracing::error!(error = %e, "store read failed");
     internal()
@@ -522,6 +538,9 @@ impl Session {
                 cap_hash,
                 retention_secs,
             } => {
+                if let Err(e) = check_retention(retention_secs) {
+                    return Reply::Ready(Err(e));
+                }
                 let op = WriteOp::CreateRoom {
                     room,
                     cap_hash,
@@ -574,6 +593,9 @@ impl Session {
                 cap,
                 retention_secs,
             } => {
+                if let Err(e) = check_retention(retention_secs) {
+                    return Reply::Ready(Err(e));
+                }
                 let op = WriteOp::SetRetention {
                     room,
                     cap_hash: cap.hash(),

@@ -24,23 +24,37 @@ impl Tx<'_> {
             if budget == 0 {
                 break;
             }
-            let keep = record.retention_secs.unwrap_or(retention_secs);
+            // A room's own retention (disappearing messages) applies to its messages and
+            // never keeps anything longer than the relay's. Commits stay for the relay's
+            // retention whatever the room asks, so a member who was away longer than the
+            // room's timer still catches up through the epochs (and nobody can wipe them).
+            let relay_cutoff = now.saturating_sub(retention_secs);
+            let keep = record
+                .retention_secs
+                .unwrap_or(retention_secs)
+                .min(retention_secs);
             let cutoff = now.saturating_sub(keep);
             let lo = key2(&room_key, record.first);
             let hi = key2(&room_key, record.head);
             let mut doomed = Vec::new();
+            let mut first_kept = None;
             for item in self.entries.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
                 let (k, v) = item?;
                 let stored: StoredEntry = decode(v.value())?;
                 if stored.time >= cutoff || doomed.len() >= budget {
+                    first_kept = first_kept.or(Some(tail_u64(k.value())));
                     break;
+                }
+                if stored.kind == EntryKind::Commit && stored.time >= relay_cutoff {
+                    first_kept = first_kept.or(Some(tail_u64(k.value())));
+                    continue;
                 }
                 *refunds.entry(stored.author).or_default() += stored.payload.len() as u64;
                 record.bytes = record.bytes.saturating_sub(stored.payload.len() as u64);
                 doomed.push(k.value().to_vec());
             }
             if let Some(last) = doomed.last() {
-                record.first = tail_u64(last) + 1;
+                record.first = first_kept.unwrap_or(tail_u64(last) + 1);
                 budget -= doomed.len();
                 swept_entries += doomed.len() as u64;
                 for k in &doomed {
@@ -74,7 +88,8 @@ impl Tx<'_> {
             let keep = match self.rooms.get(k.value())? {
                 Some(r) => decode::<RoomRecord>(r.value())?
                     .retention_secs
-                    .unwrap_or(retention_secs),
+                    .unwrap_or(retention_secs)
+                    .min(retention_secs),
                 None => 0,
             };
             if listing.published < now.saturating_sub(keep) {

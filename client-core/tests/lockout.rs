@@ -1,0 +1,191 @@
+//! Issue 10: nobody can wipe a room's log under the others, and a relay whose log went
+//! backwards is reported, never a silent dead room. Real relay on 127.0.0.1:0; the
+//! hostile member is built on raw requests (`common::hostile`).
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::hostile::Hostile;
+use common::{h, room_with, Relay, User, PASS};
+use hearth_core::{Client, ClientEvent, ConsistencyWarning, Profile};
+use hearth_protocol::{EntryKind, ErrorCode, Request, RoomId};
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+async fn set_retention(hostile: &Hostile, room: RoomId, secs: u64) -> Result<(), ErrorCode> {
+    let group = hostile.group(room);
+    hostile
+        .call(Request::SetRetention {
+            room,
+            cap: hostile.engine.cap(&group).unwrap(),
+            retention_secs: Some(secs),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_wipe_a_rooms_log_or_keep_it_forever() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut carol = relay.user("carol").await;
+    let mut mallory = relay.user("mallory").await;
+    let room = room_with(&alice, &[&bob, &carol, &mallory], "Home").await;
+    let hostile = Hostile::take_over(&mut mallory).await;
+
+    // Zero (wipe everything at the next sweep) is refused outright.
+    assert_eq!(
+        set_retention(&hostile, room, 0).await,
+        Err(ErrorCode::BadRequest)
+    );
+    assert_eq!(relay.room_record(room).retention_secs, None);
+
+    // A short one is taken (the relay cannot tell who is an admin), but it only ever
+    // removes messages: carol, away meanwhile, still follows every commit.
+    assert_eq!(set_retention(&hostile, room, 60).await, Ok(()));
+    carol.client.take().unwrap().close().await;
+    alice.c().rename(room, "Home, renamed").await.unwrap();
+    alice.c().kick(room, &h("mallory")).await.unwrap();
+    alice
+        .c()
+        .send_text(room, "while carol was away")
+        .await
+        .unwrap();
+    let an_hour_later = SystemTime::now() + Duration::from_secs(3600);
+    relay.sweep_at(unix(an_hour_later));
+    let kept = relay.stored_entries(room);
+    assert!(kept.iter().all(|e| e.kind == EntryKind::Commit), "{kept:?}");
+    assert!(
+        kept.len() >= 2,
+        "the rename and the kick are kept: {kept:?}"
+    );
+
+    carol.restart().await;
+    carol.c().sync().await.unwrap();
+    let rooms = carol.c().rooms().await.unwrap();
+    let home = rooms.iter().find(|r| r.id == room).expect("still a member");
+    assert_eq!(home.name, "Home, renamed");
+    assert_eq!(home.members, vec![h("alice"), h("bob"), h("carol")]);
+    carol
+        .c()
+        .send_text(room, "back, and caught up")
+        .await
+        .unwrap();
+    bob.wait_text("back, and caught up").await;
+
+    // The longest a room can ask for is the relay's own retention: past it, the sweep
+    // removes even the commits ("forever" is not kept forever).
+    alice
+        .c()
+        .set_expiry(room, Some(Duration::from_secs(u64::MAX / 2)))
+        .await
+        .unwrap();
+    assert_eq!(relay.room_record(room).retention_secs, Some(u64::MAX / 2));
+    let retention = relay
+        .running
+        .as_ref()
+        .unwrap()
+        .relay()
+        .config()
+        .retention_secs;
+    relay.sweep_at(unix(SystemTime::now()) + retention + 3600);
+    assert!(relay.stored_entries(room).is_empty());
+}
+
+/// The relay is restored from a copy of its data taken before the last messages (a
+/// file-level backup, or a relay that withdraws entries on purpose): clients that have
+/// more than the relay now has are told, and the room keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_log_that_went_back_is_reported() {
+    let mut relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    alice.c().send_text(room, "one").await.unwrap();
+    bob.wait_text("one").await;
+
+    // A copy of the relay's data now...
+    let data = relay.dir.path().join("relay");
+    let copy = relay.dir.path().join("relay-copy");
+    let addr = relay.running.as_ref().unwrap().local_addr();
+    relay.shutdown().await;
+    copy_dir(&data, &copy);
+    start_on(&mut relay, addr).await;
+    reconnect(&mut alice).await;
+    reconnect(&mut bob).await;
+    alice.c().send_text(room, "two").await.unwrap();
+    alice.c().send_text(room, "three").await.unwrap();
+    bob.wait_text("three").await;
+
+    // ...is what the relay comes back with.
+    relay.shutdown().await;
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&copy, &data);
+    start_on(&mut relay, addr).await;
+    for user in [&mut alice, &mut bob] {
+        reconnect(user).await;
+        let warning = match user
+            .wait_for("a rewound log", |e| {
+                matches!(
+                    e,
+                    ClientEvent::Consistency {
+                        warning: ConsistencyWarning::Rewound { .. },
+                        ..
+                    }
+                )
+            })
+            .await
+        {
+            ClientEvent::Consistency { warning, .. } => warning,
+            _ => unreachable!("wait_for returns a matching event"),
+        };
+        let ConsistencyWarning::Rewound {
+            ours,
+            relay: theirs,
+        } = warning
+        else {
+            unreachable!("matched above")
+        };
+        assert!(theirs < ours, "{theirs:?} < {ours:?}");
+    }
+    // Told, not dead: the room still carries messages both ways.
+    bob.c().send_text(room, "still here").await.unwrap();
+    alice.wait_text("still here").await;
+}
+
+async fn start_on(relay: &mut Relay, addr: std::net::SocketAddr) {
+    let config = hearth_relay::RelayConfig {
+        listen: addr,
+        data_dir: relay.dir.path().join("relay"),
+        ..hearth_relay::RelayConfig::default()
+    };
+    relay.running = Some(hearth_relay::start(config).await.unwrap());
+}
+
+async fn reconnect(user: &mut User) {
+    if let Some(c) = user.client.take() {
+        c.close().await;
+    }
+    let profile = Profile::open(&user.dir, PASS).unwrap();
+    let client = Client::connect(profile).await.unwrap();
+    user.events = client.events();
+    user.client = Some(client);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
