@@ -189,3 +189,56 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Any registered account can join a public room, and it announces the capability of
+/// the epoch it starts. One announcing a wrong one (the relay cannot check it) used to
+/// take the room's capability away from every member. Now the members keep theirs until
+/// their next commit: the room keeps working, and the joiner locks out only itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_announcing_a_wrong_capability_locks_out_nobody_but_itself() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut eve = relay.user("eve").await;
+    let room = room_with(&alice, &[&bob], "Board").await;
+    alice.c().publish_room(room, "Family board").await.unwrap();
+    bob.c().sync().await.unwrap();
+
+    let hostile = Hostile::take_over(&mut eve).await;
+    let (epoch, payload, _) = hostile.external_join(room, "eve").await;
+    let wrong = hearth_protocol::Cap([0x66; 32]);
+    let joined = hostile
+        .call(Request::JoinPublic {
+            room,
+            epoch,
+            next_cap_hash: wrong.hash(),
+            payload,
+        })
+        .await;
+    assert!(joined.is_ok(), "a valid join of her own: {joined:?}");
+
+    for user in [&mut alice, &mut bob] {
+        user.wait_for(
+            "eve joined",
+            |e| matches!(e, ClientEvent::MemberJoined { handle, .. } if *handle == h("eve")),
+        )
+        .await;
+    }
+    alice.c().send_text(room, "still talking").await.unwrap();
+    bob.wait_text("still talking").await;
+    // A member commit ends both capabilities of the epoch and everyone moves on.
+    alice.c().set_topic(room, "after eve").await.unwrap();
+    bob.wait_for("topic", |e| matches!(e, ClientEvent::TopicChanged { .. }))
+        .await;
+    bob.c().send_text(room, "and after a commit").await.unwrap();
+    alice.wait_text("and after a commit").await;
+    // Eve herself holds only the capability she announced wrongly.
+    let refused = hostile
+        .call(Request::Append {
+            room,
+            cap: wrong,
+            payload: vec![1; 10],
+        })
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}

@@ -25,9 +25,11 @@ pub struct TrackedRuntime {
 }
 
 impl TrackedRuntime {
-    /// Waits until every task quinn spawned has ended, at most `limit`. Call it after
-    /// the endpoint was closed and every `Endpoint` and `Connection` handle dropped: the
-    /// endpoint driver ends then, and with it the UDP socket. Returns whether all ended.
+    /// Waits until every task quinn spawned has ended, at most `limit`; then aborts the
+    /// ones still running (which drops what they hold, the socket included) and waits
+    /// for that. Call it after the endpoint was closed and every `Endpoint` and
+    /// `Connection` handle dropped: the endpoint driver ends then, and with it the UDP
+    /// socket. Returns whether all ended by themselves.
     pub async fn wait_released(&self, limit: Duration) -> bool {
         let wait = async {
             loop {
@@ -39,7 +41,26 @@ impl TrackedRuntime {
                 }
             }
         };
-        tokio::time::timeout(limit, wait).await.is_ok()
+        if tokio::time::timeout(limit, wait).await.is_ok() {
+            return true;
+        }
+        let left: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        tracing::warn!(
+            tasks = left.len(),
+            "QUIC tasks still running at shutdown; aborting them"
+        );
+        for task in &left {
+            task.abort();
+        }
+        for task in left {
+            drop(task.await);
+        }
+        false
     }
 }
 
