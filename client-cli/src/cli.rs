@@ -267,4 +267,19 @@ pub enum RoomCommand {
         /// Room name or id
         room: String,
     },
+    /// Show the room's code to compare with another member in person
+    ///
+    /// Every member at the same epoch sees the same code; a different one means you are
+    /// shown different histories of the room. Also says whether a fork is waiting.
+    Verify {
+        /// Room name or id
+        room: String,
+    },
+    /// Acknowledge that the room's history differs between members, to send again
+    ///
+    /// Compare the room's code (`hearth room verify`) with someone first.
+    Ack {
+        /// Room name or id
+        room: String,
+    },
 }

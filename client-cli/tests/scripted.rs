@@ -236,3 +236,32 @@ async fn a_display_name_shows_next_to_the_handle() {
     assert_eq!(messages[0]["sender_name"], "Uncle Bob");
     assert!(messages[1]["sender_name"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_the_same_room_code_and_nothing_to_acknowledge() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    common::room_with(&alice, "family", &[&bob]).await;
+    let code_of = |out: &std::process::Output| {
+        let line = &json_lines(out)[0];
+        (
+            line["epoch"].clone(),
+            line["code"].clone(),
+            line["fork_at"].clone(),
+        )
+    };
+    let at_alice = hearth(&alice, &["--json", "room", "verify", "family"]).await;
+    assert_success(&at_alice, "room verify");
+    let at_bob = hearth(&bob, &["--json", "room", "verify", "family"]).await;
+    assert_success(&at_bob, "room verify");
+    assert_eq!(code_of(&at_alice), code_of(&at_bob));
+    assert_eq!(code_of(&at_alice).2, serde_json::Value::Null, "no fork");
+    let out = hearth(&bob, &["room", "verify", "family"]).await;
+    assert!(
+        stdout(&out).contains("room code at epoch"),
+        "{}",
+        stdout(&out)
+    );
+    assert_success(&hearth(&bob, &["room", "ack", "family"]).await, "room ack");
+}

@@ -228,6 +228,33 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 );
             }
         }
+        RoomCommand::Verify { room } => {
+            let id = session::resolve_room(client, &room).await?;
+            let code = client.room_code(id).await?;
+            let fork = client.fork(id).await?;
+            if global.json {
+                println!(
+                    "{}",
+                    json!({"room": id.to_hex(), "epoch": code.epoch, "code": code.to_string(),
+                           "fork_at": fork.map(|s| s.0)})
+                );
+            } else {
+                println!("room code at epoch {}: {code}", code.epoch);
+                println!(
+                    "Compare it with another member in person: the same epoch shows the same code."
+                );
+                if let Some(seq) = fork {
+                    println!("!! the history differs between members at message {seq}; once you have compared, `hearth room ack {room}` lets you send again");
+                }
+            }
+        }
+        RoomCommand::Ack { room } => {
+            let id = session::resolve_room(client, &room).await?;
+            client.acknowledge_fork(id).await?;
+            if !global.json {
+                println!("Acknowledged: you can send to {room} again.");
+            }
+        }
         RoomCommand::Members { room } => {
             let id = session::resolve_room(client, &room).await?;
             let members = client.members(id).await?;

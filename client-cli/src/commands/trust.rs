@@ -88,6 +88,21 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
             println!();
             print!("{}", qr(&number.digits()));
             println!("{handle} sees the same number on their device (hearth verify {}). Compare them in person.", client.profile().handle());
+            // The rooms you share: the same code at the same epoch means the same room.
+            let shared: Vec<_> = client
+                .rooms()
+                .await?
+                .into_iter()
+                .filter(|r| r.members.contains(&handle))
+                .collect();
+            if !shared.is_empty() {
+                println!();
+                println!("Rooms you share, to compare too (same epoch, same code):");
+                for room in shared {
+                    let code = client.room_code(room.id).await?;
+                    println!("  {:<24} epoch {:<4} {code}", room.name, code.epoch);
+                }
+            }
         }
         let answer = match answer {
             Some(answer) => Some(answer),
