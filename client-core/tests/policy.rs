@@ -232,11 +232,18 @@ async fn two_admins_kicking_at_once_converge() {
     let (a, b) = tokio::join!(alice.c().kick(room, &carol_h), bob.c().kick(room, &dave_h));
     a.unwrap();
     b.unwrap();
-    // The same target at once: both calls succeed, one commit removes erin.
+    // The same target at once: one commit removes erin. The other call either finds its
+    // commit superseded (and succeeds) or, when it starts after the first has landed
+    // (as happens on a loaded machine), is told erin is no longer a member.
     let erin_h = h("erin");
     let (a, b) = tokio::join!(alice.c().kick(room, &erin_h), bob.c().kick(room, &erin_h));
-    a.unwrap();
-    b.unwrap();
+    for outcome in [&a, &b] {
+        assert!(
+            matches!(outcome, Ok(()) | Err(ClientError::NotAMember { .. })),
+            "{outcome:?}"
+        );
+    }
+    assert!(a.is_ok() || b.is_ok(), "one of them removed erin");
 
     // Converge: a sync may itself commit (e.g. a pending proposal), so the first to sync
     // syncs once more after the other.

@@ -180,15 +180,23 @@ async fn execute_inner(
             )
         }
         AdminRequest::Accounts => AdminResponse::Accounts(relay.store().accounts()?),
-        AdminRequest::Ban { handle } => account(
-            relay
-                .write(WriteOp::SetBanned {
-                    handle,
-                    banned: true,
-                })
-                .await
-                .map_err(refused)?,
-        )?,
+        AdminRequest::Ban { handle } => {
+            let banned = account(
+                relay
+                    .write(WriteOp::SetBanned {
+                        handle,
+                        banned: true,
+                    })
+                    .await
+                    .map_err(refused)?,
+            )?;
+            if let AdminResponse::Account(record) = &banned {
+                // At once, not at the next re-authentication.
+                let closed = relay.shared.notifier.disconnect(&record.account);
+                tracing::info!(handle = %record.handle, sessions = closed, "account banned; its sessions closed");
+            }
+            banned
+        }
         AdminRequest::Unban { handle } => account(
             relay
                 .write(WriteOp::SetBanned {

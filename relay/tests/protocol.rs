@@ -397,14 +397,15 @@ async fn limits_rate_and_quota() {
 }
 
 #[tokio::test]
-async fn banned_accounts_are_refused_and_dropped_at_reauth() {
+async fn banned_accounts_are_refused_and_their_open_sessions_closed_at_once() {
     let (relay, _dir) = start_relay(|c| {
         c.reauth_interval_secs = 1;
         c.reauth_grace_secs = 30;
     })
     .await;
     let (mut alice, alice_id) = new_account(&relay, "alice").await;
-    // Answering re-authentication keeps the connection.
+    // Answering re-authentication keeps the connection (and, after the ban, a pending
+    // round would give it up to 30 s more: it must not matter).
     match alice.event().await {
         Event::Reauthenticate { .. } => {}
         other => panic!("unexpected {other:?}"),
@@ -426,21 +427,49 @@ async fn banned_accounts_are_refused_and_dropped_at_reauth() {
     let mut c = Client::connect(&relay.address()).await;
     assert_eq!(code(c.auth(&alice_id).await), ErrorCode::Banned);
 
-    // The open connection is closed at its next re-authentication.
-    match alice.event().await {
-        Event::Reauthenticate { .. } => {}
+    // The open connection is closed at once, not at its next re-authentication (30 s of
+    // grace here): whatever it sends next finds it closed.
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(5), alice.until_closed()).await;
+    assert!(closed.is_ok(), "the banned account's session is still open");
+    relay.shutdown().await.unwrap();
+}
+
+/// Issue 11: one account cannot drain another's KeyPackages at the request rate; the
+/// refused fetcher is told, audited, and other inviters are not held back.
+#[tokio::test]
+async fn draining_someones_key_packages_is_rate_limited_per_fetcher() {
+    use hearth_relay::service::key_package_fetches::PER_PAIR;
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut bob, _) = new_account(&relay, "bob").await;
+    let (mut mallory, _) = new_account(&relay, "mallory").await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let packages = (0..50u8).map(|n| vec![n; 10].into()).collect();
+    bob.request(Request::PublishKeyPackages {
+        packages,
+        last_resort: Some(vec![99u8; 10].into()),
+    })
+    .await
+    .unwrap();
+    let fetch = Request::FetchKeyPackage {
+        handle: Handle::new("bob").unwrap(),
+    };
+    for _ in 0..PER_PAIR {
+        assert!(mallory.request(fetch.clone()).await.is_ok());
+    }
+    let refused = mallory.request(fetch.clone()).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert!(refused.message.contains("bob"), "{refused:?}");
+    // Alice can still invite bob with a one-use package.
+    match alice.request(fetch).await.unwrap() {
+        Response::KeyPackage { package, .. } => assert_ne!(package[0], 99),
         other => panic!("unexpected {other:?}"),
     }
-    let id = {
-        let signature = alice_id.sign(&alice.challenge, &alice.raw.exporter);
-        alice
-            .send(Request::Auth {
-                account: alice_id.account(),
-                signature,
-            })
-            .await
+    let Ok(Response::KeyPackageStock { available, .. }) =
+        bob.request(Request::KeyPackageStock).await
+    else {
+        panic!("stock expected");
     };
-    assert_eq!(code(alice.response(id).await), ErrorCode::Banned);
-    alice.until_closed().await;
+    assert_eq!(available as usize, 50 - PER_PAIR as usize - 1);
     relay.shutdown().await.unwrap();
 }

@@ -285,6 +285,7 @@ async fn run(
     let mut reauth_at = far;
     let mut pending: JoinSet<(u32, Result<Response, WireError>)> = JoinSet::new();
     let mut ending: Option<Outcome> = None;
+    let banned = session.ended();
     while ending.is_none() {
         let deadline = match (session.account(), session.reauth_deadline()) {
             (None, _) => auth_deadline,
@@ -363,6 +364,8 @@ async fn run(
                     "not authenticated in time".into()
                 });
             }
+            // A reconnect is then refused with `Banned`, which tells the client why.
+            _ = banned.notified() => ending = Some("account banned".into()),
             _ = shutdown.changed() => ending = Some("relay shutting down".into()),
             _ = conn.closed() => return "connection lost".into(),
         }

@@ -25,6 +25,7 @@ use crate::store::{AuditRecord, InviteRecord, Store, StoreError, WriteOp};
 
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use rate::RateLimiter;
+pub mod key_package_fetches;
 pub use session::{PendingReply, Reply, Session};
 
 pub(crate) use writer::Writer;
@@ -45,7 +46,9 @@ pub const BLOCK_AFTER_FAILURES: u32 = 20;
 pub const BLOCK_WINDOW: Duration = Duration::from_secs(300);
 
 /// The event senders of one account's sessions, by session id.
-type SessionsOf = HashMap<AccountKey, Vec<(u64, mpsc::Sender<Event>)>>;
+/// Per account: each authenticated session's id, event sender, and the signal that
+/// ends it (see [`Notifier::disconnect`]).
+type SessionsOf = HashMap<AccountKey, Vec<(u64, mpsc::Sender<Event>, Arc<tokio::sync::Notify>)>>;
 
 /// Sessions of each account, to tell them about inbox arrivals, and the sessions that
 /// asked to hear about new accounts.
@@ -60,18 +63,35 @@ impl Notifier {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn register(&self, account: AccountKey, id: u64, tx: mpsc::Sender<Event>) {
+    pub(crate) fn register(
+        &self,
+        account: AccountKey,
+        id: u64,
+        tx: mpsc::Sender<Event>,
+        end: Arc<tokio::sync::Notify>,
+    ) {
         let mut map = self.lock();
         let list = map.entry(account).or_default();
-        if !list.iter().any(|(i, _)| *i == id) {
-            list.push((id, tx));
+        if !list.iter().any(|(i, _, _)| *i == id) {
+            list.push((id, tx, end));
         }
+    }
+
+    /// Ends every open session of `account` now (it was banned): each connection closes
+    /// whatever it is doing, without waiting for its next re-authentication.
+    pub(crate) fn disconnect(&self, account: &AccountKey) -> usize {
+        let map = self.lock();
+        let sessions = map.get(account).map(Vec::as_slice).unwrap_or_default();
+        for (_, _, end) in sessions {
+            end.notify_one();
+        }
+        sessions.len()
     }
 
     pub(crate) fn unregister(&self, account: &AccountKey, id: u64) {
         let mut map = self.lock();
         if let Some(list) = map.get_mut(account) {
-            list.retain(|(i, _)| *i != id);
+            list.retain(|(i, _, _)| *i != id);
             if list.is_empty() {
                 map.remove(account);
             }
@@ -105,7 +125,7 @@ impl Notifier {
 
     pub(crate) fn inbox_arrived(&self, account: &AccountKey) {
         if let Some(list) = self.lock().get(account) {
-            for (_, tx) in list {
+            for (_, tx, _) in list {
                 // A hint only: a full channel means the client is busy and will fetch anyway.
                 let _ = tx.try_send(Event::InboxArrived);
             }
@@ -120,6 +140,7 @@ pub(crate) struct Shared {
     pub(crate) hub: Arc<hub::Hub>,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) rate: RateLimiter,
+    pub(crate) key_package_fetches: key_package_fetches::KeyPackageFetches,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) started: Instant,
     next_session: std::sync::atomic::AtomicU64,
@@ -160,6 +181,7 @@ impl Relay {
                 hub,
                 notifier,
                 rate,
+                key_package_fetches: Default::default(),
                 metrics,
                 started: Instant::now(),
                 next_session: std::sync::atomic::AtomicU64::new(1),

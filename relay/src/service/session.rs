@@ -67,6 +67,8 @@ pub struct Session {
     events_tx: mpsc::Sender<Event>,
     events_rx: mpsc::Receiver<Event>,
     subscriptions: HashMap<hearth_protocol::RoomId, SubscriptionHandle>,
+    /// Signalled when the account is banned: the connection ends at once.
+    ended: Arc<tokio::sync::Notify>,
 }
 
 fn err(code: ErrorCode, message: &str) -> WireError {
@@ -158,6 +160,7 @@ impl Session {
             events_tx,
             events_rx,
             subscriptions: HashMap::new(),
+            ended: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -194,6 +197,12 @@ impl Session {
     /// Pushed events: room entries, subscription ends, inbox arrivals.
     pub fn events(&mut self) -> &mut mpsc::Receiver<Event> {
         &mut self.events_rx
+    }
+
+    /// Completes when the relay ends this session from outside (the account was banned):
+    /// the connection should close at once.
+    pub fn ended(&self) -> Arc<tokio::sync::Notify> {
+        self.ended.clone()
     }
 
     /// Starts a re-authentication round: a new challenge the client must sign within the
@@ -347,9 +356,12 @@ impl Session {
         self.reauth_deadline = None;
         if self.account != Some(record.account) {
             self.account = Some(record.account);
-            self.shared
-                .notifier
-                .register(record.account, self.id, self.events_tx.clone());
+            self.shared.notifier.register(
+                record.account,
+                self.id,
+                self.events_tx.clone(),
+                self.ended.clone(),
+            );
         }
     }
 
@@ -480,6 +492,22 @@ impl Session {
                     .map_err(store_failed),
             ),
             Request::FetchKeyPackage { handle } => {
+                if !self.shared.key_package_fetches.allow(
+                    account,
+                    &handle,
+                    std::time::Instant::now(),
+                ) {
+                    self.shared.audit(
+                        "key-package-limit",
+                        Some(self.peer_ip),
+                        Some(&account),
+                        &format!("fetches of {handle}'s key packages"),
+                    );
+                    return Reply::Ready(Err(err(
+                        ErrorCode::RateLimited,
+                        &format!("too many of {handle}'s key packages taken recently: try again in a few minutes"),
+                    )));
+                }
                 self.pending(
                     WriteOp::TakeKeyPackage { handle },
                     |applied| match applied {
