@@ -286,7 +286,8 @@ pub enum Response {
     KeyPackageStock {
         /// One-use KeyPackages left.
         available: u32,
-        /// Whether a last-resort KeyPackage is stored.
+        /// Whether a last-resort KeyPackage is stored and has not been handed out since it
+        /// was published (`false`: publish a new one).
         last_resort: bool,
     },
     /// One KeyPackage of an account.

@@ -241,8 +241,9 @@ async fn key_directory_and_inbox_round_trip() {
         alice.request(Request::KeyPackageStock).await.unwrap(),
         Response::KeyPackageStock {
             available: 0,
-            last_resort: true
-        }
+            last_resort: false
+        },
+        "the last-resort package was handed out: time to publish a new one"
     );
     assert_eq!(
         code(

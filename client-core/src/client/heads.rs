@@ -96,7 +96,8 @@ impl Inner {
     }
 }
 
-/// Sends heads every [`HEAD_INTERVAL`] until the client is dropped or closed.
+/// Sends heads (and tops KeyPackages up) every [`HEAD_INTERVAL`] until the client is
+/// dropped or closed.
 pub(crate) async fn head_loop(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(HEAD_INTERVAL).await;
@@ -107,5 +108,10 @@ pub(crate) async fn head_loop(inner: Weak<Inner>) {
             return;
         }
         inner.exchange_heads().await;
+        // A long-running client keeps its KeyPackages topped up too: used ones, expired
+        // ones the relay no longer hands out, a last-resort one that was used.
+        if let Err(e) = inner.top_up_key_packages().await {
+            tracing::warn!("topping up key packages failed: {e}");
+        }
     }
 }

@@ -651,7 +651,7 @@ impl Inner {
         }
     }
 
-    async fn top_up_key_packages(&self) -> Result<(), ClientError> {
+    pub(crate) async fn top_up_key_packages(&self) -> Result<(), ClientError> {
         match self.call(Request::KeyPackageStock).await? {
             Response::KeyPackageStock {
                 available,

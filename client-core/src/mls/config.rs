@@ -178,7 +178,12 @@ pub fn capabilities() -> Capabilities {
     Capabilities::new(
         None,
         Some(&[CIPHERSUITE]),
-        Some(&[ExtensionType::Unknown(ROOM_SETTINGS_EXTENSION)]),
+        // LastResort: a last-resort KeyPackage lists its own extension, else it fails
+        // validation at the inviter and the invitation cannot be made.
+        Some(&[
+            ExtensionType::Unknown(ROOM_SETTINGS_EXTENSION),
+            ExtensionType::LastResort,
+        ]),
         None,
         None,
     )

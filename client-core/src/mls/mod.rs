@@ -185,8 +185,11 @@ impl Engine {
         count: usize,
         last_resort: bool,
     ) -> Result<KeyPackages, ClientError> {
+        let lifetime = key_package_lifetime(std::time::SystemTime::now());
         let make = |resort: bool| -> Result<Vec<u8>, ClientError> {
-            let mut builder = KeyPackage::builder().leaf_node_capabilities(config::capabilities());
+            let mut builder = KeyPackage::builder()
+                .leaf_node_capabilities(config::capabilities())
+                .key_package_lifetime(lifetime);
             if resort {
                 builder = builder.mark_as_last_resort();
             }
@@ -245,6 +248,29 @@ fn cap_from(bytes: Vec<u8>) -> Result<hearth_protocol::Cap, ClientError> {
     Ok(hearth_protocol::Cap(array))
 }
 
+/// How far a KeyPackage's validity reaches back before its creation: a member whose
+/// clock is this much behind still accepts it (openmls checks lifetimes against the local
+/// clock when a commit adds someone). Issue 11: a day either way changes nothing.
+pub const KEY_PACKAGE_BACKDATE: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
+
+/// How long a KeyPackage stays valid after its creation. The relay stops handing out
+/// packages about to expire and the client tops its stock up, so someone who connects at
+/// least this often can always be invited.
+pub const KEY_PACKAGE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(28 * 86_400);
+
+/// The lifetime of KeyPackages made at `now`: from [`KEY_PACKAGE_BACKDATE`] before to
+/// [`KEY_PACKAGE_VALIDITY`] after (well within openmls's maximum range of 84 days).
+pub fn key_package_lifetime(now: std::time::SystemTime) -> Lifetime {
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Lifetime::init(
+        secs.saturating_sub(KEY_PACKAGE_BACKDATE.as_secs()),
+        secs.saturating_add(KEY_PACKAGE_VALIDITY.as_secs()),
+    )
+}
+
 /// The openmls storage at the start of an operation (see [`Engine::checkpoint`]).
 pub struct Checkpoint(HashMap<Vec<u8>, Vec<u8>>);
 
@@ -266,4 +292,29 @@ pub fn parse_message(bytes: &[u8]) -> Result<MlsMessageIn, ClientError> {
         return Err(ClientError::Mls("trailing bytes after MLS message".into()));
     }
     Ok(message)
+}
+
+#[cfg(test)]
+mod lifetime_tests {
+    use super::*;
+
+    #[test]
+    fn key_packages_are_valid_for_clocks_a_day_off_either_way() {
+        let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+        let engine = Engine::new(signer, "alice");
+        let (packages, resort) = engine.key_packages(1, true).unwrap();
+        let now = std::time::SystemTime::now();
+        let day = std::time::Duration::from_secs(86_400);
+        for bytes in packages.iter().chain(resort.iter()) {
+            let package = KeyPackageIn::tls_deserialize_exact(bytes.as_slice())
+                .unwrap()
+                .validate(engine.provider.crypto(), ProtocolVersion::Mls10)
+                .unwrap();
+            let lifetime = package.life_time();
+            for clock in [now - day, now, now + day] {
+                assert!(lifetime.validate_with_time(clock).is_ok(), "{clock:?}");
+            }
+            assert!(lifetime.has_acceptable_range());
+        }
+    }
 }

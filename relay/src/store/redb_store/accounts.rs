@@ -102,6 +102,7 @@ impl Tx<'_> {
         if let Some(l) = last_resort {
             self.last_resort
                 .insert(account.0.as_slice(), l.as_slice())?;
+            self.last_resort.remove(used_key(&account).as_slice())?;
             record.used_bytes = record.used_bytes.saturating_sub(old_last);
         }
         self.put_account(&record)?;
@@ -136,11 +137,18 @@ impl Tx<'_> {
             self.put_account(&record)?;
             return Ok(Ok(Applied::KeyPackage { account, package }));
         }
-        match self.last_resort.get(account.0.as_slice())? {
-            Some(v) => Ok(Ok(Applied::KeyPackage {
-                account,
-                package: v.value().to_vec(),
-            })),
+        let package = self
+            .last_resort
+            .get(account.0.as_slice())?
+            .map(|v| v.value().to_vec());
+        match package {
+            Some(package) => {
+                // Reused until replaced; the stock says it is used so its owner replaces
+                // it (issue 11: the last-resort package is rotated after use).
+                self.last_resort
+                    .insert(used_key(&account).as_slice(), &[][..])?;
+                Ok(Ok(Applied::KeyPackage { account, package }))
+            }
             None => Ok(Err(err(
                 ErrorCode::NoKeyPackage,
                 "the account has no KeyPackage left",
@@ -159,6 +167,15 @@ pub(super) fn stock_of(
     let available = key_packages
         .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
         .count();
-    let has_last = last_resort.get(account.0.as_slice())?.is_some();
+    let has_last = last_resort.get(account.0.as_slice())?.is_some()
+        && last_resort.get(used_key(account).as_slice())?.is_none();
     Ok((u32::try_from(available).unwrap_or(u32::MAX), has_last))
+}
+
+/// The key (beside the account's own in the last-resort table) marking that its
+/// last-resort package was handed out since it was published.
+fn used_key(account: &AccountKey) -> Vec<u8> {
+    let mut key = account.0.to_vec();
+    key.extend_from_slice(b"/used");
+    key
 }

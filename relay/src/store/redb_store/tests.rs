@@ -218,7 +218,7 @@ fn a_refused_op_in_a_batch_leaves_the_others() {
 }
 
 #[test]
-fn key_packages_are_consumed_once_and_last_resort_stays() {
+fn key_packages_are_consumed_once_and_a_used_last_resort_is_reported() {
     let store = RedbStore::in_memory().unwrap();
     let alice = register(&store, 1, "alice");
     one(
@@ -247,7 +247,20 @@ fn key_packages_are_consumed_once_and_last_resort_stays() {
     assert_eq!(take(), vec![2]);
     assert_eq!(take(), vec![9]);
     assert_eq!(take(), vec![9]);
+    // Still handed out, but reported as used until its owner publishes a new one.
+    assert_eq!(store.key_package_stock(&alice).unwrap(), (0, false));
+    one(
+        &store,
+        WriteOp::PublishKeyPackages {
+            account: alice,
+            packages: vec![],
+            last_resort: Some(vec![8]),
+            quota: 1000,
+        },
+    )
+    .unwrap();
     assert_eq!(store.key_package_stock(&alice).unwrap(), (0, true));
+    assert_eq!(take(), vec![8]);
 }
 
 fn listing(publisher: AccountKey, epoch: u64, published: u64, len: usize) -> ListingRecord {
