@@ -10,6 +10,8 @@
 //!   [`server::start`] runs a relay in-process and returns a [`server::RunningRelay`].
 //! - [`external_join`]: the check of an external commit (a public-room join) before it is
 //!   appended, the one MLS message the relay reads.
+//! - [`key_packages`]: the check of KeyPackages on publish (they must name their
+//!   publisher) and of their lifetime when handed out.
 //! - [`admin`]: owner commands over a Unix socket in the data dir, or directly on the
 //!   store when no relay runs.
 #![forbid(unsafe_code)]
@@ -18,6 +20,7 @@
 pub mod admin;
 pub mod config;
 pub mod external_join;
+pub mod key_packages;
 pub mod server;
 pub mod service;
 pub mod store;

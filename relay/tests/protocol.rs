@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::mls::MlsUser;
 use common::{new_account, start_relay, Client, Identity};
 use hearth_protocol::{
     AccountKey, ErrorCode, Event, Handle, InviteToken, Request, Response, RoomId, Signature,
@@ -204,10 +205,16 @@ async fn key_directory_and_inbox_round_trip() {
     let (mut alice, alice_id) = new_account(&relay, "alice").await;
     let (mut bob, bob_id) = new_account(&relay, "bob").await;
 
+    let (packages, resort) = MlsUser::new(&alice_id, "alice").key_packages(2, true, None);
+    let (one, two, nine) = (
+        packages[0].clone(),
+        packages[1].clone(),
+        resort.clone().unwrap(),
+    );
     let published = alice
         .request(Request::PublishKeyPackages {
-            packages: vec![vec![1u8; 10].into(), vec![2u8; 10].into()],
-            last_resort: Some(vec![9u8; 10].into()),
+            packages: packages.into_iter().map(Into::into).collect(),
+            last_resort: resort.map(Into::into),
         })
         .await
         .unwrap();
@@ -230,13 +237,13 @@ async fn key_directory_and_inbox_round_trip() {
         {
             Response::KeyPackage { account, package } => {
                 assert_eq!(account, alice_id.account());
-                seen.push(package[0]);
+                seen.push(package.to_vec());
             }
             other => panic!("unexpected {other:?}"),
         }
     }
     // Each one-use package once, then the last-resort one, repeatedly.
-    assert_eq!(seen, vec![1, 2, 9, 9]);
+    assert_eq!(seen, vec![one, two, nine.clone(), nine]);
     assert_eq!(
         alice.request(Request::KeyPackageStock).await.unwrap(),
         Response::KeyPackageStock {
@@ -442,13 +449,14 @@ async fn banned_accounts_are_refused_and_their_open_sessions_closed_at_once() {
 async fn draining_someones_key_packages_is_rate_limited_per_fetcher() {
     use hearth_relay::service::key_package_fetches::PER_PAIR;
     let (relay, _dir) = start_relay(|_| {}).await;
-    let (mut bob, _) = new_account(&relay, "bob").await;
+    let (mut bob, bob_id) = new_account(&relay, "bob").await;
     let (mut mallory, _) = new_account(&relay, "mallory").await;
     let (mut alice, _) = new_account(&relay, "alice").await;
-    let packages = (0..50u8).map(|n| vec![n; 10].into()).collect();
+    let (packages, resort) = MlsUser::new(&bob_id, "bob").key_packages(50, true, None);
+    let resort = resort.unwrap();
     bob.request(Request::PublishKeyPackages {
-        packages,
-        last_resort: Some(vec![99u8; 10].into()),
+        packages: packages.into_iter().map(Into::into).collect(),
+        last_resort: Some(resort.clone().into()),
     })
     .await
     .unwrap();
@@ -463,7 +471,7 @@ async fn draining_someones_key_packages_is_rate_limited_per_fetcher() {
     assert!(refused.message.contains("bob"), "{refused:?}");
     // Alice can still invite bob with a one-use package.
     match alice.request(fetch).await.unwrap() {
-        Response::KeyPackage { package, .. } => assert_ne!(package[0], 99),
+        Response::KeyPackage { package, .. } => assert_ne!(package.to_vec(), resort),
         other => panic!("unexpected {other:?}"),
     }
     let Ok(Response::KeyPackageStock { available, .. }) =
@@ -472,5 +480,82 @@ async fn draining_someones_key_packages_is_rate_limited_per_fetcher() {
         panic!("stock expected");
     };
     assert_eq!(available as usize, 50 - PER_PAIR as usize - 1);
+    relay.shutdown().await.unwrap();
+}
+
+/// Issue 11: packages are checked when published (they must name their publisher) and
+/// their lifetime when handed out: an expired one is dropped, never given to an inviter,
+/// and not counted in the stock, so its owner's client tops up.
+#[tokio::test]
+async fn key_packages_name_their_publisher_and_expired_ones_are_never_handed_out() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let (mut bob, _) = new_account(&relay, "bob").await;
+
+    // Packages in someone else's name are refused (and audited).
+    let (forged, _) = MlsUser::new(&alice_id, "bob").key_packages(1, false, None);
+    let refused = alice
+        .request(Request::PublishKeyPackages {
+            packages: forged.into_iter().map(Into::into).collect(),
+            last_resort: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::BadRequest);
+
+    // Packages valid now but about to run out: published, then the relay's clock passes
+    // their end (a lifetime of a few seconds stands in for 28 days).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mls = MlsUser::new(&alice_id, "alice");
+    let (short, _) = mls.key_packages(2, false, Some((now - 60, now + 2)));
+    let (long, resort) = mls.key_packages(1, true, None);
+    alice
+        .request(Request::PublishKeyPackages {
+            packages: short
+                .into_iter()
+                .chain(long.clone())
+                .map(Into::into)
+                .collect(),
+            last_resort: resort.map(Into::into),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.request(Request::KeyPackageStock).await.unwrap(),
+        Response::KeyPackageStock {
+            available: 3,
+            last_resort: true
+        }
+    );
+    // Wait for the relay's clock to pass their end (what is waited for is the clock
+    // itself, not another task).
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= now + 2
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        alice.request(Request::KeyPackageStock).await.unwrap(),
+        Response::KeyPackageStock {
+            available: 1,
+            last_resort: true
+        }
+    );
+    match bob
+        .request(Request::FetchKeyPackage {
+            handle: Handle::new("alice").unwrap(),
+        })
+        .await
+        .unwrap()
+    {
+        Response::KeyPackage { package, .. } => assert_eq!(package.to_vec(), long[0]),
+        other => panic!("unexpected {other:?}"),
+    }
     relay.shutdown().await.unwrap();
 }

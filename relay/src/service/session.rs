@@ -464,6 +464,12 @@ impl Session {
                 if let Some(e) = self.too_large(largest) {
                     return Reply::Ready(Err(e));
                 }
+                if let Err(e) = self
+                    .check_key_packages(&store, account, &packages, last_resort.as_ref())
+                    .await
+                {
+                    return Reply::Ready(Err(e));
+                }
                 let op = WriteOp::PublishKeyPackages {
                     account,
                     packages: packages.into_iter().map(|p| p.into_vec()).collect(),
@@ -773,6 +779,43 @@ impl Session {
                 &refused.to_string(),
             );
             err(ErrorCode::Forbidden, &refused.to_string())
+        })
+    }
+
+    /// Checks every published KeyPackage (see [`crate::key_packages`]) off the async
+    /// workers; the first refusal answers the whole publish.
+    async fn check_key_packages(
+        &self,
+        store: &Arc<dyn crate::store::Store>,
+        account: AccountKey,
+        packages: &[serde_bytes::ByteBuf],
+        last_resort: Option<&serde_bytes::ByteBuf>,
+    ) -> Result<(), WireError> {
+        let handle = match store.account(&account) {
+            Ok(Some(record)) => record.handle,
+            Ok(None) => return Err(err(ErrorCode::UnknownAccount, "no such account")),
+            Err(e) => return Err(store_failed(e)),
+        };
+        let all: Vec<Vec<u8>> = packages
+            .iter()
+            .chain(last_resort)
+            .map(|p| p.to_vec())
+            .collect();
+        let checked = tokio::task::spawn_blocking(move || {
+            all.iter().try_for_each(|bytes| {
+                crate::key_packages::check_published(bytes, &account, &handle)
+            })
+        })
+        .await
+        .map_err(|_| internal())?;
+        checked.map_err(|refused| {
+            self.shared.audit(
+                "key-package-refused",
+                Some(self.peer_ip),
+                Some(&account),
+                &refused.to_string(),
+            );
+            err(ErrorCode::BadRequest, &refused.to_string())
         })
     }
 

@@ -92,3 +92,40 @@ impl MlsUser {
         )
     }
 }
+
+impl MlsUser {
+    /// `n` one-use KeyPackages and, if asked, a last-resort one, as TLS-codec bytes,
+    /// valid from `not_before` to `not_after` (seconds since the Unix epoch; `None`: the
+    /// openmls default, valid now).
+    pub fn key_packages(
+        &self,
+        n: usize,
+        last_resort: bool,
+        lifetime: Option<(u64, u64)>,
+    ) -> (Vec<Vec<u8>>, Option<Vec<u8>>) {
+        use openmls::prelude::tls_codec::Serialize as _;
+        let make = |resort: bool| {
+            let mut builder = KeyPackage::builder().leaf_node_capabilities(Capabilities::new(
+                None,
+                Some(&[SUITE]),
+                Some(&[ExtensionType::LastResort]),
+                None,
+                None,
+            ));
+            if let Some((not_before, not_after)) = lifetime {
+                builder = builder.key_package_lifetime(Lifetime::init(not_before, not_after));
+            }
+            if resort {
+                builder = builder.mark_as_last_resort();
+            }
+            builder
+                .build(SUITE, &self.provider, &self.signer, self.credential.clone())
+                .expect("key package built")
+                .key_package()
+                .tls_serialize_detached()
+                .expect("key package encoded")
+        };
+        let packages = (0..n).map(|_| make(false)).collect();
+        (packages, last_resort.then(|| make(true)))
+    }
+}

@@ -120,27 +120,39 @@ impl Tx<'_> {
         let account = record.account;
         let lo = key2(&account.0, 0);
         let hi = key2(&account.0, u64::MAX);
-        let first = match self
+        // The oldest package still valid; expired ones on the way are dropped.
+        let mut first = None;
+        let mut expired = Vec::new();
+        for item in self
             .key_packages
             .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
-            .next()
         {
-            Some(item) => {
-                let (k, v) = item?;
-                Some((k.value().to_vec(), v.value().to_vec()))
+            let (k, v) = item?;
+            if crate::key_packages::is_expired(v.value()) {
+                expired.push((k.value().to_vec(), v.value().len() as u64));
+                continue;
             }
-            None => None,
-        };
+            first = Some((k.value().to_vec(), v.value().to_vec()));
+            break;
+        }
+        for (k, len) in &expired {
+            self.key_packages.remove(k.as_slice())?;
+            record.used_bytes = record.used_bytes.saturating_sub(*len);
+        }
         if let Some((k, package)) = first {
             self.key_packages.remove(k.as_slice())?;
             record.used_bytes = record.used_bytes.saturating_sub(package.len() as u64);
             self.put_account(&record)?;
             return Ok(Ok(Applied::KeyPackage { account, package }));
         }
+        if !expired.is_empty() {
+            self.put_account(&record)?;
+        }
         let package = self
             .last_resort
             .get(account.0.as_slice())?
-            .map(|v| v.value().to_vec());
+            .map(|v| v.value().to_vec())
+            .filter(|p| !crate::key_packages::is_expired(p));
         match package {
             Some(package) => {
                 // Reused until replaced; the stock says it is used so its owner replaces
@@ -164,10 +176,16 @@ pub(super) fn stock_of(
 ) -> Result<(u32, bool), StoreError> {
     let lo = key2(&account.0, 0);
     let hi = key2(&account.0, u64::MAX);
-    let available = key_packages
-        .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
-        .count();
-    let has_last = last_resort.get(account.0.as_slice())?.is_some()
+    let mut available = 0usize;
+    for item in key_packages.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+        let (_, v) = item?;
+        if !crate::key_packages::is_expired(v.value()) {
+            available += 1;
+        }
+    }
+    let has_last = last_resort
+        .get(account.0.as_slice())?
+        .is_some_and(|v| !crate::key_packages::is_expired(v.value()))
         && last_resort.get(used_key(account).as_slice())?.is_none();
     Ok((u32::try_from(available).unwrap_or(u32::MAX), has_last))
 }
