@@ -257,6 +257,12 @@ pub enum ClientEvent {
         /// Who, claiming what.
         impostor: crate::client::Impostor,
     },
+    /// This device's clock differs from the relay's by `secs` (relay minus device): ages
+    /// and disappearing messages follow the relay's, but the user should fix the clock.
+    ClockSkewed {
+        /// Seconds the relay's clock is ahead (negative: behind).
+        secs: i64,
+    },
     /// The room log does not add up.
     Consistency {
         /// The room.

@@ -6,6 +6,7 @@
 //! - [`store`]: the encrypted local store, one redb file per profile.
 //! - [`profile`]: a profile directory = identity + store, unlocked by a passphrase.
 //! - [`backup`]: passphrase-encrypted export and import of a whole profile.
+//! - [`clock`]: the relay's clock, which ages and expiry are judged by.
 //! - [`contacts`]: identity keys pinned on first use, verification, key changes.
 //!
 //! Map of the crate (rooms and session):
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod clock;
 pub mod contacts;
 pub mod fingerprint;
 pub mod identity;

@@ -279,6 +279,9 @@ pub enum Response {
     Authenticated {
         /// The account's handle.
         handle: Handle,
+        /// The relay's clock, seconds since the Unix epoch: clients judge the age of
+        /// entries (which carry the relay's time) against it, not their own clock.
+        now: u64,
     },
     /// Answer to [`Request::Ping`].
     Pong,

@@ -21,12 +21,20 @@ async fn authentication_binds_key_and_connection() {
 
     // A registered key authenticates on a new connection.
     let mut c = Client::connect(&address).await;
-    assert_eq!(
-        c.auth(&alice).await.unwrap(),
-        Response::Authenticated {
-            handle: Handle::new("alice").unwrap()
+    match c.auth(&alice).await.unwrap() {
+        Response::Authenticated { handle, now } => {
+            assert_eq!(handle, Handle::new("alice").unwrap());
+            let mine = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(
+                now.abs_diff(mine) <= 5,
+                "the relay's clock: {now} vs {mine}"
+            );
         }
-    );
+        other => panic!("unexpected {other:?}"),
+    }
     assert_eq!(
         c.request(Request::ListAccounts).await.unwrap(),
         Response::Accounts(vec![hearth_protocol::AccountInfo {

@@ -122,6 +122,11 @@ pub fn event(
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
         ),
+        ClientEvent::ClockSkewed { secs } => format!(
+            "!! this computer's clock is {} {} the relay's: hearth goes by the relay's, but set the clock right (or turn on network time)",
+            humantime::format_duration(std::time::Duration::from_secs(secs.unsigned_abs())),
+            if *secs > 0 { "behind" } else { "ahead of" }
+        ),
         ClientEvent::Impostor { room, impostor } => {
             format!("!! {}{impostor}", prefix(*room))
         }

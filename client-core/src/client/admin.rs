@@ -506,7 +506,9 @@ impl Inner {
 
     /// Deletes stored messages of every room that are past the room's timer at `now`;
     /// returns how many were deleted.
+    /// `now` is read from the device's clock; ages are judged by the relay's.
     pub(crate) async fn purge_expired(&self, now: SystemTime) -> Result<usize, ClientError> {
+        let now = self.clock.relay_time(now);
         let mut deleted = 0;
         for room in self.room_handles() {
             let room = room.lock().await;

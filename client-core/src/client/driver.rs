@@ -65,7 +65,8 @@ pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<
 impl Inner {
     async fn reconnect(self: &Arc<Self>) -> Result<mpsc::UnboundedReceiver<Event>, ClientError> {
         let conn = self.connector.connect().await?;
-        Inner::authenticate(&self.profile, &conn).await?;
+        let relay_now = Inner::authenticate(&self.profile, &conn).await?;
+        self.observe_relay_clock(relay_now);
         *self.exporter.lock().unwrap_or_else(|p| p.into_inner()) = conn.exporter;
         *self.link.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.link.clone());
         self.resume().await?;

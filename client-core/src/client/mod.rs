@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     directory: Mutex<authentication::DirectoryAnswers>,
     /// Where our last own content landed in each room's log (see `heads`).
     marks_sent: Mutex<HashMap<RoomId, Seq>>,
+    /// The relay's clock against ours (see [`crate::clock`]).
+    pub(crate) clock: crate::clock::RelayClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,12 +134,12 @@ impl Client {
             account,
             signature,
         };
-        match conn.link.call(request).await? {
-            Ok(Response::Authenticated { .. }) => {}
+        let relay_now = match conn.link.call(request).await? {
+            Ok(Response::Authenticated { now, .. }) => now,
             Ok(other) => return Err(unexpected(&other)),
             Err(e) => return Err(e.into()),
-        }
-        let client = Self::start(profile, connector, conn)?;
+        };
+        let client = Self::start(profile, connector, conn, relay_now)?;
         client
             .inner
             .publish_key_packages(KEY_PACKAGE_STOCK, true)
@@ -162,8 +164,8 @@ impl Client {
         connector: Arc<dyn Connector>,
     ) -> Result<Client, ClientError> {
         let conn = connector.connect().await?;
-        Inner::authenticate(&profile, &conn).await?;
-        let client = Self::start(profile, connector, conn)?;
+        let relay_now = Inner::authenticate(&profile, &conn).await?;
+        let client = Self::start(profile, connector, conn, relay_now)?;
         client.inner.resume().await?;
         client.inner.finish_restores().await?;
         client.inner.top_up_key_packages().await?;
@@ -174,6 +176,7 @@ impl Client {
         profile: Profile,
         connector: Arc<dyn Connector>,
         conn: Connection,
+        conn_now: u64,
     ) -> Result<Client, ClientError> {
         let engine = Engine::load(
             profile.identity().mls_signer(),
@@ -197,7 +200,9 @@ impl Client {
             announced: AtomicBool::new(false),
             directory: Mutex::new(authentication::DirectoryAnswers::default()),
             marks_sent: Mutex::new(HashMap::new()),
+            clock: crate::clock::RelayClock::default(),
         });
+        inner.observe_relay_clock(conn_now);
         inner.load_rooms()?;
         tokio::spawn(purge_loop(Arc::downgrade(&inner)));
         tokio::spawn(heads::head_loop(Arc::downgrade(&inner)));
@@ -237,7 +242,7 @@ impl Client {
             self.inner.follow_up(&mut room).await?;
         }
         self.inner.fetch_inbox().await?;
-        self.inner.purge_expired(SystemTime::now()).await?;
+        self.inner.purge_expired(crate::clock::device_now()).await?;
         Ok(())
     }
 
@@ -410,7 +415,8 @@ impl Client {
         };
         let mut items = crate::history::read(self.inner.profile.store(), room, limit, since)?;
         if let Some(expire) = expire {
-            let now = SystemTime::now();
+            // By the relay's clock, which stamped every entry.
+            let now = self.inner.clock.now();
             items.retain(|i| !crate::history::expired(i.time, expire, now));
         }
         for item in &mut items {
@@ -541,16 +547,26 @@ impl Inner {
         }
     }
 
-    async fn authenticate(profile: &Profile, conn: &Connection) -> Result<(), ClientError> {
+    /// Authenticates a new connection; returns the relay's clock.
+    async fn authenticate(profile: &Profile, conn: &Connection) -> Result<u64, ClientError> {
         let account = profile.account();
         let signature =
             profile
                 .identity()
                 .sign(&auth_message(&conn.challenge, &conn.exporter, &account));
         match conn.link.call(Request::Auth { account, signature }).await? {
-            Ok(Response::Authenticated { .. }) => Ok(()),
+            Ok(Response::Authenticated { now, .. }) => Ok(now),
             Ok(other) => Err(unexpected(&other)),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Learns the relay's clock; a notable difference from ours is reported once.
+    pub(crate) fn observe_relay_clock(&self, relay_now: u64) {
+        let skew = self.clock.observe(relay_now);
+        if skew.unsigned_abs() >= crate::clock::NOTABLE_SKEW.as_secs() {
+            tracing::warn!("this device's clock is {skew} s off the relay's");
+            self.emit(ClientEvent::ClockSkewed { secs: skew });
         }
     }
 
@@ -682,7 +698,7 @@ async fn purge_loop(inner: std::sync::Weak<Inner>) {
         if inner.closed.load(Ordering::SeqCst) {
             return;
         }
-        if let Err(e) = inner.purge_expired(SystemTime::now()).await {
+        if let Err(e) = inner.purge_expired(crate::clock::device_now()).await {
             tracing::warn!("deleting expired messages failed: {e}");
         }
     }

@@ -397,6 +397,7 @@ impl Session {
                     .account_registered(&record.handle, &record.account);
                 Ok(Response::Authenticated {
                     handle: record.handle,
+                    now: unix_now(),
                 })
             }
             Ok(_) => Err(internal()),
@@ -429,6 +430,7 @@ impl Session {
                 self.authenticated_as(&record);
                 Ok(Response::Authenticated {
                     handle: record.handle,
+                    now: unix_now(),
                 })
             }
             Ok(_) => Err(internal()),
