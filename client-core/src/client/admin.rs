@@ -348,7 +348,7 @@ impl Inner {
         self.edit_settings(id, Action::SetExpiry, move |s| s.expire_secs = secs)
             .await?;
         let room = self.usable_room(id).await?;
-        let cap = room.relay_cap(&self.engine())?;
+        let cap = self.engine().cap(&room.group)?;
         drop(room);
         match self
             .call(Request::SetRetention {
@@ -486,7 +486,7 @@ impl Inner {
                 }
             }
         }
-        let cap = room.relay_cap(&self.engine())?;
+        let cap = self.engine().cap(&room.group)?;
         drop(room);
         if let Some(secs) = policy.expire_secs {
             self.call(Request::SetRetention {

@@ -34,7 +34,7 @@ impl Inner {
             if room.removed {
                 return Ok(());
             }
-            let cap = room.relay_cap(&self.engine())?;
+            let cap = self.engine().cap(&room.group)?;
             let from = room.rec.transcript.last().next();
             let response = self
                 .call(Request::Read {
@@ -97,7 +97,7 @@ impl Inner {
         if room.removed || room.rec.status != Status::Joined || room.subscribed == Some(epoch) {
             return Ok(());
         }
-        let cap = room.relay_cap(&self.engine())?;
+        let cap = self.engine().cap(&room.group)?;
         match self
             .call(Request::Subscribe {
                 room: room.id,
@@ -177,7 +177,7 @@ impl Inner {
                 };
                 let payload = commit.to_bytes().map_err(mls)?;
                 let welcome = welcome.map(|w| w.to_bytes()).transpose().map_err(mls)?;
-                let cap = room.relay_cap(&engine)?;
+                let cap = engine.cap(&room.group)?;
                 let staged = room
                     .group
                     .pending_commit()
@@ -439,7 +439,7 @@ impl Inner {
                     .create_message(&engine.provider, &engine.signer, &content.encode())
                     .map_err(mls)?;
                 let payload = message.to_bytes().map_err(mls)?;
-                let cap = room.relay_cap(&engine)?;
+                let cap = engine.cap(&room.group)?;
                 room.rec.inflight = Some(Inflight::Message {
                     payload: payload.clone(),
                     body: body.clone(),
@@ -512,7 +512,7 @@ impl Inner {
                     .leave_group(&engine.provider, &engine.signer)
                     .map_err(mls)?;
                 let payload = proposal.to_bytes().map_err(mls)?;
-                let cap = room.relay_cap(&engine)?;
+                let cap = engine.cap(&room.group)?;
                 engine.persist(self.profile.store(), |b| room.save(b))?;
                 (payload, cap)
             };

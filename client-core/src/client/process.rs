@@ -249,8 +249,6 @@ fn own_commit(engine: &Engine, room: &mut Room, fx: &mut Effects) -> Result<(), 
     room.group
         .merge_pending_commit(&engine.provider)
         .map_err(crate::error::mls)?;
-    // A member commit (ours) ends every capability of the epoch, a joiner's too.
-    room.rec.extra.relay_cap = None;
     room.subscribed = None;
     Ok(())
 }
@@ -368,12 +366,10 @@ impl Inner {
                     if let Err(unverified) = self.verify_identities(&[joiner], None) {
                         return unverified_step(unverified);
                     }
-                    // The relay keeps our capability valid beside the joiner's until the
-                    // next member commit: we go on with it, whatever the joiner announced.
-                    let members_cap = room.relay_cap(engine)?;
-                    super::public::merge_external_commit(engine, room, *staged, &sender, fx)?;
-                    room.rec.extra.relay_cap = Some(members_cap);
-                    return Ok(Step::Done);
+                    return super::public::merge_external_commit(
+                        engine, room, *staged, &sender, fx,
+                    )
+                    .map(|()| Step::Done);
                 }
                 let committer = sender_leaf
                     .ok_or_else(|| ClientError::Mls("commit from a non-member".into()))?;
@@ -412,7 +408,6 @@ impl Inner {
                 room.group
                     .merge_staged_commit(&engine.provider, *staged)
                     .map_err(crate::error::mls)?;
-                room.rec.extra.relay_cap = None;
                 room.subscribed = None;
                 room.commit_proposals = false;
                 if removed {

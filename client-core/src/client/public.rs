@@ -148,7 +148,7 @@ impl Inner {
     async fn unpublish_room(&self, id: RoomId) -> Result<(), ClientError> {
         self.set_public(id, None).await?;
         let room = self.usable_room(id).await?;
-        let cap = room.relay_cap(&self.engine())?;
+        let cap = self.engine().cap(&room.group)?;
         match self
             .call(Request::UnpublishRoom { room: id, cap })
             .await
@@ -211,7 +211,7 @@ impl Inner {
                 .to_bytes()
                 .map_err(mls)?;
             (
-                room.relay_cap(&engine)?,
+                engine.cap(&room.group)?,
                 group_info,
                 room.group.epoch().as_u64(),
             )

@@ -76,11 +76,6 @@ pub struct RoomExtra {
     /// that added us: entries up to and including that commit are hashed into the
     /// transcript, not processed (they belong to the epoch before ours).
     pub before_join: bool,
-    /// Someone joined by external commit since the last member commit: the relay keeps
-    /// the members' capability of the epoch before the join valid beside the joiner's
-    /// until the next member commit, and we use it meanwhile (so a joiner announcing a
-    /// wrong capability cannot lock us out; issue 10). Secret, like every capability.
-    pub relay_cap: Option<hearth_protocol::Cap>,
 }
 
 impl RoomRecord {
@@ -186,15 +181,6 @@ impl Room {
             .collect();
         members.sort_by(|a, b| a.handle.as_str().cmp(b.handle.as_str()));
         members
-    }
-
-    /// The capability to present to the relay now: the members' one kept across an
-    /// external join (see [`RoomExtra::relay_cap`]), else the current epoch's.
-    pub fn relay_cap(&self, engine: &Engine) -> Result<hearth_protocol::Cap, ClientError> {
-        match &self.rec.extra.relay_cap {
-            Some(cap) => Ok(cap.clone()),
-            None => engine.cap(&self.group),
-        }
     }
 
     /// The room's settings and policy in the current epoch.

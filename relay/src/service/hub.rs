@@ -107,7 +107,7 @@ impl Hub {
     }
 
     /// Pushes freshly committed entries (in commit order) to live subscriptions.
-    pub(crate) fn publish(&self, appended: &[(RoomId, Entry, Vec<CapHash>)]) {
+    pub(crate) fn publish(&self, appended: &[(RoomId, Entry, Option<CapHash>)]) {
         let mut inner = self.lock();
         let mut i = 0;
         while i < appended.len() {
@@ -227,13 +227,13 @@ impl Hub {
 }
 
 /// Delivers `run` to one subscription; returns whether to keep it.
-fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Vec<CapHash>)]) -> bool {
+fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]) -> bool {
     if !sub.live {
         return true;
     }
     let mut entries = Vec::new();
     let mut ended = false;
-    for (_, entry, ended_caps) in run {
+    for (_, entry, ended_cap) in run {
         if entry.seq < sub.next {
             continue;
         }
@@ -243,7 +243,7 @@ fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Vec<CapHash>)]) -
         }
         entries.push(entry.clone());
         sub.next = entry.seq.next();
-        if entry.kind == EntryKind::Commit && ended_caps.contains(&sub.cap) {
+        if entry.kind == EntryKind::Commit && *ended_cap == Some(sub.cap) {
             ended = true;
             break;
         }

@@ -138,7 +138,7 @@ async fn commit(
         for result in &results {
             match result {
                 Ok(Applied::Appended { room, entry, ended }) => {
-                    appended.push((*room, entry.clone(), ended.clone()));
+                    appended.push((*room, entry.clone(), *ended));
                 }
                 Ok(Applied::Deposited { to }) => notifier.inbox_arrived(to),
                 Err(e) if e.code == ErrorCode::QuotaExceeded => {

@@ -111,39 +111,6 @@ pub struct RoomRecord {
     pub created: u64,
     /// Bytes of payload currently stored.
     pub bytes: u64,
-    /// The capability hash announced by someone who joined by external commit since the
-    /// last member commit. It is valid beside `current` until the next member commit,
-    /// which ends both: the members go on with `current`, so a joiner announcing a wrong
-    /// capability locks out nobody but itself (issue 10). Stored in a trailing section
-    /// (see [`RoomRecord::to_bytes`]).
-    #[serde(skip)]
-    pub joiner: Option<CapHash>,
-}
-
-impl RoomRecord {
-    /// The stored bytes: the record, then the joiner's capability when there is one, so
-    /// records written before it existed read as they are.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut bytes = postcard::to_allocvec(self)?;
-        if let Some(joiner) = &self.joiner {
-            bytes.extend(postcard::to_allocvec(joiner)?);
-        }
-        Ok(bytes)
-    }
-
-    /// Decodes stored bytes (with or without the trailing section).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
-        let (mut record, rest): (RoomRecord, _) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            record.joiner = Some(postcard::from_bytes(rest)?);
-        }
-        Ok(record)
-    }
-
-    /// Whether `cap` is a capability of the current epoch (the members' or a joiner's).
-    pub fn is_current(&self, cap: &CapHash) -> bool {
-        self.current == *cap || self.joiner.as_ref() == Some(cap)
-    }
 }
 
 /// What a presented capability grants in a room.
@@ -448,9 +415,8 @@ pub enum Applied {
         room: RoomId,
         /// The entry as stored.
         entry: Entry,
-        /// For a member's commit: the capability hashes of the epoch it ended (the
-        /// members', and a joiner's if someone joined since the last member commit).
-        ended: Vec<CapHash>,
+        /// For a commit: the capability hash of the epoch it ended.
+        ended: Option<CapHash>,
     },
     /// An inbox entry deposited for `to`.
     Deposited {

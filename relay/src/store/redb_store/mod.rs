@@ -14,7 +14,6 @@ mod accounts;
 mod listings;
 mod reads;
 mod rooms;
-use rooms::Rotation;
 mod sweep;
 
 use std::collections::HashMap;
@@ -76,16 +75,6 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn encode_room(record: &RoomRecord) -> Result<Vec<u8>, StoreError> {
-    record
-        .to_bytes()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn decode_room(bytes: &[u8]) -> Result<RoomRecord, StoreError> {
-    RoomRecord::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn key2(a: &[u8], n: u64) -> Vec<u8> {
@@ -233,14 +222,14 @@ impl Tx<'_> {
 
     fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
         match self.rooms.get(room.0.as_slice())? {
-            Some(v) => Ok(Some(decode_room(v.value())?)),
+            Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
     }
 
     fn put_room(&mut self, room: &RoomId, record: &RoomRecord) -> Result<(), StoreError> {
         self.rooms
-            .insert(room.0.as_slice(), encode_room(record)?.as_slice())?;
+            .insert(room.0.as_slice(), encode(record)?.as_slice())?;
         Ok(())
     }
 
@@ -250,7 +239,7 @@ impl Tx<'_> {
         record: &RoomRecord,
         cap: &CapHash,
     ) -> Result<Result<Access, WireError>, StoreError> {
-        if record.is_current(cap) {
+        if record.current == *cap {
             return Ok(Ok(Access::Current));
         }
         Ok(match self.epochs.get(epoch_key(room, cap).as_slice())? {
@@ -415,7 +404,6 @@ impl Tx<'_> {
                     retention_secs,
                     created: now,
                     bytes: 0,
-                    joiner: None,
                 };
                 self.put_room(&room, &record)?;
                 Ok(Ok(Applied::Done))
@@ -461,9 +449,7 @@ impl Tx<'_> {
                     return Ok(Err(not_listed()));
                 };
                 let current = self.epoch_index(&room)?;
-                // One joiner at a time: the next joins after a member commit (the
-                // joiner's own join record, which also re-publishes the listing).
-                if epoch != current || listing.epoch != current || record.joiner.is_some() {
+                if epoch != current || listing.epoch != current {
                     return Ok(Err(stale_listing()));
                 }
                 self.append_unchecked(
@@ -471,7 +457,7 @@ impl Tx<'_> {
                     record,
                     author,
                     payload,
-                    Some(Rotation::Joiner(next_cap_hash)),
+                    Some(next_cap_hash),
                     now,
                     quota,
                 )

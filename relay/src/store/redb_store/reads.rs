@@ -123,10 +123,10 @@ impl Store for RedbStore {
         let txn = self.db.begin_read()?;
         let rooms = txn.open_table(ROOMS)?;
         let record: RoomRecord = match rooms.get(room.0.as_slice())? {
-            Some(v) => decode_room(v.value())?,
+            Some(v) => decode(v.value())?,
             None => return Ok(None),
         };
-        if record.is_current(cap_hash) {
+        if record.current == *cap_hash {
             return Ok(Some((record, Ok(Access::Current))));
         }
         let epochs = txn.open_table(EPOCHS)?;

@@ -36,13 +36,11 @@ impl Tx<'_> {
         if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
             return Ok(Err(e));
         }
-        let rotation = next_cap_hash.map(Rotation::Members);
-        self.append_unchecked(room, record, author, payload, rotation, now, quota)
+        self.append_unchecked(room, record, author, payload, next_cap_hash, now, quota)
     }
 
-    /// Appends to a room whose write access has been checked. A commit counts one more
-    /// epoch: a member's ends every capability of the current epoch and makes
-    /// `next` the members' one; an external join only adds the joiner's beside it.
+    /// Appends to a room whose write access has been checked; a commit rotates the
+    /// capability to `next_cap_hash` and counts one more epoch.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn append_unchecked(
         &mut self,
@@ -50,7 +48,7 @@ impl Tx<'_> {
         mut record: RoomRecord,
         author: AccountKey,
         payload: Vec<u8>,
-        rotation: Option<Rotation>,
+        next_cap_hash: Option<CapHash>,
         now: u64,
         quota: u64,
     ) -> Result<OpResult, StoreError> {
@@ -61,7 +59,7 @@ impl Tx<'_> {
         record.head += 1;
         record.bytes += len;
         let seq = Seq(record.head);
-        let kind = if rotation.is_some() {
+        let kind = if next_cap_hash.is_some() {
             EntryKind::Commit
         } else {
             EntryKind::Message
@@ -74,23 +72,15 @@ impl Tx<'_> {
         };
         self.entries
             .insert(key2(&room.0, seq.0).as_slice(), encode(&stored)?.as_slice())?;
-        let mut ended = Vec::new();
-        if let Some(rotation) = rotation {
+        let mut ended = None;
+        if let Some(next) = next_cap_hash {
             let index = self.epoch_index(&room)?;
             self.commits
                 .insert(room.0.as_slice(), index.saturating_add(1))?;
-            match rotation {
-                Rotation::Members(next) => {
-                    ended.push(record.current);
-                    ended.extend(record.joiner.take());
-                    for cap in &ended {
-                        self.epochs
-                            .insert(epoch_key(&room, cap).as_slice(), seq.0)?;
-                    }
-                    record.current = next;
-                }
-                Rotation::Joiner(next) => record.joiner = Some(next),
-            }
+            self.epochs
+                .insert(epoch_key(&room, &record.current).as_slice(), seq.0)?;
+            ended = Some(record.current);
+            record.current = next;
         }
         self.put_room(&room, &record)?;
         Ok(Ok(Applied::Appended {
@@ -104,13 +94,4 @@ impl Tx<'_> {
             ended,
         }))
     }
-}
-
-/// How a commit moves a room's capability.
-pub(super) enum Rotation {
-    /// A member's commit: the next epoch's capability, for everyone.
-    Members(CapHash),
-    /// An external join: the joiner's capability, beside the members' (see
-    /// [`RoomRecord::joiner`]).
-    Joiner(CapHash),
 }

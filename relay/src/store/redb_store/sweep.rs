@@ -17,7 +17,7 @@ impl Tx<'_> {
             .iter()?
             .map(|item| {
                 let (k, v) = item?;
-                Ok((k.value().to_vec(), decode_room(v.value())?))
+                Ok((k.value().to_vec(), decode(v.value())?))
             })
             .collect::<Result<_, StoreError>>()?;
         for (room_key, mut record) in rooms {
@@ -61,7 +61,7 @@ impl Tx<'_> {
                     self.entries.remove(k.as_slice())?;
                 }
                 self.rooms
-                    .insert(room_key.as_slice(), encode_room(&record)?.as_slice())?;
+                    .insert(room_key.as_slice(), encode(&record)?.as_slice())?;
             }
         }
         let cutoff = now.saturating_sub(retention_secs);
@@ -86,7 +86,7 @@ impl Tx<'_> {
             let (k, v) = item?;
             let listing: ListingRecord = decode(v.value())?;
             let keep = match self.rooms.get(k.value())? {
-                Some(r) => decode_room(r.value())?
+                Some(r) => decode::<RoomRecord>(r.value())?
                     .retention_secs
                     .unwrap_or(retention_secs)
                     .min(retention_secs),
