@@ -39,6 +39,13 @@ pub fn time_of(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// A `SystemTime` as seconds since the Unix epoch (0 before it).
+pub fn secs_of(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 impl HistoryRecord {
     /// The API view of this record.
     pub fn item(&self, room: RoomId, seq: Seq) -> HistoryItem {

@@ -77,6 +77,19 @@ async fn a_member_cannot_wipe_a_rooms_log_or_keep_it_forever() {
         .await
         .unwrap();
     bob.wait_text("back, and caught up").await;
+    // Her history has a hole where the messages expired: marks on either side must not
+    // turn that into a fork that holds anyone's messages back.
+    for round in 0..2 {
+        let from_alice = format!("alice, round {round}");
+        alice.c().send_text(room, &from_alice).await.unwrap();
+        carol.wait_text(&from_alice).await;
+        let from_carol = format!("carol, round {round}");
+        carol.c().send_text(room, &from_carol).await.unwrap();
+        bob.wait_text(&from_carol).await;
+    }
+    for user in [&alice, &bob, &carol] {
+        assert_eq!(user.c().fork(room).await.unwrap(), None);
+    }
 
     // The longest a room can ask for is the relay's own retention: past it, the sweep
     // removes even the commits ("forever" is not kept forever).
@@ -108,6 +121,11 @@ async fn a_relay_log_that_went_back_is_reported() {
     let room = room_with(&alice, &[&bob], "Home").await;
     alice.c().send_text(room, "one").await.unwrap();
     bob.wait_text("one").await;
+    // Reconnecting commits what is due on connection (the owner's first update), so that
+    // afterwards only messages are written.
+    reconnect(&mut alice).await;
+    reconnect(&mut bob).await;
+    bob.c().sync().await.unwrap();
 
     // A copy of the relay's data now...
     let data = relay.dir.path().join("relay");

@@ -4,12 +4,14 @@
 //! two halves of a quiet room on different histories. Now and then each member sends a
 //! [`Body::Head`] (content with nothing but the mark, signed like every MLS message) to
 //! each room whose log moved since its last mark, so a partition shows as a fork within
-//! one exchange. A fork holds the room's messages back until the user acknowledges it
-//! ([`Client::acknowledge_fork`]).
+//! one exchange. A head is due in a room where others wrote a message or a commit since
+//! our last content, where we said nothing for [`HEAD_QUIET`], or the first time in a
+//! session; heads and presence are not news, so heads never answer heads. A fork holds
+//! the room's messages back until the user acknowledges it ([`Client::acknowledge_fork`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hearth_protocol::{RoomId, Seq};
 
@@ -19,16 +21,16 @@ use crate::content::Body;
 use crate::error::ClientError;
 use crate::fingerprint::RoomCode;
 
-/// How often a connected client sends its heads.
+/// How often a connected client looks whether heads are due.
 pub const HEAD_INTERVAL: Duration = Duration::from_secs(15 * 60);
+/// A head is due in a room where we said nothing for this long, even without news.
+pub const HEAD_QUIET: Duration = Duration::from_secs(6 * 3600);
 
 impl Client {
-    /// Sends a head to every joined room where others wrote since our last content
-    /// there (or where we never wrote since this client started); returns how many were
-    /// sent. Runs by itself every [`HEAD_INTERVAL`]; errors
-    /// of single rooms are logged.
+    /// Sends a head to every joined room now, whatever the schedule; returns how many
+    /// were sent (to compare histories on demand, e.g. before checking a room's code).
     pub async fn exchange_heads(&self) -> usize {
-        self.inner.exchange_heads().await
+        self.inner.send_heads(true).await
     }
 
     /// The user has looked at a fork in `room` (compared the room's code with someone,
@@ -64,24 +66,57 @@ impl Client {
 }
 
 impl Inner {
+    /// Our own content landed at `seq` in `room`.
     pub(crate) fn mark_sent(&self, room: RoomId, seq: Seq) {
         let mut sent = lock(&self.marks_sent);
-        let last = sent.entry(room).or_insert(seq);
+        let last = sent.entry(room).or_insert((seq, Instant::now()));
+        if seq >= last.0 {
+            *last = (seq, Instant::now());
+        }
+    }
+
+    /// Someone else wrote something that matters at `seq` in `room` (a message or a
+    /// commit; heads and presence are not news, so heads never answer heads).
+    pub(crate) fn saw_news(&self, room: RoomId, seq: Seq) {
+        let mut news = lock(&self.news);
+        let last = news.entry(room).or_insert(seq);
         *last = (*last).max(seq);
     }
 
-    async fn exchange_heads(&self) -> usize {
+    /// Commits a fresh leaf in every joined room where ours is older than
+    /// [`super::ops::SELF_UPDATE_EVERY`] (errors are logged; the next round retries).
+    pub(crate) async fn scheduled_updates(&self) {
+        let now = crate::history::secs_of(self.clock.now());
+        for room in self.room_handles() {
+            let mut room = room.lock().await;
+            let due = room.rec.extra.updated_at + super::ops::SELF_UPDATE_EVERY.as_secs();
+            if room.removed || room.rec.status != Status::Joined || due > now {
+                continue;
+            }
+            if let Err(e) = self.self_update(&mut room).await {
+                tracing::warn!("room {}: the scheduled update failed: {e}", room.id);
+            }
+        }
+    }
+
+    /// Sends a head to each joined room where it is due (see the module documentation),
+    /// or to all of them if `all`.
+    async fn send_heads(&self, all: bool) -> usize {
         let mut due = Vec::new();
         for room in self.room_handles() {
             let room = room.lock().await;
             if room.removed || room.rec.status != Status::Joined {
                 continue;
             }
-            let last = room.rec.transcript.last();
-            if lock(&self.marks_sent)
-                .get(&room.id)
-                .is_none_or(|sent| *sent < last)
-            {
+            let sent = lock(&self.marks_sent).get(&room.id).copied();
+            let news = lock(&self.news).get(&room.id).copied();
+            let is_due = match sent {
+                None => true,
+                Some((seq, at)) => {
+                    news.is_some_and(|news| news > seq) || at.elapsed() >= HEAD_QUIET
+                }
+            };
+            if all || is_due {
                 due.push(room.id);
             }
         }
@@ -107,7 +142,8 @@ pub(crate) async fn head_loop(inner: Weak<Inner>) {
         if inner.closed.load(Ordering::SeqCst) {
             return;
         }
-        inner.exchange_heads().await;
+        inner.send_heads(false).await;
+        inner.scheduled_updates().await;
         // A long-running client keeps its KeyPackages topped up too: used ones, expired
         // ones the relay no longer hands out, a last-resort one that was used.
         if let Err(e) = inner.top_up_key_packages().await {

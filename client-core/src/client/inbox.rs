@@ -27,6 +27,7 @@ impl Inner {
             let mut room = room.lock().await;
             self.catch_up(&mut room).await?;
             self.follow_up(&mut room).await?;
+            self.update_after_joining(&mut room).await;
         }
         Ok(())
     }
@@ -281,7 +282,9 @@ fn join_from_welcome(
             .extensions()
             .unknown(JOIN_POINT_EXTENSION),
     );
-    let staged = builder.build().map_err(mls)?;
+    // Leaves of members who joined long ago may carry a KeyPackage lifetime that has run
+    // out (until their first update): that must not keep anyone out of the room.
+    let staged = builder.skip_lifetime_validation().build().map_err(mls)?;
     if staged.group_context().group_id().as_slice() != id.0 {
         return Err(ClientError::Mls("Welcome is for another room".into()));
     }

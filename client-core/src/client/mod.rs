@@ -82,8 +82,10 @@ pub(crate) struct Inner {
     announced: AtomicBool,
     /// What the relay's directory said about handles entering rooms.
     directory: Mutex<authentication::DirectoryAnswers>,
-    /// Where our last own content landed in each room's log (see `heads`).
-    marks_sent: Mutex<HashMap<RoomId, Seq>>,
+    /// Where our last own content landed in each room's log, and when (see `heads`).
+    marks_sent: Mutex<HashMap<RoomId, (Seq, std::time::Instant)>>,
+    /// The last message or commit of someone else in each room (see `heads`).
+    news: Mutex<HashMap<RoomId, Seq>>,
     /// The relay's clock against ours (see [`crate::clock`]).
     pub(crate) clock: crate::clock::RelayClock,
 }
@@ -169,6 +171,8 @@ impl Client {
         client.inner.resume().await?;
         client.inner.finish_restores().await?;
         client.inner.top_up_key_packages().await?;
+        // Rooms whose own leaf is due for fresh keys (weekly; also a room's first).
+        client.inner.scheduled_updates().await;
         Ok(client)
     }
 
@@ -200,6 +204,7 @@ impl Client {
             announced: AtomicBool::new(false),
             directory: Mutex::new(authentication::DirectoryAnswers::default()),
             marks_sent: Mutex::new(HashMap::new()),
+            news: Mutex::new(HashMap::new()),
             clock: crate::clock::RelayClock::default(),
         });
         inner.observe_relay_clock(conn_now);

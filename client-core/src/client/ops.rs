@@ -19,6 +19,10 @@ use crate::policy::Action;
 use crate::store::Table;
 use crate::transcript::Transcript;
 
+/// How often each member commits a fresh leaf in each room (post-compromise security in
+/// a quiet room).
+pub const SELF_UPDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
 /// How often a commit is retried after losing the race for an epoch.
 const COMMIT_ATTEMPTS: usize = 8;
 
@@ -404,6 +408,37 @@ impl Inner {
         }
     }
 
+    /// Commits a fresh leaf of our own (new keys: post-compromise security, RFC 9420
+    /// section 16.6), and records when. Done right after joining, since a leaf from a
+    /// KeyPackage carries that package's lifetime and, once it runs out, nobody could join
+    /// the room any more (openmls checks every leaf's lifetime when joining); then on a
+    /// schedule ([`SELF_UPDATE_EVERY`]).
+    pub(crate) async fn self_update(&self, room: &mut Room) -> Result<(), ClientError> {
+        self.commit_change(room, |group, engine, _| {
+            let bundle = group
+                .self_update(
+                    &engine.provider,
+                    &engine.signer,
+                    LeafNodeParameters::default(),
+                )
+                .map_err(mls)?;
+            let (commit, welcome, _) = bundle.into_messages();
+            Ok(Some((commit, welcome)))
+        })
+        .await?;
+        room.rec.extra.updated_at = crate::history::secs_of(self.clock.now());
+        let mut engine = self.engine();
+        engine.persist(self.profile.store(), |b| room.save(b))
+    }
+
+    /// [`Inner::self_update`] when joining: a failure is logged, not returned (the join
+    /// itself worked; the schedule tries again).
+    pub(crate) async fn update_after_joining(&self, room: &mut Room) {
+        if let Err(e) = self.self_update(room).await {
+            tracing::warn!("room {}: the update after joining failed: {e}", room.id);
+        }
+    }
+
     pub(crate) async fn accept_invitation(&self, id: RoomId) -> Result<(), ClientError> {
         let room = self
             .room(id)
@@ -416,7 +451,9 @@ impl Inner {
         self.engine()
             .persist(self.profile.store(), |b| room.save(b))?;
         self.catch_up(&mut room).await?;
-        self.follow_up(&mut room).await
+        self.follow_up(&mut room).await?;
+        self.update_after_joining(&mut room).await;
+        Ok(())
     }
 
     pub(crate) async fn send_body(&self, id: RoomId, body: Body) -> Result<Seq, ClientError> {
@@ -433,7 +470,7 @@ impl Inner {
             }
             let (payload, cap) = {
                 let mut engine = self.engine();
-                let content = Content::v1(body.clone(), room.rec.transcript.mark());
+                let content = Content::v1(body.clone(), room.mark());
                 let message = room
                     .group
                     .create_message(&engine.provider, &engine.signer, &content.encode())

@@ -70,7 +70,11 @@ impl Inner {
         }
         let mut engine = self.engine();
         if room.rec.extra.before_join {
-            return self.before_join(&mut engine, room, entry);
+            if of_an_earlier_epoch(room, entry) {
+                return self.before_join(&mut engine, room, entry);
+            }
+            // The first entry of our epoch: from here on, processed as usual.
+            room.rec.extra.before_join = false;
         }
         let before = room.rec.clone();
         let checkpoint = engine.checkpoint();
@@ -85,6 +89,11 @@ impl Inner {
                 warning,
             });
         }
+        let own_entry = matches!(
+            &room.rec.inflight,
+            Some(Inflight::Message { payload, .. }) | Some(Inflight::Commit { payload })
+                if *payload == entry.payload
+        );
         let own = match &room.rec.inflight {
             Some(Inflight::Message { payload, .. }) | Some(Inflight::Commit { payload })
                 if *payload == entry.payload =>
@@ -140,16 +149,31 @@ impl Inner {
         if let Some(settings) = RoomSettings::of(room.group.extensions()) {
             room.rec.name = settings.name;
         }
-        // A fork holds the room's messages back until the user has looked at it.
-        let fork = fx.events.iter().find_map(|e| match e {
-            ClientEvent::Consistency {
-                warning: crate::ConsistencyWarning::Fork { seq },
-                ..
-            } => Some(*seq),
-            _ => None,
-        });
-        if room.rec.extra.fork.is_none() {
-            room.rec.extra.fork = fork;
+        if !own_entry && (entry.kind == EntryKind::Commit || fx.history.is_some()) {
+            self.saw_news(room.id, entry.seq);
+        }
+        // A fork holds the room's messages back until the user has looked at it; except
+        // where we missed entries (a gap: expired, or dropped and already reported), after
+        // which our hashes cannot match anyone's any more.
+        for event in &fx.events {
+            match event {
+                ClientEvent::Consistency {
+                    warning: crate::ConsistencyWarning::Gap { expected, .. },
+                    ..
+                } => {
+                    room.rec.extra.gap_from = room.rec.extra.gap_from.or(Some(*expected));
+                }
+                ClientEvent::Consistency {
+                    warning: crate::ConsistencyWarning::Fork { seq },
+                    ..
+                } => {
+                    let after_gap = room.rec.extra.gap_from.is_some_and(|gap| *seq >= gap);
+                    if room.rec.extra.fork.is_none() && !after_gap {
+                        room.rec.extra.fork = Some(*seq);
+                    }
+                }
+                _ => {}
+            }
         }
         let contacts = self.check_contacts(&fx.contacts, &mut fx.events);
         let history = fx.history.take();
@@ -188,8 +212,8 @@ impl Inner {
 
 impl Inner {
     /// An entry between the join point our inviter signed and the commit that added us
-    /// (see [`crate::mls::join_point`]): part of our history, but of the epoch before
-    /// ours, so it is hashed, not processed. The first commit is the one that added us.
+    /// (see [`crate::mls::join_point`]): part of our history, but of an epoch before
+    /// ours, so it is hashed, not processed.
     fn before_join(
         &self,
         engine: &mut Engine,
@@ -201,9 +225,6 @@ impl Inner {
             .transcript
             .observe(entry.seq, entry.kind, &entry.payload)
             .flatten();
-        if entry.kind == EntryKind::Commit {
-            room.rec.extra.before_join = false;
-        }
         engine.persist(self.profile.store(), |batch| room.save(batch))?;
         if let Some(warning) = warning {
             self.emit(ClientEvent::Consistency {
@@ -212,6 +233,18 @@ impl Inner {
             });
         }
         Ok(Step::Done)
+    }
+}
+
+/// Whether an entry belongs to an epoch before the group's current one, judged by the
+/// MLS framing (its epoch travels in the clear), not by the relay's word on its kind.
+/// Bytes that are no MLS message count as earlier: hashed and passed over.
+fn of_an_earlier_epoch(room: &Room, entry: &Entry) -> bool {
+    match parse_message(&entry.payload)
+        .and_then(|m| m.try_into_protocol_message().map_err(crate::error::mls))
+    {
+        Ok(message) => message.epoch() < room.group.epoch(),
+        Err(_) => true,
     }
 }
 

@@ -76,6 +76,13 @@ pub struct RoomExtra {
     /// that added us: entries up to and including that commit are hashed into the
     /// transcript, not processed (they belong to the epoch before ours).
     pub before_join: bool,
+    /// When we last committed a fresh leaf of our own here (relay time, seconds since
+    /// the Unix epoch; 0: not since this field exists). See `Inner::self_update`.
+    pub updated_at: u64,
+    /// The first seq we never received (a gap: expired, or dropped): from there our
+    /// transcript hashes cannot match other members', so a mismatch is reported but does
+    /// not hold messages back.
+    pub gap_from: Option<hearth_protocol::Seq>,
 }
 
 impl RoomRecord {
@@ -181,6 +188,22 @@ impl Room {
             .collect();
         members.sort_by(|a, b| a.handle.as_str().cmp(b.handle.as_str()));
         members
+    }
+
+    /// The transcript mark our content carries: our position and hash, or, once we have
+    /// missed entries (see [`RoomExtra::gap_from`]), the last position our history is
+    /// whole at, so that nobody else is shown a fork that is only our gap.
+    pub fn mark(&self) -> crate::content::TranscriptMark {
+        match self.rec.extra.gap_from {
+            None => self.rec.transcript.mark(),
+            Some(gap) => {
+                let whole = hearth_protocol::Seq(gap.0.saturating_sub(1));
+                match self.rec.transcript.hash_at(whole) {
+                    Some(hash) => (whole, hash),
+                    None => (hearth_protocol::Seq(0), [0; 32]),
+                }
+            }
+        }
     }
 
     /// The room's settings and policy in the current epoch.

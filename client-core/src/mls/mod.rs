@@ -253,10 +253,12 @@ fn cap_from(bytes: Vec<u8>) -> Result<hearth_protocol::Cap, ClientError> {
 /// clock when a commit adds someone). Issue 11: a day either way changes nothing.
 pub const KEY_PACKAGE_BACKDATE: std::time::Duration = std::time::Duration::from_secs(2 * 86_400);
 
-/// How long a KeyPackage stays valid after its creation. The relay stops handing out
-/// packages about to expire and the client tops its stock up, so someone who connects at
-/// least this often can always be invited.
-pub const KEY_PACKAGE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(28 * 86_400);
+/// How long a KeyPackage stays valid after its creation (with [`KEY_PACKAGE_BACKDATE`],
+/// openmls's maximum range of 84 days). The relay stops handing out expired packages and
+/// the client tops its stock up, so someone who connects at least this often can always be
+/// invited. A member's leaf keeps its package's lifetime only until its first commit with
+/// a path, which hearth makes right after joining (`Inner::self_update`).
+pub const KEY_PACKAGE_VALIDITY: std::time::Duration = std::time::Duration::from_secs(82 * 86_400);
 
 /// The lifetime of KeyPackages made at `now`: from [`KEY_PACKAGE_BACKDATE`] before to
 /// [`KEY_PACKAGE_VALIDITY`] after (well within openmls's maximum range of 84 days).

@@ -19,9 +19,9 @@ use hearth_protocol::{AccountKey, Handle};
 /// The window the counts cover.
 pub const WINDOW: Duration = Duration::from_secs(600);
 /// Fetches of one target by one fetcher per window (inviting someone to a few rooms).
-pub const PER_PAIR: u32 = 6;
+pub const PER_PAIR: u32 = 10;
 /// Fetches of one target by everyone per window.
-pub const PER_TARGET: u32 = 30;
+pub const PER_TARGET: u32 = 60;
 /// Entries kept at the most (pairs plus targets).
 pub const MAX_ENTRIES: usize = 20_000;
 
