@@ -362,6 +362,11 @@ impl Session {
                 self.events_tx.clone(),
                 self.ended.clone(),
             );
+            // A ban that landed between this authentication and the registration above
+            // found no session to close: look once more, now that a ban would find it.
+            if matches!(self.shared.store.account(&record.account), Ok(Some(now)) if now.banned) {
+                self.ended.notify_one();
+            }
         }
     }
 
