@@ -27,7 +27,23 @@ pub const SELF_UPDATE_EVERY: std::time::Duration = std::time::Duration::from_sec
 const COMMIT_ATTEMPTS: usize = 8;
 
 /// What a commit builder returns: the commit and maybe a Welcome.
-type Built = Option<(MlsMessageOut, Option<MlsMessageOut>)>;
+pub(crate) type Built = Option<(MlsMessageOut, Option<MlsMessageOut>)>;
+
+/// Stages a commit that gives us a fresh leaf (new keys, same identity).
+pub(crate) fn build_self_update(
+    group: &mut MlsGroup,
+    engine: &crate::mls::Engine,
+) -> Result<Built, ClientError> {
+    let bundle = group
+        .self_update(
+            &engine.provider,
+            &engine.signer,
+            LeafNodeParameters::default(),
+        )
+        .map_err(mls)?;
+    let (commit, welcome, _) = bundle.into_messages();
+    Ok(Some((commit, welcome)))
+}
 
 impl Inner {
     /// Reads and processes every entry after the last processed one, up to the relay's
@@ -414,18 +430,8 @@ impl Inner {
     /// the room any more (openmls checks every leaf's lifetime when joining); then on a
     /// schedule ([`SELF_UPDATE_EVERY`]).
     pub(crate) async fn self_update(&self, room: &mut Room) -> Result<(), ClientError> {
-        self.commit_change(room, |group, engine, _| {
-            let bundle = group
-                .self_update(
-                    &engine.provider,
-                    &engine.signer,
-                    LeafNodeParameters::default(),
-                )
-                .map_err(mls)?;
-            let (commit, welcome, _) = bundle.into_messages();
-            Ok(Some((commit, welcome)))
-        })
-        .await?;
+        self.commit_change(room, |group, engine, _| build_self_update(group, engine))
+            .await?;
         room.rec.extra.updated_at = crate::history::secs_of(self.clock.now());
         let mut engine = self.engine();
         engine.persist(self.profile.store(), |b| room.save(b))

@@ -15,11 +15,10 @@
 //! fails with [`ClientError::NeedsReinvite`] until a member removes and re-invites us.
 
 use hearth_protocol::RoomId;
-use openmls::prelude::*;
 
 use super::room::{Room, Status};
 use super::{Client, Inner};
-use crate::error::{mls, store as store_err, ClientError};
+use crate::error::{store as store_err, ClientError};
 use crate::store::{EncryptedStore, Table, WriteBatch};
 
 /// Prefix of the restore marks in `Table::Settings`.
@@ -119,15 +118,7 @@ impl Inner {
         let read_up_to = room.rec.transcript.last();
         let outcome = self
             .commit_change(room, |group, engine, _| {
-                let bundle = group
-                    .self_update(
-                        &engine.provider,
-                        &engine.signer,
-                        LeafNodeParameters::default(),
-                    )
-                    .map_err(mls)?;
-                let (commit, welcome, _) = bundle.into_messages();
-                Ok(Some((commit, welcome)))
+                super::ops::build_self_update(group, engine)
             })
             .await;
         match outcome {
