@@ -1,7 +1,6 @@
 //! The README's main job, `hearth demo`, runs end to end: a real relay, three people,
 //! a removal, and a search of the relay's files that finds no plaintext.
 
-
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

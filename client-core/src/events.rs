@@ -257,6 +257,14 @@ pub enum ClientEvent {
         /// Who, claiming what.
         impostor: crate::client::Impostor,
     },
+    /// This profile found an entry of its own it does not remember in `room`: it was
+    /// put back from an older copy. Fresh keys are committed before anything is sent
+    /// there (or, if the room moved on in a way the old state cannot follow, it needs a
+    /// re-invite).
+    RolledBack {
+        /// The room.
+        room: RoomId,
+    },
     /// This device's clock differs from the relay's by `secs` (relay minus device): ages
     /// and disappearing messages follow the relay's, but the user should fix the clock.
     ClockSkewed {

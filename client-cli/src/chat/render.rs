@@ -122,6 +122,10 @@ pub fn event(
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
         ),
+        ClientEvent::RolledBack { room } => format!(
+            "!! {}this profile was put back from an older copy (it found its own messages it does not remember): it makes fresh keys before sending; stop using the other copy",
+            prefix(*room)
+        ),
         ClientEvent::ClockSkewed { secs } => format!(
             "!! this computer's clock is {} {} the relay's: hearth goes by the relay's, but set the clock right (or turn on network time)",
             humantime::format_duration(std::time::Duration::from_secs(secs.unsigned_abs())),

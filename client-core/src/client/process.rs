@@ -32,6 +32,8 @@ pub(crate) struct Effects {
     pub presence: Option<(Handle, bool)>,
     /// A display name announcement: who, and the name (kept in Settings, not history).
     pub profile: Option<(Handle, String)>,
+    /// An entry of ours we do not remember: this profile was put back from an older copy.
+    pub rolled_back: bool,
 }
 
 /// What one pass over an entry came to.
@@ -177,6 +179,7 @@ impl Inner {
         }
         let contacts = self.check_contacts(&fx.contacts, &mut fx.events);
         let history = fx.history.take();
+        let rolled_back = fx.rolled_back;
         if let Some((handle, online)) = fx.presence.take() {
             self.saw_presence(room.id, handle, online, entry.time);
         }
@@ -193,6 +196,9 @@ impl Inner {
                 record.put(batch, room.id, seq)?;
             }
             contacts.save(batch)?;
+            if rolled_back {
+                super::restore::mark_restored(batch, room.id).map_err(crate::error::store)?;
+            }
             Ok(())
         })?;
         drop(engine);
@@ -456,6 +462,15 @@ impl Inner {
             ProcessedMessageContent::ExternalJoinProposalMessage(_) => Err(ClientError::Other(
                 "external join proposals are not accepted".into(),
             )),
+            // We wrote it, but nothing of ours was waiting for it: this profile's state is
+            // older than what it has sent (put back from a file-level copy, an old disk
+            // image). It would send at ratchet positions already used, so it commits fresh
+            // keys first (the restore path, `restore`).
+            ProcessedMessageContent::OwnPrivateMessage => {
+                fx.rolled_back = true;
+                fx.events.push(ClientEvent::RolledBack { room: room.id });
+                Ok(Step::Done)
+            }
             _ => Err(ClientError::Mls("unexpected message type".into())),
         }
     }
