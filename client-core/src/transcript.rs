@@ -188,6 +188,24 @@ impl Transcript {
     }
 }
 
+/// A mark as a commit's authenticated data carries it: a version byte (1), then the
+/// postcard encoding of `(seq, hash)`.
+pub fn encode_mark(mark: (Seq, [u8; 32])) -> Vec<u8> {
+    let mut bytes = vec![1u8];
+    // A u64 and an array always encode.
+    bytes.extend(postcard::to_allocvec(&mark).unwrap_or_default());
+    bytes
+}
+
+/// Reads a mark from a commit's authenticated data (`None`: absent, another version, or
+/// garbage; such a commit is simply not checked).
+pub fn decode_mark(bytes: &[u8]) -> Option<(Seq, [u8; 32])> {
+    match bytes.split_first() {
+        Some((1, rest)) => postcard::from_bytes(rest).ok(),
+        _ => None,
+    }
+}
+
 impl Default for Transcript {
     fn default() -> Self {
         Self::new()
@@ -213,6 +231,18 @@ mod tests {
         withdrawn.observe(Seq(4), EntryKind::Message, b"new");
         straight.observe(Seq(4), EntryKind::Message, b"new");
         assert_eq!(withdrawn, straight);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn commit_marks_round_trip(seq in proptest::prelude::any::<u64>(), hash in proptest::prelude::any::<[u8; 32]>()) {
+            proptest::prop_assert_eq!(decode_mark(&encode_mark((Seq(seq), hash))), Some((Seq(seq), hash)));
+        }
+
+        #[test]
+        fn garbage_is_no_commit_mark(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            let _ = decode_mark(&bytes);
+        }
     }
 
     #[test]

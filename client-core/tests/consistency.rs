@@ -488,3 +488,25 @@ async fn a_relay_cannot_choose_where_a_joiner_starts() {
         assert_eq!(warnings(&seen), []);
     }
 }
+
+/// Commits carry the committer's transcript mark too (in their authenticated data): a
+/// history the relay rewrote shows at the next commit, even when nobody sends a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_carries_its_committers_mark() {
+    let view = View::new(true);
+    let (_relay, alice, mut bob, room, one) = room_with_bob(view.clone()).await;
+
+    view.hide(one.next());
+    let two = alice.c().send_text(room, "two").await.unwrap();
+    alice
+        .c()
+        .set_topic(room, "a commit, not a message")
+        .await
+        .unwrap();
+    let seen = events_until(&mut bob, "the topic", |e| {
+        matches!(e, ClientEvent::TopicChanged { .. })
+    })
+    .await;
+    assert_eq!(warnings(&seen), [ConsistencyWarning::Fork { seq: two }]);
+    assert_eq!(bob.c().fork(room).await.unwrap(), Some(two));
+}

@@ -192,7 +192,12 @@ impl Inner {
                 let mut engine = self.engine();
                 let (seq, hash) = room.rec.transcript.mark();
                 let before = JoinPoint { seq: seq.0, hash };
-                let Some((commit, welcome)) = build(&mut room.group, &engine, before)? else {
+                // Commits carry our transcript mark too, in their authenticated data.
+                room.group
+                    .set_aad(crate::transcript::encode_mark(room.mark()));
+                let built = build(&mut room.group, &engine, before);
+                room.group.set_aad(Vec::new());
+                let Some((commit, welcome)) = built? else {
                     return Ok(None);
                 };
                 let payload = commit.to_bytes().map_err(mls)?;

@@ -317,6 +317,8 @@ impl Inner {
             _ => None,
         };
         let external = matches!(processed.sender(), Sender::NewMemberCommit);
+        // A member's commit carries its transcript mark in the authenticated data.
+        let commit_mark = crate::transcript::decode_mark(processed.aad());
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 if entry.kind != EntryKind::Message {
@@ -412,6 +414,12 @@ impl Inner {
                 }
                 let committer = sender_leaf
                     .ok_or_else(|| ClientError::Mls("commit from a non-member".into()))?;
+                if let Some(warning) = commit_mark.and_then(|m| room.rec.transcript.check_mark(m)) {
+                    fx.events.push(ClientEvent::Consistency {
+                        room: room.id,
+                        warning,
+                    });
+                }
                 if let Err(unverified) = check_identity_kept(&room.group, &staged, committer) {
                     return unverified_step(unverified);
                 }
