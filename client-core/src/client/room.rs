@@ -85,11 +85,17 @@ pub struct RoomExtra {
     pub gap_from: Option<hearth_protocol::Seq>,
 }
 
+/// The format version of the [`RoomExtra`] section. A later version adds fields at the
+/// end of the struct, and reads this one's bytes by filling the new fields with defaults.
+const ROOM_EXTRA_VERSION: u8 = 1;
+
 impl RoomRecord {
-    /// The stored bytes: the record, then the [`RoomExtra`] section when it is not empty.
+    /// The stored bytes: the record, then, when it is not empty, the [`RoomExtra`]
+    /// section: its version byte and its postcard encoding.
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         let mut bytes = postcard::to_allocvec(self)?;
         if self.extra != RoomExtra::default() {
+            bytes.push(ROOM_EXTRA_VERSION);
             bytes.extend(postcard::to_allocvec(&self.extra)?);
         }
         Ok(bytes)
@@ -98,10 +104,50 @@ impl RoomRecord {
     /// Decodes stored bytes (with or without the trailing section).
     pub fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
         let (mut record, rest): (RoomRecord, _) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            record.extra = postcard::from_bytes(rest)?;
+        match rest.split_first() {
+            None => {}
+            Some((&ROOM_EXTRA_VERSION, extra)) => record.extra = postcard::from_bytes(extra)?,
+            Some(_) => return Err(postcard::Error::DeserializeBadEncoding),
         }
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RoomRecord {
+        RoomRecord {
+            version: 1,
+            name: "Home".into(),
+            status: Status::Joined,
+            transcript: Transcript::new(),
+            inflight: None,
+            extra: RoomExtra::default(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_and_without_the_extra_section() {
+        let plain = record();
+        let bytes = plain.encode().unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap(), "as before");
+        assert_eq!(RoomRecord::decode(&bytes).unwrap(), plain);
+
+        let mut extended = record();
+        extended.extra.fork = Some(hearth_protocol::Seq(7));
+        extended.extra.updated_at = 42;
+        extended.extra.gap_from = Some(hearth_protocol::Seq(3));
+        let bytes = extended.encode().unwrap();
+        assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
+
+        let mut unknown = postcard::to_allocvec(&plain).unwrap();
+        unknown.push(9);
+        assert!(
+            RoomRecord::decode(&unknown).is_err(),
+            "a later format is not guessed at"
+        );
     }
 }
 
