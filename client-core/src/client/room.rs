@@ -113,44 +113,6 @@ impl RoomRecord {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record() -> RoomRecord {
-        RoomRecord {
-            version: 1,
-            name: "Home".into(),
-            status: Status::Joined,
-            transcript: Transcript::new(),
-            inflight: None,
-            extra: RoomExtra::default(),
-        }
-    }
-
-    #[test]
-    fn records_round_trip_with_and_without_the_extra_section() {
-        let plain = record();
-        let bytes = plain.encode().unwrap();
-        assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap(), "as before");
-        assert_eq!(RoomRecord::decode(&bytes).unwrap(), plain);
-
-        let mut extended = record();
-        extended.extra.fork = Some(hearth_protocol::Seq(7));
-        extended.extra.updated_at = 42;
-        extended.extra.gap_from = Some(hearth_protocol::Seq(3));
-        let bytes = extended.encode().unwrap();
-        assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
-
-        let mut unknown = postcard::to_allocvec(&plain).unwrap();
-        unknown.push(9);
-        assert!(
-            RoomRecord::decode(&unknown).is_err(),
-            "a later format is not guessed at"
-        );
-    }
-}
-
 /// A room in memory: the record, the group, and connection-local flags.
 pub struct Room {
     /// The room id (= MLS group id).
@@ -302,4 +264,42 @@ impl Room {
 /// A signature key as an account key (`None` if it is not 32 bytes).
 pub(crate) fn account_of(key: &[u8]) -> Option<AccountKey> {
     key.try_into().ok().map(AccountKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RoomRecord {
+        RoomRecord {
+            version: 1,
+            name: "Home".into(),
+            status: Status::Joined,
+            transcript: Transcript::new(),
+            inflight: None,
+            extra: RoomExtra::default(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_with_and_without_the_extra_section() {
+        let plain = record();
+        let bytes = plain.encode().unwrap();
+        assert_eq!(bytes, postcard::to_allocvec(&plain).unwrap(), "as before");
+        assert_eq!(RoomRecord::decode(&bytes).unwrap(), plain);
+
+        let mut extended = record();
+        extended.extra.fork = Some(hearth_protocol::Seq(7));
+        extended.extra.updated_at = 42;
+        extended.extra.gap_from = Some(hearth_protocol::Seq(3));
+        let bytes = extended.encode().unwrap();
+        assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
+
+        let mut unknown = postcard::to_allocvec(&plain).unwrap();
+        unknown.push(9);
+        assert!(
+            RoomRecord::decode(&unknown).is_err(),
+            "a later format is not guessed at"
+        );
+    }
 }
