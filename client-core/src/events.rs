@@ -257,6 +257,15 @@ pub enum ClientEvent {
         /// Who, claiming what.
         impostor: crate::client::Impostor,
     },
+    /// The relay kept `room`'s messages for another time than the room's timer says
+    /// (`found`; `None`: the relay's default): someone with the room's capability changed
+    /// it. It was set back.
+    RetentionRestored {
+        /// The room.
+        room: RoomId,
+        /// What the relay had.
+        found: Option<std::time::Duration>,
+    },
     /// This profile found an entry of its own it does not remember in `room`: it was
     /// put back from an older copy. Fresh keys are committed before anything is sent
     /// there (or, if the room moved on in a way the old state cannot follow, it needs a

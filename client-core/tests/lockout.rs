@@ -207,3 +207,36 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// The relay cannot tell an admin from a member, so any member can change how long it
+/// keeps a room's messages. Members read back what the relay holds when they connect,
+/// set it back to the room's timer, and are told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut mallory = relay.user("mallory").await;
+    let room = room_with(&alice, &[&mallory], "Home").await;
+    let hostile = Hostile::take_over(&mut mallory).await;
+    assert_eq!(set_retention(&hostile, room, 60).await, Ok(()));
+    assert_eq!(relay.room_record(room).retention_secs, Some(60));
+
+    alice.restart().await;
+    match alice
+        .wait_for("the retention put back", |e| {
+            matches!(e, ClientEvent::RetentionRestored { .. })
+        })
+        .await
+    {
+        ClientEvent::RetentionRestored { room: r, found } => {
+            assert_eq!(r, room);
+            assert_eq!(found, Some(Duration::from_secs(60)));
+        }
+        _ => unreachable!("wait_for returns a matching event"),
+    }
+    assert_eq!(
+        relay.room_record(room).retention_secs,
+        None,
+        "the room has no timer"
+    );
+}

@@ -268,6 +268,15 @@ pub enum Request {
         /// Whether to receive them.
         on: bool,
     },
+    /// What the relay holds for a room that its members should be able to check: the
+    /// retention it applies. Needs a capability of the room's current epoch. Answered with
+    /// [`Response::RoomStatus`].
+    RoomStatus {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+    },
 }
 
 /// A successful answer.
@@ -328,6 +337,13 @@ pub enum Response {
         group_info: Vec<u8>,
         /// The room's epoch index it belongs to; give it back in [`Request::JoinPublic`].
         epoch: u64,
+    },
+    /// Answer to [`Request::RoomStatus`].
+    RoomStatus {
+        /// The room's own retention in seconds (`None`: the relay's).
+        retention_secs: Option<u64>,
+        /// The relay's own retention in seconds (the most any room keeps).
+        relay_retention_secs: u64,
     },
 }
 

@@ -122,6 +122,13 @@ pub fn event(
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
         ),
+        ClientEvent::RetentionRestored { room, found } => format!(
+            "!! {}someone changed how long the relay keeps this room's messages (to {}); set back to the room's timer",
+            prefix(*room),
+            found
+                .map(|d| humantime::format_duration(d).to_string())
+                .unwrap_or_else(|| "the relay's default".into())
+        ),
         ClientEvent::RolledBack { room } => format!(
             "!! {}this profile was put back from an older copy (it found its own messages it does not remember): it makes fresh keys before sending; stop using the other copy",
             prefix(*room)

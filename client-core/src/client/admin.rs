@@ -354,7 +354,7 @@ impl Inner {
             .call(Request::SetRetention {
                 room: id,
                 cap,
-                retention_secs: secs,
+                retention_secs: relay_retention_for(secs),
             })
             .await
             .map_err(|e| room_error(id, e))?
@@ -488,11 +488,11 @@ impl Inner {
         }
         let cap = self.engine().cap(&room.group)?;
         drop(room);
-        if let Some(secs) = policy.expire_secs {
+        if policy.expire_secs.is_some() {
             self.call(Request::SetRetention {
                 room: new,
                 cap,
-                retention_secs: Some(secs),
+                retention_secs: relay_retention_for(policy.expire_secs),
             })
             .await?;
         }
@@ -502,6 +502,48 @@ impl Inner {
             tracing::info!("room {old}: could not point to the rebuilt room: {e}");
         }
         Ok(new)
+    }
+
+    /// Reads back the retention the relay applies to `room` and, when it is not what the
+    /// room's timer says (any member with the room's capability can change it; the relay
+    /// cannot tell admins apart), sets it back and reports it. Issue 10.
+    pub(crate) async fn check_relay_retention(&self, room: &Room) -> Result<(), ClientError> {
+        let Ok(settings) = room.settings() else {
+            return Ok(());
+        };
+        let want = relay_retention_for(settings.expire_secs);
+        let cap = self.engine().cap(&room.group)?;
+        let found = match self
+            .call(Request::RoomStatus {
+                room: room.id,
+                cap: cap.clone(),
+            })
+            .await
+            .map_err(|e| room_error(room.id, e))?
+        {
+            Response::RoomStatus { retention_secs, .. } => retention_secs,
+            other => return Err(unexpected(&other)),
+        };
+        if found == want {
+            return Ok(());
+        }
+        match self
+            .call(Request::SetRetention {
+                room: room.id,
+                cap,
+                retention_secs: want,
+            })
+            .await
+            .map_err(|e| room_error(room.id, e))?
+        {
+            Response::Done => {}
+            other => return Err(unexpected(&other)),
+        }
+        self.emit(crate::ClientEvent::RetentionRestored {
+            room: room.id,
+            found: found.map(Duration::from_secs),
+        });
+        Ok(())
     }
 
     /// Deletes stored messages of every room that are past the room's timer at `now`;
@@ -555,4 +597,10 @@ fn unknown_handle(account: &AccountKey) -> Handle {
     // always a valid handle.
     Handle::new(&format!("unknown-{}", hex::encode(&account.0[..4])))
         .expect("unknown-<hex> is a valid handle")
+}
+
+/// The retention to ask the relay for, for a room whose timer is `expire_secs`: the timer,
+/// but at least the relay's minimum (clients purge at the exact timer themselves).
+pub(crate) fn relay_retention_for(expire_secs: Option<u64>) -> Option<u64> {
+    expire_secs.map(|secs| secs.max(hearth_protocol::limits::MIN_ROOM_RETENTION_SECS))
 }

@@ -639,6 +639,12 @@ impl Inner {
                 continue;
             }
             self.follow_up(&mut room).await?;
+            if let Err(e) = self.check_relay_retention(&room).await {
+                tracing::warn!(
+                    "room {}: checking the relay's retention failed: {e}",
+                    room.id
+                );
+            }
         }
         // After the rooms (see `Client::sync`).
         self.fetch_inbox().await?;

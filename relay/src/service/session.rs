@@ -736,6 +736,19 @@ impl Session {
                 })
                 .await
             }
+            Request::RoomStatus { room, cap } => {
+                Reply::Ready(match store.access(&room, &cap.hash()) {
+                    Ok(Some((record, Ok(access)))) => {
+                        access.require_current().map(|()| Response::RoomStatus {
+                            retention_secs: record.retention_secs,
+                            relay_retention_secs: self.shared.config.retention_secs,
+                        })
+                    }
+                    Ok(Some((_, Err(e)))) => Err(e),
+                    Ok(None) => Err(crate::store::unknown_room()),
+                    Err(e) => Err(store_failed(e)),
+                })
+            }
             Request::WatchRegistrations { on } => {
                 self.shared
                     .notifier
