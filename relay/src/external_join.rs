@@ -39,20 +39,10 @@ pub enum JoinRefused {
     Identity,
 }
 
-/// Checks that `commit` (TLS-codec `MlsMessage` bytes) is an external commit against
-/// `group_info` (TLS-codec `MlsMessage` bytes of the room's published GroupInfo with the
-/// ratchet tree extension) that adds exactly the account `account` with the handle
-/// `handle`, and nothing else.
-///
-/// Costs one signature verification per member of the tree plus the commit's: about a
-/// millisecond for 25 members, so call it off the async workers.
-pub fn check_external_join(
-    group_info: &[u8],
-    commit: &[u8],
-    account: &AccountKey,
-    handle: &Handle,
-) -> Result<(), JoinRefused> {
-    let invalid = |e: &dyn std::fmt::Display| JoinRefused::Invalid(e.to_string());
+/// The public view of a room's group, rebuilt from its published GroupInfo (TLS-codec
+/// `MlsMessage` bytes, with the ratchet tree extension). Verifying it costs one signature
+/// per member, so the relay keeps it per listing ([`JoinChecks`]).
+pub fn public_group(group_info: &[u8]) -> Result<PublicGroup, JoinRefused> {
     let MlsMessageBodyIn::GroupInfo(info) = MlsMessageIn::tls_deserialize_exact(group_info)
         .map_err(|e| JoinRefused::GroupInfo(e.to_string()))?
         .extract()
@@ -74,6 +64,30 @@ pub fn check_external_join(
         ProposalStore::new(),
     )
     .map_err(|e| JoinRefused::GroupInfo(e.to_string()))?;
+    Ok(group)
+}
+
+/// Checks that `commit` (TLS-codec `MlsMessage` bytes) is an external commit against
+/// `group_info` (see [`public_group`]) that adds exactly the account `account` with the
+/// handle `handle`, and nothing else.
+pub fn check_external_join(
+    group_info: &[u8],
+    commit: &[u8],
+    account: &AccountKey,
+    handle: &Handle,
+) -> Result<(), JoinRefused> {
+    check_external_commit(&public_group(group_info)?, commit, account, handle)
+}
+
+/// [`check_external_join`] against a public group already rebuilt.
+pub fn check_external_commit(
+    group: &PublicGroup,
+    commit: &[u8],
+    account: &AccountKey,
+    handle: &Handle,
+) -> Result<(), JoinRefused> {
+    let invalid = |e: &dyn std::fmt::Display| JoinRefused::Invalid(e.to_string());
+    let crypto = openmls_rust_crypto::RustCrypto::default();
     let message = MlsMessageIn::tls_deserialize_exact(commit)
         .map_err(|e| invalid(&e))?
         .try_into_protocol_message()
@@ -82,7 +96,7 @@ pub fn check_external_join(
         return Err(JoinRefused::Invalid("not a public message".into()));
     }
     let processed = group
-        .process_message(provider.crypto(), message)
+        .process_message(&crypto, message)
         .map_err(|e| invalid(&e))?;
     if !matches!(processed.sender(), Sender::NewMemberCommit) {
         return Err(JoinRefused::Invalid("not sent by a new member".into()));
@@ -106,4 +120,86 @@ pub fn check_external_join(
         return Err(JoinRefused::Identity);
     }
     Ok(())
+}
+
+/// A rebuilt public group, by the SHA-256 of the GroupInfo it came from.
+type Kept = std::collections::VecDeque<([u8; 32], std::sync::Arc<PublicGroup>)>;
+
+/// Public groups already rebuilt, per published GroupInfo: a flood of joins against one
+/// listing verifies its tree once. At most [`JoinChecks::CAPACITY`] listings are kept (the
+/// oldest goes first), a few kilobytes each.
+#[derive(Default)]
+pub struct JoinChecks {
+    groups: std::sync::Mutex<Kept>,
+}
+
+impl JoinChecks {
+    /// Listings kept.
+    pub const CAPACITY: usize = 32;
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The public group of `group_info`, rebuilt or kept.
+    pub fn group(&self, group_info: &[u8]) -> Result<std::sync::Arc<PublicGroup>, JoinRefused> {
+        use sha2::Digest as _;
+        let key: [u8; 32] = sha2::Sha256::digest(group_info).into();
+        if let Some((_, group)) = self.kept().iter().find(|(k, _)| *k == key) {
+            return Ok(group.clone());
+        }
+        let group = std::sync::Arc::new(public_group(group_info)?);
+        let mut groups = self.kept();
+        if groups.len() >= Self::CAPACITY {
+            groups.pop_front();
+        }
+        groups.push_back((key, group.clone()));
+        Ok(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openmls_basic_credential::SignatureKeyPair;
+
+    fn published_group_info() -> Vec<u8> {
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(b"alice".to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(Ciphersuite::MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519)
+            .use_ratchet_tree_extension(true)
+            .build();
+        let group = MlsGroup::new(&provider, &signer, &config, credential).unwrap();
+        group
+            .export_group_info(provider.crypto(), &signer, true)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_listing_is_verified_once_and_garbage_is_refused() {
+        let checks = JoinChecks::default();
+        let info = published_group_info();
+        let first = checks.group(&info).unwrap();
+        let again = checks.group(&info).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &again), "kept, not rebuilt");
+        assert!(matches!(
+            checks.group(&[1, 2, 3]),
+            Err(JoinRefused::GroupInfo(_))
+        ));
+        for _ in 0..JoinChecks::CAPACITY {
+            checks.group(&published_group_info()).unwrap();
+        }
+        let rebuilt = checks.group(&info).unwrap();
+        assert!(
+            !std::sync::Arc::ptr_eq(&first, &rebuilt),
+            "the oldest went first"
+        );
+    }
 }

@@ -781,13 +781,10 @@ impl Session {
             Err(e) => return Err(store_failed(e)),
         };
         let commit = payload.to_vec();
+        let shared = self.shared.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            crate::external_join::check_external_join(
-                &listing.group_info,
-                &commit,
-                &account,
-                &handle,
-            )
+            let group = shared.join_checks.group(&listing.group_info)?;
+            crate::external_join::check_external_commit(&group, &commit, &account, &handle)
         })
         .await
         .map_err(|_| internal())?;
