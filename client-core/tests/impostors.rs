@@ -16,6 +16,21 @@ use hearth_core::{ClientEvent, Impostor, TrustState};
 use hearth_protocol::{AccountKey, Handle, RoomId};
 use openmls::prelude::*;
 
+/// Waits for the impostor report in `room` and checks who claimed what, brought in by
+/// whom, with which key.
+async fn assert_impostor(
+    user: &mut User,
+    room: RoomId,
+    claimed: &str,
+    by: Option<&str>,
+    key: AccountKey,
+) {
+    let caught = impostor(user, room).await;
+    assert_eq!(caught.claimed, h(claimed));
+    assert_eq!(caught.by, by.map(h));
+    assert_eq!(caught.key, key);
+}
+
 async fn impostor(user: &mut User, room: RoomId) -> Impostor {
     match user
         .wait_for(
@@ -106,10 +121,7 @@ async fn a_member_cannot_take_another_members_handle_in_a_self_update() {
 
     for user in [&mut alice, &mut bob] {
         user.c().sync().await.unwrap();
-        let caught = impostor(user, room).await;
-        assert_eq!(caught.claimed, h("alice"));
-        assert_eq!(caught.by, Some(h("mallory")));
-        assert_eq!(caught.key, mallory_key);
+        assert_impostor(user, room, "alice", Some("mallory"), mallory_key).await;
         assert_eq!(handles(user, room).await, ["alice", "bob", "mallory"]);
         no_key_changes(user);
     }
@@ -166,10 +178,7 @@ async fn a_member_cannot_swap_its_signature_key_and_stays_kickable() {
 
     for user in [&mut alice, &mut bob] {
         user.c().sync().await.unwrap();
-        let caught = impostor(user, room).await;
-        assert_eq!(caught.claimed, h("mallory"));
-        assert_eq!(caught.by, Some(h("mallory")));
-        assert_eq!(caught.key, AccountKey(new_key));
+        assert_impostor(user, room, "mallory", Some("mallory"), AccountKey(new_key)).await;
         no_key_changes(user);
     }
     // Her key in the room is still the one the policy lists: the kick goes through.
@@ -241,10 +250,7 @@ async fn a_direct_room_from_a_stranger_waits_and_a_forged_one_is_refused() {
         .await
         .unwrap();
     bob.c().sync().await.unwrap();
-    let caught = impostor(&mut bob, forged).await;
-    assert_eq!(caught.claimed, h("alice"));
-    assert_eq!(caught.by, None);
-    assert_eq!(caught.key, hostile.profile.account());
+    assert_impostor(&mut bob, forged, "alice", None, hostile.profile.account()).await;
     assert!(!bob
         .c()
         .invitations()
@@ -401,10 +407,7 @@ async fn members_refuse_an_external_joiner_posing_as_a_member_and_trust_cannot_r
 
     for user in [&mut alice, &mut bob] {
         user.c().sync().await.unwrap();
-        let caught = impostor(user, room).await;
-        assert_eq!(caught.claimed, h("bob"));
-        assert_eq!(caught.by, None);
-        assert_eq!(caught.key, hostile.profile.account());
+        assert_impostor(user, room, "bob", None, hostile.profile.account()).await;
         assert_eq!(handles(user, room).await, ["alice", "bob"]);
         no_key_changes(user);
     }
@@ -467,10 +470,7 @@ async fn an_admin_cannot_add_someone_posing_as_a_registered_person() {
 
     for user in [&mut alice, &mut bob] {
         user.c().sync().await.unwrap();
-        let caught = impostor(user, room).await;
-        assert_eq!(caught.claimed, h("carol"));
-        assert_eq!(caught.by, Some(h("mallory")));
-        assert_eq!(caught.key, fake.account());
+        assert_impostor(user, room, "carol", Some("mallory"), fake.account()).await;
         assert_eq!(handles(user, room).await, ["alice", "bob", "mallory"]);
         assert!(
             user.c()

@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::hostile::Hostile;
-use common::{h, room_with, Relay, User, PASS};
-use hearth_core::{Client, ClientEvent, ConsistencyWarning, Profile};
+use common::{copy_dir, h, room_with, Relay};
+use hearth_core::{ClientEvent, ConsistencyWarning};
 use hearth_protocol::{EntryKind, ErrorCode, Request, RoomId};
 
 fn unix(t: SystemTime) -> u64 {
@@ -123,30 +123,29 @@ async fn a_relay_log_that_went_back_is_reported() {
     bob.wait_text("one").await;
     // Reconnecting commits what is due on connection (the owner's first update), so that
     // afterwards only messages are written.
-    reconnect(&mut alice).await;
-    reconnect(&mut bob).await;
+    alice.restart().await;
+    bob.restart().await;
     bob.c().sync().await.unwrap();
 
     // A copy of the relay's data now...
     let data = relay.dir.path().join("relay");
     let copy = relay.dir.path().join("relay-copy");
-    let addr = relay.running.as_ref().unwrap().local_addr();
-    relay.shutdown().await;
+    let addr = relay.stop().await;
     copy_dir(&data, &copy);
-    start_on(&mut relay, addr).await;
-    reconnect(&mut alice).await;
-    reconnect(&mut bob).await;
+    relay.start_on(addr).await;
+    alice.restart().await;
+    bob.restart().await;
     alice.c().send_text(room, "two").await.unwrap();
     alice.c().send_text(room, "three").await.unwrap();
     bob.wait_text("three").await;
 
     // ...is what the relay comes back with.
-    relay.shutdown().await;
+    relay.stop().await;
     std::fs::remove_dir_all(&data).unwrap();
     copy_dir(&copy, &data);
-    start_on(&mut relay, addr).await;
+    relay.start_on(addr).await;
     for user in [&mut alice, &mut bob] {
-        reconnect(user).await;
+        user.restart().await;
         let warning = match user
             .wait_for("a rewound log", |e| {
                 matches!(
@@ -174,38 +173,6 @@ async fn a_relay_log_that_went_back_is_reported() {
     // Told, not dead: the room still carries messages both ways.
     bob.c().send_text(room, "still here").await.unwrap();
     alice.wait_text("still here").await;
-}
-
-async fn start_on(relay: &mut Relay, addr: std::net::SocketAddr) {
-    let config = hearth_relay::RelayConfig {
-        listen: addr,
-        data_dir: relay.dir.path().join("relay"),
-        ..hearth_relay::RelayConfig::default()
-    };
-    relay.running = Some(hearth_relay::start(config).await.unwrap());
-}
-
-async fn reconnect(user: &mut User) {
-    if let Some(c) = user.client.take() {
-        c.close().await;
-    }
-    let profile = Profile::open(&user.dir, PASS).unwrap();
-    let client = Client::connect(profile).await.unwrap();
-    user.events = client.events();
-    user.client = Some(client);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// The relay cannot tell an admin from a member, so any member can change how long it

@@ -4,21 +4,8 @@
 
 mod common;
 
-use common::{room_with, Relay, PASS};
-use hearth_core::{Client, ClientEvent, Profile};
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use common::{copy_dir, room_with, Relay};
+use hearth_core::ClientEvent;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_put_back_from_a_copy_updates_its_keys_before_sending() {
@@ -48,11 +35,7 @@ async fn a_profile_put_back_from_a_copy_updates_its_keys_before_sending() {
     alice.client.take().unwrap().close().await;
     std::fs::remove_dir_all(&alice.dir).unwrap();
     copy_dir(&copy, &alice.dir);
-    let client = Client::connect(Profile::open(&alice.dir, PASS).unwrap())
-        .await
-        .unwrap();
-    alice.events = client.events();
-    alice.client = Some(client);
+    alice.restart().await;
     alice
         .wait_for(
             "told it was put back",

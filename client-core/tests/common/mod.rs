@@ -198,9 +198,20 @@ impl Relay {
 impl Relay {
     /// Stops the relay and starts it again on the same address with the same data.
     pub async fn restart(&mut self) {
+        let addr = self.stop().await;
+        self.start_on(addr).await;
+    }
+
+    /// Stops the relay (its data stays); returns the address it listened on.
+    pub async fn stop(&mut self) -> std::net::SocketAddr {
         let running = self.running.take().unwrap();
         let addr = running.local_addr();
         running.shutdown().await.unwrap();
+        addr
+    }
+
+    /// Starts the relay on `addr` with the data in its directory.
+    pub async fn start_on(&mut self, addr: std::net::SocketAddr) {
         let config = RelayConfig {
             listen: addr,
             data_dir: self.dir.path().join("relay"),
@@ -209,6 +220,22 @@ impl Relay {
         self.running = Some(hearth_relay::start(config).await.unwrap());
     }
 }
+
+/// Copies a directory tree (a file-level copy, as a backup tool or disk image makes).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Relay {}
 
 impl Relay {
     /// Appends raw bytes to a room log as a commit, behind the clients' backs, without
