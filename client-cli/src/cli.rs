@@ -88,6 +88,18 @@ pub enum Command {
     },
     /// Change the passphrase that protects this profile
     Passphrase,
+    /// Move to a new identity key, e.g. after this device's key may have been copied
+    ///
+    /// The relay re-binds your account to the new key and refuses the old one from then
+    /// on; every room you are in moves to the new key. The people in your rooms see a
+    /// rotation signed by your old key, not a stranger; those who had verified you are
+    /// asked to compare safety numbers again. Backups made before hold the old key and
+    /// no longer sign in.
+    RotateKey {
+        /// Do not ask for confirmation (needed when not on a terminal)
+        #[arg(long)]
+        yes: bool,
+    },
     /// Create, list, join and manage rooms
     #[command(subcommand)]
     Room(RoomCommand),

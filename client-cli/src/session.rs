@@ -105,3 +105,13 @@ pub async fn join(client: &Client, text: &str) -> Result<(RoomId, String, Joined
         "no invitation to {text:?} and no public room of that name: `hearth room list` shows both"
     )
 }
+
+/// Asks `question` with ` [y/N] ` on the terminal; true only for y or yes.
+pub fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, Write};
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}

@@ -137,3 +137,50 @@ async fn verify_contacts_and_moving_to_a_new_machine() {
         "verification came along"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_key_moves_to_a_new_key_that_others_follow() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    common::room_with(&alice, "family", &[&bob]).await;
+    assert_success(&hearth(&bob, &["verify", "alice", "--yes"]).await, "verify");
+    let before = json_lines(&hearth(&alice, &["--json", "whoami"]).await).remove(0);
+
+    // Without a terminal, it has to be confirmed with --yes.
+    let out = hearth(&alice, &["rotate-key"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+
+    let out = hearth(&alice, &["--json", "rotate-key", "--yes"]).await;
+    assert_success(&out, "rotate-key");
+    let report = json_lines(&out).remove(0);
+    assert_eq!(report["old_fingerprint"], before["fingerprint"]);
+    assert_ne!(report["fingerprint"], before["fingerprint"]);
+    assert_eq!(report["rooms_moved"], 1);
+    let after = json_lines(&hearth(&alice, &["--json", "whoami"]).await).remove(0);
+    assert_eq!(after["fingerprint"], report["fingerprint"]);
+
+    // Bob follows the rotation: alice's messages arrive, and his verification of the
+    // old key no longer counts.
+    assert_success(
+        &hearth(&alice, &["send", "family", "same me, new key"]).await,
+        "send",
+    );
+    let out = hearth(&bob, &["read", "family"]).await;
+    assert_success(&out, "read");
+    assert!(
+        stdout(&out).contains("same me, new key"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hearth(&bob, &["--json", "contacts"]).await;
+    let contact = json_lines(&out).remove(0);
+    assert_eq!(contact["handle"], "alice");
+    assert_eq!(contact["fingerprint"], report["fingerprint"]);
+    assert_eq!(contact["verified"], false);
+    assert_success(
+        &hearth(&bob, &["send", "family", "welcome back"]).await,
+        "send",
+    );
+}

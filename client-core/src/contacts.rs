@@ -219,6 +219,59 @@ pub fn load(store: &EncryptedStore, handle: &Handle) -> Result<Option<ContactRec
         .ok_or_else(|| ClientError::Store(format!("unreadable contact record for {handle}")))
 }
 
+/// Where the keys a contact rotated away from are kept: [`Table::Settings`], this prefix
+/// followed by the handle; the value is the keys, 32 bytes each, oldest first.
+const ROTATED_AWAY: &str = "rotated-away/";
+
+/// The keys `handle` rotated away from (signed rotations this profile followed): rooms
+/// the rotation has not reached yet still hold one of them, and it is judged as the
+/// pinned key there. Never accepted for anyone entering a room.
+pub fn rotated_away(store: &EncryptedStore, handle: &Handle) -> Result<Vec<[u8; 32]>, ClientError> {
+    let key = format!("{ROTATED_AWAY}{handle}");
+    let bytes = store
+        .get(Table::Settings, key.as_bytes())
+        .map_err(store_err)?
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    Ok(bytes
+        .chunks_exact(32)
+        .filter_map(|k| <[u8; 32]>::try_from(k).ok())
+        .collect())
+}
+
+/// Follows a signed rotation of `handle` from `from` to `to` (see
+/// [`crate::client::rotation`]): `to` is pinned as trusted (a verification was of the
+/// old key, so it is to be done again), `from` joins the keys rotated away from (the last
+/// [`hearth_protocol::limits::MAX_ROTATIONS_KEPT`]).
+pub fn put_rotation(
+    batch: &mut WriteBatch<'_>,
+    store: &EncryptedStore,
+    handle: &Handle,
+    from: &AccountKey,
+    to: &AccountKey,
+) -> Result<(), ClientError> {
+    let record = ContactRecord::first_sight(to.0, now_secs());
+    batch
+        .put(
+            Table::Contacts,
+            handle.as_str().as_bytes(),
+            &record.encode(),
+        )
+        .map_err(store_err)?;
+    let mut away = rotated_away(store, handle)?;
+    if !away.contains(&from.0) {
+        away.push(from.0);
+    }
+    let keep = hearth_protocol::limits::MAX_ROTATIONS_KEPT;
+    if away.len() > keep {
+        away.drain(..away.len() - keep);
+    }
+    let key = format!("{ROTATED_AWAY}{handle}");
+    batch
+        .put(Table::Settings, key.as_bytes(), &away.concat())
+        .map_err(store_err)
+}
+
 /// Every contact, sorted by handle (unreadable records are skipped with a warning).
 pub fn load_all(store: &EncryptedStore) -> Result<Vec<Contact>, ClientError> {
     let rows = store.scan(Table::Contacts, b"").map_err(store_err)?;

@@ -248,6 +248,19 @@ pub enum ClientEvent {
         /// Whose key changed.
         handle: Handle,
     },
+    /// A contact moved to a new identity key with a rotation signed by the old one
+    /// (`hearth rotate-key`), which the relay's directory lists. The pin followed; a
+    /// verification was of the old key, so `was_verified` asks to compare again.
+    KeyRotated {
+        /// Whose key.
+        handle: Handle,
+        /// The key given up.
+        from: hearth_protocol::AccountKey,
+        /// The key now in use.
+        to: hearth_protocol::AccountKey,
+        /// Whether the old key had been verified in person.
+        was_verified: bool,
+    },
     /// Someone presented an identity that is not theirs (a member changing its handle or
     /// key, an invitee or joiner claiming someone else's handle); the change was refused
     /// and the pins were left alone.

@@ -135,6 +135,17 @@ impl RoomSettings {
         *account == self.owner || self.admins.contains(account)
     }
 
+    /// The settings with one member's key replaced (a signed key rotation, see
+    /// [`crate::client::rotation`]): the same person keeps the same place and roles.
+    pub fn with_key_replaced(&self, old: &AccountKey, new: &AccountKey) -> RoomSettings {
+        let swap = |key: &AccountKey| if key == old { *new } else { *key };
+        let mut after = self.clone();
+        after.owner = swap(&self.owner);
+        after.admins = self.admins.iter().map(swap).collect();
+        after.members = self.members.iter().map(swap).collect();
+        after
+    }
+
     /// Whether an identity is on the ban list.
     pub fn is_banned(&self, account: &AccountKey) -> bool {
         self.banned.iter().any(|b| b.account == *account)

@@ -5,7 +5,10 @@
 //! address are all inside it, encrypted.
 //!
 //! What the profile keeps in the store:
-//! - [`Table::Settings`] `identity`: the Ed25519 secret key (32 bytes).
+//! - [`Table::Settings`] `identity`: the Ed25519 secret key (32 bytes);
+//!   `identity.next`: the key a rotation moves to, until the relay has re-bound the
+//!   account to it; `identity.previous`: the key a rotation gave up, until every room
+//!   holds the new one (see [`crate::client`]'s `rotation`).
 //! - [`Table::Meta`] `handle`, `relay`: the chosen handle and the relay address (UTF-8);
 //!   `registered`: present once registration with the relay succeeded.
 
@@ -27,13 +30,16 @@ const KEY_IDENTITY: &[u8] = b"identity";
 const KEY_HANDLE: &[u8] = b"handle";
 const KEY_RELAY: &[u8] = b"relay";
 const KEY_REGISTERED: &[u8] = b"registered";
+const KEY_IDENTITY_NEXT: &[u8] = b"identity.next";
+const KEY_IDENTITY_PREVIOUS: &[u8] = b"identity.previous";
 
 /// A profile = one identity + its store, in a directory. `Send + Sync`.
 #[derive(Debug)]
 pub struct Profile {
     dir: PathBuf,
     store: EncryptedStore,
-    identity: Identity,
+    /// Changes only by a key rotation ([`Profile::finish_rotation`]).
+    identity: std::sync::RwLock<Identity>,
     handle: Handle,
     relay: RelayAddress,
 }
@@ -144,7 +150,7 @@ impl Profile {
         let secret: &[u8; 32] = secret[..]
             .try_into()
             .map_err(|_| StoreError::Corrupt("identity key has the wrong length".into()))?;
-        let identity = Identity::from_secret_bytes(secret);
+        let identity = std::sync::RwLock::new(Identity::from_secret_bytes(secret));
         let handle = store
             .get(Table::Meta, KEY_HANDLE)?
             .ok_or_else(|| missing("handle"))?;
@@ -174,9 +180,75 @@ impl Profile {
         self.store.change_passphrase(new_passphrase)
     }
 
-    /// This device's identity.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    /// This device's identity (after a key rotation, the new one).
+    pub fn identity(&self) -> Identity {
+        self.identity
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The key a rotation under way moves to, if one was started and the relay has not
+    /// confirmed it yet.
+    pub(crate) fn pending_identity(&self) -> Result<Option<Identity>, StoreError> {
+        self.stored_identity(KEY_IDENTITY_NEXT)
+    }
+
+    /// The key the last rotation gave up, while some room still holds it.
+    pub(crate) fn previous_identity(&self) -> Result<Option<Identity>, StoreError> {
+        self.stored_identity(KEY_IDENTITY_PREVIOUS)
+    }
+
+    fn stored_identity(&self, key: &[u8]) -> Result<Option<Identity>, StoreError> {
+        let Some(secret) = self.store.get(Table::Settings, key)? else {
+            return Ok(None);
+        };
+        let secret: &[u8; 32] = secret[..]
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("identity key has the wrong length".into()))?;
+        Ok(Some(Identity::from_secret_bytes(secret)))
+    }
+
+    /// The key to rotate to: the pending one of an interrupted rotation, else a fresh one,
+    /// stored as pending before it is used anywhere (so a crash at any later point finds
+    /// it again).
+    pub(crate) fn begin_rotation(&self) -> Result<Identity, StoreError> {
+        if let Some(pending) = self.pending_identity()? {
+            return Ok(pending);
+        }
+        let next = Identity::generate();
+        let mut batch = self.store.begin()?;
+        batch.put(Table::Settings, KEY_IDENTITY_NEXT, &next.secret_bytes()[..])?;
+        batch.commit()?;
+        Ok(next)
+    }
+
+    /// The relay re-bound the account: the pending key becomes the identity and the old
+    /// one is kept as previous (rooms still holding it sign with it until they move), in
+    /// one batch.
+    pub(crate) fn finish_rotation(&self) -> Result<(), StoreError> {
+        let Some(next) = self.pending_identity()? else {
+            return Ok(());
+        };
+        let current = self.identity();
+        let mut batch = self.store.begin()?;
+        batch.put(Table::Settings, KEY_IDENTITY, &next.secret_bytes()[..])?;
+        batch.put(
+            Table::Settings,
+            KEY_IDENTITY_PREVIOUS,
+            &current.secret_bytes()[..],
+        )?;
+        batch.delete(Table::Settings, KEY_IDENTITY_NEXT)?;
+        batch.commit()?;
+        *self.identity.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+
+    /// Forgets the previous key once no room holds it any more.
+    pub(crate) fn forget_previous_identity(&self) -> Result<(), StoreError> {
+        let mut batch = self.store.begin()?;
+        batch.delete(Table::Settings, KEY_IDENTITY_PREVIOUS)?;
+        batch.commit()
     }
 
     /// The handle chosen at creation.
@@ -191,7 +263,7 @@ impl Profile {
 
     /// The account key (public key of the identity).
     pub fn account(&self) -> AccountKey {
-        self.identity.account()
+        self.identity().account()
     }
 
     /// The fingerprint of this account, for others to verify.

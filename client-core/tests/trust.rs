@@ -52,6 +52,7 @@ impl Link for LyingLink {
                         handle: handle.clone(),
                         account: self.impostor.account(),
                         created: 0,
+                        rotations: Vec::new(),
                     })))
                 }
                 _ => self.inner.call(request).await,

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod messages;
 
 pub use address::{AddressError, Invite, RelayAddress};
+pub use auth::{rotation_message, KeyRotation};
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use ids::{
     AccountKey, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq, Signature,

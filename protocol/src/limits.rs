@@ -1,7 +1,7 @@
 //! Protocol constants: versions, ALPN and size limits.
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (2: key rotation, `AccountInfo::rotations`).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Every protocol version this build can speak, newest first.
 pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
@@ -45,3 +45,6 @@ pub const MAX_PUBLIC_ROOMS: usize = 1000;
 /// Shorter would let one member wipe a room's log under everyone else; commits are kept
 /// for the relay's own retention whatever the room asks (see docs/protocol.md).
 pub const MIN_ROOM_RETENTION_SECS: u64 = 60;
+
+/// How many key rotations of one account the relay keeps (and lists in its directory).
+pub const MAX_ROTATIONS_KEPT: usize = 8;

@@ -277,6 +277,19 @@ pub enum Request {
         /// The current epoch's capability.
         cap: Cap,
     },
+    /// Re-bind this account to a new identity key (`hearth rotate-key`). The relay checks
+    /// that `rotation.from` is this connection's account, that `rotation.signature`
+    /// verifies by it and `proof` by `rotation.to` (both over
+    /// [`crate::auth::rotation_message`]), and that `rotation.to` is not in use; then it
+    /// moves the account, its inbox and its handle to the new key in one transaction,
+    /// drops the KeyPackages of the old key, refuses the old key from then on, and this
+    /// connection continues as the new key. Answered with [`Response::Authenticated`].
+    RotateKey {
+        /// The statement, signed by the old key.
+        rotation: crate::auth::KeyRotation,
+        /// The new key's signature over the same rotation message (proof of possession).
+        proof: Signature,
+    },
 }
 
 /// A successful answer.
@@ -369,6 +382,10 @@ pub struct AccountInfo {
     pub account: AccountKey,
     /// Registration time, seconds since the Unix epoch.
     pub created: u64,
+    /// The account's key rotations, oldest first, ending at `account` (empty for a key
+    /// never rotated; the relay keeps the last [`crate::limits::MAX_ROTATIONS_KEPT`]).
+    /// Members check this chain before they accept a changed key in a room.
+    pub rotations: Vec<crate::auth::KeyRotation>,
 }
 
 /// One entry of an account's inbox.

@@ -50,6 +50,7 @@ async fn authentication_binds_key_and_connection() {
                 Response::Account(info) => info.created,
                 other => panic!("{other:?}"),
             },
+            rotations: Vec::new(),
         }])
     );
 

@@ -56,9 +56,10 @@ async fn bad_input_is_refused_and_the_relay_keeps_serving() {
     let body = read_body(&mut raw.recv).await.unwrap();
     match decode_body::<ServerHello>(&body).unwrap() {
         ServerHello::Rejected { supported, message } => {
-            assert_eq!(supported, vec![1]);
+            assert_eq!(supported, hearth_protocol::SUPPORTED_VERSIONS.to_vec());
+            let ours = format!("{:?}", hearth_protocol::SUPPORTED_VERSIONS);
             assert!(
-                message.contains("[7]") && message.contains("[1]"),
+                message.contains("[7]") && message.contains(&ours),
                 "{message}"
             );
         }

@@ -122,6 +122,17 @@ pub fn event(
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
         ),
+        ClientEvent::KeyRotated {
+            handle,
+            was_verified,
+            ..
+        } => {
+            if *was_verified {
+                format!("* {handle} moved to a new identity key (signed by the old one); you had verified the old one: compare again with hearth verify {handle}")
+            } else {
+                format!("* {handle} moved to a new identity key (signed by the old one)")
+            }
+        }
         ClientEvent::RetentionRestored { room, found } => format!(
             "!! {}someone changed how long the relay keeps this room's messages (to {}); set back to the room's timer",
             prefix(*room),

@@ -1,4 +1,4 @@
-//! Identity commands: init, whoami, fingerprint, passphrase.
+//! Identity commands: init, whoami, fingerprint, passphrase, rotate-key.
 
 use anyhow::{bail, Context, Result};
 use hearth_core::{Client, Profile};
@@ -113,6 +113,53 @@ pub fn change_passphrase(global: &GlobalArgs) -> Result<()> {
 }
 
 /// A QR code drawn with half-block characters.
+/// `hearth rotate-key`: move this profile to a new identity key.
+pub async fn rotate_key(global: &GlobalArgs, yes: bool) -> Result<()> {
+    use std::io::IsTerminal;
+    if !yes {
+        if global.json || !std::io::stdin().is_terminal() {
+            return Err(UsageError(
+                "rotating the key cannot be undone: add --yes to confirm".into(),
+            )
+            .into());
+        }
+        if !session::confirm(
+            "Move to a new identity key? Everyone who verified you will have to compare again.",
+        )? {
+            println!("Nothing changed.");
+            return Ok(());
+        }
+    }
+    let client = session::connect(global).await?;
+    let result = client.rotate_key().await;
+    client.close().await;
+    let report = result.context("the key rotation failed; nothing was lost, try again")?;
+    let old = hearth_core::fingerprint(&report.old);
+    let new = hearth_core::fingerprint(&report.new);
+    if global.json {
+        println!(
+            "{}",
+            json!({"old_fingerprint": old.to_string(), "fingerprint": new.to_string(), "rooms_moved": report.rooms_moved, "rooms_left": report.rooms_left})
+        );
+        return Ok(());
+    }
+    println!("Your new identity key: {new} (was {old}).");
+    println!(
+        "{} room(s) moved to it; the relay refuses the old key from now on.",
+        report.rooms_moved
+    );
+    if report.rooms_left > 0 {
+        println!(
+            "{} room(s) could not be reached now; they move the next time hearth connects.",
+            report.rooms_left
+        );
+    }
+    println!(
+        "Backups made before this hold the old key: make a new one with `hearth export-backup`."
+    );
+    Ok(())
+}
+
 pub(crate) fn qr(data: &str) -> String {
     match qrcode::QrCode::new(data.as_bytes()) {
         Ok(code) => {

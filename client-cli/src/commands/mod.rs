@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::ExportBackup { file } => backup::export(global, &file),
         Command::ImportBackup { file } => backup::import(global, &file).await,
         Command::Passphrase => identity::change_passphrase(global),
+        Command::RotateKey { yes } => identity::rotate_key(global, yes).await,
         Command::Room(command) => room::run(global, command).await,
         Command::Send { room, text } => messages::send(global, &room, &text).await,
         Command::Nick { name } => messages::nick(global, &name).await,

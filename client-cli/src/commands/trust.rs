@@ -1,7 +1,7 @@
 //! `hearth contacts`, `hearth verify NICK`, `hearth trust NICK`: the keys you know, and
 //! your decisions about them.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
 use hearth_core::contacts::{load_all, Contact, TrustState};
@@ -150,11 +150,7 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
 
 /// Asks "Do the numbers match? [y/N]" on the terminal.
 fn ask_match() -> Result<bool> {
-    print!("Do the numbers match? [y/N] ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+    session::confirm("Do the numbers match?")
 }
 
 /// `hearth trust NICK`: accepts the key someone presents now.

@@ -74,6 +74,7 @@ pub(crate) fn build_commit(
     edit(&mut after);
     after.normalize();
 
+    let signer = engine.signer_for(group);
     let mut builder = group
         .commit_builder()
         .propose_removals(own_removes)
@@ -94,7 +95,7 @@ pub(crate) fn build_commit(
         .build(
             engine.provider.rand(),
             engine.provider.crypto(),
-            &engine.signer,
+            signer,
             |_| true,
         )
         .map_err(mls)?

@@ -87,6 +87,8 @@ pub(crate) enum Unverified {
 #[derive(Default)]
 pub(crate) struct DirectoryAnswers {
     accounts: HashMap<Handle, [u8; 32]>,
+    /// Each account's chain of signed key rotations (see [`super::rotation`]).
+    rotations: HashMap<Handle, Vec<hearth_protocol::KeyRotation>>,
     fetched: Option<Instant>,
 }
 
@@ -112,6 +114,15 @@ pub(crate) fn member_identities(group: &MlsGroup) -> Result<Vec<(Handle, [u8; 32
         .collect()
 }
 
+/// A signature key as an account key (a malformed one, never from a valid leaf, leaves
+/// zeros rather than failing: it matches no account).
+fn account_of_key(key: &[u8]) -> AccountKey {
+    let mut out = [0u8; 32];
+    let n = key.len().min(32);
+    out[..n].copy_from_slice(&key[..n]);
+    AccountKey(out)
+}
+
 fn identity(credential: &Credential, key: &[u8]) -> Result<(Handle, [u8; 32]), ClientError> {
     let handle = handle_of(credential)
         .ok_or_else(|| ClientError::Mls("a member's credential is not a valid handle".into()))?;
@@ -120,38 +131,12 @@ fn identity(credential: &Credential, key: &[u8]) -> Result<(Handle, [u8; 32]), C
     Ok((handle, key))
 }
 
-/// Checks that a commit leaves the committer's identity as it was: the leaf its
-/// UpdatePath installs has the same credential and signature key as the committer's
-/// current leaf in `group` (the group before the commit).
-pub(crate) fn check_identity_kept(
-    group: &MlsGroup,
-    staged: &StagedCommit,
-    committer: LeafNodeIndex,
-) -> Result<(), Unverified> {
-    let Some(new) = staged.update_path_leaf_node() else {
-        return Ok(());
-    };
-    let Some(old) = group.member_at(committer) else {
-        return Ok(()); // not a member: the policy refuses it
-    };
-    if *new.credential() == old.credential
-        && new.signature_key().as_slice() == old.signature_key.as_slice()
-    {
-        return Ok(());
-    }
-    let by = handle_of(&old.credential);
-    let claimed = handle_of(new.credential())
-        .or_else(|| by.clone())
-        .unwrap_or_else(|| Handle::new("unknown").expect("a valid handle literal"));
-    let mut key = [0u8; 32];
-    let new_key = new.signature_key().as_slice();
-    let n = new_key.len().min(32);
-    key[..n].copy_from_slice(&new_key[..n]);
-    Err(Unverified::Impostor(Impostor {
-        claimed,
-        key: AccountKey(key),
-        by,
-    }))
+/// A member's move to a new identity key, signed off by the directory's rotation chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rotated {
+    pub handle: Handle,
+    pub from: AccountKey,
+    pub to: AccountKey,
 }
 
 /// The identities a member's commit adds (from its Add proposals).
@@ -212,6 +197,58 @@ impl Inner {
         }
     }
 
+    /// Checks that a commit leaves the committer's identity as it was: the leaf its
+    /// UpdatePath installs has the same credential and signature key as the committer's
+    /// current leaf in `group` (the group before the commit). The one change allowed is
+    /// a key rotation the relay's directory lists, signed by the key given up
+    /// ([`super::rotation::rotation_is_signed`]); it is returned for the pin to follow.
+    /// The rotation is usually minutes old, newer than any copy of the directory kept
+    /// for other checks, so a key change is refused only on the word of a copy fetched
+    /// for this very entry (`looked_up`).
+    pub(crate) fn check_identity_kept(
+        &self,
+        group: &MlsGroup,
+        staged: &StagedCommit,
+        committer: LeafNodeIndex,
+        looked_up: bool,
+    ) -> Result<Option<Rotated>, Unverified> {
+        let Some(new) = staged.update_path_leaf_node() else {
+            return Ok(None);
+        };
+        let Some(old) = group.member_at(committer) else {
+            return Ok(None); // not a member: the policy refuses it
+        };
+        let new_key = account_of_key(new.signature_key().as_slice());
+        let same_credential = *new.credential() == old.credential;
+        if same_credential && new.signature_key().as_slice() == old.signature_key.as_slice() {
+            return Ok(None);
+        }
+        let by = handle_of(&old.credential);
+        if let (true, Some(handle)) = (same_credential, &by) {
+            let from = account_of_key(old.signature_key.as_slice());
+            let answers = super::lock(&self.directory);
+            let chain = answers.rotations.get(handle).map(Vec::as_slice);
+            if super::rotation::rotation_is_signed(handle, &from, &new_key, chain.unwrap_or(&[])) {
+                return Ok(Some(Rotated {
+                    handle: handle.clone(),
+                    from,
+                    to: new_key,
+                }));
+            }
+            if !looked_up {
+                return Err(Unverified::Lookup(vec![handle.clone()]));
+            }
+        }
+        let claimed = handle_of(new.credential())
+            .or_else(|| by.clone())
+            .unwrap_or_else(|| Handle::new("unknown").expect("a valid handle literal"));
+        Err(Unverified::Impostor(Impostor {
+            claimed,
+            key: new_key,
+            by,
+        }))
+    }
+
     /// Fetches the relay's directory for [`Inner::verify_identities`] (the whole list,
     /// whichever `handles` are in question).
     pub(crate) async fn look_up_identities(&self, handles: &[Handle]) -> Result<(), ClientError> {
@@ -221,6 +258,11 @@ impl Inner {
             other => return Err(super::unexpected(&other)),
         };
         let mut answers = super::lock(&self.directory);
+        answers.rotations = accounts
+            .iter()
+            .filter(|info| !info.rotations.is_empty())
+            .map(|info| (info.handle.clone(), info.rotations.clone()))
+            .collect();
         answers.accounts = accounts
             .into_iter()
             .map(|info| (info.handle, info.account.0))

@@ -27,6 +27,8 @@ mod ops;
 mod presence;
 mod process;
 mod public;
+pub mod rotation;
+pub use rotation::RotationReport;
 pub(crate) mod restore;
 pub mod room;
 pub use public::PublicRoom;
@@ -173,6 +175,8 @@ impl Client {
         client.inner.top_up_key_packages().await?;
         // Rooms whose own leaf is due for fresh keys (weekly; also a room's first).
         client.inner.scheduled_updates().await;
+        // Rooms an earlier key rotation did not reach.
+        client.inner.move_rooms_to_new_key().await;
         Ok(client)
     }
 
@@ -182,11 +186,16 @@ impl Client {
         conn: Connection,
         conn_now: u64,
     ) -> Result<Client, ClientError> {
-        let engine = Engine::load(
+        let mut engine = Engine::load(
             profile.identity().mls_signer(),
             profile.handle().as_str(),
             profile.store(),
         )?;
+        // Rooms a key rotation has not reached yet still sign with the old key.
+        engine.previous = profile
+            .previous_identity()
+            .map_err(store_err)?
+            .map(|identity| identity.mls_signer());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             profile,
@@ -553,16 +562,30 @@ impl Inner {
     }
 
     /// Authenticates a new connection; returns the relay's clock.
+    ///
+    /// When the relay refuses our key and a key rotation was under way (its answer lost
+    /// to a crash or a dropped connection), the pending key is tried: if the relay knows
+    /// it, the rotation happened and is finished here (see [`rotation`]).
     async fn authenticate(profile: &Profile, conn: &Connection) -> Result<u64, ClientError> {
-        let account = profile.account();
-        let signature =
-            profile
-                .identity()
-                .sign(&auth_message(&conn.challenge, &conn.exporter, &account));
-        match conn.link.call(Request::Auth { account, signature }).await? {
-            Ok(Response::Authenticated { now, .. }) => Ok(now),
-            Ok(other) => Err(unexpected(&other)),
-            Err(e) => Err(e.into()),
+        let sign_in = |identity: crate::Identity| async move {
+            let account = identity.account();
+            let signature = identity.sign(&auth_message(&conn.challenge, &conn.exporter, &account));
+            match conn.link.call(Request::Auth { account, signature }).await? {
+                Ok(Response::Authenticated { now, .. }) => Ok(now),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(ClientError::from(e)),
+            }
+        };
+        match sign_in(profile.identity()).await {
+            Err(ClientError::Relay(e)) if e.code == hearth_protocol::ErrorCode::AuthFailed => {
+                let Some(pending) = profile.pending_identity().map_err(store_err)? else {
+                    return Err(ClientError::Relay(e));
+                };
+                let now = sign_in(pending).await?;
+                profile.finish_rotation().map_err(store_err)?;
+                Ok(now)
+            }
+            other => other,
         }
     }
 

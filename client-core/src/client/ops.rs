@@ -29,17 +29,18 @@ const COMMIT_ATTEMPTS: usize = 8;
 /// What a commit builder returns: the commit and maybe a Welcome.
 pub(crate) type Built = Option<(MlsMessageOut, Option<MlsMessageOut>)>;
 
-/// Stages a commit that gives us a fresh leaf (new keys, same identity).
+/// Stages a commit that gives us a fresh leaf (new keys, same identity; in a room that
+/// still holds the key a rotation gave up, the new identity key, see `rotation`).
 pub(crate) fn build_self_update(
     group: &mut MlsGroup,
     engine: &crate::mls::Engine,
 ) -> Result<Built, ClientError> {
+    if engine.holds_previous_key(group) {
+        return super::rotation::build_key_rotation(group, engine);
+    }
+    let signer = engine.signer_for(group);
     let bundle = group
-        .self_update(
-            &engine.provider,
-            &engine.signer,
-            LeafNodeParameters::default(),
-        )
+        .self_update(&engine.provider, signer, LeafNodeParameters::default())
         .map_err(mls)?;
     let (commit, welcome, _) = bundle.into_messages();
     Ok(Some((commit, welcome)))
@@ -482,9 +483,10 @@ impl Inner {
             let (payload, cap) = {
                 let mut engine = self.engine();
                 let content = Content::v1(body.clone(), room.mark());
+                let signer = engine.signer_for(&room.group);
                 let message = room
                     .group
-                    .create_message(&engine.provider, &engine.signer, &content.encode())
+                    .create_message(&engine.provider, signer, &content.encode())
                     .map_err(mls)?;
                 let payload = message.to_bytes().map_err(mls)?;
                 let cap = engine.cap(&room.group)?;
@@ -555,9 +557,10 @@ impl Inner {
         if !room.removed && room.rec.status == Status::Joined && room.group.members().count() > 1 {
             let (payload, cap) = {
                 let mut engine = self.engine();
+                let signer = engine.signer_for(&room.group);
                 let proposal = room
                     .group
-                    .leave_group(&engine.provider, &engine.signer)
+                    .leave_group(&engine.provider, signer)
                     .map_err(mls)?;
                 let payload = proposal.to_bytes().map_err(mls)?;
                 let cap = engine.cap(&room.group)?;

@@ -9,9 +9,7 @@
 use hearth_protocol::{AccountKey, Entry, EntryKind, Handle, RoomId};
 use openmls::prelude::*;
 
-use super::authentication::{
-    added_identities, check_identity_kept, identity_of, Impostor, Unverified,
-};
+use super::authentication::{added_identities, identity_of, Impostor, Rotated, Unverified};
 use super::room::{account_of, Inflight, Room};
 use super::Inner;
 use crate::content::{Body, Content, RoomEvent};
@@ -34,6 +32,10 @@ pub(crate) struct Effects {
     pub profile: Option<(Handle, String)>,
     /// An entry of ours we do not remember: this profile was put back from an older copy.
     pub rolled_back: bool,
+    /// A member moved to a new key with a signed rotation (their pin follows).
+    pub rotated: Option<Rotated>,
+    /// The directory was fetched for this entry already (a second pass).
+    pub looked_up: bool,
 }
 
 /// What one pass over an entry came to.
@@ -54,8 +56,8 @@ impl Inner {
         room: &mut Room,
         entry: &Entry,
     ) -> Result<(), ClientError> {
-        for _ in 0..2 {
-            match self.process_entry_once(room, entry)? {
+        for looked_up in [false, true] {
+            match self.process_entry_once(room, entry, looked_up)? {
                 Step::Done => return Ok(()),
                 Step::Lookup(handles) => self.look_up_identities(&handles).await?,
             }
@@ -66,7 +68,12 @@ impl Inner {
         ))
     }
 
-    fn process_entry_once(&self, room: &mut Room, entry: &Entry) -> Result<Step, ClientError> {
+    fn process_entry_once(
+        &self,
+        room: &mut Room,
+        entry: &Entry,
+        looked_up: bool,
+    ) -> Result<Step, ClientError> {
         if entry.seq <= room.rec.transcript.last() || room.removed {
             return Ok(Step::Done);
         }
@@ -80,7 +87,10 @@ impl Inner {
         }
         let before = room.rec.clone();
         let checkpoint = engine.checkpoint();
-        let mut fx = Effects::default();
+        let mut fx = Effects {
+            looked_up,
+            ..Effects::default()
+        };
         if let Some(Some(warning)) =
             room.rec
                 .transcript
@@ -187,8 +197,13 @@ impl Inner {
         let renamed = fx.profile.take().and_then(|(handle, name)| {
             Some((handle.clone(), self.new_display_name(&handle, &name)?))
         });
+        let rotated = fx.rotated.take();
+        let mut rotation_event = None;
         engine.persist(self.profile.store(), |batch| {
             room.save(batch)?;
+            if let Some(Rotated { handle, from, to }) = &rotated {
+                rotation_event = self.follow_rotation(handle, from, to, batch)?;
+            }
             if let Some((handle, name)) = &renamed {
                 Inner::put_display_name(batch, handle, name)?;
             }
@@ -202,6 +217,7 @@ impl Inner {
             Ok(())
         })?;
         drop(engine);
+        fx.events.extend(rotation_event);
         if let Some((handle, name)) = renamed {
             fx.events
                 .push(ClientEvent::DisplayNameChanged { handle, name });
@@ -420,8 +436,9 @@ impl Inner {
                         warning,
                     });
                 }
-                if let Err(unverified) = check_identity_kept(&room.group, &staged, committer) {
-                    return unverified_step(unverified);
+                match self.check_identity_kept(&room.group, &staged, committer, fx.looked_up) {
+                    Ok(rotated) => fx.rotated = rotated,
+                    Err(unverified) => return unverified_step(unverified),
                 }
                 if let Err(violation) = check_staged(&room.group, &staged, committer) {
                     // Not merged: honest members all refuse it alike. If the relay accepted
@@ -681,9 +698,19 @@ pub(crate) fn check_staged(
     committer: LeafNodeIndex,
 ) -> Result<(), PolicyViolation> {
     let unreadable = |e: crate::mls::SettingsError| PolicyViolation::Unsupported(e.to_string());
-    let before = RoomSettings::read(group.extensions()).map_err(unreadable)?;
+    let mut before = RoomSettings::read(group.extensions()).map_err(unreadable)?;
     let after = RoomSettings::read(staged.group_context().extensions()).map_err(unreadable)?;
-    let changes = changes_of(group, staged, committer)?;
+    let mut changes = changes_of(group, staged, committer)?;
+    // A key rotation (the identity check let only a signed one through): the committer
+    // is judged as the same person under the new key.
+    if let Some(new_key) = staged
+        .update_path_leaf_node()
+        .and_then(|leaf| account_of(leaf.signature_key().as_slice()))
+        .filter(|key| *key != changes.committer)
+    {
+        before = before.with_key_replaced(&changes.committer, &new_key);
+        changes.committer = new_key;
+    }
     // The settings follow the rules above; any other extension is an admin's to change.
     if other_extensions(group.extensions()) != other_extensions(staged.group_context().extensions())
         && !before.is_admin(&changes.committer)

@@ -203,7 +203,7 @@ impl Inner {
                 .group
                 .export_group_info_with_additional_extensions(
                     engine.provider.crypto(),
-                    &engine.signer,
+                    engine.signer_for(&room.group),
                     true,
                     [mark.extension()],
                 )

@@ -229,8 +229,15 @@ impl Inner {
             let Ok(Some(record)) = contacts::load(store, &member.handle) else {
                 continue;
             };
+            // A room a signed rotation has not reached yet still holds the old key.
+            let rotated_away = || {
+                contacts::rotated_away(store, &member.handle)
+                    .is_ok_and(|keys| keys.contains(&member.account.0))
+            };
             member.trust = Some(if record.key == member.account.0 {
                 record.contact(member.handle.clone()).state
+            } else if rotated_away() {
+                crate::TrustState::Trusted
             } else {
                 crate::TrustState::Changed {
                     old: hearth_protocol::AccountKey(record.key),

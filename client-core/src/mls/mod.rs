@@ -78,6 +78,9 @@ pub struct Engine {
     pub signer: SignatureKeyPair,
     /// Our credential (handle) and signature key.
     pub credential: CredentialWithKey,
+    /// The signer of the key a rotation gave up, while some room's own leaf still holds
+    /// it (see [`Engine::signer_for`]).
+    pub previous: Option<SignatureKeyPair>,
     persisted: HashMap<Vec<u8>, Vec<u8>>,
 }
 
@@ -92,8 +95,36 @@ impl Engine {
             provider: HearthProvider::default(),
             signer,
             credential,
+            previous: None,
             persisted: HashMap::new(),
         }
+    }
+
+    /// The signer that matches our own leaf in `group`: the previous key's in a room a
+    /// key rotation has not reached yet (its members verify our messages against that
+    /// leaf), else the current one.
+    pub fn signer_for<'a>(&'a self, group: &MlsGroup) -> &'a SignatureKeyPair {
+        match (&self.previous, group.own_leaf_node()) {
+            (Some(previous), Some(leaf))
+                if leaf.signature_key().as_slice() == previous.public() =>
+            {
+                previous
+            }
+            _ => &self.signer,
+        }
+    }
+
+    /// Whether our own leaf in `group` still holds the key a rotation gave up.
+    pub fn holds_previous_key(&self, group: &MlsGroup) -> bool {
+        !std::ptr::eq(self.signer_for(group), &self.signer)
+    }
+
+    /// Switches to a rotated identity: `signer` becomes the current key (credential
+    /// included) and `previous` the key rooms not yet moved still hold.
+    pub fn rotate(&mut self, signer: SignatureKeyPair, previous: Option<SignatureKeyPair>) {
+        self.credential.signature_key = signer.public().into();
+        self.signer = signer;
+        self.previous = previous;
     }
 
     /// Our identity key (the MLS signature key) as an account key.

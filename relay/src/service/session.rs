@@ -121,12 +121,17 @@ fn random_challenge() -> [u8; 32] {
     challenge
 }
 
-fn info(record: &AccountRecord) -> AccountInfo {
-    AccountInfo {
+/// An account as the directory shows it, with its chain of key rotations.
+fn info(
+    store: &dyn crate::store::Store,
+    record: &AccountRecord,
+) -> Result<AccountInfo, crate::store::StoreError> {
+    Ok(AccountInfo {
         handle: record.handle.clone(),
         account: record.account,
         created: record.created,
-    }
+        rotations: store.rotations(&record.handle)?,
+    })
 }
 
 fn verify(
@@ -135,11 +140,16 @@ fn verify(
     account: &AccountKey,
     sig: &Signature,
 ) -> bool {
+    verify_signed(account, &auth_message(challenge, exporter, account), sig)
+}
+
+/// Whether `sig` is `account`'s Ed25519 signature over `message` (strict verification:
+/// weak keys and non-canonical signatures are refused).
+fn verify_signed(account: &AccountKey, message: &[u8], sig: &Signature) -> bool {
     let Ok(key) = VerifyingKey::from_bytes(&account.0) else {
         return false;
     };
-    let signature = DalekSignature::from_bytes(&sig.0);
-    key.verify_strict(&auth_message(challenge, exporter, account), &signature)
+    key.verify_strict(message, &DalekSignature::from_bytes(&sig.0))
         .is_ok()
 }
 
@@ -534,7 +544,9 @@ impl Session {
             }
             Request::LookupAccount { handle } => {
                 Reply::Ready(match store.account_by_handle(&handle) {
-                    Ok(Some(record)) => Ok(Response::Account(info(&record))),
+                    Ok(Some(record)) => info(&*store, &record)
+                        .map(Response::Account)
+                        .map_err(store_failed),
                     Ok(None) => Err(err(ErrorCode::UnknownAccount, "no such account")),
                     Err(e) => Err(store_failed(e)),
                 })
@@ -542,7 +554,8 @@ impl Session {
             Request::ListAccounts => Reply::Ready(
                 store
                     .accounts()
-                    .map(|list| Response::Accounts(list.iter().map(info).collect()))
+                    .and_then(|list| list.iter().map(|r| info(&*store, r)).collect())
+                    .map(Response::Accounts)
                     .map_err(store_failed),
             ),
             Request::Deposit { to, payload } => {
@@ -755,7 +768,71 @@ impl Session {
                     .watch_registrations(self.id, on.then(|| self.events_tx.clone()));
                 Reply::Ready(Ok(Response::Done))
             }
+            Request::RotateKey { rotation, proof } => {
+                Reply::Ready(self.rotate_key(account, rotation, proof).await)
+            }
         }
+    }
+
+    /// [`Request::RotateKey`]: checks both signatures, re-binds the account in the store,
+    /// and carries this session on as the new key. Other sessions of the old key are
+    /// ended (they can no longer re-authenticate anyway).
+    async fn rotate_key(
+        &mut self,
+        account: AccountKey,
+        rotation: hearth_protocol::KeyRotation,
+        proof: Signature,
+    ) -> Result<Response, WireError> {
+        if rotation.from != account {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "a rotation must start from this connection's account key",
+            ));
+        }
+        let record = match self.shared.store.account(&account) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(err(ErrorCode::UnknownAccount, "no such account")),
+            Err(e) => return Err(store_failed(e)),
+        };
+        let message =
+            hearth_protocol::rotation_message(&record.handle, &rotation.from, &rotation.to);
+        if !verify_signed(&rotation.from, &message, &rotation.signature)
+            || !verify_signed(&rotation.to, &message, &proof)
+        {
+            self.shared.audit(
+                "rotation-refused",
+                Some(self.peer_ip),
+                Some(&account),
+                "signature does not verify",
+            );
+            return Err(err(
+                ErrorCode::AuthFailed,
+                "the rotation's signatures do not verify",
+            ));
+        }
+        let new = rotation.to;
+        let record = match self
+            .shared
+            .writer
+            .submit(WriteOp::RotateKey { rotation })
+            .await?
+        {
+            Applied::Account(record) => record,
+            _ => return Err(internal()),
+        };
+        tracing::info!(peer = %self.peer_ip, from = %account.short(), to = %new.short(), "account key rotated");
+        self.shared
+            .audit("key-rotated", Some(self.peer_ip), Some(&new), "");
+        // Sessions still signed in with the old key end now; this one carries on as the
+        // new key.
+        self.shared.notifier.unregister(&account, self.id);
+        self.shared.notifier.disconnect(&account);
+        self.account = None;
+        self.authenticated_as(&record);
+        Ok(Response::Authenticated {
+            handle: record.handle,
+            now: unix_now(),
+        })
     }
 
     /// Checks a `JoinPublic` commit against the room's published GroupInfo at `epoch`

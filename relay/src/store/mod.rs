@@ -11,7 +11,7 @@
 mod redb_store;
 
 use hearth_protocol::{
-    AccountKey, CapHash, Entry, ErrorCode, Handle, InboxEntry, RoomId, Seq, WireError,
+    AccountKey, CapHash, Entry, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq, WireError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -370,6 +370,14 @@ pub enum WriteOp {
         /// New retention.
         retention_secs: Option<u64>,
     },
+    /// Re-bind an account to a new key ([`hearth_protocol::Request::RotateKey`]; the
+    /// signatures are checked before): the account record, its handle, its inbox and
+    /// its quota move to `rotation.to`, its KeyPackages are dropped, `rotation.from` is
+    /// refused from then on, and the rotation joins the account's chain.
+    RotateKey {
+        /// The signed rotation.
+        rotation: KeyRotation,
+    },
     /// Delete expired room entries and inbox entries.
     Sweep {
         /// Now.
@@ -466,6 +474,9 @@ pub trait Store: Send + Sync {
     fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError>;
     /// An account by key.
     fn account(&self, account: &AccountKey) -> Result<Option<AccountRecord>, StoreError>;
+    /// The chain of key rotations of the account named `handle`, oldest first (empty if
+    /// its key never changed).
+    fn rotations(&self, handle: &Handle) -> Result<Vec<KeyRotation>, StoreError>;
     /// An account by handle.
     fn account_by_handle(&self, handle: &Handle) -> Result<Option<AccountRecord>, StoreError>;
     /// All accounts, ordered by handle.

@@ -37,7 +37,7 @@ impl Tx<'_> {
                 invite_record = Some(record);
             }
         }
-        if self.account(&account)?.is_some() {
+        if self.account(&account)?.is_some() || self.retired.get(account.0.as_slice())?.is_some() {
             return Ok(Err(err(
                 ErrorCode::AlreadyRegistered,
                 "this key is already registered",

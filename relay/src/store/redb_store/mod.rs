@@ -14,13 +14,15 @@ mod accounts;
 mod listings;
 mod reads;
 mod rooms;
+mod rotation;
 mod sweep;
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use hearth_protocol::{
-    AccountKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, RoomId, Seq, WireError,
+    AccountKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq,
+    WireError,
 };
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -49,6 +51,11 @@ const LISTINGS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listings")
 /// Each room's epoch index (commits so far). Rooms from before this table existed are
 /// counted from `epochs` on first use.
 const COMMITS: TableDefinition<Bytes, u64> = TableDefinition::new("commits");
+/// Keys given up by a rotation: old key -> the key that replaced it (32 bytes).
+const RETIRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("retired");
+/// Each rotated account's chain of signed rotations: handle -> postcard of
+/// `Vec<KeyRotation>` (oldest first, at most `MAX_ROTATIONS_KEPT`).
+const ROTATIONS: TableDefinition<&str, Bytes> = TableDefinition::new("rotations");
 
 /// A room entry as stored: the author is kept only to refund quota when it expires.
 #[derive(Serialize, Deserialize)]
@@ -145,6 +152,8 @@ impl RedbStore {
             txn.open_table(AUDIT)?;
             txn.open_table(LISTINGS)?;
             txn.open_table(COMMITS)?;
+            txn.open_table(RETIRED)?;
+            txn.open_table(ROTATIONS)?;
         }
         txn.commit()?;
         Ok(())
@@ -176,6 +185,8 @@ struct Tx<'t> {
     audit: Table<'t, u64, Bytes>,
     listings: Table<'t, Bytes, Bytes>,
     commits: Table<'t, Bytes, u64>,
+    retired: Table<'t, Bytes, Bytes>,
+    rotations: Table<'t, &'static str, Bytes>,
 }
 
 /// The number of commits a room has had: its counter, or for a room from before the
@@ -274,7 +285,7 @@ impl Tx<'_> {
 
     fn refund(&mut self, refunds: HashMap<AccountKey, u64>) -> Result<(), StoreError> {
         for (account, bytes) in refunds {
-            if let Some(mut record) = self.account(&account)? {
+            if let Some(mut record) = self.account_following_rotations(&account)? {
                 record.used_bytes = record.used_bytes.saturating_sub(bytes);
                 self.put_account(&record)?;
             }
@@ -291,8 +302,15 @@ impl Tx<'_> {
                 open,
                 now,
             } => self.register(account, handle, invite, open, now),
+            WriteOp::RotateKey { rotation } => self.rotate_key(rotation),
             WriteOp::Authenticate { account, now } => {
                 let Some(mut record) = self.account(&account)? else {
+                    if self.retired.get(account.0.as_slice())?.is_some() {
+                        return Ok(Err(err(
+                            ErrorCode::AuthFailed,
+                            "this key was replaced by a key rotation and is refused",
+                        )));
+                    }
                     return Ok(Err(err(ErrorCode::AuthFailed, "unknown account key")));
                 };
                 if record.banned {

@@ -20,6 +20,8 @@ impl Store for RedbStore {
                 audit: txn.open_table(AUDIT)?,
                 listings: txn.open_table(LISTINGS)?,
                 commits: txn.open_table(COMMITS)?,
+                retired: txn.open_table(RETIRED)?,
+                rotations: txn.open_table(ROTATIONS)?,
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
@@ -66,6 +68,15 @@ impl Store for RedbStore {
             }
         }
         Ok(out)
+    }
+
+    fn rotations(&self, handle: &Handle) -> Result<Vec<KeyRotation>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROTATIONS)?;
+        match table.get(handle.as_str())? {
+            Some(v) => decode(v.value()),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn key_package_stock(&self, account: &AccountKey) -> Result<(u32, bool), StoreError> {

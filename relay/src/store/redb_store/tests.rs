@@ -484,3 +484,94 @@ fn old_rooms_count_their_epochs() {
     .unwrap();
     assert_eq!(store.listing(&room).unwrap().unwrap().1, 4);
 }
+
+#[test]
+fn a_rotation_moves_the_account_and_retires_the_old_key() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let bob = register(&store, 2, "bob");
+    for payload in [vec![1; 10], vec![2; 20]] {
+        one(
+            &store,
+            WriteOp::Deposit {
+                from: bob,
+                to: alice,
+                payload,
+                now: 5,
+                quota: 1000,
+            },
+        )
+        .expect("deposited");
+    }
+    one(
+        &store,
+        WriteOp::PublishKeyPackages {
+            account: alice,
+            packages: vec![vec![3; 30]],
+            last_resort: Some(vec![4; 40]),
+            quota: 1000,
+        },
+    )
+    .expect("published");
+    let used_before = store.account(&alice).unwrap().unwrap().used_bytes;
+
+    let new = AccountKey([7; 32]);
+    let rotation = KeyRotation {
+        from: alice,
+        to: new,
+        signature: hearth_protocol::Signature([0; 64]),
+    };
+    let Ok(Applied::Account(record)) = one(&store, WriteOp::RotateKey { rotation }) else {
+        panic!("rotation refused");
+    };
+    assert_eq!((record.account, record.handle.as_str()), (new, "alice"));
+    assert_eq!(
+        store
+            .account_by_handle(&handle("alice"))
+            .unwrap()
+            .unwrap()
+            .account,
+        new
+    );
+    assert!(store.account(&alice).unwrap().is_none());
+    // The inbox moved with its ids; the KeyPackages (70 bytes) were dropped and freed.
+    let inbox = store.inbox(&new, 0, 10).unwrap();
+    assert_eq!(
+        inbox.iter().map(|e| e.payload.len()).collect::<Vec<_>>(),
+        [10, 20]
+    );
+    assert!(store.inbox(&alice, 0, 10).unwrap().is_empty());
+    assert_eq!(store.key_package_stock(&new).unwrap(), (0, false));
+    assert_eq!(record.used_bytes, used_before - 70);
+    assert_eq!(store.rotations(&handle("alice")).unwrap().len(), 1);
+
+    // The old key can neither sign in nor register again; nobody else can take the new.
+    let refused = one(
+        &store,
+        WriteOp::Authenticate {
+            account: alice,
+            now: 9,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AuthFailed);
+    assert!(refused.message.contains("rotation"), "{}", refused.message);
+    let again = one(
+        &store,
+        WriteOp::Register {
+            account: alice,
+            handle: handle("mallory"),
+            invite: None,
+            open: true,
+            now: 9,
+        },
+    );
+    assert_eq!(again.unwrap_err().code, ErrorCode::AlreadyRegistered);
+    let taken = KeyRotation {
+        from: bob,
+        to: new,
+        signature: hearth_protocol::Signature([0; 64]),
+    };
+    let refused = one(&store, WriteOp::RotateKey { rotation: taken }).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AlreadyRegistered);
+}

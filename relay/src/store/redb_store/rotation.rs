@@ -1,0 +1,96 @@
+//! Key rotation: an account moves to a new identity key, and the old key is retired.
+
+use hearth_protocol::limits::MAX_ROTATIONS_KEPT;
+
+use super::*;
+
+impl Tx<'_> {
+    /// Applies [`WriteOp::RotateKey`]: everything keyed by the old key moves to the new
+    /// one in this transaction, so a crash leaves either the old binding or the new.
+    pub(super) fn rotate_key(&mut self, rotation: KeyRotation) -> Result<OpResult, StoreError> {
+        let (old, new) = (rotation.from, rotation.to);
+        let Some(mut record) = self.account(&old)? else {
+            return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+        };
+        if record.banned {
+            return Ok(Err(err(ErrorCode::Banned, "this account is banned here")));
+        }
+        if self.account(&new)?.is_some() || self.retired.get(new.0.as_slice())?.is_some() {
+            return Ok(Err(err(
+                ErrorCode::AlreadyRegistered,
+                "the new key is already in use (or was given up before)",
+            )));
+        }
+        // KeyPackages name the old key in their leaf: nobody could use them any more.
+        let mut freed = 0u64;
+        let lo = key2(&old.0, 0);
+        let hi = key2(&old.0, u64::MAX);
+        let packages: Vec<(Vec<u8>, u64)> = self
+            .key_packages
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            .map(|item| item.map(|(k, v)| (k.value().to_vec(), v.value().len() as u64)))
+            .collect::<Result<_, _>>()?;
+        for (key, len) in packages {
+            self.key_packages.remove(key.as_slice())?;
+            freed += len;
+        }
+        if let Some(v) = self.last_resort.remove(old.0.as_slice())? {
+            freed += v.value().len() as u64;
+        }
+        let mut used = old.0.to_vec();
+        used.extend_from_slice(b"/used");
+        self.last_resort.remove(used.as_slice())?;
+        // The inbox keeps its ids under the new key.
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = self
+            .inbox
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            .map(|item| item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (key, value) in entries {
+            self.inbox.remove(key.as_slice())?;
+            let id = tail_u64(&key);
+            self.inbox
+                .insert(key2(&new.0, id).as_slice(), value.as_slice())?;
+        }
+        self.accounts.remove(old.0.as_slice())?;
+        record.account = new;
+        record.used_bytes = record.used_bytes.saturating_sub(freed);
+        self.put_account(&record)?;
+        self.handles
+            .insert(record.handle.as_str(), new.0.as_slice())?;
+        self.retired.insert(old.0.as_slice(), new.0.as_slice())?;
+        let mut chain: Vec<KeyRotation> = match self.rotations.get(record.handle.as_str())? {
+            Some(v) => decode(v.value())?,
+            None => Vec::new(),
+        };
+        chain.push(rotation);
+        if chain.len() > MAX_ROTATIONS_KEPT {
+            chain.drain(..chain.len() - MAX_ROTATIONS_KEPT);
+        }
+        self.rotations
+            .insert(record.handle.as_str(), encode(&chain)?.as_slice())?;
+        Ok(Ok(Applied::Account(record)))
+    }
+
+    /// The account that holds `key` now: its own, or, for a retired key, the one its
+    /// rotations lead to (entries stored under an old key are refunded to the account).
+    pub(super) fn account_following_rotations(
+        &self,
+        key: &AccountKey,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let mut key = *key;
+        for _ in 0..=MAX_ROTATIONS_KEPT {
+            if let Some(record) = self.account(&key)? {
+                return Ok(Some(record));
+            }
+            match self.retired.get(key.0.as_slice())? {
+                Some(next) => match <[u8; 32]>::try_from(next.value()) {
+                    Ok(next) => key = AccountKey(next),
+                    Err(_) => return Ok(None),
+                },
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}
