@@ -19,7 +19,8 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Prints `err` as one line, `error: what failed: why`, never a backtrace.
+/// Prints `err` as one line, `error: what failed: why`, never a backtrace. Made inert: the
+/// causes may carry the relay's words or names others chose.
 pub fn report(err: &anyhow::Error) {
     let mut line = String::new();
     for cause in err.chain() {
@@ -32,7 +33,7 @@ pub fn report(err: &anyhow::Error) {
         }
         line.push_str(&text);
     }
-    eprintln!("error: {}", line.replace('\n', " "));
+    eprintln!("error: {}", crate::inert::inert(&line.replace('\n', " ")));
 }
 
 /// The process exit code for `err`.

@@ -2,7 +2,8 @@
 //!
 //! Map: [`cli`] is the grammar, [`commands`] carries each command out over `hearth-core`,
 //! [`chat`] is the interactive mode, [`demo`] the one-process demonstration, [`error`]
-//! turns failures into one-line messages that say what to do.
+//! turns failures into one-line messages that say what to do, [`inert`] makes what others
+//! wrote safe to print.
 #![forbid(unsafe_code)]
 
 mod chat;
@@ -10,6 +11,7 @@ mod cli;
 mod commands;
 mod demo;
 mod error;
+mod inert;
 mod output;
 mod passphrase;
 mod session;

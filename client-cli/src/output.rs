@@ -1,10 +1,15 @@
 //! How messages and lists look, as text for people and as JSON lines for scripts.
+//!
+//! Text for people carries what others wrote only through [`crate::inert`]; JSON carries
+//! it as it was sent (serde escapes it).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hearth_core::{HistoryItem, RoomSummary};
 use hearth_protocol::Handle;
 use serde_json::json;
+
+use crate::inert::{inert, inert_lines};
 
 /// Seconds since the Unix epoch (0 for times before it).
 pub fn unix_secs(time: SystemTime) -> u64 {
@@ -40,20 +45,21 @@ pub fn member_trust(member: &hearth_core::Member, me: &Handle) -> &'static str {
 
 /// Who sent a message: `Grandma (gran)` when the sender chose a display name other than
 /// the handle, else the handle. The handle always shows: names can be spoofed, handles
-/// cannot.
+/// cannot. Made inert.
 pub fn sender_label(item: &HistoryItem) -> String {
     match item
         .sender_name
         .as_deref()
         .filter(|name| *name != item.sender.as_str())
     {
-        Some(name) => format!("{name} ({})", item.sender),
+        Some(name) => format!("{} ({})", inert(name), item.sender),
         None => item.sender.to_string(),
     }
 }
 
 /// One message as a line of text: `[HH:MM] <alice> hello`, or
-/// `[HH:MM] <Grandma (gran)> hello` with a display name.
+/// `[HH:MM] <Grandma (gran)> hello` with a display name. Made inert; the lines of a
+/// multi-line message after the first are set under [`crate::inert::CONTINUATION`].
 pub fn message_line(item: &HistoryItem) -> String {
     let reply = item
         .reply_to
@@ -64,21 +70,25 @@ pub fn message_line(item: &HistoryItem) -> String {
         clock(item.time),
         sender_label(item),
         reply,
-        item.text
+        inert_lines(&item.text)
     )
 }
 
 /// One message of a private conversation: `[HH:MM] *alice* hello` when received,
-/// `[HH:MM] -> bob: hello` when sent to `peer`.
+/// `[HH:MM] -> bob: hello` when sent to `peer`. Made inert, as [`message_line`].
 pub fn private_line(item: &HistoryItem, peer: &Handle) -> String {
     if item.own {
-        format!("[{}] -> {peer}: {}", clock(item.time), item.text)
+        format!(
+            "[{}] -> {peer}: {}",
+            clock(item.time),
+            inert_lines(&item.text)
+        )
     } else {
         format!(
             "[{}] *{}* {}",
             clock(item.time),
             sender_label(item),
-            item.text
+            inert_lines(&item.text)
         )
     }
 }
@@ -97,6 +107,7 @@ pub fn peer<'a>(room: &'a RoomSummary, me: &Handle) -> Option<&'a Handle> {
 }
 
 /// How a room is named to the user: its name, or `@NICK` for a private conversation.
+/// As it was set (for JSON): pass it through [`inert`] to print it.
 pub fn room_label(room: &RoomSummary, me: &Handle) -> String {
     match peer(room, me) {
         Some(peer) if room.direct => format!("@{peer}"),
@@ -150,5 +161,26 @@ mod tests {
         item.sender_name = Some("Grandma".into());
         assert_eq!(message_line(&item), "[00:00] <Grandma (gran)> hi");
         assert_eq!(message_json(&item, "Home")["sender_name"], "Grandma");
+    }
+
+    #[test]
+    fn what_others_wrote_is_shown_inert_but_json_keeps_it() {
+        let item = HistoryItem {
+            room: hearth_protocol::RoomId([1; 16]),
+            seq: hearth_protocol::Seq(1),
+            sender: Handle::new("mallory").unwrap(),
+            sender_name: Some("\u{202e}ecila".into()),
+            text: "hi\x1b[2J\r\n[12:50] <alice> fake\rx".into(),
+            time: UNIX_EPOCH,
+            own: false,
+            reply_to: None,
+        };
+        assert_eq!(
+            message_line(&item),
+            "[00:00] <\\u{202e}ecila (mallory)> hi\\u{1b}[2J\n  | [12:50] <alice> fake\\u{d}x"
+        );
+        let peer = Handle::new("mallory").unwrap();
+        assert!(private_line(&item, &peer).contains("\n  | [12:50] <alice> fake"));
+        assert_eq!(message_json(&item, "Home")["text"], item.text.as_str());
     }
 }

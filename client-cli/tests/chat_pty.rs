@@ -1,5 +1,6 @@
-//! The interactive chat driven through a real pseudo-terminal: slash commands, errors, and
-//! a message arriving while the user is in the middle of typing a line.
+//! The interactive chat driven through a real pseudo-terminal: slash commands, errors, a
+//! message arriving while the user is in the middle of typing a line, a hostile message
+//! that must reach the terminal inert, and the terminal left usable after quitting.
 
 mod common;
 
@@ -15,9 +16,63 @@ macro_rules! expect {
 
 use std::time::Duration;
 
-use expectrl::Expect;
+use expectrl::{ControlCode, Expect, Regex};
 
 use common::{assert_success, hearth, stdout, Env, PASSPHRASE};
+
+/// A message alice sends while bob is in the chat: escapes, a carriage return, a forged
+/// line and a bidi override between two markers.
+const HOSTILE: &str =
+    "MARK1\x1b[2J\x1b]0;pwned\x07\r[12:50] <carol> x\n[12:51] <carol> forged\u{202e}MARK2";
+
+/// Runs the chat, then prints the terminal's raw-mode flags still set after it ended
+/// (`-icanon`, `-echo`, `-isig`) between `TTY:` and `END`; twice, for two ways of quitting.
+/// Echo is turned on first, as in a shell (the pseudo-terminal starts without it).
+const CHAT_THEN_STTY: &str = r#"stty echo icanon isig
+for run in 1 2; do
+  "$@"
+  echo "TTY:$(stty -a | tr ' ;' '\n\n' | grep -x -e -icanon -e -echo -e -isig | tr '\n' ' ')END"
+done"#;
+
+/// Waits for the flags [`CHAT_THEN_STTY`] prints and fails if the chat left any set.
+fn expect_cooked(chat: &mut impl Expect, how: &str) -> Result<(), String> {
+    let found = chat
+        .expect(Regex("TTY:([^\r\n]*)END"))
+        .map_err(|e| format!("waiting for the terminal flags after {how}: {e}"))?;
+    let flags = String::from_utf8_lossy(found.get(1).unwrap_or_default()).into_owned();
+    if flags.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("after {how} the terminal is left with {flags}"))
+    }
+}
+
+/// Checks what the terminal showed of [`HOSTILE`] (`before`: the bytes up to `MARK2`).
+fn check_hostile(before: &[u8]) -> Result<(), String> {
+    let start = before
+        .windows(5)
+        .rposition(|w| w == b"MARK1")
+        .ok_or("MARK1 not shown")?;
+    let shown = &before[start..];
+    let text = String::from_utf8_lossy(shown);
+    if shown.contains(&0x1b) || shown.contains(&0x07) || text.contains('\u{202e}') {
+        return Err(format!(
+            "the hostile message reached the terminal raw: {text:?}"
+        ));
+    }
+    // The terminal turns each newline into CR LF; no other CR may come through.
+    if shown
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\r' && shown.get(i + 1) != Some(&b'\n'))
+    {
+        return Err(format!("a bare carriage return came through: {text:?}"));
+    }
+    if !text.contains("\n  | [12:51] <carol> forged") {
+        return Err(format!("the second line is not a continuation: {text:?}"));
+    }
+    Ok(())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_in_a_terminal() {
@@ -33,8 +88,9 @@ async fn chat_in_a_terminal() {
     let (typing_tx, typing_rx) = tokio::sync::oneshot::channel::<()>();
     let bob_dir = bob.clone();
     let terminal = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+        let mut command = std::process::Command::new("sh");
         command
+            .args(["-c", CHAT_THEN_STTY, "sh", env!("CARGO_BIN_EXE_hearth")])
             .arg("--profile")
             .arg(&bob_dir)
             .args(["chat", "family"])
@@ -59,6 +115,10 @@ async fn chat_in_a_terminal() {
         expect!(chat, "half-typ")?;
         let _ = typing_tx.send(());
         expect!(chat, "<alice> hello while you type")?;
+        let shown = chat
+            .expect("MARK2")
+            .map_err(|e| format!("waiting for the hostile message: {e}"))?;
+        check_hostile(shown.before())?;
         chat.send_line("ed reply").map_err(|e| e.to_string())?;
         // The finished line comes back once the relay stored it (the delivery confirmation).
         expect!(chat, "<bob> half-typed reply")?;
@@ -71,6 +131,15 @@ async fn chat_in_a_terminal() {
         expect!(chat, "not an admin")?;
         chat.send_line("/bye").map_err(|e| e.to_string())?;
         expect!(chat, "Bye.")?;
+        expect_cooked(&mut chat, "/bye")?;
+        // Again, quitting with Ctrl-D once the chat answered a command.
+        expect!(chat, "Type /help")?;
+        chat.send_line("/who").map_err(|e| e.to_string())?;
+        expect!(chat, "(you)")?;
+        chat.send(ControlCode::EndOfTransmission)
+            .map_err(|e| e.to_string())?;
+        expect!(chat, "Bye.")?;
+        expect_cooked(&mut chat, "Ctrl-D")?;
         Ok(())
     });
 
@@ -83,6 +152,7 @@ async fn chat_in_a_terminal() {
         &hearth(&alice, &["send", "family", "hello while you type"]).await,
         "send",
     );
+    assert_success(&hearth(&alice, &["send", "family", HOSTILE]).await, "send");
     terminal
         .await
         .expect("the terminal task finishes")

@@ -15,6 +15,7 @@ use hearth_core::{Client, ClientEvent, RoomSummary};
 use hearth_protocol::{RoomId, Seq};
 
 use crate::cli::GlobalArgs;
+use crate::inert::inert;
 use crate::session;
 use slash::{Command, Input};
 
@@ -62,10 +63,10 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                     Ok(Input::Command(Command::Bye)) => break,
                     Ok(Input::Command(command)) => {
                         if let Err(err) = execute(&client, &mut state, &mut term.print, command).await {
-                            (term.print)(format!("! {err:#}"));
+                            (term.print)(format!("! {}", inert(&format!("{err:#}"))));
                         }
                     }
-                    Err(usage) => (term.print)(format!("! {usage}")),
+                    Err(usage) => (term.print)(format!("! {}", inert(&usage))),
                 }
             }
             event = events.recv() => {
@@ -117,7 +118,7 @@ async fn send(client: &Client, state: &ChatState, print: &mut terminal::Printer,
         return;
     };
     if let Err(err) = client.send_text(room, text).await {
-        print(format!("! not sent: {err}"));
+        print(format!("! not sent: {}", inert(&err.to_string())));
     }
 }
 
@@ -135,7 +136,7 @@ async fn execute(
     match command {
         Command::Help(topic) => {
             for line in slash::help(topic.as_deref()).lines() {
-                print(line.to_string());
+                print(inert(line).into_owned());
             }
         }
         Command::List => {
@@ -155,22 +156,25 @@ async fn execute(
                     continue;
                 }
                 let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
-                print(format!("{mark} {:<20} {}", room.name, members.join(", ")));
+                print(format!(
+                    "{mark} {:<20} {}",
+                    inert(&room.name),
+                    members.join(", ")
+                ));
             }
             for invitation in client.invitations().await? {
                 print(render::invitation(&invitation));
             }
             for listed in client.public_rooms().await? {
                 if !listed.joined {
-                    print(format!(
-                        "  {:<20} public room: /join {}",
-                        listed.public_name, listed.public_name
-                    ));
+                    let name = inert(&listed.public_name);
+                    print(format!("  {name:<20} public room: /join {name}"));
                 }
             }
         }
         Command::Join(name) => {
             let (room, joined_name, how) = session::join(client, &name).await?;
+            let joined_name = inert(&joined_name);
             match how {
                 session::Joined::Invitation { from } => {
                     print(format!("* you joined {joined_name} (invited by {from})"))
@@ -272,7 +276,7 @@ async fn execute(
         Command::Rename(name) => {
             let room = current()?;
             client.rename(room, &name).await?;
-            print(format!("* room renamed to {name}"));
+            print(format!("* room renamed to {}", inert(&name)));
         }
         Command::Expire(setting) => {
             let room = current()?;
@@ -298,7 +302,10 @@ async fn execute(
                     Err(err) => Err(err),
                 };
                 if let Err(err) = sent {
-                    print(format!("! not sent to {nick}: {err:#}"));
+                    print(format!(
+                        "! not sent to {}",
+                        inert(&format!("{nick}: {err:#}"))
+                    ));
                 }
             }
         }
@@ -312,7 +319,11 @@ async fn execute(
         Command::Nick(name) => {
             client.set_display_name(&name).await?;
             let name = client.display_name(&state.me).unwrap_or(name);
-            print(format!("* you are now known as {name} ({})", state.me));
+            print(format!(
+                "* you are now known as {} ({})",
+                inert(&name),
+                state.me
+            ));
         }
         Command::Bye => {}
     }
@@ -336,7 +347,10 @@ async fn show_room(
                 mark_shown(shown, item.room, item.seq);
             }
         }
-        Err(err) => print(format!("! cannot read history: {err}")),
+        Err(err) => print(format!(
+            "! cannot read history: {}",
+            inert(&err.to_string())
+        )),
     }
 }
 

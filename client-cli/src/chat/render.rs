@@ -1,17 +1,19 @@
-//! How events look in the chat stream.
+//! How events look in the chat stream. Whatever others wrote (names, topics, messages,
+//! the relay's reasons) goes through [`crate::inert`].
 
 use hearth_core::{ClientEvent, ConnectionState, ConsistencyWarning, Invitation, RoomSummary};
 use hearth_protocol::{Handle, RoomId};
 
+use crate::inert::inert;
 use crate::output;
 
 /// The name of a room (`@NICK` for a private conversation), or its short id when
-/// unknown.
+/// unknown; made inert.
 pub fn room_name(rooms: &[RoomSummary], me: &Handle, room: RoomId) -> String {
     rooms
         .iter()
         .find(|r| r.id == room)
-        .map(|r| output::room_label(r, me))
+        .map(|r| inert(&output::room_label(r, me)).into_owned())
         .unwrap_or_else(|| room.to_hex()[..8].to_string())
 }
 
@@ -22,9 +24,10 @@ pub fn message(item: &hearth_core::HistoryItem, rooms: &[RoomSummary], me: &Hand
 
 /// A pending invitation.
 pub fn invitation(inv: &Invitation) -> String {
+    let name = inert(&inv.name);
     format!(
-        "* {} invited you to {} (accept with /join {})",
-        inv.from, inv.name, inv.name
+        "* {} invited you to {name} (accept with /join {name})",
+        inv.from
     )
 }
 
@@ -105,7 +108,7 @@ pub fn event(
             }
         }
         ClientEvent::TopicChanged { room, topic } => {
-            format!("* {}topic: {topic}", prefix(*room))
+            format!("* {}topic: {}", prefix(*room), inert(topic))
         }
         ClientEvent::ExpiryChanged { room, expire } => match expire {
             Some(d) => format!(
@@ -115,9 +118,11 @@ pub fn event(
             ),
             None => format!("* {}messages no longer disappear", prefix(*room)),
         },
-        ClientEvent::RoomRenamed { room, name } => format!("* {}room renamed to {name}", prefix(*room)),
+        ClientEvent::RoomRenamed { room, name } => {
+            format!("* {}room renamed to {}", prefix(*room), inert(name))
+        }
         ClientEvent::DisplayNameChanged { handle, name } => {
-            format!("* {handle} is now known as {name}")
+            format!("* {handle} is now known as {}", inert(name))
         }
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
@@ -150,7 +155,7 @@ pub fn event(
             if *secs > 0 { "behind" } else { "ahead of" }
         ),
         ClientEvent::Impostor { room, impostor } => {
-            format!("!! {}{impostor}", prefix(*room))
+            format!("!! {}{}", prefix(*room), inert(&impostor.to_string()))
         }
         ClientEvent::Consistency { room, warning } => format!(
             "!! {}{}",
@@ -158,7 +163,11 @@ pub fn event(
             consistency(warning)
         ),
         ClientEvent::Rejected { room, seq, reason } => {
-            format!("!! {}rejected message #{seq}: {reason}", prefix(*room))
+            format!(
+                "!! {}rejected message #{seq}: {}",
+                prefix(*room),
+                inert(reason)
+            )
         }
         ClientEvent::Connection(state) => connection(state),
         ClientEvent::AccountRegistered { handle } => {
@@ -168,14 +177,15 @@ pub fn event(
 }
 
 fn consistency(warning: &ConsistencyWarning) -> String {
-    warning.to_string()
+    inert(&warning.to_string()).into_owned()
 }
 
 fn connection(state: &ConnectionState) -> String {
     match state {
         ConnectionState::Connected => "* connected to the relay".to_string(),
         ConnectionState::Reconnecting { reason, retry_in } => format!(
-            "* connection lost ({reason}); retrying in {}s",
+            "* connection lost ({}); retrying in {}s",
+            inert(reason),
             retry_in.as_secs().max(1)
         ),
         ConnectionState::Closed => "* disconnected".to_string(),
@@ -252,6 +262,74 @@ mod tests {
         assert_eq!(
             event(&renamed, None, &me, &rooms).as_deref(),
             Some("* gran is now known as Grandma")
+        );
+    }
+
+    #[test]
+    fn events_carrying_what_others_wrote_are_inert() {
+        let me = Handle::new("bob").unwrap();
+        let room = RoomId([7; 16]);
+        let mut rooms = [direct_room(room)];
+        rooms[0].direct = false;
+        rooms[0].name = "fam\x1b[31mily".into();
+        let other = RoomId([8; 16]);
+        let alice = Handle::new("alice").unwrap();
+        let events = [
+            ClientEvent::TopicChanged {
+                room: other,
+                topic: "\x1b]0;pwned\x07".into(),
+            },
+            ClientEvent::RoomRenamed {
+                room,
+                name: "a\nb\u{202e}".into(),
+            },
+            ClientEvent::DisplayNameChanged {
+                handle: alice.clone(),
+                name: "\u{2066}x\u{200b}".into(),
+            },
+            ClientEvent::Rejected {
+                room,
+                seq: hearth_protocol::Seq(4),
+                reason: "bad\r\x1b[2K".into(),
+            },
+            ClientEvent::Connection(ConnectionState::Reconnecting {
+                reason: "relay says \x1b[2J".into(),
+                retry_in: std::time::Duration::from_secs(1),
+            }),
+            ClientEvent::Invited(Invitation {
+                room: other,
+                name: "\x1b[5mparty".into(),
+                from: alice.clone(),
+                received: std::time::UNIX_EPOCH,
+            }),
+            ClientEvent::Message(hearth_core::HistoryItem {
+                room,
+                seq: hearth_protocol::Seq(5),
+                sender: alice,
+                sender_name: None,
+                text: "\x1b[2J\n[12:50] <carol> fake".into(),
+                time: std::time::UNIX_EPOCH,
+                own: false,
+                reply_to: None,
+            }),
+        ];
+        for event in &events {
+            let line = super::event(event, None, &me, &rooms).unwrap();
+            assert!(
+                !line.chars().any(|c| c != '\n' && crate::inert::escaped(c)),
+                "{line:?}"
+            );
+            for continued in line.split('\n').skip(1) {
+                assert!(
+                    continued.starts_with(crate::inert::CONTINUATION),
+                    "{line:?}"
+                );
+            }
+        }
+        assert_eq!(
+            room_name(&rooms, &me, room),
+            "fam\\u{1b}[31mily",
+            "the room name in every prefix"
         );
     }
 

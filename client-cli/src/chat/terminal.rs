@@ -1,8 +1,16 @@
 //! The chat's terminal: a line editor that keeps what the user is typing intact while
 //! messages are printed above it (rustyline's external printer), or plain lines when
 //! standard input is not a terminal (scripts, tests).
+//!
+//! The editor puts the terminal in raw mode while it waits for a line, on its own thread,
+//! and the chat may end while it waits (`/bye`, an error, a panic): [`Terminal`] saves the
+//! terminal's settings before the editor starts and puts them back when it is dropped, and
+//! a panic hook does the same before the panic is reported, so the shell gets a working
+//! terminal back whichever way the chat ends.
 
 use std::io::{BufRead, IsTerminal};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Result;
 use tokio::sync::mpsc;
@@ -10,12 +18,15 @@ use tokio::sync::mpsc;
 /// Prints a line above the input line.
 pub type Printer = Box<dyn FnMut(String) + Send>;
 
-/// Lines the user typed, and a printer for everything else.
+/// Lines the user typed, and a printer for everything else. Dropping it restores the
+/// terminal.
 pub struct Terminal {
     /// Typed lines; closed on end of input (Ctrl-D).
     pub lines: mpsc::UnboundedReceiver<String>,
     /// Prints above the prompt.
     pub print: Printer,
+    /// Restores the terminal's settings when dropped (after `print`, which it may outlive).
+    _restore: Option<Restore>,
 }
 
 /// Starts reading input on a background thread.
@@ -23,10 +34,15 @@ pub fn start(prompt: String) -> Result<Terminal> {
     let (sender, lines) = mpsc::unbounded_channel();
     if std::io::stdin().is_terminal() {
         use rustyline::ExternalPrinter as _;
+        let restore = Restore::save();
         let mut editor = rustyline::DefaultEditor::new()?;
         let mut printer = editor.create_external_printer()?;
+        let waiting = restore.waiting.clone();
         std::thread::spawn(move || loop {
-            match editor.readline(&prompt) {
+            waiting.store(true, Ordering::SeqCst);
+            let read = editor.readline(&prompt);
+            waiting.store(false, Ordering::SeqCst);
+            match read {
                 Ok(line) => {
                     let _ = editor.add_history_entry(line.as_str());
                     if sender.send(line).is_err() {
@@ -40,11 +56,13 @@ pub fn start(prompt: String) -> Result<Terminal> {
         });
         Ok(Terminal {
             lines,
+            // With its newline: the editor adds one only while it waits for a line.
             print: Box::new(move |line| {
-                if printer.print(line.clone()).is_err() {
+                if printer.print(format!("{line}\n")).is_err() {
                     println!("{line}");
                 }
             }),
+            _restore: Some(restore),
         })
     } else {
         std::thread::spawn(move || {
@@ -58,6 +76,80 @@ pub fn start(prompt: String) -> Result<Terminal> {
         Ok(Terminal {
             lines,
             print: Box::new(|line| println!("{line}")),
+            _restore: None,
         })
+    }
+}
+
+/// The terminal's settings from before the line editor started, put back on drop.
+struct Restore {
+    /// Whether the editor is waiting for a line (so its prompt is on the screen).
+    waiting: Arc<AtomicBool>,
+}
+
+impl Restore {
+    /// Saves the settings of the terminal on standard input, and makes sure a panic puts
+    /// them back before it is reported.
+    fn save() -> Restore {
+        saved::save();
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                saved::restore();
+                report(info);
+            }));
+        });
+        Restore {
+            waiting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if saved::restore() && self.waiting.load(Ordering::SeqCst) {
+            // The editor's prompt is still on the last line: leave it for the shell's.
+            println!();
+        }
+    }
+}
+
+/// The saved settings, shared with the panic hook.
+#[cfg(unix)]
+mod saved {
+    use std::sync::{Mutex, PoisonError};
+
+    use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
+
+    static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
+
+    /// Saves the settings of standard input's terminal (nothing if it has none).
+    pub fn save() {
+        if let Ok(termios) = tcgetattr(std::io::stdin()) {
+            *SAVED.lock().unwrap_or_else(PoisonError::into_inner) = Some(termios);
+        }
+    }
+
+    /// Puts the saved settings back, once; whether there were any.
+    pub fn restore() -> bool {
+        let saved = SAVED.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match saved {
+            Some(termios) => {
+                let _ = tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &termios);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Elsewhere the line editor restores the console itself when it returns.
+#[cfg(not(unix))]
+mod saved {
+    pub fn save() {}
+
+    pub fn restore() -> bool {
+        false
     }
 }

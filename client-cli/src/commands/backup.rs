@@ -9,6 +9,7 @@ use hearth_core::{Client, Profile};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
+use crate::inert::inert;
 use crate::passphrase::{self, Purpose};
 use crate::session;
 
@@ -119,11 +120,14 @@ pub async fn import(global: &GlobalArgs, file: &Path) -> Result<()> {
         Ok(stuck) => {
             println!("Welcome back, {handle}: your rooms, contacts and history are here.");
             for name in stuck {
-                println!("!! Room {name} moved on too far for this backup: ask one of its admins to remove you from it and invite you again.");
+                println!("!! Room {} moved on too far for this backup: ask one of its admins to remove you from it and invite you again.", inert(&name));
             }
         }
         Err(err) => {
-            println!("Restored {handle}, but the relay could not be reached ({err}).");
+            println!(
+                "Restored {handle}, but the relay could not be reached ({}).",
+                inert(&err.to_string())
+            );
             println!("Your rooms catch up and renew their keys the next time hearth connects, before anything is sent.");
         }
     }

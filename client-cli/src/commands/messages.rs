@@ -8,6 +8,7 @@ use hearth_protocol::Handle;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
+use crate::inert::inert;
 use crate::output;
 use crate::session;
 
@@ -76,7 +77,7 @@ pub async fn nick(global: &GlobalArgs, name: &str) -> Result<()> {
         if global.json {
             println!("{}", json!({"handle": me.as_str(), "display_name": name}));
         } else {
-            println!("You are now known as {name} ({me}).");
+            println!("You are now known as {} ({me}).", inert(&name));
         }
         anyhow::Ok(())
     }

@@ -6,6 +6,7 @@ use hearth_protocol::{Handle, RoomId};
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, RoomCommand};
+use crate::inert::inert;
 use crate::output;
 use crate::session;
 
@@ -18,6 +19,8 @@ pub async fn run(global: &GlobalArgs, command: RoomCommand) -> Result<()> {
 }
 
 async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomCommand) -> Result<()> {
+    // What the user typed is printed back too; it may hold anything a paste brought in.
+    let typed = |text: &str| inert(text).into_owned();
     match command {
         RoomCommand::Create { name } => {
             let name = name.trim();
@@ -28,6 +31,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             if global.json {
                 println!("{}", json!({"room": room.to_hex(), "name": name}));
             } else {
+                let name = typed(name);
                 println!("Created room {name} ({}). Invite people with `hearth room invite {name} NICK`.", short(&room.to_hex()));
             }
         }
@@ -42,7 +46,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     json!({"room": id.to_hex(), "invited": handle.as_str()})
                 );
             } else {
-                println!("Invited {handle} to {room}. They see it in `hearth room list` and join with `hearth room join`.");
+                println!("Invited {handle} to {}. They see it in `hearth room list` and join with `hearth room join`.", typed(&room));
             }
         }
         RoomCommand::Join { room } => {
@@ -53,6 +57,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     json!({"room": id.to_hex(), "name": name, "joined": true})
                 );
             } else {
+                let name = inert(&name);
                 match how {
                     session::Joined::Invitation { from } => {
                         println!("Joined {name} (invited by {from}).")
@@ -71,7 +76,11 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     json!({"room": id.to_hex(), "public_name": public_name})
                 );
             } else {
-                println!("{room} is now public as {public_name:?}: anyone registered on the relay can join it.");
+                println!(
+                    "{} is now public as \"{}\": anyone registered on the relay can join it.",
+                    typed(&room),
+                    inert(&public_name)
+                );
                 println!("The public name and the members' handles and keys are now visible to the relay and every account.");
             }
         }
@@ -81,7 +90,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             if global.json {
                 println!("{}", json!({"room": id.to_hex(), "public": false}));
             } else {
-                println!("{room} is private again: only invited people can join.");
+                println!(
+                    "{} is private again: only invited people can join.",
+                    typed(&room)
+                );
             }
         }
         RoomCommand::Leave { room } => {
@@ -90,7 +102,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             if global.json {
                 println!("{}", json!({"room": id.to_hex(), "left": true}));
             } else {
-                println!("You left {room}.");
+                println!("You left {}.", typed(&room));
             }
         }
         RoomCommand::Kick { room, nick } => {
@@ -101,13 +113,16 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 id,
                 "kicked",
                 &handle,
-                &format!("Removed {handle} from {room}; the room has new keys they do not have."),
+                &format!(
+                    "Removed {handle} from {}; the room has new keys they do not have.",
+                    typed(&room)
+                ),
             );
         }
         RoomCommand::Ban { room, nick } => {
             let (id, handle) = room_and_handle(client, &room, &nick).await?;
             client.ban(id, &handle).await?;
-            report(global, id, "banned", &handle, &format!("Banned {handle} from {room}: removed, and no admin can re-add them until unbanned."));
+            report(global, id, "banned", &handle, &format!("Banned {handle} from {}: removed, and no admin can re-add them until unbanned.", typed(&room)));
         }
         RoomCommand::Unban { room, nick } => {
             let (id, handle) = room_and_handle(client, &room, &nick).await?;
@@ -117,7 +132,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 id,
                 "unbanned",
                 &handle,
-                &format!("{handle} may be invited to {room} again."),
+                &format!("{handle} may be invited to {} again.", typed(&room)),
             );
         }
         RoomCommand::Grant { room, nick } => {
@@ -128,7 +143,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 id,
                 "granted",
                 &handle,
-                &format!("{handle} is now an admin of {room}."),
+                &format!("{handle} is now an admin of {}.", typed(&room)),
             );
         }
         RoomCommand::Revoke { room, nick } => {
@@ -139,7 +154,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 id,
                 "revoked",
                 &handle,
-                &format!("{handle} is no longer an admin of {room}."),
+                &format!("{handle} is no longer an admin of {}.", typed(&room)),
             );
         }
         RoomCommand::Rename { room, name } => {
@@ -148,7 +163,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             if global.json {
                 println!("{}", json!({"room": id.to_hex(), "name": name}));
             } else {
-                println!("Renamed {room} to {name}.");
+                println!("Renamed {} to {}.", typed(&room), typed(&name));
             }
         }
         RoomCommand::Topic { room, topic } => {
@@ -157,7 +172,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             if global.json {
                 println!("{}", json!({"room": id.to_hex(), "topic": topic}));
             } else {
-                println!("Topic of {room} set.");
+                println!("Topic of {} set.", typed(&room));
             }
         }
         RoomCommand::Expire { room, after } => {
@@ -170,6 +185,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     json!({"room": id.to_hex(), "expire_secs": expire.map(|d| d.as_secs())})
                 );
             } else {
+                let room = typed(&room);
                 match expire {
                     Some(d) => println!("Messages in {room} now disappear after {}, on every member's device and on the relay.", humantime::format_duration(d)),
                     None => println!("Messages in {room} no longer disappear."),
@@ -186,7 +202,8 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 );
             } else {
                 println!(
-                    "Rebuilt {room} as a new room ({}). Its members were invited there; the old room points to it.",
+                    "Rebuilt {} as a new room ({}). Its members were invited there; the old room points to it.",
+                    typed(&room),
                     short(&new.to_hex())
                 );
             }
@@ -207,13 +224,13 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                            "expire_secs": policy.expire.map(|d| d.as_secs())})
                 );
             } else {
-                println!("name:    {}", policy.name);
+                println!("name:    {}", inert(&policy.name));
                 println!(
                     "topic:   {}",
                     if policy.topic.is_empty() {
-                        "-"
+                        "-".into()
                     } else {
-                        &policy.topic
+                        inert(&policy.topic)
                     }
                 );
                 println!("owner:   {}", policy.owner);
@@ -244,7 +261,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     "Compare it with another member in person: the same epoch shows the same code."
                 );
                 if let Some(seq) = fork {
-                    println!("!! the history differs between members at message {seq}; once you have compared, `hearth room ack {room}` lets you send again");
+                    println!("!! the history differs between members at message {seq}; once you have compared, `hearth room ack {}` lets you send again", typed(&room));
                 }
             }
         }
@@ -252,7 +269,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             client.acknowledge_fork(id).await?;
             if !global.json {
-                println!("Acknowledged: you can send to {room} again.");
+                println!("Acknowledged: you can send to {} again.", typed(&room));
             }
         }
         RoomCommand::Members { room } => {
@@ -340,11 +357,10 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         return Ok(());
     }
     for listed in &public {
+        let name = inert(&listed.public_name);
         println!(
-            "{:<20} {}  public room (join: hearth room join {})",
-            listed.public_name,
+            "{name:<20} {}  public room (join: hearth room join {name})",
             short(&listed.room.to_hex()),
-            listed.public_name
         );
     }
     if rooms.is_empty() && invitations.is_empty() && public.is_empty() {
@@ -354,7 +370,7 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
         println!(
             "{:<20} {}  {}",
-            room.name,
+            inert(&room.name),
             short(&room.id.to_hex()),
             members.join(", ")
         );
@@ -368,12 +384,11 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         );
     }
     for inv in &invitations {
+        let name = inert(&inv.name);
         println!(
-            "{:<20} {}  pending invitation from {} (accept: hearth room join {})",
-            inv.name,
+            "{name:<20} {}  pending invitation from {} (accept: hearth room join {name})",
             short(&inv.room.to_hex()),
             inv.from,
-            inv.name
         );
     }
     Ok(())

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::identity::qr;
 use crate::cli::GlobalArgs;
+use crate::inert::inert;
 use crate::output;
 use crate::session;
 
@@ -100,7 +101,11 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
                 println!("Rooms you share, to compare too (same epoch, same code):");
                 for room in shared {
                     let code = client.room_code(room.id).await?;
-                    println!("  {:<24} epoch {:<4} {code}", room.name, code.epoch);
+                    println!(
+                        "  {:<24} epoch {:<4} {code}",
+                        inert(&room.name),
+                        code.epoch
+                    );
                 }
             }
         }

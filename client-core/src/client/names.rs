@@ -25,8 +25,10 @@ fn name_key(handle: &Handle) -> Vec<u8> {
     key
 }
 
-/// Checks a display name (after trimming it): 1 to 32 characters, no control characters.
-/// Returns the trimmed name, or why it is refused.
+/// Checks a display name (after trimming it): 1 to 32 characters, no control characters
+/// and no invisible ones (bidi embeddings, overrides, isolates and marks, zero-width
+/// characters, other format characters), which could make one name pass for another or
+/// reorder the text around it. Returns the trimmed name, or why it is refused.
 pub fn validate_display_name(name: &str) -> Result<String, String> {
     let name = name.trim();
     if name.is_empty() {
@@ -41,7 +43,48 @@ pub fn validate_display_name(name: &str) -> Result<String, String> {
     if name.chars().any(char::is_control) {
         return Err("a display name cannot contain control characters".into());
     }
+    if let Some(c) = name.chars().find(|c| invisible(*c)) {
+        return Err(format!(
+            "a display name cannot contain invisible or text-direction characters (U+{:04X} given)",
+            u32::from(c)
+        ));
+    }
     Ok(name.to_string())
+}
+
+/// Characters that show nothing themselves but change how text around them is shown:
+/// Unicode's format characters (category Cf) such as the bidi controls U+202A..U+202E,
+/// U+2066..U+2069, U+200E, U+200F, U+061C and the zero-width U+200B..U+200D, U+2060,
+/// U+FEFF; the line and paragraph separators; and the fillers that render as nothing.
+/// (The zero-width joiner of emoji sequences is refused too: a name has no need of it.)
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{115f}'..='\u{1160}'
+            | '\u{17b4}'..='\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e007f}'
+    )
 }
 
 impl Inner {
@@ -88,8 +131,9 @@ impl Inner {
 
 impl Client {
     /// Sets the name others see next to our handle (trimmed; 1 to 32 characters, no
-    /// control characters): stored in this profile and sent, end-to-end encrypted, to
-    /// every room we are in (and again by [`Client::announce_presence`]).
+    /// control or invisible characters, see [`validate_display_name`]): stored in this
+    /// profile and sent, end-to-end encrypted, to every room we are in (and again by
+    /// [`Client::announce_presence`]).
     pub async fn set_display_name(&self, name: &str) -> Result<(), ClientError> {
         let name = validate_display_name(name).map_err(ClientError::Other)?;
         let store = self.inner.profile.store();
@@ -119,5 +163,33 @@ mod tests {
         assert!(validate_display_name("a\nb").is_err());
         assert!(validate_display_name(&"é".repeat(32)).is_ok());
         assert!(validate_display_name(&"é".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn names_with_invisible_or_bidi_characters_are_refused() {
+        for bad in [
+            "evil\u{202e}gnp.exe",
+            "\u{202a}x",
+            "\u{2066}alice\u{2069}",
+            "al\u{200b}ice",
+            "al\u{200c}ice",
+            "al\u{200d}ice",
+            "a\u{200e}",
+            "a\u{200f}",
+            "a\u{61c}",
+            "a\u{2060}",
+            "\u{feff}alice",
+            "a\u{ad}b",
+            "a\u{2028}b",
+            "\u{3164}",
+            "a\u{e0041}",
+            "a\u{1b}[2Jb",
+            "a\u{9b}b",
+        ] {
+            assert!(validate_display_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["Grandma 👵", "Ζωή", "Zoë", "محمد", "山田", "O'Brien-Smith"] {
+            assert_eq!(validate_display_name(good), Ok(good.to_string()));
+        }
     }
 }
