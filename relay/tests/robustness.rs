@@ -17,7 +17,8 @@ use hearth_protocol::{
 };
 
 async fn hello(raw: &mut common::Raw) {
-    let frame = encode_frame(&ClientHello { versions: vec![1] }, MAX_FRAME_LEN).unwrap();
+    let versions = hearth_protocol::SUPPORTED_VERSIONS.to_vec();
+    let frame = encode_frame(&ClientHello { versions }, MAX_FRAME_LEN).unwrap();
     raw.send.write_all(&frame).await.unwrap();
     let body = tokio::time::timeout(WAIT, read_body(&mut raw.recv))
         .await
