@@ -155,6 +155,17 @@ pub enum ClientError {
     /// the backup's group state cannot follow).
     #[error("room {0} could not be continued after restoring the backup: ask a member to remove you from it and invite you again")]
     NeedsReinvite(RoomId),
+    /// A commit in a room was refused by us, as by every honest member (decision 0009):
+    /// until an admin reverts it at the relay, nobody can send there.
+    #[error("the commit by {by} in room {room} was refused: {reason}; an admin of the room undoes it at the relay (automatically when one is online)")]
+    CommitRefused {
+        /// The room.
+        room: RoomId,
+        /// Who committed it.
+        by: Handle,
+        /// Why it was refused.
+        reason: String,
+    },
     /// Something else unexpected.
     #[error("{0}")]
     Other(String),

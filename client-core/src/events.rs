@@ -248,6 +248,17 @@ pub enum ClientEvent {
         /// Whose key changed.
         handle: Handle,
     },
+    /// We (an admin) undid a commit the room's members refused (decision 0009): the relay
+    /// takes the room's capability from before it again, and its author can no longer
+    /// commit there.
+    CommitReverted {
+        /// The room.
+        room: RoomId,
+        /// Where the refused commit is in the log.
+        seq: hearth_protocol::Seq,
+        /// Who made it.
+        by: Handle,
+    },
     /// A contact moved to a new identity key with a rotation signed by the old one
     /// (`hearth rotate-key`), which the relay's directory lists. The pin followed; a
     /// verification was of the old key, so `was_verified` asks to compare again.

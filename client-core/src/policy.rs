@@ -146,6 +146,17 @@ impl RoomSettings {
         after
     }
 
+    /// The owner and the admins, sorted: who the relay lets change the room's settings
+    /// there (decision 0009).
+    pub fn admin_keys(&self) -> Vec<AccountKey> {
+        let mut keys: Vec<AccountKey> = std::iter::once(self.owner)
+            .chain(self.admins.iter().copied())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// Whether an identity is on the ban list.
     pub fn is_banned(&self, account: &AccountKey) -> bool {
         self.banned.iter().any(|b| b.account == *account)

@@ -10,6 +10,7 @@ use common::hostile::Hostile;
 use common::{copy_dir, h, room_with, Relay};
 use hearth_core::{ClientEvent, ConsistencyWarning};
 use hearth_protocol::{EntryKind, ErrorCode, Request, RoomId};
+use hearth_relay::store::WriteOp;
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_secs()
@@ -45,9 +46,26 @@ async fn a_member_cannot_wipe_a_rooms_log_or_keep_it_forever() {
     );
     assert_eq!(relay.room_record(room).retention_secs, None);
 
-    // A short one is taken (the relay cannot tell who is an admin), but it only ever
-    // removes messages: carol, away meanwhile, still follows every commit.
-    assert_eq!(set_retention(&hostile, room, 60).await, Ok(()));
+    // Any other change is an admin's, which the relay checks (decision 0009): a member
+    // can neither shorten nor stretch it.
+    assert_eq!(
+        set_retention(&hostile, room, 60).await,
+        Err(ErrorCode::Forbidden)
+    );
+    assert_eq!(
+        set_retention(&hostile, room, u64::MAX).await,
+        Err(ErrorCode::Forbidden)
+    );
+    assert_eq!(relay.room_record(room).retention_secs, None);
+
+    // A short one set by an admin only ever removes messages: carol, away meanwhile,
+    // still follows every commit.
+    alice
+        .c()
+        .set_expiry(room, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(relay.room_record(room).retention_secs, Some(60));
     carol.client.take().unwrap().close().await;
     alice.c().rename(room, "Home, renamed").await.unwrap();
     alice.c().kick(room, &h("mallory")).await.unwrap();
@@ -175,9 +193,10 @@ async fn a_relay_log_that_went_back_is_reported() {
     alice.wait_text("still here").await;
 }
 
-/// The relay cannot tell an admin from a member, so any member can change how long it
-/// keeps a room's messages. Members read back what the relay holds when they connect,
-/// set it back to the room's timer, and are told.
+/// What the relay holds for a room can drift from the room's settings (an update lost to
+/// a crash between the commit and the relay, a relay restored from an old copy). Admins
+/// read it back when they connect, set it back to the room's timer, and are told. A member
+/// cannot change it (decision 0009).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
     let relay = Relay::start().await;
@@ -185,7 +204,30 @@ async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
     let mut mallory = relay.user("mallory").await;
     let room = room_with(&alice, &[&mallory], "Home").await;
     let hostile = Hostile::take_over(&mut mallory).await;
-    assert_eq!(set_retention(&hostile, room, 60).await, Ok(()));
+    assert_eq!(
+        set_retention(&hostile, room, 60).await,
+        Err(ErrorCode::Forbidden)
+    );
+    // The relay's copy drifts anyway (as if an admin's update had been lost), and so does
+    // its list of the room's admins.
+    let store = relay.running.as_ref().unwrap().relay().store().clone();
+    let alice_key = alice.c().profile().account();
+    for op in [
+        WriteOp::SetRetention {
+            room,
+            cap_hash: store.room(&room).unwrap().unwrap().current,
+            retention_secs: Some(60),
+            author: alice_key,
+        },
+        WriteOp::SetRoomAdmins {
+            room,
+            cap_hash: store.room(&room).unwrap().unwrap().current,
+            author: alice_key,
+            admins: vec![alice_key, hostile.profile.account()],
+        },
+    ] {
+        store.apply(vec![op]).unwrap().remove(0).unwrap();
+    }
     assert_eq!(relay.room_record(room).retention_secs, Some(60));
 
     alice.restart().await;
@@ -206,4 +248,5 @@ async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
         None,
         "the room has no timer"
     );
+    assert_eq!(store.room_admins(&room).unwrap(), vec![alice_key]);
 }

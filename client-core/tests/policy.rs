@@ -457,11 +457,12 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// DESIGN 4's insider: a member's modified client gets a policy-breaking commit accepted
-/// by the relay as the epoch's commit. Honest members refuse it and are stuck behind the
-/// relay's capability; an admin rebuilds the room with the same members and roles.
+/// DESIGN 4's insider: a member's modified client gets a policy-breaking commit with a
+/// capability nobody else can derive accepted by the relay as the epoch's commit. Honest
+/// members refuse it; an admin undoes it at the relay as soon as it sees it (decision
+/// 0009), and the room goes on. A rebuild with the same members and roles stays possible.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_rebuilds_a_room_an_insider_broke() {
+async fn an_insiders_breaking_commit_is_undone_and_a_rebuild_keeps_the_roles() {
     let relay = Relay::start().await;
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
@@ -488,7 +489,20 @@ async fn an_admin_rebuilds_a_room_an_insider_broke() {
         })
         .await;
     }
-    assert!(alice.c().send_text(room, "anyone?").await.is_err());
+    // Undone by the first admin to see it (alice, who syncs first); the room goes on.
+    let undone = alice
+        .wait_for("the commit undone", |e| {
+            matches!(e, ClientEvent::CommitReverted { .. })
+        })
+        .await;
+    assert!(
+        matches!(&undone, ClientEvent::CommitReverted { by, .. } if *by == h("carol")),
+        "{undone:?}"
+    );
+    alice.c().send_text(room, "anyone?").await.unwrap();
+    bob.wait_text("anyone?").await;
+    bob.c().send_text(room, "still here").await.unwrap();
+    alice.wait_text("still here").await;
 
     let new = alice.c().rebuild(room).await.unwrap();
     assert_ne!(new, room);

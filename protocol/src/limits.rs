@@ -48,3 +48,10 @@ pub const MIN_ROOM_RETENTION_SECS: u64 = 60;
 
 /// How many key rotations of one account the relay keeps (and lists in its directory).
 pub const MAX_ROTATIONS_KEPT: usize = 8;
+
+/// How many admins (owner included) the relay keeps for one room.
+pub const MAX_ROOM_ADMINS: usize = 64;
+
+/// How many accounts the relay bars from committing in one room (authors of reverted
+/// commits; the oldest is forgotten first).
+pub const MAX_BARRED_PER_ROOM: usize = 64;

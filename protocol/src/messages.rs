@@ -172,6 +172,10 @@ pub enum Request {
         /// The MLS commit message.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
+        /// The room's admins (owner included) after this commit, when the commit changes
+        /// them: the relay's list of who may change its settings for the room follows in
+        /// the same transaction. Only an admin the relay lists may send it (decision 0009).
+        admins: Option<Vec<AccountKey>>,
     },
     /// Read entries from `from` on. An old epoch's capability reads up to (and including)
     /// the commit that ended that epoch. Answered with [`Response::Entries`].
@@ -290,6 +294,32 @@ pub enum Request {
         /// The new key's signature over the same rotation message (proof of possession).
         proof: Signature,
     },
+    /// Set the room's admins as the relay keeps them (the owner and admins of the room's
+    /// settings), from an admin the relay lists; members set them when the relay's list
+    /// differs from the room's (read back with [`Request::RoomStatus`]). Needs the current
+    /// capability. Answered with [`Response::Done`].
+    SetRoomAdmins {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+        /// The room's admins, owner included (at most 64).
+        admins: Vec<AccountKey>,
+    },
+    /// Undo the room's last commit, which members refused (it announced a capability that
+    /// is not the one they derive, or it breaks the room's policy): the capability of the
+    /// epoch before it (`cap`, which the commit at `seq` ended) is the current one again,
+    /// and the commit's author may no longer commit or join by external commit in this
+    /// room. From an admin the relay lists; the commit stays in the log (members refuse it
+    /// when they read it). Answered with [`Response::Done`].
+    RevertCommit {
+        /// The room.
+        room: RoomId,
+        /// The capability of the epoch the refused commit ended.
+        cap: Cap,
+        /// The refused commit's sequence number (the room's last commit).
+        seq: Seq,
+    },
 }
 
 /// A successful answer.
@@ -357,6 +387,10 @@ pub enum Response {
         retention_secs: Option<u64>,
         /// The relay's own retention in seconds (the most any room keeps).
         relay_retention_secs: u64,
+        /// The accounts the relay lets change the room's settings and revert commits
+        /// (empty for a room from before the relay kept them: anyone with the current
+        /// capability).
+        admins: Vec<AccountKey>,
     },
 }
 
@@ -421,6 +455,10 @@ pub struct Entry {
     /// The MLS message bytes.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// For a commit: the hash of the next epoch's capability its committer announced, so
+    /// that members can check it against the one they derive and refuse a commit that
+    /// would lock them out (decision 0009).
+    pub next_cap_hash: Option<CapHash>,
 }
 
 /// Something the relay pushes without being asked.
@@ -599,14 +637,33 @@ mod tests {
                 any::<[u8; 16]>(),
                 any::<[u8; 32]>(),
                 any::<[u8; 32]>(),
-                payload()
+                payload(),
+                proptest::option::of(proptest::collection::vec(any::<[u8; 32]>(), 0..4))
             )
-                .prop_map(|(r, c, n, payload)| Request::Commit {
+                .prop_map(|(r, c, n, payload, admins)| Request::Commit {
                     room: RoomId(r),
                     cap: Cap(c),
                     next_cap_hash: CapHash(n),
-                    payload
+                    payload,
+                    admins: admins.map(|a| a.into_iter().map(AccountKey).collect()),
                 }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                proptest::collection::vec(any::<[u8; 32]>(), 0..4)
+            )
+                .prop_map(|(r, c, admins)| Request::SetRoomAdmins {
+                    room: RoomId(r),
+                    cap: Cap(c),
+                    admins: admins.into_iter().map(AccountKey).collect(),
+                }),
+            (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(r, c, s)| {
+                Request::RevertCommit {
+                    room: RoomId(r),
+                    cap: Cap(c),
+                    seq: Seq(s),
+                }
+            }),
             (
                 any::<[u8; 16]>(),
                 any::<[u8; 32]>(),
@@ -669,8 +726,14 @@ mod tests {
     }
 
     fn entry() -> impl Strategy<Value = Entry> {
-        (any::<u64>(), any::<bool>(), any::<u64>(), payload()).prop_map(|(s, c, time, payload)| {
-            Entry {
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<u64>(),
+            payload(),
+            any::<[u8; 32]>(),
+        )
+            .prop_map(|(s, c, time, payload, next)| Entry {
                 seq: Seq(s),
                 kind: if c {
                     EntryKind::Commit
@@ -679,8 +742,8 @@ mod tests {
                 },
                 time,
                 payload,
-            }
-        })
+                next_cap_hash: c.then_some(CapHash(next)),
+            })
     }
 
     proptest! {

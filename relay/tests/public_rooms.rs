@@ -203,6 +203,7 @@ async fn joining_rotates_the_cap_and_stale_epochs_are_refused() {
                 cap: cap(0),
                 next_cap_hash: cap(1).hash(),
                 payload: vec![1; 20],
+                admins: None,
             })
             .await,
     );

@@ -128,6 +128,7 @@ async fn capabilities_rotate_with_commits() {
         cap: cap(0),
         next_cap_hash: cap(1).hash(),
         payload: vec![3],
+        admins: None,
     };
     assert_eq!(appended(alice.request(commit).await), Seq(3));
     // A concurrent commit for the same epoch loses with StaleEpoch.
@@ -136,6 +137,7 @@ async fn capabilities_rotate_with_commits() {
         cap: cap(0),
         next_cap_hash: cap(9).hash(),
         payload: vec![4],
+        admins: None,
     };
     assert_eq!(
         mallory.request(late).await.unwrap_err().code,
@@ -303,6 +305,7 @@ async fn live_entries_reach_every_subscriber_in_order() {
                 cap: cap(0),
                 next_cap_hash: cap(1).hash(),
                 payload: payload(300, 16),
+                admins: None,
             })
             .await,
     );

@@ -505,16 +505,28 @@ impl Inner {
         Ok(new)
     }
 
-    /// Reads back the retention the relay applies to `room` and, when it is not what the
-    /// room's timer says (any member with the room's capability can change it; the relay
-    /// cannot tell admins apart), sets it back and reports it. Issue 10.
-    pub(crate) async fn check_relay_retention(&self, room: &Room) -> Result<(), ClientError> {
+    /// For a room we administer: reads back what the relay holds for it (its admins and
+    /// the retention it applies) and sets back what differs from the room's settings. The
+    /// relay takes both only from an admin it lists (decision 0009); they differ after a
+    /// lost update, or when a member's commit moved the owner. A changed retention is
+    /// reported. Issue 10.
+    pub(crate) async fn check_relay_settings(&self, room: &Room) -> Result<(), ClientError> {
         let Ok(settings) = room.settings() else {
             return Ok(());
         };
+        let (me, moving) = {
+            let engine = self.engine();
+            let me = account_of(engine.signer_for(&room.group).public());
+            (me, engine.holds_previous_key(&room.group))
+        };
+        // Members cannot change anything there; a room a key rotation has not reached
+        // yet names us by the old key, which the relay no longer knows.
+        if moving || !me.is_some_and(|me| settings.is_admin(&me)) {
+            return Ok(());
+        }
         let want = relay_retention_for(settings.expire_secs);
         let cap = self.engine().cap(&room.group)?;
-        let found = match self
+        let (found, admins) = match self
             .call(Request::RoomStatus {
                 room: room.id,
                 cap: cap.clone(),
@@ -522,9 +534,28 @@ impl Inner {
             .await
             .map_err(|e| room_error(room.id, e))?
         {
-            Response::RoomStatus { retention_secs, .. } => retention_secs,
+            Response::RoomStatus {
+                retention_secs,
+                admins,
+                ..
+            } => (retention_secs, admins),
             other => return Err(unexpected(&other)),
         };
+        let want_admins = settings.admin_keys();
+        if admins != want_admins {
+            match self
+                .call(Request::SetRoomAdmins {
+                    room: room.id,
+                    cap: cap.clone(),
+                    admins: want_admins,
+                })
+                .await
+                .map_err(|e| room_error(room.id, e))?
+            {
+                Response::Done => {}
+                other => return Err(unexpected(&other)),
+            }
+        }
         if found == want {
             return Ok(());
         }

@@ -27,6 +27,8 @@ mod ops;
 mod presence;
 mod process;
 mod public;
+mod revert;
+pub use revert::STUCK_POLL;
 pub mod rotation;
 pub use rotation::RotationReport;
 pub(crate) mod restore;
@@ -220,6 +222,7 @@ impl Client {
         inner.load_rooms()?;
         tokio::spawn(purge_loop(Arc::downgrade(&inner)));
         tokio::spawn(heads::head_loop(Arc::downgrade(&inner)));
+        tokio::spawn(revert::stuck_loop(Arc::downgrade(&inner)));
         let handle = tokio::spawn(driver::run(Arc::downgrade(&inner), conn.events));
         *lock(&inner.driver) = Some(handle);
         inner.emit(ClientEvent::Connection(
@@ -662,9 +665,9 @@ impl Inner {
                 continue;
             }
             self.follow_up(&mut room).await?;
-            if let Err(e) = self.check_relay_retention(&room).await {
+            if let Err(e) = self.check_relay_settings(&room).await {
                 tracing::warn!(
-                    "room {}: checking the relay's retention failed: {e}",
+                    "room {}: checking the relay's settings for it failed: {e}",
                     room.id
                 );
             }

@@ -8,7 +8,7 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
 use super::admin::build_commit;
-use super::room::{Inflight, Room, RoomRecord, Status};
+use super::room::{account_of, Inflight, Room, RoomRecord, Status};
 use super::{room_error, unexpected, Inner};
 use crate::content::{Body, Content, InboxMessage};
 use crate::error::{mls, ClientError};
@@ -28,6 +28,23 @@ const COMMIT_ATTEMPTS: usize = 8;
 
 /// What a commit builder returns: the commit and maybe a Welcome.
 pub(crate) type Built = Option<(MlsMessageOut, Option<MlsMessageOut>)>;
+
+/// The room's admins (owner included, sorted) as a staged commit leaves them, when it
+/// changes them and we (`me`, our key in the room) are an admin before it: what the relay
+/// is told with the commit (decision 0009).
+pub(crate) fn admins_after(
+    group: &MlsGroup,
+    staged: &StagedCommit,
+    me: Option<AccountKey>,
+) -> Option<Vec<AccountKey>> {
+    let before = RoomSettings::read(group.extensions()).ok()?;
+    let after = RoomSettings::read(staged.group_context().extensions()).ok()?;
+    if !before.is_admin(&me?) {
+        return None;
+    }
+    let (before, after) = (before.admin_keys(), after.admin_keys());
+    (before != after).then_some(after)
+}
 
 /// Stages a commit that gives us a fresh leaf (new keys, same identity; in a room that
 /// still holds the key a rotation gave up, the new identity key, see `rotation`).
@@ -94,6 +111,11 @@ impl Inner {
             if entries.is_empty() || room.rec.transcript.last() == before {
                 break;
             }
+        }
+        if room.rec.extra.refused.is_some() && !self.settle_refused(room).await? {
+            // Stuck behind a refused commit: no subscription (it would only end at once);
+            // `revert::stuck_loop` looks again.
+            return Ok(());
         }
         self.resolve_inflight(room)?;
         self.ensure_subscribed(room).await
@@ -184,12 +206,17 @@ impl Inner {
     where
         F: FnMut(&mut MlsGroup, &crate::mls::Engine, JoinPoint) -> Result<Built, ClientError>,
     {
+        // Our admins list for the relay, until the relay says it does not take it from us.
+        let mut tell_admins = true;
         for _ in 0..COMMIT_ATTEMPTS {
             self.catch_up(room).await?;
             if room.removed {
                 return Err(ClientError::RemovedFromRoom(room.id));
             }
-            let (payload, welcome, cap, next_cap_hash) = {
+            if let Some(refused) = &room.rec.extra.refused {
+                return Err(super::revert::stuck(room, refused));
+            }
+            let (payload, welcome, cap, next_cap_hash, admins) = {
                 let mut engine = self.engine();
                 let (seq, hash) = room.rec.transcript.mark();
                 let before = JoinPoint { seq: seq.0, hash };
@@ -209,18 +236,22 @@ impl Inner {
                     .pending_commit()
                     .ok_or_else(|| ClientError::Mls("commit was not staged".into()))?;
                 let next = engine.next_cap(staged, &room.id.0)?;
+                let me = account_of(engine.signer_for(&room.group).public());
+                let admins = admins_after(&room.group, staged, me).filter(|_| tell_admins);
                 room.rec.inflight = Some(Inflight::Commit {
                     payload: payload.clone(),
                 });
                 engine.persist(self.profile.store(), |b| room.save(b))?;
-                (payload, welcome, cap, next.hash())
+                (payload, welcome, cap, next.hash(), admins)
             };
+            let told_admins = admins.is_some();
             let outcome = self
                 .call(Request::Commit {
                     room: room.id,
                     cap,
                     next_cap_hash,
                     payload,
+                    admins,
                 })
                 .await;
             match outcome {
@@ -238,6 +269,13 @@ impl Inner {
                 }
                 Err(e) => {
                     self.resolve_inflight(room)?;
+                    if told_admins && e.code() == Some(ErrorCode::Forbidden) {
+                        // The relay's list of admins is behind the room's (a member's
+                        // commit moved the owner): commit without it; an admin it lists
+                        // sets it later (`sync_room_admins`).
+                        tell_admins = false;
+                        continue;
+                    }
                     if e.code() != Some(ErrorCode::StaleEpoch) {
                         return Err(room_error(room.id, e));
                     }
@@ -474,6 +512,9 @@ impl Inner {
             self.catch_up(&mut room).await?;
             if room.removed {
                 return Err(ClientError::RemovedFromRoom(id));
+            }
+            if let Some(refused) = &room.rec.extra.refused {
+                return Err(super::revert::stuck(&room, refused));
             }
             self.finish_restore(&mut room).await?;
             self.check_sendable(&room)?;

@@ -10,7 +10,7 @@ use hearth_protocol::{AccountKey, Entry, EntryKind, Handle, RoomId};
 use openmls::prelude::*;
 
 use super::authentication::{added_identities, identity_of, Impostor, Rotated, Unverified};
-use super::room::{account_of, Inflight, Room};
+use super::room::{account_of, Inflight, Refused, Room};
 use super::Inner;
 use crate::content::{Body, Content, RoomEvent};
 use crate::error::ClientError;
@@ -36,6 +36,8 @@ pub(crate) struct Effects {
     pub rotated: Option<Rotated>,
     /// The directory was fetched for this entry already (a second pass).
     pub looked_up: bool,
+    /// A commit we refused, which the relay took as the room's next epoch.
+    pub refused: Option<Refused>,
 }
 
 /// What one pass over an entry came to.
@@ -145,6 +147,10 @@ impl Inner {
             Err(e) => Err(e),
         };
         if let Err(e) = result {
+            if let Some(refused) = fx.refused.take() {
+                tracing::warn!("room {}: {e}", room.id);
+                room.rec.extra.refused = Some(refused);
+            }
             if let ClientError::Impostor(impostor) = &e {
                 tracing::warn!("room {}: {impostor}", room.id);
                 fx.events.push(ClientEvent::Impostor {
@@ -413,6 +419,44 @@ impl Inner {
                 if entry.kind != EntryKind::Commit {
                     return Err(ClientError::Mls("commit logged as a message".into()));
                 }
+                let committer_key = match sender_leaf {
+                    Some(leaf) => room
+                        .group
+                        .member_at(leaf)
+                        .and_then(|m| account_of(&m.signature_key)),
+                    None => staged
+                        .update_path_leaf_node()
+                        .and_then(|leaf| account_of(leaf.signature_key().as_slice())),
+                };
+                let refused = Refused {
+                    seq: entry.seq,
+                    by: sender.clone(),
+                    committer: committer_key.unwrap_or(AccountKey([0; 32])),
+                };
+                let room_id = room.id;
+                let refuse = |fx: &mut Effects, reason: String| {
+                    fx.refused = Some(refused.clone());
+                    ClientError::CommitRefused {
+                        room: room_id,
+                        by: refused.by.clone(),
+                        reason,
+                    }
+                };
+                // The relay moved the room's capability to what the committer announced:
+                // one we cannot derive would lock us all out (decision 0009). Whatever
+                // else is wrong with the commit, that makes it one to undo.
+                // (A member the commit removes has no part in the next epoch to check.)
+                let lying = !staged.self_removed()
+                    && match entry.next_cap_hash {
+                        Some(announced) => {
+                            announced != engine.next_cap(&staged, &room.id.0)?.hash()
+                        }
+                        None => false,
+                    };
+                if lying {
+                    fx.refused = Some(refused.clone());
+                }
+                let cap_lie = "it announced a relay capability that is not the room's";
                 if external {
                     // Someone joining by themselves: only a public room allows it, and only
                     // under their own identity.
@@ -423,10 +467,16 @@ impl Inner {
                     if let Err(unverified) = self.verify_identities(&[joiner], None) {
                         return unverified_step(unverified);
                     }
-                    return super::public::merge_external_commit(
+                    if lying {
+                        return Err(refuse(fx, cap_lie.into()));
+                    }
+                    return match super::public::merge_external_commit(
                         engine, room, *staged, &sender, fx,
-                    )
-                    .map(|()| Step::Done);
+                    ) {
+                        Ok(()) => Ok(Step::Done),
+                        Err(ClientError::CommitRefused { reason, .. }) => Err(refuse(fx, reason)),
+                        Err(e) => Err(e),
+                    };
                 }
                 let committer = sender_leaf
                     .ok_or_else(|| ClientError::Mls("commit from a non-member".into()))?;
@@ -441,11 +491,12 @@ impl Inner {
                     Err(unverified) => return unverified_step(unverified),
                 }
                 if let Err(violation) = check_staged(&room.group, &staged, committer) {
-                    // Not merged: honest members all refuse it alike. If the relay accepted
-                    // it as the epoch's commit, the room is stuck for us (DESIGN 4).
-                    return Err(ClientError::Other(format!(
-                    "commit by {sender} refused by the room policy: {violation}; if the room stops working, an admin can rebuild it"
-                )));
+                    // Not merged: honest members all refuse it alike, and an admin reverts
+                    // it at the relay (decision 0009).
+                    return Err(refuse(
+                        fx,
+                        format!("it breaks the room's policy: {violation}"),
+                    ));
                 }
                 // Only an admin's adds get this far (the policy), so a member cannot make
                 // everyone fetch the directory at will.
@@ -464,6 +515,9 @@ impl Inner {
                 };
                 if let Err(unverified) = verdict {
                     return unverified_step(unverified);
+                }
+                if lying {
+                    return Err(refuse(fx, cap_lie.into()));
                 }
                 commit_effects(room, &staged, &sender, fx);
                 let removed = staged.self_removed();

@@ -532,9 +532,11 @@ pub(crate) fn merge_external_commit(
     fx: &mut Effects,
 ) -> Result<(), ClientError> {
     let refuse = |why: &str| {
-        Err(ClientError::Other(format!(
-            "{joiner} joining by themselves refused by the room policy: {why}"
-        )))
+        Err(ClientError::CommitRefused {
+            room: room.id,
+            by: joiner.clone(),
+            reason: format!("joining by themselves breaks the room's policy: {why}"),
+        })
     };
     let Ok(before) = room.settings() else {
         return refuse("the room has no readable policy");

@@ -1,6 +1,6 @@
 //! A room's local state: its MLS group plus what hearth keeps beside it.
 
-use hearth_protocol::{AccountKey, Handle, RoomId};
+use hearth_protocol::{AccountKey, Handle, RoomId, Seq};
 use openmls::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -83,11 +83,36 @@ pub struct RoomExtra {
     /// transcript hashes cannot match other members', so a mismatch is reported but does
     /// not hold messages back.
     pub gap_from: Option<hearth_protocol::Seq>,
+    /// The room's last commit, which we refused (decision 0009): until an admin reverts
+    /// it at the relay, the relay's capability is one we cannot derive. (Version 2.)
+    pub refused: Option<Refused>,
+}
+
+/// [`RoomExtra`] as version 1 wrote it (before `refused`).
+#[derive(Deserialize)]
+struct RoomExtraV1 {
+    fork: Option<hearth_protocol::Seq>,
+    before_join: bool,
+    updated_at: u64,
+    gap_from: Option<hearth_protocol::Seq>,
+}
+
+impl From<RoomExtraV1> for RoomExtra {
+    fn from(v1: RoomExtraV1) -> Self {
+        RoomExtra {
+            fork: v1.fork,
+            before_join: v1.before_join,
+            updated_at: v1.updated_at,
+            gap_from: v1.gap_from,
+            refused: None,
+        }
+    }
 }
 
 /// The format version of the [`RoomExtra`] section. A later version adds fields at the
-/// end of the struct, and reads this one's bytes by filling the new fields with defaults.
-const ROOM_EXTRA_VERSION: u8 = 1;
+/// end of the struct, and reads the earlier versions' bytes by filling the new fields
+/// with defaults.
+const ROOM_EXTRA_VERSION: u8 = 2;
 
 impl RoomRecord {
     /// The stored bytes: the record, then, when it is not empty, the [`RoomExtra`]
@@ -107,6 +132,7 @@ impl RoomRecord {
         match rest.split_first() {
             None => {}
             Some((&ROOM_EXTRA_VERSION, extra)) => record.extra = postcard::from_bytes(extra)?,
+            Some((1, extra)) => record.extra = postcard::from_bytes::<RoomExtraV1>(extra)?.into(),
             Some(_) => return Err(postcard::Error::DeserializeBadEncoding),
         }
         Ok(record)
@@ -127,6 +153,20 @@ pub struct Room {
     pub commit_proposals: bool,
     /// We are no longer a member (removed); the room is kept only until restart.
     pub removed: bool,
+}
+
+/// A commit the relay appended and we refused: it announced a capability other than the
+/// one we derive from it, or it breaks the room's policy. Every honest member refuses it
+/// alike, so the room is stuck until an admin reverts it at the relay
+/// ([`hearth_protocol::Request::RevertCommit`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Where it is in the log.
+    pub seq: Seq,
+    /// Who wrote it.
+    pub by: Handle,
+    /// The committer's identity key.
+    pub committer: AccountKey,
 }
 
 impl Room {
@@ -292,6 +332,35 @@ mod tests {
         extended.extra.fork = Some(hearth_protocol::Seq(7));
         extended.extra.updated_at = 42;
         extended.extra.gap_from = Some(hearth_protocol::Seq(3));
+        let bytes = extended.encode().unwrap();
+        assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
+
+        // Version 1's section (before `refused`) still reads, with the new field empty.
+        #[derive(Serialize)]
+        struct V1 {
+            fork: Option<hearth_protocol::Seq>,
+            before_join: bool,
+            updated_at: u64,
+            gap_from: Option<hearth_protocol::Seq>,
+        }
+        let mut v1 = postcard::to_allocvec(&plain).unwrap();
+        v1.push(1);
+        v1.extend(
+            postcard::to_allocvec(&V1 {
+                fork: Some(hearth_protocol::Seq(7)),
+                before_join: false,
+                updated_at: 42,
+                gap_from: Some(hearth_protocol::Seq(3)),
+            })
+            .unwrap(),
+        );
+        assert_eq!(RoomRecord::decode(&v1).unwrap(), extended);
+
+        extended.extra.refused = Some(Refused {
+            seq: hearth_protocol::Seq(9),
+            by: Handle::new("mallory").unwrap(),
+            committer: AccountKey([5; 32]),
+        });
         let bytes = extended.encode().unwrap();
         assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
 

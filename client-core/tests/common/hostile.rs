@@ -23,6 +23,8 @@ pub enum CapAfter {
     Exported,
     /// The current one, kept (so members who refuse the commit keep access).
     Kept,
+    /// One nobody else can derive (to lock the others out).
+    Foreign,
 }
 
 pub struct Hostile {
@@ -111,6 +113,7 @@ impl Hostile {
                 .unwrap()
                 .hash(),
             CapAfter::Kept => cap.hash(),
+            CapAfter::Foreign => hearth_protocol::Cap([0x66; 32]).hash(),
         };
         let result = self
             .call(Request::Commit {
@@ -118,6 +121,7 @@ impl Hostile {
                 cap,
                 next_cap_hash,
                 payload: commit.to_bytes().unwrap(),
+                admins: None,
             })
             .await;
         if result.is_ok() {

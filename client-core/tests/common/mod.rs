@@ -176,6 +176,7 @@ impl Relay {
                 author,
                 payload,
                 next_cap_hash: None,
+                admins: None,
                 now: 1,
                 quota: u64::MAX,
             }])
@@ -270,6 +271,7 @@ impl Relay {
                 author,
                 payload,
                 next_cap_hash: Some(next),
+                admins: None,
                 now: 1,
                 quota: u64::MAX,
             }])

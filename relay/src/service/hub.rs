@@ -106,6 +106,19 @@ impl Hub {
         }
     }
 
+    /// A commit was reverted (see [`crate::store::WriteOp::RevertCommit`]): the epoch it
+    /// began, `ended`, is over. Its live subscriptions go back to reading the store, which
+    /// tells them so (`SubscriptionEnded`).
+    pub(crate) fn epoch_reverted(&self, room: RoomId, ended: CapHash) {
+        let mut inner = self.lock();
+        if let Some(rs) = inner.rooms.get_mut(&room) {
+            for sub in rs.subs.iter_mut().filter(|s| s.cap == ended) {
+                sub.live = false;
+                sub.wake.notify_one();
+            }
+        }
+    }
+
     /// Pushes freshly committed entries (in commit order) to live subscriptions.
     pub(crate) fn publish(&self, appended: &[(RoomId, Entry, Option<CapHash>)]) {
         let mut inner = self.lock();

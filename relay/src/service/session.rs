@@ -600,11 +600,12 @@ impl Session {
                     cap_hash,
                     retention_secs,
                     now,
+                    creator: account,
                 };
                 self.pending(op, |_| Response::Done).await
             }
             Request::Append { room, cap, payload } => {
-                self.append(account, room, cap, None, payload, now, quota)
+                self.append(account, room, cap, (None, None), payload, now, quota)
                     .await
             }
             Request::Commit {
@@ -612,8 +613,10 @@ impl Session {
                 cap,
                 next_cap_hash,
                 payload,
+                admins,
             } => {
-                self.append(account, room, cap, Some(next_cap_hash), payload, now, quota)
+                let commit = (Some(next_cap_hash), admins);
+                self.append(account, room, cap, commit, payload, now, quota)
                     .await
             }
             Request::Read {
@@ -654,6 +657,7 @@ impl Session {
                     room,
                     cap_hash: cap.hash(),
                     retention_secs,
+                    author: account,
                 };
                 self.pending(op, |_| Response::Done).await
             }
@@ -688,6 +692,7 @@ impl Session {
                 let op = WriteOp::UnpublishRoom {
                     room,
                     cap_hash: cap.hash(),
+                    author: account,
                 };
                 self.pending(op, |_| Response::Done).await
             }
@@ -752,10 +757,15 @@ impl Session {
             Request::RoomStatus { room, cap } => {
                 Reply::Ready(match store.access(&room, &cap.hash()) {
                     Ok(Some((record, Ok(access)))) => {
-                        access.require_current().map(|()| Response::RoomStatus {
-                            retention_secs: record.retention_secs,
-                            relay_retention_secs: self.shared.config.retention_secs,
-                        })
+                        match (access.require_current(), store.room_admins(&room)) {
+                            (Ok(()), Ok(admins)) => Ok(Response::RoomStatus {
+                                retention_secs: record.retention_secs,
+                                relay_retention_secs: self.shared.config.retention_secs,
+                                admins,
+                            }),
+                            (Err(e), _) => Err(e),
+                            (_, Err(e)) => Err(store_failed(e)),
+                        }
                     }
                     Ok(Some((_, Err(e)))) => Err(e),
                     Ok(None) => Err(crate::store::unknown_room()),
@@ -770,6 +780,31 @@ impl Session {
             }
             Request::RotateKey { rotation, proof } => {
                 Reply::Ready(self.rotate_key(account, rotation, proof).await)
+            }
+            Request::SetRoomAdmins { room, cap, admins } => {
+                let op = WriteOp::SetRoomAdmins {
+                    room,
+                    cap_hash: cap.hash(),
+                    author: account,
+                    admins,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+            Request::RevertCommit { room, cap, seq } => {
+                let op = WriteOp::RevertCommit {
+                    room,
+                    cap_hash: cap.hash(),
+                    seq,
+                    author: account,
+                };
+                tracing::warn!(peer = %self.peer_ip, account = %account.short(), seq = seq.0, "commit reverted");
+                self.shared.audit(
+                    "commit-reverted",
+                    Some(self.peer_ip),
+                    Some(&account),
+                    &format!("seq {}", seq.0),
+                );
+                self.pending(op, |_| Response::Done).await
             }
         }
     }
@@ -919,7 +954,7 @@ impl Session {
         account: AccountKey,
         room: hearth_protocol::RoomId,
         cap: hearth_protocol::Cap,
-        next_cap_hash: Option<hearth_protocol::CapHash>,
+        (next_cap_hash, admins): (Option<hearth_protocol::CapHash>, Option<Vec<AccountKey>>),
         payload: Vec<u8>,
         now: u64,
         quota: u64,
@@ -933,6 +968,7 @@ impl Session {
             author: account,
             payload,
             next_cap_hash,
+            admins,
             now,
             quota,
         };

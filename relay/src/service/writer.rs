@@ -141,6 +141,7 @@ async fn commit(
                     appended.push((*room, entry.clone(), *ended));
                 }
                 Ok(Applied::Deposited { to }) => notifier.inbox_arrived(to),
+                Ok(Applied::Reverted { room, ended }) => hub.epoch_reverted(*room, *ended),
                 Err(e) if e.code == ErrorCode::QuotaExceeded => {
                     Metrics::bump(&metrics.quota_exceeded);
                     tracing::warn!(refused = "quota-exceeded", "limit hit");

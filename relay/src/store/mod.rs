@@ -306,6 +306,8 @@ pub enum WriteOp {
         retention_secs: Option<u64>,
         /// Now.
         now: u64,
+        /// Who creates it: the room's first admin.
+        creator: AccountKey,
     },
     /// Append a message, or a commit that rotates the capability.
     Append {
@@ -319,6 +321,9 @@ pub enum WriteOp {
         payload: Vec<u8>,
         /// `Some`: this is a commit and the next epoch's capability hash.
         next_cap_hash: Option<CapHash>,
+        /// For a commit by an admin: the room's admins after it (replaces the relay's
+        /// list; refused from anyone the relay does not list as an admin).
+        admins: Option<Vec<AccountKey>>,
         /// Now.
         now: u64,
         /// The relay's default quota.
@@ -336,12 +341,15 @@ pub enum WriteOp {
         /// The relay's default quota.
         quota: u64,
     },
-    /// Take a room out of the directory, if `cap_hash` is the current capability.
+    /// Take a room out of the directory, if `cap_hash` is the current capability and
+    /// `author` one of the room's admins.
     UnpublishRoom {
         /// The room.
         room: RoomId,
         /// Hash of the presented capability.
         cap_hash: CapHash,
+        /// Who asks.
+        author: AccountKey,
     },
     /// Append an external commit to a listed room and rotate the capability, if `epoch`
     /// is the room's current epoch index and the listing is of that epoch.
@@ -369,6 +377,30 @@ pub enum WriteOp {
         cap_hash: CapHash,
         /// New retention.
         retention_secs: Option<u64>,
+        /// Who asks (one of the room's admins).
+        author: AccountKey,
+    },
+    /// Replace a room's admins, if `cap_hash` is current and `author` an admin.
+    SetRoomAdmins {
+        /// The room.
+        room: RoomId,
+        /// Hash of the presented capability.
+        cap_hash: CapHash,
+        /// Who asks.
+        author: AccountKey,
+        /// The new list (owner included).
+        admins: Vec<AccountKey>,
+    },
+    /// Undo the room's last commit (see [`hearth_protocol::Request::RevertCommit`]).
+    RevertCommit {
+        /// The room.
+        room: RoomId,
+        /// Hash of the capability of the epoch the commit ended.
+        cap_hash: CapHash,
+        /// The commit.
+        seq: Seq,
+        /// Who asks (one of the room's admins).
+        author: AccountKey,
     },
     /// Re-bind an account to a new key ([`hearth_protocol::Request::RotateKey`]; the
     /// signatures are checked before): the account record, its handle, its inbox and
@@ -431,6 +463,13 @@ pub enum Applied {
         /// The recipient.
         to: AccountKey,
     },
+    /// A commit was reverted: `ended` is the capability hash of the refused epoch.
+    Reverted {
+        /// The room.
+        room: RoomId,
+        /// The refused epoch's capability hash.
+        ended: CapHash,
+    },
     /// Sweep results.
     Swept {
         /// Room entries deleted.
@@ -477,6 +516,8 @@ pub trait Store: Send + Sync {
     /// The chain of key rotations of the account named `handle`, oldest first (empty if
     /// its key never changed).
     fn rotations(&self, handle: &Handle) -> Result<Vec<KeyRotation>, StoreError>;
+    /// The room's admins as the relay keeps them (empty for a room from before it did).
+    fn room_admins(&self, room: &RoomId) -> Result<Vec<AccountKey>, StoreError>;
     /// An account by handle.
     fn account_by_handle(&self, handle: &Handle) -> Result<Option<AccountRecord>, StoreError>;
     /// All accounts, ordered by handle.

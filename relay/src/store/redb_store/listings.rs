@@ -36,9 +36,19 @@ impl Tx<'_> {
         if listing.epoch != self.epoch_index(&room)? {
             return Ok(Err(stale()));
         }
+        let old = self.listing(&room)?;
+        // Any member refreshes a listing after a commit (the GroupInfo of the new epoch);
+        // listing a room, or under another name, is an admin's decision.
+        let refresh = old
+            .as_ref()
+            .is_some_and(|old| old.public_name == listing.public_name);
+        if !refresh {
+            if let Err(e) = self.require_admin(&room, &listing.publisher)? {
+                return Ok(Err(e));
+            }
+        }
         // Refund the listing this one replaces before charging, so re-publishing never
         // needs twice the space.
-        let old = self.listing(&room)?;
         if let Some(old) = &old {
             self.refund(HashMap::from([(old.publisher, old.bytes())]))?;
         }

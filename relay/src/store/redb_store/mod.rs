@@ -11,6 +11,7 @@
 //! - `reads`: [`Store`] itself: the batch entry point and every read.
 
 mod accounts;
+mod authority;
 mod listings;
 mod reads;
 mod rooms;
@@ -56,6 +57,12 @@ const RETIRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("retired");
 /// Each rotated account's chain of signed rotations: handle -> postcard of
 /// `Vec<KeyRotation>` (oldest first, at most `MAX_ROTATIONS_KEPT`).
 const ROTATIONS: TableDefinition<&str, Bytes> = TableDefinition::new("rotations");
+/// Each room's admins as the relay keeps them: room id -> postcard of `Vec<AccountKey>`.
+const ROOM_ADMINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("room_admins");
+/// The capability hash each commit announced: room id ++ seq -> 32 bytes.
+const COMMIT_CAPS: TableDefinition<Bytes, Bytes> = TableDefinition::new("commit_caps");
+/// Authors of reverted commits, barred from committing: room id -> `Vec<AccountKey>`.
+const BARRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("barred");
 
 /// A room entry as stored: the author is kept only to refund quota when it expires.
 #[derive(Serialize, Deserialize)]
@@ -154,6 +161,9 @@ impl RedbStore {
             txn.open_table(COMMITS)?;
             txn.open_table(RETIRED)?;
             txn.open_table(ROTATIONS)?;
+            txn.open_table(ROOM_ADMINS)?;
+            txn.open_table(COMMIT_CAPS)?;
+            txn.open_table(BARRED)?;
         }
         txn.commit()?;
         Ok(())
@@ -187,6 +197,9 @@ struct Tx<'t> {
     commits: Table<'t, Bytes, u64>,
     retired: Table<'t, Bytes, Bytes>,
     rotations: Table<'t, &'static str, Bytes>,
+    room_admins: Table<'t, Bytes, Bytes>,
+    commit_caps: Table<'t, Bytes, Bytes>,
+    barred: Table<'t, Bytes, Bytes>,
 }
 
 /// The number of commits a room has had: its counter, or for a room from before the
@@ -408,6 +421,7 @@ impl Tx<'_> {
                 cap_hash,
                 retention_secs,
                 now,
+                creator,
             } => {
                 if self.room(&room)?.is_some() {
                     return Ok(Err(err(
@@ -424,6 +438,9 @@ impl Tx<'_> {
                     bytes: 0,
                 };
                 self.put_room(&room, &record)?;
+                if let Err(e) = self.put_room_admins(&room, &[creator])? {
+                    return Ok(Err(e));
+                }
                 Ok(Ok(Applied::Done))
             }
             WriteOp::Append {
@@ -432,20 +449,34 @@ impl Tx<'_> {
                 author,
                 payload,
                 next_cap_hash,
+                admins,
                 now,
                 quota,
-            } => self.append(room, cap_hash, author, payload, next_cap_hash, now, quota),
+            } => {
+                let commit = rooms::Commit {
+                    next_cap_hash,
+                    admins,
+                };
+                self.append(room, cap_hash, author, payload, commit, now, quota)
+            }
             WriteOp::PublishRoom {
                 room,
                 cap_hash,
                 listing,
                 quota,
             } => self.publish_room(room, cap_hash, listing, quota),
-            WriteOp::UnpublishRoom { room, cap_hash } => {
+            WriteOp::UnpublishRoom {
+                room,
+                cap_hash,
+                author,
+            } => {
                 let Some(record) = self.room(&room)? else {
                     return Ok(Err(unknown_room()));
                 };
                 if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
+                    return Ok(Err(e));
+                }
+                if let Err(e) = self.require_admin(&room, &author)? {
                     return Ok(Err(e));
                 }
                 let removed = self.remove_listing(&room)?;
@@ -470,6 +501,12 @@ impl Tx<'_> {
                 if epoch != current || listing.epoch != current {
                     return Ok(Err(stale_listing()));
                 }
+                if self.is_barred(&room, &author)? {
+                    return Ok(Err(err(
+                        ErrorCode::Forbidden,
+                        "a commit of yours in this room was refused by its members",
+                    )));
+                }
                 self.append_unchecked(
                     room,
                     record,
@@ -484,6 +521,7 @@ impl Tx<'_> {
                 room,
                 cap_hash,
                 retention_secs,
+                author,
             } => {
                 let Some(mut record) = self.room(&room)? else {
                     return Ok(Err(unknown_room()));
@@ -496,10 +534,25 @@ impl Tx<'_> {
                     }
                     Err(e) => return Ok(Err(e)),
                 }
+                if let Err(e) = self.require_admin(&room, &author)? {
+                    return Ok(Err(e));
+                }
                 record.retention_secs = retention_secs;
                 self.put_room(&room, &record)?;
                 Ok(Ok(Applied::Done))
             }
+            WriteOp::SetRoomAdmins {
+                room,
+                cap_hash,
+                author,
+                admins,
+            } => self.set_room_admins(room, cap_hash, author, admins),
+            WriteOp::RevertCommit {
+                room,
+                cap_hash,
+                seq,
+                author,
+            } => self.revert_commit(room, cap_hash, seq, author),
             WriteOp::Sweep {
                 now,
                 retention_secs,

@@ -22,6 +22,9 @@ impl Store for RedbStore {
                 commits: txn.open_table(COMMITS)?,
                 retired: txn.open_table(RETIRED)?,
                 rotations: txn.open_table(ROTATIONS)?,
+                room_admins: txn.open_table(ROOM_ADMINS)?,
+                commit_caps: txn.open_table(COMMIT_CAPS)?,
+                barred: txn.open_table(BARRED)?,
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
@@ -68,6 +71,15 @@ impl Store for RedbStore {
             }
         }
         Ok(out)
+    }
+
+    fn room_admins(&self, room: &RoomId) -> Result<Vec<AccountKey>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROOM_ADMINS)?;
+        match table.get(room.0.as_slice())? {
+            Some(v) => decode(v.value()),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn rotations(&self, handle: &Handle) -> Result<Vec<KeyRotation>, StoreError> {
@@ -163,6 +175,7 @@ impl Store for RedbStore {
         }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ENTRIES)?;
+        let caps = txn.open_table(COMMIT_CAPS)?;
         let lo = key2(&room.0, from.0);
         let hi = key2(&room.0, to.0);
         for item in table.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
@@ -171,11 +184,19 @@ impl Store for RedbStore {
             }
             let (k, v) = item?;
             let stored: StoredEntry = decode(v.value())?;
+            let next_cap_hash = match stored.kind {
+                EntryKind::Commit => caps
+                    .get(k.value())?
+                    .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
+                    .map(CapHash),
+                EntryKind::Message => None,
+            };
             out.push(Entry {
                 seq: Seq(tail_u64(k.value())),
                 kind: stored.kind,
                 time: stored.time,
                 payload: stored.payload,
+                next_cap_hash,
             });
         }
         Ok(out)

@@ -1,6 +1,14 @@
 //! Room logs: appending under the current capability, rotating it with commits.
 
+use super::authority::commit_cap_key;
 use super::*;
+
+/// What makes an append a commit: the capability hash it announces, and the room's
+/// admins after it when it changes them.
+pub(super) struct Commit {
+    pub next_cap_hash: Option<CapHash>,
+    pub admins: Option<Vec<AccountKey>>,
+}
 
 impl Tx<'_> {
     pub(super) fn epoch_index(&self, room: &RoomId) -> Result<u64, StoreError> {
@@ -26,7 +34,7 @@ impl Tx<'_> {
         cap_hash: CapHash,
         author: AccountKey,
         payload: Vec<u8>,
-        next_cap_hash: Option<CapHash>,
+        commit: Commit,
         now: u64,
         quota: u64,
     ) -> Result<OpResult, StoreError> {
@@ -36,7 +44,33 @@ impl Tx<'_> {
         if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
             return Ok(Err(e));
         }
-        self.append_unchecked(room, record, author, payload, next_cap_hash, now, quota)
+        if commit.next_cap_hash.is_some() && self.is_barred(&room, &author)? {
+            return Ok(Err(err(
+                ErrorCode::Forbidden,
+                "a commit of yours in this room was refused by its members",
+            )));
+        }
+        if commit.admins.is_some() {
+            if let Err(e) = self.require_admin(&room, &author)? {
+                return Ok(Err(e));
+            }
+        }
+        let applied = self.append_unchecked(
+            room,
+            record,
+            author,
+            payload,
+            commit.next_cap_hash,
+            now,
+            quota,
+        )?;
+        if let (Ok(_), Some(admins), Some(_)) = (&applied, &commit.admins, commit.next_cap_hash) {
+            // Checked before anything was written; the count is the only way to fail.
+            if let Err(e) = self.put_room_admins(&room, admins)? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(applied)
     }
 
     /// Appends to a room whose write access has been checked; a commit rotates the
@@ -74,6 +108,8 @@ impl Tx<'_> {
             .insert(key2(&room.0, seq.0).as_slice(), encode(&stored)?.as_slice())?;
         let mut ended = None;
         if let Some(next) = next_cap_hash {
+            self.commit_caps
+                .insert(commit_cap_key(&room, seq).as_slice(), next.0.as_slice())?;
             let index = self.epoch_index(&room)?;
             self.commits
                 .insert(room.0.as_slice(), index.saturating_add(1))?;
@@ -90,6 +126,7 @@ impl Tx<'_> {
                 kind,
                 time: now,
                 payload: stored.payload,
+                next_cap_hash,
             },
             ended,
         }))

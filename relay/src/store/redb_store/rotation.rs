@@ -59,6 +59,26 @@ impl Tx<'_> {
         self.handles
             .insert(record.handle.as_str(), new.0.as_slice())?;
         self.retired.insert(old.0.as_slice(), new.0.as_slice())?;
+        // The rooms the account administers know it by its key (decision 0009).
+        let administered: Vec<(Vec<u8>, Vec<AccountKey>)> = self
+            .room_admins
+            .iter()?
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((k.value().to_vec(), decode::<Vec<AccountKey>>(v.value())?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .filter(|(_, admins)| admins.contains(&old))
+            .collect();
+        for (room, admins) in administered {
+            let admins: Vec<AccountKey> = admins
+                .into_iter()
+                .map(|a| if a == old { new } else { a })
+                .collect();
+            self.room_admins
+                .insert(room.as_slice(), encode(&admins)?.as_slice())?;
+        }
         let mut chain: Vec<KeyRotation> = match self.rotations.get(record.handle.as_str())? {
             Some(v) => decode(v.value())?,
             None => Vec::new(),

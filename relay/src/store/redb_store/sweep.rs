@@ -59,6 +59,7 @@ impl Tx<'_> {
                 swept_entries += doomed.len() as u64;
                 for k in &doomed {
                     self.entries.remove(k.as_slice())?;
+                    self.commit_caps.remove(k.as_slice())?;
                 }
                 self.rooms
                     .insert(room_key.as_slice(), encode(&record)?.as_slice())?;

@@ -42,6 +42,7 @@ fn append(
             author,
             payload: vec![7; 10],
             next_cap_hash: next,
+            admins: None,
             now,
             quota: 1000,
         },
@@ -61,6 +62,7 @@ fn caps_rotate_and_old_epochs_end_at_their_commit() {
             cap_hash: c0,
             retention_secs: None,
             now: 1,
+            creator: alice,
         },
     )
     .unwrap();
@@ -103,6 +105,7 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
             cap_hash: c0,
             retention_secs: Some(10),
             now: 1,
+            creator: alice,
         },
     )
     .unwrap();
@@ -143,7 +146,8 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
                 seq: Seq(101),
                 kind: EntryKind::Message,
                 time: 100,
-                payload: vec![7; 10]
+                payload: vec![7; 10],
+                next_cap_hash: None,
             },
             ended: None,
         }
@@ -320,6 +324,7 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
             cap_hash: c0,
             retention_secs: None,
             now: 1,
+            creator: alice,
         },
     )
     .unwrap();
@@ -385,12 +390,27 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
 
     // Unpublishing needs the current cap and refunds.
     assert_eq!(
-        one(&store, WriteOp::UnpublishRoom { room, cap_hash: c1 })
-            .unwrap_err()
-            .code,
+        one(
+            &store,
+            WriteOp::UnpublishRoom {
+                room,
+                cap_hash: c1,
+                author: alice,
+            }
+        )
+        .unwrap_err()
+        .code,
         ErrorCode::StaleEpoch
     );
-    one(&store, WriteOp::UnpublishRoom { room, cap_hash: c2 }).unwrap();
+    one(
+        &store,
+        WriteOp::UnpublishRoom {
+            room,
+            cap_hash: c2,
+            author: alice,
+        },
+    )
+    .unwrap();
     assert!(store.listing(&room).unwrap().is_none());
     // Only her commit is left on her account.
     assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 10);
@@ -410,6 +430,7 @@ fn listings_expire_with_their_room() {
                 cap_hash: c0,
                 retention_secs: retention,
                 now: 1,
+                creator: alice,
             },
         )
         .unwrap();
@@ -451,6 +472,7 @@ fn old_rooms_count_their_epochs() {
             cap_hash: CapHash([0; 32]),
             retention_secs: None,
             now: 1,
+            creator: alice,
         },
     )
     .unwrap();

@@ -1,0 +1,247 @@
+//! Issue 10, decision 0009: nobody can take a room's capability away from the others. A
+//! member's commit, or a public room's joiner's external commit, that announces a
+//! capability nobody else can derive is refused by every honest member and undone at the
+//! relay by an admin; the room goes on and the offender cannot commit there again. The
+//! relay's settings for a room (retention, listing, admins) take an admin it knows.
+//! Real relay; the attackers are hostile clients built on openmls and raw requests.
+
+mod common;
+
+use common::hostile::{CapAfter, Hostile};
+use common::{h, room_with, Relay, User};
+use hearth_core::{ClientError, ClientEvent};
+use hearth_protocol::{ErrorCode, Request, RoomId};
+use openmls::prelude::LeafNodeParameters;
+
+async fn wait_undone(user: &mut User, by: &str) {
+    let event = user
+        .wait_for("the refused commit undone", |e| {
+            matches!(e, ClientEvent::CommitReverted { .. })
+        })
+        .await;
+    assert!(
+        matches!(&event, ClientEvent::CommitReverted { by: who, .. } if *who == h(by)),
+        "{event:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_commit_announcing_a_foreign_capability_is_refused_and_undone() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut mallory = relay.user("mallory").await;
+    let room = room_with(&alice, &[&bob, &mallory], "Home").await;
+    bob.c().sync().await.unwrap();
+    let hostile = Hostile::take_over(&mut mallory).await;
+
+    // A perfectly valid self-update, but with a capability hash only mallory knows the
+    // preimage of: the relay has to take it.
+    let mut group = hostile.group(room);
+    let bundle = group
+        .self_update(
+            &hostile.engine.provider,
+            &hostile.engine.signer,
+            LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let (commit, _, _) = bundle.into_messages();
+    hostile
+        .send_commit(room, &mut group, &commit, CapAfter::Foreign)
+        .await
+        .unwrap();
+    let locked = relay.room_record(room).current;
+
+    // Alice, the owner, sees it first and undoes it; bob finds the room usable again.
+    alice.c().sync().await.unwrap();
+    wait_undone(&mut alice, "mallory").await;
+    assert_ne!(relay.room_record(room).current, locked);
+    bob.c().sync().await.unwrap();
+    alice.c().send_text(room, "still talking").await.unwrap();
+    bob.wait_text("still talking").await;
+    bob.c().send_text(room, "me too").await.unwrap();
+    alice.wait_text("me too").await;
+
+    // Mallory cannot commit in this room any more, whatever capability it announces.
+    let mut group = hostile.group(room);
+    let bundle = group
+        .self_update(
+            &hostile.engine.provider,
+            &hostile.engine.signer,
+            LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let (commit, _, _) = bundle.into_messages();
+    let barred = hostile
+        .send_commit(room, &mut group, &commit, CapAfter::Exported)
+        .await
+        .unwrap_err();
+    assert_eq!(barred.code, ErrorCode::Forbidden, "{barred:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_announcing_a_foreign_capability_is_undone_and_cannot_join_again() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut eve = relay.user("eve").await;
+    let room = room_with(&alice, &[&bob], "Board").await;
+    alice.c().publish_room(room, "Family board").await.unwrap();
+    bob.c().sync().await.unwrap();
+
+    // A valid external commit under eve's own name, with a capability hash nobody else
+    // can derive.
+    let hostile = Hostile::take_over(&mut eve).await;
+    let (epoch, payload, _) = hostile.external_join(room, "eve").await;
+    let join = Request::JoinPublic {
+        room,
+        epoch,
+        next_cap_hash: hearth_protocol::Cap([0x66; 32]).hash(),
+        payload: payload.clone(),
+    };
+    hostile.call(join).await.unwrap();
+
+    alice.c().sync().await.unwrap();
+    wait_undone(&mut alice, "eve").await;
+    bob.c().sync().await.unwrap();
+    alice.c().send_text(room, "nothing happened").await.unwrap();
+    bob.wait_text("nothing happened").await;
+    let members = alice.c().members(room).await.unwrap();
+    assert!(members.iter().all(|m| m.handle != h("eve")), "{members:?}");
+
+    // Eve is barred from joining this room by external commit.
+    alice.c().publish_room(room, "Family board").await.unwrap();
+    let (epoch, payload, cap) = hostile.external_join(room, "eve").await;
+    let barred = hostile
+        .call(Request::JoinPublic {
+            room,
+            epoch,
+            next_cap_hash: cap.hash(),
+            payload,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(barred.code, ErrorCode::Forbidden, "{barred:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_settings_for_a_room_take_an_admin_and_a_kicked_admin_cannot_undo_the_kick() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut mallory = relay.user("mallory").await;
+    let room = room_with(&alice, &[&bob, &mallory], "Board").await;
+    alice.c().publish_room(room, "Family board").await.unwrap();
+    alice.c().grant_admin(room, &h("mallory")).await.unwrap();
+    bob.c().sync().await.unwrap();
+    let store = relay.running.as_ref().unwrap().relay().store().clone();
+    let mut admins = vec![
+        alice.c().profile().account(),
+        mallory.c().profile().account(),
+    ];
+    admins.sort();
+    assert_eq!(
+        store.room_admins(&room).unwrap(),
+        admins,
+        "told with the commit"
+    );
+
+    // Bob, a plain member with the current capability, can neither unpublish the room,
+    // nor change its retention, nor make himself an admin at the relay.
+    let bob_hostile = Hostile::take_over(&mut bob).await;
+    let cap = bob_hostile.engine.cap(&bob_hostile.group(room)).unwrap();
+    for request in [
+        Request::UnpublishRoom {
+            room,
+            cap: cap.clone(),
+        },
+        Request::SetRetention {
+            room,
+            cap: cap.clone(),
+            retention_secs: Some(3600),
+        },
+        Request::SetRoomAdmins {
+            room,
+            cap: cap.clone(),
+            admins: vec![bob_hostile.profile.account()],
+        },
+    ] {
+        let refused = bob_hostile.call(request).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
+    }
+    assert!(store.listing(&room).unwrap().is_some());
+
+    // The owner removes mallory's admin role and mallory: the relay's list follows in
+    // the same transaction, so mallory cannot undo either with the old capability.
+    let mallory_hostile = Hostile::take_over(&mut mallory).await;
+    let before = mallory_hostile
+        .engine
+        .cap(&mallory_hostile.group(room))
+        .unwrap();
+    alice.c().kick(room, &h("mallory")).await.unwrap();
+    assert_eq!(
+        store.room_admins(&room).unwrap(),
+        vec![alice.c().profile().account()]
+    );
+    let kick = relay.room_record(room).head;
+    let refused = mallory_hostile
+        .call(Request::RevertCommit {
+            room,
+            cap: before,
+            seq: hearth_protocol::Seq(kick),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
+    let members: Vec<_> = alice
+        .c()
+        .members(room)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.handle)
+        .collect();
+    assert_eq!(members, [h("alice"), h("bob")]);
+}
+
+/// While a refused commit is not undone (no admin online), members are told why they
+/// cannot send, and nothing loops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_stuck_behind_a_refused_commit_is_told_why() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut mallory = relay.user("mallory").await;
+    let room: RoomId = room_with(&alice, &[&bob, &mallory], "Home").await;
+    bob.c().sync().await.unwrap();
+    alice.client.take().unwrap().close().await; // the only admin is away
+    let hostile = Hostile::take_over(&mut mallory).await;
+    let mut group = hostile.group(room);
+    let bundle = group
+        .self_update(
+            &hostile.engine.provider,
+            &hostile.engine.signer,
+            LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let (commit, _, _) = bundle.into_messages();
+    hostile
+        .send_commit(room, &mut group, &commit, CapAfter::Foreign)
+        .await
+        .unwrap();
+
+    bob.c().sync().await.unwrap();
+    let err = bob.c().send_text(room, "hello?").await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::CommitRefused { by, .. } if *by == h("mallory")),
+        "{err:?}"
+    );
+
+    // The admin comes back: the commit is undone and bob's room works again by itself.
+    alice.restart().await;
+    wait_undone(&mut alice, "mallory").await;
+    alice.c().send_text(room, "back").await.unwrap();
+    bob.wait_text("back").await;
+    bob.c().send_text(room, "hello again").await.unwrap();
+    alice.wait_text("hello again").await;
+}
