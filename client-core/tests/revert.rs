@@ -245,3 +245,30 @@ async fn a_member_stuck_behind_a_refused_commit_is_told_why() {
     bob.c().send_text(room, "hello again").await.unwrap();
     alice.wait_text("hello again").await;
 }
+
+/// The owner leaves: whoever commits the leaving, the heir can change the room's settings
+/// at the relay (the leaving owner hands the relay's list over first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heir_of_an_owner_who_left_is_an_admin_at_the_relay() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let carol = relay.user("carol").await;
+    let room = room_with(&alice, &[&bob, &carol], "Home").await;
+    bob.c().sync().await.unwrap();
+    alice.c().leave(room).await.unwrap();
+    bob.wait_for("alice left", |e| {
+        matches!(e, ClientEvent::MemberRemoved { handle, .. } | ClientEvent::MemberLeft { handle, .. } if *handle == h("alice"))
+    })
+    .await;
+    let store = relay.running.as_ref().unwrap().relay().store().clone();
+    assert_eq!(
+        store.room_admins(&room).unwrap(),
+        vec![bob.c().profile().account()]
+    );
+    bob.c()
+        .set_expiry(room, Some(std::time::Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    assert_eq!(relay.room_record(room).retention_secs, Some(3600));
+}

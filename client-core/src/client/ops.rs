@@ -590,12 +590,50 @@ impl Inner {
     /// Leaving: a self-remove proposal appended as a message; the remaining member with
     /// the lowest leaf index commits it when it processes it. Locally the room is
     /// forgotten at once (its history is kept).
+    /// Before an admin leaves: tells the relay the room's admins as they will be without
+    /// us (the member who commits our leaving may not be an admin the relay takes them
+    /// from, and the heir would otherwise have no say there; decision 0009). Best effort:
+    /// an admin who connects later repairs it.
+    async fn hand_over_relay_admins(&self, room: &Room) {
+        let (me, cap) = {
+            let engine = self.engine();
+            (
+                account_of(engine.signer_for(&room.group).public()),
+                engine.cap(&room.group),
+            )
+        };
+        let (Some(me), Ok(settings), Ok(cap)) = (me, room.settings(), cap) else {
+            return;
+        };
+        if !settings.is_admin(&me) {
+            return;
+        }
+        let Ok(after) = crate::policy::next_membership(&settings, &[me], &[]) else {
+            return;
+        };
+        let admins = after.admin_keys();
+        if let Err(e) = self
+            .call(Request::SetRoomAdmins {
+                room: room.id,
+                cap,
+                admins,
+            })
+            .await
+        {
+            tracing::info!(
+                "room {}: handing over the relay's admin list failed: {e}",
+                room.id
+            );
+        }
+    }
+
     pub(crate) async fn leave(&self, id: RoomId) -> Result<(), ClientError> {
         let mut room = self.room(id)?.lock_owned().await;
         if !room.removed && room.rec.status == Status::Joined {
             self.catch_up(&mut room).await?;
         }
         if !room.removed && room.rec.status == Status::Joined && room.group.members().count() > 1 {
+            self.hand_over_relay_admins(&room).await;
             let (payload, cap) = {
                 let mut engine = self.engine();
                 let signer = engine.signer_for(&room.group);
