@@ -161,8 +161,8 @@ async fn rotate_key_moves_to_a_new_key_that_others_follow() {
     let after = json_lines(&hearth(&alice, &["--json", "whoami"]).await).remove(0);
     assert_eq!(after["fingerprint"], report["fingerprint"]);
 
-    // Bob follows the rotation: alice's messages arrive, and his verification of the
-    // old key no longer counts.
+    // Alice's messages reach bob; his verification was of the old key, so the new one
+    // waits for him to compare again before he sends to her.
     assert_success(
         &hearth(&alice, &["send", "family", "same me, new key"]).await,
         "send",
@@ -179,6 +179,14 @@ async fn rotate_key_moves_to_a_new_key_that_others_follow() {
     assert_eq!(contact["handle"], "alice");
     assert_eq!(contact["fingerprint"], report["fingerprint"]);
     assert_eq!(contact["verified"], false);
+    let out = hearth(&bob, &["send", "family", "welcome back"]).await;
+    assert!(!out.status.success(), "blocked until bob decides");
+    assert!(
+        stderr(&out).contains("hearth verify alice"),
+        "{}",
+        stderr(&out)
+    );
+    assert_success(&hearth(&bob, &["verify", "alice", "--yes"]).await, "verify");
     assert_success(
         &hearth(&bob, &["send", "family", "welcome back"]).await,
         "send",

@@ -260,8 +260,10 @@ pub enum ClientEvent {
         by: Handle,
     },
     /// A contact moved to a new identity key with a rotation signed by the old one
-    /// (`hearth rotate-key`), which the relay's directory lists. The pin followed; a
-    /// verification was of the old key, so `was_verified` asks to compare again.
+    /// (`hearth rotate-key`), which the relay's directory lists. For a contact not
+    /// verified, the pin followed. For one verified in person (`was_verified`), the new key
+    /// waits like a changed key (sending to them is blocked) until the user compares again
+    /// (`verify`) or accepts it (`trust`): whoever holds the old key could have signed it.
     KeyRotated {
         /// Whose key.
         handle: Handle,

@@ -272,3 +272,31 @@ async fn the_heir_of_an_owner_who_left_is_an_admin_at_the_relay() {
         .unwrap();
     assert_eq!(relay.room_record(room).retention_secs, Some(3600));
 }
+
+/// A banned person who moves to a new key is still banned from a public room: their
+/// external join is refused by the members (by handle) and undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_person_with_a_rotated_key_cannot_rejoin_a_public_room() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mallory = relay.user("mallory").await;
+    let room = room_with(&alice, &[&bob, &mallory], "Board").await;
+    alice.c().publish_room(room, "Family board").await.unwrap();
+    alice.c().ban(room, &h("mallory")).await.unwrap();
+    bob.c().sync().await.unwrap();
+
+    mallory.c().rotate_key().await.unwrap();
+    // Her client no longer finds its key on the ban list, so it tries.
+    let _ = mallory.c().join_public(room).await;
+    alice.c().sync().await.unwrap();
+    wait_undone(&mut alice, "mallory").await;
+    bob.c().sync().await.unwrap();
+    alice.c().send_text(room, "still ours").await.unwrap();
+    bob.wait_text("still ours").await;
+    let members = bob.c().members(room).await.unwrap();
+    assert!(
+        members.iter().all(|m| m.handle != h("mallory")),
+        "{members:?}"
+    );
+}

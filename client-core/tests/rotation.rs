@@ -67,7 +67,7 @@ async fn a_rotation_is_seen_as_one_rooms_keep_working_and_the_old_key_is_refused
     let relay = Relay::start().await;
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
-    let carol = relay.user("carol").await;
+    let mut carol = relay.user("carol").await;
     // Alice owns one room and is a plain member of another.
     let home = room_with(&alice, &[&bob], "Home").await;
     let garden = room_with(&bob, &[&alice, &carol], "Garden").await;
@@ -98,16 +98,43 @@ async fn a_rotation_is_seen_as_one_rooms_keep_working_and_the_old_key_is_refused
         }
         other => panic!("expected a rotation, got {other:?}"),
     }
+    // Carol never verified alice: her pin follows the signed rotation.
+    let seen = carol
+        .wait_for("alice's rotation", rotated_or_impostor)
+        .await;
+    assert!(
+        matches!(&seen, ClientEvent::KeyRotated { was_verified: false, to, .. } if *to == report.new),
+        "{seen:?}"
+    );
+    let contact_of = |user: &common::User| {
+        user.c()
+            .contacts()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.handle == h("alice"))
+            .unwrap()
+    };
+    let at_carol = contact_of(&carol);
+    assert_eq!(
+        (at_carol.account, at_carol.state),
+        (report.new, TrustState::Trusted)
+    );
+    carol.c().send_text(garden, "hi new alice").await.unwrap();
+    alice.wait_text("hi new alice").await;
+
+    // Bob had verified the old key in person: whoever holds it could have signed the
+    // rotation, so the new key waits for him like a changed key.
     bob.c().sync().await.unwrap();
-    let contact = bob
-        .c()
-        .contacts()
-        .unwrap()
-        .into_iter()
-        .find(|c| c.handle == h("alice"))
-        .unwrap();
-    assert_eq!(contact.account, report.new);
-    assert_eq!(contact.state, TrustState::Trusted);
+    let at_bob = contact_of(&bob);
+    assert_eq!(at_bob.account, report.new);
+    assert!(at_bob.is_changed(), "{at_bob:?}");
+    let blocked = bob.c().send_text(garden, "welcome back").await.unwrap_err();
+    assert!(
+        matches!(blocked, ClientError::KeyChanged { .. }),
+        "{blocked}"
+    );
+    bob.c().mark_verified(&h("alice"), true).await.unwrap();
+    assert!(contact_of(&bob).is_verified());
 
     // Both rooms keep working both ways, with alice's role kept under the new key.
     alice.c().send_text(home, "new key, same me").await.unwrap();

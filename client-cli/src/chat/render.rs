@@ -138,7 +138,7 @@ pub fn event(
             ..
         } => {
             if *was_verified {
-                format!("* {handle} moved to a new identity key (signed by the old one); you had verified the old one: compare again with hearth verify {handle}")
+                format!("!! {handle} moved to a new identity key (signed by the old one). You had verified the old one: sending to {handle} waits until you compare again (hearth verify {handle}) or accept it (hearth trust {handle})")
             } else {
                 format!("* {handle} moved to a new identity key (signed by the old one)")
             }

@@ -90,7 +90,14 @@ pub(crate) struct DirectoryAnswers {
     /// Each account's chain of signed key rotations (see [`super::rotation`]).
     rotations: HashMap<Handle, Vec<hearth_protocol::KeyRotation>>,
     fetched: Option<Instant>,
+    /// When a key change by each handle last made us fetch the directory: a member
+    /// committing key changes nobody signed gets one fetch per [`KEY_CHANGE_LOOKUP_EVERY`].
+    key_change_lookups: HashMap<Handle, Instant>,
 }
+
+/// How often a member's key changes may make us fetch the directory (see
+/// [`DirectoryAnswers::key_change_lookups`]); an honest rotation needs one fetch in all.
+const KEY_CHANGE_LOOKUP_EVERY: Duration = Duration::from_secs(600);
 
 impl DirectoryAnswers {
     /// Whether the copy was fetched less than [`DIRECTORY_FRESH`] ago.
@@ -171,7 +178,12 @@ impl Inner {
                 })
             };
             if handle == self.profile.handle() {
-                if *key != self.profile.account().0 {
+                // A Welcome made from a KeyPackage of the key we rotated away from is ours
+                // too (the room then moves to the new key, see `rotation`).
+                // (Read from the profile: the engine lock may be held by our caller.)
+                let previous = self.profile.previous_identity().ok().flatten();
+                if *key != self.profile.account().0 && previous.map(|p| p.account().0) != Some(*key)
+                {
                     return Err(impostor());
                 }
                 continue;
@@ -226,7 +238,7 @@ impl Inner {
         let by = handle_of(&old.credential);
         if let (true, Some(handle)) = (same_credential, &by) {
             let from = account_of_key(old.signature_key.as_slice());
-            let answers = super::lock(&self.directory);
+            let mut answers = super::lock(&self.directory);
             let chain = answers.rotations.get(handle).map(Vec::as_slice);
             if super::rotation::rotation_is_signed(handle, &from, &new_key, chain.unwrap_or(&[])) {
                 return Ok(Some(Rotated {
@@ -235,7 +247,14 @@ impl Inner {
                     to: new_key,
                 }));
             }
-            if !looked_up {
+            let recently = answers
+                .key_change_lookups
+                .get(handle)
+                .is_some_and(|at| at.elapsed() < KEY_CHANGE_LOOKUP_EVERY);
+            if !looked_up && !recently {
+                answers
+                    .key_change_lookups
+                    .insert(handle.clone(), Instant::now());
                 return Err(Unverified::Lookup(vec![handle.clone()]));
             }
         }
@@ -269,6 +288,11 @@ impl Inner {
             .collect();
         answers.fetched = Some(Instant::now());
         Ok(())
+    }
+
+    /// The key the last copy of the relay's directory gives `handle`.
+    pub(crate) fn directory_key(&self, handle: &Handle) -> Option<[u8; 32]> {
+        super::lock(&self.directory).accounts.get(handle).copied()
     }
 
     /// Whether the relay's directory gives `handle` exactly `key` (asked now).

@@ -66,6 +66,10 @@ impl Inner {
     async fn reconnect(self: &Arc<Self>) -> Result<mpsc::UnboundedReceiver<Event>, ClientError> {
         let conn = self.connector.connect().await?;
         let relay_now = Inner::authenticate(&self.profile, &conn).await?;
+        // Signing in may have finished a key rotation whose answer was lost.
+        if self.engine().account() != self.profile.account() {
+            self.adopt_rotated_key()?;
+        }
         self.observe_relay_clock(relay_now);
         *self.exporter.lock().unwrap_or_else(|p| p.into_inner()) = conn.exporter;
         *self.link.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.link.clone());

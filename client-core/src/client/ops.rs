@@ -56,8 +56,22 @@ pub(crate) fn build_self_update(
         return super::rotation::build_key_rotation(group, engine);
     }
     let signer = engine.signer_for(group);
+    // Not `MlsGroup::self_update`, which would also commit pending proposals (someone
+    // leaving) without the settings following them: every member would refuse it.
     let bundle = group
-        .self_update(&engine.provider, signer, LeafNodeParameters::default())
+        .commit_builder()
+        .consume_proposal_store(false)
+        .force_self_update(true)
+        .load_psks(engine.provider.storage())
+        .map_err(mls)?
+        .build(
+            engine.provider.rand(),
+            engine.provider.crypto(),
+            signer,
+            |_| true,
+        )
+        .map_err(mls)?
+        .stage_commit(&engine.provider)
         .map_err(mls)?;
     let (commit, welcome, _) = bundle.into_messages();
     Ok(Some((commit, welcome)))

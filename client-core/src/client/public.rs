@@ -559,7 +559,8 @@ pub(crate) fn merge_external_commit(
     if handle_of(leaf.credential()).as_ref() != Some(joiner) {
         return refuse("the joiner's credential does not match");
     }
-    if before.is_banned(&account) {
+    // By key, and by handle: a banned person who rotated their key is still banned.
+    if before.is_banned(&account) || before.banned.iter().any(|b| b.handle == *joiner) {
         return refuse("they are banned");
     }
     if before.members.contains(&account)

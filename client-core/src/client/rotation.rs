@@ -94,8 +94,11 @@ pub(crate) fn build_key_rotation(
         ROOM_SETTINGS_EXTENSION,
         UnknownExtension(settings.encode()),
     ));
+    // Pending proposals (someone leaving) are left for the commit that handles them: the
+    // settings here only swap our key.
     let bundle = group
         .commit_builder()
+        .consume_proposal_store(false)
         .propose_group_context_extensions(Extensions::from_vec(extensions).map_err(mls)?)
         .map_err(mls)?
         .load_psks(engine.provider.storage())
@@ -165,6 +168,7 @@ impl Inner {
     /// The relay accepted the rotation: the pending key becomes ours, in the profile and
     /// the engine (which keeps the old signer for rooms not moved yet).
     pub(crate) fn adopt_rotated_key(&self) -> Result<(), ClientError> {
+        // (A no-op when signing in finished it already.)
         self.profile.finish_rotation().map_err(store_err)?;
         let previous = self
             .profile
@@ -211,10 +215,14 @@ impl Inner {
         (moved, left)
     }
 
-    /// A member's commit changed their key from `from` to `to` and the directory signed
-    /// it off: the pin follows (a verified contact becomes trusted again), the old key
-    /// is remembered as rotated away (rooms the rotation has not reached yet still show
-    /// it), and the user is told.
+    /// A member's commit changed their key from `from` to `to` and the directory's chain
+    /// signs it off. The pin follows only a rotation of the key we accept, to the key the
+    /// directory gives the handle now, of a contact not verified in person: then the old
+    /// key is remembered as rotated away (rooms the rotation has not reached yet still
+    /// show it). A verified contact's new key waits for the user (`verify` or `trust`):
+    /// whoever holds the old key could have signed the rotation. Anything else (a chain
+    /// from a key we never accepted, to a key the directory no longer gives) is an
+    /// ordinary key change, also left to the user. The user is told either way.
     pub(crate) fn follow_rotation(
         &self,
         handle: &Handle,
@@ -222,19 +230,47 @@ impl Inner {
         to: &AccountKey,
         batch: &mut crate::store::WriteBatch<'_>,
     ) -> Result<Option<ClientEvent>, ClientError> {
+        use crate::contacts::{ContactRecord, ContactWrites, Observed, StoredState};
         let store = self.profile.store();
-        let record = crate::contacts::load(store, handle)?;
-        let was_verified = record
-            .is_some_and(|r| r.key == from.0 && r.state == crate::contacts::StoredState::Verified);
-        if record.is_some_and(|r| r.key == to.0) {
+        let Some(mut record) = crate::contacts::load(store, handle)? else {
+            // Never seen: nothing to follow; pinned as any first sight.
+            let first = ContactRecord::first_sight(to.0, crate::contacts::now_secs());
+            ContactWrites(vec![(handle.clone(), first)]).save(batch)?;
+            return Ok(None);
+        };
+        if record.key == to.0 {
             return Ok(None); // followed already (another room went first)
         }
-        crate::contacts::put_rotation(batch, store, handle, from, to)?;
-        Ok(Some(ClientEvent::KeyRotated {
-            handle: handle.clone(),
-            from: *from,
-            to: *to,
-            was_verified,
+        let accepted =
+            record.key == from.0 || crate::contacts::rotated_away(store, handle)?.contains(&from.0);
+        let plain = accepted
+            && self.directory_key(handle) == Some(to.0)
+            && matches!(record.state, StoredState::Trusted);
+        if plain {
+            crate::contacts::put_rotation(batch, store, handle, from, to)?;
+            return Ok(Some(ClientEvent::KeyRotated {
+                handle: handle.clone(),
+                from: *from,
+                to: *to,
+                was_verified: false,
+            }));
+        }
+        let was_verified = accepted && record.state == StoredState::Verified;
+        if record.observe(to.0) == Observed::Same {
+            return Ok(None); // this change was reported already
+        }
+        ContactWrites(vec![(handle.clone(), record)]).save(batch)?;
+        Ok(Some(if was_verified {
+            ClientEvent::KeyRotated {
+                handle: handle.clone(),
+                from: *from,
+                to: *to,
+                was_verified,
+            }
+        } else {
+            ClientEvent::KeyChanged {
+                handle: handle.clone(),
+            }
         }))
     }
 }

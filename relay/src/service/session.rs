@@ -372,9 +372,12 @@ impl Session {
                 self.events_tx.clone(),
                 self.ended.clone(),
             );
-            // A ban that landed between this authentication and the registration above
-            // found no session to close: look once more, now that a ban would find it.
-            if matches!(self.shared.store.account(&record.account), Ok(Some(now)) if now.banned) {
+            // A ban (or a key rotation) that landed between this authentication and the
+            // registration above found no session to close: look once more, now that it
+            // would find it.
+            if matches!(self.shared.store.account(&record.account), Ok(Some(now)) if now.banned)
+                || matches!(self.shared.store.account(&record.account), Ok(None))
+            {
                 self.ended.notify_one();
             }
         }
@@ -849,15 +852,22 @@ impl Session {
         let record = match self
             .shared
             .writer
-            .submit(WriteOp::RotateKey { rotation })
+            .submit(WriteOp::RotateKey {
+                rotation,
+                now: unix_now(),
+            })
             .await?
         {
             Applied::Account(record) => record,
             _ => return Err(internal()),
         };
         tracing::info!(peer = %self.peer_ip, from = %account.short(), to = %new.short(), "account key rotated");
-        self.shared
-            .audit("key-rotated", Some(self.peer_ip), Some(&new), "");
+        self.shared.audit(
+            "key-rotated",
+            Some(self.peer_ip),
+            Some(&new),
+            &format!("from {}", account.short()),
+        );
         // Sessions still signed in with the old key end now; this one carries on as the
         // new key.
         self.shared.notifier.unregister(&account, self.id);

@@ -409,6 +409,8 @@ pub enum WriteOp {
     RotateKey {
         /// The signed rotation.
         rotation: KeyRotation,
+        /// Now (one rotation per account per [`ROTATION_COOLDOWN_SECS`]).
+        now: u64,
     },
     /// Delete expired room entries and inbox entries.
     Sweep {
@@ -422,6 +424,11 @@ pub enum WriteOp {
     /// Keep an audit record (the ring keeps the latest [`AUDIT_RING`]).
     Audit(AuditRecord),
 }
+
+/// The least time between two key rotations of one account, in seconds: each is a
+/// durable write and a retired key kept for good, and a fresh key would start with fresh
+/// rate-limit buckets.
+pub const ROTATION_COOLDOWN_SECS: u64 = 3600;
 
 /// How many audit records are kept.
 pub const AUDIT_RING: u64 = 1000;

@@ -55,7 +55,7 @@ impl Tx<'_> {
         if let Err(e) = self.charge(&listing.publisher, listing.bytes(), quota)? {
             // Undo the refund: a refused op leaves no trace.
             if let Some(old) = &old {
-                let mut publisher = self.account(&old.publisher)?;
+                let mut publisher = self.account_following_rotations(&old.publisher)?;
                 if let Some(p) = publisher.as_mut() {
                     p.used_bytes = p.used_bytes.saturating_add(old.bytes());
                     self.put_account(p)?;

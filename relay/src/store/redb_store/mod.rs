@@ -315,7 +315,7 @@ impl Tx<'_> {
                 open,
                 now,
             } => self.register(account, handle, invite, open, now),
-            WriteOp::RotateKey { rotation } => self.rotate_key(rotation),
+            WriteOp::RotateKey { rotation, now } => self.rotate_key(rotation, now),
             WriteOp::Authenticate { account, now } => {
                 let Some(mut record) = self.account(&account)? else {
                     if self.retired.get(account.0.as_slice())?.is_some() {
@@ -382,9 +382,12 @@ impl Tx<'_> {
                 now,
                 quota,
             } => {
-                if self.account(&to)?.is_none() {
+                // A Welcome made from a KeyPackage of a key since rotated still reaches
+                // its owner.
+                let Some(recipient) = self.account_following_rotations(&to)? else {
                     return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
-                }
+                };
+                let to = recipient.account;
                 if let Err(e) = self.charge(&from, payload.len() as u64, quota)? {
                     return Ok(Err(e));
                 }

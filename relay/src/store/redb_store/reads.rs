@@ -86,7 +86,10 @@ impl Store for RedbStore {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ROTATIONS)?;
         match table.get(handle.as_str())? {
-            Some(v) => decode(v.value()),
+            Some(v) => Ok(decode::<Vec<super::rotation::RotationRecord>>(v.value())?
+                .into_iter()
+                .map(|link| link.rotation)
+                .collect()),
             None => Ok(Vec::new()),
         }
     }

@@ -3,15 +3,40 @@
 use hearth_protocol::limits::MAX_ROTATIONS_KEPT;
 
 use super::*;
+use crate::store::ROTATION_COOLDOWN_SECS;
+
+/// One link of an account's chain as stored: the rotation and when the relay took it.
+#[derive(Serialize, Deserialize)]
+pub(super) struct RotationRecord {
+    pub time: u64,
+    pub rotation: KeyRotation,
+}
 
 impl Tx<'_> {
     /// Applies [`WriteOp::RotateKey`]: everything keyed by the old key moves to the new
     /// one in this transaction, so a crash leaves either the old binding or the new.
-    pub(super) fn rotate_key(&mut self, rotation: KeyRotation) -> Result<OpResult, StoreError> {
+    pub(super) fn rotate_key(
+        &mut self,
+        rotation: KeyRotation,
+        now: u64,
+    ) -> Result<OpResult, StoreError> {
         let (old, new) = (rotation.from, rotation.to);
         let Some(mut record) = self.account(&old)? else {
             return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
         };
+        let mut chain: Vec<RotationRecord> = match self.rotations.get(record.handle.as_str())? {
+            Some(v) => decode(v.value())?,
+            None => Vec::new(),
+        };
+        if chain
+            .last()
+            .is_some_and(|last| now < last.time.saturating_add(ROTATION_COOLDOWN_SECS))
+        {
+            return Ok(Err(err(
+                ErrorCode::RateLimited,
+                "this account's key was rotated less than an hour ago; try again later",
+            )));
+        }
         if record.banned {
             return Ok(Err(err(ErrorCode::Banned, "this account is banned here")));
         }
@@ -79,11 +104,10 @@ impl Tx<'_> {
             self.room_admins
                 .insert(room.as_slice(), encode(&admins)?.as_slice())?;
         }
-        let mut chain: Vec<KeyRotation> = match self.rotations.get(record.handle.as_str())? {
-            Some(v) => decode(v.value())?,
-            None => Vec::new(),
-        };
-        chain.push(rotation);
+        chain.push(RotationRecord {
+            time: now,
+            rotation,
+        });
         if chain.len() > MAX_ROTATIONS_KEPT {
             chain.drain(..chain.len() - MAX_ROTATIONS_KEPT);
         }

@@ -1,6 +1,7 @@
 //! Unit tests of [`super::RedbStore`]: capability rotation, quotas, invites, batches.
 
 use super::*;
+use crate::store::ROTATION_COOLDOWN_SECS;
 
 fn handle(s: &str) -> Handle {
     Handle::new(s).expect("test handle is valid")
@@ -543,7 +544,7 @@ fn a_rotation_moves_the_account_and_retires_the_old_key() {
         to: new,
         signature: hearth_protocol::Signature([0; 64]),
     };
-    let Ok(Applied::Account(record)) = one(&store, WriteOp::RotateKey { rotation }) else {
+    let Ok(Applied::Account(record)) = one(&store, WriteOp::RotateKey { rotation, now: 10 }) else {
         panic!("rotation refused");
     };
     assert_eq!((record.account, record.handle.as_str()), (new, "alice"));
@@ -594,6 +595,29 @@ fn a_rotation_moves_the_account_and_retires_the_old_key() {
         to: new,
         signature: hearth_protocol::Signature([0; 64]),
     };
-    let refused = one(&store, WriteOp::RotateKey { rotation: taken }).unwrap_err();
+    let refused = one(
+        &store,
+        WriteOp::RotateKey {
+            rotation: taken,
+            now: 10,
+        },
+    )
+    .unwrap_err();
     assert_eq!(refused.code, ErrorCode::AlreadyRegistered);
+
+    // One rotation an hour per account; the next one after that.
+    let again = |now| {
+        let rotation = KeyRotation {
+            from: new,
+            to: AccountKey([8; 32]),
+            signature: hearth_protocol::Signature([0; 64]),
+        };
+        one(&store, WriteOp::RotateKey { rotation, now })
+    };
+    assert_eq!(
+        again(10 + ROTATION_COOLDOWN_SECS - 1).unwrap_err().code,
+        ErrorCode::RateLimited
+    );
+    assert!(again(10 + ROTATION_COOLDOWN_SECS).is_ok());
+    assert_eq!(store.rotations(&handle("alice")).unwrap().len(), 2);
 }
