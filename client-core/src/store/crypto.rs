@@ -57,12 +57,15 @@ impl KdfParams {
         p_cost: 1,
     };
 
-    /// Upper bounds accepted when reading parameters from disk, so a damaged or hostile
-    /// file cannot make us allocate gigabytes or spin for hours.
-    const MAX: KdfParams = KdfParams {
-        m_kib: 4 * 1024 * 1024,
-        t_cost: 64,
-        p_cost: 16,
+    /// Upper bounds accepted when reading parameters from disk (a store or a backup):
+    /// what hearth itself has ever written ([`KdfParams::PRODUCTION`], and 3 passes before
+    /// they were cut to 2), so a damaged or hostile 128-byte file cannot make us allocate
+    /// gigabytes or spin for minutes before the passphrase is even checked (issue 13).
+    /// Raising [`KdfParams::PRODUCTION`] means raising this with it.
+    pub const MAX: KdfParams = KdfParams {
+        m_kib: 64 * 1024,
+        t_cost: 3,
+        p_cost: 1,
     };
 
     /// Checks parameters read from disk against sane bounds.
@@ -239,6 +242,45 @@ impl WrappedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_beyond_what_hearth_writes_are_refused_before_any_work() {
+        assert!(KdfParams::PRODUCTION.check().is_ok());
+        assert!(KdfParams::TEST_ONLY_FAST.check().is_ok());
+        let old_profiles = KdfParams {
+            t_cost: 3,
+            ..KdfParams::PRODUCTION
+        };
+        assert!(
+            old_profiles.check().is_ok(),
+            "profiles from before the cut to 2 passes"
+        );
+        for hostile in [
+            KdfParams {
+                m_kib: 4 * 1024 * 1024,
+                ..KdfParams::PRODUCTION
+            },
+            KdfParams {
+                t_cost: 64,
+                ..KdfParams::PRODUCTION
+            },
+            KdfParams {
+                p_cost: 16,
+                ..KdfParams::PRODUCTION
+            },
+            KdfParams {
+                t_cost: 0,
+                ..KdfParams::PRODUCTION
+            },
+        ] {
+            // Refused by the check itself: derive_kek returns before allocating.
+            let refused = derive_kek("pass", &[0; SALT_LEN], hostile);
+            assert!(
+                matches!(refused, Err(StoreError::Corrupt(_))),
+                "{hostile:?}"
+            );
+        }
+    }
 
     #[test]
     fn seal_open_round_trip_and_aad_binding() {
