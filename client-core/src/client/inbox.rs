@@ -8,6 +8,7 @@ use hearth_protocol::{Handle, InboxEntry, Request, Response, RoomId, Seq};
 use openmls::prelude::*;
 
 use super::authentication::{member_identities, Unverified};
+use super::ops::WelcomeInto;
 use super::room::{Room, RoomExtra, RoomRecord, Status};
 use super::{unexpected, Inner};
 use crate::content::InboxMessage;
@@ -122,7 +123,8 @@ impl Inner {
             from,
             ..
         } = message;
-        if !self.make_room_for_welcome(id)? {
+        let into = self.make_room_for_welcome(id)?;
+        if into == WelcomeInto::Nothing {
             return Ok(Taken::Done(None)); // already joined (a duplicate deposit)
         }
         let welcome = match parse_message(&welcome)?.extract() {
@@ -131,15 +133,34 @@ impl Inner {
         };
         let mut engine = self.engine();
         let checkpoint = engine.checkpoint();
+        if let WelcomeInto::LaterThan(_) = into {
+            // openmls takes no Welcome into a group it holds: the pending invitation's
+            // state goes first (and comes back with the checkpoint if this one is older).
+            let stored = MlsGroup::load(engine.provider.storage(), &GroupId::from_slice(&id.0))
+                .map_err(mls)?;
+            if let Some(mut pending) = stored {
+                pending.delete(engine.provider.storage()).map_err(mls)?;
+            }
+        }
         let joined = join_from_welcome(&engine, welcome, id, &from);
         let (group, join_point, inviter_leaf) = match joined {
             Ok(joined) => joined,
             Err(e) => {
                 // Nothing of a refused Welcome is kept (the key package stays usable).
                 engine.restore(checkpoint);
+                if let WelcomeInto::LaterThan(_) = into {
+                    // Most likely the pending invitation's own Welcome again.
+                    return Ok(Taken::Done(None));
+                }
                 return Err(e);
             }
         };
+        if let WelcomeInto::LaterThan(pending) = into {
+            if group.epoch().as_u64() <= pending {
+                engine.restore(checkpoint);
+                return Ok(Taken::Done(None)); // not newer than the invitation we hold
+            }
+        }
         // The inviter first: until it is who it claims to be, nobody is named as `by`.
         let verdict = member_identities(&group).map(|entering| {
             let inviter = entering.iter().find(|(handle, key)| {

@@ -23,6 +23,17 @@ use crate::transcript::Transcript;
 /// a quiet room).
 pub const SELF_UPDATE_EVERY: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
+/// What a Welcome into a room may do (see [`Inner::make_room_for_welcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WelcomeInto {
+    /// Be taken: the room is not (or no longer) here.
+    NewRoom,
+    /// Replace the pending invitation, if its group is at a later epoch than this one.
+    LaterThan(u64),
+    /// Nothing: we are in the room (a duplicate deposit).
+    Nothing,
+}
+
 /// How often a commit is retried after losing the race for an epoch.
 const COMMIT_ATTEMPTS: usize = 8;
 
@@ -576,18 +587,24 @@ impl Inner {
 
     /// Whether a Welcome into `id` may be taken: the room is unknown here, or we were
     /// removed from it (kicked, or banned and since unbanned) and are invited back; then
-    /// the old group state and record are dropped first (the history is kept).
-    pub(crate) fn make_room_for_welcome(&self, id: RoomId) -> Result<bool, ClientError> {
+    /// the old group state and record are dropped first (the history is kept). For an
+    /// invitation not accepted yet, a Welcome into a later epoch replaces it (we were
+    /// removed and invited again meanwhile: the older one leads only to that removal,
+    /// issue 13's ghost member); the caller compares the epochs.
+    pub(crate) fn make_room_for_welcome(&self, id: RoomId) -> Result<WelcomeInto, ClientError> {
         let Ok(handle) = self.room(id) else {
-            return Ok(true);
+            return Ok(WelcomeInto::NewRoom);
         };
         // A room busy with an operation is an active one: a duplicate deposit.
         let Ok(mut room) = handle.try_lock() else {
-            return Ok(false);
+            return Ok(WelcomeInto::Nothing);
         };
+        if !room.removed && matches!(room.rec.status, Status::Invited { .. }) {
+            return Ok(WelcomeInto::LaterThan(room.group.epoch().as_u64()));
+        }
         // Or a room restored from a backup that could not be continued (`restore`).
         if !room.removed && !super::restore::needs_reinvite(self.profile.store(), id)? {
-            return Ok(false);
+            return Ok(WelcomeInto::Nothing);
         }
         {
             let mut engine = self.engine();
@@ -598,12 +615,9 @@ impl Inner {
         }
         drop(room);
         self.forget_room(id);
-        Ok(true)
+        Ok(WelcomeInto::NewRoom)
     }
 
-    /// Leaving: a self-remove proposal appended as a message; the remaining member with
-    /// the lowest leaf index commits it when it processes it. Locally the room is
-    /// forgotten at once (its history is kept).
     /// Before an admin leaves: tells the relay the room's admins as they will be without
     /// us (the member who commits our leaving may not be an admin the relay takes them
     /// from, and the heir would otherwise have no say there; decision 0009). Best effort:
@@ -641,6 +655,9 @@ impl Inner {
         }
     }
 
+    /// Leaving: a self-remove proposal appended as a message; the remaining member with
+    /// the lowest leaf index commits it when it processes it. Locally the room is
+    /// forgotten at once (its history is kept).
     pub(crate) async fn leave(&self, id: RoomId) -> Result<(), ClientError> {
         let mut room = self.room(id)?.lock_owned().await;
         if !room.removed && room.rec.status == Status::Joined {

@@ -1,0 +1,50 @@
+//! Issue 13: no membership change leaves a ghost (someone the room lists who never got in).
+
+mod common;
+
+use common::{h, Relay};
+use hearth_core::ClientEvent;
+
+/// Invite, kick, invite again, all before the invitee accepted: the invitee holds two
+/// Welcomes, and the older one leads only to the kick. The later one replaces it, so
+/// accepting joins the room as it is now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_invitation_after_a_kick_replaces_the_pending_one() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = alice.c().create_room("Home").await.unwrap();
+    alice.c().invite(room, &h("bob")).await.unwrap();
+    bob.c().sync().await.unwrap();
+    alice.c().kick(room, &h("bob")).await.unwrap();
+    alice.c().invite(room, &h("bob")).await.unwrap();
+    bob.c().sync().await.unwrap();
+
+    let invitations = bob.c().invitations().await.unwrap();
+    assert_eq!(invitations.len(), 1, "{invitations:?}");
+    bob.c().accept_invitation(room).await.unwrap();
+    alice
+        .c()
+        .send_text(room, "welcome, for real")
+        .await
+        .unwrap();
+    bob.wait_text("welcome, for real").await;
+    bob.c().send_text(room, "glad to be here").await.unwrap();
+    let members: Vec<_> = alice
+        .c()
+        .members(room)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.handle)
+        .collect();
+    assert_eq!(members, [h("alice"), h("bob")]);
+    let rooms = bob.c().rooms().await.unwrap();
+    assert!(rooms.iter().any(|r| r.id == room), "{rooms:?}");
+    let _ = bob
+        .wait_for(
+            "nothing removed bob",
+            |e| matches!(e, ClientEvent::Message(m) if m.text == "glad to be here"),
+        )
+        .await;
+}
