@@ -157,12 +157,12 @@ pub enum ClientError {
     NeedsReinvite(RoomId),
     /// A commit in a room was refused by us, as by every honest member (decision 0009):
     /// until an admin reverts it at the relay, nobody can send there.
-    #[error("the commit by {by} in room {room} was refused: {reason}; an admin of the room undoes it at the relay (automatically when one is online)")]
+    #[error("the commit by {} in room {room} was refused: {reason}; an admin of the room undoes it at the relay (automatically when one is online)", by.as_ref().map_or("someone", |h| h.as_str()))]
     CommitRefused {
         /// The room.
         room: RoomId,
-        /// Who committed it.
-        by: Handle,
+        /// Who committed it (`None`: unknown, the bytes were no commit at all).
+        by: Option<Handle>,
         /// Why it was refused.
         reason: String,
     },

@@ -256,8 +256,8 @@ pub enum ClientEvent {
         room: RoomId,
         /// Where the refused commit is in the log.
         seq: hearth_protocol::Seq,
-        /// Who made it.
-        by: Handle,
+        /// Who made it (`None`: unknown, the bytes were no commit at all).
+        by: Option<Handle>,
     },
     /// A contact moved to a new identity key with a rotation signed by the old one
     /// (`hearth rotate-key`), which the relay's directory lists. For a contact not

@@ -146,15 +146,18 @@ impl RoomSettings {
         after
     }
 
-    /// The owner and the admins, sorted: who the relay lets change the room's settings
-    /// there (decision 0009).
+    /// The owner, then the other admins sorted: who the relay lets change the room's
+    /// settings there, in the form it keeps them (decision 0009).
     pub fn admin_keys(&self) -> Vec<AccountKey> {
-        let mut keys: Vec<AccountKey> = std::iter::once(self.owner)
-            .chain(self.admins.iter().copied())
+        let mut admins: Vec<AccountKey> = self
+            .admins
+            .iter()
+            .filter(|a| **a != self.owner)
+            .copied()
             .collect();
-        keys.sort();
-        keys.dedup();
-        keys
+        admins.sort();
+        admins.dedup();
+        std::iter::once(self.owner).chain(admins).collect()
     }
 
     /// Whether an identity is on the ban list.

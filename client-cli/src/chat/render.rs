@@ -127,11 +127,14 @@ pub fn event(
         ClientEvent::KeyChanged { handle } => format!(
             "!! the identity key of {handle} CHANGED. If they did not reinstall, someone may be impersonating them. Compare safety numbers: hearth verify {handle}"
         ),
-        ClientEvent::CommitReverted { room, seq, by } => format!(
-            "!! {}the commit by {by} (#{}) was refused by the room's members and undone at the relay; {by} can no longer commit here",
-            prefix(*room),
-            seq.0
-        ),
+        ClientEvent::CommitReverted { room, seq, by } => {
+            let by = by.as_ref().map_or("someone", |h| h.as_str());
+            format!(
+                "!! {}the commit by {by} (#{}) was refused by the room's members and undone at the relay; {by} can no longer commit here",
+                prefix(*room),
+                seq.0
+            )
+        }
         ClientEvent::KeyRotated {
             handle,
             was_verified,

@@ -542,7 +542,11 @@ impl Inner {
             other => return Err(unexpected(&other)),
         };
         let want_admins = settings.admin_keys();
-        if admins != want_admins {
+        // The relay takes a new list only from the owner it lists (or for a room from
+        // before it kept one).
+        let may_set = me.is_some_and(|me| settings.owner == me)
+            && admins.first().is_none_or(|owner| Some(*owner) == me);
+        if admins != want_admins && may_set {
             match self
                 .call(Request::SetRoomAdmins {
                     room: room.id,

@@ -119,7 +119,9 @@ impl Inner {
         if room.removed || room.rec.status != Status::Joined {
             return Ok(());
         }
-        room.subscribed = None;
+        // If catching up does not move us to another epoch, our capability is over and
+        // subscribing with it again would only end again at once (see `Room`).
+        room.orphaned_epoch = room.subscribed.take();
         self.catch_up(&mut room).await?;
         self.follow_up(&mut room).await
     }

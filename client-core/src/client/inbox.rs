@@ -226,6 +226,7 @@ impl Inner {
             group,
             subscribed: None,
             commit_proposals: false,
+            orphaned_epoch: None,
             removed: false,
         };
         let mut events = Vec::new();

@@ -40,21 +40,37 @@ const COMMIT_ATTEMPTS: usize = 8;
 /// What a commit builder returns: the commit and maybe a Welcome.
 pub(crate) type Built = Option<(MlsMessageOut, Option<MlsMessageOut>)>;
 
-/// The room's admins (owner included, sorted) as a staged commit leaves them, when it
-/// changes them and we (`me`, our key in the room) are an admin before it: what the relay
-/// is told with the commit (decision 0009).
+/// What the relay is told of the room's admins with a commit (decision 0009).
+pub(crate) struct AdminsAfter {
+    /// The owner, then the other admins, as the commit leaves them.
+    pub admins: Vec<AccountKey>,
+    /// Whether someone loses admin rights (or ownership) by the commit.
+    pub demotes: bool,
+}
+
+/// The room's admins as a staged commit leaves them, when it changes them and we (`me`,
+/// our key in the room) are the owner before or after it (the relay takes a new list
+/// only from the owner it lists).
 pub(crate) fn admins_after(
     group: &MlsGroup,
     staged: &StagedCommit,
     me: Option<AccountKey>,
-) -> Option<Vec<AccountKey>> {
+) -> Option<AdminsAfter> {
     let before = RoomSettings::read(group.extensions()).ok()?;
     let after = RoomSettings::read(staged.group_context().extensions()).ok()?;
-    if !before.is_admin(&me?) {
+    let me = me?;
+    if before.owner != me && after.owner != me {
         return None;
     }
     let (before, after) = (before.admin_keys(), after.admin_keys());
-    (before != after).then_some(after)
+    if before == after {
+        return None;
+    }
+    let demotes = before.first() != after.first() || before.iter().any(|k| !after.contains(k));
+    Some(AdminsAfter {
+        admins: after,
+        demotes,
+    })
 }
 
 /// Stages a commit that gives us a fresh leaf (new keys, same identity; in a room that
@@ -162,6 +178,9 @@ impl Inner {
 
     async fn ensure_subscribed(&self, room: &mut Room) -> Result<(), ClientError> {
         let epoch = room.group.epoch().as_u64();
+        if room.orphaned_epoch == Some(epoch) {
+            return Ok(()); // `revert::stuck_loop` looks again
+        }
         if room.removed || room.rec.status != Status::Joined || room.subscribed == Some(epoch) {
             return Ok(());
         }
@@ -241,7 +260,7 @@ impl Inner {
             if let Some(refused) = &room.rec.extra.refused {
                 return Err(super::revert::stuck(room, refused));
             }
-            let (payload, welcome, cap, next_cap_hash, admins) = {
+            let (payload, welcome, cap, next_cap_hash, admins, demotes) = {
                 let mut engine = self.engine();
                 let (seq, hash) = room.rec.transcript.mark();
                 let before = JoinPoint { seq: seq.0, hash };
@@ -262,12 +281,14 @@ impl Inner {
                     .ok_or_else(|| ClientError::Mls("commit was not staged".into()))?;
                 let next = engine.next_cap(staged, &room.id.0)?;
                 let me = account_of(engine.signer_for(&room.group).public());
-                let admins = admins_after(&room.group, staged, me).filter(|_| tell_admins);
+                let told = admins_after(&room.group, staged, me).filter(|_| tell_admins);
+                let demotes = told.as_ref().is_some_and(|t| t.demotes);
+                let admins = told.map(|t| t.admins);
                 room.rec.inflight = Some(Inflight::Commit {
                     payload: payload.clone(),
                 });
                 engine.persist(self.profile.store(), |b| room.save(b))?;
-                (payload, welcome, cap, next.hash(), admins)
+                (payload, welcome, cap, next.hash(), admins, demotes)
             };
             let told_admins = admins.is_some();
             let outcome = self
@@ -295,9 +316,17 @@ impl Inner {
                 Err(e) => {
                     self.resolve_inflight(room)?;
                     if told_admins && e.code() == Some(ErrorCode::Forbidden) {
-                        // The relay's list of admins is behind the room's (a member's
-                        // commit moved the owner): commit without it; an admin it lists
-                        // sets it later (`sync_room_admins`).
+                        if demotes {
+                            // Whoever loses their rights here would keep them at the
+                            // relay (and could undo this very commit there): no.
+                            return Err(ClientError::Other(format!(
+                                "the relay does not list you as the owner of room {}, so it would not take away the admin rights this change takes away; connect again to let hearth repair the relay's list, or rebuild the room",
+                                room.id
+                            )));
+                        }
+                        // The relay's list is behind the room's (a member's commit moved
+                        // the owner): commit without it; the owner repairs it at its next
+                        // connection (`check_relay_settings`).
                         tell_admins = false;
                         continue;
                     }
@@ -356,6 +385,7 @@ impl Inner {
             group,
             subscribed: None,
             commit_proposals: false,
+            orphaned_epoch: None,
             removed: false,
         };
         match response {
@@ -618,7 +648,7 @@ impl Inner {
         Ok(WelcomeInto::NewRoom)
     }
 
-    /// Before an admin leaves: tells the relay the room's admins as they will be without
+    /// Before the owner leaves: tells the relay the room's admins as they will be without
     /// us (the member who commits our leaving may not be an admin the relay takes them
     /// from, and the heir would otherwise have no say there; decision 0009). Best effort:
     /// an admin who connects later repairs it.
@@ -633,8 +663,8 @@ impl Inner {
         let (Some(me), Ok(settings), Ok(cap)) = (me, room.settings(), cap) else {
             return;
         };
-        if !settings.is_admin(&me) {
-            return;
+        if settings.owner != me {
+            return; // only the owner changes the relay's list
         }
         let Ok(after) = crate::policy::next_membership(&settings, &[me], &[]) else {
             return;

@@ -147,6 +147,19 @@ impl Inner {
             Err(e) => Err(e),
         };
         if let Err(e) = result {
+            // Any commit of our epoch we could not take moved the relay's capability where
+            // we cannot follow (garbage bytes included): undone like a refused one.
+            if fx.refused.is_none()
+                && entry.kind == EntryKind::Commit
+                && !own_entry
+                && of_our_epoch_or_unreadable(room, entry)
+            {
+                fx.refused = Some(Refused {
+                    seq: entry.seq,
+                    by: None,
+                    committer: None,
+                });
+            }
             if let Some(refused) = fx.refused.take() {
                 tracing::warn!("room {}: {e}", room.id);
                 room.rec.extra.refused = Some(refused);
@@ -261,6 +274,17 @@ impl Inner {
             });
         }
         Ok(Step::Done)
+    }
+}
+
+/// Whether an entry is a message of the group's current epoch, or no readable MLS message
+/// at all (as opposed to one of an earlier epoch, or of a later one we have not reached).
+fn of_our_epoch_or_unreadable(room: &Room, entry: &Entry) -> bool {
+    match parse_message(&entry.payload)
+        .and_then(|m| m.try_into_protocol_message().map_err(crate::error::mls))
+    {
+        Ok(message) => message.epoch() == room.group.epoch(),
+        Err(_) => true,
     }
 }
 
@@ -430,8 +454,8 @@ impl Inner {
                 };
                 let refused = Refused {
                     seq: entry.seq,
-                    by: sender.clone(),
-                    committer: committer_key.unwrap_or(AccountKey([0; 32])),
+                    by: Some(sender.clone()),
+                    committer: committer_key,
                 };
                 let room_id = room.id;
                 let refuse = |fx: &mut Effects, reason: String| {

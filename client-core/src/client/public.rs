@@ -491,6 +491,7 @@ impl Inner {
             group,
             subscribed: None,
             commit_proposals: false,
+            orphaned_epoch: None,
             removed: false,
         };
         let mut events = Vec::new();
@@ -534,7 +535,7 @@ pub(crate) fn merge_external_commit(
     let refuse = |why: &str| {
         Err(ClientError::CommitRefused {
             room: room.id,
-            by: joiner.clone(),
+            by: Some(joiner.clone()),
             reason: format!("joining by themselves breaks the room's policy: {why}"),
         })
     };

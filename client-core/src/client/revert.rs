@@ -41,7 +41,7 @@ impl Inner {
             .settings()
             .is_ok_and(|s| me.is_some_and(|me| s.is_admin(&me)));
         let cap = self.engine().cap(&room.group)?;
-        if admin && me != Some(refused.committer) {
+        if admin && (me.is_none() || refused.committer != me) {
             let reverted = self
                 .call(Request::RevertCommit {
                     room: room.id,
@@ -52,7 +52,7 @@ impl Inner {
             match reverted {
                 Ok(Response::Done) => {
                     tracing::warn!(
-                        "room {}: undid the refused commit by {} at #{}",
+                        "room {}: undid the refused commit by {:?} at #{}",
                         room.id,
                         refused.by,
                         refused.seq.0
@@ -101,8 +101,9 @@ pub(crate) fn stuck(room: &Room, refused: &Refused) -> ClientError {
     }
 }
 
-/// Looks after rooms stuck behind a refused commit every [`STUCK_POLL`] until the client
-/// is dropped or closed: catches them up again once the commit was undone.
+/// Looks after rooms stuck behind a refused commit, or whose capability the relay ended
+/// under us, every [`STUCK_POLL`] until the client is dropped or closed: catches them up
+/// again once they can go on.
 pub(crate) async fn stuck_loop(inner: Weak<Inner>) {
     loop {
         tokio::time::sleep(STUCK_POLL).await;
@@ -116,7 +117,21 @@ pub(crate) async fn stuck_loop(inner: Weak<Inner>) {
             let Ok(mut room) = room.try_lock() else {
                 continue; // busy: whoever holds it catches it up
             };
-            if room.removed || room.rec.extra.refused.is_none() {
+            if room.removed {
+                continue;
+            }
+            let epoch = room.group.epoch().as_u64();
+            if room.orphaned_epoch == Some(epoch) {
+                // Is our capability current again? Then subscribe as usual.
+                let Ok(cap) = inner.engine().cap(&room.group) else {
+                    continue;
+                };
+                let status = inner.call(Request::RoomStatus { room: room.id, cap }).await;
+                if status.is_err() {
+                    continue;
+                }
+                room.orphaned_epoch = None;
+            } else if room.rec.extra.refused.is_none() {
                 continue;
             }
             let result = async {

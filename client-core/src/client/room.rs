@@ -153,6 +153,10 @@ pub struct Room {
     pub commit_proposals: bool,
     /// We are no longer a member (removed); the room is kept only until restart.
     pub removed: bool,
+    /// Our subscription of this epoch ended without anything new to read: the relay
+    /// ended our capability (a commit of ours undone by an admin). Not subscribed again
+    /// until the relay says it is current (see `revert::stuck_loop`), or the epoch moves.
+    pub orphaned_epoch: Option<u64>,
 }
 
 /// A commit the relay appended and we refused: it announced a capability other than the
@@ -163,10 +167,10 @@ pub struct Room {
 pub struct Refused {
     /// Where it is in the log.
     pub seq: Seq,
-    /// Who wrote it.
-    pub by: Handle,
-    /// The committer's identity key.
-    pub committer: AccountKey,
+    /// Who wrote it (`None`: bytes that are no commit of this room at all).
+    pub by: Option<Handle>,
+    /// The committer's identity key, when known.
+    pub committer: Option<AccountKey>,
 }
 
 impl Room {
@@ -189,6 +193,7 @@ impl Room {
             group,
             subscribed: None,
             commit_proposals: false,
+            orphaned_epoch: None,
         }))
     }
 
@@ -358,8 +363,8 @@ mod tests {
 
         extended.extra.refused = Some(Refused {
             seq: hearth_protocol::Seq(9),
-            by: Handle::new("mallory").unwrap(),
-            committer: AccountKey([5; 32]),
+            by: Some(Handle::new("mallory").unwrap()),
+            committer: Some(AccountKey([5; 32])),
         });
         let bytes = extended.encode().unwrap();
         assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);

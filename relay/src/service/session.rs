@@ -677,6 +677,39 @@ impl Session {
                 if let Some(e) = self.too_large(group_info.len()) {
                     return Reply::Ready(Err(e));
                 }
+                // A member who is not an admin may only refresh the listing after a commit
+                // (the store checks the capability and the name): the GroupInfo must then
+                // be of this room's group, since joiners build on it. (Its epoch is not
+                // compared: members refuse, and an admin undoes, a join built on a stale
+                // one; decision 0009.)
+                let refresh = match (store.room_admins(&room), store.access(&room, &cap.hash())) {
+                    (Ok(admins), Ok(Some((_, Ok(crate::store::Access::Current))))) => {
+                        !(admins.is_empty() || admins.contains(&account))
+                    }
+                    (Err(e), _) | (_, Err(e)) => return Reply::Ready(Err(store_failed(e))),
+                    _ => false, // refused by the store with the right error
+                };
+                if refresh {
+                    let bytes = group_info.clone();
+                    let checked = tokio::task::spawn_blocking(move || {
+                        crate::external_join::public_group(&bytes)
+                            .map(|group| group.group_id().as_slice() == room.0.as_slice())
+                    })
+                    .await;
+                    match checked {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => {
+                            return Reply::Ready(Err(err(
+                                ErrorCode::BadRequest,
+                                "the GroupInfo is not of this room",
+                            )))
+                        }
+                        Ok(Err(e)) => {
+                            return Reply::Ready(Err(err(ErrorCode::BadRequest, &e.to_string())))
+                        }
+                        Err(_) => return Reply::Ready(Err(internal())),
+                    }
+                }
                 let op = WriteOp::PublishRoom {
                     room,
                     cap_hash: cap.hash(),
@@ -800,14 +833,17 @@ impl Session {
                     seq,
                     author: account,
                 };
-                tracing::warn!(peer = %self.peer_ip, account = %account.short(), seq = seq.0, "commit reverted");
-                self.shared.audit(
-                    "commit-reverted",
-                    Some(self.peer_ip),
-                    Some(&account),
-                    &format!("seq {}", seq.0),
-                );
-                self.pending(op, |_| Response::Done).await
+                let result = self.shared.writer.submit(op).await;
+                if result.is_ok() {
+                    tracing::warn!(peer = %self.peer_ip, account = %account.short(), seq = seq.0, "commit reverted");
+                    self.shared.audit(
+                        "commit-reverted",
+                        Some(self.peer_ip),
+                        Some(&account),
+                        &format!("from seq {}", seq.0),
+                    );
+                }
+                Reply::Ready(result.map(|_| Response::Done))
             }
         }
     }

@@ -6,6 +6,24 @@ use hearth_protocol::limits::{MAX_BARRED_PER_ROOM, MAX_ROOM_ADMINS};
 
 use super::*;
 
+/// A list of admins as the relay keeps it: the owner first, then the others sorted, no
+/// repeats, 1 to [`MAX_ROOM_ADMINS`] in all.
+pub(super) fn canonical_admins(admins: &[AccountKey]) -> Result<Vec<AccountKey>, WireError> {
+    let Some((owner, rest)) = admins.split_first() else {
+        return Err(err(ErrorCode::BadRequest, "a room has an owner"));
+    };
+    let mut rest: Vec<AccountKey> = rest.iter().filter(|a| *a != owner).copied().collect();
+    rest.sort();
+    rest.dedup();
+    if rest.len() + 1 > MAX_ROOM_ADMINS {
+        return Err(err(
+            ErrorCode::BadRequest,
+            "a room has at most 64 admins, owner included",
+        ));
+    }
+    Ok(std::iter::once(*owner).chain(rest).collect())
+}
+
 /// The key of a commit's announced capability hash: room id and seq.
 pub(super) fn commit_cap_key(room: &RoomId, seq: Seq) -> Vec<u8> {
     key2(&room.0, seq.0)
@@ -29,18 +47,32 @@ impl Tx<'_> {
         room: &RoomId,
         admins: &[AccountKey],
     ) -> Result<Result<(), WireError>, StoreError> {
-        if admins.is_empty() || admins.len() > MAX_ROOM_ADMINS {
-            return Ok(Err(err(
-                ErrorCode::BadRequest,
-                "a room has 1 to 64 admins, owner included",
-            )));
-        }
-        let mut admins = admins.to_vec();
-        admins.sort();
-        admins.dedup();
+        let admins = match canonical_admins(admins) {
+            Ok(admins) => admins,
+            Err(e) => return Ok(Err(e)),
+        };
         self.room_admins
             .insert(room.0.as_slice(), encode(&admins)?.as_slice())?;
         Ok(Ok(()))
+    }
+
+    /// Refuses `author` unless the relay lists them as the owner of `room`, the only one
+    /// who changes the list (the room's policy: only the owner grants and revokes admin
+    /// rights; a leaving owner hands over first). A room from before the relay kept
+    /// admins lets anyone with the current capability set its first list.
+    pub(super) fn require_owner(
+        &self,
+        room: &RoomId,
+        author: &AccountKey,
+    ) -> Result<Result<(), WireError>, StoreError> {
+        let admins = self.room_admins(room)?;
+        Ok(if admins.first().is_none_or(|owner| owner == author) {
+            Ok(())
+        } else {
+            Err(forbidden_because(
+                "only the room's owner may change who administers it",
+            ))
+        })
     }
 
     /// Refuses `author` unless the relay lists them as an admin of `room` (a room from
@@ -68,19 +100,6 @@ impl Tx<'_> {
         })
     }
 
-    /// The capability hash the commit at `seq` announced, if it is a commit.
-    pub(super) fn announced_cap(
-        &self,
-        room: &RoomId,
-        seq: Seq,
-    ) -> Result<Option<CapHash>, StoreError> {
-        Ok(self
-            .commit_caps
-            .get(commit_cap_key(room, seq).as_slice())?
-            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
-            .map(CapHash))
-    }
-
     /// [`WriteOp::SetRoomAdmins`].
     pub(super) fn set_room_admins(
         &mut self,
@@ -95,7 +114,7 @@ impl Tx<'_> {
         if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
             return Ok(Err(e));
         }
-        if let Err(e) = self.require_admin(&room, &author)? {
+        if let Err(e) = self.require_owner(&room, &author)? {
             return Ok(Err(e));
         }
         Ok(self
@@ -103,8 +122,10 @@ impl Tx<'_> {
             .map(|()| Applied::Done))
     }
 
-    /// [`WriteOp::RevertCommit`]: the epoch `cap_hash` ended at the commit `seq`, which
-    /// is the room's last commit; its epoch is the current one again.
+    /// [`WriteOp::RevertCommit`]: the epoch `cap_hash` ended at the commit `seq`; that
+    /// epoch is the current one again, and every epoch begun since (by `seq` and by any
+    /// commit after it, which only holders of the refused capability could make) ends
+    /// where the log is now. The authors of those commits are barred.
     pub(super) fn revert_commit(
         &mut self,
         room: RoomId,
@@ -131,39 +152,53 @@ impl Tx<'_> {
                 )))
             }
         }
-        if self.announced_cap(&room, seq)? != Some(record.current) {
-            // A later commit followed: the room moved on; nothing to undo.
-            return Ok(Err(stale()));
-        }
-        let Some(v) = self.entries.get(key2(&room.0, seq.0).as_slice())? else {
-            return Ok(Err(forbidden_because("the commit is gone")));
-        };
-        let committer = decode::<StoredEntry>(v.value())?.author;
-        drop(v);
+        // The commits from `seq` on, with the capabilities they began.
+        let lo = commit_cap_key(&room, seq);
+        let hi = commit_cap_key(&room, Seq(record.head));
+        let begun: Vec<(Seq, CapHash)> = self
+            .commit_caps
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            .map(|item| {
+                let (k, v) = item?;
+                let cap = <[u8; 32]>::try_from(v.value()).unwrap_or([0; 32]);
+                Ok((Seq(tail_u64(k.value())), CapHash(cap)))
+            })
+            .collect::<Result<_, StoreError>>()?;
         let mut barred: Vec<AccountKey> = match self.barred.get(room.0.as_slice())? {
             Some(v) => decode(v.value())?,
             None => Vec::new(),
         };
-        if !barred.contains(&committer) {
-            barred.push(committer);
-            if barred.len() > MAX_BARRED_PER_ROOM {
-                barred.remove(0);
+        for (at, _) in &begun {
+            let Some(v) = self.entries.get(key2(&room.0, at.0).as_slice())? else {
+                continue; // swept already
+            };
+            let author = decode::<StoredEntry>(v.value())?.author;
+            drop(v);
+            if !barred.contains(&author) {
+                barred.push(author);
             }
+        }
+        if barred.len() > MAX_BARRED_PER_ROOM {
+            barred.drain(..barred.len() - MAX_BARRED_PER_ROOM);
         }
         self.barred
             .insert(room.0.as_slice(), encode(&barred)?.as_slice())?;
-        // The refused epoch ends where the log is now; the one before is current again.
+        // The refused epochs end where the log is now; the one before is current again.
         self.epochs.remove(epoch_key(&room, &cap_hash).as_slice())?;
-        self.epochs
-            .insert(epoch_key(&room, &record.current).as_slice(), record.head)?;
+        for (_, begun_cap) in &begun {
+            if *begun_cap != cap_hash {
+                self.epochs
+                    .insert(epoch_key(&room, begun_cap).as_slice(), record.head)?;
+            }
+        }
         let ended = record.current;
         record.current = cap_hash;
         let index = self.epoch_index(&room)?;
-        self.commits
-            .insert(room.0.as_slice(), index.saturating_sub(1))?;
+        let back_to = index.saturating_sub(begun.len() as u64);
+        self.commits.insert(room.0.as_slice(), back_to)?;
         self.put_room(&room, &record)?;
-        // A listing of the refused epoch is of no use to anyone.
-        if self.listing(&room)?.is_some_and(|l| l.epoch >= index) {
+        // A listing of a refused epoch is of no use to anyone.
+        if self.listing(&room)?.is_some_and(|l| l.epoch > back_to) {
             self.remove_listing(&room)?;
         }
         Ok(Ok(Applied::Reverted { room, ended }))

@@ -50,8 +50,12 @@ impl Tx<'_> {
                 "a commit of yours in this room was refused by its members",
             )));
         }
-        if commit.admins.is_some() {
-            if let Err(e) = self.require_admin(&room, &author)? {
+        if let Some(admins) = &commit.admins {
+            if let Err(e) = self.require_owner(&room, &author)? {
+                return Ok(Err(e));
+            }
+            // Checked before anything is written: a refused op leaves no trace.
+            if let Err(e) = super::authority::canonical_admins(admins) {
                 return Ok(Err(e));
             }
         }
@@ -65,7 +69,7 @@ impl Tx<'_> {
             quota,
         )?;
         if let (Ok(_), Some(admins), Some(_)) = (&applied, &commit.admins, commit.next_cap_hash) {
-            // Checked before anything was written; the count is the only way to fail.
+            // Valid (checked above), so this writes.
             if let Err(e) = self.put_room_admins(&room, admins)? {
                 return Ok(Err(e));
             }

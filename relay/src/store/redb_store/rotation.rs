@@ -84,25 +84,30 @@ impl Tx<'_> {
         self.handles
             .insert(record.handle.as_str(), new.0.as_slice())?;
         self.retired.insert(old.0.as_slice(), new.0.as_slice())?;
-        // The rooms the account administers know it by its key (decision 0009).
-        let administered: Vec<(Vec<u8>, Vec<AccountKey>)> = self
-            .room_admins
-            .iter()?
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.value().to_vec(), decode::<Vec<AccountKey>>(v.value())?))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?
-            .into_iter()
-            .filter(|(_, admins)| admins.contains(&old))
-            .collect();
-        for (room, admins) in administered {
-            let admins: Vec<AccountKey> = admins
+        // The rooms the account administers, and those it is barred from committing in,
+        // know it by its key (decision 0009).
+        for (table, admins) in [(&mut self.room_admins, true), (&mut self.barred, false)] {
+            let named: Vec<(Vec<u8>, Vec<AccountKey>)> = table
+                .iter()?
+                .map(|item| {
+                    let (k, v) = item?;
+                    Ok((k.value().to_vec(), decode::<Vec<AccountKey>>(v.value())?))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
                 .into_iter()
-                .map(|a| if a == old { new } else { a })
+                .filter(|(_, keys)| keys.contains(&old))
                 .collect();
-            self.room_admins
-                .insert(room.as_slice(), encode(&admins)?.as_slice())?;
+            for (room, keys) in named {
+                let mut keys: Vec<AccountKey> = keys
+                    .into_iter()
+                    .map(|a| if a == old { new } else { a })
+                    .collect();
+                if admins {
+                    // The owner stays first, the others sorted (as members compare it).
+                    keys = super::authority::canonical_admins(&keys).unwrap_or(keys);
+                }
+                table.insert(room.as_slice(), encode(&keys)?.as_slice())?;
+            }
         }
         chain.push(RotationRecord {
             time: now,
