@@ -47,11 +47,12 @@ pub fn check_published(
     Ok(())
 }
 
-/// Whether a stored KeyPackage's lifetime has run out (by the relay's clock). Bytes that
-/// do not decode are not judged here (they were checked when published).
+/// Whether a stored KeyPackage's lifetime has run out by the relay's clock
+/// ([`crate::service::unix_now`]). Bytes that do not decode are not judged here (they were
+/// checked when published).
 pub fn is_expired(bytes: &[u8]) -> bool {
-    matches!(
-        verified(bytes),
-        Err(KeyPackageVerifyError::LifetimeError(_))
-    )
+    match verified(bytes) {
+        Ok(package) => package.life_time().not_after() < crate::service::unix_now(),
+        Err(e) => matches!(e, KeyPackageVerifyError::LifetimeError(_)),
+    }
 }

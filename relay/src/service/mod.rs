@@ -30,12 +30,22 @@ pub use session::{PendingReply, Reply, Session};
 
 pub(crate) use writer::Writer;
 
-/// Seconds since the Unix epoch.
+/// Seconds added to the system clock by [`set_test_clock_offset`].
+static TEST_CLOCK_OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Moves the relay's clock by `secs` (tests only: time passed in instead of waited for,
+/// e.g. KeyPackages whose lifetime runs out). Process-wide.
+pub fn set_test_clock_offset(secs: i64) {
+    TEST_CLOCK_OFFSET.store(secs, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Seconds since the Unix epoch, by the relay's clock.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    now.saturating_add_signed(TEST_CLOCK_OFFSET.load(std::sync::atomic::Ordering::SeqCst))
 }
 
 /// Failed authentications on one connection before it is closed.
