@@ -13,6 +13,36 @@ use hearth_core::{ClientError, ClientEvent};
 use hearth_protocol::{ErrorCode, Request, RoomId};
 use openmls::prelude::LeafNodeParameters;
 
+/// A valid self-update of the hostile member's own leaf, sent with `after` as the next
+/// capability.
+async fn self_update(
+    hostile: &Hostile,
+    room: RoomId,
+    after: CapAfter,
+) -> Result<hearth_protocol::Response, hearth_protocol::WireError> {
+    let mut group = hostile.group(room);
+    let bundle = group
+        .self_update(
+            &hostile.engine.provider,
+            &hostile.engine.signer,
+            LeafNodeParameters::default(),
+        )
+        .unwrap();
+    let (commit, _, _) = bundle.into_messages();
+    hostile.send_commit(room, &mut group, &commit, after).await
+}
+
+/// The handles of a room's members, as `user` sees them.
+async fn member_handles(user: &User, room: RoomId) -> Vec<hearth_protocol::Handle> {
+    user.c()
+        .members(room)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.handle)
+        .collect()
+}
+
 async fn wait_undone(user: &mut User, by: &str) {
     let event = user
         .wait_for("the refused commit undone", |e| {
@@ -37,25 +67,16 @@ async fn a_members_commit_announcing_a_foreign_capability_is_refused_and_undone(
 
     // A perfectly valid self-update, but with a capability hash only mallory knows the
     // preimage of: the relay has to take it.
-    let mut group = hostile.group(room);
-    let bundle = group
-        .self_update(
-            &hostile.engine.provider,
-            &hostile.engine.signer,
-            LeafNodeParameters::default(),
-        )
-        .unwrap();
-    let (commit, _, _) = bundle.into_messages();
-    hostile
-        .send_commit(room, &mut group, &commit, CapAfter::Foreign)
+    let before = relay.room_record(room).current;
+    self_update(&hostile, room, CapAfter::Foreign)
         .await
         .unwrap();
-    let locked = relay.room_record(room).current;
 
-    // Alice, the owner, sees it first and undoes it; bob finds the room usable again.
+    // Alice, the owner, sees it first (live, or when she syncs) and undoes it: the relay
+    // takes the capability from before again. Bob finds the room usable again.
     alice.c().sync().await.unwrap();
     wait_undone(&mut alice, "mallory").await;
-    assert_ne!(relay.room_record(room).current, locked);
+    assert_eq!(relay.room_record(room).current, before);
     bob.c().sync().await.unwrap();
     alice.c().send_text(room, "still talking").await.unwrap();
     bob.wait_text("still talking").await;
@@ -63,17 +84,7 @@ async fn a_members_commit_announcing_a_foreign_capability_is_refused_and_undone(
     alice.wait_text("me too").await;
 
     // Mallory cannot commit in this room any more, whatever capability it announces.
-    let mut group = hostile.group(room);
-    let bundle = group
-        .self_update(
-            &hostile.engine.provider,
-            &hostile.engine.signer,
-            LeafNodeParameters::default(),
-        )
-        .unwrap();
-    let (commit, _, _) = bundle.into_messages();
-    let barred = hostile
-        .send_commit(room, &mut group, &commit, CapAfter::Exported)
+    let barred = self_update(&hostile, room, CapAfter::Exported)
         .await
         .unwrap_err();
     assert_eq!(barred.code, ErrorCode::Forbidden, "{barred:?}");
@@ -106,8 +117,8 @@ async fn a_joiner_announcing_a_foreign_capability_is_undone_and_cannot_join_agai
     bob.c().sync().await.unwrap();
     alice.c().send_text(room, "nothing happened").await.unwrap();
     bob.wait_text("nothing happened").await;
-    let members = alice.c().members(room).await.unwrap();
-    assert!(members.iter().all(|m| m.handle != h("eve")), "{members:?}");
+    let members = member_handles(&alice, room).await;
+    assert!(!members.contains(&h("eve")), "{members:?}");
 
     // Eve is barred from joining this room by external commit.
     alice.c().publish_room(room, "Family board").await.unwrap();
@@ -193,15 +204,7 @@ async fn the_relays_settings_for_a_room_take_an_admin_and_a_kicked_admin_cannot_
         .await
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
-    let members: Vec<_> = alice
-        .c()
-        .members(room)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.handle)
-        .collect();
-    assert_eq!(members, [h("alice"), h("bob")]);
+    assert_eq!(member_handles(&alice, room).await, [h("alice"), h("bob")]);
 }
 
 /// While a refused commit is not undone (no admin online), members are told why they
@@ -216,17 +219,7 @@ async fn a_member_stuck_behind_a_refused_commit_is_told_why() {
     bob.c().sync().await.unwrap();
     alice.client.take().unwrap().close().await; // the only admin is away
     let hostile = Hostile::take_over(&mut mallory).await;
-    let mut group = hostile.group(room);
-    let bundle = group
-        .self_update(
-            &hostile.engine.provider,
-            &hostile.engine.signer,
-            LeafNodeParameters::default(),
-        )
-        .unwrap();
-    let (commit, _, _) = bundle.into_messages();
-    hostile
-        .send_commit(room, &mut group, &commit, CapAfter::Foreign)
+    self_update(&hostile, room, CapAfter::Foreign)
         .await
         .unwrap();
 
@@ -294,11 +287,8 @@ async fn a_banned_person_with_a_rotated_key_cannot_rejoin_a_public_room() {
     bob.c().sync().await.unwrap();
     alice.c().send_text(room, "still ours").await.unwrap();
     bob.wait_text("still ours").await;
-    let members = bob.c().members(room).await.unwrap();
-    assert!(
-        members.iter().all(|m| m.handle != h("mallory")),
-        "{members:?}"
-    );
+    let members = member_handles(&bob, room).await;
+    assert!(!members.contains(&h("mallory")), "{members:?}");
 }
 
 /// Bytes that are no commit at all, and a second commit made under the refused
@@ -318,6 +308,8 @@ async fn garbage_commits_and_commits_on_top_of_a_refused_one_are_undone_too() {
         hearth_protocol::Cap([0x66; 32]),
         hearth_protocol::Cap([0x77; 32]),
     );
+    // The admin is away, so both land before anyone can react.
+    alice.client.take().unwrap().close().await;
     for (cap, next) in [(cap, x.hash()), (x.clone(), y.hash())] {
         hostile
             .call(Request::Commit {
@@ -330,7 +322,7 @@ async fn garbage_commits_and_commits_on_top_of_a_refused_one_are_undone_too() {
             .await
             .unwrap();
     }
-    alice.c().sync().await.unwrap();
+    alice.restart().await;
     let event = alice
         .wait_for("the garbage undone", |e| {
             matches!(e, ClientEvent::CommitReverted { .. })

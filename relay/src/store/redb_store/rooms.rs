@@ -41,14 +41,15 @@ impl Tx<'_> {
         let Some(record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
         };
-        if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
-            return Ok(Err(e));
-        }
+        // (Before the capability: a barred author is told so whatever it presents.)
         if commit.next_cap_hash.is_some() && self.is_barred(&room, &author)? {
             return Ok(Err(err(
                 ErrorCode::Forbidden,
                 "a commit of yours in this room was refused by its members",
             )));
+        }
+        if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
+            return Ok(Err(e));
         }
         if let Some(admins) = &commit.admins {
             if let Err(e) = self.require_owner(&room, &author)? {
