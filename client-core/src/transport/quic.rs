@@ -15,6 +15,13 @@ use super::{BoxFuture, Connection, Connector, TransportError};
 /// How long connecting (QUIC + TLS + hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often an idle connection sends a keep-alive (1 s: one small packet a second).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// How long a connection may hear nothing before it counts as dead: four keep-alives, so
+/// a few lost packets on a home Wi-Fi do not drop it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Connects to a relay over QUIC, checking its key against the address's pin.
 pub struct QuicConnector {
     relay: RelayAddress,
@@ -57,8 +64,14 @@ impl QuicConnector {
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .map_err(|e| unreachable(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        // A relay that crashed (no CONNECTION_CLOSE) is noticed within IDLE_TIMEOUT, not
+        // quinn's default 30 s; the relay, too, takes the smaller of both sides' idle
+        // timeouts, so it notices a vanished client (presence) as fast.
         let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("a few seconds fit a VarInt"),
+        ));
         config.transport_config(Arc::new(transport));
 
         let bind: SocketAddr = if addr.is_ipv6() {

@@ -156,7 +156,7 @@ pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
     let server_config = tls::server_config(&identity, &config)?;
     let runtime = runtime::TrackedRuntime::default();
     let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        tls::endpoint_config(&identity),
         Some(server_config),
         std::net::UdpSocket::bind(config.listen)?,
         Arc::new(runtime.clone()),

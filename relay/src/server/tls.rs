@@ -25,6 +25,34 @@ pub struct Identity {
     pub pin: Pin,
 }
 
+/// The relay's QUIC endpoint settings that must survive a restart: the key of its
+/// stateless resets (RFC 9000 section 10.3) and the key its connection IDs are checked
+/// with, both derived from its TLS private key. So a relay restarted after a crash
+/// recognises the connection IDs it gave out before and answers their packets with a reset
+/// the clients accept: they reconnect at once instead of waiting out their idle timeout.
+pub fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
+    use sha2::{Digest, Sha256};
+    let derive = |label: &[u8]| {
+        let mut seed = Sha256::new();
+        seed.update(label);
+        seed.update(identity.key.secret_der());
+        zeroize::Zeroizing::new(seed.finalize())
+    };
+    let reset = derive(b"hearth-stateless-reset-v1\0");
+    let cid = derive(b"hearth-connection-ids-v1\0");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&cid[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset,
+    )));
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
+
 /// The pin of a DER certificate: SHA-256 of its SubjectPublicKeyInfo, exactly as a client
 /// computes it from the certificate the relay presents.
 pub fn pin_of_cert(cert: &CertificateDer<'_>) -> Result<Pin, ServerError> {
