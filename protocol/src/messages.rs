@@ -540,6 +540,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The relay failed; nothing was stored.
     Internal,
+    /// The relay's disk is nearly full: it stores nothing new until space is freed (reads,
+    /// logins and deletions still work).
+    StorageFull,
 }
 
 /// An error answer: a code for programs and a message for people.

@@ -61,6 +61,10 @@ pub struct RelayConfig {
     /// Host name to print in addresses and invites (default: the bound IP).
     /// `--public-host` overrides it.
     pub public_host: Option<String>,
+    /// Bytes that must stay free on the data directory's file system: below this, the
+    /// relay refuses to store anything new (with `StorageFull`) and keeps serving reads,
+    /// logins and deletions, so a full disk never breaks the store.
+    pub min_free_bytes: u64,
 }
 
 impl Default for RelayConfig {
@@ -81,6 +85,7 @@ impl Default for RelayConfig {
             sweep_interval_secs: 600,
             open_registration: false,
             public_host: None,
+            min_free_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -161,6 +166,10 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # and seconds between sweeps that delete expired messages.
 # retention_secs = 2592000
 # sweep_interval_secs = 600
+
+# Bytes that must stay free on the disk (64 MiB): below this the relay stores nothing new
+# (people are told the relay's disk is full) but keeps serving what it has.
+# min_free_bytes = 67108864
 "#;
 
 impl RelayConfig {

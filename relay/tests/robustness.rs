@@ -478,3 +478,53 @@ async fn restarts_on_the_same_port_fifty_times_in_a_row() {
     }
     relay.shutdown().await.unwrap();
 }
+
+/// Issue 13: with the disk (nearly) full the relay stores nothing new and says why, keeps
+/// serving logins, reads and deletions, and stores again as soon as there is space: it
+/// never gets as far as a failed write, after which the store would refuse every write.
+#[tokio::test]
+async fn a_full_disk_refuses_new_data_but_keeps_serving_and_recovers() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    alice.append(room, cap(0), payload(1, 100)).await.unwrap();
+
+    // Less free space than the floor: the disk counts as full.
+    relay.relay().disk_floor().set(u64::MAX);
+    let refused = alice
+        .append(room, cap(0), payload(2, 100))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::StorageFull);
+    assert!(refused.message.contains("disk"), "{}", refused.message);
+    let refused = alice
+        .request(Request::CreateRoom {
+            room: RoomId::random(),
+            cap_hash: cap(0).hash(),
+            retention_secs: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::StorageFull);
+    // A login (a fresh connection) and a read still work.
+    let mut again = Client::connect(&relay.address()).await;
+    again.auth(&alice_id).await.expect("logins need no write");
+    match again
+        .request(Request::Read {
+            room,
+            cap: cap(0),
+            from: Seq(1),
+            limit: 10,
+        })
+        .await
+        .unwrap()
+    {
+        Response::Entries { entries, .. } => assert_eq!(entries.len(), 1),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Space comes back: stored again, without a restart.
+    relay.relay().disk_floor().set(0);
+    alice.append(room, cap(0), payload(3, 100)).await.unwrap();
+}

@@ -10,7 +10,7 @@ mod hub;
 mod metrics;
 mod rate;
 mod session;
-mod writer;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -162,6 +162,7 @@ pub(crate) struct Shared {
             tokio::task::JoinHandle<()>,
         )>,
     >,
+    floor: Arc<writer::DiskFloor>,
 }
 
 /// The relay's shared state; cheap to clone.
@@ -177,11 +178,16 @@ impl Relay {
         let hub = Arc::new(hub::Hub::default());
         let notifier = Arc::new(Notifier::default());
         let metrics = Arc::new(Metrics::default());
+        let floor = Arc::new(writer::DiskFloor::new(
+            config.data_dir.clone(),
+            config.min_free_bytes,
+        ));
         let (writer, close, task) = Writer::spawn(
             store.clone(),
             hub.clone(),
             notifier.clone(),
             metrics.clone(),
+            floor.clone(),
         );
         let rate = RateLimiter::new(config.rate_per_second, config.rate_burst);
         Self {
@@ -199,8 +205,15 @@ impl Relay {
                 next_session: std::sync::atomic::AtomicU64::new(1),
                 failures: Mutex::new(HashMap::new()),
                 writer_task: Mutex::new(Some((close, task))),
+                floor,
             }),
         }
+    }
+
+    /// The free-space floor below which nothing new is stored (see
+    /// [`RelayConfig::min_free_bytes`]); tests move it.
+    pub fn disk_floor(&self) -> &writer::DiskFloor {
+        &self.shared.floor
     }
 
     /// A session for one connection from `peer_ip` whose TLS exporter value

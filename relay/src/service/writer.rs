@@ -6,6 +6,8 @@
 //! and only then answers the waiters. While one batch is being committed, the next one
 //! queues up, so throughput grows with the number of concurrent writers.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hearth_protocol::{ErrorCode, WireError};
@@ -30,6 +32,62 @@ pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
 }
 
+/// The free-space floor of the store's file system (see
+/// [`crate::config::RelayConfig::min_free_bytes`]): below it, ops that would store
+/// something new are refused before they reach the store, so a full disk never fails a
+/// write transaction (after which the store would refuse every write), and logins are
+/// answered from a read.
+pub struct DiskFloor {
+    dir: PathBuf,
+    min_free: AtomicU64,
+}
+
+impl DiskFloor {
+    /// A floor of `min_free` bytes on the file system holding `dir`.
+    pub fn new(dir: PathBuf, min_free: u64) -> Self {
+        Self {
+            dir,
+            min_free: AtomicU64::new(min_free),
+        }
+    }
+
+    /// Changes the floor (tests; an owner freeing space needs nothing: it is measured
+    /// before every batch).
+    pub fn set(&self, min_free: u64) {
+        self.min_free.store(min_free, Ordering::SeqCst);
+    }
+
+    /// Whether the free space is under the floor now (unknown counts as enough).
+    fn low(&self) -> bool {
+        crate::admin::DiskSpace::of(&self.dir)
+            .is_ok_and(|d| d.free_bytes < self.min_free.load(Ordering::SeqCst))
+    }
+}
+
+/// The error answered for ops that would store something new while the disk is low.
+pub(crate) fn storage_full() -> WireError {
+    WireError::new(
+        ErrorCode::StorageFull,
+        "the relay's disk is nearly full, so it stores nothing new; its owner needs to free space (reading still works)",
+    )
+}
+
+/// Whether an op only reads, deletes or changes what is stored in place (allowed while the
+/// disk is low), as opposed to adding something.
+fn frees_or_keeps(op: &WriteOp) -> bool {
+    matches!(
+        op,
+        WriteOp::AckInbox { .. }
+            | WriteOp::TakeKeyPackage { .. }
+            | WriteOp::RevokeInvites { .. }
+            | WriteOp::SetBanned { .. }
+            | WriteOp::SetQuota { .. }
+            | WriteOp::SetRetention { .. }
+            | WriteOp::UnpublishRoom { .. }
+            | WriteOp::Sweep { .. }
+    )
+}
+
 /// The internal error answered when the store fails.
 pub(crate) fn internal() -> WireError {
     WireError::new(ErrorCode::Internal, "the relay failed to store this; retry")
@@ -42,10 +100,11 @@ impl Writer {
         hub: Arc<Hub>,
         notifier: Arc<Notifier>,
         metrics: Arc<Metrics>,
+        floor: Arc<DiskFloor>,
     ) -> (Self, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH);
         let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(run(rx, closed, store, hub, notifier, metrics));
+        let task = tokio::spawn(run(rx, closed, store, hub, notifier, metrics, floor));
         (Self { tx }, close, task)
     }
 
@@ -79,6 +138,7 @@ async fn run(
     hub: Arc<Hub>,
     notifier: Arc<Notifier>,
     metrics: Arc<Metrics>,
+    floor: Arc<DiskFloor>,
 ) {
     let mut jobs = Vec::new();
     loop {
@@ -98,6 +158,9 @@ async fn run(
                 true
             }
         };
+        if !jobs.is_empty() && floor.low() {
+            refuse_growth(&mut jobs, &store);
+        }
         if !jobs.is_empty() {
             commit(&mut jobs, &store, &hub, &notifier, &metrics).await;
         }
@@ -105,6 +168,34 @@ async fn run(
             break;
         }
     }
+}
+
+/// The disk is low: answers the ops that would add to the store (`StorageFull`; audit
+/// records are dropped) and logins (from a read, without recording when they were seen),
+/// and leaves the rest to be committed.
+fn refuse_growth(jobs: &mut Vec<Job>, store: &Arc<dyn Store>) {
+    let mut kept = Vec::with_capacity(jobs.len());
+    for job in jobs.drain(..) {
+        match &job.op {
+            op if frees_or_keeps(op) => kept.push(job),
+            WriteOp::Authenticate { account, .. } => {
+                let answer = match store.account(account) {
+                    Ok(Some(record)) if record.banned => Err(WireError::new(
+                        ErrorCode::Banned,
+                        "this account is banned here",
+                    )),
+                    Ok(Some(record)) => Ok(Applied::Account(record)),
+                    Ok(None) => Err(WireError::new(ErrorCode::AuthFailed, "unknown account key")),
+                    Err(_) => Err(internal()),
+                };
+                let _ = job.reply.send(answer);
+            }
+            _ => {
+                let _ = job.reply.send(Err(storage_full()));
+            }
+        }
+    }
+    *jobs = kept;
 }
 
 async fn commit(
