@@ -125,6 +125,8 @@ pub struct StatusReport {
     pub store: StoreStats,
     /// Space on the file system of the data dir (`None` if it cannot be read).
     pub disk: Option<DiskSpace>,
+    /// The free-space floor under which nothing new is stored (`min_free_bytes`).
+    pub min_free_bytes: u64,
     /// Live counters.
     pub metrics: Option<MetricsSnapshot>,
 }
@@ -237,6 +239,7 @@ async fn execute_inner(
             disk: DiskSpace::of(&relay.config().data_dir)
                 .inspect_err(|e| tracing::warn!(error = %e, "cannot read the disk space"))
                 .ok(),
+            min_free_bytes: relay.config().min_free_bytes,
             metrics: running.then(|| relay.metrics()),
         }),
         AdminRequest::Audit { limit } => AdminResponse::Audit(relay.store().audit(limit)?),

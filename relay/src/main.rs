@@ -407,6 +407,13 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
             )?;
             writeln!(out, "database:  {}", bytes(s.store.file_bytes))?;
             match s.disk {
+                Some(disk) if disk.free_bytes < s.min_free_bytes => writeln!(
+                    out,
+                    "disk:      {} free of {}: FULL (under the floor of {}); nothing new is stored until space is freed",
+                    bytes(disk.free_bytes),
+                    bytes(disk.total_bytes),
+                    bytes(s.min_free_bytes)
+                )?,
                 Some(disk) => writeln!(
                     out,
                     "disk:      {} free of {}",
