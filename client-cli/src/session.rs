@@ -82,11 +82,25 @@ pub async fn join(client: &Client, text: &str) -> Result<(RoomId, String, Joined
     let matches = |name: &str, room: &RoomId| {
         name.to_lowercase() == wanted || (wanted.len() >= 4 && room.to_hex().starts_with(&wanted))
     };
-    let invitations = client.invitations().await?;
-    if let Some(inv) = invitations
+    let mut invitations: Vec<_> = client
+        .invitations()
+        .await?
         .into_iter()
-        .find(|inv| matches(&inv.name, &inv.room))
-    {
+        .filter(|inv| matches(&inv.name, &inv.room))
+        .collect();
+    if invitations.len() > 1 {
+        let ids: Vec<String> = invitations
+            .iter()
+            .map(|inv| inv.room.to_hex()[..8].to_string())
+            .collect();
+        anyhow::bail!(
+            "{} invitations match {:?}: name the one you mean by its id ({})",
+            ids.len(),
+            crate::inert::inert(text),
+            ids.join(", ")
+        );
+    }
+    if let Some(inv) = invitations.pop() {
         client.accept_invitation(inv.room).await?;
         return Ok((inv.room, inv.name, Joined::Invitation { from: inv.from }));
     }

@@ -166,6 +166,14 @@ pub enum ClientError {
         /// Why it was refused.
         reason: String,
     },
+    /// Several rooms have the name given: the room has to be named by its id.
+    #[error("{} rooms are called {name:?}: name the one you mean by its id ({})", ids.len(), ids.iter().map(|id| id.to_hex()[..8].to_string()).collect::<Vec<_>>().join(", "))]
+    AmbiguousRoom {
+        /// The name given.
+        name: String,
+        /// The rooms with that name.
+        ids: Vec<RoomId>,
+    },
     /// Something else unexpected.
     #[error("{0}")]
     Other(String),

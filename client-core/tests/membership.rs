@@ -48,3 +48,23 @@ async fn a_second_invitation_after_a_kick_replaces_the_pending_one() {
         )
         .await;
 }
+
+/// Anyone may name a room anything, so two rooms can share a name: a name that fits more
+/// than one is refused (never a guess that sends to the wrong people); the id works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_name_two_rooms_share_is_refused_and_the_id_works() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let bob = relay.user("bob").await;
+    let family = common::room_with(&alice, &[&bob], "family").await;
+    let decoy = common::room_with(&bob, &[&alice], "Family").await;
+    alice.c().sync().await.unwrap();
+    match alice.c().find_room("family").await {
+        Err(hearth_core::ClientError::AmbiguousRoom { ids, .. }) => {
+            assert!(ids.contains(&family) && ids.contains(&decoy), "{ids:?}");
+        }
+        other => panic!("expected an ambiguous name, got {other:?}"),
+    }
+    let id = family.to_hex();
+    assert_eq!(alice.c().find_room(&id[..8]).await.unwrap(), Some(family));
+}

@@ -133,7 +133,7 @@ pub async fn rotate_key(global: &GlobalArgs, yes: bool) -> Result<()> {
     let client = session::connect(global).await?;
     let result = client.rotate_key().await;
     client.close().await;
-    let report = result.context("the key rotation failed; nothing was lost, try again")?;
+    let report = result.context("the key rotation did not happen (nothing was lost)")?;
     let old = hearth_core::fingerprint(&report.old);
     let new = hearth_core::fingerprint(&report.new);
     if global.json {

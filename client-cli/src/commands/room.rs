@@ -357,11 +357,11 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         return Ok(());
     }
     for listed in &public {
+        // By id in the hint, as for invitations: the public name is someone else's text.
         let name = inert(&listed.public_name);
-        println!(
-            "{name:<20} {}  public room (join: hearth room join {name})",
-            short(&listed.room.to_hex()),
-        );
+        let hex = listed.room.to_hex();
+        let id = short(&hex);
+        println!("{name:<20} {id}  public room (join: hearth room join {id})");
     }
     if rooms.is_empty() && invitations.is_empty() && public.is_empty() {
         println!("No rooms yet. Create one with `hearth room create NAME`.");
@@ -385,9 +385,12 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
     }
     for inv in &invitations {
         let name = inert(&inv.name);
+        // The hint names the room by id: a name is someone else's text, and a shell would
+        // run whatever it holds (`pics; rm -rf ~`).
+        let hex = inv.room.to_hex();
+        let id = short(&hex);
         println!(
-            "{name:<20} {}  pending invitation from {} (accept: hearth room join {name})",
-            short(&inv.room.to_hex()),
+            "{name:<20} {id}  pending invitation from {} (accept: hearth room join {id})",
             inv.from,
         );
     }

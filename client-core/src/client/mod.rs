@@ -457,21 +457,31 @@ impl Client {
                 Err(_) => None,
             });
         }
-        let mut by_prefix = Vec::new();
+        let (mut by_name, mut by_prefix) = (Vec::new(), Vec::new());
         for room in self.inner.room_handles() {
             let room = room.lock().await;
             if room.removed {
                 continue;
             }
             if room.rec.name.to_lowercase() == wanted {
-                return Ok(Some(room.id));
+                by_name.push(room.id);
             }
             if room.id.to_hex().starts_with(&wanted) {
                 by_prefix.push(room.id);
             }
         }
-        Ok(match by_prefix.as_slice() {
-            [one] => Some(*one),
+        // Two rooms of one name (anyone may name a room anything): never a guess, which
+        // could send a message to the wrong people.
+        if by_name.len() > 1 {
+            by_name.sort();
+            return Err(ClientError::AmbiguousRoom {
+                name: name_or_id.trim().to_string(),
+                ids: by_name,
+            });
+        }
+        Ok(match (by_name.as_slice(), by_prefix.as_slice()) {
+            ([one], _) => Some(*one),
+            ([], [one]) => Some(*one),
             _ => None,
         })
     }

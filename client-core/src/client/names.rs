@@ -25,8 +25,8 @@ fn name_key(handle: &Handle) -> Vec<u8> {
     key
 }
 
-/// Checks a display name (after trimming it): 1 to 32 characters, no control characters
-/// and no invisible ones (bidi embeddings, overrides, isolates and marks, zero-width
+/// Checks a display name (after trimming it): 1 to 32 characters, no brackets (`<>[]()`,
+/// which could fake a speaker in a chat line), no control characters and no invisible ones (bidi embeddings, overrides, isolates and marks, zero-width
 /// characters, other format characters), which could make one name pass for another or
 /// reorder the text around it. Returns the trimmed name, or why it is refused.
 pub fn validate_display_name(name: &str) -> Result<String, String> {
@@ -42,6 +42,11 @@ pub fn validate_display_name(name: &str) -> Result<String, String> {
     }
     if name.chars().any(char::is_control) {
         return Err("a display name cannot contain control characters".into());
+    }
+    // The chat shows `[HH:MM] <name (handle)> text`: brackets in a name could make it look
+    // like the end of one speaker and the start of another.
+    if let Some(c) = name.chars().find(|c| "<>[]()".contains(*c)) {
+        return Err(format!("a display name cannot contain {c:?}"));
     }
     if let Some(c) = name.chars().find(|c| invisible(*c)) {
         return Err(format!(
@@ -158,6 +163,9 @@ mod tests {
     fn names_are_trimmed_and_checked() {
         assert_eq!(validate_display_name("  Grandma "), Ok("Grandma".into()));
         assert_eq!(validate_display_name("Uncle Bob"), Ok("Uncle Bob".into()));
+        for faking in ["alice> ok [18:23] <carol", "(bob)", "x]"] {
+            assert!(validate_display_name(faking).is_err(), "{faking}");
+        }
         assert!(validate_display_name("   ").is_err());
         assert!(validate_display_name("a\u{7}b").is_err());
         assert!(validate_display_name("a\nb").is_err());
