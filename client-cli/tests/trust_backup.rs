@@ -174,6 +174,12 @@ async fn rotate_key_moves_to_a_new_key_that_others_follow() {
         "{}",
         stdout(&out)
     );
+    // The rotation is told beside the messages (on standard error).
+    assert!(
+        stderr(&out).contains("alice moved to a new identity key"),
+        "{}",
+        stderr(&out)
+    );
     let out = hearth(&bob, &["--json", "contacts"]).await;
     let contact = json_lines(&out).remove(0);
     assert_eq!(contact["handle"], "alice");

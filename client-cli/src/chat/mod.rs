@@ -4,7 +4,7 @@
 //! and people. Everything hearth-core reports (messages, joins, removals, warnings about
 //! the relay, connection state) is printed above the input line as it happens.
 
-mod render;
+pub(crate) mod render;
 pub mod slash;
 mod terminal;
 

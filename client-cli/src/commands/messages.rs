@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use hearth_core::{ClientEvent, HistoryItem, RoomSummary};
-use hearth_protocol::Handle;
+use hearth_protocol::{Handle, RoomId};
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
@@ -108,6 +108,13 @@ pub async fn read(
         for item in client.history(id, limit, since_time).await? {
             print_item(global, &item, &style);
         }
+        // What catching up found that the user must know (a key rotation, an impostor,
+        // a refused commit...), on standard error so scripts reading messages are not
+        // disturbed.
+        let rooms = client.rooms().await.unwrap_or_default();
+        while let Ok(event) = events.try_recv() {
+            notice(&event, Some(id), client.profile().handle(), &rooms);
+        }
         if !follow {
             return anyhow::Ok(());
         }
@@ -115,10 +122,11 @@ pub async fn read(
             tokio::select! {
                 event = events.recv() => {
                     let Some(event) = event else { break };
-                    if let ClientEvent::Message(item) = event {
-                        if item.room == id {
+                    match event {
+                        ClientEvent::Message(item) if item.room == id => {
                             print_item(global, &item, &style);
                         }
+                        other => notice(&other, Some(id), client.profile().handle(), &rooms),
                     }
                 }
                 _ = tokio::signal::ctrl_c() => break,
@@ -129,6 +137,29 @@ pub async fn read(
     .await;
     client.close().await;
     result
+}
+
+/// Prints a security notice to standard error: what the chat shows with `!!` (and key
+/// rotations), for `read`, which otherwise prints messages only.
+fn notice(event: &ClientEvent, current: Option<RoomId>, me: &Handle, rooms: &[RoomSummary]) {
+    let security = matches!(
+        event,
+        ClientEvent::KeyRotated { .. }
+            | ClientEvent::KeyChanged { .. }
+            | ClientEvent::Impostor { .. }
+            | ClientEvent::CommitReverted { .. }
+            | ClientEvent::Consistency { .. }
+            | ClientEvent::RolledBack { .. }
+            | ClientEvent::ClockSkewed { .. }
+            | ClientEvent::RetentionRestored { .. }
+            | ClientEvent::RemovedFromRoom { .. }
+    );
+    if let Some(line) = security
+        .then(|| crate::chat::render::event(event, current, me, rooms))
+        .flatten()
+    {
+        eprintln!("{line}");
+    }
 }
 
 /// `hearth history ROOM [-n N]`.
