@@ -68,3 +68,83 @@ async fn a_room_name_two_rooms_share_is_refused_and_the_id_works() {
     let id = family.to_hex();
     assert_eq!(alice.c().find_room(&id[..8]).await.unwrap(), Some(family));
 }
+
+/// A relay connection that loses every `Deposit` (as when the inviter's connection drops,
+/// or it is killed, between the commit and the Welcome).
+struct NoDeposits(hearth_core::transport::quic::QuicConnector);
+
+struct NoDepositsLink(std::sync::Arc<dyn hearth_core::transport::Link>);
+
+impl hearth_core::transport::Link for NoDepositsLink {
+    fn call(
+        &self,
+        request: hearth_protocol::Request,
+    ) -> hearth_core::transport::BoxFuture<
+        '_,
+        Result<
+            Result<hearth_protocol::Response, hearth_protocol::WireError>,
+            hearth_core::transport::TransportError,
+        >,
+    > {
+        Box::pin(async move {
+            if matches!(request, hearth_protocol::Request::Deposit { .. }) {
+                return Err(hearth_core::transport::TransportError::Closed);
+            }
+            self.0.call(request).await
+        })
+    }
+
+    fn close(&self) {
+        self.0.close();
+    }
+}
+
+impl hearth_core::transport::Connector for NoDeposits {
+    fn connect(
+        &self,
+    ) -> hearth_core::transport::BoxFuture<
+        '_,
+        Result<hearth_core::transport::Connection, hearth_core::transport::TransportError>,
+    > {
+        Box::pin(async move {
+            let mut conn = self.0.connect().await?;
+            conn.link = std::sync::Arc::new(NoDepositsLink(conn.link));
+            Ok(conn)
+        })
+    }
+
+    fn address(&self) -> String {
+        self.0.address()
+    }
+}
+
+/// The invitation's commit landed but its Welcome never reached the relay: the Welcome
+/// is owed, and delivered when the inviter next connects, so the invitee is not left a
+/// member who cannot get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_welcome_lost_after_its_commit_is_delivered_at_the_next_connection() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = alice.c().create_room("Home").await.unwrap();
+    alice.client.take().unwrap().close().await;
+    let profile = hearth_core::Profile::open(&alice.dir, common::PASS).unwrap();
+    let connector = std::sync::Arc::new(NoDeposits(
+        hearth_core::transport::quic::QuicConnector::new(profile.relay().clone()),
+    ));
+    let lossy = hearth_core::Client::connect_with(profile, connector)
+        .await
+        .unwrap();
+    // The invitation happened (the commit is in the log), whatever became of the Welcome.
+    lossy.invite(room, &h("bob")).await.unwrap();
+    lossy.close().await;
+    bob.c().sync().await.unwrap();
+    assert!(bob.c().invitations().await.unwrap().is_empty());
+
+    alice.restart().await;
+    bob.wait_for("the invitation", |e| matches!(e, ClientEvent::Invited(_)))
+        .await;
+    bob.c().accept_invitation(room).await.unwrap();
+    alice.c().send_text(room, "you made it").await.unwrap();
+    bob.wait_text("you made it").await;
+}

@@ -470,21 +470,10 @@ impl Inner {
                 Ok(Some((commit, welcome)))
             })
             .await?;
-        if let Some((seq, Some(welcome))) = done {
-            let transcript_hash = room.rec.transcript.hash_at(seq).ok_or_else(|| {
-                ClientError::Other("the new room moved on too fast; try again".into())
-            })?;
-            for package in &packages {
-                let Some(account) = account_of(package.leaf_node().signature_key().as_slice())
-                else {
-                    continue;
-                };
-                if let Err(e) = self
-                    .deposit_welcome(new, seq, transcript_hash, welcome.clone(), account)
-                    .await
-                {
-                    tracing::warn!("rebuild: inviting a member failed: {e}");
-                }
+        if let Some((_, Some(_))) = done {
+            // Owed since the commit was processed (see `outbox`).
+            if let Err(e) = self.deliver_owed_welcomes().await {
+                tracing::warn!("rebuild: the invitations are delivered later: {e}");
             }
         }
         let cap = self.engine().cap(&room.group)?;

@@ -24,6 +24,7 @@ mod inbox;
 mod names;
 pub use names::{validate_display_name, MAX_DISPLAY_NAME};
 mod ops;
+mod outbox;
 mod presence;
 mod process;
 mod public;
@@ -681,6 +682,10 @@ impl Inner {
                     room.id
                 );
             }
+        }
+        // Welcomes a crash or a lost connection kept from their newcomers.
+        if let Err(e) = self.deliver_owed_welcomes().await {
+            tracing::warn!("delivering owed invitations failed (tried again later): {e}");
         }
         // After the rooms (see `Client::sync`).
         self.fetch_inbox().await?;

@@ -284,8 +284,27 @@ impl Inner {
                 let told = admins_after(&room.group, staged, me).filter(|_| tell_admins);
                 let demotes = told.as_ref().is_some_and(|t| t.demotes);
                 let admins = told.map(|t| t.admins);
-                room.rec.inflight = Some(Inflight::Commit {
-                    payload: payload.clone(),
+                room.rec.inflight = Some(match &welcome {
+                    // The newcomers' Welcome travels with the commit (see `outbox`).
+                    Some(welcome) => Inflight::CommitWithWelcome {
+                        payload: payload.clone(),
+                        welcome: welcome.clone(),
+                        to: staged
+                            .add_proposals()
+                            .filter_map(|add| {
+                                account_of(
+                                    add.add_proposal()
+                                        .key_package()
+                                        .leaf_node()
+                                        .signature_key()
+                                        .as_slice(),
+                                )
+                            })
+                            .collect(),
+                    },
+                    None => Inflight::Commit {
+                        payload: payload.clone(),
+                    },
                 });
                 engine.persist(self.profile.store(), |b| room.save(b))?;
                 (payload, welcome, cap, next.hash(), admins, demotes)
@@ -442,17 +461,18 @@ impl Inner {
                 .map(Some)
             })
             .await?;
-        let Some((seq, Some(welcome))) = done else {
+        let Some((_, Some(_))) = done else {
             return Err(ClientError::Mls(
                 "adding a member produced no Welcome".into(),
             ));
         };
-        let transcript_hash = room.rec.transcript.hash_at(seq).ok_or_else(|| {
-            ClientError::Other("the room moved on too far to invite; try again".into())
-        })?;
         drop(room);
-        self.deposit_welcome(id, seq, transcript_hash, welcome, account)
-            .await
+        // The Welcome is owed now (written with the processed commit); delivered here, or
+        // at the next connection if this fails: the invitation happened either way.
+        if let Err(e) = self.deliver_owed_welcomes().await {
+            tracing::warn!("room {id}: {handle}'s invitation is delivered later: {e}");
+        }
+        Ok(())
     }
 
     /// Fetches one of `handle`'s KeyPackages from the relay's directory (consuming it)

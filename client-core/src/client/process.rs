@@ -38,6 +38,8 @@ pub(crate) struct Effects {
     pub looked_up: bool,
     /// A commit we refused, which the relay took as the room's next epoch.
     pub refused: Option<Refused>,
+    /// Our commit that adds people landed: their Welcome goes to the outbox.
+    pub welcome: Option<super::outbox::OwedWelcome>,
 }
 
 /// What one pass over an entry came to.
@@ -103,18 +105,15 @@ impl Inner {
                 warning,
             });
         }
-        let own_entry = matches!(
-            &room.rec.inflight,
-            Some(Inflight::Message { payload, .. }) | Some(Inflight::Commit { payload })
-                if *payload == entry.payload
-        );
-        let own = match &room.rec.inflight {
-            Some(Inflight::Message { payload, .. }) | Some(Inflight::Commit { payload })
-                if *payload == entry.payload =>
-            {
-                room.rec.inflight.take()
-            }
-            _ => None,
+        let own_entry = room
+            .rec
+            .inflight
+            .as_ref()
+            .is_some_and(|inflight| inflight.payload() == entry.payload);
+        let own = if own_entry {
+            room.rec.inflight.take()
+        } else {
+            None
         };
         let result = match own {
             Some(Inflight::Message { body, .. }) => {
@@ -122,6 +121,18 @@ impl Inner {
                 Ok(Step::Done)
             }
             Some(Inflight::Commit { .. }) => {
+                own_commit(&engine, room, &mut fx).map(|()| Step::Done)
+            }
+            Some(Inflight::CommitWithWelcome { welcome, to, .. }) => {
+                // Our commit is in the log at this seq: its Welcome is owed now.
+                let hash = room.rec.transcript.hash_at(entry.seq).unwrap_or([0; 32]);
+                fx.welcome = Some(super::outbox::OwedWelcome {
+                    room: room.id,
+                    seq: entry.seq,
+                    transcript_hash: hash,
+                    welcome,
+                    to,
+                });
                 own_commit(&engine, room, &mut fx).map(|()| Step::Done)
             }
             None => {
@@ -217,9 +228,13 @@ impl Inner {
             Some((handle.clone(), self.new_display_name(&handle, &name)?))
         });
         let rotated = fx.rotated.take();
+        let owed = fx.welcome.take();
         let mut rotation_event = None;
         engine.persist(self.profile.store(), |batch| {
             room.save(batch)?;
+            if let Some(owed) = &owed {
+                owed.put(batch)?;
+            }
             if let Some(Rotated { handle, from, to }) = &rotated {
                 rotation_event = self.follow_rotation(handle, from, to, batch)?;
             }

@@ -43,6 +43,31 @@ pub enum Inflight {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
+    /// A commit that adds people, with the Welcome they need: once the commit is in the
+    /// log, the Welcome goes to the outbox ([`super::outbox`]) in the same batch, so a
+    /// crash between the commit and the deposits never leaves someone added who cannot
+    /// get in (issue 13's ghost member).
+    CommitWithWelcome {
+        /// The MLS commit bytes as sent.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+        /// The MLS Welcome bytes.
+        #[serde(with = "serde_bytes")]
+        welcome: Vec<u8>,
+        /// Whose inboxes it goes to (the accounts the commit adds).
+        to: Vec<AccountKey>,
+    },
+}
+
+impl Inflight {
+    /// The bytes sent to the relay.
+    pub fn payload(&self) -> &[u8] {
+        match self {
+            Inflight::Message { payload, .. }
+            | Inflight::Commit { payload }
+            | Inflight::CommitWithWelcome { payload, .. } => payload,
+        }
+    }
 }
 
 /// The persisted hearth state of a room (`Table::Rooms`, key = room id).
