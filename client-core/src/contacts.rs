@@ -251,13 +251,7 @@ pub fn put_rotation(
     to: &AccountKey,
 ) -> Result<(), ClientError> {
     let record = ContactRecord::first_sight(to.0, now_secs());
-    batch
-        .put(
-            Table::Contacts,
-            handle.as_str().as_bytes(),
-            &record.encode(),
-        )
-        .map_err(store_err)?;
+    ContactWrites(vec![(handle.clone(), record)]).save(batch)?;
     let mut away = rotated_away(store, handle)?;
     if !away.contains(&from.0) {
         away.push(from.0);
