@@ -255,7 +255,17 @@ async fn serve(config: RelayConfig) -> Result<()> {
         );
     }
     say!("data: {}", running.data_dir().display());
-    wait_for_signal().await?;
+    let relay = running.relay().clone();
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        () = relay.store_health().failure() => {
+            tracing::error!("the store failed a write; exiting so the service manager restarts the relay");
+            let _ = running.shutdown().await;
+            bail!(
+                "the store failed to write (is the disk full or failing?); the relay stopped so that it can be started again (systemd restarts it)"
+            );
+        }
+    }
     tracing::info!("shutting down");
     running.shutdown().await?;
     Ok(())

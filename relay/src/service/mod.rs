@@ -163,6 +163,7 @@ pub(crate) struct Shared {
         )>,
     >,
     floor: Arc<writer::DiskFloor>,
+    health: Arc<writer::StoreHealth>,
 }
 
 /// The relay's shared state; cheap to clone.
@@ -182,12 +183,14 @@ impl Relay {
             config.data_dir.clone(),
             config.min_free_bytes,
         ));
+        let health = Arc::new(writer::StoreHealth::default());
         let (writer, close, task) = Writer::spawn(
             store.clone(),
             hub.clone(),
             notifier.clone(),
             metrics.clone(),
             floor.clone(),
+            health.clone(),
         );
         let rate = RateLimiter::new(config.rate_per_second, config.rate_burst);
         Self {
@@ -206,8 +209,14 @@ impl Relay {
                 failures: Mutex::new(HashMap::new()),
                 writer_task: Mutex::new(Some((close, task))),
                 floor,
+                health,
             }),
         }
+    }
+
+    /// Whether the store is still writing (see [`writer::StoreHealth`]).
+    pub fn store_health(&self) -> &writer::StoreHealth {
+        &self.shared.health
     }
 
     /// The free-space floor below which nothing new is stored (see

@@ -64,6 +64,39 @@ impl DiskFloor {
     }
 }
 
+/// Whether the store has failed a durable write (an I/O error: a disk that filled up
+/// despite the floor, or a failing one). redb then refuses every later write until the
+/// database is opened again, so the relay process should end and be restarted by its
+/// service manager (`hearth-relay` exits non-zero; systemd's `Restart=on-failure`).
+#[derive(Default)]
+pub struct StoreHealth {
+    failed: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl StoreHealth {
+    fn fail(&self) {
+        self.failed.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether a durable write has failed.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until a durable write fails.
+    pub async fn failure(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.has_failed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// The error answered for ops that would store something new while the disk is low.
 pub(crate) fn storage_full() -> WireError {
     WireError::new(
@@ -101,10 +134,17 @@ impl Writer {
         notifier: Arc<Notifier>,
         metrics: Arc<Metrics>,
         floor: Arc<DiskFloor>,
+        health: Arc<StoreHealth>,
     ) -> (Self, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH);
         let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(run(rx, closed, store, hub, notifier, metrics, floor));
+        let task = tokio::spawn(run(
+            rx,
+            closed,
+            store,
+            (hub, notifier, metrics),
+            (floor, health),
+        ));
         (Self { tx }, close, task)
     }
 
@@ -135,10 +175,8 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     mut closed: oneshot::Receiver<()>,
     store: Arc<dyn Store>,
-    hub: Arc<Hub>,
-    notifier: Arc<Notifier>,
-    metrics: Arc<Metrics>,
-    floor: Arc<DiskFloor>,
+    (hub, notifier, metrics): (Arc<Hub>, Arc<Notifier>, Arc<Metrics>),
+    (floor, health): (Arc<DiskFloor>, Arc<StoreHealth>),
 ) {
     let mut jobs = Vec::new();
     loop {
@@ -162,7 +200,7 @@ async fn run(
             refuse_growth(&mut jobs, &store);
         }
         if !jobs.is_empty() {
-            commit(&mut jobs, &store, &hub, &notifier, &metrics).await;
+            commit(&mut jobs, &store, &hub, &notifier, &metrics, &health).await;
         }
         if last {
             break;
@@ -204,6 +242,7 @@ async fn commit(
     hub: &Hub,
     notifier: &Notifier,
     metrics: &Metrics,
+    health: &StoreHealth,
 ) {
     {
         let (ops, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
@@ -218,6 +257,12 @@ async fn commit(
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, ops = count, "durable commit failed; batch refused");
+                if matches!(
+                    e,
+                    crate::store::StoreError::Db(_) | crate::store::StoreError::Io(_)
+                ) {
+                    health.fail();
+                }
                 vec![Err(internal()); count]
             }
             Err(e) => {
@@ -249,5 +294,104 @@ async fn commit(
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{
+        AccountRecord, AuditRecord, InviteRecord, ListingRecord, RedbStore, RoomAccess, RoomRecord,
+        StoreError, StoreStats,
+    };
+    use hearth_protocol::{
+        AccountKey, CapHash, Entry, Handle, InboxEntry, KeyRotation, RoomId, Seq,
+    };
+
+    /// A store whose disk fails every write (reads work).
+    struct FailingWrites(RedbStore);
+
+    impl Store for FailingWrites {
+        fn apply(&self, _: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> {
+            Err(StoreError::Io(std::io::Error::other(
+                "No space left on device",
+            )))
+        }
+        fn account(&self, a: &AccountKey) -> Result<Option<AccountRecord>, StoreError> {
+            self.0.account(a)
+        }
+        fn rotations(&self, h: &Handle) -> Result<Vec<KeyRotation>, StoreError> {
+            self.0.rotations(h)
+        }
+        fn room_admins(&self, r: &RoomId) -> Result<Vec<AccountKey>, StoreError> {
+            self.0.room_admins(r)
+        }
+        fn account_by_handle(&self, h: &Handle) -> Result<Option<AccountRecord>, StoreError> {
+            self.0.account_by_handle(h)
+        }
+        fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+            self.0.accounts()
+        }
+        fn key_package_stock(&self, a: &AccountKey) -> Result<(u32, bool), StoreError> {
+            self.0.key_package_stock(a)
+        }
+        fn inbox(&self, a: &AccountKey, after: u64, n: u32) -> Result<Vec<InboxEntry>, StoreError> {
+            self.0.inbox(a, after, n)
+        }
+        fn room(&self, r: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+            self.0.room(r)
+        }
+        fn access(&self, r: &RoomId, c: &CapHash) -> Result<Option<RoomAccess>, StoreError> {
+            self.0.access(r, c)
+        }
+        fn entries(&self, r: &RoomId, f: Seq, t: Seq, n: u32) -> Result<Vec<Entry>, StoreError> {
+            self.0.entries(r, f, t, n)
+        }
+        fn listing(&self, r: &RoomId) -> Result<Option<(ListingRecord, u64)>, StoreError> {
+            self.0.listing(r)
+        }
+        fn listings(&self, n: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError> {
+            self.0.listings(n)
+        }
+        fn invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+            self.0.invites()
+        }
+        fn audit(&self, n: u32) -> Result<Vec<AuditRecord>, StoreError> {
+            self.0.audit(n)
+        }
+        fn stats(&self) -> Result<StoreStats, StoreError> {
+            self.0.stats()
+        }
+    }
+
+    /// A failed durable write is answered as such and marks the store failed, which the
+    /// relay binary waits on to exit (and be restarted).
+    #[tokio::test]
+    async fn a_failed_durable_write_marks_the_store_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(FailingWrites(RedbStore::in_memory().unwrap()));
+        let health = Arc::new(StoreHealth::default());
+        let (writer, _close, _task) = Writer::spawn(
+            store,
+            Arc::new(Hub::default()),
+            Arc::new(Notifier::default()),
+            Arc::new(Metrics::default()),
+            Arc::new(DiskFloor::new(dir.path().to_path_buf(), 0)),
+            health.clone(),
+        );
+        assert!(!health.has_failed());
+        let refused = writer
+            .submit(WriteOp::Sweep {
+                now: 1,
+                retention_secs: 1,
+                max_deletions: 1,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Internal);
+        assert!(health.has_failed());
+        tokio::time::timeout(std::time::Duration::from_secs(1), health.failure())
+            .await
+            .expect("the failure is signalled");
     }
 }
