@@ -192,6 +192,12 @@ async fn rotate_key_moves_to_a_new_key_that_others_follow() {
         "{}",
         stderr(&out)
     );
+    let out = hearth(&bob, &["verify", "alice"]).await;
+    assert!(
+        stdout(&out).contains("moved to a new identity key, signed by the old one"),
+        "{}",
+        stdout(&out)
+    );
     assert_success(&hearth(&bob, &["verify", "alice", "--yes"]).await, "verify");
     assert_success(
         &hearth(&bob, &["send", "family", "welcome back"]).await,

@@ -81,7 +81,15 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
         let number = safety_number(&client.profile().account(), &contact.account);
         if !global.json {
             if contact.is_changed() {
-                println!("!! {handle}'s identity key CHANGED since you first saw it. If they did not set up hearth again, someone may be impersonating them.");
+                if client
+                    .key_change_is_signed_rotation(&handle)
+                    .await
+                    .unwrap_or(false)
+                {
+                    println!("!! {handle} moved to a new identity key, signed by the old one (hearth rotate-key). Whoever held the old key could have done that: compare the new safety number in person.");
+                } else {
+                    println!("!! {handle}'s identity key CHANGED since you first saw it. If they did not set up hearth again, someone may be impersonating them.");
+                }
                 println!();
             }
             println!("Safety number with {handle}:");

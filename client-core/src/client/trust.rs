@@ -12,6 +12,38 @@ use crate::events::ClientEvent;
 use crate::Contact;
 
 impl Client {
+    /// Whether `handle`'s changed key (not accepted yet) follows from the pinned one by key
+    /// rotations signed by each key given up, as the relay's directory lists them now (see
+    /// [`super::rotation`]): a `hearth rotate-key`, not a stranger. Still to be compared
+    /// in person, since whoever held the old key could have signed it.
+    pub async fn key_change_is_signed_rotation(
+        &self,
+        handle: &Handle,
+    ) -> Result<bool, ClientError> {
+        let Some(record) = contacts::load(self.inner.profile.store(), handle)? else {
+            return Ok(false);
+        };
+        let StoredState::Changed { new } = record.state else {
+            return Ok(false);
+        };
+        let info = match self
+            .inner
+            .call(Request::LookupAccount {
+                handle: handle.clone(),
+            })
+            .await?
+        {
+            Response::Account(info) => info,
+            other => return Err(unexpected(&other)),
+        };
+        let (from, to) = (
+            hearth_protocol::AccountKey(record.key),
+            hearth_protocol::AccountKey(new),
+        );
+        Ok(info.account == to
+            && super::rotation::rotation_is_signed(handle, &from, &to, &info.rotations))
+    }
+
     /// Every contact (never the profile's own handle), sorted by handle.
     pub fn contacts(&self) -> Result<Vec<Contact>, ClientError> {
         contacts::load_all(self.inner.profile.store())
