@@ -134,6 +134,16 @@ pub enum ConnectionState {
 pub enum ClientEvent {
     /// A text message arrived (or our own was confirmed by the relay).
     Message(HistoryItem),
+    /// A message that waited for the relay cannot be sent after all (we left the room,
+    /// or were removed, or the room broke); it was dropped from the queue.
+    Unsent {
+        /// The room.
+        room: RoomId,
+        /// The message's text.
+        text: String,
+        /// Why.
+        reason: String,
+    },
     /// Someone invited us into a room.
     Invited(Invitation),
     /// A member was added to a room.

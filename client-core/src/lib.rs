@@ -41,7 +41,7 @@ pub mod policy;
 pub mod transcript;
 pub mod transport;
 
-pub use client::{Client, Impostor, RotationReport};
+pub use client::{Client, Delivery, Impostor, QueuedMessage, RotationReport};
 pub use contacts::{Contact, TrustState};
 pub use error::ClientError;
 pub use events::{

@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hearth_protocol::auth::auth_message;
-use hearth_protocol::{Entry, Event, Request, RoomId};
+use hearth_protocol::{Entry, Event, Request, RoomId, Seq};
 use tokio::sync::mpsc;
 
 use super::room::Status;
@@ -38,6 +38,7 @@ pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<
                     return;
                 }
                 *strong.link.write().unwrap_or_else(|p| p.into_inner()) = None;
+                tracing::info!("{reason}: reconnecting in {delay:?}");
                 strong.emit(ClientEvent::Connection(ConnectionState::Reconnecting {
                     reason: reason.clone(),
                     retry_in: delay,
@@ -49,8 +50,20 @@ pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<
             };
             match strong.reconnect().await {
                 Ok(new_events) => {
+                    tracing::info!("connected again");
                     events = new_events;
                     strong.emit(ClientEvent::Connection(ConnectionState::Connected));
+                    // On its own task, so pushed events keep flowing meanwhile; stopped
+                    // on close (it holds the client).
+                    let after = strong.clone();
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = after.after_connect().await {
+                            tracing::info!("after reconnecting: {e}");
+                        }
+                    });
+                    if let Some(previous) = super::lock(&strong.after_reconnect).replace(task) {
+                        previous.abort();
+                    }
                     break;
                 }
                 Err(e) => {
@@ -79,8 +92,14 @@ impl Inner {
 
     async fn handle_event(self: &Arc<Self>, event: Event) {
         let result = match event {
-            Event::Entries { room, entries } => self.pushed_entries(room, entries).await,
-            Event::SubscriptionEnded { room, .. } => self.subscription_ended(room).await,
+            Event::Entries { room, entries } => {
+                tracing::debug!("room {room}: {} entries pushed", entries.len());
+                self.pushed_entries(room, entries).await
+            }
+            Event::SubscriptionEnded { room, next } => {
+                tracing::debug!("room {room}: subscription ended before {next:?}");
+                self.subscription_ended(room, next).await
+            }
             Event::InboxArrived => self.fetch_inbox().await,
             Event::AccountRegistered { handle, account } => {
                 self.account_registered(handle, account);
@@ -111,12 +130,18 @@ impl Inner {
     /// The relay ended a subscription at a commit. Usually we merged that commit and
     /// subscribe again with the new epoch's capability; when we refused it (and the
     /// capability stayed), we must subscribe again all the same.
-    async fn subscription_ended(&self, id: RoomId) -> Result<(), ClientError> {
+    async fn subscription_ended(&self, id: RoomId, next: Seq) -> Result<(), ClientError> {
         let Ok(room) = self.room(id) else {
             return Ok(());
         };
         let mut room = room.lock().await;
         if room.removed || room.rec.status != Status::Joined {
+            return Ok(());
+        }
+        if room.expected_end == Some(next) {
+            // The end of the previous epoch's subscription, already replaced: taking it
+            // for the current one would leave the room unheard.
+            room.expected_end = None;
             return Ok(());
         }
         // If catching up does not move us to another epoch, our capability is over and

@@ -227,6 +227,7 @@ impl Inner {
             subscribed: None,
             commit_proposals: false,
             orphaned_epoch: None,
+            expected_end: None,
             removed: false,
         };
         let mut events = Vec::new();

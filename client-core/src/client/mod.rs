@@ -28,6 +28,8 @@ mod outbox;
 mod presence;
 mod process;
 mod public;
+mod queue;
+pub use queue::{Delivery, QueuedMessage};
 mod revert;
 pub use revert::STUCK_POLL;
 pub mod rotation;
@@ -79,8 +81,12 @@ pub(crate) struct Inner {
     events_tx: mpsc::UnboundedSender<ClientEvent>,
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<ClientEvent>>>,
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The work after the last reconnect (see `Inner::after_connect`), stopped on close.
+    after_reconnect: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
     inbox_lock: tokio::sync::Mutex<()>,
+    /// Held while the message queue is read or changed (see `queue`).
+    queue_lock: tokio::sync::Mutex<()>,
     /// Who said they are online or offline, per room (see `presence`).
     presence: Mutex<presence::Seen>,
     /// We announced that we are online, so we say goodbye on close.
@@ -146,7 +152,7 @@ impl Client {
             Ok(other) => return Err(unexpected(&other)),
             Err(e) => return Err(e.into()),
         };
-        let client = Self::start(profile, connector, conn, relay_now)?;
+        let client = Self::start(profile, connector, Some((conn, relay_now)))?;
         client
             .inner
             .publish_key_packages(KEY_PACKAGE_STOCK, true)
@@ -172,22 +178,58 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let conn = connector.connect().await?;
         let relay_now = Inner::authenticate(&profile, &conn).await?;
-        let client = Self::start(profile, connector, conn, relay_now)?;
+        let client = Self::start(profile, connector, Some((conn, relay_now)))?;
         client.inner.resume().await?;
-        client.inner.finish_restores().await?;
-        client.inner.top_up_key_packages().await?;
-        // Rooms whose own leaf is due for fresh keys (weekly; also a room's first).
-        client.inner.scheduled_updates().await;
-        // Rooms an earlier key rotation did not reach.
-        client.inner.move_rooms_to_new_key().await;
+        client.inner.after_connect().await?;
         Ok(client)
     }
 
+    /// Like [`Client::connect`], but a relay that cannot be reached now is not an error:
+    /// the client starts without a connection, serves what the local store holds
+    /// (rooms, history, members, contacts) and connects by itself as soon as the relay
+    /// answers (backing off up to 30 s), as after a dropped connection. Other failures
+    /// (a refused sign-in, a relay whose key is not the pinned one) are returned.
+    pub async fn open(profile: Profile) -> Result<Client, ClientError> {
+        let connector = Arc::new(QuicConnector::new(profile.relay().clone()));
+        Self::open_with(profile, connector).await
+    }
+
+    /// [`Client::open`] over any transport.
+    pub async fn open_with(
+        profile: Profile,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Client, ClientError> {
+        match connector.connect().await {
+            Ok(conn) => {
+                let relay_now = Inner::authenticate(&profile, &conn).await?;
+                let client = Self::start(profile, connector, Some((conn, relay_now)))?;
+                client.inner.resume().await?;
+                client.inner.after_connect().await?;
+                Ok(client)
+            }
+            Err(TransportError::Unreachable { address, reason }) => {
+                tracing::info!("relay {address} unreachable ({reason}): starting offline");
+                Self::start(profile, connector, None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the client has a connection to the relay now.
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Starts the client's tasks, on `conn` (with the relay's clock reading at sign-in),
+    /// or without a connection: then the driver connects by itself.
     fn start(
         profile: Profile,
         connector: Arc<dyn Connector>,
-        conn: Connection,
-        conn_now: u64,
+        conn: Option<(Connection, u64)>,
     ) -> Result<Client, ClientError> {
         let mut engine = Engine::load(
             profile.identity().mls_signer(),
@@ -203,15 +245,21 @@ impl Client {
         let inner = Arc::new(Inner {
             profile,
             connector,
-            link: RwLock::new(Some(conn.link.clone())),
-            exporter: Mutex::new(conn.exporter),
+            link: RwLock::new(conn.as_ref().map(|(conn, _)| conn.link.clone())),
+            exporter: Mutex::new(
+                conn.as_ref()
+                    .map(|(conn, _)| conn.exporter)
+                    .unwrap_or_default(),
+            ),
             engine: Mutex::new(engine),
             rooms: Mutex::new(HashMap::new()),
             events_tx,
             events_rx: Mutex::new(Some(events_rx)),
             driver: Mutex::new(None),
+            after_reconnect: Mutex::new(None),
             closed: AtomicBool::new(false),
             inbox_lock: tokio::sync::Mutex::new(()),
+            queue_lock: tokio::sync::Mutex::new(()),
             presence: Mutex::new(presence::Seen::default()),
             announced: AtomicBool::new(false),
             directory: Mutex::new(authentication::DirectoryAnswers::default()),
@@ -219,16 +267,23 @@ impl Client {
             news: Mutex::new(HashMap::new()),
             clock: crate::clock::RelayClock::default(),
         });
-        inner.observe_relay_clock(conn_now);
         inner.load_rooms()?;
         tokio::spawn(purge_loop(Arc::downgrade(&inner)));
         tokio::spawn(heads::head_loop(Arc::downgrade(&inner)));
         tokio::spawn(revert::stuck_loop(Arc::downgrade(&inner)));
-        let handle = tokio::spawn(driver::run(Arc::downgrade(&inner), conn.events));
+        let events = match conn {
+            Some((conn, conn_now)) => {
+                inner.observe_relay_clock(conn_now);
+                inner.emit(ClientEvent::Connection(
+                    crate::events::ConnectionState::Connected,
+                ));
+                conn.events
+            }
+            // An ended event stream: the driver starts by reconnecting.
+            None => mpsc::unbounded_channel().1,
+        };
+        let handle = tokio::spawn(driver::run(Arc::downgrade(&inner), events));
         *lock(&inner.driver) = Some(handle);
-        inner.emit(ClientEvent::Connection(
-            crate::events::ConnectionState::Connected,
-        ));
         Ok(Client { inner })
     }
 
@@ -274,9 +329,13 @@ impl Client {
         self.inner.invite(room, handle).await
     }
 
-    /// Invitations received and not yet accepted.
+    /// Invitations received and not yet accepted: the inbox is fetched first when
+    /// connected; without a connection, those already fetched.
     pub async fn invitations(&self) -> Result<Vec<Invitation>, ClientError> {
-        self.inner.fetch_inbox().await?;
+        match self.inner.fetch_inbox().await {
+            Ok(()) | Err(ClientError::NotConnected) => {}
+            Err(e) => return Err(e),
+        }
         let mut out = Vec::new();
         for room in self.inner.room_handles() {
             let room = room.lock().await;
@@ -443,6 +502,36 @@ impl Client {
         Ok(items)
     }
 
+    /// The newest message of `room` the user has read with `hearth read` (seq 0 when
+    /// none), kept in the store so a later read shows only what is new.
+    pub fn read_mark(&self, room: RoomId) -> Result<Seq, ClientError> {
+        let value = self
+            .inner
+            .profile
+            .store()
+            .get(Table::Settings, read_mark_key(room).as_bytes())
+            .map_err(store_err)?;
+        Ok(Seq(value
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes)))
+    }
+
+    /// Moves the read mark of `room` forward to `seq` (never back).
+    pub fn set_read_mark(&self, room: RoomId, seq: Seq) -> Result<(), ClientError> {
+        if seq <= self.read_mark(room)? {
+            return Ok(());
+        }
+        let mut batch = self.inner.profile.store().begin().map_err(store_err)?;
+        batch
+            .put(
+                Table::Settings,
+                read_mark_key(room).as_bytes(),
+                &seq.0.to_be_bytes(),
+            )
+            .map_err(store_err)?;
+        batch.commit().map_err(store_err)
+    }
+
     /// Resolves a room by exact name (case-insensitive), `@NICK` (the private
     /// conversation with NICK, by NICK's accepted key; never by name) or hex id prefix.
     pub async fn find_room(&self, name_or_id: &str) -> Result<Option<RoomId>, ClientError> {
@@ -513,13 +602,21 @@ impl Client {
     /// Disconnects and stops the background task (after saying we went offline, if we
     /// announced presence).
     pub async fn close(self) {
+        self.shut_down().await;
+    }
+
+    /// [`Client::close`] for a client shared behind an `Arc`: the same, but the profile
+    /// is released only when the last holder drops it.
+    pub async fn shut_down(&self) {
         if self.inner.announced.swap(false, Ordering::SeqCst) {
             // Best effort: a goodbye must not keep a closing client waiting for long.
             let _ = tokio::time::timeout(CLOSE_GRACE, self.inner.announce(false)).await;
         }
         self.inner.shutdown();
-        let handle = lock(&self.inner.driver).take();
-        if let Some(handle) = handle {
+        // Both hold the client's state (and so the profile): gone before this returns.
+        let driver = lock(&self.inner.driver).take();
+        let after = lock(&self.inner.after_reconnect).take();
+        for handle in [driver, after].into_iter().flatten() {
             handle.abort();
             let _ = handle.await;
         }
@@ -535,11 +632,34 @@ impl Drop for Client {
     }
 }
 
+/// Where [`Client::read_mark`] keeps a room's mark in [`Table::Settings`].
+fn read_mark_key(room: RoomId) -> String {
+    format!("read-mark/{}", room.to_hex())
+}
+
 fn unexpected(response: &Response) -> ClientError {
     ClientError::Other(format!("unexpected answer from the relay: {response:?}"))
 }
 
 impl Inner {
+    /// What follows every sign-in once the rooms are resumed: rooms restored from a
+    /// backup renew their keys, KeyPackages are topped up, due self-updates are
+    /// committed, and rooms an earlier key rotation did not reach move to the new key.
+    pub(crate) async fn after_connect(&self) -> Result<(), ClientError> {
+        tracing::debug!("after connecting: restores, KeyPackages, updates, queue");
+        self.finish_restores().await?;
+        self.top_up_key_packages().await?;
+        // Rooms whose own leaf is due for fresh keys (weekly; also a room's first).
+        self.scheduled_updates().await;
+        // Rooms an earlier key rotation did not reach.
+        self.move_rooms_to_new_key().await;
+        // Messages the user sent while the relay could not be reached.
+        match self.flush_queue().await {
+            Ok(()) | Err(ClientError::NotConnected | ClientError::Unreachable { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub(crate) fn engine(&self) -> MutexGuard<'_, Engine> {
         lock(&self.engine)
     }
@@ -554,6 +674,9 @@ impl Inner {
         }
         if let Some(link) = self.link.write().unwrap_or_else(|p| p.into_inner()).take() {
             link.close();
+        }
+        if let Some(after) = lock(&self.after_reconnect).take() {
+            after.abort();
         }
         self.emit(ClientEvent::Connection(
             crate::events::ConnectionState::Closed,
@@ -665,6 +788,9 @@ impl Inner {
         for room in self.room_handles() {
             let mut room = room.lock().await;
             room.subscribed = None;
+            // A new connection: nothing is known of its subscriptions yet.
+            room.orphaned_epoch = None;
+            room.expected_end = None;
             if room.removed || room.rec.status != Status::Joined {
                 continue;
             }

@@ -185,16 +185,24 @@ impl Inner {
             return Ok(());
         }
         let cap = self.engine().cap(&room.group)?;
+        let from = room.rec.transcript.last().next();
         match self
             .call(Request::Subscribe {
                 room: room.id,
                 cap,
-                from: room.rec.transcript.last().next(),
+                from,
             })
             .await
             .map_err(|e| room_error(room.id, e))?
         {
             Response::Done => {
+                tracing::debug!(
+                    "room {}: subscribed at epoch {epoch} from {from:?}",
+                    room.id
+                );
+                if room.subscribed.is_some_and(|old| old != epoch) {
+                    room.expected_end = Some(from);
+                }
                 room.subscribed = Some(epoch);
                 Ok(())
             }
@@ -405,6 +413,7 @@ impl Inner {
             subscribed: None,
             commit_proposals: false,
             orphaned_epoch: None,
+            expected_end: None,
             removed: false,
         };
         match response {

@@ -182,6 +182,10 @@ pub struct Room {
     /// ended our capability (a commit of ours undone by an admin). Not subscribed again
     /// until the relay says it is current (see `revert::stuck_loop`), or the epoch moves.
     pub orphaned_epoch: Option<u64>,
+    /// We subscribed at a new epoch while the previous epoch's subscription had not been
+    /// told ended yet: its `SubscriptionEnded` (with this `next`) is still on its way and
+    /// is not about the current subscription.
+    pub expected_end: Option<Seq>,
 }
 
 /// A commit the relay appended and we refused: it announced a capability other than the
@@ -219,6 +223,7 @@ impl Room {
             subscribed: None,
             commit_proposals: false,
             orphaned_epoch: None,
+            expected_end: None,
         }))
     }
 
