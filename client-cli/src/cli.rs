@@ -39,6 +39,14 @@ pub struct GlobalArgs {
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Run in this process instead of through the profile's background agent [env: HEARTH_NO_AGENT=1]
+    #[arg(long, global = true)]
+    pub no_agent: bool,
+
+    /// Show log lines on standard error (-v warnings, -vv more); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// The commands.
@@ -118,10 +126,16 @@ pub enum Command {
         /// The display name, e.g. "Uncle Bob"
         name: String,
     },
-    /// Fetch new messages of a room from the relay and print them
+    /// Print the messages of a room you have not read yet
+    ///
+    /// The first time, and with --all, the last 50. Security notices found meanwhile (a
+    /// changed key, an impostor...) are printed on standard error.
     Read {
         /// Room name or id, or @NICK for your private conversation with NICK
         room: String,
+        /// Print the last 50 messages, read before or not
+        #[arg(long, short)]
+        all: bool,
         /// Only messages at or after this time ago, e.g. 10m, 2h, 1day
         #[arg(long, value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
@@ -154,6 +168,35 @@ pub enum Command {
     },
     /// Print the man page (roff) to standard output
     Man,
+    /// The background agent that keeps this profile unlocked and connected
+    ///
+    /// The first command that needs the profile asks for the passphrase and starts the
+    /// agent; later commands and chat windows go through it and need neither the
+    /// passphrase nor a new connection. `hearth lock` stops it.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Stop the profile's agent: the key is forgotten until a command asks for the
+    /// passphrase again
+    Lock,
+}
+
+/// `hearth agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Run the agent in the foreground (commands start it in the background by themselves)
+    Run {
+        /// Forget the key and stop after this long, e.g. 8h [default: never]
+        #[arg(long, value_parser = humantime::parse_duration, env = "HEARTH_AGENT_TIMEOUT")]
+        timeout: Option<std::time::Duration>,
+        /// Read the passphrase from standard input's first line and report "ready" on
+        /// standard output: how commands start the agent
+        #[arg(long, hide = true)]
+        from_caller: bool,
+    },
+    /// Say whether the agent runs, for how long, and whether it is connected
+    Status,
+    /// Stop the agent (the same as `hearth lock`)
+    Stop,
 }
 
 /// `hearth init`.

@@ -19,9 +19,9 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// Prints `err` as one line, `error: what failed: why`, never a backtrace. Made inert: the
-/// causes may carry the relay's words or names others chose.
-pub fn report(err: &anyhow::Error) {
+/// `err` as one line, `what failed: why`, never a backtrace. Made inert: the causes may
+/// carry the relay's words or names others chose.
+pub fn render(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause.to_string();
@@ -33,7 +33,18 @@ pub fn report(err: &anyhow::Error) {
         }
         line.push_str(&text);
     }
-    eprintln!("error: {}", crate::inert::inert(&line.replace('\n', " ")));
+    crate::inert::inert(&line.replace('\n', " ")).into_owned()
+}
+
+/// Prints an error line made by [`render`] on standard error: `error: …`, or under
+/// `--json` an object `{"error": "…", "exit_code": N}`.
+pub fn print(json: bool, line: &str, code: u8) {
+    let text = if json {
+        serde_json::json!({"error": line, "exit_code": code}).to_string()
+    } else {
+        format!("error: {line}")
+    };
+    crate::console::write_line(&mut std::io::stderr().lock(), &text);
 }
 
 /// The process exit code for `err`.

@@ -6,6 +6,9 @@
 //! wrote safe to print.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod console;
+mod agent;
 mod chat;
 mod cli;
 mod commands;
@@ -33,7 +36,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging();
+    init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -44,21 +47,90 @@ fn main() -> ExitCode {
             return ExitCode::from(error::EXIT_ERROR);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    ExitCode::from(runtime.block_on(dispatch(cli)))
+}
+
+/// Runs the command here or in the profile's agent; returns the exit code.
+async fn dispatch(cli: cli::Cli) -> u8 {
+    let json = cli.global.json;
+    if let Some(code) = through_agent(&cli).await {
+        return code;
+    }
+    let global = &cli.global;
+    let result = match cli.command {
+        cli::Command::Agent(command) => commands::agent(global, command).await,
+        cli::Command::Lock => commands::lock(global).await,
+        _ => commands::run(cli).await,
+    };
+    match result {
+        Ok(()) => 0,
         Err(err) => {
-            error::report(&err);
-            ExitCode::from(error::exit_code(&err))
+            let code = error::exit_code(&err);
+            error::print(json, &error::render(&err), code);
+            code
         }
     }
 }
 
-/// Logs go to stderr, quiet unless `RUST_LOG` asks for more.
-fn init_logging() {
+/// Runs the command in the profile's agent when it goes there (see [`agent::route`]);
+/// `None` when it runs in this process. A command that needs the store to itself stops
+/// the agent first.
+async fn through_agent(cli: &cli::Cli) -> Option<u8> {
+    let dir = session::profile_dir(&cli.global);
+    match agent::route(&cli.command) {
+        agent::Route::Here => None,
+        agent::Route::HereAfterLock => {
+            let _ = agent::caller::lock(&dir).await;
+            None
+        }
+        agent::Route::Agent => {
+            let off = cli.global.no_agent
+                || std::env::var(agent::NO_AGENT_ENV).is_ok_and(|v| v == "1" || v == "true")
+                // Without a profile the command explains how to make one.
+                || !hearth_core::Profile::exists(&dir)
+                // Unix socket paths are short (108 bytes on Linux).
+                || agent::socket_path(&dir).as_os_str().len() > 100;
+            if off {
+                return None;
+            }
+            let args: Option<Vec<String>> = std::env::args_os()
+                .skip(1)
+                .map(|arg| arg.into_string().ok())
+                .collect();
+            let args = args?;
+            Some(match agent::caller::run(&cli.global, args).await {
+                Ok(code) => code,
+                Err(err) => {
+                    let code = error::exit_code(&err);
+                    error::print(cli.global.json, &error::render(&err), code);
+                    code
+                }
+            })
+        }
+    }
+}
+
+/// Logs go to standard error, and only when asked for: `-v` (warnings), `-vv` (more), or
+/// `RUST_LOG`. The agent logs at info level into its log file.
+fn init_logging(cli: &cli::Cli) {
+    let default = match cli.global.verbose {
+        0 if matches!(
+            cli.command,
+            cli::Command::Agent(cli::AgentCommand::Run { .. })
+        ) =>
+        {
+            "info"
+        }
+        0 => "off",
+        1 => "warn",
+        2 => "info",
+        _ => "debug",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -1,10 +1,13 @@
 //! Opening the profile and connecting to the relay, shared by every command.
 
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use hearth_core::{Client, Profile};
+use hearth_core::{Client, ClientEvent, Profile};
 use hearth_protocol::{Handle, RoomId};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::cli::GlobalArgs;
 use crate::error::UsageError;
@@ -13,6 +16,119 @@ use crate::passphrase::{self, Purpose};
 /// The profile directory in use.
 pub fn profile_dir(global: &GlobalArgs) -> PathBuf {
     global.profile.clone().unwrap_or_else(Profile::default_dir)
+}
+
+/// The agent's client, shared by every command it runs, and its events for each of them.
+#[derive(Clone)]
+pub struct Shared {
+    /// The client.
+    pub client: Arc<Client>,
+    /// Every event of the client, for each command that listens.
+    pub events: broadcast::Sender<ClientEvent>,
+    /// Security notices not shown by any command yet, oldest first (see
+    /// [`Session::missed_notices`]).
+    pub notices: Arc<std::sync::Mutex<std::collections::VecDeque<ClientEvent>>>,
+}
+
+/// The connected client one command uses: its own, closed when the command ends, or the
+/// agent's ([`Shared`]), which stays.
+pub struct Session {
+    client: Arc<Client>,
+    shared: Option<Shared>,
+}
+
+impl Deref for Session {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Session {
+    /// The client's events from now on (for the agent's client, a copy for this command;
+    /// one that falls more than the channel's bound behind skips the oldest).
+    pub fn events(&self) -> mpsc::UnboundedReceiver<ClientEvent> {
+        let Some(shared) = &self.shared else {
+            return self.client.events();
+        };
+        let mut from = shared.events.subscribe();
+        let (to, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match from.recv().await {
+                    Ok(event) => {
+                        if to.send(event).is_err() {
+                            break;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        events
+    }
+
+    /// The agent's security notices that no command has shown yet (they arrived while
+    /// no chat was open); taken, so the next command does not show them again. Empty for
+    /// a command's own client, whose events hold them.
+    pub fn missed_notices(&self) -> Vec<ClientEvent> {
+        match &self.shared {
+            Some(shared) => shared
+                .notices
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .drain(..)
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Tells the members of our rooms that we are online; the agent already did.
+    pub async fn announce_presence(&self) {
+        if self.shared.is_none() {
+            self.client.announce_presence().await;
+        }
+    }
+
+    /// Ends the command's use of the client: closes its own, leaves the agent's.
+    pub async fn close(self) {
+        if self.shared.is_some() {
+            return;
+        }
+        match Arc::try_unwrap(self.client) {
+            Ok(client) => client.close().await,
+            Err(client) => client.shut_down().await,
+        }
+    }
+}
+
+/// The unlocked profile a command uses: its own, or the agent's.
+pub enum ProfileRef {
+    /// Opened by this command.
+    Own(Box<Profile>),
+    /// The agent's.
+    Agent(Arc<Client>),
+}
+
+impl Deref for ProfileRef {
+    type Target = Profile;
+
+    fn deref(&self) -> &Profile {
+        match self {
+            ProfileRef::Own(profile) => profile,
+            ProfileRef::Agent(client) => client.profile(),
+        }
+    }
+}
+
+/// The profile: the agent's when the command runs inside it, else unlocked here.
+pub fn profile(global: &GlobalArgs) -> Result<ProfileRef> {
+    match crate::console::caller() {
+        Some(caller) => Ok(ProfileRef::Agent(caller.session.client.clone())),
+        None => open_profile(global).map(|p| ProfileRef::Own(Box::new(p))),
+    }
 }
 
 /// Unlocks the profile with the passphrase.
@@ -33,8 +149,15 @@ pub fn open_profile(global: &GlobalArgs) -> Result<Profile> {
         .with_context(|| format!("cannot open the profile in {}", dir.display()))
 }
 
-/// Unlocks the profile, connects to its relay and catches up.
-pub async fn connect(global: &GlobalArgs) -> Result<Client> {
+/// The agent's client when the command runs inside it; else unlocks the profile,
+/// connects to its relay and catches up.
+pub async fn connect(global: &GlobalArgs) -> Result<Session> {
+    if let Some(caller) = crate::console::caller() {
+        return Ok(Session {
+            client: caller.session.client.clone(),
+            shared: Some(caller.session.clone()),
+        });
+    }
     let profile = open_profile(global)?;
     let relay = profile.relay().to_string();
     let client = Client::connect(profile)
@@ -44,7 +167,10 @@ pub async fn connect(global: &GlobalArgs) -> Result<Client> {
         .sync()
         .await
         .context("cannot catch up with the relay")?;
-    Ok(client)
+    Ok(Session {
+        client: Arc::new(client),
+        shared: None,
+    })
 }
 
 /// Parses a handle typed by the user.
@@ -120,12 +246,8 @@ pub async fn join(client: &Client, text: &str) -> Result<(RoomId, String, Joined
     )
 }
 
-/// Asks `question` with ` [y/N] ` on the terminal; true only for y or yes.
-pub fn confirm(question: &str) -> Result<bool> {
-    use std::io::{BufRead, Write};
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+/// Asks `question` with ` [y/N]` on the terminal; true only for y or yes.
+pub async fn confirm(question: &str) -> Result<bool> {
+    let line = crate::console::ask(&format!("{question} [y/N]")).await?;
     Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
 }

@@ -138,7 +138,11 @@ async fn what_a_member_writes_cannot_drive_the_terminal() {
         .collect();
     assert_eq!(texts, HOSTILE, "alice's messages as JSON");
 
+    // Read once (above), the messages are not new any more: --all shows them again.
     let out = hearth(&alice, &["read", &family]).await;
+    assert_success(&out, "read");
+    assert!(!stdout(&out).contains("mallory"), "{}", stdout(&out));
+    let out = hearth(&alice, &["read", "--all", &family]).await;
     assert_inert(&out, "read");
     assert_not_forged(&out, "read");
     assert!(stdout(&out).contains(r"clear\u{1b}[2J"), "{}", stdout(&out));

@@ -6,7 +6,7 @@
 
 pub(crate) mod render;
 pub mod slash;
-mod terminal;
+pub(crate) mod terminal;
 
 use std::collections::HashMap;
 
@@ -51,6 +51,13 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
     for invitation in client.invitations().await.unwrap_or_default() {
         (term.print)(render::invitation(&invitation));
     }
+    // What the agent heard while no chat was open and the user must know.
+    let names = room_names(&client).await;
+    for event in client.missed_notices() {
+        if let Some(line) = render::event(&event, state.current, &state.me, &names) {
+            (term.print)(line);
+        }
+    }
     // The members of our rooms see us come online (and go offline on /bye).
     client.announce_presence().await;
     loop {
@@ -84,6 +91,10 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                 }
                 if let Some(line) = render::event(&event, state.current, &state.me, &names) {
                     (term.print)(line);
+                    if render::is_security(&event) {
+                        // Shown: the next `hearth read` need not tell it again.
+                        client.missed_notices();
+                    }
                 }
             }
         }
@@ -117,8 +128,14 @@ async fn send(client: &Client, state: &ChatState, print: &mut terminal::Printer,
         print("! no current room: /list shows your rooms, /join ROOM picks one".into());
         return;
     };
-    if let Err(err) = client.send_text(room, text).await {
-        print(format!("! not sent: {}", inert(&err.to_string())));
+    match client.send_text_or_queue(room, text).await {
+        // Shown when its own copy comes back from the relay.
+        Ok(hearth_core::Delivery::Sent(_)) => {}
+        Ok(hearth_core::Delivery::Queued { waiting }) => print(format!(
+            "* pending ({waiting} waiting): the relay cannot be reached; sent when it is back: {}",
+            inert(text)
+        )),
+        Err(err) => print(format!("! not sent: {}", inert(&err.to_string()))),
     }
 }
 

@@ -177,11 +177,36 @@ pub fn event(
                 inert(reason)
             )
         }
+        ClientEvent::Unsent { room, text, reason } => format!(
+            "! {}not sent after all: \"{}\" ({})",
+            prefix(*room),
+            inert(text),
+            inert(reason)
+        ),
         ClientEvent::Connection(state) => connection(state),
         ClientEvent::AccountRegistered { handle } => {
             format!("* {handle} registered on the relay (compare fingerprints before trusting them)")
         }
     })
+}
+
+/// Whether `event` is something the user must know even outside the chat (a key
+/// rotation, an impostor, an undone commit, a fork, a rollback, clock skew, a removal):
+/// `read` prints these on standard error, and the agent keeps them for the next `read`.
+pub fn is_security(event: &ClientEvent) -> bool {
+    matches!(
+        event,
+        ClientEvent::KeyRotated { .. }
+            | ClientEvent::KeyChanged { .. }
+            | ClientEvent::Impostor { .. }
+            | ClientEvent::CommitReverted { .. }
+            | ClientEvent::Consistency { .. }
+            | ClientEvent::RolledBack { .. }
+            | ClientEvent::ClockSkewed { .. }
+            | ClientEvent::RetentionRestored { .. }
+            | ClientEvent::RemovedFromRoom { .. }
+            | ClientEvent::Unsent { .. }
+    )
 }
 
 fn consistency(warning: &ConsistencyWarning) -> String {

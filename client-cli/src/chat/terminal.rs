@@ -29,8 +29,12 @@ pub struct Terminal {
     _restore: Option<Restore>,
 }
 
-/// Starts reading input on a background thread.
+/// Starts reading input on a background thread; inside the agent, the caller's terminal
+/// reads it (see [`crate::agent`]).
 pub fn start(prompt: String) -> Result<Terminal> {
+    if let Some(caller) = crate::console::caller() {
+        return Ok(remote(caller, prompt));
+    }
     let (sender, lines) = mpsc::unbounded_channel();
     if std::io::stdin().is_terminal() {
         use rustyline::ExternalPrinter as _;
@@ -78,6 +82,31 @@ pub fn start(prompt: String) -> Result<Terminal> {
             print: Box::new(|line| println!("{line}")),
             _restore: None,
         })
+    }
+}
+
+/// The caller's terminal, for a chat running inside the agent: its line editor starts
+/// there, its lines arrive here, and what the chat prints goes back to it.
+fn remote(caller: Arc<crate::console::Caller>, prompt: String) -> Terminal {
+    use crate::agent::wire::ToCaller;
+    let _ = caller.to_caller.send(ToCaller::Chat { prompt });
+    let (sender, lines) = mpsc::unbounded_channel();
+    let from = caller.clone();
+    tokio::spawn(async move {
+        let mut typed = from.lines.lock().await;
+        while let Some(line) = typed.recv().await {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let to_caller = caller.to_caller.clone();
+    Terminal {
+        lines,
+        print: Box::new(move |line| {
+            let _ = to_caller.send(ToCaller::Out(line));
+        }),
+        _restore: None,
     }
 }
 

@@ -31,20 +31,20 @@ pub fn export(global: &GlobalArgs, file: &Path) -> Result<()> {
     export_backup(&profile, file, &backup_passphrase)
         .with_context(|| format!("cannot write the backup to {}", file.display()))?;
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({"backup": file.display().to_string(), "handle": profile.handle().as_str()})
         );
     } else {
-        println!(
+        outln!(
             "Backup of {} written to {} (encrypted with the backup passphrase).",
             profile.handle(),
             file.display()
         );
-        println!(
+        outln!(
             "It holds your identity key: keep it somewhere safe, and do not forget its passphrase."
         );
-        println!(
+        outln!(
             "To move to a new machine: `hearth import-backup {}` there, then stop using this one.",
             file.display()
         );
@@ -85,7 +85,7 @@ pub async fn import(global: &GlobalArgs, file: &Path) -> Result<()> {
     let handle = profile.handle().clone();
     let relay = profile.relay().to_string();
     if !global.json {
-        eprintln!(
+        errln!(
             "Restored {handle} into {}. Connecting to {relay} to catch up ...",
             dir.display()
         );
@@ -110,7 +110,7 @@ pub async fn import(global: &GlobalArgs, file: &Path) -> Result<()> {
             Ok(names) => (true, names.clone()),
             Err(_) => (false, Vec::new()),
         };
-        println!(
+        outln!(
             "{}",
             json!({"handle": handle.as_str(), "profile": dir.display().to_string(), "connected": connected, "rooms_needing_reinvite": stuck, "notice": OLD_COPY_WARNING})
         );
@@ -118,20 +118,20 @@ pub async fn import(global: &GlobalArgs, file: &Path) -> Result<()> {
     }
     match outcome {
         Ok(stuck) => {
-            println!("Welcome back, {handle}: your rooms, contacts and history are here.");
+            outln!("Welcome back, {handle}: your rooms, contacts and history are here.");
             for name in stuck {
-                println!("!! Room {} moved on too far for this backup: ask one of its admins to remove you from it and invite you again.", inert(&name));
+                outln!("!! Room {} moved on too far for this backup: ask one of its admins to remove you from it and invite you again.", inert(&name));
             }
         }
         Err(err) => {
-            println!(
+            outln!(
                 "Restored {handle}, but the relay could not be reached ({}).",
                 inert(&err.to_string())
             );
-            println!("Your rooms catch up and renew their keys the next time hearth connects, before anything is sent.");
+            outln!("Your rooms catch up and renew their keys the next time hearth connects, before anything is sent.");
         }
     }
-    println!();
-    println!("{OLD_COPY_WARNING}");
+    outln!();
+    outln!("{OLD_COPY_WARNING}");
     Ok(())
 }

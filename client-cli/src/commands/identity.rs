@@ -30,13 +30,13 @@ pub async fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
         Purpose::Choose,
     )?;
     if !global.json {
-        eprintln!("Creating your identity in {} ...", dir.display());
+        errln!("Creating your identity in {} ...", dir.display());
     }
     let profile = Profile::create(&dir, &passphrase, handle.clone(), invite.relay.clone())
         .with_context(|| format!("cannot create a profile in {}", dir.display()))?;
     let fingerprint = profile.fingerprint();
     if !global.json {
-        eprintln!("Registering as {handle} on {} ...", invite.relay);
+        errln!("Registering as {handle} on {} ...", invite.relay);
     }
     let client = match Client::register(profile, &invite).await {
         Ok(client) => client,
@@ -50,54 +50,54 @@ pub async fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
     };
     client.close().await;
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({"handle": handle.as_str(), "relay": invite.relay.to_string(), "fingerprint": fingerprint.to_string(), "profile": dir.display().to_string()})
         );
     } else {
-        println!("Welcome, {handle}! You are registered on {}.", invite.relay);
-        println!();
-        println!("Your fingerprint (compare it in person with your family):");
-        println!("  {fingerprint}");
-        println!();
-        println!("Next: `hearth room create NAME`, or wait for an invitation and `hearth chat`.");
+        outln!("Welcome, {handle}! You are registered on {}.", invite.relay);
+        outln!();
+        outln!("Your fingerprint (compare it in person with your family):");
+        outln!("  {fingerprint}");
+        outln!();
+        outln!("Next: `hearth room create NAME`, or wait for an invitation and `hearth chat`.");
     }
     Ok(())
 }
 
 /// `hearth whoami`.
 pub fn whoami(global: &GlobalArgs) -> Result<()> {
-    let profile = session::open_profile(global)?;
+    let profile = session::profile(global)?;
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({"handle": profile.handle().as_str(), "relay": profile.relay().to_string(), "fingerprint": profile.fingerprint().to_string(), "profile": profile.dir().display().to_string()})
         );
     } else {
-        println!("handle:      {}", profile.handle());
-        println!("relay:       {}", profile.relay());
-        println!("fingerprint: {}", profile.fingerprint());
-        println!("profile:     {}", profile.dir().display());
+        outln!("handle:      {}", profile.handle());
+        outln!("relay:       {}", profile.relay());
+        outln!("fingerprint: {}", profile.fingerprint());
+        outln!("profile:     {}", profile.dir().display());
     }
     Ok(())
 }
 
 /// `hearth fingerprint`: digits and a QR code.
 pub fn fingerprint(global: &GlobalArgs) -> Result<()> {
-    let profile = session::open_profile(global)?;
+    let profile = session::profile(global)?;
     let fingerprint = profile.fingerprint();
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({"handle": profile.handle().as_str(), "fingerprint": fingerprint.to_string()})
         );
         return Ok(());
     }
-    println!("Fingerprint of {}:", profile.handle());
-    println!("  {fingerprint}");
-    println!();
-    print!("{}", qr(&fingerprint.digits()));
-    println!("Compare these digits in person; a match means the key is really theirs.");
+    outln!("Fingerprint of {}:", profile.handle());
+    outln!("  {fingerprint}");
+    outln!();
+    outln!("{}", qr(&fingerprint.digits()));
+    outln!("Compare these digits in person; a match means the key is really theirs.");
     Ok(())
 }
 
@@ -108,16 +108,15 @@ pub fn change_passphrase(global: &GlobalArgs) -> Result<()> {
     profile
         .change_passphrase(&new)
         .context("cannot change the passphrase; the old one still works")?;
-    println!("Passphrase changed.");
+    outln!("Passphrase changed.");
     Ok(())
 }
 
 /// A QR code drawn with half-block characters.
 /// `hearth rotate-key`: move this profile to a new identity key.
 pub async fn rotate_key(global: &GlobalArgs, yes: bool) -> Result<()> {
-    use std::io::IsTerminal;
     if !yes {
-        if global.json || !std::io::stdin().is_terminal() {
+        if global.json || !crate::console::is_terminal() {
             return Err(UsageError(
                 "rotating the key cannot be undone: add --yes to confirm".into(),
             )
@@ -125,8 +124,10 @@ pub async fn rotate_key(global: &GlobalArgs, yes: bool) -> Result<()> {
         }
         if !session::confirm(
             "Move to a new identity key? Everyone who verified you will have to compare again.",
-        )? {
-            println!("Nothing changed.");
+        )
+        .await?
+        {
+            outln!("Nothing changed.");
             return Ok(());
         }
     }
@@ -137,24 +138,24 @@ pub async fn rotate_key(global: &GlobalArgs, yes: bool) -> Result<()> {
     let old = hearth_core::fingerprint(&report.old);
     let new = hearth_core::fingerprint(&report.new);
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({"old_fingerprint": old.to_string(), "fingerprint": new.to_string(), "rooms_moved": report.rooms_moved, "rooms_left": report.rooms_left})
         );
         return Ok(());
     }
-    println!("Your new identity key: {new} (was {old}).");
-    println!(
+    outln!("Your new identity key: {new} (was {old}).");
+    outln!(
         "{} room(s) moved to it; the relay refuses the old key from now on.",
         report.rooms_moved
     );
     if report.rooms_left > 0 {
-        println!(
+        outln!(
             "{} room(s) could not be reached now; they move the next time hearth connects.",
             report.rooms_left
         );
     }
-    println!(
+    outln!(
         "Backups made before this hold the old key: make a new one with `hearth export-backup`."
     );
     Ok(())
@@ -162,12 +163,10 @@ pub async fn rotate_key(global: &GlobalArgs, yes: bool) -> Result<()> {
 
 pub(crate) fn qr(data: &str) -> String {
     match qrcode::QrCode::new(data.as_bytes()) {
-        Ok(code) => {
-            code.render::<qrcode::render::unicode::Dense1x2>()
-                .quiet_zone(true)
-                .build()
-                + "\n"
-        }
+        Ok(code) => code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build(),
         Err(_) => String::new(),
     }
 }

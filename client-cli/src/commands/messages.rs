@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use hearth_core::{ClientEvent, HistoryItem, RoomSummary};
+use hearth_core::{ClientEvent, Delivery, HistoryItem, RoomSummary};
 use hearth_protocol::{Handle, RoomId};
 use serde_json::json;
 
@@ -20,9 +20,19 @@ pub async fn send(global: &GlobalArgs, room: &str, text: &str) -> Result<()> {
     let client = session::connect(global).await?;
     let result = async {
         let id = session::resolve_room(&client, room).await?;
-        let seq = client.send_text(id, text).await?;
-        if global.json {
-            println!("{}", json!({"room": id.to_hex(), "seq": seq.0}));
+        match client.send_text_or_queue(id, text).await? {
+            Delivery::Sent(seq) => {
+                if global.json {
+                    outln!("{}", json!({"room": id.to_hex(), "seq": seq.0}));
+                }
+            }
+            Delivery::Queued { waiting } => {
+                if global.json {
+                    outln!("{}", json!({"room": id.to_hex(), "queued": true, "waiting": waiting}));
+                } else {
+                    outln!("Queued: the relay cannot be reached now; the message is sent when it is back ({waiting} waiting).");
+                }
+            }
         }
         anyhow::Ok(())
     }
@@ -55,7 +65,7 @@ async fn send_private(global: &GlobalArgs, nicks: &str, text: &str) -> Result<()
                 .await
                 .with_context(|| format!("the private message to {handle} was not sent"))?;
             if global.json {
-                println!("{}", json!({"room": id.to_hex(), "to": handle.as_str()}));
+                outln!("{}", json!({"room": id.to_hex(), "to": handle.as_str()}));
             }
         }
         anyhow::Ok(())
@@ -75,9 +85,9 @@ pub async fn nick(global: &GlobalArgs, name: &str) -> Result<()> {
             .display_name(&me)
             .unwrap_or_else(|| name.trim().to_string());
         if global.json {
-            println!("{}", json!({"handle": me.as_str(), "display_name": name}));
+            outln!("{}", json!({"handle": me.as_str(), "display_name": name}));
         } else {
-            println!("You are now known as {} ({me}).", inert(&name));
+            outln!("You are now known as {} ({me}).", inert(&name));
         }
         anyhow::Ok(())
     }
@@ -86,10 +96,12 @@ pub async fn nick(global: &GlobalArgs, name: &str) -> Result<()> {
     result
 }
 
-/// `hearth read ROOM [--since D] [--follow]`.
+/// `hearth read ROOM [--all] [--since D] [--follow]`: the messages not read before (by
+/// the room's read mark), then, with `--follow`, new ones as they arrive.
 pub async fn read(
     global: &GlobalArgs,
     room: &str,
+    all: bool,
     since: Option<Duration>,
     follow: bool,
 ) -> Result<()> {
@@ -98,20 +110,45 @@ pub async fn read(
     let result = async {
         let id = session::resolve_room(&client, room).await?;
         let since_time = since.map(|d| SystemTime::now() - d);
-        let limit = if since.is_some() { usize::MAX } else { 50 };
+        let mark = if all || since.is_some() {
+            None
+        } else {
+            Some(client.read_mark(id)?).filter(|seq| seq.0 > 0)
+        };
+        let limit = match (since, mark) {
+            (Some(_), _) | (_, Some(_)) => READ_MAX,
+            (None, None) => READ_FIRST,
+        };
         let (name, summary) = room_name(&client, id).await;
         let style = Style {
             name: &name,
             room: summary.as_ref(),
             me: client.profile().handle(),
         };
-        for item in client.history(id, limit, since_time).await? {
-            print_item(global, &item, &style);
+        let items = client.history(id, limit, since_time).await?;
+        let new: Vec<_> = items
+            .iter()
+            .filter(|item| mark.is_none_or(|mark| item.seq > mark))
+            .collect();
+        if mark.is_some() && new.is_empty() && !global.json {
+            errln!(
+                "(nothing new in {}; --all shows the last {READ_FIRST})",
+                inert(&name)
+            );
+        }
+        for item in &new {
+            print_item(global, item, &style);
+        }
+        if let Some(last) = items.last() {
+            client.set_read_mark(id, last.seq)?;
         }
         // What catching up found that the user must know (a key rotation, an impostor,
         // a refused commit...), on standard error so scripts reading messages are not
         // disturbed.
         let rooms = client.rooms().await.unwrap_or_default();
+        for event in client.missed_notices() {
+            notice(&event, Some(id), client.profile().handle(), &rooms);
+        }
         while let Ok(event) = events.try_recv() {
             notice(&event, Some(id), client.profile().handle(), &rooms);
         }
@@ -125,11 +162,12 @@ pub async fn read(
                     match event {
                         ClientEvent::Message(item) if item.room == id => {
                             print_item(global, &item, &style);
+                            client.set_read_mark(id, item.seq)?;
                         }
                         other => notice(&other, Some(id), client.profile().handle(), &rooms),
                     }
                 }
-                _ = tokio::signal::ctrl_c() => break,
+                () = crate::console::interrupted() => break,
             }
         }
         anyhow::Ok(())
@@ -139,26 +177,19 @@ pub async fn read(
     result
 }
 
+/// Messages `read` shows when the room was never read (or with `--all`).
+const READ_FIRST: usize = 50;
+/// The most messages one `read` prints.
+const READ_MAX: usize = 10_000;
+
 /// Prints a security notice to standard error: what the chat shows with `!!` (and key
 /// rotations), for `read`, which otherwise prints messages only.
 fn notice(event: &ClientEvent, current: Option<RoomId>, me: &Handle, rooms: &[RoomSummary]) {
-    let security = matches!(
-        event,
-        ClientEvent::KeyRotated { .. }
-            | ClientEvent::KeyChanged { .. }
-            | ClientEvent::Impostor { .. }
-            | ClientEvent::CommitReverted { .. }
-            | ClientEvent::Consistency { .. }
-            | ClientEvent::RolledBack { .. }
-            | ClientEvent::ClockSkewed { .. }
-            | ClientEvent::RetentionRestored { .. }
-            | ClientEvent::RemovedFromRoom { .. }
-    );
-    if let Some(line) = security
+    if let Some(line) = crate::chat::render::is_security(event)
         .then(|| crate::chat::render::event(event, current, me, rooms))
         .flatten()
     {
-        eprintln!("{line}");
+        errln!("{line}");
     }
 }
 
@@ -175,9 +206,9 @@ pub async fn history(global: &GlobalArgs, room: &str, count: usize) -> Result<()
             .context("cannot read the stored history")?;
         for item in &items {
             if global.json {
-                println!("{}", output::message_json(item, &name));
+                outln!("{}", output::message_json(item, &name));
             } else {
-                println!(
+                outln!(
                     "{} {}",
                     output::timestamp(item.time),
                     output::line_in(item, summary.as_ref(), me)
@@ -200,9 +231,9 @@ struct Style<'a> {
 
 fn print_item(global: &GlobalArgs, item: &HistoryItem, style: &Style<'_>) {
     if global.json {
-        println!("{}", output::message_json(item, style.name));
+        outln!("{}", output::message_json(item, style.name));
     } else {
-        println!("{}", output::line_in(item, style.room, style.me));
+        outln!("{}", output::line_in(item, style.room, style.me));
     }
 }
 

@@ -37,9 +37,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Nick { name } => messages::nick(global, &name).await,
         Command::Read {
             room,
+            all,
             since,
             follow,
-        } => messages::read(global, &room, since, follow).await,
+        } => messages::read(global, &room, all, since, follow).await,
         Command::History { room, count } => messages::history(global, &room, count).await,
         Command::Chat { room, arrivals } => {
             crate::chat::run(global, room.as_deref(), arrivals).await
@@ -47,7 +48,62 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo => crate::demo::run().await,
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
+        // Run by `main` itself: the agent runs commands, so it cannot be one of them.
+        Command::Agent(_) | Command::Lock => {
+            anyhow::bail!("`hearth agent` and `hearth lock` do not run inside the agent")
+        }
     }
+}
+
+/// `hearth agent run|status|stop`.
+pub async fn agent(
+    global: &crate::cli::GlobalArgs,
+    command: crate::cli::AgentCommand,
+) -> Result<()> {
+    use crate::cli::AgentCommand;
+    let dir = crate::session::profile_dir(global);
+    match command {
+        AgentCommand::Run {
+            timeout,
+            from_caller,
+        } => crate::agent::server::run(global, timeout, from_caller).await,
+        AgentCommand::Status => {
+            let status = crate::agent::caller::status(&dir).await?;
+            if global.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({ "running": status.is_some(), "agent": status.as_ref().map(|s| serde_json::json!({"pid": s.pid, "unlocked_secs": s.unlocked_secs, "forgets_in_secs": s.forgets_in_secs, "connected": s.connected, "callers": s.callers})) })
+                );
+                return Ok(());
+            }
+            match status {
+                None => outln!("No agent runs for {}: the next command asks for the passphrase and starts one.", dir.display()),
+                Some(s) => {
+                    outln!("agent:     running (pid {})", s.pid);
+                    outln!("unlocked:  {} ago", humantime::format_duration(std::time::Duration::from_secs(s.unlocked_secs)));
+                    match s.forgets_in_secs {
+                        Some(left) => outln!("forgets:   in {}", humantime::format_duration(std::time::Duration::from_secs(left))),
+                        None => outln!("forgets:   on `hearth lock`"),
+                    }
+                    outln!("relay:     {}", if s.connected { "connected" } else { "not connected (retrying)" });
+                    outln!("commands:  {} running", s.callers);
+                }
+            }
+            Ok(())
+        }
+        AgentCommand::Stop => lock(global).await,
+    }
+}
+
+/// `hearth lock`: stops the agent.
+pub async fn lock(global: &crate::cli::GlobalArgs) -> Result<()> {
+    let dir = crate::session::profile_dir(global);
+    if crate::agent::caller::lock(&dir).await? {
+        outln!("Locked: the agent stopped; the next command asks for the passphrase.");
+    } else {
+        outln!("No agent was running for {}.", dir.display());
+    }
+    Ok(())
 }
 
 /// Parses `/expire` and `room expire` settings: a duration such as `1d` or `90min`, or `off`.

@@ -29,10 +29,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             }
             let room = client.create_room(name).await?;
             if global.json {
-                println!("{}", json!({"room": room.to_hex(), "name": name}));
+                outln!("{}", json!({"room": room.to_hex(), "name": name}));
             } else {
                 let name = typed(name);
-                println!("Created room {name} ({}). Invite people with `hearth room invite {name} NICK`.", short(&room.to_hex()));
+                outln!("Created room {name} ({}). Invite people with `hearth room invite {name} NICK`.", short(&room.to_hex()));
             }
         }
         RoomCommand::List => list(global, client).await?,
@@ -41,18 +41,18 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             client.invite(id, &handle).await?;
             if global.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"room": id.to_hex(), "invited": handle.as_str()})
                 );
             } else {
-                println!("Invited {handle} to {}. They see it in `hearth room list` and join with `hearth room join`.", typed(&room));
+                outln!("Invited {handle} to {}. They see it in `hearth room list` and join with `hearth room join`.", typed(&room));
             }
         }
         RoomCommand::Join { room } => {
             let (id, name, how) = session::join(client, &room).await?;
             if global.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"room": id.to_hex(), "name": name, "joined": true})
                 );
@@ -60,10 +60,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 let name = inert(&name);
                 match how {
                     session::Joined::Invitation { from } => {
-                        println!("Joined {name} (invited by {from}).")
+                        outln!("Joined {name} (invited by {from}).")
                     }
-                    session::Joined::Public => println!("Joined the public room {name}."),
-                    session::Joined::AlreadyMember => println!("You are already in {name}."),
+                    session::Joined::Public => outln!("Joined the public room {name}."),
+                    session::Joined::AlreadyMember => outln!("You are already in {name}."),
                 }
             }
         }
@@ -71,26 +71,26 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             client.publish_room(id, &public_name).await?;
             if global.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"room": id.to_hex(), "public_name": public_name})
                 );
             } else {
-                println!(
+                outln!(
                     "{} is now public as \"{}\": anyone registered on the relay can join it.",
                     typed(&room),
                     inert(&public_name)
                 );
-                println!("The public name and the members' handles and keys are now visible to the relay and every account.");
+                outln!("The public name and the members' handles and keys are now visible to the relay and every account.");
             }
         }
         RoomCommand::Unpublish { room } => {
             let id = session::resolve_room(client, &room).await?;
             client.unpublish_room(id).await?;
             if global.json {
-                println!("{}", json!({"room": id.to_hex(), "public": false}));
+                outln!("{}", json!({"room": id.to_hex(), "public": false}));
             } else {
-                println!(
+                outln!(
                     "{} is private again: only invited people can join.",
                     typed(&room)
                 );
@@ -100,9 +100,9 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             client.leave(id).await?;
             if global.json {
-                println!("{}", json!({"room": id.to_hex(), "left": true}));
+                outln!("{}", json!({"room": id.to_hex(), "left": true}));
             } else {
-                println!("You left {}.", typed(&room));
+                outln!("You left {}.", typed(&room));
             }
         }
         RoomCommand::Kick { room, nick } => {
@@ -161,18 +161,18 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             client.rename(id, &name).await?;
             if global.json {
-                println!("{}", json!({"room": id.to_hex(), "name": name}));
+                outln!("{}", json!({"room": id.to_hex(), "name": name}));
             } else {
-                println!("Renamed {} to {}.", typed(&room), typed(&name));
+                outln!("Renamed {} to {}.", typed(&room), typed(&name));
             }
         }
         RoomCommand::Topic { room, topic } => {
             let id = session::resolve_room(client, &room).await?;
             client.set_topic(id, &topic).await?;
             if global.json {
-                println!("{}", json!({"room": id.to_hex(), "topic": topic}));
+                outln!("{}", json!({"room": id.to_hex(), "topic": topic}));
             } else {
-                println!("Topic of {} set.", typed(&room));
+                outln!("Topic of {} set.", typed(&room));
             }
         }
         RoomCommand::Expire { room, after } => {
@@ -180,15 +180,15 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let expire = super::parse_expiry(&after)?;
             client.set_expiry(id, expire).await?;
             if global.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"room": id.to_hex(), "expire_secs": expire.map(|d| d.as_secs())})
                 );
             } else {
                 let room = typed(&room);
                 match expire {
-                    Some(d) => println!("Messages in {room} now disappear after {}, on every member's device and on the relay.", humantime::format_duration(d)),
-                    None => println!("Messages in {room} no longer disappear."),
+                    Some(d) => outln!("Messages in {room} now disappear after {}, on every member's device and on the relay.", humantime::format_duration(d)),
+                    None => outln!("Messages in {room} no longer disappear."),
                 }
             }
         }
@@ -196,12 +196,12 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             let new = client.rebuild(id).await?;
             if global.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"room": id.to_hex(), "rebuilt_as": new.to_hex()})
                 );
             } else {
-                println!(
+                outln!(
                     "Rebuilt {} as a new room ({}). Its members were invited there; the old room points to it.",
                     typed(&room),
                     short(&new.to_hex())
@@ -217,15 +217,15 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     .collect::<Vec<_>>()
             };
             if global.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"room": id.to_hex(), "name": policy.name, "topic": policy.topic, "owner": policy.owner.as_str(),
                            "admins": names(&policy.admins), "banned": names(&policy.banned),
                            "expire_secs": policy.expire.map(|d| d.as_secs())})
                 );
             } else {
-                println!("name:    {}", inert(&policy.name));
-                println!(
+                outln!("name:    {}", inert(&policy.name));
+                outln!(
                     "topic:   {}",
                     if policy.topic.is_empty() {
                         "-".into()
@@ -233,10 +233,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                         inert(&policy.topic)
                     }
                 );
-                println!("owner:   {}", policy.owner);
-                println!("admins:  {}", names(&policy.admins).join(", "));
-                println!("banned:  {}", names(&policy.banned).join(", "));
-                println!(
+                outln!("owner:   {}", policy.owner);
+                outln!("admins:  {}", names(&policy.admins).join(", "));
+                outln!("banned:  {}", names(&policy.banned).join(", "));
+                outln!(
                     "expiry:  {}",
                     policy
                         .expire
@@ -250,18 +250,18 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let code = client.room_code(id).await?;
             let fork = client.fork(id).await?;
             if global.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"room": id.to_hex(), "epoch": code.epoch, "code": code.to_string(),
                            "fork_at": fork.map(|s| s.0)})
                 );
             } else {
-                println!("room code at epoch {}: {code}", code.epoch);
-                println!(
+                outln!("room code at epoch {}: {code}", code.epoch);
+                outln!(
                     "Compare it with another member in person: the same epoch shows the same code."
                 );
                 if let Some(seq) = fork {
-                    println!("!! the history differs between members at message {seq}; once you have compared, `hearth room ack {}` lets you send again", typed(&room));
+                    outln!("!! the history differs between members at message {seq}; once you have compared, `hearth room ack {}` lets you send again", typed(&room));
                 }
             }
         }
@@ -269,7 +269,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             client.acknowledge_fork(id).await?;
             if !global.json {
-                println!("Acknowledged: you can send to {} again.", typed(&room));
+                outln!("Acknowledged: you can send to {} again.", typed(&room));
             }
         }
         RoomCommand::Members { room } => {
@@ -280,12 +280,12 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 let fp = hearth_core::fingerprint::fingerprint(&member.account);
                 let trust = crate::output::member_trust(&member, &me);
                 if global.json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "fingerprint": fp.to_string(), "trust": trust})
                     );
                 } else {
-                    println!(
+                    outln!(
                         "{:<16} {:<7} {fp} {trust}",
                         member.handle.as_str(),
                         member.role.to_string()
@@ -307,12 +307,12 @@ async fn room_and_handle(client: &Client, room: &str, nick: &str) -> Result<(Roo
 /// Prints the outcome of an action on a member.
 fn report(global: &GlobalArgs, room: RoomId, action: &str, handle: &Handle, text: &str) {
     if global.json {
-        println!(
+        outln!(
             "{}",
             json!({"room": room.to_hex(), "action": action, "handle": handle.as_str()})
         );
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 
@@ -320,15 +320,17 @@ fn report(global: &GlobalArgs, room: RoomId, action: &str, handle: &Handle, text
 async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
     let rooms = client.rooms().await?;
     let invitations = client.invitations().await?;
-    let public: Vec<_> = client
-        .public_rooms()
-        .await?
-        .into_iter()
-        .filter(|p| !p.joined)
-        .collect();
+    let public: Vec<_> = match client.public_rooms().await {
+        Ok(public) => public.into_iter().filter(|p| !p.joined).collect(),
+        Err(hearth_core::ClientError::NotConnected) => {
+            errln!("(public rooms not shown: the relay cannot be reached now)");
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
     if global.json {
         for listed in &public {
-            println!(
+            outln!(
                 "{}",
                 json!({"type": "public", "room": listed.room.to_hex(), "name": listed.public_name})
             );
@@ -337,19 +339,19 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
             let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
             if room.direct {
                 let with = output::peer(room, client.profile().handle());
-                println!(
+                outln!(
                     "{}",
                     json!({"type": "direct", "room": room.id.to_hex(), "with": with.map(|h| h.as_str().to_string()), "members": members})
                 );
             } else {
-                println!(
+                outln!(
                     "{}",
                     json!({"type": "room", "room": room.id.to_hex(), "name": room.name, "members": members})
                 );
             }
         }
         for inv in &invitations {
-            println!(
+            outln!(
                 "{}",
                 json!({"type": "invitation", "room": inv.room.to_hex(), "name": inv.name, "from": inv.from.as_str(), "received": output::timestamp(inv.received)})
             );
@@ -361,14 +363,14 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         let name = inert(&listed.public_name);
         let hex = listed.room.to_hex();
         let id = short(&hex);
-        println!("{name:<20} {id}  public room (join: hearth room join {id})");
+        outln!("{name:<20} {id}  public room (join: hearth room join {id})");
     }
     if rooms.is_empty() && invitations.is_empty() && public.is_empty() {
-        println!("No rooms yet. Create one with `hearth room create NAME`.");
+        outln!("No rooms yet. Create one with `hearth room create NAME`.");
     }
     for room in rooms.iter().filter(|r| !r.direct) {
         let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
-        println!(
+        outln!(
             "{:<20} {}  {}",
             inert(&room.name),
             short(&room.id.to_hex()),
@@ -377,7 +379,7 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
     }
     for room in rooms.iter().filter(|r| r.direct) {
         let label = output::room_label(room, client.profile().handle());
-        println!(
+        outln!(
             "{:<20} {}  private conversation (hearth send {label} TEXT)",
             label,
             short(&room.id.to_hex()),
@@ -389,7 +391,7 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
         // run whatever it holds (`pics; rm -rf ~`).
         let hex = inv.room.to_hex();
         let id = short(&hex);
-        println!(
+        outln!(
             "{name:<20} {id}  pending invitation from {} (accept: hearth room join {id})",
             inv.from,
         );

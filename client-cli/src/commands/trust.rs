@@ -1,8 +1,6 @@
 //! `hearth contacts`, `hearth verify NICK`, `hearth trust NICK`: the keys you know, and
 //! your decisions about them.
 
-use std::io::IsTerminal;
-
 use anyhow::{bail, Context, Result};
 use hearth_core::contacts::{load_all, Contact, TrustState};
 use hearth_core::safety_number;
@@ -29,11 +27,11 @@ fn state_word(contact: &Contact) -> &'static str {
 
 /// `hearth contacts`: works offline, from the profile alone.
 pub fn contacts(global: &GlobalArgs) -> Result<()> {
-    let profile = session::open_profile(global)?;
+    let profile = session::profile(global)?;
     let contacts = load_all(profile.store())?;
     if global.json {
         for c in &contacts {
-            println!(
+            outln!(
                 "{}",
                 json!({
                     "handle": c.handle.as_str(),
@@ -47,7 +45,7 @@ pub fn contacts(global: &GlobalArgs) -> Result<()> {
         return Ok(());
     }
     if contacts.is_empty() {
-        println!("No contacts yet: people are added when you first share a room with them.");
+        outln!("No contacts yet: people are added when you first share a room with them.");
     }
     for c in &contacts {
         let note = match c.state {
@@ -58,10 +56,10 @@ pub fn contacts(global: &GlobalArgs) -> Result<()> {
                 c.handle
             ),
         };
-        println!("{:<16} {}  {note}", c.handle.as_str(), c.fingerprint);
+        outln!("{:<16} {}  {note}", c.handle.as_str(), c.fingerprint);
     }
-    println!();
-    println!("{TOFU_NOTE}");
+    outln!();
+    outln!("{TOFU_NOTE}");
     Ok(())
 }
 
@@ -86,17 +84,17 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
                     .await
                     .unwrap_or(false)
                 {
-                    println!("!! {handle} moved to a new identity key, signed by the old one (hearth rotate-key). Whoever held the old key could have done that: compare the new safety number in person.");
+                    outln!("!! {handle} moved to a new identity key, signed by the old one (hearth rotate-key). Whoever held the old key could have done that: compare the new safety number in person.");
                 } else {
-                    println!("!! {handle}'s identity key CHANGED since you first saw it. If they did not set up hearth again, someone may be impersonating them.");
+                    outln!("!! {handle}'s identity key CHANGED since you first saw it. If they did not set up hearth again, someone may be impersonating them.");
                 }
-                println!();
+                outln!();
             }
-            println!("Safety number with {handle}:");
-            println!("  {number}");
-            println!();
-            print!("{}", qr(&number.digits()));
-            println!("{handle} sees the same number on their device (hearth verify {}). Compare them in person.", client.profile().handle());
+            outln!("Safety number with {handle}:");
+            outln!("  {number}");
+            outln!();
+            outln!("{}", qr(&number.digits()));
+            outln!("{handle} sees the same number on their device (hearth verify {}). Compare them in person.", client.profile().handle());
             // The rooms you share: the same code at the same epoch means the same room.
             let shared: Vec<_> = client
                 .rooms()
@@ -105,11 +103,11 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
                 .filter(|r| r.members.contains(&handle))
                 .collect();
             if !shared.is_empty() {
-                println!();
-                println!("Rooms you share, to compare too (same epoch, same code):");
+                outln!();
+                outln!("Rooms you share, to compare too (same epoch, same code):");
                 for room in shared {
                     let code = client.room_code(room.id).await?;
-                    println!(
+                    outln!(
                         "  {:<24} epoch {:<4} {code}",
                         inert(&room.name),
                         code.epoch
@@ -119,7 +117,7 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
         }
         let answer = match answer {
             Some(answer) => Some(answer),
-            None if !global.json && std::io::stdin().is_terminal() => Some(ask_match()?),
+            None if !global.json && crate::console::is_terminal() => Some(ask_match().await?),
             None => None,
         };
         if let Some(matched) = answer {
@@ -134,15 +132,15 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
             .map(|c| state_word(&c))
             .unwrap_or("unknown");
         if global.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"handle": handle.as_str(), "safety_number": number.to_string(), "matched": answer, "state": state})
             );
             return Ok(());
         }
         match answer {
-            Some(true) => println!("Marked {handle} as verified."),
-            Some(false) => println!(
+            Some(true) => outln!("Marked {handle} as verified."),
+            Some(false) => outln!(
                 "Not verified. If the numbers really differ, do not trust messages from {handle} until you have found out why{}.",
                 if contact.is_changed() {
                     "; sending to them stays blocked"
@@ -150,7 +148,7 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
                     ""
                 }
             ),
-            None => println!(
+            None => outln!(
                 "Nothing recorded: run `hearth verify {handle} --yes` (or --no) once you have compared."
             ),
         }
@@ -162,8 +160,8 @@ pub async fn verify(global: &GlobalArgs, nick: &str, answer: Option<bool>) -> Re
 }
 
 /// Asks "Do the numbers match? [y/N]" on the terminal.
-fn ask_match() -> Result<bool> {
-    session::confirm("Do the numbers match?")
+async fn ask_match() -> Result<bool> {
+    session::confirm("Do the numbers match?").await
 }
 
 /// `hearth trust NICK`: accepts the key someone presents now.
@@ -181,15 +179,15 @@ pub async fn trust(global: &GlobalArgs, nick: &str) -> Result<()> {
             .await?
             .context("the contact disappeared")?;
         if global.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"handle": handle.as_str(), "fingerprint": after.fingerprint.to_string(), "state": state_word(&after), "was_changed": before.is_changed()})
             );
         } else if before.is_changed() {
-            println!("Accepted {handle}'s new key ({}). Sending to {handle} works again.", after.fingerprint);
-            println!("It is not verified: compare safety numbers in person with `hearth verify {handle}`.");
+            outln!("Accepted {handle}'s new key ({}). Sending to {handle} works again.", after.fingerprint);
+            outln!("It is not verified: compare safety numbers in person with `hearth verify {handle}`.");
         } else {
-            println!(
+            outln!(
                 "{handle}'s key ({}) is already accepted ({}); nothing changed.",
                 after.fingerprint,
                 state_word(&after)

@@ -15,7 +15,7 @@ pub const PASSPHRASE: &str = "correct horse battery staple";
 
 /// A relay on 127.0.0.1:0 with a store in a temporary directory.
 pub struct Env {
-    pub relay: RunningRelay,
+    relay: Option<RunningRelay>,
     pub dir: tempfile::TempDir,
 }
 
@@ -30,17 +30,47 @@ impl Env {
         let relay = hearth_relay::server::start(config)
             .await
             .expect("relay starts");
-        Env { relay, dir }
+        Env {
+            relay: Some(relay),
+            dir,
+        }
+    }
+
+    /// The running relay.
+    pub fn relay(&self) -> &RunningRelay {
+        self.relay.as_ref().expect("the relay runs")
+    }
+
+    /// Stops the relay; returns its address, for [`Env::restart`].
+    pub async fn stop(&mut self) -> std::net::SocketAddr {
+        let running = self.relay.take().expect("the relay runs");
+        let addr = running.local_addr();
+        running.shutdown().await.expect("the relay stops");
+        addr
+    }
+
+    /// Starts the relay again on `addr` with the same store.
+    pub async fn restart(&mut self, addr: std::net::SocketAddr) {
+        let config = RelayConfig {
+            listen: addr,
+            data_dir: self.dir.path().join("relay"),
+            ..RelayConfig::default()
+        };
+        self.relay = Some(
+            hearth_relay::server::start(config)
+                .await
+                .expect("relay starts again"),
+        );
     }
 
     pub fn invite(&self) -> Invite {
         let token = self
-            .relay
+            .relay()
             .relay()
             .mint_invite(1, Some(Duration::from_secs(3600)))
             .expect("invite minted");
         Invite {
-            relay: self.relay.address(),
+            relay: self.relay().address(),
             token,
         }
     }

@@ -1,0 +1,340 @@
+//! `hearth agent run`: the agent itself. See [`super`].
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hearth_core::{Client, ClientEvent, ConnectionState, Profile};
+use tokio::io::BufReader;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc, watch, Mutex, Notify};
+use zeroize::Zeroizing;
+
+use super::wire::{self, AgentStatus, ToAgent, ToCaller};
+use super::{route, Route};
+use crate::cli::{Cli, GlobalArgs};
+use crate::console::{self, Caller};
+use crate::session::Shared;
+
+/// How often the agent checks that its socket file is still its own.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// Events kept for a command that falls behind (a chat window busy redrawing).
+const EVENT_BACKLOG: usize = 4096;
+/// Security notices kept for the next `hearth read` (the oldest go first).
+const NOTICES_KEPT: usize = 256;
+
+/// Runs the agent of the profile in `global.profile` until it is told to stop.
+/// `from_caller`: the passphrase comes on standard input and readiness (or the error that
+/// stopped the start) is reported on standard output, for the command that started it.
+pub async fn run(global: &GlobalArgs, timeout: Option<Duration>, from_caller: bool) -> Result<()> {
+    let started = start(global, from_caller).await;
+    if from_caller {
+        let line = match &started {
+            Ok(_) => "ready".to_string(),
+            Err(err) => format!("error: {}", crate::error::render(err)),
+        };
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    }
+    let (shared, listener, socket) = started?;
+    tracing::info!("agent of {} ready", socket.display());
+    let inode = listener_inode(&socket);
+    let mut callers = tokio::task::JoinSet::new();
+    let result = serve(
+        shared.clone(),
+        listener,
+        &socket,
+        &inode,
+        timeout,
+        &mut callers,
+    )
+    .await;
+    // Commands still running (an open chat) end with the agent.
+    callers.shutdown().await;
+    // Says we went offline, disconnects, and lets go of the profile.
+    shared.client.shut_down().await;
+    drop(shared);
+    // Last, so a caller waiting for the socket to go finds the profile free. Only our
+    // own socket file is removed: a newer agent may have replaced it.
+    if same_file(&socket, &inode) {
+        let _ = std::fs::remove_file(&socket);
+    }
+    result
+}
+
+/// Unlocks the profile, connects (or starts offline), binds the socket.
+async fn start(global: &GlobalArgs, from_caller: bool) -> Result<(Shared, UnixListener, PathBuf)> {
+    let dir = crate::session::profile_dir(global);
+    let profile = if from_caller {
+        let passphrase = tokio::task::spawn_blocking(|| {
+            let mut line = Zeroizing::new(String::new());
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await??;
+        let passphrase = Zeroizing::new(passphrase.trim_end_matches(['\r', '\n']).to_string());
+        Profile::open(&dir, &passphrase)
+            .with_context(|| format!("cannot open the profile in {}", dir.display()))?
+    } else {
+        crate::session::open_profile(global)?
+    };
+    let relay = profile.relay().to_string();
+    let client = Client::open(profile)
+        .await
+        .with_context(|| format!("cannot connect to the relay {relay}"))?;
+    let socket = super::socket_path(&dir);
+    // We hold the profile's lock, so a socket file left here belongs to a dead agent.
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", socket.display()))?;
+    let (events, _) = broadcast::channel(EVENT_BACKLOG);
+    let notices = Arc::new(std::sync::Mutex::new(VecDeque::new()));
+    let client = Arc::new(client);
+    let mut from_client = client.events();
+    let to_commands = events.clone();
+    let kept = notices.clone();
+    tokio::spawn(async move {
+        while let Some(event) = from_client.recv().await {
+            if crate::chat::render::is_security(&event) {
+                let mut kept = kept
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if kept.len() == NOTICES_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(event.clone());
+            }
+            let _ = to_commands.send(event);
+        }
+    });
+    client.announce_presence().await;
+    let shared = Shared {
+        client,
+        events,
+        notices,
+    };
+    Ok((shared, listener, socket))
+}
+
+/// What callers may ask of the agent as a whole.
+struct Control {
+    stop: Notify,
+    /// This agent's [`wire::build`].
+    build: String,
+    unlocked: Instant,
+    timeout: Option<Duration>,
+    callers: AtomicUsize,
+    connected: watch::Receiver<bool>,
+}
+
+async fn serve(
+    shared: Shared,
+    listener: UnixListener,
+    socket: &Path,
+    inode: &Option<(u64, u64)>,
+    timeout: Option<Duration>,
+    callers: &mut tokio::task::JoinSet<()>,
+) -> Result<()> {
+    let control = Arc::new(Control {
+        stop: Notify::new(),
+        build: wire::build(),
+        unlocked: Instant::now(),
+        timeout,
+        callers: AtomicUsize::new(0),
+        connected: track_connection(shared.events.subscribe()),
+    });
+    let forget_at = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    // A closed terminal must not stop the agent: it serves the whole login session.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut watch_every = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                let control = control.clone();
+                callers.spawn(async move {
+                    control.callers.fetch_add(1, Ordering::SeqCst);
+                    if let Err(e) = connection(stream, shared, &control).await {
+                        tracing::info!("a caller's connection ended: {e}");
+                    }
+                    control.callers.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+            () = control.stop.notified() => {
+                tracing::info!("locked by a caller");
+                return Ok(());
+            }
+            () = sleep_until(forget_at) => {
+                tracing::info!("timeout reached: forgetting the key");
+                return Ok(());
+            }
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+            _ = hangup.recv() => {}
+            // Reaps finished callers, so the set stays small.
+            Some(_) = callers.join_next(), if !callers.is_empty() => {}
+            _ = watch_every.tick() => {
+                if !same_file(socket, inode) {
+                    tracing::info!("the socket file was removed or replaced: stopping");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether the client is connected now, from its events.
+fn track_connection(mut events: broadcast::Receiver<ClientEvent>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(true);
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(ClientEvent::Connection(state)) => {
+                    let _ = tx.send(matches!(state, ConnectionState::Connected));
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    rx
+}
+
+/// The socket file's identity (device, inode), to notice it being replaced.
+fn listener_inode(socket: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(socket).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn same_file(socket: &Path, inode: &Option<(u64, u64)>) -> bool {
+    inode.is_some() && listener_inode(socket) == *inode
+}
+
+/// Serves one caller: a command run, a status or a lock.
+async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let Some(first) = wire::read::<_, ToAgent>(&mut read).await? else {
+        return Ok(());
+    };
+    let (args, terminal) = match first {
+        ToAgent::Run {
+            args,
+            terminal,
+            build,
+        } => {
+            if build != control.build {
+                tracing::info!("a caller of another build of hearth: stopping for it");
+                wire::write(&mut write, &ToCaller::Outdated).await?;
+                control.stop.notify_one();
+                return Ok(());
+            }
+            (args, terminal)
+        }
+        ToAgent::Status => {
+            let status = AgentStatus {
+                pid: std::process::id(),
+                unlocked_secs: control.unlocked.elapsed().as_secs(),
+                forgets_in_secs: control
+                    .timeout
+                    .map(|t| t.saturating_sub(control.unlocked.elapsed()).as_secs()),
+                connected: *control.connected.borrow(),
+                callers: control.callers.load(Ordering::SeqCst).saturating_sub(1),
+            };
+            wire::write(&mut write, &ToCaller::Status(status)).await?;
+            return Ok(());
+        }
+        ToAgent::Lock => {
+            control.stop.notify_one();
+            wire::write(
+                &mut write,
+                &ToCaller::Done {
+                    code: 0,
+                    error: None,
+                },
+            )
+            .await?;
+            return Ok(());
+        }
+        ToAgent::Line(_) | ToAgent::EndOfInput => anyhow::bail!("a line before any command"),
+    };
+    let (to_caller, mut outgoing) = mpsc::unbounded_channel();
+    let (lines_tx, lines) = mpsc::unbounded_channel();
+    let (gone_tx, gone) = watch::channel(false);
+    let caller = Arc::new(Caller {
+        to_caller: to_caller.clone(),
+        lines: Mutex::new(lines),
+        terminal,
+        gone,
+        session: shared.clone(),
+    });
+    // The caller's lines; its end of the socket closing means it is gone.
+    tokio::spawn(async move {
+        let mut lines_tx = Some(lines_tx);
+        loop {
+            match wire::read::<_, ToAgent>(&mut read).await {
+                Ok(Some(ToAgent::Line(line))) => {
+                    if let Some(tx) = &lines_tx {
+                        let _ = tx.send(line);
+                    }
+                }
+                Ok(Some(ToAgent::EndOfInput)) => lines_tx = None,
+                Ok(Some(_)) | Ok(None) | Err(_) => break,
+            }
+        }
+        let _ = gone_tx.send(true);
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if wire::write(&mut write, &message).await.is_err() {
+                // The caller went away; the command finishes without it.
+                while outgoing.recv().await.is_some() {}
+                break;
+            }
+        }
+    });
+    let result = console::serve(caller, run_command(args, shared)).await;
+    let done = match result {
+        Ok(()) => ToCaller::Done {
+            code: 0,
+            error: None,
+        },
+        Err(err) => ToCaller::Done {
+            code: crate::error::exit_code(&err),
+            error: Some(crate::error::render(&err)),
+        },
+    };
+    let _ = to_caller.send(done);
+    drop(to_caller);
+    let _ = writer.await;
+    Ok(())
+}
+
+/// Parses and runs one command line inside the agent, on the agent's profile.
+async fn run_command(args: Vec<String>, shared: Shared) -> Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("hearth".to_string()).chain(args))
+        .map_err(|e| crate::error::UsageError(e.to_string().trim().to_string()))?;
+    if route(&cli.command) != Route::Agent {
+        anyhow::bail!("this command does not run inside the agent: run it with --no-agent");
+    }
+    let mut cli = cli;
+    cli.global.profile = Some(shared.client.profile().dir().to_path_buf());
+    crate::commands::run(cli).await
+}
