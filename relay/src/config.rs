@@ -65,6 +65,24 @@ pub struct RelayConfig {
     /// relay refuses to store anything new (with `StorageFull`) and keeps serving reads,
     /// logins and deletions, so a full disk never breaks the store.
     pub min_free_bytes: u64,
+    /// Bytes the relay keeps queued for one connection (events and responses it has not
+    /// written yet; see `service::outbox`). Room history a client catches up on fills at
+    /// most half and then waits for the client to read; answers and challenges may use the
+    /// rest, and a connection that would go past it is closed (close code 3, "not
+    /// reading"). Hits only a connection that stops reading while it keeps asking: one
+    /// person's one device, never the household.
+    pub max_queued_bytes_per_connection: usize,
+    /// Seconds a connection may go without accepting any of the bytes queued for it before
+    /// it is closed (close code 3, "not reading"). Hits only that connection; a slow link
+    /// that keeps reading, however slowly, is never closed.
+    pub write_stall_secs: u64,
+    /// Simultaneous authenticated connections of one account (one device's key). The
+    /// connection over the limit is refused at `Auth` with `RateLimited` and closed; the
+    /// ones already open are kept, so a program reconnecting in a loop cannot push out the
+    /// person's working sessions. Hits only that account, never others at the same
+    /// address. Together with `max_queued_bytes_per_connection` it bounds the memory one
+    /// account can hold.
+    pub max_sessions_per_account: usize,
 }
 
 impl Default for RelayConfig {
@@ -86,6 +104,9 @@ impl Default for RelayConfig {
             open_registration: false,
             public_host: None,
             min_free_bytes: 64 * 1024 * 1024,
+            max_queued_bytes_per_connection: 4 * 1024 * 1024,
+            write_stall_secs: 60,
+            max_sessions_per_account: 16,
         }
     }
 }
@@ -170,6 +191,14 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # Bytes that must stay free on the disk (64 MiB): below this the relay stores nothing new
 # (people are told the relay's disk is full) but keeps serving what it has.
 # min_free_bytes = 67108864
+
+# Bytes queued for one connection that is not reading what it is sent (4 MiB), and seconds
+# it may go without reading anything; past either it is closed. Hits only that connection.
+# max_queued_bytes_per_connection = 4194304
+# write_stall_secs = 60
+
+# Connections one account (one device) may have open at once; the next one is refused.
+# max_sessions_per_account = 16
 "#;
 
 impl RelayConfig {

@@ -448,6 +448,13 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                     m.quota_exceeded,
                     m.handshake_timeouts
                 )?;
+                writeln!(
+                    out,
+                    "slow:      {} queued for connections, {} slow readers closed, {} sessions over the per-account limit",
+                    bytes(m.queued_bytes),
+                    m.slow_readers,
+                    m.sessions_refused
+                )?;
             }
         }
         AdminResponse::Audit(records) => {

@@ -6,6 +6,7 @@
 //! finish their in-flight commits, closes them, and stops the writer.
 
 mod conn;
+pub use conn::close;
 mod runtime;
 pub mod tls;
 

@@ -27,6 +27,12 @@ pub struct Metrics {
     pub handshake_timeouts: AtomicU64,
     /// Envelopes durably stored.
     pub stored: AtomicU64,
+    /// Bytes queued for connections right now (see [`super::Outbox`]).
+    pub queued_bytes: AtomicU64,
+    /// Connections closed because they did not read what was sent to them.
+    pub slow_readers: AtomicU64,
+    /// Authentications refused because the account had too many connections open.
+    pub sessions_refused: AtomicU64,
 }
 
 /// A copy of [`Metrics`] at one moment.
@@ -43,6 +49,9 @@ pub struct MetricsSnapshot {
     pub quota_exceeded: u64,
     pub handshake_timeouts: u64,
     pub stored: u64,
+    pub queued_bytes: u64,
+    pub slow_readers: u64,
+    pub sessions_refused: u64,
 }
 
 impl Metrics {
@@ -65,6 +74,9 @@ impl Metrics {
             quota_exceeded: r(&self.quota_exceeded),
             handshake_timeouts: r(&self.handshake_timeouts),
             stored: r(&self.stored),
+            queued_bytes: r(&self.queued_bytes),
+            slow_readers: r(&self.slow_readers),
+            sessions_refused: r(&self.sessions_refused),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod hub;
 mod metrics;
+pub mod outbox;
 mod rate;
 mod session;
 pub mod writer;
@@ -18,12 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hearth_protocol::{AccountKey, Event, Handle, InviteToken};
-use tokio::sync::mpsc;
 
 use crate::config::RelayConfig;
 use crate::store::{AuditRecord, InviteRecord, Store, StoreError, WriteOp};
 
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use outbox::Outbox;
 pub use rate::RateLimiter;
 pub mod key_package_fetches;
 pub use session::{PendingReply, Reply, Session};
@@ -55,17 +56,16 @@ pub const BLOCK_AFTER_FAILURES: u32 = 20;
 /// The window for counting failures, and how long a block lasts.
 pub const BLOCK_WINDOW: Duration = Duration::from_secs(300);
 
-/// The event senders of one account's sessions, by session id.
-/// Per account: each authenticated session's id, event sender, and the signal that
+/// Per account: each authenticated session's id, outgoing queue, and the signal that
 /// ends it (see [`Notifier::disconnect`]).
-type SessionsOf = HashMap<AccountKey, Vec<(u64, mpsc::Sender<Event>, Arc<tokio::sync::Notify>)>>;
+type SessionsOf = HashMap<AccountKey, Vec<(u64, Arc<Outbox>, Arc<tokio::sync::Notify>)>>;
 
 /// Sessions of each account, to tell them about inbox arrivals, and the sessions that
 /// asked to hear about new accounts.
 #[derive(Default)]
 pub(crate) struct Notifier {
     sessions: Mutex<SessionsOf>,
-    watchers: Mutex<HashMap<u64, mpsc::Sender<Event>>>,
+    watchers: Mutex<HashMap<u64, Arc<Outbox>>>,
 }
 
 impl Notifier {
@@ -73,18 +73,34 @@ impl Notifier {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records session `id` as one of `account`'s, unless the account has `max` open
+    /// already: then returns `false` and records nothing.
     pub(crate) fn register(
         &self,
         account: AccountKey,
         id: u64,
-        tx: mpsc::Sender<Event>,
+        tx: Arc<Outbox>,
         end: Arc<tokio::sync::Notify>,
-    ) {
+        max: usize,
+    ) -> bool {
         let mut map = self.lock();
         let list = map.entry(account).or_default();
-        if !list.iter().any(|(i, _, _)| *i == id) {
-            list.push((id, tx, end));
+        if list.iter().any(|(i, _, _)| *i == id) {
+            return true;
         }
+        if list.len() >= max {
+            if list.is_empty() {
+                map.remove(&account);
+            }
+            return false;
+        }
+        list.push((id, tx, end));
+        true
+    }
+
+    /// How many sessions of `account` are open.
+    pub(crate) fn sessions_of(&self, account: &AccountKey) -> usize {
+        self.lock().get(account).map_or(0, Vec::len)
     }
 
     /// Ends every open session of `account` now (it was banned): each connection closes
@@ -109,7 +125,7 @@ impl Notifier {
     }
 
     /// Starts or stops telling session `id` about new accounts.
-    pub(crate) fn watch_registrations(&self, id: u64, tx: Option<mpsc::Sender<Event>>) {
+    pub(crate) fn watch_registrations(&self, id: u64, tx: Option<Arc<Outbox>>) {
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         match tx {
             Some(tx) => {
@@ -125,8 +141,8 @@ impl Notifier {
     pub(crate) fn account_registered(&self, handle: &Handle, account: &AccountKey) {
         let watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         for tx in watchers.values() {
-            // A live notice only: a full channel means the client is far behind anyway.
-            let _ = tx.try_send(Event::AccountRegistered {
+            // A live notice only: a full queue means the client is far behind anyway.
+            let _ = tx.try_push(Event::AccountRegistered {
                 handle: handle.clone(),
                 account: *account,
             });
@@ -136,8 +152,8 @@ impl Notifier {
     pub(crate) fn inbox_arrived(&self, account: &AccountKey) {
         if let Some(list) = self.lock().get(account) {
             for (_, tx, _) in list {
-                // A hint only: a full channel means the client is busy and will fetch anyway.
-                let _ = tx.try_send(Event::InboxArrived);
+                // A hint only: a full queue means the client is busy and will fetch anyway.
+                let _ = tx.try_push(Event::InboxArrived);
             }
         }
     }

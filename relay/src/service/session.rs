@@ -15,16 +15,14 @@ use hearth_protocol::{
     AccountInfo, AccountKey, ClientHello, ErrorCode, Event, Handle, PublicRoomInfo, Request,
     Response, Seq, ServerHello, Signature, WireError,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::hub::SubscriptionHandle;
 use super::metrics::Metrics;
+use super::outbox::Outbox;
 use super::writer::internal;
 use super::{unix_now, Shared, MAX_AUTH_FAILURES};
 use crate::store::{AccountRecord, Applied, ListingRecord, OpResult, StoreError, WriteOp};
-
-/// Events buffered per connection before live pushes fall back to catching up.
-const EVENT_QUEUE: usize = 1024;
 
 /// The answer to a request: at once, or after a durable commit.
 pub enum Reply {
@@ -64,8 +62,7 @@ pub struct Session {
     auth_failures: u32,
     close_reason: Option<&'static str>,
     limit_logged: bool,
-    events_tx: mpsc::Sender<Event>,
-    events_rx: mpsc::Receiver<Event>,
+    outbox: Arc<Outbox>,
     subscriptions: HashMap<hearth_protocol::RoomId, SubscriptionHandle>,
     /// Signalled when the account is banned: the connection ends at once.
     ended: Arc<tokio::sync::Notify>,
@@ -89,6 +86,18 @@ fn check_retention(retention_secs: Option<u64>) -> Result<(), WireError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The refusal of a session over [`crate::config::RelayConfig::max_sessions_per_account`]
+/// (`RateLimited`: no error code of its own, so clients of every version understand it).
+fn too_many_sessions(max: usize) -> WireError {
+    WireError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "this account has {max} connections open to the relay already, the most it allows: \
+             close one, or wait a minute for dead ones to time out"
+        ),
+    )
 }
 
 fn store_failed(e: StoreError) -> WireError {
@@ -155,7 +164,10 @@ fn verify_signed(account: &AccountKey, message: &[u8], sig: &Signature) -> bool 
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, id: u64, peer_ip: IpAddr, exporter: [u8; 32]) -> Self {
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let outbox = Outbox::new(
+            shared.config.max_queued_bytes_per_connection,
+            shared.metrics.clone(),
+        );
         Self {
             shared,
             id,
@@ -167,8 +179,7 @@ impl Session {
             auth_failures: 0,
             close_reason: None,
             limit_logged: false,
-            events_tx,
-            events_rx,
+            outbox,
             subscriptions: HashMap::new(),
             ended: Arc::new(tokio::sync::Notify::new()),
         }
@@ -204,9 +215,17 @@ impl Session {
         self.account
     }
 
-    /// Pushed events: room entries, subscription ends, inbox arrivals.
-    pub fn events(&mut self) -> &mut mpsc::Receiver<Event> {
-        &mut self.events_rx
+    /// What the relay pushes to this connection (room entries, subscription ends, inbox
+    /// arrivals): take events with [`Outbox::recv`]. Bounded in bytes (see
+    /// [`super::outbox`]).
+    pub fn events(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The connection's outgoing queue, for a driver that writes it on a task of its own
+    /// and queues its responses there too.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
     }
 
     /// Completes when the relay ends this session from outside (the account was banned):
@@ -360,18 +379,40 @@ impl Session {
         }
     }
 
-    fn authenticated_as(&mut self, record: &AccountRecord) {
+    /// Counts, logs and audits a session refused over the per-account limit, and closes the
+    /// connection after the answer.
+    fn refuse_session(&mut self, account: &AccountKey, max: usize) -> WireError {
+        Metrics::bump(&self.shared.metrics.sessions_refused);
+        tracing::warn!(peer = %self.peer_ip, account = %account.short(), max, "session refused: too many connections for this account");
+        self.shared.audit(
+            "session-limit",
+            Some(self.peer_ip),
+            Some(account),
+            &format!("{max} connections open already"),
+        );
+        self.close_reason = Some("too many connections for this account");
+        too_many_sessions(max)
+    }
+
+    /// Makes this connection `record`'s session, unless the account has
+    /// [`crate::config::RelayConfig::max_sessions_per_account`] open already: then the
+    /// connection stays unauthenticated, is told why, and closes.
+    fn authenticated_as(&mut self, record: &AccountRecord) -> Result<(), WireError> {
         // A challenge signs in once; re-authentication gets a new one.
         self.challenge = None;
         self.reauth_deadline = None;
         if self.account != Some(record.account) {
-            self.account = Some(record.account);
-            self.shared.notifier.register(
+            let max = self.shared.config.max_sessions_per_account;
+            if !self.shared.notifier.register(
                 record.account,
                 self.id,
-                self.events_tx.clone(),
+                self.outbox.clone(),
                 self.ended.clone(),
-            );
+                max,
+            ) {
+                return Err(self.refuse_session(&record.account, max));
+            }
+            self.account = Some(record.account);
             // A ban (or a key rotation) that landed between this authentication and the
             // registration above found no session to close: look once more, now that it
             // would find it.
@@ -381,6 +422,7 @@ impl Session {
                 self.ended.notify_one();
             }
         }
+        Ok(())
     }
 
     async fn register(
@@ -409,7 +451,7 @@ impl Session {
         match self.shared.writer.submit(op).await {
             Ok(Applied::Account(record)) => {
                 tracing::info!(peer = %self.peer_ip, account = %account.short(), handle = %record.handle, "registered");
-                self.authenticated_as(&record);
+                self.authenticated_as(&record)?;
                 self.shared
                     .notifier
                     .account_registered(&record.handle, &record.account);
@@ -439,13 +481,19 @@ impl Session {
         if let Err(e) = self.check_signature(&account, &signature) {
             return self.fail_auth(Some(&account), e);
         }
+        let max = self.shared.config.max_sessions_per_account;
+        if self.account.is_none() && self.shared.notifier.sessions_of(&account) >= max {
+            // Refused before anything is written; `authenticated_as` checks again, under
+            // the lock that counts sessions.
+            return Err(self.refuse_session(&account, max));
+        }
         let op = WriteOp::Authenticate {
             account,
             now: unix_now(),
         };
         match self.shared.writer.submit(op).await {
             Ok(Applied::Account(record)) => {
-                self.authenticated_as(&record);
+                self.authenticated_as(&record)?;
                 Ok(Response::Authenticated {
                     handle: record.handle,
                     now: unix_now(),
@@ -640,7 +688,7 @@ impl Session {
                 let handle =
                     self.shared
                         .hub
-                        .subscribe(store, room, cap_hash, from, self.events_tx.clone());
+                        .subscribe(store, room, cap_hash, from, self.outbox.clone());
                 self.subscriptions.insert(room, handle);
                 Reply::Ready(Ok(Response::Done))
             }
@@ -811,7 +859,7 @@ impl Session {
             Request::WatchRegistrations { on } => {
                 self.shared
                     .notifier
-                    .watch_registrations(self.id, on.then(|| self.events_tx.clone()));
+                    .watch_registrations(self.id, on.then(|| self.outbox.clone()));
                 Reply::Ready(Ok(Response::Done))
             }
             Request::RotateKey { rotation, proof } => {
@@ -909,7 +957,9 @@ impl Session {
         self.shared.notifier.unregister(&account, self.id);
         self.shared.notifier.disconnect(&account);
         self.account = None;
-        self.authenticated_as(&record);
+        // Never refused: the new key is fresh (the store refuses a key in use), so it has
+        // no session yet.
+        let _ = self.authenticated_as(&record);
         Ok(Response::Authenticated {
             handle: record.handle,
             now: unix_now(),
@@ -1040,7 +1090,13 @@ impl Session {
         let last = access.last_readable(record.head);
         let from = Seq(from.0.max(record.first).max(1));
         let entries = store
-            .entries(&room, from, last, limit.min(MAX_READ_ENTRIES))
+            .entries_within(
+                &room,
+                from,
+                last,
+                limit.min(MAX_READ_ENTRIES),
+                RESPONSE_BYTES,
+            )
             .map_err(store_failed)?;
         let entries = fit(entries, |e| e.payload.len());
         Ok(Response::Entries { entries, last })
@@ -1085,6 +1141,8 @@ impl Drop for Session {
         if let Some(account) = &self.account {
             self.shared.notifier.unregister(account, self.id);
         }
+        // Ends anything still waiting to queue for this connection.
+        self.outbox.close();
     }
 }
 

@@ -550,6 +550,31 @@ pub trait Store: Send + Sync {
         to: Seq,
         limit: u32,
     ) -> Result<Vec<Entry>, StoreError>;
+    /// Like [`Store::entries`], but stops once the payloads taken pass `max_bytes` (at
+    /// least one entry is returned if there is one): the read decodes no more than it
+    /// returns, however large the entries. Stores should override the default, which
+    /// reads `limit` entries and cuts afterwards.
+    fn entries_within(
+        &self,
+        room: &RoomId,
+        from: Seq,
+        to: Seq,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = self.entries(room, from, to, limit)?;
+        let mut total = 0usize;
+        let keep = entries
+            .iter()
+            .position(|e| {
+                let over = total > 0 && total + e.payload.len() > max_bytes;
+                total += e.payload.len();
+                over
+            })
+            .unwrap_or(entries.len());
+        entries.truncate(keep);
+        Ok(entries)
+    }
     /// A room's listing in the directory and the room's current epoch index
     /// (`Ok(None)`: not listed).
     fn listing(&self, room: &RoomId) -> Result<Option<(ListingRecord, u64)>, StoreError>;

@@ -172,7 +172,19 @@ impl Store for RedbStore {
         to: Seq,
         limit: u32,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.entries_within(room, from, to, limit, usize::MAX)
+    }
+
+    fn entries_within(
+        &self,
+        room: &RoomId,
+        from: Seq,
+        to: Seq,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
+        let mut taken = 0usize;
         if from > to || limit == 0 {
             return Ok(out);
         }
@@ -186,7 +198,13 @@ impl Store for RedbStore {
                 break;
             }
             let (k, v) = item?;
+            // The stored value is the payload plus a few bytes: stop before decoding one
+            // that would pass the budget.
+            if !out.is_empty() && taken.saturating_add(v.value().len()) > max_bytes {
+                break;
+            }
             let stored: StoredEntry = decode(v.value())?;
+            taken = taken.saturating_add(stored.payload.len());
             let next_cap_hash = match stored.kind {
                 EntryKind::Commit => caps
                     .get(k.value())?
