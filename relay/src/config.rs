@@ -42,8 +42,20 @@ pub struct RelayConfig {
     pub rate_per_second: f64,
     /// Requests an account may send in a burst.
     pub rate_burst: u32,
-    /// Simultaneous connections from one IP address.
+    /// Connections from one IP address that have not authenticated yet (handshakes in
+    /// progress, and connections before their `Auth`). Authenticated connections do not
+    /// count (`max_sessions_per_account` bounds those). When a new one comes over the
+    /// limit, the oldest unauthenticated one from that address is closed to make room, so a
+    /// flood of idle handshakes from the household's shared address cannot keep a member
+    /// out: the member's connection authenticates within a round trip. Only connections
+    /// whose address QUIC has validated (a retry round trip) count at all.
     pub max_connections_per_ip: usize,
+    /// Failed authentications from one IP address within 5 minutes after which new
+    /// connections from it are refused for up to 5 minutes, unless anyone authenticated
+    /// from that address within the last day: an address the household uses is never
+    /// blocked (restarting the relay forgets who did). Failures for one account key from
+    /// one address are throttled separately (one attempt per connection after 20).
+    pub max_failed_logins_per_address: u32,
     /// Seconds a new connection has to say hello and authenticate.
     pub handshake_timeout_secs: u64,
     /// Seconds of silence before a connection is dropped.
@@ -95,6 +107,7 @@ impl Default for RelayConfig {
             rate_per_second: 200.0,
             rate_burst: 400,
             max_connections_per_ip: 32,
+            max_failed_logins_per_address: 200,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 60,
             reauth_interval_secs: 3600,
@@ -172,8 +185,13 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # rate_per_second = 200.0
 # rate_burst = 400
 
-# Simultaneous connections from one IP address.
+# Connections from one IP address that have not authenticated yet; the oldest gives way
+# to a new one. Authenticated connections do not count.
 # max_connections_per_ip = 32
+
+# Failed logins from one address within 5 minutes that block it for 5 minutes, unless
+# someone logged in from that address within the last day (a household's address).
+# max_failed_logins_per_address = 200
 
 # Seconds to complete hello + authentication; seconds of silence before a connection drops.
 # handshake_timeout_secs = 10

@@ -455,6 +455,11 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                     m.slow_readers,
                     m.sessions_refused
                 )?;
+                writeln!(
+                    out,
+                    "admission: {} address validations, {} unauthenticated connections gave way to newer ones",
+                    m.retries, m.unauthenticated_evicted
+                )?;
             }
         }
         AdminResponse::Audit(records) => {

@@ -260,3 +260,110 @@ async fn start(
     })
     .await
 }
+
+/// 40 bare QUIC Initials from 127.0.0.1 (a client that never answers the relay): each is
+/// answered with a retry packet and takes no slot, so none had to give way, and a member
+/// connects and authenticates as usual.
+#[tokio::test]
+async fn bare_initials_take_no_slot() {
+    let (relay, _dir) = start(|c| c.max_connections_per_ip = 4).await;
+    let address = relay.address();
+    let target = relay.local_addr();
+    let config = common::client_config(&address);
+    let mut endpoint = quinn_proto::Endpoint::new(
+        std::sync::Arc::new(quinn_proto::EndpointConfig::default()),
+        None,
+        false,
+        None,
+    );
+    let mut sockets = Vec::new();
+    for _ in 0..40 {
+        let now = std::time::Instant::now();
+        let (_, mut conn) = endpoint
+            .connect(now, config.clone(), target, "hearth-relay")
+            .unwrap();
+        let mut datagram = Vec::new();
+        let transmit = conn
+            .poll_transmit(now, 1, &mut datagram)
+            .expect("an Initial");
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket
+            .send_to(&datagram[..transmit.size], target)
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    // The relay answers each with a retry packet, which this client ignores.
+    for socket in &sockets {
+        let mut answer = [0u8; 2048];
+        tokio::time::timeout(WAIT, socket.recv(&mut answer))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+    }
+    let metrics = relay.relay().metrics();
+    assert!(metrics.retries >= 40, "{metrics:?}");
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    assert_eq!(alice.request(Request::Ping).await.unwrap(), Response::Pong);
+    let metrics = relay.relay().metrics();
+    assert_eq!(metrics.unauthenticated_evicted, 0, "{metrics:?}");
+    assert_eq!(metrics.connections_refused, 0, "{metrics:?}");
+    relay.shutdown().await.unwrap();
+}
+
+/// 40 connections from 127.0.0.1 complete the handshake and the hello, then sit there
+/// without authenticating, more than the address's slots: a member still connects and
+/// authenticates (the oldest idle ones gave way), and keeps working.
+#[tokio::test]
+async fn idle_handshakes_from_the_households_address_do_not_lock_a_member_out() {
+    let (relay, _dir) = start(|c| c.max_connections_per_ip = 32).await;
+    let address = relay.address();
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(Client::connect(&address).await);
+    }
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    assert_eq!(alice.request(Request::Ping).await.unwrap(), Response::Pong);
+    let metrics = relay.relay().metrics();
+    assert!(metrics.unauthenticated_evicted >= 9, "{metrics:?}");
+    let (code, reason) = close_of(&idle[0].raw.conn).await;
+    assert_eq!(code, close::REFUSED);
+    assert!(reason.contains("unauthenticated"), "{reason}");
+    relay.shutdown().await.unwrap();
+}
+
+/// Failed logins from the household's address, far past the address threshold and for
+/// a member's own key: the address is not blocked, since members authenticate from it;
+/// the member and a newcomer with an invite still get in.
+#[tokio::test]
+async fn failed_logins_from_the_households_address_never_lock_out_its_members() {
+    let (relay, _dir) = start(|c| c.max_failed_logins_per_address = 20).await;
+    let address = relay.address();
+    let (alice_conn, alice) = new_account(&relay, "alice").await;
+    drop(alice_conn);
+    for attempt in 0..60 {
+        // Half for alice's own key (past its throttle), half for strangers' keys.
+        let key = if attempt % 2 == 0 {
+            alice.account()
+        } else {
+            Identity::new().account()
+        };
+        let mut c = Client::connect(&address).await;
+        let refused = c
+            .request(Request::Auth {
+                account: key,
+                signature: hearth_protocol::Signature([7; 64]),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::AuthFailed);
+    }
+    let mut again = Client::connect(&address).await;
+    again.auth(&alice).await.expect("alice still gets in");
+    let (mut carol, _) = new_account(&relay, "carol").await;
+    assert_eq!(carol.request(Request::Ping).await.unwrap(), Response::Pong);
+    let metrics = relay.relay().metrics();
+    assert_eq!(metrics.connections_refused, 0, "{metrics:?}");
+    assert!(metrics.auth_failures >= 60, "{metrics:?}");
+    relay.shutdown().await.unwrap();
+}

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 
+use super::admission::Slot;
 use crate::service::outbox::{Outgoing, PushError};
 use crate::service::{Metrics, Outbox, Relay, Reply, Session};
 
@@ -55,12 +56,21 @@ pub(crate) async fn serve(
     incoming: quinn::Incoming,
     relay: Relay,
     shutdown: watch::Receiver<bool>,
+    slot: Slot,
 ) {
     let started = Instant::now();
     let peer = incoming.remote_address();
     let handshake = Duration::from_secs(relay.config().handshake_timeout_secs.max(1));
     let metrics = relay.shared.metrics.clone();
-    let conn = match timeout(handshake, incoming).await {
+    let evicted = slot.evicted();
+    let handshaken = tokio::select! {
+        handshaken = timeout(handshake, incoming) => handshaken,
+        _ = evicted.notified() => {
+            tracing::info!(%peer, "handshake gave way to a newer connection from this address");
+            return;
+        }
+    };
+    let conn = match handshaken {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "tls handshake failed");
@@ -85,7 +95,7 @@ pub(crate) async fn serve(
         .connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut session = relay.session(peer.ip().to_canonical(), exporter);
-    let outcome = drive(&conn, &mut session, &relay, shutdown, peer, handshake).await;
+    let outcome = drive(&conn, &mut session, &relay, shutdown, peer, handshake, slot).await;
     metrics
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -287,6 +297,10 @@ impl Ending {
     }
 }
 
+/// The close reason of an unauthenticated connection that gave way to a newer one from
+/// the same address (see [`super::admission`]).
+const GAVE_WAY: &str = "too many unauthenticated connections from this address";
+
 /// How long a closing connection may take to write what is queued for it.
 const DRAIN_GRACE: Duration = Duration::from_secs(4);
 
@@ -297,10 +311,19 @@ async fn drive(
     mut shutdown: watch::Receiver<bool>,
     peer: SocketAddr,
     handshake: Duration,
+    slot: Slot,
 ) -> Outcome {
     let metrics = relay.shared.metrics.clone();
     let auth_deadline = Instant::now() + handshake;
-    let (send, recv) = match timeout(handshake, conn.accept_bi()).await {
+    let evicted = slot.evicted();
+    let opened = tokio::select! {
+        opened = timeout(handshake, conn.accept_bi()) => opened,
+        _ = evicted.notified() => {
+            conn.close(close::REFUSED.into(), GAVE_WAY.as_bytes());
+            return GAVE_WAY.into();
+        }
+    };
+    let (send, recv) = match opened {
         Ok(Ok(streams)) => streams,
         Ok(Err(_)) => return "closed before opening a stream".into(),
         Err(_) => {
@@ -322,6 +345,8 @@ async fn drive(
         writer: &mut writer,
         writer_ended: None,
         peer,
+        slot: Some(slot),
+        evicted,
     };
     let ending = loop_state.run(&mut rx, &mut shutdown, auth_deadline).await;
     let writer_ended = loop_state.writer_ended.take();
@@ -348,6 +373,10 @@ struct Loop<'a> {
     /// Set once the writer task has ended (its handle must not be polled again).
     writer_ended: Option<()>,
     peer: SocketAddr,
+    /// The address's slot for unauthenticated connections, given back at authentication.
+    slot: Option<Slot>,
+    /// Signalled when a newer unauthenticated connection from the address took the slot.
+    evicted: Arc<tokio::sync::Notify>,
 }
 
 impl Loop<'_> {
@@ -413,6 +442,7 @@ impl Loop<'_> {
                 Metrics::bump(&metrics.handshake_timeouts);
                 return Ending::abrupt(close::TIMEOUT, "no hello in time");
             }
+            _ = self.evicted.notified() => return Ending::abrupt(close::REFUSED, GAVE_WAY),
         };
         let hello = match first {
             Some(Inbound::Frame(body)) => decode_body::<ClientHello>(&body),
@@ -483,6 +513,9 @@ impl Loop<'_> {
                     }
                     if !was_authenticated && self.session.account().is_some() {
                         reauth_at = Instant::now() + interval;
+                        // Authenticated connections are bounded per account, not per
+                        // address.
+                        self.slot = None;
                     }
                     if let Some(reason) = self.session.close_reason() {
                         ending = Some(Ending::told(close::REFUSED, reason));
@@ -512,6 +545,9 @@ impl Loop<'_> {
                     } else {
                         "not authenticated in time"
                     }));
+                }
+                _ = self.evicted.notified(), if self.slot.is_some() => {
+                    ending = Some(Ending::told(close::REFUSED, GAVE_WAY));
                 }
                 // A reconnect is then refused with `Banned`, which tells the client why.
                 _ = banned.notified() => ending = Some(Ending::told(close::REFUSED, "account banned")),

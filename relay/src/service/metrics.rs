@@ -11,7 +11,7 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
-    /// Connections refused (per-IP limit or block).
+    /// Connections refused (address blocked after failed authentications).
     pub connections_refused: AtomicU64,
     /// Failed authentications and registrations.
     pub auth_failures: AtomicU64,
@@ -33,6 +33,11 @@ pub struct Metrics {
     pub slow_readers: AtomicU64,
     /// Authentications refused because the account had too many connections open.
     pub sessions_refused: AtomicU64,
+    /// QUIC address validations (retry packets) sent.
+    pub retries: AtomicU64,
+    /// Unauthenticated connections closed to make room for a newer one from the same
+    /// address.
+    pub unauthenticated_evicted: AtomicU64,
 }
 
 /// A copy of [`Metrics`] at one moment.
@@ -52,6 +57,8 @@ pub struct MetricsSnapshot {
     pub queued_bytes: u64,
     pub slow_readers: u64,
     pub sessions_refused: u64,
+    pub retries: u64,
+    pub unauthenticated_evicted: u64,
 }
 
 impl Metrics {
@@ -77,6 +84,8 @@ impl Metrics {
             queued_bytes: r(&self.queued_bytes),
             slow_readers: r(&self.slow_readers),
             sessions_refused: r(&self.sessions_refused),
+            retries: r(&self.retries),
+            unauthenticated_evicted: r(&self.unauthenticated_evicted),
         }
     }
 }

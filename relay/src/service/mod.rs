@@ -51,10 +51,41 @@ pub fn unix_now() -> u64 {
 
 /// Failed authentications on one connection before it is closed.
 pub const MAX_AUTH_FAILURES: u32 = 5;
-/// Failed authentications from one IP within [`BLOCK_WINDOW`] that block it.
-pub const BLOCK_AFTER_FAILURES: u32 = 20;
-/// The window for counting failures, and how long a block lasts.
+/// Failed authentications for one account key from one address within [`BLOCK_WINDOW`]
+/// after which every further failure for that key from there closes its connection at
+/// once (one attempt per connection, so the next costs a new handshake). A valid
+/// signature is never refused by it: it hits whoever keeps failing for that key, never
+/// the key's owner, nor anyone else at the address.
+pub const ACCOUNT_FAILURES_BEFORE_THROTTLE: u32 = 20;
+/// The window for counting failures, and how long an address block lasts.
 pub const BLOCK_WINDOW: Duration = Duration::from_secs(300);
+/// How long a successful authentication from an address keeps that address from being
+/// blocked: it is a household's address then, and a block would lock the family out.
+pub const VOUCH_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Entries kept in each failure map before stale ones are forgotten (and, if still too
+/// many, all: forgetting only loosens throttling).
+const MAX_TRACKED: usize = 10_000;
+
+/// Failed authentications from one address, and the last time anyone authenticated from it.
+#[derive(Debug, Clone, Copy)]
+struct AddressRecord {
+    failures: u32,
+    since: Instant,
+    vouched: Option<Instant>,
+}
+
+impl AddressRecord {
+    fn vouched(&self, now: Instant) -> bool {
+        self.vouched
+            .is_some_and(|at| now.saturating_duration_since(at) < VOUCH_WINDOW)
+    }
+
+    fn blocked(&self, now: Instant, threshold: u32) -> bool {
+        self.failures >= threshold
+            && now.saturating_duration_since(self.since) < BLOCK_WINDOW
+            && !self.vouched(now)
+    }
+}
 
 /// Per account: each authenticated session's id, outgoing queue, and the signal that
 /// ends it (see [`Notifier::disconnect`]).
@@ -171,7 +202,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) started: Instant,
     next_session: std::sync::atomic::AtomicU64,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    addresses: Mutex<HashMap<IpAddr, AddressRecord>>,
+    account_failures: Mutex<HashMap<(IpAddr, AccountKey), (u32, Instant)>>,
     writer_task: Mutex<
         Option<(
             tokio::sync::oneshot::Sender<()>,
@@ -222,7 +254,8 @@ impl Relay {
                 metrics,
                 started: Instant::now(),
                 next_session: std::sync::atomic::AtomicU64::new(1),
-                failures: Mutex::new(HashMap::new()),
+                addresses: Mutex::new(HashMap::new()),
+                account_failures: Mutex::new(HashMap::new()),
                 writer_task: Mutex::new(Some((close, task))),
                 floor,
                 health,
@@ -347,40 +380,95 @@ impl Shared {
         }));
     }
 
-    /// Counts an authentication failure from `ip`; returns whether it is now blocked.
-    /// The failure that starts a block is logged and audited (once per block).
-    pub(crate) fn auth_failed(&self, ip: IpAddr, now: Instant) -> bool {
-        let count = {
-            let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() > 10_000 {
+    /// Counts an authentication failure from `ip` (for `account`, the key it claimed);
+    /// returns whether the connection should close now: the address is blocked (see
+    /// [`Shared::is_blocked`]), or this key failed [`ACCOUNT_FAILURES_BEFORE_THROTTLE`]
+    /// times from there. The failure that starts an address block is logged and audited
+    /// (once per block).
+    pub(crate) fn auth_failed(
+        &self,
+        ip: IpAddr,
+        account: Option<&AccountKey>,
+        now: Instant,
+    ) -> bool {
+        let throttled = account.is_some_and(|account| {
+            let mut map = self
+                .account_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if map.len() >= MAX_TRACKED {
                 map.retain(|_, (_, since)| now.saturating_duration_since(*since) < BLOCK_WINDOW);
+                if map.len() >= MAX_TRACKED {
+                    map.clear();
+                }
             }
-            let slot = map.entry(ip).or_insert((0, now));
+            let slot = map.entry((ip, *account)).or_insert((0, now));
             if now.saturating_duration_since(slot.1) >= BLOCK_WINDOW {
                 *slot = (0, now);
             }
             slot.0 += 1;
-            slot.0
+            slot.0 >= ACCOUNT_FAILURES_BEFORE_THROTTLE
+        });
+        let threshold = self.config.max_failed_logins_per_address;
+        let (record, started) = {
+            let mut map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= MAX_TRACKED {
+                map.retain(|_, r| {
+                    now.saturating_duration_since(r.since) < BLOCK_WINDOW || r.vouched(now)
+                });
+                if map.len() >= MAX_TRACKED {
+                    map.clear();
+                }
+            }
+            let record = map.entry(ip).or_insert(AddressRecord {
+                failures: 0,
+                since: now,
+                vouched: None,
+            });
+            if now.saturating_duration_since(record.since) >= BLOCK_WINDOW {
+                record.failures = 0;
+                record.since = now;
+            }
+            record.failures += 1;
+            let started = record.failures == threshold && !record.vouched(now);
+            (*record, started)
         };
-        if count == BLOCK_AFTER_FAILURES {
+        if started {
             let window = BLOCK_WINDOW.as_secs();
+            let count = record.failures;
             tracing::warn!(peer = %ip, failures = count, "address blocked after failed authentications");
             self.audit(
                 "ip-blocked",
                 Some(ip),
                 None,
                 &format!(
-                    "{count} failed authentications within {window} s; new connections refused for up to {window} s"
+                    "{count} failed authentications within {window} s and no successful one for a day; new connections refused for up to {window} s"
                 ),
             );
         }
-        count >= BLOCK_AFTER_FAILURES
+        throttled || record.blocked(now, threshold)
     }
 
+    /// Someone authenticated from `ip`: it is a household's address, never blocked for a
+    /// while (see [`VOUCH_WINDOW`]); a block in force is lifted.
+    pub(crate) fn auth_succeeded(&self, ip: IpAddr, now: Instant) {
+        let mut map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        let record = map.entry(ip).or_insert(AddressRecord {
+            failures: 0,
+            since: now,
+            vouched: None,
+        });
+        record.vouched = Some(now);
+    }
+
+    /// Whether new connections from `ip` are refused: at least
+    /// [`RelayConfig::max_failed_logins_per_address`] failed authentications from it within
+    /// [`BLOCK_WINDOW`], and nobody authenticated from it within [`VOUCH_WINDOW`]. So an
+    /// address the household uses is never blocked, whatever a neighbour behind the same
+    /// router does; a flood from an address nobody signs in from is.
     pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip).is_some_and(|(count, since)| {
-            *count >= BLOCK_AFTER_FAILURES && now.saturating_duration_since(*since) < BLOCK_WINDOW
-        })
+        let threshold = self.config.max_failed_logins_per_address;
+        let map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).is_some_and(|r| r.blocked(now, threshold))
     }
 }

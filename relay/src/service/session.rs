@@ -352,7 +352,10 @@ impl Session {
         };
         self.shared
             .audit(kind, Some(self.peer_ip), account, &format!("{:?}", e.code));
-        if self.shared.auth_failed(self.peer_ip, Instant::now()) {
+        if self
+            .shared
+            .auth_failed(self.peer_ip, account, Instant::now())
+        {
             self.close_reason = Some("too many authentication failures from this address");
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {
@@ -413,6 +416,7 @@ impl Session {
                 return Err(self.refuse_session(&record.account, max));
             }
             self.account = Some(record.account);
+            self.shared.auth_succeeded(self.peer_ip, Instant::now());
             // A ban (or a key rotation) that landed between this authentication and the
             // registration above found no session to close: look once more, now that it
             // would find it.

@@ -124,19 +124,7 @@ pub async fn try_connect_raw_with(
     address: &RelayAddress,
     tweak: impl FnOnce(&mut quinn::TransportConfig),
 ) -> Option<Raw> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls 1.3")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier {
-            pin: address.pin,
-            provider,
-        }))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut config = client_config(address);
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     tweak(&mut transport);
@@ -161,6 +149,24 @@ pub async fn try_connect_raw_with(
         recv,
         exporter,
     })
+}
+
+/// A QUIC client configuration that pins `address`'s key (also usable with quinn-proto
+/// directly, to send packets by hand).
+pub fn client_config(address: &RelayAddress) -> quinn::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinVerifier {
+            pin: address.pin,
+            provider,
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    quinn::ClientConfig::new(Arc::new(crypto))
 }
 
 /// Reads one frame body; `None` when the stream ended.
