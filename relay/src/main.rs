@@ -457,8 +457,8 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                 )?;
                 writeln!(
                     out,
-                    "admission: {} address validations, {} unauthenticated connections gave way to newer ones",
-                    m.retries, m.unauthenticated_evicted
+                    "admission: {} address validations, {} unauthenticated connections gave way to newer ones, {} closed for asking too much before authenticating",
+                    m.retries, m.unauthenticated_evicted, m.preauth_refused
                 )?;
             }
         }

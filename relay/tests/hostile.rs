@@ -367,3 +367,105 @@ async fn failed_logins_from_the_households_address_never_lock_out_its_members() 
     assert!(metrics.auth_failures >= 60, "{metrics:?}");
     relay.shutdown().await.unwrap();
 }
+
+/// Before authenticating, a connection gets a few requests answered, then is refused
+/// with a reason and closed (and counted and audited).
+#[tokio::test]
+async fn requests_before_authentication_are_limited() {
+    use hearth_relay::service::MAX_REQUESTS_BEFORE_AUTH;
+    let (relay, _dir) = start(|_| {}).await;
+    let mut c = Client::connect(&relay.address()).await;
+    let mut ids = Vec::new();
+    for _ in 0..MAX_REQUESTS_BEFORE_AUTH + 4 {
+        ids.push(c.send(Request::Ping).await);
+    }
+    for id in &ids[..MAX_REQUESTS_BEFORE_AUTH as usize] {
+        assert_eq!(c.response(*id).await.unwrap(), Response::Pong);
+    }
+    let refused = c
+        .response(ids[MAX_REQUESTS_BEFORE_AUTH as usize])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::RateLimited);
+    assert!(
+        refused.message.contains("authenticate"),
+        "{}",
+        refused.message
+    );
+    assert!(
+        c.until_closed().await.is_empty(),
+        "nothing more is answered"
+    );
+    let (code, reason) = close_of(&c.raw.conn).await;
+    assert_eq!(code, close::REFUSED);
+    assert!(reason.contains("before authenticating"), "{reason}");
+    assert_eq!(relay.relay().metrics().preauth_refused, 1);
+    // A member is served as usual.
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    for _ in 0..MAX_REQUESTS_BEFORE_AUTH + 4 {
+        assert_eq!(alice.request(Request::Ping).await.unwrap(), Response::Pong);
+    }
+    relay.shutdown().await.unwrap();
+}
+
+/// An oversized or garbage first frame is answered with a rejection that says why, and
+/// counted and audited.
+#[tokio::test]
+async fn bad_first_frames_are_told_counted_and_audited() {
+    use hearth_protocol::frame::decode_body;
+    use hearth_protocol::ServerHello;
+    use hearth_relay::admin::{self, AdminRequest, AdminResponse};
+
+    let (relay, _dir) = start(|_| {}).await;
+    let address = relay.address();
+    let mut raw = common::connect_raw(&address).await;
+    raw.send
+        .write_all(&(5_000_000u32).to_be_bytes())
+        .await
+        .unwrap();
+    let body = common::read_body(&mut raw.recv).await.expect("an answer");
+    match decode_body::<ServerHello>(&body).unwrap() {
+        ServerHello::Rejected { message, .. } => {
+            assert!(message.contains("5000000 bytes exceeds"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut raw = common::connect_raw(&address).await;
+    raw.send.write_all(&[0, 0, 0, 2, 0xff, 0xff]).await.unwrap();
+    let body = common::read_body(&mut raw.recv).await.expect("an answer");
+    assert!(matches!(
+        decode_body::<ServerHello>(&body).unwrap(),
+        ServerHello::Rejected { message, .. } if message == "malformed hello"
+    ));
+    let metrics = relay.relay().metrics();
+    assert!(
+        metrics.too_large >= 1 && metrics.malformed >= 1,
+        "{metrics:?}"
+    );
+    // An acknowledged write through the same queue: the audit records are on disk.
+    let config = relay.relay().config().clone();
+    admin::request(
+        &config,
+        AdminRequest::Invite {
+            uses: 1,
+            expires_secs: None,
+        },
+    )
+    .await
+    .unwrap();
+    let AdminResponse::Audit(records) = admin::request(&config, AdminRequest::Audit { limit: 50 })
+        .await
+        .unwrap()
+    else {
+        panic!("not an audit answer")
+    };
+    for kind in ["oversized-frame", "malformed-hello"] {
+        assert!(
+            records
+                .iter()
+                .any(|r| r.kind == kind && r.ip.as_deref() == Some("127.0.0.1")),
+            "{kind} missing: {records:#?}"
+        );
+    }
+    relay.shutdown().await.unwrap();
+}

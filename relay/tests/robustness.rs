@@ -6,8 +6,8 @@ use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 use common::{
-    cap, close_of, connect_raw, new_account, payload, read_body, start_relay, tag, try_connect_raw,
-    Client, Identity, WAIT,
+    cap, close_of, connect_raw, new_account, payload, read_body, start_relay, tag, Client,
+    Identity, WAIT,
 };
 use hearth_protocol::frame::{decode_body, encode_frame};
 use hearth_protocol::limits::MAX_FRAME_LEN;
@@ -203,10 +203,11 @@ async fn failed_authentications_are_audited_and_block_the_address() {
         }
         c.until_closed().await;
     }
-    assert!(
-        try_connect_raw(&address).await.is_none(),
-        "the address is blocked"
-    );
+    // The address is blocked, and a connection from it is told so.
+    let (_endpoint, blocked) = common::handshake(&address).await.expect("handshake");
+    let (code, reason) = close_of(&blocked).await;
+    assert_eq!(code, hearth_relay::server::close::REFUSED);
+    assert!(reason.contains("blocked"), "{reason}");
     let metrics = relay.relay().metrics();
     assert_eq!(metrics.auth_failures, u64::from(BLOCK_AFTER_FAILURES));
     assert!(metrics.connections_refused >= 1, "{metrics:?}");

@@ -52,6 +52,28 @@ pub mod close {
     pub const REFUSED: u32 = 4;
 }
 
+/// Completes the handshake of a connection from a blocked address only to close it with
+/// the reason, so a person at that address learns why instead of "cannot reach the
+/// relay". It holds an unauthenticated slot like any connection, so this costs no more
+/// than one the relay would have served.
+pub(crate) async fn refuse_blocked(incoming: quinn::Incoming, relay: Relay, slot: Slot) {
+    let handshake = Duration::from_secs(relay.config().handshake_timeout_secs.max(1));
+    let evicted = slot.evicted();
+    let conn = tokio::select! {
+        Ok(Ok(conn)) = timeout(handshake, incoming) => conn,
+        _ = evicted.notified() => return,
+        else => return,
+    };
+    let reason = format!(
+        "this address is blocked for up to {} s after many failed logins from it",
+        crate::service::BLOCK_WINDOW.as_secs()
+    );
+    conn.close(close::REFUSED.into(), reason.as_bytes());
+    // Keep the slot until the close is sent.
+    let _ = timeout(Duration::from_secs(1), conn.closed()).await;
+    drop(slot);
+}
+
 pub(crate) async fn serve(
     incoming: quinn::Incoming,
     relay: Relay,
@@ -401,6 +423,18 @@ impl Loop<'_> {
         }
     }
 
+    /// Answers a hello that cannot be taken with a rejection saying why, then closes.
+    fn reject_hello(&self, message: String) -> Ending {
+        let rejected = ServerHello::Rejected {
+            supported: hearth_protocol::SUPPORTED_VERSIONS.to_vec(),
+            message,
+        };
+        match self.push(encoded(&rejected)) {
+            Ok(()) => Ending::told(close::REFUSED, "hello refused"),
+            Err(ending) => ending,
+        }
+    }
+
     fn respond(&self, id: u32, result: Result<Response, WireError>) -> Result<(), Ending> {
         self.push(encoded(&ServerFrame::Response { id, result }))
     }
@@ -444,23 +478,45 @@ impl Loop<'_> {
             }
             _ = self.evicted.notified() => return Ending::abrupt(close::REFUSED, GAVE_WAY),
         };
-        let hello = match first {
-            Some(Inbound::Frame(body)) => decode_body::<ClientHello>(&body),
-            _ => return Ending::abrupt(close::DONE, "closed before hello"),
+        let body = match first {
+            Some(Inbound::Frame(body)) => body,
+            Some(Inbound::TooLarge(len)) => {
+                Metrics::bump(&metrics.too_large);
+                tracing::warn!(%peer, len, "oversized hello; closing");
+                self.relay.shared.audit(
+                    "oversized-frame",
+                    Some(peer.ip()),
+                    None,
+                    &format!("hello of {len} bytes"),
+                );
+                return self.reject_hello(format!(
+                    "a hello of {len} bytes exceeds the frame limit of {MAX_FRAME_LEN} bytes"
+                ));
+            }
+            Some(Inbound::Truncated) => {
+                Metrics::bump(&metrics.malformed);
+                self.relay.shared.audit(
+                    "malformed-hello",
+                    Some(peer.ip()),
+                    None,
+                    "stream ended mid-frame",
+                );
+                return Ending::abrupt(close::DONE, "stream ended mid-hello");
+            }
+            Some(Inbound::End) | None => return Ending::abrupt(close::DONE, "closed before hello"),
         };
-        let hello = match hello {
+        let hello = match decode_body::<ClientHello>(&body) {
             Ok(hello) => hello,
             Err(_) => {
                 Metrics::bump(&metrics.malformed);
-                tracing::warn!(%peer, "malformed hello");
-                let rejected = ServerHello::Rejected {
-                    supported: hearth_protocol::SUPPORTED_VERSIONS.to_vec(),
-                    message: "malformed hello".into(),
-                };
-                return match self.push(encoded(&rejected)) {
-                    Ok(()) => Ending::told(close::REFUSED, "malformed hello"),
-                    Err(ending) => ending,
-                };
+                tracing::warn!(%peer, len = body.len(), "malformed hello");
+                self.relay.shared.audit(
+                    "malformed-hello",
+                    Some(peer.ip()),
+                    None,
+                    &format!("{} bytes that are not a hello", body.len()),
+                );
+                return self.reject_hello("malformed hello".into());
             }
         };
         let answer = self.session.hello(&hello);

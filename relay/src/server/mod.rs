@@ -218,16 +218,16 @@ async fn accept_loop(endpoint: quinn::Endpoint, relay: Relay, mut shutdown: watc
             }
             continue;
         }
-        if relay.is_blocked(ip) {
-            Metrics::bump(&metrics.connections_refused);
-            tracing::warn!(%peer, "connection refused: address blocked after failed authentications");
-            incoming.refuse();
-            continue;
-        }
         let (slot, evicted) = admission.take(ip, relay.config().max_connections_per_ip);
         if evicted {
             Metrics::bump(&metrics.unauthenticated_evicted);
             tracing::info!(%peer, "too many unauthenticated connections from this address; the oldest gives way");
+        }
+        if relay.is_blocked(ip) {
+            Metrics::bump(&metrics.connections_refused);
+            tracing::warn!(%peer, "connection refused: address blocked after failed authentications");
+            connections.spawn(conn::refuse_blocked(incoming, relay.clone(), slot));
+            continue;
         }
         let relay = relay.clone();
         let shutdown = shutdown.clone();

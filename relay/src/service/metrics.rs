@@ -35,6 +35,8 @@ pub struct Metrics {
     pub sessions_refused: AtomicU64,
     /// QUIC address validations (retry packets) sent.
     pub retries: AtomicU64,
+    /// Connections closed for asking too much before authenticating.
+    pub preauth_refused: AtomicU64,
     /// Unauthenticated connections closed to make room for a newer one from the same
     /// address.
     pub unauthenticated_evicted: AtomicU64,
@@ -58,6 +60,7 @@ pub struct MetricsSnapshot {
     pub slow_readers: u64,
     pub sessions_refused: u64,
     pub retries: u64,
+    pub preauth_refused: u64,
     pub unauthenticated_evicted: u64,
 }
 
@@ -85,6 +88,7 @@ impl Metrics {
             slow_readers: r(&self.slow_readers),
             sessions_refused: r(&self.sessions_refused),
             retries: r(&self.retries),
+            preauth_refused: r(&self.preauth_refused),
             unauthenticated_evicted: r(&self.unauthenticated_evicted),
         }
     }

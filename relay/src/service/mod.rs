@@ -27,7 +27,7 @@ pub use metrics::{Metrics, MetricsSnapshot};
 pub use outbox::Outbox;
 pub use rate::RateLimiter;
 pub mod key_package_fetches;
-pub use session::{PendingReply, Reply, Session};
+pub use session::{PendingReply, Reply, Session, MAX_REQUESTS_BEFORE_AUTH};
 
 pub(crate) use writer::Writer;
 

@@ -62,11 +62,17 @@ pub struct Session {
     auth_failures: u32,
     close_reason: Option<&'static str>,
     limit_logged: bool,
+    requests_before_auth: u32,
     outbox: Arc<Outbox>,
     subscriptions: HashMap<hearth_protocol::RoomId, SubscriptionHandle>,
     /// Signalled when the account is banned: the connection ends at once.
     ended: Arc<tokio::sync::Notify>,
 }
+
+/// Requests one connection may make before it authenticates (hello excluded): enough for
+/// a ping, a registration or authentication, and a few retries. The next is refused with
+/// `RateLimited` and the connection closed. Hits only that connection.
+pub const MAX_REQUESTS_BEFORE_AUTH: u32 = 16;
 
 fn err(code: ErrorCode, message: &str) -> WireError {
     WireError::new(code, message)
@@ -179,6 +185,7 @@ impl Session {
             auth_failures: 0,
             close_reason: None,
             limit_logged: false,
+            requests_before_auth: 0,
             outbox,
             subscriptions: HashMap::new(),
             ended: Arc::new(tokio::sync::Notify::new()),
@@ -266,6 +273,12 @@ impl Session {
     /// Handles one request up to the point where it waits for a commit. Writes are queued
     /// in call order, so a connection may pipeline requests and keep their order.
     pub async fn start(&mut self, request: Request) -> Reply {
+        if self.account.is_none() {
+            self.requests_before_auth += 1;
+            if self.requests_before_auth > MAX_REQUESTS_BEFORE_AUTH {
+                return Reply::Ready(Err(self.refuse_before_auth()));
+            }
+        }
         match request {
             Request::Ping => return Reply::Ready(Ok(Response::Pong)),
             Request::Register {
@@ -380,6 +393,27 @@ impl Session {
         } else {
             Err(err(ErrorCode::AuthFailed, "the signature does not verify"))
         }
+    }
+
+    /// Counts, logs and audits a connection that asked too much before authenticating, and
+    /// closes it after the answer.
+    fn refuse_before_auth(&mut self) -> WireError {
+        Metrics::bump(&self.shared.metrics.preauth_refused);
+        tracing::warn!(peer = %self.peer_ip, "too many requests before authenticating; closing");
+        self.shared.audit(
+            "preauth-limit",
+            Some(self.peer_ip),
+            None,
+            &format!("more than {MAX_REQUESTS_BEFORE_AUTH} requests before authenticating"),
+        );
+        self.close_reason = Some("too many requests before authenticating");
+        WireError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "the relay answers at most {MAX_REQUESTS_BEFORE_AUTH} requests before authentication: \
+                 authenticate (or register) first"
+            ),
+        )
     }
 
     /// Counts, logs and audits a session refused over the per-account limit, and closes the

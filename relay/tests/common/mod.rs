@@ -151,6 +151,20 @@ pub async fn try_connect_raw_with(
     })
 }
 
+/// Completes a QUIC handshake only (no stream); `None` when the relay refuses it.
+pub async fn handshake(address: &RelayAddress) -> Option<(quinn::Endpoint, quinn::Connection)> {
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
+    endpoint.set_default_client_config(client_config(address));
+    let addr: SocketAddr = address.host_port().parse().expect("socket address");
+    let conn = endpoint
+        .connect(addr, "hearth-relay")
+        .expect("connect")
+        .await
+        .ok()?;
+    Some((endpoint, conn))
+}
+
 /// A QUIC client configuration that pins `address`'s key (also usable with quinn-proto
 /// directly, to send packets by hand).
 pub fn client_config(address: &RelayAddress) -> quinn::ClientConfig {
