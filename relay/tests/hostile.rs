@@ -469,3 +469,69 @@ async fn bad_first_frames_are_told_counted_and_audited() {
     }
     relay.shutdown().await.unwrap();
 }
+
+/// Issue 13, item 7: after a failed login, 300 connections send garbage instead of a
+/// hello. The audit feed still shows the failed login, and counts every garbage hello
+/// (in one row for the address), whether the relay runs or not.
+#[tokio::test]
+async fn an_audit_flood_does_not_push_out_older_records() {
+    use hearth_relay::admin::{self, AdminRequest, AdminResponse};
+    use hearth_relay::store::AuditRecord;
+
+    let (relay, _dir) = start(|_| {}).await;
+    let address = relay.address();
+    let config = relay.relay().config().clone();
+    let (_alice_conn, alice) = new_account(&relay, "alice").await;
+    let mut c = Client::connect(&address).await;
+    let refused = c
+        .request(Request::Auth {
+            account: alice.account(),
+            signature: hearth_protocol::Signature([7; 64]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::AuthFailed);
+    const FLOOD: u64 = 300;
+    for _ in 0..FLOOD {
+        let mut raw = common::connect_raw(&address).await;
+        raw.send.write_all(&[0, 0, 0, 2, 0xff, 0xff]).await.unwrap();
+        // The rejection: the relay has counted this one.
+        common::read_body(&mut raw.recv).await.expect("rejected");
+    }
+    let check = |records: Vec<AuditRecord>| {
+        let failed: Vec<_> = records.iter().filter(|r| r.kind == "auth-failed").collect();
+        assert_eq!(
+            failed.iter().map(|r| r.count).sum::<u64>(),
+            1,
+            "{records:#?}"
+        );
+        assert_eq!(failed[0].account, Some(alice.account().short()));
+        let garbage: u64 = records
+            .iter()
+            .filter(|r| r.kind == "malformed-hello" && r.ip.as_deref() == Some("127.0.0.1"))
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(garbage, FLOOD, "{records:#?}");
+    };
+    let audit = |response: AdminResponse| match response {
+        AdminResponse::Audit(records) => records,
+        other => panic!("{other:?}"),
+    };
+    check(audit(
+        admin::request(&config, AdminRequest::Audit { limit: 20 })
+            .await
+            .unwrap(),
+    ));
+    honest_member_is_served_without_a_room(&relay).await;
+    relay.shutdown().await.unwrap();
+    check(audit(
+        admin::offline(&config, AdminRequest::Audit { limit: 20 })
+            .await
+            .unwrap(),
+    ));
+}
+
+async fn honest_member_is_served_without_a_room(relay: &RunningRelay) {
+    let (mut bob, _) = new_account(relay, "bob").await;
+    assert_eq!(bob.request(Request::Ping).await.unwrap(), Response::Pong);
+}

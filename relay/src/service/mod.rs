@@ -6,6 +6,7 @@
 //! [`hearth_protocol::Event`]s it pushes. The QUIC server in [`crate::server`] is one
 //! driver; tests and the CLI demo can drive sessions in-process.
 
+pub mod audit;
 mod hub;
 mod metrics;
 pub mod outbox;
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hearth_protocol::{AccountKey, Event, Handle, InviteToken};
 
 use crate::config::RelayConfig;
-use crate::store::{AuditRecord, InviteRecord, Store, StoreError, WriteOp};
+use crate::store::{InviteRecord, Store, StoreError, WriteOp};
 
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use outbox::Outbox;
@@ -200,6 +201,7 @@ pub(crate) struct Shared {
     pub(crate) key_package_fetches: key_package_fetches::KeyPackageFetches,
     pub(crate) join_checks: crate::external_join::JoinChecks,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit_log: Arc<audit::AuditLog>,
     pub(crate) started: Instant,
     next_session: std::sync::atomic::AtomicU64,
     addresses: Mutex<HashMap<IpAddr, AddressRecord>>,
@@ -232,13 +234,14 @@ impl Relay {
             config.min_free_bytes,
         ));
         let health = Arc::new(writer::StoreHealth::default());
+        let audit_log = Arc::new(audit::AuditLog::default());
         let (writer, close, task) = Writer::spawn(
             store.clone(),
             hub.clone(),
             notifier.clone(),
             metrics.clone(),
-            floor.clone(),
-            health.clone(),
+            (floor.clone(), health.clone()),
+            audit_log.clone(),
         );
         let rate = RateLimiter::new(config.rate_per_second, config.rate_burst);
         Self {
@@ -252,6 +255,7 @@ impl Relay {
                 key_package_fetches: Default::default(),
                 join_checks: Default::default(),
                 metrics,
+                audit_log,
                 started: Instant::now(),
                 next_session: std::sync::atomic::AtomicU64::new(1),
                 addresses: Mutex::new(HashMap::new()),
@@ -325,6 +329,18 @@ impl Relay {
         self.shared.writer.submit(op).await
     }
 
+    /// Writes the audit records counted so far, and returns once they are stored.
+    pub async fn flush_audit(&self) {
+        let records = self.shared.audit_log.take();
+        let mut waiting = Vec::with_capacity(records.len());
+        for record in records {
+            waiting.push(self.shared.writer.enqueue(WriteOp::Audit(record)).await);
+        }
+        for done in waiting {
+            let _ = done.await;
+        }
+    }
+
     /// Whether `ip` is temporarily blocked after repeated authentication failures.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.shared.is_blocked(ip, Instant::now())
@@ -364,6 +380,8 @@ pub fn invite_op(uses: u32, expires_in: Option<Duration>) -> (InviteToken, Write
 }
 
 impl Shared {
+    /// Counts a suspicious event for the owner's audit feed (written with the writer's
+    /// next batch, see [`audit::AuditLog`]).
     pub(crate) fn audit(
         &self,
         kind: &str,
@@ -371,13 +389,7 @@ impl Shared {
         account: Option<&AccountKey>,
         detail: &str,
     ) {
-        self.writer.fire(WriteOp::Audit(AuditRecord {
-            time: unix_now(),
-            kind: kind.to_string(),
-            ip: ip.map(|i| i.to_string()),
-            account: account.map(|a| a.short()),
-            detail: detail.chars().take(200).collect(),
-        }));
+        self.audit_log.record(unix_now(), kind, ip, account, detail);
     }
 
     /// Counts an authentication failure from `ip` (for `account`, the key it claimed);

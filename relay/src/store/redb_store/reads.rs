@@ -17,7 +17,7 @@ impl Store for RedbStore {
                 rooms: txn.open_table(ROOMS)?,
                 epochs: txn.open_table(EPOCHS)?,
                 entries: txn.open_table(ENTRIES)?,
-                audit: txn.open_table(AUDIT)?,
+                audit: txn.open_table(AUDIT_COUNTS)?,
                 listings: txn.open_table(LISTINGS)?,
                 commits: txn.open_table(COMMITS)?,
                 retired: txn.open_table(RETIRED)?,
@@ -263,7 +263,7 @@ impl Store for RedbStore {
 
     fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(AUDIT)?;
+        let table = txn.open_table(AUDIT_COUNTS)?;
         let mut out = Vec::new();
         for item in table.iter()?.rev() {
             if out.len() >= limit as usize {

@@ -621,3 +621,64 @@ fn a_rotation_moves_the_account_and_retires_the_old_key() {
     assert!(again(10 + ROTATION_COOLDOWN_SECS).is_ok());
     assert_eq!(store.rotations(&handle("alice")).unwrap().len(), 2);
 }
+
+/// Issue 13, item 7: a flood of refusals from many addresses cannot push older audit rows
+/// out, fills a bounded number of rows of its window, and every event is counted.
+#[test]
+fn the_audit_feed_counts_a_flood_without_losing_older_rows() {
+    use crate::store::{AuditRecord, AUDIT_OTHER_ADDRESSES, AUDIT_ROWS_PER_WINDOW};
+    let store = RedbStore::in_memory().unwrap();
+    let hour = crate::store::AUDIT_WINDOW_SECS;
+    let t0 = 1_000 * hour;
+    let early = AuditRecord::once(
+        t0 + 5,
+        "ip-blocked",
+        Some("192.0.2.1".into()),
+        None,
+        "20 failed",
+    );
+    store.apply(vec![WriteOp::Audit(early.clone())]).unwrap();
+    // The next hour: 3,000 refusals from 1,500 addresses, in batches.
+    let flood: Vec<WriteOp> = (0..3_000u32)
+        .map(|i| {
+            let ip = format!("10.0.{}.{}", (i % 1_500) / 256, (i % 1_500) % 256);
+            WriteOp::Audit(AuditRecord::once(
+                t0 + hour + u64::from(i % 60),
+                "malformed-hello",
+                Some(ip),
+                None,
+                "garbage",
+            ))
+        })
+        .collect();
+    for batch in flood.chunks(500) {
+        store.apply(batch.to_vec()).unwrap();
+    }
+    let rows = store.audit(u32::MAX).unwrap();
+    assert_eq!(rows[0], early, "the earlier row is intact");
+    let flooded: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind == "malformed-hello")
+        .collect();
+    assert_eq!(
+        flooded.len(),
+        AUDIT_ROWS_PER_WINDOW + 1,
+        "bounded rows per window, plus one for other addresses"
+    );
+    assert_eq!(
+        flooded.iter().map(|r| r.count).sum::<u64>(),
+        3_000,
+        "every event counted"
+    );
+    assert!(flooded
+        .iter()
+        .any(|r| r.ip.as_deref() == Some(AUDIT_OTHER_ADDRESSES) && r.count > 1_000));
+    // Rows of one address merge their count and times.
+    let one_address: Vec<_> = flooded
+        .iter()
+        .filter(|r| r.ip.as_deref() == Some("10.0.0.0"))
+        .collect();
+    assert_eq!(one_address.len(), 1);
+    assert_eq!(one_address[0].count, 2);
+    assert!(one_address[0].last >= one_address[0].time);
+}
