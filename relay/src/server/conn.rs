@@ -59,10 +59,12 @@ pub mod close {
 pub(crate) async fn refuse_blocked(incoming: quinn::Incoming, relay: Relay, slot: Slot) {
     let handshake = Duration::from_secs(relay.config().handshake_timeout_secs.max(1));
     let evicted = slot.evicted();
-    let conn = tokio::select! {
-        Ok(Ok(conn)) = timeout(handshake, incoming) => conn,
+    let handshaken = tokio::select! {
+        handshaken = timeout(handshake, incoming) => handshaken,
         _ = evicted.notified() => return,
-        else => return,
+    };
+    let Ok(Ok(conn)) = handshaken else {
+        return;
     };
     let reason = format!(
         "this address is blocked for up to {} s after many failed logins from it",

@@ -19,7 +19,7 @@ use hearth_protocol::{CapHash, Entry, EntryKind, Event, RoomId, Seq};
 use tokio::sync::Notify;
 
 use super::outbox::{Outbox, PushError};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Entries per event while catching up.
 const CATCH_UP_CHUNK: u32 = 256;
@@ -163,7 +163,8 @@ impl Hub {
             return;
         };
         loop {
-            let (record, access) = match store.access(&room, &cap) {
+            let access = off_workers(&store, move |store| store.access(&room, &cap)).await;
+            let (record, access) = match access {
                 Ok(Some((record, Ok(access)))) => (record, access),
                 Ok(_) => return self.unsubscribe(&room, id),
                 Err(e) => {
@@ -176,14 +177,16 @@ impl Hub {
                 next = Seq(record.first);
             }
             if next <= last {
-                let entries =
-                    match store.entries_within(&room, next, last, CATCH_UP_CHUNK, CATCH_UP_BYTES) {
-                        Ok(entries) => entries,
-                        Err(e) => {
-                            tracing::error!(error = %e, "subscription read failed");
-                            return self.unsubscribe(&room, id);
-                        }
-                    };
+                let read = off_workers(&store, move |store| {
+                    store.entries_within(&room, next, last, CATCH_UP_CHUNK, CATCH_UP_BYTES)
+                });
+                let entries = match read.await {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        tracing::error!(error = %e, "subscription read failed");
+                        return self.unsubscribe(&room, id);
+                    }
+                };
                 match entries.last() {
                     Some(e) => next = e.seq.next(),
                     None => next = last.next(),
@@ -243,6 +246,18 @@ impl Hub {
             .find(|s| s.id == id)
             .map(|s| (s.next, s.live))
     }
+}
+
+/// Runs a store read on tokio's blocking pool, so catching up on a large room never holds
+/// up the async workers.
+async fn off_workers<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || read(&*store))
+        .await
+        .unwrap_or(Err(StoreError::Closed))
 }
 
 /// Delivers `run` to one subscription; returns whether to keep it.

@@ -661,10 +661,13 @@ impl Session {
                 self.pending(op, |_| Response::Done).await
             }
             Request::FetchInbox { after, limit } => Reply::Ready(
-                store
-                    .inbox(&account, after, limit.min(MAX_INBOX_FETCH))
-                    .map(|entries| Response::Inbox(fit(entries, |e| e.payload.len())))
-                    .map_err(store_failed),
+                off_workers(move || {
+                    store
+                        .inbox_within(&account, after, limit.min(MAX_INBOX_FETCH), RESPONSE_BYTES)
+                        .map(|entries| Response::Inbox(fit(entries, |e| e.payload.len())))
+                        .map_err(store_failed)
+                })
+                .await,
             ),
             Request::AckInbox { ids } => {
                 if ids.len() > MAX_INBOX_FETCH as usize * 4 {
@@ -713,7 +716,10 @@ impl Session {
                 cap,
                 from,
                 limit,
-            } => Reply::Ready(self.read(room, &cap, from, limit)),
+            } => {
+                let cap_hash = cap.hash();
+                Reply::Ready(off_workers(move || read(&*store, room, cap_hash, from, limit)).await)
+            }
             Request::Subscribe { room, cap, from } => {
                 let cap_hash = cap.hash();
                 match store.access(&room, &cap_hash) {
@@ -1113,39 +1119,50 @@ impl Session {
         .await
     }
 
-    fn read(
-        &self,
-        room: hearth_protocol::RoomId,
-        cap: &hearth_protocol::Cap,
-        from: Seq,
-        limit: u32,
-    ) -> Result<Response, WireError> {
-        let store = &self.shared.store;
-        let (record, access) = match store.access(&room, &cap.hash()).map_err(store_failed)? {
-            Some((record, access)) => (record, access?),
-            None => return Err(crate::store::unknown_room()),
-        };
-        let last = access.last_readable(record.head);
-        let from = Seq(from.0.max(record.first).max(1));
-        let entries = store
-            .entries_within(
-                &room,
-                from,
-                last,
-                limit.min(MAX_READ_ENTRIES),
-                RESPONSE_BYTES,
-            )
-            .map_err(store_failed)?;
-        let entries = fit(entries, |e| e.payload.len());
-        Ok(Response::Entries { entries, last })
-    }
-
     fn unsubscribe(&mut self, room: &hearth_protocol::RoomId) {
         if let Some(handle) = self.subscriptions.remove(room) {
             handle.task.abort();
             self.shared.hub.unsubscribe(&handle.room, handle.id);
         }
     }
+}
+
+/// Runs a store read on tokio's blocking pool, so a large read never holds up the async
+/// workers that drive every connection.
+async fn off_workers<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, WireError> + Send + 'static,
+) -> Result<T, WireError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|_| Err(internal()))
+}
+
+/// [`Request::Read`]: entries of `room` readable with `cap_hash` from `from`, at most
+/// `limit` and about [`RESPONSE_BYTES`] of payload (the store stops decoding there).
+fn read(
+    store: &dyn crate::store::Store,
+    room: hearth_protocol::RoomId,
+    cap_hash: hearth_protocol::CapHash,
+    from: Seq,
+    limit: u32,
+) -> Result<Response, WireError> {
+    let (record, access) = match store.access(&room, &cap_hash).map_err(store_failed)? {
+        Some((record, access)) => (record, access?),
+        None => return Err(crate::store::unknown_room()),
+    };
+    let last = access.last_readable(record.head);
+    let from = Seq(from.0.max(record.first).max(1));
+    let entries = store
+        .entries_within(
+            &room,
+            from,
+            last,
+            limit.min(MAX_READ_ENTRIES),
+            RESPONSE_BYTES,
+        )
+        .map_err(store_failed)?;
+    let entries = fit(entries, |e| e.payload.len());
+    Ok(Response::Entries { entries, last })
 }
 
 /// Refuses a public name that is empty, too long, or has control characters (it is shown

@@ -585,6 +585,29 @@ pub trait Store: Send + Sync {
         after: u64,
         limit: u32,
     ) -> Result<Vec<InboxEntry>, StoreError>;
+    /// Like [`Store::inbox`], but stops once the payloads taken pass `max_bytes` (at least
+    /// one entry is returned if there is one). Stores should override the default, which
+    /// reads `limit` entries and cuts afterwards.
+    fn inbox_within(
+        &self,
+        account: &AccountKey,
+        after: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut entries = self.inbox(account, after, limit)?;
+        let mut total = 0usize;
+        let keep = entries
+            .iter()
+            .position(|e| {
+                let over = total > 0 && total + e.payload.len() > max_bytes;
+                total += e.payload.len();
+                over
+            })
+            .unwrap_or(entries.len());
+        entries.truncate(keep);
+        Ok(entries)
+    }
     /// A room's metadata.
     fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError>;
     /// What `cap_hash` grants in `room` (`Ok(None)`: the room does not exist).

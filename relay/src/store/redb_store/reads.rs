@@ -109,6 +109,17 @@ impl Store for RedbStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<InboxEntry>, StoreError> {
+        self.inbox_within(account, after, limit, usize::MAX)
+    }
+
+    fn inbox_within(
+        &self,
+        account: &AccountKey,
+        after: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut taken = 0usize;
         let txn = self.db.begin_read()?;
         let table = txn.open_table(INBOX)?;
         let lo = key2(&account.0, after.saturating_add(1));
@@ -122,7 +133,12 @@ impl Store for RedbStore {
                 break;
             }
             let (k, v) = item?;
+            // Stop before decoding an entry that would pass the budget.
+            if !out.is_empty() && taken.saturating_add(v.value().len()) > max_bytes {
+                break;
+            }
             let stored: StoredInbox = decode(v.value())?;
+            taken = taken.saturating_add(stored.payload.len());
             out.push(InboxEntry {
                 id: tail_u64(k.value()),
                 time: stored.time,

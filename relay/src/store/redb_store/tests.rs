@@ -682,3 +682,71 @@ fn the_audit_feed_counts_a_flood_without_losing_older_rows() {
     assert_eq!(one_address[0].count, 2);
     assert!(one_address[0].last >= one_address[0].time);
 }
+
+/// Issue 13, item 10: bounded reads stop at the byte budget (always giving one entry), for
+/// room logs and inboxes alike, and agree with the unbounded reads on what they return.
+#[test]
+fn reads_stop_at_their_byte_budget() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let bob = register(&store, 2, "bob");
+    let room = RoomId([9; 16]);
+    let cap = CapHash([0; 32]);
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: cap,
+            retention_secs: None,
+            now: 1,
+            creator: alice,
+        },
+    )
+    .unwrap();
+    for i in 0..10u8 {
+        let appended = one(
+            &store,
+            WriteOp::Append {
+                room,
+                cap_hash: cap,
+                author: alice,
+                payload: vec![i; 1_000],
+                next_cap_hash: None,
+                admins: None,
+                now: 2,
+                quota: 1 << 30,
+            },
+        );
+        assert!(appended.is_ok());
+        let deposited = one(
+            &store,
+            WriteOp::Deposit {
+                from: alice,
+                to: bob,
+                payload: vec![i; 1_000],
+                now: 2,
+                quota: 1 << 30,
+            },
+        );
+        assert!(deposited.is_ok());
+    }
+    let all = store.entries(&room, Seq(1), Seq(10), 100).unwrap();
+    assert_eq!(all.len(), 10);
+    let some = store
+        .entries_within(&room, Seq(1), Seq(10), 100, 3_500)
+        .unwrap();
+    assert_eq!(some.len(), 3, "3,000 bytes fit, a fourth entry would not");
+    assert_eq!(some[..], all[..3]);
+    let one_entry = store
+        .entries_within(&room, Seq(4), Seq(10), 100, 10)
+        .unwrap();
+    assert_eq!(one_entry.len(), 1, "at least one entry");
+    assert_eq!(one_entry[0].seq, Seq(4));
+
+    let inbox = store.inbox(&bob, 0, 100).unwrap();
+    assert_eq!(inbox.len(), 10);
+    let some = store.inbox_within(&bob, 0, 100, 3_500).unwrap();
+    assert_eq!(some.len(), 3);
+    assert_eq!(some[..], inbox[..3]);
+    assert_eq!(store.inbox_within(&bob, 0, 100, 1).unwrap().len(), 1);
+}
