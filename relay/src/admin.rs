@@ -84,9 +84,9 @@ pub enum AdminRequest {
         /// Bytes (`None`: the relay's default).
         bytes: Option<u64>,
     },
-    /// Recent suspicious events.
+    /// Recent suspicious events, counted per kind, address and hour.
     Audit {
-        /// How many.
+        /// How many rows.
         limit: u32,
     },
 }
@@ -106,7 +106,7 @@ pub enum AdminResponse {
     Revoked(u64),
     /// Status.
     Status(StatusReport),
-    /// Audit records, oldest first.
+    /// Audit rows, oldest window first.
     Audit(Vec<AuditRecord>),
     /// The command failed.
     Error(String),
@@ -242,7 +242,10 @@ async fn execute_inner(
             min_free_bytes: relay.config().min_free_bytes,
             metrics: running.then(|| relay.metrics()),
         }),
-        AdminRequest::Audit { limit } => AdminResponse::Audit(relay.store().audit(limit)?),
+        AdminRequest::Audit { limit } => {
+            relay.flush_audit().await;
+            AdminResponse::Audit(relay.store().audit(limit)?)
+        }
     })
 }
 

@@ -42,8 +42,20 @@ pub struct RelayConfig {
     pub rate_per_second: f64,
     /// Requests an account may send in a burst.
     pub rate_burst: u32,
-    /// Simultaneous connections from one IP address.
+    /// Connections from one IP address that have not authenticated yet (handshakes in
+    /// progress, and connections before their `Auth`). Authenticated connections do not
+    /// count (`max_sessions_per_account` bounds those). When a new one comes over the
+    /// limit, the oldest unauthenticated one from that address is closed to make room, so a
+    /// flood of idle handshakes from the household's shared address cannot keep a member
+    /// out: the member's connection authenticates within a round trip. Only connections
+    /// whose address QUIC has validated (a retry round trip) count at all.
     pub max_connections_per_ip: usize,
+    /// Failed authentications from one IP address within 5 minutes after which new
+    /// connections from it are refused for up to 5 minutes, unless anyone authenticated
+    /// from that address within the last day: an address the household uses is never
+    /// blocked (restarting the relay forgets who did). Failures for one account key from
+    /// one address are throttled separately (one attempt per connection after 20).
+    pub max_failed_logins_per_address: u32,
     /// Seconds a new connection has to say hello and authenticate.
     pub handshake_timeout_secs: u64,
     /// Seconds of silence before a connection is dropped.
@@ -65,6 +77,24 @@ pub struct RelayConfig {
     /// relay refuses to store anything new (with `StorageFull`) and keeps serving reads,
     /// logins and deletions, so a full disk never breaks the store.
     pub min_free_bytes: u64,
+    /// Bytes the relay keeps queued for one connection (events and responses it has not
+    /// written yet; see `service::outbox`). Room history a client catches up on fills at
+    /// most half and then waits for the client to read; answers and challenges may use the
+    /// rest, and a connection that would go past it is closed (close code 3, "not
+    /// reading"). Hits only a connection that stops reading while it keeps asking: one
+    /// person's one device, never the household.
+    pub max_queued_bytes_per_connection: usize,
+    /// Seconds a connection may go without accepting any of the bytes queued for it before
+    /// it is closed (close code 3, "not reading"). Hits only that connection; a slow link
+    /// that keeps reading, however slowly, is never closed.
+    pub write_stall_secs: u64,
+    /// Simultaneous authenticated connections of one account (one device's key). The
+    /// connection over the limit is refused at `Auth` with `RateLimited` and closed; the
+    /// ones already open are kept, so a program reconnecting in a loop cannot push out the
+    /// person's working sessions. Hits only that account, never others at the same
+    /// address. Together with `max_queued_bytes_per_connection` it bounds the memory one
+    /// account can hold.
+    pub max_sessions_per_account: usize,
 }
 
 impl Default for RelayConfig {
@@ -77,6 +107,7 @@ impl Default for RelayConfig {
             rate_per_second: 200.0,
             rate_burst: 400,
             max_connections_per_ip: 32,
+            max_failed_logins_per_address: 200,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 60,
             reauth_interval_secs: 3600,
@@ -86,6 +117,9 @@ impl Default for RelayConfig {
             open_registration: false,
             public_host: None,
             min_free_bytes: 64 * 1024 * 1024,
+            max_queued_bytes_per_connection: 4 * 1024 * 1024,
+            write_stall_secs: 60,
+            max_sessions_per_account: 16,
         }
     }
 }
@@ -151,8 +185,13 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # rate_per_second = 200.0
 # rate_burst = 400
 
-# Simultaneous connections from one IP address.
+# Connections from one IP address that have not authenticated yet; the oldest gives way
+# to a new one. Authenticated connections do not count.
 # max_connections_per_ip = 32
+
+# Failed logins from one address within 5 minutes that block it for 5 minutes, unless
+# someone logged in from that address within the last day (a household's address).
+# max_failed_logins_per_address = 200
 
 # Seconds to complete hello + authentication; seconds of silence before a connection drops.
 # handshake_timeout_secs = 10
@@ -170,6 +209,14 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # Bytes that must stay free on the disk (64 MiB): below this the relay stores nothing new
 # (people are told the relay's disk is full) but keeps serving what it has.
 # min_free_bytes = 67108864
+
+# Bytes queued for one connection that is not reading what it is sent (4 MiB), and seconds
+# it may go without reading anything; past either it is closed. Hits only that connection.
+# max_queued_bytes_per_connection = 4194304
+# write_stall_secs = 60
+
+# Connections one account (one device) may have open at once; the next one is refused.
+# max_sessions_per_account = 16
 "#;
 
 impl RelayConfig {

@@ -89,9 +89,10 @@ enum Command {
         /// Size in bytes with optional K/M/G suffix, or "default".
         size: String,
     },
-    /// Show recent suspicious events (failed auth, invite misuse, limits hit).
+    /// Show recent suspicious events (failed auth, invite misuse, limits hit), counted per
+    /// kind, address and hour.
     Audit {
-        /// How many events.
+        /// How many rows (the latest).
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
@@ -448,6 +449,18 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                     m.quota_exceeded,
                     m.handshake_timeouts
                 )?;
+                writeln!(
+                    out,
+                    "slow:      {} queued for connections, {} slow readers closed, {} sessions over the per-account limit",
+                    bytes(m.queued_bytes),
+                    m.slow_readers,
+                    m.sessions_refused
+                )?;
+                writeln!(
+                    out,
+                    "admission: {} address validations, {} unauthenticated connections gave way to newer ones, {} closed for asking too much before authenticating",
+                    m.retries, m.unauthenticated_evicted, m.preauth_refused
+                )?;
             }
         }
         AdminResponse::Audit(records) => {
@@ -455,13 +468,19 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                 writeln!(out, "no suspicious events recorded")?;
             }
             for r in records {
+                let times = if r.count > 1 {
+                    format!("{} times until {}", r.count, when(r.last))
+                } else {
+                    "once".to_string()
+                };
                 writeln!(
                     out,
-                    "{}  {:<18} ip {:<16} account {:<16} {}",
+                    "{}  {:<18} ip {:<16} account {:<16} {}: {}",
                     when(r.time),
                     r.kind,
                     r.ip.as_deref().unwrap_or("-"),
                     r.account.as_deref().unwrap_or("-"),
+                    times,
                     r.detail
                 )?;
             }

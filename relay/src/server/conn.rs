@@ -10,11 +10,14 @@ use hearth_protocol::{
     ClientFrame, ClientHello, Entry, ErrorCode, Event, Response, ServerFrame, ServerHello,
     WireError,
 };
+use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::service::{Metrics, Relay, Reply, Session};
+use super::admission::Slot;
+use crate::service::outbox::{Outgoing, PushError};
+use crate::service::{Metrics, Outbox, Relay, Reply, Session};
 
 /// Requests of one connection waiting for a commit at the same time.
 const MAX_IN_FLIGHT: usize = 1024;
@@ -32,16 +35,66 @@ enum Inbound {
 /// How a connection ended, for the log line.
 type Outcome = std::borrow::Cow<'static, str>;
 
+/// QUIC application close codes the relay ends a connection with; the close reason (a
+/// short text) says more. Documented in docs/protocol.md.
+pub mod close {
+    /// The conversation ended normally (the client finished, the relay shut down).
+    pub const DONE: u32 = 0;
+    /// The relay failed.
+    pub const INTERNAL: u32 = 1;
+    /// The handshake, the authentication or a re-authentication was not done in time.
+    pub const TIMEOUT: u32 = 2;
+    /// The client does not read what the relay sends it: its queue passed
+    /// `max_queued_bytes_per_connection`, or nothing was read for `write_stall_secs`.
+    pub const NOT_READING: u32 = 3;
+    /// The relay refused the client; an error frame said why where the protocol has one
+    /// (banned, too many failures or connections, malformed frames, version).
+    pub const REFUSED: u32 = 4;
+}
+
+/// Completes the handshake of a connection from a blocked address only to close it with
+/// the reason, so a person at that address learns why instead of "cannot reach the
+/// relay". It holds an unauthenticated slot like any connection, so this costs no more
+/// than one the relay would have served.
+pub(crate) async fn refuse_blocked(incoming: quinn::Incoming, relay: Relay, slot: Slot) {
+    let handshake = Duration::from_secs(relay.config().handshake_timeout_secs.max(1));
+    let evicted = slot.evicted();
+    let handshaken = tokio::select! {
+        handshaken = timeout(handshake, incoming) => handshaken,
+        _ = evicted.notified() => return,
+    };
+    let Ok(Ok(conn)) = handshaken else {
+        return;
+    };
+    let reason = format!(
+        "this address is blocked for up to {} s after many failed logins from it",
+        crate::service::BLOCK_WINDOW.as_secs()
+    );
+    conn.close(close::REFUSED.into(), reason.as_bytes());
+    // Keep the slot until the close is sent.
+    let _ = timeout(Duration::from_secs(1), conn.closed()).await;
+    drop(slot);
+}
+
 pub(crate) async fn serve(
     incoming: quinn::Incoming,
     relay: Relay,
     shutdown: watch::Receiver<bool>,
+    slot: Slot,
 ) {
     let started = Instant::now();
     let peer = incoming.remote_address();
     let handshake = Duration::from_secs(relay.config().handshake_timeout_secs.max(1));
     let metrics = relay.shared.metrics.clone();
-    let conn = match timeout(handshake, incoming).await {
+    let evicted = slot.evicted();
+    let handshaken = tokio::select! {
+        handshaken = timeout(handshake, incoming) => handshaken,
+        _ = evicted.notified() => {
+            tracing::info!(%peer, "handshake gave way to a newer connection from this address");
+            return;
+        }
+    };
+    let conn = match handshaken {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "tls handshake failed");
@@ -58,7 +111,7 @@ pub(crate) async fn serve(
         .export_keying_material(&mut exporter, TLS_EXPORTER_LABEL, b"")
         .is_err()
     {
-        conn.close(1u32.into(), b"internal error");
+        conn.close(close::INTERNAL.into(), b"internal error");
         return;
     }
     Metrics::bump(&metrics.connections_total);
@@ -66,7 +119,7 @@ pub(crate) async fn serve(
         .connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut session = relay.session(peer.ip().to_canonical(), exporter);
-    let outcome = drive(&conn, &mut session, &relay, shutdown, peer, handshake).await;
+    let outcome = drive(&conn, &mut session, &relay, shutdown, peer, handshake, slot).await;
     metrics
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -121,57 +174,98 @@ async fn read_frames(mut recv: quinn::RecvStream, tx: mpsc::Sender<Inbound>, max
     }
 }
 
-struct Writer {
-    send: quinn::SendStream,
+/// How the task writing a connection's [`Outbox`] ended.
+#[derive(Debug)]
+enum WriteEnd {
+    /// The queue was closed and everything in it written.
+    Finished,
+    /// Nothing was accepted for `write_stall_secs`: the client does not read.
+    Stalled,
+    /// The stream or connection is gone.
+    PeerGone,
+    /// A frame could not be encoded (a bug; never the client's bytes).
+    Encode(String),
 }
 
-impl Writer {
-    async fn frame(&mut self, frame: &ServerFrame) -> Result<(), Outcome> {
-        let bytes = encode_frame(frame, MAX_FRAME_LEN)
-            .map_err(|e| Outcome::from(format!("encode: {e}")))?;
-        self.send
-            .write_all(&bytes)
-            .await
-            .map_err(|_| Outcome::from("peer went away"))
-    }
-
-    async fn hello(&mut self, hello: &ServerHello) -> Result<(), Outcome> {
-        let bytes = encode_frame(hello, MAX_FRAME_LEN)
-            .map_err(|e| Outcome::from(format!("encode: {e}")))?;
-        self.send
-            .write_all(&bytes)
-            .await
-            .map_err(|_| Outcome::from("peer went away"))
-    }
-
-    async fn response(
-        &mut self,
-        id: u32,
-        result: Result<Response, WireError>,
-    ) -> Result<(), Outcome> {
-        self.frame(&ServerFrame::Response { id, result }).await
-    }
-
-    async fn event(&mut self, event: Event) -> Result<(), Outcome> {
-        match event {
-            Event::Entries { room, entries } => {
-                for chunk in split_entries(entries) {
-                    self.frame(&ServerFrame::Event(Event::Entries {
-                        room,
-                        entries: chunk,
-                    }))
-                    .await?;
-                }
-                Ok(())
-            }
-            other => self.frame(&ServerFrame::Event(other)).await,
+/// Writes `bytes`, failing if the stream accepts nothing for `stall` (it accepts as
+/// much as the client's flow credit allows, so a slow reader that reads keeps going).
+async fn write_progress(
+    send: &mut quinn::SendStream,
+    bytes: &[u8],
+    stall: Duration,
+) -> Result<(), WriteEnd> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match timeout(stall, send.write(&bytes[written..])).await {
+            Ok(Ok(n)) => written += n,
+            Ok(Err(_)) => return Err(WriteEnd::PeerGone),
+            Err(_) => return Err(WriteEnd::Stalled),
         }
     }
+    Ok(())
+}
 
-    /// Finishes the stream and waits (briefly) until the peer has everything.
-    async fn finish(&mut self) {
-        let _ = self.send.finish();
-        let _ = timeout(Duration::from_secs(2), self.send.stopped()).await;
+/// Writes one event, split into frames under the frame limit.
+async fn write_event(
+    send: &mut quinn::SendStream,
+    event: Event,
+    stall: Duration,
+) -> Result<(), WriteEnd> {
+    let frames = match event {
+        Event::Entries { room, entries } => split_entries(entries)
+            .into_iter()
+            .map(|chunk| {
+                ServerFrame::Event(Event::Entries {
+                    room,
+                    entries: chunk,
+                })
+            })
+            .collect(),
+        other => vec![ServerFrame::Event(other)],
+    };
+    for frame in frames {
+        let bytes =
+            encode_frame(&frame, MAX_FRAME_LEN).map_err(|e| WriteEnd::Encode(e.to_string()))?;
+        write_progress(send, &bytes, stall).await?;
+    }
+    Ok(())
+}
+
+/// The connection's writer task: writes what is queued until the queue is closed and
+/// empty, then finishes the stream and waits (briefly) until the peer has it all.
+async fn write_out(mut send: quinn::SendStream, outbox: Arc<Outbox>, stall: Duration) -> WriteEnd {
+    while let Some((item, cost)) = outbox.next().await {
+        let result = match item {
+            Outgoing::Frame(bytes) => write_progress(&mut send, &bytes, stall).await,
+            Outgoing::Event(event) => write_event(&mut send, event, stall).await,
+        };
+        outbox.written(cost);
+        if let Err(end) = result {
+            return end;
+        }
+    }
+    let _ = send.finish();
+    let _ = timeout(Duration::from_secs(2), send.stopped()).await;
+    WriteEnd::Finished
+}
+
+/// Encodes a frame for the outbox.
+fn encoded<T: serde::Serialize>(frame: &T) -> Outgoing {
+    match encode_frame(frame, MAX_FRAME_LEN) {
+        Ok(bytes) => Outgoing::Frame(bytes),
+        Err(e) => {
+            // Responses are cut to fit a frame before they get here; should one not,
+            // the client still gets an answer.
+            tracing::error!(error = %e, "response does not encode; answering Internal");
+            let fallback = ServerFrame::Response {
+                id: 0,
+                result: Err(WireError::new(
+                    ErrorCode::Internal,
+                    "the answer did not fit a frame",
+                )),
+            };
+            Outgoing::Frame(encode_frame(&fallback, MAX_FRAME_LEN).unwrap_or_default())
+        }
     }
 }
 
@@ -194,6 +288,46 @@ fn split_entries(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
     out
 }
 
+/// How the request loop ended: the log line, the QUIC close code and reason, and whether
+/// to let the writer send what is queued (answers, a rejection) before closing.
+struct Ending {
+    reason: Outcome,
+    code: u32,
+    drain: bool,
+}
+
+impl Ending {
+    /// Ends after what is queued was written (the client is told why in a frame).
+    fn told(code: u32, reason: impl Into<Outcome>) -> Self {
+        Self {
+            reason: reason.into(),
+            code,
+            drain: true,
+        }
+    }
+
+    /// Ends at once: the writer cannot deliver (the client does not read, or is gone).
+    fn abrupt(code: u32, reason: impl Into<Outcome>) -> Self {
+        Self {
+            reason: reason.into(),
+            code,
+            drain: false,
+        }
+    }
+
+    fn not_reading(relay: &Relay, why: &'static str) -> Self {
+        Metrics::bump(&relay.shared.metrics.slow_readers);
+        Self::abrupt(close::NOT_READING, why)
+    }
+}
+
+/// The close reason of an unauthenticated connection that gave way to a newer one from
+/// the same address (see [`super::admission`]).
+const GAVE_WAY: &str = "too many unauthenticated connections from this address";
+
+/// How long a closing connection may take to write what is queued for it.
+const DRAIN_GRACE: Duration = Duration::from_secs(4);
+
 async fn drive(
     conn: &quinn::Connection,
     session: &mut Session,
@@ -201,182 +335,325 @@ async fn drive(
     mut shutdown: watch::Receiver<bool>,
     peer: SocketAddr,
     handshake: Duration,
+    slot: Slot,
 ) -> Outcome {
     let metrics = relay.shared.metrics.clone();
     let auth_deadline = Instant::now() + handshake;
-    let (send, recv) = match timeout(handshake, conn.accept_bi()).await {
+    let evicted = slot.evicted();
+    let opened = tokio::select! {
+        opened = timeout(handshake, conn.accept_bi()) => opened,
+        _ = evicted.notified() => {
+            conn.close(close::REFUSED.into(), GAVE_WAY.as_bytes());
+            return GAVE_WAY.into();
+        }
+    };
+    let (send, recv) = match opened {
         Ok(Ok(streams)) => streams,
         Ok(Err(_)) => return "closed before opening a stream".into(),
         Err(_) => {
             Metrics::bump(&metrics.handshake_timeouts);
-            conn.close(2u32.into(), b"handshake timeout");
+            conn.close(close::TIMEOUT.into(), b"handshake timeout");
             return "handshake timeout".into();
         }
     };
-    let mut out = Writer { send };
+    let outbox = session.outbox();
+    let stall = Duration::from_secs(relay.config().write_stall_secs.max(1));
+    let mut writer = tokio::spawn(write_out(send, outbox.clone(), stall));
     let (tx, mut rx) = mpsc::channel(64);
     let reader = tokio::spawn(read_frames(recv, tx, relay.config().max_frame_bytes()));
-    let outcome = run(
+    let mut loop_state = Loop {
         conn,
         session,
         relay,
-        &mut out,
-        &mut rx,
-        &mut shutdown,
+        outbox: &outbox,
+        writer: &mut writer,
+        writer_ended: None,
         peer,
-        auth_deadline,
-    )
-    .await;
+        slot: Some(slot),
+        evicted,
+    };
+    let ending = loop_state.run(&mut rx, &mut shutdown, auth_deadline).await;
+    let writer_ended = loop_state.writer_ended.take();
     reader.abort();
-    out.finish().await;
-    conn.close(0u32.into(), b"bye");
-    outcome
+    outbox.close();
+    if ending.drain && writer_ended.is_none() {
+        if timeout(DRAIN_GRACE, &mut writer).await.is_err() {
+            writer.abort();
+        }
+    } else {
+        writer.abort();
+    }
+    conn.close(ending.code.into(), ending.reason.as_bytes());
+    ending.reason
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    conn: &quinn::Connection,
-    session: &mut Session,
-    relay: &Relay,
-    out: &mut Writer,
-    rx: &mut mpsc::Receiver<Inbound>,
-    shutdown: &mut watch::Receiver<bool>,
+/// The request loop of one connection and what it shares with its writer task.
+struct Loop<'a> {
+    conn: &'a quinn::Connection,
+    session: &'a mut Session,
+    relay: &'a Relay,
+    outbox: &'a Arc<Outbox>,
+    writer: &'a mut tokio::task::JoinHandle<WriteEnd>,
+    /// Set once the writer task has ended (its handle must not be polled again).
+    writer_ended: Option<()>,
     peer: SocketAddr,
-    auth_deadline: Instant,
-) -> Outcome {
-    let metrics = relay.shared.metrics.clone();
-    // 1. Hello.
-    let first = tokio::select! {
-        item = rx.recv() => item,
-        _ = sleep_until(auth_deadline) => {
-            Metrics::bump(&metrics.handshake_timeouts);
-            return "no hello in time".into();
+    /// The address's slot for unauthenticated connections, given back at authentication.
+    slot: Option<Slot>,
+    /// Signalled when a newer unauthenticated connection from the address took the slot.
+    evicted: Arc<tokio::sync::Notify>,
+}
+
+impl Loop<'_> {
+    /// Queues a frame that cannot wait; `Err` when the client is not reading.
+    fn push(&self, item: Outgoing) -> Result<(), Ending> {
+        match self.outbox.push(item) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full) => {
+                tracing::warn!(peer = %self.peer, queued = self.outbox.held_bytes(), "client not reading; closing");
+                self.relay.shared.audit(
+                    "slow-reader",
+                    Some(self.peer.ip()),
+                    self.session.account().as_ref(),
+                    "outgoing queue over its bound",
+                );
+                Err(Ending::not_reading(
+                    self.relay,
+                    "not reading: too much queued",
+                ))
+            }
+            Err(PushError::Closed) => Err(Ending::abrupt(close::DONE, "closing")),
         }
-    };
-    let hello = match first {
-        Some(Inbound::Frame(body)) => decode_body::<ClientHello>(&body),
-        _ => return "closed before hello".into(),
-    };
-    let hello = match hello {
-        Ok(hello) => hello,
-        Err(_) => {
-            Metrics::bump(&metrics.malformed);
-            tracing::warn!(%peer, "malformed hello");
-            let _ = out
-                .hello(&ServerHello::Rejected {
-                    supported: hearth_protocol::SUPPORTED_VERSIONS.to_vec(),
-                    message: "malformed hello".into(),
-                })
-                .await;
-            return "malformed hello".into();
-        }
-    };
-    let answer = session.hello(&hello);
-    if let Err(e) = out.hello(&answer).await {
-        return e;
-    }
-    if let ServerHello::Rejected { .. } = answer {
-        return "version rejected".into();
     }
 
-    // 2. Requests, events, re-authentication.
-    let interval = Duration::from_secs(relay.config().reauth_interval_secs.max(1));
-    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let mut reauth_at = far;
-    let mut pending: JoinSet<(u32, Result<Response, WireError>)> = JoinSet::new();
-    let mut ending: Option<Outcome> = None;
-    let banned = session.ended();
-    while ending.is_none() {
-        let deadline = match (session.account(), session.reauth_deadline()) {
-            (None, _) => auth_deadline,
-            (Some(_), Some(at)) => Instant::from_std(at),
-            (Some(_), None) => far,
+    /// Answers a hello that cannot be taken with a rejection saying why, then closes.
+    fn reject_hello(&self, message: String) -> Ending {
+        let rejected = ServerHello::Rejected {
+            supported: hearth_protocol::SUPPORTED_VERSIONS.to_vec(),
+            message,
         };
-        tokio::select! {
-            item = rx.recv(), if pending.len() < MAX_IN_FLIGHT => {
-                match item {
-                    Some(Inbound::Frame(body)) => match decode_body::<ClientFrame>(&body) {
-                        Ok(frame) => {
-                            let was_authenticated = session.account().is_some();
-                            match session.start(frame.request).await {
-                                Reply::Ready(result) => {
-                                    if let Err(e) = out.response(frame.id, result).await {
-                                        return e;
-                                    }
-                                }
-                                Reply::Pending(wait) => {
-                                    pending.spawn(async move { (frame.id, wait.wait().await) });
-                                }
-                            }
-                            if !was_authenticated && session.account().is_some() {
-                                reauth_at = Instant::now() + interval;
-                            }
-                            if let Some(reason) = session.close_reason() {
-                                ending = Some(reason.into());
-                            }
-                        }
-                        Err(_) => {
-                            Metrics::bump(&metrics.malformed);
-                            tracing::warn!(%peer, len = body.len(), "malformed frame; closing");
-                            relay.shared.audit("malformed-frame", Some(peer.ip()), session.account().as_ref(), "undecodable request");
-                            let _ = out.response(0, Err(WireError::new(ErrorCode::BadRequest, "malformed frame"))).await;
-                            ending = Some("malformed frame".into());
-                        }
-                    },
-                    Some(Inbound::TooLarge(len)) => {
-                        Metrics::bump(&metrics.too_large);
-                        tracing::warn!(%peer, len, "oversized frame; closing");
-                        relay.shared.audit("oversized-frame", Some(peer.ip()), session.account().as_ref(), &format!("{len} bytes"));
-                        let _ = out.response(0, Err(WireError::new(ErrorCode::TooLarge, format!("frame of {len} bytes exceeds the limit of {MAX_FRAME_LEN} bytes")))).await;
-                        ending = Some("oversized frame".into());
-                    }
-                    Some(Inbound::Truncated) => {
-                        Metrics::bump(&metrics.malformed);
-                        ending = Some("stream ended mid-frame".into());
-                    }
-                    Some(Inbound::End) | None => ending = Some("client finished".into()),
-                }
+        match self.push(encoded(&rejected)) {
+            Ok(()) => Ending::told(close::REFUSED, "hello refused"),
+            Err(ending) => ending,
+        }
+    }
+
+    fn respond(&self, id: u32, result: Result<Response, WireError>) -> Result<(), Ending> {
+        self.push(encoded(&ServerFrame::Response { id, result }))
+    }
+
+    /// What the writer task's end means for the connection.
+    fn writer_end(&mut self, end: Result<WriteEnd, tokio::task::JoinError>) -> Ending {
+        self.writer_ended = Some(());
+        match end {
+            Ok(WriteEnd::Stalled) => {
+                tracing::warn!(peer = %self.peer, "client read nothing in time; closing");
+                self.relay.shared.audit(
+                    "slow-reader",
+                    Some(self.peer.ip()),
+                    self.session.account().as_ref(),
+                    "nothing read within write_stall_secs",
+                );
+                Ending::not_reading(self.relay, "not reading: nothing read in time")
             }
-            Some(done) = pending.join_next(), if !pending.is_empty() => {
-                if let Ok((id, result)) = done {
-                    if let Err(e) = out.response(id, result).await {
+            Ok(WriteEnd::PeerGone) | Ok(WriteEnd::Finished) => {
+                Ending::abrupt(close::DONE, "peer went away")
+            }
+            Ok(WriteEnd::Encode(e)) => Ending::abrupt(close::INTERNAL, format!("encode: {e}")),
+            Err(e) => Ending::abrupt(close::INTERNAL, format!("writer task: {e}")),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        rx: &mut mpsc::Receiver<Inbound>,
+        shutdown: &mut watch::Receiver<bool>,
+        auth_deadline: Instant,
+    ) -> Ending {
+        let metrics = self.relay.shared.metrics.clone();
+        let peer = self.peer;
+        // 1. Hello.
+        let first = tokio::select! {
+            item = rx.recv() => item,
+            _ = sleep_until(auth_deadline) => {
+                Metrics::bump(&metrics.handshake_timeouts);
+                return Ending::abrupt(close::TIMEOUT, "no hello in time");
+            }
+            _ = self.evicted.notified() => return Ending::abrupt(close::REFUSED, GAVE_WAY),
+        };
+        let body = match first {
+            Some(Inbound::Frame(body)) => body,
+            Some(Inbound::TooLarge(len)) => {
+                Metrics::bump(&metrics.too_large);
+                tracing::warn!(%peer, len, "oversized hello; closing");
+                self.relay.shared.audit(
+                    "oversized-frame",
+                    Some(peer.ip()),
+                    None,
+                    &format!("hello of {len} bytes"),
+                );
+                return self.reject_hello(format!(
+                    "a hello of {len} bytes exceeds the frame limit of {MAX_FRAME_LEN} bytes"
+                ));
+            }
+            Some(Inbound::Truncated) => {
+                Metrics::bump(&metrics.malformed);
+                self.relay.shared.audit(
+                    "malformed-hello",
+                    Some(peer.ip()),
+                    None,
+                    "stream ended mid-frame",
+                );
+                return Ending::abrupt(close::DONE, "stream ended mid-hello");
+            }
+            Some(Inbound::End) | None => return Ending::abrupt(close::DONE, "closed before hello"),
+        };
+        let hello = match decode_body::<ClientHello>(&body) {
+            Ok(hello) => hello,
+            Err(_) => {
+                Metrics::bump(&metrics.malformed);
+                tracing::warn!(%peer, len = body.len(), "malformed hello");
+                self.relay.shared.audit(
+                    "malformed-hello",
+                    Some(peer.ip()),
+                    None,
+                    &format!("{} bytes that are not a hello", body.len()),
+                );
+                return self.reject_hello("malformed hello".into());
+            }
+        };
+        let answer = self.session.hello(&hello);
+        if let Err(ending) = self.push(encoded(&answer)) {
+            return ending;
+        }
+        if let ServerHello::Rejected { .. } = answer {
+            return Ending::told(close::REFUSED, "version rejected");
+        }
+
+        // 2. Requests, events, re-authentication.
+        let interval = Duration::from_secs(self.relay.config().reauth_interval_secs.max(1));
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut reauth_at = far;
+        let mut pending: JoinSet<(u32, Result<Response, WireError>)> = JoinSet::new();
+        let mut ending: Option<Ending> = None;
+        let banned = self.session.ended();
+        while ending.is_none() {
+            let deadline = match (self.session.account(), self.session.reauth_deadline()) {
+                (None, _) => auth_deadline,
+                (Some(_), Some(at)) => Instant::from_std(at),
+                (Some(_), None) => far,
+            };
+            tokio::select! {
+                item = rx.recv(), if pending.len() < MAX_IN_FLIGHT => {
+                    let Some(Inbound::Frame(body)) = item else {
+                        ending = Some(self.inbound_end(item));
+                        continue;
+                    };
+                    let Ok(frame) = decode_body::<ClientFrame>(&body) else {
+                        Metrics::bump(&metrics.malformed);
+                        tracing::warn!(%peer, len = body.len(), "malformed frame; closing");
+                        self.relay.shared.audit("malformed-frame", Some(peer.ip()), self.session.account().as_ref(), "undecodable request");
+                        ending = Some(match self.respond(0, Err(WireError::new(ErrorCode::BadRequest, "malformed frame"))) {
+                            Ok(()) => Ending::told(close::REFUSED, "malformed frame"),
+                            Err(e) => e,
+                        });
+                        continue;
+                    };
+                    let was_authenticated = self.session.account().is_some();
+                    match self.session.start(frame.request).await {
+                        Reply::Ready(result) => {
+                            if let Err(e) = self.respond(frame.id, result) {
+                                return e;
+                            }
+                        }
+                        Reply::Pending(wait) => {
+                            pending.spawn(async move { (frame.id, wait.wait().await) });
+                        }
+                    }
+                    if !was_authenticated && self.session.account().is_some() {
+                        reauth_at = Instant::now() + interval;
+                        // Authenticated connections are bounded per account, not per
+                        // address.
+                        self.slot = None;
+                    }
+                    if let Some(reason) = self.session.close_reason() {
+                        ending = Some(Ending::told(close::REFUSED, reason));
+                    }
+                }
+                Some(done) = pending.join_next(), if !pending.is_empty() => {
+                    if let Ok((id, result)) = done {
+                        if let Err(e) = self.respond(id, result) {
+                            return e;
+                        }
+                    }
+                }
+                end = &mut *self.writer, if self.writer_ended.is_none() => {
+                    return self.writer_end(end);
+                }
+                _ = sleep_until(reauth_at), if self.session.account().is_some() && self.session.reauth_deadline().is_none() => {
+                    let event = self.session.reauthenticate();
+                    reauth_at = Instant::now() + interval;
+                    if let Err(e) = self.push(Outgoing::Event(event)) {
                         return e;
                     }
                 }
-            }
-            Some(event) = session.events().recv() => {
-                if let Err(e) = out.event(event).await {
-                    return e;
+                _ = sleep_until(deadline) => {
+                    Metrics::bump(&metrics.handshake_timeouts);
+                    ending = Some(Ending::told(close::TIMEOUT, if self.session.account().is_some() {
+                        "re-authentication not answered in time"
+                    } else {
+                        "not authenticated in time"
+                    }));
                 }
-            }
-            _ = sleep_until(reauth_at), if session.account().is_some() && session.reauth_deadline().is_none() => {
-                let event = session.reauthenticate();
-                reauth_at = Instant::now() + interval;
-                if let Err(e) = out.event(event).await {
-                    return e;
+                _ = self.evicted.notified(), if self.slot.is_some() => {
+                    ending = Some(Ending::told(close::REFUSED, GAVE_WAY));
                 }
-            }
-            _ = sleep_until(deadline) => {
-                Metrics::bump(&metrics.handshake_timeouts);
-                ending = Some(if session.account().is_some() {
-                    "re-authentication not answered in time".into()
-                } else {
-                    "not authenticated in time".into()
-                });
-            }
-            // A reconnect is then refused with `Banned`, which tells the client why.
-            _ = banned.notified() => ending = Some("account banned".into()),
-            _ = shutdown.changed() => ending = Some("relay shutting down".into()),
-            _ = conn.closed() => return "connection lost".into(),
-        }
-    }
-    // 3. Let started commits finish and answer them before closing.
-    while let Some(done) = pending.join_next().await {
-        if let Ok((id, result)) = done {
-            if out.response(id, result).await.is_err() {
-                break;
+                // A reconnect is then refused with `Banned`, which tells the client why.
+                _ = banned.notified() => ending = Some(Ending::told(close::REFUSED, "account banned")),
+                _ = shutdown.changed() => ending = Some(Ending::told(close::DONE, "relay shutting down")),
+                _ = self.conn.closed() => return Ending::abrupt(close::DONE, "connection lost"),
             }
         }
+        // 3. Let started commits finish and answer them before closing.
+        while let Some(done) = pending.join_next().await {
+            if let Ok((id, result)) = done {
+                if self.respond(id, result).is_err() {
+                    break;
+                }
+            }
+        }
+        ending.unwrap_or_else(|| Ending::told(close::DONE, "closed"))
     }
-    ending.unwrap_or_else(|| "closed".into())
+
+    /// The reader task saw something other than a whole frame.
+    fn inbound_end(&self, item: Option<Inbound>) -> Ending {
+        let metrics = &self.relay.shared.metrics;
+        let peer = self.peer;
+        match item {
+            Some(Inbound::TooLarge(len)) => {
+                Metrics::bump(&metrics.too_large);
+                tracing::warn!(%peer, len, "oversized frame; closing");
+                self.relay.shared.audit(
+                    "oversized-frame",
+                    Some(peer.ip()),
+                    self.session.account().as_ref(),
+                    &format!("{len} bytes"),
+                );
+                let refused = WireError::new(
+                    ErrorCode::TooLarge,
+                    format!("frame of {len} bytes exceeds the limit of {MAX_FRAME_LEN} bytes"),
+                );
+                match self.respond(0, Err(refused)) {
+                    Ok(()) => Ending::told(close::REFUSED, "oversized frame"),
+                    Err(e) => e,
+                }
+            }
+            Some(Inbound::Truncated) => {
+                Metrics::bump(&metrics.malformed);
+                Ending::told(close::DONE, "stream ended mid-frame")
+            }
+            Some(Inbound::Frame(_)) | Some(Inbound::End) | None => {
+                Ending::told(close::DONE, "client finished")
+            }
+        }
+    }
 }

@@ -1,18 +1,20 @@
-//! The QUIC server: accept loop with per-IP limits, and graceful shutdown.
+//! The QUIC server: accept loop with address validation and per-IP limits on
+//! connections not yet authenticated ([`admission`]), and graceful shutdown.
 //!
 //! [`start`] opens the store, loads or creates the certificate, binds, and spawns the
 //! accept loop, the retention sweeper and the admin socket. Each connection runs in its
 //! own task ([`conn`]). [`RunningRelay::shutdown`] stops accepting, lets connections
 //! finish their in-flight commits, closes them, and stops the writer.
 
+mod admission;
 mod conn;
+pub use conn::close;
 mod runtime;
 pub mod tls;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_protocol::RelayAddress;
@@ -192,44 +194,8 @@ pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
     })
 }
 
-/// Open connections per IP; the guard gives the slot back on drop.
-#[derive(Default, Clone)]
-struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-struct IpSlot {
-    map: PerIp,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn take(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(ip).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            map: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut map = self.map.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
-
 async fn accept_loop(endpoint: quinn::Endpoint, relay: Relay, mut shutdown: watch::Receiver<bool>) {
-    let per_ip = PerIp::default();
+    let admission = admission::Admission::default();
     let mut connections = JoinSet::new();
     let metrics = relay.shared.metrics.clone();
     loop {
@@ -243,29 +209,30 @@ async fn accept_loop(endpoint: quinn::Endpoint, relay: Relay, mut shutdown: watc
         };
         let peer = incoming.remote_address();
         let ip = peer.ip().to_canonical();
+        if !incoming.remote_address_validated() && incoming.may_retry() {
+            // Stateless: the client proves it receives at its address before anything is
+            // kept for it, so bare or spoofed Initials take no slot.
+            Metrics::bump(&metrics.retries);
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().ignore();
+            }
+            continue;
+        }
+        let (slot, evicted) = admission.take(ip, relay.config().max_connections_per_ip);
+        if evicted {
+            Metrics::bump(&metrics.unauthenticated_evicted);
+            tracing::info!(%peer, "too many unauthenticated connections from this address; the oldest gives way");
+        }
         if relay.is_blocked(ip) {
             Metrics::bump(&metrics.connections_refused);
             tracing::warn!(%peer, "connection refused: address blocked after failed authentications");
-            incoming.refuse();
+            connections.spawn(conn::refuse_blocked(incoming, relay.clone(), slot));
             continue;
         }
-        let Some(slot) = per_ip.take(ip, relay.config().max_connections_per_ip) else {
-            Metrics::bump(&metrics.connections_refused);
-            tracing::warn!(%peer, "connection refused: too many connections from this address");
-            relay.shared.audit(
-                "connection-refused",
-                Some(ip),
-                None,
-                "per-IP connection limit",
-            );
-            incoming.refuse();
-            continue;
-        };
         let relay = relay.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            conn::serve(incoming, relay, shutdown).await;
-            drop(slot);
+            conn::serve(incoming, relay, shutdown, slot).await;
         });
     }
     // Stop accepting; give connections time to finish what they started.

@@ -116,6 +116,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
+/// Bytes quinn keeps per connection written but not acknowledged (see
+/// `TransportConfig::send_window`): with the relay's own queue
+/// (`max_queued_bytes_per_connection`) it bounds what one connection holds. 2 MiB still
+/// carries 20 MB/s at 100 ms of round trip.
+pub const SEND_WINDOW: u64 = 2 * 1024 * 1024;
+
 /// The quinn server configuration: TLS 1.3 with ring, ALPN `hearth/1`, one stream.
 pub fn server_config(
     identity: &Identity,
@@ -139,6 +145,10 @@ pub fn server_config(
         idle.try_into()
             .map_err(|_| ServerError::Tls("idle timeout too large".into()))?,
     ));
+    // quinn keeps up to this much of what was written and not yet acknowledged per
+    // connection (10 MB by default), on top of the relay's own queue: a client granting
+    // flow credit but never acknowledging would hold it all.
+    transport.send_window(SEND_WINDOW);
     transport.max_concurrent_bidi_streams(1u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     server.transport_config(Arc::new(transport));

@@ -1,30 +1,35 @@
 //! Live fan-out of room entries to subscriptions, without gaps or duplicates.
 //!
-//! Each subscription is either *catching up* (its task reads the store and sends with
-//! back-pressure) or *live* (the writer pushes new entries to it right after each
-//! durable commit, with `try_send`). Everything is decided under the hub's lock:
+//! Each subscription is either *catching up* (its task reads the store, at most
+//! [`CATCH_UP_BYTES`] at a time, and waits for room in the connection's byte-bounded
+//! [`Outbox`]) or *live* (the writer pushes new entries to it right after each
+//! durable commit, with `Outbox::try_push`). Everything is decided under the hub's lock:
 //!
 //! - the writer publishes batches in commit order and records the highest seq it has
 //!   published per room (`published`); every entry up to `published` is in the store;
 //! - a catching-up task goes live only when its next seq is above `published`, so every
 //!   entry it has not read will be published after that moment and reach it;
-//! - a live subscription that cannot keep up (full channel) or sees a gap falls back to
+//! - a live subscription that cannot keep up (its outbox more than half full) or sees a gap falls back to
 //!   catching up from its next seq.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hearth_protocol::{CapHash, Entry, EntryKind, Event, RoomId, Seq};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-use crate::store::Store;
+use super::outbox::{Outbox, PushError};
+use crate::store::{Store, StoreError};
 
 /// Entries per event while catching up.
 const CATCH_UP_CHUNK: u32 = 256;
+/// Payload bytes per event while catching up: the read stops there, so one event never
+/// holds more than this (plus one entry) however large the room's entries are.
+const CATCH_UP_BYTES: usize = 256 * 1024;
 
 struct Sub {
     id: u64,
-    tx: mpsc::Sender<Event>,
+    tx: Arc<Outbox>,
     cap: CapHash,
     next: Seq,
     live: bool,
@@ -71,7 +76,7 @@ impl Hub {
         room: RoomId,
         cap: CapHash,
         from: Seq,
-        tx: mpsc::Sender<Event>,
+        tx: Arc<Outbox>,
     ) -> SubscriptionHandle {
         let wake = Arc::new(Notify::new());
         let id = {
@@ -151,14 +156,15 @@ impl Hub {
         room: RoomId,
         cap: CapHash,
         id: u64,
-        tx: mpsc::Sender<Event>,
+        tx: Arc<Outbox>,
         wake: Arc<Notify>,
     ) {
         let Some(mut next) = self.next_of(&room, id) else {
             return;
         };
         loop {
-            let (record, access) = match store.access(&room, &cap) {
+            let access = off_workers(&store, move |store| store.access(&room, &cap)).await;
+            let (record, access) = match access {
                 Ok(Some((record, Ok(access)))) => (record, access),
                 Ok(_) => return self.unsubscribe(&room, id),
                 Err(e) => {
@@ -171,7 +177,10 @@ impl Hub {
                 next = Seq(record.first);
             }
             if next <= last {
-                let entries = match store.entries(&room, next, last, CATCH_UP_CHUNK) {
+                let read = off_workers(&store, move |store| {
+                    store.entries_within(&room, next, last, CATCH_UP_CHUNK, CATCH_UP_BYTES)
+                });
+                let entries = match read.await {
                     Ok(entries) => entries,
                     Err(e) => {
                         tracing::error!(error = %e, "subscription read failed");
@@ -239,6 +248,18 @@ impl Hub {
     }
 }
 
+/// Runs a store read on tokio's blocking pool, so catching up on a large room never holds
+/// up the async workers.
+async fn off_workers<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || read(&*store))
+        .await
+        .unwrap_or(Err(StoreError::Closed))
+}
+
 /// Delivers `run` to one subscription; returns whether to keep it.
 fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]) -> bool {
     if !sub.live {
@@ -263,10 +284,10 @@ fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]
     }
     let first = entries.first().map(|e| e.seq);
     if !entries.is_empty() {
-        match sub.tx.try_send(Event::Entries { room, entries }) {
+        match sub.tx.try_push(Event::Entries { room, entries }) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(PushError::Closed) => return false,
+            Err(PushError::Full) => {
                 // Too slow for live pushes: catch up from the store at its own pace.
                 if let Some(first) = first {
                     sub.next = first;
@@ -279,7 +300,7 @@ fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]
     }
     let gap = run.last().is_some_and(|(_, e, _)| e.seq >= sub.next) && !ended;
     if ended {
-        match sub.tx.try_send(Event::SubscriptionEnded {
+        match sub.tx.try_push(Event::SubscriptionEnded {
             room,
             next: sub.next,
         }) {
@@ -287,8 +308,8 @@ fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]
                 sub.wake.notify_one();
                 return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(PushError::Closed) => return false,
+            Err(PushError::Full) => {
                 sub.live = false;
                 sub.wake.notify_one();
                 return true;

@@ -11,7 +11,7 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
-    /// Connections refused (per-IP limit or block).
+    /// Connections refused (address blocked after failed authentications).
     pub connections_refused: AtomicU64,
     /// Failed authentications and registrations.
     pub auth_failures: AtomicU64,
@@ -27,6 +27,19 @@ pub struct Metrics {
     pub handshake_timeouts: AtomicU64,
     /// Envelopes durably stored.
     pub stored: AtomicU64,
+    /// Bytes queued for connections right now (see [`super::Outbox`]).
+    pub queued_bytes: AtomicU64,
+    /// Connections closed because they did not read what was sent to them.
+    pub slow_readers: AtomicU64,
+    /// Authentications refused because the account had too many connections open.
+    pub sessions_refused: AtomicU64,
+    /// QUIC address validations (retry packets) sent.
+    pub retries: AtomicU64,
+    /// Connections closed for asking too much before authenticating.
+    pub preauth_refused: AtomicU64,
+    /// Unauthenticated connections closed to make room for a newer one from the same
+    /// address.
+    pub unauthenticated_evicted: AtomicU64,
 }
 
 /// A copy of [`Metrics`] at one moment.
@@ -43,6 +56,12 @@ pub struct MetricsSnapshot {
     pub quota_exceeded: u64,
     pub handshake_timeouts: u64,
     pub stored: u64,
+    pub queued_bytes: u64,
+    pub slow_readers: u64,
+    pub sessions_refused: u64,
+    pub retries: u64,
+    pub preauth_refused: u64,
+    pub unauthenticated_evicted: u64,
 }
 
 impl Metrics {
@@ -65,6 +84,12 @@ impl Metrics {
             quota_exceeded: r(&self.quota_exceeded),
             handshake_timeouts: r(&self.handshake_timeouts),
             stored: r(&self.stored),
+            queued_bytes: r(&self.queued_bytes),
+            slow_readers: r(&self.slow_readers),
+            sessions_refused: r(&self.sessions_refused),
+            retries: r(&self.retries),
+            preauth_refused: r(&self.preauth_refused),
+            unauthenticated_evicted: r(&self.unauthenticated_evicted),
         }
     }
 }

@@ -6,8 +6,10 @@
 //! [`hearth_protocol::Event`]s it pushes. The QUIC server in [`crate::server`] is one
 //! driver; tests and the CLI demo can drive sessions in-process.
 
+pub mod audit;
 mod hub;
 mod metrics;
+pub mod outbox;
 mod rate;
 mod session;
 pub mod writer;
@@ -18,15 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hearth_protocol::{AccountKey, Event, Handle, InviteToken};
-use tokio::sync::mpsc;
 
 use crate::config::RelayConfig;
-use crate::store::{AuditRecord, InviteRecord, Store, StoreError, WriteOp};
+use crate::store::{InviteRecord, Store, StoreError, WriteOp};
 
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use outbox::Outbox;
 pub use rate::RateLimiter;
 pub mod key_package_fetches;
-pub use session::{PendingReply, Reply, Session};
+pub use session::{PendingReply, Reply, Session, MAX_REQUESTS_BEFORE_AUTH};
 
 pub(crate) use writer::Writer;
 
@@ -50,22 +52,52 @@ pub fn unix_now() -> u64 {
 
 /// Failed authentications on one connection before it is closed.
 pub const MAX_AUTH_FAILURES: u32 = 5;
-/// Failed authentications from one IP within [`BLOCK_WINDOW`] that block it.
-pub const BLOCK_AFTER_FAILURES: u32 = 20;
-/// The window for counting failures, and how long a block lasts.
+/// Failed authentications for one account key from one address within [`BLOCK_WINDOW`]
+/// after which every further failure for that key from there closes its connection at
+/// once (one attempt per connection, so the next costs a new handshake). A valid
+/// signature is never refused by it: it hits whoever keeps failing for that key, never
+/// the key's owner, nor anyone else at the address.
+pub const ACCOUNT_FAILURES_BEFORE_THROTTLE: u32 = 20;
+/// The window for counting failures, and how long an address block lasts.
 pub const BLOCK_WINDOW: Duration = Duration::from_secs(300);
+/// How long a successful authentication from an address keeps that address from being
+/// blocked: it is a household's address then, and a block would lock the family out.
+pub const VOUCH_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Entries kept in each failure map before stale ones are forgotten (and, if still too
+/// many, all: forgetting only loosens throttling).
+const MAX_TRACKED: usize = 10_000;
 
-/// The event senders of one account's sessions, by session id.
-/// Per account: each authenticated session's id, event sender, and the signal that
+/// Failed authentications from one address, and the last time anyone authenticated from it.
+#[derive(Debug, Clone, Copy)]
+struct AddressRecord {
+    failures: u32,
+    since: Instant,
+    vouched: Option<Instant>,
+}
+
+impl AddressRecord {
+    fn vouched(&self, now: Instant) -> bool {
+        self.vouched
+            .is_some_and(|at| now.saturating_duration_since(at) < VOUCH_WINDOW)
+    }
+
+    fn blocked(&self, now: Instant, threshold: u32) -> bool {
+        self.failures >= threshold
+            && now.saturating_duration_since(self.since) < BLOCK_WINDOW
+            && !self.vouched(now)
+    }
+}
+
+/// Per account: each authenticated session's id, outgoing queue, and the signal that
 /// ends it (see [`Notifier::disconnect`]).
-type SessionsOf = HashMap<AccountKey, Vec<(u64, mpsc::Sender<Event>, Arc<tokio::sync::Notify>)>>;
+type SessionsOf = HashMap<AccountKey, Vec<(u64, Arc<Outbox>, Arc<tokio::sync::Notify>)>>;
 
 /// Sessions of each account, to tell them about inbox arrivals, and the sessions that
 /// asked to hear about new accounts.
 #[derive(Default)]
 pub(crate) struct Notifier {
     sessions: Mutex<SessionsOf>,
-    watchers: Mutex<HashMap<u64, mpsc::Sender<Event>>>,
+    watchers: Mutex<HashMap<u64, Arc<Outbox>>>,
 }
 
 impl Notifier {
@@ -73,18 +105,34 @@ impl Notifier {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Records session `id` as one of `account`'s, unless the account has `max` open
+    /// already: then returns `false` and records nothing.
     pub(crate) fn register(
         &self,
         account: AccountKey,
         id: u64,
-        tx: mpsc::Sender<Event>,
+        tx: Arc<Outbox>,
         end: Arc<tokio::sync::Notify>,
-    ) {
+        max: usize,
+    ) -> bool {
         let mut map = self.lock();
         let list = map.entry(account).or_default();
-        if !list.iter().any(|(i, _, _)| *i == id) {
-            list.push((id, tx, end));
+        if list.iter().any(|(i, _, _)| *i == id) {
+            return true;
         }
+        if list.len() >= max {
+            if list.is_empty() {
+                map.remove(&account);
+            }
+            return false;
+        }
+        list.push((id, tx, end));
+        true
+    }
+
+    /// How many sessions of `account` are open.
+    pub(crate) fn sessions_of(&self, account: &AccountKey) -> usize {
+        self.lock().get(account).map_or(0, Vec::len)
     }
 
     /// Ends every open session of `account` now (it was banned): each connection closes
@@ -109,7 +157,7 @@ impl Notifier {
     }
 
     /// Starts or stops telling session `id` about new accounts.
-    pub(crate) fn watch_registrations(&self, id: u64, tx: Option<mpsc::Sender<Event>>) {
+    pub(crate) fn watch_registrations(&self, id: u64, tx: Option<Arc<Outbox>>) {
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         match tx {
             Some(tx) => {
@@ -125,8 +173,8 @@ impl Notifier {
     pub(crate) fn account_registered(&self, handle: &Handle, account: &AccountKey) {
         let watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         for tx in watchers.values() {
-            // A live notice only: a full channel means the client is far behind anyway.
-            let _ = tx.try_send(Event::AccountRegistered {
+            // A live notice only: a full queue means the client is far behind anyway.
+            let _ = tx.try_push(Event::AccountRegistered {
                 handle: handle.clone(),
                 account: *account,
             });
@@ -136,8 +184,8 @@ impl Notifier {
     pub(crate) fn inbox_arrived(&self, account: &AccountKey) {
         if let Some(list) = self.lock().get(account) {
             for (_, tx, _) in list {
-                // A hint only: a full channel means the client is busy and will fetch anyway.
-                let _ = tx.try_send(Event::InboxArrived);
+                // A hint only: a full queue means the client is busy and will fetch anyway.
+                let _ = tx.try_push(Event::InboxArrived);
             }
         }
     }
@@ -153,9 +201,11 @@ pub(crate) struct Shared {
     pub(crate) key_package_fetches: key_package_fetches::KeyPackageFetches,
     pub(crate) join_checks: crate::external_join::JoinChecks,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit_log: Arc<audit::AuditLog>,
     pub(crate) started: Instant,
     next_session: std::sync::atomic::AtomicU64,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    addresses: Mutex<HashMap<IpAddr, AddressRecord>>,
+    account_failures: Mutex<HashMap<(IpAddr, AccountKey), (u32, Instant)>>,
     writer_task: Mutex<
         Option<(
             tokio::sync::oneshot::Sender<()>,
@@ -184,13 +234,14 @@ impl Relay {
             config.min_free_bytes,
         ));
         let health = Arc::new(writer::StoreHealth::default());
+        let audit_log = Arc::new(audit::AuditLog::default());
         let (writer, close, task) = Writer::spawn(
             store.clone(),
             hub.clone(),
             notifier.clone(),
             metrics.clone(),
-            floor.clone(),
-            health.clone(),
+            (floor.clone(), health.clone()),
+            audit_log.clone(),
         );
         let rate = RateLimiter::new(config.rate_per_second, config.rate_burst);
         Self {
@@ -204,9 +255,11 @@ impl Relay {
                 key_package_fetches: Default::default(),
                 join_checks: Default::default(),
                 metrics,
+                audit_log,
                 started: Instant::now(),
                 next_session: std::sync::atomic::AtomicU64::new(1),
-                failures: Mutex::new(HashMap::new()),
+                addresses: Mutex::new(HashMap::new()),
+                account_failures: Mutex::new(HashMap::new()),
                 writer_task: Mutex::new(Some((close, task))),
                 floor,
                 health,
@@ -276,6 +329,18 @@ impl Relay {
         self.shared.writer.submit(op).await
     }
 
+    /// Writes the audit records counted so far, and returns once they are stored.
+    pub async fn flush_audit(&self) {
+        let records = self.shared.audit_log.take();
+        let mut waiting = Vec::with_capacity(records.len());
+        for record in records {
+            waiting.push(self.shared.writer.enqueue(WriteOp::Audit(record)).await);
+        }
+        for done in waiting {
+            let _ = done.await;
+        }
+    }
+
     /// Whether `ip` is temporarily blocked after repeated authentication failures.
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.shared.is_blocked(ip, Instant::now())
@@ -315,6 +380,8 @@ pub fn invite_op(uses: u32, expires_in: Option<Duration>) -> (InviteToken, Write
 }
 
 impl Shared {
+    /// Counts a suspicious event for the owner's audit feed (written with the writer's
+    /// next batch, see [`audit::AuditLog`]).
     pub(crate) fn audit(
         &self,
         kind: &str,
@@ -322,49 +389,98 @@ impl Shared {
         account: Option<&AccountKey>,
         detail: &str,
     ) {
-        self.writer.fire(WriteOp::Audit(AuditRecord {
-            time: unix_now(),
-            kind: kind.to_string(),
-            ip: ip.map(|i| i.to_string()),
-            account: account.map(|a| a.short()),
-            detail: detail.chars().take(200).collect(),
-        }));
+        self.audit_log.record(unix_now(), kind, ip, account, detail);
     }
 
-    /// Counts an authentication failure from `ip`; returns whether it is now blocked.
-    /// The failure that starts a block is logged and audited (once per block).
-    pub(crate) fn auth_failed(&self, ip: IpAddr, now: Instant) -> bool {
-        let count = {
-            let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() > 10_000 {
+    /// Counts an authentication failure from `ip` (for `account`, the key it claimed);
+    /// returns whether the connection should close now: the address is blocked (see
+    /// [`Shared::is_blocked`]), or this key failed [`ACCOUNT_FAILURES_BEFORE_THROTTLE`]
+    /// times from there. The failure that starts an address block is logged and audited
+    /// (once per block).
+    pub(crate) fn auth_failed(
+        &self,
+        ip: IpAddr,
+        account: Option<&AccountKey>,
+        now: Instant,
+    ) -> bool {
+        let throttled = account.is_some_and(|account| {
+            let mut map = self
+                .account_failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if map.len() >= MAX_TRACKED {
                 map.retain(|_, (_, since)| now.saturating_duration_since(*since) < BLOCK_WINDOW);
+                if map.len() >= MAX_TRACKED {
+                    map.clear();
+                }
             }
-            let slot = map.entry(ip).or_insert((0, now));
+            let slot = map.entry((ip, *account)).or_insert((0, now));
             if now.saturating_duration_since(slot.1) >= BLOCK_WINDOW {
                 *slot = (0, now);
             }
             slot.0 += 1;
-            slot.0
+            slot.0 >= ACCOUNT_FAILURES_BEFORE_THROTTLE
+        });
+        let threshold = self.config.max_failed_logins_per_address;
+        let (record, started) = {
+            let mut map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= MAX_TRACKED {
+                map.retain(|_, r| {
+                    now.saturating_duration_since(r.since) < BLOCK_WINDOW || r.vouched(now)
+                });
+                if map.len() >= MAX_TRACKED {
+                    map.clear();
+                }
+            }
+            let record = map.entry(ip).or_insert(AddressRecord {
+                failures: 0,
+                since: now,
+                vouched: None,
+            });
+            if now.saturating_duration_since(record.since) >= BLOCK_WINDOW {
+                record.failures = 0;
+                record.since = now;
+            }
+            record.failures += 1;
+            let started = record.failures == threshold && !record.vouched(now);
+            (*record, started)
         };
-        if count == BLOCK_AFTER_FAILURES {
+        if started {
             let window = BLOCK_WINDOW.as_secs();
+            let count = record.failures;
             tracing::warn!(peer = %ip, failures = count, "address blocked after failed authentications");
             self.audit(
                 "ip-blocked",
                 Some(ip),
                 None,
                 &format!(
-                    "{count} failed authentications within {window} s; new connections refused for up to {window} s"
+                    "{count} failed authentications within {window} s and no successful one for a day; new connections refused for up to {window} s"
                 ),
             );
         }
-        count >= BLOCK_AFTER_FAILURES
+        throttled || record.blocked(now, threshold)
     }
 
+    /// Someone authenticated from `ip`: it is a household's address, never blocked for a
+    /// while (see [`VOUCH_WINDOW`]); a block in force is lifted.
+    pub(crate) fn auth_succeeded(&self, ip: IpAddr, now: Instant) {
+        let mut map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        let record = map.entry(ip).or_insert(AddressRecord {
+            failures: 0,
+            since: now,
+            vouched: None,
+        });
+        record.vouched = Some(now);
+    }
+
+    /// Whether new connections from `ip` are refused: at least
+    /// [`RelayConfig::max_failed_logins_per_address`] failed authentications from it within
+    /// [`BLOCK_WINDOW`], and nobody authenticated from it within [`VOUCH_WINDOW`]. So an
+    /// address the household uses is never blocked, whatever a neighbour behind the same
+    /// router does; a flood from an address nobody signs in from is.
     pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip).is_some_and(|(count, since)| {
-            *count >= BLOCK_AFTER_FAILURES && now.saturating_duration_since(*since) < BLOCK_WINDOW
-        })
+        let threshold = self.config.max_failed_logins_per_address;
+        let map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&ip).is_some_and(|r| r.blocked(now, threshold))
     }
 }

@@ -15,16 +15,14 @@ use hearth_protocol::{
     AccountInfo, AccountKey, ClientHello, ErrorCode, Event, Handle, PublicRoomInfo, Request,
     Response, Seq, ServerHello, Signature, WireError,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::hub::SubscriptionHandle;
 use super::metrics::Metrics;
+use super::outbox::Outbox;
 use super::writer::internal;
 use super::{unix_now, Shared, MAX_AUTH_FAILURES};
 use crate::store::{AccountRecord, Applied, ListingRecord, OpResult, StoreError, WriteOp};
-
-/// Events buffered per connection before live pushes fall back to catching up.
-const EVENT_QUEUE: usize = 1024;
 
 /// The answer to a request: at once, or after a durable commit.
 pub enum Reply {
@@ -64,12 +62,17 @@ pub struct Session {
     auth_failures: u32,
     close_reason: Option<&'static str>,
     limit_logged: bool,
-    events_tx: mpsc::Sender<Event>,
-    events_rx: mpsc::Receiver<Event>,
+    requests_before_auth: u32,
+    outbox: Arc<Outbox>,
     subscriptions: HashMap<hearth_protocol::RoomId, SubscriptionHandle>,
     /// Signalled when the account is banned: the connection ends at once.
     ended: Arc<tokio::sync::Notify>,
 }
+
+/// Requests one connection may make before it authenticates (hello excluded): enough for
+/// a ping, a registration or authentication, and a few retries. The next is refused with
+/// `RateLimited` and the connection closed. Hits only that connection.
+pub const MAX_REQUESTS_BEFORE_AUTH: u32 = 16;
 
 fn err(code: ErrorCode, message: &str) -> WireError {
     WireError::new(code, message)
@@ -89,6 +92,18 @@ fn check_retention(retention_secs: Option<u64>) -> Result<(), WireError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// The refusal of a session over [`crate::config::RelayConfig::max_sessions_per_account`]
+/// (`RateLimited`: no error code of its own, so clients of every version understand it).
+fn too_many_sessions(max: usize) -> WireError {
+    WireError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "this account has {max} connections open to the relay already, the most it allows: \
+             close one, or wait a minute for dead ones to time out"
+        ),
+    )
 }
 
 fn store_failed(e: StoreError) -> WireError {
@@ -155,7 +170,10 @@ fn verify_signed(account: &AccountKey, message: &[u8], sig: &Signature) -> bool 
 
 impl Session {
     pub(crate) fn new(shared: Arc<Shared>, id: u64, peer_ip: IpAddr, exporter: [u8; 32]) -> Self {
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let outbox = Outbox::new(
+            shared.config.max_queued_bytes_per_connection,
+            shared.metrics.clone(),
+        );
         Self {
             shared,
             id,
@@ -167,8 +185,8 @@ impl Session {
             auth_failures: 0,
             close_reason: None,
             limit_logged: false,
-            events_tx,
-            events_rx,
+            requests_before_auth: 0,
+            outbox,
             subscriptions: HashMap::new(),
             ended: Arc::new(tokio::sync::Notify::new()),
         }
@@ -204,9 +222,17 @@ impl Session {
         self.account
     }
 
-    /// Pushed events: room entries, subscription ends, inbox arrivals.
-    pub fn events(&mut self) -> &mut mpsc::Receiver<Event> {
-        &mut self.events_rx
+    /// What the relay pushes to this connection (room entries, subscription ends, inbox
+    /// arrivals): take events with [`Outbox::recv`]. Bounded in bytes (see
+    /// [`super::outbox`]).
+    pub fn events(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The connection's outgoing queue, for a driver that writes it on a task of its own
+    /// and queues its responses there too.
+    pub fn outbox(&self) -> Arc<Outbox> {
+        self.outbox.clone()
     }
 
     /// Completes when the relay ends this session from outside (the account was banned):
@@ -247,6 +273,12 @@ impl Session {
     /// Handles one request up to the point where it waits for a commit. Writes are queued
     /// in call order, so a connection may pipeline requests and keep their order.
     pub async fn start(&mut self, request: Request) -> Reply {
+        if self.account.is_none() {
+            self.requests_before_auth += 1;
+            if self.requests_before_auth > MAX_REQUESTS_BEFORE_AUTH {
+                return Reply::Ready(Err(self.refuse_before_auth()));
+            }
+        }
         match request {
             Request::Ping => return Reply::Ready(Ok(Response::Pong)),
             Request::Register {
@@ -333,7 +365,10 @@ impl Session {
         };
         self.shared
             .audit(kind, Some(self.peer_ip), account, &format!("{:?}", e.code));
-        if self.shared.auth_failed(self.peer_ip, Instant::now()) {
+        if self
+            .shared
+            .auth_failed(self.peer_ip, account, Instant::now())
+        {
             self.close_reason = Some("too many authentication failures from this address");
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {
@@ -360,18 +395,62 @@ impl Session {
         }
     }
 
-    fn authenticated_as(&mut self, record: &AccountRecord) {
+    /// Counts, logs and audits a connection that asked too much before authenticating, and
+    /// closes it after the answer.
+    fn refuse_before_auth(&mut self) -> WireError {
+        Metrics::bump(&self.shared.metrics.preauth_refused);
+        tracing::warn!(peer = %self.peer_ip, "too many requests before authenticating; closing");
+        self.shared.audit(
+            "preauth-limit",
+            Some(self.peer_ip),
+            None,
+            &format!("more than {MAX_REQUESTS_BEFORE_AUTH} requests before authenticating"),
+        );
+        self.close_reason = Some("too many requests before authenticating");
+        WireError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "the relay answers at most {MAX_REQUESTS_BEFORE_AUTH} requests before authentication: \
+                 authenticate (or register) first"
+            ),
+        )
+    }
+
+    /// Counts, logs and audits a session refused over the per-account limit, and closes the
+    /// connection after the answer.
+    fn refuse_session(&mut self, account: &AccountKey, max: usize) -> WireError {
+        Metrics::bump(&self.shared.metrics.sessions_refused);
+        tracing::warn!(peer = %self.peer_ip, account = %account.short(), max, "session refused: too many connections for this account");
+        self.shared.audit(
+            "session-limit",
+            Some(self.peer_ip),
+            Some(account),
+            &format!("{max} connections open already"),
+        );
+        self.close_reason = Some("too many connections for this account");
+        too_many_sessions(max)
+    }
+
+    /// Makes this connection `record`'s session, unless the account has
+    /// [`crate::config::RelayConfig::max_sessions_per_account`] open already: then the
+    /// connection stays unauthenticated, is told why, and closes.
+    fn authenticated_as(&mut self, record: &AccountRecord) -> Result<(), WireError> {
         // A challenge signs in once; re-authentication gets a new one.
         self.challenge = None;
         self.reauth_deadline = None;
         if self.account != Some(record.account) {
-            self.account = Some(record.account);
-            self.shared.notifier.register(
+            let max = self.shared.config.max_sessions_per_account;
+            if !self.shared.notifier.register(
                 record.account,
                 self.id,
-                self.events_tx.clone(),
+                self.outbox.clone(),
                 self.ended.clone(),
-            );
+                max,
+            ) {
+                return Err(self.refuse_session(&record.account, max));
+            }
+            self.account = Some(record.account);
+            self.shared.auth_succeeded(self.peer_ip, Instant::now());
             // A ban (or a key rotation) that landed between this authentication and the
             // registration above found no session to close: look once more, now that it
             // would find it.
@@ -381,6 +460,7 @@ impl Session {
                 self.ended.notify_one();
             }
         }
+        Ok(())
     }
 
     async fn register(
@@ -409,7 +489,7 @@ impl Session {
         match self.shared.writer.submit(op).await {
             Ok(Applied::Account(record)) => {
                 tracing::info!(peer = %self.peer_ip, account = %account.short(), handle = %record.handle, "registered");
-                self.authenticated_as(&record);
+                self.authenticated_as(&record)?;
                 self.shared
                     .notifier
                     .account_registered(&record.handle, &record.account);
@@ -439,13 +519,19 @@ impl Session {
         if let Err(e) = self.check_signature(&account, &signature) {
             return self.fail_auth(Some(&account), e);
         }
+        let max = self.shared.config.max_sessions_per_account;
+        if self.account.is_none() && self.shared.notifier.sessions_of(&account) >= max {
+            // Refused before anything is written; `authenticated_as` checks again, under
+            // the lock that counts sessions.
+            return Err(self.refuse_session(&account, max));
+        }
         let op = WriteOp::Authenticate {
             account,
             now: unix_now(),
         };
         match self.shared.writer.submit(op).await {
             Ok(Applied::Account(record)) => {
-                self.authenticated_as(&record);
+                self.authenticated_as(&record)?;
                 Ok(Response::Authenticated {
                     handle: record.handle,
                     now: unix_now(),
@@ -575,10 +661,13 @@ impl Session {
                 self.pending(op, |_| Response::Done).await
             }
             Request::FetchInbox { after, limit } => Reply::Ready(
-                store
-                    .inbox(&account, after, limit.min(MAX_INBOX_FETCH))
-                    .map(|entries| Response::Inbox(fit(entries, |e| e.payload.len())))
-                    .map_err(store_failed),
+                off_workers(move || {
+                    store
+                        .inbox_within(&account, after, limit.min(MAX_INBOX_FETCH), RESPONSE_BYTES)
+                        .map(|entries| Response::Inbox(fit(entries, |e| e.payload.len())))
+                        .map_err(store_failed)
+                })
+                .await,
             ),
             Request::AckInbox { ids } => {
                 if ids.len() > MAX_INBOX_FETCH as usize * 4 {
@@ -627,7 +716,10 @@ impl Session {
                 cap,
                 from,
                 limit,
-            } => Reply::Ready(self.read(room, &cap, from, limit)),
+            } => {
+                let cap_hash = cap.hash();
+                Reply::Ready(off_workers(move || read(&*store, room, cap_hash, from, limit)).await)
+            }
             Request::Subscribe { room, cap, from } => {
                 let cap_hash = cap.hash();
                 match store.access(&room, &cap_hash) {
@@ -640,7 +732,7 @@ impl Session {
                 let handle =
                     self.shared
                         .hub
-                        .subscribe(store, room, cap_hash, from, self.events_tx.clone());
+                        .subscribe(store, room, cap_hash, from, self.outbox.clone());
                 self.subscriptions.insert(room, handle);
                 Reply::Ready(Ok(Response::Done))
             }
@@ -811,7 +903,7 @@ impl Session {
             Request::WatchRegistrations { on } => {
                 self.shared
                     .notifier
-                    .watch_registrations(self.id, on.then(|| self.events_tx.clone()));
+                    .watch_registrations(self.id, on.then(|| self.outbox.clone()));
                 Reply::Ready(Ok(Response::Done))
             }
             Request::RotateKey { rotation, proof } => {
@@ -909,7 +1001,9 @@ impl Session {
         self.shared.notifier.unregister(&account, self.id);
         self.shared.notifier.disconnect(&account);
         self.account = None;
-        self.authenticated_as(&record);
+        // Never refused: the new key is fresh (the store refuses a key in use), so it has
+        // no session yet.
+        let _ = self.authenticated_as(&record);
         Ok(Response::Authenticated {
             handle: record.handle,
             now: unix_now(),
@@ -1025,33 +1119,50 @@ impl Session {
         .await
     }
 
-    fn read(
-        &self,
-        room: hearth_protocol::RoomId,
-        cap: &hearth_protocol::Cap,
-        from: Seq,
-        limit: u32,
-    ) -> Result<Response, WireError> {
-        let store = &self.shared.store;
-        let (record, access) = match store.access(&room, &cap.hash()).map_err(store_failed)? {
-            Some((record, access)) => (record, access?),
-            None => return Err(crate::store::unknown_room()),
-        };
-        let last = access.last_readable(record.head);
-        let from = Seq(from.0.max(record.first).max(1));
-        let entries = store
-            .entries(&room, from, last, limit.min(MAX_READ_ENTRIES))
-            .map_err(store_failed)?;
-        let entries = fit(entries, |e| e.payload.len());
-        Ok(Response::Entries { entries, last })
-    }
-
     fn unsubscribe(&mut self, room: &hearth_protocol::RoomId) {
         if let Some(handle) = self.subscriptions.remove(room) {
             handle.task.abort();
             self.shared.hub.unsubscribe(&handle.room, handle.id);
         }
     }
+}
+
+/// Runs a store read on tokio's blocking pool, so a large read never holds up the async
+/// workers that drive every connection.
+async fn off_workers<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, WireError> + Send + 'static,
+) -> Result<T, WireError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .unwrap_or_else(|_| Err(internal()))
+}
+
+/// [`Request::Read`]: entries of `room` readable with `cap_hash` from `from`, at most
+/// `limit` and about [`RESPONSE_BYTES`] of payload (the store stops decoding there).
+fn read(
+    store: &dyn crate::store::Store,
+    room: hearth_protocol::RoomId,
+    cap_hash: hearth_protocol::CapHash,
+    from: Seq,
+    limit: u32,
+) -> Result<Response, WireError> {
+    let (record, access) = match store.access(&room, &cap_hash).map_err(store_failed)? {
+        Some((record, access)) => (record, access?),
+        None => return Err(crate::store::unknown_room()),
+    };
+    let last = access.last_readable(record.head);
+    let from = Seq(from.0.max(record.first).max(1));
+    let entries = store
+        .entries_within(
+            &room,
+            from,
+            last,
+            limit.min(MAX_READ_ENTRIES),
+            RESPONSE_BYTES,
+        )
+        .map_err(store_failed)?;
+    let entries = fit(entries, |e| e.payload.len());
+    Ok(Response::Entries { entries, last })
 }
 
 /// Refuses a public name that is empty, too long, or has control characters (it is shown
@@ -1085,6 +1196,8 @@ impl Drop for Session {
         if let Some(account) = &self.account {
             self.shared.notifier.unregister(account, self.id);
         }
+        // Ends anything still waiting to queue for this connection.
+        self.outbox.close();
     }
 }
 

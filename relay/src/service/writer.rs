@@ -13,6 +13,7 @@ use std::sync::Arc;
 use hearth_protocol::{ErrorCode, WireError};
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::AuditLog;
 use super::hub::Hub;
 use super::metrics::Metrics;
 use super::Notifier;
@@ -133,8 +134,8 @@ impl Writer {
         hub: Arc<Hub>,
         notifier: Arc<Notifier>,
         metrics: Arc<Metrics>,
-        floor: Arc<DiskFloor>,
-        health: Arc<StoreHealth>,
+        (floor, health): (Arc<DiskFloor>, Arc<StoreHealth>),
+        audit: Arc<AuditLog>,
     ) -> (Self, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH);
         let (close, closed) = oneshot::channel();
@@ -143,7 +144,7 @@ impl Writer {
             closed,
             store,
             (hub, notifier, metrics),
-            (floor, health),
+            (floor, health, audit),
         ));
         (Self { tx }, close, task)
     }
@@ -163,27 +164,32 @@ impl Writer {
             .await
             .unwrap_or_else(|_| Err(internal()))
     }
-
-    /// Queues `op` without waiting for room in the queue or for the result (audit records).
-    pub(crate) fn fire(&self, op: WriteOp) {
-        let (reply, _) = oneshot::channel();
-        let _ = self.tx.try_send(Job { op, reply });
-    }
 }
+
+/// How often counted audit records are written when no other write carries them.
+const AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn run(
     mut rx: mpsc::Receiver<Job>,
     mut closed: oneshot::Receiver<()>,
     store: Arc<dyn Store>,
     (hub, notifier, metrics): (Arc<Hub>, Arc<Notifier>, Arc<Metrics>),
-    (floor, health): (Arc<DiskFloor>, Arc<StoreHealth>),
+    (floor, health, audit): (Arc<DiskFloor>, Arc<StoreHealth>, Arc<AuditLog>),
 ) {
     let mut jobs = Vec::new();
+    let mut flush = tokio::time::interval(AUDIT_FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let last = tokio::select! {
             n = rx.recv_many(&mut jobs, MAX_BATCH) => {
                 if n == 0 {
                     break;
+                }
+                false
+            }
+            _ = flush.tick() => {
+                if audit.is_empty() {
+                    continue;
                 }
                 false
             }
@@ -196,8 +202,21 @@ async fn run(
                 true
             }
         };
-        if !jobs.is_empty() && floor.low() {
+        let low = floor.low();
+        if !jobs.is_empty() && low {
             refuse_growth(&mut jobs, &store);
+        }
+        // Audit records counted before any write of this batch was queued go with it, so
+        // an acknowledged write means they are stored. While the disk is low they stay
+        // counted in memory (bounded) until there is space.
+        if !low {
+            for record in audit.take() {
+                let (reply, _) = oneshot::channel();
+                jobs.push(Job {
+                    op: WriteOp::Audit(record),
+                    reply,
+                });
+            }
         }
         if !jobs.is_empty() {
             commit(&mut jobs, &store, &hub, &notifier, &metrics, &health).await;
@@ -376,8 +395,11 @@ mod tests {
             Arc::new(Hub::default()),
             Arc::new(Notifier::default()),
             Arc::new(Metrics::default()),
-            Arc::new(DiskFloor::new(dir.path().to_path_buf(), 0)),
-            health.clone(),
+            (
+                Arc::new(DiskFloor::new(dir.path().to_path_buf(), 0)),
+                health.clone(),
+            ),
+            Arc::new(AuditLog::default()),
         );
         assert!(!health.has_failed());
         let refused = writer

@@ -198,20 +198,69 @@ pub fn stale_listing() -> WireError {
     )
 }
 
-/// A suspicious event kept for the owner's audit feed.
+/// Suspicious events of one kind from one address within one window of the owner's audit
+/// feed (see [`AUDIT_WINDOW_SECS`]): counted, not listed one by one, so a flood adds to a
+/// count instead of pushing older records out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    /// When (seconds since the Unix epoch).
+    /// The first occurrence (seconds since the Unix epoch).
     pub time: u64,
     /// What happened, e.g. `auth-failed`.
     pub kind: String,
-    /// Peer IP, if known.
+    /// Peer IP, if known; [`AUDIT_OTHER_ADDRESSES`] for addresses past the window's
+    /// limit of rows.
     pub ip: Option<String>,
-    /// Account short id, if known.
+    /// Account short id, if known (the latest one seen).
     pub account: Option<String>,
-    /// A short detail (never a secret or payload).
+    /// A short detail of the first occurrence (never a secret or payload).
     pub detail: String,
+    /// How many times it happened.
+    pub count: u64,
+    /// The latest occurrence (seconds since the Unix epoch).
+    pub last: u64,
 }
+
+impl AuditRecord {
+    /// One occurrence at `time`.
+    pub fn once(
+        time: u64,
+        kind: &str,
+        ip: Option<String>,
+        account: Option<String>,
+        detail: &str,
+    ) -> Self {
+        Self {
+            time,
+            kind: kind.to_string(),
+            ip,
+            account,
+            detail: detail.chars().take(200).collect(),
+            count: 1,
+            last: time,
+        }
+    }
+
+    /// Adds `other` (of the same kind and address) to this record.
+    pub fn absorb(&mut self, other: &AuditRecord) {
+        self.count = self.count.saturating_add(other.count);
+        self.time = self.time.min(other.time);
+        self.last = self.last.max(other.last);
+        if other.account.is_some() {
+            self.account.clone_from(&other.account);
+        }
+    }
+}
+
+/// The audit feed's window: records of one kind and address within it share one row.
+pub const AUDIT_WINDOW_SECS: u64 = 3600;
+/// Distinct (kind, address) rows one window keeps; further addresses are counted in a
+/// row of their kind with the address [`AUDIT_OTHER_ADDRESSES`]. Bounds what a flood from
+/// many addresses can store, and never drops a count.
+pub const AUDIT_ROWS_PER_WINDOW: usize = 256;
+/// How long audit rows are kept.
+pub const AUDIT_KEEP_SECS: u64 = 90 * 24 * 3600;
+/// The address of the row that counts addresses past [`AUDIT_ROWS_PER_WINDOW`].
+pub const AUDIT_OTHER_ADDRESSES: &str = "(other addresses)";
 
 /// A change to the store; see [`Store::apply`].
 #[derive(Debug, Clone)]
@@ -421,7 +470,8 @@ pub enum WriteOp {
         /// At most this many deletions in this op.
         max_deletions: usize,
     },
-    /// Keep an audit record (the ring keeps the latest [`AUDIT_RING`]).
+    /// Count audit records into their window's row (see [`AuditRecord`]); rows older than
+    /// [`AUDIT_KEEP_SECS`] are dropped.
     Audit(AuditRecord),
 }
 
@@ -429,9 +479,6 @@ pub enum WriteOp {
 /// durable write and a retired key kept for good, and a fresh key would start with fresh
 /// rate-limit buckets.
 pub const ROTATION_COOLDOWN_SECS: u64 = 3600;
-
-/// How many audit records are kept.
-pub const AUDIT_RING: u64 = 1000;
 
 /// What an applied [`WriteOp`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -538,6 +585,29 @@ pub trait Store: Send + Sync {
         after: u64,
         limit: u32,
     ) -> Result<Vec<InboxEntry>, StoreError>;
+    /// Like [`Store::inbox`], but stops once the payloads taken pass `max_bytes` (at least
+    /// one entry is returned if there is one). Stores should override the default, which
+    /// reads `limit` entries and cuts afterwards.
+    fn inbox_within(
+        &self,
+        account: &AccountKey,
+        after: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut entries = self.inbox(account, after, limit)?;
+        let mut total = 0usize;
+        let keep = entries
+            .iter()
+            .position(|e| {
+                let over = total > 0 && total + e.payload.len() > max_bytes;
+                total += e.payload.len();
+                over
+            })
+            .unwrap_or(entries.len());
+        entries.truncate(keep);
+        Ok(entries)
+    }
     /// A room's metadata.
     fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError>;
     /// What `cap_hash` grants in `room` (`Ok(None)`: the room does not exist).
@@ -550,6 +620,31 @@ pub trait Store: Send + Sync {
         to: Seq,
         limit: u32,
     ) -> Result<Vec<Entry>, StoreError>;
+    /// Like [`Store::entries`], but stops once the payloads taken pass `max_bytes` (at
+    /// least one entry is returned if there is one): the read decodes no more than it
+    /// returns, however large the entries. Stores should override the default, which
+    /// reads `limit` entries and cuts afterwards.
+    fn entries_within(
+        &self,
+        room: &RoomId,
+        from: Seq,
+        to: Seq,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = self.entries(room, from, to, limit)?;
+        let mut total = 0usize;
+        let keep = entries
+            .iter()
+            .position(|e| {
+                let over = total > 0 && total + e.payload.len() > max_bytes;
+                total += e.payload.len();
+                over
+            })
+            .unwrap_or(entries.len());
+        entries.truncate(keep);
+        Ok(entries)
+    }
     /// A room's listing in the directory and the room's current epoch index
     /// (`Ok(None)`: not listed).
     fn listing(&self, room: &RoomId) -> Result<Option<(ListingRecord, u64)>, StoreError>;
@@ -557,7 +652,7 @@ pub trait Store: Send + Sync {
     fn listings(&self, limit: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError>;
     /// All invites.
     fn invites(&self) -> Result<Vec<InviteRecord>, StoreError>;
-    /// The latest audit records, newest last.
+    /// The latest audit rows (by window), newest window last.
     fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
     /// Totals.
     fn stats(&self) -> Result<StoreStats, StoreError>;

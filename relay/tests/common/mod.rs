@@ -115,21 +115,19 @@ pub async fn connect_raw(address: &RelayAddress) -> Raw {
 
 /// Connects; `None` when the relay refuses the connection.
 pub async fn try_connect_raw(address: &RelayAddress) -> Option<Raw> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls 1.3")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinVerifier {
-            pin: address.pin,
-            provider,
-        }))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    try_connect_raw_with(address, |_| {}).await
+}
+
+/// Connects with a tuned QUIC transport (e.g. tiny flow-control windows, for a client
+/// that reads slowly or not at all); `None` when the relay refuses the connection.
+pub async fn try_connect_raw_with(
+    address: &RelayAddress,
+    tweak: impl FnOnce(&mut quinn::TransportConfig),
+) -> Option<Raw> {
+    let mut config = client_config(address);
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    tweak(&mut transport);
     config.transport_config(Arc::new(transport));
     let mut endpoint =
         quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
@@ -151,6 +149,38 @@ pub async fn try_connect_raw(address: &RelayAddress) -> Option<Raw> {
         recv,
         exporter,
     })
+}
+
+/// Completes a QUIC handshake only (no stream); `None` when the relay refuses it.
+pub async fn handshake(address: &RelayAddress) -> Option<(quinn::Endpoint, quinn::Connection)> {
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
+    endpoint.set_default_client_config(client_config(address));
+    let addr: SocketAddr = address.host_port().parse().expect("socket address");
+    let conn = endpoint
+        .connect(addr, "hearth-relay")
+        .expect("connect")
+        .await
+        .ok()?;
+    Some((endpoint, conn))
+}
+
+/// A QUIC client configuration that pins `address`'s key (also usable with quinn-proto
+/// directly, to send packets by hand).
+pub fn client_config(address: &RelayAddress) -> quinn::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinVerifier {
+            pin: address.pin,
+            provider,
+        }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
+    quinn::ClientConfig::new(Arc::new(crypto))
 }
 
 /// Reads one frame body; `None` when the stream ended.
@@ -200,7 +230,17 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(address: &RelayAddress) -> Client {
-        let mut raw = connect_raw(address).await;
+        Self::connect_with(address, |_| {}).await
+    }
+
+    /// [`Client::connect`] with a tuned QUIC transport (see [`try_connect_raw_with`]).
+    pub async fn connect_with(
+        address: &RelayAddress,
+        tweak: impl FnOnce(&mut quinn::TransportConfig),
+    ) -> Client {
+        let mut raw = try_connect_raw_with(address, tweak)
+            .await
+            .expect("connection accepted");
         let hello = encode_frame(
             &ClientHello {
                 versions: vec![hearth_protocol::PROTOCOL_VERSION],
@@ -376,6 +416,34 @@ pub async fn new_account(relay: &RunningRelay, handle: &str) -> (Client, Identit
 /// A capability for tests.
 pub fn cap(n: u8) -> Cap {
     Cap([n; 32])
+}
+
+/// Waits until `done` holds, checking whenever the runtime gets round to it; panics
+/// after [`WAIT`]. For state the relay changes in the background (a gauge going back to
+/// zero after a connection closed) that no event announces.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How the relay closed a connection: its application close code and reason.
+pub async fn close_of(conn: &quinn::Connection) -> (u32, String) {
+    match tokio::time::timeout(WAIT, conn.closed())
+        .await
+        .expect("the relay closes the connection in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => (
+            u32::try_from(u64::from(close.error_code)).expect("small code"),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ),
+        other => panic!("closed otherwise: {other:?}"),
+    }
 }
 
 /// Test payloads are tagged so order can be checked.

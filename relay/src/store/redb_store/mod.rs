@@ -11,6 +11,7 @@
 //! - `reads`: [`Store`] itself: the batch entry point and every read.
 
 mod accounts;
+mod audit;
 mod authority;
 mod listings;
 mod reads;
@@ -33,7 +34,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::{
     forbidden, not_listed, stale, stale_listing, unknown_room, Access, AccountRecord, Applied,
     AuditRecord, InviteRecord, ListingRecord, OpResult, RoomRecord, Store, StoreError, StoreStats,
-    WriteOp, AUDIT_RING,
+    WriteOp,
 };
 
 type Bytes = &'static [u8];
@@ -46,7 +47,11 @@ const INBOX: TableDefinition<Bytes, Bytes> = TableDefinition::new("inbox");
 const ROOMS: TableDefinition<Bytes, Bytes> = TableDefinition::new("rooms");
 const EPOCHS: TableDefinition<Bytes, u64> = TableDefinition::new("epochs");
 const ENTRIES: TableDefinition<Bytes, Bytes> = TableDefinition::new("entries");
+/// The audit ring of earlier versions (kept, no longer written or read).
 const AUDIT: TableDefinition<u64, Bytes> = TableDefinition::new("audit");
+/// The aggregated audit feed: window start (8 bytes, big-endian) ++ kind ++ 0 ++ address
+/// -> [`AuditRecord`]. See `audit`.
+const AUDIT_COUNTS: TableDefinition<Bytes, Bytes> = TableDefinition::new("audit_counts");
 /// The directory of public rooms: room id -> [`ListingRecord`].
 const LISTINGS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listings");
 /// Each room's epoch index (commits so far). Rooms from before this table existed are
@@ -157,6 +162,7 @@ impl RedbStore {
             txn.open_table(EPOCHS)?;
             txn.open_table(ENTRIES)?;
             txn.open_table(AUDIT)?;
+            txn.open_table(AUDIT_COUNTS)?;
             txn.open_table(LISTINGS)?;
             txn.open_table(COMMITS)?;
             txn.open_table(RETIRED)?;
@@ -192,7 +198,7 @@ struct Tx<'t> {
     rooms: Table<'t, Bytes, Bytes>,
     epochs: Table<'t, Bytes, u64>,
     entries: Table<'t, Bytes, Bytes>,
-    audit: Table<'t, u64, Bytes>,
+    audit: Table<'t, Bytes, Bytes>,
     listings: Table<'t, Bytes, Bytes>,
     commits: Table<'t, Bytes, u64>,
     retired: Table<'t, Bytes, Bytes>,
@@ -562,22 +568,7 @@ impl Tx<'_> {
                 max_deletions,
             } => self.sweep(now, retention_secs, max_deletions),
             WriteOp::Audit(record) => {
-                let next = match self.audit.last()? {
-                    Some((k, _)) => k.value() + 1,
-                    None => 1,
-                };
-                self.audit.insert(next, encode(&record)?.as_slice())?;
-                if next > AUDIT_RING {
-                    let cutoff = next - AUDIT_RING;
-                    let old: Vec<u64> = self
-                        .audit
-                        .range(..=cutoff)?
-                        .map(|item| item.map(|(k, _)| k.value()))
-                        .collect::<Result<_, _>>()?;
-                    for k in old {
-                        self.audit.remove(k)?;
-                    }
-                }
+                self.count_audit(record)?;
                 Ok(Ok(Applied::Done))
             }
         }

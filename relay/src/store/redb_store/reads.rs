@@ -17,7 +17,7 @@ impl Store for RedbStore {
                 rooms: txn.open_table(ROOMS)?,
                 epochs: txn.open_table(EPOCHS)?,
                 entries: txn.open_table(ENTRIES)?,
-                audit: txn.open_table(AUDIT)?,
+                audit: txn.open_table(AUDIT_COUNTS)?,
                 listings: txn.open_table(LISTINGS)?,
                 commits: txn.open_table(COMMITS)?,
                 retired: txn.open_table(RETIRED)?,
@@ -109,6 +109,17 @@ impl Store for RedbStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<InboxEntry>, StoreError> {
+        self.inbox_within(account, after, limit, usize::MAX)
+    }
+
+    fn inbox_within(
+        &self,
+        account: &AccountKey,
+        after: u64,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<InboxEntry>, StoreError> {
+        let mut taken = 0usize;
         let txn = self.db.begin_read()?;
         let table = txn.open_table(INBOX)?;
         let lo = key2(&account.0, after.saturating_add(1));
@@ -122,7 +133,12 @@ impl Store for RedbStore {
                 break;
             }
             let (k, v) = item?;
+            // Stop before decoding an entry that would pass the budget.
+            if !out.is_empty() && taken.saturating_add(v.value().len()) > max_bytes {
+                break;
+            }
             let stored: StoredInbox = decode(v.value())?;
+            taken = taken.saturating_add(stored.payload.len());
             out.push(InboxEntry {
                 id: tail_u64(k.value()),
                 time: stored.time,
@@ -172,7 +188,19 @@ impl Store for RedbStore {
         to: Seq,
         limit: u32,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.entries_within(room, from, to, limit, usize::MAX)
+    }
+
+    fn entries_within(
+        &self,
+        room: &RoomId,
+        from: Seq,
+        to: Seq,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
+        let mut taken = 0usize;
         if from > to || limit == 0 {
             return Ok(out);
         }
@@ -186,7 +214,13 @@ impl Store for RedbStore {
                 break;
             }
             let (k, v) = item?;
+            // The stored value is the payload plus a few bytes: stop before decoding one
+            // that would pass the budget.
+            if !out.is_empty() && taken.saturating_add(v.value().len()) > max_bytes {
+                break;
+            }
             let stored: StoredEntry = decode(v.value())?;
+            taken = taken.saturating_add(stored.payload.len());
             let next_cap_hash = match stored.kind {
                 EntryKind::Commit => caps
                     .get(k.value())?
@@ -245,7 +279,7 @@ impl Store for RedbStore {
 
     fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(AUDIT)?;
+        let table = txn.open_table(AUDIT_COUNTS)?;
         let mut out = Vec::new();
         for item in table.iter()?.rev() {
             if out.len() >= limit as usize {

@@ -621,3 +621,132 @@ fn a_rotation_moves_the_account_and_retires_the_old_key() {
     assert!(again(10 + ROTATION_COOLDOWN_SECS).is_ok());
     assert_eq!(store.rotations(&handle("alice")).unwrap().len(), 2);
 }
+
+/// Issue 13, item 7: a flood of refusals from many addresses cannot push older audit rows
+/// out, fills a bounded number of rows of its window, and every event is counted.
+#[test]
+fn the_audit_feed_counts_a_flood_without_losing_older_rows() {
+    use crate::store::{AuditRecord, AUDIT_OTHER_ADDRESSES, AUDIT_ROWS_PER_WINDOW};
+    let store = RedbStore::in_memory().unwrap();
+    let hour = crate::store::AUDIT_WINDOW_SECS;
+    let t0 = 1_000 * hour;
+    let early = AuditRecord::once(
+        t0 + 5,
+        "ip-blocked",
+        Some("192.0.2.1".into()),
+        None,
+        "20 failed",
+    );
+    store.apply(vec![WriteOp::Audit(early.clone())]).unwrap();
+    // The next hour: 3,000 refusals from 1,500 addresses, in batches.
+    let flood: Vec<WriteOp> = (0..3_000u32)
+        .map(|i| {
+            let ip = format!("10.0.{}.{}", (i % 1_500) / 256, (i % 1_500) % 256);
+            WriteOp::Audit(AuditRecord::once(
+                t0 + hour + u64::from(i % 60),
+                "malformed-hello",
+                Some(ip),
+                None,
+                "garbage",
+            ))
+        })
+        .collect();
+    for batch in flood.chunks(500) {
+        store.apply(batch.to_vec()).unwrap();
+    }
+    let rows = store.audit(u32::MAX).unwrap();
+    assert_eq!(rows[0], early, "the earlier row is intact");
+    let flooded: Vec<_> = rows
+        .iter()
+        .filter(|r| r.kind == "malformed-hello")
+        .collect();
+    assert_eq!(
+        flooded.len(),
+        AUDIT_ROWS_PER_WINDOW + 1,
+        "bounded rows per window, plus one for other addresses"
+    );
+    assert_eq!(
+        flooded.iter().map(|r| r.count).sum::<u64>(),
+        3_000,
+        "every event counted"
+    );
+    assert!(flooded
+        .iter()
+        .any(|r| r.ip.as_deref() == Some(AUDIT_OTHER_ADDRESSES) && r.count > 1_000));
+    // Rows of one address merge their count and times.
+    let one_address: Vec<_> = flooded
+        .iter()
+        .filter(|r| r.ip.as_deref() == Some("10.0.0.0"))
+        .collect();
+    assert_eq!(one_address.len(), 1);
+    assert_eq!(one_address[0].count, 2);
+    assert!(one_address[0].last >= one_address[0].time);
+}
+
+/// Issue 13, item 10: bounded reads stop at the byte budget (always giving one entry), for
+/// room logs and inboxes alike, and agree with the unbounded reads on what they return.
+#[test]
+fn reads_stop_at_their_byte_budget() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let bob = register(&store, 2, "bob");
+    let room = RoomId([9; 16]);
+    let cap = CapHash([0; 32]);
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: cap,
+            retention_secs: None,
+            now: 1,
+            creator: alice,
+        },
+    )
+    .unwrap();
+    for i in 0..10u8 {
+        let appended = one(
+            &store,
+            WriteOp::Append {
+                room,
+                cap_hash: cap,
+                author: alice,
+                payload: vec![i; 1_000],
+                next_cap_hash: None,
+                admins: None,
+                now: 2,
+                quota: 1 << 30,
+            },
+        );
+        assert!(appended.is_ok());
+        let deposited = one(
+            &store,
+            WriteOp::Deposit {
+                from: alice,
+                to: bob,
+                payload: vec![i; 1_000],
+                now: 2,
+                quota: 1 << 30,
+            },
+        );
+        assert!(deposited.is_ok());
+    }
+    let all = store.entries(&room, Seq(1), Seq(10), 100).unwrap();
+    assert_eq!(all.len(), 10);
+    let some = store
+        .entries_within(&room, Seq(1), Seq(10), 100, 3_500)
+        .unwrap();
+    assert_eq!(some.len(), 3, "3,000 bytes fit, a fourth entry would not");
+    assert_eq!(some[..], all[..3]);
+    let one_entry = store
+        .entries_within(&room, Seq(4), Seq(10), 100, 10)
+        .unwrap();
+    assert_eq!(one_entry.len(), 1, "at least one entry");
+    assert_eq!(one_entry[0].seq, Seq(4));
+
+    let inbox = store.inbox(&bob, 0, 100).unwrap();
+    assert_eq!(inbox.len(), 10);
+    let some = store.inbox_within(&bob, 0, 100, 3_500).unwrap();
+    assert_eq!(some.len(), 3);
+    assert_eq!(some[..], inbox[..3]);
+    assert_eq!(store.inbox_within(&bob, 0, 100, 1).unwrap().len(), 1);
+}

@@ -1,0 +1,306 @@
+//! One connection's outgoing queue, bounded in bytes (issue 13, item 5).
+//!
+//! Everything the relay sends a connection after the hello goes through its [`Outbox`]:
+//! catch-up and live room entries, inbox and registration notices, re-authentication
+//! challenges and (from the QUIC driver) responses. A separate task writes the queue to
+//! the stream, so a client that does not read never blocks the connection's request
+//! loop, its deadlines or its ban.
+//!
+//! The queue counts the bytes it holds (queued, and the item being written) against
+//! `max_bytes` ([`crate::config::RelayConfig::max_queued_bytes_per_connection`]), in two
+//! tiers:
+//!
+//! - what can wait (catch-up reads of a room log) only fills the first half and then
+//!   waits for room ([`Outbox::send`]); what need not arrive (inbox hints) is dropped and
+//!   live pushes fall back to catching up ([`Outbox::try_push`]), so a slow but honest
+//!   reader is never disconnected for reading a large room slowly;
+//! - what cannot wait (responses, re-authentication challenges) may use the whole bound
+//!   ([`Outbox::push`]); past it the push fails and the driver closes the connection: a
+//!   client that keeps asking without reading the answers is disconnected.
+//!
+//! An empty queue always takes one item, so an item larger than the bound still goes out.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use hearth_protocol::Event;
+use tokio::sync::Notify;
+
+use super::metrics::Metrics;
+
+/// Bytes counted for an event besides its payloads (ids, lengths, framing).
+const EVENT_OVERHEAD: usize = 64;
+/// Bytes counted per room entry besides its payload (seq, kind, time, cap hash).
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Something queued for the connection.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A pushed event (encoded by the writer, split into frames if needed).
+    Event(Event),
+    /// A frame the driver encoded already (a response).
+    Frame(Vec<u8>),
+}
+
+impl Outgoing {
+    /// The bytes this item is counted for: its encoded length for a frame, the payloads
+    /// plus a fixed overhead for an event (payloads dominate; an exact count would mean
+    /// encoding twice).
+    pub fn cost(&self) -> usize {
+        match self {
+            Outgoing::Frame(bytes) => bytes.len(),
+            Outgoing::Event(Event::Entries { entries, .. }) => {
+                EVENT_OVERHEAD
+                    + entries
+                        .iter()
+                        .map(|e| e.payload.len() + ENTRY_OVERHEAD)
+                        .sum::<usize>()
+            }
+            Outgoing::Event(_) => EVENT_OVERHEAD,
+        }
+    }
+}
+
+/// Why an item was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// The queue holds too many bytes for this kind of item.
+    #[error("the connection's outgoing queue is full")]
+    Full,
+    /// The connection is ending.
+    #[error("the connection is closing")]
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<(Outgoing, usize)>,
+    /// Bytes of `items` plus the item being written.
+    held: usize,
+    closed: bool,
+}
+
+/// A connection's outgoing queue; see the module documentation.
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer when an item is queued or the queue is closed.
+    queued: Notify,
+    /// Wakes senders waiting for room.
+    drained: Notify,
+    max_bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    /// An empty queue bounded at `max_bytes`, counted in `metrics.queued_bytes`.
+    pub(crate) fn new(max_bytes: usize, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            queued: Notify::new(),
+            drained: Notify::new(),
+            max_bytes: max_bytes.max(2),
+            metrics,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every update below leaves the state consistent before anything can panic.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item` if the bytes held stay within `limit` (or nothing is held).
+    fn enqueue(&self, item: Outgoing, limit: usize) -> Result<(), (PushError, Outgoing)> {
+        let cost = item.cost();
+        {
+            let mut state = self.lock();
+            if state.closed {
+                return Err((PushError::Closed, item));
+            }
+            if state.held > 0 && state.held.saturating_add(cost) > limit {
+                return Err((PushError::Full, item));
+            }
+            state.held += cost;
+            state.items.push_back((item, cost));
+        }
+        self.metrics
+            .queued_bytes
+            .fetch_add(cost as u64, Ordering::Relaxed);
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    /// Queues what cannot wait (a response, a re-authentication challenge) within the
+    /// whole bound. `Full` means the client is not reading: close the connection.
+    pub fn push(&self, item: Outgoing) -> Result<(), PushError> {
+        self.enqueue(item, self.max_bytes).map_err(|(e, _)| e)
+    }
+
+    /// Queues an event that may be dropped or sent later, within half the bound.
+    pub(crate) fn try_push(&self, event: Event) -> Result<(), PushError> {
+        self.enqueue(Outgoing::Event(event), self.max_bytes / 2)
+            .map_err(|(e, _)| e)
+    }
+
+    /// Queues an event that can wait (catch-up), waiting until it fits in half the
+    /// bound. Fails only once the queue is closed.
+    pub(crate) async fn send(&self, event: Event) -> Result<(), PushError> {
+        let mut item = Outgoing::Event(event);
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            match self.enqueue(item, self.max_bytes / 2) {
+                Ok(()) => return Ok(()),
+                Err((PushError::Closed, _)) => return Err(PushError::Closed),
+                Err((PushError::Full, back)) => item = back,
+            }
+            drained.await;
+        }
+    }
+
+    /// The next item to write and its cost, waiting for one; `None` once the queue is
+    /// closed and empty. The item's bytes stay counted until [`Outbox::written`].
+    pub(crate) async fn next(&self) -> Option<(Outgoing, usize)> {
+        loop {
+            let queued = self.queued.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if let Some(item) = state.items.pop_front() {
+                    return Some(item);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            queued.await;
+        }
+    }
+
+    /// An item of `cost` bytes taken with [`Outbox::next`] has been written.
+    pub(crate) fn written(&self, cost: usize) {
+        {
+            let mut state = self.lock();
+            state.held = state.held.saturating_sub(cost);
+        }
+        self.metrics
+            .queued_bytes
+            .fetch_sub(cost as u64, Ordering::Relaxed);
+        self.drained.notify_waiters();
+    }
+
+    /// The next pushed event, for drivers that take events one by one and answer
+    /// requests themselves (in-process transports); frames are skipped. Cancel-safe.
+    pub async fn recv(&self) -> Option<Event> {
+        loop {
+            match self.next().await? {
+                (Outgoing::Event(event), cost) => {
+                    self.written(cost);
+                    return Some(event);
+                }
+                (Outgoing::Frame(_), cost) => self.written(cost),
+            }
+        }
+    }
+
+    /// Refuses further items; the writer still gets what is queued.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.queued.notify_waiters();
+        self.queued.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    /// Bytes held now (queued and being written).
+    pub fn held_bytes(&self) -> usize {
+        self.lock().held
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let held = self.lock().held;
+        self.metrics
+            .queued_bytes
+            .fetch_sub(held as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_protocol::{Entry, EntryKind, RoomId, Seq};
+
+    fn entries(bytes: usize) -> Event {
+        Event::Entries {
+            room: RoomId([1; 16]),
+            entries: vec![Entry {
+                seq: Seq(1),
+                kind: EntryKind::Message,
+                time: 0,
+                payload: vec![0; bytes],
+                next_cap_hash: None,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn bounded_in_bytes_in_two_tiers() {
+        let metrics = Arc::new(Metrics::default());
+        let outbox = Outbox::new(10_000, metrics.clone());
+        // An empty queue takes anything, even larger than the bound.
+        outbox.try_push(entries(20_000)).unwrap();
+        assert_eq!(outbox.try_push(Event::InboxArrived), Err(PushError::Full));
+        let (item, cost) = outbox.next().await.unwrap();
+        assert!(matches!(item, Outgoing::Event(Event::Entries { .. })));
+        assert!(cost > 20_000);
+        assert_eq!(
+            metrics.queued_bytes.load(Ordering::Relaxed),
+            cost as u64,
+            "counted while being written"
+        );
+        outbox.written(cost);
+        assert_eq!(metrics.queued_bytes.load(Ordering::Relaxed), 0);
+
+        // What can wait fills half; what cannot wait the rest, then is refused.
+        outbox.try_push(entries(4_000)).unwrap();
+        assert_eq!(outbox.try_push(entries(2_000)), Err(PushError::Full));
+        outbox.push(Outgoing::Frame(vec![0; 5_000])).unwrap();
+        assert_eq!(
+            outbox.push(Outgoing::Frame(vec![0; 2_000])),
+            Err(PushError::Full)
+        );
+        assert!(outbox.held_bytes() <= 10_000);
+
+        // A waiting sender gets in once the writer drained.
+        let waiting = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.send(entries(1_000)).await })
+        };
+        for _ in 0..2 {
+            let (_, cost) = outbox.next().await.unwrap();
+            outbox.written(cost);
+        }
+        waiting.await.unwrap().unwrap();
+        outbox.close();
+        assert_eq!(outbox.try_push(Event::InboxArrived), Err(PushError::Closed));
+        // The queued item is still handed out, then the end.
+        let (_, cost) = outbox.next().await.unwrap();
+        outbox.written(cost);
+        assert!(outbox.next().await.is_none());
+        drop(outbox);
+        assert_eq!(metrics.queued_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_full_queue_gives_its_bytes_back() {
+        let metrics = Arc::new(Metrics::default());
+        let outbox = Outbox::new(10_000, metrics.clone());
+        outbox.push(Outgoing::Frame(vec![0; 9_000])).unwrap();
+        assert_eq!(metrics.queued_bytes.load(Ordering::Relaxed), 9_000);
+        drop(outbox);
+        assert_eq!(metrics.queued_bytes.load(Ordering::Relaxed), 0);
+    }
+}
