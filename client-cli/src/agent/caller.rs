@@ -41,6 +41,7 @@ pub async fn run(global: &GlobalArgs, args: Vec<String>) -> Result<u8> {
         let run = ToAgent::Run {
             args: args.clone(),
             terminal,
+            full_screen: false,
             build: build.clone(),
         };
         match converse(stream, run).await? {
@@ -254,7 +255,7 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
                     ToCaller::Chat { prompt } => {
                         chat = Some(crate::chat::terminal::start(prompt)?);
                     }
-                    ToCaller::Status(_) => {}
+                    ToCaller::Status(_) | ToCaller::Line(_) | ToCaller::View(_) => {}
                     ToCaller::Done { code, error } => {
                         drop(chat);
                         if let Some(error) = error {

@@ -239,6 +239,7 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
             args,
             terminal,
             build,
+            ..
         } => {
             if build != control.build {
                 tracing::info!("a caller of another build of hearth: stopping for it");

@@ -23,6 +23,10 @@ pub enum ToAgent {
         args: Vec<String>,
         /// Whether the caller's standard input is a terminal (questions can be asked).
         terminal: bool,
+        /// A chat for a full-screen terminal UI: send [`ToCaller::Line`] and
+        /// [`ToCaller::View`] instead of plain output.
+        #[serde(default)]
+        full_screen: bool,
         /// The caller's [`build`]: an agent of another build stops instead of running it.
         build: String,
     },
@@ -50,6 +54,11 @@ pub enum ToCaller {
         /// The prompt.
         prompt: String,
     },
+    /// A chat line, for a full-screen chat (see [`ChatLine`]); a line-mode chat gets
+    /// [`ToCaller::Out`] instead.
+    Line(ChatLine),
+    /// What a full-screen chat shows beside the lines, sent whenever it changes.
+    View(ChatView),
     /// The agent runs another build of hearth than the caller (hearth was upgraded): it
     /// stops, and the caller starts a new one.
     Outdated,
@@ -62,6 +71,113 @@ pub enum ToCaller {
         /// The error, already made inert, without the `error: ` prefix.
         error: Option<String>,
     },
+}
+
+/// One line of a chat, with what a full-screen UI needs to file and style it. Every
+/// string is already inert (see [`crate::inert`]): safe to draw as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLine {
+    /// The room it belongs to (hex id), or `None` for the answer to a command, shown in
+    /// whatever room is on screen.
+    pub room: Option<String>,
+    /// What kind of line.
+    pub kind: LineKind,
+    /// When it was written (Unix seconds, the relay's stamp), for messages.
+    pub time: Option<u64>,
+    /// The message's place in the room's log, for messages: a line with a seq already
+    /// shown in that room is a repeat and is not shown again.
+    pub seq: Option<u64>,
+    /// Who wrote it, as shown (display name and handle), for messages.
+    pub sender: Option<String>,
+    /// The text; a message of several lines keeps its line breaks, each continuation
+    /// line already set under `  | `.
+    pub text: String,
+}
+
+/// How a chat line is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LineKind {
+    /// A message someone else wrote.
+    Message,
+    /// A message someone else wrote that names us (shown highlighted, counted as a
+    /// mention in the rooms list).
+    Mention,
+    /// Our own message, confirmed by the relay.
+    Own,
+    /// A private message (to or from us).
+    Private,
+    /// The start of a room's history as the chat shows it on entering the room: a UI
+    /// that keeps lines per room drops what it had for that room before.
+    Header,
+    /// Something that happened (`* bob joined`), or the answer to a command.
+    Notice,
+    /// A failure or refusal (`! not sent: …`).
+    Error,
+    /// Something the user must know for their safety (`!! …`: a changed key, an impostor,
+    /// a fork).
+    Warning,
+}
+
+/// What a full-screen chat shows around the lines. Every string is already inert.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatView {
+    /// Our handle.
+    pub me: String,
+    /// The relay's address, as shown.
+    pub relay: String,
+    /// Whether the agent is connected to the relay now.
+    pub connected: bool,
+    /// Messages waiting for the relay (see `hearth_core::Delivery::Queued`).
+    pub queued: usize,
+    /// The current room (hex id), where typed lines go.
+    pub current: Option<String>,
+    /// Our rooms, in the order to list them.
+    pub rooms: Vec<RoomEntry>,
+    /// Invitations waiting for an answer (`/accept ID`, `/decline ID`).
+    pub invitations: Vec<InvitationEntry>,
+    /// The members of the current room.
+    pub members: Vec<MemberEntry>,
+    /// The current room's topic, if it has one.
+    pub topic: Option<String>,
+}
+
+/// A room in the rooms list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEntry {
+    /// Hex id (what `/current ID` takes).
+    pub id: String,
+    /// The name as shown (`@nick` for a private conversation).
+    pub label: String,
+    /// A private conversation.
+    pub direct: bool,
+}
+
+/// An invitation in the rooms list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationEntry {
+    /// Hex id (what `/accept ID` and `/decline ID` take).
+    pub id: String,
+    /// The room's name.
+    pub name: String,
+    /// Who invited us.
+    pub from: String,
+}
+
+/// A member in the members pane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEntry {
+    /// Display name and handle, as shown.
+    pub name: String,
+    /// owner, admin or member.
+    pub role: String,
+    /// Whether we verified their key in person (`hearth verify`).
+    pub verified: bool,
+    /// Their key changed since we accepted it: sending is blocked until we decide.
+    pub changed: bool,
+    /// Online now, as far as we know.
+    pub online: bool,
+    /// It is us.
+    pub me: bool,
 }
 
 /// What `hearth agent status` shows.
