@@ -41,7 +41,9 @@ pub mod policy;
 pub mod transcript;
 pub mod transport;
 
-pub use client::{Client, Delivery, Impostor, QueuedMessage, RotationReport};
+pub use client::{
+    Client, Delivery, Impostor, QueuedMessage, RotationReport, PRESENCE_HEARTBEAT, PRESENCE_TTL,
+};
 pub use contacts::{Contact, TrustState};
 pub use error::ClientError;
 pub use events::{

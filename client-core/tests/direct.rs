@@ -132,3 +132,49 @@ async fn presence_is_seen_by_members_and_never_stored() {
     // Only the text is history.
     assert_eq!(alice.texts(home).await, ["hi bob"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_a_client_that_died_expires_and_old_notices_are_not_news() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let carol = relay.user("carol").await;
+    let home = room_with(&alice, &[&bob, &carol], "Home").await;
+    // Carol is away: her client closes and comes back later.
+    let carol_dir = carol.dir.clone();
+    let carol_client = { carol }.client.take().unwrap();
+    carol_client.close().await;
+
+    bob.c().announce_presence().await;
+    alice
+        .wait_for("bob online", |e| {
+            matches!(e, ClientEvent::Presence { handle, online: true, .. } if *handle == h("bob"))
+        })
+        .await;
+    // Bob's client dies without a goodbye (dropped, not closed): alice still has him
+    // online until his heartbeat is overdue.
+    drop(bob.client.take());
+    assert_eq!(alice.c().online(home).await.unwrap(), vec![h("bob")]);
+    // Time passes, for the relay (which stamps entries) and for every device.
+    let later = (hearth_core::PRESENCE_TTL.as_secs() + 60) as i64;
+    hearth_core::clock::set_test_clock_offset(later);
+    hearth_relay::service::set_test_clock_offset(later);
+    assert!(
+        alice.c().online(home).await.unwrap().is_empty(),
+        "a missed heartbeat means offline"
+    );
+
+    // Carol catches up on bob's old "online": history, not news, and not online.
+    let profile = hearth_core::Profile::open(&carol_dir, common::PASS).unwrap();
+    let carol = hearth_core::Client::connect(profile).await.unwrap();
+    let mut events = carol.events();
+    carol.send_text(home, "back").await.unwrap();
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, ClientEvent::Presence { .. }),
+            "a stale presence notice was told as news: {event:?}"
+        );
+    }
+    assert!(carol.online(home).await.unwrap().is_empty());
+    carol.close().await;
+}

@@ -26,6 +26,7 @@ pub use names::{validate_display_name, MAX_DISPLAY_NAME};
 mod ops;
 mod outbox;
 mod presence;
+pub use presence::{PRESENCE_HEARTBEAT, PRESENCE_TTL};
 mod process;
 mod public;
 mod queue;
@@ -336,6 +337,18 @@ impl Client {
             Ok(()) | Err(ClientError::NotConnected) => {}
             Err(e) => return Err(e),
         }
+        self.known_invitations().await
+    }
+
+    /// Declines an invitation: joins only to leave at once, so the room's members see
+    /// us leave instead of keeping a member who never comes.
+    pub async fn decline_invitation(&self, room: RoomId) -> Result<(), ClientError> {
+        self.inner.accept_invitation(room).await?;
+        self.inner.leave(room).await
+    }
+
+    /// Invitations already received and not yet accepted, without asking the relay.
+    pub async fn known_invitations(&self) -> Result<Vec<Invitation>, ClientError> {
         let mut out = Vec::new();
         for room in self.inner.room_handles() {
             let room = room.lock().await;
@@ -591,6 +604,15 @@ impl Client {
         self.inner.announced.store(true, Ordering::SeqCst);
         self.inner.announce(true).await;
         self.inner.announce_name().await;
+    }
+
+    /// Says again that we are online, in every room, if [`Client::announce_presence`]
+    /// was called (see [`PRESENCE_HEARTBEAT`]); a long-running client (the agent) calls
+    /// it every [`PRESENCE_HEARTBEAT`] while connected.
+    pub async fn heartbeat(&self) {
+        if self.inner.announced.load(Ordering::SeqCst) {
+            self.inner.announce(true).await;
+        }
     }
 
     /// The members of `room` whose last presence message said they are online (as seen

@@ -2,6 +2,13 @@
 //! `Body::Presence` message in each room (DESIGN 7), never a relay lookup. Presence is
 //! kept in memory only, never in the history; a client hears of it from the room log, so
 //! on connecting it also learns of announcements made since it last read the room.
+//!
+//! An "online" lasts [`PRESENCE_TTL`] after the relay stamped it: a client that stays
+//! connected says it again every [`PRESENCE_HEARTBEAT`] ([`crate::Client::heartbeat`]),
+//! so one that died without a goodbye (a closed terminal, a killed agent, a lost
+//! network) shows offline once two heartbeats are missed; and a notice older than that,
+//! replayed while catching up, is not told as news. The cost is one small entry per
+//! room per heartbeat in the room's log (six an hour per connected member).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -13,6 +20,19 @@ use super::room::Status;
 use super::{lock, Inner};
 use crate::content::Body;
 use crate::error::ClientError;
+
+/// How often a connected client says again that it is online.
+pub const PRESENCE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// How long an "online" holds after the relay stored it: two heartbeats and some slack.
+pub const PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(25 * 60);
+
+/// Whether a presence notice stored at `at` (relay Unix seconds) still holds at `now`
+/// (the relay's clock as we know it).
+pub(crate) fn is_live(at: u64, now: SystemTime) -> bool {
+    let at = crate::history::time_of(at);
+    now.duration_since(at)
+        .map_or(true, |age| age < PRESENCE_TTL)
+}
 
 /// The last presence heard of each member, per room: online or not, and when the relay
 /// stored it.
@@ -58,14 +78,19 @@ impl Inner {
             let room = room.lock().await;
             room.members()
         };
+        let now = self.clock.now();
         let seen = lock(&self.presence);
         let Some(room) = seen.get(&id) else {
             return Ok(Vec::new());
         };
+        let live = |at: &SystemTime| {
+            now.duration_since(*at)
+                .map_or(true, |age| age < PRESENCE_TTL)
+        };
         Ok(members
             .into_iter()
             .map(|m| m.handle)
-            .filter(|h| room.get(h).is_some_and(|(online, _)| *online))
+            .filter(|h| room.get(h).is_some_and(|(online, at)| *online && live(at)))
             .collect())
     }
 }

@@ -221,6 +221,15 @@ impl Inner {
         let history = fx.history.take();
         let rolled_back = fx.rolled_back;
         if let Some((handle, online)) = fx.presence.take() {
+            // An old notice replayed while catching up is history, not news.
+            let live = super::presence::is_live(entry.time, self.clock.now());
+            if live && room.own_handle().as_ref() != Some(&handle) {
+                fx.events.push(ClientEvent::Presence {
+                    room: room.id,
+                    handle: handle.clone(),
+                    online,
+                });
+            }
             self.saw_presence(room.id, handle, online, entry.time);
         }
         let seq = entry.seq;
@@ -413,11 +422,7 @@ impl Inner {
                     });
                 }
                 if let Body::Presence { online } = *content.body() {
-                    fx.events.push(ClientEvent::Presence {
-                        room: room.id,
-                        handle: sender.clone(),
-                        online,
-                    });
+                    // Told as an event only if still live (see `presence`).
                     fx.presence = Some((sender.clone(), online));
                 }
                 if let Body::Profile { display_name } = content.body() {
