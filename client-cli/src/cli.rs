@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
     name = "hearth",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = ENVIRONMENT_AND_EXIT_STATUS
 )]
 pub struct Cli {
     /// Options every command understands.
@@ -24,6 +25,30 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `hearth --help` and of the man page.
+const ENVIRONMENT_AND_EXIT_STATUS: &str = "\
+Environment:
+  HEARTH_PROFILE            the profile directory (as --profile)
+  HEARTH_PASSPHRASE         the profile's passphrase, when not asked on a terminal
+  HEARTH_NEW_PASSPHRASE     the new passphrase for `hearth passphrase`
+  HEARTH_BACKUP_PASSPHRASE  the passphrase of a backup file
+  HEARTH_AGENT_TIMEOUT      how long the agent keeps the profile unlocked, e.g. 8h
+  HEARTH_NO_AGENT=1         run every command in its own process (as --no-agent)
+  HEARTH_NO_BELL            no terminal bell in the full-screen chat
+  NO_COLOR                  no colours (the QR code is drawn in the terminal's own)
+  RUST_LOG                  which log lines to show (as -v, more precisely)
+
+Exit status:
+  0    success
+  1    failure (the message says what to do)
+  2    wrong usage (unknown command, missing or malformed argument)
+  129, 130, 143  ended by SIGHUP, SIGINT or SIGTERM
+
+Files:
+  <profile>/profile.redb   the encrypted store (mode 0600)
+  <profile>/agent.sock     the agent's socket (mode 0600)
+  <profile>/agent.log      the agent's log";
 
 /// Options every command understands.
 #[derive(Debug, Args)]
@@ -115,7 +140,7 @@ pub enum Command {
     Send {
         /// Room name or id, or @NICK[;NICK2...] for a private message to each
         room: String,
-        /// The message
+        /// The message; `-` reads it from standard input (several lines are kept)
         text: String,
     },
     /// Set the display name the people in your rooms see next to your handle
@@ -166,8 +191,12 @@ pub enum Command {
         /// The shell
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to standard output
-    Man,
+    /// Print the man page (roff), or write one page per command into a directory
+    Man {
+        /// Write hearth.1 and a page for every subcommand (hearth-room-create.1 ...) here
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// The background agent that keeps this profile unlocked and connected
     ///
     /// The first command that needs the profile asks for the passphrase and starts the

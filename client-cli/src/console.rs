@@ -27,6 +27,8 @@ pub struct Caller {
     pub lines: Mutex<mpsc::UnboundedReceiver<String>>,
     /// Whether the caller's standard input is a terminal.
     pub terminal: bool,
+    /// The caller draws a full-screen chat (see [`crate::chat::screen`]).
+    pub full_screen: bool,
     /// Becomes true when the caller has gone (its end of the socket closed).
     pub gone: tokio::sync::watch::Receiver<bool>,
     /// The client the agent holds, shared by every command it runs.

@@ -36,6 +36,13 @@ fn main() -> ExitCode {
             };
         }
     };
+    let cli = match text_from_stdin(cli) {
+        Ok(cli) => cli,
+        Err(err) => {
+            error::print(false, &error::render(&err), error::EXIT_ERROR);
+            return ExitCode::from(error::EXIT_ERROR);
+        }
+    };
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,7 +104,13 @@ async fn through_agent(cli: &cli::Cli) -> Option<u8> {
                 .skip(1)
                 .map(|arg| arg.into_string().ok())
                 .collect();
-            let args = args?;
+            let mut args = args?;
+            // `send ROOM -`: the text read here from standard input goes instead.
+            if let cli::Command::Send { text, .. } = &cli.command {
+                if let Some(dash) = args.iter().rposition(|a| a == "-") {
+                    args[dash] = text.clone();
+                }
+            }
             Some(match agent::caller::run(&cli.global, args).await {
                 Ok(code) => code,
                 Err(err) => {
@@ -109,6 +122,40 @@ async fn through_agent(cli: &cli::Cli) -> Option<u8> {
         }
     }
 }
+
+/// `hearth send ROOM -` sends standard input (a message of several lines, or one made by
+/// a script); refused when empty, or when standard input is a terminal (nothing would
+/// say when to stop).
+fn text_from_stdin(mut cli: cli::Cli) -> anyhow::Result<cli::Cli> {
+    use std::io::{IsTerminal, Read};
+    if let cli::Command::Send { text, .. } = &mut cli.command {
+        if text == "-" {
+            if std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "`-` reads the message from standard input: pipe it in, e.g. `echo hi | hearth send ROOM -`"
+                );
+            }
+            let mut read = String::new();
+            std::io::stdin()
+                .take(MAX_STDIN_MESSAGE as u64 + 1)
+                .read_to_string(&mut read)?;
+            if read.len() > MAX_STDIN_MESSAGE {
+                anyhow::bail!(
+                    "the message on standard input is longer than {MAX_STDIN_MESSAGE} bytes"
+                );
+            }
+            let read = read.trim_end_matches(['\r', '\n']);
+            if read.trim().is_empty() {
+                anyhow::bail!("nothing to send: standard input was empty");
+            }
+            *text = read.to_string();
+        }
+    }
+    Ok(cli)
+}
+
+/// The longest message `send ROOM -` reads, in bytes.
+const MAX_STDIN_MESSAGE: usize = 64 * 1024;
 
 /// Logs go to standard error, and only when asked for: `-v` (warnings), `-vv` (more), or
 /// `RUST_LOG`. The agent logs at info level into its log file.

@@ -264,3 +264,65 @@ async fn lock_forgets_the_key_and_read_shows_only_what_is_new() {
     assert_success(&hearth(&alice, &["history", "family"]).await, "history");
     assert_ne!(agent_pid(&alice).await, Some(pid));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_dash_reads_standard_input_and_every_command_has_a_man_page() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    common::room_with(&alice, "family", &[&bob]).await;
+
+    let mut send = tokio::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+    send.arg("--profile")
+        .arg(&alice)
+        .args(["send", "family", "-"])
+        .env("HEARTH_PASSPHRASE", PASSPHRASE)
+        .env("HEARTH_TEST_FAST_KDF", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut send = send.spawn().expect("hearth starts");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = send.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"shopping list:\nmilk\neggs\n")
+            .await
+            .expect("written");
+    }
+    let out = send.wait_with_output().await.expect("hearth ends");
+    assert_success(&out, "send -");
+    let out = hearth(&bob, &["--json", "read", "family"]).await;
+    let texts: Vec<String> = json_lines(&out)
+        .iter()
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(texts, ["shopping list:\nmilk\neggs"]);
+    // Nothing on standard input: nothing is sent, and the user is told.
+    let out = hearth(&alice, &["send", "family", "-"]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("standard input was empty"),
+        "{}",
+        stderr(&out)
+    );
+
+    // One page per command, so the main page's SEE ALSO leads somewhere.
+    let pages = env.dir.path().join("man");
+    let out = hearth(
+        &alice,
+        &["man", "--out-dir", pages.to_str().expect("UTF-8")],
+    )
+    .await;
+    assert_success(&out, "man --out-dir");
+    let main = std::fs::read_to_string(pages.join("hearth.1")).expect("hearth.1");
+    for see_also in ["hearth-init(1)", "hearth-room(1)", "hearth-agent(1)"] {
+        // roff writes the hyphen as `\-`.
+        let roff = see_also.replace('-', "\\-");
+        assert!(main.contains(&roff), "hearth.1 names {see_also}");
+        let file = format!("{}.1", see_also.trim_end_matches("(1)"));
+        assert!(pages.join(&file).exists(), "{file} is written");
+    }
+    assert!(pages.join("hearth-room-create.1").exists());
+    assert!(main.contains("HEARTH_PASSPHRASE") && main.contains("Exit status"));
+}

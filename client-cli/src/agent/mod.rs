@@ -53,7 +53,7 @@ pub fn route(command: &Command) -> Route {
         | Command::ImportBackup { .. }
         | Command::Demo
         | Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Agent(_)
         | Command::Lock => Route::Here,
         Command::Passphrase | Command::ExportBackup { .. } => Route::HereAfterLock,

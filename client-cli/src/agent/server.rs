@@ -116,12 +116,46 @@ async fn start(global: &GlobalArgs, from_caller: bool) -> Result<(Shared, UnixLi
         }
     });
     client.announce_presence().await;
+    tokio::spawn(heartbeat(Arc::downgrade(&client), events.subscribe()));
     let shared = Shared {
         client,
         events,
         notices,
     };
     Ok((shared, listener, socket))
+}
+
+/// Says we are online again every [`hearth_core::PRESENCE_HEARTBEAT`] while connected,
+/// and at once after a reconnect (the others may have counted us gone meanwhile), so
+/// an agent that dies without a goodbye shows offline soon (see `hearth_core` presence).
+async fn heartbeat(client: std::sync::Weak<Client>, mut events: broadcast::Receiver<ClientEvent>) {
+    let mut every = tokio::time::interval(hearth_core::PRESENCE_HEARTBEAT);
+    every.tick().await;
+    let mut was_lost = false;
+    loop {
+        let beat = tokio::select! {
+            _ = every.tick() => true,
+            event = events.recv() => match event {
+                Ok(ClientEvent::Connection(ConnectionState::Connected)) => std::mem::take(&mut was_lost),
+                Ok(ClientEvent::Connection(ConnectionState::Reconnecting { .. })) => {
+                    was_lost = true;
+                    false
+                }
+                Ok(ClientEvent::Connection(ConnectionState::Closed))
+                | Err(broadcast::error::RecvError::Closed) => return,
+                _ => false,
+            },
+        };
+        if !beat {
+            continue;
+        }
+        let Some(client) = client.upgrade() else {
+            return;
+        };
+        if client.is_connected() {
+            client.heartbeat().await;
+        }
+    }
 }
 
 /// What callers may ask of the agent as a whole.
@@ -234,12 +268,12 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
     let Some(first) = wire::read::<_, ToAgent>(&mut read).await? else {
         return Ok(());
     };
-    let (args, terminal) = match first {
+    let (args, terminal, full_screen) = match first {
         ToAgent::Run {
             args,
             terminal,
             build,
-            ..
+            full_screen,
         } => {
             if build != control.build {
                 tracing::info!("a caller of another build of hearth: stopping for it");
@@ -247,7 +281,7 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
                 control.stop.notify_one();
                 return Ok(());
             }
-            (args, terminal)
+            (args, terminal, full_screen)
         }
         ToAgent::Status => {
             let status = AgentStatus {
@@ -283,6 +317,7 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
         to_caller: to_caller.clone(),
         lines: Mutex::new(lines),
         terminal,
+        full_screen,
         gone,
         session: shared.clone(),
     });

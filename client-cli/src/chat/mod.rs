@@ -5,6 +5,7 @@
 //! the relay, connection state) is printed above the input line as it happens.
 
 pub(crate) mod render;
+pub mod screen;
 pub mod slash;
 pub(crate) mod terminal;
 
@@ -17,6 +18,7 @@ use hearth_protocol::{RoomId, Seq};
 use crate::cli::GlobalArgs;
 use crate::inert::inert;
 use crate::session;
+use screen::Screen;
 use slash::{Command, Input};
 
 /// Runs the interactive chat until `/bye` or end of input.
@@ -35,45 +37,45 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
         Some(name) => state.current = Some(session::resolve_room(&client, name).await?),
         None => state.current = client.rooms().await?.first().map(|r| r.id),
     }
-    let mut term = terminal::start("> ".to_string())?;
-    (term.print)(format!(
+    let term = terminal::start("> ".to_string())?;
+    let mut screen = Screen::new(term);
+    screen.say(format!(
         "hearth: you are {} on {}. Type /help for commands, /bye to quit.",
         state.me,
         client.profile().relay()
     ));
     if let Some(id) = state.current {
-        show_room(&client, &mut term.print, id, &state.me, &mut state.shown).await;
+        show_room(&client, &mut screen, id, &state.me, &mut state.shown).await;
     } else {
-        (term.print)(
-            "No rooms yet: /list shows invitations; `hearth room create NAME` makes a room.".into(),
-        );
+        screen.say("No rooms yet: /list shows invitations; /create NAME makes a room.".into());
     }
     for invitation in client.invitations().await.unwrap_or_default() {
-        (term.print)(render::invitation(&invitation));
+        screen.say(render::invitation(&invitation));
     }
     // What the agent heard while no chat was open and the user must know.
     let names = room_names(&client).await;
     for event in client.missed_notices() {
         if let Some(line) = render::event(&event, state.current, &state.me, &names) {
-            (term.print)(line);
+            screen.event(&event, line, &names, &state.me);
         }
     }
     // The members of our rooms see us come online (and go offline on /bye).
     client.announce_presence().await;
+    screen.view(screen::view(&client, state.current, &state.me).await);
     loop {
         tokio::select! {
-            line = term.lines.recv() => {
+            line = screen.term.lines.recv() => {
                 let Some(line) = line else { break };
                 match slash::parse(&line) {
                     Ok(Input::Empty) => {}
-                    Ok(Input::Message(text)) => send(&client, &state, &mut term.print, &text).await,
+                    Ok(Input::Message(text)) => send(&client, &state, &mut screen, &text).await,
                     Ok(Input::Command(Command::Bye)) => break,
                     Ok(Input::Command(command)) => {
-                        if let Err(err) = execute(&client, &mut state, &mut term.print, command).await {
-                            (term.print)(format!("! {}", inert(&format!("{err:#}"))));
+                        if let Err(err) = execute(&client, &mut state, &mut screen, command).await {
+                            screen.say(format!("! {}", inert(&format!("{err:#}"))));
                         }
                     }
-                    Err(usage) => (term.print)(format!("! {}", inert(&usage))),
+                    Err(usage) => screen.say(format!("! {}", inert(&usage))),
                 }
             }
             event = events.recv() => {
@@ -90,7 +92,7 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                     }
                 }
                 if let Some(line) = render::event(&event, state.current, &state.me, &names) {
-                    (term.print)(line);
+                    screen.event(&event, line, &names, &state.me);
                     if render::is_security(&event) {
                         // Shown: the next `hearth read` need not tell it again.
                         client.missed_notices();
@@ -98,8 +100,11 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                 }
             }
         }
+        if screen.is_full_screen() {
+            screen.view(screen::view(&client, state.current, &state.me).await);
+        }
     }
-    (term.print)("Bye.".into());
+    screen.say("Bye.".into());
     client.close().await;
     Ok(())
 }
@@ -123,26 +128,26 @@ struct ChatState {
     shown: HashMap<RoomId, Seq>,
 }
 
-async fn send(client: &Client, state: &ChatState, print: &mut terminal::Printer, text: &str) {
+async fn send(client: &Client, state: &ChatState, screen: &mut Screen, text: &str) {
     let Some(room) = state.current else {
-        print("! no current room: /list shows your rooms, /join ROOM picks one".into());
+        screen.say("! no current room: /list shows your rooms, /join ROOM picks one".into());
         return;
     };
     match client.send_text_or_queue(room, text).await {
         // Shown when its own copy comes back from the relay.
         Ok(hearth_core::Delivery::Sent(_)) => {}
-        Ok(hearth_core::Delivery::Queued { waiting }) => print(format!(
+        Ok(hearth_core::Delivery::Queued { waiting }) => screen.say(format!(
             "* pending ({waiting} waiting): the relay cannot be reached; sent when it is back: {}",
             inert(text)
         )),
-        Err(err) => print(format!("! not sent: {}", inert(&err.to_string()))),
+        Err(err) => screen.say(format!("! not sent: {}", inert(&err.to_string()))),
     }
 }
 
 async fn execute(
     client: &Client,
     state: &mut ChatState,
-    print: &mut terminal::Printer,
+    screen: &mut Screen,
     command: Command,
 ) -> Result<()> {
     let current = || {
@@ -153,13 +158,13 @@ async fn execute(
     match command {
         Command::Help(topic) => {
             for line in slash::help(topic.as_deref()).lines() {
-                print(inert(line).into_owned());
+                screen.say(inert(line).into_owned());
             }
         }
         Command::List => {
             let rooms = client.rooms().await?;
             if rooms.is_empty() {
-                print("You are in no room yet.".into());
+                screen.say("You are in no room yet.".into());
             }
             for room in rooms {
                 let mark = if Some(room.id) == state.current {
@@ -169,23 +174,23 @@ async fn execute(
                 };
                 if room.direct {
                     let label = crate::output::room_label(&room, &state.me);
-                    print(format!("{mark} {label:<20} private conversation"));
+                    screen.say(format!("{mark} {label:<20} private conversation"));
                     continue;
                 }
                 let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
-                print(format!(
+                screen.say(format!(
                     "{mark} {:<20} {}",
                     inert(&room.name),
                     members.join(", ")
                 ));
             }
             for invitation in client.invitations().await? {
-                print(render::invitation(&invitation));
+                screen.say(render::invitation(&invitation));
             }
             for listed in client.public_rooms().await? {
                 if !listed.joined {
                     let name = inert(&listed.public_name);
-                    print(format!("  {name:<20} public room: /join {name}"));
+                    screen.say(format!("  {name:<20} public room: /join {name}"));
                 }
             }
         }
@@ -194,15 +199,15 @@ async fn execute(
             let joined_name = inert(&joined_name);
             match how {
                 session::Joined::Invitation { from } => {
-                    print(format!("* you joined {joined_name} (invited by {from})"))
+                    screen.say(format!("* you joined {joined_name} (invited by {from})"))
                 }
                 session::Joined::Public => {
-                    print(format!("* you joined the public room {joined_name}"))
+                    screen.say(format!("* you joined the public room {joined_name}"))
                 }
                 session::Joined::AlreadyMember => {}
             }
             state.current = Some(room);
-            show_room(client, print, room, &state.me, &mut state.shown).await;
+            show_room(client, screen, room, &state.me, &mut state.shown).await;
         }
         Command::Leave => {
             let room = current()?;
@@ -213,22 +218,22 @@ async fn execute(
                 .into_iter()
                 .map(|r| r.id)
                 .find(|id| *id != room);
-            print("* you left the room".into());
+            screen.say("* you left the room".into());
         }
         Command::Current(None) => {
             let names = room_names(client).await;
             match state.current {
-                Some(room) => print(format!(
+                Some(room) => screen.say(format!(
                     "* current room: {}",
                     render::room_name(&names, &state.me, room)
                 )),
-                None => print("* no current room".into()),
+                None => screen.say("* no current room".into()),
             }
         }
         Command::Current(Some(name)) => {
             let room = session::resolve_room(client, &name).await?;
             state.current = Some(room);
-            show_room(client, print, room, &state.me, &mut state.shown).await;
+            show_room(client, screen, room, &state.me, &mut state.shown).await;
         }
         Command::Who => {
             let room = current()?;
@@ -242,7 +247,7 @@ async fn execute(
                 };
                 let note = format!("{trust}{seen}");
                 let fp = hearth_core::fingerprint::fingerprint(&member.account);
-                print(format!(
+                screen.say(format!(
                     "  {:<16} {:<7} {}{note}",
                     member.handle.as_str(),
                     member.role.to_string(),
@@ -254,19 +259,19 @@ async fn execute(
             let room = current()?;
             let handle = session::parse_handle(&nick)?;
             client.invite(room, &handle).await?;
-            print(format!("* invited {handle}"));
+            screen.say(format!("* invited {handle}"));
         }
         Command::Kick(nick) => {
             let room = current()?;
             let handle = session::parse_handle(&nick)?;
             client.kick(room, &handle).await?;
-            print(format!("* you kicked {handle}"));
+            screen.say(format!("* you kicked {handle}"));
         }
         Command::Ban(nick) => {
             let room = current()?;
             let handle = session::parse_handle(&nick)?;
             client.ban(room, &handle).await?;
-            print(format!(
+            screen.say(format!(
                 "* you banned {handle}; no admin can re-add them until /unban"
             ));
         }
@@ -274,7 +279,7 @@ async fn execute(
             let room = current()?;
             let handle = session::parse_handle(&nick)?;
             client.unban(room, &handle).await?;
-            print(format!(
+            screen.say(format!(
                 "* {handle} is no longer banned (invite them again with /invite)"
             ));
         }
@@ -282,29 +287,29 @@ async fn execute(
             let room = current()?;
             let handle = session::parse_handle(&nick)?;
             client.grant_admin(room, &handle).await?;
-            print(format!("* {handle} is now an admin"));
+            screen.say(format!("* {handle} is now an admin"));
         }
         Command::Revoke(nick) => {
             let room = current()?;
             let handle = session::parse_handle(&nick)?;
             client.revoke_admin(room, &handle).await?;
-            print(format!("* {handle} is no longer an admin"));
+            screen.say(format!("* {handle} is no longer an admin"));
         }
         Command::Rename(name) => {
             let room = current()?;
             client.rename(room, &name).await?;
-            print(format!("* room renamed to {}", inert(&name)));
+            screen.say(format!("* room renamed to {}", inert(&name)));
         }
         Command::Expire(setting) => {
             let room = current()?;
             let expire = crate::commands::parse_expiry(&setting)?;
             client.set_expiry(room, expire).await?;
             match expire {
-                Some(after) => print(format!(
+                Some(after) => screen.say(format!(
                     "* messages now disappear after {}",
                     humantime::format_duration(after)
                 )),
-                None => print("* messages no longer disappear".into()),
+                None => screen.say("* messages no longer disappear".into()),
             }
         }
         Command::Msg { nicks, text } => {
@@ -319,7 +324,7 @@ async fn execute(
                     Err(err) => Err(err),
                 };
                 if let Err(err) = sent {
-                    print(format!(
+                    screen.say(format!(
                         "! not sent to {}",
                         inert(&format!("{nick}: {err:#}"))
                     ));
@@ -329,17 +334,106 @@ async fn execute(
         Command::Rebuild => {
             let room = current()?;
             let new = client.rebuild(room).await?;
-            print("* rebuilt the room as a new one; its members were invited there".into());
+            screen.say("* rebuilt the room as a new one; its members were invited there".into());
             state.current = Some(new);
-            show_room(client, print, new, &state.me, &mut state.shown).await;
+            show_room(client, screen, new, &state.me, &mut state.shown).await;
         }
         Command::Nick(name) => {
             client.set_display_name(&name).await?;
             let name = client.display_name(&state.me).unwrap_or(name);
-            print(format!(
+            screen.say(format!(
                 "* you are now known as {} ({})",
                 inert(&name),
                 state.me
+            ));
+        }
+        Command::Create(name) => {
+            let room = client.create_room(&name).await?;
+            screen.say(format!(
+                "* created {}; invite people with /invite NICK",
+                inert(&name)
+            ));
+            state.current = Some(room);
+            show_room(client, screen, room, &state.me, &mut state.shown).await;
+        }
+        Command::Topic(topic) => {
+            let room = current()?;
+            client.set_topic(room, &topic).await?;
+            if topic.is_empty() {
+                screen.say("* topic cleared".into());
+            } else {
+                screen.say(format!("* topic set to {}", inert(&topic)));
+            }
+        }
+        Command::Publish(public_name) => {
+            let room = current()?;
+            client.publish_room(room, &public_name).await?;
+            screen.say(format!(
+                "* listed publicly as \"{}\": anyone registered on the relay can join; the name and the members' handles are visible to the relay",
+                inert(&public_name)
+            ));
+        }
+        Command::Info => {
+            let room = current()?;
+            let policy = client.policy(room).await?;
+            let list = |hs: &[hearth_protocol::Handle]| {
+                let names: Vec<&str> = hs.iter().map(|h| h.as_str()).collect();
+                if names.is_empty() {
+                    "-".to_string()
+                } else {
+                    names.join(", ")
+                }
+            };
+            screen.say(format!("* name:   {}", inert(&policy.name)));
+            screen.say(format!(
+                "* topic:  {}",
+                if policy.topic.is_empty() {
+                    "-".into()
+                } else {
+                    inert(&policy.topic)
+                }
+            ));
+            screen.say(format!("* owner:  {}", policy.owner));
+            screen.say(format!("* admins: {}", list(&policy.admins)));
+            screen.say(format!("* banned: {}", list(&policy.banned)));
+            screen.say(format!(
+                "* expiry: {}",
+                policy
+                    .expire
+                    .map(|d| humantime::format_duration(d).to_string())
+                    .unwrap_or_else(|| "off".into())
+            ));
+        }
+        Command::Verify(nick) => {
+            let handle = session::parse_handle(&nick)?;
+            let contact = client
+                .contact(&handle)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user named {handle} on this relay"))?;
+            let number = hearth_core::safety_number(&client.profile().account(), &contact.account);
+            screen.say(format!("* safety number with {handle}: {number}"));
+            screen.say(format!(
+                "* compare it in person with what {handle} sees; then record it with `hearth verify {handle}` outside the chat"
+            ));
+        }
+        Command::Accept(which) => {
+            let invitation = pick_invitation(client, &which).await?;
+            client.accept_invitation(invitation.room).await?;
+            screen.say(format!(
+                "* you joined {} (invited by {})",
+                inert(&invitation.name),
+                invitation.from
+            ));
+            state.current = Some(invitation.room);
+            show_room(client, screen, invitation.room, &state.me, &mut state.shown).await;
+        }
+        Command::Decline(which) => {
+            let invitation = pick_invitation(client, &which).await?;
+            client.decline_invitation(invitation.room).await?;
+            screen.say(format!(
+                "* you declined the invitation to {} from {}",
+                inert(&invitation.name),
+                invitation.from
             ));
         }
         Command::Bye => {}
@@ -347,24 +441,55 @@ async fn execute(
     Ok(())
 }
 
-/// Prints the room's header and recent history.
+/// The one pending invitation `which` names (room name, or at least 4 hex digits of
+/// its id).
+async fn pick_invitation(client: &Client, which: &str) -> Result<hearth_core::Invitation> {
+    let wanted = which.to_lowercase();
+    let mut found: Vec<_> = client
+        .invitations()
+        .await?
+        .into_iter()
+        .filter(|i| {
+            i.name.to_lowercase() == wanted
+                || (wanted.len() >= 4 && i.room.to_hex().starts_with(&wanted))
+        })
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => anyhow::bail!(
+            "no invitation to {}: /list shows your invitations",
+            inert(which)
+        ),
+        n => anyhow::bail!(
+            "{n} invitations match {}: name the one you mean by its id",
+            inert(which)
+        ),
+    }
+}
+
+/// Shows the room's header and recent history.
 async fn show_room(
     client: &Client,
-    print: &mut terminal::Printer,
+    screen: &mut Screen,
     room: RoomId,
     me: &hearth_protocol::Handle,
     shown: &mut HashMap<RoomId, Seq>,
 ) {
     let names = room_names(client).await;
-    print(format!("-- {} --", render::room_name(&names, me, room)));
-    match client.history(room, 20, None).await {
+    screen.header(
+        room,
+        format!("-- {} --", render::room_name(&names, me, room)),
+    );
+    // A full-screen chat keeps a scrollback per room: give it more to scroll through.
+    let count = if screen.is_full_screen() { 200 } else { 20 };
+    match client.history(room, count, None).await {
         Ok(items) => {
             for item in items {
-                print(render::message(&item, &names, me));
+                screen.message(&item, &names, me);
                 mark_shown(shown, item.room, item.seq);
             }
         }
-        Err(err) => print(format!(
+        Err(err) => screen.say(format!(
             "! cannot read history: {}",
             inert(&err.to_string())
         )),

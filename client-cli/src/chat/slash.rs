@@ -55,6 +55,20 @@ pub enum Command {
     Expire(String),
     /// `/rebuild`
     Rebuild,
+    /// `/create NAME`
+    Create(String),
+    /// `/topic [TEXT]` (no text clears it)
+    Topic(String),
+    /// `/publish NAME`
+    Publish(String),
+    /// `/info`
+    Info,
+    /// `/verify NICK`
+    Verify(String),
+    /// `/accept ROOM`
+    Accept(String),
+    /// `/decline ROOM`
+    Decline(String),
 }
 
 /// Name, usage and one line of help for every command, in the order `/help` lists them.
@@ -121,6 +135,29 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "/rebuild",
         "re-create a broken room with the same members (admins)",
     ),
+    ("create", "/create NAME", "create a room and switch to it"),
+    (
+        "topic",
+        "/topic [TEXT]",
+        "set the current room's topic; without TEXT, clear it (admins)",
+    ),
+    (
+        "publish",
+        "/publish NAME",
+        "list the current room publicly on the relay as NAME (admins)",
+    ),
+    (
+        "info",
+        "/info",
+        "the current room's owner, admins, bans, topic and timer",
+    ),
+    (
+        "verify",
+        "/verify NICK",
+        "show the safety number to compare with NICK in person",
+    ),
+    ("accept", "/accept ROOM", "accept an invitation"),
+    ("decline", "/decline ROOM", "decline an invitation"),
 ];
 
 /// The usage line of a command, for error messages.
@@ -206,6 +243,13 @@ pub fn parse(line: &str) -> Result<Input, String> {
         "ren" | "rename" => Command::Rename(text("ren")?),
         "expire" => Command::Expire(one("expire")?),
         "rebuild" => return none("rebuild", Command::Rebuild),
+        "create" => Command::Create(text("create")?),
+        "topic" => Command::Topic(rest.to_string()),
+        "publish" => Command::Publish(text("publish")?),
+        "info" => return none("info", Command::Info),
+        "verify" => Command::Verify(one("verify")?),
+        "accept" => Command::Accept(text("accept")?),
+        "decline" => Command::Decline(text("decline")?),
         other => {
             return Err(format!(
                 "unknown command /{other}: type /help for the list (start with // to send a message beginning with /)"
@@ -313,5 +357,36 @@ mod tests {
         assert!(help(Some("rebuild")).starts_with("/rebuild"));
         assert_eq!(parse("/rebuild"), Ok(Input::Command(Command::Rebuild)));
         assert_eq!(parse("/rebuild now"), Err("usage: /rebuild".into()));
+    }
+
+    #[test]
+    fn room_commands_of_the_full_screen_chat() {
+        assert_eq!(
+            parse("/create Sunday lunch"),
+            Ok(Input::Command(Command::Create("Sunday lunch".into())))
+        );
+        assert_eq!(parse("/create"), Err("usage: /create NAME".into()));
+        assert_eq!(
+            parse("/topic"),
+            Ok(Input::Command(Command::Topic(String::new())))
+        );
+        assert_eq!(
+            parse("/topic dinner at 7"),
+            Ok(Input::Command(Command::Topic("dinner at 7".into())))
+        );
+        assert_eq!(parse("/info"), Ok(Input::Command(Command::Info)));
+        assert_eq!(
+            parse("/verify bob"),
+            Ok(Input::Command(Command::Verify("bob".into())))
+        );
+        assert_eq!(parse("/verify"), Err("usage: /verify NICK".into()));
+        assert_eq!(
+            parse("/accept 6af17e38"),
+            Ok(Input::Command(Command::Accept("6af17e38".into())))
+        );
+        assert_eq!(
+            parse("/decline kitchen"),
+            Ok(Input::Command(Command::Decline("kitchen".into())))
+        );
     }
 }

@@ -25,8 +25,19 @@ pub struct Terminal {
     pub lines: mpsc::UnboundedReceiver<String>,
     /// Prints above the prompt.
     pub print: Printer,
+    /// For a full-screen chat in the caller's terminal: where chat lines and views go
+    /// instead of `print`.
+    pub full_screen: Option<FullScreen>,
     /// Restores the terminal's settings when dropped (after `print`, which it may outlive).
     _restore: Option<Restore>,
+}
+
+/// The sinks of a full-screen chat (see [`crate::chat::screen`]).
+pub struct FullScreen {
+    /// A chat line.
+    pub line: Box<dyn FnMut(crate::agent::wire::ChatLine) + Send>,
+    /// The view beside the lines.
+    pub view: Box<dyn FnMut(crate::agent::wire::ChatView) + Send>,
 }
 
 /// Starts reading input on a background thread; inside the agent, the caller's terminal
@@ -66,6 +77,7 @@ pub fn start(prompt: String) -> Result<Terminal> {
                     println!("{line}");
                 }
             }),
+            full_screen: None,
             _restore: Some(restore),
         })
     } else {
@@ -80,6 +92,7 @@ pub fn start(prompt: String) -> Result<Terminal> {
         Ok(Terminal {
             lines,
             print: Box::new(|line| println!("{line}")),
+            full_screen: None,
             _restore: None,
         })
     }
@@ -101,11 +114,24 @@ fn remote(caller: Arc<crate::console::Caller>, prompt: String) -> Terminal {
         }
     });
     let to_caller = caller.to_caller.clone();
+    let full_screen = caller.full_screen.then(|| {
+        let lines_to = caller.to_caller.clone();
+        let views_to = caller.to_caller.clone();
+        FullScreen {
+            line: Box::new(move |line| {
+                let _ = lines_to.send(ToCaller::Line(line));
+            }),
+            view: Box::new(move |view| {
+                let _ = views_to.send(ToCaller::View(view));
+            }),
+        }
+    });
     Terminal {
         lines,
         print: Box::new(move |line| {
             let _ = to_caller.send(ToCaller::Out(line));
         }),
+        full_screen,
         _restore: None,
     }
 }

@@ -161,12 +161,30 @@ pub async fn rotate_key(global: &GlobalArgs, yes: bool) -> Result<()> {
     Ok(())
 }
 
+/// A QR code of `data` in half-block characters, with its quiet zone. On a terminal
+/// (and unless NO_COLOR is set) it is drawn black on white whatever the terminal's
+/// theme: drawn in the theme's own colours, a dark theme shows it inverted, which many
+/// phone scanners do not read.
 pub(crate) fn qr(data: &str) -> String {
-    match qrcode::QrCode::new(data.as_bytes()) {
-        Ok(code) => code
-            .render::<qrcode::render::unicode::Dense1x2>()
-            .quiet_zone(true)
-            .build(),
-        Err(_) => String::new(),
+    let Ok(code) = qrcode::QrCode::new(data.as_bytes()) else {
+        return String::new();
+    };
+    let drawn = code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .quiet_zone(true)
+        .build();
+    let colour = crate::console::is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if !colour {
+        return drawn;
     }
+    drawn
+        .lines()
+        .map(|line| format!("{BLACK_ON_WHITE}{line}{RESET}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
+
+/// Black foreground (the dark modules) on a bright white background (the light ones).
+const BLACK_ON_WHITE: &str = "\x1b[30;107m";
+/// Back to the terminal's own colours.
+const RESET: &str = "\x1b[0m";

@@ -47,7 +47,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo => crate::demo::run().await,
         Command::Completions { shell } => docs::completions(shell),
-        Command::Man => docs::man(),
+        Command::Man { out_dir } => docs::man(out_dir.as_deref()),
         // Run by `main` itself: the agent runs commands, so it cannot be one of them.
         Command::Agent(_) | Command::Lock => {
             anyhow::bail!("`hearth agent` and `hearth lock` do not run inside the agent")
