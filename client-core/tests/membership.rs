@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{h, Relay};
+use common::{h, room_with, Relay};
 use hearth_core::ClientEvent;
 
 /// Invite, kick, invite again, all before the invitee accepted: the invitee holds two
@@ -147,4 +147,103 @@ async fn a_welcome_lost_after_its_commit_is_delivered_at_the_next_connection() {
     bob.c().accept_invitation(room).await.unwrap();
     alice.c().send_text(room, "you made it").await.unwrap();
     bob.wait_text("you made it").await;
+}
+
+/// Once armed, performs the next `Commit` but reports the connection lost instead of its
+/// answer, as when the relay stored it and died before replying.
+struct LoseFirstCommitAnswer(
+    hearth_core::transport::quic::QuicConnector,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+struct LoseFirstCommitAnswerLink(
+    std::sync::Arc<dyn hearth_core::transport::Link>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl hearth_core::transport::Link for LoseFirstCommitAnswerLink {
+    fn call(
+        &self,
+        request: hearth_protocol::Request,
+    ) -> hearth_core::transport::BoxFuture<
+        '_,
+        Result<
+            Result<hearth_protocol::Response, hearth_protocol::WireError>,
+            hearth_core::transport::TransportError,
+        >,
+    > {
+        Box::pin(async move {
+            let commit = matches!(request, hearth_protocol::Request::Commit { .. });
+            let answer = self.0.call(request).await;
+            if commit && self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(hearth_core::transport::TransportError::Closed);
+            }
+            answer
+        })
+    }
+
+    fn close(&self) {
+        self.0.close();
+    }
+}
+
+impl hearth_core::transport::Connector for LoseFirstCommitAnswer {
+    fn connect(
+        &self,
+    ) -> hearth_core::transport::BoxFuture<
+        '_,
+        Result<hearth_core::transport::Connection, hearth_core::transport::TransportError>,
+    > {
+        Box::pin(async move {
+            let mut conn = self.0.connect().await?;
+            conn.link = std::sync::Arc::new(LoseFirstCommitAnswerLink(conn.link, self.1.clone()));
+            Ok(conn)
+        })
+    }
+
+    fn address(&self) -> String {
+        self.0.address()
+    }
+}
+
+/// Issue 13: a kick whose answer was lost happened; it is reported done (the log says
+/// so), not failed, and nobody retries it into an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_whose_answer_was_lost_is_reported_done_from_the_log() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    alice.client.take().unwrap().close().await;
+    let profile = hearth_core::Profile::open(&alice.dir, common::PASS).unwrap();
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connector = std::sync::Arc::new(LoseFirstCommitAnswer(
+        hearth_core::transport::quic::QuicConnector::new(profile.relay().clone()),
+        lost.clone(),
+    ));
+    let lossy = hearth_core::Client::connect_with(profile, connector)
+        .await
+        .unwrap();
+    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    lossy
+        .kick(room, &h("bob"))
+        .await
+        .expect("the kick happened");
+    assert!(
+        !lost.load(std::sync::atomic::Ordering::SeqCst),
+        "the kick's answer was lost"
+    );
+    let members: Vec<_> = lossy
+        .members(room)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.handle)
+        .collect();
+    assert_eq!(members, vec![h("alice")]);
+    bob.wait_for("bob's removal", |e| {
+        matches!(e, ClientEvent::RemovedFromRoom { .. })
+    })
+    .await;
+    lossy.close().await;
 }

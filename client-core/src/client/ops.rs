@@ -104,6 +104,11 @@ pub(crate) fn build_self_update(
     Ok(Some((commit, welcome)))
 }
 
+/// How long an operation whose answer was lost waits for the log to tell its outcome.
+const OUTCOME_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How often it looks whether the connection is back meanwhile.
+const OUTCOME_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Inner {
     /// Reads and processes every entry after the last processed one, up to the relay's
     /// head (following epochs as commits are processed), then makes sure the room is
@@ -335,10 +340,19 @@ impl Inner {
                     return Ok(Some((seq, welcome)));
                 }
                 Ok(other) => return Err(unexpected(&other)),
-                // Outcome unknown: keep the in-flight commit; the next catch-up after
-                // reconnecting tells whether the relay stored it.
+                // Outcome unknown (the answer was lost with the connection): the log
+                // tells, as soon as it can be read again. Landed: done. Not landed: the
+                // change did not happen, so it is tried again. Unreadable for too long:
+                // the error, and the in-flight commit stays for the next catch-up.
                 Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => {
-                    return Err(e)
+                    match self.outcome_of_lost_answer(room).await {
+                        Some(Some(seq)) => {
+                            self.republish_quietly(room).await;
+                            return Ok(Some((seq, welcome)));
+                        }
+                        Some(None) => continue,
+                        None => return Err(e),
+                    }
                 }
                 Err(e) => {
                     self.resolve_inflight(room)?;
@@ -365,6 +379,36 @@ impl Inner {
             }
         }
         Err(ClientError::Contention(room.id))
+    }
+
+    /// After an append whose answer was lost: waits (at most [`OUTCOME_WAIT`]) until the
+    /// relay can be read, catches up, and says where our entry landed (`Some(Some(seq))`),
+    /// that it did not (`Some(None)`), or that the log could not be read (`None`).
+    async fn outcome_of_lost_answer(&self, room: &mut Room) -> Option<Option<Seq>> {
+        room.landed_own = None;
+        let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
+        loop {
+            if self
+                .link
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some()
+            {
+                match self.catch_up(room).await {
+                    Ok(()) => return Some(room.landed_own.take()),
+                    Err(ClientError::NotConnected | ClientError::Unreachable { .. }) => {}
+                    Err(e) => {
+                        tracing::info!("room {}: cannot read the log: {e}", room.id);
+                        return None;
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            // The driver is reconnecting meanwhile (its backoff starts at 250 ms).
+            tokio::time::sleep(OUTCOME_POLL).await;
+        }
     }
 
     pub(crate) async fn create_room(&self, name: &str) -> Result<RoomId, ClientError> {
@@ -414,6 +458,7 @@ impl Inner {
             commit_proposals: false,
             orphaned_epoch: None,
             expected_end: None,
+            landed_own: None,
             removed: false,
         };
         match response {

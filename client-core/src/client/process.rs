@@ -111,6 +111,7 @@ impl Inner {
             .as_ref()
             .is_some_and(|inflight| inflight.payload() == entry.payload);
         let own = if own_entry {
+            room.landed_own = Some(entry.seq);
             room.rec.inflight.take()
         } else {
             None

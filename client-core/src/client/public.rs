@@ -493,6 +493,7 @@ impl Inner {
             commit_proposals: false,
             orphaned_epoch: None,
             expected_end: None,
+            landed_own: None,
             removed: false,
         };
         let mut events = Vec::new();

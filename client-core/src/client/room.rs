@@ -186,6 +186,9 @@ pub struct Room {
     /// told ended yet: its `SubscriptionEnded` (with this `next`) is still on its way and
     /// is not about the current subscription.
     pub expected_end: Option<Seq>,
+    /// Where our last in-flight entry was found in the log, when processing found it
+    /// there: how an operation whose answer was lost learns that it happened.
+    pub landed_own: Option<Seq>,
 }
 
 /// A commit the relay appended and we refused: it announced a capability other than the
@@ -224,6 +227,7 @@ impl Room {
             commit_proposals: false,
             orphaned_epoch: None,
             expected_end: None,
+            landed_own: None,
         }))
     }
 
