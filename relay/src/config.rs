@@ -36,8 +36,28 @@ pub struct RelayConfig {
     pub data_dir: PathBuf,
     /// Largest payload of one envelope (room entry, inbox entry, KeyPackage).
     pub max_envelope_bytes: usize,
-    /// Bytes an account may keep stored (unless given its own quota).
+    /// Bytes an account may keep stored (unless given its own quota). Every stored object
+    /// counts its payload plus a fixed overhead for what the relay keeps around it (128
+    /// bytes for a message, inbox entry or KeyPackage, 256 for a commit or listing, 512
+    /// for a room; see `store::OBJECT_OVERHEAD_BYTES`), so empty objects are not free.
+    /// Hits only that account.
     pub quota_bytes_per_account: u64,
+    /// Rooms one account may create on this relay. The relay keeps a room as long as its
+    /// members may write to it (it cannot tell an abandoned room from a quiet one), so
+    /// this counts every room the account created. Refused with `QuotaExceeded`. Hits only
+    /// that account; a household member creates a few rooms and one per private
+    /// conversation, far below the default.
+    pub max_rooms_per_account: u64,
+    /// Rooms one account may have listed in the public directory at once (listing or
+    /// renaming counts against the admin who does it; members refreshing a listing after
+    /// a commit are not counted). Refused with `QuotaExceeded`. Hits only that account.
+    /// The directory also answers round-robin by lister, so one account's listings
+    /// cannot crowd out another's.
+    pub max_public_rooms_per_account: u64,
+    /// One-use KeyPackages one account may keep on the relay (the client keeps 20 and
+    /// tops up below 10). Expired ones make room. Refused with `QuotaExceeded`. Hits only
+    /// that account.
+    pub max_key_packages_per_account: u64,
     /// Sustained requests per second per account.
     pub rate_per_second: f64,
     /// Requests an account may send in a burst.
@@ -104,6 +124,9 @@ impl Default for RelayConfig {
             data_dir: default_data_dir(),
             max_envelope_bytes: hearth_protocol::limits::DEFAULT_MAX_ENVELOPE_LEN,
             quota_bytes_per_account: 256 * 1024 * 1024,
+            max_rooms_per_account: 1000,
+            max_public_rooms_per_account: 20,
+            max_key_packages_per_account: 200,
             rate_per_second: 200.0,
             rate_burst: 400,
             max_connections_per_ip: 32,
@@ -178,8 +201,16 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # Largest envelope (one message, Welcome or KeyPackage) in bytes.
 # max_envelope_bytes = 65536
 
-# Bytes each account may keep stored on the relay (256 MiB).
+# Bytes each account may keep stored on the relay (256 MiB). Each stored object counts a
+# fixed overhead on top of its payload (128 bytes for a message, 512 for a room).
 # quota_bytes_per_account = 268435456
+
+# Per account: rooms it may create (the relay keeps a room while its members may write to
+# it), rooms it may list in the public directory, and one-use key packages it may keep
+# (clients keep 20).
+# max_rooms_per_account = 1000
+# max_public_rooms_per_account = 20
+# max_key_packages_per_account = 200
 
 # Per-account request rate: sustained requests per second, and burst size.
 # rate_per_second = 200.0

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::config::RelayConfig;
 use crate::service::{unix_now, Metrics, Relay};
-use crate::store::{RedbStore, StoreError, WriteOp};
+use crate::store::{RedbStore, StoreError};
 
 /// File name of the database in the data dir.
 pub const STORE_FILE: &str = "relay.redb";
@@ -253,21 +253,18 @@ async fn sweep_loop(relay: Relay, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         next = tokio::time::Instant::now() + every;
-        let op = WriteOp::Sweep {
-            now: unix_now(),
-            retention_secs: relay.config().retention_secs,
-            max_deletions: 50_000,
+        let sweep = tokio::select! {
+            sweep = relay.sweep(unix_now()) => sweep,
+            _ = shutdown.changed() => return,
         };
-        match relay.write(op).await {
-            Ok(crate::store::Applied::Swept {
-                entries,
-                inbox,
-                listings,
-            }) if entries + inbox + listings > 0 => {
+        match sweep {
+            Ok(t) if t.entries + t.inbox + t.listings + t.epochs > 0 => {
                 tracing::info!(
-                    entries,
-                    inbox,
-                    listings,
+                    entries = t.entries,
+                    inbox = t.inbox,
+                    listings = t.listings,
+                    epochs = t.epochs,
+                    batches = t.batches,
                     "retention sweep deleted expired envelopes"
                 );
             }

@@ -329,6 +329,55 @@ impl Relay {
         self.shared.writer.submit(op).await
     }
 
+    /// Runs one retention sweep as if the clock read `now`: what is due is found on store
+    /// snapshots ([`Store::sweep_scan`], on a blocking thread, beside the writer) about
+    /// [`SWEEP_SCAN_ROWS`] rows at a time, and each find is deleted by one small
+    /// [`WriteOp::SweepItems`] in the writer's next group commit, so writes from people
+    /// never wait long behind the sweep.
+    pub async fn sweep(&self, now: u64) -> Result<SweepTotals, hearth_protocol::WireError> {
+        let retention_secs = self.shared.config.retention_secs;
+        let mut totals = SweepTotals::default();
+        let mut cursor = crate::store::SweepCursor::default();
+        loop {
+            let store = self.shared.store.clone();
+            let from = cursor.clone();
+            let scan = tokio::task::spawn_blocking(move || {
+                store.sweep_scan(&from, now, retention_secs, SWEEP_SCAN_ROWS)
+            })
+            .await
+            .map_err(|_| writer::internal())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "retention sweep could not read the store");
+                writer::internal()
+            })?;
+            totals.scans += 1;
+            if !scan.items.is_empty() {
+                let op = WriteOp::SweepItems {
+                    now,
+                    retention_secs,
+                    items: scan.items,
+                };
+                if let crate::store::Applied::Swept {
+                    entries,
+                    inbox,
+                    listings,
+                    epochs,
+                } = self.write(op).await?
+                {
+                    totals.entries += entries;
+                    totals.inbox += inbox;
+                    totals.listings += listings;
+                    totals.epochs += epochs;
+                    totals.batches += 1;
+                }
+            }
+            match scan.next {
+                Some(next) => cursor = next,
+                None => return Ok(totals),
+            }
+        }
+    }
+
     /// Writes the audit records counted so far, and returns once they are stored.
     pub async fn flush_audit(&self) {
         let records = self.shared.audit_log.take();
@@ -361,6 +410,26 @@ impl Relay {
             let _ = task.await;
         }
     }
+}
+
+/// Rows one scan of the retention sweep reads before what it found is deleted.
+pub const SWEEP_SCAN_ROWS: usize = 2048;
+
+/// What one retention sweep ([`Relay::sweep`]) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepTotals {
+    /// Room entries deleted.
+    pub entries: u64,
+    /// Inbox entries deleted.
+    pub inbox: u64,
+    /// Directory listings deleted.
+    pub listings: u64,
+    /// Rows of ended epochs deleted.
+    pub epochs: u64,
+    /// Snapshot scans made.
+    pub scans: u64,
+    /// Deleting write ops applied.
+    pub batches: u64,
 }
 
 /// A fresh token and the op that stores its hash.

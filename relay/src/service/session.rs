@@ -581,6 +581,7 @@ impl Session {
                     packages: packages.into_iter().map(|p| p.into_vec()).collect(),
                     last_resort: last_resort.map(|p| p.into_vec()),
                     quota,
+                    max_stock: self.shared.config.max_key_packages_per_account,
                 };
                 self.pending(op, |applied| match applied {
                     Applied::Stock {
@@ -693,6 +694,8 @@ impl Session {
                     retention_secs,
                     now,
                     creator: account,
+                    quota,
+                    max_rooms: self.shared.config.max_rooms_per_account,
                 };
                 self.pending(op, |_| Response::Done).await
             }
@@ -813,6 +816,7 @@ impl Session {
                         publisher: account,
                     },
                     quota,
+                    max_listings: self.shared.config.max_public_rooms_per_account,
                 };
                 self.pending(op, |_| Response::Done).await
             }

@@ -381,6 +381,15 @@ mod tests {
         fn stats(&self) -> Result<StoreStats, StoreError> {
             self.0.stats()
         }
+        fn sweep_scan(
+            &self,
+            c: &crate::store::SweepCursor,
+            now: u64,
+            r: u64,
+            n: usize,
+        ) -> Result<crate::store::SweepScan, StoreError> {
+            self.0.sweep_scan(c, now, r, n)
+        }
     }
 
     /// A failed durable write is answered as such and marks the store failed, which the

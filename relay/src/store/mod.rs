@@ -11,7 +11,8 @@
 mod redb_store;
 
 use hearth_protocol::{
-    AccountKey, CapHash, Entry, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq, WireError,
+    AccountKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq,
+    WireError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -178,10 +179,45 @@ pub struct ListingRecord {
 }
 
 impl ListingRecord {
-    /// The bytes charged to the publisher's quota.
+    /// The bytes charged to the publisher's quota: name and GroupInfo, plus
+    /// [`LISTING_OVERHEAD_BYTES`].
     pub fn bytes(&self) -> u64 {
-        (self.group_info.len() + self.public_name.len()) as u64
+        (self.group_info.len() + self.public_name.len()) as u64 + LISTING_OVERHEAD_BYTES
     }
+}
+
+/// What the quota charges for every stored object on top of its payload: a message
+/// entry, an inbox entry, a KeyPackage. It is what the relay keeps per object besides the
+/// payload: the key (room id + seq, or account key + id: 24 to 40 bytes), the record
+/// around the payload (entry kind, time, author or depositor: about 40 bytes), and redb's
+/// per-entry bookkeeping in a B-tree leaf, rounded up for leaves that are not full. So an
+/// empty object is not free: a quota of 256 MiB holds at most about 2 million of them.
+pub const OBJECT_OVERHEAD_BYTES: u64 = 128;
+/// What the quota charges for a commit on top of its payload: an entry
+/// ([`OBJECT_OVERHEAD_BYTES`]) plus the capability hash it announced (room id + seq ->
+/// 32 bytes) and the row of the epoch it ended (room id + capability hash -> seq).
+pub const COMMIT_OVERHEAD_BYTES: u64 = 2 * OBJECT_OVERHEAD_BYTES;
+/// What the quota charges for a directory listing on top of its name and GroupInfo: the
+/// record and the two rows that say who listed it.
+pub const LISTING_OVERHEAD_BYTES: u64 = 2 * OBJECT_OVERHEAD_BYTES;
+/// What the quota charges the creator of a room for the room itself: its record (head,
+/// first seq, current capability hash, retention, times), its list of admins, its epoch
+/// counter. Kept as long as the room is (see the sweep: a room's capability holders can
+/// write to it whenever they come back, so the relay keeps these rows).
+pub const ROOM_OVERHEAD_BYTES: u64 = 4 * OBJECT_OVERHEAD_BYTES;
+
+/// The bytes a room entry of `kind` with `payload_len` bytes of payload is charged.
+pub fn entry_cost(kind: EntryKind, payload_len: usize) -> u64 {
+    payload_len as u64
+        + match kind {
+            EntryKind::Message => OBJECT_OVERHEAD_BYTES,
+            EntryKind::Commit => COMMIT_OVERHEAD_BYTES,
+        }
+}
+
+/// The bytes an inbox entry or KeyPackage with `payload_len` bytes is charged.
+pub fn object_cost(payload_len: usize) -> u64 {
+    payload_len as u64 + OBJECT_OVERHEAD_BYTES
 }
 
 /// The error for a room that is not in the directory (indistinguishable from a room that
@@ -319,6 +355,9 @@ pub enum WriteOp {
         last_resort: Option<Vec<u8>>,
         /// The relay's default quota.
         quota: u64,
+        /// One-use packages one account may have stored
+        /// ([`crate::config::RelayConfig::max_key_packages_per_account`]).
+        max_stock: u64,
     },
     /// Take one KeyPackage of an account.
     TakeKeyPackage {
@@ -355,8 +394,13 @@ pub enum WriteOp {
         retention_secs: Option<u64>,
         /// Now.
         now: u64,
-        /// Who creates it: the room's first admin.
+        /// Who creates it: the room's first admin, charged [`ROOM_OVERHEAD_BYTES`].
         creator: AccountKey,
+        /// The relay's default quota.
+        quota: u64,
+        /// Rooms one account may create
+        /// ([`crate::config::RelayConfig::max_rooms_per_account`]).
+        max_rooms: u64,
     },
     /// Append a message, or a commit that rotates the capability.
     Append {
@@ -389,6 +433,9 @@ pub enum WriteOp {
         listing: ListingRecord,
         /// The relay's default quota.
         quota: u64,
+        /// Rooms one account may have listed
+        /// ([`crate::config::RelayConfig::max_public_rooms_per_account`]).
+        max_listings: u64,
     },
     /// Take a room out of the directory, if `cap_hash` is the current capability and
     /// `author` one of the room's admins.
@@ -461,14 +508,26 @@ pub enum WriteOp {
         /// Now (one rotation per account per [`ROTATION_COOLDOWN_SECS`]).
         now: u64,
     },
-    /// Delete expired room entries and inbox entries.
+    /// The whole retention sweep in this one op: [`Store::sweep_scan`] and
+    /// [`WriteOp::SweepItems`] in turn until nothing is due or about `max_deletions` rows
+    /// went (tools and tests; the relay's sweeper runs small [`WriteOp::SweepItems`] ops).
     Sweep {
         /// Now.
         now: u64,
         /// The relay's retention.
         retention_secs: u64,
-        /// At most this many deletions in this op.
+        /// About this many deletions at most in this op.
         max_deletions: usize,
+    },
+    /// Delete what a [`Store::sweep_scan`] found due, each item checked again (it was
+    /// found on an earlier snapshot), and refund the quota it took.
+    SweepItems {
+        /// Now (as given to the scan).
+        now: u64,
+        /// The relay's retention.
+        retention_secs: u64,
+        /// What the scan found.
+        items: Vec<SweepItem>,
     },
     /// Count audit records into their window's row (see [`AuditRecord`]); rows older than
     /// [`AUDIT_KEEP_SECS`] are dropped.
@@ -532,7 +591,72 @@ pub enum Applied {
         inbox: u64,
         /// Directory listings deleted.
         listings: u64,
+        /// Rows of ended epochs deleted (their capabilities could read nothing any more).
+        epochs: u64,
     },
+}
+
+/// Which of the store's collections a retention sweep is looking at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SweepPhase {
+    /// Room logs (expired entries) and their epochs.
+    #[default]
+    Rooms,
+    /// Inbox entries.
+    Inbox,
+    /// Directory listings.
+    Listings,
+}
+
+/// Where a retention sweep goes on from (see [`Store::sweep_scan`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepCursor {
+    /// The collection.
+    pub phase: SweepPhase,
+    /// The key to start at, inclusive (`None`: the first).
+    pub from: Option<Vec<u8>>,
+}
+
+/// Something a retention sweep found due, deleted by [`WriteOp::SweepItems`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SweepItem {
+    /// A room's expired entries up to and including `through` (commits still within the
+    /// relay's retention are kept).
+    Entries {
+        /// The room.
+        room: RoomId,
+        /// The last seq that may go.
+        through: u64,
+    },
+    /// Rows of epochs of a room that ended before its first stored entry: a capability
+    /// of one of them could read nothing.
+    Epochs {
+        /// The room.
+        room: RoomId,
+        /// The epochs' capability hashes.
+        caps: Vec<CapHash>,
+    },
+    /// An expired inbox entry.
+    Inbox {
+        /// Whose inbox.
+        account: AccountKey,
+        /// The entry id.
+        id: u64,
+    },
+    /// An expired directory listing.
+    Listing {
+        /// The room.
+        room: RoomId,
+    },
+}
+
+/// What one [`Store::sweep_scan`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepScan {
+    /// What is due (a few hundred items at most).
+    pub items: Vec<SweepItem>,
+    /// Where the next scan starts (`None`: this sweep is done).
+    pub next: Option<SweepCursor>,
 }
 
 /// Totals for `hearth-relay status`.
@@ -648,7 +772,9 @@ pub trait Store: Send + Sync {
     /// A room's listing in the directory and the room's current epoch index
     /// (`Ok(None)`: not listed).
     fn listing(&self, room: &RoomId) -> Result<Option<(ListingRecord, u64)>, StoreError>;
-    /// The directory: at most `limit` listed rooms, ordered by public name.
+    /// The directory: at most `limit` listed rooms, ordered by public name. Past the
+    /// limit, rooms are taken round-robin by who listed them, so each account's listings
+    /// get an equal share and one account cannot hide another's.
     fn listings(&self, limit: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError>;
     /// All invites.
     fn invites(&self) -> Result<Vec<InviteRecord>, StoreError>;
@@ -656,4 +782,14 @@ pub trait Store: Send + Sync {
     fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
     /// Totals.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Finds what a retention sweep at `now` deletes, from `cursor` on, reading about
+    /// `max_rows` rows of a consistent snapshot (so it runs beside the writer, not in its
+    /// transaction). Apply `items` with [`WriteOp::SweepItems`], then scan from `next`.
+    fn sweep_scan(
+        &self,
+        cursor: &SweepCursor,
+        now: u64,
+        retention_secs: u64,
+        max_rows: usize,
+    ) -> Result<SweepScan, StoreError>;
 }

@@ -77,21 +77,64 @@ impl Tx<'_> {
         packages: Vec<Vec<u8>>,
         last_resort: Option<Vec<u8>>,
         quota: u64,
+        max_stock: u64,
     ) -> Result<OpResult, StoreError> {
-        let mut bytes: u64 = packages.iter().map(|p| p.len() as u64).sum();
+        let lo = key2(&account.0, 0);
+        let hi = key2(&account.0, u64::MAX);
+        let stored = self
+            .key_packages
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            .count() as u64;
+        let adding = packages.len() as u64;
+        // Over the limit, expired packages (of no use to anyone) make room, if this
+        // publish goes through; their lifetimes are only checked then, as that costs a
+        // signature check each.
+        let mut expired = Vec::new();
+        if stored.saturating_add(adding) > max_stock {
+            for item in self
+                .key_packages
+                .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            {
+                let (k, v) = item?;
+                if crate::key_packages::is_expired(v.value()) {
+                    expired.push((k.value().to_vec(), object_cost(v.value().len())));
+                }
+            }
+            let live = stored - expired.len() as u64;
+            if live.saturating_add(adding) > max_stock {
+                return Ok(Err(WireError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "this account has {live} key packages on the relay and may keep at most \
+                         {max_stock} (max_key_packages_per_account): publish fewer; they are \
+                         used up one per invitation"
+                    ),
+                )));
+            }
+        }
+        let refund: u64 = expired.iter().map(|(_, cost)| cost).sum();
+        let mut bytes: u64 = packages.iter().map(|p| object_cost(p.len())).sum();
         let old_last = match self.last_resort.get(account.0.as_slice())? {
-            Some(v) => v.value().len() as u64,
+            Some(v) => object_cost(v.value().len()),
             None => 0,
         };
         if let Some(l) = &last_resort {
-            bytes += l.len() as u64;
+            bytes += object_cost(l.len());
         }
-        if let Err(e) = self.charge(&account, bytes, quota)? {
+        // The expired packages' refund counts before the charge, so the space they free
+        // can be used by this publish.
+        if let Err(e) = self.charge(&account, bytes.saturating_sub(refund), quota)? {
             return Ok(Err(e));
         }
         let Some(mut record) = self.account(&account)? else {
             return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
         };
+        if refund > bytes {
+            record.used_bytes = record.used_bytes.saturating_sub(refund - bytes);
+        }
+        for (k, _) in &expired {
+            self.key_packages.remove(k.as_slice())?;
+        }
         for package in packages {
             record.next_key_package_id += 1;
             self.key_packages.insert(
@@ -129,7 +172,7 @@ impl Tx<'_> {
         {
             let (k, v) = item?;
             if crate::key_packages::is_expired(v.value()) {
-                expired.push((k.value().to_vec(), v.value().len() as u64));
+                expired.push((k.value().to_vec(), object_cost(v.value().len())));
                 continue;
             }
             first = Some((k.value().to_vec(), v.value().to_vec()));
@@ -141,7 +184,7 @@ impl Tx<'_> {
         }
         if let Some((k, package)) = first {
             self.key_packages.remove(k.as_slice())?;
-            record.used_bytes = record.used_bytes.saturating_sub(package.len() as u64);
+            record.used_bytes = record.used_bytes.saturating_sub(object_cost(package.len()));
             self.put_account(&record)?;
             return Ok(Ok(Applied::KeyPackage { account, package }));
         }

@@ -14,6 +14,7 @@ mod accounts;
 mod audit;
 mod authority;
 mod listings;
+mod migrate;
 mod reads;
 mod rooms;
 mod rotation;
@@ -32,9 +33,9 @@ use redb::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{
-    forbidden, not_listed, stale, stale_listing, unknown_room, Access, AccountRecord, Applied,
-    AuditRecord, InviteRecord, ListingRecord, OpResult, RoomRecord, Store, StoreError, StoreStats,
-    WriteOp,
+    entry_cost, forbidden, not_listed, object_cost, stale, stale_listing, unknown_room, Access,
+    AccountRecord, Applied, AuditRecord, InviteRecord, ListingRecord, OpResult, RoomRecord, Store,
+    StoreError, StoreStats, WriteOp, ROOM_OVERHEAD_BYTES,
 };
 
 type Bytes = &'static [u8];
@@ -68,6 +69,15 @@ const ROOM_ADMINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("room_ad
 const COMMIT_CAPS: TableDefinition<Bytes, Bytes> = TableDefinition::new("commit_caps");
 /// Authors of reverted commits, barred from committing: room id -> `Vec<AccountKey>`.
 const BARRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("barred");
+/// Rooms each account created, by handle (a key rotation keeps the handle), counted
+/// against `max_rooms_per_account`. Filled from the rooms' owners when the table is new.
+const ROOMS_CREATED: TableDefinition<&str, u64> = TableDefinition::new("rooms_created");
+/// Who listed each public room: room id -> the key of the admin who listed it (or last
+/// renamed it). A member refreshing the listing after a commit does not change it.
+const LISTERS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listers");
+/// [`LISTERS`] by account: account key ++ room id -> nothing, counted against
+/// `max_public_rooms_per_account`.
+const LISTED_BY: TableDefinition<Bytes, Bytes> = TableDefinition::new("listed_by");
 
 /// A room entry as stored: the author is kept only to refund quota when it expires.
 #[derive(Serialize, Deserialize)]
@@ -170,6 +180,7 @@ impl RedbStore {
             txn.open_table(ROOM_ADMINS)?;
             txn.open_table(COMMIT_CAPS)?;
             txn.open_table(BARRED)?;
+            migrate::count_rooms_and_listers(&txn)?;
         }
         txn.commit()?;
         Ok(())
@@ -206,6 +217,9 @@ struct Tx<'t> {
     room_admins: Table<'t, Bytes, Bytes>,
     commit_caps: Table<'t, Bytes, Bytes>,
     barred: Table<'t, Bytes, Bytes>,
+    rooms_created: Table<'t, &'static str, u64>,
+    listers: Table<'t, Bytes, Bytes>,
+    listed_by: Table<'t, Bytes, Bytes>,
 }
 
 /// The number of commits a room has had: its counter, or for a room from before the
@@ -294,7 +308,9 @@ impl Tx<'_> {
         if record.used_bytes.saturating_add(bytes) > quota {
             return Ok(Err(err(
                 ErrorCode::QuotaExceeded,
-                "the account's storage quota is used up",
+                "the account's storage quota on the relay is used up (every message, room, \
+                 key package and invitation counts): wait for old messages to expire, or ask \
+                 the relay's owner for a larger quota",
             )));
         }
         record.used_bytes += bytes;
@@ -379,7 +395,8 @@ impl Tx<'_> {
                 packages,
                 last_resort,
                 quota,
-            } => self.publish(account, packages, last_resort, quota),
+                max_stock,
+            } => self.publish(account, packages, last_resort, quota, max_stock),
             WriteOp::TakeKeyPackage { handle } => self.take_key_package(handle),
             WriteOp::Deposit {
                 from,
@@ -394,7 +411,7 @@ impl Tx<'_> {
                     return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
                 };
                 let to = recipient.account;
-                if let Err(e) = self.charge(&from, payload.len() as u64, quota)? {
+                if let Err(e) = self.charge(&from, object_cost(payload.len()), quota)? {
                     return Ok(Err(e));
                 }
                 let Some(mut recipient) = self.account(&to)? else {
@@ -418,7 +435,8 @@ impl Tx<'_> {
                 for id in ids {
                     if let Some(v) = self.inbox.remove(key2(&account.0, id).as_slice())? {
                         let stored: StoredInbox = decode(v.value())?;
-                        *refunds.entry(stored.from).or_default() += stored.payload.len() as u64;
+                        *refunds.entry(stored.from).or_default() +=
+                            object_cost(stored.payload.len());
                         removed += 1;
                     }
                 }
@@ -431,13 +449,9 @@ impl Tx<'_> {
                 retention_secs,
                 now,
                 creator,
+                quota,
+                max_rooms,
             } => {
-                if self.room(&room)?.is_some() {
-                    return Ok(Err(err(
-                        ErrorCode::RoomExists,
-                        "a room with this id exists",
-                    )));
-                }
                 let record = RoomRecord {
                     head: 0,
                     first: 1,
@@ -446,11 +460,7 @@ impl Tx<'_> {
                     created: now,
                     bytes: 0,
                 };
-                self.put_room(&room, &record)?;
-                if let Err(e) = self.put_room_admins(&room, &[creator])? {
-                    return Ok(Err(e));
-                }
-                Ok(Ok(Applied::Done))
+                self.create_room(room, record, creator, quota, max_rooms)
             }
             WriteOp::Append {
                 room,
@@ -473,7 +483,8 @@ impl Tx<'_> {
                 cap_hash,
                 listing,
                 quota,
-            } => self.publish_room(room, cap_hash, listing, quota),
+                max_listings,
+            } => self.publish_room(room, cap_hash, listing, quota, max_listings),
             WriteOp::UnpublishRoom {
                 room,
                 cap_hash,
@@ -567,6 +578,11 @@ impl Tx<'_> {
                 retention_secs,
                 max_deletions,
             } => self.sweep(now, retention_secs, max_deletions),
+            WriteOp::SweepItems {
+                now,
+                retention_secs,
+                items,
+            } => Ok(Ok(self.sweep_items(now, retention_secs, items)?.applied())),
             WriteOp::Audit(record) => {
                 self.count_audit(record)?;
                 Ok(Ok(Applied::Done))

@@ -25,6 +25,9 @@ impl Store for RedbStore {
                 room_admins: txn.open_table(ROOM_ADMINS)?,
                 commit_caps: txn.open_table(COMMIT_CAPS)?,
                 barred: txn.open_table(BARRED)?,
+                rooms_created: txn.open_table(ROOMS_CREATED)?,
+                listers: txn.open_table(LISTERS)?,
+                listed_by: txn.open_table(LISTED_BY)?,
             };
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
@@ -253,16 +256,47 @@ impl Store for RedbStore {
     fn listings(&self, limit: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LISTINGS)?;
-        let mut out = Vec::new();
+        let listers = txn.open_table(LISTERS)?;
+        // Each lister's listings, by name.
+        let mut by_lister: std::collections::BTreeMap<AccountKey, Vec<(RoomId, ListingRecord)>> =
+            std::collections::BTreeMap::new();
         for item in table.iter()? {
             let (k, v) = item?;
             let Ok(id) = <[u8; 16]>::try_from(k.value()) else {
                 continue;
             };
-            out.push((RoomId(id), decode::<ListingRecord>(v.value())?));
+            let listing: ListingRecord = decode(v.value())?;
+            let lister = listers
+                .get(k.value())?
+                .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
+                .map_or(listing.publisher, AccountKey);
+            by_lister
+                .entry(lister)
+                .or_default()
+                .push((RoomId(id), listing));
+        }
+        let mut queues: Vec<std::collections::VecDeque<(RoomId, ListingRecord)>> = by_lister
+            .into_values()
+            .map(|mut list| {
+                list.sort_by(|a, b| a.1.public_name.cmp(&b.1.public_name).then(a.0.cmp(&b.0)));
+                list.into()
+            })
+            .collect();
+        // Round-robin over listers: past the limit, every lister keeps as many as the one
+        // with the fewest cut, so one account's many listings cannot hide another's.
+        let mut out = Vec::new();
+        while out.len() < limit && !queues.is_empty() {
+            for queue in &mut queues {
+                if out.len() >= limit {
+                    break;
+                }
+                if let Some(next) = queue.pop_front() {
+                    out.push(next);
+                }
+            }
+            queues.retain(|q| !q.is_empty());
         }
         out.sort_by(|a, b| a.1.public_name.cmp(&b.1.public_name).then(a.0.cmp(&b.0)));
-        out.truncate(limit);
         Ok(out)
     }
 
@@ -290,6 +324,29 @@ impl Store for RedbStore {
         }
         out.reverse();
         Ok(out)
+    }
+
+    fn sweep_scan(
+        &self,
+        cursor: &crate::store::SweepCursor,
+        now: u64,
+        retention_secs: u64,
+        max_rows: usize,
+    ) -> Result<crate::store::SweepScan, StoreError> {
+        let txn = self.db.begin_read()?;
+        super::sweep::scan(
+            &super::sweep::ScanTables {
+                rooms: &txn.open_table(ROOMS)?,
+                entries: &txn.open_table(ENTRIES)?,
+                epochs: &txn.open_table(EPOCHS)?,
+                inbox: &txn.open_table(INBOX)?,
+                listings: &txn.open_table(LISTINGS)?,
+            },
+            cursor,
+            now,
+            retention_secs,
+            max_rows,
+        )
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {

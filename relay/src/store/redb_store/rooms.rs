@@ -10,7 +10,55 @@ pub(super) struct Commit {
     pub admins: Option<Vec<AccountKey>>,
 }
 
+/// The refusal of a room over [`crate::config::RelayConfig::max_rooms_per_account`].
+fn too_many_rooms(created: u64) -> WireError {
+    WireError::new(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "this account has created {created} rooms on this relay, the most it allows one \
+             account (max_rooms_per_account): use one of your rooms, or ask the relay's owner \
+             to raise the limit"
+        ),
+    )
+}
+
 impl Tx<'_> {
+    /// [`WriteOp::CreateRoom`]: charges the creator [`ROOM_OVERHEAD_BYTES`] and counts the
+    /// room against its limit of rooms.
+    pub(super) fn create_room(
+        &mut self,
+        room: RoomId,
+        record: RoomRecord,
+        creator: AccountKey,
+        quota: u64,
+        max_rooms: u64,
+    ) -> Result<OpResult, StoreError> {
+        if self.room(&room)?.is_some() {
+            return Ok(Err(err(
+                ErrorCode::RoomExists,
+                "a room with this id exists",
+            )));
+        }
+        let Some(account) = self.account(&creator)? else {
+            return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
+        };
+        let handle = account.handle.as_str();
+        let created = self.rooms_created.get(handle)?.map_or(0, |v| v.value());
+        if created >= max_rooms {
+            return Ok(Err(too_many_rooms(created)));
+        }
+        if let Err(e) = self.charge(&creator, ROOM_OVERHEAD_BYTES, quota)? {
+            return Ok(Err(e));
+        }
+        // One admin is always a valid list: nothing is refused after this.
+        if let Err(e) = self.put_room_admins(&room, &[creator])? {
+            return Ok(Err(e));
+        }
+        self.put_room(&room, &record)?;
+        self.rooms_created.insert(handle, created + 1)?;
+        Ok(Ok(Applied::Done))
+    }
+
     pub(super) fn epoch_index(&self, room: &RoomId) -> Result<u64, StoreError> {
         epoch_index_of(&self.commits, &self.epochs, room)
     }
@@ -92,17 +140,17 @@ impl Tx<'_> {
         quota: u64,
     ) -> Result<OpResult, StoreError> {
         let len = payload.len() as u64;
-        if let Err(e) = self.charge(&author, len, quota)? {
-            return Ok(Err(e));
-        }
-        record.head += 1;
-        record.bytes += len;
-        let seq = Seq(record.head);
         let kind = if next_cap_hash.is_some() {
             EntryKind::Commit
         } else {
             EntryKind::Message
         };
+        if let Err(e) = self.charge(&author, entry_cost(kind, payload.len()), quota)? {
+            return Ok(Err(e));
+        }
+        record.head += 1;
+        record.bytes += len;
+        let seq = Seq(record.head);
         let stored = StoredEntry {
             kind,
             time: now,

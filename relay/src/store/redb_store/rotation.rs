@@ -53,14 +53,14 @@ impl Tx<'_> {
         let packages: Vec<(Vec<u8>, u64)> = self
             .key_packages
             .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
-            .map(|item| item.map(|(k, v)| (k.value().to_vec(), v.value().len() as u64)))
+            .map(|item| item.map(|(k, v)| (k.value().to_vec(), object_cost(v.value().len()))))
             .collect::<Result<_, _>>()?;
         for (key, len) in packages {
             self.key_packages.remove(key.as_slice())?;
             freed += len;
         }
         if let Some(v) = self.last_resort.remove(old.0.as_slice())? {
-            freed += v.value().len() as u64;
+            freed += object_cost(v.value().len());
         }
         let mut used = old.0.to_vec();
         used.extend_from_slice(b"/used");
@@ -108,6 +108,21 @@ impl Tx<'_> {
                 }
                 table.insert(room.as_slice(), encode(&keys)?.as_slice())?;
             }
+        }
+        // The rooms it listed count against the new key.
+        let lo = super::migrate::lister_key(&old, &[0; 16]);
+        let hi = super::migrate::lister_key(&old, &[0xff; 16]);
+        let listed: Vec<Vec<u8>> = self
+            .listed_by
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+            .map(|item| item.map(|(k, _)| k.value()[32..].to_vec()))
+            .collect::<Result<_, _>>()?;
+        for room in listed {
+            self.listed_by
+                .remove(super::migrate::lister_key(&old, &room).as_slice())?;
+            self.listed_by
+                .insert(super::migrate::lister_key(&new, &room).as_slice(), &[][..])?;
+            self.listers.insert(room.as_slice(), new.0.as_slice())?;
         }
         chain.push(RotationRecord {
             time: now,

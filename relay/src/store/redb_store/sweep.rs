@@ -1,111 +1,436 @@
-//! Retention: expired room entries, inbox entries, listings and invites, with quota refunds.
+//! Retention: expired room entries, inbox entries and listings, with quota refunds, and the
+//! epoch rows no capability can read with any more.
+//!
+//! The relay's sweeper finds what expired on a read snapshot ([`scan`], off the writer),
+//! a few hundred rows at a time, and deletes it with small [`WriteOp::SweepItems`] ops
+//! that check every item again, so the group-commit writer never holds a long
+//! transaction for it. [`WriteOp::Sweep`] runs the same steps in one transaction.
 
 use super::*;
+use crate::store::{SweepCursor, SweepItem, SweepPhase, SweepScan};
+
+/// The most items one scan returns (each is one small deletion when applied).
+pub(super) const MAX_ITEMS: usize = 256;
+
+/// The point from which a room's entries are kept, by the sweep's rules, and the entries
+/// before it that go: the room's own retention applies to its messages and never keeps
+/// anything longer than the relay's. Commits stay for the relay's retention whatever the
+/// room asks, so a member who was away longer than the room's timer still catches up
+/// through the epochs (and nobody can wipe them).
+struct Cutoffs {
+    messages: u64,
+    commits: u64,
+}
+
+impl Cutoffs {
+    fn of(record: &RoomRecord, now: u64, retention_secs: u64) -> Self {
+        let keep = record
+            .retention_secs
+            .unwrap_or(retention_secs)
+            .min(retention_secs);
+        Self {
+            messages: now.saturating_sub(keep),
+            commits: now.saturating_sub(retention_secs),
+        }
+    }
+
+    /// Whether an entry of `kind` written at `time` goes.
+    fn expired(&self, kind: EntryKind, time: u64) -> bool {
+        time < self.messages && (kind == EntryKind::Message || time < self.commits)
+    }
+}
+
+/// The kind and time of a stored entry, without copying its payload (they come first).
+fn entry_head(bytes: &[u8]) -> Result<(EntryKind, u64), StoreError> {
+    postcard::take_from_bytes::<(EntryKind, u64)>(bytes)
+        .map(|(head, _)| head)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The time of a stored inbox entry, without copying its payload.
+fn inbox_time(bytes: &[u8]) -> Result<u64, StoreError> {
+    postcard::take_from_bytes::<u64>(bytes)
+        .map(|(time, _)| time)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// How long a listing is kept: its room's retention (as for an envelope).
+fn listing_keep(
+    rooms: &impl ReadableTable<Bytes, Bytes>,
+    room: &[u8],
+    retention_secs: u64,
+) -> Result<u64, StoreError> {
+    Ok(match rooms.get(room)? {
+        Some(r) => decode::<RoomRecord>(r.value())?
+            .retention_secs
+            .unwrap_or(retention_secs)
+            .min(retention_secs),
+        None => 0,
+    })
+}
+
+/// The tables a scan reads.
+pub(super) struct ScanTables<'a, R, E, P, I, L> {
+    pub rooms: &'a R,
+    pub entries: &'a E,
+    pub epochs: &'a P,
+    pub inbox: &'a I,
+    pub listings: &'a L,
+}
+
+/// Finds what is due from `cursor` on, looking at about `max_rows` rows (at least one
+/// room, inbox entry or listing, so every scan moves on) and returning at most
+/// [`MAX_ITEMS`] items.
+pub(super) fn scan<R, E, P, I, L>(
+    t: &ScanTables<'_, R, E, P, I, L>,
+    cursor: &SweepCursor,
+    now: u64,
+    retention_secs: u64,
+    max_rows: usize,
+) -> Result<SweepScan, StoreError>
+where
+    R: ReadableTable<Bytes, Bytes>,
+    E: ReadableTable<Bytes, Bytes>,
+    P: ReadableTable<Bytes, u64>,
+    I: ReadableTable<Bytes, Bytes>,
+    L: ReadableTable<Bytes, Bytes>,
+{
+    let mut items = Vec::new();
+    let mut rows = 0usize;
+    let full = |rows: usize, items: &Vec<SweepItem>| rows >= max_rows || items.len() >= MAX_ITEMS;
+    let from = cursor.from.as_deref().unwrap_or(&[]);
+    let next = |phase, key: &[u8]| SweepCursor {
+        phase,
+        from: Some(key.to_vec()),
+    };
+    match cursor.phase {
+        SweepPhase::Rooms => {
+            for item in t.rooms.range::<&[u8]>(from..)? {
+                let (room_key, v) = item?;
+                let room_key = room_key.value();
+                let Ok(room) = <[u8; 16]>::try_from(room_key).map(RoomId) else {
+                    continue;
+                };
+                if full(rows, &items) {
+                    return Ok(SweepScan {
+                        items,
+                        next: Some(next(SweepPhase::Rooms, room_key)),
+                    });
+                }
+                rows += 1;
+                let record: RoomRecord = decode(v.value())?;
+                let cutoffs = Cutoffs::of(&record, now, retention_secs);
+                // Entries from the first stored one while they are due (commits the
+                // relay still keeps are stepped over).
+                let lo = key2(&room.0, record.first);
+                let hi = key2(&room.0, record.head);
+                let mut through = None;
+                let mut first_kept = None;
+                let mut cut_short = false;
+                for entry in t.entries.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+                    let (k, v) = entry?;
+                    let (kind, time) = entry_head(v.value())?;
+                    let seq = tail_u64(k.value());
+                    rows += 1;
+                    if time >= cutoffs.messages {
+                        first_kept = first_kept.or(Some(seq));
+                        break;
+                    }
+                    if cutoffs.expired(kind, time) {
+                        through = Some(seq);
+                    } else {
+                        first_kept = first_kept.or(Some(seq));
+                    }
+                    if rows >= max_rows {
+                        cut_short = true;
+                        break;
+                    }
+                }
+                if let Some(through) = through {
+                    items.push(SweepItem::Entries { room, through });
+                }
+                // What the first kept entry will be once those go: epochs that ended
+                // before it read nothing any more.
+                let first = match (first_kept, through) {
+                    (Some(kept), _) => kept,
+                    (None, Some(through)) => through + 1,
+                    (None, None) => record.first,
+                };
+                let lo = epoch_key(&room, &CapHash([0; 32]));
+                let hi = epoch_key(&room, &CapHash([0xff; 32]));
+                let mut caps = Vec::new();
+                for epoch in t.epochs.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+                    let (k, end) = epoch?;
+                    rows += 1;
+                    if end.value() < first {
+                        let cap = <[u8; 32]>::try_from(&k.value()[16..]).unwrap_or([0; 32]);
+                        caps.push(CapHash(cap));
+                        if caps.len() >= MAX_ITEMS {
+                            cut_short = true;
+                            break;
+                        }
+                    }
+                }
+                let progress = through.is_some() || !caps.is_empty();
+                if !caps.is_empty() {
+                    items.push(SweepItem::Epochs { room, caps });
+                }
+                if cut_short && progress {
+                    // The rest of this room is next (what this scan found will be gone
+                    // by then, so the next scan starts further on).
+                    return Ok(SweepScan {
+                        items,
+                        next: Some(next(SweepPhase::Rooms, room_key)),
+                    });
+                }
+            }
+            scan(
+                t,
+                &SweepCursor {
+                    phase: SweepPhase::Inbox,
+                    from: None,
+                },
+                now,
+                retention_secs,
+                max_rows.saturating_sub(rows).max(1),
+            )
+            .map(|mut rest| {
+                items.append(&mut rest.items);
+                SweepScan {
+                    items,
+                    next: rest.next,
+                }
+            })
+        }
+        SweepPhase::Inbox => {
+            let cutoff = now.saturating_sub(retention_secs);
+            for item in t.inbox.range::<&[u8]>(from..)? {
+                let (k, v) = item?;
+                if full(rows, &items) {
+                    return Ok(SweepScan {
+                        items,
+                        next: Some(next(SweepPhase::Inbox, k.value())),
+                    });
+                }
+                rows += 1;
+                if inbox_time(v.value())? < cutoff && k.value().len() == 40 {
+                    let account = <[u8; 32]>::try_from(&k.value()[..32]).unwrap_or([0; 32]);
+                    items.push(SweepItem::Inbox {
+                        account: AccountKey(account),
+                        id: tail_u64(k.value()),
+                    });
+                }
+            }
+            Ok(SweepScan {
+                items,
+                next: Some(SweepCursor {
+                    phase: SweepPhase::Listings,
+                    from: None,
+                }),
+            })
+        }
+        SweepPhase::Listings => {
+            for item in t.listings.range::<&[u8]>(from..)? {
+                let (k, v) = item?;
+                if full(rows, &items) {
+                    return Ok(SweepScan {
+                        items,
+                        next: Some(next(SweepPhase::Listings, k.value())),
+                    });
+                }
+                rows += 1;
+                let listing: ListingRecord = decode(v.value())?;
+                let keep = listing_keep(t.rooms, k.value(), retention_secs)?;
+                if listing.published < now.saturating_sub(keep) {
+                    if let Ok(room) = <[u8; 16]>::try_from(k.value()) {
+                        items.push(SweepItem::Listing { room: RoomId(room) });
+                    }
+                }
+            }
+            Ok(SweepScan { items, next: None })
+        }
+    }
+}
+
+/// What [`Tx::sweep_items`] deleted.
+#[derive(Default)]
+pub(super) struct Swept {
+    entries: u64,
+    inbox: u64,
+    listings: u64,
+    epochs: u64,
+}
+
+impl Swept {
+    fn add(&mut self, other: &Swept) {
+        self.entries += other.entries;
+        self.inbox += other.inbox;
+        self.listings += other.listings;
+        self.epochs += other.epochs;
+    }
+
+    pub(super) fn applied(&self) -> Applied {
+        Applied::Swept {
+            entries: self.entries,
+            inbox: self.inbox,
+            listings: self.listings,
+            epochs: self.epochs,
+        }
+    }
+}
 
 impl Tx<'_> {
+    /// [`WriteOp::Sweep`]: scans and deletes in this transaction until nothing is due or
+    /// about `max_deletions` rows went.
     pub(super) fn sweep(
         &mut self,
         now: u64,
         retention_secs: u64,
         max_deletions: usize,
     ) -> Result<OpResult, StoreError> {
+        let mut total = Swept::default();
+        let mut cursor = SweepCursor::default();
+        loop {
+            let found = scan(
+                &ScanTables {
+                    rooms: &self.rooms,
+                    entries: &self.entries,
+                    epochs: &self.epochs,
+                    inbox: &self.inbox,
+                    listings: &self.listings,
+                },
+                &cursor,
+                now,
+                retention_secs,
+                4096,
+            )?;
+            total.add(&self.sweep_items(now, retention_secs, found.items)?);
+            let done = total.entries + total.inbox + total.listings + total.epochs;
+            match found.next {
+                Some(next) if done < max_deletions as u64 => cursor = next,
+                _ => return Ok(Ok(total.applied())),
+            }
+        }
+    }
+
+    /// [`WriteOp::SweepItems`]: deletes what a scan found, each item checked again (the
+    /// scan read an earlier snapshot), and refunds the quota it took.
+    pub(super) fn sweep_items(
+        &mut self,
+        now: u64,
+        retention_secs: u64,
+        items: Vec<SweepItem>,
+    ) -> Result<Swept, StoreError> {
         let mut refunds: HashMap<AccountKey, u64> = HashMap::new();
-        let mut budget = max_deletions;
-        let mut swept_entries = 0;
-        let rooms: Vec<(Vec<u8>, RoomRecord)> = self
-            .rooms
-            .iter()?
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.value().to_vec(), decode(v.value())?))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        for (room_key, mut record) in rooms {
-            if budget == 0 {
-                break;
-            }
-            // A room's own retention (disappearing messages) applies to its messages and
-            // never keeps anything longer than the relay's. Commits stay for the relay's
-            // retention whatever the room asks, so a member who was away longer than the
-            // room's timer still catches up through the epochs (and nobody can wipe them).
-            let relay_cutoff = now.saturating_sub(retention_secs);
-            let keep = record
-                .retention_secs
-                .unwrap_or(retention_secs)
-                .min(retention_secs);
-            let cutoff = now.saturating_sub(keep);
-            let lo = key2(&room_key, record.first);
-            let hi = key2(&room_key, record.head);
-            let mut doomed = Vec::new();
-            let mut first_kept = None;
-            for item in self.entries.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-                let (k, v) = item?;
-                let stored: StoredEntry = decode(v.value())?;
-                if stored.time >= cutoff || doomed.len() >= budget {
-                    first_kept = first_kept.or(Some(tail_u64(k.value())));
-                    break;
+        let mut swept = Swept::default();
+        for item in items {
+            match item {
+                SweepItem::Entries { room, through } => {
+                    swept.entries +=
+                        self.sweep_entries(&room, through, now, retention_secs, &mut refunds)?;
                 }
-                if stored.kind == EntryKind::Commit && stored.time >= relay_cutoff {
-                    first_kept = first_kept.or(Some(tail_u64(k.value())));
-                    continue;
+                SweepItem::Epochs { room, caps } => {
+                    swept.epochs += self.sweep_epochs(&room, &caps)?;
                 }
-                *refunds.entry(stored.author).or_default() += stored.payload.len() as u64;
-                record.bytes = record.bytes.saturating_sub(stored.payload.len() as u64);
-                doomed.push(k.value().to_vec());
-            }
-            if let Some(last) = doomed.last() {
-                record.first = first_kept.unwrap_or(tail_u64(last) + 1);
-                budget -= doomed.len();
-                swept_entries += doomed.len() as u64;
-                for k in &doomed {
-                    self.entries.remove(k.as_slice())?;
-                    self.commit_caps.remove(k.as_slice())?;
+                SweepItem::Inbox { account, id } => {
+                    let key = key2(&account.0, id);
+                    let stored: Option<StoredInbox> = match self.inbox.get(key.as_slice())? {
+                        Some(v) => Some(decode(v.value())?),
+                        None => None,
+                    };
+                    if let Some(stored) =
+                        stored.filter(|s| s.time < now.saturating_sub(retention_secs))
+                    {
+                        self.inbox.remove(key.as_slice())?;
+                        *refunds.entry(stored.from).or_default() +=
+                            object_cost(stored.payload.len());
+                        swept.inbox += 1;
+                    }
                 }
-                self.rooms
-                    .insert(room_key.as_slice(), encode(&record)?.as_slice())?;
+                SweepItem::Listing { room } => {
+                    let Some(listing) = self.listing(&room)? else {
+                        continue;
+                    };
+                    let keep = listing_keep(&self.rooms, &room.0, retention_secs)?;
+                    if listing.published < now.saturating_sub(keep) {
+                        self.remove_listing(&room)?;
+                        swept.listings += 1;
+                    }
+                }
             }
-        }
-        let cutoff = now.saturating_sub(retention_secs);
-        let mut doomed = Vec::new();
-        for item in self.inbox.iter()? {
-            if doomed.len() >= budget {
-                break;
-            }
-            let (k, v) = item?;
-            let stored: StoredInbox = decode(v.value())?;
-            if stored.time < cutoff {
-                *refunds.entry(stored.from).or_default() += stored.payload.len() as u64;
-                doomed.push(k.value().to_vec());
-            }
-        }
-        for k in &doomed {
-            self.inbox.remove(k.as_slice())?;
-        }
-        // A listing (its GroupInfo) expires like an envelope, with its room's retention.
-        let mut expired = Vec::new();
-        for item in self.listings.iter()? {
-            let (k, v) = item?;
-            let listing: ListingRecord = decode(v.value())?;
-            let keep = match self.rooms.get(k.value())? {
-                Some(r) => decode::<RoomRecord>(r.value())?
-                    .retention_secs
-                    .unwrap_or(retention_secs)
-                    .min(retention_secs),
-                None => 0,
-            };
-            if listing.published < now.saturating_sub(keep) {
-                *refunds.entry(listing.publisher).or_default() += listing.bytes();
-                expired.push(k.value().to_vec());
-            }
-        }
-        for k in &expired {
-            self.listings.remove(k.as_slice())?;
         }
         self.refund(refunds)?;
-        Ok(Ok(Applied::Swept {
-            entries: swept_entries,
-            inbox: doomed.len() as u64,
-            listings: expired.len() as u64,
-        }))
+        Ok(swept)
+    }
+
+    /// Deletes the due entries of `room` up to `through` and moves its first seq on.
+    fn sweep_entries(
+        &mut self,
+        room: &RoomId,
+        through: u64,
+        now: u64,
+        retention_secs: u64,
+        refunds: &mut HashMap<AccountKey, u64>,
+    ) -> Result<u64, StoreError> {
+        let Some(mut record) = self.room(room)? else {
+            return Ok(0);
+        };
+        let cutoffs = Cutoffs::of(&record, now, retention_secs);
+        let lo = key2(&room.0, record.first);
+        let hi = key2(&room.0, through.min(record.head));
+        let mut doomed = Vec::new();
+        let mut first_kept = None;
+        for item in self.entries.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+            let (k, v) = item?;
+            let stored: StoredEntry = decode(v.value())?;
+            if stored.time >= cutoffs.messages {
+                first_kept = first_kept.or(Some(tail_u64(k.value())));
+                break;
+            }
+            if !cutoffs.expired(stored.kind, stored.time) {
+                first_kept = first_kept.or(Some(tail_u64(k.value())));
+                continue;
+            }
+            *refunds.entry(stored.author).or_default() +=
+                entry_cost(stored.kind, stored.payload.len());
+            record.bytes = record.bytes.saturating_sub(stored.payload.len() as u64);
+            doomed.push(k.value().to_vec());
+        }
+        let Some(last) = doomed.last() else {
+            return Ok(0);
+        };
+        record.first = first_kept.unwrap_or(tail_u64(last) + 1);
+        for k in &doomed {
+            self.entries.remove(k.as_slice())?;
+            self.commit_caps.remove(k.as_slice())?;
+        }
+        self.put_room(room, &record)?;
+        Ok(doomed.len() as u64)
+    }
+
+    /// Deletes the rows of epochs of `room` that ended before its first stored entry: a
+    /// capability of such an epoch could read only entries that are gone (a member away
+    /// that long cannot catch up anyway: the commit that ended the epoch is gone too).
+    /// Its holder is refused as for a capability the room never had.
+    fn sweep_epochs(&mut self, room: &RoomId, caps: &[CapHash]) -> Result<u64, StoreError> {
+        let Some(record) = self.room(room)? else {
+            return Ok(0);
+        };
+        // A room from before the epoch counter counts its epochs from these rows: keep
+        // the count before any goes.
+        if self.commits.get(room.0.as_slice())?.is_none() {
+            let index = self.epoch_index(room)?;
+            self.commits.insert(room.0.as_slice(), index)?;
+        }
+        let mut deleted = 0;
+        for cap in caps {
+            let key = epoch_key(room, cap);
+            let end = self.epochs.get(key.as_slice())?.map(|v| v.value());
+            if end.is_some_and(|end| end < record.first) {
+                self.epochs.remove(key.as_slice())?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }

@@ -1,7 +1,7 @@
 //! Unit tests of [`super::RedbStore`]: capability rotation, quotas, invites, batches.
 
 use super::*;
-use crate::store::ROTATION_COOLDOWN_SECS;
+use crate::store::{LISTING_OVERHEAD_BYTES, ROTATION_COOLDOWN_SECS};
 
 fn handle(s: &str) -> Handle {
     Handle::new(s).expect("test handle is valid")
@@ -35,6 +35,19 @@ fn append(
     next: Option<CapHash>,
     now: u64,
 ) -> OpResult {
+    append_within(store, room, cap, author, next, now, u64::MAX)
+}
+
+/// [`append`] under a quota of `quota` bytes.
+fn append_within(
+    store: &RedbStore,
+    room: RoomId,
+    cap: CapHash,
+    author: AccountKey,
+    next: Option<CapHash>,
+    now: u64,
+    quota: u64,
+) -> OpResult {
     one(
         store,
         WriteOp::Append {
@@ -45,7 +58,7 @@ fn append(
             next_cap_hash: next,
             admins: None,
             now,
-            quota: 1000,
+            quota,
         },
     )
 }
@@ -64,6 +77,8 @@ fn caps_rotate_and_old_epochs_end_at_their_commit() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
         },
     )
     .unwrap();
@@ -107,17 +122,24 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
             retention_secs: Some(10),
             now: 1,
             creator: alice,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
         },
     )
     .unwrap();
+    // The room and each 10-byte message with what the relay keeps around it.
+    let per = crate::store::entry_cost(EntryKind::Message, 10);
+    let quota = ROOM_OVERHEAD_BYTES + 100 * per;
     for t in 0..100 {
-        append(&store, room, c0, alice, None, t).unwrap();
+        append_within(&store, room, c0, alice, None, t, quota).unwrap();
     }
     assert_eq!(
-        append(&store, room, c0, alice, None, 100).unwrap_err().code,
+        append_within(&store, room, c0, alice, None, 100, quota)
+            .unwrap_err()
+            .code,
         ErrorCode::QuotaExceeded
     );
-    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 1000);
+    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, quota);
     let swept = one(
         &store,
         WriteOp::Sweep {
@@ -132,10 +154,14 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
         Applied::Swept {
             entries: 50,
             inbox: 0,
-            listings: 0
+            listings: 0,
+            epochs: 0,
         }
     );
-    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 500);
+    assert_eq!(
+        store.account(&alice).unwrap().unwrap().used_bytes,
+        ROOM_OVERHEAD_BYTES + 50 * per
+    );
     let entries = store.entries(&room, Seq(1), Seq(100), 1000).unwrap();
     assert_eq!(entries.first().unwrap().seq, Seq(51));
     assert_eq!(entries.len(), 50);
@@ -233,6 +259,7 @@ fn key_packages_are_consumed_once_and_a_used_last_resort_is_reported() {
             packages: vec![vec![1], vec![2]],
             last_resort: Some(vec![9]),
             quota: 1000,
+            max_stock: u64::MAX,
         },
     )
     .unwrap();
@@ -261,6 +288,7 @@ fn key_packages_are_consumed_once_and_a_used_last_resort_is_reported() {
             packages: vec![],
             last_resort: Some(vec![8]),
             quota: 1000,
+            max_stock: u64::MAX,
         },
     )
     .unwrap();
@@ -285,7 +313,8 @@ fn publish(store: &RedbStore, room: RoomId, cap: CapHash, l: ListingRecord) -> O
             room,
             cap_hash: cap,
             listing: l,
-            quota: 1000,
+            quota: u64::MAX,
+            max_listings: u64::MAX,
         },
     )
 }
@@ -306,7 +335,7 @@ fn join(
             payload: vec![8; 10],
             next_cap_hash: next,
             now: 5,
-            quota: 1000,
+            quota: u64::MAX,
         },
     )
 }
@@ -326,6 +355,8 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
         },
     )
     .unwrap();
@@ -348,10 +379,17 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
         ErrorCode::Forbidden
     );
     publish(&store, room, c0, listing(alice, 0, 1, 100)).unwrap();
-    // "board" is 5 bytes.
-    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 105);
+    // The room, and the listing: "board" is 5 bytes.
+    let used = |account| store.account(&account).unwrap().unwrap().used_bytes;
+    assert_eq!(
+        used(alice),
+        ROOM_OVERHEAD_BYTES + 105 + LISTING_OVERHEAD_BYTES
+    );
     publish(&store, room, c0, listing(alice, 0, 2, 50)).unwrap();
-    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 55);
+    assert_eq!(
+        used(alice),
+        ROOM_OVERHEAD_BYTES + 55 + LISTING_OVERHEAD_BYTES
+    );
     let (l, index) = store.listing(&room).unwrap().unwrap();
     assert_eq!((l.published, index), (2, 0));
 
@@ -381,7 +419,7 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(store.account(&dave).unwrap().unwrap().used_bytes, 10);
+    assert_eq!(used(dave), entry_cost(EntryKind::Commit, 10));
     assert_eq!(
         append(&store, room, c1, alice, None, 5).unwrap_err().code,
         ErrorCode::StaleEpoch
@@ -413,8 +451,11 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
     )
     .unwrap();
     assert!(store.listing(&room).unwrap().is_none());
-    // Only her commit is left on her account.
-    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 10);
+    // Only the room and her commit are left on her account.
+    assert_eq!(
+        used(alice),
+        ROOM_OVERHEAD_BYTES + entry_cost(EntryKind::Commit, 10)
+    );
 }
 
 #[test]
@@ -432,6 +473,8 @@ fn listings_expire_with_their_room() {
                 retention_secs: retention,
                 now: 1,
                 creator: alice,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
             },
         )
         .unwrap();
@@ -452,13 +495,17 @@ fn listings_expire_with_their_room() {
         Applied::Swept {
             entries: 0,
             inbox: 0,
-            listings: 1
+            listings: 1,
+            epochs: 0,
         }
     );
     let left = store.listings(10).unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].0, RoomId([2; 16]));
-    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 15);
+    assert_eq!(
+        store.account(&alice).unwrap().unwrap().used_bytes,
+        2 * ROOM_OVERHEAD_BYTES + 15 + LISTING_OVERHEAD_BYTES
+    );
 }
 
 #[test]
@@ -474,6 +521,8 @@ fn old_rooms_count_their_epochs() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
         },
     )
     .unwrap();
@@ -533,6 +582,7 @@ fn a_rotation_moves_the_account_and_retires_the_old_key() {
             packages: vec![vec![3; 30]],
             last_resort: Some(vec![4; 40]),
             quota: 1000,
+            max_stock: u64::MAX,
         },
     )
     .expect("published");
@@ -565,7 +615,10 @@ fn a_rotation_moves_the_account_and_retires_the_old_key() {
     );
     assert!(store.inbox(&alice, 0, 10).unwrap().is_empty());
     assert_eq!(store.key_package_stock(&new).unwrap(), (0, false));
-    assert_eq!(record.used_bytes, used_before - 70);
+    assert_eq!(
+        record.used_bytes,
+        used_before - object_cost(30) - object_cost(40)
+    );
     assert_eq!(store.rotations(&handle("alice")).unwrap().len(), 1);
 
     // The old key can neither sign in nor register again; nobody else can take the new.
@@ -700,6 +753,8 @@ fn reads_stop_at_their_byte_budget() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
         },
     )
     .unwrap();
@@ -749,4 +804,134 @@ fn reads_stop_at_their_byte_budget() {
     assert_eq!(some.len(), 3);
     assert_eq!(some[..], inbox[..3]);
     assert_eq!(store.inbox_within(&bob, 0, 100, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn key_packages_per_account_are_capped_and_empty_ones_are_charged() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let publish = |n: usize| {
+        one(
+            &store,
+            WriteOp::PublishKeyPackages {
+                account: alice,
+                packages: vec![Vec::new(); n],
+                last_resort: None,
+                quota: u64::MAX,
+                max_stock: 25,
+            },
+        )
+    };
+    publish(21).unwrap();
+    assert_eq!(
+        store.account(&alice).unwrap().unwrap().used_bytes,
+        21 * object_cost(0)
+    );
+    let refused = publish(5).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::QuotaExceeded);
+    assert!(
+        refused.message.contains("max_key_packages_per_account"),
+        "{refused}"
+    );
+    assert!(refused.message.contains("21 key packages"), "{refused}");
+    // Refused: nothing stored, nothing charged.
+    assert_eq!(store.key_package_stock(&alice).unwrap().0, 21);
+    publish(4).unwrap();
+    assert_eq!(store.key_package_stock(&alice).unwrap().0, 25);
+}
+
+#[test]
+fn the_directory_takes_listers_in_turn_past_its_limit() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let mallory = register(&store, 2, "mallory");
+    let mut rooms = Vec::new();
+    for (n, (who, name)) in (0u8..).zip(
+        std::iter::repeat_n((mallory, "aa squat"), 10)
+            .chain([(alice, "zz family"), (alice, "zz garden")]),
+    ) {
+        let room = RoomId([n; 16]);
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: CapHash([0; 32]),
+                retention_secs: None,
+                now: 1,
+                creator: who,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
+            },
+        )
+        .unwrap();
+        let mut l = listing(who, 0, 1, 10);
+        l.public_name = name.into();
+        publish(&store, room, CapHash([0; 32]), l).unwrap();
+        rooms.push(room);
+    }
+    let shown = store.listings(4).unwrap();
+    let names: Vec<&str> = shown.iter().map(|(_, l)| l.public_name.as_str()).collect();
+    assert_eq!(names, ["aa squat", "aa squat", "zz family", "zz garden"]);
+    assert_eq!(store.listings(100).unwrap().len(), 12);
+}
+
+#[test]
+fn a_sweep_scan_reads_a_bounded_number_of_rows_and_goes_on_from_its_cursor() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let bob = register(&store, 2, "bob");
+    for _ in 0..30 {
+        one(
+            &store,
+            WriteOp::Deposit {
+                from: alice,
+                to: bob,
+                payload: Vec::new(),
+                now: 1,
+                quota: u64::MAX,
+            },
+        )
+        .unwrap();
+    }
+    // A fresh one is kept.
+    one(
+        &store,
+        WriteOp::Deposit {
+            from: alice,
+            to: bob,
+            payload: Vec::new(),
+            now: 500,
+            quota: u64::MAX,
+        },
+    )
+    .unwrap();
+    let mut cursor = crate::store::SweepCursor::default();
+    let (mut scans, mut deleted) = (0, 0);
+    loop {
+        let found = store.sweep_scan(&cursor, 1000, 600, 8).unwrap();
+        assert!(found.items.len() <= 8, "{} items", found.items.len());
+        scans += 1;
+        let Ok(Applied::Swept { inbox, .. }) = one(
+            &store,
+            WriteOp::SweepItems {
+                now: 1000,
+                retention_secs: 600,
+                items: found.items,
+            },
+        ) else {
+            panic!("sweep refused");
+        };
+        deleted += inbox;
+        match found.next {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert!(scans >= 4, "{scans} scans");
+    assert_eq!(deleted, 30);
+    assert_eq!(store.inbox(&bob, 0, 100).unwrap().len(), 1);
+    assert_eq!(
+        store.account(&alice).unwrap().unwrap().used_bytes,
+        object_cost(0)
+    );
 }
