@@ -181,7 +181,11 @@ pub fn parse_handle(text: &str) -> Result<Handle> {
 
 /// Resolves a room typed by the user (name or id prefix) among the user's rooms.
 pub async fn resolve_room(client: &Client, text: &str) -> Result<RoomId> {
-    client.find_room(text).await?.ok_or_else(|| {
+    if let Some(room) = client.find_room(text).await? {
+        return Ok(room);
+    }
+    // A room we were removed from or left: its history is still readable.
+    client.find_past_room(text).await?.ok_or_else(|| {
         anyhow::anyhow!(
             "no room called {text:?}: `hearth room list` shows your rooms and invitations"
         )

@@ -247,3 +247,44 @@ async fn a_kick_whose_answer_was_lost_is_reported_done_from_the_log() {
     .await;
     lossy.close().await;
 }
+
+/// Issue 12: a kicked member keeps the room's history on its machine, readable before
+/// and after a restart, and the room is listed as one it is no longer in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_member_keeps_the_rooms_history() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    alice.c().send_text(room, "before the kick").await.unwrap();
+    bob.wait_text("before the kick").await;
+    alice.c().kick(room, &h("bob")).await.unwrap();
+    bob.wait_for("bob's removal", |e| {
+        matches!(e, ClientEvent::RemovedFromRoom { .. })
+    })
+    .await;
+    for when in ["after the kick", "after a restart"] {
+        let past = bob.c().past_rooms().await.unwrap();
+        assert_eq!(past.len(), 1, "{when}: {past:?}");
+        assert_eq!(
+            (past[0].id, past[0].name.as_str()),
+            (room, "Home"),
+            "{when}"
+        );
+        assert_eq!(
+            bob.c().find_past_room("home").await.unwrap(),
+            Some(room),
+            "{when}"
+        );
+        let texts: Vec<String> = bob
+            .c()
+            .history(room, 10, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.text)
+            .collect();
+        assert_eq!(texts, ["before the kick"], "{when}");
+        bob.restart().await;
+    }
+}

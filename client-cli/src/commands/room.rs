@@ -320,6 +320,7 @@ fn report(global: &GlobalArgs, room: RoomId, action: &str, handle: &Handle, text
 async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
     let rooms = client.rooms().await?;
     let invitations = client.invitations().await?;
+    let past = client.past_rooms().await?;
     let public: Vec<_> = match client.public_rooms().await {
         Ok(public) => public.into_iter().filter(|p| !p.joined).collect(),
         Err(hearth_core::ClientError::NotConnected) => {
@@ -354,6 +355,12 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
             outln!(
                 "{}",
                 json!({"type": "invitation", "room": inv.room.to_hex(), "name": inv.name, "from": inv.from.as_str(), "received": output::timestamp(inv.received)})
+            );
+        }
+        for past in &past {
+            outln!(
+                "{}",
+                json!({"type": "past", "room": past.id.to_hex(), "name": past.name, "left": output::timestamp(past.left_at)})
             );
         }
         return Ok(());
@@ -395,6 +402,12 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
             "{name:<20} {id}  pending invitation from {} (accept: hearth room join {id})",
             inv.from,
         );
+    }
+    for past in &past {
+        let name = inert(&past.name);
+        let hex = past.id.to_hex();
+        let id = short(&hex);
+        outln!("{name:<20} {id}  you are no longer in it (its history: hearth history {id})");
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ mod names;
 pub use names::{validate_display_name, MAX_DISPLAY_NAME};
 mod ops;
 mod outbox;
+pub mod past;
+pub use past::PastRoom;
 mod presence;
 pub use presence::{PRESENCE_HEARTBEAT, PRESENCE_TTL};
 mod process;
@@ -498,10 +500,14 @@ impl Client {
         limit: usize,
         since: Option<SystemTime>,
     ) -> Result<Vec<HistoryItem>, ClientError> {
-        let expire = {
-            let room = self.inner.room(room)?;
-            let room = room.lock().await;
-            room.settings().ok().and_then(|s| s.expire_secs)
+        let expire = match self.inner.room(room) {
+            Ok(room) => {
+                let room = room.lock().await;
+                room.settings().ok().and_then(|s| s.expire_secs)
+            }
+            // A room we are no longer in: its history is still ours (see `past`).
+            Err(_) if self.past_rooms().await?.iter().any(|p| p.id == room) => None,
+            Err(e) => return Err(e),
         };
         let mut items = crate::history::read(self.inner.profile.store(), room, limit, since)?;
         if let Some(expire) = expire {

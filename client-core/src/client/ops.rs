@@ -799,6 +799,7 @@ impl Inner {
             let mut engine = self.engine();
             let _ = room.group.delete(engine.provider.storage());
             engine.persist(self.profile.store(), |b| {
+                super::past::put(b, &room)?;
                 b.delete(Table::Rooms, &id.0).map_err(crate::error::store)
             })?;
         }

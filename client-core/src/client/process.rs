@@ -242,6 +242,10 @@ impl Inner {
         let mut rotation_event = None;
         engine.persist(self.profile.store(), |batch| {
             room.save(batch)?;
+            if room.removed {
+                // Its history stays readable (see `past`).
+                super::past::put(batch, room)?;
+            }
             if let Some(owed) = &owed {
                 owed.put(batch)?;
             }
