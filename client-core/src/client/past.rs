@@ -88,7 +88,7 @@ impl Client {
                 left_at: crate::history::time_of(record.left_at),
             });
         }
-        out.sort_by(|a, b| b.left_at.cmp(&a.left_at));
+        out.sort_by_key(|p| std::cmp::Reverse(p.left_at));
         Ok(out)
     }
 
