@@ -376,3 +376,84 @@ fn the_cursor_sits_after_the_typed_text() {
         Position::new(prompt + typed, 23)
     );
 }
+
+/// Set for the copy of this test binary that [`the_real_terminal_is_taken_and_given_back`]
+/// runs in a pseudo-terminal: the file to write the lines the chat returned to.
+const CHILD: &str = "HEARTH_TUI_TEST_CHILD";
+
+/// The chat on a real (pseudo-)terminal; only does something when run by the test below.
+#[test]
+#[ignore = "run in a pseudo-terminal by the_real_terminal_is_taken_and_given_back"]
+fn live_chat_in_a_pseudo_terminal() {
+    let Some(out) = std::env::var_os(CHILD) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = runtime.block_on(async {
+        let mut tui = super::Tui::start().unwrap();
+        let app = family();
+        tui.view(app.view.clone());
+        tui.line(chat(LineKind::Message, SUNDAY, 1, "alice", "READY"));
+        // A mention in another room rings the bell.
+        tui.line(ChatLine {
+            room: Some("beef".into()),
+            ..chat(LineKind::Mention, SUNDAY, 2, "carol", "gran?")
+        });
+        let mut got = Vec::new();
+        while let Some(line) = tui.next_input().await {
+            got.push(line);
+        }
+        got
+    });
+    std::fs::write(out, got.join("\n")).unwrap();
+}
+
+#[test]
+fn the_real_terminal_is_taken_and_given_back() {
+    use expectrl::Expect;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lines");
+    let mut command = std::process::Command::new("sh");
+    command
+        .args([
+            "-c",
+            r#"stty echo icanon isig
+"$@" --nocapture
+echo "TTY:$(stty -a | tr ' ;' '\n\n' | grep -x -e -icanon -e -echo -e -isig | tr '\n' ' ')END""#,
+            "sh",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tui::tests::live_chat_in_a_pseudo_terminal",
+            "--ignored",
+        ])
+        .env(CHILD, &out)
+        .env_remove("HEARTH_NO_BELL")
+        .env("TERM", "xterm");
+    let mut term = expectrl::Session::spawn(command).unwrap();
+    term.set_expect_timeout(Some(std::time::Duration::from_secs(30)));
+    let start = term.expect("READY").unwrap();
+    assert!(
+        start.before().windows(8).any(|w| w == b"\x1b[?1049h"),
+        "the alternate screen is entered"
+    );
+    term.expect("\x07").unwrap();
+    term.send("hello\r").unwrap();
+    // Ctrl-N: the next room, on screen at once (ratatui redraws only what changed).
+    term.send("\x0e").unwrap();
+    term.expect("kids]").unwrap();
+    term.send("/bye\r").unwrap();
+    let end = term.expect(expectrl::Regex("TTY:([^\r\n]*)END")).unwrap();
+    let flags = String::from_utf8_lossy(end.get(1).unwrap()).into_owned();
+    assert!(
+        end.before().windows(8).any(|w| w == b"\x1b[?1049l"),
+        "the alternate screen is left"
+    );
+    assert_eq!(flags.trim(), "", "the terminal is left with {flags}");
+    let lines = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(lines, "hello\n/current beef\n/bye");
+}
