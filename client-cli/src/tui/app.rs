@@ -219,7 +219,7 @@ impl App {
         Outcome::Send(format!("/current {id}"))
     }
 
-    /// The room `step` places after (or before) the current one in the list.
+    /// Switches to the room after (or before) the current one in the list, round.
     fn cycle(&mut self, forward: bool) -> Outcome {
         let rooms = &self.view.rooms;
         if rooms.is_empty() {
@@ -238,7 +238,7 @@ impl App {
         self.switch(id)
     }
 
-    /// Rows the room's lines take on screen.
+    /// Where the room's lines go on screen.
     fn messages_area(&self) -> Rect {
         draw::layout(self.size).messages
     }
@@ -669,6 +669,31 @@ pub(crate) mod tests {
         app.key(ctrl('u'));
         assert_eq!(app.key(ctrl('d')), Outcome::Quit);
         assert_eq!(app.key(ctrl('c')), Outcome::Quit);
+    }
+
+    #[test]
+    fn editing_keys_reach_the_line_editor() {
+        let mut app = three_rooms();
+        typed(&mut app, "good morning all");
+        app.key(ctrl('w'));
+        app.key(ctrl('a'));
+        app.key(key(KeyCode::Delete));
+        typed(&mut app, "G");
+        app.key(ctrl('e'));
+        app.key(key(KeyCode::Backspace));
+        app.key(KeyEvent::new(KeyCode::Left, KeyModifiers::CONTROL));
+        typed(&mut app, "sunny ");
+        assert_eq!(app.input.text(), "Good sunny morning");
+        app.key(key(KeyCode::End));
+        app.key(ctrl('u'));
+        assert!(app.input.is_empty());
+        app.paste("two\nlines");
+        assert_eq!(app.input.text(), "two lines");
+        // A line longer than the field scrolls; the cursor stays in view.
+        typed(&mut app, &"x".repeat(200));
+        assert!(app.input_offset > 0);
+        app.key(key(KeyCode::Home));
+        assert_eq!(app.input_offset, 0);
     }
 
     #[test]
