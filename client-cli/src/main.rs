@@ -18,6 +18,8 @@ mod inert;
 mod output;
 mod passphrase;
 mod session;
+#[allow(dead_code)] // until `hearth chat` uses it (issue 12)
+mod tui;
 
 use std::process::ExitCode;
 
