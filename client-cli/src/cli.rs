@@ -176,13 +176,18 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 20)]
         count: usize,
     },
-    /// Chat interactively (IRC-style; type /help inside)
+    /// Chat interactively: a full-screen window on a terminal (rooms, messages, members;
+    /// F1 lists the keys), IRC-style lines otherwise; type /help inside
     Chat {
         /// Room to start in (name or id); defaults to your first room
         room: Option<String>,
         /// Also tell me when someone new registers on the relay
         #[arg(long)]
         arrivals: bool,
+        /// The plain line mode even on a terminal (always without one, e.g. in a pipe,
+        /// with TERM=dumb, or with --no-agent)
+        #[arg(long)]
+        plain: bool,
     },
     /// Run a complete local demonstration: a relay and three people, in one process
     Demo,

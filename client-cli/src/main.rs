@@ -18,7 +18,6 @@ mod inert;
 mod output;
 mod passphrase;
 mod session;
-#[allow(dead_code)] // until `hearth chat` uses it (issue 12)
 mod tui;
 
 use std::process::ExitCode;
@@ -113,16 +112,28 @@ async fn through_agent(cli: &cli::Cli) -> Option<u8> {
                     args[dash] = text.clone();
                 }
             }
-            Some(match agent::caller::run(&cli.global, args).await {
-                Ok(code) => code,
-                Err(err) => {
-                    let code = error::exit_code(&err);
-                    error::print(cli.global.json, &error::render(&err), code);
-                    code
-                }
-            })
+            Some(
+                match agent::caller::run(&cli.global, args, full_screen(&cli.command)).await {
+                    Ok(code) => code,
+                    Err(err) => {
+                        let code = error::exit_code(&err);
+                        error::print(cli.global.json, &error::render(&err), code);
+                        code
+                    }
+                },
+            )
         }
     }
+}
+
+/// Whether a chat draws the full-screen UI: on a terminal (standard input and output),
+/// one that can draw (`TERM` not `dumb`), unless `--plain`.
+fn full_screen(command: &cli::Command) -> bool {
+    use std::io::IsTerminal;
+    matches!(command, cli::Command::Chat { plain: false, .. })
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb")
 }
 
 /// `hearth send ROOM -` sends standard input (a message of several lines, or one made by

@@ -24,7 +24,7 @@ macro_rules! expect {
 
 /// Runs the chat, then prints the raw-mode flags it left set (`-icanon`, `-echo`,
 /// `-isig`) between `TTY:` and `END`.
-const CHAT_THEN_STTY: &str = r#"stty echo icanon isig
+const CHAT_THEN_STTY: &str = r#"stty echo icanon isig rows 24 cols 80
 "$@"
 echo "TTY:$(stty -a | tr ' ;' '\n\n' | grep -x -e -icanon -e -echo -e -isig | tr '\n' ' ')END""#;
 
@@ -35,7 +35,7 @@ fn chat_window(profile: &Path, room: &str) -> Result<expectrl::session::OsSessio
         .args(["-c", CHAT_THEN_STTY, "sh", env!("CARGO_BIN_EXE_hearth")])
         .arg("--profile")
         .arg(profile)
-        .args(["chat", room])
+        .args(["chat", "--plain", room])
         .env("HEARTH_PASSPHRASE", PASSPHRASE)
         .env("HEARTH_TEST_FAST_KDF", "1")
         .env_remove("HEARTH_NO_AGENT")
@@ -325,4 +325,95 @@ async fn send_dash_reads_standard_input_and_every_command_has_a_man_page() {
     }
     assert!(pages.join("hearth-room-create.1").exists());
     assert!(main.contains("HEARTH_PASSPHRASE") && main.contains("Exit status"));
+}
+
+/// What alice sends to bob's full-screen chat: a window-title escape before a marker.
+const TITLE_ATTACK: &str = "\x1b]0;pwned\x07T-MARK";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_screen_chat_shows_messages_inert_and_gives_the_terminal_back() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    common::room_with(&alice, "family", &[&bob]).await;
+
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
+    let open_tx = std::sync::Mutex::new(Some(open_tx));
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel::<()>();
+    let bob_dir = bob.clone();
+    let window = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        for how in ["/bye", "SIGTERM"] {
+            let mut command = std::process::Command::new("sh");
+            command
+                .args(["-c", CHAT_THEN_STTY, "sh", env!("CARGO_BIN_EXE_hearth")])
+                .arg("--profile")
+                .arg(&bob_dir)
+                .args(["chat", "family"])
+                .env("HEARTH_PASSPHRASE", PASSPHRASE)
+                .env("HEARTH_TEST_FAST_KDF", "1")
+                .env("HEARTH_NO_BELL", "1")
+                .env_remove("HEARTH_NO_AGENT")
+                .env("TERM", "xterm");
+            let mut chat = expectrl::Session::spawn(command).map_err(|e| e.to_string())?;
+            chat.set_expect_timeout(Some(Duration::from_secs(30)));
+            // The alternate screen: the full-screen UI, not the line mode.
+            expect!(chat, "\x1b[?1049h")?;
+            expect!(chat, "connected")?;
+            if how == "/bye" {
+                let _ = open_tx_take(&open_tx);
+                sent_rx
+                    .recv_timeout(Duration::from_secs(60))
+                    .map_err(|e| format!("alice did not send: {e}"))?;
+                expect!(chat, "FULLSCREEN-MARK")?;
+                let shown = chat
+                    .expect("T-MARK")
+                    .map_err(|e| format!("waiting for the hostile message: {e}"))?;
+                let before = String::from_utf8_lossy(shown.before()).into_owned();
+                if before.contains("\x1b]0;") {
+                    return Err("the window-title escape reached the terminal".into());
+                }
+                chat.send("/bye\r").map_err(|e| e.to_string())?;
+            } else {
+                let shell = chat.get_process().pid();
+                let children =
+                    std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+                        .map_err(|e| e.to_string())?;
+                let hearth = children
+                    .split_whitespace()
+                    .next()
+                    .ok_or("no chat process")?;
+                let killed = std::process::Command::new("kill")
+                    .args(["-TERM", hearth])
+                    .status()
+                    .map_err(|e| e.to_string())?;
+                if !killed.success() {
+                    return Err("kill failed".into());
+                }
+            }
+            // The alternate screen is left and the terminal is cooked again.
+            expect!(chat, "\x1b[?1049l")?;
+            expect_cooked(&mut chat, how)?;
+        }
+        Ok(())
+    });
+    if open_rx.await.is_err() {
+        let outcome = window.await.expect("the terminal task finishes");
+        panic!("bob's full-screen chat did not open: {outcome:?}");
+    }
+    for text in ["FULLSCREEN-MARK", TITLE_ATTACK] {
+        assert_success(&hearth(&alice, &["send", "family", text]).await, "send");
+    }
+    let _ = sent_tx.send(());
+    window
+        .await
+        .expect("the terminal task finishes")
+        .expect("the full-screen chat behaves as expected");
+}
+
+/// Sends on a oneshot held in a shared slot (the closure runs twice).
+fn open_tx_take(slot: &std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>) -> bool {
+    slot.lock()
+        .ok()
+        .and_then(|mut s| s.take())
+        .is_some_and(|tx| tx.send(()).is_ok())
 }

@@ -93,7 +93,7 @@ async fn chat_in_a_terminal() {
             .args(["-c", CHAT_THEN_STTY, "sh", env!("CARGO_BIN_EXE_hearth")])
             .arg("--profile")
             .arg(&bob_dir)
-            .args(["chat", "family"])
+            .args(["chat", "--plain", "family"])
             .env("HEARTH_PASSPHRASE", PASSPHRASE)
             .env("HEARTH_TEST_FAST_KDF", "1")
             .env("TERM", "xterm");

@@ -24,7 +24,7 @@ const RACE_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs the command line `args` (without the program name) in the agent of the profile
 /// in `global`, starting the agent first if none runs; returns the exit code.
-pub async fn run(global: &GlobalArgs, args: Vec<String>) -> Result<u8> {
+pub async fn run(global: &GlobalArgs, args: Vec<String>, full_screen: bool) -> Result<u8> {
     let dir = crate::session::profile_dir(global);
     let terminal = std::io::stdin().is_terminal();
     let build = wire::build();
@@ -41,7 +41,7 @@ pub async fn run(global: &GlobalArgs, args: Vec<String>) -> Result<u8> {
         let run = ToAgent::Run {
             args: args.clone(),
             terminal,
-            full_screen: false,
+            full_screen,
             build: build.clone(),
         };
         match converse(stream, run).await? {
@@ -205,6 +205,13 @@ fn private_file(path: &Path) -> Result<std::fs::File> {
 /// SIGINT, SIGTERM and SIGHUP end the wait (the terminal is restored) with the shell's
 /// code for the signal.
 async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
+    let full_screen = matches!(
+        first,
+        ToAgent::Run {
+            full_screen: true,
+            ..
+        }
+    );
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     wire::write(&mut write, &first).await?;
@@ -216,7 +223,7 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
             }
         }
     });
-    let mut chat: Option<crate::chat::terminal::Terminal> = None;
+    let mut chat: Option<ChatScreen> = None;
     // The user ended the chat's input: nothing more to read from the editor.
     let mut input_done = false;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -225,7 +232,7 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
     loop {
         let typed = async {
             match chat.as_mut() {
-                Some(term) if !input_done => term.lines.recv().await,
+                Some(screen) if !input_done => screen.next_input().await,
                 _ => std::future::pending().await,
             }
         };
@@ -237,11 +244,11 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
                 };
                 match message {
                     ToCaller::Out(line) => match chat.as_mut() {
-                        Some(term) => (term.print)(line),
+                        Some(screen) => screen.print(line),
                         None => console::write_line(&mut std::io::stdout().lock(), &line),
                     },
                     ToCaller::Err(line) => match chat.as_mut() {
-                        Some(term) => (term.print)(line),
+                        Some(screen) => screen.print(line),
                         None => console::write_line(&mut std::io::stderr().lock(), &line),
                     },
                     ToCaller::Ask(question) => {
@@ -253,9 +260,19 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
                         });
                     }
                     ToCaller::Chat { prompt } => {
-                        chat = Some(crate::chat::terminal::start(prompt)?);
+                        chat = Some(ChatScreen::start(prompt, full_screen)?);
                     }
-                    ToCaller::Status(_) | ToCaller::Line(_) | ToCaller::View(_) => {}
+                    ToCaller::Line(line) => {
+                        if let Some(screen) = chat.as_mut() {
+                            screen.line(line);
+                        }
+                    }
+                    ToCaller::View(view) => {
+                        if let Some(screen) = chat.as_mut() {
+                            screen.view(view);
+                        }
+                    }
+                    ToCaller::Status(_) => {}
                     ToCaller::Done { code, error } => {
                         drop(chat);
                         if let Some(error) = error {
@@ -270,7 +287,7 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
                 match line {
                     Some(line) => { let _ = to_agent.send(ToAgent::Line(line)); }
                     None => {
-                        // Keep printing what the agent says until it is done.
+                        // Keep showing what the agent says until it is done.
                         input_done = true;
                         let _ = to_agent.send(ToAgent::EndOfInput);
                     }
@@ -279,6 +296,66 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
             _ = interrupt.recv() => { drop(chat); return Ok(Some(130)); }
             _ = terminate.recv() => { drop(chat); return Ok(Some(143)); }
             _ = hangup.recv() => { drop(chat); return Ok(Some(129)); }
+        }
+    }
+}
+
+/// The chat's screen in this terminal: the line editor, or the full-screen UI.
+enum ChatScreen {
+    Lines(crate::chat::terminal::Terminal),
+    Full(Box<crate::tui::Tui>),
+}
+
+impl ChatScreen {
+    fn start(prompt: String, full_screen: bool) -> Result<ChatScreen> {
+        Ok(if full_screen {
+            ChatScreen::Full(Box::new(crate::tui::Tui::start()?))
+        } else {
+            ChatScreen::Lines(crate::chat::terminal::start(prompt)?)
+        })
+    }
+
+    /// A plain line (an answer, an error) from the agent.
+    fn print(&mut self, text: String) {
+        match self {
+            ChatScreen::Lines(term) => (term.print)(text),
+            ChatScreen::Full(tui) => {
+                let kind = if text.starts_with("!!") {
+                    wire::LineKind::Warning
+                } else if text.starts_with('!') || text.starts_with("error") {
+                    wire::LineKind::Error
+                } else {
+                    wire::LineKind::Notice
+                };
+                tui.line(wire::ChatLine {
+                    room: None,
+                    kind,
+                    time: None,
+                    seq: None,
+                    sender: None,
+                    text,
+                });
+            }
+        }
+    }
+
+    fn line(&mut self, line: wire::ChatLine) {
+        match self {
+            ChatScreen::Lines(term) => (term.print)(line.text),
+            ChatScreen::Full(tui) => tui.line(line),
+        }
+    }
+
+    fn view(&mut self, view: wire::ChatView) {
+        if let ChatScreen::Full(tui) = self {
+            tui.view(view);
+        }
+    }
+
+    async fn next_input(&mut self) -> Option<String> {
+        match self {
+            ChatScreen::Lines(term) => term.lines.recv().await,
+            ChatScreen::Full(tui) => tui.next_input().await,
         }
     }
 }

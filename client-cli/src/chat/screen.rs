@@ -197,7 +197,7 @@ pub async fn view(client: &hearth_core::Client, current: Option<RoomId>, me: &Ha
     };
     ChatView {
         me: me.to_string(),
-        relay: client.profile().relay().to_string(),
+        relay: client.profile().relay().host_port(),
         connected: client.is_connected(),
         queued: client.queued().map(|q| q.len()).unwrap_or(0),
         current: current.map(|r| r.to_hex()),

@@ -42,7 +42,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             follow,
         } => messages::read(global, &room, all, since, follow).await,
         Command::History { room, count } => messages::history(global, &room, count).await,
-        Command::Chat { room, arrivals } => {
+        Command::Chat { room, arrivals, .. } => {
             crate::chat::run(global, room.as_deref(), arrivals).await
         }
         Command::Demo => crate::demo::run().await,

@@ -2,7 +2,7 @@
 //! and the input line. Pure: it reads the state and writes a ratatui frame.
 //!
 //! ```text
-//!  hearth │ me@relay │ ● connected │ #room: topic
+//!  hearth │ ● connected │ me@relay │ #room: topic
 //!  Rooms        │ 12:30 <alice> …                 │ Members (3)
 //!  #family      │                                 │ ● alice owner ✓
 //! [#family] typed text_
@@ -157,10 +157,7 @@ fn top_bar(frame: &mut Frame, app: &App, areas: Areas) {
         Span::styled(" hearth", bar.add_modifier(Modifier::BOLD)),
         sep(),
     ];
-    if !view.me.is_empty() && !narrow {
-        spans.push(Span::styled(format!("{}@{}", view.me, view.relay), bar));
-        spans.push(sep());
-    }
+    // The connection state first: a long relay address must not push it off the bar.
     spans.push(if view.connected {
         Span::styled(
             if narrow { "●" } else { "● connected" },
@@ -172,6 +169,10 @@ fn top_bar(frame: &mut Frame, app: &App, areas: Areas) {
             bar.fg(Color::Yellow).add_modifier(Modifier::BOLD),
         )
     });
+    if !view.me.is_empty() && !narrow {
+        spans.push(sep());
+        spans.push(Span::styled(format!("{}@{}", view.me, view.relay), bar));
+    }
     if view.queued > 0 {
         spans.push(sep());
         spans.push(Span::styled(

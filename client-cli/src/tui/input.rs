@@ -23,6 +23,7 @@ impl LineEditor {
     }
 
     /// The cursor's byte offset.
+    #[cfg(test)]
     pub fn cursor(&self) -> usize {
         self.cursor
     }
