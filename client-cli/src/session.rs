@@ -145,8 +145,17 @@ pub fn open_profile(global: &GlobalArgs) -> Result<Profile> {
         passphrase::PASSPHRASE_ENV,
         Purpose::Unlock,
     )?;
-    Profile::open(&dir, &passphrase)
-        .with_context(|| format!("cannot open the profile in {}", dir.display()))
+    Profile::open(&dir, &passphrase).map_err(|e| {
+        let agent = crate::agent::socket_path(&dir).exists();
+        if matches!(e, hearth_core::StoreError::Locked) && agent {
+            anyhow::anyhow!(
+                "the profile's agent holds the profile in {}: run the command without --no-agent (or HEARTH_NO_AGENT), or stop the agent with `hearth lock` first",
+                dir.display()
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("cannot open the profile in {}", dir.display()))
+        }
+    })
 }
 
 /// The agent's client when the command runs inside it; else unlocks the profile,

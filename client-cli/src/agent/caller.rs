@@ -20,7 +20,10 @@ use crate::passphrase::{self, Purpose};
 /// How long a starting agent may take to unlock the profile and reach the relay.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to wait for another command's agent that is starting at the same time.
-const RACE_WAIT: Duration = Duration::from_secs(30);
+const RACE_WAIT: Duration = Duration::from_secs(3);
+/// How often starting is tried again while a stopping agent still holds the profile
+/// (it notices a removed socket within 2 s).
+const START_RETRIES: u32 = 4;
 
 /// Runs the command line `args` (without the program name) in the agent of the profile
 /// in `global`, starting the agent first if none runs; returns the exit code.
@@ -44,7 +47,7 @@ pub async fn run(global: &GlobalArgs, args: Vec<String>, full_screen: bool) -> R
             full_screen,
             build: build.clone(),
         };
-        match converse(stream, run).await? {
+        match converse(stream, run, global.json).await? {
             Some(code) => return Ok(code),
             // An agent of an older hearth: it stops; wait for it, then start ours.
             None => wait_for_stop(&dir).await,
@@ -98,15 +101,35 @@ pub async fn status(dir: &Path) -> Result<Option<AgentStatus>> {
 }
 
 /// Asks for the passphrase here and starts the agent in the background with it; returns
-/// once it listens on its socket.
+/// once it listens on its socket. An agent that is stopping (its socket file was removed)
+/// still holds the profile for a moment: then starting is tried again, a few times.
 async fn start(global: &GlobalArgs, dir: &Path) -> Result<()> {
     let passphrase = passphrase::read(
         global.passphrase_file.as_deref(),
         passphrase::PASSPHRASE_ENV,
         Purpose::Unlock,
     )?;
+    let mut attempt = 0;
+    loop {
+        match start_once(global, dir, &passphrase).await {
+            Err(e)
+                if e.to_string().contains("another hearth process") && attempt < START_RETRIES =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                if connect(dir).await.is_some() {
+                    return Ok(());
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Starts the agent once.
+async fn start_once(global: &GlobalArgs, dir: &Path, passphrase: &str) -> Result<()> {
     let log_path = dir.join(super::LOG);
-    let log = private_file(&log_path)?;
+    let log = log_file(&log_path)?;
     let exe =
         std::env::current_exe().context("cannot find the hearth program to start its agent")?;
     let mut command = tokio::process::Command::new(exe);
@@ -162,7 +185,7 @@ async fn start(global: &GlobalArgs, dir: &Path) -> Result<()> {
         "ready" => Ok(()),
         error => {
             // Two commands may have started agents at once; the other one won the lock.
-            if error.contains("another hearth process") && wait_for_socket(dir).await {
+            if error.contains("another hearth process") && wait_for_socket(dir, RACE_WAIT).await {
                 return Ok(());
             }
             match error.strip_prefix("error: ") {
@@ -177,8 +200,8 @@ async fn start(global: &GlobalArgs, dir: &Path) -> Result<()> {
 }
 
 /// Waits for an agent started by someone else to listen; whether one did.
-async fn wait_for_socket(dir: &Path) -> bool {
-    let deadline = tokio::time::Instant::now() + RACE_WAIT;
+async fn wait_for_socket(dir: &Path, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
     while tokio::time::Instant::now() < deadline {
         if connect(dir).await.is_some() {
             return true;
@@ -188,23 +211,29 @@ async fn wait_for_socket(dir: &Path) -> bool {
     false
 }
 
-/// Creates (or empties) a file only the user can read.
-fn private_file(path: &Path) -> Result<std::fs::File> {
+/// The agent's log, only the user can read it: appended to, so the previous agent's last
+/// lines stay; started again once it passes [`LOG_MAX`].
+fn log_file(path: &Path) -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let too_big = std::fs::metadata(path).is_ok_and(|m| m.len() > LOG_MAX);
     std::fs::OpenOptions::new()
         .create(true)
+        .append(!too_big)
         .write(true)
-        .truncate(true)
+        .truncate(too_big)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))
 }
 
+/// The agent's log is started again past this size, in bytes.
+const LOG_MAX: u64 = 1 << 20;
+
 /// Sends `first`, then prints what the agent says and answers its questions until the
 /// command is done; returns its exit code, or `None` when the agent is of another build.
 /// SIGINT, SIGTERM and SIGHUP end the wait (the terminal is restored) with the shell's
 /// code for the signal.
-async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
+async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Option<u8>> {
     let full_screen = matches!(
         first,
         ToAgent::Run {
@@ -276,7 +305,7 @@ async fn converse(stream: UnixStream, first: ToAgent) -> Result<Option<u8>> {
                     ToCaller::Done { code, error } => {
                         drop(chat);
                         if let Some(error) = error {
-                            console::write_line(&mut std::io::stderr().lock(), &format!("error: {error}"));
+                            crate::error::print(json, &error, code);
                         }
                         return Ok(Some(code));
                     }

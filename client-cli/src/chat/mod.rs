@@ -90,6 +90,9 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                     if !mark_shown(&mut state.shown, item.room, item.seq) {
                         continue;
                     }
+                    // Shown here (every room's messages are): `hearth read` need not show
+                    // it again.
+                    let _ = client.set_read_mark(item.room, item.seq);
                 }
                 if let Some(line) = render::event(&event, state.current, &state.me, &names) {
                     screen.event(&event, line, &names, &state.me);
@@ -484,6 +487,10 @@ async fn show_room(
     let count = if screen.is_full_screen() { 200 } else { 20 };
     match client.history(room, count, None).await {
         Ok(items) => {
+            if let Some(last) = items.last() {
+                // Shown here: `hearth read` need not show it again.
+                let _ = client.set_read_mark(room, last.seq);
+            }
             for item in items {
                 screen.message(&item, &names, me);
                 mark_shown(shown, item.room, item.seq);

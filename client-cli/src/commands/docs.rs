@@ -8,15 +8,21 @@ use crate::cli::Cli;
 /// Prints completions for `shell` to stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<()> {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "hearth", &mut std::io::stdout());
-    Ok(())
+    // Into memory first: clap_complete panics when its writer fails (`| head`).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "hearth", &mut script);
+    write_out(&script)
 }
 
 /// Prints the man page (roff) to stdout, or with `out_dir` writes one page per command
 /// there (the pages the main page's SEE ALSO names).
 pub fn man(out_dir: Option<&std::path::Path>) -> Result<()> {
     match out_dir {
-        None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?,
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_out(&page)?;
+        }
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -31,4 +37,15 @@ pub fn man(out_dir: Option<&std::path::Path>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `bytes` to standard output; a reader that went away (`| head`) ends the
+/// process quietly.
+fn write_out(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => Ok(other?),
+    }
 }

@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 /// Whether the terminal is ours now (raw, alternate screen): what [`restore`] undoes.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
+/// How long stopping waits for the key thread.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// How often the key thread looks whether it should stop.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -71,6 +74,8 @@ pub struct Events {
     pub receiver: mpsc::UnboundedReceiver<Event>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Closes when the thread ends.
+    done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Events {
@@ -79,7 +84,10 @@ impl Events {
         let (sender, receiver) = mpsc::unbounded_channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
+            // Dropped when the thread ends: how `stop` knows without joining.
+            let _done = done_tx;
             // Polls with a timeout rather than blocking in read, so that the thread stops
             // (and reads no more of the terminal) soon after the chat ends.
             while !stopped.load(Ordering::SeqCst) {
@@ -101,14 +109,22 @@ impl Events {
             receiver,
             stop,
             thread: Some(thread),
+            done,
         }
     }
 
-    /// Stops reading and waits for the thread (at most [`POLL`]).
+    /// Stops reading and waits for the thread, a little: a terminal that hung up (a
+    /// closed SSH session) can leave it inside crossterm's read for good, and the chat
+    /// must end all the same (the thread dies with the process).
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            match self.done.recv_timeout(STOP_WAIT) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => drop(thread),
+                _ => {
+                    let _ = thread.join();
+                }
+            }
         }
     }
 }
