@@ -176,26 +176,30 @@ impl RelayConfig {
     /// Reads `path`; a missing file gives the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: e.message().to_string(),
-                })?;
-                if let Some(host) = &config.public_host {
-                    let host = check_public_host(host).map_err(|message| ConfigError::Parse {
-                        path: path.to_path_buf(),
-                        message,
-                    })?;
-                    config.public_host = Some(host);
-                }
-                Ok(config)
-            }
+            Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Io {
                 path: path.to_path_buf(),
                 source,
             }),
         }
+    }
+
+    /// Parses the text of a configuration file (`path` only names it in errors): what
+    /// [`RelayConfig::load`] does with the file's contents (also the fuzz target `config`).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        if let Some(host) = &config.public_host {
+            let host = check_public_host(host).map_err(|message| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            })?;
+            config.public_host = Some(host);
+        }
+        Ok(config)
     }
 
     /// Writes the commented default configuration to `path` unless a file is there.

@@ -13,6 +13,7 @@
 mod accounts;
 mod authority;
 mod listings;
+mod raw;
 mod reads;
 mod rooms;
 mod rotation;
