@@ -18,13 +18,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let now = std::time::Instant::now();
-    for (name, secs) in [
-        ("handshake_timeout_secs", config.handshake_timeout_secs),
-        ("idle_timeout_secs", config.idle_timeout_secs),
-        ("reauth_interval_secs", config.reauth_interval_secs),
-        ("reauth_grace_secs", config.reauth_grace_secs),
-        ("sweep_interval_secs", config.sweep_interval_secs),
-    ] {
+    for (name, secs) in config.timers() {
         assert!(
             now.checked_add(Duration::from_secs(secs)).is_some(),
             "{name} = {secs} loads, but the relay's timer would overflow"
