@@ -1,11 +1,14 @@
 //! Entry points for the fuzz targets in `fuzz/` (`room_entry`, `welcome`,
-//! `member_key_package`); not an API: hidden, and free to change with the code it reaches.
+//! `member_key_package`, `public_join`); not an API: hidden, and free to change with the
+//! code it reaches.
 //!
 //! A [`Member`] is a client with no relay behind it, driven one input at a time through
 //! the very code that handles what the relay delivers: room entries (`process_entry`,
-//! directory look-ups included), inbox entries (Welcomes) and the KeyPackages an inviter
-//! fetches. A stand-in relay answers the directory (`ListAccounts`) and `FetchKeyPackage`
-//! with what the fuzz target put there; every other request finds the connection closed.
+//! directory look-ups included), inbox entries (Welcomes), the KeyPackages an inviter
+//! fetches and the GroupInfo a public room's listing holds. A stand-in relay answers the
+//! directory (`ListAccounts`), `FetchKeyPackage` and `FetchGroupInfo` with what the fuzz
+//! target put there and refuses `JoinPublic`; every other request finds the connection
+//! closed.
 //! Background tasks only run while a call blocks on the member's single-threaded runtime.
 
 use std::collections::HashSet;
@@ -34,6 +37,9 @@ struct Answers {
     accounts: Vec<AccountInfo>,
     /// To `FetchKeyPackage` (whoever is asked for); `None`: `NoKeyPackage`.
     key_package: Option<(AccountKey, Vec<u8>)>,
+    /// To `FetchGroupInfo` (whichever room): the GroupInfo and its epoch index; `None`:
+    /// `UnknownRoom`.
+    group_info: Option<(Vec<u8>, u64)>,
 }
 
 struct StandInLink(Arc<Mutex<Answers>>);
@@ -53,6 +59,17 @@ impl Link for StandInLink {
                 }),
                 None => Err(WireError::new(ErrorCode::NoKeyPackage, "no key package")),
             }),
+            Request::FetchGroupInfo { .. } => Ok(match &answers.group_info {
+                Some((group_info, epoch)) => Ok(Response::GroupInfo {
+                    group_info: group_info.clone(),
+                    epoch: *epoch,
+                }),
+                None => Err(WireError::new(ErrorCode::UnknownRoom, "not listed")),
+            }),
+            Request::JoinPublic { .. } => Ok(Err(WireError::new(
+                ErrorCode::Forbidden,
+                "the stand-in relay takes no joins",
+            ))),
             _ => Err(TransportError::Closed),
         };
         Box::pin(async move { answer })
@@ -100,7 +117,7 @@ impl Member {
             .map_err(|e| ClientError::Other(format!("a runtime for fuzzing: {e}")))?;
         let answers = Arc::new(Mutex::new(Answers {
             accounts: directory,
-            key_package: None,
+            ..Answers::default()
         }));
         let (pushed, events) = mpsc::unbounded_channel();
         let conn = Connection {
@@ -211,6 +228,24 @@ impl Member {
                 .map_err(crate::error::mls)?;
         }
         staged.map(|_| ())
+    }
+
+    /// What joining the public room `room` does with the GroupInfo its listing holds
+    /// (published by any member): checks it is the room's, reads the join point signed
+    /// into it, builds the external commit from it, checks every identity in its tree
+    /// and the room's policy. The stand-in relay then refuses the join, so nothing of it
+    /// is kept (and the join point is not used: that needs the relay's answer).
+    pub fn join_public(
+        &mut self,
+        room: RoomId,
+        group_info: Vec<u8>,
+        epoch: u64,
+    ) -> (Result<(), ClientError>, Vec<ClientEvent>) {
+        lock(&self.answers).group_info = Some((group_info, epoch));
+        let inner = &self.client.inner;
+        let result = self.runtime.block_on(inner.try_join_public(room));
+        lock(&self.answers).group_info = None;
+        (result, self.take_events())
     }
 
     fn take_events(&mut self) -> Vec<ClientEvent> {
