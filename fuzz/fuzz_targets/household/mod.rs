@@ -1,5 +1,5 @@
-//! A household for the MLS targets (`room_entry`, `welcome`, `member_key_package`), made
-//! once per fuzzing process:
+//! A household for the MLS targets (`room_entry`, `welcome`, `public_join`,
+//! `member_key_package`), made once per fuzzing process:
 //!
 //! - **bob** is a hearth client ([`Member`]): everything he receives goes through
 //!   hearth's own code, with a stand-in relay that answers the directory;
