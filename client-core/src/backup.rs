@@ -75,7 +75,7 @@ struct Contents {
 #[derive(Serialize, Deserialize, Default)]
 struct TableDump {
     name: String,
-    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    entries: Entries,
 }
 
 impl Drop for Contents {
@@ -176,14 +176,7 @@ pub fn export_backup(profile: &Profile, path: &Path, passphrase: &str) -> Result
 pub fn import_backup(path: &Path, passphrase: &str, dir: &Path) -> Result<Profile, BackupError> {
     let bytes = fs::read(path)?;
     let contents = decrypt(&bytes, passphrase)?;
-    let mut tables = Vec::new();
-    for dump in &contents.tables {
-        let table = Table::ALL
-            .into_iter()
-            .find(|t| t.name() == dump.name)
-            .ok_or_else(|| BackupError::Damaged(format!("unknown table {:?}", dump.name)))?;
-        tables.push((table, &dump.entries));
-    }
+    let tables = tables_of(&contents)?;
     let profile = Profile::create_with(dir, passphrase, |batch| {
         for (table, entries) in &tables {
             for (key, value) in entries.iter() {
@@ -200,8 +193,38 @@ pub fn import_backup(path: &Path, passphrase: &str, dir: &Path) -> Result<Profil
     Ok(profile)
 }
 
+/// A table's (key, value) pairs.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Each table of the backup with its entries; an unknown table name is damage.
+fn tables_of(contents: &Contents) -> Result<Vec<(Table, &Entries)>, BackupError> {
+    let mut tables = Vec::new();
+    for dump in &contents.tables {
+        let table = Table::ALL
+            .into_iter()
+            .find(|t| t.name() == dump.name)
+            .ok_or_else(|| BackupError::Damaged(format!("unknown table {:?}", dump.name)))?;
+        tables.push((table, &dump.entries));
+    }
+    Ok(tables)
+}
+
 /// Checks and decrypts a backup file's bytes.
 fn decrypt(bytes: &[u8], passphrase: &str) -> Result<Contents, BackupError> {
+    let envelope = read_envelope(bytes)?;
+    let key = crypto::derive_kek(passphrase, &envelope.salt, envelope.kdf)?;
+    let plaintext = crypto::open(
+        &key,
+        &aad(envelope.version, envelope.kdf, &envelope.salt),
+        &envelope.sealed,
+    )
+    .ok_or(BackupError::WrongPassphrase)?;
+    read_contents(&plaintext, envelope.version)
+}
+
+/// Checks a backup file's header and checksum and reads its envelope (everything
+/// before the key derivation).
+fn read_envelope(bytes: &[u8]) -> Result<Envelope, BackupError> {
     if bytes.len() < MAGIC.len() + CHECKSUM_LEN || !bytes.starts_with(MAGIC) {
         return Err(BackupError::Damaged("no hearth backup header".into()));
     }
@@ -214,19 +237,44 @@ fn decrypt(bytes: &[u8], passphrase: &str) -> Result<Contents, BackupError> {
     if envelope.version > BACKUP_VERSION {
         return Err(BackupError::UnsupportedVersion(envelope.version));
     }
-    let key = crypto::derive_kek(passphrase, &envelope.salt, envelope.kdf)?;
-    let plaintext = crypto::open(
-        &key,
-        &aad(envelope.version, envelope.kdf, &envelope.salt),
-        &envelope.sealed,
-    )
-    .ok_or(BackupError::WrongPassphrase)?;
-    let contents: Contents = postcard::from_bytes(&plaintext)
+    Ok(envelope)
+}
+
+/// Reads the decrypted contents of a backup whose envelope says `version`.
+fn read_contents(plaintext: &[u8], version: u32) -> Result<Contents, BackupError> {
+    let contents: Contents = postcard::from_bytes(plaintext)
         .map_err(|e| BackupError::Damaged(format!("unreadable contents: {e}")))?;
-    if contents.version != envelope.version {
+    if contents.version != version {
         return Err(BackupError::Damaged("version mismatch".into()));
     }
     Ok(contents)
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (`backup_envelope`, `backup_contents`);
+/// not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// What [`import_backup`] does with a file's bytes before the key derivation: header,
+    /// checksum, envelope, format version, and the bounds on the KDF parameters (checked
+    /// first thing by the derivation, which is not run).
+    pub fn read_envelope(bytes: &[u8]) -> Result<(), BackupError> {
+        let envelope = super::read_envelope(bytes)?;
+        envelope.kdf.check()?;
+        Ok(())
+    }
+
+    /// What [`import_backup`] does with the decrypted bytes before it creates the
+    /// profile: the contents, their version against the envelope's, the table names.
+    /// Returns the number of entries.
+    pub fn read_contents(plaintext: &[u8], version: u32) -> Result<usize, BackupError> {
+        let contents = super::read_contents(plaintext, version)?;
+        Ok(tables_of(&contents)?
+            .iter()
+            .map(|(_, entries)| entries.len())
+            .sum())
+    }
 }
 
 #[cfg(test)]

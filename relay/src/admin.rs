@@ -256,7 +256,12 @@ fn account(applied: Applied) -> Result<AdminResponse, AdminError> {
     }
 }
 
-async fn read_frame<R: AsyncReadExt + Unpin>(stream: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+/// Reads one frame body from the admin socket (`None`: the peer closed between frames).
+/// Public for the fuzz target `admin_socket` only.
+#[doc(hidden)]
+pub async fn read_frame<R: AsyncReadExt + Unpin>(
+    stream: &mut R,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut prefix = [0u8; LENGTH_PREFIX_LEN];
     match stream.read_exact(&mut prefix).await {
         Ok(_) => {}

@@ -147,6 +147,12 @@ impl Default for RelayConfig {
     }
 }
 
+/// The longest a timer setting may be (100 years; `*_secs` of handshake, idle,
+/// re-authentication and sweeps). A larger value means "never" to whoever wrote it, but the
+/// relay adds it to the clock, and near `i64::MAX` seconds that addition panics (found by
+/// the fuzz target `config`), so such a file is refused when it loads.
+pub const MAX_TIMER_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// `<platform data dir>/hearth-relay`, or `./hearth-relay-data` if there is none.
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
@@ -254,26 +260,51 @@ impl RelayConfig {
     /// Reads `path`; a missing file gives the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: e.message().to_string(),
-                })?;
-                if let Some(host) = &config.public_host {
-                    let host = check_public_host(host).map_err(|message| ConfigError::Parse {
-                        path: path.to_path_buf(),
-                        message,
-                    })?;
-                    config.public_host = Some(host);
-                }
-                Ok(config)
-            }
+            Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(ConfigError::Io {
                 path: path.to_path_buf(),
                 source,
             }),
         }
+    }
+
+    /// Parses the text of a configuration file (`path` only names it in errors): what
+    /// [`RelayConfig::load`] does with the file's contents (also the fuzz target `config`).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        if let Some(host) = &config.public_host {
+            let host = check_public_host(host).map_err(|message| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            })?;
+            config.public_host = Some(host);
+        }
+        for (name, secs) in config.timers() {
+            if secs > MAX_TIMER_SECS {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "{name} = {secs} is more than 100 years: give at most {MAX_TIMER_SECS}"
+                    ),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// The timer settings, by name (each at most [`MAX_TIMER_SECS`]).
+    pub fn timers(&self) -> [(&'static str, u64); 5] {
+        [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("reauth_interval_secs", self.reauth_interval_secs),
+            ("reauth_grace_secs", self.reauth_grace_secs),
+            ("sweep_interval_secs", self.sweep_interval_secs),
+        ]
     }
 
     /// Writes the commented default configuration to `path` unless a file is there.
@@ -354,6 +385,20 @@ mod tests {
         std::fs::write(&path, "public_host = \"[fd00::1]\"\n").unwrap();
         let config = RelayConfig::load(&path).unwrap();
         assert_eq!(config.public_host.as_deref(), Some("fd00::1"));
+    }
+
+    #[test]
+    fn timers_beyond_a_century_are_refused() {
+        let path = Path::new("hearth-relay.toml");
+        for (name, _) in RelayConfig::default().timers() {
+            let at_most = format!("{name} = {MAX_TIMER_SECS}");
+            assert!(RelayConfig::parse(&at_most, path).is_ok(), "{at_most}");
+            // What someone may write to mean "never": the relay would panic adding it to
+            // the clock.
+            let never = format!("{name} = {}", i64::MAX);
+            let err = RelayConfig::parse(&never, path).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains("100 years"), "{err}");
+        }
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl Inner {
     /// Takes one inbox entry, asking the relay's directory about the identities in it
     /// first when needed. The outer error (the relay went away) leaves the entry in the
     /// inbox; the inner one means the entry is dropped.
-    async fn take_inbox_entry(
+    pub(super) async fn take_inbox_entry(
         &self,
         entry: &InboxEntry,
         shared: &HashSet<[u8; 32]>,

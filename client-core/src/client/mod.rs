@@ -19,6 +19,8 @@ pub mod authentication;
 pub use authentication::Impostor;
 mod direct;
 mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 mod heads;
 mod inbox;
 mod names;

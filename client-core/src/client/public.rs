@@ -296,7 +296,7 @@ impl Inner {
 
     /// One attempt: fetch the GroupInfo, build the external commit, have the relay append
     /// it, then set the room up and record ourselves in the member list.
-    async fn try_join_public(&self, id: RoomId) -> Result<(), ClientError> {
+    pub(super) async fn try_join_public(&self, id: RoomId) -> Result<(), ClientError> {
         // Everyone in the published tree is checked against the directory before we
         // join: anyone registered can publish a tree naming anyone.
         self.look_up_identities(&[]).await?;

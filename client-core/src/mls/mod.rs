@@ -304,7 +304,9 @@ pub fn key_package_lifetime(now: std::time::SystemTime) -> Lifetime {
     )
 }
 
-/// The openmls storage at the start of an operation (see [`Engine::checkpoint`]).
+/// The openmls storage at the start of an operation (see [`Engine::checkpoint`]); two
+/// are equal when nothing was stored or deleted between them.
+#[derive(PartialEq, Eq)]
 pub struct Checkpoint(HashMap<Vec<u8>, Vec<u8>>);
 
 /// One-use KeyPackages and maybe a last-resort one, as TLS-codec bytes.

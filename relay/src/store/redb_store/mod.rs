@@ -15,6 +15,7 @@ mod audit;
 mod authority;
 mod listings;
 mod migrate;
+mod raw;
 mod reads;
 mod rooms;
 mod rotation;
