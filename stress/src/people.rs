@@ -54,8 +54,13 @@ impl Person {
     pub async fn register(root: &Path, handle: &str, invite: &Invite) -> Result<Person> {
         let dir = root.join(handle);
         let handle = Handle::new(handle).map_err(|e| anyhow!("handle {handle}: {e}"))?;
-        let profile = Profile::create(&dir, crate::PASSPHRASE, handle.clone(), invite.relay.clone())
-            .with_context(|| format!("create profile {handle}"))?;
+        let profile = Profile::create(
+            &dir,
+            crate::PASSPHRASE,
+            handle.clone(),
+            invite.relay.clone(),
+        )
+        .with_context(|| format!("create profile {handle}"))?;
         let client = Client::register(profile, invite)
             .await
             .with_context(|| format!("register {handle}"))?;
@@ -88,11 +93,13 @@ impl Person {
                         lock(&w.dropped).push(now)
                     }
                     ClientEvent::Message(m) => lock(&w.messages).push((m.room, m.seq, m.text)),
-                    ClientEvent::Consistency { room, warning } => lock(&w.warnings)
-                        .push(format!("room {}: {warning}", &room.to_hex()[..8])),
-                    ClientEvent::Rejected { room, seq, reason } => lock(&w.warnings).push(
-                        format!("room {} entry {seq} refused: {reason}", &room.to_hex()[..8]),
-                    ),
+                    ClientEvent::Consistency { room, warning } => {
+                        lock(&w.warnings).push(format!("room {}: {warning}", &room.to_hex()[..8]))
+                    }
+                    ClientEvent::Rejected { room, seq, reason } => lock(&w.warnings).push(format!(
+                        "room {} entry {seq} refused: {reason}",
+                        &room.to_hex()[..8]
+                    )),
                     ClientEvent::Invited(i) => lock(&w.invited).push(i.room),
                     _ => {}
                 }
@@ -183,12 +190,15 @@ pub fn compare(history: &[(Seq, String)], acked: &[(Seq, String)]) -> Discrepanc
         match at.get(text.as_str()).map(Vec::as_slice) {
             None | Some([]) => {
                 out.lost += 1;
-                out.details.push(format!("acknowledged {text:.20} (seq {seq}) is missing"));
+                out.details
+                    .push(format!("acknowledged {text:.20} (seq {seq}) is missing"));
             }
             Some([one]) if one == seq => {}
             Some([one]) => {
                 out.misplaced += 1;
-                out.details.push(format!("{text:.20} acknowledged at seq {seq}, stored at {one}"));
+                out.details.push(format!(
+                    "{text:.20} acknowledged at seq {seq}, stored at {one}"
+                ));
             }
             Some(_) => {}
         }
@@ -196,7 +206,8 @@ pub fn compare(history: &[(Seq, String)], acked: &[(Seq, String)]) -> Discrepanc
     for (text, seqs) in &at {
         if seqs.len() > 1 {
             out.duplicated += 1;
-            out.details.push(format!("{text:.20} stored {} times: {seqs:?}", seqs.len()));
+            out.details
+                .push(format!("{text:.20} stored {} times: {seqs:?}", seqs.len()));
         }
     }
     out

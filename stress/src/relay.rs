@@ -28,7 +28,17 @@ impl RelayProcess {
     /// Starts the relay on `listen` (e.g. `127.0.0.1:0`) with its data in `data`, and an
     /// optional config file. Its standard error (warnings) goes to `data/../relay.log`.
     pub fn spawn(data: &Path, listen: &str, config: Option<&Path>) -> Result<RelayProcess> {
-        let log = data.with_extension("log");
+        Self::spawn_logging(data, listen, config, &data.with_extension("log"))
+    }
+
+    /// [`RelayProcess::spawn`] with the relay's standard error appended to `log`.
+    pub fn spawn_logging(
+        data: &Path,
+        listen: &str,
+        config: Option<&Path>,
+        log: &Path,
+    ) -> Result<RelayProcess> {
+        let log = log.to_path_buf();
         let started = Instant::now();
         let (child, address) = start(data, listen, config, &log)?;
         let listen = SocketAddr::new(
@@ -77,7 +87,11 @@ impl RelayProcess {
         let listen = self.listen.to_string();
         let (child, address) = start(&self.data, &listen, self.config.as_deref(), &self.log)?;
         if address.port != self.address.port {
-            bail!("the relay came back on port {} instead of {}", address.port, self.address.port);
+            bail!(
+                "the relay came back on port {} instead of {}",
+                address.port,
+                self.address.port
+            );
         }
         self.child = child;
         self.last_start = started.elapsed();

@@ -15,7 +15,10 @@ pub fn percentile<T: Copy + Ord>(values: &[T], p: f64) -> Option<T> {
 
 /// A duration as milliseconds with one decimal, or `-` when there is none.
 pub fn ms(d: Option<Duration>) -> String {
-    d.map_or_else(|| "-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+    d.map_or_else(
+        || "-".into(),
+        |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
+    )
 }
 
 /// A KiB figure as MiB with one decimal.

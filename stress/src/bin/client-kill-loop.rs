@@ -78,7 +78,9 @@ async fn main() -> Result<()> {
     }
     let mut invitees = Vec::new();
     for i in 0..args.invitees {
-        invitees.push(Person::register(&dir.path().join("people"), &format!("guest{i}"), &invite).await?);
+        invitees.push(
+            Person::register(&dir.path().join("people"), &format!("guest{i}"), &invite).await?,
+        );
     }
     let room = room_id(&admin).await?;
 
@@ -109,7 +111,11 @@ async fn main() -> Result<()> {
         rounds += 1;
         let members = members(&admin).await?;
         let target = &invitees[rng.index(invitees.len())].handle;
-        let op = if members.contains(target) { "kick" } else { "invite" };
+        let op = if members.contains(target) {
+            "kick"
+        } else {
+            "invite"
+        };
         let args_ = ["room", op, ROOM, target.as_str()];
         let outcome = match longest.get(op) {
             // The first two of each kind run to the end, to learn how long they take.
@@ -164,20 +170,36 @@ async fn main() -> Result<()> {
     if let Some(p) = pending_target {
         lock(&paused).insert(p.handle.clone());
         if check.members.contains(&p.handle) {
-            let kick = admin.run(&["room", "kick", ROOM, p.handle.as_str()]).await?;
+            let kick = admin
+                .run(&["room", "kick", ROOM, p.handle.as_str()])
+                .await?;
             reinvite.push(format!("kick {}: {}", p.handle, verdict(&kick)));
         }
-        let first = admin.run(&["room", "invite", ROOM, p.handle.as_str()]).await?;
-        reinvite.push(format!("invite {} (they do not accept yet): {}", p.handle, verdict(&first)));
-        let again = admin.run(&["room", "invite", ROOM, p.handle.as_str()]).await?;
-        reinvite.push(format!("invite {} again while pending: {}", p.handle, verdict(&again)));
+        let first = admin
+            .run(&["room", "invite", ROOM, p.handle.as_str()])
+            .await?;
+        reinvite.push(format!(
+            "invite {} (they do not accept yet): {}",
+            p.handle,
+            verdict(&first)
+        ));
+        let again = admin
+            .run(&["room", "invite", ROOM, p.handle.as_str()])
+            .await?;
+        reinvite.push(format!(
+            "invite {} again while pending: {}",
+            p.handle,
+            verdict(&again)
+        ));
         lock(&paused).remove(&p.handle);
     }
     for p in &outside {
         if pending_target.is_some_and(|t| t.handle == p.handle) {
             continue;
         }
-        let again = admin.run(&["room", "invite", ROOM, p.handle.as_str()]).await?;
+        let again = admin
+            .run(&["room", "invite", ROOM, p.handle.as_str()])
+            .await?;
         reinvite.push(format!("invite {} back: {}", p.handle, verdict(&again)));
     }
     let after = settle_and_check(&admin, room, &invitees, Duration::from_secs(20)).await?;
@@ -189,13 +211,25 @@ async fn main() -> Result<()> {
     let total = started.elapsed();
     println!();
     println!("rounds:                    {rounds}");
-    println!("admin CLI SIGKILLs:        {kills} ({})", counts(&tally.killed));
-    println!("commands that finished:    {} ok ({}), {} failed", tally.finished_ok.values().sum::<u32>(), counts(&tally.finished_ok), tally.failed.len());
+    println!(
+        "admin CLI SIGKILLs:        {kills} ({})",
+        counts(&tally.killed)
+    );
+    println!(
+        "commands that finished:    {} ok ({}), {} failed",
+        tally.finished_ok.values().sum::<u32>(),
+        counts(&tally.finished_ok),
+        tally.failed.len()
+    );
     for (op, target, message) in &tally.failed {
         println!("  {op} {target}: {message}");
     }
     for (op, d) in &tally.durations {
-        println!("{op:<6} command time:       p50 {} max {}", ms(percentile(d, 50.0)), ms(d.iter().max().copied()));
+        println!(
+            "{op:<6} command time:       p50 {} max {}",
+            ms(percentile(d, 50.0)),
+            ms(d.iter().max().copied())
+        );
     }
     let accept_errors = lock(&accept_errors).clone();
     println!("invitee accept errors:     {}", accept_errors.len());
@@ -215,7 +249,13 @@ async fn main() -> Result<()> {
     if args.keep {
         println!("kept {}", dir.keep().display());
     }
-    if !check.consistent() || !after.consistent() || after.members.len() != args.invitees + 1 {
+    let reinvite_failed = reinvite.iter().filter(|l| l.contains("FAILED")).count();
+    println!("re-invites that failed (must be 0): {reinvite_failed}");
+    if !check.consistent()
+        || !after.consistent()
+        || after.members.len() != args.invitees + 1
+        || reinvite_failed > 0
+    {
         bail!("FAILED: membership is not consistent (see above)");
     }
     println!("OK");

@@ -23,7 +23,9 @@ use hearth_stress::relay::RelayProcess;
 use hearth_stress::stats::{ms, percentile};
 
 #[derive(Parser, Debug)]
-#[command(about = "Fill the relay's disk past its floor and back; check refusals, reads, logins, recovery")]
+#[command(
+    about = "Fill the relay's disk past its floor and back; check refusals, reads, logins, recovery"
+)]
 struct Args {
     /// Fill / free cycles.
     #[arg(long, default_value_t = 3)]
@@ -44,6 +46,10 @@ struct Args {
     /// Skip the last phase (no floor, a really full disk).
     #[arg(long)]
     skip_enospc: bool,
+    /// Write the relay's standard error to a file on the small file system too (as
+    /// `hearth-relay 2>>log` beside its data would), not beside it.
+    #[arg(long)]
+    log_on_data_fs: bool,
     /// Keep the temp directory and print where it is (the tmpfs is unmounted).
     #[arg(long)]
     keep: bool,
@@ -71,12 +77,21 @@ async fn main() -> Result<()> {
         None
     } else {
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={}m", args.size_mib), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={}m", args.size_mib),
+                "tmpfs",
+            ])
             .arg(&mnt)
             .status()
             .context("run mount")?;
         if !status.success() {
-            bail!("cannot mount a tmpfs on {} (needs root): run with --no-mount", mnt.display());
+            bail!(
+                "cannot mount a tmpfs on {} (needs root): run with --no-mount",
+                mnt.display()
+            );
         }
         Some(Mount(mnt.clone()))
     };
@@ -99,7 +114,16 @@ async fn main() -> Result<()> {
         relay_floor >> 20
     );
     let data = mnt.join("relay");
-    let mut relay = tokio::task::block_in_place(|| RelayProcess::spawn(&data, "127.0.0.1:0", Some(&config)))?;
+    let mut relay = tokio::task::block_in_place(|| {
+        // The log stays off the small file system unless asked (then it fills up too).
+        let log = if args.log_on_data_fs {
+            &mnt
+        } else {
+            dir.path()
+        }
+        .join("relay.log");
+        RelayProcess::spawn_logging(&data, "127.0.0.1:0", Some(&config), &log)
+    })?;
     let invite = relay.mint_invite(10)?;
     let people = dir.path().join("people");
     let alice = Person::register(&people, "alice", &invite).await?;
@@ -165,23 +189,31 @@ async fn main() -> Result<()> {
         bob = match Person::connect(&dir_b).await {
             Ok(b) => b,
             Err(e) => {
-                failures.push(format!("cycle {cycle}: login with the disk full failed: {e:#}"));
+                failures.push(format!(
+                    "cycle {cycle}: login with the disk full failed: {e:#}"
+                ));
                 bail!("{}", failures.join("\n"));
             }
         };
         logins.push(t.elapsed());
         if let Err(e) = bob.client.sync().await {
-            failures.push(format!("cycle {cycle}: a read (sync) with the disk full failed: {e}"));
+            failures.push(format!(
+                "cycle {cycle}: a read (sync) with the disk full failed: {e}"
+            ));
         }
         let missing = missing_from(&bob, room, &acked).await?;
         if missing > 0 {
-            failures.push(format!("cycle {cycle}: bob misses {missing} acknowledged messages"));
+            failures.push(format!(
+                "cycle {cycle}: bob misses {missing} acknowledged messages"
+            ));
         }
         let status = tokio::task::block_in_place(|| relay.status())?;
         if status.contains("FULL") {
             status_says_full += 1;
         } else {
-            failures.push(format!("cycle {cycle}: hearth-relay status does not say FULL:\n{status}"));
+            failures.push(format!(
+                "cycle {cycle}: hearth-relay status does not say FULL:\n{status}"
+            ));
         }
         // Space back: writes resume by themselves.
         let t = Instant::now();
@@ -201,7 +233,9 @@ async fn main() -> Result<()> {
                     break;
                 }
                 (Err(e), _) if Instant::now() > deadline => {
-                    failures.push(format!("cycle {cycle}: writes did not resume within 30 s: {e}"));
+                    failures.push(format!(
+                        "cycle {cycle}: writes did not resume within 30 s: {e}"
+                    ));
                     break;
                 }
                 (Err(_), _) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -227,6 +261,7 @@ async fn main() -> Result<()> {
         write_config(&config, 0)?;
         tokio::task::block_in_place(|| relay.restart())?;
         alice.sync_within(Duration::from_secs(20)).await?;
+        println!("last phase: no floor, the file system filled to the last byte");
         let free = DiskSpace::of(&mnt)?.free_bytes;
         ballast(&mnt.join("ballast"), free)?;
         enospc.push(format!(
@@ -253,7 +288,9 @@ async fn main() -> Result<()> {
                 }
             }
         }
-        enospc.push(format!("writes acknowledged on the full disk: {ok}; errors: {errors:?}"));
+        enospc.push(format!(
+            "writes acknowledged on the full disk: {ok}; errors: {errors:?}"
+        ));
         match exit {
             Some((status, after)) => enospc.push(format!(
                 "the relay exited by itself {} after the disk filled: {status}; last log lines:\n{}",
@@ -285,29 +322,42 @@ async fn main() -> Result<()> {
         }
         bob.sync_within(Duration::from_secs(30)).await?;
         let missing = missing_from(&bob, room, &acked).await?;
-        enospc.push(format!("after a restart with space back: {missing} acknowledged messages missing at bob"));
+        enospc.push(format!(
+            "after a restart with space back: {missing} acknowledged messages missing at bob"
+        ));
         if missing > 0 {
-            failures.push(format!("{missing} acknowledged messages lost after the real ENOSPC"));
+            failures.push(format!(
+                "{missing} acknowledged messages lost after the real ENOSPC"
+            ));
         }
     }
 
     bob.sync_within(Duration::from_secs(30)).await?;
     let missing = missing_from(&bob, room, &acked).await?;
     if missing > 0 {
-        failures.push(format!("{missing} acknowledged messages missing at the end"));
+        failures.push(format!(
+            "{missing} acknowledged messages missing at the end"
+        ));
     }
     println!();
     println!("cycles:                         {}", args.cycles);
     println!("writes refused with StorageFull: {refused} (first said: {first_refusal:?})");
     println!("writes stored while full (must be 0): {stored_while_full}");
-    println!("other errors while full:        {} {:?}", other_errors.len(), other_errors.iter().take(3).collect::<Vec<_>>());
+    println!(
+        "other errors while full:        {} {:?}",
+        other_errors.len(),
+        other_errors.iter().take(3).collect::<Vec<_>>()
+    );
     println!(
         "logins with the disk full:      {} ok, p50 {} max {}",
         logins.len(),
         ms(percentile(&logins, 50.0)),
         ms(logins.iter().max().copied())
     );
-    println!("status said FULL:               {status_says_full} of {}", args.cycles);
+    println!(
+        "status said FULL:               {status_says_full} of {}",
+        args.cycles
+    );
     println!(
         "writes resumed after freeing:   {} of {}, p50 {} max {} (from freeing the space to the first acknowledged write)",
         resumes.len(),
@@ -315,11 +365,17 @@ async fn main() -> Result<()> {
         ms(percentile(&resumes, 50.0)),
         ms(resumes.iter().max().copied())
     );
-    println!("acknowledged messages:          {}, missing at the end (must be 0): {missing}", acked.len());
+    println!(
+        "acknowledged messages:          {}, missing at the end (must be 0): {missing}",
+        acked.len()
+    );
     for line in &enospc {
         println!("real ENOSPC: {line}");
     }
-    println!("total time:                     {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "total time:                     {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     alice.close().await;
     bob.close().await;
     drop(relay);

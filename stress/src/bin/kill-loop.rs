@@ -19,7 +19,9 @@ use hearth_stress::stats::{ms, percentile};
 use hearth_stress::Rng;
 
 #[derive(Parser, Debug)]
-#[command(about = "SIGKILL the relay under load; check no acknowledged message is lost or duplicated")]
+#[command(
+    about = "SIGKILL the relay under load; check no acknowledged message is lost or duplicated"
+)]
 struct Args {
     /// How many times to SIGKILL the relay.
     #[arg(long, default_value_t = 100)]
@@ -92,12 +94,15 @@ async fn main() -> Result<()> {
     let (owner, rest) = writers.split_first().expect("at least one writer");
     let others: Vec<&Person> = rest.iter().chain(subscribers.iter()).collect();
     let room = room_with(owner, &others, "kill-loop").await?;
+    let (pid, log) = {
+        let relay = lock(&relay);
+        (relay.pid(), relay.log().to_path_buf())
+    };
     println!(
-        "set up {} people in one room in {:.1} s; relay pid {}, log {}",
+        "set up {} people in one room in {:.1} s; relay pid {pid}, log {}",
         writers.len() + subscribers.len(),
         started.elapsed().as_secs_f64(),
-        lock(&relay).pid(),
-        lock(&relay).log().display()
+        log.display()
     );
 
     // The writers: each sends "w<i>-<n>" with a fresh n per attempt, so a text seen
@@ -280,13 +285,15 @@ async fn check(
     let acked_pairs: Vec<(Seq, String)> = acked.iter().map(|a| (a.seq, a.text.clone())).collect();
     // Each writer's acknowledgements come one after the other: their seqs must rise.
     for log in logs {
-        report.misplaced += log.acked.windows(2).filter(|w| w[1].seq <= w[0].seq).count();
+        report.misplaced += log
+            .acked
+            .windows(2)
+            .filter(|w| w[1].seq <= w[0].seq)
+            .count();
     }
     for person in everyone {
         let history = person.history(room).await?;
-        report.head = report
-            .head
-            .max(history.last().map_or(0, |(s, _)| s.0));
+        report.head = report.head.max(history.last().map_or(0, |(s, _)| s.0));
         let d = compare(&history, &acked_pairs);
         for line in d.details.iter().take(20) {
             eprintln!("{}: {line}", person.handle);
@@ -298,7 +305,10 @@ async fn check(
             None => first = Some(history),
             Some(f) if *f != history => {
                 report.differ += 1;
-                eprintln!("{}: history differs from {}'s", person.handle, everyone[0].handle);
+                eprintln!(
+                    "{}: history differs from {}'s",
+                    person.handle, everyone[0].handle
+                );
             }
             Some(_) => {}
         }
@@ -332,7 +342,10 @@ async fn check(
         for a in &acked {
             if !seen.contains_key(&a.seq) {
                 report.live_missing += 1;
-                eprintln!("{}: {} (seq {}) was never pushed", person.handle, a.text, a.seq);
+                eprintln!(
+                    "{}: {} (seq {}) was never pushed",
+                    person.handle, a.text, a.seq
+                );
             }
         }
     }

@@ -115,7 +115,11 @@ async fn main() -> Result<()> {
             let pad = "x".repeat(size.saturating_sub(12));
             let mut n = 0u64;
             // Spread the first sends over one interval.
-            let interval = if rate > 0.0 { Duration::from_secs_f64(1.0 / rate) } else { Duration::ZERO };
+            let interval = if rate > 0.0 {
+                Duration::from_secs_f64(1.0 / rate)
+            } else {
+                Duration::ZERO
+            };
             let mut next = Instant::now() + interval.mul_f64(rng.range(0, 1000) as f64 / 1000.0);
             while Instant::now() < deadline {
                 if !interval.is_zero() {
@@ -150,10 +154,16 @@ async fn main() -> Result<()> {
     let _ = sampler.await;
 
     // Check every room at every member.
-    let (mut lost, mut duplicated, mut misplaced, mut not_pushed, mut pushed) = (0, 0, 0, 0, 0usize);
+    let (mut lost, mut duplicated, mut misplaced, mut not_pushed, mut pushed) =
+        (0, 0, 0, 0, 0usize);
     for (r, group) in members.iter().enumerate() {
-        let Some(&room) = room_ids.get(r) else { continue };
-        let acked: Vec<(Seq, String)> = group.iter().flat_map(|&i| logs[i].acked.iter().cloned()).collect();
+        let Some(&room) = room_ids.get(r) else {
+            continue;
+        };
+        let acked: Vec<(Seq, String)> = group
+            .iter()
+            .flat_map(|&i| logs[i].acked.iter().cloned())
+            .collect();
         for &i in group {
             let history = people[i].history(room).await?;
             let d = compare(&history, &acked);
@@ -182,22 +192,42 @@ async fn main() -> Result<()> {
     }
     let acked: usize = logs.iter().map(|l| l.acked.len()).sum();
     let errors: Vec<&String> = logs.iter().flat_map(|l| l.errors.iter()).collect();
-    let latencies: Vec<Duration> = logs.iter().flat_map(|l| l.latencies.iter().copied()).collect();
+    let latencies: Vec<Duration> = logs
+        .iter()
+        .flat_map(|l| l.latencies.iter().copied())
+        .collect();
     let rss = lock(&rss).clone();
     let warnings: usize = people.iter().map(|p| lock(&p.watch.warnings).len()).sum();
     let secs = load_time.as_secs_f64();
     println!();
-    println!("clients / rooms:           {} / {}", args.clients, room_ids.len());
-    println!("load time:                 {secs:.1} s (setup {:.1} s)", setup.as_secs_f64());
-    println!("acknowledged messages:     {acked} ({:.1} msg/s)", acked as f64 / secs);
-    println!("pushed to other members:   {pushed} ({:.1} deliveries/s)", pushed as f64 / secs);
+    println!(
+        "clients / rooms:           {} / {}",
+        args.clients,
+        room_ids.len()
+    );
+    println!(
+        "load time:                 {secs:.1} s (setup {:.1} s)",
+        setup.as_secs_f64()
+    );
+    println!(
+        "acknowledged messages:     {acked} ({:.1} msg/s)",
+        acked as f64 / secs
+    );
+    println!(
+        "pushed to other members:   {pushed} ({:.1} deliveries/s)",
+        pushed as f64 / secs
+    );
     println!(
         "send latency:              p50 {} p99 {} max {}",
         ms(percentile(&latencies, 50.0)),
         ms(percentile(&latencies, 99.0)),
         ms(latencies.iter().max().copied())
     );
-    println!("send errors:               {} {:?}", errors.len(), errors.iter().take(3).collect::<Vec<_>>());
+    println!(
+        "send errors:               {} {:?}",
+        errors.len(),
+        errors.iter().take(3).collect::<Vec<_>>()
+    );
     println!("lost (must be 0):          {lost}");
     println!("duplicated (must be 0):    {duplicated}");
     println!("misplaced (must be 0):     {misplaced}");
@@ -212,7 +242,10 @@ async fn main() -> Result<()> {
         mib(rss.first().copied()),
         mib(rss.last().copied())
     );
-    println!("total time:                {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "total time:                {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     for person in people {
         person.close().await;
     }
