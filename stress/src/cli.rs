@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use tokio::process::Command;
 
@@ -28,6 +31,11 @@ impl Finished {
     /// Exit status 0.
     pub fn ok(&self) -> bool {
         self.status.success()
+    }
+
+    /// The relay refused the command with `RateLimited`.
+    pub fn rate_limited(&self) -> bool {
+        self.stderr.contains("(RateLimited)")
     }
 
     /// The error the command printed, on one line.
@@ -54,6 +62,8 @@ pub enum Outcome {
 pub struct Cli {
     binary: PathBuf,
     profile: PathBuf,
+    /// Commands the relay refused with `RateLimited` and [`Cli::run_patiently`] retried.
+    refused: Arc<AtomicU64>,
 }
 
 impl Cli {
@@ -62,6 +72,7 @@ impl Cli {
         Ok(Cli {
             binary: crate::binaries::cli()?,
             profile: profile.to_path_buf(),
+            refused: Arc::default(),
         })
     }
 
@@ -89,6 +100,26 @@ impl Cli {
                 anyhow::bail!("hearth {} did not end within {after:?}", args.join(" "))
             }
         }
+    }
+
+    /// [`Cli::run`], again every half second for up to `patience` while the relay
+    /// refuses the connection with `RateLimited` (e.g. too many sessions of this account
+    /// still open after earlier processes were killed); counted in [`Cli::refused`].
+    pub async fn run_patiently(&self, args: &[&str], patience: Duration) -> Result<Finished> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let out = self.run(args).await?;
+            if out.ok() || !out.rate_limited() || Instant::now() > deadline {
+                return Ok(out);
+            }
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// How many times [`Cli::run_patiently`] was refused with `RateLimited`.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Runs `hearth ARGS`, and SIGKILLs it if it is still running after `kill_after`.

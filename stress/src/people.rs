@@ -124,8 +124,7 @@ impl Person {
         loop {
             match self.client.sync().await {
                 Ok(()) => return Ok(()),
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => return Err(anyhow!("{} could not sync: {e}", self.handle)),

@@ -178,11 +178,15 @@ impl RelayProcess {
         ))
     }
 
-    /// The last `lines` lines the relay wrote to its log.
-    pub fn log_tail(&self, lines: usize) -> String {
+    /// The last `lines` error lines the relay wrote to its log (colours stripped).
+    pub fn log_errors(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        let errors: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.starts_with("Error"))
+            .map(strip_ansi)
+            .collect();
+        errors[errors.len().saturating_sub(lines)..].join("\n")
     }
 }
 
@@ -191,6 +195,24 @@ impl Drop for RelayProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `line` without terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The resident set size of process `pid` in KiB (`VmRSS` in `/proc/<pid>/status`).

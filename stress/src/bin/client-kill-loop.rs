@@ -26,9 +26,11 @@ struct Args {
     /// How many admin commands to SIGKILL.
     #[arg(long, default_value_t = 30)]
     kills: u32,
-    /// In-process people the admin invites and kicks.
-    #[arg(long, default_value_t = 4)]
-    invitees: usize,
+    /// In-process people the admin invites and kicks [default: kills / 5 + 2, at least
+    /// 4: the relay lets one account take another's KeyPackages 10 times in 10 minutes,
+    /// and every invite, killed or not, may take one].
+    #[arg(long)]
+    invitees: Option<usize>,
     /// Seed of the random choices (printed; repeat a run's choices with it).
     #[arg(long)]
     seed: Option<u64>,
@@ -39,6 +41,10 @@ struct Args {
 
 const ROOM: &str = "stress";
 
+/// How long a command the loop needs may be refused with `RateLimited` (sessions of
+/// killed processes still open on the relay) before the run gives up.
+const PATIENCE: Duration = Duration::from_secs(120);
+
 /// Figures of the loop.
 #[derive(Default)]
 struct Tally {
@@ -47,11 +53,17 @@ struct Tally {
     /// Commands that ended by themselves with an error: op, target, message.
     failed: Vec<(&'static str, String, String)>,
     durations: BTreeMap<&'static str, Vec<Duration>>,
+    /// Killable commands refused with `RateLimited` before they did anything.
+    rate_limited: u32,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    let guests = args
+        .invitees
+        .unwrap_or((args.kills as usize / 5 + 2).max(4));
+    args.invitees = Some(guests);
     let seed = args.seed.unwrap_or_else(Rng::clock_seed);
     let mut rng = Rng::new(seed);
     hearth_stress::fast_kdf();
@@ -59,7 +71,7 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     println!(
         "client-kill-loop: {} kills of the admin's CLI (a process per command, SIGKILL), {} in-process invitees, seed {seed}",
-        args.kills, args.invitees
+        args.kills, guests
     );
     let relay = tokio::task::block_in_place(|| {
         RelayProcess::spawn(&dir.path().join("relay"), "127.0.0.1:0", None)
@@ -77,7 +89,7 @@ async fn main() -> Result<()> {
         bail!("hearth room create failed: {}", create.stderr);
     }
     let mut invitees = Vec::new();
-    for i in 0..args.invitees {
+    for i in 0..guests {
         invitees.push(
             Person::register(&dir.path().join("people"), &format!("guest{i}"), &invite).await?,
         );
@@ -124,7 +136,7 @@ async fn main() -> Result<()> {
                 let after = Duration::from_millis(rng.range(0, upto.max(1)));
                 admin.run_or_kill(&args_, after).await?
             }
-            _ => Outcome::Finished(admin.run(&args_).await?),
+            _ => Outcome::Finished(admin.run_patiently(&args_, PATIENCE).await?),
         };
         match outcome {
             Outcome::Killed(_) => {
@@ -137,6 +149,8 @@ async fn main() -> Result<()> {
                 *l = (*l).max(f.took);
                 if f.ok() {
                     *tally.finished_ok.entry(op).or_default() += 1;
+                } else if f.rate_limited() {
+                    tally.rate_limited += 1;
                 } else {
                     eprintln!("round {rounds}: {op} {target} failed: {}", f.error_line());
                     tally.failed.push((op, target.to_string(), f.error_line()));
@@ -153,7 +167,7 @@ async fn main() -> Result<()> {
 
     // Settle: the admin's next command resumes (and delivers what it still owes); the
     // invitees accept what arrived.
-    let list = admin.run(&["room", "list"]).await?;
+    let list = admin.run_patiently(&["room", "list"], PATIENCE).await?;
     if !list.ok() {
         eprintln!("room list failed: {}", list.error_line());
     }
@@ -171,12 +185,12 @@ async fn main() -> Result<()> {
         lock(&paused).insert(p.handle.clone());
         if check.members.contains(&p.handle) {
             let kick = admin
-                .run(&["room", "kick", ROOM, p.handle.as_str()])
+                .run_patiently(&["room", "kick", ROOM, p.handle.as_str()], PATIENCE)
                 .await?;
             reinvite.push(format!("kick {}: {}", p.handle, verdict(&kick)));
         }
         let first = admin
-            .run(&["room", "invite", ROOM, p.handle.as_str()])
+            .run_patiently(&["room", "invite", ROOM, p.handle.as_str()], PATIENCE)
             .await?;
         reinvite.push(format!(
             "invite {} (they do not accept yet): {}",
@@ -184,7 +198,7 @@ async fn main() -> Result<()> {
             verdict(&first)
         ));
         let again = admin
-            .run(&["room", "invite", ROOM, p.handle.as_str()])
+            .run_patiently(&["room", "invite", ROOM, p.handle.as_str()], PATIENCE)
             .await?;
         reinvite.push(format!(
             "invite {} again while pending: {}",
@@ -198,7 +212,7 @@ async fn main() -> Result<()> {
             continue;
         }
         let again = admin
-            .run(&["room", "invite", ROOM, p.handle.as_str()])
+            .run_patiently(&["room", "invite", ROOM, p.handle.as_str()], PATIENCE)
             .await?;
         reinvite.push(format!("invite {} back: {}", p.handle, verdict(&again)));
     }
@@ -231,6 +245,11 @@ async fn main() -> Result<()> {
             ms(d.iter().max().copied())
         );
     }
+    println!(
+        "refused, too many sessions:  {} killable commands, {} retried commands (sessions of killed processes still open; retried every 0.5 s)",
+        tally.rate_limited,
+        admin.refused()
+    );
     let accept_errors = lock(&accept_errors).clone();
     println!("invitee accept errors:     {}", accept_errors.len());
     for e in accept_errors.iter().take(10) {
@@ -253,7 +272,7 @@ async fn main() -> Result<()> {
     println!("re-invites that failed (must be 0): {reinvite_failed}");
     if !check.consistent()
         || !after.consistent()
-        || after.members.len() != args.invitees + 1
+        || after.members.len() != guests + 1
         || reinvite_failed > 0
     {
         bail!("FAILED: membership is not consistent (see above)");
@@ -282,7 +301,9 @@ async fn accept_pending(
 
 /// The room's id, from `hearth room info --json`.
 async fn room_id(admin: &Cli) -> Result<RoomId> {
-    let out = admin.run(&["--json", "room", "info", ROOM]).await?;
+    let out = admin
+        .run_patiently(&["--json", "room", "info", ROOM], PATIENCE)
+        .await?;
     let text = out.stdout.trim();
     let value: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or(""))
         .with_context(|| format!("room info --json printed {text:?} {}", out.stderr))?;
@@ -295,7 +316,9 @@ async fn room_id(admin: &Cli) -> Result<RoomId> {
 
 /// The members the admin's CLI lists.
 async fn members(admin: &Cli) -> Result<BTreeSet<Handle>> {
-    let out = admin.run(&["--json", "room", "members", ROOM]).await?;
+    let out = admin
+        .run_patiently(&["--json", "room", "members", ROOM], PATIENCE)
+        .await?;
     if !out.ok() {
         bail!("room members failed: {}", out.stderr);
     }
@@ -391,7 +414,9 @@ async fn settle_and_check(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let text = format!("check-{}", Rng::clock_seed());
-    let send = admin.run(&["send", ROOM, &text]).await?;
+    let send = admin
+        .run_patiently(&["send", ROOM, &text], PATIENCE)
+        .await?;
     if !send.ok() {
         bail!("the admin cannot send: {}", send.stderr);
     }

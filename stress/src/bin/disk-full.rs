@@ -293,9 +293,9 @@ async fn main() -> Result<()> {
         ));
         match exit {
             Some((status, after)) => enospc.push(format!(
-                "the relay exited by itself {} after the disk filled: {status}; last log lines:\n{}",
+                "the relay exited by itself {} after the disk filled: {status}; its log says:\n{}",
                 ms(Some(after)),
-                relay.log_tail(3)
+                relay.log_errors(3)
             )),
             None => {
                 let status = tokio::task::block_in_place(|| relay.status())?;
@@ -305,9 +305,15 @@ async fn main() -> Result<()> {
                 // Space back without a restart: does it store again?
                 std::fs::remove_file(mnt.join("ballast"))?;
                 let back = matches!(send(&alice, 100).await, (Ok(_), _));
-                enospc.push(format!("after freeing space, without a restart, a write {}", if back { "works" } else { "still fails" }));
+                enospc.push(format!(
+                    "after freeing space, without a restart, a write {}",
+                    if back { "works" } else { "still fails" }
+                ));
                 if !back {
-                    failures.push("a store that failed a write keeps the relay running and refusing writes".into());
+                    failures.push(
+                        "a store that failed a write keeps the relay running and refusing writes"
+                            .into(),
+                    );
                 }
                 relay.kill()?;
             }
