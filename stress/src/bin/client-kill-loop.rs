@@ -165,6 +165,7 @@ async fn main() -> Result<()> {
         }
     }
 
+    println!("loop done after {rounds} rounds; settling and checking membership");
     // Settle: the admin's next command resumes (and delivers what it still owes); the
     // invitees accept what arrived.
     let list = admin.run_patiently(&["room", "list"], PATIENCE).await?;
@@ -220,6 +221,7 @@ async fn main() -> Result<()> {
 
     stop.store(true, Ordering::SeqCst);
     for task in acceptors {
+        task.abort();
         let _ = task.await;
     }
     let total = started.elapsed();
@@ -403,8 +405,11 @@ async fn settle_and_check(
     loop {
         let mut waiting = false;
         for p in invitees {
-            let _ = p.client.sync().await;
-            if members.contains(&p.handle) != joined(p).await {
+            if bounded(p, "sync", p.client.sync()).await.is_none() {
+                waiting = true;
+                continue;
+            }
+            if Some(members.contains(&p.handle)) != bounded(p, "rooms", joined(p)).await {
                 waiting = true;
             }
         }
@@ -428,7 +433,10 @@ async fn settle_and_check(
     };
     for p in invitees {
         let listed = members.contains(&p.handle);
-        let has = joined(p).await;
+        let Some(has) = bounded(p, "rooms", joined(p)).await else {
+            check.ghosts.push(p.handle.clone());
+            continue;
+        };
         if listed && !has {
             check.ghosts.push(p.handle.clone());
         } else if !listed && has {
@@ -437,7 +445,7 @@ async fn settle_and_check(
             let mut read = false;
             let deadline = Instant::now() + Duration::from_secs(10);
             while !read && Instant::now() < deadline {
-                let _ = p.client.sync().await;
+                let _ = bounded(p, "sync", p.client.sync()).await;
                 read = p.history(room).await?.iter().any(|(_, t)| *t == text);
                 if !read {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -449,4 +457,30 @@ async fn settle_and_check(
         }
     }
     Ok(check)
+}
+
+/// How long one client call of the final check may take before it counts as hung.
+const CALL_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Awaits `call`, at most [`CALL_PATIENCE`]; a call that does not return is reported
+/// (a hung client is a bug) and gives `None`.
+async fn bounded<T>(
+    p: &Person,
+    what: &str,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match tokio::time::timeout(CALL_PATIENCE, call).await {
+        Ok(v) => Some(v),
+        Err(_) => {
+            eprintln!(
+                "HUNG: {}'s {what} did not return within {CALL_PATIENCE:?}",
+                p.handle
+            );
+            println!(
+                "HUNG: {}'s {what} did not return within {CALL_PATIENCE:?}",
+                p.handle
+            );
+            None
+        }
+    }
 }
