@@ -175,6 +175,8 @@ fn state() -> &'static Mutex<State> {
                 subscribed: None,
                 commit_proposals: false,
                 orphaned_epoch: None,
+                expected_end: None,
+                landed_own: None,
                 removed: false,
             }
         };
