@@ -215,6 +215,7 @@ impl Op {
                 packages: (0..*count % 8).map(|i| vec![i; 40]).collect(),
                 last_resort: last_resort.then(|| vec![0xff; 40]),
                 quota: QUOTA,
+                max_stock: 200,
             },
             Op::TakeKeyPackage(which) => WriteOp::TakeKeyPackage {
                 handle: handle(*which),
@@ -236,6 +237,8 @@ impl Op {
                 retention_secs: None,
                 now: NOW,
                 creator: account(true),
+                quota: QUOTA,
+                max_rooms: 1000,
             },
             Op::Append {
                 cap: c,
@@ -266,6 +269,7 @@ impl Op {
                     publisher: account(true),
                 },
                 quota: QUOTA,
+                max_listings: 20,
             },
             Op::UnpublishRoom { cap: c, author } => WriteOp::UnpublishRoom {
                 room: ROOM,
@@ -338,6 +342,8 @@ impl Op {
                 ip: Some("192.0.2.1".into()),
                 account: None,
                 detail: "fuzz".into(),
+                count: 1,
+                last: NOW,
             }),
         }
     }
