@@ -275,13 +275,16 @@ async fn commit(
                 vec![Err(internal()); count]
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, ops = count, "durable commit failed; batch refused");
+                // Marked failed before anything is logged: with standard error on the
+                // same full disk, writing the log line can fail too (and tracing's report
+                // of that panics), and the relay must still stop (found by stress/disk-full).
                 if matches!(
                     e,
                     crate::store::StoreError::Db(_) | crate::store::StoreError::Io(_)
                 ) {
                     health.fail();
                 }
+                tracing::error!(error = %e, ops = count, "durable commit failed; batch refused");
                 vec![Err(internal()); count]
             }
             Err(e) => {
