@@ -119,6 +119,8 @@ async fn main() -> Result<()> {
     let mut longest: BTreeMap<&'static str, Duration> = BTreeMap::new();
     let mut kills = 0;
     let mut rounds = 0;
+    // Invites per invitee: each may take one of their KeyPackages (10 per 10 minutes).
+    let mut invites_of: BTreeMap<Handle, u32> = BTreeMap::new();
     while kills < args.kills {
         rounds += 1;
         let members = members(&admin).await?;
@@ -126,6 +128,7 @@ async fn main() -> Result<()> {
         let op = if members.contains(target) {
             "kick"
         } else {
+            *invites_of.entry(target.clone()).or_default() += 1;
             "invite"
         };
         let args_ = ["room", op, ROOM, target.as_str()];
@@ -181,7 +184,12 @@ async fn main() -> Result<()> {
         .iter()
         .filter(|p| !check.members.contains(&p.handle))
         .collect();
-    let pending_target = outside.first().copied().or(invitees.first());
+    // The one invited least so far, so the relay's KeyPackage limit does not interfere.
+    let pending_target = outside
+        .iter()
+        .copied()
+        .min_by_key(|p| invites_of.get(&p.handle).copied().unwrap_or(0))
+        .or(invitees.first());
     if let Some(p) = pending_target {
         lock(&paused).insert(p.handle.clone());
         if check.members.contains(&p.handle) {
