@@ -153,7 +153,7 @@ fn state() -> &'static Mutex<State> {
         let study = {
             let engine = h.bob.engine();
             let settings = RoomSettings::new("study", h.bob.account());
-            let group = MlsGroup::new_with_group_id(
+            MlsGroup::new_with_group_id(
                 &engine.provider,
                 &engine.signer,
                 &create_config(&settings).expect("a room config"),
@@ -161,24 +161,17 @@ fn state() -> &'static Mutex<State> {
                 engine.credential.clone(),
             )
             .expect("bob's group");
-            Room {
-                id: STUDY,
-                rec: RoomRecord {
-                    version: 1,
-                    name: "study".into(),
-                    status: Status::Joined,
-                    transcript: Transcript::new(),
-                    inflight: None,
-                    extra: Default::default(),
-                },
-                group,
-                subscribed: None,
-                commit_proposals: false,
-                orphaned_epoch: None,
-                expected_end: None,
-                landed_own: None,
-                removed: false,
-            }
+            let record = RoomRecord {
+                version: 1,
+                name: "study".into(),
+                status: Status::Joined,
+                transcript: Transcript::new(),
+                inflight: None,
+                extra: Default::default(),
+            };
+            Room::load(&engine, STUDY, record)
+                .expect("bob's room loads")
+                .expect("bob's room is there")
         };
         Mutex::new(State { h, study })
     })

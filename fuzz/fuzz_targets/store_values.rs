@@ -8,7 +8,9 @@
 
 use arbitrary::Arbitrary;
 use hearth_protocol::{AccountKey, CapHash, Handle, KeyRotation, RoomId, Seq, Signature};
-use hearth_relay::store::{AuditRecord, InviteRecord, ListingRecord, WriteOp};
+use hearth_relay::store::{
+    AuditRecord, InviteRecord, ListingRecord, SweepCursor, SweepItem, WriteOp,
+};
 use hearth_relay::{RedbStore, Store};
 use libfuzzer_sys::fuzz_target;
 
@@ -160,7 +162,41 @@ enum Op {
         retention: u32,
         max_deletions: u8,
     },
+    SweepItems {
+        later: u32,
+        retention: u32,
+        items: Vec<Item>,
+    },
     Audit,
+}
+
+/// What a sweep batch deletes (as `sweep_scan` would find it).
+#[derive(Arbitrary, Debug)]
+enum Item {
+    Entries { through: u8 },
+    Epochs { caps: Vec<u8> },
+    Inbox { which: bool, id: u8 },
+    Listing,
+}
+
+impl Item {
+    fn sweep_item(&self) -> SweepItem {
+        match self {
+            Item::Entries { through } => SweepItem::Entries {
+                room: ROOM,
+                through: u64::from(*through),
+            },
+            Item::Epochs { caps } => SweepItem::Epochs {
+                room: ROOM,
+                caps: caps.iter().take(8).map(|&c| cap(c)).collect(),
+            },
+            Item::Inbox { which, id } => SweepItem::Inbox {
+                account: account(*which),
+                id: u64::from(*id),
+            },
+            Item::Listing => SweepItem::Listing { room: ROOM },
+        }
+    }
 }
 
 impl Op {
@@ -215,7 +251,7 @@ impl Op {
                 packages: (0..*count % 8).map(|i| vec![i; 40]).collect(),
                 last_resort: last_resort.then(|| vec![0xff; 40]),
                 quota: QUOTA,
-                max_stock: 200,
+                max_stock: 100,
             },
             Op::TakeKeyPackage(which) => WriteOp::TakeKeyPackage {
                 handle: handle(*which),
@@ -238,7 +274,7 @@ impl Op {
                 now: NOW,
                 creator: account(true),
                 quota: QUOTA,
-                max_rooms: 1000,
+                max_rooms: 100,
             },
             Op::Append {
                 cap: c,
@@ -269,7 +305,7 @@ impl Op {
                     publisher: account(true),
                 },
                 quota: QUOTA,
-                max_listings: 20,
+                max_listings: 10,
             },
             Op::UnpublishRoom { cap: c, author } => WriteOp::UnpublishRoom {
                 room: ROOM,
@@ -336,15 +372,22 @@ impl Op {
                 retention_secs: u64::from(*retention),
                 max_deletions: usize::from(*max_deletions),
             },
-            Op::Audit => WriteOp::Audit(AuditRecord {
-                time: NOW,
-                kind: "auth-failed".into(),
-                ip: Some("192.0.2.1".into()),
-                account: None,
-                detail: "fuzz".into(),
-                count: 1,
-                last: NOW,
-            }),
+            Op::Audit => WriteOp::Audit(AuditRecord::once(
+                NOW,
+                "auth-failed",
+                Some("192.0.2.1".into()),
+                None,
+                "fuzz",
+            )),
+            Op::SweepItems {
+                later,
+                retention,
+                items,
+            } => WriteOp::SweepItems {
+                now: NOW + u64::from(*later),
+                retention_secs: u64::from(*retention),
+                items: items.iter().take(8).map(Item::sweep_item).collect(),
+            },
         }
     }
 }
@@ -391,4 +434,15 @@ fuzz_target!(|input: Input| {
     let _ = store.invites();
     let _ = store.audit(100);
     let _ = store.stats();
+    // The sweep's scan, through every phase.
+    let mut cursor = SweepCursor::default();
+    for _ in 0..8 {
+        match store.sweep_scan(&cursor, NOW + 1_000_000, 3600, 64) {
+            Ok(scan) => match scan.next {
+                Some(next) => cursor = next,
+                None => break,
+            },
+            Err(_) => break,
+        }
+    }
 });

@@ -21,7 +21,7 @@ use hearth_protocol::{
 use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
 use tokio::sync::mpsc;
 
-use super::room::Room;
+use super::room::{Room, RoomRecord};
 use super::{lock, Client};
 use crate::error::ClientError;
 use crate::events::ClientEvent;
@@ -255,4 +255,29 @@ impl Member {
         }
         events
     }
+}
+
+/// Puts `room` back as [`Room::load`] makes it from `rec`, keeping its group: for a
+/// caller whose input changed nothing in the group's storage (loading a group is the slow
+/// part of starting each input afresh).
+pub fn reset_room(room: &mut Room, rec: RoomRecord) {
+    // Every field by name, so that a new one is reset here too (or this stops compiling).
+    let Room {
+        id: _,
+        rec: record,
+        group,
+        subscribed,
+        commit_proposals,
+        removed,
+        orphaned_epoch,
+        expected_end,
+        landed_own,
+    } = room;
+    *record = rec;
+    *removed = !group.is_active();
+    *subscribed = None;
+    *commit_proposals = false;
+    *orphaned_epoch = None;
+    *expected_end = None;
+    *landed_own = None;
 }

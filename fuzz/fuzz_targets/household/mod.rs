@@ -239,11 +239,7 @@ impl Household {
                 .expect("bob's room loads")
                 .expect("bob's room is kept");
         } else {
-            self.room.rec = saved.room;
-            self.room.removed = false;
-            self.room.subscribed = None;
-            self.room.commit_proposals = false;
-            self.room.orphaned_epoch = None;
+            hearth_core::client::fuzzing::reset_room(&mut self.room, saved.room);
         }
         if self.alice.checkpoint() != saved.alice {
             self.alice.restore(saved.alice);
