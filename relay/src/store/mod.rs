@@ -720,16 +720,7 @@ pub trait Store: Send + Sync {
         max_bytes: usize,
     ) -> Result<Vec<InboxEntry>, StoreError> {
         let mut entries = self.inbox(account, after, limit)?;
-        let mut total = 0usize;
-        let keep = entries
-            .iter()
-            .position(|e| {
-                let over = total > 0 && total + e.payload.len() > max_bytes;
-                total += e.payload.len();
-                over
-            })
-            .unwrap_or(entries.len());
-        entries.truncate(keep);
+        keep_within(&mut entries, max_bytes, |e| e.payload.len());
         Ok(entries)
     }
     /// A room's metadata.
@@ -757,16 +748,7 @@ pub trait Store: Send + Sync {
         max_bytes: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let mut entries = self.entries(room, from, to, limit)?;
-        let mut total = 0usize;
-        let keep = entries
-            .iter()
-            .position(|e| {
-                let over = total > 0 && total + e.payload.len() > max_bytes;
-                total += e.payload.len();
-                over
-            })
-            .unwrap_or(entries.len());
-        entries.truncate(keep);
+        keep_within(&mut entries, max_bytes, |e| e.payload.len());
         Ok(entries)
     }
     /// A room's listing in the directory and the room's current epoch index
@@ -792,4 +774,19 @@ pub trait Store: Send + Sync {
         retention_secs: u64,
         max_rows: usize,
     ) -> Result<SweepScan, StoreError>;
+}
+
+/// Cuts `items` after the first one whose size (`len`) takes the total past `max_bytes`;
+/// the first item is always kept, so a reply is never empty while there is something.
+pub(crate) fn keep_within<T>(items: &mut Vec<T>, max_bytes: usize, len: impl Fn(&T) -> usize) {
+    let mut total = 0usize;
+    let keep = items
+        .iter()
+        .position(|item| {
+            let over = total > 0 && total + len(item) > max_bytes;
+            total += len(item);
+            over
+        })
+        .unwrap_or(items.len());
+    items.truncate(keep);
 }
