@@ -29,6 +29,16 @@ pub fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
+/// A member's role as shown: `invited` for someone who has not accepted the invitation
+/// yet (they are in the room's group but see nothing before they accept), else the role.
+pub fn member_role(member: &hearth_core::Member) -> String {
+    if member.pending {
+        "invited".to_string()
+    } else {
+        member.role.to_string()
+    }
+}
+
 /// How far a member's key is trusted, as `/who` and `hearth room members` show it
 /// (judged by the key the room holds, not by the handle).
 pub fn member_trust(member: &hearth_core::Member, me: &Handle) -> &'static str {

@@ -253,7 +253,7 @@ async fn execute(
                 screen.say(format!(
                     "  {:<16} {:<7} {}{note}",
                     member.handle.as_str(),
-                    member.role.to_string(),
+                    crate::output::member_role(&member),
                     fp
                 ));
             }

@@ -69,7 +69,12 @@ pub fn event(
             }
         }
         ClientEvent::Invited(inv) => invitation(inv),
-        ClientEvent::MemberJoined { room, handle } => format!("* {}{handle} joined", prefix(*room)),
+        ClientEvent::MemberJoined { room, handle } => {
+            format!("* {}{handle} was invited", prefix(*room))
+        }
+        ClientEvent::MemberAccepted { room, handle } => {
+            format!("* {}{handle} joined", prefix(*room))
+        }
         ClientEvent::MemberLeft { room, handle } => format!("* {}{handle} left", prefix(*room)),
         ClientEvent::MemberRemoved { room, handle, by } => {
             format!("* {}{handle} was removed by {by}", prefix(*room))

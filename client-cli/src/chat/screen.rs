@@ -141,6 +141,7 @@ fn event_room(event: &ClientEvent) -> Option<RoomId> {
         ClientEvent::Message(item) => Some(item.room),
         ClientEvent::Unsent { room, .. }
         | ClientEvent::MemberJoined { room, .. }
+        | ClientEvent::MemberAccepted { room, .. }
         | ClientEvent::MemberLeft { room, .. }
         | ClientEvent::MemberRemoved { room, .. }
         | ClientEvent::RemovedFromRoom { room, .. }
@@ -177,7 +178,7 @@ pub async fn view(client: &hearth_core::Client, current: Option<RoomId>, me: &Ha
                 .into_iter()
                 .map(|m| MemberEntry {
                     name: m.handle.to_string(),
-                    role: m.role.to_string(),
+                    role: crate::output::member_role(&m),
                     verified: matches!(m.trust, Some(TrustState::Verified)),
                     changed: matches!(m.trust, Some(TrustState::Changed { .. })),
                     online: m.handle == *me || online.contains(&m.handle),

@@ -282,13 +282,13 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 if global.json {
                     outln!(
                         "{}",
-                        json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "fingerprint": fp.to_string(), "trust": trust})
+                        json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "pending": member.pending, "fingerprint": fp.to_string(), "trust": trust})
                     );
                 } else {
                     outln!(
                         "{:<16} {:<7} {fp} {trust}",
                         member.handle.as_str(),
-                        member.role.to_string()
+                        crate::output::member_role(&member)
                     );
                 }
             }

@@ -375,9 +375,16 @@ impl Client {
     }
 
     /// Sends a text message; returns its seq once the relay stored it.
+    ///
+    /// When the connection is lost before the relay's answer, the room's log is read as
+    /// soon as it can be (up to 20 s) to learn whether the message was stored: stored, its
+    /// seq is returned; not stored, it is sent once more. An error for a lost answer
+    /// means the relay stayed out of reach that long; the message is then recognised at
+    /// the next catch-up if it was stored. [`Client::send_text_or_queue`] keeps it for
+    /// later instead.
     pub async fn send_text(&self, room: RoomId, text: &str) -> Result<Seq, ClientError> {
         self.inner
-            .send_body(
+            .send_body_settled(
                 room,
                 crate::content::Body::Text {
                     text: text.to_string(),
@@ -621,6 +628,14 @@ impl Client {
         if self.inner.announced.load(Ordering::SeqCst) {
             self.inner.announce(true).await;
         }
+    }
+
+    /// Tells `room` that we are online and our display name, as
+    /// [`Client::announce_presence`] told every room: for a member who just accepted
+    /// ([`ClientEvent::MemberAccepted`]), who did not see the earlier announcement. Does
+    /// nothing if presence was never announced; errors are logged.
+    pub async fn greet(&self, room: RoomId) {
+        self.inner.greet(room).await;
     }
 
     /// The members of `room` whose last presence message said they are online (as seen

@@ -8,7 +8,7 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
 use super::admin::build_commit;
-use super::room::{account_of, Inflight, Room, RoomRecord, Status};
+use super::room::{account_of, is_pending_leaf, Inflight, Room, RoomRecord, Status};
 use super::{room_error, unexpected, Inner};
 use crate::content::{Body, Content, InboxMessage};
 use crate::error::{mls, ClientError};
@@ -473,18 +473,26 @@ impl Inner {
             .persist(self.profile.store(), |b| room.save(b))?;
         self.ensure_subscribed(&mut room).await?;
         self.insert_room(room);
+        self.greet(id).await;
         Ok(id)
     }
 
     pub(crate) async fn invite(&self, id: RoomId, handle: &Handle) -> Result<(), ClientError> {
         let mut room = self.usable_room(id).await?;
         self.catch_up(&mut room).await?;
-        if room.leaf_of(handle).is_some() {
-            return Err(ClientError::AlreadyMember {
-                room: id,
-                handle: handle.clone(),
-            });
-        }
+        // Someone invited who has not accepted (the invitation lost, expired, or sent to
+        // a device they no longer use) is invited again: the same commit removes the
+        // pending leaf and adds a fresh KeyPackage (issue 13's ghost member).
+        let pending = match room.leaf_of(handle) {
+            Some(leaf) if room.is_pending(leaf) => Some(leaf),
+            Some(_) => {
+                return Err(ClientError::AlreadyMember {
+                    room: id,
+                    handle: handle.clone(),
+                })
+            }
+            None => None,
+        };
         let settings = self.allowed(&room, Action::Invite, None)?;
         if settings.banned.iter().any(|b| b.handle == *handle) {
             return Err(ClientError::Banned {
@@ -503,11 +511,28 @@ impl Inner {
         self.check_invitee(handle, account.0)?;
         let done = self
             .commit_change(&mut room, |group, engine, before| {
+                // Still pending at this epoch (a retry after `StaleEpoch` sees the
+                // group as it is now: they may have accepted meanwhile).
+                let theirs = pending.filter(|leaf| {
+                    group
+                        .member_at(*leaf)
+                        .is_some_and(|m| handle_of(&m.credential).as_ref() == Some(handle))
+                });
+                let remove: Vec<LeafNodeIndex> = match theirs {
+                    Some(leaf) if is_pending_leaf(group, leaf) => vec![leaf],
+                    Some(_) => {
+                        return Err(ClientError::AlreadyMember {
+                            room: id,
+                            handle: handle.clone(),
+                        })
+                    }
+                    None => Vec::new(),
+                };
                 build_commit(
                     id,
                     group,
                     engine,
-                    &[],
+                    &remove,
                     std::slice::from_ref(&key_package),
                     Some(before),
                     |_| {},
@@ -626,12 +651,19 @@ impl Inner {
         if !matches!(room.rec.status, Status::Invited { .. }) {
             return Err(ClientError::NoSuchInvitation(id));
         }
+        // Caught up while still invited: what was said between the invitation and now is
+        // processed (the epochs move on) but neither shown nor kept, since the invitee
+        // had not said yes to reading it (issue 12). MLS itself would let this client
+        // read it: the hiding is ours, see docs/threat-model.md.
+        self.catch_up(&mut room).await?;
         room.rec.status = Status::Joined;
         self.engine()
             .persist(self.profile.store(), |b| room.save(b))?;
         self.catch_up(&mut room).await?;
         self.follow_up(&mut room).await?;
         self.update_after_joining(&mut room).await;
+        drop(room);
+        self.greet(id).await;
         Ok(())
     }
 
@@ -665,6 +697,7 @@ impl Inner {
                     body: body.clone(),
                 });
                 engine.persist(self.profile.store(), |b| room.save(b))?;
+                room.landed_own = None; // set again when this one is seen in the log
                 (payload, cap)
             };
             match self
@@ -687,6 +720,48 @@ impl Inner {
             }
         }
         Err(ClientError::Contention(id))
+    }
+
+    /// [`Inner::send_body`], and when its answer was lost with the connection, the log
+    /// tells whether it was stored (as [`Inner::commit_change`] does for commits): stored,
+    /// its seq; not stored, sent once more; the log unreadable for [`OUTCOME_WAIT`], the
+    /// error (the message stays in flight and is recognised at the next catch-up if it
+    /// landed). So a caller told "not connected" may send again without sending twice.
+    pub(crate) async fn send_body_settled(
+        &self,
+        id: RoomId,
+        body: Body,
+    ) -> Result<Seq, ClientError> {
+        let e = match self.send_body(id, body.clone()).await {
+            Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => e,
+            other => return other,
+        };
+        let outcome = {
+            let mut room = self.room(id)?.lock_owned().await;
+            let ours = matches!(
+                &room.rec.inflight,
+                Some(Inflight::Message { body: sent, .. }) if *sent == body
+            );
+            if !ours {
+                // Seen in the log meanwhile (pushed on our subscription), or not.
+                return match room.landed_own.take() {
+                    Some(seq) => {
+                        self.mark_sent(id, seq);
+                        Ok(seq)
+                    }
+                    None => Err(e),
+                };
+            }
+            self.outcome_of_lost_answer(&mut room).await
+        };
+        match outcome {
+            Some(Some(seq)) => {
+                self.mark_sent(id, seq);
+                Ok(seq)
+            }
+            Some(None) => self.send_body(id, body).await,
+            None => Err(e),
+        }
     }
 
     /// Whether a Welcome into `id` may be taken: the room is unknown here, or we were

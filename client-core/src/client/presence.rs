@@ -72,6 +72,24 @@ impl Inner {
         }
     }
 
+    /// Tells a room we just entered (created, accepted, joined) that we are online, and
+    /// our display name, if we announce presence at all ([`crate::Client::announce_presence`]):
+    /// otherwise its members would see us offline until the next heartbeat. Best effort.
+    pub(crate) async fn greet(&self, id: RoomId) {
+        if !self.announced.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut bodies = vec![Body::Presence { online: true }];
+        if let Some(display_name) = self.display_name(self.profile.handle()) {
+            bodies.push(Body::Profile { display_name });
+        }
+        for body in bodies {
+            if let Err(e) = self.send_body(id, body).await {
+                tracing::info!("room {id}: greeting not sent: {e}");
+            }
+        }
+    }
+
     pub(crate) async fn online(&self, id: RoomId) -> Result<Vec<Handle>, ClientError> {
         let members = {
             let room = self.room(id)?;

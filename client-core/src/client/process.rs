@@ -433,7 +433,10 @@ impl Inner {
                 if let Body::Profile { display_name } = content.body() {
                     fx.profile = Some((sender.clone(), display_name.clone()));
                 }
-                if let Body::Text { text, reply_to } = content.body().clone() {
+                // Before we accept an invitation, nothing said is shown or kept (see
+                // `Inner::accept_invitation`).
+                let accepted = room.rec.status == super::room::Status::Joined;
+                if let (true, Body::Text { text, reply_to }) = (accepted, content.body().clone()) {
                     let record = HistoryRecord {
                         sender,
                         text,
@@ -569,6 +572,12 @@ impl Inner {
                     return Err(refuse(fx, cap_lie.into()));
                 }
                 commit_effects(room, &staged, &sender, fx);
+                if room.is_pending(committer) && staged.update_path_leaf_node().is_some() {
+                    fx.events.push(ClientEvent::MemberAccepted {
+                        room: room.id,
+                        handle: sender.clone(),
+                    });
+                }
                 let removed = staged.self_removed();
                 let banned = RoomSettings::of(staged.group_context().extensions())
                     .is_some_and(|s| s.is_banned(&engine.account()));

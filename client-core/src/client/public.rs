@@ -288,6 +288,10 @@ impl Inner {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
+                Ok(()) => {
+                    self.greet(id).await;
+                    return Ok(());
+                }
                 other => return other,
             }
         }

@@ -270,6 +270,7 @@ impl Room {
                     account,
                     role,
                     trust: None,
+                    pending: self.is_pending(m.index),
                 })
             })
             .collect();
@@ -338,6 +339,33 @@ impl Room {
             .find(|m| handle_of(&m.credential).as_ref() == Some(handle))
             .map(|m| m.index)
     }
+
+    /// Whether the member at `leaf` was invited and has not accepted yet: its leaf is
+    /// still the one its KeyPackage brought in (`LeafNodeSource::KeyPackage`, RFC 9420
+    /// section 7.2), since a hearth client commits a fresh leaf of its own as soon as its
+    /// user accepts ([`super::Inner::update_after_joining`]). The owner and admins are
+    /// never pending: a room's creator keeps the leaf it created the group with until its
+    /// first update.
+    pub fn is_pending(&self, leaf: LeafNodeIndex) -> bool {
+        is_pending_leaf(&self.group, leaf)
+    }
+}
+
+/// [`Room::is_pending`] on a bare group (as a commit builder sees it).
+pub(crate) fn is_pending_leaf(group: &MlsGroup, leaf: LeafNodeIndex) -> bool {
+    let Some(node) = group.public_group().leaf(leaf) else {
+        return false;
+    };
+    if !matches!(
+        node.leaf_node_source(),
+        openmls::treesync::LeafNodeSource::KeyPackage(_)
+    ) {
+        return false;
+    }
+    let Some(account) = account_of(node.signature_key().as_slice()) else {
+        return false;
+    };
+    !RoomSettings::read(group.extensions()).is_ok_and(|s| s.is_admin(&account))
 }
 
 /// A signature key as an account key (`None` if it is not 32 bytes).
