@@ -221,4 +221,22 @@ async fn presence_reaches_rooms_entered_after_it_was_announced() {
         bob.c().online(kitchen).await.unwrap(),
         [h("alice"), h("bob")]
     );
+
+    // A heartbeat (or a reconnect's announcement) while shown online is no news.
+    bob.c().heartbeat().await;
+    bob.c().send_text(kitchen, "still here").await.unwrap();
+    let mut told = Vec::new();
+    alice
+        .wait_for("still here", |e| {
+            if let ClientEvent::Presence { handle, .. } = e {
+                told.push(handle.clone());
+            }
+            matches!(e, ClientEvent::Message(m) if m.text == "still here")
+        })
+        .await;
+    assert_eq!(told, Vec::<hearth_protocol::Handle>::new());
+    assert_eq!(
+        alice.c().online(kitchen).await.unwrap(),
+        [h("alice"), h("bob")]
+    );
 }

@@ -224,7 +224,9 @@ impl Inner {
         if let Some((handle, online)) = fx.presence.take() {
             // An old notice replayed while catching up is history, not news.
             let live = super::presence::is_live(entry.time, self.clock.now());
-            if live && room.own_handle().as_ref() != Some(&handle) {
+            // A heartbeat, or a reconnect's "online" while still shown online, is no news.
+            let changed = self.shown_online(room.id, &handle) != online;
+            if live && changed && room.own_handle().as_ref() != Some(&handle) {
                 fx.events.push(ClientEvent::Presence {
                     room: room.id,
                     handle: handle.clone(),
