@@ -215,6 +215,29 @@ pub async fn history(global: &GlobalArgs, room: &str, count: usize) -> Result<()
                 );
             }
         }
+        // What waits for the relay comes last, marked: it is not in the room yet.
+        let queued = client.queued().context("cannot read the message queue")?;
+        for message in queued.iter().filter(|q| q.room == id) {
+            if global.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "type": "pending",
+                        "room": id.to_hex(),
+                        "room_name": name,
+                        "sender": me.as_str(),
+                        "text": message.text,
+                        "queued_at": output::timestamp(message.queued_at),
+                    })
+                );
+            } else {
+                outln!(
+                    "{} <{me}> {}  (pending: sent when the relay can be reached)",
+                    output::timestamp(message.queued_at),
+                    crate::inert::inert_lines(&message.text)
+                );
+            }
+        }
         anyhow::Ok(())
     }
     .await;
