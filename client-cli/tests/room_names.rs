@@ -7,6 +7,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use expectrl::Expect;
+
 use common::{assert_success, hearth, json_lines, stderr, stdout, Env, PASSPHRASE};
 
 /// Waits for `text` in a terminal; the error names what was awaited.
@@ -84,7 +86,10 @@ async fn errors_name_the_room_and_tell_rooms_of_one_name_apart() {
     ] {
         let line = error_line(&hearth(who, args).await);
         assert!(line.contains(says), "{args:?}: {line}");
-        assert!(!line.contains(short), "{args:?} names the room by id: {line}");
+        assert!(
+            !line.contains(short),
+            "{args:?} names the room by id: {line}"
+        );
     }
 
     // Under --json the error carries the room's id and name.
@@ -188,9 +193,9 @@ async fn a_rebuilt_room_s_name_means_the_new_room_and_invitations_follow_renames
         stdout(&out)
     );
     let out = hearth(&carol, &["--json", "room", "list"]).await;
-    assert!(json_lines(&out)
-        .iter()
-        .any(|v| v["type"] == "invitation" && v["name"] == "the clan" && v["room"] == new.as_str()));
+    assert!(json_lines(&out).iter().any(|v| v["type"] == "invitation"
+        && v["name"] == "the clan"
+        && v["room"] == new.as_str()));
     let out = hearth(&carol, &["room", "join", "the clan"]).await;
     assert_success(&out, "join by the new name");
     assert_eq!(stdout(&out).trim(), "Joined the clan (invited by alice).");
@@ -250,9 +255,10 @@ async fn the_line_mode_chat_names_rooms_in_notices() {
         &hearth(&alice, &["room", "topic", "family", "dinner at 7"]).await,
         "topic",
     );
-    let stepped = tokio::task::spawn_blocking(move || step_rx.recv_timeout(Duration::from_secs(60)))
-        .await
-        .expect("waiting for the chat");
+    let stepped =
+        tokio::task::spawn_blocking(move || step_rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .expect("waiting for the chat");
     if stepped.is_err() {
         panic!("bob's chat did not show the topic: {:?}", terminal.await);
     }

@@ -71,7 +71,10 @@ async fn a_room_name_two_rooms_share_is_refused_and_the_id_works() {
             let shown: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
             let family_shown = format!("family [{}]", &family.to_hex()[..8]);
             let decoy_shown = format!("Family [{}]", &decoy.to_hex()[..8]);
-            assert!(shown.contains(&family_shown) && shown.contains(&decoy_shown), "{shown:?}");
+            assert!(
+                shown.contains(&family_shown) && shown.contains(&decoy_shown),
+                "{shown:?}"
+            );
             assert!(err.to_string().contains(&family.to_hex()[..8]), "{err}");
         }
         other => panic!("expected an ambiguous name, got {other:?}"),

@@ -28,7 +28,11 @@ async fn room_errors_name_the_room_and_tell_rooms_of_one_name_apart() {
         bob.c().invite(family, &h("carol")).await.unwrap_err(),
         alice.c().invite(family, &h("bob")).await.unwrap_err(),
         alice.c().unban(family, &h("carol")).await.unwrap_err(),
-        alice.c().grant_admin(family, &h("carol")).await.unwrap_err(),
+        alice
+            .c()
+            .grant_admin(family, &h("carol"))
+            .await
+            .unwrap_err(),
     ];
     for err in &errors {
         let shown = err.to_string();
@@ -45,10 +49,7 @@ async fn room_errors_name_the_room_and_tell_rooms_of_one_name_apart() {
         "{}",
         errors[0]
     );
-    assert_eq!(
-        errors[3].to_string(),
-        "bob is already a member of family"
-    );
+    assert_eq!(errors[3].to_string(), "bob is already a member of family");
     assert_eq!(errors[4].to_string(), "carol is not banned from family");
 
     // A second room of that name: now each is named with its short id.
@@ -70,7 +71,9 @@ async fn room_errors_name_the_room_and_tell_rooms_of_one_name_apart() {
 
     // Displayed without the client: by id, as the library made it.
     let bare = ClientError::NoSuchRoom(family.into());
-    assert!(bare.to_string().starts_with(&format!("room {} ", short(family))));
+    assert!(bare
+        .to_string()
+        .starts_with(&format!("room {} ", short(family))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +86,10 @@ async fn after_a_rebuild_the_name_means_the_new_room() {
     let new = alice.c().rebuild(old).await.unwrap();
     // Where the admin rebuilt it: at once.
     assert_eq!(alice.c().find_room("family").await.unwrap(), Some(new));
-    assert_eq!(alice.c().find_room("family (old)").await.unwrap(), Some(old));
+    assert_eq!(
+        alice.c().find_room("family (old)").await.unwrap(),
+        Some(old)
+    );
     assert_eq!(
         alice.c().find_room(&short(old)).await.unwrap(),
         Some(old),
@@ -106,7 +112,10 @@ async fn after_a_rebuild_the_name_means_the_new_room() {
     assert_eq!(bob.c().find_room("family").await.unwrap(), Some(new));
     let invitations = bob.c().invitations().await.unwrap();
     assert_eq!(invitations.len(), 1);
-    assert_eq!((invitations[0].room, invitations[0].name.as_str()), (new, "family"));
+    assert_eq!(
+        (invitations[0].room, invitations[0].name.as_str()),
+        (new, "family")
+    );
     bob.c().accept_invitation(new).await.unwrap();
     assert_eq!(bob.c().find_room("family").await.unwrap(), Some(new));
     assert_eq!(bob.c().room_ref(old).await.to_string(), "family (old)");
@@ -131,7 +140,10 @@ async fn a_pending_invitation_shows_the_room_s_current_name() {
     alice.c().rename(kids, "children").await.unwrap();
     let invitations = carol.c().invitations().await.unwrap();
     assert_eq!(invitations.len(), 1);
-    assert_eq!((invitations[0].room, invitations[0].name.as_str()), (kids, "children"));
+    assert_eq!(
+        (invitations[0].room, invitations[0].name.as_str()),
+        (kids, "children")
+    );
     assert_eq!(carol.c().room_ref(kids).await.to_string(), "children");
     // The new name finds it; the old one no longer does.
     assert_eq!(carol.c().find_room("children").await.unwrap(), Some(kids));

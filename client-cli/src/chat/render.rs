@@ -55,7 +55,13 @@ impl Rooms {
             .iter()
             .map(|r| RoomRef {
                 id: r.id,
-                name: Some(output::room_label(&RoomSummary { rebuilt_as: None, ..r.clone() }, me)),
+                name: Some(output::room_label(
+                    &RoomSummary {
+                        rebuilt_as: None,
+                        ..r.clone()
+                    },
+                    me,
+                )),
                 old: r.rebuilt_as.is_some(),
                 ambiguous: false,
             })
@@ -63,7 +69,6 @@ impl Rooms {
         Rooms { joined, refs }
     }
 }
-
 
 /// A message line in the style of its room.
 pub fn message(item: &hearth_core::HistoryItem, rooms: &[RoomSummary], me: &Handle) -> String {

@@ -68,7 +68,10 @@ async fn send_private(global: &GlobalArgs, nicks: &str, text: &str) -> Result<()
                 .with_context(|| format!("the private message to {handle} was not sent"))?;
             if global.json {
                 let room = client.room_ref(id).await;
-                outln!("{}", output::with_room(&room, json!({"to": handle.as_str()})));
+                outln!(
+                    "{}",
+                    output::with_room(&room, json!({"to": handle.as_str()}))
+                );
             }
         }
         anyhow::Ok(())
@@ -258,7 +261,11 @@ async fn room_name(
         .and_then(|rooms| rooms.into_iter().find(|r| r.id == id));
     let name = match &summary {
         Some(room) => output::room_label(room, client.profile().handle()),
-        None => client.room_ref(id).await.label().unwrap_or_else(|| id.to_hex()),
+        None => client
+            .room_ref(id)
+            .await
+            .label()
+            .unwrap_or_else(|| id.to_hex()),
     };
     (name, summary)
 }

@@ -33,8 +33,16 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 outln!("{}", output::with_room(&room, json!({"name": name})));
             } else {
                 // By id in the hint when the name is someone else's too.
-                let hint = if room.ambiguous { room.short_id() } else { typed(name) };
-                outln!("Created room {} ({}). Invite people with `hearth room invite {hint} NICK`.", output::room_name(&room), room.short_id());
+                let hint = if room.ambiguous {
+                    room.short_id()
+                } else {
+                    typed(name)
+                };
+                outln!(
+                    "Created room {} ({}). Invite people with `hearth room invite {hint} NICK`.",
+                    output::room_name(&room),
+                    room.short_id()
+                );
             }
         }
         RoomCommand::List => list(global, client).await?,
@@ -145,7 +153,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 &room,
                 "unbanned",
                 &handle,
-                &format!("{handle} may be invited to {} again.", output::room_name(&room)),
+                &format!(
+                    "{handle} may be invited to {} again.",
+                    output::room_name(&room)
+                ),
             );
         }
         RoomCommand::Grant { room, nick } => {
@@ -169,7 +180,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 &room,
                 "revoked",
                 &handle,
-                &format!("{handle} is no longer an admin of {}.", output::room_name(&room)),
+                &format!(
+                    "{handle} is no longer an admin of {}.",
+                    output::room_name(&room)
+                ),
             );
         }
         RoomCommand::Rename { room, name } => {
@@ -223,7 +237,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 let rebuilt_as = output::room_fields(&new);
                 outln!(
                     "{}",
-                    output::with_room(&old, json!({"rebuilt_as": rebuilt_as["room"], "rebuilt_as_name": rebuilt_as["room_name"]}))
+                    output::with_room(
+                        &old,
+                        json!({"rebuilt_as": rebuilt_as["room"], "rebuilt_as_name": rebuilt_as["room_name"]})
+                    )
                 );
             } else {
                 outln!(
@@ -246,9 +263,12 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 let room = client.room_ref(id).await;
                 outln!(
                     "{}",
-                    output::with_room(&room, json!({"name": policy.name, "topic": policy.topic, "owner": policy.owner.as_str(),
+                    output::with_room(
+                        &room,
+                        json!({"name": policy.name, "topic": policy.topic, "owner": policy.owner.as_str(),
                            "admins": names(&policy.admins), "banned": names(&policy.banned),
-                           "expire_secs": policy.expire.map(|d| d.as_secs())}))
+                           "expire_secs": policy.expire.map(|d| d.as_secs())})
+                    )
                 );
             } else {
                 outln!("name:    {}", inert(&policy.name));
@@ -280,11 +300,18 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             if global.json {
                 outln!(
                     "{}",
-                    output::with_room(&named, json!({"epoch": code.epoch, "code": code.to_string(),
-                           "fork_at": fork.map(|s| s.0)}))
+                    output::with_room(
+                        &named,
+                        json!({"epoch": code.epoch, "code": code.to_string(),
+                           "fork_at": fork.map(|s| s.0)})
+                    )
                 );
             } else {
-                outln!("room code of {} at epoch {}: {code}", output::room_name(&named), code.epoch);
+                outln!(
+                    "room code of {} at epoch {}: {code}",
+                    output::room_name(&named),
+                    code.epoch
+                );
                 outln!(
                     "Compare it with another member in person: the same epoch shows the same code."
                 );
@@ -298,7 +325,10 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             client.acknowledge_fork(id).await?;
             if !global.json {
                 let room = client.room_ref(id).await;
-                outln!("Acknowledged: you can send to {} again.", output::room_name(&room));
+                outln!(
+                    "Acknowledged: you can send to {} again.",
+                    output::room_name(&room)
+                );
             }
         }
         RoomCommand::Members { room } => {

@@ -40,7 +40,10 @@ pub(crate) fn build_commit(
     join_point: Option<JoinPoint>,
     edit: impl FnOnce(&mut RoomSettings),
 ) -> Result<CommitMessages, ClientError> {
-    let refused = |reason| ClientError::PolicyRefused { room: id.into(), reason };
+    let refused = |reason| ClientError::PolicyRefused {
+        room: id.into(),
+        reason,
+    };
     let before = RoomSettings::read(group.extensions())
         .map_err(|e| refused(PolicyViolation::Unsupported(e.to_string())))?;
     let leaving: Vec<LeafNodeIndex> = group
@@ -436,8 +439,12 @@ impl Inner {
             .filter(|m| !present.contains(m))
             .copied()
             .collect();
-        let mut policy = next_membership(&settings, &absent, &[])
-            .map_err(|reason| ClientError::PolicyRefused { room: old.into(), reason })?;
+        let mut policy = next_membership(&settings, &absent, &[]).map_err(|reason| {
+            ClientError::PolicyRefused {
+                room: old.into(),
+                reason,
+            }
+        })?;
         policy.normalize();
 
         let new = self.create_room(&settings.name).await?;

@@ -176,7 +176,10 @@ impl Inner {
                 continue;
             }
             if let Err(e) = self.catch_up(&mut room).await {
-                tracing::info!("room {}: reading the invitation's room failed: {e}", room.id);
+                tracing::info!(
+                    "room {}: reading the invitation's room failed: {e}",
+                    room.id
+                );
             }
         }
     }
@@ -185,7 +188,9 @@ impl Inner {
 /// Names the rooms of the error an operation returns: `op.named(&inner).await` is
 /// `inner.named(op.await).await` (see [`Inner::named`]). For the public [`Client`]
 /// methods.
-pub(crate) trait Named<T>: std::future::Future<Output = Result<T, ClientError>> + Sized {
+pub(crate) trait Named<T>:
+    std::future::Future<Output = Result<T, ClientError>> + Sized
+{
     /// This operation, then its error's rooms named.
     fn named(self, inner: &Inner) -> impl std::future::Future<Output = Result<T, ClientError>> {
         async move { inner.named(self.await).await }
@@ -244,7 +249,10 @@ mod tests {
                 "kids"
             ]
         );
-        assert_eq!(RoomRef::from(RoomId([0xab; 16])).to_string(), "room abababab");
+        assert_eq!(
+            RoomRef::from(RoomId([0xab; 16])).to_string(),
+            "room abababab"
+        );
         assert!(RoomRef::from(RoomId([1; 16])) == RoomId([1; 16]));
     }
 }

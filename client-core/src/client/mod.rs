@@ -56,13 +56,13 @@ use hearth_protocol::{Handle, Invite, InviteToken, Request, Response, RoomId, Se
 use tokio::sync::mpsc;
 
 use crate::error::{store as store_err, ClientError};
-use labels::Named;
 use crate::events::{ClientEvent, HistoryItem, Invitation, Member, RoomSummary};
 use crate::mls::Engine;
 use crate::profile::Profile;
 use crate::store::Table;
 use crate::transport::quic::QuicConnector;
 use crate::transport::{Connection, Connector, Link, TransportError};
+use labels::Named;
 use room::{Room, RoomRecord, Status};
 
 /// One-use KeyPackages published at registration and kept in stock.
@@ -357,7 +357,10 @@ impl Client {
     /// Declines an invitation: joins only to leave at once, so the room's members see
     /// us leave instead of keeping a member who never comes.
     pub async fn decline_invitation(&self, room: RoomId) -> Result<(), ClientError> {
-        self.inner.accept_invitation(room).named(&self.inner).await?;
+        self.inner
+            .accept_invitation(room)
+            .named(&self.inner)
+            .await?;
         self.inner.leave(room).named(&self.inner).await
     }
 
@@ -404,13 +407,19 @@ impl Client {
 
     /// Removes `handle` from `room`: the same as [`Client::kick`].
     pub async fn remove_member(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.kick(room, handle, false).named(&self.inner).await
+        self.inner
+            .kick(room, handle, false)
+            .named(&self.inner)
+            .await
     }
 
     /// Kicks `handle` out of `room` (admins; kicking an admin takes the owner): a commit
     /// that removes them, so they lose access at once. Kicking yourself is leaving.
     pub async fn kick(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.kick(room, handle, false).named(&self.inner).await
+        self.inner
+            .kick(room, handle, false)
+            .named(&self.inner)
+            .await
     }
 
     /// Kicks `handle` and puts their identity on the room's ban list, in one commit, so
@@ -426,12 +435,18 @@ impl Client {
 
     /// Makes the member `handle` an admin of `room` (the owner only).
     pub async fn grant_admin(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.set_admin(room, handle, true).named(&self.inner).await
+        self.inner
+            .set_admin(room, handle, true)
+            .named(&self.inner)
+            .await
     }
 
     /// Takes admin rights away from `handle` (the owner only).
     pub async fn revoke_admin(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.set_admin(room, handle, false).named(&self.inner).await
+        self.inner
+            .set_admin(room, handle, false)
+            .named(&self.inner)
+            .await
     }
 
     /// Renames `room` (admins). The name lives in the encrypted group context.

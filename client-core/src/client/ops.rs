@@ -648,7 +648,10 @@ impl Inner {
             self.finish_restore(&mut room).await?;
             self.check_sendable(&room)?;
             if let (Some(seq), true) = (room.rec.extra.fork, body.is_said()) {
-                return Err(ClientError::Forked { room: id.into(), seq });
+                return Err(ClientError::Forked {
+                    room: id.into(),
+                    seq,
+                });
             }
             let (payload, cap) = {
                 let mut engine = self.engine();

@@ -28,9 +28,9 @@ use openmls::prelude::*;
 
 use super::admin::build_commit;
 use super::authentication::{member_identities, Unverified};
+use super::labels::Named;
 use super::process::Effects;
 use super::room::{account_of, Room, RoomRecord, Status};
-use super::labels::Named;
 use super::{room_error, unexpected, Client, Inner};
 use crate::error::{mls, ClientError};
 use crate::events::ClientEvent;
@@ -62,7 +62,10 @@ impl Client {
     /// on the relay can see the name and join without an invitation. The name, the member
     /// list and the members' keys become visible to the relay and to every account.
     pub async fn publish_room(&self, room: RoomId, public_name: &str) -> Result<(), ClientError> {
-        self.inner.publish_room(room, public_name).named(&self.inner).await
+        self.inner
+            .publish_room(room, public_name)
+            .named(&self.inner)
+            .await
     }
 
     /// Makes `room` private again (admins): a commit records it, then the listing is
@@ -172,8 +175,12 @@ impl Inner {
                     room: id.into(),
                     reason: PolicyViolation::Unsupported(e.to_string()),
                 })?;
-            policy::may(&before, &me, Action::Publish, None)
-                .map_err(|reason| ClientError::PolicyRefused { room: id.into(), reason })?;
+            policy::may(&before, &me, Action::Publish, None).map_err(|reason| {
+                ClientError::PolicyRefused {
+                    room: id.into(),
+                    reason,
+                }
+            })?;
             if before.public_name == public_name {
                 return Ok(None);
             }

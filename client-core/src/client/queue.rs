@@ -83,7 +83,10 @@ impl Client {
             text: text.to_string(),
             reply_to: None,
         };
-        self.inner.send_or_queue(room, body).named(&self.inner).await
+        self.inner
+            .send_or_queue(room, body)
+            .named(&self.inner)
+            .await
     }
 
     /// The messages waiting for the relay, oldest first.
