@@ -307,11 +307,7 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     )
                 );
             } else {
-                outln!(
-                    "room code of {} at epoch {}: {code}",
-                    output::room_name(&named),
-                    code.epoch
-                );
+                outln!("room code at epoch {}: {code}", code.epoch);
                 outln!(
                     "Compare it with another member in person: the same epoch shows the same code."
                 );
