@@ -56,6 +56,9 @@ pub struct RoomSummary {
     pub last_seq: Seq,
     /// A private conversation between two people (see [`crate::client::Client::send_private`]).
     pub direct: bool,
+    /// An admin rebuilt this room as the room given ([`crate::client::Client::rebuild`]):
+    /// this is the old one, shown as `name (old)` and no longer found by its name.
+    pub rebuilt_as: Option<RoomId>,
 }
 
 /// A member of a room.

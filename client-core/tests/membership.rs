@@ -60,8 +60,22 @@ async fn a_room_name_two_rooms_share_is_refused_and_the_id_works() {
     let decoy = common::room_with(&bob, &[&alice], "Family").await;
     alice.c().sync().await.unwrap();
     match alice.c().find_room("family").await {
-        Err(hearth_core::ClientError::AmbiguousRoom { ids, .. }) => {
+        Err(err @ hearth_core::ClientError::AmbiguousRoom { .. }) => {
+            let hearth_core::ClientError::AmbiguousRoom { rooms, .. } = &err else {
+                unreachable!()
+            };
+            let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
             assert!(ids.contains(&family) && ids.contains(&decoy), "{ids:?}");
+            // Named, and told apart by their ids (the names differ only in case).
+            assert!(rooms.iter().all(|r| r.ambiguous), "{rooms:?}");
+            let shown: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+            let family_shown = format!("family [{}]", &family.to_hex()[..8]);
+            let decoy_shown = format!("Family [{}]", &decoy.to_hex()[..8]);
+            assert!(
+                shown.contains(&family_shown) && shown.contains(&decoy_shown),
+                "{shown:?}"
+            );
+            assert!(err.to_string().contains(&family.to_hex()[..8]), "{err}");
         }
         other => panic!("expected an ambiguous name, got {other:?}"),
     }

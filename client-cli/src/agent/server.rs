@@ -316,6 +316,7 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
                 &ToCaller::Done {
                     code: 0,
                     error: None,
+                    room: None,
                 },
             )
             .await?;
@@ -364,10 +365,12 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
         Ok(()) => ToCaller::Done {
             code: 0,
             error: None,
+            room: None,
         },
         Err(err) => ToCaller::Done {
             code: crate::error::exit_code(&err),
             error: Some(crate::error::render(&err)),
+            room: crate::error::room(&err),
         },
     };
     let _ = to_caller.send(done);

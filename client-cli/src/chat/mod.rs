@@ -12,7 +12,7 @@ pub(crate) mod terminal;
 use std::collections::HashMap;
 
 use anyhow::Result;
-use hearth_core::{Client, ClientEvent, RoomSummary};
+use hearth_core::{Client, ClientEvent};
 use hearth_protocol::{RoomId, Seq};
 
 use crate::cli::GlobalArgs;
@@ -35,7 +35,15 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
     };
     match room {
         Some(name) => state.current = Some(session::resolve_room(&client, name).await?),
-        None => state.current = client.rooms().await?.first().map(|r| r.id),
+        // Not an old room an admin rebuilt: its name means the new one.
+        None => {
+            state.current = client
+                .rooms()
+                .await?
+                .iter()
+                .find(|r| r.rebuilt_as.is_none())
+                .map(|r| r.id)
+        }
     }
     let term = terminal::start("> ".to_string())?;
     let mut screen = Screen::new(term);
@@ -166,6 +174,7 @@ async fn execute(
         }
         Command::List => {
             let rooms = client.rooms().await?;
+            let names = room_names(client).await;
             if rooms.is_empty() {
                 screen.say("You are in no room yet.".into());
             }
@@ -175,17 +184,13 @@ async fn execute(
                 } else {
                     " "
                 };
+                let label = names.name(room.id);
                 if room.direct {
-                    let label = crate::output::room_label(&room, &state.me);
                     screen.say(format!("{mark} {label:<20} private conversation"));
                     continue;
                 }
                 let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
-                screen.say(format!(
-                    "{mark} {:<20} {}",
-                    inert(&room.name),
-                    members.join(", ")
-                ));
+                screen.say(format!("{mark} {label:<20} {}", members.join(", ")));
             }
             for invitation in client.invitations().await? {
                 screen.say(render::invitation(&invitation));
@@ -214,6 +219,7 @@ async fn execute(
         }
         Command::Leave => {
             let room = current()?;
+            let name = room_names(client).await.name(room);
             client.leave(room).await?;
             state.current = client
                 .rooms()
@@ -221,15 +227,12 @@ async fn execute(
                 .into_iter()
                 .map(|r| r.id)
                 .find(|id| *id != room);
-            screen.say("* you left the room".into());
+            screen.say(format!("* you left {name}"));
         }
         Command::Current(None) => {
             let names = room_names(client).await;
             match state.current {
-                Some(room) => screen.say(format!(
-                    "* current room: {}",
-                    render::room_name(&names, &state.me, room)
-                )),
+                Some(room) => screen.say(format!("* current room: {}", names.name(room))),
                 None => screen.say("* no current room".into()),
             }
         }
@@ -337,7 +340,12 @@ async fn execute(
         Command::Rebuild => {
             let room = current()?;
             let new = client.rebuild(room).await?;
-            screen.say("* rebuilt the room as a new one; its members were invited there".into());
+            let names = room_names(client).await;
+            screen.say(format!(
+                "* rebuilt the room as a new one, {}; its members were invited there (the old one is {} now)",
+                names.name(new),
+                names.name(room)
+            ));
             state.current = Some(new);
             show_room(client, screen, new, &state.me, &mut state.shown).await;
         }
@@ -479,10 +487,7 @@ async fn show_room(
     shown: &mut HashMap<RoomId, Seq>,
 ) {
     let names = room_names(client).await;
-    screen.header(
-        room,
-        format!("-- {} --", render::room_name(&names, me, room)),
-    );
+    screen.header(room, format!("-- {} --", names.name(room)));
     // A full-screen chat keeps a scrollback per room: give it more to scroll through.
     let count = if screen.is_full_screen() { 200 } else { 20 };
     match client.history(room, count, None).await {
@@ -503,6 +508,6 @@ async fn show_room(
     }
 }
 
-async fn room_names(client: &Client) -> Vec<RoomSummary> {
-    client.rooms().await.unwrap_or_default()
+async fn room_names(client: &Client) -> render::Rooms {
+    render::Rooms::of(client).await
 }

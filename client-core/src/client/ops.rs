@@ -241,10 +241,10 @@ impl Inner {
     ) -> Result<tokio::sync::OwnedMutexGuard<Room>, ClientError> {
         let room = self.room(id)?.lock_owned().await;
         if room.removed {
-            return Err(ClientError::RemovedFromRoom(id));
+            return Err(ClientError::RemovedFromRoom(id.into()));
         }
         if room.rec.status != Status::Joined {
-            return Err(ClientError::NoSuchRoom(id));
+            return Err(ClientError::NoSuchRoom(id.into()));
         }
         Ok(room)
     }
@@ -268,7 +268,7 @@ impl Inner {
         for _ in 0..COMMIT_ATTEMPTS {
             self.catch_up(room).await?;
             if room.removed {
-                return Err(ClientError::RemovedFromRoom(room.id));
+                return Err(ClientError::RemovedFromRoom(room.id.into()));
             }
             if let Some(refused) = &room.rec.extra.refused {
                 return Err(super::revert::stuck(room, refused));
@@ -378,7 +378,7 @@ impl Inner {
                 }
             }
         }
-        Err(ClientError::Contention(room.id))
+        Err(ClientError::Contention(room.id.into()))
     }
 
     /// After an append whose answer was lost: waits (at most [`OUTCOME_WAIT`]) until the
@@ -487,7 +487,7 @@ impl Inner {
             Some(leaf) if room.is_pending(leaf) => Some(leaf),
             Some(_) => {
                 return Err(ClientError::AlreadyMember {
-                    room: id,
+                    room: id.into(),
                     handle: handle.clone(),
                 })
             }
@@ -496,7 +496,7 @@ impl Inner {
         let settings = self.allowed(&room, Action::Invite, None)?;
         if settings.banned.iter().any(|b| b.handle == *handle) {
             return Err(ClientError::Banned {
-                room: id,
+                room: id.into(),
                 handle: handle.clone(),
             });
         }
@@ -504,7 +504,7 @@ impl Inner {
         // The same identity under another handle is still banned.
         if settings.is_banned(&account) {
             return Err(ClientError::Banned {
-                room: id,
+                room: id.into(),
                 handle: handle.clone(),
             });
         }
@@ -522,7 +522,7 @@ impl Inner {
                     Some(leaf) if is_pending_leaf(group, leaf) => vec![leaf],
                     Some(_) => {
                         return Err(ClientError::AlreadyMember {
-                            room: id,
+                            room: id.into(),
                             handle: handle.clone(),
                         })
                     }
@@ -646,10 +646,10 @@ impl Inner {
     pub(crate) async fn accept_invitation(&self, id: RoomId) -> Result<(), ClientError> {
         let room = self
             .room(id)
-            .map_err(|_| ClientError::NoSuchInvitation(id))?;
+            .map_err(|_| ClientError::NoSuchInvitation(id.into()))?;
         let mut room = room.lock().await;
         if !matches!(room.rec.status, Status::Invited { .. }) {
-            return Err(ClientError::NoSuchInvitation(id));
+            return Err(ClientError::NoSuchInvitation(id.into()));
         }
         // Caught up while still invited: what was said between the invitation and now is
         // processed (the epochs move on) but neither shown nor kept, since the invitee
@@ -672,7 +672,7 @@ impl Inner {
         for _ in 0..COMMIT_ATTEMPTS {
             self.catch_up(&mut room).await?;
             if room.removed {
-                return Err(ClientError::RemovedFromRoom(id));
+                return Err(ClientError::RemovedFromRoom(id.into()));
             }
             if let Some(refused) = &room.rec.extra.refused {
                 return Err(super::revert::stuck(&room, refused));
@@ -680,7 +680,10 @@ impl Inner {
             self.finish_restore(&mut room).await?;
             self.check_sendable(&room)?;
             if let (Some(seq), true) = (room.rec.extra.fork, body.is_said()) {
-                return Err(ClientError::Forked { room: id, seq });
+                return Err(ClientError::Forked {
+                    room: id.into(),
+                    seq,
+                });
             }
             let (payload, cap) = {
                 let mut engine = self.engine();
@@ -719,14 +722,14 @@ impl Inner {
                 Err(e) => return Err(room_error(id, e)),
             }
         }
-        Err(ClientError::Contention(id))
+        Err(ClientError::Contention(id.into()))
     }
 
     /// [`Inner::send_body`], and when its answer was lost with the connection, the log
     /// tells whether it was stored (as [`Inner::commit_change`] does for commits): stored,
     /// its seq; not stored, sent once more; the log unreadable for [`OUTCOME_WAIT`], the
     /// error (the message stays in flight and is recognised at the next catch-up if it
-    /// landed). So a caller told "not connected" may send again without sending twice.
+    /// landed).
     pub(crate) async fn send_body_settled(
         &self,
         id: RoomId,

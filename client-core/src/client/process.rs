@@ -215,6 +215,8 @@ impl Inner {
                         room.rec.extra.fork = Some(*seq);
                     }
                 }
+                // Its name now means the new room (see `labels`).
+                ClientEvent::RoomRebuilt { new, .. } => room.rec.extra.rebuilt_as = Some(*new),
                 _ => {}
             }
         }
@@ -491,7 +493,7 @@ impl Inner {
                 let refuse = |fx: &mut Effects, reason: String| {
                     fx.refused = Some(refused.clone());
                     ClientError::CommitRefused {
-                        room: room_id,
+                        room: room_id.into(),
                         by: refused.by.clone(),
                         reason,
                     }
