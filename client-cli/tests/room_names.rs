@@ -166,12 +166,19 @@ async fn a_rebuilt_room_s_name_means_the_new_room_and_invitations_follow_renames
     let out = hearth(&bob, &["room", "join", "family"]).await;
     assert_success(&out, "join");
     assert_eq!(stdout(&out).trim(), "Joined family (invited by alice).");
+    // What was said before bob accepted is not shown to him; what follows is.
+    let out = hearth(&alice, &["send", "family", "welcome back"]).await;
+    assert_success(&out, "send after the join");
     let out = hearth(&bob, &["--json", "read", "family"]).await;
     assert_success(&out, "read");
     let read = json_lines(&out);
     assert!(
         read.iter()
-            .any(|m| m["room"] == new.as_str() && m["text"] == "in the new room"),
+            .any(|m| m["room"] == new.as_str() && m["text"] == "welcome back"),
+        "{read:?}"
+    );
+    assert!(
+        !read.iter().any(|m| m["text"] == "in the new room"),
         "{read:?}"
     );
     let out = hearth(&bob, &["--json", "send", "family", "from bob"]).await;
