@@ -219,6 +219,7 @@ async fn failed_authentications_are_audited_and_block_the_address() {
         AdminRequest::Invite {
             uses: 1,
             expires_secs: Some(60),
+            public_host: None,
         },
     )
     .await
