@@ -209,17 +209,15 @@ fn locate(cli: &Cli) -> Result<Location> {
     ))?)
 }
 
-/// The configuration with this command's flags applied.
-fn with_flags(cli: &Cli, listen: Option<SocketAddr>) -> impl Fn(RelayConfig) -> RelayConfig + '_ {
-    move |mut config| {
-        if let Some(listen) = listen {
-            config.listen = listen;
-        }
-        if let Some(host) = &cli.public_host {
-            config.public_host = Some(host.clone());
-        }
-        config
+/// `config` with this command's flags applied.
+fn with_flags(mut config: RelayConfig, cli: &Cli, listen: Option<SocketAddr>) -> RelayConfig {
+    if let Some(listen) = listen {
+        config.listen = listen;
     }
+    if let Some(host) = &cli.public_host {
+        config.public_host = Some(host.clone());
+    }
+    config
 }
 
 /// Whether a relay was created at `loc`; refuses (saying what to pass) when none was.
@@ -273,9 +271,16 @@ fn check_port_free(listen: SocketAddr) -> Result<()> {
     })
 }
 
-/// Creates the data dir and, if missing, a commented config file in it holding the
-/// public host given on the command line. Returns the settings written.
-fn create_relay_dir(loc: &Location, cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
+/// Creates the data dir and, if missing, a commented config file holding the public host
+/// (and for `init` the listen address) given on the command line. `init` also writes the
+/// public host into an existing config; a run only uses it (a service must not need to
+/// write its config).
+fn create_relay_dir(
+    loc: &Location,
+    cli: &Cli,
+    listen: Option<SocketAddr>,
+    init: bool,
+) -> Result<()> {
     let data = loc.data_dir();
     hearth_relay::server::create_private_dir(data)
         .with_context(|| format!("cannot create the data dir {}", data.display()))?;
@@ -284,6 +289,9 @@ fn create_relay_dir(loc: &Location, cli: &Cli, listen: Option<SocketAddr>) -> Re
         settings.push(("public_host", host.as_str().into()));
     }
     if loc.config_file.exists() {
+        if !init {
+            return Ok(());
+        }
         for (key, value) in settings {
             RelayConfig::set_in_file(&loc.config_file, key, value)
                 .map_err(|e| config_write_error(e, &loc.config_file))?;
@@ -383,9 +391,9 @@ async fn serve(cli: &Cli) -> Result<()> {
             loc.config_file.display()
         );
     }
-    let config = with_flags(cli, cli.listen)(loc.config.clone());
+    let config = with_flags(loc.config.clone(), cli, cli.listen);
     check_port_free(config.listen)?;
-    create_relay_dir(&loc, cli, None)?;
+    create_relay_dir(&loc, cli, None, false)?;
     let running = hearth_relay::start(config.clone())
         .await
         .with_context(|| format!("cannot start the relay on {}", config.listen))?;
@@ -429,11 +437,12 @@ async fn init(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
         }
         Err(_) => {}
     }
-    create_relay_dir(&loc, cli, listen)?;
-    let config = with_flags(cli, listen)(RelayConfig {
+    create_relay_dir(&loc, cli, listen, true)?;
+    let config = RelayConfig {
         data_dir: data.clone(),
         ..RelayConfig::load(&loc.config_file)?
-    });
+    };
+    let config = with_flags(config, cli, listen);
     let identity = hearth_relay::server::tls::load_or_generate(&data)?;
     drop(hearth_relay::RedbStore::open(&data.join(STORE_FILE))?);
     let address = config.address(config.listen, identity.pin);
@@ -488,7 +497,7 @@ async fn owner(cli: &Cli, command: &Command) -> Result<()> {
     let loc = locate(cli)?;
     let name = command_name(command);
     require_relay(&loc, name)?;
-    let config = with_flags(cli, None)(loc.config.clone());
+    let config = with_flags(loc.config.clone(), cli, None);
     let request = match command {
         Command::Invite { uses, expires } => AdminRequest::Invite {
             uses: *uses,
@@ -517,7 +526,8 @@ async fn owner(cli: &Cli, command: &Command) -> Result<()> {
         Command::Init { .. }
         | Command::SetAddress { .. }
         | Command::Completions { .. }
-        | Command::Man { .. } => unreachable!("dispatched in run"),
+        // `run` dispatches these before: they are not owner commands.
+        | Command::Man { .. } => unreachable!("not an owner command"),
     };
     let response = admin::request(&config, request)
         .await

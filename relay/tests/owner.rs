@@ -71,10 +71,16 @@ impl Machine {
 
     /// Starts the relay; returns once it printed its banner.
     fn spawn(&self, args: &[&str]) -> Running {
+        self.spawn_with(args, Stdio::null(), "warn")
+    }
+
+    /// [`Machine::spawn`] with the log going to `stderr` at level `log`.
+    fn spawn_with(&self, args: &[&str], stderr: Stdio, log: &str) -> Running {
         let mut child = self
             .command(args)
+            .env("RUST_LOG", log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -321,5 +327,40 @@ async fn a_relay_created_without_an_invite_gets_one_and_a_lost_one_is_replaced()
     assert_ne!(invite.token, lost.token);
     assert_eq!(invite.relay, relay.address);
     registers_with(&invite, "alice").await;
+    relay.stop();
+}
+
+#[tokio::test]
+async fn a_client_that_closes_is_not_logged_as_lost_and_the_log_is_plain() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let mut relay = m.spawn_with(
+        &["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        Stdio::piped(),
+        "info",
+    );
+    let invite = relay.first_invite().unwrap();
+    let mut client = Client::connect(&invite.relay).await;
+    client
+        .register(&Identity::new(), Some(invite.token.clone()), "alice")
+        .await
+        .unwrap();
+    // What the hearth client does when a command ends.
+    client.raw.conn.close(0u32.into(), b"bye");
+    client.raw.endpoint.wait_idle().await;
+
+    let log = relay.child.stderr.take().unwrap();
+    let ended = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(log)
+            .lines()
+            .map(|l| l.unwrap())
+            .inspect(|l| assert!(!l.contains('\u{1b}'), "colour codes in the log: {l:?}"))
+            .find(|l| l.contains("connection ended"))
+    })
+    .await
+    .unwrap()
+    .expect("the relay logs the end of the connection");
+    assert!(!ended.contains("connection lost"), "{ended}");
+    assert!(ended.contains("client"), "{ended}");
     relay.stop();
 }

@@ -321,6 +321,18 @@ impl Ending {
     }
 }
 
+/// How the connection ended when the peer ended it: a client that closed it (the normal
+/// exit) is not a lost connection.
+fn peer_closed(error: &quinn::ConnectionError) -> &'static str {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(_) => "client closed",
+        quinn::ConnectionError::ConnectionClosed(_) => "client closed (transport)",
+        quinn::ConnectionError::TimedOut => "connection lost (timed out)",
+        quinn::ConnectionError::Reset => "connection lost (reset)",
+        _ => "connection lost",
+    }
+}
+
 /// The close reason of an unauthenticated connection that gave way to a newer one from
 /// the same address (see [`super::admission`]).
 const GAVE_WAY: &str = "too many unauthenticated connections from this address";
@@ -610,7 +622,7 @@ impl Loop<'_> {
                 // A reconnect is then refused with `Banned`, which tells the client why.
                 _ = banned.notified() => ending = Some(Ending::told(close::REFUSED, "account banned")),
                 _ = shutdown.changed() => ending = Some(Ending::told(close::DONE, "relay shutting down")),
-                _ = self.conn.closed() => return Ending::abrupt(close::DONE, "connection lost"),
+                closed = self.conn.closed() => return Ending::abrupt(close::DONE, peer_closed(&closed)),
             }
         }
         // 3. Let started commits finish and answer them before closing.
