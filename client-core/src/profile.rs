@@ -355,7 +355,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p");
         let mut profile = new_profile(&path);
-        let moved = profile.move_relay("home.example.org".into(), 17443).unwrap().clone();
+        let moved = profile
+            .move_relay("home.example.org".into(), 17443)
+            .unwrap()
+            .clone();
         assert_eq!(moved.pin, relay().pin);
         assert!(profile.move_relay("bad host".into(), 1).is_err());
         assert_eq!(profile.relay(), &moved, "a refused host changes nothing");

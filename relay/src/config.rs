@@ -204,7 +204,9 @@ impl std::str::FromStr for PublicAddress {
         };
         let (host, port, bracketed) = if let Some(inner) = text.strip_prefix('[') {
             let Some((host, after)) = inner.split_once(']') else {
-                return Err(format!("public address {text:?} lacks its closing ']': {hint}"));
+                return Err(format!(
+                    "public address {text:?} lacks its closing ']': {hint}"
+                ));
             };
             let port = match after.strip_prefix(':') {
                 Some(port) => Some(parse_port(port)?),
@@ -563,7 +565,10 @@ mod tests {
         }
         assert!(check_public_host(&"a".repeat(254)).is_err());
         let parsed: PublicAddress = "[2001:db8::7]:17443".parse().unwrap();
-        assert_eq!((parsed.host.as_str(), parsed.port), ("2001:db8::7", Some(17443)));
+        assert_eq!(
+            (parsed.host.as_str(), parsed.port),
+            ("2001:db8::7", Some(17443))
+        );
     }
 
     #[test]
@@ -575,7 +580,10 @@ mod tests {
         assert_eq!(config.address(bound, pin).host, "::1");
         config.public_host = Some("home.example.org:17443".into());
         let address = config.address(bound, pin);
-        assert_eq!((address.host.as_str(), address.port), ("home.example.org", 17443));
+        assert_eq!(
+            (address.host.as_str(), address.port),
+            ("home.example.org", 17443)
+        );
         config.public_host = Some("raspberrypi.local".into());
         assert_eq!(config.address(bound, pin).port, 7443);
         assert!(config.has_public_address());
@@ -611,20 +619,30 @@ mod tests {
         let config = RelayConfig::load(&path).unwrap();
         assert_eq!(config.public_host.as_deref(), Some("raspberrypi.local"));
         assert_eq!(config.data_dir, Path::new("/var/lib/hearth/relay"));
-        assert!(RelayConfig::write_new(&path, &[]).is_err(), "never replaces a file");
+        assert!(
+            RelayConfig::write_new(&path, &[]).is_err(),
+            "never replaces a file"
+        );
 
         RelayConfig::set_in_file(&path, "public_host", "home.example.org:17443".into()).unwrap();
         RelayConfig::set_in_file(&path, "public_host", "[2001:db8::7]:17443".into()).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.matches("\npublic_host =").count(), 1, "{text}");
-        assert!(text.contains("# Where family members reach the relay"), "comments kept");
+        assert!(
+            text.contains("# Where family members reach the relay"),
+            "comments kept"
+        );
         let config = RelayConfig::load(&path).unwrap();
         assert_eq!(config.public_host.as_deref(), Some("[2001:db8::7]:17443"));
         assert_eq!(config.data_dir, Path::new("/var/lib/hearth/relay"));
 
         let err = RelayConfig::set_in_file(&path, "public_host", "a b".into()).unwrap_err();
         assert!(err.to_string().contains("a b"), "{err}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "a refused value changes nothing");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "a refused value changes nothing"
+        );
     }
 
     #[test]

@@ -237,7 +237,10 @@ mod tests {
         let found = locate(&p.search).unwrap();
         assert_eq!(found.found, Found::System);
         assert_eq!(found.data_dir(), p.system_data);
-        assert_eq!(found.config.public_host.as_deref(), Some("raspberrypi.local"));
+        assert_eq!(
+            found.config.public_host.as_deref(),
+            Some("raspberrypi.local")
+        );
         assert!(found.exists());
         assert!(!p.search.user_data_dir.exists());
     }
@@ -253,7 +256,10 @@ mod tests {
         let found = locate(&search).unwrap();
         assert_eq!(found.found, Found::Given);
         assert_eq!(found.config_file, p.search.system_config);
-        assert_eq!(found.config.public_host.as_deref(), Some("raspberrypi.local"));
+        assert_eq!(
+            found.config.public_host.as_deref(),
+            Some("raspberrypi.local")
+        );
     }
 
     #[test]

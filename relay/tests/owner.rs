@@ -193,7 +193,11 @@ fn owner_commands_never_create_a_relay() {
     }
     let out = m.run(&["set-address", "raspberrypi.local"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert_eq!(tree(m.root.path()), before, "the refused commands created nothing");
+    assert_eq!(
+        tree(m.root.path()),
+        before,
+        "the refused commands created nothing"
+    );
 }
 
 #[tokio::test]
@@ -225,9 +229,19 @@ async fn the_packaged_relay_is_found_without_data_and_invites_name_its_address()
 
     // The service: `hearth-relay --config /etc/hearth/relay.toml`.
     let relay = m.spawn(&["--config", config.to_str().unwrap()]);
-    assert_eq!(relay.address.pin, first.relay.pin, "init made the relay that runs");
-    assert!(relay.first_invite().is_none(), "init's invite is still open");
-    assert!(relay.says("nobody has registered yet"), "{:?}", relay.banner);
+    assert_eq!(
+        relay.address.pin, first.relay.pin,
+        "init made the relay that runs"
+    );
+    assert!(
+        relay.first_invite().is_none(),
+        "init's invite is still open"
+    );
+    assert!(
+        relay.says("nobody has registered yet"),
+        "{:?}",
+        relay.banner
+    );
     // init ran before the port was known (127.0.0.1:0): this relay's first invite names
     // its real port once minted by the running relay.
     let invite = m.invite(&[]);
@@ -239,7 +253,10 @@ async fn the_packaged_relay_is_found_without_data_and_invites_name_its_address()
     assert!(m.ok(&["status"]).contains("accounts:  1"));
     let out = m.run(&[]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(stderr(&out).contains("systemctl start hearth-relay"), "{out:?}");
+    assert!(
+        stderr(&out).contains("systemctl start hearth-relay"),
+        "{out:?}"
+    );
 
     // The router forwards another port: set once, every invite names it, running or not.
     m.ok(&["set-address", "home.example.org:17443"]);
@@ -296,11 +313,16 @@ async fn a_failed_first_start_leaves_nothing_and_the_next_start_prints_the_invit
     assert!(!Path::new(data).exists(), "nothing created");
 
     let relay = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
-    let invite = relay.first_invite().expect("the first start prints an invite");
+    let invite = relay
+        .first_invite()
+        .expect("the first start prints an invite");
     registers_with(&invite, "alice").await;
     relay.stop();
     let again = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
-    assert!(again.first_invite().is_none(), "someone joined: no new invite");
+    assert!(
+        again.first_invite().is_none(),
+        "someone joined: no new invite"
+    );
     again.stop();
 }
 
@@ -317,12 +339,18 @@ async fn a_relay_created_without_an_invite_gets_one_and_a_lost_one_is_replaced()
     assert_eq!(out.status.code(), Some(1), "init never replaces a relay");
 
     let relay = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
-    let lost = relay.first_invite().expect("nobody joined and no invite is open");
+    let lost = relay
+        .first_invite()
+        .expect("nobody joined and no invite is open");
     relay.stop();
     // The first invite was lost: a restart says how to get another, and `invite` does.
     let relay = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
     assert!(relay.first_invite().is_none());
-    assert!(relay.says("`hearth-relay invite` prints a new invite"), "{:?}", relay.banner);
+    assert!(
+        relay.says("`hearth-relay invite` prints a new invite"),
+        "{:?}",
+        relay.banner
+    );
     let invite = m.invite(&["--data", data, "--public-host", "127.0.0.1"]);
     assert_ne!(invite.token, lost.token);
     assert_eq!(invite.relay, relay.address);

@@ -38,7 +38,10 @@ fn unit_scripts_metadata_and_built_in_paths_agree() {
     );
     let state = unit_values(&unit, "StateDirectory");
     assert_eq!(
-        state.iter().map(|d| format!("/var/lib/{d}")).collect::<Vec<_>>(),
+        state
+            .iter()
+            .map(|d| format!("/var/lib/{d}"))
+            .collect::<Vec<_>>(),
         [SYSTEM_DATA_DIR],
         "systemd creates the data dir owner commands look in"
     );
@@ -133,7 +136,11 @@ fn the_unit_verifies_and_is_hardened() {
         .output()
         .unwrap();
     assert!(out.status.success(), "systemd-analyze verify: {out:?}");
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = systemd_analyze()
         .unwrap()
@@ -144,7 +151,10 @@ fn the_unit_verifies_and_is_hardened() {
     let text = String::from_utf8_lossy(&out.stdout);
     let score: f64 = text
         .lines()
-        .find_map(|l| l.split("Overall exposure level for hearth-relay.service: ").nth(1))
+        .find_map(|l| {
+            l.split("Overall exposure level for hearth-relay.service: ")
+                .nth(1)
+        })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in {text}"));
@@ -164,8 +174,15 @@ fn the_man_pages_name_only_pages_that_exist() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for needed in ["hearth-relay.1", "hearth-relay-invite.1", "hearth-relay-set-address.1"] {
-        assert!(pages.iter().any(|p| p == needed), "{needed} not in {pages:?}");
+    for needed in [
+        "hearth-relay.1",
+        "hearth-relay-invite.1",
+        "hearth-relay-set-address.1",
+    ] {
+        assert!(
+            pages.iter().any(|p| p == needed),
+            "{needed} not in {pages:?}"
+        );
     }
     let mut named = 0;
     for page in &pages {
@@ -194,5 +211,8 @@ fn the_man_pages_name_only_pages_that_exist() {
             }
         }
     }
-    assert!(named >= pages.len() - 1, "the main page names each command's page");
+    assert!(
+        named >= pages.len() - 1,
+        "the main page names each command's page"
+    );
 }
