@@ -6,6 +6,9 @@
 #
 # Usage: packaging/build-debs.sh [amd64] [arm64]      (default: both)
 # Output: target/debian/*.deb (or $CARGO_TARGET_DIR/debian)
+# PACKAGES="hearth-relay" builds only the relay's packages (default: hearth-relay hearth-cli);
+# DOC_BIN_DIR=DIR takes the man pages and completions from binaries for this machine that
+# are already built there (e.g. target/debug) instead of building them in release.
 #
 # Needs (see packaging/README.md):
 #   Rust from rustup, at least the rust-version in Cargo.toml
@@ -27,18 +30,26 @@ need() {
 need cargo "install Rust with rustup (https://rustup.rs), not Debian's cargo package"
 need cargo-deb "cargo install cargo-deb --locked"
 
+read -r -a packages <<<"${PACKAGES:-hearth-relay hearth-cli}"
+bin_of() { case $1 in hearth-relay) echo hearth-relay ;; hearth-cli) echo hearth ;; *) echo "build-debs: unknown package $1" >&2; exit 2 ;; esac; }
+
 # 1. Man pages and completions, written by a build for this machine (the grammar is the
 #    same on every architecture).
-cargo build --release --locked -p hearth-relay -p hearth-cli
-rm -rf "$generated"
-for bin in hearth-relay hearth; do
-    out=$generated/$bin
+doc_bins=${DOC_BIN_DIR:-}
+if [ -z "$doc_bins" ]; then
+    cargo build --release --locked $(printf -- '-p %s ' "${packages[@]}")
+    doc_bins=$target_dir/release
+fi
+for package in "${packages[@]}"; do
+    bin=$(bin_of "$package")
+    out=$generated/${bin#hearth-}    # relay, or hearth for the client
+    rm -rf "$out"
     mkdir -p "$out/man" "$out/completions"
-    "$target_dir/release/$bin" man --out-dir "$out/man" >/dev/null
+    "$doc_bins/$bin" man --out-dir "$out/man" >/dev/null
     gzip -9n "$out/man"/*.1
-    "$target_dir/release/$bin" completions bash >"$out/completions/$bin.bash"
-    "$target_dir/release/$bin" completions zsh >"$out/completions/_$bin"
-    "$target_dir/release/$bin" completions fish >"$out/completions/$bin.fish"
+    "$doc_bins/$bin" completions bash >"$out/completions/$bin.bash"
+    "$doc_bins/$bin" completions zsh >"$out/completions/_$bin"
+    "$doc_bins/$bin" completions fish >"$out/completions/$bin.fish"
 done
 
 # 2. One package per program and architecture; cargo-deb strips the binaries.
@@ -56,7 +67,7 @@ for arch in "${arches[@]}"; do
             ;;
         *) echo "build-debs: unknown architecture $arch (amd64 or arm64)" >&2; exit 2 ;;
     esac
-    for package in hearth-relay hearth-cli; do
+    for package in "${packages[@]}"; do
         cargo deb --locked -p "$package" --target "$target" \
             --strip --no-dbgsym --no-separate-debug-symbols \
             --output "$target_dir/debian/"

@@ -6,22 +6,27 @@
 #
 # Usage: packaging/qemu-smoke.sh [path/to/hearth-relay_VERSION_arm64.deb]
 # Needs: qemu-user, libc6-dev-arm64-cross (the arm64 loader and libraries), a native
-#        release build of hearth (cargo build --release -p hearth-cli).
+#        release build of hearth (cargo build --release -p hearth-cli), or HEARTH_BIN=PATH
+#        naming another native hearth binary.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 deb=${1:-$(ls "$target_dir"/debian/hearth-relay_*_arm64.deb | tail -1)}
-hearth=$target_dir/release/hearth
+hearth=${HEARTH_BIN:-$target_dir/release/hearth}
 command -v qemu-aarch64 >/dev/null || { echo "qemu-smoke: sudo apt-get install qemu-user" >&2; exit 1; }
 [ -x "$hearth" ] || { echo "qemu-smoke: cargo build --release -p hearth-cli first" >&2; exit 1; }
 
 work=$(mktemp -d)
 relay_pid=
 cleanup() {
-    [ -n "$relay_pid" ] && kill "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null
-    HEARTH_PROFILE=$work/alice "$hearth" lock >/dev/null 2>&1 || true
-    HEARTH_PROFILE=$work/bob "$hearth" lock >/dev/null 2>&1 || true
+    set +e
+    HEARTH_PROFILE=$work/alice "$hearth" lock >/dev/null 2>&1
+    HEARTH_PROFILE=$work/bob "$hearth" lock >/dev/null 2>&1
+    if [ -n "$relay_pid" ]; then
+        kill "$relay_pid" 2>/dev/null
+        wait "$relay_pid" 2>/dev/null
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -37,7 +42,9 @@ relay() {
 
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkfifo "$work/banner"
-RUST_LOG=warn relay --listen "127.0.0.1:$port" --public-host 127.0.0.1 >"$work/banner" &
+# Not through `relay`: $! must be qemu's own pid, for the cleanup to stop it.
+RUST_LOG=warn qemu-aarch64 -L /usr/aarch64-linux-gnu "$work/root/usr/bin/hearth-relay" \
+    --data "$work/relay" --listen "127.0.0.1:$port" --public-host 127.0.0.1 >"$work/banner" &
 relay_pid=$!
 first=
 while read -r line; do
