@@ -323,20 +323,17 @@ pub async fn read_frame<R: AsyncReadExt + Unpin>(
     Ok(Some(body))
 }
 
-/// Serves the admin socket until shutdown.
-pub async fn serve(
-    data_dir: PathBuf,
-    relay: Relay,
-    address: RelayAddress,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Binds the admin socket `<data_dir>/admin.sock` (mode 0600), replacing a stale one.
+/// Done before the relay reports that it runs, so an owner command started right after
+/// finds the socket. `None` (logged): the relay runs without owner commands while up.
+pub fn bind(data_dir: &Path) -> Option<tokio::net::UnixListener> {
     let path = data_dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!(error = %e, path = %path.display(), "admin socket unavailable");
-            return;
+            return None;
         }
     };
     #[cfg(unix)]
@@ -344,9 +341,26 @@ pub async fn serve(
         use std::os::unix::fs::PermissionsExt;
         if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
             tracing::error!(error = %e, "cannot restrict the admin socket; closing it");
-            return;
+            drop(listener);
+            let _ = std::fs::remove_file(&path);
+            return None;
         }
     }
+    Some(listener)
+}
+
+/// Serves the admin socket bound by [`bind`] until shutdown.
+pub async fn serve(
+    data_dir: PathBuf,
+    listener: Option<tokio::net::UnixListener>,
+    relay: Relay,
+    address: RelayAddress,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let path = data_dir.join(SOCKET_FILE);
+    let Some(listener) = listener else {
+        return;
+    };
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -146,11 +146,12 @@ pub fn locate(search: &Search) -> Result<Location, ConfigError> {
             found: Found::System,
         });
     }
-    let mut config = RelayConfig::default();
-    config.data_dir = user.clone();
     Ok(Location {
         config_file: in_dir(user),
-        config,
+        config: RelayConfig {
+            data_dir: user.clone(),
+            ..RelayConfig::default()
+        },
         found: Found::Nothing,
     })
 }

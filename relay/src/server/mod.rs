@@ -162,6 +162,7 @@ pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
         tokio::spawn(sweep_loop(relay.clone(), shutdown_rx.clone())),
         tokio::spawn(crate::admin::serve(
             data_dir.clone(),
+            crate::admin::bind(&data_dir),
             relay.clone(),
             address.clone(),
             shutdown_rx,
