@@ -510,6 +510,7 @@ async fn bad_first_frames_are_told_counted_and_audited() {
         AdminRequest::Invite {
             uses: 1,
             expires_secs: None,
+            public_host: None,
         },
     )
     .await

@@ -313,8 +313,20 @@ impl Ending {
     }
 }
 
-/// The log line of an unauthenticated connection that gave way to a newer one from the
-/// same address (see [`super::admission`]).
+/// How the connection ended when the peer ended it: a client that closed it (the normal
+/// exit) is not a lost connection.
+fn peer_closed(error: &quinn::ConnectionError) -> &'static str {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(_) => "client closed",
+        quinn::ConnectionError::ConnectionClosed(_) => "client closed (transport)",
+        quinn::ConnectionError::TimedOut => "connection lost (timed out)",
+        quinn::ConnectionError::Reset => "connection lost (reset)",
+        _ => "connection lost",
+    }
+}
+
+/// The close reason of an unauthenticated connection that gave way to a newer one from
+/// the same address (see [`super::admission`]).
 const GAVE_WAY: &str = "too many unauthenticated connections from this address";
 
 /// How often an authenticated connection checks whether its client was heard from (any
@@ -637,7 +649,7 @@ impl Loop<'_> {
                     });
                 }
                 _ = shutdown.changed() => ending = Some(Ending::told(CloseReason::ShuttingDown, "relay shutting down")),
-                _ = self.conn.closed() => return Ending::abrupt(CloseReason::Finished, "connection lost"),
+                closed = self.conn.closed() => return Ending::abrupt(CloseReason::Finished, peer_closed(&closed)),
             }
         }
         // 3. Let started commits finish and answer them before closing.
