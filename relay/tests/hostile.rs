@@ -56,6 +56,22 @@ async fn stingy_member(relay: &RunningRelay, handle: &str) -> (Client, Identity)
     (client, id)
 }
 
+/// The relay's close code and reason, or `None` when the close frame was lost and the
+/// connection ended by a stateless reset.
+async fn close_or_reset(conn: &quinn::Connection) -> Option<(u32, String)> {
+    match tokio::time::timeout(std::time::Duration::from_secs(20), conn.closed())
+        .await
+        .expect("the relay closes the connection in time")
+    {
+        quinn::ConnectionError::ApplicationClosed(close) => Some((
+            u32::try_from(u64::from(close.error_code)).expect("small code"),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        )),
+        quinn::ConnectionError::Reset => None,
+        other => panic!("closed otherwise: {other:?}"),
+    }
+}
+
 /// An honest member is served: reads the whole room from the store and appends.
 async fn honest_member_is_served(relay: &RunningRelay, room: RoomId, handle: &str) {
     let (mut bob, _) = new_account(relay, handle).await;
@@ -117,12 +133,19 @@ async fn a_member_who_asks_without_reading_is_closed_at_the_byte_bound() {
             .await;
     }
     let _ = subscribe;
-    let (code, reason) = close_of(&mallory.raw.conn).await;
-    assert_eq!(code, close::NOT_READING, "{reason}");
-    assert_eq!(
-        CloseReason::parse(code.into(), reason.as_bytes()),
-        CloseReason::QueueFull
-    );
+    // The relay's CONNECTION_CLOSE can be lost like any packet (on a loaded machine the
+    // stingy client's socket drops some); mallory then learns of the close by a
+    // stateless reset, and the relay's own count says why it closed.
+    match close_or_reset(&mallory.raw.conn).await {
+        Some((code, reason)) => {
+            assert_eq!(code, close::NOT_READING, "{reason}");
+            assert_eq!(
+                CloseReason::parse(code.into(), reason.as_bytes()),
+                CloseReason::QueueFull
+            );
+        }
+        None => assert!(relay.relay().metrics().slow_readers >= 1),
+    }
 
     honest_member_is_served(&relay, room, "bob").await;
     let metrics = relay.relay().metrics();
