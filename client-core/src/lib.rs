@@ -51,6 +51,7 @@ pub use events::{
     ClientEvent, ConnectionState, ConsistencyWarning, HistoryItem, Invitation, Member, Role,
     RoomPolicy, RoomSummary,
 };
+pub use history::{MessageChange, Reaction};
 pub use fingerprint::{fingerprint, safety_number, Fingerprint, SafetyNumber};
 pub use identity::{verify, Identity};
 pub use profile::Profile;
