@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn reactions_are_short_and_visible() {
-        for good in ["👍", "❤️", "👩🏽\u{200d}👩🏽\u{200d}👧🏽\u{200d}👦🏽", "+1", "ok"] {
+        for good in ["👍", "❤️", "👩🏽\u{200d}👩🏽\u{200d}👧🏽\u{200d}👦🏽", "+1", "ok"]
+        {
             assert!(valid_reaction(good), "{good:?}");
         }
         for bad in [

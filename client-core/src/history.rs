@@ -125,9 +125,7 @@ pub fn apply(
     }
     let mut bytes = postcard::to_allocvec(&record).map_err(store_err)?;
     bytes.extend(postcard::to_allocvec(&marks).map_err(store_err)?);
-    batch
-        .put(Table::History, &key, &bytes)
-        .map_err(store_err)?;
+    batch.put(Table::History, &key, &bytes).map_err(store_err)?;
     Ok(Some(record.item_marked(room, annotation.target, marks)))
 }
 
@@ -346,18 +344,41 @@ mod tests {
     #[test]
     fn only_the_sender_edits_or_deletes() {
         let (mut r, mut m) = (record("alice"), Marks::default());
-        assert!(!change(&mut r, &mut m, &by("bob", MessageChange::Edited("forged".into()))));
+        assert!(!change(
+            &mut r,
+            &mut m,
+            &by("bob", MessageChange::Edited("forged".into()))
+        ));
         assert!(!change(&mut r, &mut m, &by("bob", MessageChange::Deleted)));
         assert_eq!((r.text.as_str(), &m), ("hello", &Marks::default()));
-        assert!(change(&mut r, &mut m, &by("alice", MessageChange::Edited("hi".into()))));
+        assert!(change(
+            &mut r,
+            &mut m,
+            &by("alice", MessageChange::Edited("hi".into()))
+        ));
         assert_eq!((r.text.as_str(), m.edited), ("hi", true));
-        assert!(change(&mut r, &mut m, &by("bob", MessageChange::Reacted("👍".into()))));
+        assert!(change(
+            &mut r,
+            &mut m,
+            &by("bob", MessageChange::Reacted("👍".into()))
+        ));
         assert!(change(&mut r, &mut m, &by("alice", MessageChange::Deleted)));
         assert_eq!((r.text.as_str(), m.deleted), ("", true));
-        assert!(m.reactions.is_empty(), "a deleted message keeps no reactions");
+        assert!(
+            m.reactions.is_empty(),
+            "a deleted message keeps no reactions"
+        );
         // Nothing changes a deleted message.
-        assert!(!change(&mut r, &mut m, &by("alice", MessageChange::Edited("back".into()))));
-        assert!(!change(&mut r, &mut m, &by("bob", MessageChange::Reacted("👍".into()))));
+        assert!(!change(
+            &mut r,
+            &mut m,
+            &by("alice", MessageChange::Edited("back".into()))
+        ));
+        assert!(!change(
+            &mut r,
+            &mut m,
+            &by("bob", MessageChange::Reacted("👍".into()))
+        ));
         assert_eq!(r.text, "");
     }
 
@@ -366,7 +387,10 @@ mod tests {
         let (mut r, mut m) = (record("alice"), Marks::default());
         let react = |who: &str, emoji: &str| by(who, MessageChange::Reacted(emoji.into()));
         assert!(change(&mut r, &mut m, &react("bob", "👍")));
-        assert!(!change(&mut r, &mut m, &react("bob", "👍")), "the same again");
+        assert!(
+            !change(&mut r, &mut m, &react("bob", "👍")),
+            "the same again"
+        );
         assert!(change(&mut r, &mut m, &react("carol", "👍")));
         assert!(change(&mut r, &mut m, &react("bob", "❤️")));
         assert!(!change(&mut r, &mut m, &react("bob", "\u{202e}x")));

@@ -51,8 +51,8 @@ pub use events::{
     ClientEvent, ConnectionState, ConsistencyWarning, HistoryItem, Invitation, Member, Role,
     RoomPolicy, RoomSummary,
 };
-pub use history::{MessageChange, Reaction};
 pub use fingerprint::{fingerprint, safety_number, Fingerprint, SafetyNumber};
+pub use history::{MessageChange, Reaction};
 pub use identity::{verify, Identity};
 pub use profile::Profile;
 pub use store::{EncryptedStore, StoreError, Table, WriteBatch};

@@ -17,12 +17,19 @@ fn sent(delivery: Delivery) -> Seq {
 }
 
 async fn message(user: &common::User, room: RoomId, seq: Seq) -> HistoryItem {
-    user.c().message(room, seq).await.unwrap().expect("a stored message")
+    user.c()
+        .message(room, seq)
+        .await
+        .unwrap()
+        .expect("a stored message")
 }
 
 async fn changed(user: &mut common::User, what: &str, change: MessageChange) -> HistoryItem {
     let event = user
-        .wait_for(what, |e| matches!(e, ClientEvent::MessageChanged { change: c, .. } if *c == change))
+        .wait_for(
+            what,
+            |e| matches!(e, ClientEvent::MessageChanged { change: c, .. } if *c == change),
+        )
         .await;
     let ClientEvent::MessageChanged { item, .. } = event else {
         unreachable!()
@@ -37,11 +44,23 @@ async fn replies_edits_deletions_and_reactions_reach_every_member_and_stay() {
     let mut bob = relay.user("bob").await;
     let room = room_with(&alice, &[&bob], "Home").await;
 
-    let question = alice.c().send_text(room, "who brings dessert?").await.unwrap();
+    let question = alice
+        .c()
+        .send_text(room, "who brings dessert?")
+        .await
+        .unwrap();
     bob.wait_text("who brings dessert?").await;
-    let reply = sent(bob.c().send_reply_or_queue(room, question, "me!").await.unwrap());
+    let reply = sent(
+        bob.c()
+            .send_reply_or_queue(room, question, "me!")
+            .await
+            .unwrap(),
+    );
     let event = alice
-        .wait_for("the reply", |e| matches!(e, ClientEvent::Message(m) if m.text == "me!"))
+        .wait_for(
+            "the reply",
+            |e| matches!(e, ClientEvent::Message(m) if m.text == "me!"),
+        )
         .await;
     let ClientEvent::Message(item) = event else {
         unreachable!()
@@ -49,13 +68,25 @@ async fn replies_edits_deletions_and_reactions_reach_every_member_and_stay() {
     assert_eq!((item.seq, item.reply_to), (reply, Some(question)));
 
     // Only the sender edits or deletes, and the clients say so before sending.
-    let err = bob.c().send_edit(room, question, "forged").await.unwrap_err();
+    let err = bob
+        .c()
+        .send_edit(room, question, "forged")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("only edit your own"), "{err}");
     let err = bob.c().send_delete(room, question).await.unwrap_err();
     assert!(err.to_string().contains("only delete your own"), "{err}");
-    let err = bob.c().send_reaction(room, Seq(9_999), "👍").await.unwrap_err();
+    let err = bob
+        .c()
+        .send_reaction(room, Seq(9_999), "👍")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no message #9999"), "{err}");
-    let err = bob.c().send_reaction(room, question, "\u{202e}👍").await.unwrap_err();
+    let err = bob
+        .c()
+        .send_reaction(room, question, "\u{202e}👍")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("reaction"), "{err}");
 
     alice
@@ -63,12 +94,24 @@ async fn replies_edits_deletions_and_reactions_reach_every_member_and_stay() {
         .send_edit(room, question, "who brings the cake?")
         .await
         .unwrap();
-    let item = changed(&mut bob, "the edit", MessageChange::Edited("who brings the cake?".into())).await;
-    assert_eq!((item.text.as_str(), item.edited, item.seq), ("who brings the cake?", true, question));
+    let item = changed(
+        &mut bob,
+        "the edit",
+        MessageChange::Edited("who brings the cake?".into()),
+    )
+    .await;
+    assert_eq!(
+        (item.text.as_str(), item.edited, item.seq),
+        ("who brings the cake?", true, question)
+    );
 
     bob.c().send_reaction(room, question, "👍").await.unwrap();
     changed(&mut alice, "bob's 👍", MessageChange::Reacted("👍".into())).await;
-    let err = bob.c().send_reaction(room, question, "👍").await.unwrap_err();
+    let err = bob
+        .c()
+        .send_reaction(room, question, "👍")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already reacted"), "{err}");
     alice.c().send_reaction(room, question, "👍").await.unwrap();
     bob.c().send_reaction(room, question, "❤️").await.unwrap();
@@ -101,9 +144,17 @@ async fn replies_edits_deletions_and_reactions_reach_every_member_and_stay() {
     alice.c().send_delete(room, question).await.unwrap();
     let item = changed(&mut bob, "the deletion", MessageChange::Deleted).await;
     assert!(item.deleted && item.text.is_empty() && item.reactions.is_empty());
-    let err = alice.c().send_edit(room, question, "again").await.unwrap_err();
+    let err = alice
+        .c()
+        .send_edit(room, question, "again")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("already deleted"), "{err}");
-    let err = bob.c().send_reply_or_queue(room, question, "?").await.unwrap_err();
+    let err = bob
+        .c()
+        .send_reply_or_queue(room, question, "?")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("deleted"), "{err}");
     // The reply itself stays, pointing at the withdrawn message.
     assert_eq!(bob.texts(room).await, ["", "me!"]);
@@ -167,7 +218,10 @@ async fn a_member_cannot_edit_delete_or_forge_reactions_on_others_messages() {
         matches!(e, ClientEvent::Message(m) if m.text == "done")
     })
     .await;
-    assert_eq!(changes, [(h("mallory"), MessageChange::Reacted("👀".into()))]);
+    assert_eq!(
+        changes,
+        [(h("mallory"), MessageChange::Reacted("👀".into()))]
+    );
     let item = message(&bob, room, hello).await;
     assert_eq!(
         (item.text.as_str(), item.edited, item.deleted),

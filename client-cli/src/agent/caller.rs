@@ -314,7 +314,8 @@ async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Opti
             }
             line = typed => {
                 match line {
-                    Some(line) => { let _ = to_agent.send(ToAgent::Line(line)); }
+                    Some(crate::tui::Typed::Line(line)) => { let _ = to_agent.send(ToAgent::Line(line)); }
+                    Some(crate::tui::Typed::Focus(focused)) => { let _ = to_agent.send(ToAgent::Focus(focused)); }
                     None => {
                         // Keep showing what the agent says until it is done.
                         input_done = true;
@@ -363,6 +364,7 @@ impl ChatScreen {
                     seq: None,
                     sender: None,
                     text,
+                    ..wire::ChatLine::default()
                 });
             }
         }
@@ -381,9 +383,9 @@ impl ChatScreen {
         }
     }
 
-    async fn next_input(&mut self) -> Option<String> {
+    async fn next_input(&mut self) -> Option<crate::tui::Typed> {
         match self {
-            ChatScreen::Lines(term) => term.lines.recv().await,
+            ChatScreen::Lines(term) => term.lines.recv().await.map(crate::tui::Typed::Line),
             ChatScreen::Full(tui) => tui.next_input().await,
         }
     }

@@ -285,7 +285,8 @@ impl Inner {
                 .push(ClientEvent::DisplayNameChanged { handle, name });
         }
         for mut event in fx.events {
-            if let ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } = &mut event
+            if let ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } =
+                &mut event
             {
                 item.sender_name = self.display_name(&item.sender);
             }

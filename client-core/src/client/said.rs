@@ -22,12 +22,21 @@ impl Client {
     }
 
     /// One stored message of `room`, if this device holds it (and it has not expired).
-    pub async fn message(&self, room: RoomId, seq: Seq) -> Result<Option<HistoryItem>, ClientError> {
+    pub async fn message(
+        &self,
+        room: RoomId,
+        seq: Seq,
+    ) -> Result<Option<HistoryItem>, ClientError> {
         let Some(mut item) = crate::history::get(self.inner.profile.store(), room, seq)? else {
             return Ok(None);
         };
         if let Ok(handle) = self.inner.room(room) {
-            let expire = handle.lock().await.settings().ok().and_then(|s| s.expire_secs);
+            let expire = handle
+                .lock()
+                .await
+                .settings()
+                .ok()
+                .and_then(|s| s.expire_secs);
             if expire.is_some_and(|e| crate::history::expired(item.time, e, self.inner.clock.now()))
             {
                 return Ok(None);
@@ -47,7 +56,9 @@ impl Client {
     ) -> Result<Delivery, ClientError> {
         let target = self.target(room, to).await?;
         if target.deleted {
-            return Err(said_error(format!("message #{to} was deleted: reply without it")));
+            return Err(said_error(format!(
+                "message #{to} was deleted: reply without it"
+            )));
         }
         let body = Body::Text {
             text: text.to_string(),
