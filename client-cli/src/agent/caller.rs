@@ -290,6 +290,11 @@ async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Opti
                     }
                     ToCaller::Chat { prompt } => {
                         chat = Some(ChatScreen::start(prompt, full_screen)?);
+                        if full_screen {
+                            // A window just opened is in front, until its terminal says
+                            // otherwise (one that never reports focus stays "in front").
+                            let _ = to_agent.send(ToAgent::Focus(true));
+                        }
                     }
                     ToCaller::Line(line) => {
                         if let Some(screen) = chat.as_mut() {

@@ -3,8 +3,9 @@
 //! `hearth config notifications on`.
 //!
 //! Full-screen chats report their window's focus ([`super::wire::ToAgent::Focus`], from
-//! the terminal's focus reports); a line-mode chat cannot tell, so it counts as not
-//! focused. Only live messages notify (not those caught up after a while offline), at
+//! the terminal's focus reports): focused when it opens, until the terminal reports
+//! otherwise (a terminal that never reports focus keeps it "focused"); a line-mode chat
+//! cannot tell, so it counts as not focused. Only live messages notify (not those caught up after a while offline), at
 //! most one per room every [`QUIET`], and never our own.
 //!
 //! What others wrote goes into a notification inert ([`crate::inert`]), cut short, and
