@@ -212,6 +212,9 @@ pub enum Command {
     /// Stop the profile's agent: the key is forgotten until a command asks for the
     /// passphrase again
     Lock,
+    /// The relay this profile uses
+    #[command(subcommand)]
+    Relay(RelayCommand),
     /// Show this profile's settings, or change one: `hearth config notifications on`
     ///
     /// notifications: desktop notifications from the agent for a mention or a private
@@ -238,6 +241,24 @@ pub enum OnOff {
     On,
     /// Off
     Off,
+}
+
+/// `hearth relay …`.
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Follow your relay to a new address (it moved, got a domain name or a new port)
+    ///
+    /// HOST, HOST:PORT ([IPv6]:PORT), or the hearth:// address or invite the relay's owner
+    /// gave out. The relay's key stays pinned, so only your relay is accepted at the new
+    /// address; without :PORT the port stays as it was.
+    SetAddress {
+        /// HOST[:PORT], e.g. home.example.org:17443, or a hearth:// address
+        #[arg(value_name = "HOST[:PORT]")]
+        address: String,
+        /// Do not try to reach the relay at the new address
+        #[arg(long)]
+        no_check: bool,
+    },
 }
 
 /// `hearth agent …`.

@@ -162,8 +162,9 @@ pub async fn run() -> Result<()> {
     relay.shutdown().await?;
 
     step("Do it for real");
-    println!("  On the Raspberry Pi:   hearth-relay                # prints its address and a first invite");
-    println!("  For each person:       hearth-relay invite         # prints one invite line");
+    println!("  On the Raspberry Pi:   sudo apt install ./hearth-relay_*_arm64.deb   # prints its address and a first invite");
+    println!("                         (or: hearth-relay --public-host raspberrypi.local)");
+    println!("  For each person:       sudo hearth-relay invite    # prints one invite line");
     println!("  On each laptop:        hearth init --invite 'hearth://…' --name alice");
     println!("                         hearth fingerprint          # compare in person");
     println!("                         hearth room create family && hearth room invite family bob");

@@ -39,12 +39,33 @@ pub fn render(err: &anyhow::Error) -> String {
 /// Prints an error line made by [`render`] on standard error: `error: …`, or under
 /// `--json` an object `{"error": "…", "exit_code": N}`.
 pub fn print(json: bool, line: &str, code: u8) {
+    print_about(json, line, code, None);
+}
+
+/// [`print`] for an error about a room: under `--json` the object also carries the
+/// room's id and name (see [`room`]).
+pub fn print_about(json: bool, line: &str, code: u8, room: Option<&serde_json::Value>) {
     let text = if json {
-        serde_json::json!({"error": line, "exit_code": code}).to_string()
+        let mut object = serde_json::json!({"error": line, "exit_code": code});
+        if let (Some(serde_json::Value::Object(fields)), serde_json::Value::Object(object)) =
+            (room, &mut object)
+        {
+            object.extend(fields.clone());
+        }
+        object.to_string()
     } else {
         format!("error: {line}")
     };
     crate::console::write_line(&mut std::io::stderr().lock(), &text);
+}
+
+/// The room `err` is about, if hearth-core says it is about one: `{"room": ID,
+/// "room_name": NAME}` (the name as its members set it, or `null` when not known).
+pub fn room(err: &anyhow::Error) -> Option<serde_json::Value> {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<hearth_core::ClientError>())
+        .find_map(hearth_core::ClientError::room)
+        .map(|room| serde_json::Value::Object(crate::output::room_fields(room)))
 }
 
 /// The process exit code for `err`.

@@ -74,7 +74,7 @@ async fn dispatch(cli: cli::Cli) -> u8 {
         Ok(()) => 0,
         Err(err) => {
             let code = error::exit_code(&err);
-            error::print(json, &error::render(&err), code);
+            error::print_about(json, &error::render(&err), code, error::room(&err).as_ref());
             code
         }
     }

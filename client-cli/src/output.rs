@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hearth_core::{HistoryItem, RoomSummary};
+use hearth_core::{HistoryItem, RoomRef, RoomSummary};
 use hearth_protocol::Handle;
 use serde_json::json;
 
@@ -27,6 +27,16 @@ pub fn clock(time: SystemTime) -> String {
 /// RFC 3339 timestamp, for JSON and history.
 pub fn timestamp(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// A member's role as shown: `invited` for someone who has not accepted the invitation
+/// yet (they are in the room's group but see nothing before they accept), else the role.
+pub fn member_role(member: &hearth_core::Member) -> String {
+    if member.pending {
+        "invited".to_string()
+    } else {
+        member.role.to_string()
+    }
 }
 
 /// How far a member's key is trusted, as `/who` and `hearth room members` show it
@@ -184,13 +194,49 @@ pub fn peer<'a>(room: &'a RoomSummary, me: &Handle) -> Option<&'a Handle> {
     room.members.iter().find(|h| *h != me)
 }
 
-/// How a room is named to the user: its name, or `@NICK` for a private conversation.
-/// As it was set (for JSON): pass it through [`inert`] to print it.
+/// How a room is named to the user: its name, or `@NICK` for a private conversation,
+/// and ` (old)` after it once an admin rebuilt it. As it was set (for JSON): pass it
+/// through [`inert`] to print it. Where the room is one of several known, prefer
+/// [`room_name`], which also tells rooms of the same name apart.
 pub fn room_label(room: &RoomSummary, me: &Handle) -> String {
-    match peer(room, me) {
+    let name = match peer(room, me) {
         Some(peer) if room.direct => format!("@{peer}"),
         _ => room.name.clone(),
+    };
+    if room.rebuilt_as.is_some() {
+        format!("{name} (old)")
+    } else {
+        name
     }
+}
+
+/// How a room is named in every message the user sees: `family`, `@alice`, `family
+/// (old)` after a rebuild, `family [01d573c3]` when another room is shown the same way,
+/// `room 01d573c3` when its name is not known here (see [`hearth_core::RoomRef`]). Made
+/// inert: names are chosen by the rooms' members.
+pub fn room_name(room: &RoomRef) -> String {
+    inert(&room.to_string()).into_owned()
+}
+
+/// A room in JSON: its id and name (`null` when not known here), and whether it is an
+/// old room an admin rebuilt, as fields to merge into an object.
+pub fn room_fields(room: &RoomRef) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("room".into(), json!(room.id.to_hex()));
+    fields.insert("room_name".into(), json!(room.name));
+    if room.old {
+        fields.insert("room_old".into(), json!(true));
+    }
+    fields
+}
+
+/// `fields` with the room's ([`room_fields`]) added, as one JSON object.
+pub fn with_room(room: &RoomRef, fields: serde_json::Value) -> serde_json::Value {
+    let mut object = room_fields(room);
+    if let serde_json::Value::Object(rest) = fields {
+        object.extend(rest);
+    }
+    serde_json::Value::Object(object)
 }
 
 /// One message as a JSON object.

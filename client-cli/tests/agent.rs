@@ -168,6 +168,15 @@ async fn messages_sent_while_the_relay_is_down_go_once_when_it_returns() {
     let out = hearth(&alice, &["room", "list"]).await;
     assert_success(&out, "room list with the relay down");
     assert!(stdout(&out).contains("family"), "{}", stdout(&out));
+    // The history shows what waits, marked as pending, in order.
+    let out = hearth(&alice, &["--json", "history", "family"]).await;
+    assert_success(&out, "history with messages waiting");
+    let pending: Vec<_> = json_lines(&out)
+        .into_iter()
+        .filter(|v| v["type"] == "pending")
+        .map(|v| v["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(pending, ["first while down", "second while down"]);
 
     // The agent's connection comes back by itself and sends the queue, in order. Bob's
     // `read --follow` sees both arrive (it waits on them, not on a clock).

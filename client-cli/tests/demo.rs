@@ -26,7 +26,7 @@ async fn the_demo_runs_end_to_end_and_the_relay_holds_no_plaintext() {
     for step in [
         "carol  says: Count me in.",
         "her history ends before the surprise message",
-        "you were removed from room",
+        "you were removed from Home sweet home",
         "none found. The relay holds only ciphertext",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");

@@ -1,8 +1,16 @@
 //! The errors of the client API.
 
-use hearth_protocol::{ErrorCode, Handle, RoomId, WireError};
+use hearth_protocol::{ErrorCode, Handle, WireError};
+
+pub use crate::client::RoomRef;
 
 /// Why a client operation failed. Messages are short and say what to do.
+///
+/// Rooms are named by a [`RoomRef`]: by name when the error comes from a [`Client`]
+/// method (see [`crate::client::labels`]), which the display shows as it is: names are
+/// other people's text, so make the message inert before printing it.
+///
+/// [`Client`]: crate::Client
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The relay refused the request.
@@ -25,37 +33,41 @@ pub enum ClientError {
     /// The client is not connected (closed, or reconnecting).
     #[error("not connected to the relay: retry in a moment")]
     NotConnected,
+    /// The relay closed the connection and said why (the text is the client's own for
+    /// the relay's close code and reason, see [`hearth_protocol::close`]).
+    #[error("the relay closed the connection: {0}")]
+    ClosedByRelay(hearth_protocol::CloseReason),
     /// The relay and this client share no protocol version.
     #[error("protocol version mismatch: {0}")]
     Version(String),
-    /// No room with that id is known here.
-    #[error("no such room {0}: list rooms with `hearth rooms`")]
-    NoSuchRoom(RoomId),
+    /// No room with that id is known here (or only as an invitation not accepted yet).
+    #[error("{0} is not one of your rooms (or its invitation is not accepted yet): `hearth room list` shows both")]
+    NoSuchRoom(RoomRef),
     /// No account with that handle on the relay.
     #[error("no user named {0} on this relay")]
     NoSuchUser(Handle),
     /// The user is not a member of that room.
-    #[error("{handle} is not a member of room {room}")]
+    #[error("{handle} is not a member of {room}")]
     NotAMember {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// The handle.
         handle: Handle,
     },
     /// The user is already a member of that room.
-    #[error("{handle} is already a member of room {room}")]
+    #[error("{handle} is already a member of {room}")]
     AlreadyMember {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// The handle.
         handle: Handle,
     },
     /// We were removed from the room.
-    #[error("you were removed from room {0}")]
-    RemovedFromRoom(RoomId),
+    #[error("you were removed from {0}")]
+    RemovedFromRoom(RoomRef),
     /// No pending invitation for that room.
-    #[error("no pending invitation for room {0}: list them with `hearth invitations`")]
-    NoSuchInvitation(RoomId),
+    #[error("no pending invitation to {0}: `hearth room list` shows your invitations")]
+    NoSuchInvitation(RoomRef),
     /// The user has no KeyPackage left on the relay.
     #[error(
         "{0} cannot be invited right now (no key packages published): ask them to connect once"
@@ -68,52 +80,52 @@ pub enum ClientError {
     #[error("MLS: {0}")]
     Mls(String),
     /// Too many concurrent changes to the room; retrying did not help.
-    #[error("the room kept changing while applying the change to room {0}: try again")]
-    Contention(RoomId),
+    #[error("{0} kept changing while the change was applied: try again")]
+    Contention(RoomRef),
     /// Only an admin may do this in this room.
     #[error(
-        "you are not an admin of room {room}: ask an admin ({}) to {action}",
+        "you are not an admin of {room}: ask an admin ({}) to {action}",
         list(admins)
     )]
     NotAdmin {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// What was attempted.
         action: crate::policy::Action,
         /// Who can do it (the owner and the admins).
         admins: Vec<Handle>,
     },
     /// Only the room's owner may do this.
-    #[error("only the owner of room {room} may {action}: ask {owner}")]
+    #[error("only the owner of {room} may {action}: ask {owner}")]
     NotOwner {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// What was attempted.
         action: crate::policy::Action,
         /// The owner.
         owner: Handle,
     },
     /// The identity is on the room's ban list.
-    #[error("{handle} is banned from room {room}: an admin must unban them first")]
+    #[error("{handle} is banned from {room}: an admin must unban them first")]
     Banned {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// Who is banned.
         handle: Handle,
     },
     /// The identity is not on the room's ban list.
-    #[error("{handle} is not banned from room {room}")]
+    #[error("{handle} is not banned from {room}")]
     NotBanned {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// Who.
         handle: Handle,
     },
     /// The room policy does not allow this at all.
-    #[error("room {room}: {reason}")]
+    #[error("{room}: {reason}")]
     PolicyRefused {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// Why.
         reason: crate::policy::PolicyViolation,
     },
@@ -135,44 +147,44 @@ pub enum ClientError {
         handle: Handle,
     },
     /// A room still holds a key for a member that is not the key accepted for them.
-    #[error("room {room} holds a key for {handle} that is not the one you accepted: compare safety numbers (`hearth verify {handle}`), and ask an admin to kick and re-invite them")]
+    #[error("{room} holds a key for {handle} that is not the one you accepted: compare safety numbers (`hearth verify {handle}`), and ask an admin to kick and re-invite them")]
     UnacceptedKey {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// The member.
         handle: Handle,
     },
     /// A member showed a different history of the room: sending waits until the user
     /// acknowledges it.
-    #[error("the history of room {room} differs between members at message {seq} (the relay may be showing members different histories): compare the room's code with someone in person (`hearth room verify`), then acknowledge it with `hearth room ack` to send again")]
+    #[error("the history of {room} differs between members at message {seq} (the relay may be showing members different histories): compare the room's code with someone in person (`hearth room verify`), then acknowledge it with `hearth room ack` to send again")]
     Forked {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// Where the histories differ.
         seq: hearth_protocol::Seq,
     },
     /// A room restored from a backup could not be continued (the room moved on in a way
     /// the backup's group state cannot follow).
-    #[error("room {0} could not be continued after restoring the backup: ask a member to remove you from it and invite you again")]
-    NeedsReinvite(RoomId),
+    #[error("{0} could not be continued after restoring the backup: ask a member to remove you from it and invite you again")]
+    NeedsReinvite(RoomRef),
     /// A commit in a room was refused by us, as by every honest member (decision 0009):
     /// until an admin reverts it at the relay, nobody can send there.
     #[error("the commit by {} in room {room} was refused: {reason}; an admin of the room undoes it at the relay (automatically when one is online)", by.as_ref().map_or("someone", |h| h.as_str()))]
     CommitRefused {
         /// The room.
-        room: RoomId,
+        room: RoomRef,
         /// Who committed it (`None`: unknown, the bytes were no commit at all).
         by: Option<Handle>,
         /// Why it was refused.
         reason: String,
     },
     /// Several rooms have the name given: the room has to be named by its id.
-    #[error("{} rooms are called {name:?}: name the one you mean by its id ({})", ids.len(), ids.iter().map(|id| id.to_hex()[..8].to_string()).collect::<Vec<_>>().join(", "))]
+    #[error("{} rooms are called {name}: name the one you mean by its id ({})", rooms.len(), rooms.iter().map(RoomRef::short_id).collect::<Vec<_>>().join(", "))]
     AmbiguousRoom {
         /// The name given.
         name: String,
-        /// The rooms with that name.
-        ids: Vec<RoomId>,
+        /// The rooms with that name, by id.
+        rooms: Vec<RoomRef>,
     },
     /// Something else unexpected.
     #[error("{0}")]
@@ -185,6 +197,60 @@ impl ClientError {
         match self {
             ClientError::Relay(e) => Some(e.code),
             _ => None,
+        }
+    }
+
+    /// The room the error is about, if it is about one (for several, as
+    /// [`ClientError::AmbiguousRoom`], the first).
+    pub fn room(&self) -> Option<&RoomRef> {
+        match self {
+            ClientError::AmbiguousRoom { rooms, .. } => rooms.first(),
+            other => other.room_field(),
+        }
+    }
+
+    fn room_field(&self) -> Option<&RoomRef> {
+        match self {
+            ClientError::NoSuchRoom(room)
+            | ClientError::RemovedFromRoom(room)
+            | ClientError::NoSuchInvitation(room)
+            | ClientError::Contention(room)
+            | ClientError::NeedsReinvite(room)
+            | ClientError::NotAMember { room, .. }
+            | ClientError::AlreadyMember { room, .. }
+            | ClientError::NotAdmin { room, .. }
+            | ClientError::NotOwner { room, .. }
+            | ClientError::Banned { room, .. }
+            | ClientError::NotBanned { room, .. }
+            | ClientError::PolicyRefused { room, .. }
+            | ClientError::UnacceptedKey { room, .. }
+            | ClientError::Forked { room, .. }
+            | ClientError::CommitRefused { room, .. } => Some(room),
+            _ => None,
+        }
+    }
+
+    /// Every room the error names, to fill in their names (see
+    /// [`crate::client::labels`]).
+    pub(crate) fn rooms_mut(&mut self) -> Vec<&mut RoomRef> {
+        match self {
+            ClientError::AmbiguousRoom { rooms, .. } => rooms.iter_mut().collect(),
+            ClientError::NoSuchRoom(room)
+            | ClientError::RemovedFromRoom(room)
+            | ClientError::NoSuchInvitation(room)
+            | ClientError::Contention(room)
+            | ClientError::NeedsReinvite(room)
+            | ClientError::NotAMember { room, .. }
+            | ClientError::AlreadyMember { room, .. }
+            | ClientError::NotAdmin { room, .. }
+            | ClientError::NotOwner { room, .. }
+            | ClientError::Banned { room, .. }
+            | ClientError::NotBanned { room, .. }
+            | ClientError::PolicyRefused { room, .. }
+            | ClientError::UnacceptedKey { room, .. }
+            | ClientError::Forked { room, .. }
+            | ClientError::CommitRefused { room, .. } => vec![room],
+            _ => Vec::new(),
         }
     }
 }

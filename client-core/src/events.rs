@@ -62,6 +62,9 @@ pub struct RoomSummary {
     pub last_seq: Seq,
     /// A private conversation between two people (see [`crate::client::Client::send_private`]).
     pub direct: bool,
+    /// An admin rebuilt this room as the room given ([`crate::client::Client::rebuild`]):
+    /// this is the old one, shown as `name (old)` and no longer found by its name.
+    pub rebuilt_as: Option<RoomId>,
 }
 
 /// A member of a room.
@@ -77,6 +80,10 @@ pub struct Member {
     /// room holds the accepted key, `Changed` when it holds another one, `None` for
     /// ourselves (and for a member never pinned).
     pub trust: Option<crate::contacts::TrustState>,
+    /// Invited and not accepted yet (see [`crate::client::Room::is_pending`]): such a
+    /// member is shown as invited, can be invited again (a lost or expired invitation),
+    /// and is not shown the messages sent before it accepts.
+    pub pending: bool,
 }
 
 /// A member's role in a room (see [`crate::policy`]).
@@ -162,11 +169,20 @@ pub enum ClientEvent {
     },
     /// Someone invited us into a room.
     Invited(Invitation),
-    /// A member was added to a room.
+    /// A member was added to a room (invited: it is shown nothing said before it
+    /// accepts, see [`ClientEvent::MemberAccepted`]).
     MemberJoined {
         /// The room.
         room: RoomId,
         /// The new member.
+        handle: Handle,
+    },
+    /// A member invited earlier accepted: it committed a fresh leaf of its own for the
+    /// first time (see [`Member::pending`]).
+    MemberAccepted {
+        /// The room.
+        room: RoomId,
+        /// The member.
         handle: Handle,
     },
     /// A member left a room.

@@ -42,8 +42,8 @@ pub mod transcript;
 pub mod transport;
 
 pub use client::{
-    Client, Delivery, Impostor, PastRoom, QueuedMessage, RotationReport, PRESENCE_HEARTBEAT,
-    PRESENCE_TTL,
+    Client, Delivery, Impostor, PastRoom, QueuedMessage, RoomRef, RotationReport,
+    PRESENCE_HEARTBEAT, PRESENCE_TTL,
 };
 pub use contacts::{Contact, TrustState};
 pub use error::ClientError;

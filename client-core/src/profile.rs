@@ -261,6 +261,30 @@ impl Profile {
         &self.relay
     }
 
+    /// Moves the profile to a new address of the same relay (it moved to another host or
+    /// port): the pinned key stays, so only the relay that signed this profile up is ever
+    /// accepted there. Takes effect at the next connection.
+    pub fn move_relay(&mut self, host: String, port: u16) -> Result<&RelayAddress, StoreError> {
+        let moved = RelayAddress {
+            host,
+            port,
+            pin: self.relay.pin,
+        };
+        // What `load` reads back: a host it would refuse is not stored (callers check the
+        // host first; this keeps the profile loadable whatever they pass).
+        if moved.to_string().parse::<RelayAddress>().as_ref() != Ok(&moved) {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a valid relay address", moved.host_port()),
+            )));
+        }
+        let mut batch = self.store.begin()?;
+        batch.put(Table::Meta, KEY_RELAY, moved.to_string().as_bytes())?;
+        batch.commit()?;
+        self.relay = moved;
+        Ok(&self.relay)
+    }
+
     /// The account key (public key of the identity).
     pub fn account(&self) -> AccountKey {
         self.identity().account()
@@ -325,6 +349,24 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::store::{crypto::set_test_kdf_params, KdfParams};
+
+    #[test]
+    fn a_moved_relay_keeps_its_pin_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let mut profile = new_profile(&path);
+        let moved = profile
+            .move_relay("home.example.org".into(), 17443)
+            .unwrap()
+            .clone();
+        assert_eq!(moved.pin, relay().pin);
+        assert!(profile.move_relay("bad host".into(), 1).is_err());
+        assert_eq!(profile.relay(), &moved, "a refused host changes nothing");
+        drop(profile);
+        let again = Profile::open(&path, "pass phrase").unwrap();
+        assert_eq!(again.relay().host_port(), "home.example.org:17443");
+        assert_eq!(again.relay().pin, relay().pin);
+    }
 
     fn relay() -> RelayAddress {
         "hearth://relay.example:7443/#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"

@@ -132,7 +132,7 @@ async fn a_room_the_backup_cannot_follow_needs_a_reinvite() {
     assert_eq!(restored.rooms_needing_reinvite().unwrap(), vec![room]);
     let err = restored.send_text(room, "hello?").await.unwrap_err();
     assert!(
-        matches!(err, ClientError::NeedsReinvite(r) if r == room),
+        matches!(err, ClientError::NeedsReinvite(ref r) if r.id == room),
         "{err:?}"
     );
     assert!(err.to_string().contains("invite you again"), "{err}");

@@ -178,3 +178,65 @@ async fn presence_of_a_client_that_died_expires_and_old_notices_are_not_news() {
     assert!(carol.online(home).await.unwrap().is_empty());
     carol.close().await;
 }
+
+/// Issue 12: presence reaches rooms entered after announcing it. A room created later
+/// is told at once (no wait for the next heartbeat); a member who accepts an invitation
+/// is reported (`MemberAccepted`) and, greeted then, sees the others online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_reaches_rooms_entered_after_it_was_announced() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    alice.c().announce_presence().await;
+    bob.c().announce_presence().await;
+
+    let kitchen = alice.c().create_room("Kitchen").await.unwrap();
+    alice.c().invite(kitchen, &h("bob")).await.unwrap();
+    bob.c().sync().await.unwrap();
+    bob.c().accept_invitation(kitchen).await.unwrap();
+    // Bob greeted the room he entered; alice hears that he accepted.
+    alice
+        .wait_for("bob accepted", |e| {
+            matches!(e, ClientEvent::MemberAccepted { room, handle } if *room == kitchen && *handle == h("bob"))
+        })
+        .await;
+    alice
+        .wait_for("bob online in the new room", |e| {
+            matches!(e, ClientEvent::Presence { room, handle, online: true } if *room == kitchen && *handle == h("bob"))
+        })
+        .await;
+    assert_eq!(
+        alice.c().online(kitchen).await.unwrap(),
+        [h("alice"), h("bob")]
+    );
+    // Alice's own announcement in the room predates bob: greeted again, bob sees her.
+    assert!(bob.c().online(kitchen).await.unwrap().contains(&h("bob")));
+    assert!(!bob.c().online(kitchen).await.unwrap().contains(&h("alice")));
+    alice.c().greet(kitchen).await;
+    bob.wait_for("alice online for bob", |e| {
+        matches!(e, ClientEvent::Presence { room, handle, online: true } if *room == kitchen && *handle == h("alice"))
+    })
+    .await;
+    assert_eq!(
+        bob.c().online(kitchen).await.unwrap(),
+        [h("alice"), h("bob")]
+    );
+
+    // A heartbeat (or a reconnect's announcement) while shown online is no news.
+    bob.c().heartbeat().await;
+    bob.c().send_text(kitchen, "still here").await.unwrap();
+    let mut told = Vec::new();
+    alice
+        .wait_for("still here", |e| {
+            if let ClientEvent::Presence { handle, .. } = e {
+                told.push(handle.clone());
+            }
+            matches!(e, ClientEvent::Message(m) if m.text == "still here")
+        })
+        .await;
+    assert_eq!(told, Vec::<hearth_protocol::Handle>::new());
+    assert_eq!(
+        alice.c().online(kitchen).await.unwrap(),
+        [h("alice"), h("bob")]
+    );
+}

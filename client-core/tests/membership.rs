@@ -60,8 +60,22 @@ async fn a_room_name_two_rooms_share_is_refused_and_the_id_works() {
     let decoy = common::room_with(&bob, &[&alice], "Family").await;
     alice.c().sync().await.unwrap();
     match alice.c().find_room("family").await {
-        Err(hearth_core::ClientError::AmbiguousRoom { ids, .. }) => {
+        Err(err @ hearth_core::ClientError::AmbiguousRoom { .. }) => {
+            let hearth_core::ClientError::AmbiguousRoom { rooms, .. } = &err else {
+                unreachable!()
+            };
+            let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
             assert!(ids.contains(&family) && ids.contains(&decoy), "{ids:?}");
+            // Named, and told apart by their ids (the names differ only in case).
+            assert!(rooms.iter().all(|r| r.ambiguous), "{rooms:?}");
+            let shown: Vec<String> = rooms.iter().map(|r| r.to_string()).collect();
+            let family_shown = format!("family [{}]", &family.to_hex()[..8]);
+            let decoy_shown = format!("Family [{}]", &decoy.to_hex()[..8]);
+            assert!(
+                shown.contains(&family_shown) && shown.contains(&decoy_shown),
+                "{shown:?}"
+            );
+            assert!(err.to_string().contains(&family.to_hex()[..8]), "{err}");
         }
         other => panic!("expected an ambiguous name, got {other:?}"),
     }
@@ -149,19 +163,30 @@ async fn a_welcome_lost_after_its_commit_is_delivered_at_the_next_connection() {
     bob.wait_text("you made it").await;
 }
 
-/// Once armed, performs the next `Commit` but reports the connection lost instead of its
-/// answer, as when the relay stored it and died before replying.
-struct LoseFirstCommitAnswer(
+/// Once armed, performs the next request of one kind (`Commit`, `Append`) but reports the
+/// connection lost instead of its answer, as when the relay stored it and died before
+/// replying.
+struct LoseFirstAnswer(
     hearth_core::transport::quic::QuicConnector,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fn(&hearth_protocol::Request) -> bool,
 );
 
-struct LoseFirstCommitAnswerLink(
+struct LoseFirstAnswerLink(
     std::sync::Arc<dyn hearth_core::transport::Link>,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
+    fn(&hearth_protocol::Request) -> bool,
 );
 
-impl hearth_core::transport::Link for LoseFirstCommitAnswerLink {
+fn is_commit(request: &hearth_protocol::Request) -> bool {
+    matches!(request, hearth_protocol::Request::Commit { .. })
+}
+
+fn is_append(request: &hearth_protocol::Request) -> bool {
+    matches!(request, hearth_protocol::Request::Append { .. })
+}
+
+impl hearth_core::transport::Link for LoseFirstAnswerLink {
     fn call(
         &self,
         request: hearth_protocol::Request,
@@ -173,9 +198,9 @@ impl hearth_core::transport::Link for LoseFirstCommitAnswerLink {
         >,
     > {
         Box::pin(async move {
-            let commit = matches!(request, hearth_protocol::Request::Commit { .. });
+            let chosen = (self.2)(&request);
             let answer = self.0.call(request).await;
-            if commit && self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            if chosen && self.1.swap(false, std::sync::atomic::Ordering::SeqCst) {
                 return Err(hearth_core::transport::TransportError::Closed);
             }
             answer
@@ -187,7 +212,7 @@ impl hearth_core::transport::Link for LoseFirstCommitAnswerLink {
     }
 }
 
-impl hearth_core::transport::Connector for LoseFirstCommitAnswer {
+impl hearth_core::transport::Connector for LoseFirstAnswer {
     fn connect(
         &self,
     ) -> hearth_core::transport::BoxFuture<
@@ -196,7 +221,7 @@ impl hearth_core::transport::Connector for LoseFirstCommitAnswer {
     > {
         Box::pin(async move {
             let mut conn = self.0.connect().await?;
-            conn.link = std::sync::Arc::new(LoseFirstCommitAnswerLink(conn.link, self.1.clone()));
+            conn.link = std::sync::Arc::new(LoseFirstAnswerLink(conn.link, self.1.clone(), self.2));
             Ok(conn)
         })
     }
@@ -217,9 +242,10 @@ async fn a_kick_whose_answer_was_lost_is_reported_done_from_the_log() {
     alice.client.take().unwrap().close().await;
     let profile = hearth_core::Profile::open(&alice.dir, common::PASS).unwrap();
     let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let connector = std::sync::Arc::new(LoseFirstCommitAnswer(
+    let connector = std::sync::Arc::new(LoseFirstAnswer(
         hearth_core::transport::quic::QuicConnector::new(profile.relay().clone()),
         lost.clone(),
+        is_commit,
     ));
     let lossy = hearth_core::Client::connect_with(profile, connector)
         .await
@@ -287,4 +313,138 @@ async fn a_kicked_member_keeps_the_rooms_history() {
         assert_eq!(texts, ["before the kick"], "{when}");
         bob.restart().await;
     }
+}
+
+/// Issue 13: a message whose answer was lost with the connection was stored; `send_text`
+/// reports it sent (the log says so), and it is in the room once, not twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_answer_was_lost_is_reported_sent_once() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    alice.client.take().unwrap().close().await;
+    let profile = hearth_core::Profile::open(&alice.dir, common::PASS).unwrap();
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connector = std::sync::Arc::new(LoseFirstAnswer(
+        hearth_core::transport::quic::QuicConnector::new(profile.relay().clone()),
+        lost.clone(),
+        is_append,
+    ));
+    let lossy = hearth_core::Client::connect_with(profile, connector)
+        .await
+        .unwrap();
+    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seq = lossy
+        .send_text(room, "said once")
+        .await
+        .expect("the message was stored");
+    assert!(
+        !lost.load(std::sync::atomic::Ordering::SeqCst),
+        "the append's answer was lost"
+    );
+    lossy.send_text(room, "and then this").await.unwrap();
+    bob.wait_text("and then this").await;
+    let texts = |items: Vec<hearth_core::HistoryItem>| -> Vec<(hearth_protocol::Seq, String)> {
+        items.into_iter().map(|i| (i.seq, i.text)).collect()
+    };
+    let seen = texts(bob.c().history(room, 50, None).await.unwrap());
+    let once: Vec<_> = seen.iter().filter(|(_, t)| t == "said once").collect();
+    assert_eq!(once, [&(seq, "said once".to_string())], "{seen:?}");
+    let own = texts(lossy.history(room, 50, None).await.unwrap());
+    assert_eq!(
+        own.iter().filter(|(_, t)| t == "said once").count(),
+        1,
+        "{own:?}"
+    );
+    lossy.close().await;
+}
+
+/// Issue 12 and 13: someone invited who has not accepted is shown as invited, can be
+/// invited again (the same commit replaces their pending leaf), and once they accept
+/// they are a member like any other, whom inviting again is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_invitee_is_shown_invited_and_can_be_invited_again() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = alice.c().create_room("Home").await.unwrap();
+    alice.c().invite(room, &h("bob")).await.unwrap();
+    let pending = |members: Vec<hearth_core::Member>| -> Vec<(String, bool)> {
+        members
+            .into_iter()
+            .map(|m| (m.handle.to_string(), m.pending))
+            .collect()
+    };
+    assert_eq!(
+        pending(alice.c().members(room).await.unwrap()),
+        [("alice".to_string(), false), ("bob".to_string(), true)]
+    );
+    // The invitation was lost, or bob uses another device: invited again, not refused.
+    alice
+        .c()
+        .invite(room, &h("bob"))
+        .await
+        .expect("a pending invitee can be invited again");
+    assert_eq!(
+        pending(alice.c().members(room).await.unwrap()),
+        [("alice".to_string(), false), ("bob".to_string(), true)]
+    );
+
+    bob.c().sync().await.unwrap();
+    assert_eq!(bob.c().invitations().await.unwrap().len(), 1);
+    bob.c().accept_invitation(room).await.unwrap();
+    bob.c().send_text(room, "I said yes").await.unwrap();
+    alice.wait_text("I said yes").await;
+    assert_eq!(
+        pending(alice.c().members(room).await.unwrap()),
+        [("alice".to_string(), false), ("bob".to_string(), false)]
+    );
+    assert_eq!(
+        pending(bob.c().members(room).await.unwrap()),
+        [("alice".to_string(), false), ("bob".to_string(), false)]
+    );
+    match alice.c().invite(room, &h("bob")).await {
+        Err(hearth_core::ClientError::AlreadyMember { .. }) => {}
+        other => panic!("inviting a member who accepted: {other:?}"),
+    }
+    alice.c().send_text(room, "still one bob").await.unwrap();
+    bob.wait_text("still one bob").await;
+}
+
+/// Issue 12: what was said between the invitation and the acceptance is not shown to
+/// the invitee, nor kept in its history; what is said after is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_is_not_shown_what_was_said_before_it_accepted() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let carol = relay.user("carol").await;
+    let room = room_with(&alice, &[&carol], "Home").await;
+    alice.c().invite(room, &h("bob")).await.unwrap();
+    alice
+        .c()
+        .send_text(room, "about bob's birthday present")
+        .await
+        .unwrap();
+    carol.c().send_text(room, "a bike!").await.unwrap();
+    bob.c().sync().await.unwrap();
+    bob.c().accept_invitation(room).await.unwrap();
+    alice.c().send_text(room, "hi bob").await.unwrap();
+    let said = bob
+        .wait_for("a message", |e| matches!(e, ClientEvent::Message(_)))
+        .await;
+    match said {
+        ClientEvent::Message(m) => assert_eq!(m.text, "hi bob"),
+        other => panic!("{other:?}"),
+    }
+    let history: Vec<String> = bob
+        .c()
+        .history(room, 50, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.text)
+        .collect();
+    assert_eq!(history, ["hi bob"]);
 }

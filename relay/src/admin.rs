@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::config::RelayConfig;
-use crate::server::{create_private_dir, relay_address, tls, STORE_FILE};
+use crate::server::{relay_address, tls, STORE_FILE};
 use crate::service::{invite_op, MetricsSnapshot, Relay};
 use crate::store::{
     AccountRecord, Applied, AuditRecord, InviteRecord, RedbStore, StoreError, StoreStats, WriteOp,
@@ -44,6 +44,12 @@ pub enum AdminError {
     /// The certificate could not be read or created.
     #[error("{0}")]
     Server(#[from] crate::server::ServerError),
+    /// No relay was ever created in this data directory (owner commands never create one).
+    #[error("no relay in {}", .0.display())]
+    NoRelay(PathBuf),
+    /// The data directory belongs to another user (the packaged relay's `hearth` user).
+    #[error("permission denied on {}", .0.display())]
+    PermissionDenied(PathBuf),
 }
 
 /// A command from the owner.
@@ -55,6 +61,10 @@ pub enum AdminRequest {
         uses: u32,
         /// Seconds until it expires.
         expires_secs: Option<u64>,
+        /// The public address (`host` or `host:port`, see [`crate::config::PublicAddress`])
+        /// to put in the invite instead of the relay's own: the config file's, which may
+        /// have changed since the relay started, or `--public-host`.
+        public_host: Option<String>,
     },
     /// List accounts.
     Accounts,
@@ -170,12 +180,17 @@ async fn execute_inner(
 ) -> Result<AdminResponse, AdminError> {
     let refused = |e: hearth_protocol::WireError| AdminError::Refused(e.message);
     Ok(match request {
-        AdminRequest::Invite { uses, expires_secs } => {
+        AdminRequest::Invite {
+            uses,
+            expires_secs,
+            public_host,
+        } => {
+            let address = invite_address(relay.config(), address, public_host.as_deref())?;
             let (token, op) = invite_op(uses, expires_secs.map(Duration::from_secs));
             relay.write(op).await.map_err(refused)?;
             AdminResponse::Invite(
                 Invite {
-                    relay: address.clone(),
+                    relay: address,
                     token,
                 }
                 .to_string(),
@@ -249,6 +264,34 @@ async fn execute_inner(
     })
 }
 
+/// The address an invite carries: `public_host` if given, else the relay's own, unless
+/// that is only a stand-in for "this machine" (no public host, listening on all
+/// interfaces): an invite nobody else can use is refused, with what to do instead.
+fn invite_address(
+    config: &RelayConfig,
+    own: &RelayAddress,
+    public_host: Option<&str>,
+) -> Result<RelayAddress, AdminError> {
+    match public_host {
+        Some(text) => {
+            let public: crate::config::PublicAddress = text.parse().map_err(AdminError::Refused)?;
+            Ok(RelayAddress {
+                host: public.host,
+                port: public.port.unwrap_or(own.port),
+                pin: own.pin,
+            })
+        }
+        None if !config.has_public_address() => Err(AdminError::Refused(format!(
+            "the relay has no public address, so the invite would name {}, which only this \
+             machine reaches: set the address family members use once with \
+             `hearth-relay set-address HOST[:PORT]` (e.g. raspberrypi.local, or a dynamic DNS \
+             name), or give --public-host HOST[:PORT] for this invite",
+            own.host_port()
+        ))),
+        None => Ok(own.clone()),
+    }
+}
+
 fn account(applied: Applied) -> Result<AdminResponse, AdminError> {
     match applied {
         Applied::Account(record) => Ok(AdminResponse::Account(record)),
@@ -280,20 +323,17 @@ pub async fn read_frame<R: AsyncReadExt + Unpin>(
     Ok(Some(body))
 }
 
-/// Serves the admin socket until shutdown.
-pub async fn serve(
-    data_dir: PathBuf,
-    relay: Relay,
-    address: RelayAddress,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Binds the admin socket `<data_dir>/admin.sock` (mode 0600), replacing a stale one.
+/// Done before the relay reports that it runs, so an owner command started right after
+/// finds the socket. `None` (logged): the relay runs without owner commands while up.
+pub fn bind(data_dir: &Path) -> Option<tokio::net::UnixListener> {
     let path = data_dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&path);
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(listener) => listener,
         Err(e) => {
             tracing::error!(error = %e, path = %path.display(), "admin socket unavailable");
-            return;
+            return None;
         }
     };
     #[cfg(unix)]
@@ -301,9 +341,26 @@ pub async fn serve(
         use std::os::unix::fs::PermissionsExt;
         if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
             tracing::error!(error = %e, "cannot restrict the admin socket; closing it");
-            return;
+            drop(listener);
+            let _ = std::fs::remove_file(&path);
+            return None;
         }
     }
+    Some(listener)
+}
+
+/// Serves the admin socket bound by [`bind`] until shutdown.
+pub async fn serve(
+    data_dir: PathBuf,
+    listener: Option<tokio::net::UnixListener>,
+    relay: Relay,
+    address: RelayAddress,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let path = data_dir.join(SOCKET_FILE);
+    let Some(listener) = listener else {
+        return;
+    };
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -344,6 +401,9 @@ pub async fn request(
 ) -> Result<AdminResponse, AdminError> {
     let path = config.data_dir.join(SOCKET_FILE);
     match tokio::net::UnixStream::connect(&path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(AdminError::PermissionDenied(config.data_dir.clone()))
+        }
         Ok(mut stream) => {
             let bytes = encode_frame(&request, MAX_FRAME_LEN)
                 .map_err(|e| AdminError::Protocol(e.to_string()))?;
@@ -357,21 +417,29 @@ pub async fn request(
     }
 }
 
-/// Carries out `request` on the store of a relay that is not running.
+/// Carries out `request` on the store of a relay that is not running. Refuses with
+/// [`AdminError::NoRelay`] when no relay was created in `config.data_dir`, and creates
+/// nothing then.
 pub async fn offline(
     config: &RelayConfig,
     request: AdminRequest,
 ) -> Result<AdminResponse, AdminError> {
     let data_dir: &Path = &config.data_dir;
-    create_private_dir(data_dir)?;
+    match std::fs::metadata(data_dir.join(STORE_FILE)) {
+        Ok(meta) if meta.is_file() => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(AdminError::PermissionDenied(data_dir.to_path_buf()))
+        }
+        _ => return Err(AdminError::NoRelay(data_dir.to_path_buf())),
+    }
     let store = RedbStore::open(&data_dir.join(STORE_FILE)).map_err(|e| match e {
         StoreError::Db(redb::Error::DatabaseAlreadyOpen) => AdminError::Refused(
             "the relay is running but its admin socket does not answer; restart it".into(),
         ),
         other => AdminError::Store(other),
     })?;
-    // The invite must carry the pin the relay will present, so create the certificate now
-    // if this is before the first start.
+    // The certificate was made with the store (a relay missing it would make a new one on
+    // start, so the invite carries the pin it will present).
     let identity = tls::load_or_generate(data_dir)?;
     let address = relay_address(config, config.listen, identity.pin);
     let relay = Relay::new(config.clone(), Arc::new(store));

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use hearth_protocol::RelayAddress;
 use serde::{Deserialize, Serialize};
 
 /// Why the configuration could not be loaded or written.
@@ -90,8 +91,11 @@ pub struct RelayConfig {
     pub sweep_interval_secs: u64,
     /// Allow registration without an invite.
     pub open_registration: bool,
-    /// Host name to print in addresses and invites (default: the bound IP).
-    /// `--public-host` overrides it.
+    /// Where family members reach the relay, printed in its address and in every invite:
+    /// a host name or IP address, with `:PORT` when the router forwards another external
+    /// port (see [`PublicAddress`]). Without it, a relay listening on all interfaces has
+    /// no address to give, and mints no invite. `--public-host` overrides it for one run;
+    /// `hearth-relay set-address` writes it here.
     pub public_host: Option<String>,
     /// Bytes that must stay free on the data directory's file system: below this, the
     /// relay refuses to store anything new (with `StorageFull`) and keeps serving reads,
@@ -108,12 +112,13 @@ pub struct RelayConfig {
     /// it is closed (close code 3, "not reading"). Hits only that connection; a slow link
     /// that keeps reading, however slowly, is never closed.
     pub write_stall_secs: u64,
-    /// Simultaneous authenticated connections of one account (one device's key). The
-    /// connection over the limit is refused at `Auth` with `RateLimited` and closed; the
-    /// ones already open are kept, so a program reconnecting in a loop cannot push out the
-    /// person's working sessions. Hits only that account, never others at the same
-    /// address. Together with `max_queued_bytes_per_connection` it bounds the memory one
-    /// account can hold.
+    /// Simultaneous authenticated connections of one account (one device's key). A
+    /// connection over the limit signs in all the same, and the account's session the
+    /// relay has heard from least recently is closed to make room (close code 5,
+    /// "replaced"): mostly one whose process vanished and would otherwise count until its
+    /// idle timeout. Only the key's holder can open sessions of the account, so this hits
+    /// only that account's own sessions, never others at the same address. Together with
+    /// `max_queued_bytes_per_connection` it bounds the memory one account can hold.
     pub max_sessions_per_account: usize,
 }
 
@@ -160,35 +165,93 @@ pub fn default_data_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("hearth-relay-data"))
 }
 
-/// Checks a host name or IP address for the relay address and invites (`pi.local`,
-/// `192.168.1.20`, `fd00::1`, or `[fd00::1]`) and returns it in the form addresses carry
-/// (IPv6 without brackets). A port or a scheme is refused: the port comes from `listen`.
-pub fn check_public_host(text: &str) -> Result<String, String> {
-    let text = text.trim();
-    let bracketed = text.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
-    let host = bracketed.unwrap_or(text);
-    let hint = "give only a host name or IP address, e.g. pi.local or 192.168.1.20 \
-                (the port comes from listen / --listen)";
-    if host.is_empty() {
-        return Err(format!("public host is empty: {hint}"));
-    }
-    if host.len() > 253 {
-        return Err(format!("public host is longer than 253 characters: {hint}"));
-    }
-    let char_ok = |c: char| c.is_ascii_alphanumeric() || ".-_:%".contains(c);
-    if let Some(bad) = host.chars().find(|&c| !char_ok(c)) {
-        return Err(format!("public host {text:?} contains {bad:?}: {hint}"));
-    }
-    if host.contains(':') || bracketed.is_some() {
-        // Only an IPv6 address (with an optional %zone) may contain colons.
-        let ip = host.split_once('%').map_or(host, |(ip, _)| ip);
-        if ip.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!(
-                "public host {text:?} is neither a host name nor an IPv6 address: {hint}"
-            ));
+/// Where family members reach the relay: a host name or IP address, and the port when it
+/// differs from the one the relay listens on (a router forwarding another external port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicAddress {
+    /// Host name, IPv4 or IPv6 address (IPv6 without brackets).
+    pub host: String,
+    /// The external port; `None`: the port the relay listens on.
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for PublicAddress {
+    /// `host`, `host:port`, `fd00::1` or `[fd00::1]:port`: the form the config keeps.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            None => f.write_str(&self.host),
+            Some(port) if self.host.contains(':') => write!(f, "[{}]:{port}", self.host),
+            Some(port) => write!(f, "{}:{port}", self.host),
         }
     }
-    Ok(host.to_string())
+}
+
+impl std::str::FromStr for PublicAddress {
+    type Err = String;
+
+    /// Reads `pi.local`, `192.168.1.20`, `home.example.org:17443`, `fd00::1`,
+    /// `[fd00::1]` or `[2001:db8::7]:17443`. A scheme, path or pin is refused.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let hint = "give a host name or IP address and, if the router forwards another \
+                    port, the port: e.g. raspberrypi.local, 192.168.1.20, \
+                    home.example.org:17443 or [2001:db8::7]:17443";
+        let bad_port = |port: &str| {
+            format!("public address {text:?}: {port:?} is not a port (1-65535): {hint}")
+        };
+        let parse_port = |port: &str| match port.parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad_port(port)),
+            Ok(port) => Ok(port),
+        };
+        let (host, port, bracketed) = if let Some(inner) = text.strip_prefix('[') {
+            let Some((host, after)) = inner.split_once(']') else {
+                return Err(format!(
+                    "public address {text:?} lacks its closing ']': {hint}"
+                ));
+            };
+            let port = match after.strip_prefix(':') {
+                Some(port) => Some(parse_port(port)?),
+                None if after.is_empty() => None,
+                None => return Err(format!("public address {text:?}: {hint}")),
+            };
+            (host, port, true)
+        } else if text.matches(':').count() == 1 {
+            let (host, port) = text.split_once(':').unwrap_or((text, ""));
+            (host, Some(parse_port(port)?), false)
+        } else {
+            // No colon, or an IPv6 address without brackets (and so without a port).
+            (text, None, false)
+        };
+        if host.is_empty() {
+            return Err(format!("public address {text:?} has no host: {hint}"));
+        }
+        if host.len() > 253 {
+            return Err(format!("public host is longer than 253 characters: {hint}"));
+        }
+        let char_ok = |c: char| c.is_ascii_alphanumeric() || ".-_:%".contains(c);
+        if let Some(bad) = host.chars().find(|&c| !char_ok(c)) {
+            return Err(format!("public address {text:?} contains {bad:?}: {hint}"));
+        }
+        if host.contains(':') || bracketed {
+            // Only an IPv6 address (with an optional %zone) may contain colons.
+            let ip = host.split_once('%').map_or(host, |(ip, _)| ip);
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!(
+                    "public address {text:?} is neither a host name nor an IPv6 address: {hint}"
+                ));
+            }
+        }
+        Ok(PublicAddress {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Checks a public address for the relay address and invites (see [`PublicAddress`]) and
+/// returns it in the form the config keeps (IPv6 bracketed only when a port follows).
+pub fn check_public_host(text: &str) -> Result<String, String> {
+    text.parse::<PublicAddress>().map(|a| a.to_string())
 }
 
 /// The commented configuration written on first start.
@@ -198,8 +261,11 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # UDP address to listen on. "[::]:7443" listens on all interfaces (IPv6 and IPv4).
 # listen = "[::]:7443"
 
-# Host name printed in the relay address and invites (e.g. "pi.local"). Default: the bound IP.
-# public_host = "pi.local"
+# Where family members reach the relay: printed in its address and in every invite. A host
+# name or IP address, plus ":PORT" when the router forwards another external port, e.g.
+# "raspberrypi.local", "home.example.org:17443" or "[2001:db8::7]". Without it the relay
+# mints no invite (it would name this machine only). `hearth-relay set-address` sets it.
+# public_host = "raspberrypi.local"
 
 # Allow anyone who can reach the relay to register without an invite.
 # open_registration = false
@@ -252,7 +318,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # max_queued_bytes_per_connection = 4194304
 # write_stall_secs = 60
 
-# Connections one account (one device) may have open at once; the next one is refused.
+# Connections one account (one device) may have open at once; a newer one takes the place
+# of the one heard from least recently (a vanished one first).
 # max_sessions_per_account = 16
 "#;
 
@@ -320,10 +387,126 @@ impl RelayConfig {
         Ok(true)
     }
 
+    /// The configured public address, if any (checked when the file was read).
+    pub fn public_address(&self) -> Option<PublicAddress> {
+        self.public_host.as_deref().and_then(|h| h.parse().ok())
+    }
+
+    /// Whether the relay has an address someone else can reach: a public host, or a
+    /// specific IP it listens on. Without one, addresses name the loopback interface.
+    pub fn has_public_address(&self) -> bool {
+        self.public_host.is_some() || !self.listen.ip().is_unspecified()
+    }
+
+    /// The relay address to print and put in invites, for a relay bound to `bound`:
+    /// the public host and port if set, else the bound IP (the loopback address when bound
+    /// to all interfaces) and the bound port.
+    pub fn address(&self, bound: SocketAddr, pin: hearth_protocol::Pin) -> RelayAddress {
+        let public = self.public_address();
+        let host = match &public {
+            Some(public) => public.host.clone(),
+            None if bound.ip().is_unspecified() => {
+                if bound.is_ipv6() { "::1" } else { "127.0.0.1" }.to_string()
+            }
+            None => bound.ip().to_string(),
+        };
+        RelayAddress {
+            host,
+            port: public.and_then(|p| p.port).unwrap_or(bound.port()),
+            pin,
+        }
+    }
+
+    /// Writes a new configuration file at `path`: the commented defaults with the given
+    /// settings filled in. Refuses to replace an existing file.
+    pub fn write_new(path: &Path, settings: &[(&str, toml::Value)]) -> Result<(), ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = DEFAULT_CONFIG_TOML.to_string();
+        for (key, value) in settings {
+            text = set_in_text(&text, key, value);
+        }
+        Self::parse(&text, path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
+
+    /// Sets `key` to `value` in the file at `path`, keeping its comments and other
+    /// settings (replaces the file atomically, with its permissions). A missing file is
+    /// started from the commented defaults.
+    pub fn set_in_file(path: &Path, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+        let io = |source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (text, permissions) = match std::fs::read_to_string(path) {
+            Ok(text) => (text, std::fs::metadata(path).ok().map(|m| m.permissions())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (DEFAULT_CONFIG_TOML.to_string(), None)
+            }
+            Err(e) => return Err(io(e)),
+        };
+        let text = set_in_text(&text, key, &value);
+        Self::parse(&text, path)?;
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(".new");
+        let temp = PathBuf::from(temp);
+        let written = (|| {
+            let mut file = std::fs::File::create(&temp)?;
+            if let Some(permissions) = permissions {
+                file.set_permissions(permissions)?;
+            }
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temp, path)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written.map_err(io)
+    }
+
     /// The largest frame body accepted from a client.
     pub fn max_frame_bytes(&self) -> usize {
         hearth_protocol::limits::MAX_FRAME_LEN
     }
+}
+
+/// Sets `key = value` in a configuration text: replaces the line that sets it, else the
+/// commented example line (`# key = ...`), else appends it.
+fn set_in_text(text: &str, key: &str, value: &toml::Value) -> String {
+    let line = format!("{key} = {value}");
+    let sets = |l: &str, commented: bool| {
+        let l = l.trim_start();
+        let l = if commented {
+            match l.strip_prefix('#') {
+                Some(rest) => rest.trim_start(),
+                None => return false,
+            }
+        } else {
+            l
+        };
+        l.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if let Some(i) = lines.iter().position(|l| sets(l, false)) {
+        lines[i] = line;
+    } else if let Some(i) = lines.iter().position(|l| sets(l, true)) {
+        lines.insert(i + 1, line);
+    } else {
+        lines.push(line);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]
@@ -349,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn public_hosts_are_checked() {
+    fn public_addresses_are_checked() {
         for (given, kept) in [
             ("pi.local", "pi.local"),
             (" 192.168.1.20 ", "192.168.1.20"),
@@ -357,34 +540,111 @@ mod tests {
             ("[fd00::1]", "fd00::1"),
             ("fe80::1%eth0", "fe80::1%eth0"),
             ("my-pi_2.home.arpa", "my-pi_2.home.arpa"),
+            ("pi.local:7443", "pi.local:7443"),
+            ("home.example.org:17443", "home.example.org:17443"),
+            ("203.0.113.9:443", "203.0.113.9:443"),
+            ("[2001:db8::7]:17443", "[2001:db8::7]:17443"),
         ] {
             assert_eq!(check_public_host(given).as_deref(), Ok(kept), "{given}");
         }
         for bad in [
             "",
             "  ",
-            "pi.local:7443",
             "hearth://pi.local",
             "pi local",
             "pi.local/",
             "[pi.local]",
             "h#st",
+            "pi.local:0",
+            "pi.local:70000",
+            "pi.local:",
+            ":7443",
+            "[fd00::1]7443",
+            "[fd00::1",
+            "a:b:c",
         ] {
             assert!(check_public_host(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_public_host(&"a".repeat(254)).is_err());
+        let parsed: PublicAddress = "[2001:db8::7]:17443".parse().unwrap();
+        assert_eq!(
+            (parsed.host.as_str(), parsed.port),
+            ("2001:db8::7", Some(17443))
+        );
+    }
+
+    #[test]
+    fn the_address_takes_the_public_host_and_port() {
+        let pin = hearth_protocol::Pin([7; 32]);
+        let bound: SocketAddr = "[::]:7443".parse().unwrap();
+        let mut config = RelayConfig::default();
+        assert!(!config.has_public_address());
+        assert_eq!(config.address(bound, pin).host, "::1");
+        config.public_host = Some("home.example.org:17443".into());
+        let address = config.address(bound, pin);
+        assert_eq!(
+            (address.host.as_str(), address.port),
+            ("home.example.org", 17443)
+        );
+        config.public_host = Some("raspberrypi.local".into());
+        assert_eq!(config.address(bound, pin).port, 7443);
+        assert!(config.has_public_address());
+        config.public_host = None;
+        config.listen = "192.168.1.20:7443".parse().unwrap();
+        assert!(config.has_public_address());
     }
 
     #[test]
     fn a_bad_public_host_in_the_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hearth-relay.toml");
-        std::fs::write(&path, "public_host = \"pi.local:7443\"\n").unwrap();
+        std::fs::write(&path, "public_host = \"pi.local:0\"\n").unwrap();
         let err = RelayConfig::load(&path).unwrap_err().to_string();
-        assert!(err.contains("pi.local:7443"), "{err}");
+        assert!(err.contains("pi.local:0"), "{err}");
         std::fs::write(&path, "public_host = \"[fd00::1]\"\n").unwrap();
         let config = RelayConfig::load(&path).unwrap();
         assert_eq!(config.public_host.as_deref(), Some("fd00::1"));
+    }
+
+    #[test]
+    fn settings_are_written_into_the_commented_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        RelayConfig::write_new(
+            &path,
+            &[
+                ("public_host", "raspberrypi.local".into()),
+                ("data_dir", "/var/lib/hearth/relay".into()),
+            ],
+        )
+        .unwrap();
+        let config = RelayConfig::load(&path).unwrap();
+        assert_eq!(config.public_host.as_deref(), Some("raspberrypi.local"));
+        assert_eq!(config.data_dir, Path::new("/var/lib/hearth/relay"));
+        assert!(
+            RelayConfig::write_new(&path, &[]).is_err(),
+            "never replaces a file"
+        );
+
+        RelayConfig::set_in_file(&path, "public_host", "home.example.org:17443".into()).unwrap();
+        RelayConfig::set_in_file(&path, "public_host", "[2001:db8::7]:17443".into()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("\npublic_host =").count(), 1, "{text}");
+        assert!(
+            text.contains("# Where family members reach the relay"),
+            "comments kept"
+        );
+        let config = RelayConfig::load(&path).unwrap();
+        assert_eq!(config.public_host.as_deref(), Some("[2001:db8::7]:17443"));
+        assert_eq!(config.data_dir, Path::new("/var/lib/hearth/relay"));
+
+        let err = RelayConfig::set_in_file(&path, "public_host", "a b".into()).unwrap_err();
+        assert!(err.to_string().contains("a b"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "a refused value changes nothing"
+        );
     }
 
     #[test]

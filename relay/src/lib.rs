@@ -14,6 +14,8 @@
 //!   publisher) and of their lifetime when handed out.
 //! - [`admin`]: owner commands over a Unix socket in the data dir, or directly on the
 //!   store when no relay runs.
+//! - [`location`]: which data dir and config file a command means when not told (the
+//!   user's own relay or the packaged one), without creating either.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod config;
 pub mod external_join;
 pub mod key_packages;
+pub mod location;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -2,21 +2,27 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
 use hearth_protocol::Handle;
-use hearth_relay::admin::{self, AdminRequest, AdminResponse};
-use hearth_relay::config::{default_data_dir, RelayConfig};
+use hearth_relay::admin::{self, AdminError, AdminRequest, AdminResponse};
+use hearth_relay::config::RelayConfig;
+use hearth_relay::location::{self, Found, Location, Search, CONFIG_FILE, SYSTEM_DATA_DIR};
+use hearth_relay::server::STORE_FILE;
 
 /// The hearth relay: a small durable QUIC relay for a household's encrypted messages.
 ///
-/// With no command, runs the relay. On first start it creates the data dir, a default
-/// config file, a certificate, and prints the relay address and a first invite.
-/// The other commands manage a running relay through its admin socket, or the data dir
-/// directly when the relay is stopped.
+/// With no command, runs the relay. The first start creates the data dir, a commented
+/// config file, a certificate and the store, and prints the relay address and a first
+/// invite (once the relay has a public address: --public-host or `set-address`).
+/// The other commands manage an existing relay (they never create one): through its
+/// admin socket while it runs, or on its data dir directly when it is stopped. Without
+/// --data or --config they find your own relay (<user data dir>/hearth-relay) or the
+/// packaged one (/etc/hearth/relay.toml, data in /var/lib/hearth/relay; run them with
+/// sudo).
 #[derive(Parser, Debug)]
 #[command(
     name = "hearth-relay",
@@ -24,24 +30,29 @@ use hearth_relay::config::{default_data_dir, RelayConfig};
     about,
     long_about,
     after_help = "Examples:\n  \
-        hearth-relay --public-host pi.local          run the relay (first start prints an invite)\n  \
-        hearth-relay invite --uses 1                 one invite line per family member (7 days)\n  \
-        hearth-relay status                          is it running, what does it store"
+        hearth-relay --public-host raspberrypi.local        run (first start prints an invite)\n  \
+        hearth-relay set-address home.example.org:17443     the address invites name from now on\n  \
+        hearth-relay invite --uses 1                        one invite line per family member (7 days)\n  \
+        hearth-relay status                                 is it running, what does it store\n  \
+        sudo hearth-relay invite                            the same for the packaged relay"
 )]
 struct Cli {
-    /// Data directory (store, certificate, admin socket) [default: <user data dir>/hearth-relay]
+    /// Data directory (store, certificate, admin socket) [default: your relay in <user data
+    /// dir>/hearth-relay, else the packaged one in /var/lib/hearth/relay]
     #[arg(long, global = true, value_name = "DIR", env = "HEARTH_RELAY_DATA")]
     data: Option<PathBuf>,
-    /// Config file [default: <data>/hearth-relay.toml]
+    /// Config file [default: <data>/hearth-relay.toml, or /etc/hearth/relay.toml for the
+    /// packaged relay]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// UDP address to listen on, e.g. [::]:7443 or 127.0.0.1:0 [default: from config, [::]:7443]
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Host name or IP that family members reach the relay at, e.g. pi.local; printed in the
-    /// relay address and in invites (overrides public_host in the config) [default: from
-    /// config, else the listen IP]
-    #[arg(long, global = true, value_name = "HOST", env = "HEARTH_RELAY_PUBLIC_HOST",
+    /// Where family members reach the relay, for its address and invites: a host name or
+    /// IP, and :PORT if the router forwards another port, e.g. raspberrypi.local,
+    /// home.example.org:17443, [2001:db8::7]. Overrides public_host in the config for this
+    /// command (a new config keeps it) [default: from config]
+    #[arg(long, global = true, value_name = "HOST[:PORT]", env = "HEARTH_RELAY_PUBLIC_HOST",
           value_parser = parse_public_host)]
     public_host: Option<String>,
     #[command(subcommand)]
@@ -50,10 +61,31 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create a relay without starting it: data dir, config, certificate, store; print its
+    /// address and the first invite.
+    ///
+    /// What the first start does too. Give --public-host so the invite names an address
+    /// family members can reach; it is kept in the config.
+    Init {
+        /// UDP address the relay will listen on, kept in the config [default: [::]:7443]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Set where family members reach the relay (kept in the config; every invite names it).
+    ///
+    /// A host name or IP address, and :PORT when the router forwards another external
+    /// port: raspberrypi.local, 192.168.1.20, home.example.org:17443, [2001:db8::7]:17443.
+    /// People who joined with an older address move with `hearth relay set-address`.
+    SetAddress {
+        /// HOST or HOST:PORT (IPv6 in brackets when a port follows).
+        #[arg(value_name = "HOST[:PORT]", value_parser = parse_public_host)]
+        address: String,
+    },
     /// Mint an invite and print it as one line to give to a family member.
     ///
-    /// The invite carries the relay's address: its host is --public-host if given, else
-    /// the running relay's (or the config's) public_host.
+    /// The invite names the relay's public address (public_host in the config, or
+    /// --public-host). Run it again whenever an invite was lost; `invites --revoke`
+    /// cancels the lost one.
     Invite {
         /// How many registrations the invite allows.
         #[arg(long, default_value_t = 1)]
@@ -96,6 +128,18 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write hearth-relay.1 and one page per command into a
+    /// directory.
+    Man {
+        /// Write the pages here (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 /// How long an invite stays valid; `None` is never expiring.
@@ -124,7 +168,7 @@ macro_rules! say {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -134,48 +178,331 @@ fn main() -> Result<()> {
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+        );
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        // systemd's journal stamps every line itself.
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(run(cli))
 }
 
-fn load_config(cli: &Cli, write_default: bool) -> Result<RelayConfig> {
-    let data = cli.data.clone().unwrap_or_else(default_data_dir);
-    let path = cli
-        .config
-        .clone()
-        .unwrap_or_else(|| data.join("hearth-relay.toml"));
-    if write_default && cli.config.is_none() {
-        hearth_relay::server::create_private_dir(&data)
-            .with_context(|| format!("cannot create the data dir {}", data.display()))?;
-        if RelayConfig::write_default_if_missing(&path)? {
-            say!("wrote a default config to {}", path.display());
-        }
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        None => serve(&cli).await,
+        Some(Command::Init { listen }) => init(&cli, *listen).await,
+        Some(Command::SetAddress { address }) => set_address(&cli, address),
+        Some(Command::Completions { shell }) => completions(*shell),
+        Some(Command::Man { out_dir }) => man(out_dir.as_deref()),
+        Some(command) => owner(&cli, command).await,
     }
-    let mut config = RelayConfig::load(&path)?;
-    if cli.data.is_some() || config.data_dir == default_data_dir() {
-        config.data_dir = data;
-    }
-    if let Some(listen) = cli.listen {
+}
+
+/// The relay `cli` means (see [`location::locate`]); creates nothing.
+fn locate(cli: &Cli) -> Result<Location> {
+    Ok(location::locate(&Search::new(
+        cli.data.clone(),
+        cli.config.clone(),
+    ))?)
+}
+
+/// `config` with this command's flags applied.
+fn with_flags(mut config: RelayConfig, cli: &Cli, listen: Option<SocketAddr>) -> RelayConfig {
+    if let Some(listen) = listen {
         config.listen = listen;
     }
     if let Some(host) = &cli.public_host {
         config.public_host = Some(host.clone());
     }
-    Ok(config)
+    config
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let Some(command) = &cli.command else {
-        return serve(load_config(&cli, true)?).await;
+/// Whether a relay was created at `loc`; refuses (saying what to pass) when none was.
+fn require_relay(loc: &Location, command: &str) -> Result<()> {
+    let data = loc.data_dir();
+    match std::fs::metadata(data.join(STORE_FILE)) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(permission_denied(data, command))
+        }
+        _ => Err(no_relay(loc, command)),
+    }
+}
+
+fn no_relay(loc: &Location, command: &str) -> anyhow::Error {
+    let data = loc.data_dir().display();
+    match loc.found {
+        Found::Nothing => anyhow!(
+            "no relay found: there is none in {data} and no packaged relay ({}). Create one \
+             with `hearth-relay init --public-host HOST[:PORT]` (or start one with \
+             `hearth-relay --public-host HOST[:PORT]`), or pass --data DIR for a relay \
+             elsewhere",
+            location::SYSTEM_CONFIG
+        ),
+        _ => anyhow!(
+            "no relay in {data} (no {STORE_FILE}): `hearth-relay {command}` never creates \
+             one. Pass the data directory of your relay with --data DIR (the packaged \
+             service keeps it in {SYSTEM_DATA_DIR}), or create a relay there with \
+             `hearth-relay init --data {data}`"
+        ),
+    }
+}
+
+fn permission_denied(data: &Path, command: &str) -> anyhow::Error {
+    anyhow!(
+        "cannot open {}: it belongs to the user the relay runs as. Run the command as that \
+         user or with sudo: `sudo hearth-relay {command}`",
+        data.display()
+    )
+}
+
+/// Checks that the relay can listen on `listen` before anything is created, so a first
+/// start that cannot bind leaves no half-made relay behind.
+fn check_port_free(listen: SocketAddr) -> Result<()> {
+    std::net::UdpSocket::bind(listen).map(drop).map_err(|e| {
+        anyhow!(
+            "cannot listen on {listen}: {e}. Is another relay running there \
+             (`hearth-relay status`, `systemctl status hearth-relay`)? Stop it, or choose \
+             another address with --listen (e.g. --listen [::]:7444)"
+        )
+    })
+}
+
+/// Creates the data dir and, if missing, a commented config file holding the public host
+/// (and for `init` the listen address) given on the command line. `init` also writes the
+/// public host into an existing config; a run only uses it (a service must not need to
+/// write its config).
+fn create_relay_dir(
+    loc: &Location,
+    cli: &Cli,
+    listen: Option<SocketAddr>,
+    init: bool,
+) -> Result<()> {
+    let data = loc.data_dir();
+    hearth_relay::server::create_private_dir(data)
+        .with_context(|| format!("cannot create the data dir {}", data.display()))?;
+    let mut settings: Vec<(&str, toml::Value)> = Vec::new();
+    if let Some(host) = &cli.public_host {
+        settings.push(("public_host", host.as_str().into()));
+    }
+    if loc.config_file.exists() {
+        if !init {
+            return Ok(());
+        }
+        for (key, value) in settings {
+            RelayConfig::set_in_file(&loc.config_file, key, value)
+                .map_err(|e| config_write_error(e, &loc.config_file))?;
+        }
+        return Ok(());
+    }
+    if cli.config.is_none() && loc.config_file != data.join(CONFIG_FILE) {
+        // The packaged config, named by --data: not ours to create.
+        return Ok(());
+    }
+    if let Some(listen) = listen {
+        settings.push(("listen", listen.to_string().into()));
+    }
+    if loc.config_file.parent() != Some(data) {
+        let text = data
+            .to_str()
+            .context("the data dir's path is not UTF-8: choose another with --data")?;
+        settings.push(("data_dir", text.into()));
+        if let Some(parent) = loc.config_file.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+    }
+    RelayConfig::write_new(&loc.config_file, &settings)
+        .map_err(|e| config_write_error(e, &loc.config_file))?;
+    say!("wrote a commented config to {}", loc.config_file.display());
+    Ok(())
+}
+
+fn config_write_error(e: hearth_relay::config::ConfigError, file: &Path) -> anyhow::Error {
+    let denied = matches!(&e, hearth_relay::config::ConfigError::Io { source, .. }
+        if source.kind() == std::io::ErrorKind::PermissionDenied);
+    if denied {
+        anyhow!(
+            "cannot write {}: permission denied. The packaged relay's config belongs to \
+             root: run the command with sudo",
+            file.display()
+        )
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// What to tell the owner about the first invite of a relay nobody has joined yet: a new
+/// invite when none is open (the first start, or a first start that failed half-way),
+/// a hint when one is, or how to give the relay an address when it has none.
+async fn first_invite(
+    relay: &hearth_relay::Relay,
+    config: &RelayConfig,
+    address: &hearth_protocol::RelayAddress,
+) -> Result<()> {
+    let store = relay.store();
+    if !store.accounts()?.is_empty() {
+        return Ok(());
+    }
+    if !config.has_public_address() {
+        say!(
+            "no invite yet: the relay has no public address, and an invite would name {}, \
+             which only this machine reaches. Set the address family members use with \
+             `hearth-relay set-address HOST[:PORT]` (e.g. raspberrypi.local, or a dynamic \
+             DNS name and the router's port), then `hearth-relay invite` prints the first \
+             invite",
+            address.host_port()
+        );
+        return Ok(());
+    }
+    let now = hearth_relay::service::unix_now();
+    let open = store
+        .invites()?
+        .iter()
+        .any(|i| i.uses_left > 0 && i.expires.is_none_or(|e| e > now));
+    if open {
+        say!(
+            "nobody has registered yet: `hearth-relay invite` prints a new invite if the \
+             first one was lost (`hearth-relay invites` lists the open ones)"
+        );
+        return Ok(());
+    }
+    let token = relay
+        .mint_invite(1, Some(Duration::from_secs(7 * 24 * 3600)))
+        .context("cannot mint the first invite")?;
+    let invite = hearth_protocol::Invite {
+        relay: address.clone(),
+        token,
     };
-    let config = load_config(&cli, false)?;
+    say!("first admin invite (one use, 7 days): {invite}");
+    Ok(())
+}
+
+async fn serve(cli: &Cli) -> Result<()> {
+    let loc = locate(cli)?;
+    if loc.found == Found::System {
+        bail!(
+            "the packaged relay ({}) runs as a service: start it with `sudo systemctl start \
+             hearth-relay` (its log: `journalctl -u hearth-relay`). To run a relay of your \
+             own, pass --data DIR",
+            loc.config_file.display()
+        );
+    }
+    let config = with_flags(loc.config.clone(), cli, cli.listen);
+    check_port_free(config.listen)?;
+    create_relay_dir(&loc, cli, None, false)?;
+    let running = hearth_relay::start(config.clone())
+        .await
+        .with_context(|| format!("cannot start the relay on {}", config.listen))?;
+    say!("hearth relay listening on {}", running.local_addr());
+    say!("relay address: {}", running.address());
+    first_invite(running.relay(), &config, &running.address()).await?;
+    say!("data: {}", running.data_dir().display());
+    let relay = running.relay().clone();
+    tokio::select! {
+        signal = wait_for_signal() => signal?,
+        () = relay.store_health().failure() => {
+            tracing::error!("the store failed a write; exiting so the service manager restarts the relay");
+            let _ = running.shutdown().await;
+            bail!(
+                "the store failed to write (is the disk full or failing?); the relay stopped so that it can be started again (systemd restarts it)"
+            );
+        }
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await?;
+    Ok(())
+}
+
+async fn init(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
+    let loc = locate(cli)?;
+    let data = loc.data_dir().to_path_buf();
+    match std::fs::metadata(data.join(STORE_FILE)) {
+        Ok(_) => bail!(
+            "a relay already exists in {}: start it with `hearth-relay{}` (or `sudo \
+             systemctl start hearth-relay` for the packaged one); `hearth-relay invite` \
+             prints an invite",
+            data.display(),
+            if loc.found == Found::Given {
+                format!(" --data {}", data.display())
+            } else {
+                String::new()
+            }
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(permission_denied(&data, "init"))
+        }
+        Err(_) => {}
+    }
+    create_relay_dir(&loc, cli, listen, true)?;
+    let config = RelayConfig {
+        data_dir: data.clone(),
+        ..RelayConfig::load(&loc.config_file)?
+    };
+    let config = with_flags(config, cli, listen);
+    let identity = hearth_relay::server::tls::load_or_generate(&data)?;
+    drop(hearth_relay::RedbStore::open(&data.join(STORE_FILE))?);
+    let address = config.address(config.listen, identity.pin);
+    say!("created a relay in {}", data.display());
+    say!("relay address: {address}");
+    if config.has_public_address() {
+        let request = AdminRequest::Invite {
+            uses: 1,
+            expires_secs: Some(7 * 24 * 3600),
+            public_host: None,
+        };
+        match admin::offline(&config, request).await? {
+            AdminResponse::Invite(line) => say!("first admin invite (one use, 7 days): {line}"),
+            other => bail!("cannot mint the first invite: {other:?}"),
+        }
+    } else {
+        say!(
+            "no invite yet: set the address family members reach the relay at with \
+             `hearth-relay set-address HOST[:PORT]`, then `hearth-relay invite`"
+        );
+    }
+    Ok(())
+}
+
+fn set_address(cli: &Cli, address: &str) -> Result<()> {
+    let loc = locate(cli)?;
+    if !loc.config_file.exists() {
+        require_relay(&loc, "set-address")?;
+    }
+    RelayConfig::set_in_file(&loc.config_file, "public_host", address.into())
+        .map_err(|e| config_write_error(e, &loc.config_file))?;
+    let config = RelayConfig::load(&loc.config_file)?;
+    let port = config
+        .public_address()
+        .and_then(|a| a.port)
+        .unwrap_or(config.listen.port());
+    say!(
+        "public address set in {}: invites name {} and UDP port {port} from now on",
+        loc.config_file.display(),
+        config.public_host.as_deref().unwrap_or(address),
+    );
+    say!(
+        "the router must forward UDP port {port} to this machine's port {}; a running relay \
+         shows the new address in `status` after a restart. Family members who joined \
+         with the old address move with `hearth relay set-address {address}`",
+        config.listen.port()
+    );
+    Ok(())
+}
+
+async fn owner(cli: &Cli, command: &Command) -> Result<()> {
+    let loc = locate(cli)?;
+    let name = command_name(command);
+    require_relay(&loc, name)?;
+    let config = with_flags(loc.config.clone(), cli, None);
     let request = match command {
         Command::Invite { uses, expires } => AdminRequest::Invite {
             uses: *uses,
             expires_secs: expires.0.map(|d| d.as_secs().max(1)),
+            public_host: config.public_host.clone(),
         },
         Command::Accounts => AdminRequest::Accounts,
         Command::Ban { handle } => AdminRequest::Ban {
@@ -196,14 +523,22 @@ async fn run(cli: Cli) -> Result<()> {
             bytes: parse_size(size)?,
         },
         Command::Audit { limit } => AdminRequest::Audit { limit: *limit },
+        Command::Init { .. }
+        | Command::SetAddress { .. }
+        | Command::Completions { .. }
+        // `run` dispatches these before: they are not owner commands.
+        | Command::Man { .. } => unreachable!("not an owner command"),
     };
-    let response = admin::request(&config, request).await.with_context(|| {
-        format!(
-            "cannot reach the relay data in {}",
-            config.data_dir.display()
-        )
-    })?;
-    let response = with_public_host(response, cli.public_host.as_deref());
+    let response = admin::request(&config, request)
+        .await
+        .map_err(|e| match e {
+            AdminError::NoRelay(_) => no_relay(&loc, name),
+            AdminError::PermissionDenied(dir) => permission_denied(&dir, name),
+            other => anyhow::Error::new(other).context(format!(
+                "cannot reach the relay data in {}",
+                config.data_dir.display()
+            )),
+        })?;
     let mut out = std::io::stdout().lock();
     match print_response(&mut out, response).and_then(|ok| out.flush().map(|()| ok)) {
         Ok(true) => Ok(()),
@@ -214,67 +549,67 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The command's name as typed, for messages.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Init { .. } => "init",
+        Command::SetAddress { .. } => "set-address",
+        Command::Invite { .. } => "invite",
+        Command::Accounts => "accounts",
+        Command::Ban { .. } => "ban",
+        Command::Unban { .. } => "unban",
+        Command::Invites { .. } => "invites",
+        Command::Status => "status",
+        Command::Quota { .. } => "quota",
+        Command::Audit { .. } => "audit",
+        Command::Completions { .. } => "completions",
+        Command::Man { .. } => "man",
+    }
+}
+
 fn parse_public_host(text: &str) -> Result<String, String> {
     hearth_relay::config::check_public_host(text)
 }
 
-/// A running relay answers `invite` with its own address; `--public-host` still wins.
-fn with_public_host(response: AdminResponse, host: Option<&str>) -> AdminResponse {
-    match (response, host) {
-        (AdminResponse::Invite(line), Some(host)) => {
-            match line.parse::<hearth_protocol::Invite>() {
-                Ok(mut invite) => {
-                    invite.relay.host = host.to_string();
-                    AdminResponse::Invite(invite.to_string())
-                }
-                Err(_) => AdminResponse::Invite(line),
-            }
+/// Prints completions for `shell` (into memory first: clap_complete panics when its
+/// writer fails, e.g. `| head`).
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hearth-relay", &mut script);
+    write_out(&script)
+}
+
+/// Prints the man page, or writes one page per command into `out_dir` (the pages the
+/// main page names).
+fn man(out_dir: Option<&Path>) -> Result<()> {
+    match out_dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_out(&page)
         }
-        (response, _) => response,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            say!(
+                "wrote the man pages into {}: e.g. `man -l {}/hearth-relay.1`",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
     }
 }
 
-async fn serve(config: RelayConfig) -> Result<()> {
-    let first_start = !config
-        .data_dir
-        .join(hearth_relay::server::STORE_FILE)
-        .exists();
-    let running = hearth_relay::start(config.clone())
-        .await
-        .with_context(|| format!("cannot start the relay on {}", config.listen))?;
-    say!("hearth relay listening on {}", running.local_addr());
-    say!("relay address: {}", running.address());
-    if first_start {
-        let token = running
-            .relay()
-            .mint_invite(1, Some(Duration::from_secs(7 * 24 * 3600)))
-            .context("cannot mint the first invite")?;
-        let invite = hearth_protocol::Invite {
-            relay: running.address(),
-            token,
-        };
-        say!("first admin invite (one use, 7 days): {invite}");
+/// Writes `bytes` to standard output; a reader that went away (`| head`) ends quietly.
+fn write_out(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
-    if config.public_host.is_none() && config.listen.ip().is_unspecified() {
-        say!(
-            "tip: pass --public-host HOST (e.g. pi.local) or set public_host in the config so addresses and invites name a host family members can reach"
-        );
-    }
-    say!("data: {}", running.data_dir().display());
-    let relay = running.relay().clone();
-    tokio::select! {
-        signal = wait_for_signal() => signal?,
-        () = relay.store_health().failure() => {
-            tracing::error!("the store failed a write; exiting so the service manager restarts the relay");
-            let _ = running.shutdown().await;
-            bail!(
-                "the store failed to write (is the disk full or failing?); the relay stopped so that it can be started again (systemd restarts it)"
-            );
-        }
-    }
-    tracing::info!("shutting down");
-    running.shutdown().await?;
-    Ok(())
 }
 
 async fn wait_for_signal() -> Result<()> {

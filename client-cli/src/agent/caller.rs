@@ -307,10 +307,10 @@ async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Opti
                         }
                     }
                     ToCaller::Status(_) => {}
-                    ToCaller::Done { code, error } => {
+                    ToCaller::Done { code, error, room } => {
                         drop(chat);
                         if let Some(error) = error {
-                            crate::error::print(json, &error, code);
+                            crate::error::print_about(json, &error, code, room.as_ref());
                         }
                         return Ok(Some(code));
                     }

@@ -57,7 +57,9 @@ pub fn route(command: &Command) -> Route {
         | Command::Man { .. }
         | Command::Agent(_)
         | Command::Lock => Route::Here,
-        Command::Passphrase | Command::ExportBackup { .. } => Route::HereAfterLock,
+        Command::Passphrase | Command::ExportBackup { .. } | Command::Relay(_) => {
+            Route::HereAfterLock
+        }
         _ => Route::Agent,
     }
 }

@@ -270,6 +270,7 @@ mod tests {
             epoch: 1,
             last_seq: Seq(1),
             direct,
+            rebuilt_as: None,
         }
     }
 

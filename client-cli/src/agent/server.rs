@@ -128,32 +128,45 @@ async fn start(global: &GlobalArgs, from_caller: bool) -> Result<(Shared, UnixLi
 /// Says we are online again every [`hearth_core::PRESENCE_HEARTBEAT`] while connected,
 /// and at once after a reconnect (the others may have counted us gone meanwhile), so
 /// an agent that dies without a goodbye shows offline soon (see `hearth_core` presence).
+/// A room where someone just accepted an invitation is told at once too: the newcomer
+/// did not see our earlier announcement.
 async fn heartbeat(client: std::sync::Weak<Client>, mut events: broadcast::Receiver<ClientEvent>) {
+    /// Whom to tell.
+    enum Beat {
+        Every,
+        Room(hearth_protocol::RoomId),
+    }
     let mut every = tokio::time::interval(hearth_core::PRESENCE_HEARTBEAT);
     every.tick().await;
     let mut was_lost = false;
     loop {
         let beat = tokio::select! {
-            _ = every.tick() => true,
+            _ = every.tick() => Some(Beat::Every),
             event = events.recv() => match event {
-                Ok(ClientEvent::Connection(ConnectionState::Connected)) => std::mem::take(&mut was_lost),
+                Ok(ClientEvent::Connection(ConnectionState::Connected)) => {
+                    std::mem::take(&mut was_lost).then_some(Beat::Every)
+                }
                 Ok(ClientEvent::Connection(ConnectionState::Reconnecting { .. })) => {
                     was_lost = true;
-                    false
+                    None
                 }
+                Ok(ClientEvent::MemberAccepted { room, .. }) => Some(Beat::Room(room)),
                 Ok(ClientEvent::Connection(ConnectionState::Closed))
                 | Err(broadcast::error::RecvError::Closed) => return,
-                _ => false,
+                _ => None,
             },
         };
-        if !beat {
+        let Some(beat) = beat else {
             continue;
-        }
+        };
         let Some(client) = client.upgrade() else {
             return;
         };
         if client.is_connected() {
-            client.heartbeat().await;
+            match beat {
+                Beat::Every => client.heartbeat().await,
+                Beat::Room(room) => client.greet(room).await,
+            }
         }
     }
 }
@@ -311,6 +324,7 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
                 &ToCaller::Done {
                     code: 0,
                     error: None,
+                    room: None,
                 },
             )
             .await?;
@@ -363,10 +377,12 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
         Ok(()) => ToCaller::Done {
             code: 0,
             error: None,
+            room: None,
         },
         Err(err) => ToCaller::Done {
             code: crate::error::exit_code(&err),
             error: Some(crate::error::render(&err)),
+            room: crate::error::room(&err),
         },
     };
     let _ = to_caller.send(done);

@@ -73,6 +73,9 @@ pub enum ToCaller {
         code: u8,
         /// The error, already made inert, without the `error: ` prefix.
         error: Option<String>,
+        /// The room the error is about, for `--json` (see [`crate::error::room`]).
+        #[serde(default)]
+        room: Option<serde_json::Value>,
     },
 }
 

@@ -12,7 +12,7 @@ pub(crate) mod terminal;
 use std::collections::HashMap;
 
 use anyhow::Result;
-use hearth_core::{Client, ClientEvent, RoomSummary};
+use hearth_core::{Client, ClientEvent};
 use hearth_protocol::{RoomId, Seq};
 
 use crate::cli::GlobalArgs;
@@ -35,7 +35,15 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
     };
     match room {
         Some(name) => state.current = Some(session::resolve_room(&client, name).await?),
-        None => state.current = client.rooms().await?.first().map(|r| r.id),
+        // Not an old room an admin rebuilt: its name means the new one.
+        None => {
+            state.current = client
+                .rooms()
+                .await?
+                .iter()
+                .find(|r| r.rebuilt_as.is_none())
+                .map(|r| r.id)
+        }
     }
     let term = terminal::start("> ".to_string())?;
     let mut screen = Screen::new(term);
@@ -231,6 +239,7 @@ async fn execute(
         }
         Command::List => {
             let rooms = client.rooms().await?;
+            let names = room_names(client).await;
             if rooms.is_empty() {
                 screen.say("You are in no room yet.".into());
             }
@@ -240,17 +249,13 @@ async fn execute(
                 } else {
                     " "
                 };
+                let label = names.name(room.id);
                 if room.direct {
-                    let label = crate::output::room_label(&room, &state.me);
                     screen.say(format!("{mark} {label:<20} private conversation"));
                     continue;
                 }
                 let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
-                screen.say(format!(
-                    "{mark} {:<20} {}",
-                    inert(&room.name),
-                    members.join(", ")
-                ));
+                screen.say(format!("{mark} {label:<20} {}", members.join(", ")));
             }
             for invitation in client.invitations().await? {
                 screen.say(render::invitation(&invitation));
@@ -279,6 +284,7 @@ async fn execute(
         }
         Command::Leave => {
             let room = current()?;
+            let name = room_names(client).await.name(room);
             client.leave(room).await?;
             state.current = client
                 .rooms()
@@ -286,15 +292,12 @@ async fn execute(
                 .into_iter()
                 .map(|r| r.id)
                 .find(|id| *id != room);
-            screen.say("* you left the room".into());
+            screen.say(format!("* you left {name}"));
         }
         Command::Current(None) => {
             let names = room_names(client).await;
             match state.current {
-                Some(room) => screen.say(format!(
-                    "* current room: {}",
-                    render::room_name(&names, &state.me, room)
-                )),
+                Some(room) => screen.say(format!("* current room: {}", names.name(room))),
                 None => screen.say("* no current room".into()),
             }
         }
@@ -318,7 +321,7 @@ async fn execute(
                 screen.say(format!(
                     "  {:<16} {:<7} {}{note}",
                     member.handle.as_str(),
-                    member.role.to_string(),
+                    crate::output::member_role(&member),
                     fp
                 ));
             }
@@ -402,7 +405,12 @@ async fn execute(
         Command::Rebuild => {
             let room = current()?;
             let new = client.rebuild(room).await?;
-            screen.say("* rebuilt the room as a new one; its members were invited there".into());
+            let names = room_names(client).await;
+            screen.say(format!(
+                "* rebuilt the room as a new one, {}; its members were invited there (the old one is {} now)",
+                names.name(new),
+                names.name(room)
+            ));
             state.current = Some(new);
             show_room(client, screen, new, &state.me, &mut state.shown).await;
         }
@@ -535,7 +543,7 @@ async fn execute(
                 found.len(),
                 if found.len() == 1 { "" } else { "s" },
                 inert(&query),
-                render::room_name(&names, &state.me, room),
+                names.name(room),
                 if shown.len() < found.len() {
                     format!(" (the newest {SEARCH_SHOWN} below)")
                 } else {
@@ -587,10 +595,7 @@ async fn show_room(
     shown: &mut HashMap<RoomId, Seq>,
 ) {
     let names = room_names(client).await;
-    screen.header(
-        room,
-        format!("-- {} --", render::room_name(&names, me, room)),
-    );
+    screen.header(room, format!("-- {} --", names.name(room)));
     // A full-screen chat keeps a scrollback per room: give it more to scroll through.
     let count = if screen.is_full_screen() { 200 } else { 20 };
     match client.history(room, count, None).await {
@@ -612,6 +617,6 @@ async fn show_room(
     }
 }
 
-async fn room_names(client: &Client) -> Vec<RoomSummary> {
-    client.rooms().await.unwrap_or_default()
+async fn room_names(client: &Client) -> render::Rooms {
+    render::Rooms::of(client).await
 }

@@ -2,21 +2,73 @@
 //! the relay's reasons) goes through [`crate::inert`].
 
 use hearth_core::{
-    ClientEvent, ConnectionState, ConsistencyWarning, Invitation, MessageChange, RoomSummary,
+    Client, ClientEvent, ConnectionState, ConsistencyWarning, Invitation, MessageChange, RoomRef,
+    RoomSummary,
 };
 use hearth_protocol::{Handle, RoomId};
 
 use crate::inert::inert;
 use crate::output;
 
-/// The name of a room (`@NICK` for a private conversation), or its short id when
-/// unknown; made inert.
-pub fn room_name(rooms: &[RoomSummary], me: &Handle, room: RoomId) -> String {
-    rooms
-        .iter()
-        .find(|r| r.id == room)
-        .map(|r| inert(&output::room_label(r, me)).into_owned())
-        .unwrap_or_else(|| room.to_hex()[..8].to_string())
+/// What the chat knows of the rooms when it shows a line: the rooms we are in (for the
+/// style of their messages; the slice it derefs to) and how every known room is named,
+/// invitations and past rooms included (see [`hearth_core::RoomRef`]).
+#[derive(Debug, Clone, Default)]
+pub struct Rooms {
+    /// The rooms we are in.
+    pub joined: Vec<RoomSummary>,
+    /// Every room known, named.
+    pub refs: Vec<RoomRef>,
+}
+
+impl Rooms {
+    /// Reads both from the client's local state.
+    pub async fn of(client: &Client) -> Rooms {
+        Rooms {
+            joined: client.rooms().await.unwrap_or_default(),
+            refs: client.room_refs().await,
+        }
+    }
+
+    /// How `room` is named to the user, made inert (see [`output::room_name`]).
+    pub fn name(&self, room: RoomId) -> String {
+        match self.refs.iter().find(|r| r.id == room) {
+            Some(named) => output::room_name(named),
+            None => output::room_name(&RoomRef::from(room)),
+        }
+    }
+}
+
+impl std::ops::Deref for Rooms {
+    type Target = [RoomSummary];
+
+    fn deref(&self) -> &[RoomSummary] {
+        &self.joined
+    }
+}
+
+impl Rooms {
+    /// The rooms we are in, named as they are listed (no invitations or past rooms, no
+    /// ambiguity): for tests.
+    #[cfg(test)]
+    pub fn listed(joined: Vec<RoomSummary>, me: &Handle) -> Rooms {
+        let refs = joined
+            .iter()
+            .map(|r| RoomRef {
+                id: r.id,
+                name: Some(output::room_label(
+                    &RoomSummary {
+                        rebuilt_as: None,
+                        ..r.clone()
+                    },
+                    me,
+                )),
+                old: r.rebuilt_as.is_some(),
+                ambiguous: false,
+            })
+            .collect();
+        Rooms { joined, refs }
+    }
 }
 
 /// A message line in the style of its room, with its number (what `/reply N` and the
@@ -41,7 +93,7 @@ pub fn arrived(
     item: &hearth_core::HistoryItem,
     current: Option<RoomId>,
     me: &Handle,
-    names: &[RoomSummary],
+    names: &Rooms,
     quote: Option<&str>,
 ) -> String {
     let direct = names.iter().any(|r| r.id == item.room && r.direct);
@@ -57,7 +109,7 @@ pub fn arrived(
     let prefix = if Some(item.room) == current {
         String::new()
     } else {
-        format!("[{}] ", room_name(names, me, item.room))
+        format!("[{}] ", names.name(item.room))
     };
     // Own messages are shown too, once the relay has stored them: that is the delivery
     // confirmation.
@@ -82,9 +134,9 @@ pub fn event(
     event: &ClientEvent,
     current: Option<RoomId>,
     me: &Handle,
-    names: &[RoomSummary],
+    names: &Rooms,
 ) -> Option<String> {
-    let room_name = |room: RoomId| room_name(names, me, room);
+    let room_name = |room: RoomId| names.name(room);
     let prefix = |room: RoomId| {
         if Some(room) == current {
             String::new()
@@ -113,7 +165,12 @@ pub fn event(
             format!("* {}{by} {what}", prefix(item.room))
         }
         ClientEvent::Invited(inv) => invitation(inv),
-        ClientEvent::MemberJoined { room, handle } => format!("* {}{handle} joined", prefix(*room)),
+        ClientEvent::MemberJoined { room, handle } => {
+            format!("* {}{handle} was invited", prefix(*room))
+        }
+        ClientEvent::MemberAccepted { room, handle } => {
+            format!("* {}{handle} joined", prefix(*room))
+        }
         ClientEvent::MemberLeft { room, handle } => format!("* {}{handle} left", prefix(*room)),
         ClientEvent::MemberRemoved { room, handle, by } => {
             format!("* {}{handle} was removed by {by}", prefix(*room))
@@ -137,8 +194,9 @@ pub fn event(
             if *banned { "banned" } else { "unbanned" }
         ),
         ClientEvent::RoomRebuilt { room, new, by } => format!(
-            "* {by} rebuilt {} as a new room ({new}): accept the invitation to continue there",
-            room_name(*room)
+            "* {by} rebuilt {} as a new room: accept the invitation to {} to continue there",
+            room_name(*room),
+            room_name(*new)
         ),
         // Presence only of the room in view, and not our own.
         ClientEvent::Presence { room, handle, online } => {
@@ -290,6 +348,7 @@ mod tests {
             epoch: 1,
             last_seq: hearth_protocol::Seq(3),
             direct: true,
+            rebuilt_as: None,
         }
     }
 
@@ -297,7 +356,7 @@ mod tests {
     fn private_messages_and_presence_have_their_own_form() {
         let me = Handle::new("bob").unwrap();
         let room = RoomId([7; 16]);
-        let rooms = [direct_room(room)];
+        let rooms = Rooms::listed(vec![direct_room(room)], &me);
         let mut item = hearth_core::HistoryItem {
             room,
             seq: hearth_protocol::Seq(3),
@@ -317,7 +376,7 @@ mod tests {
         item.own = true;
         let line = event(&ClientEvent::Message(item), None, &me, &rooms).unwrap();
         assert_eq!(line, "[00:00] #3 -> alice: psst");
-        assert_eq!(room_name(&rooms, &me, room), "@alice");
+        assert_eq!(rooms.name(room), "@alice");
 
         let online = |handle: &str, online| ClientEvent::Presence {
             room,
@@ -349,9 +408,10 @@ mod tests {
     fn events_carrying_what_others_wrote_are_inert() {
         let me = Handle::new("bob").unwrap();
         let room = RoomId([7; 16]);
-        let mut rooms = [direct_room(room)];
-        rooms[0].direct = false;
-        rooms[0].name = "fam\x1b[31mily".into();
+        let mut family = direct_room(room);
+        family.direct = false;
+        family.name = "fam\x1b[31mily".into();
+        let rooms = Rooms::listed(vec![family], &me);
         let other = RoomId([8; 16]);
         let alice = Handle::new("alice").unwrap();
         let events = [
@@ -429,9 +489,67 @@ mod tests {
             }
         }
         assert_eq!(
-            room_name(&rooms, &me, room),
+            rooms.name(room),
             "fam\\u{1b}[31mily",
             "the room name in every prefix"
+        );
+    }
+
+    #[test]
+    fn notices_name_rooms_and_tell_rooms_of_one_name_apart() {
+        let me = Handle::new("bob").unwrap();
+        let (family, decoy, old, unknown) = (
+            RoomId([1; 16]),
+            RoomId([2; 16]),
+            RoomId([3; 16]),
+            RoomId([0xab; 16]),
+        );
+        let named = |id, name: &str, old, ambiguous| RoomRef {
+            id,
+            name: Some(name.into()),
+            old,
+            ambiguous,
+        };
+        let rooms = Rooms {
+            joined: Vec::new(),
+            refs: vec![
+                named(family, "family", false, true),
+                named(decoy, "family", false, true),
+                named(old, "family", true, false),
+            ],
+        };
+        let alice = Handle::new("alice").unwrap();
+        let left = |room| ClientEvent::MemberLeft {
+            room,
+            handle: alice.clone(),
+        };
+        let line = |e: &ClientEvent| event(e, None, &me, &rooms).unwrap();
+        assert_eq!(line(&left(family)), "* [family [01010101]] alice left");
+        assert_eq!(line(&left(decoy)), "* [family [02020202]] alice left");
+        assert_eq!(line(&left(old)), "* [family (old)] alice left");
+        assert_eq!(line(&left(unknown)), "* [room abababab] alice left");
+        assert_eq!(
+            event(&left(old), Some(old), &me, &rooms).as_deref(),
+            Some("* alice left"),
+            "no prefix in the room on screen"
+        );
+        let removed = ClientEvent::RemovedFromRoom {
+            room: old,
+            by: alice.clone(),
+            banned: false,
+        };
+        assert_eq!(
+            line(&removed),
+            "* you were kicked from family (old) by alice; you can no longer read it"
+        );
+        let rebuilt = ClientEvent::RoomRebuilt {
+            room: old,
+            new: family,
+            by: alice,
+        };
+        assert_eq!(
+            line(&rebuilt),
+            "* alice rebuilt family (old) as a new room: accept the invitation to family [01010101] to continue there"
         );
     }
 

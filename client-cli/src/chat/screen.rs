@@ -182,6 +182,7 @@ fn event_room(event: &ClientEvent) -> Option<RoomId> {
         ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } => Some(item.room),
         ClientEvent::Unsent { room, .. }
         | ClientEvent::MemberJoined { room, .. }
+        | ClientEvent::MemberAccepted { room, .. }
         | ClientEvent::MemberLeft { room, .. }
         | ClientEvent::MemberRemoved { room, .. }
         | ClientEvent::RemovedFromRoom { room, .. }
@@ -206,7 +207,8 @@ fn event_room(event: &ClientEvent) -> Option<RoomId> {
 /// What the full-screen chat shows beside the lines, read from the client (its local
 /// state only: nothing is asked of the relay).
 pub async fn view(client: &hearth_core::Client, current: Option<RoomId>, me: &Handle) -> ChatView {
-    let rooms = client.rooms().await.unwrap_or_default();
+    let names = render::Rooms::of(client).await;
+    let rooms = &names.joined;
     let invitations = client.known_invitations().await.unwrap_or_default();
     let (members, topic) = match current {
         Some(room) => {
@@ -218,7 +220,7 @@ pub async fn view(client: &hearth_core::Client, current: Option<RoomId>, me: &Ha
                 .into_iter()
                 .map(|m| MemberEntry {
                     name: m.handle.to_string(),
-                    role: m.role.to_string(),
+                    role: crate::output::member_role(&m),
                     verified: matches!(m.trust, Some(TrustState::Verified)),
                     changed: matches!(m.trust, Some(TrustState::Changed { .. })),
                     online: m.handle == *me || online.contains(&m.handle),
@@ -246,7 +248,7 @@ pub async fn view(client: &hearth_core::Client, current: Option<RoomId>, me: &Ha
             .iter()
             .map(|r| RoomEntry {
                 id: r.id.to_hex(),
-                label: inert(&output::room_label(r, me)).into_owned(),
+                label: names.name(r.id),
                 direct: r.direct,
             })
             .collect(),
@@ -254,7 +256,7 @@ pub async fn view(client: &hearth_core::Client, current: Option<RoomId>, me: &Ha
             .into_iter()
             .map(|i| InvitationEntry {
                 id: i.room.to_hex(),
-                name: inert(&i.name).into_owned(),
+                name: names.name(i.room),
                 from: i.from.to_string(),
             })
             .collect(),

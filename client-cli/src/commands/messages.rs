@@ -20,17 +20,19 @@ pub async fn send(global: &GlobalArgs, room: &str, text: &str) -> Result<()> {
     let client = session::connect(global).await?;
     let result = async {
         let id = session::resolve_room(&client, room).await?;
-        match client.send_text_or_queue(id, text).await? {
+        let delivery = client.send_text_or_queue(id, text).await?;
+        let room = client.room_ref(id).await;
+        match delivery {
             Delivery::Sent(seq) => {
                 if global.json {
-                    outln!("{}", json!({"room": id.to_hex(), "seq": seq.0}));
+                    outln!("{}", output::with_room(&room, json!({"seq": seq.0})));
                 }
             }
             Delivery::Queued { waiting } => {
                 if global.json {
-                    outln!("{}", json!({"room": id.to_hex(), "queued": true, "waiting": waiting}));
+                    outln!("{}", output::with_room(&room, json!({"queued": true, "waiting": waiting})));
                 } else {
-                    outln!("Queued: the relay cannot be reached now; the message is sent when it is back ({waiting} waiting).");
+                    outln!("Queued for {}: the relay cannot be reached now; the message is sent when it is back ({waiting} waiting).", output::room_name(&room));
                 }
             }
         }
@@ -65,7 +67,11 @@ async fn send_private(global: &GlobalArgs, nicks: &str, text: &str) -> Result<()
                 .await
                 .with_context(|| format!("the private message to {handle} was not sent"))?;
             if global.json {
-                outln!("{}", json!({"room": id.to_hex(), "to": handle.as_str()}));
+                let room = client.room_ref(id).await;
+                outln!(
+                    "{}",
+                    output::with_room(&room, json!({"to": handle.as_str()}))
+                );
             }
         }
         anyhow::Ok(())
@@ -133,7 +139,7 @@ pub async fn read(
         if mark.is_some() && new.is_empty() && !global.json {
             errln!(
                 "(nothing new in {}; --all shows the last {READ_FIRST})",
-                inert(&name)
+                output::room_name(&client.room_ref(id).await)
             );
         }
         for item in &new {
@@ -146,7 +152,7 @@ pub async fn read(
         // What catching up found that the user must know (a key rotation, an impostor,
         // a refused commit...), on standard error so scripts reading messages are not
         // disturbed.
-        let rooms = client.rooms().await.unwrap_or_default();
+        let rooms = crate::chat::render::Rooms::of(&client).await;
         for event in client.missed_notices() {
             notice(&event, Some(id), client.profile().handle(), &rooms);
         }
@@ -195,7 +201,12 @@ const READ_MAX: usize = 10_000;
 
 /// Prints a security notice to standard error: what the chat shows with `!!` (and key
 /// rotations), for `read`, which otherwise prints messages only.
-fn notice(event: &ClientEvent, current: Option<RoomId>, me: &Handle, rooms: &[RoomSummary]) {
+fn notice(
+    event: &ClientEvent,
+    current: Option<RoomId>,
+    me: &Handle,
+    rooms: &crate::chat::render::Rooms,
+) {
     if let Some(line) = crate::chat::render::is_security(event)
         .then(|| crate::chat::render::event(event, current, me, rooms))
         .flatten()
@@ -231,6 +242,29 @@ pub async fn history(global: &GlobalArgs, room: &str, count: usize) -> Result<()
                 );
             }
         }
+        // What waits for the relay comes last, marked: it is not in the room yet.
+        let queued = client.queued().context("cannot read the message queue")?;
+        for message in queued.iter().filter(|q| q.room == id) {
+            if global.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({
+                        "type": "pending",
+                        "room": id.to_hex(),
+                        "room_name": name,
+                        "sender": me.as_str(),
+                        "text": message.text,
+                        "queued_at": output::timestamp(message.queued_at),
+                    })
+                );
+            } else {
+                outln!(
+                    "{} <{me}> {}  (pending: sent when the relay can be reached)",
+                    output::timestamp(message.queued_at),
+                    crate::inert::inert_lines(&message.text)
+                );
+            }
+        }
         anyhow::Ok(())
     }
     .await;
@@ -257,8 +291,8 @@ fn print_item(global: &GlobalArgs, item: &HistoryItem, style: &Style<'_>, quote:
     }
 }
 
-/// The room's name as shown to the user (`@NICK` for a private conversation), and its
-/// summary.
+/// The room's name for JSON (`@NICK` for a private conversation, as set: not inert; a
+/// room we are no longer in by the name it had), and its summary if we are in it.
 async fn room_name(
     client: &hearth_core::Client,
     id: hearth_protocol::RoomId,
@@ -268,9 +302,13 @@ async fn room_name(
         .await
         .ok()
         .and_then(|rooms| rooms.into_iter().find(|r| r.id == id));
-    let name = summary
-        .as_ref()
-        .map(|r| output::room_label(r, client.profile().handle()))
-        .unwrap_or_else(|| id.to_hex());
+    let name = match &summary {
+        Some(room) => output::room_label(room, client.profile().handle()),
+        None => client
+            .room_ref(id)
+            .await
+            .label()
+            .unwrap_or_else(|| id.to_hex()),
+    };
     (name, summary)
 }

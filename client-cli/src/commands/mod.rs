@@ -5,6 +5,7 @@ mod config;
 mod docs;
 mod identity;
 mod messages;
+mod relay;
 mod room;
 mod trust;
 
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo => crate::demo::run().await,
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { out_dir } => docs::man(out_dir.as_deref()),
+        Command::Relay(command) => relay::run(global, command).await,
         Command::Config { setting, value } => config::run(global, setting, value),
         // Run by `main` itself: the agent runs commands, so it cannot be one of them.
         Command::Agent(_) | Command::Lock => {

@@ -1,7 +1,7 @@
 //! `hearth room …`: create, list, invite, join, leave, kick, members.
 
 use anyhow::{bail, Result};
-use hearth_core::Client;
+use hearth_core::{Client, RoomRef};
 use hearth_protocol::{Handle, RoomId};
 use serde_json::json;
 
@@ -27,12 +27,22 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             if name.is_empty() {
                 bail!(crate::error::UsageError("a room needs a name".into()));
             }
-            let room = client.create_room(name).await?;
+            let id = client.create_room(name).await?;
+            let room = client.room_ref(id).await;
             if global.json {
-                outln!("{}", json!({"room": room.to_hex(), "name": name}));
+                outln!("{}", output::with_room(&room, json!({"name": name})));
             } else {
-                let name = typed(name);
-                outln!("Created room {name} ({}). Invite people with `hearth room invite {name} NICK`.", short(&room.to_hex()));
+                // By id in the hint when the name is someone else's too.
+                let hint = if room.ambiguous {
+                    room.short_id()
+                } else {
+                    typed(name)
+                };
+                outln!(
+                    "Created room {} ({}). Invite people with `hearth room invite {hint} NICK`.",
+                    output::room_name(&room),
+                    room.short_id()
+                );
             }
         }
         RoomCommand::List => list(global, client).await?,
@@ -40,24 +50,29 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let handle = session::parse_handle(&nick)?;
             let id = session::resolve_room(client, &room).await?;
             client.invite(id, &handle).await?;
+            let room = client.room_ref(id).await;
             if global.json {
                 outln!(
                     "{}",
-                    json!({"room": id.to_hex(), "invited": handle.as_str()})
+                    output::with_room(&room, json!({"invited": handle.as_str()}))
                 );
             } else {
-                outln!("Invited {handle} to {}. They see it in `hearth room list` and join with `hearth room join`.", typed(&room));
+                outln!("Invited {handle} to {}. They see it in `hearth room list` and join with `hearth room join`.", output::room_name(&room));
             }
         }
         RoomCommand::Join { room } => {
             let (id, name, how) = session::join(client, &room).await?;
+            let room = client.room_ref(id).await;
             if global.json {
                 outln!(
                     "{}",
-                    json!({"room": id.to_hex(), "name": name, "joined": true})
+                    output::with_room(&room, json!({"name": name, "joined": true}))
                 );
             } else {
-                let name = inert(&name);
+                let name = match &room.name {
+                    Some(_) => output::room_name(&room),
+                    None => inert(&name).into_owned(),
+                };
                 match how {
                     session::Joined::Invitation { from } => {
                         outln!("Joined {name} (invited by {from}).")
@@ -70,15 +85,16 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
         RoomCommand::Publish { room, public_name } => {
             let id = session::resolve_room(client, &room).await?;
             client.publish_room(id, &public_name).await?;
+            let room = client.room_ref(id).await;
             if global.json {
                 outln!(
                     "{}",
-                    json!({"room": id.to_hex(), "public_name": public_name})
+                    output::with_room(&room, json!({"public_name": public_name}))
                 );
             } else {
                 outln!(
                     "{} is now public as \"{}\": anyone registered on the relay can join it.",
-                    typed(&room),
+                    output::room_name(&room),
                     inert(&public_name)
                 );
                 outln!("The public name and the members' handles and keys are now visible to the relay and every account.");
@@ -87,105 +103,126 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
         RoomCommand::Unpublish { room } => {
             let id = session::resolve_room(client, &room).await?;
             client.unpublish_room(id).await?;
+            let room = client.room_ref(id).await;
             if global.json {
-                outln!("{}", json!({"room": id.to_hex(), "public": false}));
+                outln!("{}", output::with_room(&room, json!({"public": false})));
             } else {
                 outln!(
                     "{} is private again: only invited people can join.",
-                    typed(&room)
+                    output::room_name(&room)
                 );
             }
         }
         RoomCommand::Leave { room } => {
             let id = session::resolve_room(client, &room).await?;
+            let room = client.room_ref(id).await;
             client.leave(id).await?;
             if global.json {
-                outln!("{}", json!({"room": id.to_hex(), "left": true}));
+                outln!("{}", output::with_room(&room, json!({"left": true})));
             } else {
-                outln!("You left {}.", typed(&room));
+                outln!("You left {}.", output::room_name(&room));
             }
         }
         RoomCommand::Kick { room, nick } => {
             let (id, handle) = room_and_handle(client, &room, &nick).await?;
             client.kick(id, &handle).await?;
+            let room = client.room_ref(id).await;
             report(
                 global,
-                id,
+                &room,
                 "kicked",
                 &handle,
                 &format!(
                     "Removed {handle} from {}; the room has new keys they do not have.",
-                    typed(&room)
+                    output::room_name(&room)
                 ),
             );
         }
         RoomCommand::Ban { room, nick } => {
             let (id, handle) = room_and_handle(client, &room, &nick).await?;
             client.ban(id, &handle).await?;
-            report(global, id, "banned", &handle, &format!("Banned {handle} from {}: removed, and no admin can re-add them until unbanned.", typed(&room)));
+            let room = client.room_ref(id).await;
+            report(global, &room, "banned", &handle, &format!("Banned {handle} from {}: removed, and no admin can re-add them until unbanned.", output::room_name(&room)));
         }
         RoomCommand::Unban { room, nick } => {
             let (id, handle) = room_and_handle(client, &room, &nick).await?;
             client.unban(id, &handle).await?;
+            let room = client.room_ref(id).await;
             report(
                 global,
-                id,
+                &room,
                 "unbanned",
                 &handle,
-                &format!("{handle} may be invited to {} again.", typed(&room)),
+                &format!(
+                    "{handle} may be invited to {} again.",
+                    output::room_name(&room)
+                ),
             );
         }
         RoomCommand::Grant { room, nick } => {
             let (id, handle) = room_and_handle(client, &room, &nick).await?;
             client.grant_admin(id, &handle).await?;
+            let room = client.room_ref(id).await;
             report(
                 global,
-                id,
+                &room,
                 "granted",
                 &handle,
-                &format!("{handle} is now an admin of {}.", typed(&room)),
+                &format!("{handle} is now an admin of {}.", output::room_name(&room)),
             );
         }
         RoomCommand::Revoke { room, nick } => {
             let (id, handle) = room_and_handle(client, &room, &nick).await?;
             client.revoke_admin(id, &handle).await?;
+            let room = client.room_ref(id).await;
             report(
                 global,
-                id,
+                &room,
                 "revoked",
                 &handle,
-                &format!("{handle} is no longer an admin of {}.", typed(&room)),
+                &format!(
+                    "{handle} is no longer an admin of {}.",
+                    output::room_name(&room)
+                ),
             );
         }
         RoomCommand::Rename { room, name } => {
             let id = session::resolve_room(client, &room).await?;
+            let before = client.room_ref(id).await;
             client.rename(id, &name).await?;
+            let room = client.room_ref(id).await;
             if global.json {
-                outln!("{}", json!({"room": id.to_hex(), "name": name}));
+                outln!("{}", output::with_room(&room, json!({"name": name})));
             } else {
-                outln!("Renamed {} to {}.", typed(&room), typed(&name));
+                outln!(
+                    "Renamed {} to {}.",
+                    output::room_name(&before),
+                    output::room_name(&room)
+                );
             }
         }
         RoomCommand::Topic { room, topic } => {
             let id = session::resolve_room(client, &room).await?;
             client.set_topic(id, &topic).await?;
+            let room = client.room_ref(id).await;
             if global.json {
-                outln!("{}", json!({"room": id.to_hex(), "topic": topic}));
+                outln!("{}", output::with_room(&room, json!({"topic": topic})));
             } else {
-                outln!("Topic of {} set.", typed(&room));
+                outln!("Topic of {} set.", output::room_name(&room));
             }
         }
         RoomCommand::Expire { room, after } => {
             let id = session::resolve_room(client, &room).await?;
             let expire = super::parse_expiry(&after)?;
             client.set_expiry(id, expire).await?;
+            let room = client.room_ref(id).await;
             if global.json {
                 outln!(
                     "{}",
-                    json!({"room": id.to_hex(), "expire_secs": expire.map(|d| d.as_secs())})
+                    output::with_room(&room, json!({"expire_secs": expire.map(|d| d.as_secs())}))
                 );
             } else {
-                let room = typed(&room);
+                let room = output::room_name(&room);
                 match expire {
                     Some(d) => outln!("Messages in {room} now disappear after {}, on every member's device and on the relay.", humantime::format_duration(d)),
                     None => outln!("Messages in {room} no longer disappear."),
@@ -195,16 +232,22 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
         RoomCommand::Rebuild { room } => {
             let id = session::resolve_room(client, &room).await?;
             let new = client.rebuild(id).await?;
+            let (old, new) = (client.room_ref(id).await, client.room_ref(new).await);
             if global.json {
+                let rebuilt_as = output::room_fields(&new);
                 outln!(
                     "{}",
-                    json!({"room": id.to_hex(), "rebuilt_as": new.to_hex()})
+                    output::with_room(
+                        &old,
+                        json!({"rebuilt_as": rebuilt_as["room"], "rebuilt_as_name": rebuilt_as["room_name"]})
+                    )
                 );
             } else {
                 outln!(
-                    "Rebuilt {} as a new room ({}). Its members were invited there; the old room points to it.",
-                    typed(&room),
-                    short(&new.to_hex())
+                    "Rebuilt {} as a new room ({}). Its members were invited there; the old room points to it and is listed as {} now.",
+                    output::room_name(&new),
+                    new.short_id(),
+                    output::room_name(&old)
                 );
             }
         }
@@ -217,11 +260,15 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                     .collect::<Vec<_>>()
             };
             if global.json {
+                let room = client.room_ref(id).await;
                 outln!(
                     "{}",
-                    json!({"room": id.to_hex(), "name": policy.name, "topic": policy.topic, "owner": policy.owner.as_str(),
+                    output::with_room(
+                        &room,
+                        json!({"name": policy.name, "topic": policy.topic, "owner": policy.owner.as_str(),
                            "admins": names(&policy.admins), "banned": names(&policy.banned),
                            "expire_secs": policy.expire.map(|d| d.as_secs())})
+                    )
                 );
             } else {
                 outln!("name:    {}", inert(&policy.name));
@@ -249,11 +296,15 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             let code = client.room_code(id).await?;
             let fork = client.fork(id).await?;
+            let named = client.room_ref(id).await;
             if global.json {
                 outln!(
                     "{}",
-                    json!({"room": id.to_hex(), "epoch": code.epoch, "code": code.to_string(),
+                    output::with_room(
+                        &named,
+                        json!({"epoch": code.epoch, "code": code.to_string(),
                            "fork_at": fork.map(|s| s.0)})
+                    )
                 );
             } else {
                 outln!("room code at epoch {}: {code}", code.epoch);
@@ -269,7 +320,11 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
             let id = session::resolve_room(client, &room).await?;
             client.acknowledge_fork(id).await?;
             if !global.json {
-                outln!("Acknowledged: you can send to {} again.", typed(&room));
+                let room = client.room_ref(id).await;
+                outln!(
+                    "Acknowledged: you can send to {} again.",
+                    output::room_name(&room)
+                );
             }
         }
         RoomCommand::Members { room } => {
@@ -282,13 +337,13 @@ async fn run_connected(global: &GlobalArgs, client: &Client, command: RoomComman
                 if global.json {
                     outln!(
                         "{}",
-                        json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "fingerprint": fp.to_string(), "trust": trust})
+                        json!({"handle": member.handle.as_str(), "role": member.role.to_string(), "pending": member.pending, "fingerprint": fp.to_string(), "trust": trust})
                     );
                 } else {
                     outln!(
                         "{:<16} {:<7} {fp} {trust}",
                         member.handle.as_str(),
-                        member.role.to_string()
+                        crate::output::member_role(&member)
                     );
                 }
             }
@@ -305,11 +360,11 @@ async fn room_and_handle(client: &Client, room: &str, nick: &str) -> Result<(Roo
 }
 
 /// Prints the outcome of an action on a member.
-fn report(global: &GlobalArgs, room: RoomId, action: &str, handle: &Handle, text: &str) {
+fn report(global: &GlobalArgs, room: &RoomRef, action: &str, handle: &Handle, text: &str) {
     if global.json {
         outln!(
             "{}",
-            json!({"room": room.to_hex(), "action": action, "handle": handle.as_str()})
+            output::with_room(room, json!({"action": action, "handle": handle.as_str()}))
         );
     } else {
         outln!("{text}");
@@ -347,7 +402,8 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
             } else {
                 outln!(
                     "{}",
-                    json!({"type": "room", "room": room.id.to_hex(), "name": room.name, "members": members})
+                    json!({"type": "room", "room": room.id.to_hex(), "name": room.name, "members": members,
+                           "rebuilt_as": room.rebuilt_as.map(|id| id.to_hex())})
                 );
             }
         }
@@ -377,9 +433,13 @@ async fn list(global: &GlobalArgs, client: &Client) -> Result<()> {
     }
     for room in rooms.iter().filter(|r| !r.direct) {
         let members: Vec<&str> = room.members.iter().map(|h| h.as_str()).collect();
+        let moved = match room.rebuilt_as {
+            Some(new) => format!("  (rebuilt as {})", short(&new.to_hex())),
+            None => String::new(),
+        };
         outln!(
-            "{:<20} {}  {}",
-            inert(&room.name),
+            "{:<20} {}  {}{moved}",
+            inert(&output::room_label(room, client.profile().handle())),
             short(&room.id.to_hex()),
             members.join(", ")
         );

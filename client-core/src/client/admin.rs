@@ -40,7 +40,10 @@ pub(crate) fn build_commit(
     join_point: Option<JoinPoint>,
     edit: impl FnOnce(&mut RoomSettings),
 ) -> Result<CommitMessages, ClientError> {
-    let refused = |reason| ClientError::PolicyRefused { room: id, reason };
+    let refused = |reason| ClientError::PolicyRefused {
+        room: id.into(),
+        reason,
+    };
     let before = RoomSettings::read(group.extensions())
         .map_err(|e| refused(PolicyViolation::Unsupported(e.to_string())))?;
     let leaving: Vec<LeafNodeIndex> = group
@@ -125,7 +128,7 @@ impl Inner {
         target: Option<&AccountKey>,
     ) -> Result<RoomSettings, ClientError> {
         let settings = room.settings().map_err(|e| ClientError::PolicyRefused {
-            room: room.id,
+            room: room.id.into(),
             reason: PolicyViolation::Unsupported(e.to_string()),
         })?;
         let me = self.profile.account();
@@ -148,7 +151,7 @@ impl Inner {
             let before = RoomSettings::read(group.extensions()).ok();
             if let Some(before) = &before {
                 policy::may(before, &me, action, None).map_err(|v| ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: v,
                 })?;
                 let mut after = before.clone();
@@ -173,7 +176,7 @@ impl Inner {
         if handle == self.profile.handle() {
             if ban {
                 return Err(ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: PolicyViolation::Unsupported("you cannot ban yourself".into()),
                 });
             }
@@ -183,7 +186,7 @@ impl Inner {
         let mut room = self.usable_room(id).await?;
         self.catch_up(&mut room).await?;
         let settings = room.settings().map_err(|e| ClientError::PolicyRefused {
-            room: id,
+            room: id.into(),
             reason: PolicyViolation::Unsupported(e.to_string()),
         })?;
         if room.leaves_named(handle) > 1 {
@@ -204,7 +207,7 @@ impl Inner {
                     .ok_or_else(|| ClientError::NoSuchUser(handle.clone()))?,
                 _ => {
                     return Err(ClientError::NotAMember {
-                        room: id,
+                        room: id.into(),
                         handle: handle.clone(),
                     })
                 }
@@ -219,12 +222,12 @@ impl Inner {
         self.commit_change(&mut room, |group, engine, _| {
             let before =
                 RoomSettings::read(group.extensions()).map_err(|e| ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: PolicyViolation::Unsupported(e.to_string()),
                 })?;
             policy::may(&before, &me, action, Some(&target)).map_err(|v| {
                 ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: v,
                 }
             })?;
@@ -261,7 +264,7 @@ impl Inner {
                 .find(|b| b.handle == *handle)
                 .map(|b| b.account)
                 .ok_or_else(|| ClientError::NotBanned {
-                    room: id,
+                    room: id.into(),
                     handle: handle.clone(),
                 })?
         };
@@ -289,12 +292,12 @@ impl Inner {
             let (_, account) =
                 room.member_by_handle(handle)
                     .ok_or_else(|| ClientError::NotAMember {
-                        room: id,
+                        room: id.into(),
                         handle: handle.clone(),
                     })?;
             if account == settings.owner {
                 return Err(ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: PolicyViolation::Unsupported(
                         "the owner's role cannot be changed".into(),
                     ),
@@ -369,7 +372,7 @@ impl Inner {
         let room = self.room(id)?;
         let room = room.lock().await;
         let settings = room.settings().map_err(|e| ClientError::PolicyRefused {
-            room: id,
+            room: id.into(),
             reason: PolicyViolation::Unsupported(e.to_string()),
         })?;
         let name = |account: &AccountKey| {
@@ -395,7 +398,7 @@ impl Inner {
     /// members and roles (DESIGN 4: the way out of a room an insider broke). Every member
     /// we can fetch a KeyPackage for, whose identity key is the one we know, is added in
     /// one commit that also installs the old policy; they get an invitation. The old room
-    /// gets a pointer to the new one if it still accepts messages.
+    /// gets a pointer to the new one if it still accepts messages, and is marked old.
     pub(crate) async fn rebuild(&self, old: RoomId) -> Result<RoomId, ClientError> {
         let me = self.profile.account();
         let (settings, members) = {
@@ -436,8 +439,12 @@ impl Inner {
             .filter(|m| !present.contains(m))
             .copied()
             .collect();
-        let mut policy = next_membership(&settings, &absent, &[])
-            .map_err(|reason| ClientError::PolicyRefused { room: old, reason })?;
+        let mut policy = next_membership(&settings, &absent, &[]).map_err(|reason| {
+            ClientError::PolicyRefused {
+                room: old.into(),
+                reason,
+            }
+        })?;
         policy.normalize();
 
         let new = self.create_room(&settings.name).await?;
@@ -491,7 +498,19 @@ impl Inner {
         if let Err(e) = self.send_body(old, pointer).await {
             tracing::info!("room {old}: could not point to the rebuilt room: {e}");
         }
+        // Here at once, pointer or not: the name now means the new room (see `labels`).
+        self.mark_rebuilt(old, new).await?;
         Ok(new)
+    }
+
+    /// Records that `old` was rebuilt as `new`: `old` is shown as `name (old)` and no
+    /// longer found by its name.
+    async fn mark_rebuilt(&self, old: RoomId, new: RoomId) -> Result<(), ClientError> {
+        let room = self.room(old)?;
+        let mut room = room.lock().await;
+        room.rec.extra.rebuilt_as = Some(new);
+        self.engine()
+            .persist(self.profile.store(), |batch| room.save(batch))
     }
 
     /// For a room we administer: reads back what the relay holds for it (its admins and
@@ -599,18 +618,18 @@ fn refusal(room: &Room, settings: &RoomSettings, violation: PolicyViolation) -> 
             let mut admins = vec![name(&settings.owner)];
             admins.extend(settings.admins.iter().map(name));
             ClientError::NotAdmin {
-                room: room.id,
+                room: room.id.into(),
                 action,
                 admins,
             }
         }
         PolicyViolation::NotOwner(action) => ClientError::NotOwner {
-            room: room.id,
+            room: room.id.into(),
             action,
             owner: name(&settings.owner),
         },
         reason => ClientError::PolicyRefused {
-            room: room.id,
+            room: room.id.into(),
             reason,
         },
     }

@@ -36,7 +36,7 @@ impl Client {
     /// The user has looked at a fork in `room` (compared the room's code with someone,
     /// see [`Client::room_code`]): sending messages there works again.
     pub async fn acknowledge_fork(&self, room: RoomId) -> Result<(), ClientError> {
-        let room = self.inner.room(room)?;
+        let room = self.inner.named(self.inner.room(room)).await?;
         let mut room = room.lock().await;
         if room.rec.extra.fork.take().is_some() {
             let mut engine = self.inner.engine();
@@ -48,7 +48,7 @@ impl Client {
     /// The code of `room` at its current epoch, to compare with another member in person
     /// (see [`crate::fingerprint::RoomCode`]).
     pub async fn room_code(&self, room: RoomId) -> Result<RoomCode, ClientError> {
-        let room = self.inner.room(room)?;
+        let room = self.inner.named(self.inner.room(room)).await?;
         let room = room.lock().await;
         let authenticator = room.group.epoch_authenticator();
         Ok(RoomCode::new(
@@ -59,7 +59,7 @@ impl Client {
 
     /// Where the history of `room` forked, if a fork is waiting for the user.
     pub async fn fork(&self, room: RoomId) -> Result<Option<Seq>, ClientError> {
-        let room = self.inner.room(room)?;
+        let room = self.inner.named(self.inner.room(room)).await?;
         let room = room.lock().await;
         Ok(room.rec.extra.fork)
     }

@@ -29,6 +29,8 @@ impl Inner {
             self.catch_up(&mut room).await?;
             self.follow_up(&mut room).await?;
             self.update_after_joining(&mut room).await;
+            drop(room);
+            self.greet(id).await;
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ mod driver;
 pub mod fuzzing;
 mod heads;
 mod inbox;
+pub mod labels;
+pub use labels::RoomRef;
 mod names;
 pub use names::{validate_display_name, MAX_DISPLAY_NAME};
 mod ops;
@@ -61,6 +63,7 @@ use crate::profile::Profile;
 use crate::store::Table;
 use crate::transport::quic::QuicConnector;
 use crate::transport::{Connection, Connector, Link, TransportError};
+use labels::Named;
 use room::{Room, RoomRecord, Status};
 
 /// One-use KeyPackages published at registration and kept in stock.
@@ -122,6 +125,7 @@ impl From<TransportError> for ClientError {
                 ClientError::Unreachable { address, reason }
             }
             TransportError::Version(m) => ClientError::Version(m),
+            TransportError::ClosedByRelay(reason) => ClientError::ClosedByRelay(reason),
             TransportError::Closed => ClientError::NotConnected,
         }
     }
@@ -217,6 +221,14 @@ impl Client {
                 tracing::info!("relay {address} unreachable ({reason}): starting offline");
                 Self::start(profile, connector, None)
             }
+            // Closed for a reason that passes by itself (a restart, a crowd signing in
+            // at once): as if unreachable.
+            Err(TransportError::ClosedByRelay(reason))
+                if reason.retry() == hearth_protocol::Retry::Soon =>
+            {
+                tracing::info!("the relay closed the connection ({reason}): starting offline");
+                Self::start(profile, connector, None)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -310,19 +322,23 @@ impl Client {
     /// Fetches the inbox and catches every room up to the relay's head; returns when
     /// done.
     pub async fn sync(&self) -> Result<(), ClientError> {
-        // Rooms first: a Welcome back into a room we were removed from is only recognised
-        // as such once the removal itself has been processed.
-        for room in self.inner.room_handles() {
-            let mut room = room.lock().await;
-            if room.removed || room.rec.status != Status::Joined {
-                continue;
+        async {
+            // Rooms first: a Welcome back into a room we were removed from is only
+            // recognised as such once the removal itself has been processed.
+            for room in self.inner.room_handles() {
+                let mut room = room.lock().await;
+                if room.removed || room.rec.status != Status::Joined {
+                    continue;
+                }
+                self.inner.catch_up(&mut room).await?;
+                self.inner.follow_up(&mut room).await?;
             }
-            self.inner.catch_up(&mut room).await?;
-            self.inner.follow_up(&mut room).await?;
+            self.inner.fetch_inbox().await?;
+            self.inner.purge_expired(crate::clock::device_now()).await?;
+            Ok(())
         }
-        self.inner.fetch_inbox().await?;
-        self.inner.purge_expired(crate::clock::device_now()).await?;
-        Ok(())
+        .named(&self.inner)
+        .await
     }
 
     /// Creates a room named `name` with us as its only member.
@@ -332,14 +348,17 @@ impl Client {
 
     /// Invites `handle` into `room` (adds them to the group and sends them the Welcome).
     pub async fn invite(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.invite(room, handle).await
+        self.inner.invite(room, handle).named(&self.inner).await
     }
 
     /// Invitations received and not yet accepted: the inbox is fetched first when
-    /// connected; without a connection, those already fetched.
+    /// connected, and each invitation's room is read up to now, so it shows the room's
+    /// current name (a rename after the invitation included); without a connection, those
+    /// already fetched, as last read.
     pub async fn invitations(&self) -> Result<Vec<Invitation>, ClientError> {
         match self.inner.fetch_inbox().await {
-            Ok(()) | Err(ClientError::NotConnected) => {}
+            Ok(()) => self.inner.refresh_invitations().await,
+            Err(ClientError::NotConnected) => {}
             Err(e) => return Err(e),
         }
         self.known_invitations().await
@@ -348,8 +367,11 @@ impl Client {
     /// Declines an invitation: joins only to leave at once, so the room's members see
     /// us leave instead of keeping a member who never comes.
     pub async fn decline_invitation(&self, room: RoomId) -> Result<(), ClientError> {
-        self.inner.accept_invitation(room).await?;
-        self.inner.leave(room).await
+        self.inner
+            .accept_invitation(room)
+            .named(&self.inner)
+            .await?;
+        self.inner.leave(room).named(&self.inner).await
     }
 
     /// Invitations already received and not yet accepted, without asking the relay.
@@ -357,6 +379,10 @@ impl Client {
         let mut out = Vec::new();
         for room in self.inner.room_handles() {
             let room = room.lock().await;
+            if room.removed {
+                // Removed again before we answered: nothing left to accept.
+                continue;
+            }
             if let Status::Invited { from, received } = &room.rec.status {
                 out.push(Invitation {
                     room: room.id,
@@ -372,62 +398,82 @@ impl Client {
 
     /// Accepts an invitation: the room becomes usable and is caught up.
     pub async fn accept_invitation(&self, room: RoomId) -> Result<(), ClientError> {
-        self.inner.accept_invitation(room).await
+        self.inner.accept_invitation(room).named(&self.inner).await
     }
 
     /// Sends a text message; returns its seq once the relay stored it.
+    ///
+    /// When the connection is lost before the relay's answer, the room's log is read as
+    /// soon as it can be (up to 20 s) to learn whether the message was stored: stored, its
+    /// seq is returned; not stored, it is sent once more. An error for a lost answer
+    /// means the relay stayed out of reach that long; the message is then recognised at
+    /// the next catch-up if it was stored. [`Client::send_text_or_queue`] keeps it for
+    /// later instead.
     pub async fn send_text(&self, room: RoomId, text: &str) -> Result<Seq, ClientError> {
         self.inner
-            .send_body(
+            .send_body_settled(
                 room,
                 crate::content::Body::Text {
                     text: text.to_string(),
                     reply_to: None,
                 },
             )
+            .named(&self.inner)
             .await
     }
 
     /// Removes `handle` from `room`: the same as [`Client::kick`].
     pub async fn remove_member(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.kick(room, handle, false).await
+        self.inner
+            .kick(room, handle, false)
+            .named(&self.inner)
+            .await
     }
 
     /// Kicks `handle` out of `room` (admins; kicking an admin takes the owner): a commit
     /// that removes them, so they lose access at once. Kicking yourself is leaving.
     pub async fn kick(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.kick(room, handle, false).await
+        self.inner
+            .kick(room, handle, false)
+            .named(&self.inner)
+            .await
     }
 
     /// Kicks `handle` and puts their identity on the room's ban list, in one commit, so
     /// no admin can add them back until [`Client::unban`].
     pub async fn ban(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.kick(room, handle, true).await
+        self.inner.kick(room, handle, true).named(&self.inner).await
     }
 
     /// Takes `handle` off the room's ban list (admins).
     pub async fn unban(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.unban(room, handle).await
+        self.inner.unban(room, handle).named(&self.inner).await
     }
 
     /// Makes the member `handle` an admin of `room` (the owner only).
     pub async fn grant_admin(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.set_admin(room, handle, true).await
+        self.inner
+            .set_admin(room, handle, true)
+            .named(&self.inner)
+            .await
     }
 
     /// Takes admin rights away from `handle` (the owner only).
     pub async fn revoke_admin(&self, room: RoomId, handle: &Handle) -> Result<(), ClientError> {
-        self.inner.set_admin(room, handle, false).await
+        self.inner
+            .set_admin(room, handle, false)
+            .named(&self.inner)
+            .await
     }
 
     /// Renames `room` (admins). The name lives in the encrypted group context.
     pub async fn rename(&self, room: RoomId, name: &str) -> Result<(), ClientError> {
-        self.inner.rename(room, name).await
+        self.inner.rename(room, name).named(&self.inner).await
     }
 
     /// Sets the topic of `room` (admins; empty clears it).
     pub async fn set_topic(&self, room: RoomId, topic: &str) -> Result<(), ClientError> {
-        self.inner.set_topic(room, topic).await
+        self.inner.set_topic(room, topic).named(&self.inner).await
     }
 
     /// Sets or clears (`None`) the disappearing-message timer of `room` (admins): every
@@ -438,20 +484,24 @@ impl Client {
         room: RoomId,
         expire: Option<std::time::Duration>,
     ) -> Result<(), ClientError> {
-        self.inner.set_expiry(room, expire).await
+        self.inner.set_expiry(room, expire).named(&self.inner).await
     }
 
     /// Re-creates `room` as a new group with the same name, members and roles (admins;
     /// the way out of a room an insider broke, DESIGN 4). The members get an invitation
     /// to the new room; the old one gets a pointer to it if it still works. Members whose
     /// KeyPackage cannot be fetched, or whose identity key changed, are left out.
+    ///
+    /// From then on the old room is shown as `NAME (old)` ([`RoomSummary::rebuilt_as`])
+    /// and its name means the new room ([`Client::find_room`]): here at once, and for each
+    /// member once the pointer reached them.
     pub async fn rebuild(&self, room: RoomId) -> Result<RoomId, ClientError> {
-        self.inner.rebuild(room).await
+        self.inner.rebuild(room).named(&self.inner).await
     }
 
     /// The room's policy: name, topic, owner, admins, ban list, timer.
     pub async fn policy(&self, room: RoomId) -> Result<crate::events::RoomPolicy, ClientError> {
-        self.inner.policy(room).await
+        self.inner.policy(room).named(&self.inner).await
     }
 
     /// Deletes stored messages past their room's timer at `now`; returns how many. Runs by
@@ -464,7 +514,7 @@ impl Client {
     /// Leaves `room`: sends a self-remove proposal that another member's client commits,
     /// and forgets the room locally.
     pub async fn leave(&self, room: RoomId) -> Result<(), ClientError> {
-        self.inner.leave(room).await
+        self.inner.leave(room).named(&self.inner).await
     }
 
     /// The rooms we are a member of (not pending invitations).
@@ -482,15 +532,19 @@ impl Client {
                 epoch: room.group.epoch().as_u64(),
                 last_seq: room.rec.transcript.last(),
                 direct: room.settings().is_ok_and(|s| s.direct),
+                rebuilt_as: room.rec.extra.rebuilt_as,
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        // An old room after the new one of its name.
+        out.sort_by(|a, b| {
+            (&a.name, a.rebuilt_as.is_some(), a.id).cmp(&(&b.name, b.rebuilt_as.is_some(), b.id))
+        });
         Ok(out)
     }
 
     /// The members of a room.
     pub async fn members(&self, room: RoomId) -> Result<Vec<Member>, ClientError> {
-        let room = self.inner.room(room)?;
+        let room = self.inner.named(self.inner.room(room)).await?;
         let room = room.lock().await;
         Ok(self.inner.members_judged(&room))
     }
@@ -510,7 +564,7 @@ impl Client {
             }
             // A room we are no longer in: its history is still ours (see `past`).
             Err(_) if self.past_rooms().await?.iter().any(|p| p.id == room) => None,
-            Err(e) => return Err(e),
+            Err(e) => return self.inner.named(Err(e)).await,
         };
         let mut items = crate::history::read(self.inner.profile.store(), room, limit, since)?;
         if let Some(expire) = expire {
@@ -556,7 +610,17 @@ impl Client {
 
     /// Resolves a room by exact name (case-insensitive), `@NICK` (the private
     /// conversation with NICK, by NICK's accepted key; never by name) or hex id prefix.
+    ///
+    /// A room an admin rebuilt as a new one (see [`Client::rebuild`]) is never chosen by
+    /// its name, only as `NAME (old)` or by its id: its name means the new room. Several
+    /// rooms of the name given are an error ([`ClientError::AmbiguousRoom`]), never a
+    /// guess.
     pub async fn find_room(&self, name_or_id: &str) -> Result<Option<RoomId>, ClientError> {
+        let found = self.find_room_unnamed(name_or_id).await;
+        self.inner.named(found).await
+    }
+
+    async fn find_room_unnamed(&self, name_or_id: &str) -> Result<Option<RoomId>, ClientError> {
         let wanted = name_or_id.trim().to_lowercase();
         if wanted.is_empty() {
             return Ok(None);
@@ -575,7 +639,12 @@ impl Client {
             if room.removed {
                 continue;
             }
-            if room.rec.name.to_lowercase() == wanted {
+            let name = room.rec.name.to_lowercase();
+            let named = match room.rec.extra.rebuilt_as {
+                None => name == wanted,
+                Some(_) => format!("{name} (old)") == wanted,
+            };
+            if named {
                 by_name.push(room.id);
             }
             if room.id.to_hex().starts_with(&wanted) {
@@ -588,7 +657,7 @@ impl Client {
             by_name.sort();
             return Err(ClientError::AmbiguousRoom {
                 name: name_or_id.trim().to_string(),
-                ids: by_name,
+                rooms: by_name.into_iter().map(RoomRef::from).collect(),
             });
         }
         Ok(match (by_name.as_slice(), by_prefix.as_slice()) {
@@ -602,7 +671,7 @@ impl Client {
     /// room, listed with [`RoomSummary::direct`]), created and `to` added on first use.
     /// `to` joins it without accepting anything. Returns the room.
     pub async fn send_private(&self, to: &Handle, text: &str) -> Result<RoomId, ClientError> {
-        self.inner.send_private(to, text).await
+        self.inner.send_private(to, text).named(&self.inner).await
     }
 
     /// Tells every joined room that we are online (an encrypted presence message, never
@@ -624,10 +693,18 @@ impl Client {
         }
     }
 
+    /// Tells `room` that we are online and our display name, as
+    /// [`Client::announce_presence`] told every room: for a member who just accepted
+    /// ([`ClientEvent::MemberAccepted`]), who did not see the earlier announcement. Does
+    /// nothing if presence was never announced; errors are logged.
+    pub async fn greet(&self, room: RoomId) {
+        self.inner.greet(room).await;
+    }
+
     /// The members of `room` whose last presence message said they are online (as seen
     /// by this client since it started), sorted.
     pub async fn online(&self, room: RoomId) -> Result<Vec<Handle>, ClientError> {
-        self.inner.online(room).await
+        self.inner.online(room).named(&self.inner).await
     }
 
     /// Disconnects and stops the background task (after saying we went offline, if we
@@ -803,7 +880,7 @@ impl Inner {
         lock(&self.rooms)
             .get(&id)
             .cloned()
-            .ok_or(ClientError::NoSuchRoom(id))
+            .ok_or(ClientError::NoSuchRoom(id.into()))
     }
 
     pub(crate) fn insert_room(&self, room: Room) {
@@ -919,7 +996,7 @@ pub(crate) fn room_error(room: RoomId, e: ClientError) -> ClientError {
         ClientError::Relay(WireError {
             code: hearth_protocol::ErrorCode::UnknownRoom,
             ..
-        }) => ClientError::NoSuchRoom(room),
+        }) => ClientError::NoSuchRoom(room.into()),
         other => other,
     }
 }

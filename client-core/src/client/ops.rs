@@ -8,7 +8,7 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 
 use super::admin::build_commit;
-use super::room::{account_of, Inflight, Room, RoomRecord, Status};
+use super::room::{account_of, is_pending_leaf, Inflight, Room, RoomRecord, Status};
 use super::{room_error, unexpected, Inner};
 use crate::content::{Body, Content, InboxMessage};
 use crate::error::{mls, ClientError};
@@ -241,10 +241,10 @@ impl Inner {
     ) -> Result<tokio::sync::OwnedMutexGuard<Room>, ClientError> {
         let room = self.room(id)?.lock_owned().await;
         if room.removed {
-            return Err(ClientError::RemovedFromRoom(id));
+            return Err(ClientError::RemovedFromRoom(id.into()));
         }
         if room.rec.status != Status::Joined {
-            return Err(ClientError::NoSuchRoom(id));
+            return Err(ClientError::NoSuchRoom(id.into()));
         }
         Ok(room)
     }
@@ -268,7 +268,7 @@ impl Inner {
         for _ in 0..COMMIT_ATTEMPTS {
             self.catch_up(room).await?;
             if room.removed {
-                return Err(ClientError::RemovedFromRoom(room.id));
+                return Err(ClientError::RemovedFromRoom(room.id.into()));
             }
             if let Some(refused) = &room.rec.extra.refused {
                 return Err(super::revert::stuck(room, refused));
@@ -378,7 +378,7 @@ impl Inner {
                 }
             }
         }
-        Err(ClientError::Contention(room.id))
+        Err(ClientError::Contention(room.id.into()))
     }
 
     /// After an append whose answer was lost: waits (at most [`OUTCOME_WAIT`]) until the
@@ -473,22 +473,30 @@ impl Inner {
             .persist(self.profile.store(), |b| room.save(b))?;
         self.ensure_subscribed(&mut room).await?;
         self.insert_room(room);
+        self.greet(id).await;
         Ok(id)
     }
 
     pub(crate) async fn invite(&self, id: RoomId, handle: &Handle) -> Result<(), ClientError> {
         let mut room = self.usable_room(id).await?;
         self.catch_up(&mut room).await?;
-        if room.leaf_of(handle).is_some() {
-            return Err(ClientError::AlreadyMember {
-                room: id,
-                handle: handle.clone(),
-            });
-        }
+        // Someone invited who has not accepted (the invitation lost, expired, or sent to
+        // a device they no longer use) is invited again: the same commit removes the
+        // pending leaf and adds a fresh KeyPackage (issue 13's ghost member).
+        let pending = match room.leaf_of(handle) {
+            Some(leaf) if room.is_pending(leaf) => Some(leaf),
+            Some(_) => {
+                return Err(ClientError::AlreadyMember {
+                    room: id.into(),
+                    handle: handle.clone(),
+                })
+            }
+            None => None,
+        };
         let settings = self.allowed(&room, Action::Invite, None)?;
         if settings.banned.iter().any(|b| b.handle == *handle) {
             return Err(ClientError::Banned {
-                room: id,
+                room: id.into(),
                 handle: handle.clone(),
             });
         }
@@ -496,18 +504,35 @@ impl Inner {
         // The same identity under another handle is still banned.
         if settings.is_banned(&account) {
             return Err(ClientError::Banned {
-                room: id,
+                room: id.into(),
                 handle: handle.clone(),
             });
         }
         self.check_invitee(handle, account.0)?;
         let done = self
             .commit_change(&mut room, |group, engine, before| {
+                // Still pending at this epoch (a retry after `StaleEpoch` sees the
+                // group as it is now: they may have accepted meanwhile).
+                let theirs = pending.filter(|leaf| {
+                    group
+                        .member_at(*leaf)
+                        .is_some_and(|m| handle_of(&m.credential).as_ref() == Some(handle))
+                });
+                let remove: Vec<LeafNodeIndex> = match theirs {
+                    Some(leaf) if is_pending_leaf(group, leaf) => vec![leaf],
+                    Some(_) => {
+                        return Err(ClientError::AlreadyMember {
+                            room: id.into(),
+                            handle: handle.clone(),
+                        })
+                    }
+                    None => Vec::new(),
+                };
                 build_commit(
                     id,
                     group,
                     engine,
-                    &[],
+                    &remove,
                     std::slice::from_ref(&key_package),
                     Some(before),
                     |_| {},
@@ -621,17 +646,24 @@ impl Inner {
     pub(crate) async fn accept_invitation(&self, id: RoomId) -> Result<(), ClientError> {
         let room = self
             .room(id)
-            .map_err(|_| ClientError::NoSuchInvitation(id))?;
+            .map_err(|_| ClientError::NoSuchInvitation(id.into()))?;
         let mut room = room.lock().await;
         if !matches!(room.rec.status, Status::Invited { .. }) {
-            return Err(ClientError::NoSuchInvitation(id));
+            return Err(ClientError::NoSuchInvitation(id.into()));
         }
+        // Caught up while still invited: what was said between the invitation and now is
+        // processed (the epochs move on) but neither shown nor kept, since the invitee
+        // had not said yes to reading it (issue 12). MLS itself would let this client
+        // read it: the hiding is ours, see docs/threat-model.md.
+        self.catch_up(&mut room).await?;
         room.rec.status = Status::Joined;
         self.engine()
             .persist(self.profile.store(), |b| room.save(b))?;
         self.catch_up(&mut room).await?;
         self.follow_up(&mut room).await?;
         self.update_after_joining(&mut room).await;
+        drop(room);
+        self.greet(id).await;
         Ok(())
     }
 
@@ -640,7 +672,7 @@ impl Inner {
         for _ in 0..COMMIT_ATTEMPTS {
             self.catch_up(&mut room).await?;
             if room.removed {
-                return Err(ClientError::RemovedFromRoom(id));
+                return Err(ClientError::RemovedFromRoom(id.into()));
             }
             if let Some(refused) = &room.rec.extra.refused {
                 return Err(super::revert::stuck(&room, refused));
@@ -648,7 +680,10 @@ impl Inner {
             self.finish_restore(&mut room).await?;
             self.check_sendable(&room)?;
             if let (Some(seq), true) = (room.rec.extra.fork, body.is_said()) {
-                return Err(ClientError::Forked { room: id, seq });
+                return Err(ClientError::Forked {
+                    room: id.into(),
+                    seq,
+                });
             }
             let (payload, cap) = {
                 let mut engine = self.engine();
@@ -665,6 +700,7 @@ impl Inner {
                     body: body.clone(),
                 });
                 engine.persist(self.profile.store(), |b| room.save(b))?;
+                room.landed_own = None; // set again when this one is seen in the log
                 (payload, cap)
             };
             match self
@@ -686,7 +722,49 @@ impl Inner {
                 Err(e) => return Err(room_error(id, e)),
             }
         }
-        Err(ClientError::Contention(id))
+        Err(ClientError::Contention(id.into()))
+    }
+
+    /// [`Inner::send_body`], and when its answer was lost with the connection, the log
+    /// tells whether it was stored (as [`Inner::commit_change`] does for commits): stored,
+    /// its seq; not stored, sent once more; the log unreadable for [`OUTCOME_WAIT`], the
+    /// error (the message stays in flight and is recognised at the next catch-up if it
+    /// landed).
+    pub(crate) async fn send_body_settled(
+        &self,
+        id: RoomId,
+        body: Body,
+    ) -> Result<Seq, ClientError> {
+        let e = match self.send_body(id, body.clone()).await {
+            Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => e,
+            other => return other,
+        };
+        let outcome = {
+            let mut room = self.room(id)?.lock_owned().await;
+            let ours = matches!(
+                &room.rec.inflight,
+                Some(Inflight::Message { body: sent, .. }) if *sent == body
+            );
+            if !ours {
+                // Seen in the log meanwhile (pushed on our subscription), or not.
+                return match room.landed_own.take() {
+                    Some(seq) => {
+                        self.mark_sent(id, seq);
+                        Ok(seq)
+                    }
+                    None => Err(e),
+                };
+            }
+            self.outcome_of_lost_answer(&mut room).await
+        };
+        match outcome {
+            Some(Some(seq)) => {
+                self.mark_sent(id, seq);
+                Ok(seq)
+            }
+            Some(None) => self.send_body(id, body).await,
+            None => Err(e),
+        }
     }
 
     /// Whether a Welcome into `id` may be taken: the room is unknown here, or we were

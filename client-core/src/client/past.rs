@@ -56,38 +56,41 @@ pub(crate) fn put(batch: &mut WriteBatch<'_>, room: &Room) -> Result<(), ClientE
         .map_err(store_err)
 }
 
+/// Every past-room record in the store (including rooms we are back in), unsorted.
+pub(crate) fn records(store: &crate::store::EncryptedStore) -> Result<Vec<PastRoom>, ClientError> {
+    let rows = store
+        .scan(Table::Settings, PREFIX.as_bytes())
+        .map_err(store_err)?;
+    let mut out = Vec::new();
+    for (key, value) in rows {
+        let Some(id) = std::str::from_utf8(&key[PREFIX.len()..])
+            .ok()
+            .and_then(RoomId::from_hex)
+        else {
+            continue;
+        };
+        let Ok(record) = postcard::from_bytes::<PastRecord>(&value) else {
+            continue;
+        };
+        out.push(PastRoom {
+            id,
+            name: record.name,
+            direct: record.direct,
+            left_at: crate::history::time_of(record.left_at),
+        });
+    }
+    Ok(out)
+}
+
 impl Client {
     /// The rooms we are no longer in (and not back in), newest departure first: their
     /// history is still readable with [`Client::history`].
     pub async fn past_rooms(&self) -> Result<Vec<PastRoom>, ClientError> {
-        let rows = self
-            .inner
-            .profile
-            .store()
-            .scan(Table::Settings, PREFIX.as_bytes())
-            .map_err(store_err)?;
         let current: Vec<RoomId> = self.rooms().await?.into_iter().map(|r| r.id).collect();
-        let mut out = Vec::new();
-        for (key, value) in rows {
-            let Some(id) = std::str::from_utf8(&key[PREFIX.len()..])
-                .ok()
-                .and_then(RoomId::from_hex)
-            else {
-                continue;
-            };
-            let Ok(record) = postcard::from_bytes::<PastRecord>(&value) else {
-                continue;
-            };
-            if current.contains(&id) {
-                continue;
-            }
-            out.push(PastRoom {
-                id,
-                name: record.name,
-                direct: record.direct,
-                left_at: crate::history::time_of(record.left_at),
-            });
-        }
+        let mut out: Vec<PastRoom> = records(self.inner.profile.store())?
+            .into_iter()
+            .filter(|p| !current.contains(&p.id))
+            .collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.left_at));
         Ok(out)
     }

@@ -29,7 +29,11 @@ pub const PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(25 
 /// Whether a presence notice stored at `at` (relay Unix seconds) still holds at `now`
 /// (the relay's clock as we know it).
 pub(crate) fn is_live(at: u64, now: SystemTime) -> bool {
-    let at = crate::history::time_of(at);
+    holds(crate::history::time_of(at), now)
+}
+
+/// Whether a notice stored at `at` still holds at `now`.
+fn holds(at: SystemTime, now: SystemTime) -> bool {
     now.duration_since(at)
         .map_or(true, |age| age < PRESENCE_TTL)
 }
@@ -45,6 +49,16 @@ impl Inner {
             .entry(room)
             .or_default()
             .insert(handle, (online, crate::history::time_of(at)));
+    }
+
+    /// Whether `handle` is shown online in `room` now (its last notice said online and
+    /// still holds).
+    pub(crate) fn shown_online(&self, room: RoomId, handle: &Handle) -> bool {
+        let now = self.clock.now();
+        lock(&self.presence)
+            .get(&room)
+            .and_then(|seen| seen.get(handle))
+            .is_some_and(|(online, at)| *online && holds(*at, now))
     }
 
     /// Sends a presence message to every joined room; failures are logged.
@@ -72,6 +86,24 @@ impl Inner {
         }
     }
 
+    /// Tells a room we just entered (created, accepted, joined) that we are online, and
+    /// our display name, if we announce presence at all ([`crate::Client::announce_presence`]):
+    /// otherwise its members would see us offline until the next heartbeat. Best effort.
+    pub(crate) async fn greet(&self, id: RoomId) {
+        if !self.announced.load(Ordering::SeqCst) || self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut bodies = vec![Body::Presence { online: true }];
+        if let Some(display_name) = self.display_name(self.profile.handle()) {
+            bodies.push(Body::Profile { display_name });
+        }
+        for body in bodies {
+            if let Err(e) = self.send_body(id, body).await {
+                tracing::info!("room {id}: greeting not sent: {e}");
+            }
+        }
+    }
+
     pub(crate) async fn online(&self, id: RoomId) -> Result<Vec<Handle>, ClientError> {
         let members = {
             let room = self.room(id)?;
@@ -83,14 +115,13 @@ impl Inner {
         let Some(room) = seen.get(&id) else {
             return Ok(Vec::new());
         };
-        let live = |at: &SystemTime| {
-            now.duration_since(*at)
-                .map_or(true, |age| age < PRESENCE_TTL)
-        };
         Ok(members
             .into_iter()
             .map(|m| m.handle)
-            .filter(|h| room.get(h).is_some_and(|(online, at)| *online && live(at)))
+            .filter(|h| {
+                room.get(h)
+                    .is_some_and(|(online, at)| *online && holds(*at, now))
+            })
             .collect())
     }
 }

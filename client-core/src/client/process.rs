@@ -217,6 +217,8 @@ impl Inner {
                         room.rec.extra.fork = Some(*seq);
                     }
                 }
+                // Its name now means the new room (see `labels`).
+                ClientEvent::RoomRebuilt { new, .. } => room.rec.extra.rebuilt_as = Some(*new),
                 _ => {}
             }
         }
@@ -228,7 +230,9 @@ impl Inner {
         if let Some((handle, online)) = fx.presence.take() {
             // An old notice replayed while catching up is history, not news.
             let live = super::presence::is_live(entry.time, self.clock.now());
-            if live && room.own_handle().as_ref() != Some(&handle) {
+            // A heartbeat, or a reconnect's "online" while still shown online, is no news.
+            let changed = self.shown_online(room.id, &handle) != online;
+            if live && changed && room.own_handle().as_ref() != Some(&handle) {
                 fx.events.push(ClientEvent::Presence {
                     room: room.id,
                     handle: handle.clone(),
@@ -452,8 +456,13 @@ impl Inner {
                 if let Body::Profile { display_name } = content.body() {
                     fx.profile = Some((sender.clone(), display_name.clone()));
                 }
-                fx.annotation = Annotation::of(content.body(), &sender);
-                if let Body::Text { text, reply_to } = content.body().clone() {
+                // Before we accept an invitation, nothing said is shown or kept (see
+                // `Inner::accept_invitation`).
+                let accepted = room.rec.status == super::room::Status::Joined;
+                if accepted {
+                    fx.annotation = Annotation::of(content.body(), &sender);
+                }
+                if let (true, Body::Text { text, reply_to }) = (accepted, content.body().clone()) {
                     let record = HistoryRecord {
                         sender,
                         text,
@@ -506,7 +515,7 @@ impl Inner {
                 let refuse = |fx: &mut Effects, reason: String| {
                     fx.refused = Some(refused.clone());
                     ClientError::CommitRefused {
-                        room: room_id,
+                        room: room_id.into(),
                         by: refused.by.clone(),
                         reason,
                     }
@@ -589,6 +598,12 @@ impl Inner {
                     return Err(refuse(fx, cap_lie.into()));
                 }
                 commit_effects(room, &staged, &sender, fx);
+                if room.is_pending(committer) && staged.update_path_leaf_node().is_some() {
+                    fx.events.push(ClientEvent::MemberAccepted {
+                        room: room.id,
+                        handle: sender.clone(),
+                    });
+                }
                 let removed = staged.self_removed();
                 let banned = RoomSettings::of(staged.group_context().extensions())
                     .is_some_and(|s| s.is_banned(&engine.account()));

@@ -28,6 +28,7 @@ use openmls::prelude::*;
 
 use super::admin::build_commit;
 use super::authentication::{member_identities, Unverified};
+use super::labels::Named;
 use super::process::Effects;
 use super::room::{account_of, Room, RoomRecord, Status};
 use super::{room_error, unexpected, Client, Inner};
@@ -61,13 +62,16 @@ impl Client {
     /// on the relay can see the name and join without an invitation. The name, the member
     /// list and the members' keys become visible to the relay and to every account.
     pub async fn publish_room(&self, room: RoomId, public_name: &str) -> Result<(), ClientError> {
-        self.inner.publish_room(room, public_name).await
+        self.inner
+            .publish_room(room, public_name)
+            .named(&self.inner)
+            .await
     }
 
     /// Makes `room` private again (admins): a commit records it, then the listing is
     /// taken out of the directory.
     pub async fn unpublish_room(&self, room: RoomId) -> Result<(), ClientError> {
-        self.inner.unpublish_room(room).await
+        self.inner.unpublish_room(room).named(&self.inner).await
     }
 
     /// The relay's directory of public rooms, ordered by name.
@@ -101,7 +105,7 @@ impl Client {
     /// GroupInfo). Retries, with a short wait, while the listing is being refreshed after
     /// a commit. Returns once we are a member and the room is subscribed.
     pub async fn join_public(&self, room: RoomId) -> Result<(), ClientError> {
-        self.inner.join_public(room).await
+        self.inner.join_public(room).named(&self.inner).await
     }
 
     /// Asks the relay for (or stops) [`ClientEvent::AccountRegistered`] notices about new
@@ -168,11 +172,15 @@ impl Inner {
         self.commit_change(&mut room, |group, engine, _| {
             let before =
                 RoomSettings::read(group.extensions()).map_err(|e| ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: PolicyViolation::Unsupported(e.to_string()),
                 })?;
-            policy::may(&before, &me, Action::Publish, None)
-                .map_err(|reason| ClientError::PolicyRefused { room: id, reason })?;
+            policy::may(&before, &me, Action::Publish, None).map_err(|reason| {
+                ClientError::PolicyRefused {
+                    room: id.into(),
+                    reason,
+                }
+            })?;
             if before.public_name == public_name {
                 return Ok(None);
             }
@@ -288,10 +296,14 @@ impl Inner {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
+                Ok(()) => {
+                    self.greet(id).await;
+                    return Ok(());
+                }
                 other => return other,
             }
         }
-        Err(ClientError::Contention(id))
+        Err(ClientError::Contention(id.into()))
     }
 
     /// One attempt: fetch the GroupInfo, build the external commit, have the relay append
@@ -357,16 +369,16 @@ impl Inner {
             let refusal = match &settings {
                 _ if impostor.is_some() => impostor.clone().map(ClientError::Impostor),
                 Some(s) if s.is_banned(&me) => Some(ClientError::Banned {
-                    room: id,
+                    room: id.into(),
                     handle: self.profile.handle().clone(),
                 }),
                 Some(s) if s.direct => Some(ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: PolicyViolation::Direct,
                 }),
                 Some(s) if s.public_name.is_some() => None,
                 _ => Some(ClientError::PolicyRefused {
-                    room: id,
+                    room: id.into(),
                     reason: PolicyViolation::Unsupported("the room is not public".into()),
                 }),
             };
@@ -536,7 +548,7 @@ pub(crate) fn merge_external_commit(
 ) -> Result<(), ClientError> {
     let refuse = |why: &str| {
         Err(ClientError::CommitRefused {
-            room: room.id,
+            room: room.id.into(),
             by: Some(joiner.clone()),
             reason: format!("joining by themselves breaks the room's policy: {why}"),
         })

@@ -15,6 +15,7 @@
 use hearth_protocol::{RoomId, Seq};
 use serde::{Deserialize, Serialize};
 
+use super::labels::Named;
 use super::{Client, Inner};
 use crate::content::Body;
 use crate::error::{store as store_err, ClientError};
@@ -82,7 +83,10 @@ impl Client {
             text: text.to_string(),
             reply_to: None,
         };
-        self.inner.send_or_queue(room, body).await
+        self.inner
+            .send_or_queue(room, body)
+            .named(&self.inner)
+            .await
     }
 
     /// The messages waiting for the relay, oldest first.

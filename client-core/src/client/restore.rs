@@ -111,7 +111,7 @@ impl Inner {
         let store = self.profile.store();
         match mark(store, room.id)? {
             None => return Ok(()),
-            Some(NEEDS_REINVITE) => return Err(ClientError::NeedsReinvite(room.id)),
+            Some(NEEDS_REINVITE) => return Err(ClientError::NeedsReinvite(room.id.into())),
             Some(_) => {}
         }
         let before = room.group.epoch().as_u64();
@@ -150,7 +150,7 @@ impl Inner {
                         .put(Table::Settings, &mark_key(room.id), &[NEEDS_REINVITE])
                         .map_err(store_err)
                 })?;
-                Err(ClientError::NeedsReinvite(room.id))
+                Err(ClientError::NeedsReinvite(room.id.into()))
             }
         }
     }

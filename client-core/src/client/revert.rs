@@ -95,7 +95,7 @@ impl Inner {
 /// The error for anything sent to a room stuck behind a refused commit.
 pub(crate) fn stuck(room: &Room, refused: &Refused) -> ClientError {
     ClientError::CommitRefused {
-        room: room.id,
+        room: room.id.into(),
         by: refused.by.clone(),
         reason: format!("it was the room's last commit (#{})", refused.seq.0),
     }

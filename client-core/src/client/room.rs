@@ -111,6 +111,9 @@ pub struct RoomExtra {
     /// The room's last commit, which we refused (decision 0009): until an admin reverts
     /// it at the relay, the relay's capability is one we cannot derive. (Version 2.)
     pub refused: Option<Refused>,
+    /// An admin rebuilt this room as the room given (DESIGN 4): this one is the old
+    /// room, shown as `name (old)` and never chosen by its name. (Version 3.)
+    pub rebuilt_as: Option<hearth_protocol::RoomId>,
 }
 
 /// [`RoomExtra`] as version 1 wrote it (before `refused`).
@@ -130,6 +133,30 @@ impl From<RoomExtraV1> for RoomExtra {
             updated_at: v1.updated_at,
             gap_from: v1.gap_from,
             refused: None,
+            rebuilt_as: None,
+        }
+    }
+}
+
+/// [`RoomExtra`] as version 2 wrote it (before `rebuilt_as`).
+#[derive(Deserialize)]
+struct RoomExtraV2 {
+    fork: Option<hearth_protocol::Seq>,
+    before_join: bool,
+    updated_at: u64,
+    gap_from: Option<hearth_protocol::Seq>,
+    refused: Option<Refused>,
+}
+
+impl From<RoomExtraV2> for RoomExtra {
+    fn from(v2: RoomExtraV2) -> Self {
+        RoomExtra {
+            fork: v2.fork,
+            before_join: v2.before_join,
+            updated_at: v2.updated_at,
+            gap_from: v2.gap_from,
+            refused: v2.refused,
+            rebuilt_as: None,
         }
     }
 }
@@ -137,7 +164,7 @@ impl From<RoomExtraV1> for RoomExtra {
 /// The format version of the [`RoomExtra`] section. A later version adds fields at the
 /// end of the struct, and reads the earlier versions' bytes by filling the new fields
 /// with defaults.
-const ROOM_EXTRA_VERSION: u8 = 2;
+const ROOM_EXTRA_VERSION: u8 = 3;
 
 impl RoomRecord {
     /// The stored bytes: the record, then, when it is not empty, the [`RoomExtra`]
@@ -157,6 +184,7 @@ impl RoomRecord {
         match rest.split_first() {
             None => {}
             Some((&ROOM_EXTRA_VERSION, extra)) => record.extra = postcard::from_bytes(extra)?,
+            Some((2, extra)) => record.extra = postcard::from_bytes::<RoomExtraV2>(extra)?.into(),
             Some((1, extra)) => record.extra = postcard::from_bytes::<RoomExtraV1>(extra)?.into(),
             Some(_) => return Err(postcard::Error::DeserializeBadEncoding),
         }
@@ -216,8 +244,19 @@ impl Room {
 
     /// Loads a room's group from the engine's storage.
     pub fn load(engine: &Engine, id: RoomId, rec: RoomRecord) -> Result<Option<Room>, ClientError> {
-        let group = MlsGroup::load(engine.provider.storage(), &GroupId::from_slice(&id.0))
+        let mut group = MlsGroup::load(engine.provider.storage(), &GroupId::from_slice(&id.0))
             .map_err(crate::error::mls)?;
+        if let Some(group) = group.as_mut() {
+            // Rooms made before messages were padded: padded from now on (the setting
+            // is ours alone, nothing the other members must agree on).
+            if group.configuration().padding_size() != crate::mls::config::PADDING_BLOCK {
+                // The same settings every room is made and joined with, padded.
+                let padded = crate::mls::config::join_config();
+                group
+                    .set_configuration(engine.provider.storage(), &padded)
+                    .map_err(crate::error::mls)?;
+            }
+        }
         Ok(group.map(|group| Room {
             id,
             rec,
@@ -270,6 +309,7 @@ impl Room {
                     account,
                     role,
                     trust: None,
+                    pending: self.is_pending(m.index),
                 })
             })
             .collect();
@@ -338,6 +378,33 @@ impl Room {
             .find(|m| handle_of(&m.credential).as_ref() == Some(handle))
             .map(|m| m.index)
     }
+
+    /// Whether the member at `leaf` was invited and has not accepted yet: its leaf is
+    /// still the one its KeyPackage brought in (`LeafNodeSource::KeyPackage`, RFC 9420
+    /// section 7.2), since a hearth client commits a fresh leaf of its own as soon as its
+    /// user accepts ([`super::Inner::update_after_joining`]). The owner and admins are
+    /// never pending: a room's creator keeps the leaf it created the group with until its
+    /// first update.
+    pub fn is_pending(&self, leaf: LeafNodeIndex) -> bool {
+        is_pending_leaf(&self.group, leaf)
+    }
+}
+
+/// [`Room::is_pending`] on a bare group (as a commit builder sees it).
+pub(crate) fn is_pending_leaf(group: &MlsGroup, leaf: LeafNodeIndex) -> bool {
+    let Some(node) = group.public_group().leaf(leaf) else {
+        return false;
+    };
+    if !matches!(
+        node.leaf_node_source(),
+        openmls::treesync::LeafNodeSource::KeyPackage(_)
+    ) {
+        return false;
+    }
+    let Some(account) = account_of(node.signature_key().as_slice()) else {
+        return false;
+    };
+    !RoomSettings::read(group.extensions()).is_ok_and(|s| s.is_admin(&account))
 }
 
 /// A signature key as an account key (`None` if it is not 32 bytes).
@@ -400,6 +467,33 @@ mod tests {
             by: Some(Handle::new("mallory").unwrap()),
             committer: Some(AccountKey([5; 32])),
         });
+        let bytes = extended.encode().unwrap();
+        assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
+
+        // Version 2's section (before `rebuilt_as`) still reads, with the new field empty.
+        #[derive(Serialize)]
+        struct V2 {
+            fork: Option<hearth_protocol::Seq>,
+            before_join: bool,
+            updated_at: u64,
+            gap_from: Option<hearth_protocol::Seq>,
+            refused: Option<Refused>,
+        }
+        let mut v2 = postcard::to_allocvec(&plain).unwrap();
+        v2.push(2);
+        v2.extend(
+            postcard::to_allocvec(&V2 {
+                fork: extended.extra.fork,
+                before_join: false,
+                updated_at: 42,
+                gap_from: extended.extra.gap_from,
+                refused: extended.extra.refused.clone(),
+            })
+            .unwrap(),
+        );
+        assert_eq!(RoomRecord::decode(&v2).unwrap(), extended);
+
+        extended.extra.rebuilt_as = Some(hearth_protocol::RoomId([4; 16]));
         let bytes = extended.encode().unwrap();
         assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
 

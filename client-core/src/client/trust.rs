@@ -238,7 +238,7 @@ impl Inner {
                         }
                     } else {
                         ClientError::UnacceptedKey {
-                            room: room.id,
+                            room: room.id.into(),
                             handle: member.handle,
                         }
                     });

@@ -98,7 +98,9 @@ impl RunningRelay {
                 failed = Some(ServerError::Task(e.to_string()));
             }
         }
-        self.endpoint.close(0u32.into(), b"relay shutting down");
+        let reason = hearth_protocol::CloseReason::ShuttingDown;
+        self.endpoint
+            .close(reason.code().into(), reason.reason().as_bytes());
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         // The last handle: with it gone the endpoint driver ends and drops the socket.
         drop(self.endpoint);
@@ -125,28 +127,14 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The address to print: `public_host` or the IP, and the port.
+/// The address to print: `public_host` (and its port) or the IP, and the bound port
+/// (see [`RelayConfig::address`]).
 pub fn relay_address(
     config: &RelayConfig,
     addr: SocketAddr,
     pin: hearth_protocol::Pin,
 ) -> RelayAddress {
-    let host = match &config.public_host {
-        Some(host) => host.clone(),
-        None if addr.ip().is_unspecified() => {
-            if addr.is_ipv6() {
-                "::1".to_string()
-            } else {
-                "127.0.0.1".to_string()
-            }
-        }
-        None => addr.ip().to_string(),
-    };
-    RelayAddress {
-        host,
-        port: addr.port(),
-        pin,
-    }
+    config.address(addr, pin)
 }
 
 /// Starts a relay: store, certificate, QUIC endpoint, accept loop, sweeper, admin socket.
@@ -176,6 +164,7 @@ pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
         tokio::spawn(sweep_loop(relay.clone(), shutdown_rx.clone())),
         tokio::spawn(crate::admin::serve(
             data_dir.clone(),
+            crate::admin::bind(&data_dir),
             relay.clone(),
             address.clone(),
             shutdown_rx,

@@ -1,0 +1,394 @@
+//! The owner's commands on the real `hearth-relay` binary (issue 14): they find the relay
+//! that exists (the user's own or the packaged one) and never create another; invites name
+//! the public address kept in the config, whether the relay runs or not; a first start
+//! that fails leaves nothing behind, and a relay nobody joined yet still gets its invite.
+
+mod common;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{Client, Identity};
+use hearth_protocol::{Invite, RelayAddress};
+
+/// A machine in a temp dir: a home with no relay, and where the packaged relay's config
+/// would be (absent unless a test writes it).
+struct Machine {
+    root: tempfile::TempDir,
+}
+
+impl Machine {
+    fn new() -> Machine {
+        Machine {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    /// Where this machine's user keeps data (`$XDG_DATA_HOME`).
+    fn user_data(&self) -> PathBuf {
+        self.path("home/.local/share")
+    }
+
+    fn system_config(&self) -> PathBuf {
+        self.path("etc/hearth/relay.toml")
+    }
+
+    /// `hearth-relay ARGS` as this machine's user.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hearth-relay"));
+        command
+            .args(args)
+            .env("HOME", self.path("home"))
+            .env("XDG_DATA_HOME", self.user_data())
+            .env("HEARTH_RELAY_SYSTEM_CONFIG", self.system_config())
+            .env_remove("HEARTH_RELAY_DATA")
+            .env_remove("HEARTH_RELAY_PUBLIC_HOST")
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs an owner command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn invite(&self, args: &[&str]) -> Invite {
+        let mut all = vec!["invite"];
+        all.extend_from_slice(args);
+        self.ok(&all).trim().parse().expect("an invite line")
+    }
+
+    /// Starts the relay; returns once it printed its banner.
+    fn spawn(&self, args: &[&str]) -> Running {
+        self.spawn_with(args, Stdio::null(), "warn")
+    }
+
+    /// [`Machine::spawn`] with the log going to `stderr` at level `log`.
+    fn spawn_with(&self, args: &[&str], stderr: Stdio, log: &str) -> Running {
+        let mut child = self
+            .command(args)
+            .env("RUST_LOG", log)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let done = line.starts_with("data: ");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        let address = banner
+            .iter()
+            .find_map(|l| l.strip_prefix("relay address: "))
+            .unwrap_or_else(|| panic!("no address in {banner:?}"))
+            .parse()
+            .unwrap();
+        Running {
+            child,
+            address,
+            banner,
+        }
+    }
+}
+
+struct Running {
+    child: Child,
+    address: RelayAddress,
+    banner: Vec<String>,
+}
+
+impl Running {
+    fn first_invite(&self) -> Option<Invite> {
+        self.banner.iter().find_map(|l| {
+            l.strip_prefix("first admin invite (one use, 7 days): ")
+                .map(|i| i.parse().unwrap())
+        })
+    }
+
+    fn says(&self, text: &str) -> bool {
+        self.banner.iter().any(|l| l.contains(text))
+    }
+
+    fn stop(mut self) {
+        // SIGKILL: the store is durable, and nothing here depends on a clean stop.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Everything under `dir`, to show that a refused command created nothing.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            out.push(entry.path());
+            if entry.path().is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn registers_with(invite: &Invite, handle: &str) {
+    let mut client = Client::connect(&invite.relay).await;
+    client
+        .register(&Identity::new(), Some(invite.token.clone()), handle)
+        .await
+        .expect("the invite registers");
+}
+
+#[test]
+fn owner_commands_never_create_a_relay() {
+    let m = Machine::new();
+    let before = tree(m.root.path());
+    for command in ["invite", "status", "accounts", "invites", "audit"] {
+        let out = m.run(&[command]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("no relay found") && err.contains("hearth-relay init"),
+            "{command}: {err}"
+        );
+        assert!(err.contains("--data DIR"), "{command}: {err}");
+
+        let elsewhere = m.path("elsewhere/relay");
+        let out = m.run(&[command, "--data", elsewhere.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("no relay in") && err.contains("never creates"),
+            "{command}: {err}"
+        );
+    }
+    let out = m.run(&["set-address", "raspberrypi.local"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        tree(m.root.path()),
+        before,
+        "the refused commands created nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_packaged_relay_is_found_without_data_and_invites_name_its_address() {
+    let m = Machine::new();
+    // What the package's postinst does: `hearth-relay init` with the system config.
+    let data = m.path("var/lib/hearth/relay");
+    let config = m.system_config();
+    let init = m.ok(&[
+        "init",
+        "--config",
+        config.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--public-host",
+        "127.0.0.1",
+    ]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("public_host = \"127.0.0.1\""), "{text}");
+    assert!(text.contains("data_dir = "), "{text}");
+    let first: Invite = init
+        .lines()
+        .find_map(|l| l.strip_prefix("first admin invite (one use, 7 days): "))
+        .expect("init prints the first invite")
+        .parse()
+        .unwrap();
+
+    // The service: `hearth-relay --config /etc/hearth/relay.toml`.
+    let relay = m.spawn(&["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        relay.address.pin, first.relay.pin,
+        "init made the relay that runs"
+    );
+    assert!(
+        relay.first_invite().is_none(),
+        "init's invite is still open"
+    );
+    assert!(
+        relay.says("nobody has registered yet"),
+        "{:?}",
+        relay.banner
+    );
+    // init ran before the port was known (127.0.0.1:0): this relay's first invite names
+    // its real port once minted by the running relay.
+    let invite = m.invite(&[]);
+    assert_eq!(invite.relay, relay.address);
+    registers_with(&invite, "alice").await;
+
+    // Owner commands find it with no --data, and so does a plain `hearth-relay`, which
+    // refuses to run a second copy.
+    assert!(m.ok(&["status"]).contains("accounts:  1"));
+    let out = m.run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("systemctl start hearth-relay"),
+        "{out:?}"
+    );
+
+    // The router forwards another port: set once, every invite names it, running or not.
+    m.ok(&["set-address", "home.example.org:17443"]);
+    let forwarded = m.invite(&["--uses", "2"]);
+    assert_eq!(
+        (forwarded.relay.host.as_str(), forwarded.relay.port),
+        ("home.example.org", 17443)
+    );
+    assert_eq!(forwarded.relay.pin, relay.address.pin);
+    relay.stop();
+    let stopped = m.invite(&[]);
+    assert_eq!(stopped.relay, forwarded.relay, "invites made while stopped");
+    // Naming the packaged relay by its data dir finds its config too.
+    let by_dir = m.invite(&["--data", data.to_str().unwrap()]);
+    assert_eq!(by_dir.relay, forwarded.relay);
+    assert!(
+        !m.user_data().join("hearth-relay").exists(),
+        "no second relay in the user's data dir"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_without_a_public_address_spends_no_invite_on_loopback() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let data = data.to_str().unwrap();
+    // All interfaces and no public host: its address could only name this machine.
+    let relay = m.spawn(&["--data", data, "--listen", "0.0.0.0:0"]);
+    assert!(relay.first_invite().is_none(), "{:?}", relay.banner);
+    assert!(relay.says("hearth-relay set-address"), "{:?}", relay.banner);
+    let out = m.run(&["invite", "--data", data]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("set-address"), "{out:?}");
+
+    // Set the address: the running relay's invites name it at once, on its own port.
+    m.ok(&["set-address", "--data", data, "127.0.0.1"]);
+    let invite = m.invite(&["--data", data]);
+    assert_eq!(invite.relay.host, "127.0.0.1");
+    assert_eq!(invite.relay.port, relay.address.port);
+    registers_with(&invite, "alice").await;
+    relay.stop();
+}
+
+#[tokio::test]
+async fn a_failed_first_start_leaves_nothing_and_the_next_start_prints_the_invite() {
+    let m = Machine::new();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let data = m.path("relay");
+    let data = data.to_str().unwrap();
+    let out = m.run(&["--data", data, "--listen", &port]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr(&out).contains("cannot listen on"), "{out:?}");
+    assert!(!Path::new(data).exists(), "nothing created");
+
+    let relay = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
+    let invite = relay
+        .first_invite()
+        .expect("the first start prints an invite");
+    registers_with(&invite, "alice").await;
+    relay.stop();
+    let again = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
+    assert!(
+        again.first_invite().is_none(),
+        "someone joined: no new invite"
+    );
+    again.stop();
+}
+
+#[tokio::test]
+async fn a_relay_created_without_an_invite_gets_one_and_a_lost_one_is_replaced() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let data = data.to_str().unwrap();
+    // A store but no invite: what a start that failed after creating the store left.
+    let init = m.ok(&["init", "--data", data]);
+    assert!(init.contains("no invite yet"), "{init}");
+    assert!(!init.contains("/invite/"), "{init}");
+    let out = m.run(&["init", "--data", data]);
+    assert_eq!(out.status.code(), Some(1), "init never replaces a relay");
+
+    let relay = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
+    let lost = relay
+        .first_invite()
+        .expect("nobody joined and no invite is open");
+    relay.stop();
+    // The first invite was lost: a restart says how to get another, and `invite` does.
+    let relay = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
+    assert!(relay.first_invite().is_none());
+    assert!(
+        relay.says("`hearth-relay invite` prints a new invite"),
+        "{:?}",
+        relay.banner
+    );
+    let invite = m.invite(&["--data", data, "--public-host", "127.0.0.1"]);
+    assert_ne!(invite.token, lost.token);
+    assert_eq!(invite.relay, relay.address);
+    registers_with(&invite, "alice").await;
+    relay.stop();
+}
+
+#[tokio::test]
+async fn a_client_that_closes_is_not_logged_as_lost_and_the_log_is_plain() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let mut relay = m.spawn_with(
+        &["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        Stdio::piped(),
+        "info",
+    );
+    let invite = relay.first_invite().unwrap();
+    let mut client = Client::connect(&invite.relay).await;
+    client
+        .register(&Identity::new(), Some(invite.token.clone()), "alice")
+        .await
+        .unwrap();
+    // What the hearth client does when a command ends.
+    client.raw.conn.close(0u32.into(), b"bye");
+    client.raw.endpoint.wait_idle().await;
+
+    let log = relay.child.stderr.take().unwrap();
+    let ended = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(log)
+            .lines()
+            .map(|l| l.unwrap())
+            .inspect(|l| assert!(!l.contains('\u{1b}'), "colour codes in the log: {l:?}"))
+            .find(|l| l.contains("connection ended"))
+    })
+    .await
+    .unwrap()
+    .expect("the relay logs the end of the connection");
+    assert!(!ended.contains("connection lost"), "{ended}");
+    assert!(ended.contains("client"), "{ended}");
+    relay.stop();
+}
