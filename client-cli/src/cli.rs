@@ -215,6 +215,32 @@ pub enum Command {
     /// The relay this profile uses
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// Show this profile's settings, or change one: `hearth config notifications on`
+    ///
+    /// notifications: desktop notifications from the agent for a mention or a private
+    /// message while no full-screen chat window has the focus (off by default).
+    Config {
+        /// The setting to show or change
+        setting: Option<Setting>,
+        /// Its new value
+        value: Option<OnOff>,
+    },
+}
+
+/// A setting of `hearth config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Setting {
+    /// Desktop notifications for mentions and private messages
+    Notifications,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// On
+    On,
+    /// Off
+    Off,
 }
 
 /// `hearth relay …`.

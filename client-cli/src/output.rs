@@ -67,48 +67,126 @@ pub fn sender_label(item: &HistoryItem) -> String {
     }
 }
 
+/// What a message line shows besides the message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shown<'a> {
+    /// The message's number (`#14`, its place in the room's log), which the chat's
+    /// `/reply`, `/edit`, `/delete` and `/react` take.
+    pub number: bool,
+    /// For a reply: the quote of the message it answers (see [`quote`]), already inert;
+    /// without one a reply shows `(re #N)`.
+    pub quote: Option<&'a str>,
+}
+
 /// One message as a line of text: `[HH:MM] <alice> hello`, or
 /// `[HH:MM] <Grandma (gran)> hello` with a display name. Made inert; the lines of a
 /// multi-line message after the first are set under [`crate::inert::CONTINUATION`].
+/// Edits, deletions and reactions show as [`body`] says.
 pub fn message_line(item: &HistoryItem) -> String {
-    let reply = item
-        .reply_to
-        .map(|seq| format!(" (re #{seq})"))
-        .unwrap_or_default();
+    message_line_as(item, Shown::default())
+}
+
+/// [`message_line`], with a number or a quote.
+pub fn message_line_as(item: &HistoryItem, shown: Shown<'_>) -> String {
     format!(
-        "[{}] <{}>{} {}",
+        "[{}] {}<{}> {}",
         clock(item.time),
+        number(item, shown),
         sender_label(item),
-        reply,
-        inert_lines(&item.text)
+        body(item, shown)
     )
 }
 
 /// One message of a private conversation: `[HH:MM] *alice* hello` when received,
 /// `[HH:MM] -> bob: hello` when sent to `peer`. Made inert, as [`message_line`].
-pub fn private_line(item: &HistoryItem, peer: &Handle) -> String {
+pub fn private_line_as(item: &HistoryItem, peer: &Handle, shown: Shown<'_>) -> String {
     if item.own {
         format!(
-            "[{}] -> {peer}: {}",
+            "[{}] {}-> {peer}: {}",
             clock(item.time),
-            inert_lines(&item.text)
+            number(item, shown),
+            body(item, shown)
         )
     } else {
         format!(
-            "[{}] *{}* {}",
+            "[{}] {}*{}* {}",
             clock(item.time),
+            number(item, shown),
             sender_label(item),
-            inert_lines(&item.text)
+            body(item, shown)
         )
     }
 }
 
 /// A message line in the style of its room: private or not.
-pub fn line_in(item: &HistoryItem, room: Option<&RoomSummary>, me: &Handle) -> String {
+pub fn line_in_as(
+    item: &HistoryItem,
+    room: Option<&RoomSummary>,
+    me: &Handle,
+    shown: Shown<'_>,
+) -> String {
     match room.filter(|r| r.direct).and_then(|r| peer(r, me)) {
-        Some(peer) => private_line(item, peer),
-        None => message_line(item),
+        Some(peer) => private_line_as(item, peer, shown),
+        None => message_line_as(item, shown),
     }
+}
+
+fn number(item: &HistoryItem, shown: Shown<'_>) -> String {
+    if shown.number {
+        format!("#{} ", item.seq)
+    } else {
+        String::new()
+    }
+}
+
+/// What a message line shows after the sender: the reply's quote, the text (or
+/// `(deleted)`), `(edited)`, and the reactions: `(re alice: who brings…) me! (edited)
+/// [👍 2 ❤️ 1]`. Made inert.
+pub fn body(item: &HistoryItem, shown: Shown<'_>) -> String {
+    let mut out = String::new();
+    match (shown.quote, item.reply_to) {
+        (Some(quote), _) => out.push_str(&format!("(re {quote}) ")),
+        (None, Some(seq)) => out.push_str(&format!("(re #{seq}) ")),
+        (None, None) => {}
+    }
+    if item.deleted {
+        out.push_str("(deleted)");
+        return out;
+    }
+    out.push_str(&inert_lines(&item.text));
+    if item.edited {
+        out.push_str(" (edited)");
+    }
+    if !item.reactions.is_empty() {
+        out.push_str(&format!(" [{}]", reactions(&item.reactions)));
+    }
+    out
+}
+
+/// Reactions as counts: `👍 2 ❤️ 1`. Made inert.
+pub fn reactions(reactions: &[hearth_core::Reaction]) -> String {
+    reactions
+        .iter()
+        .map(|r| format!("{} {}", inert(&r.emoji), r.by.len()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The most characters of a message a quote shows.
+pub const QUOTE_CHARS: usize = 40;
+
+/// A one-line quote of a message, for the replies to it: `alice: who brings dessert?`,
+/// its first line cut at [`QUOTE_CHARS`] characters with `…`. Made inert.
+pub fn quote(item: &HistoryItem) -> String {
+    if item.deleted {
+        return format!("{}: (deleted)", sender_label(item));
+    }
+    let first = item.text.lines().next().unwrap_or_default();
+    let mut cut: String = first.chars().take(QUOTE_CHARS).collect();
+    if cut.len() < item.text.trim_end().len() {
+        cut.push('…');
+    }
+    format!("{}: {}", sender_label(item), inert(&cut))
 }
 
 /// The other person of a private conversation (`None` once they left).
@@ -174,6 +252,12 @@ pub fn message_json(item: &HistoryItem, room_name: &str) -> serde_json::Value {
         "time": timestamp(item.time),
         "own": item.own,
         "reply_to": item.reply_to.map(|s| s.0),
+        "edited": item.edited,
+        "deleted": item.deleted,
+        "reactions": item.reactions.iter().map(|r| json!({
+            "emoji": r.emoji,
+            "by": r.by.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -200,6 +284,9 @@ mod tests {
             time: UNIX_EPOCH,
             own: false,
             reply_to: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
         };
         assert_eq!(message_line(&item), "[00:00] <gran> hi");
         item.sender_name = Some("gran".into());
@@ -220,13 +307,81 @@ mod tests {
             time: UNIX_EPOCH,
             own: false,
             reply_to: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
         };
         assert_eq!(
             message_line(&item),
             "[00:00] <\\u{202e}ecila (mallory)> hi\\u{1b}[2J\n  | [12:50] <alice> fake\\u{d}x"
         );
         let peer = Handle::new("mallory").unwrap();
-        assert!(private_line(&item, &peer).contains("\n  | [12:50] <alice> fake"));
+        assert!(
+            private_line_as(&item, &peer, Shown::default()).contains("\n  | [12:50] <alice> fake")
+        );
         assert_eq!(message_json(&item, "Home")["text"], item.text.as_str());
+    }
+
+    #[test]
+    fn edits_deletions_reactions_and_replies_show_in_the_line() {
+        let h = |s: &str| Handle::new(s).unwrap();
+        let mut item = HistoryItem {
+            room: hearth_protocol::RoomId([1; 16]),
+            seq: hearth_protocol::Seq(14),
+            sender: h("alice"),
+            sender_name: None,
+            text: "who brings dessert? The cake needs someone with a big car\nand time".into(),
+            time: UNIX_EPOCH,
+            own: false,
+            reply_to: None,
+            edited: true,
+            deleted: false,
+            reactions: vec![
+                hearth_core::Reaction {
+                    emoji: "👍".into(),
+                    by: vec![h("bob"), h("carol")],
+                },
+                hearth_core::Reaction {
+                    emoji: "\u{202e}x".into(),
+                    by: vec![h("bob")],
+                },
+            ],
+        };
+        assert_eq!(
+            quote(&item),
+            "alice: who brings dessert? The cake needs someo…"
+        );
+        let numbered = Shown {
+            number: true,
+            quote: None,
+        };
+        assert_eq!(
+            message_line_as(&item, numbered),
+            "[00:00] #14 <alice> who brings dessert? The cake needs someone with a big car\n  | and time (edited) [👍 2 \\u{202e}x 1]"
+        );
+        let mut reply = item.clone();
+        reply.seq = hearth_protocol::Seq(15);
+        reply.text = "me".into();
+        reply.edited = false;
+        reply.reactions.clear();
+        reply.reply_to = Some(hearth_protocol::Seq(14));
+        assert_eq!(message_line(&reply), "[00:00] <alice> (re #14) me");
+        let q = quote(&item);
+        let shown = Shown {
+            number: true,
+            quote: Some(&q),
+        };
+        assert_eq!(
+            message_line_as(&reply, shown),
+            "[00:00] #15 <alice> (re alice: who brings dessert? The cake needs someo…) me"
+        );
+        item.deleted = true;
+        item.text.clear();
+        assert_eq!(message_line(&item), "[00:00] <alice> (deleted)");
+        assert_eq!(quote(&item), "alice: (deleted)");
+        assert_eq!(message_json(&item, "Home")["deleted"], true);
+        item.text = "\u{1b}[2J".into();
+        item.deleted = false;
+        assert_eq!(quote(&item), "alice: \\u{1b}[2J");
     }
 }

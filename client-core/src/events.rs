@@ -26,6 +26,12 @@ pub struct HistoryItem {
     pub own: bool,
     /// The message it replies to.
     pub reply_to: Option<Seq>,
+    /// Its sender changed its text since.
+    pub edited: bool,
+    /// Its sender withdrew it: the text is gone (shown as deleted).
+    pub deleted: bool,
+    /// Reactions to it (see [`crate::history`]).
+    pub reactions: Vec<crate::history::Reaction>,
 }
 
 /// A room someone invited us to, not accepted yet.
@@ -141,6 +147,16 @@ pub enum ConnectionState {
 pub enum ClientEvent {
     /// A text message arrived (or our own was confirmed by the relay).
     Message(HistoryItem),
+    /// A stored message was edited, deleted or reacted to (by its sender or, for a
+    /// reaction, anyone in the room); `item` is how it is now.
+    MessageChanged {
+        /// The message as it is now.
+        item: HistoryItem,
+        /// Who changed it.
+        by: Handle,
+        /// What they did.
+        change: crate::history::MessageChange,
+    },
     /// A message that waited for the relay cannot be sent after all (we left the room,
     /// or were removed, or the room broke); it was dropped from the queue.
     Unsent {

@@ -52,6 +52,7 @@ pub use events::{
     RoomPolicy, RoomSummary,
 };
 pub use fingerprint::{fingerprint, safety_number, Fingerprint, SafetyNumber};
+pub use history::{MessageChange, Reaction};
 pub use identity::{verify, Identity};
 pub use profile::Profile;
 pub use store::{EncryptedStore, StoreError, Table, WriteBatch};

@@ -46,6 +46,7 @@ enum Said {
     Rebuilt { room: [u8; 16] },
     Profile { display_name: String },
     Head,
+    React { target: u64, emoji: String },
 }
 
 /// A settings field as alice edits it.
@@ -179,6 +180,10 @@ fn body(said: &Said) -> Body {
             display_name: display_name.clone(),
         },
         Said::Head => Body::Head,
+        Said::React { target, emoji } => Body::React {
+            target: Seq(*target),
+            emoji: emoji.clone(),
+        },
     }
 }
 

@@ -290,6 +290,11 @@ async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Opti
                     }
                     ToCaller::Chat { prompt } => {
                         chat = Some(ChatScreen::start(prompt, full_screen)?);
+                        if full_screen {
+                            // A window just opened is in front, until its terminal says
+                            // otherwise (one that never reports focus stays "in front").
+                            let _ = to_agent.send(ToAgent::Focus(true));
+                        }
                     }
                     ToCaller::Line(line) => {
                         if let Some(screen) = chat.as_mut() {
@@ -314,7 +319,8 @@ async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Opti
             }
             line = typed => {
                 match line {
-                    Some(line) => { let _ = to_agent.send(ToAgent::Line(line)); }
+                    Some(crate::tui::Typed::Line(line)) => { let _ = to_agent.send(ToAgent::Line(line)); }
+                    Some(crate::tui::Typed::Focus(focused)) => { let _ = to_agent.send(ToAgent::Focus(focused)); }
                     None => {
                         // Keep showing what the agent says until it is done.
                         input_done = true;
@@ -363,6 +369,7 @@ impl ChatScreen {
                     seq: None,
                     sender: None,
                     text,
+                    ..wire::ChatLine::default()
                 });
             }
         }
@@ -381,9 +388,9 @@ impl ChatScreen {
         }
     }
 
-    async fn next_input(&mut self) -> Option<String> {
+    async fn next_input(&mut self) -> Option<crate::tui::Typed> {
         match self {
-            ChatScreen::Lines(term) => term.lines.recv().await,
+            ChatScreen::Lines(term) => term.lines.recv().await.map(crate::tui::Typed::Line),
             ChatScreen::Full(tui) => tui.next_input().await,
         }
     }

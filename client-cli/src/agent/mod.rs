@@ -14,6 +14,7 @@
 //! command in its own process as before, taking the profile's lock for its duration.
 
 pub mod caller;
+pub mod notify;
 pub mod server;
 pub mod wire;
 

@@ -180,6 +180,8 @@ struct Control {
     timeout: Option<Duration>,
     callers: AtomicUsize,
     connected: watch::Receiver<bool>,
+    /// Which chat windows have the focus (for desktop notifications).
+    focus: Arc<super::notify::Focus>,
 }
 
 async fn serve(
@@ -197,7 +199,13 @@ async fn serve(
         timeout,
         callers: AtomicUsize::new(0),
         connected: track_connection(shared.events.subscribe()),
+        focus: Arc::default(),
     });
+    tokio::spawn(super::notify::run(
+        Arc::downgrade(&shared.client),
+        shared.events.subscribe(),
+        control.focus.clone(),
+    ));
     let forget_at = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -322,7 +330,9 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
             .await?;
             return Ok(());
         }
-        ToAgent::Line(_) | ToAgent::EndOfInput => anyhow::bail!("a line before any command"),
+        ToAgent::Line(_) | ToAgent::EndOfInput | ToAgent::Focus(_) => {
+            anyhow::bail!("a line before any command")
+        }
     };
     let (to_caller, mut outgoing) = mpsc::unbounded_channel();
     let (lines_tx, lines) = mpsc::unbounded_channel();
@@ -336,6 +346,7 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
         session: shared.clone(),
     });
     // The caller's lines; its end of the socket closing means it is gone.
+    let mut window = super::notify::WindowFocus::new(control.focus.clone());
     tokio::spawn(async move {
         let mut lines_tx = Some(lines_tx);
         loop {
@@ -345,6 +356,7 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
                         let _ = tx.send(line);
                     }
                 }
+                Ok(Some(ToAgent::Focus(focused))) => window.set(focused),
                 Ok(Some(ToAgent::EndOfInput)) => lines_tx = None,
                 Ok(Some(_)) | Ok(None) | Err(_) => break,
             }

@@ -34,6 +34,9 @@ pub enum ToAgent {
     Line(String),
     /// The user ended the chat's input (Ctrl-D).
     EndOfInput,
+    /// A full-screen chat's terminal window gained (`true`) or lost the focus: the agent
+    /// sends desktop notifications only while no chat window has it.
+    Focus(bool),
     /// Forget the profile's key and stop.
     Lock,
     /// Say how the agent is doing.
@@ -78,7 +81,10 @@ pub enum ToCaller {
 
 /// One line of a chat, with what a full-screen UI needs to file and style it. Every
 /// string is already inert (see [`crate::inert`]): safe to draw as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A message line with the seq of one already held in its room is that message as it is
+/// now (edited, deleted or reacted to): it takes the old line's place.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatLine {
     /// The room it belongs to (hex id), or `None` for the answer to a command, shown in
     /// whatever room is on screen.
@@ -95,10 +101,36 @@ pub struct ChatLine {
     /// The text; a message of several lines keeps its line breaks, each continuation
     /// line already set under `  | `.
     pub text: String,
+    /// For a reply: a one-line quote of the message it answers (`alice: who brings…`).
+    #[serde(default)]
+    pub quote: Option<String>,
+    /// Its sender edited it since.
+    #[serde(default)]
+    pub edited: bool,
+    /// Its sender deleted it: `text` is empty.
+    #[serde(default)]
+    pub deleted: bool,
+    /// The reactions to it, in the order they first came.
+    #[serde(default)]
+    pub reactions: Vec<ReactionCount>,
+    /// We wrote it: we may edit or delete it.
+    #[serde(default)]
+    pub own: bool,
+}
+
+/// One reaction under a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    /// The emoji (inert).
+    pub emoji: String,
+    /// How many reacted so.
+    pub count: usize,
+    /// We are one of them.
+    pub mine: bool,
 }
 
 /// How a chat line is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LineKind {
     /// A message someone else wrote.
     Message,
@@ -113,6 +145,7 @@ pub enum LineKind {
     /// that keeps lines per room drops what it had for that room before.
     Header,
     /// Something that happened (`* bob joined`), or the answer to a command.
+    #[default]
     Notice,
     /// A failure or refusal (`! not sent: …`).
     Error,

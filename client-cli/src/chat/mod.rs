@@ -64,7 +64,7 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
     let names = room_names(&client).await;
     for event in client.missed_notices() {
         if let Some(line) = render::event(&event, state.current, &state.me, &names) {
-            screen.event(&event, line, &names, &state.me);
+            screen.event(&event, line, &names, &state.me, None);
         }
     }
     // The members of our rooms see us come online (and go offline on /bye).
@@ -102,8 +102,24 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                     // it again.
                     let _ = client.set_read_mark(item.room, item.seq);
                 }
-                if let Some(line) = render::event(&event, state.current, &state.me, &names) {
-                    screen.event(&event, line, &names, &state.me);
+                let quote = match &event {
+                    ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } => {
+                        quote_of(&client, item, &[]).await
+                    }
+                    _ => None,
+                };
+                let line = match &event {
+                    ClientEvent::Message(item) => Some(render::arrived(
+                        item,
+                        state.current,
+                        &state.me,
+                        &names,
+                        quote.as_deref(),
+                    )),
+                    _ => render::event(&event, state.current, &state.me, &names),
+                };
+                if let Some(line) = line {
+                    screen.event(&event, line, &names, &state.me, quote.as_deref());
                     if render::is_security(&event) {
                         // Shown: the next `hearth read` need not tell it again.
                         client.missed_notices();
@@ -144,15 +160,64 @@ async fn send(client: &Client, state: &ChatState, screen: &mut Screen, text: &st
         screen.say("! no current room: /list shows your rooms, /join ROOM picks one".into());
         return;
     };
-    match client.send_text_or_queue(room, text).await {
-        // Shown when its own copy comes back from the relay.
+    let sent = client.send_text_or_queue(room, text).await;
+    delivered(screen, sent, text);
+}
+
+/// Says what became of something sent: nothing when the relay took it (it shows when
+/// its copy comes back), pending when it waits for the relay, or why not.
+fn delivered(
+    screen: &mut Screen,
+    sent: Result<hearth_core::Delivery, hearth_core::ClientError>,
+    what: &str,
+) {
+    match sent {
         Ok(hearth_core::Delivery::Sent(_)) => {}
         Ok(hearth_core::Delivery::Queued { waiting }) => screen.say(format!(
             "* pending ({waiting} waiting): the relay cannot be reached; sent when it is back: {}",
-            inert(text)
+            inert(what)
         )),
         Err(err) => screen.say(format!("! not sent: {}", inert(&err.to_string()))),
     }
+}
+
+/// The one-line quote of the message `item` replies to, looked up among `near` (the
+/// messages being shown) and then in the store; `None` when it is no reply or the
+/// message is not held here (the line then says `re #N`).
+pub(crate) async fn quote_of(
+    client: &Client,
+    item: &hearth_core::HistoryItem,
+    near: &[hearth_core::HistoryItem],
+) -> Option<String> {
+    let to = item.reply_to?;
+    if let Some(target) = near.iter().find(|i| i.seq == to) {
+        return Some(crate::output::quote(target));
+    }
+    let target = client.message(item.room, to).await.ok()??;
+    Some(crate::output::quote(&target))
+}
+
+/// The most matches `/search` prints (the newest).
+const SEARCH_SHOWN: usize = 50;
+/// How far back `/search` looks, in messages.
+const SEARCH_DEPTH: usize = 10_000;
+
+/// The messages of `room` that contain `query` (ignoring case) in their text or sender.
+pub fn matching<'a>(
+    items: &'a [hearth_core::HistoryItem],
+    query: &str,
+) -> Vec<&'a hearth_core::HistoryItem> {
+    let query = query.to_lowercase();
+    items
+        .iter()
+        .filter(|item| {
+            !item.deleted
+                && (item.text.to_lowercase().contains(&query)
+                    || crate::output::sender_label(item)
+                        .to_lowercase()
+                        .contains(&query))
+        })
+        .collect()
 }
 
 async fn execute(
@@ -447,6 +512,49 @@ async fn execute(
                 invitation.from
             ));
         }
+        Command::Reply { to, text } => {
+            let room = current()?;
+            let sent = client.send_reply_or_queue(room, Seq(to), &text).await;
+            delivered(screen, sent, &text);
+        }
+        Command::Edit { target, text } => {
+            let room = current()?;
+            let sent = client.send_edit(room, Seq(target), &text).await;
+            delivered(screen, sent, &format!("edit of #{target}"));
+        }
+        Command::Delete(target) => {
+            let room = current()?;
+            let sent = client.send_delete(room, Seq(target)).await;
+            delivered(screen, sent, &format!("deletion of #{target}"));
+        }
+        Command::React { target, emoji } => {
+            let room = current()?;
+            let sent = client.send_reaction(room, Seq(target), &emoji).await;
+            delivered(screen, sent, &format!("reaction to #{target}"));
+        }
+        Command::Search(query) => {
+            let room = current()?;
+            let names = room_names(client).await;
+            let items = client.history(room, SEARCH_DEPTH, None).await?;
+            let found = matching(&items, &query);
+            let shown = &found[found.len().saturating_sub(SEARCH_SHOWN)..];
+            screen.say(format!(
+                "* {} message{} with \"{}\" in {}{}",
+                found.len(),
+                if found.len() == 1 { "" } else { "s" },
+                inert(&query),
+                names.name(room),
+                if shown.len() < found.len() {
+                    format!(" (the newest {SEARCH_SHOWN} below)")
+                } else {
+                    String::new()
+                }
+            ));
+            for item in shown {
+                let quote = quote_of(client, item, &items).await;
+                screen.say(render::message(item, &names, &state.me, quote.as_deref()));
+            }
+        }
         Command::Bye => {}
     }
     Ok(())
@@ -496,8 +604,9 @@ async fn show_room(
                 // Shown here: `hearth read` need not show it again.
                 let _ = client.set_read_mark(room, last.seq);
             }
-            for item in items {
-                screen.message(&item, &names, me);
+            for item in &items {
+                let quote = quote_of(client, item, &items).await;
+                screen.message(item, &names, me, quote.as_deref());
                 mark_shown(shown, item.room, item.seq);
             }
         }

@@ -2,7 +2,8 @@
 //! the relay's reasons) goes through [`crate::inert`].
 
 use hearth_core::{
-    Client, ClientEvent, ConnectionState, ConsistencyWarning, Invitation, RoomRef, RoomSummary,
+    Client, ClientEvent, ConnectionState, ConsistencyWarning, Invitation, MessageChange, RoomRef,
+    RoomSummary,
 };
 use hearth_protocol::{Handle, RoomId};
 
@@ -70,9 +71,53 @@ impl Rooms {
     }
 }
 
-/// A message line in the style of its room.
-pub fn message(item: &hearth_core::HistoryItem, rooms: &[RoomSummary], me: &Handle) -> String {
-    output::line_in(item, rooms.iter().find(|r| r.id == item.room), me)
+/// A message line in the style of its room, with its number (what `/reply N` and the
+/// like take) and, for a reply, `quote` (see [`output::quote`]).
+pub fn message(
+    item: &hearth_core::HistoryItem,
+    rooms: &[RoomSummary],
+    me: &Handle,
+    quote: Option<&str>,
+) -> String {
+    let shown = output::Shown {
+        number: true,
+        quote,
+    };
+    output::line_in_as(item, rooms.iter().find(|r| r.id == item.room), me, shown)
+}
+
+/// The line for a message that just arrived in `item.room`, `current` being the room on
+/// screen: [`message`], named by its room when another, and with a bell and `<-- you`
+/// when it mentions us (a bell alone when private).
+pub fn arrived(
+    item: &hearth_core::HistoryItem,
+    current: Option<RoomId>,
+    me: &Handle,
+    names: &Rooms,
+    quote: Option<&str>,
+) -> String {
+    let direct = names.iter().any(|r| r.id == item.room && r.direct);
+    let line = message(item, names, me, quote);
+    if direct {
+        // Private messages stand out by their form wherever they arrive.
+        return if item.own {
+            line
+        } else {
+            format!("\x07{line}")
+        };
+    }
+    let prefix = if Some(item.room) == current {
+        String::new()
+    } else {
+        format!("[{}] ", names.name(item.room))
+    };
+    // Own messages are shown too, once the relay has stored them: that is the delivery
+    // confirmation.
+    if !item.own && mentions(&item.text, me) {
+        format!("\x07{prefix}{line}  <-- you")
+    } else {
+        format!("{prefix}{line}")
+    }
 }
 
 /// A pending invitation.
@@ -99,27 +144,25 @@ pub fn event(
             format!("[{}] ", room_name(room))
         }
     };
-    let direct = |room: RoomId| names.iter().any(|r| r.id == room && r.direct);
     Some(match event {
-        ClientEvent::Message(item) if direct(item.room) => {
-            // Private messages stand out by their form wherever they arrive.
-            let line = message(item, names, me);
-            if item.own {
-                line
-            } else {
-                format!("\x07{line}")
-            }
-        }
-        ClientEvent::Message(item) => {
-            // Own messages are shown too, once the relay has stored them: that is the
-            // delivery confirmation.
-            let mention = !item.own && mentions(&item.text, me);
-            let line = format!("{}{}", prefix(item.room), output::message_line(item));
-            if mention {
-                format!("\x07{line}  <-- you")
-            } else {
-                line
-            }
+        ClientEvent::Message(item) => arrived(item, current, me, names, None),
+        ClientEvent::MessageChanged { item, by, change } => {
+            let what = match change {
+                MessageChange::Edited(_) => format!(
+                    "edited #{}: {}",
+                    item.seq,
+                    output::body(item, output::Shown::default())
+                ),
+                MessageChange::Deleted => format!("deleted #{}", item.seq),
+                MessageChange::Reacted(emoji) => format!(
+                    "reacted {} to #{} ({}) [{}]",
+                    inert(emoji),
+                    item.seq,
+                    output::quote(item),
+                    output::reactions(&item.reactions)
+                ),
+            };
+            format!("* {}{by} {what}", prefix(item.room))
         }
         ClientEvent::Invited(inv) => invitation(inv),
         ClientEvent::MemberJoined { room, handle } => {
@@ -323,13 +366,16 @@ mod tests {
             time: std::time::UNIX_EPOCH,
             own: false,
             reply_to: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
         };
         let line = event(&ClientEvent::Message(item.clone()), None, &me, &rooms).unwrap();
-        assert_eq!(line, "\x07[00:00] *alice* psst");
+        assert_eq!(line, "\x07[00:00] #3 *alice* psst");
         item.sender = me.clone();
         item.own = true;
         let line = event(&ClientEvent::Message(item), None, &me, &rooms).unwrap();
-        assert_eq!(line, "[00:00] -> alice: psst");
+        assert_eq!(line, "[00:00] #3 -> alice: psst");
         assert_eq!(rooms.name(room), "@alice");
 
         let online = |handle: &str, online| ClientEvent::Presence {
@@ -405,8 +451,30 @@ mod tests {
                 time: std::time::UNIX_EPOCH,
                 own: false,
                 reply_to: None,
+                edited: false,
+                deleted: false,
+                reactions: Vec::new(),
             }),
         ];
+        let ClientEvent::Message(forged) = events[events.len() - 1].clone() else {
+            unreachable!()
+        };
+        let mut reacted = forged.clone();
+        reacted.reactions = vec![hearth_core::Reaction {
+            emoji: "\u{202e}\u{1b}]0;x\u{7}".into(),
+            by: vec![forged.sender.clone()],
+        }];
+        let mut events = events.to_vec();
+        events.push(ClientEvent::MessageChanged {
+            item: forged.clone(),
+            by: forged.sender.clone(),
+            change: MessageChange::Edited(forged.text.clone()),
+        });
+        events.push(ClientEvent::MessageChanged {
+            item: reacted,
+            by: forged.sender.clone(),
+            change: MessageChange::Reacted("\u{202e}\u{1b}]0;x\u{7}".into()),
+        });
         for event in &events {
             let line = super::event(event, None, &me, &rooms).unwrap();
             assert!(

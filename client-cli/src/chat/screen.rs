@@ -11,7 +11,9 @@ use hearth_protocol::{Handle, RoomId};
 
 use super::render;
 use super::terminal::Terminal;
-use crate::agent::wire::{ChatLine, ChatView, InvitationEntry, LineKind, MemberEntry, RoomEntry};
+use crate::agent::wire::{
+    ChatLine, ChatView, InvitationEntry, LineKind, MemberEntry, ReactionCount, RoomEntry,
+};
 use crate::inert::inert;
 use crate::output;
 
@@ -50,24 +52,42 @@ impl Screen {
                 seq: None,
                 sender: None,
                 text,
+                ..ChatLine::default()
             }),
             None => (self.term.print)(text),
         }
     }
 
-    /// Shows a message.
-    pub fn message(&mut self, item: &HistoryItem, rooms: &[RoomSummary], me: &Handle) {
+    /// Shows a message; `quote`: for a reply, the message it answers (see
+    /// [`output::quote`]).
+    pub fn message(
+        &mut self,
+        item: &HistoryItem,
+        rooms: &[RoomSummary],
+        me: &Handle,
+        quote: Option<&str>,
+    ) {
         match self.term.full_screen.as_mut() {
-            Some(full) => (full.line)(message_line(item, rooms, me)),
-            None => (self.term.print)(render::message(item, rooms, me)),
+            Some(full) => (full.line)(message_line(item, rooms, me, quote)),
+            None => (self.term.print)(render::message(item, rooms, me, quote)),
         }
     }
 
     /// Shows what `event` says, `text` being its line-mode form (see
-    /// [`render::event`]).
-    pub fn event(&mut self, event: &ClientEvent, text: String, rooms: &[RoomSummary], me: &Handle) {
+    /// [`render::event`]); `quote` as for [`Screen::message`]. A changed message
+    /// replaces its line in a full-screen chat.
+    pub fn event(
+        &mut self,
+        event: &ClientEvent,
+        text: String,
+        rooms: &[RoomSummary],
+        me: &Handle,
+        quote: Option<&str>,
+    ) {
         match (self.term.full_screen.as_mut(), event) {
-            (Some(full), ClientEvent::Message(item)) => (full.line)(message_line(item, rooms, me)),
+            (Some(full), ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. }) => {
+                (full.line)(message_line(item, rooms, me, quote))
+            }
             (Some(full), _) => (full.line)(plain_line(event_room(event), text)),
             (None, _) => (self.term.print)(text),
         }
@@ -106,11 +126,17 @@ fn plain_line(room: Option<RoomId>, text: String) -> ChatLine {
         seq: None,
         sender: None,
         text: text.replace('\x07', ""),
+        ..ChatLine::default()
     }
 }
 
 /// A message as a chat line.
-fn message_line(item: &HistoryItem, rooms: &[RoomSummary], me: &Handle) -> ChatLine {
+pub fn message_line(
+    item: &HistoryItem,
+    rooms: &[RoomSummary],
+    me: &Handle,
+    quote: Option<&str>,
+) -> ChatLine {
     let direct = rooms.iter().any(|r| r.id == item.room && r.direct);
     let kind = if direct {
         LineKind::Private
@@ -132,13 +158,28 @@ fn message_line(item: &HistoryItem, rooms: &[RoomSummary], me: &Handle) -> ChatL
         seq: Some(item.seq.0),
         sender: Some(output::sender_label(item)),
         text: crate::inert::inert_lines(&item.text).into_owned(),
+        quote: quote
+            .map(str::to_owned)
+            .or_else(|| item.reply_to.map(|seq| format!("#{seq}"))),
+        edited: item.edited,
+        deleted: item.deleted,
+        reactions: item
+            .reactions
+            .iter()
+            .map(|r| ReactionCount {
+                emoji: inert(&r.emoji).into_owned(),
+                count: r.by.len(),
+                mine: r.by.contains(me),
+            })
+            .collect(),
+        own: item.own,
     }
 }
 
 /// The room an event is about, if one.
 fn event_room(event: &ClientEvent) -> Option<RoomId> {
     match event {
-        ClientEvent::Message(item) => Some(item.room),
+        ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } => Some(item.room),
         ClientEvent::Unsent { room, .. }
         | ClientEvent::MemberJoined { room, .. }
         | ClientEvent::MemberAccepted { room, .. }

@@ -69,6 +69,31 @@ pub enum Command {
     Accept(String),
     /// `/decline ROOM`
     Decline(String),
+    /// `/reply N TEXT`
+    Reply {
+        /// The message answered (its number).
+        to: u64,
+        /// The reply.
+        text: String,
+    },
+    /// `/edit N TEXT`
+    Edit {
+        /// Our message to change.
+        target: u64,
+        /// Its new text.
+        text: String,
+    },
+    /// `/delete N`
+    Delete(u64),
+    /// `/react N EMOJI`
+    React {
+        /// The message reacted to.
+        target: u64,
+        /// The reaction.
+        emoji: String,
+    },
+    /// `/search TEXT`
+    Search(String),
 }
 
 /// Name, usage and one line of help for every command, in the order `/help` lists them.
@@ -158,6 +183,31 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("accept", "/accept ROOM", "accept an invitation"),
     ("decline", "/decline ROOM", "decline an invitation"),
+    (
+        "reply",
+        "/reply N TEXT",
+        "answer message #N (the number beside it; full screen: select it, r)",
+    ),
+    (
+        "edit",
+        "/edit N TEXT",
+        "change the text of your message #N (full screen: select it, e)",
+    ),
+    (
+        "delete",
+        "/delete N",
+        "withdraw your message #N for everyone (full screen: select it, d)",
+    ),
+    (
+        "react",
+        "/react N EMOJI",
+        "react to message #N, e.g. /react 14 👍 (full screen: select it, +)",
+    ),
+    (
+        "search",
+        "/search TEXT",
+        "the room's messages that contain TEXT (full screen: highlights them; also Ctrl-F)",
+    ),
 ];
 
 /// The usage line of a command, for error messages.
@@ -250,6 +300,25 @@ pub fn parse(line: &str) -> Result<Input, String> {
         "verify" => Command::Verify(one("verify")?),
         "accept" => Command::Accept(text("accept")?),
         "decline" => Command::Decline(text("decline")?),
+        "reply" | "re" => {
+            let (to, text) = numbered("reply", rest)?;
+            Command::Reply { to, text }
+        }
+        "edit" => {
+            let (target, text) = numbered("edit", rest)?;
+            Command::Edit { target, text }
+        }
+        "delete" | "del" => match rest.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [n] => Command::Delete(number("delete", n)?),
+            _ => return Err(format!("usage: {}", usage("delete"))),
+        },
+        "react" => match numbered("react", rest)? {
+            (target, emoji) if !emoji.contains(char::is_whitespace) => {
+                Command::React { target, emoji }
+            }
+            _ => return Err(format!("usage: {} (one reaction)", usage("react"))),
+        },
+        "search" | "find" => Command::Search(text("search")?),
         other => {
             return Err(format!(
                 "unknown command /{other}: type /help for the list (start with // to send a message beginning with /)"
@@ -257,6 +326,28 @@ pub fn parse(line: &str) -> Result<Input, String> {
         }
     };
     Ok(Input::Command(command))
+}
+
+/// A message number as typed: `14` or `#14`.
+fn number(name: &str, word: &str) -> Result<u64, String> {
+    word.trim_start_matches('#').parse().map_err(|_| {
+        format!(
+            "usage: {}: N is the number shown beside the message, e.g. #14",
+            usage(name)
+        )
+    })
+}
+
+/// `N TEXT` of `/reply`, `/edit` and `/react`: a number, then some text.
+fn numbered(name: &str, rest: &str) -> Result<(u64, String), String> {
+    let (n, text) = rest
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("usage: {}", usage(name)))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("usage: {}", usage(name)));
+    }
+    Ok((number(name, n)?, text.to_string()))
 }
 
 /// The text `/help` prints.
@@ -357,6 +448,45 @@ mod tests {
         assert!(help(Some("rebuild")).starts_with("/rebuild"));
         assert_eq!(parse("/rebuild"), Ok(Input::Command(Command::Rebuild)));
         assert_eq!(parse("/rebuild now"), Err("usage: /rebuild".into()));
+    }
+
+    #[test]
+    fn commands_about_a_message_take_its_number() {
+        assert_eq!(
+            parse("/reply 14 me too"),
+            Ok(Input::Command(Command::Reply {
+                to: 14,
+                text: "me too".into()
+            }))
+        );
+        assert_eq!(
+            parse("/edit #14  the cake, not the pie "),
+            Ok(Input::Command(Command::Edit {
+                target: 14,
+                text: "the cake, not the pie".into()
+            }))
+        );
+        assert_eq!(parse("/delete #7"), Ok(Input::Command(Command::Delete(7))));
+        assert_eq!(
+            parse("/react 7 👍"),
+            Ok(Input::Command(Command::React {
+                target: 7,
+                emoji: "👍".into()
+            }))
+        );
+        assert_eq!(
+            parse("/search Apple cake"),
+            Ok(Input::Command(Command::Search("Apple cake".into())))
+        );
+        assert_eq!(parse("/reply 14"), Err("usage: /reply N TEXT".into()));
+        assert!(parse("/reply alice hi")
+            .unwrap_err()
+            .contains("number shown"));
+        assert_eq!(parse("/delete"), Err("usage: /delete N".into()));
+        assert!(parse("/react 7 👍 👎")
+            .unwrap_err()
+            .contains("one reaction"));
+        assert_eq!(parse("/search"), Err("usage: /search TEXT".into()));
     }
 
     #[test]

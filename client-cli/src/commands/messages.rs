@@ -143,7 +143,8 @@ pub async fn read(
             );
         }
         for item in &new {
-            print_item(global, item, &style);
+            let quote = crate::chat::quote_of(&client, item, &items).await;
+            print_item(global, item, &style, quote.as_deref());
         }
         if let Some(last) = items.last() {
             client.set_read_mark(id, last.seq)?;
@@ -167,8 +168,18 @@ pub async fn read(
                     let Some(event) = event else { break };
                     match event {
                         ClientEvent::Message(item) if item.room == id => {
-                            print_item(global, &item, &style);
+                            let quote = crate::chat::quote_of(&client, &item, &[]).await;
+                            print_item(global, &item, &style, quote.as_deref());
                             client.set_read_mark(id, item.seq)?;
+                        }
+                        ClientEvent::MessageChanged { ref item, .. } if item.room == id => {
+                            if global.json {
+                                let mut value = output::message_json(item, style.name);
+                                value["type"] = json!("changed");
+                                outln!("{value}");
+                            } else if let Some(line) = crate::chat::render::event(&event, Some(id), client.profile().handle(), &rooms) {
+                                outln!("{line}");
+                            }
                         }
                         other => notice(&other, Some(id), client.profile().handle(), &rooms),
                     }
@@ -219,10 +230,15 @@ pub async fn history(global: &GlobalArgs, room: &str, count: usize) -> Result<()
             if global.json {
                 outln!("{}", output::message_json(item, &name));
             } else {
+                let quote = crate::chat::quote_of(&client, item, &items).await;
+                let shown = output::Shown {
+                    number: true,
+                    quote: quote.as_deref(),
+                };
                 outln!(
                     "{} {}",
                     output::timestamp(item.time),
-                    output::line_in(item, summary.as_ref(), me)
+                    output::line_in_as(item, summary.as_ref(), me, shown)
                 );
             }
         }
@@ -263,11 +279,15 @@ struct Style<'a> {
     me: &'a Handle,
 }
 
-fn print_item(global: &GlobalArgs, item: &HistoryItem, style: &Style<'_>) {
+fn print_item(global: &GlobalArgs, item: &HistoryItem, style: &Style<'_>, quote: Option<&str>) {
     if global.json {
         outln!("{}", output::message_json(item, style.name));
     } else {
-        outln!("{}", output::line_in(item, style.room, style.me));
+        let shown = output::Shown {
+            number: false,
+            quote,
+        };
+        outln!("{}", output::line_in_as(item, style.room, style.me, shown));
     }
 }
 

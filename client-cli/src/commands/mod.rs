@@ -1,6 +1,7 @@
 //! One module per group of commands; [`run`] dispatches.
 
 mod backup;
+mod config;
 mod docs;
 mod identity;
 mod messages;
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { out_dir } => docs::man(out_dir.as_deref()),
         Command::Relay(command) => relay::run(global, command).await,
+        Command::Config { setting, value } => config::run(global, setting, value),
         // Run by `main` itself: the agent runs commands, so it cannot be one of them.
         Command::Agent(_) | Command::Lock => {
             anyhow::bail!("`hearth agent` and `hearth lock` do not run inside the agent")

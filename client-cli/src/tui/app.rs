@@ -37,6 +37,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "delete to the start, to the end, a word",
     ),
     ("Tab", "rooms and invitations: Up/Down, Enter, a, d"),
+    (
+        "Shift-Up, F2",
+        "select a message: reply, edit, delete, react",
+    ),
     ("Ctrl-F", "search the room: Enter or n older, N newer"),
     ("Ctrl-L", "redraw the screen"),
     ("F1", "this help"),
@@ -63,6 +67,9 @@ pub enum Focus {
     Input,
     /// The rooms pane: this entry is selected (rooms, then invitations).
     Rooms(usize),
+    /// A message of the room on screen is selected (its index, as
+    /// [`Scrollback::first`] gives), to reply to, edit, delete or react to.
+    Select(u64),
 }
 
 /// A search in the current room.
@@ -110,6 +117,11 @@ pub struct App {
     pub bell: bool,
     /// `/bye` was sent: the next call for input ends the chat.
     pub quitting: bool,
+    /// The message a command being typed is about (`/reply 14 …` after `r`), shown
+    /// selected until the line is sent or dropped.
+    pub marked: Option<u64>,
+    /// The terminal window has the focus (as far as the terminal reports it).
+    pub focused: bool,
 }
 
 impl App {
@@ -131,6 +143,8 @@ impl App {
             zone,
             bell,
             quitting: false,
+            marked: None,
+            focused: true,
         }
     }
 
@@ -154,7 +168,7 @@ impl App {
         }
         let kind = line.kind;
         let buffer = self.rooms.entry(key.clone()).or_default();
-        if buffer.push(line, on_screen) == Pushed::Repeat {
+        if buffer.push(line, on_screen) != Pushed::Kept {
             return false;
         }
         if on_screen {
@@ -170,7 +184,10 @@ impl App {
                 self.unseen += 1;
             }
         }
-        self.bell && !on_screen && matches!(kind, LineKind::Mention | LineKind::Private)
+        // A bell for what names us or is private, unless it is before our eyes.
+        self.bell
+            && (!on_screen || !self.focused)
+            && matches!(kind, LineKind::Mention | LineKind::Private)
     }
 
     /// Takes a new view from the agent.
@@ -202,6 +219,10 @@ impl App {
         self.scroll = 0;
         self.unseen = 0;
         self.search = None;
+        self.marked = None;
+        if let Focus::Select(_) = self.focus {
+            self.focus = Focus::Input;
+        }
         if let Some(current) = &self.current {
             if let Some(buffer) = self.rooms.get_mut(current) {
                 buffer.seen();
@@ -250,7 +271,7 @@ impl App {
             return 0;
         };
         let separator = usize::from(draw::separator_before(buffer, index, self.zone).is_some());
-        separator + rows::line_rows(line, width, self.zone, None).len()
+        separator + rows::line_rows(line, width, self.zone, None, false).len()
     }
 
     /// Rows below the top of a line (the line's own rows and all after it).
@@ -359,10 +380,121 @@ impl App {
         if self.search.is_some() {
             return self.search_key(key);
         }
-        if let Focus::Rooms(selected) = self.focus {
-            return self.rooms_key(key, selected);
+        match self.focus {
+            Focus::Rooms(selected) => self.rooms_key(key, selected),
+            Focus::Select(index) => self.select_key(key, index),
+            Focus::Input => self.input_key(key),
         }
-        self.input_key(key)
+    }
+
+    /// The line selected or marked, if any.
+    pub fn selected(&self) -> Option<u64> {
+        match self.focus {
+            Focus::Select(index) => Some(index),
+            _ => self.marked,
+        }
+    }
+
+    /// The message lines of the room on screen, oldest first (their indexes).
+    fn messages(&self) -> Vec<u64> {
+        let Some(buffer) = self.screen() else {
+            return Vec::new();
+        };
+        (buffer.first()..)
+            .zip(buffer.lines())
+            .filter(|(_, line)| line.seq.is_some() && line.sender.is_some())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Starts selecting messages, at the newest one (if there is one).
+    fn start_selecting(&mut self) {
+        if let Some(newest) = self.messages().last().copied() {
+            self.focus = Focus::Select(newest);
+            self.marked = None;
+            self.show_line(newest);
+        }
+    }
+
+    fn select_key(&mut self, key: KeyEvent, index: u64) -> Outcome {
+        let messages = self.messages();
+        let Some(at) = messages.iter().position(|i| *i == index) else {
+            // The line went (the room was reloaded): start again at the newest.
+            self.focus = Focus::Input;
+            return Outcome::Redraw;
+        };
+        let Some(line) = self.screen().and_then(|b| b.get(index)).cloned() else {
+            self.focus = Focus::Input;
+            return Outcome::Redraw;
+        };
+        let seq = line.seq.unwrap_or_default();
+        let compose = |app: &mut App, text: String| {
+            app.focus = Focus::Input;
+            app.marked = Some(index);
+            app.input = LineEditor::default();
+            app.input.insert(&text);
+            Outcome::Redraw
+        };
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => {
+                let to = messages[at.saturating_sub(1)];
+                self.focus = Focus::Select(to);
+                self.show_line(to);
+            }
+            KeyCode::Down | KeyCode::Char('j') => match messages.get(at + 1) {
+                Some(&to) => {
+                    self.focus = Focus::Select(to);
+                    self.show_line(to);
+                }
+                None => self.focus = Focus::Input,
+            },
+            KeyCode::Esc => self.focus = Focus::Input,
+            KeyCode::Char('r') | KeyCode::Enter if !line.deleted => {
+                return compose(self, format!("/reply {seq} "));
+            }
+            KeyCode::Char('e') if rows::is_own(&line) && !line.deleted => {
+                // The text as shown (inert, continuation lines joined): editing starts
+                // from what the screen shows.
+                let text = line
+                    .text
+                    .replace(&format!("\n{}", crate::inert::CONTINUATION), " ");
+                return compose(self, format!("/edit {seq} {text}"));
+            }
+            KeyCode::Char('d') | KeyCode::Delete if rows::is_own(&line) && !line.deleted => {
+                return compose(self, format!("/delete {seq}"));
+            }
+            KeyCode::Char('+') if !line.deleted => {
+                return compose(self, format!("/react {seq} "));
+            }
+            _ => {}
+        }
+        Outcome::Redraw
+    }
+
+    /// Scrolls as little as needed to show a whole line (or its top, if taller than the
+    /// screen).
+    fn show_line(&mut self, index: u64) {
+        let Some(buffer) = self.screen() else { return };
+        let height = usize::from(self.messages_area().height);
+        let top = self.rows_from(buffer, index);
+        let bottom = top - self.line_height(buffer, index);
+        if bottom < self.scroll {
+            self.scroll = bottom;
+        } else if top > self.scroll + height {
+            self.scroll = top - height;
+        }
+        self.clamp_scroll();
+    }
+
+    /// The room on screen searched for `query` (`/search TEXT`), at its newest match.
+    fn search_for(&mut self, query: &str) {
+        let mut search = Search::default();
+        search.query.insert(query);
+        self.search = Some(search);
+        self.search_jump(true, true);
+        if let Some(search) = &mut self.search {
+            search.editing = false;
+        }
     }
 
     fn input_key(&mut self, key: KeyEvent) -> Outcome {
@@ -377,8 +509,15 @@ impl App {
                     return Outcome::Redraw;
                 }
                 self.history.push(&line);
+                self.marked = None;
                 if line.trim() == "/bye" {
                     self.quitting = true;
+                }
+                // Searched here, in the lines this window holds (line mode asks the
+                // agent, which looks in the stored history).
+                if let Some(query) = search_command(&line) {
+                    self.search_for(query);
+                    return Outcome::Redraw;
                 }
                 // What we send shows at the bottom.
                 self.scroll = 0;
@@ -418,7 +557,13 @@ impl App {
             KeyCode::Esc => {
                 self.scroll = 0;
                 self.unseen = 0;
+                if self.marked.take().is_some() {
+                    // Dropping the command about a message.
+                    e.take();
+                }
             }
+            KeyCode::Up if key.modifiers.contains(KeyModifiers::SHIFT) => self.start_selecting(),
+            KeyCode::F(2) => self.start_selecting(),
             KeyCode::Up => self.history.older(e),
             KeyCode::Down => self.history.newer(e),
             KeyCode::Char('a') if ctrl => e.home(),
@@ -571,6 +716,11 @@ impl App {
         }
     }
 
+    /// The terminal window gained or lost the focus.
+    pub fn focus_changed(&mut self, focused: bool) {
+        self.focused = focused;
+    }
+
     fn search_reset(&mut self) {
         if let Some(search) = &mut self.search {
             search.at = None;
@@ -586,6 +736,15 @@ impl App {
         self.scroll = below.saturating_sub(own / 2 + height / 2);
         self.clamp_scroll();
     }
+}
+
+/// The query of a typed `/search TEXT` (or `/find TEXT`), if the line is one.
+fn search_command(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let (name, rest) = line.split_once(char::is_whitespace)?;
+    let rest = rest.trim();
+    (matches!(name.to_ascii_lowercase().as_str(), "/search" | "/find") && !rest.is_empty())
+        .then_some(rest)
 }
 
 #[cfg(test)]
@@ -619,6 +778,7 @@ pub(crate) mod tests {
             seq: Some(seq),
             sender: Some(sender.into()),
             text: text.into(),
+            ..ChatLine::default()
         }
     }
 
@@ -736,6 +896,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn without_the_focus_a_mention_on_screen_rings_too() {
+        let mut app = three_rooms();
+        assert!(!app.line(line("aa", LineKind::Mention, 1, "bob", "gran?")));
+        app.focus_changed(false);
+        assert!(app.line(line("aa", LineKind::Mention, 2, "bob", "gran?")));
+        assert!(!app.line(line("aa", LineKind::Message, 3, "bob", "hi")));
+        app.focus_changed(true);
+        assert!(!app.line(line("aa", LineKind::Mention, 4, "bob", "gran?")));
+    }
+
+    #[test]
+    fn search_commands_are_recognised() {
+        assert_eq!(search_command("/search apple cake "), Some("apple cake"));
+        assert_eq!(search_command(" /FIND x"), Some("x"));
+        assert_eq!(search_command("/search"), None);
+        assert_eq!(search_command("/searching x"), None);
+        assert_eq!(search_command("search x"), None);
+    }
+
+    #[test]
     fn command_answers_go_to_the_room_on_screen() {
         let mut app = three_rooms();
         app.line(ChatLine {
@@ -745,6 +925,7 @@ pub(crate) mod tests {
             seq: None,
             sender: None,
             text: "members: gran".into(),
+            ..ChatLine::default()
         });
         assert_eq!(app.room("aa").unwrap().lines().len(), 1);
     }

@@ -233,7 +233,7 @@ fn rooms_pane(frame: &mut Frame, app: &App, area: Rect) {
     let dim = Style::new().fg(Color::DarkGray);
     let selected = match app.focus {
         Focus::Rooms(i) => Some(i),
-        Focus::Input => None,
+        Focus::Input | Focus::Select(_) => None,
     };
     let mut lines = vec![Line::styled("Rooms", bold)];
     for (i, room) in app.view.rooms.iter().enumerate() {
@@ -407,6 +407,7 @@ fn messages(frame: &mut Frame, app: &App, area: Rect) {
         .map(|s| s.query.text())
         .filter(|q| !q.is_empty());
     let at = app.search.as_ref().and_then(|s| s.at);
+    let selected = app.selected();
     let need = app.scroll + height;
     let mut rows: Vec<Line> = Vec::new();
     let end = buffer.first() + buffer.lines().len() as u64;
@@ -420,7 +421,13 @@ fn messages(frame: &mut Frame, app: &App, area: Rect) {
                 query,
                 current: at == Some(index),
             });
-        let mut own = rows::line_rows(line, area.width, app.zone, highlight);
+        let mut own = rows::line_rows(
+            line,
+            area.width,
+            app.zone,
+            highlight,
+            selected == Some(index),
+        );
         if let Some(date) = separator_before(buffer, index, app.zone) {
             own.insert(0, rows::day_separator(date, area.width));
         }
@@ -474,13 +481,37 @@ fn input_parts(app: &App) -> (Span<'static>, Span<'static>) {
             Span::styled(status, Style::new().fg(Color::DarkGray)),
         );
     }
+    if let Focus::Select(index) = app.focus {
+        let line = app.screen().and_then(|b| b.get(index));
+        let seq = line.and_then(|l| l.seq).unwrap_or_default();
+        let mut keys = vec!["↑↓"];
+        match line {
+            Some(line) if line.deleted => {}
+            Some(line) if rows::is_own(line) => {
+                keys.extend(["r reply", "e edit", "d delete", "+ react"])
+            }
+            Some(_) => keys.extend(["r reply", "+ react"]),
+            None => {}
+        }
+        keys.push("Esc");
+        return (
+            Span::styled(
+                format!("#{seq}: "),
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                format!("  {}", keys.join(" · ")),
+                Style::new().fg(Color::DarkGray),
+            ),
+        );
+    }
     let label = match &app.current {
         Some(id) => format!("[{}] ", fit(&room_label(app, id), 20)),
         None => "> ".to_owned(),
     };
     let style = match app.focus {
         Focus::Input => Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
-        Focus::Rooms(_) => Style::new().fg(Color::DarkGray),
+        Focus::Rooms(_) | Focus::Select(_) => Style::new().fg(Color::DarkGray),
     };
     (Span::styled(label, style), Span::raw(""))
 }

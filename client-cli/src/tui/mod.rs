@@ -34,6 +34,15 @@ use rows::Zone;
 /// The environment variable that turns the bell off.
 pub const NO_BELL: &str = "HEARTH_NO_BELL";
 
+/// What the full-screen chat has for the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Typed {
+    /// A typed line or a UI action, as a chat line.
+    Line(String),
+    /// The terminal window gained (`true`) or lost the focus.
+    Focus(bool),
+}
+
 /// The full-screen chat on the real terminal. Dropping it gives the terminal back.
 pub struct Tui {
     terminal: Terminal<CrosstermBackend<Stdout>>,
@@ -70,7 +79,8 @@ impl Tui {
     }
 
     /// Applies a line from the agent and redraws; rings the bell for a mention or a
-    /// private message in a room not on screen.
+    /// private message in a room not on screen, or in any room while the window does not
+    /// have the focus.
     pub fn line(&mut self, line: ChatLine) {
         if self.app.line(line) {
             let backend = self.terminal.backend_mut();
@@ -86,7 +96,8 @@ impl Tui {
     }
 
     /// The next line for the agent: a typed message or slash command, or a UI action
-    /// (`/current ID`, `/accept ID`, `/decline ID`). Redraws on keys and resizes meanwhile.
+    /// (`/current ID`, `/accept ID`, `/decline ID`); or a change of the window's focus.
+    /// Redraws on keys and resizes meanwhile.
     ///
     /// `None` when the user quits: Ctrl-C, or Ctrl-D on an empty line (nothing is sent;
     /// the caller tells the agent the input ended). A typed `/bye` is returned like any
@@ -95,7 +106,7 @@ impl Tui {
     ///
     /// Cancel-safe: it only waits on a channel receive, and handles each event fully
     /// before the next await, so dropping the future loses no key.
-    pub async fn next_input(&mut self) -> Option<String> {
+    pub async fn next_input(&mut self) -> Option<Typed> {
         loop {
             if self.ended || self.app.quitting {
                 self.ended = true;
@@ -114,7 +125,7 @@ impl Tui {
                     }
                     Outcome::Send(line) => {
                         self.draw();
-                        return Some(line);
+                        return Some(Typed::Line(line));
                     }
                     Outcome::Quit => {
                         self.ended = true;
@@ -126,6 +137,13 @@ impl Tui {
                     self.draw();
                 }
                 Event::Resize(..) => self.draw(),
+                Event::FocusGained | Event::FocusLost => {
+                    let focused = matches!(event, Event::FocusGained);
+                    if focused != self.app.focused {
+                        self.app.focus_changed(focused);
+                        return Some(Typed::Focus(focused));
+                    }
+                }
                 _ => {}
             }
         }

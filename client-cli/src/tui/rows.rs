@@ -207,30 +207,77 @@ fn wrap(
     }
 }
 
-/// A line as rows `width` columns wide.
+/// Whether we wrote a line (and so may edit or delete it).
+pub fn is_own(line: &ChatLine) -> bool {
+    line.own || line.kind == LineKind::Own
+}
+
+/// The style of what the UI adds to a message: a quote, `(edited)`, `(deleted)`.
+fn aside_style() -> Style {
+    Style::new()
+        .fg(Color::DarkGray)
+        .add_modifier(Modifier::ITALIC)
+}
+
+/// A line as rows `width` columns wide: for a reply, a row quoting the message it
+/// answers first; then the time, sender and text (`(deleted)` for a withdrawn message,
+/// `(edited)` after an edited one); then a row of reactions, if any. `selected`: the line
+/// is the one picked to reply to, edit, delete or react to (shown reversed).
 pub fn line_rows(
     line: &ChatLine,
     width: u16,
     zone: Zone,
     highlight: Option<Highlight>,
+    selected: bool,
 ) -> Vec<Line<'static>> {
     let width = usize::from(width).max(1);
     let first_indent = TIME_WIDTH.min(width / 4);
     let hang = HANG.min(width / 3);
-    let style = text_style(line.kind);
+    let mut style = text_style(line.kind);
+    if selected {
+        style = style.add_modifier(Modifier::REVERSED);
+    }
     let time = line
         .time
         .and_then(|t| zone.wall(t))
         .map(|t| format!("{} ", t.format("%H:%M")));
     let sender = sender_part(line);
     let mut rows = Vec::new();
-    for (i, text) in line.text.split('\n').enumerate() {
+    if let Some(quote) = &line.quote {
+        // One row, cut to fit: a quote is a reminder, not the message.
+        let mut row: Vec<Cell> = Vec::new();
+        let quote = format!("┌ {quote}");
+        cells(&quote, aside_style(), None, &mut row);
+        let room = width.saturating_sub(first_indent);
+        let mut used = 0;
+        let fits = row
+            .iter()
+            .take_while(|(g, _)| {
+                used += g.width();
+                used <= room
+            })
+            .count();
+        if fits < row.len() {
+            row.truncate(fits.saturating_sub(1));
+            row.push(("…", aside_style()));
+        }
+        rows.extend(wrap(&row, width, first_indent, first_indent, 0));
+    }
+    let deleted = line.deleted.then(|| "(deleted)".to_string());
+    let text = deleted.as_deref().unwrap_or(&line.text);
+    let text_style = if line.deleted { aside_style() } else { style };
+    let parts: Vec<&str> = text.split('\n').collect();
+    for (i, text) in parts.iter().enumerate() {
         let mut row: Vec<Cell> = Vec::new();
         let mut indent = first_indent;
         if i == 0 {
             indent = 0;
             if let Some(time) = &time {
-                cells(time, Style::new().fg(Color::DarkGray), None, &mut row);
+                let mut time_style = Style::new().fg(Color::DarkGray);
+                if selected {
+                    time_style = time_style.add_modifier(Modifier::REVERSED);
+                }
+                cells(time, time_style, None, &mut row);
             }
             if let Some((sender, sender_style)) = &sender {
                 cells(sender, *sender_style, highlight, &mut row);
@@ -243,8 +290,28 @@ pub fn line_rows(
             } else {
                 0
             };
-        cells(text, style, highlight, &mut row);
+        cells(text, text_style, highlight, &mut row);
+        if line.edited && !line.deleted && i + 1 == parts.len() {
+            cells(" (edited)", aside_style(), None, &mut row);
+        }
         rows.extend(wrap(&row, width, indent, hang, min_break));
+    }
+    if !line.reactions.is_empty() && !line.deleted {
+        let mut row: Vec<Cell> = Vec::new();
+        let mut texts = Vec::new();
+        for (i, r) in line.reactions.iter().enumerate() {
+            let gap = if i == 0 { "" } else { "  " };
+            texts.push((format!("{gap}{} {}", r.emoji, r.count), r.mine));
+        }
+        for (text, mine) in &texts {
+            let style = if *mine {
+                Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+            } else {
+                Style::new().fg(Color::Gray)
+            };
+            cells(text, style, None, &mut row);
+        }
+        rows.extend(wrap(&row, width, hang, hang, 0));
     }
     rows
 }
@@ -275,13 +342,14 @@ mod tests {
             seq: Some(1),
             sender: Some("alice".into()),
             text: text.into(),
+            ..ChatLine::default()
         }
     }
 
     #[test]
     fn wraps_under_the_sender_and_keeps_continuation_lines_indented() {
         let line = message("one two three four five six\n  | seven eight nine ten eleven");
-        let rows = plain(&line_rows(&line, 30, Zone::Utc, None));
+        let rows = plain(&line_rows(&line, 30, Zone::Utc, None, false));
         assert_eq!(
             rows,
             [
@@ -297,6 +365,7 @@ mod tests {
             20,
             Zone::Utc,
             None,
+            false,
         ));
         assert_eq!(
             rows,
@@ -304,6 +373,45 @@ mod tests {
                 "12:30 <alice> abcdef",
                 "      ghijklmnopqrst",
                 "      uvwxyz"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reply_quotes_and_reactions_follow() {
+        let mut line = message("me! I can bring the big bowl too");
+        line.quote = Some("Grandma (gran): Who is bringing dessert this Sunday?".into());
+        line.edited = true;
+        line.reactions = vec![
+            crate::agent::wire::ReactionCount {
+                emoji: "👍".into(),
+                count: 2,
+                mine: true,
+            },
+            crate::agent::wire::ReactionCount {
+                emoji: "❤️".into(),
+                count: 1,
+                mine: false,
+            },
+        ];
+        let rows = plain(&line_rows(&line, 34, Zone::Utc, None, false));
+        assert_eq!(
+            rows,
+            [
+                "      ┌ Grandma (gran): Who is br…",
+                "12:30 <alice> me! I can bring the ",
+                "          big bowl too (edited)",
+                "          👍 2  ❤️ 1",
+            ]
+        );
+        line.deleted = true;
+        line.text.clear();
+        let rows = plain(&line_rows(&line, 34, Zone::Utc, None, false));
+        assert_eq!(
+            rows,
+            [
+                "      ┌ Grandma (gran): Who is br…",
+                "12:30 <alice> (deleted)"
             ]
         );
     }

@@ -30,6 +30,9 @@ pub struct Scrollback {
 pub enum Pushed {
     /// A repeat of a line already shown: dropped.
     Repeat,
+    /// A newer state of a message held (edited, deleted, reacted to): it took the old
+    /// line's place.
+    Replaced,
     /// Kept.
     Kept,
 }
@@ -45,7 +48,16 @@ impl Scrollback {
             };
         }
         if let Some(seq) = line.seq {
-            if self.seqs.contains(&seq) || self.floor.is_some_and(|floor| seq <= floor) {
+            if self.seqs.contains(&seq) {
+                return match self.lines.iter_mut().find(|l| l.seq == Some(seq)) {
+                    Some(held) if *held != line => {
+                        *held = line;
+                        Pushed::Replaced
+                    }
+                    _ => Pushed::Repeat,
+                };
+            }
+            if self.floor.is_some_and(|floor| seq <= floor) {
                 return Pushed::Repeat;
             }
             self.seqs.insert(seq);
@@ -109,6 +121,7 @@ mod tests {
             seq,
             sender: None,
             text: text.into(),
+            ..ChatLine::default()
         }
     }
 
@@ -131,6 +144,20 @@ mod tests {
         assert_eq!(s.unread, 2);
         s.seen();
         assert_eq!((s.unread, s.mentions), (0, 0));
+    }
+
+    #[test]
+    fn a_changed_message_takes_its_place() {
+        let mut s = Scrollback::default();
+        s.push(line(LineKind::Message, Some(1), "a"), false);
+        s.push(line(LineKind::Message, Some(2), "b"), false);
+        let mut edited = line(LineKind::Message, Some(1), "a2");
+        edited.edited = true;
+        assert_eq!(s.push(edited.clone(), false), Pushed::Replaced);
+        assert_eq!(s.push(edited, false), Pushed::Repeat);
+        let texts: Vec<_> = s.lines().iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["a2", "b"]);
+        assert_eq!(s.unread, 2, "a change is not a new message");
     }
 
     #[test]

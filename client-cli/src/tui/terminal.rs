@@ -9,7 +9,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use crossterm::event::{self, DisableBracketedPaste, EnableBracketedPaste, Event};
+use crossterm::event::{
+    self, DisableBracketedPaste, DisableFocusChange, EnableBracketedPaste, EnableFocusChange, Event,
+};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::{cursor, execute};
 use tokio::sync::mpsc;
@@ -23,8 +25,9 @@ const STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
 /// How often the key thread looks whether it should stop.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Takes the terminal: raw mode, the alternate screen, bracketed paste. On failure the
-/// terminal is put back before the error is returned.
+/// Takes the terminal: raw mode, the alternate screen, bracketed paste, focus reports
+/// (for desktop notifications, see [`crate::agent::notify`]). On failure the terminal is
+/// put back before the error is returned.
 pub fn enter() -> Result<()> {
     ensure!(
         stdout().is_terminal(),
@@ -32,8 +35,14 @@ pub fn enter() -> Result<()> {
     );
     install_panic_hook();
     ACTIVE.store(true, Ordering::SeqCst);
-    let entered = terminal::enable_raw_mode()
-        .and_then(|()| execute!(stdout(), EnterAlternateScreen, EnableBracketedPaste));
+    let entered = terminal::enable_raw_mode().and_then(|()| {
+        execute!(
+            stdout(),
+            EnterAlternateScreen,
+            EnableBracketedPaste,
+            EnableFocusChange
+        )
+    });
     if let Err(err) = entered {
         restore();
         return Err(err).context("cannot set up the terminal");
@@ -47,6 +56,7 @@ pub fn restore() {
     if ACTIVE.swap(false, Ordering::SeqCst) {
         let _ = execute!(
             stdout(),
+            DisableFocusChange,
             DisableBracketedPaste,
             LeaveAlternateScreen,
             cursor::Show

@@ -15,7 +15,12 @@ use super::app::tests::{ctrl, key, typed};
 use super::app::App;
 use super::draw;
 use super::rows::Zone;
-use crate::agent::wire::{ChatLine, ChatView, InvitationEntry, LineKind, MemberEntry, RoomEntry};
+use crossterm::event::{KeyEvent, KeyModifiers};
+
+use super::app::{Focus, Outcome};
+use crate::agent::wire::{
+    ChatLine, ChatView, InvitationEntry, LineKind, MemberEntry, ReactionCount, RoomEntry,
+};
 
 /// 2026-03-01 (a Sunday) 09:00 UTC.
 const SUNDAY: u64 = 1_772_355_600;
@@ -77,6 +82,7 @@ fn chat(kind: LineKind, time: u64, seq: u64, sender: &str, text: &str) -> ChatLi
         seq: Some(seq),
         sender: Some(sender.into()),
         text: text.into(),
+        ..ChatLine::default()
     }
 }
 
@@ -88,6 +94,7 @@ fn notice(room: Option<&str>, kind: LineKind, text: &str) -> ChatLine {
         seq: None,
         sender: None,
         text: text.into(),
+        ..ChatLine::default()
     }
 }
 
@@ -278,6 +285,178 @@ fn the_search_prompt_highlights_matches() {
     assert_eq!(screen[(x + 3, y)].bg, Color::Reset);
 }
 
+/// The family chat after a reply, an edit, a deletion and reactions came in.
+fn changed_family() -> App {
+    let mut app = family();
+    app.line(ChatLine {
+        quote: Some("Carol (carol): gran, what time should we come?".into()),
+        own: true,
+        ..chat(
+            LineKind::Own,
+            SUNDAY + DAY + 4_100,
+            6,
+            "Grandma (gran)",
+            "At eleven, the oven needs time",
+        )
+    });
+    // Seq 1 edited, with reactions; seq 4 deleted: they take their old places.
+    app.line(ChatLine {
+        edited: true,
+        reactions: vec![
+            ReactionCount {
+                emoji: "👍".into(),
+                count: 2,
+                mine: true,
+            },
+            ReactionCount {
+                emoji: "❤️".into(),
+                count: 1,
+                mine: false,
+            },
+        ],
+        ..chat(
+            LineKind::Message,
+            SUNDAY,
+            1,
+            "alice",
+            "Who is bringing the dessert?",
+        )
+    });
+    app.line(ChatLine {
+        deleted: true,
+        ..chat(LineKind::Message, SUNDAY + DAY + 3_600, 4, "alice", "")
+    });
+    app.key(ctrl('u'));
+    app
+}
+
+#[test]
+fn replies_edits_deletions_and_reactions_show_in_place() {
+    let mut app = changed_family();
+    let screen = render(&mut app, 80, 24);
+    check("changes", &screen);
+    let text = buffer_text(&screen);
+    assert!(text.contains("09:00 <alice> Who is bringing the dessert?"));
+    assert!(
+        text.contains("│          (edited)  "),
+        "wrapped under the message"
+    );
+    assert!(text.contains("👍 2  ❤️ 1"));
+    assert!(text.contains("10:00 <alice> (deleted)"));
+    assert!(!text.contains("flour"), "a deleted message keeps no text");
+    assert!(
+        text.contains("┌ Carol (carol): gran, what time sho…"),
+        "cut to one row"
+    );
+    let texts: Vec<_> = app
+        .room("f00d")
+        .unwrap()
+        .lines()
+        .iter()
+        .filter_map(|l| l.seq)
+        .collect();
+    assert_eq!(
+        texts,
+        [1, 2, 3, 4, 5, 6],
+        "changed messages keep their places"
+    );
+    // Our own reaction stands out.
+    let y = text.lines().position(|l| l.contains("👍 2")).unwrap();
+    let row = text.lines().nth(y).unwrap();
+    let x = unicode_width::UnicodeWidthStr::width(&row[..row.find("👍").unwrap()]) as u16;
+    assert_eq!(screen[(x, y as u16)].fg, Color::Cyan);
+}
+
+#[test]
+fn a_selected_message_is_replied_to_edited_deleted_and_reacted_to() {
+    let mut app = changed_family();
+    app.key(KeyEvent::new(KeyCode::Up, KeyModifiers::SHIFT));
+    assert_eq!(
+        app.focus,
+        Focus::Select(9),
+        "the newest message: ours, seq 6"
+    );
+    let screen = render(&mut app, 80, 24);
+    check("select", &screen);
+    let text = buffer_text(&screen);
+    assert!(text.lines().last().unwrap().contains("#6:"));
+    assert!(text.contains("e edit · d delete"));
+    // The selected line is drawn reversed.
+    let y = text.lines().position(|l| l.contains("At eleven")).unwrap() as u16;
+    assert!(screen[(20, y)].modifier.contains(Modifier::REVERSED));
+
+    // r: a reply to it, typed at once; Enter sends it and the mark goes.
+    app.key(key(KeyCode::Char('r')));
+    assert_eq!((app.focus, app.input.text()), (Focus::Input, "/reply 6 "));
+    assert_eq!(app.selected(), Some(9));
+    typed(&mut app, "or ten");
+    assert_eq!(
+        app.key(key(KeyCode::Enter)),
+        Outcome::Send("/reply 6 or ten".into())
+    );
+    assert_eq!(app.selected(), None);
+
+    // Up: older messages. Not ours: no edit, no delete.
+    app.key(key(KeyCode::F(2)));
+    app.key(key(KeyCode::Up));
+    assert_eq!(app.focus, Focus::Select(6), "Carol's, seq 5");
+    app.key(key(KeyCode::Char('e')));
+    app.key(key(KeyCode::Char('d')));
+    assert_eq!(app.focus, Focus::Select(6));
+    app.key(key(KeyCode::Char('+')));
+    assert_eq!(app.input.text(), "/react 5 ");
+    // Esc drops the command and the mark.
+    app.key(key(KeyCode::Esc));
+    assert_eq!((app.input.text(), app.selected()), ("", None));
+
+    // Ours: edit starts from the text, delete waits for Enter.
+    app.key(key(KeyCode::F(2)));
+    for _ in 0..4 {
+        app.key(key(KeyCode::Up));
+    }
+    assert_eq!(app.focus, Focus::Select(2), "ours, seq 2");
+    app.key(key(KeyCode::Char('e')));
+    assert_eq!(app.input.text(), "/edit 2 I will make the apple cake.");
+    app.key(key(KeyCode::Esc));
+    app.key(key(KeyCode::F(2)));
+    for _ in 0..4 {
+        app.key(key(KeyCode::Up));
+    }
+    app.key(key(KeyCode::Char('d')));
+    assert_eq!(
+        app.key(key(KeyCode::Enter)),
+        Outcome::Send("/delete 2".into())
+    );
+    // A deleted message takes nothing; Down past the newest goes back to the input.
+    app.key(key(KeyCode::F(2)));
+    app.key(key(KeyCode::Up));
+    app.key(key(KeyCode::Up));
+    assert_eq!(app.focus, Focus::Select(4), "the deleted one, seq 4");
+    app.key(key(KeyCode::Char('r')));
+    assert_eq!(app.focus, Focus::Select(4));
+    for _ in 0..3 {
+        app.key(key(KeyCode::Down));
+    }
+    assert_eq!(app.focus, Focus::Input);
+}
+
+#[test]
+fn a_typed_search_command_searches_here() {
+    let mut app = changed_family();
+    typed(&mut app, "/search CAKE");
+    assert_eq!(app.key(key(KeyCode::Enter)), Outcome::Redraw, "not sent");
+    let screen = render(&mut app, 80, 24);
+    check("search-command", &screen);
+    let search = app.search.as_ref().unwrap();
+    assert_eq!((search.query.text(), search.editing), ("CAKE", false));
+    assert_eq!(app.search_matches().len(), 1);
+    assert!(buffer_text(&screen).lines().last().unwrap().contains("1/1"));
+    // n, N move; Esc closes.
+    app.key(key(KeyCode::Char('n')));
+    app.key(key(KeyCode::Esc));
+    assert!(app.search.is_none());
+}
+
 #[test]
 fn scrolled_up_shows_more_below_and_new_lines_do_not_yank_the_view() {
     let mut app = family();
@@ -403,8 +582,10 @@ fn live_chat_in_a_pseudo_terminal() {
             ..chat(LineKind::Mention, SUNDAY, 2, "carol", "gran?")
         });
         let mut got = Vec::new();
-        while let Some(line) = tui.next_input().await {
-            got.push(line);
+        while let Some(typed) = tui.next_input().await {
+            if let super::Typed::Line(line) = typed {
+                got.push(line);
+            }
         }
         got
     });

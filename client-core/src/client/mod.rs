@@ -38,6 +38,7 @@ mod public;
 mod queue;
 pub use queue::{Delivery, QueuedMessage};
 mod revert;
+mod said;
 pub use revert::STUCK_POLL;
 pub mod rotation;
 pub use rotation::RotationReport;

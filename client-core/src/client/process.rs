@@ -15,7 +15,7 @@ use super::Inner;
 use crate::content::{Body, Content, RoomEvent};
 use crate::error::ClientError;
 use crate::events::ClientEvent;
-use crate::history::HistoryRecord;
+use crate::history::{Annotation, HistoryRecord};
 use crate::mls::{handle_of, parse_message, Engine, RoomSettings};
 use crate::policy::{self, Changes, PolicyViolation, Removal};
 
@@ -24,6 +24,8 @@ use crate::policy::{self, Changes, PolicyViolation, Removal};
 pub(crate) struct Effects {
     pub events: Vec<ClientEvent>,
     pub history: Option<HistoryRecord>,
+    /// An edit, deletion or reaction of an earlier message (see [`crate::history::apply`]).
+    pub annotation: Option<Annotation>,
     /// Contacts seen in added leaves: (handle, key).
     pub contacts: Vec<(Handle, [u8; 32])>,
     /// A presence message: who, and online or not (kept in memory, never in history).
@@ -222,6 +224,8 @@ impl Inner {
         }
         let contacts = self.check_contacts(&fx.contacts, &mut fx.events);
         let history = fx.history.take();
+        let annotation = fx.annotation.take();
+        let mut changed = None;
         let rolled_back = fx.rolled_back;
         if let Some((handle, online)) = fx.presence.take() {
             // An old notice replayed while catching up is history, not news.
@@ -262,6 +266,9 @@ impl Inner {
             if let Some(record) = &history {
                 record.put(batch, room.id, seq)?;
             }
+            if let Some(annotation) = &annotation {
+                changed = crate::history::apply(batch, room.id, annotation)?;
+            }
             contacts.save(batch)?;
             if rolled_back {
                 super::restore::mark_restored(batch, room.id).map_err(crate::error::store)?;
@@ -270,12 +277,21 @@ impl Inner {
         })?;
         drop(engine);
         fx.events.extend(rotation_event);
+        if let (Some(item), Some(annotation)) = (changed, annotation) {
+            fx.events.push(ClientEvent::MessageChanged {
+                item,
+                by: annotation.by,
+                change: annotation.change,
+            });
+        }
         if let Some((handle, name)) = renamed {
             fx.events
                 .push(ClientEvent::DisplayNameChanged { handle, name });
         }
         for mut event in fx.events {
-            if let ClientEvent::Message(item) = &mut event {
+            if let ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } =
+                &mut event
+            {
                 item.sender_name = self.display_name(&item.sender);
             }
             self.emit(event);
@@ -334,6 +350,9 @@ fn of_an_earlier_epoch(room: &Room, entry: &Entry) -> bool {
 }
 
 fn own_message(room: &mut Room, entry: &Entry, body: Body, fx: &mut Effects) {
+    if let Some(me) = room.own_handle() {
+        fx.annotation = Annotation::of(&body, &me);
+    }
     if let Body::Presence { online } = body {
         fx.presence = room.own_handle().map(|me| (me, online));
         return;
@@ -440,6 +459,9 @@ impl Inner {
                 // Before we accept an invitation, nothing said is shown or kept (see
                 // `Inner::accept_invitation`).
                 let accepted = room.rec.status == super::room::Status::Joined;
+                if accepted {
+                    fx.annotation = Annotation::of(content.body(), &sender);
+                }
                 if let (true, Body::Text { text, reply_to }) = (accepted, content.body().clone()) {
                     let record = HistoryRecord {
                         sender,

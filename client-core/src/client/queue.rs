@@ -108,7 +108,11 @@ impl Client {
 }
 
 impl Inner {
-    async fn send_or_queue(&self, room: RoomId, body: Body) -> Result<Delivery, ClientError> {
+    pub(super) async fn send_or_queue(
+        &self,
+        room: RoomId,
+        body: Body,
+    ) -> Result<Delivery, ClientError> {
         let _queue = self.queue_lock.lock().await;
         // Fails early, before queueing, on what waiting would not fix.
         self.usable_room(room).await?;
