@@ -231,6 +231,31 @@ impl hearth_core::transport::Connector for LoseFirstAnswer {
     }
 }
 
+/// Closes `user`'s client and connects its profile again through [`LoseFirstAnswer`],
+/// armed once connected: the next request that `kind` picks is performed, and its
+/// answer lost.
+async fn reconnect_losing_next(
+    user: &mut common::User,
+    kind: fn(&hearth_protocol::Request) -> bool,
+) -> (
+    hearth_core::Client,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    user.client.take().unwrap().close().await;
+    let profile = hearth_core::Profile::open(&user.dir, common::PASS).unwrap();
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let connector = std::sync::Arc::new(LoseFirstAnswer(
+        hearth_core::transport::quic::QuicConnector::new(profile.relay().clone()),
+        lost.clone(),
+        kind,
+    ));
+    let lossy = hearth_core::Client::connect_with(profile, connector)
+        .await
+        .unwrap();
+    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    (lossy, lost)
+}
+
 /// Issue 13: a kick whose answer was lost happened; it is reported done (the log says
 /// so), not failed, and nobody retries it into an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,18 +264,7 @@ async fn a_kick_whose_answer_was_lost_is_reported_done_from_the_log() {
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let room = room_with(&alice, &[&bob], "Home").await;
-    alice.client.take().unwrap().close().await;
-    let profile = hearth_core::Profile::open(&alice.dir, common::PASS).unwrap();
-    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let connector = std::sync::Arc::new(LoseFirstAnswer(
-        hearth_core::transport::quic::QuicConnector::new(profile.relay().clone()),
-        lost.clone(),
-        is_commit,
-    ));
-    let lossy = hearth_core::Client::connect_with(profile, connector)
-        .await
-        .unwrap();
-    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (lossy, lost) = reconnect_losing_next(&mut alice, is_commit).await;
     lossy
         .kick(room, &h("bob"))
         .await
@@ -323,18 +337,7 @@ async fn a_message_whose_answer_was_lost_is_reported_sent_once() {
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let room = room_with(&alice, &[&bob], "Home").await;
-    alice.client.take().unwrap().close().await;
-    let profile = hearth_core::Profile::open(&alice.dir, common::PASS).unwrap();
-    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let connector = std::sync::Arc::new(LoseFirstAnswer(
-        hearth_core::transport::quic::QuicConnector::new(profile.relay().clone()),
-        lost.clone(),
-        is_append,
-    ));
-    let lossy = hearth_core::Client::connect_with(profile, connector)
-        .await
-        .unwrap();
-    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (lossy, lost) = reconnect_losing_next(&mut alice, is_append).await;
     let seq = lossy
         .send_text(room, "said once")
         .await
