@@ -191,6 +191,29 @@ pub enum ClientError {
     Other(String),
 }
 
+/// The pattern of every error variant that names one room, binding it to `$room`: one
+/// list for [`ClientError::room`] and [`ClientError::rooms_mut`], so a new variant is
+/// named in both.
+macro_rules! one_room {
+    ($room:ident) => {
+        ClientError::NoSuchRoom($room)
+            | ClientError::RemovedFromRoom($room)
+            | ClientError::NoSuchInvitation($room)
+            | ClientError::Contention($room)
+            | ClientError::NeedsReinvite($room)
+            | ClientError::NotAMember { room: $room, .. }
+            | ClientError::AlreadyMember { room: $room, .. }
+            | ClientError::NotAdmin { room: $room, .. }
+            | ClientError::NotOwner { room: $room, .. }
+            | ClientError::Banned { room: $room, .. }
+            | ClientError::NotBanned { room: $room, .. }
+            | ClientError::PolicyRefused { room: $room, .. }
+            | ClientError::UnacceptedKey { room: $room, .. }
+            | ClientError::Forked { room: $room, .. }
+            | ClientError::CommitRefused { room: $room, .. }
+    };
+}
+
 impl ClientError {
     /// The relay's error code, if the relay refused.
     pub fn code(&self) -> Option<ErrorCode> {
@@ -211,21 +234,7 @@ impl ClientError {
 
     fn room_field(&self) -> Option<&RoomRef> {
         match self {
-            ClientError::NoSuchRoom(room)
-            | ClientError::RemovedFromRoom(room)
-            | ClientError::NoSuchInvitation(room)
-            | ClientError::Contention(room)
-            | ClientError::NeedsReinvite(room)
-            | ClientError::NotAMember { room, .. }
-            | ClientError::AlreadyMember { room, .. }
-            | ClientError::NotAdmin { room, .. }
-            | ClientError::NotOwner { room, .. }
-            | ClientError::Banned { room, .. }
-            | ClientError::NotBanned { room, .. }
-            | ClientError::PolicyRefused { room, .. }
-            | ClientError::UnacceptedKey { room, .. }
-            | ClientError::Forked { room, .. }
-            | ClientError::CommitRefused { room, .. } => Some(room),
+            one_room!(room) => Some(room),
             _ => None,
         }
     }
@@ -235,21 +244,7 @@ impl ClientError {
     pub(crate) fn rooms_mut(&mut self) -> Vec<&mut RoomRef> {
         match self {
             ClientError::AmbiguousRoom { rooms, .. } => rooms.iter_mut().collect(),
-            ClientError::NoSuchRoom(room)
-            | ClientError::RemovedFromRoom(room)
-            | ClientError::NoSuchInvitation(room)
-            | ClientError::Contention(room)
-            | ClientError::NeedsReinvite(room)
-            | ClientError::NotAMember { room, .. }
-            | ClientError::AlreadyMember { room, .. }
-            | ClientError::NotAdmin { room, .. }
-            | ClientError::NotOwner { room, .. }
-            | ClientError::Banned { room, .. }
-            | ClientError::NotBanned { room, .. }
-            | ClientError::PolicyRefused { room, .. }
-            | ClientError::UnacceptedKey { room, .. }
-            | ClientError::Forked { room, .. }
-            | ClientError::CommitRefused { room, .. } => vec![room],
+            one_room!(room) => vec![room],
             _ => Vec::new(),
         }
     }
