@@ -25,6 +25,10 @@ pub enum ClientError {
     /// The client is not connected (closed, or reconnecting).
     #[error("not connected to the relay: retry in a moment")]
     NotConnected,
+    /// The relay closed the connection and said why (the text is the client's own for
+    /// the relay's close code and reason, see [`hearth_protocol::close`]).
+    #[error("the relay closed the connection: {0}")]
+    ClosedByRelay(hearth_protocol::CloseReason),
     /// The relay and this client share no protocol version.
     #[error("protocol version mismatch: {0}")]
     Version(String),

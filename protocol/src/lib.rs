@@ -7,6 +7,7 @@
 //! - [`frame`]: length-prefixed postcard framing with hard size limits.
 //! - [`auth`]: the exact bytes a client signs to prove its identity on one connection.
 //! - [`address`]: `hearth://host:port/#pin` relay addresses and invites.
+//! - [`close`]: the close codes and reasons the relay ends connections with.
 //! - [`limits`]: protocol constants (versions, frame limits, ALPN).
 //!
 //! The crate does no I/O: it only turns values into bytes and bytes into values, and
@@ -16,6 +17,7 @@
 
 pub mod address;
 pub mod auth;
+pub mod close;
 pub mod frame;
 pub mod ids;
 pub mod limits;
@@ -23,6 +25,7 @@ pub mod messages;
 
 pub use address::{AddressError, Invite, RelayAddress};
 pub use auth::{rotation_message, KeyRotation};
+pub use close::{CloseReason, Retry};
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use ids::{
     AccountKey, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq, Signature,

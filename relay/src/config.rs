@@ -108,12 +108,13 @@ pub struct RelayConfig {
     /// it is closed (close code 3, "not reading"). Hits only that connection; a slow link
     /// that keeps reading, however slowly, is never closed.
     pub write_stall_secs: u64,
-    /// Simultaneous authenticated connections of one account (one device's key). The
-    /// connection over the limit is refused at `Auth` with `RateLimited` and closed; the
-    /// ones already open are kept, so a program reconnecting in a loop cannot push out the
-    /// person's working sessions. Hits only that account, never others at the same
-    /// address. Together with `max_queued_bytes_per_connection` it bounds the memory one
-    /// account can hold.
+    /// Simultaneous authenticated connections of one account (one device's key). A
+    /// connection over the limit signs in all the same, and the account's session the
+    /// relay has heard from least recently is closed to make room (close code 5,
+    /// "replaced"): mostly one whose process vanished and would otherwise count until its
+    /// idle timeout. Only the key's holder can open sessions of the account, so this hits
+    /// only that account's own sessions, never others at the same address. Together with
+    /// `max_queued_bytes_per_connection` it bounds the memory one account can hold.
     pub max_sessions_per_account: usize,
 }
 
@@ -252,7 +253,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # max_queued_bytes_per_connection = 4194304
 # write_stall_secs = 60
 
-# Connections one account (one device) may have open at once; the next one is refused.
+# Connections one account (one device) may have open at once; a newer one takes the place
+# of the one heard from least recently (a vanished one first).
 # max_sessions_per_account = 16
 "#;
 

@@ -561,3 +561,84 @@ async fn key_packages_name_their_publisher_and_expired_ones_are_never_handed_out
     }
     relay.shutdown().await.unwrap();
 }
+
+/// Issue 13: an invitation killed between fetching the invitee's KeyPackage and
+/// committing (the inviter's process dies, its next run fetches again) does not use up
+/// the fetch limit nor the invitee's packages: on another connection, and as long as the
+/// inviter has committed nothing since, the same package is handed out again, uncounted.
+/// Two fetches on one connection (two invitations under way at once) still get two
+/// packages, and after a commit the next fetch takes a fresh one.
+#[tokio::test]
+async fn a_killed_invitation_gets_the_same_key_package_again_uncounted() {
+    use common::cap;
+    use hearth_relay::service::key_package_fetches::PER_PAIR;
+    let (relay, _dir) = start_relay(|c| {
+        c.rate_burst = 10_000;
+        c.rate_per_second = 10_000.0;
+    })
+    .await;
+    let address = relay.address();
+    let (mut bob, bob_id) = new_account(&relay, "bob").await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let (packages, resort) = MlsUser::new(&bob_id, "bob").key_packages(20, true, None);
+    bob.request(Request::PublishKeyPackages {
+        packages: packages.into_iter().map(Into::into).collect(),
+        last_resort: resort.map(Into::into),
+    })
+    .await
+    .unwrap();
+    let fetch = Request::FetchKeyPackage {
+        handle: Handle::new("bob").unwrap(),
+    };
+    async fn fetched(c: &mut Client, fetch: &Request) -> Vec<u8> {
+        match c.request(fetch.clone()).await {
+            Ok(Response::KeyPackage { package, .. }) => package.to_vec(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    async fn stock(bob: &mut Client) -> u32 {
+        match bob.request(Request::KeyPackageStock).await {
+            Ok(Response::KeyPackageStock { available, .. }) => available,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    let first = fetched(&mut alice, &fetch).await;
+    // Killed, and run again, more often than the limit allows fetches.
+    alice.raw.conn.close(0u32.into(), b"killed");
+    for _ in 0..PER_PAIR + 2 {
+        let mut again = Client::connect(&address).await;
+        again.auth(&alice_id).await.unwrap();
+        assert_eq!(fetched(&mut again, &fetch).await, first);
+        again.raw.conn.close(0u32.into(), b"killed");
+    }
+    assert_eq!(stock(&mut bob).await, 19, "one package taken in all");
+
+    // Two invitations at once on one connection: two packages.
+    let mut alice = Client::connect(&address).await;
+    alice.auth(&alice_id).await.unwrap();
+    assert_eq!(fetched(&mut alice, &fetch).await, first);
+    let second = fetched(&mut alice, &fetch).await;
+    assert_ne!(second, first);
+    assert_eq!(stock(&mut bob).await, 18);
+
+    // A commit may have used it: the next fetch, wherever, takes a fresh package.
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    alice
+        .request(Request::Commit {
+            room,
+            cap: cap(0),
+            next_cap_hash: cap(1).hash(),
+            payload: vec![1; 8],
+            admins: None,
+        })
+        .await
+        .unwrap();
+    let mut after = Client::connect(&address).await;
+    after.auth(&alice_id).await.unwrap();
+    let third = fetched(&mut after, &fetch).await;
+    assert!(third != first && third != second);
+    assert_eq!(stock(&mut bob).await, 17);
+    relay.shutdown().await.unwrap();
+}

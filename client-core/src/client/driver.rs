@@ -1,11 +1,13 @@
 //! The connection driver: pushed events in, reconnects with backoff when the connection
-//! drops.
+//! drops. When the relay closed the connection and said why, the reason is reported (in
+//! the client's own words, see [`hearth_protocol::close`]) and sets the backoff: a ban
+//! or a refusal that a retry cannot change is retried only every [`FUTILE_BACKOFF`].
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use hearth_protocol::auth::auth_message;
-use hearth_protocol::{Entry, Event, Request, RoomId, Seq};
+use hearth_protocol::{CloseReason, Entry, ErrorCode, Event, Request, Retry, RoomId, Seq};
 use tokio::sync::mpsc;
 
 use super::room::Status;
@@ -17,6 +19,35 @@ use crate::events::{ClientEvent, ConnectionState};
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest reconnect delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Reconnect delay when retrying will not help until a person acts (banned, no common
+/// version, the relay's key changed): rare enough to cost nothing, often enough that the
+/// client comes back by itself once the ban is lifted.
+pub(crate) const FUTILE_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The least delay before reconnecting that a close for `reason` asks for.
+fn floor_after_close(reason: &CloseReason) -> Duration {
+    match reason.retry() {
+        Retry::Soon => FIRST_BACKOFF,
+        Retry::After(secs) => Duration::from_secs(u64::from(secs)).max(FIRST_BACKOFF),
+        Retry::Futile => FUTILE_BACKOFF,
+    }
+}
+
+/// The least delay before reconnecting after a failed attempt ended with `error`.
+fn floor_after_error(error: &ClientError) -> Duration {
+    match error {
+        ClientError::ClosedByRelay(reason) => floor_after_close(reason),
+        ClientError::Relay(e) if e.code == ErrorCode::Banned => FUTILE_BACKOFF,
+        ClientError::Version(_) | ClientError::PinMismatch { .. } => FUTILE_BACKOFF,
+        _ => FIRST_BACKOFF,
+    }
+}
+
+/// The next reconnect delay: doubled up to [`MAX_BACKOFF`], and at least what `error`
+/// asks for.
+pub(crate) fn next_backoff(delay: Duration, error: &ClientError) -> Duration {
+    (delay * 2).min(MAX_BACKOFF).max(floor_after_error(error))
+}
 
 pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<Event>) {
     loop {
@@ -26,9 +57,23 @@ pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<
             };
             inner.handle_event(event).await;
         }
-        // The connection dropped.
-        let mut delay = FIRST_BACKOFF;
-        let mut reason = "connection lost".to_string();
+        // The connection dropped; the link knows why if the relay said so.
+        let closed_by = match inner.upgrade() {
+            Some(strong) => strong
+                .link
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(|link| link.close_reason()),
+            None => return,
+        };
+        let (mut reason, mut delay) = match closed_by {
+            Some(close) => (
+                ClientError::ClosedByRelay(close).to_string(),
+                floor_after_close(&close),
+            ),
+            None => ("connection lost".to_string(), FIRST_BACKOFF),
+        };
         loop {
             {
                 let Some(strong) = inner.upgrade() else {
@@ -68,7 +113,7 @@ pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<
                 }
                 Err(e) => {
                     reason = e.to_string();
-                    delay = (delay * 2).min(MAX_BACKOFF);
+                    delay = next_backoff(delay, &e);
                 }
             }
         }
@@ -177,5 +222,29 @@ impl Inner {
             self.catch_up(&mut room).await?;
         }
         self.follow_up(&mut room).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ban_is_retried_rarely_and_a_restart_soon() {
+        let banned = ClientError::ClosedByRelay(CloseReason::Banned);
+        assert_eq!(next_backoff(FIRST_BACKOFF, &banned), FUTILE_BACKOFF);
+        let refused = ClientError::Relay(hearth_protocol::WireError::new(ErrorCode::Banned, "x"));
+        assert_eq!(next_backoff(FIRST_BACKOFF, &refused), FUTILE_BACKOFF);
+        let restart = ClientError::ClosedByRelay(CloseReason::ShuttingDown);
+        assert_eq!(next_backoff(FIRST_BACKOFF, &restart), FIRST_BACKOFF * 2);
+        let blocked = ClientError::ClosedByRelay(CloseReason::AddressBlocked { secs: 300 });
+        assert_eq!(
+            next_backoff(FIRST_BACKOFF, &blocked),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            next_backoff(MAX_BACKOFF, &ClientError::NotConnected),
+            MAX_BACKOFF
+        );
     }
 }

@@ -121,6 +121,7 @@ impl From<TransportError> for ClientError {
                 ClientError::Unreachable { address, reason }
             }
             TransportError::Version(m) => ClientError::Version(m),
+            TransportError::ClosedByRelay(reason) => ClientError::ClosedByRelay(reason),
             TransportError::Closed => ClientError::NotConnected,
         }
     }
@@ -214,6 +215,14 @@ impl Client {
             }
             Err(TransportError::Unreachable { address, reason }) => {
                 tracing::info!("relay {address} unreachable ({reason}): starting offline");
+                Self::start(profile, connector, None)
+            }
+            // Closed for a reason that passes by itself (a restart, a crowd signing in
+            // at once): as if unreachable.
+            Err(TransportError::ClosedByRelay(reason))
+                if reason.retry() == hearth_protocol::Retry::Soon =>
+            {
+                tracing::info!("the relay closed the connection ({reason}): starting offline");
                 Self::start(profile, connector, None)
             }
             Err(e) => Err(e.into()),

@@ -216,8 +216,19 @@ impl Room {
 
     /// Loads a room's group from the engine's storage.
     pub fn load(engine: &Engine, id: RoomId, rec: RoomRecord) -> Result<Option<Room>, ClientError> {
-        let group = MlsGroup::load(engine.provider.storage(), &GroupId::from_slice(&id.0))
+        let mut group = MlsGroup::load(engine.provider.storage(), &GroupId::from_slice(&id.0))
             .map_err(crate::error::mls)?;
+        if let Some(group) = group.as_mut() {
+            // Rooms made before messages were padded: padded from now on (the setting
+            // is ours alone, nothing the other members must agree on).
+            if group.configuration().padding_size() != crate::mls::config::PADDING_BLOCK {
+                // The same settings every room is made and joined with, padded.
+                let padded = crate::mls::config::join_config();
+                group
+                    .set_configuration(engine.provider.storage(), &padded)
+                    .map_err(crate::error::mls)?;
+            }
+        }
         Ok(group.map(|group| Room {
             id,
             rec,

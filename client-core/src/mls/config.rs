@@ -189,6 +189,12 @@ pub fn capabilities() -> Capabilities {
     )
 }
 
+/// Every MLS `PrivateMessage` this client sends has its content padded to a multiple of
+/// this many bytes (RFC 9420 section 6.3.1, openmls's `padding_size`), so the relay
+/// learns a message's size only to the nearest 256 bytes, not the length of the text
+/// (issue 16): most household messages look alike.
+pub const PADDING_BLOCK: usize = 256;
+
 /// Configuration for creating a room.
 pub fn create_config(
     settings: &RoomSettings,
@@ -199,6 +205,7 @@ pub fn create_config(
         .use_ratchet_tree_extension(true)
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(32, 1000))
         .max_past_epochs(3)
+        .padding_size(PADDING_BLOCK)
         .capabilities(capabilities())
         .with_group_context_extensions(settings.extensions()?)
         .build())
@@ -211,6 +218,7 @@ pub fn join_config() -> MlsGroupJoinConfig {
         .use_ratchet_tree_extension(true)
         .sender_ratchet_configuration(SenderRatchetConfiguration::new(32, 1000))
         .max_past_epochs(3)
+        .padding_size(PADDING_BLOCK)
         .build()
 }
 

@@ -1,13 +1,18 @@
 //! A [`Link`] over any byte stream pair carrying hearth frames: a writer behind a lock,
 //! and a reader task that routes responses to their callers by id and forwards events.
+//! When the stream ends, the reader learns why the connection closed (if the transport
+//! can tell, see [`FrameLink::start_watching`]) before it ends the event stream, so the
+//! client finds the reason on the link ([`Link::close_reason`]) as soon as it sees the
+//! end.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hearth_protocol::frame::{decode_frame, encode_frame};
 use hearth_protocol::limits::MAX_FRAME_LEN;
-use hearth_protocol::{ClientFrame, Event, Request, Response, ServerFrame, WireError};
+use hearth_protocol::{ClientFrame, CloseReason, Event, Request, Response, ServerFrame, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,12 +20,22 @@ use super::{BoxFuture, Link, TransportError};
 
 type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<Response, WireError>>>>>;
 
+/// How long the reader waits, once the stream ended, for the connection to say why it
+/// closed. The relay closes the connection right after it finished the stream, so this
+/// is a round trip; it bounds a stream that ends while its connection stays open.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// Completes when the connection under a link has closed: why the relay closed it, if
+/// it did (`None`: lost, or closed by us).
+pub type ClosedBy = BoxFuture<'static, Option<CloseReason>>;
+
 /// A framed request/response link.
 pub struct FrameLink<W> {
     writer: tokio::sync::Mutex<W>,
     pending: Pending,
     next_id: AtomicU32,
     closed: Arc<AtomicBool>,
+    close_reason: Arc<Mutex<Option<CloseReason>>>,
     on_close: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -65,19 +80,34 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
     /// Starts the reader task over `reader` (already past the hello) and returns the link
     /// and the event stream. `on_close` is called by [`Link::close`].
     pub fn start<R: AsyncRead + Unpin + Send + 'static>(
+        reader: R,
+        buf: Vec<u8>,
+        writer: W,
+        on_close: Box<dyn Fn() + Send + Sync>,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Event>) {
+        Self::start_watching(reader, buf, writer, on_close, Box::pin(async { None }))
+    }
+
+    /// [`FrameLink::start`], where `closed_by` tells why the connection closed: once the
+    /// stream ends, the reader waits for it (at most [`CLOSE_WAIT`]) and keeps the answer
+    /// for [`Link::close_reason`] before it ends the event stream.
+    pub fn start_watching<R: AsyncRead + Unpin + Send + 'static>(
         mut reader: R,
         mut buf: Vec<u8>,
         writer: W,
         on_close: Box<dyn Fn() + Send + Sync>,
+        closed_by: ClosedBy,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Event>) {
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
+        let close_reason = Arc::new(Mutex::new(None));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let link = Arc::new(FrameLink {
             writer: tokio::sync::Mutex::new(writer),
             pending: pending.clone(),
             next_id: AtomicU32::new(1),
             closed: closed.clone(),
+            close_reason: close_reason.clone(),
             on_close,
         });
         tokio::spawn(async move {
@@ -104,6 +134,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
             closed.store(true, Ordering::SeqCst);
             // Dropping the waiters fails their calls with `Closed`.
             lock(&pending).clear();
+            if let Ok(Some(reason)) = tokio::time::timeout(CLOSE_WAIT, closed_by).await {
+                tracing::info!("the relay closed the connection: {reason}");
+                *lock(&close_reason) = Some(reason);
+            }
+            // Only now: whoever sees the event stream end finds the reason.
+            drop(events_tx);
         });
         (link, events_rx)
     }
@@ -148,5 +184,9 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
         self.closed.store(true, Ordering::SeqCst);
         lock(&self.pending).clear();
         (self.on_close)();
+    }
+
+    fn close_reason(&self) -> Option<CloseReason> {
+        *lock(&self.close_reason)
     }
 }

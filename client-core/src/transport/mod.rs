@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::Pin as StdPin;
 use std::sync::Arc;
 
-use hearth_protocol::{Event, Request, Response, WireError};
+use hearth_protocol::{CloseReason, Event, Request, Response, WireError};
 use tokio::sync::mpsc;
 
 /// A boxed, sendable future.
@@ -44,6 +44,11 @@ pub enum TransportError {
     /// No common protocol version.
     #[error("{0}")]
     Version(String),
+    /// The relay closed the connection while it was being set up, and said why (see
+    /// [`hearth_protocol::close`]; shown from the client's own table, never the relay's
+    /// text).
+    #[error("the relay closed the connection: {0}")]
+    ClosedByRelay(CloseReason),
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
@@ -58,6 +63,12 @@ pub trait Link: Send + Sync {
     ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>>;
     /// Closes the connection (pending and later calls fail with [`TransportError::Closed`]).
     fn close(&self);
+    /// Why the relay closed the connection, once it has and said so (known by the time
+    /// the connection's event stream ends). `None` while open, when the connection was
+    /// lost or closed by us, or when the transport cannot tell.
+    fn close_reason(&self) -> Option<CloseReason> {
+        None
+    }
 }
 
 /// An open, version-negotiated, not yet authenticated connection.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_protocol::limits::TLS_EXPORTER_LABEL;
-use hearth_protocol::{ClientHello, RelayAddress, ServerHello, ALPN, SUPPORTED_VERSIONS};
+use hearth_protocol::{
+    ClientHello, CloseReason, RelayAddress, ServerHello, ALPN, SUPPORTED_VERSIONS,
+};
 
 use super::frames::{read_frame, write_frame, FrameLink};
 use super::pin::PinVerifier;
@@ -21,6 +23,29 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// How long a connection may hear nothing before it counts as dead: four keep-alives, so
 /// a few lost packets on a home Wi-Fi do not drop it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// How long a failed hello waits for the relay's close to learn why (a round trip).
+const WHY_WAIT: Duration = Duration::from_secs(2);
+
+/// Why the relay closed `connection`, if it did: its close code and reason read through
+/// the fixed table of [`hearth_protocol::close`] (never the relay's text itself).
+fn relay_close(error: &quinn::ConnectionError) -> Option<CloseReason> {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => Some(CloseReason::parse(
+            close.error_code.into_inner(),
+            &close.reason,
+        )),
+        _ => None,
+    }
+}
+
+/// Why the relay closed `connection` (waiting up to [`WHY_WAIT`] for the close), if it did.
+async fn why_closed(connection: &quinn::Connection) -> Option<CloseReason> {
+    let closed = tokio::time::timeout(WHY_WAIT, connection.closed())
+        .await
+        .ok()?;
+    relay_close(&closed)
+}
 
 /// Connects to a relay over QUIC, checking its key against the address's pin.
 pub struct QuicConnector {
@@ -106,37 +131,49 @@ impl QuicConnector {
             .export_keying_material(&mut exporter, TLS_EXPORTER_LABEL, b"")
             .map_err(|_| unreachable("TLS exporter unavailable".into()))?;
 
-        let (mut send, mut recv) = connection
-            .open_bi()
+        // A relay that refuses us (an address blocked after failed logins, too many
+        // connections signing in from it) completes the handshake only to close with a
+        // reason: it is told, not reported as "cannot reach".
+        let hello = async {
+            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            write_frame(
+                &mut send,
+                &ClientHello {
+                    versions: SUPPORTED_VERSIONS.to_vec(),
+                },
+            )
+            .await?;
+            let mut buf = Vec::new();
+            let hello = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                read_frame::<_, ServerHello>(&mut recv, &mut buf),
+            )
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        write_frame(
-            &mut send,
-            &ClientHello {
-                versions: SUPPORTED_VERSIONS.to_vec(),
-            },
-        )
-        .await
-        .map_err(unreachable)?;
-        let mut buf = Vec::new();
-        let hello = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            read_frame::<_, ServerHello>(&mut recv, &mut buf),
-        )
-        .await
-        .map_err(|_| unreachable("no answer to hello".into()))?
-        .map_err(unreachable)?
-        .ok_or_else(|| unreachable("the relay closed the connection".into()))?;
+            .map_err(|_| "no answer to hello".to_string())??
+            .ok_or_else(|| "the relay closed the connection".to_string())?;
+            Ok::<_, String>((send, recv, buf, hello))
+        };
+        let (send, recv, buf, hello) = match hello.await {
+            Ok(answered) => answered,
+            Err(e) => {
+                return Err(match why_closed(&connection).await {
+                    Some(reason) => TransportError::ClosedByRelay(reason),
+                    None => unreachable(e),
+                })
+            }
+        };
         let challenge = match hello {
             ServerHello::Accepted { challenge, .. } => challenge,
             ServerHello::Rejected { message, .. } => return Err(TransportError::Version(message)),
         };
         let closer = connection.clone();
-        let (link, events) = FrameLink::start(
+        let watched = connection.clone();
+        let (link, events) = FrameLink::start_watching(
             recv,
             buf,
             send,
             Box::new(move || closer.close(0u32.into(), b"bye")),
+            Box::pin(async move { relay_close(&watched.closed().await) }),
         );
         // Keep the endpoint alive as long as the connection: the reader task owns it.
         let keep = (endpoint, connection);

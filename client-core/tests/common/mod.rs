@@ -23,13 +23,19 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start() -> Relay {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Relay::start`] with a tuned configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Relay {
         set_test_kdf_params(Some(KdfParams::TEST_ONLY_FAST));
         let dir = tempfile::tempdir().unwrap();
-        let config = RelayConfig {
+        let mut config = RelayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("relay"),
             ..RelayConfig::default()
         };
+        tweak(&mut config);
         let running = hearth_relay::start(config).await.unwrap();
         Relay {
             running: Some(running),

@@ -1,5 +1,5 @@
 //! Slots for connections that have not authenticated yet, per IP address (issue 13,
-//! item 6).
+//! item 6); an IPv6 address counts by its /64 ([`AddressKey`]).
 //!
 //! A household shares one public address, so a per-address limit must never keep a
 //! member out. Three things make sure of it:
@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::service::AddressKey;
+
 /// Per address: each unauthenticated connection's id and eviction signal, oldest first.
-type Slots = HashMap<IpAddr, VecDeque<(u64, Arc<Notify>)>>;
+type Slots = HashMap<AddressKey, VecDeque<(u64, Arc<Notify>)>>;
 
 /// Unauthenticated connections per address, oldest first.
 #[derive(Default, Clone)]
@@ -34,7 +36,7 @@ pub(crate) struct Admission {
 /// gives it back.
 pub(crate) struct Slot {
     admission: Admission,
-    ip: IpAddr,
+    key: AddressKey,
     id: u64,
     evicted: Arc<Notify>,
 }
@@ -52,13 +54,15 @@ impl Admission {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a new connection from `ip`; if `max` are taken, the oldest is told to
-    /// close and its slot reused. Returns the slot and whether one was evicted.
+    /// A slot for a new connection from `ip`; if `max` are taken by its [`AddressKey`],
+    /// the oldest is told to close and its slot reused. Returns the slot and whether one
+    /// was evicted.
     pub(crate) fn take(&self, ip: IpAddr, max: usize) -> (Slot, bool) {
+        let key = AddressKey::of(ip);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evicted = Arc::new(Notify::new());
         let mut map = self.lock();
-        let list = map.entry(ip).or_default();
+        let list = map.entry(key).or_default();
         let mut evicted_one = false;
         while list.len() >= max.max(1) {
             if let Some((_, oldest)) = list.pop_front() {
@@ -72,7 +76,7 @@ impl Admission {
         (
             Slot {
                 admission: self.clone(),
-                ip,
+                key,
                 id,
                 evicted,
             },
@@ -83,17 +87,19 @@ impl Admission {
     /// Unauthenticated connections from `ip` now.
     #[cfg(test)]
     fn count(&self, ip: IpAddr) -> usize {
-        self.lock().get(&ip).map_or(0, VecDeque::len)
+        self.lock()
+            .get(&AddressKey::of(ip))
+            .map_or(0, VecDeque::len)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut map = self.admission.lock();
-        if let Some(list) = map.get_mut(&self.ip) {
+        if let Some(list) = map.get_mut(&self.key) {
             list.retain(|(id, _)| *id != self.id);
             if list.is_empty() {
-                map.remove(&self.ip);
+                map.remove(&self.key);
             }
         }
     }
@@ -126,5 +132,25 @@ mod tests {
         drop(second);
         drop(third);
         assert_eq!(admission.count(ip), 0);
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_64_shares_its_slots_and_mapped_ipv4_counts_as_ipv4() {
+        let admission = Admission::default();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let (first, _) = admission.take(ip("2001:db8:1:2::1"), 2);
+        let (_second, _) = admission.take(ip("2001:db8:1:2::2"), 2);
+        let (_elsewhere, evicted) = admission.take(ip("2001:db8:1:3::1"), 2);
+        assert!(!evicted, "another /64 is another address");
+        // A third address of the same /64: the /64's oldest gives way.
+        let (_third, evicted) = admission.take(ip("2001:db8:1:2:ffff::9"), 2);
+        assert!(evicted);
+        first.evicted().notified().await;
+        assert_eq!(admission.count(ip("2001:db8:1:2::77")), 2);
+
+        let (_v4, _) = admission.take(ip("192.0.2.9"), 2);
+        let (_mapped, _) = admission.take(ip("::ffff:192.0.2.9"), 2);
+        assert_eq!(admission.count(ip("192.0.2.9")), 2);
+        assert_eq!(admission.count(ip("::ffff:192.0.2.9")), 2);
     }
 }

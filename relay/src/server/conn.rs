@@ -7,8 +7,8 @@ use std::time::Duration;
 use hearth_protocol::frame::{decode_body, encode_frame};
 use hearth_protocol::limits::{LENGTH_PREFIX_LEN, MAX_FRAME_LEN, TLS_EXPORTER_LABEL};
 use hearth_protocol::{
-    ClientFrame, ClientHello, Entry, ErrorCode, Event, Response, ServerFrame, ServerHello,
-    WireError,
+    ClientFrame, ClientHello, CloseReason, Entry, ErrorCode, Event, Response, ServerFrame,
+    ServerHello, WireError,
 };
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -35,21 +35,11 @@ enum Inbound {
 /// How a connection ended, for the log line.
 type Outcome = std::borrow::Cow<'static, str>;
 
-/// QUIC application close codes the relay ends a connection with; the close reason (a
-/// short text) says more. Documented in docs/protocol.md.
+/// QUIC application close codes the relay ends a connection with; the reason is a token
+/// of [`hearth_protocol::close`] (the one table of codes and reasons, documented in
+/// docs/protocol.md).
 pub mod close {
-    /// The conversation ended normally (the client finished, the relay shut down).
-    pub const DONE: u32 = 0;
-    /// The relay failed.
-    pub const INTERNAL: u32 = 1;
-    /// The handshake, the authentication or a re-authentication was not done in time.
-    pub const TIMEOUT: u32 = 2;
-    /// The client does not read what the relay sends it: its queue passed
-    /// `max_queued_bytes_per_connection`, or nothing was read for `write_stall_secs`.
-    pub const NOT_READING: u32 = 3;
-    /// The relay refused the client; an error frame said why where the protocol has one
-    /// (banned, too many failures or connections, malformed frames, version).
-    pub const REFUSED: u32 = 4;
+    pub use hearth_protocol::close::code::*;
 }
 
 /// Completes the handshake of a connection from a blocked address only to close it with
@@ -66,11 +56,10 @@ pub(crate) async fn refuse_blocked(incoming: quinn::Incoming, relay: Relay, slot
     let Ok(Ok(conn)) = handshaken else {
         return;
     };
-    let reason = format!(
-        "this address is blocked for up to {} s after many failed logins from it",
-        crate::service::BLOCK_WINDOW.as_secs()
-    );
-    conn.close(close::REFUSED.into(), reason.as_bytes());
+    let reason = CloseReason::AddressBlocked {
+        secs: u32::try_from(crate::service::BLOCK_WINDOW.as_secs()).unwrap_or(u32::MAX),
+    };
+    conn.close(reason.code().into(), reason.reason().as_bytes());
     // Keep the slot until the close is sent.
     let _ = timeout(Duration::from_secs(1), conn.closed()).await;
     drop(slot);
@@ -111,7 +100,8 @@ pub(crate) async fn serve(
         .export_keying_material(&mut exporter, TLS_EXPORTER_LABEL, b"")
         .is_err()
     {
-        conn.close(close::INTERNAL.into(), b"internal error");
+        let reason = CloseReason::Internal;
+        conn.close(reason.code().into(), reason.reason().as_bytes());
         return;
     }
     Metrics::bump(&metrics.connections_total);
@@ -288,42 +278,48 @@ fn split_entries(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
     out
 }
 
-/// How the request loop ended: the log line, the QUIC close code and reason, and whether
-/// to let the writer send what is queued (answers, a rejection) before closing.
+/// How the request loop ended: the log line, the close (code and reason, see
+/// [`hearth_protocol::close`]), and whether to let the writer send what is queued
+/// (answers, a rejection) before closing.
 struct Ending {
-    reason: Outcome,
-    code: u32,
+    log: Outcome,
+    close: CloseReason,
     drain: bool,
 }
 
 impl Ending {
     /// Ends after what is queued was written (the client is told why in a frame).
-    fn told(code: u32, reason: impl Into<Outcome>) -> Self {
+    fn told(close: CloseReason, log: impl Into<Outcome>) -> Self {
         Self {
-            reason: reason.into(),
-            code,
+            log: log.into(),
+            close,
             drain: true,
         }
     }
 
-    /// Ends at once: the writer cannot deliver (the client does not read, or is gone).
-    fn abrupt(code: u32, reason: impl Into<Outcome>) -> Self {
+    /// Ends at once: the writer cannot deliver (the client does not read, or is gone), or
+    /// what is queued is of no use any more.
+    fn abrupt(close: CloseReason, log: impl Into<Outcome>) -> Self {
         Self {
-            reason: reason.into(),
-            code,
+            log: log.into(),
+            close,
             drain: false,
         }
     }
 
-    fn not_reading(relay: &Relay, why: &'static str) -> Self {
+    fn not_reading(relay: &Relay, close: CloseReason, why: &'static str) -> Self {
         Metrics::bump(&relay.shared.metrics.slow_readers);
-        Self::abrupt(close::NOT_READING, why)
+        Self::abrupt(close, why)
     }
 }
 
-/// The close reason of an unauthenticated connection that gave way to a newer one from
-/// the same address (see [`super::admission`]).
+/// The log line of an unauthenticated connection that gave way to a newer one from the
+/// same address (see [`super::admission`]).
 const GAVE_WAY: &str = "too many unauthenticated connections from this address";
+
+/// How often an authenticated connection checks whether its client was heard from (any
+/// packet; clients send a keep-alive every second), for [`Session::heard`].
+const HEARD_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a closing connection may take to write what is queued for it.
 const DRAIN_GRACE: Duration = Duration::from_secs(4);
@@ -343,7 +339,8 @@ async fn drive(
     let opened = tokio::select! {
         opened = timeout(handshake, conn.accept_bi()) => opened,
         _ = evicted.notified() => {
-            conn.close(close::REFUSED.into(), GAVE_WAY.as_bytes());
+            let reason = CloseReason::GaveWay;
+            conn.close(reason.code().into(), reason.reason().as_bytes());
             return GAVE_WAY.into();
         }
     };
@@ -352,7 +349,8 @@ async fn drive(
         Ok(Err(_)) => return "closed before opening a stream".into(),
         Err(_) => {
             Metrics::bump(&metrics.handshake_timeouts);
-            conn.close(close::TIMEOUT.into(), b"handshake timeout");
+            let reason = CloseReason::HelloTimeout;
+            conn.close(reason.code().into(), reason.reason().as_bytes());
             return "handshake timeout".into();
         }
     };
@@ -383,8 +381,8 @@ async fn drive(
     } else {
         writer.abort();
     }
-    conn.close(ending.code.into(), ending.reason.as_bytes());
-    ending.reason
+    conn.close(ending.close.code().into(), ending.close.reason().as_bytes());
+    ending.log
 }
 
 /// The request loop of one connection and what it shares with its writer task.
@@ -418,21 +416,22 @@ impl Loop<'_> {
                 );
                 Err(Ending::not_reading(
                     self.relay,
+                    CloseReason::QueueFull,
                     "not reading: too much queued",
                 ))
             }
-            Err(PushError::Closed) => Err(Ending::abrupt(close::DONE, "closing")),
+            Err(PushError::Closed) => Err(Ending::abrupt(CloseReason::Finished, "closing")),
         }
     }
 
     /// Answers a hello that cannot be taken with a rejection saying why, then closes.
-    fn reject_hello(&self, message: String) -> Ending {
+    fn reject_hello(&self, message: String, close: CloseReason) -> Ending {
         let rejected = ServerHello::Rejected {
             supported: hearth_protocol::SUPPORTED_VERSIONS.to_vec(),
             message,
         };
         match self.push(encoded(&rejected)) {
-            Ok(()) => Ending::told(close::REFUSED, "hello refused"),
+            Ok(()) => Ending::told(close, "hello refused"),
             Err(ending) => ending,
         }
     }
@@ -453,13 +452,19 @@ impl Loop<'_> {
                     self.session.account().as_ref(),
                     "nothing read within write_stall_secs",
                 );
-                Ending::not_reading(self.relay, "not reading: nothing read in time")
+                Ending::not_reading(
+                    self.relay,
+                    CloseReason::Stalled,
+                    "not reading: nothing read in time",
+                )
             }
             Ok(WriteEnd::PeerGone) | Ok(WriteEnd::Finished) => {
-                Ending::abrupt(close::DONE, "peer went away")
+                Ending::abrupt(CloseReason::Finished, "peer went away")
             }
-            Ok(WriteEnd::Encode(e)) => Ending::abrupt(close::INTERNAL, format!("encode: {e}")),
-            Err(e) => Ending::abrupt(close::INTERNAL, format!("writer task: {e}")),
+            Ok(WriteEnd::Encode(e)) => {
+                Ending::abrupt(CloseReason::Internal, format!("encode: {e}"))
+            }
+            Err(e) => Ending::abrupt(CloseReason::Internal, format!("writer task: {e}")),
         }
     }
 
@@ -476,9 +481,9 @@ impl Loop<'_> {
             item = rx.recv() => item,
             _ = sleep_until(auth_deadline) => {
                 Metrics::bump(&metrics.handshake_timeouts);
-                return Ending::abrupt(close::TIMEOUT, "no hello in time");
+                return Ending::abrupt(CloseReason::HelloTimeout, "no hello in time");
             }
-            _ = self.evicted.notified() => return Ending::abrupt(close::REFUSED, GAVE_WAY),
+            _ = self.evicted.notified() => return Ending::abrupt(CloseReason::GaveWay, GAVE_WAY),
         };
         let body = match first {
             Some(Inbound::Frame(body)) => body,
@@ -491,9 +496,12 @@ impl Loop<'_> {
                     None,
                     &format!("hello of {len} bytes"),
                 );
-                return self.reject_hello(format!(
-                    "a hello of {len} bytes exceeds the frame limit of {MAX_FRAME_LEN} bytes"
-                ));
+                return self.reject_hello(
+                    format!(
+                        "a hello of {len} bytes exceeds the frame limit of {MAX_FRAME_LEN} bytes"
+                    ),
+                    CloseReason::OversizedFrame,
+                );
             }
             Some(Inbound::Truncated) => {
                 Metrics::bump(&metrics.malformed);
@@ -503,9 +511,11 @@ impl Loop<'_> {
                     None,
                     "stream ended mid-frame",
                 );
-                return Ending::abrupt(close::DONE, "stream ended mid-hello");
+                return Ending::abrupt(CloseReason::Finished, "stream ended mid-hello");
             }
-            Some(Inbound::End) | None => return Ending::abrupt(close::DONE, "closed before hello"),
+            Some(Inbound::End) | None => {
+                return Ending::abrupt(CloseReason::Finished, "closed before hello")
+            }
         };
         let hello = match decode_body::<ClientHello>(&body) {
             Ok(hello) => hello,
@@ -518,7 +528,7 @@ impl Loop<'_> {
                     None,
                     &format!("{} bytes that are not a hello", body.len()),
                 );
-                return self.reject_hello("malformed hello".into());
+                return self.reject_hello("malformed hello".into(), CloseReason::MalformedFrame);
             }
         };
         let answer = self.session.hello(&hello);
@@ -526,7 +536,7 @@ impl Loop<'_> {
             return ending;
         }
         if let ServerHello::Rejected { .. } = answer {
-            return Ending::told(close::REFUSED, "version rejected");
+            return Ending::told(CloseReason::Version, "version rejected");
         }
 
         // 2. Requests, events, re-authentication.
@@ -535,7 +545,9 @@ impl Loop<'_> {
         let mut reauth_at = far;
         let mut pending: JoinSet<(u32, Result<Response, WireError>)> = JoinSet::new();
         let mut ending: Option<Ending> = None;
-        let banned = self.session.ended();
+        let ended = self.session.ended();
+        let mut heard_tick = tokio::time::interval(HEARD_EVERY);
+        heard_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ending.is_none() {
             let deadline = match (self.session.account(), self.session.reauth_deadline()) {
                 (None, _) => auth_deadline,
@@ -548,12 +560,13 @@ impl Loop<'_> {
                         ending = Some(self.inbound_end(item));
                         continue;
                     };
+                    self.session.heard();
                     let Ok(frame) = decode_body::<ClientFrame>(&body) else {
                         Metrics::bump(&metrics.malformed);
                         tracing::warn!(%peer, len = body.len(), "malformed frame; closing");
                         self.relay.shared.audit("malformed-frame", Some(peer.ip()), self.session.account().as_ref(), "undecodable request");
                         ending = Some(match self.respond(0, Err(WireError::new(ErrorCode::BadRequest, "malformed frame"))) {
-                            Ok(()) => Ending::told(close::REFUSED, "malformed frame"),
+                            Ok(()) => Ending::told(CloseReason::MalformedFrame, "malformed frame"),
                             Err(e) => e,
                         });
                         continue;
@@ -576,7 +589,7 @@ impl Loop<'_> {
                         self.slot = None;
                     }
                     if let Some(reason) = self.session.close_reason() {
-                        ending = Some(Ending::told(close::REFUSED, reason));
+                        ending = Some(Ending::told(reason, reason.token()));
                     }
                 }
                 Some(done) = pending.join_next(), if !pending.is_empty() => {
@@ -598,19 +611,33 @@ impl Loop<'_> {
                 }
                 _ = sleep_until(deadline) => {
                     Metrics::bump(&metrics.handshake_timeouts);
-                    ending = Some(Ending::told(close::TIMEOUT, if self.session.account().is_some() {
-                        "re-authentication not answered in time"
+                    ending = Some(if self.session.account().is_some() {
+                        Ending::told(CloseReason::ReauthTimeout, "re-authentication not answered in time")
                     } else {
-                        "not authenticated in time"
-                    }));
+                        Ending::told(CloseReason::AuthTimeout, "not authenticated in time")
+                    });
                 }
                 _ = self.evicted.notified(), if self.slot.is_some() => {
-                    ending = Some(Ending::told(close::REFUSED, GAVE_WAY));
+                    ending = Some(Ending::told(CloseReason::GaveWay, GAVE_WAY));
                 }
-                // A reconnect is then refused with `Banned`, which tells the client why.
-                _ = banned.notified() => ending = Some(Ending::told(close::REFUSED, "account banned")),
-                _ = shutdown.changed() => ending = Some(Ending::told(close::DONE, "relay shutting down")),
-                _ = self.conn.closed() => return Ending::abrupt(close::DONE, "connection lost"),
+                // Any packet counts (keep-alives too): a client that vanished without
+                // closing sends none, and is the first to make room at the session limit.
+                _ = heard_tick.tick(), if self.session.account().is_some() => {
+                    self.session.packets_received(self.conn.stats().udp_rx.datagrams);
+                }
+                reason = ended.ended() => {
+                    ending = Some(match reason {
+                        // Its place is taken: what it waits for is of no use to anyone
+                        // (its commits still land; the client reads them from the log).
+                        CloseReason::Replaced { .. } => {
+                            Ending::abrupt(reason, "replaced by a newer session of the account")
+                        }
+                        // A reconnect is then refused with `Banned`, which says why too.
+                        reason => Ending::told(reason, reason.token()),
+                    });
+                }
+                _ = shutdown.changed() => ending = Some(Ending::told(CloseReason::ShuttingDown, "relay shutting down")),
+                _ = self.conn.closed() => return Ending::abrupt(CloseReason::Finished, "connection lost"),
             }
         }
         // 3. Let started commits finish and answer them before closing.
@@ -621,7 +648,7 @@ impl Loop<'_> {
                 }
             }
         }
-        ending.unwrap_or_else(|| Ending::told(close::DONE, "closed"))
+        ending.unwrap_or_else(|| Ending::told(CloseReason::Finished, "closed"))
     }
 
     /// The reader task saw something other than a whole frame.
@@ -643,16 +670,16 @@ impl Loop<'_> {
                     format!("frame of {len} bytes exceeds the limit of {MAX_FRAME_LEN} bytes"),
                 );
                 match self.respond(0, Err(refused)) {
-                    Ok(()) => Ending::told(close::REFUSED, "oversized frame"),
+                    Ok(()) => Ending::told(CloseReason::OversizedFrame, "oversized frame"),
                     Err(e) => e,
                 }
             }
             Some(Inbound::Truncated) => {
                 Metrics::bump(&metrics.malformed);
-                Ending::told(close::DONE, "stream ended mid-frame")
+                Ending::told(CloseReason::Finished, "stream ended mid-frame")
             }
             Some(Inbound::Frame(_)) | Some(Inbound::End) | None => {
-                Ending::told(close::DONE, "client finished")
+                Ending::told(CloseReason::Finished, "client finished")
             }
         }
     }

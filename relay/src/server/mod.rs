@@ -98,7 +98,9 @@ impl RunningRelay {
                 failed = Some(ServerError::Task(e.to_string()));
             }
         }
-        self.endpoint.close(0u32.into(), b"relay shutting down");
+        let reason = hearth_protocol::CloseReason::ShuttingDown;
+        self.endpoint
+            .close(reason.code().into(), reason.reason().as_bytes());
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         // The last handle: with it gone the endpoint driver ends and drops the socket.
         drop(self.endpoint);

@@ -30,7 +30,8 @@ impl AuditLog {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one event.
+    /// Counts one event, under its address's [`super::AddressKey`] (an IPv6 address by
+    /// its /64, so one host walking its addresses gets one row, not 256).
     pub fn record(
         &self,
         now: u64,
@@ -42,7 +43,7 @@ impl AuditLog {
         let record = AuditRecord::once(
             now,
             kind,
-            ip.map(|i| i.to_string()),
+            ip.map(|i| super::AddressKey::of(i).to_string()),
             account.map(|a| a.short()),
             detail,
         );
@@ -103,5 +104,34 @@ mod tests {
             .sum();
         assert_eq!(flood, 5_000, "every event counted");
         assert!(log.is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_row_and_mapped_ipv4_is_ipv4() {
+        let log = AuditLog::default();
+        for i in 0..300u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, 0, 0, 1));
+            log.record(10, "auth-failed", Some(ip), None, "AuthFailed");
+        }
+        log.record(
+            11,
+            "auth-failed",
+            Some("::ffff:192.0.2.1".parse().unwrap()),
+            None,
+            "x",
+        );
+        log.record(
+            12,
+            "auth-failed",
+            Some("192.0.2.1".parse().unwrap()),
+            None,
+            "x",
+        );
+        let records = log.take();
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(records[0].ip.as_deref(), Some("2001:db8:1:2::/64"));
+        assert_eq!(records[0].count, 300);
+        assert_eq!(records[1].ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(records[1].count, 2);
     }
 }

@@ -31,7 +31,8 @@ pub struct Metrics {
     pub queued_bytes: AtomicU64,
     /// Connections closed because they did not read what was sent to them.
     pub slow_readers: AtomicU64,
-    /// Authentications refused because the account had too many connections open.
+    /// Sessions closed to make room for a newer one of the same account (it had
+    /// `max_sessions_per_account` open). The name is from when the newer one was refused.
     pub sessions_refused: AtomicU64,
     /// QUIC address validations (retry packets) sent.
     pub retries: AtomicU64,

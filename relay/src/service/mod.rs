@@ -6,6 +6,7 @@
 //! [`hearth_protocol::Event`]s it pushes. The QUIC server in [`crate::server`] is one
 //! driver; tests and the CLI demo can drive sessions in-process.
 
+pub mod address;
 pub mod audit;
 mod hub;
 mod metrics;
@@ -16,14 +17,16 @@ pub mod writer;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hearth_protocol::{AccountKey, Event, Handle, InviteToken};
+use hearth_protocol::{AccountKey, CloseReason, Event, Handle, InviteToken};
 
 use crate::config::RelayConfig;
 use crate::store::{InviteRecord, Store, StoreError, WriteOp};
 
+pub use address::AddressKey;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use outbox::Outbox;
 pub use rate::RateLimiter;
@@ -88,9 +91,56 @@ impl AddressRecord {
     }
 }
 
-/// Per account: each authenticated session's id, outgoing queue, and the signal that
-/// ends it (see [`Notifier::disconnect`]).
-type SessionsOf = HashMap<AccountKey, Vec<(u64, Arc<Outbox>, Arc<tokio::sync::Notify>)>>;
+/// Tells a session's connection to close now, and why: its account was banned, its key
+/// rotated, or a newer session of the account took its place.
+#[derive(Default)]
+pub struct EndSignal {
+    notify: tokio::sync::Notify,
+    reason: Mutex<Option<CloseReason>>,
+}
+
+impl EndSignal {
+    /// Ends the session for `reason` (the first reason given is kept).
+    pub fn end(&self, reason: CloseReason) {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+        // A stored permit: the connection sees it whenever it next looks.
+        self.notify.notify_one();
+    }
+
+    /// Completes once the session was ended; returns why.
+    pub async fn ended(&self) -> CloseReason {
+        self.notify.notified().await;
+        self.reason()
+    }
+
+    /// Why the session was ended ([`CloseReason::Banned`] if it was not).
+    pub fn reason(&self) -> CloseReason {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(CloseReason::Banned)
+    }
+}
+
+/// An authenticated session as the [`Notifier`] knows it.
+#[derive(Clone)]
+pub(crate) struct SessionEntry {
+    /// The session's id (unique in this process, increasing).
+    pub(crate) id: u64,
+    /// Its outgoing queue.
+    pub(crate) outbox: Arc<Outbox>,
+    /// Ends it (see [`Notifier::disconnect`]).
+    pub(crate) end: Arc<EndSignal>,
+    /// When the relay last heard from its client (any packet, keep-alives included: see
+    /// `server::conn`), on a logical clock ([`Shared::heard_clock`]): higher is later.
+    pub(crate) heard: Arc<AtomicU64>,
+}
+
+/// Per account: its authenticated sessions.
+type SessionsOf = HashMap<AccountKey, Vec<SessionEntry>>;
 
 /// Sessions of each account, to tell them about inbox arrivals, and the sessions that
 /// asked to hear about new accounts.
@@ -105,43 +155,68 @@ impl Notifier {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records session `id` as one of `account`'s, unless the account has `max` open
-    /// already: then returns `false` and records nothing.
+    /// Records `entry` as one of `account`'s sessions. If the account has `max` open
+    /// already, the one the relay has heard from least recently (the oldest of those
+    /// heard from equally recently) is ended with [`CloseReason::Replaced`] to make room,
+    /// and its id returned.
+    ///
+    /// Why the newcomer wins, unlike the per-address limit's newcomer: only the account's
+    /// key can open a session of the account, so the newcomer is always its holder. The
+    /// common way to reach the limit is the holder's own clients that vanished (a killed
+    /// process, a laptop lid closed) while their connections still count until the idle
+    /// timeout; refusing the holder then would lock them out for that long. A live client
+    /// sends a keep-alive every second, so a session gone quiet is ended before one that
+    /// is alive. The bound still holds: never more than `max` sessions per account, so the
+    /// memory one account can hold stays bounded.
     pub(crate) fn register(
         &self,
         account: AccountKey,
-        id: u64,
-        tx: Arc<Outbox>,
-        end: Arc<tokio::sync::Notify>,
+        entry: SessionEntry,
         max: usize,
-    ) -> bool {
+    ) -> Option<u64> {
         let mut map = self.lock();
         let list = map.entry(account).or_default();
-        if list.iter().any(|(i, _, _)| *i == id) {
-            return true;
+        if list.iter().any(|e| e.id == entry.id) {
+            return None;
         }
-        if list.len() >= max {
-            if list.is_empty() {
-                map.remove(&account);
-            }
-            return false;
+        let mut replaced = None;
+        while list.len() >= max.max(1) {
+            let Some(victim) = list
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| (e.heard.load(Ordering::Relaxed), e.id))
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            let victim = list.swap_remove(victim);
+            victim.end.end(CloseReason::Replaced {
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+            });
+            replaced = Some(victim.id);
         }
-        list.push((id, tx, end));
-        true
+        list.push(entry);
+        replaced
     }
 
     /// How many sessions of `account` are open.
+    #[cfg(test)]
     pub(crate) fn sessions_of(&self, account: &AccountKey) -> usize {
         self.lock().get(account).map_or(0, Vec::len)
     }
 
-    /// Ends every open session of `account` now (it was banned): each connection closes
-    /// whatever it is doing, without waiting for its next re-authentication.
+    /// Ends every open session of `account` now because it was banned: each connection
+    /// closes whatever it is doing, without waiting for its next re-authentication.
     pub(crate) fn disconnect(&self, account: &AccountKey) -> usize {
+        self.disconnect_for(account, CloseReason::Banned)
+    }
+
+    /// Ends every open session of `account` now, for `reason`.
+    pub(crate) fn disconnect_for(&self, account: &AccountKey, reason: CloseReason) -> usize {
         let map = self.lock();
         let sessions = map.get(account).map(Vec::as_slice).unwrap_or_default();
-        for (_, _, end) in sessions {
-            end.notify_one();
+        for entry in sessions {
+            entry.end.end(reason);
         }
         sessions.len()
     }
@@ -149,7 +224,7 @@ impl Notifier {
     pub(crate) fn unregister(&self, account: &AccountKey, id: u64) {
         let mut map = self.lock();
         if let Some(list) = map.get_mut(account) {
-            list.retain(|(i, _, _)| *i != id);
+            list.retain(|e| e.id != id);
             if list.is_empty() {
                 map.remove(account);
             }
@@ -183,9 +258,9 @@ impl Notifier {
 
     pub(crate) fn inbox_arrived(&self, account: &AccountKey) {
         if let Some(list) = self.lock().get(account) {
-            for (_, tx, _) in list {
+            for entry in list {
                 // A hint only: a full queue means the client is busy and will fetch anyway.
-                let _ = tx.try_push(Event::InboxArrived);
+                let _ = entry.outbox.try_push(Event::InboxArrived);
             }
         }
     }
@@ -204,8 +279,9 @@ pub(crate) struct Shared {
     pub(crate) audit_log: Arc<audit::AuditLog>,
     pub(crate) started: Instant,
     next_session: std::sync::atomic::AtomicU64,
-    addresses: Mutex<HashMap<IpAddr, AddressRecord>>,
-    account_failures: Mutex<HashMap<(IpAddr, AccountKey), (u32, Instant)>>,
+    heard_order: AtomicU64,
+    addresses: Mutex<HashMap<AddressKey, AddressRecord>>,
+    account_failures: Mutex<HashMap<(AddressKey, AccountKey), (u32, Instant)>>,
     writer_task: Mutex<
         Option<(
             tokio::sync::oneshot::Sender<()>,
@@ -258,6 +334,7 @@ impl Relay {
                 audit_log,
                 started: Instant::now(),
                 next_session: std::sync::atomic::AtomicU64::new(1),
+                heard_order: AtomicU64::new(0),
                 addresses: Mutex::new(HashMap::new()),
                 account_failures: Mutex::new(HashMap::new()),
                 writer_task: Mutex::new(Some((close, task))),
@@ -390,7 +467,8 @@ impl Relay {
         }
     }
 
-    /// Whether `ip` is temporarily blocked after repeated authentication failures.
+    /// Whether `ip` is temporarily blocked after repeated authentication failures (an
+    /// IPv6 address by its /64, see [`AddressKey`]).
     pub fn is_blocked(&self, ip: IpAddr) -> bool {
         self.shared.is_blocked(ip, Instant::now())
     }
@@ -449,6 +527,12 @@ pub fn invite_op(uses: u32, expires_in: Option<Duration>) -> (InviteToken, Write
 }
 
 impl Shared {
+    /// The clock of [`Session::heard`]: a counter, so of two sessions the one heard from
+    /// later always reads higher (a wall clock would tie within its resolution).
+    pub(crate) fn heard_clock(&self) -> u64 {
+        self.heard_order.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Counts a suspicious event for the owner's audit feed (written with the writer's
     /// next batch, see [`audit::AuditLog`]).
     pub(crate) fn audit(
@@ -461,7 +545,8 @@ impl Shared {
         self.audit_log.record(unix_now(), kind, ip, account, detail);
     }
 
-    /// Counts an authentication failure from `ip` (for `account`, the key it claimed);
+    /// Counts an authentication failure from `ip` (for `account`, the key it claimed;
+    /// `ip` counts by its [`AddressKey`]);
     /// returns whether the connection should close now: the address is blocked (see
     /// [`Shared::is_blocked`]), or this key failed [`ACCOUNT_FAILURES_BEFORE_THROTTLE`]
     /// times from there. The failure that starts an address block is logged and audited
@@ -472,6 +557,7 @@ impl Shared {
         account: Option<&AccountKey>,
         now: Instant,
     ) -> bool {
+        let key = AddressKey::of(ip);
         let throttled = account.is_some_and(|account| {
             let mut map = self
                 .account_failures
@@ -483,7 +569,7 @@ impl Shared {
                     map.clear();
                 }
             }
-            let slot = map.entry((ip, *account)).or_insert((0, now));
+            let slot = map.entry((key, *account)).or_insert((0, now));
             if now.saturating_duration_since(slot.1) >= BLOCK_WINDOW {
                 *slot = (0, now);
             }
@@ -501,7 +587,7 @@ impl Shared {
                     map.clear();
                 }
             }
-            let record = map.entry(ip).or_insert(AddressRecord {
+            let record = map.entry(key).or_insert(AddressRecord {
                 failures: 0,
                 since: now,
                 vouched: None,
@@ -517,7 +603,7 @@ impl Shared {
         if started {
             let window = BLOCK_WINDOW.as_secs();
             let count = record.failures;
-            tracing::warn!(peer = %ip, failures = count, "address blocked after failed authentications");
+            tracing::warn!(peer = %ip, address = %key, failures = count, "address blocked after failed authentications");
             self.audit(
                 "ip-blocked",
                 Some(ip),
@@ -530,11 +616,11 @@ impl Shared {
         throttled || record.blocked(now, threshold)
     }
 
-    /// Someone authenticated from `ip`: it is a household's address, never blocked for a
-    /// while (see [`VOUCH_WINDOW`]); a block in force is lifted.
+    /// Someone authenticated from `ip`: it is a household's address (its /64 for IPv6),
+    /// never blocked for a while (see [`VOUCH_WINDOW`]); a block in force is lifted.
     pub(crate) fn auth_succeeded(&self, ip: IpAddr, now: Instant) {
         let mut map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        let record = map.entry(ip).or_insert(AddressRecord {
+        let record = map.entry(AddressKey::of(ip)).or_insert(AddressRecord {
             failures: 0,
             since: now,
             vouched: None,
@@ -550,6 +636,49 @@ impl Shared {
     pub(crate) fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
         let threshold = self.config.max_failed_logins_per_address;
         let map = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&ip).is_some_and(|r| r.blocked(now, threshold))
+        map.get(&AddressKey::of(ip))
+            .is_some_and(|r| r.blocked(now, threshold))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, heard: u64) -> SessionEntry {
+        SessionEntry {
+            id,
+            outbox: Outbox::new(1024, Arc::new(Metrics::default())),
+            end: Arc::new(EndSignal::default()),
+            heard: Arc::new(AtomicU64::new(heard)),
+        }
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_the_session_heard_from_least_recently_makes_room() {
+        let notifier = Notifier::default();
+        let alice = AccountKey([1; 32]);
+        let bob = AccountKey([2; 32]);
+        // 2 is the oldest but alive; 3 and 4 went quiet at the same time, 3 first opened.
+        let (live, quiet, quieter_twin) = (entry(2, 900), entry(3, 100), entry(4, 100));
+        for e in [&live, &quiet, &quieter_twin] {
+            assert_eq!(notifier.register(alice, e.clone(), 3), None);
+        }
+        assert_eq!(
+            notifier.register(bob, entry(9, 0), 3),
+            None,
+            "bob is counted apart"
+        );
+        assert_eq!(notifier.register(alice, entry(5, 1000), 3), Some(3));
+        assert_eq!(quiet.end.ended().await, CloseReason::Replaced { max: 3 });
+        assert_eq!(notifier.register(alice, entry(6, 1000), 3), Some(4));
+        assert_eq!(notifier.register(alice, entry(7, 1000), 3), Some(2));
+        assert_eq!(notifier.sessions_of(&alice), 3);
+        assert_eq!(notifier.sessions_of(&bob), 1);
+        // A ban ends every session, and says so.
+        let banned = entry(8, 1000);
+        notifier.register(bob, banned.clone(), 3);
+        assert_eq!(notifier.disconnect(&bob), 2);
+        assert_eq!(banned.end.ended().await, CloseReason::Banned);
     }
 }

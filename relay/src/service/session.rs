@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,8 @@ use hearth_protocol::limits::{
     MAX_READ_ENTRIES, SUPPORTED_VERSIONS,
 };
 use hearth_protocol::{
-    AccountInfo, AccountKey, ClientHello, ErrorCode, Event, Handle, PublicRoomInfo, Request,
-    Response, Seq, ServerHello, Signature, WireError,
+    AccountInfo, AccountKey, ClientHello, CloseReason, ErrorCode, Event, Handle, PublicRoomInfo,
+    Request, Response, Seq, ServerHello, Signature, WireError,
 };
 use tokio::sync::oneshot;
 
@@ -21,7 +22,7 @@ use super::hub::SubscriptionHandle;
 use super::metrics::Metrics;
 use super::outbox::Outbox;
 use super::writer::internal;
-use super::{unix_now, Shared, MAX_AUTH_FAILURES};
+use super::{unix_now, EndSignal, SessionEntry, Shared, MAX_AUTH_FAILURES};
 use crate::store::{AccountRecord, Applied, ListingRecord, OpResult, StoreError, WriteOp};
 
 /// The answer to a request: at once, or after a durable commit.
@@ -36,7 +37,7 @@ pub enum Reply {
 /// connection can keep many in flight.
 pub struct PendingReply {
     rx: oneshot::Receiver<OpResult>,
-    map: fn(Applied) -> Response,
+    map: Box<dyn FnOnce(Applied) -> Response + Send>,
 }
 
 impl PendingReply {
@@ -60,13 +61,18 @@ pub struct Session {
     account: Option<AccountKey>,
     reauth_deadline: Option<Instant>,
     auth_failures: u32,
-    close_reason: Option<&'static str>,
+    close_reason: Option<CloseReason>,
     limit_logged: bool,
     requests_before_auth: u32,
     outbox: Arc<Outbox>,
     subscriptions: HashMap<hearth_protocol::RoomId, SubscriptionHandle>,
-    /// Signalled when the account is banned: the connection ends at once.
-    ended: Arc<tokio::sync::Notify>,
+    /// Signalled when the session is ended from outside (a ban, a key rotation, a newer
+    /// session of the account taking its place): the connection ends at once.
+    ended: Arc<EndSignal>,
+    /// When the client was last heard from (see [`Session::heard`]).
+    heard: Arc<AtomicU64>,
+    /// The packet count and clock reading at the last [`Session::packets_received`].
+    packets_seen: (u64, u64),
 }
 
 /// Requests one connection may make before it authenticates (hello excluded): enough for
@@ -92,18 +98,6 @@ fn check_retention(retention_secs: Option<u64>) -> Result<(), WireError> {
         )),
         _ => Ok(()),
     }
-}
-
-/// The refusal of a session over [`crate::config::RelayConfig::max_sessions_per_account`]
-/// (`RateLimited`: no error code of its own, so clients of every version understand it).
-fn too_many_sessions(max: usize) -> WireError {
-    WireError::new(
-        ErrorCode::RateLimited,
-        format!(
-            "this account has {max} connections open to the relay already, the most it allows: \
-             close one, or wait a minute for dead ones to time out"
-        ),
-    )
 }
 
 fn store_failed(e: StoreError) -> WireError {
@@ -188,7 +182,9 @@ impl Session {
             requests_before_auth: 0,
             outbox,
             subscriptions: HashMap::new(),
-            ended: Arc::new(tokio::sync::Notify::new()),
+            ended: Arc::new(EndSignal::default()),
+            heard: Arc::new(AtomicU64::new(0)),
+            packets_seen: (0, 0),
         }
     }
 
@@ -206,7 +202,7 @@ impl Session {
             }
             None => {
                 let theirs: Vec<u16> = hello.versions.iter().take(16).copied().collect();
-                self.close_reason = Some("no common protocol version");
+                self.close_reason = Some(CloseReason::Version);
                 ServerHello::Rejected {
                     supported: SUPPORTED_VERSIONS.to_vec(),
                     message: format!(
@@ -235,10 +231,32 @@ impl Session {
         self.outbox.clone()
     }
 
-    /// Completes when the relay ends this session from outside (the account was banned):
-    /// the connection should close at once.
-    pub fn ended(&self) -> Arc<tokio::sync::Notify> {
+    /// Signalled when the relay ends this session from outside (the account was banned,
+    /// its key rotated, or a newer session took its place): the connection should close at
+    /// once, with the signal's reason.
+    pub fn ended(&self) -> Arc<EndSignal> {
         self.ended.clone()
+    }
+
+    /// Records that the client was heard from just now (a frame, or any packet: the
+    /// driver looks at its connection's counters). When the account is at its session
+    /// limit, the session heard from least recently makes room for a new one.
+    pub fn heard(&self) {
+        self.heard
+            .fetch_max(self.shared.heard_clock(), Ordering::Relaxed);
+    }
+
+    /// The driver's periodic look at how many packets the connection has received in
+    /// all (`total`; keep-alives count). If any arrived since the last look, the client
+    /// counts as heard from at the last look: the latest time it surely is not later than,
+    /// so a client that went silent never ranks after one heard from since.
+    pub fn packets_received(&mut self, total: u64) {
+        let now = self.shared.heard_clock();
+        let (seen, at) = self.packets_seen;
+        if total != seen {
+            self.heard.fetch_max(at, Ordering::Relaxed);
+        }
+        self.packets_seen = (total, now);
     }
 
     /// Starts a re-authentication round: a new challenge the client must sign within the
@@ -257,8 +275,8 @@ impl Session {
     }
 
     /// Why the connection should be closed now, if it should (banned, rejected version,
-    /// repeated authentication failures).
-    pub fn close_reason(&self) -> Option<&'static str> {
+    /// repeated authentication failures, too many requests before authenticating).
+    pub fn close_reason(&self) -> Option<CloseReason> {
         self.close_reason
     }
 
@@ -344,9 +362,16 @@ impl Session {
         })
     }
 
-    async fn pending(&self, op: WriteOp, map: fn(Applied) -> Response) -> Reply {
+    async fn pending(
+        &self,
+        op: WriteOp,
+        map: impl FnOnce(Applied) -> Response + Send + 'static,
+    ) -> Reply {
         let rx = self.shared.writer.enqueue(op).await;
-        Reply::Pending(PendingReply { rx, map })
+        Reply::Pending(PendingReply {
+            rx,
+            map: Box::new(map),
+        })
     }
 
     fn fail_auth(
@@ -369,13 +394,13 @@ impl Session {
             .shared
             .auth_failed(self.peer_ip, account, Instant::now())
         {
-            self.close_reason = Some("too many authentication failures from this address");
+            self.close_reason = Some(CloseReason::AuthFailures);
         }
         if self.auth_failures >= MAX_AUTH_FAILURES {
-            self.close_reason = Some("too many authentication failures");
+            self.close_reason = Some(CloseReason::AuthFailures);
         }
         if e.code == ErrorCode::Banned {
-            self.close_reason = Some("banned");
+            self.close_reason = Some(CloseReason::Banned);
         }
         Err(e)
     }
@@ -406,7 +431,7 @@ impl Session {
             None,
             &format!("more than {MAX_REQUESTS_BEFORE_AUTH} requests before authenticating"),
         );
-        self.close_reason = Some("too many requests before authenticating");
+        self.close_reason = Some(CloseReason::PreauthLimit);
         WireError::new(
             ErrorCode::RateLimited,
             format!(
@@ -416,51 +441,55 @@ impl Session {
         )
     }
 
-    /// Counts, logs and audits a session refused over the per-account limit, and closes the
-    /// connection after the answer.
-    fn refuse_session(&mut self, account: &AccountKey, max: usize) -> WireError {
+    /// Counts, logs and audits a session of `account` ended to make room for this one
+    /// (the account had `max` open).
+    fn replaced_one(&self, account: &AccountKey, max: usize) {
         Metrics::bump(&self.shared.metrics.sessions_refused);
-        tracing::warn!(peer = %self.peer_ip, account = %account.short(), max, "session refused: too many connections for this account");
+        tracing::info!(peer = %self.peer_ip, account = %account.short(), max, "session limit reached: the session heard from least recently makes room");
         self.shared.audit(
             "session-limit",
             Some(self.peer_ip),
             Some(account),
-            &format!("{max} connections open already"),
+            &format!("{max} connections open: the one heard from least recently was closed for a newer one"),
         );
-        self.close_reason = Some("too many connections for this account");
-        too_many_sessions(max)
     }
 
-    /// Makes this connection `record`'s session, unless the account has
-    /// [`crate::config::RelayConfig::max_sessions_per_account`] open already: then the
-    /// connection stays unauthenticated, is told why, and closes.
-    fn authenticated_as(&mut self, record: &AccountRecord) -> Result<(), WireError> {
+    /// Makes this connection `record`'s session. If the account has
+    /// [`crate::config::RelayConfig::max_sessions_per_account`] open already, the one
+    /// heard from least recently is closed to make room (see [`super::Notifier::register`]).
+    fn authenticated_as(&mut self, record: &AccountRecord) {
         // A challenge signs in once; re-authentication gets a new one.
         self.challenge = None;
         self.reauth_deadline = None;
         if self.account != Some(record.account) {
             let max = self.shared.config.max_sessions_per_account;
-            if !self.shared.notifier.register(
-                record.account,
-                self.id,
-                self.outbox.clone(),
-                self.ended.clone(),
-                max,
-            ) {
-                return Err(self.refuse_session(&record.account, max));
+            self.heard();
+            self.packets_seen.1 = self.heard.load(Ordering::Relaxed);
+            let entry = SessionEntry {
+                id: self.id,
+                outbox: self.outbox.clone(),
+                end: self.ended.clone(),
+                heard: self.heard.clone(),
+            };
+            if self
+                .shared
+                .notifier
+                .register(record.account, entry, max)
+                .is_some()
+            {
+                self.replaced_one(&record.account, max);
             }
             self.account = Some(record.account);
             self.shared.auth_succeeded(self.peer_ip, Instant::now());
             // A ban (or a key rotation) that landed between this authentication and the
             // registration above found no session to close: look once more, now that it
             // would find it.
-            if matches!(self.shared.store.account(&record.account), Ok(Some(now)) if now.banned)
-                || matches!(self.shared.store.account(&record.account), Ok(None))
-            {
-                self.ended.notify_one();
+            match self.shared.store.account(&record.account) {
+                Ok(Some(now)) if now.banned => self.ended.end(CloseReason::Banned),
+                Ok(None) => self.ended.end(CloseReason::KeyRotated),
+                _ => {}
             }
         }
-        Ok(())
     }
 
     async fn register(
@@ -489,7 +518,7 @@ impl Session {
         match self.shared.writer.submit(op).await {
             Ok(Applied::Account(record)) => {
                 tracing::info!(peer = %self.peer_ip, account = %account.short(), handle = %record.handle, "registered");
-                self.authenticated_as(&record)?;
+                self.authenticated_as(&record);
                 self.shared
                     .notifier
                     .account_registered(&record.handle, &record.account);
@@ -519,19 +548,13 @@ impl Session {
         if let Err(e) = self.check_signature(&account, &signature) {
             return self.fail_auth(Some(&account), e);
         }
-        let max = self.shared.config.max_sessions_per_account;
-        if self.account.is_none() && self.shared.notifier.sessions_of(&account) >= max {
-            // Refused before anything is written; `authenticated_as` checks again, under
-            // the lock that counts sessions.
-            return Err(self.refuse_session(&account, max));
-        }
         let op = WriteOp::Authenticate {
             account,
             now: unix_now(),
         };
         match self.shared.writer.submit(op).await {
             Ok(Applied::Account(record)) => {
-                self.authenticated_as(&record)?;
+                self.authenticated_as(&record);
                 Ok(Response::Authenticated {
                     handle: record.handle,
                     now: unix_now(),
@@ -541,6 +564,71 @@ impl Session {
             Err(e) if e.code == ErrorCode::Internal => Err(e),
             Err(e) => self.fail_auth(Some(&account), e),
         }
+    }
+
+    /// `FetchKeyPackage`: the package this account was handed for `handle` on another
+    /// connection since its last commit, again (an invitation that was killed and is
+    /// retried), or a new one, counted against the fetch limits (see
+    /// [`super::key_package_fetches`]).
+    async fn fetch_key_package(&self, account: AccountKey, handle: Handle) -> Reply {
+        let fetches = &self.shared.key_package_fetches;
+        let now = Instant::now();
+        if let Some((target, package)) = fetches.again(account, &handle, self.id, now) {
+            let same_key = matches!(
+                self.shared.store.account_by_handle(&handle),
+                Ok(Some(record)) if record.account == target
+            );
+            if same_key && !crate::key_packages::is_expired(&package) {
+                tracing::debug!(account = %account.short(), target = %handle, "key package handed out again");
+                return Reply::Ready(Ok(Response::KeyPackage {
+                    account: target,
+                    package,
+                }));
+            }
+            fetches.forget(&account, &handle);
+        }
+        if !fetches.allow(account, &handle, now) {
+            self.shared.audit(
+                "key-package-limit",
+                Some(self.peer_ip),
+                Some(&account),
+                &format!("fetches of {handle}'s key packages"),
+            );
+            return Reply::Ready(Err(err(
+                ErrorCode::RateLimited,
+                &format!("too many of {handle}'s key packages taken recently: try again in a few minutes"),
+            )));
+        }
+        let shared = self.shared.clone();
+        let session = self.id;
+        let op = WriteOp::TakeKeyPackage {
+            handle: handle.clone(),
+        };
+        self.pending(op, move |applied| match applied {
+            Applied::KeyPackage {
+                account: target,
+                package,
+                last_resort,
+            } => {
+                // The last-resort package is handed out again anyway (until replaced).
+                if !last_resort {
+                    shared.key_package_fetches.lend(
+                        account,
+                        &handle,
+                        session,
+                        target,
+                        &package,
+                        Instant::now(),
+                    );
+                }
+                Response::KeyPackage {
+                    account: target,
+                    package,
+                }
+            }
+            _ => Response::Done,
+        })
+        .await
     }
 
     async fn authenticated(&mut self, account: AccountKey, request: Request) -> Reply {
@@ -604,34 +692,7 @@ impl Session {
                     })
                     .map_err(store_failed),
             ),
-            Request::FetchKeyPackage { handle } => {
-                if !self.shared.key_package_fetches.allow(
-                    account,
-                    &handle,
-                    std::time::Instant::now(),
-                ) {
-                    self.shared.audit(
-                        "key-package-limit",
-                        Some(self.peer_ip),
-                        Some(&account),
-                        &format!("fetches of {handle}'s key packages"),
-                    );
-                    return Reply::Ready(Err(err(
-                        ErrorCode::RateLimited,
-                        &format!("too many of {handle}'s key packages taken recently: try again in a few minutes"),
-                    )));
-                }
-                self.pending(
-                    WriteOp::TakeKeyPackage { handle },
-                    |applied| match applied {
-                        Applied::KeyPackage { account, package } => {
-                            Response::KeyPackage { account, package }
-                        }
-                        _ => Response::Done,
-                    },
-                )
-                .await
-            }
+            Request::FetchKeyPackage { handle } => self.fetch_key_package(account, handle).await,
             Request::LookupAccount { handle } => {
                 Reply::Ready(match store.account_by_handle(&handle) {
                     Ok(Some(record)) => info(&*store, &record)
@@ -710,6 +771,9 @@ impl Session {
                 payload,
                 admins,
             } => {
+                // It may add someone with a package this account fetched: none is handed
+                // out again (see `key_package_fetches`).
+                self.shared.key_package_fetches.committed(&account);
                 let commit = (Some(next_cap_hash), admins);
                 self.append(account, room, cap, commit, payload, now, quota)
                     .await
@@ -1003,11 +1067,12 @@ impl Session {
         // Sessions still signed in with the old key end now; this one carries on as the
         // new key.
         self.shared.notifier.unregister(&account, self.id);
-        self.shared.notifier.disconnect(&account);
+        self.shared
+            .notifier
+            .disconnect_for(&account, CloseReason::KeyRotated);
         self.account = None;
-        // Never refused: the new key is fresh (the store refuses a key in use), so it has
-        // no session yet.
-        let _ = self.authenticated_as(&record);
+        // The new key is fresh (the store refuses a key in use), so it has no session yet.
+        self.authenticated_as(&record);
         Ok(Response::Authenticated {
             handle: record.handle,
             now: unix_now(),

@@ -561,6 +561,8 @@ pub enum Applied {
         account: AccountKey,
         /// The bytes.
         package: Vec<u8>,
+        /// It is the last-resort package (handed out until replaced), not a one-use one.
+        last_resort: bool,
     },
     /// An entry appended to a room.
     Appended {

@@ -124,13 +124,22 @@ pub async fn try_connect_raw_with(
     address: &RelayAddress,
     tweak: impl FnOnce(&mut quinn::TransportConfig),
 ) -> Option<Raw> {
+    let endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
+    try_connect_raw_on(endpoint, address, tweak).await
+}
+
+/// [`try_connect_raw_with`] from a given client endpoint.
+pub async fn try_connect_raw_on(
+    mut endpoint: quinn::Endpoint,
+    address: &RelayAddress,
+    tweak: impl FnOnce(&mut quinn::TransportConfig),
+) -> Option<Raw> {
     let mut config = client_config(address);
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     tweak(&mut transport);
     config.transport_config(Arc::new(transport));
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("address")).expect("endpoint");
     endpoint.set_default_client_config(config);
     let addr: SocketAddr = address.host_port().parse().expect("socket address");
     let conn = endpoint
@@ -149,6 +158,94 @@ pub async fn try_connect_raw_with(
         recv,
         exporter,
     })
+}
+
+/// A UDP socket that can vanish: from [`Vanish::now`] on it sends nothing and drops
+/// whatever arrives, as the socket of a process that was killed (no close, no answer).
+#[derive(Debug)]
+struct VanishingSocket {
+    inner: Arc<dyn quinn::AsyncUdpSocket>,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl quinn::AsyncUdpSocket for VanishingSocket {
+    fn create_io_poller(self: Arc<Self>) -> std::pin::Pin<Box<dyn quinn::UdpPoller>> {
+        self.inner.clone().create_io_poller()
+    }
+
+    fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> std::io::Result<()> {
+        if self.gone.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner.try_send(transmit)
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut std::task::Context,
+        bufs: &mut [std::io::IoSliceMut<'_>],
+        meta: &mut [quinn::udp::RecvMeta],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            let polled = self.inner.poll_recv(cx, bufs, meta);
+            match polled {
+                std::task::Poll::Ready(Ok(_))
+                    if self.gone.load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        self.inner.max_transmit_segments()
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        self.inner.max_receive_segments()
+    }
+
+    fn may_fragment(&self) -> bool {
+        self.inner.may_fragment()
+    }
+}
+
+/// Makes a client made by [`Client::connect_vanishing`] vanish.
+pub struct Vanish(Arc<std::sync::atomic::AtomicBool>);
+
+impl Vanish {
+    /// From now on the client's socket sends nothing and hears nothing.
+    pub fn now(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A client endpoint on a socket that can vanish.
+fn vanishing_endpoint() -> (quinn::Endpoint, Vanish) {
+    use quinn::Runtime as _;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    let inner = quinn::TokioRuntime
+        .wrap_udp_socket(socket)
+        .expect("async socket");
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let socket = Arc::new(VanishingSocket {
+        inner,
+        gone: gone.clone(),
+    });
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .expect("endpoint");
+    (endpoint, Vanish(gone))
 }
 
 /// Completes a QUIC handshake only (no stream); `None` when the relay refuses it.
@@ -238,9 +335,22 @@ impl Client {
         address: &RelayAddress,
         tweak: impl FnOnce(&mut quinn::TransportConfig),
     ) -> Client {
-        let mut raw = try_connect_raw_with(address, tweak)
+        let raw = try_connect_raw_with(address, tweak)
             .await
             .expect("connection accepted");
+        Self::hello(raw).await
+    }
+
+    /// [`Client::connect`] on a socket that vanishes when told (as a killed process's).
+    pub async fn connect_vanishing(address: &RelayAddress) -> (Client, Vanish) {
+        let (endpoint, vanish) = vanishing_endpoint();
+        let raw = try_connect_raw_on(endpoint, address, |_| {})
+            .await
+            .expect("connection accepted");
+        (Self::hello(raw).await, vanish)
+    }
+
+    async fn hello(mut raw: Raw) -> Client {
         let hello = encode_frame(
             &ClientHello {
                 versions: vec![hearth_protocol::PROTOCOL_VERSION],

@@ -186,7 +186,11 @@ impl Tx<'_> {
             self.key_packages.remove(k.as_slice())?;
             record.used_bytes = record.used_bytes.saturating_sub(object_cost(package.len()));
             self.put_account(&record)?;
-            return Ok(Ok(Applied::KeyPackage { account, package }));
+            return Ok(Ok(Applied::KeyPackage {
+                account,
+                package,
+                last_resort: false,
+            }));
         }
         if !expired.is_empty() {
             self.put_account(&record)?;
@@ -202,7 +206,11 @@ impl Tx<'_> {
                 // it (issue 11: the last-resort package is rotated after use).
                 self.last_resort
                     .insert(used_key(&account).as_slice(), &[][..])?;
-                Ok(Ok(Applied::KeyPackage { account, package }))
+                Ok(Ok(Applied::KeyPackage {
+                    account,
+                    package,
+                    last_resort: true,
+                }))
             }
             None => Ok(Err(err(
                 ErrorCode::NoKeyPackage,
