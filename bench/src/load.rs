@@ -201,26 +201,35 @@ async fn publish(p: Publisher, mode: Mode, s: Scenario, epoch: Instant) -> Resul
     let acks = {
         let window = window.clone();
         let count = s.messages;
+        let quic = quic.clone();
         tokio::spawn(async move {
-            for _ in 0..count {
-                let body = read_body(&mut recv)
-                    .await?
-                    .context("the server closed the publisher's stream")?;
-                if mode == Mode::Relay {
-                    match decode_body::<ServerFrame>(&body)? {
-                        ServerFrame::Response {
-                            result: Ok(Response::Appended { .. }),
-                            ..
-                        } => {}
-                        ServerFrame::Response { result, .. } => {
-                            bail!("append not acknowledged: {result:?}")
+            let read = async {
+                for _ in 0..count {
+                    let body = read_body(&mut recv)
+                        .await?
+                        .context("the server closed the publisher's stream")?;
+                    if mode == Mode::Relay {
+                        match decode_body::<ServerFrame>(&body)? {
+                            ServerFrame::Response {
+                                result: Ok(Response::Appended { .. }),
+                                ..
+                            } => {}
+                            ServerFrame::Response { result, .. } => {
+                                bail!("append not acknowledged: {result:?}")
+                            }
+                            ServerFrame::Event(_) => continue,
                         }
-                        ServerFrame::Event(_) => continue,
                     }
+                    window.add_permits(1);
                 }
-                window.add_permits(1);
+                Ok::<_, anyhow::Error>(())
+            };
+            let result = read.await;
+            if result.is_err() {
+                // Stops the sending side too, which then reports this error.
+                quic.close(1u32.into(), b"bench: unexpected answer");
             }
-            Ok::<_, anyhow::Error>(())
+            result
         })
     };
     let mut ticker = s.rate.map(|rate| {
@@ -232,7 +241,13 @@ async fn publish(p: Publisher, mode: Mode, s: Scenario, epoch: Instant) -> Resul
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
-        window.acquire().await?.forget();
+        if quic.close_reason().is_some() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(60), window.acquire()).await {
+            Ok(permit) => permit?.forget(),
+            Err(_) => break,
+        }
         let payload = envelope(epoch, s.size);
         let frame = match mode {
             Mode::Relay => hearth_protocol::frame::encode_frame(
@@ -252,7 +267,9 @@ async fn publish(p: Publisher, mode: Mode, s: Scenario, epoch: Instant) -> Resul
                 f
             }
         };
-        send.write_all(&frame).await?;
+        if send.write_all(&frame).await.is_err() {
+            break;
+        }
     }
     acks.await??;
     let done = Instant::now();
@@ -284,14 +301,28 @@ async fn run_unguarded(server: &Server, mode: Mode, s: Scenario) -> Result<Outco
     }
     let before = server.sample()?;
     let start = Instant::now();
-    let publishing = tokio::spawn(publish(p, mode, s, epoch));
-    let mut latencies = Vec::with_capacity(s.k * s.messages);
-    for r in readers {
-        latencies.extend(r.await??);
-    }
-    let delivered = start.elapsed();
+    let mut publishing = tokio::spawn(publish(p, mode, s, epoch));
+    let receiving = async {
+        let mut latencies = Vec::with_capacity(s.k * s.messages);
+        for r in readers {
+            latencies.extend(r.await??);
+        }
+        Ok::<_, anyhow::Error>((latencies, Instant::now()))
+    };
+    tokio::pin!(receiving);
+    // A publisher that fails (an append refused) ends the run with its error rather than
+    // leaving the subscribers waiting.
+    let (received, published) = tokio::select! {
+        received = &mut receiving => (received?, publishing.await??),
+        published = &mut publishing => {
+            let published = published??;
+            (receiving.await?, published)
+        }
+    };
+    let (latencies, delivered_at) = received;
+    let delivered = delivered_at.duration_since(start);
     let after = server.sample()?;
-    let acked = publishing.await??.duration_since(start);
+    let acked = published.duration_since(start);
     for c in conns {
         c.close(0u32.into(), b"done");
     }
