@@ -39,7 +39,7 @@ impl Probe {
                 out.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 written += 1;
                 // Keep the file small: start over every 4 MiB.
-                if written % 4096 == 0
+                if written.is_multiple_of(4096)
                     && (file.set_len(0).is_err() || file.seek(SeekFrom::Start(0)).is_err())
                 {
                     break;

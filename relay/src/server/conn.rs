@@ -7,8 +7,7 @@ use std::time::Duration;
 use hearth_protocol::frame::{decode_body, encode_frame};
 use hearth_protocol::limits::{LENGTH_PREFIX_LEN, MAX_FRAME_LEN, TLS_EXPORTER_LABEL};
 use hearth_protocol::{
-    ClientFrame, ClientHello, CloseReason, ErrorCode, Response, ServerFrame,
-    ServerHello, WireError,
+    ClientFrame, ClientHello, CloseReason, ErrorCode, Response, ServerFrame, ServerHello, WireError,
 };
 use std::sync::Arc;
 

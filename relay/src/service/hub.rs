@@ -289,7 +289,10 @@ impl Encoded {
         if let Some((_, bytes)) = self.slices.iter().find(|(r, _)| *r == range) {
             return bytes.clone();
         }
-        let entries = run[range.clone()].iter().map(|(_, e, _)| e.clone()).collect();
+        let entries = run[range.clone()]
+            .iter()
+            .map(|(_, e, _)| e.clone())
+            .collect();
         let bytes = match encode_entries(room, entries) {
             Ok(bytes) => Some(bytes),
             Err(e) => {

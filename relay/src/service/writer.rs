@@ -301,10 +301,7 @@ fn refuse_growth(jobs: &mut Vec<Job>, store: &Arc<dyn Store>) {
 /// A batch is durable (or failed): publishes its entries, then answers its waiters.
 fn finish(
     flight: InFlight,
-    outcome: Result<
-        Result<Vec<OpResult>, crate::store::StoreError>,
-        tokio::task::JoinError,
-    >,
+    outcome: Result<Result<Vec<OpResult>, crate::store::StoreError>, tokio::task::JoinError>,
     hub: &Hub,
     notifier: &Notifier,
     metrics: &Metrics,
