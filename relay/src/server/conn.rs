@@ -7,22 +7,21 @@ use std::time::Duration;
 use hearth_protocol::frame::{decode_body, encode_frame};
 use hearth_protocol::limits::{LENGTH_PREFIX_LEN, MAX_FRAME_LEN, TLS_EXPORTER_LABEL};
 use hearth_protocol::{
-    ClientFrame, ClientHello, CloseReason, Entry, ErrorCode, Event, Response, ServerFrame,
-    ServerHello, WireError,
+    ClientFrame, ClientHello, CloseReason, ErrorCode, Response, ServerFrame, ServerHello, WireError,
 };
 use std::sync::Arc;
+
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::admission::Slot;
-use crate::service::outbox::{Outgoing, PushError};
+use crate::service::outbox::{encode_event, Outgoing, PushError};
 use crate::service::{Metrics, Outbox, Relay, Reply, Session};
 
 /// Requests of one connection waiting for a commit at the same time.
 const MAX_IN_FLIGHT: usize = 1024;
-/// Payload bytes per pushed event, so every frame stays under the hard frame limit.
-const EVENT_BYTES: usize = MAX_FRAME_LEN / 2;
 
 /// What the reader task saw.
 enum Inbound {
@@ -177,17 +176,24 @@ enum WriteEnd {
     Encode(String),
 }
 
-/// Writes `bytes`, failing if the stream accepts nothing for `stall` (it accepts as
+/// Writes `chunks`, failing if the stream accepts nothing for `stall` (it accepts as
 /// much as the client's flow credit allows, so a slow reader that reads keeps going).
+/// The chunks go to QUIC as they are, without a copy.
 async fn write_progress(
     send: &mut quinn::SendStream,
-    bytes: &[u8],
+    chunks: &mut [Bytes],
     stall: Duration,
 ) -> Result<(), WriteEnd> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match timeout(stall, send.write(&bytes[written..])).await {
-            Ok(Ok(n)) => written += n,
+    let mut done = 0;
+    while done < chunks.len() {
+        match timeout(stall, send.write_chunks(&mut chunks[done..])).await {
+            Ok(Ok(written)) => {
+                done += written.chunks;
+                // Chunks emptied by the write count as written too.
+                while done < chunks.len() && chunks[done].is_empty() {
+                    done += 1;
+                }
+            }
             Ok(Err(_)) => return Err(WriteEnd::PeerGone),
             Err(_) => return Err(WriteEnd::Stalled),
         }
@@ -195,40 +201,34 @@ async fn write_progress(
     Ok(())
 }
 
-/// Writes one event, split into frames under the frame limit.
-async fn write_event(
-    send: &mut quinn::SendStream,
-    event: Event,
-    stall: Duration,
-) -> Result<(), WriteEnd> {
-    let frames = match event {
-        Event::Entries { room, entries } => split_entries(entries)
-            .into_iter()
-            .map(|chunk| {
-                ServerFrame::Event(Event::Entries {
-                    room,
-                    entries: chunk,
-                })
-            })
-            .collect(),
-        other => vec![ServerFrame::Event(other)],
-    };
-    for frame in frames {
-        let bytes =
-            encode_frame(&frame, MAX_FRAME_LEN).map_err(|e| WriteEnd::Encode(e.to_string()))?;
-        write_progress(send, &bytes, stall).await?;
-    }
-    Ok(())
-}
+/// Bytes the writer takes from the outbox for one write (issue 15: one write, and one
+/// wake-up of the QUIC driver, for everything queued rather than per item).
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// The connection's writer task: writes what is queued until the queue is closed and
 /// empty, then finishes the stream and waits (briefly) until the peer has it all.
 async fn write_out(mut send: quinn::SendStream, outbox: Arc<Outbox>, stall: Duration) -> WriteEnd {
-    while let Some((item, cost)) = outbox.next().await {
-        let result = match item {
-            Outgoing::Frame(bytes) => write_progress(&mut send, &bytes, stall).await,
-            Outgoing::Event(event) => write_event(&mut send, event, stall).await,
-        };
+    let mut items = Vec::new();
+    let mut chunks = Vec::new();
+    while let Some(cost) = outbox.next_batch(&mut items, WRITE_BATCH_BYTES).await {
+        let mut result = Ok(());
+        for item in items.drain(..) {
+            match item {
+                Outgoing::Frame(bytes) => chunks.push(Bytes::from(bytes)),
+                Outgoing::Shared(bytes) => chunks.push(bytes),
+                Outgoing::Event(event) => match encode_event(event) {
+                    Ok(bytes) => chunks.push(bytes),
+                    Err(e) => {
+                        result = Err(WriteEnd::Encode(e.to_string()));
+                        break;
+                    }
+                },
+            }
+        }
+        if result.is_ok() {
+            result = write_progress(&mut send, &mut chunks, stall).await;
+        }
+        chunks.clear();
         outbox.written(cost);
         if let Err(end) = result {
             return end;
@@ -257,25 +257,6 @@ fn encoded<T: serde::Serialize>(frame: &T) -> Outgoing {
             Outgoing::Frame(encode_frame(&fallback, MAX_FRAME_LEN).unwrap_or_default())
         }
     }
-}
-
-/// Splits entries into runs whose payloads stay under [`EVENT_BYTES`].
-fn split_entries(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for entry in entries {
-        if !current.is_empty() && bytes + entry.payload.len() > EVENT_BYTES {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes += entry.payload.len() + 32;
-        current.push(entry);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
 }
 
 /// How the request loop ended: the log line, the close (code and reason, see

@@ -11,14 +11,22 @@
 //!   entry it has not read will be published after that moment and reach it;
 //! - a live subscription that cannot keep up (its outbox more than half full) or sees a gap falls back to
 //!   catching up from its next seq.
+//!
+//! A run of entries is encoded once per distinct slice that subscriptions take of it
+//! (normally one: every live subscription is at the run's first seq), and those bytes
+//! are shared by every subscription's outbox (issue 15): no entry is cloned or encoded
+//! per subscriber.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 
 use hearth_protocol::{CapHash, Entry, EntryKind, Event, RoomId, Seq};
 use tokio::sync::Notify;
 
-use super::outbox::{Outbox, PushError};
+use super::outbox::{encode_entries, Outbox, PushError};
 use crate::store::{Store, StoreError};
 
 /// Entries per event while catching up.
@@ -140,7 +148,9 @@ impl Hub {
                 if let Some(last) = run.last() {
                     rs.published = rs.published.max(last.1.seq.0);
                 }
-                rs.subs.retain_mut(|sub| deliver(room, sub, run));
+                let mut encoded = Encoded::default();
+                rs.subs
+                    .retain_mut(|sub| deliver(room, sub, run, &mut encoded));
                 if rs.subs.is_empty() {
                     inner.rooms.remove(&room);
                 }
@@ -260,14 +270,57 @@ async fn off_workers<T: Send + 'static>(
         .unwrap_or(Err(StoreError::Closed))
 }
 
+/// The encodings of slices of one run made during one publish, shared by every
+/// subscription that takes the same slice.
+#[derive(Default)]
+struct Encoded {
+    slices: Vec<(Range<usize>, Option<Bytes>)>,
+}
+
+impl Encoded {
+    /// The frames of `run[range]`; `None` if they do not encode (then the subscription
+    /// reads the store instead).
+    fn of(
+        &mut self,
+        room: RoomId,
+        run: &[(RoomId, Entry, Option<CapHash>)],
+        range: Range<usize>,
+    ) -> Option<Bytes> {
+        if let Some((_, bytes)) = self.slices.iter().find(|(r, _)| *r == range) {
+            return bytes.clone();
+        }
+        let entries = run[range.clone()]
+            .iter()
+            .map(|(_, e, _)| e.clone())
+            .collect();
+        let bytes = match encode_entries(room, entries) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::error!(error = %e, "live entries do not encode; subscribers read the store");
+                None
+            }
+        };
+        self.slices.push((range, bytes.clone()));
+        bytes
+    }
+}
+
 /// Delivers `run` to one subscription; returns whether to keep it.
-fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]) -> bool {
+fn deliver(
+    room: RoomId,
+    sub: &mut Sub,
+    run: &[(RoomId, Entry, Option<CapHash>)],
+    encoded: &mut Encoded,
+) -> bool {
     if !sub.live {
         return true;
     }
-    let mut entries = Vec::new();
+    // The slice of the run this subscription takes: from its next seq, contiguous, up
+    // to and including a commit that ends its epoch.
+    let mut start = None;
+    let mut end = 0;
     let mut ended = false;
-    for (_, entry, ended_cap) in run {
+    for (i, (_, entry, ended_cap)) in run.iter().enumerate() {
         if entry.seq < sub.next {
             continue;
         }
@@ -275,23 +328,26 @@ fn deliver(room: RoomId, sub: &mut Sub, run: &[(RoomId, Entry, Option<CapHash>)]
             // A gap cannot happen with in-order publication; recover by reading the store.
             break;
         }
-        entries.push(entry.clone());
+        start.get_or_insert(i);
+        end = i + 1;
         sub.next = entry.seq.next();
         if entry.kind == EntryKind::Commit && *ended_cap == Some(sub.cap) {
             ended = true;
             break;
         }
     }
-    let first = entries.first().map(|e| e.seq);
-    if !entries.is_empty() {
-        match sub.tx.try_push(Event::Entries { room, entries }) {
+    if let Some(start) = start {
+        let first = run[start].1.seq;
+        let pushed = match encoded.of(room, run, start..end) {
+            Some(frames) => sub.tx.try_push_shared(frames),
+            None => Err(PushError::Full),
+        };
+        match pushed {
             Ok(()) => {}
             Err(PushError::Closed) => return false,
             Err(PushError::Full) => {
                 // Too slow for live pushes: catch up from the store at its own pace.
-                if let Some(first) = first {
-                    sub.next = first;
-                }
+                sub.next = first;
                 sub.live = false;
                 sub.wake.notify_one();
                 return true;

@@ -19,12 +19,20 @@
 //!   client that keeps asking without reading the answers is disconnected.
 //!
 //! An empty queue always takes one item, so an item larger than the bound still goes out.
+//!
+//! Live room entries arrive already encoded ([`Outgoing::Shared`]): the hub encodes each
+//! run of entries once and every subscriber's queue holds the same bytes (issue 15). The
+//! connection's writer takes everything queued at once ([`Outbox::next_batch`]) and hands
+//! it to QUIC in one write, and is woken only when an item lands in an empty queue.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use hearth_protocol::Event;
+use bytes::Bytes;
+use hearth_protocol::frame::{decode_body, encode_frame, FrameError};
+use hearth_protocol::limits::{LENGTH_PREFIX_LEN, MAX_FRAME_LEN};
+use hearth_protocol::{Entry, Event, RoomId, ServerFrame};
 use tokio::sync::Notify;
 
 use super::metrics::Metrics;
@@ -41,6 +49,9 @@ pub enum Outgoing {
     Event(Event),
     /// A frame the driver encoded already (a response).
     Frame(Vec<u8>),
+    /// Whole frames encoded once and shared by every connection they go to (live room
+    /// entries; see [`encode_entries`]).
+    Shared(Bytes),
 }
 
 impl Outgoing {
@@ -50,6 +61,7 @@ impl Outgoing {
     pub fn cost(&self) -> usize {
         match self {
             Outgoing::Frame(bytes) => bytes.len(),
+            Outgoing::Shared(bytes) => bytes.len(),
             Outgoing::Event(Event::Entries { entries, .. }) => {
                 EVENT_OVERHEAD
                     + entries
@@ -76,6 +88,8 @@ pub enum PushError {
 #[derive(Default)]
 struct State {
     items: VecDeque<(Outgoing, usize)>,
+    /// Events of shared frames already taken by [`Outbox::recv`], not yet returned.
+    decoded: VecDeque<Event>,
     /// Bytes of `items` plus the item being written.
     held: usize,
     closed: bool,
@@ -112,7 +126,7 @@ impl Outbox {
     /// Queues `item` if the bytes held stay within `limit` (or nothing is held).
     fn enqueue(&self, item: Outgoing, limit: usize) -> Result<(), (PushError, Outgoing)> {
         let cost = item.cost();
-        {
+        let wake = {
             let mut state = self.lock();
             if state.closed {
                 return Err((PushError::Closed, item));
@@ -122,11 +136,16 @@ impl Outbox {
             }
             state.held += cost;
             state.items.push_back((item, cost));
-        }
+            // The writer looks at the queue again before it waits, so it needs waking
+            // only for an item that lands in an empty queue.
+            state.items.len() == 1
+        };
         self.metrics
             .queued_bytes
             .fetch_add(cost as u64, Ordering::Relaxed);
-        self.queued.notify_one();
+        if wake {
+            self.queued.notify_one();
+        }
         Ok(())
     }
 
@@ -139,6 +158,13 @@ impl Outbox {
     /// Queues an event that may be dropped or sent later, within half the bound.
     pub(crate) fn try_push(&self, event: Event) -> Result<(), PushError> {
         self.enqueue(Outgoing::Event(event), self.max_bytes / 2)
+            .map_err(|(e, _)| e)
+    }
+
+    /// Queues frames shared with other connections (live entries), within half the bound,
+    /// like [`Outbox::try_push`].
+    pub(crate) fn try_push_shared(&self, frames: Bytes) -> Result<(), PushError> {
+        self.enqueue(Outgoing::Shared(frames), self.max_bytes / 2)
             .map_err(|(e, _)| e)
     }
 
@@ -179,7 +205,44 @@ impl Outbox {
         }
     }
 
-    /// An item of `cost` bytes taken with [`Outbox::next`] has been written.
+    /// Everything queued, up to about `max_bytes` (at least one item), into `out`; waits
+    /// for an item. Returns the items' cost, to give back with [`Outbox::written`] once
+    /// written; `None` once the queue is closed and empty.
+    pub(crate) async fn next_batch(
+        &self,
+        out: &mut Vec<Outgoing>,
+        max_bytes: usize,
+    ) -> Option<usize> {
+        loop {
+            let queued = self.queued.notified();
+            tokio::pin!(queued);
+            queued.as_mut().enable();
+            {
+                let mut state = self.lock();
+                let mut taken = 0usize;
+                while let Some((_, cost)) = state.items.front() {
+                    if taken > 0 && taken.saturating_add(*cost) > max_bytes {
+                        break;
+                    }
+                    let Some((item, cost)) = state.items.pop_front() else {
+                        break;
+                    };
+                    taken += cost;
+                    out.push(item);
+                }
+                if taken > 0 || !out.is_empty() {
+                    return Some(taken);
+                }
+                if state.closed {
+                    return None;
+                }
+            }
+            queued.await;
+        }
+    }
+
+    /// Items of `cost` bytes taken with [`Outbox::next`] or [`Outbox::next_batch`] have
+    /// been written.
     pub(crate) fn written(&self, cost: usize) {
         {
             let mut state = self.lock();
@@ -192,15 +255,24 @@ impl Outbox {
     }
 
     /// The next pushed event, for drivers that take events one by one and answer
-    /// requests themselves (in-process transports); frames are skipped. Cancel-safe.
+    /// requests themselves (in-process transports); response frames are skipped, shared
+    /// frames decoded back into their events. Cancel-safe.
     pub async fn recv(&self) -> Option<Event> {
         loop {
+            if let Some(event) = self.lock().decoded.pop_front() {
+                return Some(event);
+            }
             match self.next().await? {
                 (Outgoing::Event(event), cost) => {
                     self.written(cost);
                     return Some(event);
                 }
                 (Outgoing::Frame(_), cost) => self.written(cost),
+                (Outgoing::Shared(frames), cost) => {
+                    self.written(cost);
+                    let events = decode_events(&frames);
+                    self.lock().decoded.extend(events);
+                }
             }
         }
     }
@@ -217,6 +289,67 @@ impl Outbox {
     pub fn held_bytes(&self) -> usize {
         self.lock().held
     }
+}
+
+/// Payload bytes per pushed `Entries` frame, so every frame stays under the hard limit.
+pub(crate) const EVENT_BYTES: usize = MAX_FRAME_LEN / 2;
+
+/// Encodes `Event::Entries { room, entries }` as whole frames, one after another in one
+/// buffer, each holding at most [`EVENT_BYTES`] of payload (and at least one entry).
+pub(crate) fn encode_entries(room: RoomId, entries: Vec<Entry>) -> Result<Bytes, FrameError> {
+    let mut out = Vec::new();
+    let mut run = Vec::new();
+    let mut bytes = 0usize;
+    let flush = |run: &mut Vec<Entry>, out: &mut Vec<u8>| -> Result<(), FrameError> {
+        let frame = ServerFrame::Event(Event::Entries {
+            room,
+            entries: std::mem::take(run),
+        });
+        out.extend_from_slice(&encode_frame(&frame, MAX_FRAME_LEN)?);
+        Ok(())
+    };
+    for entry in entries {
+        if !run.is_empty() && bytes + entry.payload.len() > EVENT_BYTES {
+            flush(&mut run, &mut out)?;
+            bytes = 0;
+        }
+        bytes += entry.payload.len() + 32;
+        run.push(entry);
+    }
+    if !run.is_empty() {
+        flush(&mut run, &mut out)?;
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Encodes any event as whole frames (entries split as by [`encode_entries`]).
+pub(crate) fn encode_event(event: Event) -> Result<Bytes, FrameError> {
+    match event {
+        Event::Entries { room, entries } => encode_entries(room, entries),
+        other => Ok(Bytes::from(encode_frame(
+            &ServerFrame::Event(other),
+            MAX_FRAME_LEN,
+        )?)),
+    }
+}
+
+/// The events in a buffer of whole frames (in-process transports; the relay encoded
+/// them, so nothing here is a peer's input).
+fn decode_events(mut frames: &[u8]) -> Vec<Event> {
+    let mut out = Vec::new();
+    while frames.len() >= LENGTH_PREFIX_LEN {
+        let mut prefix = [0u8; LENGTH_PREFIX_LEN];
+        prefix.copy_from_slice(&frames[..LENGTH_PREFIX_LEN]);
+        let len = u32::from_be_bytes(prefix) as usize;
+        let Some(body) = frames.get(LENGTH_PREFIX_LEN..LENGTH_PREFIX_LEN + len) else {
+            break;
+        };
+        if let Ok(ServerFrame::Event(event)) = decode_body::<ServerFrame>(body) {
+            out.push(event);
+        }
+        frames = &frames[LENGTH_PREFIX_LEN + len..];
+    }
+    out
 }
 
 impl Drop for Outbox {

@@ -4,7 +4,10 @@
 //! queued (up to [`MAX_BATCH`]), applies it with [`Store::apply`] on a blocking thread
 //! (one fsync for the whole batch), publishes appended entries to subscribers in order,
 //! and only then answers the waiters. While one batch is being committed, the next one
-//! queues up, so throughput grows with the number of concurrent writers.
+//! queues up, so throughput grows with the number of concurrent writers; and as soon as
+//! a commit is durable, the batch gathered meanwhile starts committing before the
+//! finished one is fanned out and answered (a pipeline: the disk does not wait for the
+//! fan-out, and the fan-out happens while the next fsync runs).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,6 +172,12 @@ impl Writer {
 /// How often counted audit records are written when no other write carries them.
 const AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A batch being committed on a blocking thread, and who waits for its results.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<Vec<OpResult>, crate::store::StoreError>>,
+    replies: Vec<oneshot::Sender<OpResult>>,
+}
+
 async fn run(
     mut rx: mpsc::Receiver<Job>,
     mut closed: oneshot::Receiver<()>,
@@ -179,52 +188,86 @@ async fn run(
     let mut jobs = Vec::new();
     let mut flush = tokio::time::interval(AUDIT_FLUSH);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight: Option<InFlight> = None;
+    let mut closing = false;
     loop {
-        let last = tokio::select! {
-            n = rx.recv_many(&mut jobs, MAX_BATCH) => {
+        if closing && in_flight.is_none() && jobs.is_empty() {
+            break;
+        }
+        let mut tick = false;
+        let mut committed = None;
+        let space = MAX_BATCH.saturating_sub(jobs.len());
+        tokio::select! {
+            biased;
+            done = async {
+                match in_flight.as_mut() {
+                    Some(flight) => (&mut flight.task).await,
+                    None => std::future::pending().await,
+                }
+            }, if in_flight.is_some() => committed = Some(done),
+            n = rx.recv_many(&mut jobs, space), if !closing && space > 0 => {
                 if n == 0 {
-                    break;
+                    closing = true;
                 }
-                false
             }
-            _ = flush.tick() => {
-                if audit.is_empty() {
-                    continue;
-                }
-                false
-            }
-            _ = &mut closed => {
+            _ = flush.tick(), if !closing => tick = true,
+            _ = &mut closed, if !closing => {
                 // Finish what is queued, then stop.
                 rx.close();
                 while let Ok(job) = rx.try_recv() {
                     jobs.push(job);
                 }
-                true
-            }
-        };
-        let low = floor.low();
-        if !jobs.is_empty() && low {
-            refuse_growth(&mut jobs, &store);
-        }
-        // Audit records counted before any write of this batch was queued go with it, so
-        // an acknowledged write means they are stored. While the disk is low they stay
-        // counted in memory (bounded) until there is space.
-        if !low {
-            for record in audit.take() {
-                let (reply, _) = oneshot::channel();
-                jobs.push(Job {
-                    op: WriteOp::Audit(record),
-                    reply,
-                });
+                closing = true;
             }
         }
-        if !jobs.is_empty() {
-            commit(&mut jobs, &store, &hub, &notifier, &metrics, &health).await;
+        // Only a finished commit takes the batch out of `in_flight` (taking it otherwise
+        // would drop its waiters unanswered).
+        if let Some((done, flight)) = committed.and_then(|done| Some((done, in_flight.take()?))) {
+            // Pipelining (issue 15): the next batch, gathered while this one synced,
+            // starts committing before this one fans out and is answered, so the disk
+            // never waits for the fan-out. One batch commits at a time, in order.
+            if !jobs.is_empty() {
+                in_flight = start(&mut jobs, &store, &floor, &audit);
+            }
+            finish(flight, done, &hub, &notifier, &metrics, &health);
         }
-        if last {
-            break;
+        if in_flight.is_none() && (!jobs.is_empty() || (tick && !audit.is_empty())) {
+            in_flight = start(&mut jobs, &store, &floor, &audit);
         }
     }
+}
+
+/// Starts committing `jobs` (with the audit records counted so far) on a blocking thread;
+/// `None` when nothing is left to commit (the disk is low and everything was answered).
+fn start(
+    jobs: &mut Vec<Job>,
+    store: &Arc<dyn Store>,
+    floor: &DiskFloor,
+    audit: &AuditLog,
+) -> Option<InFlight> {
+    let low = floor.low();
+    if !jobs.is_empty() && low {
+        refuse_growth(jobs, store);
+    }
+    // Audit records counted before any write of this batch was queued go with it, so
+    // an acknowledged write means they are stored. While the disk is low they stay
+    // counted in memory (bounded) until there is space.
+    if !low {
+        for record in audit.take() {
+            let (reply, _) = oneshot::channel();
+            jobs.push(Job {
+                op: WriteOp::Audit(record),
+                reply,
+            });
+        }
+    }
+    if jobs.is_empty() {
+        return None;
+    }
+    let (ops, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
+    let store = store.clone();
+    let task = tokio::task::spawn_blocking(move || store.apply(ops));
+    Some(InFlight { task, replies })
 }
 
 /// The disk is low: answers the ops that would add to the store (`StorageFull`; audit
@@ -255,67 +298,74 @@ fn refuse_growth(jobs: &mut Vec<Job>, store: &Arc<dyn Store>) {
     *jobs = kept;
 }
 
-async fn commit(
-    jobs: &mut Vec<Job>,
-    store: &Arc<dyn Store>,
+/// A batch is durable (or failed): publishes its entries, then answers its waiters.
+fn finish(
+    flight: InFlight,
+    outcome: Result<Result<Vec<OpResult>, crate::store::StoreError>, tokio::task::JoinError>,
     hub: &Hub,
     notifier: &Notifier,
     metrics: &Metrics,
     health: &StoreHealth,
 ) {
-    {
-        let (ops, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
-        let count = ops.len();
-        let store = store.clone();
-        let outcome = tokio::task::spawn_blocking(move || store.apply(ops)).await;
-        let results = match outcome {
-            Ok(Ok(results)) if results.len() == count => results,
-            Ok(Ok(_)) => {
-                tracing::error!("store answered a batch with the wrong number of results");
-                vec![Err(internal()); count]
-            }
-            Ok(Err(e)) => {
-                // Marked failed before anything is logged: with standard error on the
-                // same full disk, writing the log line can fail too (and tracing's report
-                // of that panics), and the relay must still stop (found by stress/disk-full).
-                if matches!(
-                    e,
-                    crate::store::StoreError::Db(_) | crate::store::StoreError::Io(_)
-                ) {
-                    health.fail();
-                }
-                tracing::error!(error = %e, ops = count, "durable commit failed; batch refused");
-                vec![Err(internal()); count]
-            }
-            Err(e) => {
-                tracing::error!(error = %e, ops = count, "store task failed; batch refused");
-                vec![Err(internal()); count]
-            }
-        };
-        let mut appended = Vec::new();
-        for result in &results {
-            match result {
-                Ok(Applied::Appended { room, entry, ended }) => {
-                    appended.push((*room, entry.clone(), *ended));
-                }
-                Ok(Applied::Deposited { to }) => notifier.inbox_arrived(to),
-                Ok(Applied::Reverted { room, ended }) => hub.epoch_reverted(*room, *ended),
-                Err(e) if e.code == ErrorCode::QuotaExceeded => {
-                    Metrics::bump(&metrics.quota_exceeded);
-                    tracing::warn!(refused = "quota-exceeded", "limit hit");
-                }
-                _ => {}
-            }
+    let InFlight { replies, .. } = flight;
+    let count = replies.len();
+    let mut results = match outcome {
+        Ok(Ok(results)) if results.len() == count => results,
+        Ok(Ok(_)) => {
+            tracing::error!("store answered a batch with the wrong number of results");
+            vec![Err(internal()); count]
         }
-        if !appended.is_empty() {
-            metrics
-                .stored
-                .fetch_add(appended.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            hub.publish(&appended);
+        Ok(Err(e)) => {
+            // Marked failed before anything is logged: with standard error on the
+            // same full disk, writing the log line can fail too (and tracing's report
+            // of that panics), and the relay must still stop (found by stress/disk-full).
+            if matches!(
+                e,
+                crate::store::StoreError::Db(_) | crate::store::StoreError::Io(_)
+            ) {
+                health.fail();
+            }
+            tracing::error!(error = %e, ops = count, "durable commit failed; batch refused");
+            vec![Err(internal()); count]
         }
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        Err(e) => {
+            tracing::error!(error = %e, ops = count, "store task failed; batch refused");
+            vec![Err(internal()); count]
         }
+    };
+    let mut appended = Vec::new();
+    for result in &mut results {
+        match result {
+            Ok(Applied::Appended { room, entry, ended }) => {
+                // The answer needs only the seq: the payload moves on to the subscribers
+                // instead of being copied.
+                let payload = std::mem::take(&mut entry.payload);
+                appended.push((
+                    *room,
+                    hearth_protocol::Entry {
+                        payload,
+                        ..entry.clone()
+                    },
+                    *ended,
+                ));
+            }
+            Ok(Applied::Deposited { to }) => notifier.inbox_arrived(to),
+            Ok(Applied::Reverted { room, ended }) => hub.epoch_reverted(*room, *ended),
+            Err(e) if e.code == ErrorCode::QuotaExceeded => {
+                Metrics::bump(&metrics.quota_exceeded);
+                tracing::warn!(refused = "quota-exceeded", "limit hit");
+            }
+            _ => {}
+        }
+    }
+    if !appended.is_empty() {
+        metrics
+            .stored
+            .fetch_add(appended.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        hub.publish(&appended);
+    }
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
     }
 }
 
@@ -392,6 +442,46 @@ mod tests {
             n: usize,
         ) -> Result<crate::store::SweepScan, StoreError> {
             self.0.sweep_scan(c, now, r, n)
+        }
+    }
+
+    /// Ops that arrive while a batch commits are gathered into the next batch and every
+    /// one is answered (the pipeline never drops a waiter), in the order they queued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ops_queued_during_a_commit_are_all_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("s.redb")).unwrap());
+        let (writer, _close, _task) = Writer::spawn(
+            store,
+            Arc::new(Hub::default()),
+            Arc::new(Notifier::default()),
+            Arc::new(Metrics::default()),
+            (
+                Arc::new(DiskFloor::new(dir.path().to_path_buf(), 0)),
+                Arc::new(StoreHealth::default()),
+            ),
+            Arc::new(AuditLog::default()),
+        );
+        let mut waiting = Vec::new();
+        for round in 0..4u64 {
+            for i in 0..64u64 {
+                waiting.push(
+                    writer
+                        .enqueue(WriteOp::Sweep {
+                            now: round * 1000 + i,
+                            retention_secs: 1,
+                            max_deletions: 1,
+                        })
+                        .await,
+                );
+            }
+            tokio::task::yield_now().await;
+        }
+        for answer in waiting {
+            assert!(
+                matches!(answer.await, Ok(Ok(_))),
+                "every queued op is answered with its result"
+            );
         }
     }
 

@@ -1,0 +1,59 @@
+//! `hearth-bench`: the load tool of issue 15.
+//!
+//! - `hearth-bench relay` starts the real `hearth-relay` binary (its own process, a fresh
+//!   data dir) and a raw quinn fan-out (`hearth-bench raw-server`, also its own process),
+//!   drives each over real QUIC on loopback with one publisher and many subscribers, and
+//!   prints deliveries/s, latency, server CPU per delivery and peak memory from /proc, the
+//!   fdatasync floor measured in the same run, and the relay's ratio to the raw fan-out.
+//! - `hearth-bench client` measures the client side through hearth-core against a relay
+//!   process: sending and receiving a message, joining a 25-member room, catching up on
+//!   10,000 messages.
+#![forbid(unsafe_code)]
+
+mod client_side;
+mod fsync;
+mod load;
+mod procfs;
+mod raw;
+mod relay_table;
+mod servers;
+mod stats;
+mod wire;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Load and cost figures for hearth (see the README's Performance section).
+#[derive(Parser, Debug)]
+#[command(name = "hearth-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The relay under load beside a raw quinn fan-out; prints a table.
+    Relay(relay_table::RelayArgs),
+    /// Client-side costs through hearth-core against a relay process.
+    Client(client_side::ClientArgs),
+    /// The raw quinn fan-out server (started by `relay`; prints its address).
+    #[command(hide = true)]
+    RawServer,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Command::Client(_) = cli.command {
+        // Before any thread starts: cheap profile keys (see client_side).
+        std::env::set_var("HEARTH_TEST_FAST_KDF", "1");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Relay(a) => relay_table::run(a).await,
+            Command::Client(a) => client_side::run(a).await,
+            Command::RawServer => raw::serve().await,
+        }
+    })
+}
