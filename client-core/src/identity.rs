@@ -55,6 +55,13 @@ impl Identity {
         Signature(self.key.sign(message).to_bytes())
     }
 
+    /// The X25519 secret key of the inbox: the clamped scalar of this Ed25519 key, whose
+    /// public half is the RFC 7748 section 4.1 map of [`Identity::account`] (see
+    /// [`crate::sealed`]). Zeroized when dropped.
+    pub(crate) fn inbox_secret(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.key.to_scalar_bytes())
+    }
+
     /// The openmls signer for this identity (scheme ED25519), built from the same key
     /// bytes, so MLS credentials and relay authentication name the same account.
     pub fn mls_signer(&self) -> SignatureKeyPair {

@@ -14,6 +14,7 @@
 //! - [`transport`]: talking to a relay (QUIC with a pinned key; pluggable for tests).
 //! - [`mls`]: openmls provider, group configuration, persistence of MLS state.
 //! - [`content`]: versioned application content and inbox messages.
+//! - [`sealed`]: inbox payloads sealed to the recipient, with the sender inside (HPKE).
 //! - [`transcript`]: transcript hashes that expose dropped or forked room logs.
 //! - [`policy`]: room roles and rules, checked on every commit.
 //! - [`history`]: locally stored messages (and their expiry).
@@ -38,6 +39,7 @@ pub mod events;
 pub mod history;
 pub mod mls;
 pub mod policy;
+pub mod sealed;
 pub mod transcript;
 pub mod transport;
 

@@ -34,9 +34,12 @@ struct View {
     renumber: bool,
     /// How many entries were actually withheld (pushes and reads).
     withheld: AtomicU64,
-    /// Rewrites the plaintext wrapper of every Welcome in bob's inbox to start him at
+    /// Rewrites the wrapper of every Welcome in bob's inbox it can read to start him at
     /// this seq with a made-up hash.
     forged_start: Mutex<Option<Seq>>,
+    /// How many inbox payloads the relay could read as a Welcome wrapper (sealed ones
+    /// it cannot, decision 0013).
+    readable_wrappers: AtomicU64,
 }
 
 impl View {
@@ -46,6 +49,7 @@ impl View {
             renumber,
             withheld: AtomicU64::new(0),
             forged_start: Mutex::new(None),
+            readable_wrappers: AtomicU64::new(0),
         })
     }
 
@@ -151,14 +155,17 @@ impl View {
                         welcome,
                         from,
                         ..
-                    }) => InboxMessage::Welcome {
-                        room,
-                        welcome,
-                        start_seq: start,
-                        transcript_hash: [0xee; 32],
-                        from,
+                    }) => {
+                        self.readable_wrappers.fetch_add(1, Ordering::Relaxed);
+                        InboxMessage::Welcome {
+                            room,
+                            welcome,
+                            start_seq: start,
+                            transcript_hash: [0xee; 32],
+                            from,
+                        }
+                        .encode()
                     }
-                    .encode(),
                     _ => payload.to_vec(),
                 };
                 Response::Inbox(
@@ -470,11 +477,16 @@ async fn a_relay_cannot_choose_where_a_joiner_starts() {
         *view.forged_start.lock().unwrap() = Some(forged);
         let relay = Relay::start().await;
         let mut alice = relay.user("alice").await;
-        let mut bob = user_through(&relay, "bob", view).await;
+        let mut bob = user_through(&relay, "bob", view.clone()).await;
         let room = alice.c().create_room("Family").await.unwrap();
         alice.c().invite(room, &h("bob")).await.unwrap();
         bob.wait_for("invitation", |e| matches!(e, ClientEvent::Invited(_)))
             .await;
+        assert_eq!(
+            view.readable_wrappers.load(Ordering::Relaxed),
+            0,
+            "the relay cannot read the Welcome's wrapper (sealed to bob), let alone change it"
+        );
         // Sent after the invitation and before bob accepts: the real start is before it
         // (bob's client processes them, and is not shown them: he had not accepted).
         alice.c().send_text(room, "welcome, bob").await.unwrap();

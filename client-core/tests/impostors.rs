@@ -245,7 +245,12 @@ async fn a_direct_room_from_a_stranger_waits_and_a_forged_one_is_refused() {
     hostile
         .call(hearth_protocol::Request::Deposit {
             to: bob.c().profile().account(),
-            payload: message.encode(),
+            payload: hearth_core::sealed::seal(
+                &hostile.profile.identity(),
+                &bob.c().profile().account(),
+                &message.encode(),
+            )
+            .unwrap(),
         })
         .await
         .unwrap();

@@ -16,6 +16,7 @@ use std::sync::{Mutex, OnceLock};
 
 use arbitrary::Arbitrary;
 use hearth_core::content::InboxMessage;
+use hearth_core::Identity;
 use hearth_core::mls::config::capabilities;
 use hearth_core::mls::join_point::{JoinPoint, JOIN_POINT_EXTENSION};
 use hearth_core::mls::{Engine, RoomSettings, CIPHERSUITE, ROOM_SETTINGS_EXTENSION};
@@ -88,24 +89,29 @@ fn carol_as(h: &Household, name: Name) -> Engine {
     Engine::new(copy(&h.carol), name.as_str())
 }
 
+/// The invitation as bob's inbox holds it: sealed to bob by `sealer` (who really deposits
+/// it, whatever `from` claims).
 fn deposit(
+    h: &Household,
+    sealer: &Identity,
     room: RoomId,
     welcome: Vec<u8>,
     from: Name,
     start_seq: u64,
     hash: [u8; 32],
 ) -> InboxEntry {
+    let message = InboxMessage::Welcome {
+        room,
+        welcome,
+        start_seq: Seq(start_seq),
+        transcript_hash: hash,
+        from: handle(from.as_str()),
+    }
+    .encode();
     InboxEntry {
         id: 7,
         time: NOW,
-        payload: InboxMessage::Welcome {
-            room,
-            welcome,
-            start_seq: Seq(start_seq),
-            transcript_hash: hash,
-            from: handle(from.as_str()),
-        }
-        .encode(),
+        payload: hearth_core::sealed::seal(sealer, &h.sealers.2, &message).unwrap_or(message),
     }
 }
 
@@ -237,23 +243,39 @@ fuzz_target!(|input: Input| {
     let h = &mut *guard;
     let saved = h.checkpoint();
     let entry = match &input {
+        // Any bytes, sealed by a real account (the seal itself is `sealed_inbox`'s).
         Input::Raw(payload) => Some(InboxEntry {
             id: 7,
             time: NOW,
-            payload: payload.clone(),
+            payload: hearth_core::sealed::seal(&h.sealers.0, &h.sealers.2, payload)
+                .unwrap_or_else(|_| payload.clone()),
         }),
         Input::RawWelcome {
             welcome,
             from,
             start_seq,
-        } => Some(deposit(PORCH, welcome.clone(), *from, *start_seq, [0; 32])),
+        } => Some(deposit(
+            h,
+            &h.sealers.0,
+            PORCH,
+            welcome.clone(),
+            *from,
+            *start_seq,
+            [0; 32],
+        )),
         Input::Built(invitation) => invite(h, invitation).map(|welcome| {
             let room = if invitation.other_room {
                 RoomId([0x51; 16])
             } else {
                 PORCH
             };
+            let sealer = match invitation.carol_as {
+                Some(_) => &h.sealers.1,
+                None => &h.sealers.0,
+            };
             deposit(
+                h,
+                sealer,
                 room,
                 welcome,
                 invitation.from,

@@ -117,8 +117,19 @@ impl Inner {
         entry: &InboxEntry,
         shared: &HashSet<[u8; 32]>,
     ) -> Result<Taken, ClientError> {
+        // Sealed to us with the sender inside (decision 0013): the relay stores no sender
+        // and cannot read which room this is about.
+        let sealed = crate::sealed::open(&self.profile.identity(), &entry.payload)
+            .or_else(|e| {
+                // Sealed before our last key rotation, to the key we had then.
+                match self.profile.previous_identity().ok().flatten() {
+                    Some(previous) => crate::sealed::open(&previous, &entry.payload),
+                    None => Err(e),
+                }
+            })
+            .map_err(|e| ClientError::Other(e.to_string()))?;
         let message =
-            InboxMessage::decode(&entry.payload).map_err(|e| ClientError::Other(e.to_string()))?;
+            InboxMessage::decode(&sealed.message).map_err(|e| ClientError::Other(e.to_string()))?;
         let InboxMessage::Welcome {
             room: id,
             welcome,
@@ -144,7 +155,7 @@ impl Inner {
                 pending.delete(engine.provider.storage()).map_err(mls)?;
             }
         }
-        let joined = join_from_welcome(&engine, welcome, id, &from);
+        let joined = join_from_welcome(&engine, welcome, id, &from, &sealed.sender);
         let (group, join_point, inviter_leaf) = match joined {
             Ok(joined) => joined,
             Err(e) => {
@@ -297,6 +308,7 @@ fn join_from_welcome(
     welcome: Welcome,
     id: RoomId,
     from: &Handle,
+    sealed_by: &hearth_protocol::AccountKey,
 ) -> Result<(MlsGroup, Option<JoinPoint>, LeafNodeIndex), ClientError> {
     let builder = StagedWelcome::build_from_welcome(&engine.provider, &join_config(), welcome)
         .map_err(mls)?;
@@ -319,6 +331,11 @@ fn join_from_welcome(
         return Err(ClientError::Mls(format!(
             "Welcome claims to come from {from} but was signed by someone else"
         )));
+    }
+    if inviter.signature_key().as_slice() != sealed_by.0.as_slice() {
+        return Err(ClientError::Mls(
+            "the Welcome was signed by someone other than who sealed it".into(),
+        ));
     }
     let inviter_leaf = staged.welcome_sender_index();
     let group = staged.into_group(&engine.provider).map_err(mls)?;

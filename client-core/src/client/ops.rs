@@ -610,13 +610,9 @@ impl Inner {
             transcript_hash,
             from: self.profile.handle().clone(),
         };
-        match self
-            .call(Request::Deposit {
-                to,
-                payload: message.encode(),
-            })
-            .await?
-        {
+        let payload = crate::sealed::seal(&self.profile.identity(), &to, &message.encode())
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        match self.call(Request::Deposit { to, payload }).await? {
             Response::Done => Ok(()),
             other => Err(unexpected(&other)),
         }

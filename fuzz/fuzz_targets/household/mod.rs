@@ -24,7 +24,7 @@ use hearth_core::mls::join_point::JoinPoint;
 use hearth_core::mls::{create_config, Checkpoint, Engine, RoomSettings};
 use hearth_core::store::{set_test_kdf_params, KdfParams};
 use hearth_core::transcript::Transcript;
-use hearth_core::Profile;
+use hearth_core::{Identity, Profile};
 use hearth_protocol::{
     AccountInfo, AccountKey, Entry, EntryKind, Handle, InboxEntry, RelayAddress, RoomId, Seq,
 };
@@ -48,6 +48,9 @@ pub struct Household {
     pub transcript: Transcript,
     /// Carol's identity key.
     pub carol: SignatureKeyPair,
+    /// Alice's and carol's identities (what seals their inbox deposits), and bob's
+    /// account (what they are sealed to).
+    pub sealers: (Identity, Identity, AccountKey),
     /// A KeyPackage of bob's whose private keys bob's engine holds (for Welcomes).
     pub bob_key_package: KeyPackage,
 }
@@ -109,11 +112,9 @@ pub fn key_package_of(engine: &Engine) -> Option<KeyPackage> {
 impl Household {
     pub fn new() -> Household {
         set_test_kdf_params(Some(KdfParams::TEST_ONLY_FAST));
-        let alice = Engine::new(
-            SignatureKeyPair::new(SignatureScheme::ED25519).expect("a key pair"),
-            "alice",
-        );
-        let carol = SignatureKeyPair::new(SignatureScheme::ED25519).expect("a key pair");
+        let (alice_id, carol_id) = (Identity::generate(), Identity::generate());
+        let alice = Engine::new(alice_id.mls_signer(), "alice");
+        let carol = carol_id.mls_signer();
         let bob_profile = profile("bob");
         let info = |name: &str, key: AccountKey| AccountInfo {
             handle: handle(name),
@@ -126,6 +127,7 @@ impl Household {
             info("bob", bob_profile.account()),
             info("carol", account(carol.public())),
         ];
+        let bob_account = bob_profile.account();
         let mut bob = Member::new(bob_profile, directory).expect("bob's client");
 
         // Alice makes the room and adds bob.
@@ -191,6 +193,11 @@ impl Household {
             }
             .encode(),
         };
+        let deposit = InboxEntry {
+            payload: hearth_core::sealed::seal(&alice_id, &bob_account, &deposit.payload)
+                .expect("sealed to bob"),
+            ..deposit
+        };
         let (taken, _) = bob.take_inbox_entry(&deposit);
         assert_eq!(taken.expect("bob takes the Welcome"), None);
         let mut room = bob.take_room(KITCHEN).expect("bob's room");
@@ -214,6 +221,7 @@ impl Household {
             group,
             transcript,
             carol,
+            sealers: (alice_id, carol_id, bob_account),
             bob_key_package,
         }
     }
