@@ -172,3 +172,129 @@ async fn chat_in_a_terminal() {
         stdout(&out)
     );
 }
+
+/// A member removed from the room on screen of a full-screen chat is told so there: the
+/// notice must not go to the removed room's lines, which the chat no longer lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_kicked_from_the_room_on_screen_is_told_in_the_full_screen_chat() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    common::room_with(&alice, "family", &[&bob]).await;
+    common::room_with(&alice, "kids", &[&bob]).await;
+    assert_success(
+        &hearth(&alice, &["send", "kids", "kids-marker"]).await,
+        "send",
+    );
+
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
+    let bob_dir = bob.clone();
+    let terminal = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "stty rows 24 cols 220; exec \"$@\"", "sh"])
+            .arg(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--profile")
+            .arg(&bob_dir)
+            .args(["chat", "kids"])
+            .env("HEARTH_PASSPHRASE", PASSPHRASE)
+            .env("HEARTH_TEST_FAST_KDF", "1")
+            .env("HEARTH_NO_BELL", "1")
+            .env("TERM", "xterm");
+        let mut chat = expectrl::Session::spawn(command).map_err(|e| e.to_string())?;
+        chat.set_expect_timeout(Some(Duration::from_secs(30)));
+        expect!(chat, "kids-marker")?;
+        let _ = open_tx.send(());
+        // The window leaves the room once bob is out, and shows the chat's first line
+        // ("hearth: you are bob on …", one row this wide) instead of the room's lines; the
+        // notice must come with it. (The full-screen UI writes only the cells that
+        // changed; this width puts the notice on the banner's row, where every letter of
+        // "kicked" differs from what was there.)
+        expect!(chat, "hearth: you are bob")?;
+        chat.set_expect_timeout(Some(Duration::from_secs(10)));
+        expect!(chat, "kicked")?;
+        chat.send(ControlCode::EndOfText)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    if open_rx.await.is_err() {
+        let outcome = terminal.await.expect("the terminal task finishes");
+        panic!("bob's chat did not open: {outcome:?}");
+    }
+    assert_success(
+        &hearth(&alice, &["room", "kick", "kids", "bob"]).await,
+        "kick",
+    );
+    terminal
+        .await
+        .expect("the terminal task finishes")
+        .expect("bob is told he was kicked");
+}
+
+/// The terminal wraps a long line by itself, and the row it starts then begins with
+/// whatever the sender put there: mallory pads a message to the width of the terminal and
+/// follows it with `[HH:MM] #N <alice> …`, which the line-mode chat shows on a row of its
+/// own, as if alice had said it. Every row the line mode writes to an 80-column terminal
+/// must fit in it (wrapped by hearth under an indent), so that none starts with text
+/// another person chose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: the line mode does not wrap to the terminal's width; a design question (hard-wrap with a hanging indent, as the full-screen chat does, and what a resized terminal re-wraps)"]
+async fn a_long_message_cannot_start_a_row_of_its_own_in_the_line_mode() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    let mallory = env.init("mallory").await;
+    common::room_with(&alice, "family", &[&bob, &mallory]).await;
+
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
+    let bob_dir = bob.clone();
+    let terminal = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "stty rows 24 cols 80; exec \"$@\"", "sh"])
+            .arg(env!("CARGO_BIN_EXE_hearth"))
+            .arg("--profile")
+            .arg(&bob_dir)
+            .args(["chat", "--plain", "family"])
+            .env("HEARTH_PASSPHRASE", PASSPHRASE)
+            .env("HEARTH_TEST_FAST_KDF", "1")
+            .env("TERM", "xterm");
+        let mut chat = expectrl::Session::spawn(command).map_err(|e| e.to_string())?;
+        chat.set_expect_timeout(Some(Duration::from_secs(30)));
+        expect!(chat, "Type /help")?;
+        let _ = open_tx.send(());
+        let shown = chat
+            .expect("END-MARK")
+            .map_err(|e| format!("waiting for mallory's message: {e}"))?;
+        let text = String::from_utf8_lossy(shown.before()).into_owned();
+        let start = text
+            .rfind("<mallory>")
+            .ok_or("mallory's message not shown")?;
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let row = &text[line_start..];
+        if row.chars().count() > 80 {
+            return Err(format!(
+                "a line wider than the terminal, which wraps it where mallory chose: {row:?}"
+            ));
+        }
+        chat.send_line("/bye").map_err(|e| e.to_string())?;
+        Ok(())
+    });
+    if open_rx.await.is_err() {
+        let outcome = terminal.await.expect("the terminal task finishes");
+        panic!("bob's chat did not open: {outcome:?}");
+    }
+    let shown = "[00:00] #9 <mallory> ok";
+    let forged = format!(
+        "ok{}[12:50] #10 <alice> bob, tell me the door code END-MARK",
+        " ".repeat(80 - shown.len())
+    );
+    assert_success(
+        &hearth(&mallory, &["send", "family", &forged]).await,
+        "send",
+    );
+    terminal
+        .await
+        .expect("the terminal task finishes")
+        .expect("no row of mallory's message starts where he chose");
+}

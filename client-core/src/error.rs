@@ -179,7 +179,7 @@ pub enum ClientError {
         reason: String,
     },
     /// Several rooms have the name given: the room has to be named by its id.
-    #[error("{} rooms are called {name}: name the one you mean by its id ({})", rooms.len(), rooms.iter().map(RoomRef::short_id).collect::<Vec<_>>().join(", "))]
+    #[error("{} rooms are called {name}: name the one you mean by its id ({})", rooms.len(), ambiguous_ids(name, rooms))]
     AmbiguousRoom {
         /// The name given.
         name: String,
@@ -189,6 +189,19 @@ pub enum ClientError {
     /// Something else unexpected.
     #[error("{0}")]
     Other(String),
+}
+
+/// The ids to tell the rooms of [`ClientError::AmbiguousRoom`] apart: short ones, or
+/// whole ones when `name` is itself the start of one of their ids (a room named after
+/// another room's short id: the short id would be ambiguous again).
+fn ambiguous_ids(name: &str, rooms: &[RoomRef]) -> String {
+    let name = name.to_lowercase();
+    let whole = rooms.iter().any(|r| r.id.to_hex().starts_with(&name));
+    rooms
+        .iter()
+        .map(|r| if whole { r.id.to_hex() } else { r.short_id() })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The pattern of every error variant that names one room, binding it to `$room`: one

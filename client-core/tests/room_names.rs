@@ -152,3 +152,49 @@ async fn a_pending_invitation_shows_the_room_s_current_name() {
     let rooms = carol.c().rooms().await.unwrap();
     assert_eq!(rooms[0].name, "children");
 }
+
+/// A room named like the start of another room's id cannot capture what is typed to reach
+/// that room by its id (as hearth advises when two rooms share a name): mallory names his
+/// room after the short id of the family room, and bob, typing that id, gets an ambiguity
+/// error naming both rooms, never mallory's room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_named_like_another_room_s_id_does_not_capture_it() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let bob = relay.user("bob").await;
+    let mallory = relay.user("mallory").await;
+    let family = room_with(&alice, &[&bob], "family").await;
+    let trap = room_with(&mallory, &[&bob], &short(family)).await;
+
+    // The name alone, typed as it is shown: not mallory's room.
+    match bob.c().find_room(&short(family)).await {
+        Ok(found) => assert_eq!(found, Some(family), "the id must not lead to the trap"),
+        Err(err @ ClientError::AmbiguousRoom { .. }) => {
+            let ClientError::AmbiguousRoom { rooms, .. } = &err else {
+                unreachable!()
+            };
+            let ids: Vec<_> = rooms.iter().map(|r| r.id).collect();
+            assert!(ids.contains(&family) && ids.contains(&trap), "{ids:?}");
+            // The hint names ids that do not lead back to the same question.
+            assert!(err.to_string().contains(&family.to_hex()), "{err}");
+        }
+        Err(other) => panic!("unexpected {other}"),
+    }
+    // A room named after the whole id does not capture it either: a whole id names one
+    // room.
+    let whole = room_with(&mallory, &[&bob], &family.to_hex()).await;
+    assert_eq!(
+        bob.c().find_room(&family.to_hex()).await.unwrap(),
+        Some(family)
+    );
+    assert_eq!(
+        bob.c().find_room(&whole.to_hex()).await.unwrap(),
+        Some(whole)
+    );
+    // The whole id still reaches each room.
+    assert_eq!(
+        bob.c().find_room(&family.to_hex()).await.unwrap(),
+        Some(family)
+    );
+    assert_eq!(bob.c().find_room(&trap.to_hex()).await.unwrap(), Some(trap));
+}

@@ -118,6 +118,11 @@ pub async fn run(global: &GlobalArgs, room: Option<&str>, arrivals: bool) -> Res
                     )),
                     _ => render::event(&event, state.current, &state.me, &names),
                 };
+                if matches!(event, ClientEvent::RemovedFromRoom { .. }) && screen.is_full_screen() {
+                    // The room on screen may have gone: move the window first, so that the
+                    // notice lands in the room it shows next.
+                    screen.view(screen::view(&client, state.current, &state.me).await);
+                }
                 if let Some(line) = line {
                     screen.event(&event, line, &names, &state.me, quote.as_deref());
                     if render::is_security(&event) {

@@ -37,7 +37,44 @@ impl Rooms {
             None => output::room_name(&RoomRef::from(room)),
         }
     }
+
+    /// `room` as the `[family] ` that starts a line about a room not on screen. Its
+    /// members chose the name, and the line-mode chat puts it before the time and sender
+    /// of a message, so it must not be able to end the tag and show a time and sender of
+    /// its own (`family] [12:50] <alice> …`): brackets (`[]<>`) in it are shown escaped, as
+    /// [`inert`] shows controls, and a name longer than [`TAG_CHARS`] is cut, so that it
+    /// cannot push the real sender out of sight either.
+    pub fn tag(&self, room: RoomId) -> String {
+        let named = self
+            .refs
+            .iter()
+            .find(|r| r.id == room)
+            .cloned()
+            .unwrap_or_else(|| RoomRef::from(room));
+        let Some(label) = named.label() else {
+            return format!("[{}] ", output::room_name(&named));
+        };
+        let mut cut: String = label.chars().take(TAG_CHARS).collect();
+        if cut.len() < label.len() {
+            cut.push('…');
+        }
+        let mut shown = String::with_capacity(cut.len());
+        for c in inert(&cut).chars() {
+            match c {
+                '[' | ']' | '<' | '>' => shown.extend(c.escape_unicode()),
+                c => shown.push(c),
+            }
+        }
+        if named.ambiguous {
+            format!("[{shown} [{}]] ", named.short_id())
+        } else {
+            format!("[{shown}] ")
+        }
+    }
 }
+
+/// The most characters of a room's name that [`Rooms::tag`] shows.
+pub const TAG_CHARS: usize = 32;
 
 impl std::ops::Deref for Rooms {
     type Target = [RoomSummary];
@@ -109,7 +146,7 @@ pub fn arrived(
     let prefix = if Some(item.room) == current {
         String::new()
     } else {
-        format!("[{}] ", names.name(item.room))
+        names.tag(item.room)
     };
     // Own messages are shown too, once the relay has stored them: that is the delivery
     // confirmation.
@@ -141,7 +178,7 @@ pub fn event(
         if Some(room) == current {
             String::new()
         } else {
-            format!("[{}] ", room_name(room))
+            names.tag(room)
         }
     };
     Some(match event {
@@ -551,6 +588,46 @@ mod tests {
             line(&rebuilt),
             "* alice rebuilt family (old) as a new room: accept the invitation to family [01010101] to continue there"
         );
+    }
+
+    /// A room's name cannot end the `[room] ` tag of a line-mode message and pose as a
+    /// time and sender: mallory names his room so that his message there would read as
+    /// alice's in the family room.
+    #[test]
+    fn a_room_name_cannot_pose_as_a_message_from_someone_else() {
+        let me = Handle::new("bob").unwrap();
+        let trap = RoomId([9; 16]);
+        let mut room = direct_room(trap);
+        room.direct = false;
+        room.name = "family] [12:50] #3 <alice> send me the door code [x".into();
+        let rooms = Rooms::listed(vec![room], &me);
+        let item = hearth_core::HistoryItem {
+            room: trap,
+            seq: hearth_protocol::Seq(8),
+            sender: Handle::new("mallory").unwrap(),
+            sender_name: None,
+            text: "hi".into(),
+            time: std::time::UNIX_EPOCH,
+            own: false,
+            reply_to: None,
+            edited: false,
+            deleted: false,
+            reactions: Vec::new(),
+        };
+        let line = event(&ClientEvent::Message(item), None, &me, &rooms).unwrap();
+        let tag_end = line.find("] ").expect("a room tag");
+        assert!(
+            line[tag_end..].starts_with("] [00:00] #8 <mallory> hi"),
+            "the tag ends only where hearth ended it: {line:?}"
+        );
+        assert!(!line.contains("<alice>"), "{line:?}");
+        // A long name is cut, so the real sender stays in sight.
+        let long = RoomId([10; 16]);
+        let mut room = direct_room(long);
+        room.direct = false;
+        room.name = "x".repeat(200);
+        let rooms = Rooms::listed(vec![room], &me);
+        assert_eq!(rooms.tag(long), format!("[{}…] ", "x".repeat(TAG_CHARS)));
     }
 
     #[test]

@@ -88,6 +88,11 @@ impl Screen {
             (Some(full), ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. }) => {
                 (full.line)(message_line(item, rooms, me, quote))
             }
+            // Removed from a room: said in the room on screen, since the removed room's
+            // lines are no longer listed (it may be the one that was on screen).
+            (Some(full), ClientEvent::RemovedFromRoom { .. }) => {
+                (full.line)(plain_line(None, text))
+            }
             (Some(full), _) => (full.line)(plain_line(event_room(event), text)),
             (None, _) => (self.term.print)(text),
         }

@@ -613,8 +613,8 @@ impl Client {
     ///
     /// A room an admin rebuilt as a new one (see [`Client::rebuild`]) is never chosen by
     /// its name, only as `NAME (old)` or by its id: its name means the new room. Several
-    /// rooms of the name given are an error ([`ClientError::AmbiguousRoom`]), never a
-    /// guess.
+    /// rooms of the name given, or a room of that name and another whose id starts with
+    /// it, are an error ([`ClientError::AmbiguousRoom`]), never a guess.
     pub async fn find_room(&self, name_or_id: &str) -> Result<Option<RoomId>, ClientError> {
         let found = self.find_room_unnamed(name_or_id).await;
         self.inner.named(found).await
@@ -624,6 +624,14 @@ impl Client {
         let wanted = name_or_id.trim().to_lowercase();
         if wanted.is_empty() {
             return Ok(None);
+        }
+        // A whole id names one room, whatever any room is called.
+        if let Some(id) = RoomId::from_hex(&wanted) {
+            if let Ok(room) = self.inner.room(id) {
+                if !room.lock().await.removed {
+                    return Ok(Some(id));
+                }
+            }
         }
         if let Some(peer) = wanted.strip_prefix('@') {
             // Only the conversation with that person, chosen by key: never a room that
@@ -652,7 +660,12 @@ impl Client {
             }
         }
         // Two rooms of one name (anyone may name a room anything): never a guess, which
-        // could send a message to the wrong people.
+        // could send a message to the wrong people. Nor a room named like the start of
+        // another room's id: someone could name a room after the short id that hearth
+        // shows to tell two rooms apart, and catch what is meant for the other.
+        if let [named] = by_name[..] {
+            by_name.extend(by_prefix.iter().filter(|id| **id != named).copied());
+        }
         if by_name.len() > 1 {
             by_name.sort();
             return Err(ClientError::AmbiguousRoom {
