@@ -597,7 +597,9 @@ impl Session {
                 "key-package-limit",
                 Some(self.peer_ip),
                 Some(&account),
-                &format!("fetches of {handle}'s key packages"),
+                // Not whose: who fetches whose packages is kept in memory only
+                // (decision 0013, part 4).
+                "fetches of one account's key packages",
             );
             return Reply::Ready(Err(err(
                 ErrorCode::RateLimited,

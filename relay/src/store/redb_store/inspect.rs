@@ -70,8 +70,12 @@ fn each_table(
 
 impl RedbStore {
     /// The markers of every account (current and retired keys, with handles) and room
-    /// the store holds.
-    pub(super) fn markers(txn: &redb::ReadTransaction) -> Result<Markers, StoreError> {
+    /// the store holds, to scan something else for them (a log, a file).
+    pub fn markers(&self) -> Result<Markers, StoreError> {
+        Self::markers_in(&self.db.begin_read()?)
+    }
+
+    fn markers_in(txn: &redb::ReadTransaction) -> Result<Markers, StoreError> {
         let mut accounts: Vec<(AccountKey, Option<Handle>)> = Vec::new();
         for item in txn.open_table(ACCOUNTS)?.iter()? {
             let (k, v) = item?;
@@ -102,7 +106,7 @@ impl RedbStore {
     /// [`Store::inspect`].
     pub(super) fn inspect_tables(&self) -> Result<InspectReport, StoreError> {
         let txn = self.db.begin_read()?;
-        let markers = Self::markers(&txn)?;
+        let markers = Self::markers_in(&txn)?;
         let mut tables = Vec::new();
         let mut failed = None;
         each_table(&txn, |name, next| {
