@@ -25,13 +25,8 @@ pub const SHORT_HANDLE: usize = 6;
 
 /// Tables that still link accounts to rooms, by design, until part 5 of decision 0013:
 /// room admins and barred authors (decision 0009), and who listed a public room.
-pub const REMAINING_LINKS: [&str; 5] = [
-    "room_admins",
-    "barred",
-    "listers",
-    "listed_by",
-    "listings",
-];
+pub const REMAINING_LINKS: [&str; 5] =
+    ["room_admins", "barred", "listers", "listed_by", "listings"];
 
 /// What a table holds, as far as linking goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -339,7 +334,10 @@ mod tests {
         assert_eq!(markers.find(b"handle al did it"), (true, false));
         // A short handle inside a word or random bytes is not a person.
         assert_eq!(markers.find(b"also"), (false, false));
-        assert_eq!(markers.find(&[0xff, b'a', b'l', 0xfe, 0x00]), (false, false));
+        assert_eq!(
+            markers.find(&[0xff, b'a', b'l', 0xfe, 0x00]),
+            (false, false)
+        );
         assert_eq!(markers.find(&[2, b'a', b'l', 0xfe]), (true, false));
         let mut scan = TableScan::new(&markers, "entries");
         scan.record(&room.0, &alice.0);

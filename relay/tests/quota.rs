@@ -115,7 +115,11 @@ async fn empty_deposits_fill_the_recipients_inbox_until_picked_up() {
     }
     let store = relay.relay().store();
     assert_eq!(
-        store.account(&mallory_id.account()).unwrap().unwrap().used_bytes,
+        store
+            .account(&mallory_id.account())
+            .unwrap()
+            .unwrap()
+            .used_bytes,
         0,
         "the depositor pays nothing"
     );
@@ -131,10 +135,7 @@ async fn empty_deposits_fill_the_recipients_inbox_until_picked_up() {
     };
     assert_eq!(ids.len(), 3);
     bob.request(Request::AckInbox { ids }).await.expect("acked");
-    alice
-        .request(deposit)
-        .await
-        .expect("picked up: fits again");
+    alice.request(deposit).await.expect("picked up: fits again");
     relay.shutdown().await.unwrap();
 }
 
@@ -374,7 +375,11 @@ async fn the_sweep_empties_rooms_and_their_epochs_in_batches_and_the_relay_works
     assert!(room_full > 0);
     for room in &rooms {
         let record = store.room(room).unwrap().unwrap();
-        assert_eq!((record.first, record.head, record.bytes), (4, 3, 0), "emptied");
+        assert_eq!(
+            (record.first, record.head, record.bytes),
+            (4, 3, 0),
+            "emptied"
+        );
         for n in 0..2 {
             let (_, access) = store.access(room, &cap(n).hash()).unwrap().unwrap();
             assert_eq!(access.unwrap_err().code, ErrorCode::Forbidden);

@@ -152,32 +152,51 @@ async fn family_week(dir: &Path, pending_invitation: bool) -> RelayProcess {
     let alice = person(dir, &relay, "alice").await;
     let bobby = person(dir, &relay, "bobby").await;
     let carol = person(dir, &relay, "carol").await;
-    for (client, name) in [(&alice, "Alice K"), (&bobby, "Bobby K"), (&carol, "Carol K")] {
+    for (client, name) in [
+        (&alice, "Alice K"),
+        (&bobby, "Bobby K"),
+        (&carol, "Carol K"),
+    ] {
         client.set_display_name(name).await.expect("display name");
     }
 
     // The kitchen: all three. The garden: alice and bobby.
     let kitchen = alice.create_room("Kitchen 5521").await.expect("room");
-    alice.invite(kitchen, &handle("bobby")).await.expect("invite");
-    alice.invite(kitchen, &handle("carol")).await.expect("invite");
+    alice
+        .invite(kitchen, &handle("bobby"))
+        .await
+        .expect("invite");
+    alice
+        .invite(kitchen, &handle("carol"))
+        .await
+        .expect("invite");
     join(&bobby, kitchen).await;
     join(&carol, kitchen).await;
     let garden = bobby.create_room("Garden 8830").await.expect("room");
-    bobby.invite(garden, &handle("alice")).await.expect("invite");
+    bobby
+        .invite(garden, &handle("alice"))
+        .await
+        .expect("invite");
     join(&alice, garden).await;
     for client in [&alice, &bobby, &carol] {
         client.announce_presence().await;
     }
     alice.send_text(kitchen, "dinner at 7").await.expect("sent");
     carol.send_text(kitchen, "late, sorry").await.expect("sent");
-    bobby.send_text(garden, "the roses need water").await.expect("sent");
+    bobby
+        .send_text(garden, "the roses need water")
+        .await
+        .expect("sent");
     alice.send_text(garden, "on it").await.expect("sent");
     alice.kick(kitchen, &handle("carol")).await.expect("kicked");
     bobby.sync().await.expect("sync");
     bobby.send_text(kitchen, "just us now").await.expect("sent");
     carol.close().await;
     if pending_invitation {
-        bobby.invite(garden, &handle("carol")).await.expect("invite");
+        bobby
+            .invite(garden, &handle("carol"))
+            .await
+            .expect("invite");
     }
     alice.close().await;
     bobby.close().await;
@@ -222,6 +241,7 @@ async fn nothing_the_relay_stores_or_logs_links_an_account_to_a_room() {
     // The owner's tool, through the running relay's admin socket.
     let out = relay.owner(&["inspect"]);
     let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{printed}");
     assert!(out.status.success(), "inspect: {printed}");
     assert!(
         printed.contains("no other record links an account to a room"),
@@ -244,7 +264,11 @@ async fn nothing_the_relay_stores_or_logs_links_an_account_to_a_room() {
     // The scan sees what it should: entries of both rooms, accounts in their tables.
     assert_eq!((report.accounts, report.rooms), (3, 2));
     assert!(table("entries").records >= 10 && table("entries").with_room > 0);
-    assert_eq!(table("entries").with_account, 0, "no entry names its author");
+    assert_eq!(
+        table("entries").with_account,
+        0,
+        "no entry names its author"
+    );
     assert!(table("accounts").with_account == 3);
     assert_eq!(table("room_admins").verdict, Verdict::Remaining);
     let links: Vec<_> = report
@@ -252,7 +276,10 @@ async fn nothing_the_relay_stores_or_logs_links_an_account_to_a_room() {
         .iter()
         .filter(|t| t.verdict == Verdict::Links)
         .collect();
-    assert!(links.is_empty(), "records link accounts to rooms: {links:#?}");
+    assert!(
+        links.is_empty(),
+        "records link accounts to rooms: {links:#?}"
+    );
 }
 
 /// Invitations waiting in an inbox are postcard naming the room until the sealed inbox

@@ -787,8 +787,7 @@ impl Session {
                 // out again (see `key_package_fetches`).
                 self.shared.key_package_fetches.committed(&account);
                 let commit = (Some(next_cap_hash), admins);
-                self.append(account, room, cap, commit, payload, now)
-                    .await
+                self.append(account, room, cap, commit, payload, now).await
             }
             Request::Read {
                 room,
@@ -1013,10 +1012,17 @@ impl Session {
                 let result = self.shared.writer.submit(op).await;
                 if result.is_ok() {
                     // About a room: no account, no address (decision 0013).
-                    tracing::warn!(seq = seq.0, "a room's admin undid a commit its members refused");
+                    tracing::warn!(
+                        seq = seq.0,
+                        "a room's admin undid a commit its members refused"
+                    );
                     tracing::debug!(peer = %self.peer_ip, account = %account.short(), %room, seq = seq.0, "commit reverted");
-                    self.shared
-                        .audit("commit-reverted", None, None, &format!("from seq {}", seq.0));
+                    self.shared.audit(
+                        "commit-reverted",
+                        None,
+                        None,
+                        &format!("from seq {}", seq.0),
+                    );
                 }
                 Reply::Ready(result.map(|_| Response::Done))
             }

@@ -44,27 +44,39 @@ fn each_table(
         table!(def, name, |k, v| k.value().to_vec(), v.value().to_vec());
     }
     for (def, name) in [(HANDLES, "handles"), (ROTATIONS, "rotations")] {
-        table!(def, name, |k, v| k.value().as_bytes().to_vec(), v
-            .value()
-            .to_vec());
+        table!(
+            def,
+            name,
+            |k, v| k.value().as_bytes().to_vec(),
+            v.value().to_vec()
+        );
     }
     for (def, name) in [(EPOCHS, "epochs"), (COMMITS, "commits")] {
-        table!(def, name, |k, v| k.value().to_vec(), v
-            .value()
-            .to_be_bytes()
-            .to_vec());
+        table!(
+            def,
+            name,
+            |k, v| k.value().to_vec(),
+            v.value().to_be_bytes().to_vec()
+        );
     }
-    table!(AUDIT, "audit", |k, v| k.value().to_be_bytes().to_vec(), v
-        .value()
-        .to_vec());
-    table!(ROOMS_CREATED, "rooms_created", |k, v| k
-        .value()
-        .as_bytes()
-        .to_vec(), v.value().to_be_bytes().to_vec());
-    table!(META, "meta", |k, v| k.value().as_bytes().to_vec(), v
-        .value()
-        .to_be_bytes()
-        .to_vec());
+    table!(
+        AUDIT,
+        "audit",
+        |k, v| k.value().to_be_bytes().to_vec(),
+        v.value().to_vec()
+    );
+    table!(
+        ROOMS_CREATED,
+        "rooms_created",
+        |k, v| k.value().as_bytes().to_vec(),
+        v.value().to_be_bytes().to_vec()
+    );
+    table!(
+        META,
+        "meta",
+        |k, v| k.value().as_bytes().to_vec(),
+        v.value().to_be_bytes().to_vec()
+    );
     Ok(())
 }
 

@@ -105,7 +105,8 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
             time: entry.time,
             payload: entry.payload,
         };
-        tx.entries.insert(key.as_slice(), encode(&stored)?.as_slice())?;
+        tx.entries
+            .insert(key.as_slice(), encode(&stored)?.as_slice())?;
     }
     let rooms: Vec<(Vec<u8>, RoomRecord)> = tx
         .rooms
@@ -123,7 +124,8 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
             .ok()
             .and_then(|room| room_bytes.get(&room).copied())
             .unwrap_or(0);
-        tx.rooms.insert(key.as_slice(), encode(&record)?.as_slice())?;
+        tx.rooms
+            .insert(key.as_slice(), encode(&record)?.as_slice())?;
     }
     let old: Vec<(Vec<u8>, InboxV1)> = tx
         .inbox
@@ -141,7 +143,8 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
             time: entry.time,
             payload: entry.payload,
         };
-        tx.inbox.insert(key.as_slice(), encode(&stored)?.as_slice())?;
+        tx.inbox
+            .insert(key.as_slice(), encode(&stored)?.as_slice())?;
     }
     tx.refund(refunds)?;
     drop(tx);

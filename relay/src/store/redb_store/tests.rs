@@ -1047,7 +1047,12 @@ fn inboxes_are_charged_to_their_recipient_and_name_no_sender() {
     for who in [alice, bob] {
         assert_eq!(store.account(&who).unwrap().unwrap().used_bytes, 0);
     }
-    let ids: Vec<u64> = store.inbox(&bob, 0, 10).unwrap().iter().map(|e| e.id).collect();
+    let ids: Vec<u64> = store
+        .inbox(&bob, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
     one(&store, WriteOp::AckInbox { account: bob, ids }).unwrap();
     deposit(100, 3 * cost).unwrap();
     let report = store.inspect().unwrap();
@@ -1110,26 +1115,30 @@ fn a_store_of_the_old_format_is_migrated_when_opened() {
                     old_entry(EntryKind::Message, 3, bob, &[8; 20]).as_slice(),
                 )
                 .unwrap();
-            let mut record: RoomRecord =
-                decode(txn.open_table(ROOMS).unwrap().get(room.0.as_slice()).unwrap().unwrap().value())
-                    .unwrap();
+            let mut record: RoomRecord = decode(
+                txn.open_table(ROOMS)
+                    .unwrap()
+                    .get(room.0.as_slice())
+                    .unwrap()
+                    .unwrap()
+                    .value(),
+            )
+            .unwrap();
             record.head = 2;
             record.bytes = 30; // format 1 counted payloads
             txn.open_table(ROOMS)
                 .unwrap()
                 .insert(room.0.as_slice(), encode(&record).unwrap().as_slice())
                 .unwrap();
-            let welcome = postcard::to_allocvec(&(4u64, alice, serde_bytes::Bytes::new(&[6; 50])))
-                .unwrap();
+            let welcome =
+                postcard::to_allocvec(&(4u64, alice, serde_bytes::Bytes::new(&[6; 50]))).unwrap();
             inbox
                 .insert(key2(&bob.0, 1).as_slice(), welcome.as_slice())
                 .unwrap();
             for (who, charged) in [
                 (
                     alice,
-                    ROOM_OVERHEAD_BYTES
-                        + entry_cost(EntryKind::Commit, 10)
-                        + object_cost(50),
+                    ROOM_OVERHEAD_BYTES + entry_cost(EntryKind::Commit, 10) + object_cost(50),
                 ),
                 (bob, entry_cost(EntryKind::Message, 20)),
             ] {
