@@ -106,6 +106,8 @@ enum Op {
     },
     TakeKeyPackage(bool),
     Deposit {
+        // Kept so earlier corpus inputs decode alike; the relay stores no depositor.
+        #[allow(dead_code)]
         from: bool,
         to: bool,
         len: u8,
@@ -256,7 +258,6 @@ impl Op {
             Op::TakeKeyPackage(which) => WriteOp::TakeKeyPackage {
                 handle: handle(*which),
             },
-            // (The relay stores no depositor any more; `from` stays in the input format.)
             Op::Deposit { to, len, .. } => WriteOp::Deposit {
                 to: account(*to),
                 payload: payload(len),
