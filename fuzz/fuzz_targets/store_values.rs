@@ -106,6 +106,8 @@ enum Op {
     },
     TakeKeyPackage(bool),
     Deposit {
+        // Kept so earlier corpus inputs decode alike; the relay stores no depositor.
+        #[allow(dead_code)]
         from: bool,
         to: bool,
         len: u8,
@@ -256,12 +258,11 @@ impl Op {
             Op::TakeKeyPackage(which) => WriteOp::TakeKeyPackage {
                 handle: handle(*which),
             },
-            Op::Deposit { from, to, len } => WriteOp::Deposit {
-                from: account(*from),
+            Op::Deposit { to, len, .. } => WriteOp::Deposit {
                 to: account(*to),
                 payload: payload(len),
                 now: NOW,
-                quota: QUOTA,
+                inbox_quota: QUOTA,
             },
             Op::AckInbox { which, ids } => WriteOp::AckInbox {
                 account: account(*which),
@@ -292,7 +293,7 @@ impl Op {
                     .as_ref()
                     .map(|a| a.iter().map(|&w| account(w)).collect()),
                 now: NOW,
-                quota: QUOTA,
+                room_quota: QUOTA,
             },
             Op::PublishRoom { cap: c, epoch } => WriteOp::PublishRoom {
                 room: ROOM,
@@ -323,7 +324,7 @@ impl Op {
                 payload: vec![7; 40],
                 next_cap_hash: cap(*next),
                 now: NOW,
-                quota: QUOTA,
+                room_quota: QUOTA,
             },
             Op::SetRetention {
                 cap: c,
@@ -354,6 +355,8 @@ impl Op {
                 cap_hash: cap(*c),
                 seq: Seq(u64::from(*seq)),
                 author: account(*author),
+                // What the service remembers: the other account wrote that commit.
+                committers: vec![(Seq(u64::from(*seq)), account(!*author))],
             },
             Op::RotateKey { from, to, later } => WriteOp::RotateKey {
                 rotation: KeyRotation {

@@ -99,6 +99,9 @@ pub enum AdminRequest {
         /// How many rows.
         limit: u32,
     },
+    /// What the store holds per table, and whether any record links an account to a room
+    /// (decision 0013).
+    Inspect,
 }
 
 /// What the relay answers.
@@ -118,6 +121,8 @@ pub enum AdminResponse {
     Status(StatusReport),
     /// Audit rows, oldest window first.
     Audit(Vec<AuditRecord>),
+    /// The store's tables as [`crate::inspect`] sees them.
+    Inspect(crate::inspect::InspectReport),
     /// The command failed.
     Error(String),
 }
@@ -260,6 +265,14 @@ async fn execute_inner(
         AdminRequest::Audit { limit } => {
             relay.flush_audit().await;
             AdminResponse::Audit(relay.store().audit(limit)?)
+        }
+        AdminRequest::Inspect => {
+            // On a read snapshot, off the async workers (it reads the whole store).
+            let store = relay.store().clone();
+            let report = tokio::task::spawn_blocking(move || store.inspect())
+                .await
+                .map_err(|e| AdminError::Protocol(e.to_string()))??;
+            AdminResponse::Inspect(report)
         }
     })
 }

@@ -37,12 +37,26 @@ pub struct RelayConfig {
     pub data_dir: PathBuf,
     /// Largest payload of one envelope (room entry, inbox entry, KeyPackage).
     pub max_envelope_bytes: usize,
-    /// Bytes an account may keep stored (unless given its own quota). Every stored object
-    /// counts its payload plus a fixed overhead for what the relay keeps around it (128
-    /// bytes for a message, inbox entry or KeyPackage, 256 for a commit or listing, 512
-    /// for a room; see `store::OBJECT_OVERHEAD_BYTES`), so empty objects are not free.
-    /// Hits only that account.
+    /// Bytes an account may keep stored (unless given its own quota): what is its alone,
+    /// its KeyPackages, its listings in the public directory and the rooms it created
+    /// (512 bytes each). Every stored object counts its payload plus a fixed overhead for
+    /// what the relay keeps around it (128 bytes for a KeyPackage, 256 for a listing; see
+    /// `store::OBJECT_OVERHEAD_BYTES`), so empty objects are not free. Room messages count
+    /// against their room (`quota_bytes_per_room`), invitations against the recipient's
+    /// inbox (`inbox_bytes_per_account`). Hits only that account.
     pub quota_bytes_per_account: u64,
+    /// Bytes one room's log may hold: every message and commit counts its payload plus
+    /// 128 bytes (256 for a commit) until it expires. The room pays for its log, not its
+    /// authors, so the relay stores no author with an entry (decision 0013). Refused with
+    /// `QuotaExceeded`. Hits that room's members (a member flooding a room is kicked by its
+    /// admins); `min_free_bytes` still guards the disk as a whole.
+    pub quota_bytes_per_room: u64,
+    /// Bytes one account's inbox may hold (invitations waiting to be picked up), each
+    /// entry counting 128 bytes more than its payload. The inbox is charged to its
+    /// recipient, since the relay stores no sender (decision 0013); depositors are
+    /// rate-limited. Refused with `QuotaExceeded`. Hits those inviting that account until
+    /// its client picks up what waits (it does on connecting).
+    pub inbox_bytes_per_account: u64,
     /// Rooms one account may create on this relay. The relay keeps a room as long as its
     /// members may write to it (it cannot tell an abandoned room from a quiet one), so
     /// this counts every room the account created. Refused with `QuotaExceeded`. Hits only
@@ -129,6 +143,8 @@ impl Default for RelayConfig {
             data_dir: default_data_dir(),
             max_envelope_bytes: hearth_protocol::limits::DEFAULT_MAX_ENVELOPE_LEN,
             quota_bytes_per_account: 256 * 1024 * 1024,
+            quota_bytes_per_room: 256 * 1024 * 1024,
+            inbox_bytes_per_account: 16 * 1024 * 1024,
             max_rooms_per_account: 1000,
             max_public_rooms_per_account: 20,
             max_key_packages_per_account: 200,
@@ -273,9 +289,17 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # Largest envelope (one message, Welcome or KeyPackage) in bytes.
 # max_envelope_bytes = 65536
 
-# Bytes each account may keep stored on the relay (256 MiB). Each stored object counts a
-# fixed overhead on top of its payload (128 bytes for a message, 512 for a room).
+# Bytes each account may keep stored on the relay (256 MiB): its key packages, public
+# listings and the rooms it created. Each stored object counts a fixed overhead on top of
+# its payload (128 bytes for a key package, 512 for a room).
 # quota_bytes_per_account = 268435456
+
+# Bytes one room's messages may take until they expire (256 MiB; 128 bytes of overhead
+# per message). The room pays for its log, not its authors: the relay stores no author.
+# quota_bytes_per_room = 268435456
+
+# Bytes one account's inbox may hold (16 MiB): invitations waiting to be picked up.
+# inbox_bytes_per_account = 16777216
 
 # Per account: rooms it may create (the relay keeps a room while its members may write to
 # it), rooms it may list in the public directory, and one-use key packages it may keep

@@ -12,6 +12,8 @@
 //!   appended, the one MLS message the relay reads.
 //! - [`key_packages`]: the check of KeyPackages on publish (they must name their
 //!   publisher) and of their lifetime when handed out.
+//! - [`inspect`]: what the relay knows: a scan of every stored record for accounts and
+//!   rooms found together (`hearth-relay inspect`, decision 0013).
 //! - [`admin`]: owner commands over a Unix socket in the data dir, or directly on the
 //!   store when no relay runs.
 //! - [`location`]: which data dir and config file a command means when not told (the
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod config;
 pub mod external_join;
+pub mod inspect;
 pub mod key_packages;
 pub mod location;
 pub mod server;

@@ -128,6 +128,9 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Print what the relay stores, table by table (records, bytes), and whether any
+    /// record holds an account (key, handle or hash) together with a room id.
+    Inspect,
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell.
@@ -523,6 +526,7 @@ async fn owner(cli: &Cli, command: &Command) -> Result<()> {
             bytes: parse_size(size)?,
         },
         Command::Audit { limit } => AdminRequest::Audit { limit: *limit },
+        Command::Inspect => AdminRequest::Inspect,
         Command::Init { .. }
         | Command::SetAddress { .. }
         | Command::Completions { .. }
@@ -562,6 +566,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Status => "status",
         Command::Quota { .. } => "quota",
         Command::Audit { .. } => "audit",
+        Command::Inspect => "inspect",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
     }
@@ -823,6 +828,14 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                     times,
                     r.detail
                 )?;
+            }
+        }
+        AdminResponse::Inspect(report) => {
+            for line in hearth_relay::inspect::render(&report) {
+                writeln!(out, "{line}")?;
+            }
+            if !report.unexpected_links().is_empty() {
+                return Ok(false);
             }
         }
         AdminResponse::Error(message) => {

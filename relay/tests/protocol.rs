@@ -377,9 +377,9 @@ async fn limits_rate_and_quota() {
     let (relay, _dir) = start_relay(|c| {
         c.rate_per_second = 1.0;
         c.rate_burst = 5;
-        // An 80-byte deposit costs 80 + 128 (what the relay keeps around it); a second
-        // one of 30 (158) no longer fits.
-        c.quota_bytes_per_account = 300;
+        // An 80-byte deposit costs 80 + 128 and a few bytes of its record against bob's
+        // inbox; a second one of 30 (158) no longer fits.
+        c.inbox_bytes_per_account = 300;
     })
     .await;
     let (mut alice, _) = new_account(&relay, "alice").await;

@@ -51,15 +51,18 @@ async fn list(c: &mut Client, room: RoomId, name: &str) -> Result<Response, Wire
     .await
 }
 
-/// Zero-length appends and deposits are charged what the relay keeps around them, so a
-/// quota runs out after a known number of them, and the room itself is charged too.
+/// Zero-length appends are charged what the relay keeps around them, to their room, so a
+/// room's quota runs out after a known number of them; the author pays only for the room
+/// itself.
 #[tokio::test]
-async fn empty_appends_and_deposits_are_charged_and_hit_the_quota() {
+async fn empty_appends_are_charged_to_their_room_and_hit_its_quota() {
     let per_entry = entry_cost(hearth_protocol::EntryKind::Message, 0);
-    let quota = ROOM_OVERHEAD_BYTES + 10 * per_entry;
-    let (relay, _dir) = start_relay(|c| c.quota_bytes_per_account = quota).await;
+    let (relay, _dir) = start_relay(|c| {
+        c.quota_bytes_per_room = 10 * per_entry;
+        c.quota_bytes_per_account = ROOM_OVERHEAD_BYTES;
+    })
+    .await;
     let (mut mallory, mallory_id) = new_account(&relay, "mallory").await;
-    let (_bob, bob) = new_account(&relay, "bob").await;
     let room = RoomId::random();
     create(&mut mallory, room).await.expect("room created");
     for n in 0..10 {
@@ -70,35 +73,33 @@ async fn empty_appends_and_deposits_are_charged_and_hit_the_quota() {
     }
     let e = refused(append(&mut mallory, room, 0, Vec::new()).await);
     assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e}");
-    assert!(e.message.contains("quota"), "{e}");
-    let e = refused(
-        mallory
-            .request(Request::Deposit {
-                to: bob.account(),
-                payload: Vec::new(),
-            })
-            .await,
-    );
-    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e}");
+    assert!(e.message.contains("quota_bytes_per_room"), "{e}");
     let record = relay
         .relay()
         .store()
         .account(&mallory_id.account())
         .unwrap()
         .unwrap();
-    assert_eq!(record.used_bytes, quota);
-    // A room alone is charged: a second one no longer fits.
+    assert_eq!(record.used_bytes, ROOM_OVERHEAD_BYTES);
+    assert_eq!(
+        relay.relay().store().room(&room).unwrap().unwrap().bytes,
+        10 * per_entry
+    );
+    // A room alone is charged to its creator: a second one no longer fits.
     let e = refused(create(&mut mallory, RoomId::random()).await);
     assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e}");
     relay.shutdown().await.unwrap();
 }
 
-/// Empty deposits are charged the overhead of an inbox entry and refunded when acked.
+/// Empty deposits fill their recipient's inbox (the relay stores no sender, so whoever
+/// deposits meets the same bound), and picking them up makes room again.
 #[tokio::test]
-async fn empty_deposits_are_charged_and_refunded() {
-    let quota = 3 * object_cost(0);
-    let (relay, _dir) = start_relay(|c| c.quota_bytes_per_account = quota).await;
-    let (mut mallory, _) = new_account(&relay, "mallory").await;
+async fn empty_deposits_fill_the_recipients_inbox_until_picked_up() {
+    // An empty entry is stored as its time (a 5-byte varint) and an empty payload.
+    let quota = 3 * object_cost(6);
+    let (relay, _dir) = start_relay(|c| c.inbox_bytes_per_account = quota).await;
+    let (mut mallory, mallory_id) = new_account(&relay, "mallory").await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
     let (mut bob, bob_id) = new_account(&relay, "bob").await;
     let deposit = Request::Deposit {
         to: bob_id.account(),
@@ -107,8 +108,21 @@ async fn empty_deposits_are_charged_and_refunded() {
     for _ in 0..3 {
         mallory.request(deposit.clone()).await.expect("deposited");
     }
-    let e = refused(mallory.request(deposit.clone()).await);
-    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e}");
+    for who in [&mut mallory, &mut alice] {
+        let e = refused(who.request(deposit.clone()).await);
+        assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e}");
+        assert!(e.message.contains("inbox_bytes_per_account"), "{e}");
+    }
+    let store = relay.relay().store();
+    assert_eq!(
+        store
+            .account(&mallory_id.account())
+            .unwrap()
+            .unwrap()
+            .used_bytes,
+        0,
+        "the depositor pays nothing"
+    );
     let ids = match bob
         .request(Request::FetchInbox {
             after: 0,
@@ -121,10 +135,38 @@ async fn empty_deposits_are_charged_and_refunded() {
     };
     assert_eq!(ids.len(), 3);
     bob.request(Request::AckInbox { ids }).await.expect("acked");
-    mallory
-        .request(deposit)
+    alice.request(deposit).await.expect("picked up: fits again");
+    relay.shutdown().await.unwrap();
+}
+
+/// A depositor is rate-limited in memory: past its burst it is refused, whoever it sends
+/// to.
+#[tokio::test]
+async fn deposits_are_rate_limited_per_depositor() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut mallory, _) = new_account(&relay, "mallory").await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (_bob, bob_id) = new_account(&relay, "bob").await;
+    let (_carol, carol_id) = new_account(&relay, "carol").await;
+    let deposit = |to: &common::Identity| Request::Deposit {
+        to: to.account(),
+        payload: vec![1; 10],
+    };
+    let mut refused_at = None;
+    for n in 0..hearth_relay::service::DEPOSIT_BURST as usize + 5 {
+        let to = if n % 2 == 0 { &bob_id } else { &carol_id };
+        if let Err(e) = mallory.request(deposit(to)).await {
+            assert_eq!(e.code, ErrorCode::RateLimited, "{e}");
+            refused_at = Some(n);
+            break;
+        }
+    }
+    let refused_at = refused_at.expect("the burst runs out");
+    assert!(refused_at >= hearth_relay::service::DEPOSIT_BURST as usize - 1);
+    alice
+        .request(deposit(&bob_id))
         .await
-        .expect("refunded: fits again");
+        .expect("others still deposit");
     relay.shutdown().await.unwrap();
 }
 
@@ -302,11 +344,7 @@ async fn the_sweep_empties_rooms_and_their_epochs_in_batches_and_the_relay_works
         alice.response(id).await.expect("stored");
     }
     let store = relay.relay().store().clone();
-    let used_full = store
-        .account_by_handle(&hearth_protocol::Handle::new("alice").unwrap())
-        .unwrap()
-        .unwrap()
-        .used_bytes;
+    let room_full = store.room(&rooms[0]).unwrap().unwrap().bytes;
     assert!(store
         .access(&rooms[0], &cap(0).hash())
         .unwrap()
@@ -324,19 +362,24 @@ async fn the_sweep_empties_rooms_and_their_epochs_in_batches_and_the_relay_works
     let again = relay.relay().sweep(later).await.expect("sweep ran");
     assert_eq!((again.entries, again.epochs, again.batches), (0, 0, 0));
 
-    // Only the rooms themselves are still charged.
+    // The rooms got back what their entries took; alice was only ever charged for the
+    // rooms themselves.
     let alice_record = store
         .account_by_handle(&hearth_protocol::Handle::new("alice").unwrap())
         .unwrap()
         .unwrap();
-    assert!(alice_record.used_bytes < used_full);
     assert_eq!(
         alice_record.used_bytes,
         rooms.len() as u64 * ROOM_OVERHEAD_BYTES
     );
+    assert!(room_full > 0);
     for room in &rooms {
         let record = store.room(room).unwrap().unwrap();
-        assert_eq!((record.first, record.head), (4, 3), "emptied");
+        assert_eq!(
+            (record.first, record.head, record.bytes),
+            (4, 3, 0),
+            "emptied"
+        );
         for n in 0..2 {
             let (_, access) = store.access(room, &cap(n).hash()).unwrap().unwrap();
             assert_eq!(access.unwrap_err().code, ErrorCode::Forbidden);

@@ -358,3 +358,73 @@ async fn live_entries_reach_every_subscriber_in_order() {
     }
     relay.shutdown().await.unwrap();
 }
+
+/// Decision 0013: a room is entered by its capability alone. Its creator and admin is
+/// refused without the right one like anyone else, and an account the relay never saw in
+/// the room gets in with it.
+#[tokio::test]
+async fn the_capability_alone_opens_a_room_whoever_holds_it() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let room = RoomId::random();
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (mut stranger, _) = new_account(&relay, "stranger").await;
+    alice.create_room(room, cap(0).hash()).await;
+    assert_eq!(appended(alice.append(room, cap(0), vec![1]).await), Seq(1));
+    for who in [&mut alice, &mut stranger] {
+        let wrong = cap(5);
+        assert_eq!(
+            who.append(room, wrong.clone(), vec![2])
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::Forbidden
+        );
+        for request in [
+            Request::Subscribe {
+                room,
+                cap: wrong.clone(),
+                from: Seq(1),
+            },
+            Request::Read {
+                room,
+                cap: wrong.clone(),
+                from: Seq(1),
+                limit: 10,
+            },
+            Request::Commit {
+                room,
+                cap: wrong.clone(),
+                next_cap_hash: cap(6).hash(),
+                payload: vec![3],
+                admins: None,
+            },
+        ] {
+            assert_eq!(
+                who.request(request).await.unwrap_err().code,
+                ErrorCode::Forbidden
+            );
+        }
+    }
+    // The right capability works from an account that never wrote there before.
+    assert_eq!(
+        appended(stranger.append(room, cap(0), vec![4]).await),
+        Seq(2)
+    );
+    stranger
+        .request(Request::Subscribe {
+            room,
+            cap: cap(0),
+            from: Seq(1),
+        })
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match stranger.event().await {
+            Event::Entries { entries, .. } => got.extend(entries.iter().map(|e| e.seq.0)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, vec![1, 2]);
+    relay.shutdown().await.unwrap();
+}

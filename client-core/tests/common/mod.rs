@@ -184,7 +184,7 @@ impl Relay {
                 next_cap_hash: None,
                 admins: None,
                 now: 1,
-                quota: u64::MAX,
+                room_quota: u64::MAX,
             }])
             .unwrap();
         for r in results {
@@ -279,7 +279,7 @@ impl Relay {
                 next_cap_hash: Some(next),
                 admins: None,
                 now: 1,
-                quota: u64::MAX,
+                room_quota: u64::MAX,
             }])
             .unwrap();
         for r in results {

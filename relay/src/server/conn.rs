@@ -112,13 +112,17 @@ pub(crate) async fn serve(
     metrics
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    // A connection event names the address, never the account; their link is for debug
+    // only (decision 0013).
     tracing::info!(
         %peer,
-        account = %session.account().map(|a| a.short()).unwrap_or_else(|| "-".into()),
         outcome = %outcome,
         duration_ms = started.elapsed().as_millis() as u64,
         "connection ended"
     );
+    if let Some(account) = session.account() {
+        tracing::debug!(%peer, account = %account.short(), "connection of this account ended");
+    }
 }
 
 async fn read_frames(mut recv: quinn::RecvStream, tx: mpsc::Sender<Inbound>, max: usize) {

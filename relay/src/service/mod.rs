@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod audit;
+pub mod commit_authors;
 mod hub;
 mod metrics;
 pub mod outbox;
@@ -266,6 +267,13 @@ impl Notifier {
     }
 }
 
+/// Inbox deposits one account may make per second, sustained: an invitation is one deposit
+/// per person invited.
+pub const DEPOSITS_PER_SECOND: f64 = 0.5;
+/// Inbox deposits one account may make in a burst (a room created for the whole
+/// household invites everyone at once).
+pub const DEPOSIT_BURST: u32 = 60;
+
 pub(crate) struct Shared {
     pub(crate) config: RelayConfig,
     pub(crate) store: Arc<dyn Store>,
@@ -273,6 +281,10 @@ pub(crate) struct Shared {
     pub(crate) hub: Arc<hub::Hub>,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) rate: RateLimiter,
+    /// Deposits per depositing account (the inbox stores no sender, so the store cannot
+    /// bound them per sender; decision 0013).
+    pub(crate) deposits: RateLimiter,
+    pub(crate) commit_authors: commit_authors::CommitAuthors,
     pub(crate) key_package_fetches: key_package_fetches::KeyPackageFetches,
     pub(crate) join_checks: crate::external_join::JoinChecks,
     pub(crate) metrics: Arc<Metrics>,
@@ -328,6 +340,8 @@ impl Relay {
                 hub,
                 notifier,
                 rate,
+                deposits: RateLimiter::new(DEPOSITS_PER_SECOND, DEPOSIT_BURST),
+                commit_authors: Default::default(),
                 key_package_fetches: Default::default(),
                 join_checks: Default::default(),
                 metrics,

@@ -320,7 +320,8 @@ impl Session {
             Metrics::bump(&self.shared.metrics.rate_limited);
             if !self.limit_logged {
                 self.limit_logged = true;
-                tracing::warn!(peer = %self.peer_ip, account = %account.short(), "rate limit hit");
+                tracing::warn!(account = %account.short(), "rate limit hit");
+                tracing::debug!(peer = %self.peer_ip, account = %account.short(), "rate limit hit");
                 self.shared.audit(
                     "rate-limited",
                     Some(self.peer_ip),
@@ -347,7 +348,8 @@ impl Session {
             _ => return,
         };
         Metrics::bump(counter);
-        tracing::warn!(peer = %self.peer_ip, account = %account.short(), refused = kind, "limit hit");
+        tracing::warn!(account = %account.short(), refused = kind, "limit hit");
+        tracing::debug!(peer = %self.peer_ip, account = %account.short(), refused = kind, "limit hit");
         self.shared
             .audit(kind, Some(self.peer_ip), Some(account), &e.message);
     }
@@ -381,7 +383,8 @@ impl Session {
     ) -> Result<Response, WireError> {
         Metrics::bump(&self.shared.metrics.auth_failures);
         self.auth_failures += 1;
-        tracing::warn!(peer = %self.peer_ip, account = ?account.map(|a| a.short()), code = ?e.code, "authentication refused");
+        tracing::warn!(peer = %self.peer_ip, code = ?e.code, "authentication refused");
+        tracing::debug!(peer = %self.peer_ip, account = ?account.map(|a| a.short()), code = ?e.code, "authentication refused");
         let kind = match e.code {
             ErrorCode::InviteInvalid | ErrorCode::InviteExpired | ErrorCode::InviteSpent => {
                 "invite-misuse"
@@ -445,7 +448,8 @@ impl Session {
     /// (the account had `max` open).
     fn replaced_one(&self, account: &AccountKey, max: usize) {
         Metrics::bump(&self.shared.metrics.sessions_refused);
-        tracing::info!(peer = %self.peer_ip, account = %account.short(), max, "session limit reached: the session heard from least recently makes room");
+        tracing::info!(account = %account.short(), max, "session limit reached: the session heard from least recently makes room");
+        tracing::debug!(peer = %self.peer_ip, account = %account.short(), "session limit reached");
         self.shared.audit(
             "session-limit",
             Some(self.peer_ip),
@@ -517,7 +521,8 @@ impl Session {
         };
         match self.shared.writer.submit(op).await {
             Ok(Applied::Account(record)) => {
-                tracing::info!(peer = %self.peer_ip, account = %account.short(), handle = %record.handle, "registered");
+                tracing::info!(account = %account.short(), handle = %record.handle, "registered");
+                tracing::debug!(peer = %self.peer_ip, account = %account.short(), "registered");
                 self.authenticated_as(&record);
                 self.shared
                     .notifier
@@ -592,7 +597,9 @@ impl Session {
                 "key-package-limit",
                 Some(self.peer_ip),
                 Some(&account),
-                &format!("fetches of {handle}'s key packages"),
+                // Not whose: who fetches whose packages is kept in memory only
+                // (decision 0013, part 4).
+                "fetches of one account's key packages",
             );
             return Reply::Ready(Err(err(
                 ErrorCode::RateLimited,
@@ -713,12 +720,17 @@ impl Session {
                 if let Some(e) = self.too_large(payload.len()) {
                     return Reply::Ready(Err(e));
                 }
+                if !self.shared.deposits.allow(&account, Instant::now()) {
+                    return Reply::Ready(Err(err(
+                        ErrorCode::RateLimited,
+                        "too many invitations sent in a short time; wait a minute and retry",
+                    )));
+                }
                 let op = WriteOp::Deposit {
-                    from: account,
                     to,
                     payload,
                     now,
-                    quota,
+                    inbox_quota: self.shared.config.inbox_bytes_per_account,
                 };
                 self.pending(op, |_| Response::Done).await
             }
@@ -761,7 +773,7 @@ impl Session {
                 self.pending(op, |_| Response::Done).await
             }
             Request::Append { room, cap, payload } => {
-                self.append(account, room, cap, (None, None), payload, now, quota)
+                self.append(account, room, cap, (None, None), payload, now)
                     .await
             }
             Request::Commit {
@@ -775,8 +787,7 @@ impl Session {
                 // out again (see `key_package_fetches`).
                 self.shared.key_package_fetches.committed(&account);
                 let commit = (Some(next_cap_hash), admins);
-                self.append(account, room, cap, commit, payload, now, quota)
-                    .await
+                self.append(account, room, cap, commit, payload, now).await
             }
             Request::Read {
                 room,
@@ -942,10 +953,14 @@ impl Session {
                     payload,
                     next_cap_hash,
                     now,
-                    quota,
+                    room_quota: self.shared.config.quota_bytes_per_room,
                 };
-                self.pending(op, |applied| match applied {
-                    Applied::Appended { entry, .. } => Response::Appended { seq: entry.seq },
+                let shared = self.shared.clone();
+                self.pending(op, move |applied| match applied {
+                    Applied::Appended { entry, .. } => {
+                        shared.commit_authors.committed(room, entry.seq, account);
+                        Response::Appended { seq: entry.seq }
+                    }
                     _ => Response::Done,
                 })
                 .await
@@ -992,14 +1007,20 @@ impl Session {
                     cap_hash: cap.hash(),
                     seq,
                     author: account,
+                    committers: self.shared.commit_authors.of(&room),
                 };
                 let result = self.shared.writer.submit(op).await;
                 if result.is_ok() {
-                    tracing::warn!(peer = %self.peer_ip, account = %account.short(), seq = seq.0, "commit reverted");
+                    // About a room: no account, no address (decision 0013).
+                    tracing::warn!(
+                        seq = seq.0,
+                        "a room's admin undid a commit its members refused"
+                    );
+                    tracing::debug!(peer = %self.peer_ip, account = %account.short(), %room, seq = seq.0, "commit reverted");
                     self.shared.audit(
                         "commit-reverted",
-                        Some(self.peer_ip),
-                        Some(&account),
+                        None,
+                        None,
                         &format!("from seq {}", seq.0),
                     );
                 }
@@ -1057,7 +1078,8 @@ impl Session {
             Applied::Account(record) => record,
             _ => return Err(internal()),
         };
-        tracing::info!(peer = %self.peer_ip, from = %account.short(), to = %new.short(), "account key rotated");
+        tracing::info!(from = %account.short(), to = %new.short(), "account key rotated");
+        tracing::debug!(peer = %self.peer_ip, from = %account.short(), to = %new.short(), "account key rotated");
         self.shared.audit(
             "key-rotated",
             Some(self.peer_ip),
@@ -1166,7 +1188,6 @@ impl Session {
         (next_cap_hash, admins): (Option<hearth_protocol::CapHash>, Option<Vec<AccountKey>>),
         payload: Vec<u8>,
         now: u64,
-        quota: u64,
     ) -> Reply {
         if let Some(e) = self.too_large(payload.len()) {
             return Reply::Ready(Err(e));
@@ -1179,10 +1200,16 @@ impl Session {
             next_cap_hash,
             admins,
             now,
-            quota,
+            room_quota: self.shared.config.quota_bytes_per_room,
         };
-        self.pending(op, |applied| match applied {
-            Applied::Appended { entry, .. } => Response::Appended { seq: entry.seq },
+        let shared = self.shared.clone();
+        self.pending(op, move |applied| match applied {
+            Applied::Appended { entry, .. } => {
+                if entry.kind == hearth_protocol::EntryKind::Commit {
+                    shared.commit_authors.committed(room, entry.seq, account);
+                }
+                Response::Appended { seq: entry.seq }
+            }
             _ => Response::Done,
         })
         .await

@@ -434,6 +434,9 @@ mod tests {
         fn stats(&self) -> Result<StoreStats, StoreError> {
             self.0.stats()
         }
+        fn inspect(&self) -> Result<crate::inspect::InspectReport, StoreError> {
+            self.0.inspect()
+        }
         fn sweep_scan(
             &self,
             c: &crate::store::SweepCursor,

@@ -110,7 +110,10 @@ pub struct RoomRecord {
     pub retention_secs: Option<u64>,
     /// Creation time.
     pub created: u64,
-    /// Bytes of payload currently stored.
+    /// Bytes charged to the room for its stored entries (payloads plus the overhead of
+    /// [`entry_cost`]), counted against `quota_bytes_per_room` and refunded as entries
+    /// expire. The room pays for its log, not its authors: no entry says who wrote it
+    /// (decision 0013).
     pub bytes: u64,
 }
 
@@ -189,7 +192,7 @@ impl ListingRecord {
 /// What the quota charges for every stored object on top of its payload: a message
 /// entry, an inbox entry, a KeyPackage. It is what the relay keeps per object besides the
 /// payload: the key (room id + seq, or account key + id: 24 to 40 bytes), the record
-/// around the payload (entry kind, time, author or depositor: about 40 bytes), and redb's
+/// around the payload (entry kind, time: about 10 bytes), and redb's
 /// per-entry bookkeeping in a B-tree leaf, rounded up for leaves that are not full. So an
 /// empty object is not free: a quota of 256 MiB holds at most about 2 million of them.
 pub const OBJECT_OVERHEAD_BYTES: u64 = 128;
@@ -364,18 +367,19 @@ pub enum WriteOp {
         /// Whose.
         handle: Handle,
     },
-    /// Put a payload in an inbox.
+    /// Put a payload in an inbox. The depositor is not stored (decision 0013): the inbox
+    /// is charged to its recipient, up to `inbox_quota` bytes, and depositors are
+    /// rate-limited in memory by the service.
     Deposit {
-        /// Depositor (charged for the bytes).
-        from: AccountKey,
         /// Recipient.
         to: AccountKey,
         /// Opaque bytes.
         payload: Vec<u8>,
         /// Now.
         now: u64,
-        /// The relay's default quota.
-        quota: u64,
+        /// Bytes one inbox may hold ([`crate::config::RelayConfig::inbox_bytes_per_account`]),
+        /// each entry counted as [`object_cost`].
+        inbox_quota: u64,
     },
     /// Delete inbox entries.
     AckInbox {
@@ -402,13 +406,15 @@ pub enum WriteOp {
         /// ([`crate::config::RelayConfig::max_rooms_per_account`]).
         max_rooms: u64,
     },
-    /// Append a message, or a commit that rotates the capability.
+    /// Append a message, or a commit that rotates the capability. The entry is charged to
+    /// the room ([`RoomRecord::bytes`]); the author is not stored with it.
     Append {
         /// The room.
         room: RoomId,
         /// Hash of the presented capability.
         cap_hash: CapHash,
-        /// Who appends (charged for the bytes).
+        /// Who appends: checked against the room's barred authors (for a commit) and its
+        /// owner (for a commit that changes the admins), never stored.
         author: AccountKey,
         /// The payload.
         payload: Vec<u8>,
@@ -419,8 +425,9 @@ pub enum WriteOp {
         admins: Option<Vec<AccountKey>>,
         /// Now.
         now: u64,
-        /// The relay's default quota.
-        quota: u64,
+        /// Bytes one room's log may hold
+        /// ([`crate::config::RelayConfig::quota_bytes_per_room`]).
+        room_quota: u64,
     },
     /// List a room in the directory (replacing an earlier listing), if `cap_hash` is the
     /// current capability and `epoch` the room's current epoch index.
@@ -454,7 +461,7 @@ pub enum WriteOp {
         room: RoomId,
         /// The epoch index the commit was built for.
         epoch: u64,
-        /// The joiner (charged for the bytes).
+        /// The joiner: checked against the room's barred authors, never stored.
         author: AccountKey,
         /// The MLS external commit.
         payload: Vec<u8>,
@@ -462,8 +469,8 @@ pub enum WriteOp {
         next_cap_hash: CapHash,
         /// Now.
         now: u64,
-        /// The relay's default quota.
-        quota: u64,
+        /// Bytes one room's log may hold.
+        room_quota: u64,
     },
     /// Change a room's retention.
     SetRetention {
@@ -497,6 +504,10 @@ pub enum WriteOp {
         seq: Seq,
         /// Who asks (one of the room's admins).
         author: AccountKey,
+        /// Who wrote the room's latest commits, as far as the relay remembers (in memory
+        /// only, see `service::commit_authors`): the authors of the reverted commits among
+        /// them are barred. The store keeps no author with an entry (decision 0013).
+        committers: Vec<(Seq, AccountKey)>,
     },
     /// Re-bind an account to a new key ([`hearth_protocol::Request::RotateKey`]; the
     /// signatures are checked before): the account record, its handle, its inbox and
@@ -672,7 +683,7 @@ pub struct StoreStats {
     pub entries: u64,
     /// Inbox entries stored.
     pub inbox: u64,
-    /// Bytes of payload stored (rooms, inboxes, KeyPackages).
+    /// Bytes charged for what is stored (accounts' own, rooms' logs, inboxes).
     pub bytes: u64,
     /// Size of the database file.
     pub file_bytes: u64,
@@ -766,6 +777,9 @@ pub trait Store: Send + Sync {
     fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
     /// Totals.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// What the store holds, table by table, and which records link an account to a room
+    /// (see [`crate::inspect`]): `hearth-relay inspect`.
+    fn inspect(&self) -> Result<crate::inspect::InspectReport, StoreError>;
     /// Finds what a retention sweep at `now` deletes, from `cursor` on, reading about
     /// `max_rows` rows of a consistent snapshot (so it runs beside the writer, not in its
     /// transaction). Apply `items` with [`WriteOp::SweepItems`], then scan from `next`.

@@ -125,13 +125,15 @@ impl Tx<'_> {
     /// [`WriteOp::RevertCommit`]: the epoch `cap_hash` ended at the commit `seq`; that
     /// epoch is the current one again, and every epoch begun since (by `seq` and by any
     /// commit after it, which only holders of the refused capability could make) ends
-    /// where the log is now. The authors of those commits are barred.
+    /// where the log is now. The authors of those commits are barred, as far as
+    /// `committers` (the service's memory) knows them: the store keeps no author.
     pub(super) fn revert_commit(
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
         seq: Seq,
         author: AccountKey,
+        committers: Vec<(Seq, AccountKey)>,
     ) -> Result<OpResult, StoreError> {
         let Some(mut record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
@@ -169,13 +171,15 @@ impl Tx<'_> {
             None => Vec::new(),
         };
         for (at, _) in &begun {
-            let Some(v) = self.entries.get(key2(&room.0, at.0).as_slice())? else {
-                continue; // swept already
+            let Some((_, committer)) = committers.iter().find(|(s, _)| s == at) else {
+                continue; // not remembered (a restart since)
             };
-            let author = decode::<StoredEntry>(v.value())?.author;
-            drop(v);
-            if !barred.contains(&author) {
-                barred.push(author);
+            // The bar follows a key rotation made since (as rotations move the list).
+            let Some(committer) = self.account_following_rotations(committer)? else {
+                continue;
+            };
+            if !barred.contains(&committer.account) {
+                barred.push(committer.account);
             }
         }
         if barred.len() > MAX_BARRED_PER_ROOM {

@@ -13,6 +13,8 @@
 mod accounts;
 mod audit;
 mod authority;
+mod inbox;
+mod inspect;
 mod listings;
 mod migrate;
 mod raw;
@@ -80,21 +82,28 @@ const LISTERS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listers");
 /// `max_public_rooms_per_account`.
 const LISTED_BY: TableDefinition<Bytes, Bytes> = TableDefinition::new("listed_by");
 
-/// A room entry as stored: the author is kept only to refund quota when it expires.
+/// Facts about the store itself: `"format"` -> [`FORMAT`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The store's format: 2 since room entries and inbox entries carry no account (decision
+/// 0013). A store without the row is of format 1 and is migrated when opened (see
+/// `migrate::authorless`).
+const FORMAT: u64 = 2;
+
+/// A room entry as stored. No author (decision 0013): the room is charged for it.
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
     kind: EntryKind,
     time: u64,
-    author: AccountKey,
     #[serde(with = "serde_bytes")]
     payload: Vec<u8>,
 }
 
-/// An inbox entry as stored: the depositor is kept only to refund quota.
+/// An inbox entry as stored. No depositor (decision 0013): the inbox is charged to its
+/// recipient.
 #[derive(Serialize, Deserialize)]
 struct StoredInbox {
     time: u64,
-    from: AccountKey,
     #[serde(with = "serde_bytes")]
     payload: Vec<u8>,
 }
@@ -195,6 +204,7 @@ impl RedbStore {
             txn.open_table(BARRED)?;
             migrate::count_rooms_and_listers(&txn)?;
         }
+        migrate::authorless(&txn)?;
         txn.commit()?;
         Ok(())
     }
@@ -233,6 +243,34 @@ struct Tx<'t> {
     rooms_created: Table<'t, &'static str, u64>,
     listers: Table<'t, Bytes, Bytes>,
     listed_by: Table<'t, Bytes, Bytes>,
+}
+
+impl<'t> Tx<'t> {
+    /// Opens every table of `txn`.
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tx {
+            accounts: txn.open_table(ACCOUNTS)?,
+            handles: txn.open_table(HANDLES)?,
+            invites: txn.open_table(INVITES)?,
+            key_packages: txn.open_table(KEY_PACKAGES)?,
+            last_resort: txn.open_table(LAST_RESORT)?,
+            inbox: txn.open_table(INBOX)?,
+            rooms: txn.open_table(ROOMS)?,
+            epochs: txn.open_table(EPOCHS)?,
+            entries: txn.open_table(ENTRIES)?,
+            audit: txn.open_table(AUDIT_COUNTS)?,
+            listings: txn.open_table(LISTINGS)?,
+            commits: txn.open_table(COMMITS)?,
+            retired: txn.open_table(RETIRED)?,
+            rotations: txn.open_table(ROTATIONS)?,
+            room_admins: txn.open_table(ROOM_ADMINS)?,
+            commit_caps: txn.open_table(COMMIT_CAPS)?,
+            barred: txn.open_table(BARRED)?,
+            rooms_created: txn.open_table(ROOMS_CREATED)?,
+            listers: txn.open_table(LISTERS)?,
+            listed_by: txn.open_table(LISTED_BY)?,
+        })
+    }
 }
 
 /// The number of commits a room has had: its counter, or for a room from before the
@@ -412,48 +450,22 @@ impl Tx<'_> {
             } => self.publish(account, packages, last_resort, quota, max_stock),
             WriteOp::TakeKeyPackage { handle } => self.take_key_package(handle),
             WriteOp::Deposit {
-                from,
                 to,
                 payload,
                 now,
-                quota,
-            } => {
-                // A Welcome made from a KeyPackage of a key since rotated still reaches
-                // its owner.
-                let Some(recipient) = self.account_following_rotations(&to)? else {
-                    return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
-                };
-                let to = recipient.account;
-                if let Err(e) = self.charge(&from, object_cost(payload.len()), quota)? {
-                    return Ok(Err(e));
-                }
-                let Some(mut recipient) = self.account(&to)? else {
-                    return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
-                };
-                recipient.next_inbox_id += 1;
-                let id = recipient.next_inbox_id;
-                self.put_account(&recipient)?;
-                let stored = StoredInbox {
-                    time: now,
-                    from,
-                    payload,
-                };
-                self.inbox
-                    .insert(key2(&to.0, id).as_slice(), encode(&stored)?.as_slice())?;
-                Ok(Ok(Applied::Deposited { to }))
-            }
+                inbox_quota,
+            } => self.deposit(to, payload, now, inbox_quota),
             WriteOp::AckInbox { account, ids } => {
-                let mut refunds: HashMap<AccountKey, u64> = HashMap::new();
                 let mut removed = 0;
                 for id in ids {
-                    if let Some(v) = self.inbox.remove(key2(&account.0, id).as_slice())? {
-                        let stored: StoredInbox = decode(v.value())?;
-                        *refunds.entry(stored.from).or_default() +=
-                            object_cost(stored.payload.len());
+                    if self
+                        .inbox
+                        .remove(key2(&account.0, id).as_slice())?
+                        .is_some()
+                    {
                         removed += 1;
                     }
                 }
-                self.refund(refunds)?;
                 Ok(Ok(Applied::Count(removed)))
             }
             WriteOp::CreateRoom {
@@ -483,13 +495,13 @@ impl Tx<'_> {
                 next_cap_hash,
                 admins,
                 now,
-                quota,
+                room_quota,
             } => {
                 let commit = rooms::Commit {
                     next_cap_hash,
                     admins,
                 };
-                self.append(room, cap_hash, author, payload, commit, now, quota)
+                self.append(room, cap_hash, author, payload, commit, now, room_quota)
             }
             WriteOp::PublishRoom {
                 room,
@@ -522,7 +534,7 @@ impl Tx<'_> {
                 payload,
                 next_cap_hash,
                 now,
-                quota,
+                room_quota,
             } => {
                 let Some(record) = self.room(&room)? else {
                     return Ok(Err(not_listed()));
@@ -540,15 +552,7 @@ impl Tx<'_> {
                         "a commit of yours in this room was refused by its members",
                     )));
                 }
-                self.append_unchecked(
-                    room,
-                    record,
-                    author,
-                    payload,
-                    Some(next_cap_hash),
-                    now,
-                    quota,
-                )
+                self.append_unchecked(room, record, payload, Some(next_cap_hash), now, room_quota)
             }
             WriteOp::SetRetention {
                 room,
@@ -585,7 +589,8 @@ impl Tx<'_> {
                 cap_hash,
                 seq,
                 author,
-            } => self.revert_commit(room, cap_hash, seq, author),
+                committers,
+            } => self.revert_commit(room, cap_hash, seq, author, committers),
             WriteOp::Sweep {
                 now,
                 retention_secs,

@@ -7,7 +7,7 @@ use super::*;
 impl RedbStore {
     /// The tables, by name, as [`RedbStore::put_raw`] takes them.
     #[doc(hidden)]
-    pub const TABLE_NAMES: [&'static str; 21] = [
+    pub const TABLE_NAMES: [&'static str; 22] = [
         "accounts",
         "handles",
         "invites",
@@ -29,6 +29,7 @@ impl RedbStore {
         "rooms_created",
         "listers",
         "listed_by",
+        "meta",
     ];
 
     /// Writes `value` under `key` into the table named `table` (one of
@@ -92,6 +93,10 @@ impl RedbStore {
                         txn.open_table(ROOMS_CREATED)?
                             .insert(text(key)?.as_str(), int(value))?;
                     }
+                    "meta" => {
+                        txn.open_table(META)?
+                            .insert(text(key)?.as_str(), int(value))?;
+                    }
                     other => {
                         return Err(StoreError::Corrupt(format!("no table {other:?}")));
                     }
@@ -128,6 +133,7 @@ impl RedbStore {
         txn.delete_table(ROOMS_CREATED)?;
         txn.delete_table(LISTERS)?;
         txn.delete_table(LISTED_BY)?;
+        txn.delete_table(META)?;
         txn.commit()?;
         self.create_tables()
     }

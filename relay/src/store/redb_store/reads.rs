@@ -7,28 +7,7 @@ impl Store for RedbStore {
     fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> {
         let txn = self.db.begin_write()?;
         let results = {
-            let mut tx = Tx {
-                accounts: txn.open_table(ACCOUNTS)?,
-                handles: txn.open_table(HANDLES)?,
-                invites: txn.open_table(INVITES)?,
-                key_packages: txn.open_table(KEY_PACKAGES)?,
-                last_resort: txn.open_table(LAST_RESORT)?,
-                inbox: txn.open_table(INBOX)?,
-                rooms: txn.open_table(ROOMS)?,
-                epochs: txn.open_table(EPOCHS)?,
-                entries: txn.open_table(ENTRIES)?,
-                audit: txn.open_table(AUDIT_COUNTS)?,
-                listings: txn.open_table(LISTINGS)?,
-                commits: txn.open_table(COMMITS)?,
-                retired: txn.open_table(RETIRED)?,
-                rotations: txn.open_table(ROTATIONS)?,
-                room_admins: txn.open_table(ROOM_ADMINS)?,
-                commit_caps: txn.open_table(COMMIT_CAPS)?,
-                barred: txn.open_table(BARRED)?,
-                rooms_created: txn.open_table(ROOMS_CREATED)?,
-                listers: txn.open_table(LISTERS)?,
-                listed_by: txn.open_table(LISTED_BY)?,
-            };
+            let mut tx = Tx::open(&txn)?;
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 results.push(tx.apply(op)?);
@@ -349,6 +328,10 @@ impl Store for RedbStore {
         )
     }
 
+    fn inspect(&self) -> Result<crate::inspect::InspectReport, StoreError> {
+        self.inspect_tables()
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let txn = self.db.begin_read()?;
         let accounts = txn.open_table(ACCOUNTS)?;
@@ -357,6 +340,15 @@ impl Store for RedbStore {
             let (_, v) = item?;
             let record: AccountRecord = decode(v.value())?;
             bytes += record.used_bytes;
+        }
+        // Rooms and inboxes are charged to themselves, not to accounts (decision 0013).
+        for item in txn.open_table(ROOMS)?.iter()? {
+            let (_, v) = item?;
+            bytes += decode::<RoomRecord>(v.value())?.bytes;
+        }
+        for item in txn.open_table(INBOX)?.iter()? {
+            let (_, v) = item?;
+            bytes += object_cost(v.value().len());
         }
         let file_bytes = match &self.path {
             Some(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),

@@ -22,6 +22,19 @@ fn too_many_rooms(created: u64) -> WireError {
     )
 }
 
+/// The refusal of an entry that would take a room's log past `quota_bytes_per_room`.
+fn room_full(quota: u64) -> WireError {
+    WireError::new(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "this room's storage on the relay is full ({quota} bytes, quota_bytes_per_room; \
+             every message and commit counts until it expires): wait for old messages to \
+             expire, shorten the room's disappearing-message timer, or ask the relay's owner \
+             to raise the limit"
+        ),
+    )
+}
+
 impl Tx<'_> {
     /// [`WriteOp::CreateRoom`]: charges the creator [`ROOM_OVERHEAD_BYTES`] and counts the
     /// room against its limit of rooms.
@@ -84,7 +97,7 @@ impl Tx<'_> {
         payload: Vec<u8>,
         commit: Commit,
         now: u64,
-        quota: u64,
+        room_quota: u64,
     ) -> Result<OpResult, StoreError> {
         let Some(record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
@@ -108,15 +121,8 @@ impl Tx<'_> {
                 return Ok(Err(e));
             }
         }
-        let applied = self.append_unchecked(
-            room,
-            record,
-            author,
-            payload,
-            commit.next_cap_hash,
-            now,
-            quota,
-        )?;
+        let applied =
+            self.append_unchecked(room, record, payload, commit.next_cap_hash, now, room_quota)?;
         if let (Ok(_), Some(admins), Some(_)) = (&applied, &commit.admins, commit.next_cap_hash) {
             // Valid (checked above), so this writes.
             if let Err(e) = self.put_room_admins(&room, admins)? {
@@ -126,35 +132,32 @@ impl Tx<'_> {
         Ok(applied)
     }
 
-    /// Appends to a room whose write access has been checked; a commit rotates the
-    /// capability to `next_cap_hash` and counts one more epoch.
-    #[allow(clippy::too_many_arguments)]
+    /// Appends to a room whose write access has been checked, charging the room; a commit
+    /// rotates the capability to `next_cap_hash` and counts one more epoch.
     pub(super) fn append_unchecked(
         &mut self,
         room: RoomId,
         mut record: RoomRecord,
-        author: AccountKey,
         payload: Vec<u8>,
         next_cap_hash: Option<CapHash>,
         now: u64,
-        quota: u64,
+        room_quota: u64,
     ) -> Result<OpResult, StoreError> {
-        let len = payload.len() as u64;
         let kind = if next_cap_hash.is_some() {
             EntryKind::Commit
         } else {
             EntryKind::Message
         };
-        if let Err(e) = self.charge(&author, entry_cost(kind, payload.len()), quota)? {
-            return Ok(Err(e));
+        let cost = entry_cost(kind, payload.len());
+        if record.bytes.saturating_add(cost) > room_quota {
+            return Ok(Err(room_full(room_quota)));
         }
         record.head += 1;
-        record.bytes += len;
+        record.bytes += cost;
         let seq = Seq(record.head);
         let stored = StoredEntry {
             kind,
             time: now,
-            author,
             payload,
         };
         self.entries

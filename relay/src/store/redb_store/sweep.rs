@@ -1,5 +1,6 @@
-//! Retention: expired room entries, inbox entries and listings, with quota refunds, and the
-//! epoch rows no capability can read with any more.
+//! Retention: expired room entries (refunded to their room), inbox entries and listings,
+//! and the history of epochs whose commit expired: their epoch rows and the capability
+//! hashes their commits announced (decision 0013, part 3).
 //!
 //! The relay's sweeper finds what expired on a read snapshot ([`scan`], off the writer),
 //! a few hundred rows at a time, and deletes it with small [`WriteOp::SweepItems`] ops
@@ -314,20 +315,18 @@ impl Tx<'_> {
     }
 
     /// [`WriteOp::SweepItems`]: deletes what a scan found, each item checked again (the
-    /// scan read an earlier snapshot), and refunds the quota it took.
+    /// scan read an earlier snapshot), and refunds its room the bytes its entries took.
     pub(super) fn sweep_items(
         &mut self,
         now: u64,
         retention_secs: u64,
         items: Vec<SweepItem>,
     ) -> Result<Swept, StoreError> {
-        let mut refunds: HashMap<AccountKey, u64> = HashMap::new();
         let mut swept = Swept::default();
         for item in items {
             match item {
                 SweepItem::Entries { room, through } => {
-                    swept.entries +=
-                        self.sweep_entries(&room, through, now, retention_secs, &mut refunds)?;
+                    swept.entries += self.sweep_entries(&room, through, now, retention_secs)?;
                 }
                 SweepItem::Epochs { room, caps } => {
                     swept.epochs += self.sweep_epochs(&room, &caps)?;
@@ -338,12 +337,8 @@ impl Tx<'_> {
                         Some(v) => Some(decode(v.value())?),
                         None => None,
                     };
-                    if let Some(stored) =
-                        stored.filter(|s| s.time < now.saturating_sub(retention_secs))
-                    {
+                    if stored.is_some_and(|s| s.time < now.saturating_sub(retention_secs)) {
                         self.inbox.remove(key.as_slice())?;
-                        *refunds.entry(stored.from).or_default() +=
-                            object_cost(stored.payload.len());
                         swept.inbox += 1;
                     }
                 }
@@ -359,18 +354,17 @@ impl Tx<'_> {
                 }
             }
         }
-        self.refund(refunds)?;
         Ok(swept)
     }
 
-    /// Deletes the due entries of `room` up to `through` and moves its first seq on.
+    /// Deletes the due entries of `room` up to `through` (with the capability hashes its
+    /// commits announced), refunds the room for them, and moves its first seq on.
     fn sweep_entries(
         &mut self,
         room: &RoomId,
         through: u64,
         now: u64,
         retention_secs: u64,
-        refunds: &mut HashMap<AccountKey, u64>,
     ) -> Result<u64, StoreError> {
         let Some(mut record) = self.room(room)? else {
             return Ok(0);
@@ -391,9 +385,9 @@ impl Tx<'_> {
                 first_kept = first_kept.or(Some(tail_u64(k.value())));
                 continue;
             }
-            *refunds.entry(stored.author).or_default() +=
-                entry_cost(stored.kind, stored.payload.len());
-            record.bytes = record.bytes.saturating_sub(stored.payload.len() as u64);
+            record.bytes = record
+                .bytes
+                .saturating_sub(entry_cost(stored.kind, stored.payload.len()));
             doomed.push(k.value().to_vec());
         }
         let Some(last) = doomed.last() else {

@@ -58,7 +58,7 @@ fn append_within(
             next_cap_hash: next,
             admins: None,
             now,
-            quota,
+            room_quota: quota,
         },
     )
 }
@@ -109,7 +109,7 @@ fn caps_rotate_and_old_epochs_end_at_their_commit() {
 }
 
 #[test]
-fn quota_is_charged_and_refunded_by_the_sweep() {
+fn a_room_is_charged_for_its_log_and_refunded_by_the_sweep() {
     let store = RedbStore::in_memory().unwrap();
     let alice = register(&store, 1, "alice");
     let room = RoomId([9; 16]);
@@ -127,9 +127,9 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
         },
     )
     .unwrap();
-    // The room and each 10-byte message with what the relay keeps around it.
+    // Each 10-byte message with what the relay keeps around it.
     let per = crate::store::entry_cost(EntryKind::Message, 10);
-    let quota = ROOM_OVERHEAD_BYTES + 100 * per;
+    let quota = 100 * per;
     for t in 0..100 {
         append_within(&store, room, c0, alice, None, t, quota).unwrap();
     }
@@ -139,7 +139,12 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
             .code,
         ErrorCode::QuotaExceeded
     );
-    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, quota);
+    assert_eq!(store.room(&room).unwrap().unwrap().bytes, quota);
+    // The author pays for the room's record only, never for what is written in it.
+    assert_eq!(
+        store.account(&alice).unwrap().unwrap().used_bytes,
+        ROOM_OVERHEAD_BYTES
+    );
     let swept = one(
         &store,
         WriteOp::Sweep {
@@ -158,15 +163,12 @@ fn quota_is_charged_and_refunded_by_the_sweep() {
             epochs: 0,
         }
     );
-    assert_eq!(
-        store.account(&alice).unwrap().unwrap().used_bytes,
-        ROOM_OVERHEAD_BYTES + 50 * per
-    );
+    assert_eq!(store.room(&room).unwrap().unwrap().bytes, 50 * per);
     let entries = store.entries(&room, Seq(1), Seq(100), 1000).unwrap();
     assert_eq!(entries.first().unwrap().seq, Seq(51));
     assert_eq!(entries.len(), 50);
     assert_eq!(
-        append(&store, room, c0, alice, None, 100).unwrap(),
+        append_within(&store, room, c0, alice, None, 100, quota).unwrap(),
         Applied::Appended {
             room,
             entry: Entry {
@@ -335,7 +337,7 @@ fn join(
             payload: vec![8; 10],
             next_cap_hash: next,
             now: 5,
-            quota: u64::MAX,
+            room_quota: u64::MAX,
         },
     )
 }
@@ -419,7 +421,9 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(used(dave), entry_cost(EntryKind::Commit, 10));
+    // The room pays for the joiner's commit, not the joiner.
+    assert_eq!(used(dave), 0);
+    assert!(store.room(&room).unwrap().unwrap().bytes >= entry_cost(EntryKind::Commit, 10));
     assert_eq!(
         append(&store, room, c1, alice, None, 5).unwrap_err().code,
         ErrorCode::StaleEpoch
@@ -451,11 +455,8 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
     )
     .unwrap();
     assert!(store.listing(&room).unwrap().is_none());
-    // Only the room and her commit are left on her account.
-    assert_eq!(
-        used(alice),
-        ROOM_OVERHEAD_BYTES + entry_cost(EntryKind::Commit, 10)
-    );
+    // Only the room is left on her account (her commit is the room's).
+    assert_eq!(used(alice), ROOM_OVERHEAD_BYTES);
 }
 
 #[test]
@@ -566,11 +567,10 @@ fn a_rotation_moves_the_account_and_retires_the_old_key() {
         one(
             &store,
             WriteOp::Deposit {
-                from: bob,
                 to: alice,
                 payload,
                 now: 5,
-                quota: 1000,
+                inbox_quota: 1000,
             },
         )
         .expect("deposited");
@@ -769,18 +769,17 @@ fn reads_stop_at_their_byte_budget() {
                 next_cap_hash: None,
                 admins: None,
                 now: 2,
-                quota: 1 << 30,
+                room_quota: 1 << 30,
             },
         );
         assert!(appended.is_ok());
         let deposited = one(
             &store,
             WriteOp::Deposit {
-                from: alice,
                 to: bob,
                 payload: vec![i; 1_000],
                 now: 2,
-                quota: 1 << 30,
+                inbox_quota: 1 << 30,
             },
         );
         assert!(deposited.is_ok());
@@ -884,11 +883,10 @@ fn a_sweep_scan_reads_a_bounded_number_of_rows_and_goes_on_from_its_cursor() {
         one(
             &store,
             WriteOp::Deposit {
-                from: alice,
                 to: bob,
                 payload: Vec::new(),
                 now: 1,
-                quota: u64::MAX,
+                inbox_quota: u64::MAX,
             },
         )
         .unwrap();
@@ -897,11 +895,10 @@ fn a_sweep_scan_reads_a_bounded_number_of_rows_and_goes_on_from_its_cursor() {
     one(
         &store,
         WriteOp::Deposit {
-            from: alice,
             to: bob,
             payload: Vec::new(),
             now: 500,
-            quota: u64::MAX,
+            inbox_quota: u64::MAX,
         },
     )
     .unwrap();
@@ -930,8 +927,259 @@ fn a_sweep_scan_reads_a_bounded_number_of_rows_and_goes_on_from_its_cursor() {
     assert!(scans >= 4, "{scans} scans");
     assert_eq!(deleted, 30);
     assert_eq!(store.inbox(&bob, 0, 100).unwrap().len(), 1);
+    // The depositor pays nothing (the inbox is its recipient's).
+    assert_eq!(store.account(&alice).unwrap().unwrap().used_bytes, 0);
+}
+
+#[test]
+fn the_history_of_epochs_goes_with_their_expired_commits() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let room = RoomId([9; 16]);
+    let caps: Vec<CapHash> = (0..3u8).map(|n| CapHash([n; 32])).collect();
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: caps[0],
+            retention_secs: None,
+            now: 1,
+            creator: alice,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
+        },
+    )
+    .unwrap();
+    append(&store, room, caps[0], alice, Some(caps[1]), 10).unwrap();
+    append(&store, room, caps[1], alice, Some(caps[2]), 20).unwrap();
+    append(&store, room, caps[2], alice, None, 30).unwrap();
+    let retention = 100;
+    let sweep = |now| {
+        one(
+            &store,
+            WriteOp::Sweep {
+                now,
+                retention_secs: retention,
+                max_deletions: 10_000,
+            },
+        )
+        .unwrap()
+    };
+    // Within retention a member away since the first epoch catches up through both
+    // commits: nothing goes.
+    assert_eq!(
+        sweep(105),
+        Applied::Swept {
+            entries: 0,
+            inbox: 0,
+            listings: 0,
+            epochs: 0
+        }
+    );
+    let (_, access) = store.access(&room, &caps[0]).unwrap().unwrap();
+    assert_eq!(access.unwrap(), Access::Ended { end: Seq(1) });
+    let caught_up = store.entries(&room, Seq(1), Seq(3), 10).unwrap();
+    assert_eq!(caught_up[0].next_cap_hash, Some(caps[1]));
+    // The first commit expired: its epoch's row and the hash it announced go with it.
+    assert_eq!(
+        sweep(115),
+        Applied::Swept {
+            entries: 1,
+            inbox: 0,
+            listings: 0,
+            epochs: 1
+        }
+    );
+    let (_, access) = store.access(&room, &caps[0]).unwrap().unwrap();
+    assert_eq!(access.unwrap_err().code, ErrorCode::Forbidden);
+    let (_, access) = store.access(&room, &caps[1]).unwrap().unwrap();
+    assert_eq!(access.unwrap(), Access::Ended { end: Seq(2) });
+    // Everything expired: only the current epoch's capability is left.
+    assert_eq!(
+        sweep(1000),
+        Applied::Swept {
+            entries: 2,
+            inbox: 0,
+            listings: 0,
+            epochs: 1
+        }
+    );
+    let (record, access) = store.access(&room, &caps[1]).unwrap().unwrap();
+    assert_eq!(access.unwrap_err().code, ErrorCode::Forbidden);
+    assert_eq!((record.first, record.head, record.bytes), (4, 3, 0));
+    let (_, access) = store.access(&room, &caps[2]).unwrap().unwrap();
+    assert_eq!(access.unwrap(), Access::Current);
+    let txn = store.db.begin_read().unwrap();
+    assert!(txn.open_table(EPOCHS).unwrap().is_empty().unwrap());
+    assert!(txn.open_table(COMMIT_CAPS).unwrap().is_empty().unwrap());
+    assert!(txn.open_table(ENTRIES).unwrap().is_empty().unwrap());
+    drop(txn);
+    // The room's commit count stays (the directory compares epochs by it).
+    assert!(append(&store, room, caps[2], alice, Some(CapHash([3; 32])), 1000).is_ok());
+}
+
+#[test]
+fn inboxes_are_charged_to_their_recipient_and_name_no_sender() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let bob = register(&store, 2, "bob");
+    let deposit = |len: usize, quota: u64| {
+        one(
+            &store,
+            WriteOp::Deposit {
+                to: bob,
+                payload: vec![5; len],
+                now: 1,
+                inbox_quota: quota,
+            },
+        )
+    };
+    // What one stored entry of 100 bytes counts (its record is the time and the payload's
+    // length besides: 2 bytes more).
+    let cost = object_cost(100 + 2);
+    for _ in 0..3 {
+        deposit(100, 3 * cost).unwrap();
+    }
+    assert_eq!(
+        deposit(100, 3 * cost).unwrap_err().code,
+        ErrorCode::QuotaExceeded
+    );
+    for who in [alice, bob] {
+        assert_eq!(store.account(&who).unwrap().unwrap().used_bytes, 0);
+    }
+    let ids: Vec<u64> = store
+        .inbox(&bob, 0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    one(&store, WriteOp::AckInbox { account: bob, ids }).unwrap();
+    deposit(100, 3 * cost).unwrap();
+    let report = store.inspect().unwrap();
+    let inbox = report.tables.iter().find(|t| t.table == "inbox").unwrap();
+    // The recipient's key is the row's key; nothing else names an account.
+    assert_eq!((inbox.records, inbox.with_account), (1, 1));
+    let txn = store.db.begin_read().unwrap();
+    let table = txn.open_table(INBOX).unwrap();
+    let (_, v) = table.iter().unwrap().next().unwrap().unwrap();
+    assert_eq!(v.value().len(), 100 + 2, "time and payload, no depositor");
+}
+
+/// A store written by the relay before decision 0013 (format 1: entries with their
+/// author, inbox entries with their depositor, charged to them) opens, reads the same,
+/// and keeps no account with an entry.
+#[test]
+fn a_store_of_the_old_format_is_migrated_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    let (alice, bob) = (AccountKey([1; 32]), AccountKey([2; 32]));
+    let room = RoomId([9; 16]);
+    let (c0, c1) = (CapHash([0xc0; 32]), CapHash([0xc1; 32]));
+    {
+        let store = RedbStore::open(&path).unwrap();
+        register(&store, 1, "alice");
+        register(&store, 2, "bob");
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: c0,
+                retention_secs: None,
+                now: 1,
+                creator: alice,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
+            },
+        )
+        .unwrap();
+        append(&store, room, c0, alice, Some(c1), 2).unwrap();
+        // Rewrite what was stored as format 1 did, with its charges.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut entries = txn.open_table(ENTRIES).unwrap();
+            let mut inbox = txn.open_table(INBOX).unwrap();
+            let mut accounts = txn.open_table(ACCOUNTS).unwrap();
+            let old_entry = |kind: EntryKind, time: u64, author: AccountKey, payload: &[u8]| {
+                postcard::to_allocvec(&(kind, time, author, serde_bytes::Bytes::new(payload)))
+                    .unwrap()
+            };
+            entries
+                .insert(
+                    key2(&room.0, 1).as_slice(),
+                    old_entry(EntryKind::Commit, 2, alice, &[7; 10]).as_slice(),
+                )
+                .unwrap();
+            entries
+                .insert(
+                    key2(&room.0, 2).as_slice(),
+                    old_entry(EntryKind::Message, 3, bob, &[8; 20]).as_slice(),
+                )
+                .unwrap();
+            let mut record: RoomRecord = decode(
+                txn.open_table(ROOMS)
+                    .unwrap()
+                    .get(room.0.as_slice())
+                    .unwrap()
+                    .unwrap()
+                    .value(),
+            )
+            .unwrap();
+            record.head = 2;
+            record.bytes = 30; // format 1 counted payloads
+            txn.open_table(ROOMS)
+                .unwrap()
+                .insert(room.0.as_slice(), encode(&record).unwrap().as_slice())
+                .unwrap();
+            let welcome =
+                postcard::to_allocvec(&(4u64, alice, serde_bytes::Bytes::new(&[6; 50]))).unwrap();
+            inbox
+                .insert(key2(&bob.0, 1).as_slice(), welcome.as_slice())
+                .unwrap();
+            for (who, charged) in [
+                (
+                    alice,
+                    ROOM_OVERHEAD_BYTES + entry_cost(EntryKind::Commit, 10) + object_cost(50),
+                ),
+                (bob, entry_cost(EntryKind::Message, 20)),
+            ] {
+                let mut rec: AccountRecord =
+                    decode(accounts.get(who.0.as_slice()).unwrap().unwrap().value()).unwrap();
+                rec.used_bytes = charged;
+                if who == bob {
+                    rec.next_inbox_id = 1;
+                }
+                accounts
+                    .insert(who.0.as_slice(), encode(&rec).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.open_table(META).unwrap().remove("format").unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    let entries = store.entries(&room, Seq(1), Seq(2), 10).unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].next_cap_hash, Some(c1));
+    assert_eq!(entries[1].payload, vec![8; 20]);
+    let inbox = store.inbox(&bob, 0, 10).unwrap();
+    assert_eq!((inbox[0].time, &inbox[0].payload), (4, &vec![6; 50]));
+    // The authors got back what their entries cost; the room pays now.
     assert_eq!(
         store.account(&alice).unwrap().unwrap().used_bytes,
-        object_cost(0)
+        ROOM_OVERHEAD_BYTES
     );
+    assert_eq!(store.account(&bob).unwrap().unwrap().used_bytes, 0);
+    assert_eq!(
+        store.room(&room).unwrap().unwrap().bytes,
+        entry_cost(EntryKind::Commit, 10) + entry_cost(EntryKind::Message, 20)
+    );
+    let report = store.inspect().unwrap();
+    let entries = report.tables.iter().find(|t| t.table == "entries").unwrap();
+    assert_eq!((entries.records, entries.with_account), (2, 0));
+    assert!(report.unexpected_links().is_empty(), "{report:?}");
+    // Opened again, nothing changes.
+    drop(store);
+    let store = RedbStore::open(&path).unwrap();
+    assert_eq!(store.entries(&room, Seq(1), Seq(2), 10).unwrap().len(), 2);
+    assert_eq!(store.account(&bob).unwrap().unwrap().used_bytes, 0);
 }
