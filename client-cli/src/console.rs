@@ -21,8 +21,9 @@ tokio::task_local! {
 
 /// The far end of one agent connection, as a command running inside the agent sees it.
 pub struct Caller {
-    /// What goes back to the caller.
-    pub to_caller: mpsc::UnboundedSender<ToCaller>,
+    /// What goes back to the caller (bounded in bytes: a caller that stops reading is
+    /// cut off, see [`crate::agent::outbox`]).
+    pub to_caller: crate::agent::outbox::CallerTx,
     /// Lines the caller sends: answers to [`ask`], and a chat's typed lines.
     pub lines: Mutex<mpsc::UnboundedReceiver<String>>,
     /// Whether the caller's standard input is a terminal.

@@ -282,10 +282,9 @@ async fn nothing_the_relay_stores_or_logs_links_an_account_to_a_room() {
     );
 }
 
-/// Invitations waiting in an inbox are postcard naming the room until the sealed inbox
-/// (decision 0013 part 1) seals them to their recipient.
+/// An invitation waiting in an inbox is sealed to its recipient (decision 0013 part 1):
+/// neither the room nor the inviter can be read from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the sealed inbox (decision 0013 part 1)"]
 async fn an_invitation_waiting_in_an_inbox_does_not_name_its_room() {
     let dir = tempfile::tempdir().expect("temp dir");
     let relay = family_week(dir.path(), true).await;

@@ -15,6 +15,7 @@
 
 pub mod caller;
 pub mod notify;
+pub mod outbox;
 pub mod server;
 pub mod wire;
 

@@ -334,9 +334,11 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
             anyhow::bail!("a line before any command")
         }
     };
-    let (to_caller, mut outgoing) = mpsc::unbounded_channel();
+    let (to_caller, mut outgoing) = super::outbox::channel();
     let (lines_tx, lines) = mpsc::unbounded_channel();
     let (gone_tx, gone) = watch::channel(false);
+    let gone_tx = Arc::new(gone_tx);
+    let writer_gone = gone_tx.clone();
     let caller = Arc::new(Caller {
         to_caller: to_caller.clone(),
         lines: Mutex::new(lines),
@@ -364,8 +366,27 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
         let _ = gone_tx.send(true);
     });
     let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            if wire::write(&mut write, &message).await.is_err() {
+        while let Some(next) = outgoing.recv().await {
+            let line = match next {
+                super::outbox::Next::Write(line) => line,
+                super::outbox::Next::FellBehind => {
+                    // Cut off: its command stops as if it had gone, and it is told why
+                    // (if it ever reads again).
+                    let _ = writer_gone.send(true);
+                    let _ = wire::write(
+                        &mut write,
+                        &ToCaller::Done {
+                            code: 1,
+                            error: Some(super::outbox::FELL_BEHIND.into()),
+                            room: None,
+                        },
+                    )
+                    .await;
+                    while outgoing.recv().await.is_some() {}
+                    break;
+                }
+            };
+            if wire::write_encoded(&mut write, &line).await.is_err() {
                 // The caller went away; the command finishes without it.
                 while outgoing.recv().await.is_some() {}
                 break;
@@ -385,7 +406,9 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
             room: crate::error::room(&err),
         },
     };
-    let _ = to_caller.send(done);
+    if !to_caller.fell_behind() {
+        to_caller.send(done);
+    }
     drop(to_caller);
     let _ = writer.await;
     Ok(())

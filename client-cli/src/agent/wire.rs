@@ -280,10 +280,20 @@ where
     W: AsyncWrite + Unpin,
     T: Serialize,
 {
+    write_encoded(to, &encode(message)?).await
+}
+
+/// One message as it goes on the socket: JSON and a newline.
+pub fn encode<T: Serialize>(message: &T) -> std::io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(message)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     line.push(b'\n');
-    to.write_all(&line).await?;
+    Ok(line)
+}
+
+/// Writes a message [`encode`]d before.
+pub async fn write_encoded<W: AsyncWrite + Unpin>(to: &mut W, line: &[u8]) -> std::io::Result<()> {
+    to.write_all(line).await?;
     to.flush().await
 }
 
