@@ -129,7 +129,10 @@ fn the_client_package_and_the_static_builds_are_described() {
     // lib.sh writes the client's man pages and completions to packaging/generated/hearth
     // (`${bin#hearth-}`), the relay's to packaging/generated/relay.
     for (from, to) in [
-        ("../packaging/generated/hearth/man/*.1.gz", "usr/share/man/man1/"),
+        (
+            "../packaging/generated/hearth/man/*.1.gz",
+            "usr/share/man/man1/",
+        ),
         (
             "../packaging/generated/hearth/completions/hearth.bash",
             "usr/share/bash-completion/completions/hearth",

@@ -49,7 +49,8 @@ const RELAY_PAGE: &str = "hearth-client-relay";
 /// The grammar the man pages are written from: [`Cli`], with the `relay` command's pages
 /// named [`RELAY_PAGE`].
 fn man_command() -> clap::Command {
-    let mut command = Cli::command();
+    // No pages for `help` (as clap_mangen::generate_to does it, but before the build).
+    let mut command = Cli::command().disable_help_subcommand(true);
     // Builds the tree first, so that usage lines name the real command (`hearth relay`).
     command.build();
     command.mut_subcommand("relay", |relay| {
