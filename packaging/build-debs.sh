@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Builds the Debian packages of hearth from one x86_64 Debian or Ubuntu machine:
 #   hearth-relay_VERSION-1_{amd64,arm64}.deb   the relay, its systemd service and man pages
-#   hearth_VERSION-1_{amd64,arm64}.deb         the terminal client
+#   hearth_VERSION-1_{amd64,arm64}.deb         the terminal client, its man pages
 # arm64 is for 64-bit Raspberry Pi OS (Bookworm or newer) on a Pi 3, 4 or 5.
+# (packaging/build-static.sh builds static binaries for other distributions.)
 #
-# Usage: packaging/build-debs.sh [amd64] [arm64]      (default: both)
+# Usage: packaging/build-debs.sh [--install-missing] [amd64] [arm64]   (default: both)
 # Output: target/debian/*.deb (or $CARGO_TARGET_DIR/debian)
+# It first checks everything it needs and lists what is missing with the command that
+# installs it; --install-missing (or INSTALL_MISSING=1) runs those commands instead.
 # PACKAGES="hearth-relay" builds only the relay's packages (default: hearth-relay hearth-cli);
 # DOC_BIN_DIR=DIR takes the man pages and completions from binaries for this machine that
-# are already built there (e.g. target/debug) instead of building them in release.
+# are already built there (e.g. target/debug) instead of the release build.
 #
 # Needs (see packaging/README.md):
 #   Rust from rustup, at least the rust-version in Cargo.toml
@@ -16,59 +19,70 @@
 #   for arm64: rustup target add aarch64-unknown-linux-gnu
 #              sudo apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 set -euo pipefail
-
-root=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 cd "$root"
-arches=("$@")
-[ ${#arches[@]} -gt 0 ] || arches=(amd64 arm64)
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-generated=$root/packaging/generated
 
-need() {
-    command -v "$1" >/dev/null || { echo "build-debs: $1 is missing: $2" >&2; exit 1; }
-}
-need cargo "install Rust with rustup (https://rustup.rs), not Debian's cargo package"
-need cargo-deb "cargo install cargo-deb --locked"
-
-read -r -a packages <<<"${PACKAGES:-hearth-relay hearth-cli}"
-bin_of() { case $1 in hearth-relay) echo hearth-relay ;; hearth-cli) echo hearth ;; *) echo "build-debs: unknown package $1" >&2; exit 2 ;; esac; }
-
-# 1. Man pages and completions, written by a build for this machine (the grammar is the
-#    same on every architecture).
-doc_bins=${DOC_BIN_DIR:-}
-if [ -z "$doc_bins" ]; then
-    cargo build --release --locked $(printf -- '-p %s ' "${packages[@]}")
-    doc_bins=$target_dir/release
-fi
-for package in "${packages[@]}"; do
-    bin=$(bin_of "$package")
-    out=$generated/${bin#hearth-}    # relay, or hearth for the client
-    rm -rf "$out"
-    mkdir -p "$out/man" "$out/completions"
-    "$doc_bins/$bin" man --out-dir "$out/man" >/dev/null
-    gzip -9n "$out/man"/*.1
-    "$doc_bins/$bin" completions bash >"$out/completions/$bin.bash"
-    "$doc_bins/$bin" completions zsh >"$out/completions/_$bin"
-    "$doc_bins/$bin" completions fish >"$out/completions/$bin.fish"
+arches=()
+for arg in "$@"; do
+    case $arg in
+        --install-missing) install_missing=1 ;;
+        amd64 | arm64) arches+=("$arg") ;;
+        -h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "build-debs: unknown argument $arg (amd64, arm64, --install-missing)" >&2; exit 2 ;;
+    esac
 done
+[ ${#arches[@]} -gt 0 ] || arches=(amd64 arm64)
+read -r -a packages <<<"${PACKAGES:-hearth-relay hearth-cli}"
+for package in "${packages[@]}"; do bin_of "$package" >/dev/null; done
+[ "$(uname -m)" = x86_64 ] || { echo "build-debs: run it on an x86_64 machine (this is $(uname -m))" >&2; exit 1; }
 
-# 2. One package per program and architecture; cargo-deb strips the binaries.
+# 0. Everything needed, checked before anything is built.
+targets=()
 for arch in "${arches[@]}"; do
     case $arch in
-        amd64) target=x86_64-unknown-linux-gnu ;;
+        amd64) ;;    # this machine's own target, which rustup always installs
         arm64)
-            target=aarch64-unknown-linux-gnu
-            need aarch64-linux-gnu-gcc "sudo apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
-            rustup target list --installed 2>/dev/null | grep -qx "$target" \
-                || { echo "build-debs: rustup target add $target" >&2; exit 1; }
-            # ring's C and assembly parts and the final link use the cross gcc.
-            export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-            export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+            targets+=(aarch64-unknown-linux-gnu)
+            need_cmd aarch64-linux-gnu-gcc "the arm64 cross compiler" \
+                "sudo apt-get install -y gcc-aarch64-linux-gnu libc6-dev-arm64-cross"
+            command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 \
+                && need_apt_file libc6-dev-arm64-cross /usr/aarch64-linux-gnu/lib/crt1.o
             ;;
-        *) echo "build-debs: unknown architecture $arch (amd64 or arm64)" >&2; exit 2 ;;
     esac
+done
+need_cmd dpkg-deb "dpkg-deb" "sudo apt-get install -y dpkg"
+need_cmd gzip "gzip" "sudo apt-get install -y gzip"
+need_rust ${targets[@]+"${targets[@]}"}
+need_cargo_deb
+need_report build-debs
+
+package_args=$(printf -- '-p %s ' "${packages[@]}")
+
+# 1. The binaries for this machine (amd64: they are also the packaged ones), and from them
+#    the man pages and completions (the grammar is the same on every architecture).
+if [ -z "${DOC_BIN_DIR:-}" ] || [[ " ${arches[*]} " == *" amd64 "* ]]; then
+    timed "release build, x86_64" nice -n "${NICE:-10}" cargo build --release --locked $package_args
+fi
+write_docs "${DOC_BIN_DIR:-$target_dir/release}" "${packages[@]}"
+
+# 2. One package per program and architecture; cargo-deb strips the binaries (host
+#    `strip`, or aarch64-linux-gnu-strip for arm64).
+mkdir -p "$target_dir/debian"
+for arch in "${arches[@]}"; do
+    target_args=()
+    if [ "$arch" = arm64 ]; then
+        target=aarch64-unknown-linux-gnu
+        target_args=(--target "$target")
+        # ring's C and assembly parts and the final link use the cross gcc.
+        export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+        export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+        timed "release build, $target" nice -n "${NICE:-10}" \
+            cargo build --release --locked $package_args "${target_args[@]}"
+    fi
+    # Both programs are built in one cargo run (above), so that shared dependencies are
+    # built once with the same features; cargo-deb only packages them (--no-build).
     for package in "${packages[@]}"; do
-        cargo deb --locked -p "$package" --target "$target" \
+        cargo deb --locked --no-build -p "$package" "${target_args[@]}" \
             --strip --no-dbgsym --no-separate-debug-symbols \
             --output "$target_dir/debian/"
     done

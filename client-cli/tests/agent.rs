@@ -334,6 +334,25 @@ async fn send_dash_reads_standard_input_and_every_command_has_a_man_page() {
     }
     assert!(pages.join("hearth-room-create.1").exists());
     assert!(main.contains("HEARTH_PASSPHRASE") && main.contains("Exit status"));
+    // `hearth relay …` has pages of its own that are not the relay's (hearth-relay(1),
+    // from the hearth-relay package, which may be installed beside this one).
+    assert!(main.contains("hearth\\-client\\-relay(1)"));
+    let relay = std::fs::read_to_string(pages.join("hearth-client-relay.1")).expect("page");
+    assert!(relay.contains("hearth\\-client\\-relay\\-set\\-address(1)"));
+    assert!(
+        relay.contains("hearth relay"),
+        "it shows the command to type"
+    );
+    assert!(pages.join("hearth-client-relay-set-address.1").exists());
+    let clashing: Vec<_> = std::fs::read_dir(&pages)
+        .expect("pages")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("hearth-relay") || name.contains("-help"))
+        .collect();
+    assert!(
+        clashing.is_empty(),
+        "the relay's pages, or help's: {clashing:?}"
+    );
 }
 
 /// What alice sends to bob's full-screen chat: a window-title escape before a marker.

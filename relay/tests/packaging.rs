@@ -79,18 +79,7 @@ fn unit_scripts_metadata_and_built_in_paths_agree() {
         deb["systemd-units"]["unit-name"].as_str(),
         Some("hearth-relay")
     );
-    let assets: Vec<(String, String)> = deb["assets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            let a = a.as_array().unwrap();
-            (
-                a[0].as_str().unwrap().to_string(),
-                a[1].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let assets = deb_assets(deb);
     assert!(assets.contains(&("target/release/hearth-relay".into(), "usr/bin/".into())));
     assert!(assets.iter().any(|(_, to)| to == "usr/share/man/man1/"));
     for (from, _) in &assets {
@@ -102,8 +91,163 @@ fn unit_scripts_metadata_and_built_in_paths_agree() {
         }
     }
     let script = read("packaging/build-debs.sh");
-    assert!(script.contains("packaging/generated"));
-    assert!(script.contains("man --out-dir"));
+    assert!(script.contains("lib.sh"));
+    assert!(script.contains("write_docs"));
+    let lib = read("packaging/lib.sh");
+    assert!(lib.contains("generated=$root/packaging/generated"));
+    assert!(lib.contains("man --out-dir"));
+}
+
+/// The `[package.metadata.deb]` assets of a crate, as (from, to) pairs.
+fn deb_assets(deb: &toml::Value) -> Vec<(String, String)> {
+    deb["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_array().unwrap();
+            (
+                a[0].as_str().unwrap().to_string(),
+                a[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_client_package_and_the_static_builds_are_described() {
+    let manifest: toml::Value = toml::from_str(&read("client-cli/Cargo.toml")).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    assert_eq!(deb["name"].as_str(), Some("hearth"));
+    let table = deb.as_table().unwrap();
+    assert!(
+        !table.contains_key("systemd-units") && !table.contains_key("maintainer-scripts"),
+        "the client package runs no service and no scripts"
+    );
+    let assets = deb_assets(deb);
+    assert!(assets.contains(&("target/release/hearth".into(), "usr/bin/".into())));
+    // lib.sh writes the client's man pages and completions to packaging/generated/hearth
+    // (`${bin#hearth-}`), the relay's to packaging/generated/relay.
+    for (from, to) in [
+        (
+            "../packaging/generated/hearth/man/*.1.gz",
+            "usr/share/man/man1/",
+        ),
+        (
+            "../packaging/generated/hearth/completions/hearth.bash",
+            "usr/share/bash-completion/completions/hearth",
+        ),
+        (
+            "../packaging/generated/hearth/completions/_hearth",
+            "usr/share/zsh/vendor-completions/",
+        ),
+    ] {
+        assert!(
+            assets.contains(&(from.into(), to.into())),
+            "the client package lacks {from} -> {to}"
+        );
+    }
+    for (from, _) in &assets {
+        if !from.starts_with("target/") && !from.contains("packaging/generated/") {
+            assert!(
+                repo().join("client-cli").join(from).exists(),
+                "asset {from} is missing"
+            );
+        }
+    }
+
+    let script = read("packaging/build-static.sh");
+    for needed in [
+        "x86_64-unknown-linux-musl",
+        "aarch64-unknown-linux-musl",
+        "-p hearth-relay -p hearth-cli",
+        "CARGO_PROFILE_RELEASE_STRIP=symbols",
+        "CC_x86_64_unknown_linux_musl=musl-gcc",
+        "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc",
+        "program interpreter",
+        "(NEEDED)",
+        "write_docs",
+    ] {
+        assert!(script.contains(needed), "build-static.sh lacks {needed:?}");
+    }
+}
+
+/// A directory of links to every program on PATH but `hidden`: PATH for a fresh machine.
+fn path_without(dir: &Path, hidden: &[&str]) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for entry in std::env::split_paths(&path)
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name();
+        let link = bin.join(&name);
+        if hidden.iter().any(|h| name == **h) || link.symlink_metadata().is_ok() {
+            continue;
+        }
+        std::os::unix::fs::symlink(entry.path(), link).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn the_build_scripts_list_what_is_missing_and_build_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let hidden = [
+        "cargo",
+        "cargo-deb",
+        "rustup",
+        "rustc",
+        "aarch64-linux-gnu-gcc",
+        "musl-gcc",
+    ];
+    let bin = path_without(dir.path(), &hidden);
+    let target = dir.path().join("target");
+    let cases: [(&str, &[&str], &[&str]); 2] = [
+        (
+            "packaging/build-debs.sh",
+            &["amd64", "arm64"],
+            &[
+                "sh.rustup.rs",
+                "rustup target add aarch64-unknown-linux-gnu",
+                "apt-get install -y gcc-aarch64-linux-gnu",
+                "cargo install cargo-deb",
+            ],
+        ),
+        (
+            "packaging/build-static.sh",
+            &["x86_64", "aarch64"],
+            &[
+                "sh.rustup.rs",
+                "rustup target add x86_64-unknown-linux-musl",
+                "rustup target add aarch64-unknown-linux-musl",
+                "apt-get install -y musl-tools",
+                "apt-get install -y gcc-aarch64-linux-gnu",
+            ],
+        ),
+    ];
+    for (script, args, expected) in cases {
+        let out = Command::new(bin.join("bash"))
+            .arg(repo().join(script))
+            .args(args)
+            .env("PATH", &bin)
+            .env("HOME", dir.path())
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("INSTALL_MISSING")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{script}: {out:?}");
+        for needed in expected.iter().chain(&["--install-missing"]) {
+            assert!(
+                stderr.contains(needed),
+                "{script} does not say {needed:?}:\n{stderr}"
+            );
+        }
+        assert!(!target.exists(), "{script} started building");
+    }
 }
 
 /// `systemd-analyze`, or `None` (with a note) on a machine without systemd.

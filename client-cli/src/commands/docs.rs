@@ -20,13 +20,13 @@ pub fn man(out_dir: Option<&std::path::Path>) -> Result<()> {
     match out_dir {
         None => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            clap_mangen::Man::new(man_command()).render(&mut page)?;
             write_out(&page)?;
         }
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            clap_mangen::generate_to(Cli::command(), dir)
+            clap_mangen::generate_to(man_command(), dir)
                 .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
             let pages = std::fs::read_dir(dir)?.count();
             outln!(
@@ -37,6 +37,36 @@ pub fn man(out_dir: Option<&std::path::Path>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The client's `hearth relay …` pages would be `hearth-relay(1)` and
+/// `hearth-relay-set-address(1)`: the relay's own pages, from the hearth-relay package,
+/// which one machine may have installed too. They are `hearth-client-relay(1)` and
+/// `hearth-client-relay-set-address(1)` instead; what they show to type stays `hearth
+/// relay …`.
+const RELAY_PAGE: &str = "hearth-client-relay";
+
+/// The grammar the man pages are written from: [`Cli`], with the `relay` command's pages
+/// named [`RELAY_PAGE`].
+fn man_command() -> clap::Command {
+    // No pages for `help` (as clap_mangen::generate_to does it, but before the build).
+    let mut command = Cli::command().disable_help_subcommand(true);
+    // Builds the tree first, so that usage lines name the real command (`hearth relay`).
+    command.build();
+    command.mut_subcommand("relay", |relay| {
+        // The parent's page names each command's page after the command's name.
+        let mut relay = relay
+            .name(RELAY_PAGE.trim_start_matches("hearth-"))
+            .display_name(RELAY_PAGE);
+        let subs: Vec<String> = relay
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for sub in subs {
+            relay = relay.mut_subcommand(&sub, |s| s.display_name(format!("{RELAY_PAGE}-{sub}")));
+        }
+        relay
+    })
 }
 
 /// Writes `bytes` to standard output; a reader that went away (`| head`) ends the
