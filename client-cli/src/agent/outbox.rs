@@ -118,9 +118,18 @@ mod tests {
         }
         assert!(tx.fell_behind());
         let each = wire::encode(&ToCaller::Out(line)).unwrap().len();
-        assert!(queued * each <= CALLER_QUEUE_BYTES, "never more than the bound");
-        assert!((queued + 1) * each > CALLER_QUEUE_BYTES, "filled up to the bound");
-        assert!(!tx.send(ToCaller::Out("later".into())), "nothing more is queued");
+        assert!(
+            queued * each <= CALLER_QUEUE_BYTES,
+            "never more than the bound"
+        );
+        assert!(
+            (queued + 1) * each > CALLER_QUEUE_BYTES,
+            "filled up to the bound"
+        );
+        assert!(
+            !tx.send(ToCaller::Out("later".into())),
+            "nothing more is queued"
+        );
         assert!(matches!(rx.recv().await, Some(Next::FellBehind)));
     }
 
