@@ -52,7 +52,13 @@ pub fn out(line: String) {
         Some(caller) => {
             let _ = caller.to_caller.send(ToCaller::Out(line));
         }
-        None => write_line(&mut std::io::stdout().lock(), &line),
+        None => {
+            let width = crate::fit::terminal_width(std::io::stdout().is_terminal());
+            write_line(
+                &mut std::io::stdout().lock(),
+                &crate::fit::fit(&line, width),
+            )
+        }
     }
 }
 
@@ -62,7 +68,13 @@ pub fn err(line: String) {
         Some(caller) => {
             let _ = caller.to_caller.send(ToCaller::Err(line));
         }
-        None => write_line(&mut std::io::stderr().lock(), &line),
+        None => {
+            let width = crate::fit::terminal_width(std::io::stderr().is_terminal());
+            write_line(
+                &mut std::io::stderr().lock(),
+                &crate::fit::fit(&line, width),
+            )
+        }
     }
 }
 

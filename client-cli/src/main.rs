@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod demo;
 mod error;
+mod fit;
 mod inert;
 mod output;
 mod passphrase;

@@ -238,7 +238,6 @@ async fn a_member_kicked_from_the_room_on_screen_is_told_in_the_full_screen_chat
 /// must fit in it (wrapped by hearth under an indent), so that none starts with text
 /// another person chose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: the line mode does not wrap to the terminal's width; a design question (hard-wrap with a hanging indent, as the full-screen chat does, and what a resized terminal re-wraps)"]
 async fn a_long_message_cannot_start_a_row_of_its_own_in_the_line_mode() {
     let env = Env::start().await;
     let alice = env.init("alice").await;

@@ -274,11 +274,17 @@ async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Opti
                 match message {
                     ToCaller::Out(line) => match chat.as_mut() {
                         Some(screen) => screen.print(line),
-                        None => console::write_line(&mut std::io::stdout().lock(), &line),
+                        None => {
+                            let width = crate::fit::terminal_width(std::io::stdout().is_terminal());
+                            console::write_line(&mut std::io::stdout().lock(), &crate::fit::fit(&line, width))
+                        }
                     },
                     ToCaller::Err(line) => match chat.as_mut() {
                         Some(screen) => screen.print(line),
-                        None => console::write_line(&mut std::io::stderr().lock(), &line),
+                        None => {
+                            let width = crate::fit::terminal_width(std::io::stderr().is_terminal());
+                            console::write_line(&mut std::io::stderr().lock(), &crate::fit::fit(&line, width))
+                        }
                     },
                     ToCaller::Ask(question) => {
                         // On its own thread, so a signal still ends the wait.

@@ -73,6 +73,9 @@ pub fn start(prompt: String) -> Result<Terminal> {
             lines,
             // With its newline: the editor adds one only while it waits for a line.
             print: Box::new(move |line| {
+                // Wrapped by us, so the terminal's own wrapping cannot start a row with
+                // text a sender chose (see `crate::fit`).
+                let line = crate::fit::fit(&line, crate::fit::terminal_width(true));
                 if printer.print(format!("{line}\n")).is_err() {
                     println!("{line}");
                 }
