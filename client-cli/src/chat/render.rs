@@ -356,7 +356,7 @@ fn connection(state: &ConnectionState) -> String {
     match state {
         ConnectionState::Connected => "* connected to the relay".to_string(),
         ConnectionState::Reconnecting { reason, retry_in } => format!(
-            "* connection lost ({}); retrying in {}s",
+            "* not connected to the relay ({}); retrying in {}s",
             inert(reason),
             retry_in.as_secs().max(1)
         ),

@@ -117,6 +117,10 @@ pub struct App {
     pub bell: bool,
     /// `/bye` was sent: the next call for input ends the chat.
     pub quitting: bool,
+    /// Another room went on screen: the next draw repaints every cell, so that nothing
+    /// of the last room's text stays behind where the terminal and ratatui disagree on a
+    /// character's width (regional indicators, found by the attack on issue 12).
+    pub repaint: bool,
     /// The message a command being typed is about (`/reply 14 …` after `r`), shown
     /// selected until the line is sent or dropped.
     pub marked: Option<u64>,
@@ -143,6 +147,7 @@ impl App {
             zone,
             bell,
             quitting: false,
+            repaint: false,
             marked: None,
             focused: true,
         }
@@ -237,6 +242,7 @@ impl App {
         }
         self.current = Some(id.clone());
         self.entered();
+        self.repaint = true;
         Outcome::Send(format!("/current {id}"))
     }
 

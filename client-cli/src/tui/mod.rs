@@ -157,6 +157,9 @@ impl Tui {
                 self.app.resize(area);
             }
         }
+        if std::mem::take(&mut self.app.repaint) {
+            let _ = self.terminal.clear();
+        }
         let app = &self.app;
         let _ = self.terminal.draw(|frame| draw::draw(frame, app));
     }
