@@ -239,6 +239,33 @@ async fn a_member_kicked_from_the_room_on_screen_is_told_in_the_full_screen_chat
 /// another person chose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_message_cannot_start_a_row_of_its_own_in_the_line_mode() {
+    /// What a row shows: the text after the line editor's last carriage return, without
+    /// escape sequences (the prompt it redraws) and bells.
+    fn visible(row: &str) -> String {
+        let row = row.trim_end_matches('\r');
+        let row = row.rsplit('\r').next().unwrap_or(row);
+        let mut shown = String::new();
+        let mut chars = row.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\u{1b}' => {
+                    // CSI: ESC [ parameters, then one final byte in @..~.
+                    if chars.peek() == Some(&'[') {
+                        chars.next();
+                        for c in chars.by_ref() {
+                            if ('@'..='~').contains(&c) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                '\u{7}' => {}
+                c => shown.push(c),
+            }
+        }
+        shown
+    }
+
     let env = Env::start().await;
     let alice = env.init("alice").await;
     let bob = env.init("bob").await;
@@ -270,10 +297,17 @@ async fn a_long_message_cannot_start_a_row_of_its_own_in_the_line_mode() {
             .rfind("<mallory>")
             .ok_or("mallory's message not shown")?;
         let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let row = &text[line_start..];
+        let mut rows = text[line_start..].split('\n').map(visible);
+        let row = rows.next().unwrap_or_default();
         if row.chars().count() > 80 {
             return Err(format!(
                 "a line wider than the terminal, which wraps it where mallory chose: {row:?}"
+            ));
+        }
+        let next = rows.next().unwrap_or_default();
+        if !next.starts_with("  | ") {
+            return Err(format!(
+                "the row after it is not marked as continued: {next:?}"
             ));
         }
         chat.send_line("/bye").map_err(|e| e.to_string())?;
