@@ -269,7 +269,7 @@ async fn converse(stream: UnixStream, first: ToAgent, json: bool) -> Result<Opti
             message = wire::read::<_, ToCaller>(&mut read) => {
                 let message = message.context("the agent's answer is unreadable")?;
                 let Some(message) = message else {
-                    bail!("the agent stopped before the command finished: see its log in the profile directory");
+                    bail!("the agent stopped before the command finished (hearth was upgraded, `hearth lock` was run, or it failed): run the command again; if it stops again, see agent.log in the profile directory");
                 };
                 match message {
                     ToCaller::Out(line) => match chat.as_mut() {
