@@ -210,6 +210,10 @@ impl Inner {
         };
         let mut cap = {
             let guard = self.room(room)?.lock_owned().await;
+            if guard.removed {
+                // Its group is evicted: no capability to fetch with (decision 0014).
+                return Err(ClientError::RemovedFromRoom(room.into()));
+            }
             self.engine().cap(&guard.group)?
         };
         let name = safe_file_name(&file.name);
