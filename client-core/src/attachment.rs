@@ -37,7 +37,9 @@ pub const MAX_FILE_SIZE: u64 = 1 << 40;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttachmentError {
     /// A chunk opened under no index: its bytes were changed.
-    #[error("chunk {chunk} of the file was altered (it does not authenticate): the download is refused")]
+    #[error(
+        "chunk {chunk} of the file was altered (it does not authenticate): the download is refused"
+    )]
     Tampered {
         /// The position of the chunk in the blob.
         chunk: u64,
@@ -59,7 +61,9 @@ pub enum AttachmentError {
         copy_of: u64,
     },
     /// The blob ended before the size its message announces.
-    #[error("the file was cut short: it ends after {got} of {expected} bytes; the download is refused")]
+    #[error(
+        "the file was cut short: it ends after {got} of {expected} bytes; the download is refused"
+    )]
     Truncated {
         /// Bytes received.
         got: u64,
@@ -592,7 +596,10 @@ mod tests {
         assert_eq!(padded_len(1_000_000), 1_015_808);
         for size in [3u64, 100, 1_000, 65_537, 20 << 20, 100 << 20, MAX_FILE_SIZE] {
             let p = padded_len(size);
-            assert!(p >= size && p - size <= size * 12 / 100 + 1, "{size} -> {p}");
+            assert!(
+                p >= size && p - size <= size * 12 / 100 + 1,
+                "{size} -> {p}"
+            );
         }
         // Sizes near each other share a bucket.
         assert_eq!(padded_len(20_000_001), padded_len(20_100_000));
@@ -702,7 +709,10 @@ mod tests {
         assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
         assert_eq!(safe_file_name("C:\\x\\photo.jpg"), "photo.jpg");
         assert_eq!(safe_file_name(".bashrc"), "bashrc");
-        assert_eq!(safe_file_name("a\u{1b}[2Jb\u{202e}gpj.exe"), "a_[2Jb_gpj.exe");
+        assert_eq!(
+            safe_file_name("a\u{1b}[2Jb\u{202e}gpj.exe"),
+            "a_[2Jb_gpj.exe"
+        );
         assert_eq!(safe_file_name(".."), "file");
         assert_eq!(safe_file_name(""), "file");
         assert!(safe_file_name(&"é".repeat(300)).len() <= MAX_NAME_LEN);

@@ -285,18 +285,25 @@ mod tests {
                 target: Seq(t),
                 emoji
             }),
-            (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<u64>(), ".{0,16}", proptest::option::of(".{0,16}")).prop_map(
-                |(blob, key, size, name, caption)| Body::File(crate::attachment::FileMessage {
-                    blob: hearth_protocol::BlobId(blob),
-                    key: crate::attachment::FileKey(key),
-                    chunk_size: crate::attachment::CHUNK_SIZE,
-                    size,
-                    sha256: key,
-                    name,
-                    media_type: "image/png".into(),
-                    caption,
-                })
-            ),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                ".{0,16}",
+                proptest::option::of(".{0,16}")
+            )
+                .prop_map(|(blob, key, size, name, caption)| Body::File(
+                    crate::attachment::FileMessage {
+                        blob: hearth_protocol::BlobId(blob),
+                        key: crate::attachment::FileKey(key),
+                        chunk_size: crate::attachment::CHUNK_SIZE,
+                        size,
+                        sha256: key,
+                        name,
+                        media_type: "image/png".into(),
+                        caption,
+                    }
+                )),
         ]
     }
 

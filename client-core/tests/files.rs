@@ -31,9 +31,10 @@ fn quiet(_: u64, _: u64) {}
 /// Waits for the file message in `user`'s events and returns its short id.
 async fn file_id(user: &mut User) -> String {
     let ClientEvent::Message(item) = user
-        .wait_for("a file message", |e| {
-            matches!(e, ClientEvent::Message(m) if m.text.starts_with("[file "))
-        })
+        .wait_for(
+            "a file message",
+            |e| matches!(e, ClientEvent::Message(m) if m.text.starts_with("[file ")),
+        )
         .await
     else {
         unreachable!()
@@ -99,14 +100,19 @@ async fn a_20_mib_file_arrives_whole_and_the_relay_holds_no_plaintext_nor_gives_
     let out = tempfile::tempdir().unwrap();
     let saved = bob.c().save_file(&id, out.path(), &quiet).await.unwrap();
     assert_eq!(saved.path, out.path().join("holiday.jpg"));
-    assert!(std::fs::read(&saved.path).unwrap() == bytes, "not byte-identical");
+    assert!(
+        std::fs::read(&saved.path).unwrap() == bytes,
+        "not byte-identical"
+    );
     // Saved again: beside it, never over it.
     let again = bob.c().save_file(&id, out.path(), &quiet).await.unwrap();
     assert_eq!(again.path, out.path().join("holiday (1).jpg"));
 
     // Nothing the relay wrote holds the file's plaintext.
     let relay_files = files_under(&relay.dir.path().join("relay"));
-    assert!(relay_files.iter().any(|p| p.to_string_lossy().contains("blobs")));
+    assert!(relay_files
+        .iter()
+        .any(|p| p.to_string_lossy().contains("blobs")));
     for path in relay_files {
         let stored = std::fs::read(&path).unwrap();
         assert!(

@@ -793,15 +793,19 @@ mod tests {
                     offset,
                     data,
                 }),
-            (any::<[u8; 16]>(), any::<[u8; 16]>(), any::<u64>(), any::<u32>()).prop_map(
-                |(r, b, offset, len)| Request::GetBlob {
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 16]>(),
+                any::<u64>(),
+                any::<u32>()
+            )
+                .prop_map(|(r, b, offset, len)| Request::GetBlob {
                     room: RoomId(r),
                     cap: Cap([7; 32]),
                     blob: BlobId(b),
                     offset,
                     len,
-                }
-            ),
+                }),
         ]
     }
 

@@ -524,7 +524,9 @@ mod tests {
         assert_eq!(big.code, ErrorCode::TooLarge);
         assert!(big.message.contains("max_file_bytes"), "{big}");
         assert_eq!(store.count(), 0);
-        store.put(room, BlobId([4; 16]), 1 << 20, 0, b"x", 0, 0).unwrap();
+        store
+            .put(room, BlobId([4; 16]), 1 << 20, 0, b"x", 0, 0)
+            .unwrap();
         let full = store
             .put(room, BlobId([5; 16]), 1 << 20, 0, b"x", 0, 0)
             .unwrap_err();
@@ -545,7 +547,9 @@ mod tests {
         let store = BlobStore::open(dir.path(), LIMITS);
         let (room, blob) = ids();
         store.put(room, blob, 2, 0, b"ok", 0, 1000).unwrap();
-        store.put(room, BlobId([3; 16]), 4, 0, b"ha", 0, 1000).unwrap();
+        store
+            .put(room, BlobId([3; 16]), 4, 0, b"ha", 0, 1000)
+            .unwrap();
         let other = RoomId([7; 16]);
         store.put(other, blob, 1, 0, b"z", 0, 1000).unwrap();
         let retention = |r: &RoomId| (*r == room).then_some(10 * UNFINISHED_SECS);

@@ -13,8 +13,8 @@ use hearth_protocol::{BlobId, Cap, ErrorCode, Request, Response, RoomId, Seq};
 use super::labels::Named as _;
 use super::{room_error, unexpected, Client, Inner};
 use crate::attachment::{
-    media_type_of, safe_file_name, AttachmentError, Decryptor, Encryptor, FileMessage,
-    CHUNK_SIZE, TAG_LEN,
+    media_type_of, safe_file_name, AttachmentError, Decryptor, Encryptor, FileMessage, CHUNK_SIZE,
+    TAG_LEN,
 };
 use crate::content::Body;
 use crate::error::ClientError;
@@ -225,7 +225,13 @@ impl Inner {
             )))
         })?;
         let result = self
-            .fetch_into(room, &file, &mut cap, std::io::BufWriter::new(out), progress)
+            .fetch_into(
+                room,
+                &file,
+                &mut cap,
+                std::io::BufWriter::new(out),
+                progress,
+            )
             .await;
         let finished = result.and_then(|()| {
             let path = free_name(dir, &name);
