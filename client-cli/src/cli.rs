@@ -143,6 +143,32 @@ pub enum Command {
         /// The message; `-` reads it from standard input (several lines are kept)
         text: String,
     },
+    /// Send a file to a room, end-to-end encrypted (the relay keeps only ciphertext)
+    ///
+    /// The file is encrypted under a key of its own, uploaded in pieces (a lost
+    /// connection resumes where it stopped), then announced with its key inside the
+    /// room's encryption. Members see `[file ID] NAME (TYPE, SIZE)` and save it with
+    /// `hearth save ID`. The relay deletes it with the room's messages.
+    SendFile {
+        /// Room name or id, or @NICK for your private conversation with NICK
+        room: String,
+        /// The file to send
+        path: PathBuf,
+        /// Text sent with the file
+        #[arg(long)]
+        caption: Option<String>,
+    },
+    /// Save a file someone sent: downloaded, decrypted and checked
+    ///
+    /// ID is the one shown in brackets with the file's message (`[file ID]`). The file is
+    /// written under its own name (made safe; a number is added when the name is taken)
+    /// only once it verified.
+    Save {
+        /// The file's id
+        id: String,
+        /// The directory to save into (default: the current directory)
+        dir: Option<PathBuf>,
+    },
     /// Set the display name the people in your rooms see next to your handle
     ///
     /// The name (1 to 32 characters) is sent end-to-end encrypted to every room you are

@@ -113,6 +113,26 @@ async fn through_agent(cli: &cli::Cli) -> Option<u8> {
                     args[dash] = text.clone();
                 }
             }
+            // The agent runs elsewhere: a file's path is made absolute here.
+            let path = match &cli.command {
+                cli::Command::SendFile { path, .. } => Some(path.clone()),
+                cli::Command::Save { dir, .. } => {
+                    Some(dir.clone().unwrap_or_else(|| std::path::PathBuf::from(".")))
+                }
+                _ => None,
+            };
+            if let Some(path) = path {
+                let absolute = std::path::absolute(&path)
+                    .ok()?
+                    .into_os_string()
+                    .into_string()
+                    .ok()?;
+                match args.iter().rposition(|a| std::path::Path::new(a) == path) {
+                    Some(at) => args[at] = absolute,
+                    // `save ID` without a directory: the caller's own.
+                    None => args.push(absolute),
+                }
+            }
             Some(
                 match agent::caller::run(&cli.global, args, full_screen(&cli.command)).await {
                     Ok(code) => code,

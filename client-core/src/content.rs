@@ -94,6 +94,9 @@ pub enum Body {
         /// The reaction, usually one emoji (at most [`MAX_REACTION_LEN`] bytes).
         emoji: String,
     },
+    /// A file: where its encrypted blob is at the relay, its key, and what it is
+    /// (decision 0014). Stored in history like a text, its caption as the text.
+    File(crate::attachment::FileMessage),
 }
 
 /// The longest reaction accepted, in bytes: room for an emoji sequence such as a family
@@ -131,6 +134,7 @@ impl Body {
                 | Body::Delete { .. }
                 | Body::Receipt { .. }
                 | Body::React { .. }
+                | Body::File(_)
         )
     }
 }
@@ -281,6 +285,25 @@ mod tests {
                 target: Seq(t),
                 emoji
             }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                ".{0,16}",
+                proptest::option::of(".{0,16}")
+            )
+                .prop_map(|(blob, key, size, name, caption)| Body::File(
+                    crate::attachment::FileMessage {
+                        blob: hearth_protocol::BlobId(blob),
+                        key: crate::attachment::FileKey(key),
+                        chunk_size: crate::attachment::CHUNK_SIZE,
+                        size,
+                        sha256: key,
+                        name,
+                        media_type: "image/png".into(),
+                        caption,
+                    }
+                )),
         ]
     }
 
@@ -304,6 +327,17 @@ mod tests {
             }),
             8
         );
+        let file = crate::attachment::FileMessage {
+            blob: hearth_protocol::BlobId([0; 16]),
+            key: crate::attachment::FileKey([0; 32]),
+            chunk_size: crate::attachment::CHUNK_SIZE,
+            size: 0,
+            sha256: [0; 32],
+            name: String::new(),
+            media_type: String::new(),
+            caption: None,
+        };
+        assert_eq!(tag(Body::File(file)), 9);
     }
 
     #[test]

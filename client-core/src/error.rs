@@ -186,6 +186,12 @@ pub enum ClientError {
         /// The rooms with that name, by id.
         rooms: Vec<RoomRef>,
     },
+    /// An attachment could not be sealed or opened (see [`crate::attachment`]).
+    #[error("{0}")]
+    Attachment(#[from] crate::attachment::AttachmentError),
+    /// No file in this profile's history has this id.
+    #[error("no file with id {0} in your history: use the id shown in brackets with the file's message ([file ID])")]
+    NoSuchFile(String),
     /// Something else unexpected.
     #[error("{0}")]
     Other(String),

@@ -278,6 +278,46 @@ pub fn get(
         .map(|(record, marks)| record.item_marked(room, seq, marks)))
 }
 
+/// Keeps the attachment of the message at `seq` (its key included) beside its history
+/// row, in `batch`.
+pub fn put_file(
+    batch: &mut WriteBatch<'_>,
+    room: RoomId,
+    seq: Seq,
+    file: &crate::attachment::FileMessage,
+) -> Result<(), ClientError> {
+    let bytes = zeroize::Zeroizing::new(postcard::to_allocvec(file).map_err(store_err)?);
+    batch
+        .put(Table::Files, &key(room, seq), &bytes)
+        .map_err(store_err)
+}
+
+/// The attachments this device holds whose short id
+/// ([`crate::attachment::FileMessage::short_id`]) or full blob id in hex is `id`, with
+/// their room and seq.
+pub fn find_files(
+    store: &EncryptedStore,
+    id: &str,
+) -> Result<Vec<(RoomId, Seq, crate::attachment::FileMessage)>, ClientError> {
+    let id = id.trim().to_ascii_lowercase();
+    let mut found = Vec::new();
+    for (key, value) in store.scan(Table::Files, b"").map_err(store_err)? {
+        let (Some(room), Some(seq)) = (
+            key.get(..16).and_then(|r| <[u8; 16]>::try_from(r).ok()),
+            key.get(16..24).and_then(|s| <[u8; 8]>::try_from(s).ok()),
+        ) else {
+            continue;
+        };
+        let Ok(file) = postcard::from_bytes::<crate::attachment::FileMessage>(&value) else {
+            continue;
+        };
+        if !id.is_empty() && (file.short_id() == id || file.blob.to_hex() == id) {
+            found.push((RoomId(room), Seq(u64::from_be_bytes(seq)), file));
+        }
+    }
+    Ok(found)
+}
+
 /// Whether a message stored by the relay at `time` is past a timer of `expire_secs` at
 /// `now`.
 pub fn expired(time: SystemTime, expire_secs: u64, now: SystemTime) -> bool {
@@ -310,6 +350,8 @@ pub fn purge(
     let mut batch = store.begin().map_err(store_err)?;
     for key in &doomed {
         batch.delete(Table::History, key).map_err(store_err)?;
+        // Its file's key goes with it (the relay deletes the blob by then too).
+        batch.delete(Table::Files, key).map_err(store_err)?;
     }
     batch.commit().map_err(store_err)?;
     Ok(doomed.len())

@@ -14,6 +14,7 @@
 //! - [`transport`]: talking to a relay (QUIC with a pinned key; pluggable for tests).
 //! - [`mls`]: openmls provider, group configuration, persistence of MLS state.
 //! - [`content`]: versioned application content and inbox messages.
+//! - [`attachment`]: files sealed in chunks under a key of their own (decision 0014).
 //! - [`sealed`]: inbox payloads sealed to the recipient, with the sender inside (HPKE).
 //! - [`transcript`]: transcript hashes that expose dropped or forked room logs.
 //! - [`policy`]: room roles and rules, checked on every commit.
@@ -32,6 +33,7 @@ pub mod profile;
 mod secret;
 pub mod store;
 
+pub mod attachment;
 pub mod client;
 pub mod content;
 pub mod error;

@@ -42,6 +42,36 @@ impl fmt::Display for RoomId {
     }
 }
 
+/// A blob (an encrypted attachment) in a room: 16 random bytes chosen by its uploader.
+/// Blobs are addressed by room and id together.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlobId(pub [u8; 16]);
+
+impl BlobId {
+    /// A fresh random blob id.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+        Self(bytes)
+    }
+
+    /// Lowercase hex (the relay's file name for it).
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.0)
+    }
+
+    /// Parses the 32-character hex form.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        from_hex::<16>(text).map(Self)
+    }
+}
+
+impl fmt::Debug for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobId({})", self.to_hex())
+    }
+}
+
 /// An account: the Ed25519 public identity key of one device.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AccountKey(pub [u8; 32]);

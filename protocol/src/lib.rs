@@ -28,7 +28,7 @@ pub use auth::{rotation_message, KeyRotation};
 pub use close::{CloseReason, Retry};
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use ids::{
-    AccountKey, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq, Signature,
+    AccountKey, BlobId, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq, Signature,
 };
 pub use limits::{ALPN, PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 pub use messages::{

@@ -55,3 +55,8 @@ pub const MAX_ROOM_ADMINS: usize = 64;
 /// How many accounts the relay bars from committing in one room (authors of reverted
 /// commits; the oldest is forgotten first).
 pub const MAX_BARRED_PER_ROOM: usize = 64;
+
+/// The most bytes of a blob one [`crate::Request::PutBlob`] carries or one
+/// [`crate::Request::GetBlob`] returns: 512 KiB and a little (eight 64 KiB chunks with
+/// their tags), well under [`MAX_FRAME_LEN`].
+pub const MAX_BLOB_PIECE: usize = 512 * 1024 + 8 * 16;

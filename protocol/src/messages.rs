@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AccountKey, Cap, CapHash, Handle, InviteToken, RoomId, Seq, Signature};
+use crate::ids::{AccountKey, BlobId, Cap, CapHash, Handle, InviteToken, RoomId, Seq, Signature};
 
 /// The first frame a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +320,52 @@ pub enum Request {
         /// The refused commit's sequence number (the room's last commit).
         seq: Seq,
     },
+    /// Store one piece of an encrypted attachment (decision 0014), with the current
+    /// epoch's capability. The piece at offset 0 creates the blob and charges `total`
+    /// bytes to the room; a piece at an offset at or below what the relay holds is
+    /// written from there (resent pieces are harmless), beyond it is refused. Answered,
+    /// once the piece is on disk (fsynced), with [`Response::BlobStored`]; the blob is
+    /// complete (and readable) when `received == total`.
+    PutBlob {
+        /// The room the blob belongs to.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+        /// The blob, chosen at random by the uploader.
+        blob: BlobId,
+        /// The blob's whole size in bytes (the same in every piece).
+        total: u64,
+        /// Where this piece starts.
+        offset: u64,
+        /// The piece (at most [`crate::limits::MAX_BLOB_PIECE`] bytes).
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// How much of a blob the relay holds (to resume an upload), with the current
+    /// epoch's capability. Answered with [`Response::BlobStored`] (`received: 0` for a
+    /// blob it does not hold).
+    BlobStatus {
+        /// The room.
+        room: RoomId,
+        /// The current epoch's capability.
+        cap: Cap,
+        /// The blob.
+        blob: BlobId,
+    },
+    /// Read part of a complete blob. A capability of an ended epoch reads only blobs whose
+    /// upload began before that epoch ended. Answered with [`Response::Blob`].
+    GetBlob {
+        /// The room.
+        room: RoomId,
+        /// A capability of the current or an earlier epoch.
+        cap: Cap,
+        /// The blob.
+        blob: BlobId,
+        /// The first byte wanted.
+        offset: u64,
+        /// The most bytes wanted (capped at [`crate::limits::MAX_BLOB_PIECE`]).
+        len: u32,
+    },
 }
 
 /// A successful answer.
@@ -391,6 +437,22 @@ pub enum Response {
         /// (empty for a room from before the relay kept them: anyone with the current
         /// capability).
         admins: Vec<AccountKey>,
+    },
+    /// Answer to [`Request::PutBlob`] and [`Request::BlobStatus`]: the relay holds the
+    /// blob's bytes up to `received`, on disk.
+    BlobStored {
+        /// Bytes held from the start of the blob.
+        received: u64,
+        /// The blob's whole size (0 for a blob the relay does not hold).
+        total: u64,
+    },
+    /// Answer to [`Request::GetBlob`].
+    Blob {
+        /// The blob's whole size.
+        total: u64,
+        /// The bytes from the offset asked for (fewer than asked only at the end).
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
     },
 }
 
@@ -543,6 +605,8 @@ pub enum ErrorCode {
     /// The relay's disk is nearly full: it stores nothing new until space is freed (reads,
     /// logins and deletions still work).
     StorageFull,
+    /// No such blob in the room (never uploaded, not finished, or deleted by retention).
+    UnknownBlob,
 }
 
 /// An error answer: a code for programs and a message for people.
@@ -714,6 +778,34 @@ mod tests {
                     payload
                 }),
             any::<bool>().prop_map(|on| Request::WatchRegistrations { on }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 16]>(),
+                any::<u64>(),
+                any::<u64>(),
+                payload()
+            )
+                .prop_map(|(r, b, total, offset, data)| Request::PutBlob {
+                    room: RoomId(r),
+                    cap: Cap([7; 32]),
+                    blob: BlobId(b),
+                    total,
+                    offset,
+                    data,
+                }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 16]>(),
+                any::<u64>(),
+                any::<u32>()
+            )
+                .prop_map(|(r, b, offset, len)| Request::GetBlob {
+                    room: RoomId(r),
+                    cap: Cap([7; 32]),
+                    blob: BlobId(b),
+                    offset,
+                    len,
+                }),
         ]
     }
 
@@ -811,5 +903,15 @@ mod tests {
         assert_eq!(event(&notice), 4);
         let response = |r: &Response| postcard::to_allocvec(r).unwrap()[0];
         assert_eq!(response(&Response::PublicRooms(Vec::new())), 10);
+        let (room, cap, blob) = (RoomId([0; 16]), Cap([0; 32]), BlobId([0; 16]));
+        assert_eq!(index(&Request::BlobStatus { room, cap, blob }), 29);
+        let stored = Response::BlobStored {
+            received: 0,
+            total: 0,
+        };
+        assert_eq!(response(&stored), 13);
+        let code = |c: ErrorCode| postcard::to_allocvec(&c).unwrap()[0];
+        assert_eq!(code(ErrorCode::StorageFull), 20);
+        assert_eq!(code(ErrorCode::UnknownBlob), 21);
     }
 }

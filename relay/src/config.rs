@@ -134,6 +134,14 @@ pub struct RelayConfig {
     /// only that account's own sessions, never others at the same address. Together with
     /// `max_queued_bytes_per_connection` it bounds the memory one account can hold.
     pub max_sessions_per_account: usize,
+    /// The largest attachment (an encrypted blob, padded: up to 12 % above the file's own
+    /// size) one upload may store. Refused with `TooLarge` before anything is written.
+    pub max_file_bytes: u64,
+    /// Bytes of attachments one room may keep stored (charged to the room, never to an
+    /// account: decision 0014), counted in full from the start of an upload and given
+    /// back when retention deletes the blob. Refused with `QuotaExceeded`. Hits only that
+    /// room's uploads; its messages are charged separately.
+    pub blob_quota_bytes_per_room: u64,
 }
 
 impl Default for RelayConfig {
@@ -164,6 +172,8 @@ impl Default for RelayConfig {
             max_queued_bytes_per_connection: 4 * 1024 * 1024,
             write_stall_secs: 60,
             max_sessions_per_account: 16,
+            max_file_bytes: 100 * 1024 * 1024,
+            blob_quota_bytes_per_room: 1024 * 1024 * 1024,
         }
     }
 }
@@ -345,6 +355,12 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # Connections one account (one device) may have open at once; a newer one takes the place
 # of the one heard from least recently (a vanished one first).
 # max_sessions_per_account = 16
+
+# Attachments: the largest one file may be once encrypted and padded (100 MiB; a file
+# needs up to 12 % less), and the bytes of files one room may keep (1 GiB). Files are
+# deleted with the room's messages when its retention runs out.
+# max_file_bytes = 104857600
+# blob_quota_bytes_per_room = 1073741824
 "#;
 
 impl RelayConfig {

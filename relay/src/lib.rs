@@ -8,6 +8,8 @@
 //!   group-commit writer, live fan-out) and one [`service::Session`] per connection.
 //! - [`server`]: the quinn accept loop, TLS certificate and per-connection driver;
 //!   [`server::start`] runs a relay in-process and returns a [`server::RunningRelay`].
+//! - [`blobs`]: encrypted attachments as files beside the store, uploaded in fsynced
+//!   pieces, charged to their room, deleted with its retention (decision 0014).
 //! - [`external_join`]: the check of an external commit (a public-room join) before it is
 //!   appended, the one MLS message the relay reads.
 //! - [`key_packages`]: the check of KeyPackages on publish (they must name their
@@ -22,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod blobs;
 pub mod config;
 pub mod external_join;
 pub mod inspect;

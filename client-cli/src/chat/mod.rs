@@ -560,6 +560,34 @@ async fn execute(
                 screen.say(render::message(item, &names, &state.me, quote.as_deref()));
             }
         }
+        Command::File(path) => {
+            let room = current()?;
+            let path = chat_path(&path)?;
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            screen.say(format!("* sending {}…", inert(&name)));
+            client.send_file(room, &path, None, &|_, _| {}).await?;
+        }
+        Command::Save { id, dir } => {
+            let dir = match dir {
+                Some(dir) => chat_path(&dir)?,
+                None => dirs::download_dir()
+                    .or_else(dirs::home_dir)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("no Downloads folder: name one, /save ID DIR")
+                    })?,
+            };
+            screen.say(format!("* saving file {}…", inert(&id)));
+            let saved = client.save_file(&id, &dir, &|_, _| {}).await?;
+            screen.say(format!(
+                "* saved {} ({}, checked)",
+                inert(&saved.path.to_string_lossy()),
+                hearth_core::attachment::human_size(saved.size)
+            ));
+        }
         Command::Bye => {}
     }
     Ok(())
@@ -624,4 +652,23 @@ async fn show_room(
 
 async fn room_names(client: &Client) -> render::Rooms {
     render::Rooms::of(client).await
+}
+
+/// A path typed in the chat: `~/` is the home directory; a relative path is relative to
+/// the current directory, which only a chat running in this process has (the agent's is
+/// not the terminal's).
+fn chat_path(text: &str) -> anyhow::Result<std::path::PathBuf> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("~/") {
+        let home = dirs::home_dir().ok_or_else(|| anyhow::anyhow!("no home directory"))?;
+        return Ok(home.join(rest));
+    }
+    let path = std::path::PathBuf::from(text);
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    if crate::console::caller().is_some() {
+        anyhow::bail!("give the full path (starting with / or ~/): the chat runs in the background agent, which does not know this terminal's directory");
+    }
+    Ok(std::path::absolute(&path)?)
 }

@@ -94,6 +94,15 @@ pub enum Command {
     },
     /// `/search TEXT`
     Search(String),
+    /// `/file PATH`
+    File(String),
+    /// `/save ID [DIR]`
+    Save {
+        /// The file's id.
+        id: String,
+        /// Where to save it.
+        dir: Option<String>,
+    },
 }
 
 /// Name, usage and one line of help for every command, in the order `/help` lists them.
@@ -208,6 +217,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "/search TEXT",
         "the room's messages that contain TEXT (full screen: highlights them; also Ctrl-F)",
     ),
+    (
+        "file",
+        "/file PATH",
+        "send a file to the current room, end-to-end encrypted",
+    ),
+    (
+        "save",
+        "/save ID [DIR]",
+        "save the file [file ID] into DIR (default: your Downloads folder)",
+    ),
 ];
 
 /// The usage line of a command, for error messages.
@@ -319,6 +338,18 @@ pub fn parse(line: &str) -> Result<Input, String> {
             _ => return Err(format!("usage: {} (one reaction)", usage("react"))),
         },
         "search" | "find" => Command::Search(text("search")?),
+        "file" | "upload" => Command::File(text("file")?),
+        "save" => match rest.split_once(char::is_whitespace) {
+            Some((id, dir)) => Command::Save {
+                id: id.to_string(),
+                dir: Some(dir.trim().to_string()),
+            },
+            None if !rest.is_empty() => Command::Save {
+                id: rest.to_string(),
+                dir: None,
+            },
+            None => return Err(format!("usage: {}", usage("save"))),
+        },
         other => {
             return Err(format!(
                 "unknown command /{other}: type /help for the list (start with // to send a message beginning with /)"

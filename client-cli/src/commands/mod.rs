@@ -3,6 +3,7 @@
 mod backup;
 mod config;
 mod docs;
+pub mod files;
 mod identity;
 mod messages;
 mod relay;
@@ -36,6 +37,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::RotateKey { yes } => identity::rotate_key(global, yes).await,
         Command::Room(command) => room::run(global, command).await,
         Command::Send { room, text } => messages::send(global, &room, &text).await,
+        Command::SendFile {
+            room,
+            path,
+            caption,
+        } => files::send_file(global, &room, &path, caption).await,
+        Command::Save { id, dir } => files::save(global, &id, dir.as_deref()).await,
         Command::Nick { name } => messages::nick(global, &name).await,
         Command::Read {
             room,

@@ -19,6 +19,8 @@ pub mod authentication;
 pub use authentication::Impostor;
 mod direct;
 mod driver;
+mod files;
+pub use files::{Progress, SavedFile};
 #[doc(hidden)]
 pub mod fuzzing;
 mod heads;

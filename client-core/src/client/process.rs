@@ -24,6 +24,8 @@ use crate::policy::{self, Changes, PolicyViolation, Removal};
 pub(crate) struct Effects {
     pub events: Vec<ClientEvent>,
     pub history: Option<HistoryRecord>,
+    /// The attachment of the message kept in history (see [`crate::history::put_file`]).
+    pub file: Option<crate::attachment::FileMessage>,
     /// An edit, deletion or reaction of an earlier message (see [`crate::history::apply`]).
     pub annotation: Option<Annotation>,
     /// Contacts seen in added leaves: (handle, key).
@@ -224,6 +226,7 @@ impl Inner {
         }
         let contacts = self.check_contacts(&fx.contacts, &mut fx.events);
         let history = fx.history.take();
+        let file = fx.file.take();
         let annotation = fx.annotation.take();
         let mut changed = None;
         let rolled_back = fx.rolled_back;
@@ -265,6 +268,9 @@ impl Inner {
             }
             if let Some(record) = &history {
                 record.put(batch, room.id, seq)?;
+                if let Some(file) = &file {
+                    crate::history::put_file(batch, room.id, seq, file)?;
+                }
             }
             if let Some(annotation) = &annotation {
                 changed = crate::history::apply(batch, room.id, annotation)?;
@@ -361,6 +367,8 @@ fn own_message(room: &mut Room, entry: &Entry, body: Body, fx: &mut Effects) {
         fx.profile = room.own_handle().map(|me| (me, display_name));
         return;
     }
+    let (body, file) = file_as_text(body);
+    fx.file = file;
     if let Body::Text { text, reply_to } = body {
         let Some(sender) = room.own_handle() else {
             return;
@@ -375,6 +383,31 @@ fn own_message(room: &mut Room, entry: &Entry, body: Body, fx: &mut Effects) {
         fx.events
             .push(ClientEvent::Message(record.item(room.id, entry.seq)));
         fx.history = Some(record);
+    }
+}
+
+/// A file message as the text it is kept as in history (see
+/// [`crate::attachment::FileMessage::describe`]), and the file; a file message that fails
+/// its checks is kept as a text saying so, without the file.
+fn file_as_text(body: Body) -> (Body, Option<crate::attachment::FileMessage>) {
+    let Body::File(file) = body else {
+        return (body, None);
+    };
+    match file.check() {
+        Ok(()) => (
+            Body::Text {
+                text: file.describe(),
+                reply_to: None,
+            },
+            Some(file),
+        ),
+        Err(e) => (
+            Body::Text {
+                text: format!("[a file that cannot be opened: {e}]"),
+                reply_to: None,
+            },
+            None,
+        ),
     }
 }
 
@@ -462,7 +495,9 @@ impl Inner {
                 if accepted {
                     fx.annotation = Annotation::of(content.body(), &sender);
                 }
-                if let (true, Body::Text { text, reply_to }) = (accepted, content.body().clone()) {
+                let (body, file) = file_as_text(content.body().clone());
+                if let (true, Body::Text { text, reply_to }) = (accepted, body) {
+                    fx.file = file;
                     let record = HistoryRecord {
                         sender,
                         text,

@@ -59,11 +59,13 @@ pub enum Table {
     Invitations,
     /// User settings (and the identity secret key).
     Settings,
+    /// Attachments of messages in history (their keys): same key as the history row.
+    Files,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Meta,
         Table::Mls,
         Table::Rooms,
@@ -71,6 +73,7 @@ impl Table {
         Table::Contacts,
         Table::Invitations,
         Table::Settings,
+        Table::Files,
     ];
 
     /// The table's stable name in the file.
@@ -83,6 +86,7 @@ impl Table {
             Table::Contacts => "contacts",
             Table::Invitations => "invitations",
             Table::Settings => "settings",
+            Table::Files => "files",
         }
     }
 
@@ -484,7 +488,8 @@ mod tests {
                 "history",
                 "contacts",
                 "invitations",
-                "settings"
+                "settings",
+                "files"
             ]
         );
     }

@@ -8,6 +8,7 @@
 
 pub mod address;
 pub mod audit;
+mod blob_requests;
 pub mod commit_authors;
 mod hub;
 mod metrics;
@@ -300,8 +301,9 @@ pub(crate) struct Shared {
             tokio::task::JoinHandle<()>,
         )>,
     >,
-    floor: Arc<writer::DiskFloor>,
+    pub(crate) floor: Arc<writer::DiskFloor>,
     health: Arc<writer::StoreHealth>,
+    pub(crate) blobs: Arc<crate::blobs::BlobStore>,
 }
 
 /// The relay's shared state; cheap to clone.
@@ -332,6 +334,13 @@ impl Relay {
             audit_log.clone(),
         );
         let rate = RateLimiter::new(config.rate_per_second, config.rate_burst);
+        let blobs = Arc::new(crate::blobs::BlobStore::open(
+            &config.data_dir,
+            crate::blobs::BlobLimits {
+                max_file_bytes: config.max_file_bytes,
+                quota_bytes_per_room: config.blob_quota_bytes_per_room,
+            },
+        ));
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -354,6 +363,7 @@ impl Relay {
                 writer_task: Mutex::new(Some((close, task))),
                 floor,
                 health,
+                blobs,
             }),
         }
     }
@@ -464,9 +474,30 @@ impl Relay {
             }
             match scan.next {
                 Some(next) => cursor = next,
-                None => return Ok(totals),
+                None => break,
             }
         }
+        let (store, blobs) = (self.shared.store.clone(), self.shared.blobs.clone());
+        totals.blobs = tokio::task::spawn_blocking(move || {
+            blobs.sweep(now, |room| match store.room(room) {
+                Ok(Some(record)) => Some(
+                    record
+                        .retention_secs
+                        .map_or(retention_secs, |r| r.min(retention_secs)),
+                ),
+                Ok(None) => None,
+                // Unknown today: kept until a sweep can tell.
+                Err(_) => Some(u64::MAX),
+            })
+        })
+        .await
+        .map_err(|_| writer::internal())?;
+        Ok(totals)
+    }
+
+    /// The blob store (attachments, decision 0014).
+    pub fn blobs(&self) -> &Arc<crate::blobs::BlobStore> {
+        &self.shared.blobs
     }
 
     /// Writes the audit records counted so far, and returns once they are stored.
@@ -522,6 +553,8 @@ pub struct SweepTotals {
     pub scans: u64,
     /// Deleting write ops applied.
     pub batches: u64,
+    /// Blobs (attachments) deleted.
+    pub blobs: u64,
 }
 
 /// A fresh token and the op that stores its hash.

@@ -1001,6 +1001,9 @@ impl Session {
                 };
                 self.pending(op, |_| Response::Done).await
             }
+            Request::PutBlob { .. } | Request::BlobStatus { .. } | Request::GetBlob { .. } => {
+                Reply::Ready(super::blob_requests::handle(&self.shared, request).await)
+            }
             Request::RevertCommit { room, cap, seq } => {
                 let op = WriteOp::RevertCommit {
                     room,

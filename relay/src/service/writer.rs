@@ -62,7 +62,7 @@ impl DiskFloor {
     }
 
     /// Whether the free space is under the floor now (unknown counts as enough).
-    fn low(&self) -> bool {
+    pub(crate) fn low(&self) -> bool {
         crate::admin::DiskSpace::of(&self.dir)
             .is_ok_and(|d| d.free_bytes < self.min_free.load(Ordering::SeqCst))
     }

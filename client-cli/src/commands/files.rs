@@ -1,0 +1,180 @@
+//! `hearth send-file` and `hearth save` (decision 0014), and the progress they show.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use hearth_core::attachment::human_size;
+use hearth_core::Client;
+use hearth_protocol::RoomId;
+use serde_json::json;
+
+use crate::cli::GlobalArgs;
+use crate::inert::inert;
+use crate::output;
+use crate::session;
+
+/// Transfers of more than this many bytes show progress.
+pub const PROGRESS_FROM: u64 = 4 * 1024 * 1024;
+
+/// Progress of one transfer: a bar on this terminal's standard error when the command
+/// runs here, else (inside the agent) a line to the caller at every quarter.
+pub struct Transfer {
+    bar: Option<indicatif::ProgressBar>,
+    verb: &'static str,
+    quarter: std::sync::atomic::AtomicU64,
+    started: Instant,
+}
+
+impl Transfer {
+    /// Progress for a transfer named by `verb` ("uploading", "downloading").
+    pub fn new(verb: &'static str, json: bool) -> Self {
+        use std::io::IsTerminal;
+        let here = crate::console::caller().is_none();
+        let bar = (here && !json && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::hidden();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(verb);
+            bar
+        });
+        Self {
+            bar,
+            verb,
+            quarter: std::sync::atomic::AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Told `done` of `total` bytes.
+    pub fn update(&self, done: u64, total: u64) {
+        if total < PROGRESS_FROM {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => {
+                if bar.is_hidden() {
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            None => {
+                let quarter = done * 4 / total;
+                let last = self
+                    .quarter
+                    .swap(quarter, std::sync::atomic::Ordering::Relaxed);
+                if quarter > last && quarter < 4 {
+                    errln!(
+                        "{} {}% ({} of {})",
+                        self.verb,
+                        quarter * 25,
+                        human_size(done),
+                        human_size(total)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Ends the bar; returns the throughput text for `bytes` since the start.
+    pub fn finish(&self, bytes: u64) -> String {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "{:.1} s, {}/s",
+            secs,
+            human_size((bytes as f64 / secs) as u64)
+        )
+    }
+}
+
+/// `hearth send-file ROOM PATH [--caption TEXT]`.
+pub async fn send_file(
+    global: &GlobalArgs,
+    room: &str,
+    path: &Path,
+    caption: Option<String>,
+) -> Result<()> {
+    let client = session::connect(global).await?;
+    let result = async {
+        let id = session::resolve_room(&client, room).await?;
+        upload(&client, global.json, id, path, caption).await
+    }
+    .await;
+    client.close().await;
+    result
+}
+
+/// Sends one file to `room` with progress, and says so.
+pub async fn upload(
+    client: &Client,
+    json: bool,
+    room: RoomId,
+    path: &Path,
+    caption: Option<String>,
+) -> Result<()> {
+    let transfer = Transfer::new("uploading", json);
+    let seq = client
+        .send_file(room, path, caption, &|d, t| transfer.update(d, t))
+        .await?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let speed = transfer.finish(size);
+    let room = client.room_ref(room).await;
+    if json {
+        outln!(
+            "{}",
+            output::with_room(&room, json!({"seq": seq.0, "bytes": size}))
+        );
+    } else {
+        outln!(
+            "Sent {} ({}) to {} in {speed}.",
+            inert(&path.file_name().unwrap_or_default().to_string_lossy()),
+            human_size(size),
+            output::room_name(&room)
+        );
+    }
+    Ok(())
+}
+
+/// `hearth save ID [DIR]`.
+pub async fn save(global: &GlobalArgs, id: &str, dir: Option<&Path>) -> Result<()> {
+    let client = session::connect(global).await?;
+    let result = download(&client, global.json, id, dir).await;
+    client.close().await;
+    result
+}
+
+/// Saves the file `id` into `dir` (the current directory when none) with progress, and
+/// says where.
+pub async fn download(client: &Client, json: bool, id: &str, dir: Option<&Path>) -> Result<()> {
+    let dir = match dir {
+        Some(dir) => dir.to_path_buf(),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let transfer = Transfer::new("downloading", json);
+    let saved = client
+        .save_file(id, &dir, &|d, t| transfer.update(d, t))
+        .await?;
+    let speed = transfer.finish(saved.size);
+    if json {
+        outln!(
+            "{}",
+            json!({"path": saved.path.to_string_lossy(), "bytes": saved.size})
+        );
+    } else {
+        outln!(
+            "Saved {} ({}, checked) in {speed}.",
+            inert(&saved.path.to_string_lossy()),
+            human_size(saved.size)
+        );
+    }
+    Ok(())
+}

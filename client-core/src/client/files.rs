@@ -1,0 +1,341 @@
+//! Sending and saving files (decision 0014): a file is sealed with [`crate::attachment`],
+//! uploaded to the room's blob store at the relay piece by piece (each piece on the
+//! relay's disk before the next is sent), and announced by a [`Body::File`] message that
+//! carries its key; saving fetches the blob with the room's capability, opens it and
+//! moves it into place only once it verified.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hearth_protocol::limits::MAX_BLOB_PIECE;
+use hearth_protocol::{BlobId, Cap, ErrorCode, Request, Response, RoomId, Seq};
+
+use super::labels::Named as _;
+use super::{room_error, unexpected, Client, Inner};
+use crate::attachment::{
+    media_type_of, safe_file_name, AttachmentError, Decryptor, Encryptor, FileMessage, CHUNK_SIZE,
+    TAG_LEN,
+};
+use crate::content::Body;
+use crate::error::ClientError;
+
+/// Chunks per uploaded piece: 8 chunks of 64 KiB and their tags, [`MAX_BLOB_PIECE`].
+const CHUNKS_PER_PIECE: usize = MAX_BLOB_PIECE / (CHUNK_SIZE as usize + TAG_LEN);
+/// How long a transfer waits for a lost connection to come back before it gives up.
+const RECONNECT_WAIT: Duration = Duration::from_secs(60);
+const RECONNECT_POLL: Duration = Duration::from_millis(200);
+
+/// Told how far a transfer got: bytes done and bytes in all (of the encrypted blob).
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
+
+/// An attachment this device holds in its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFile {
+    /// Where it was written.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+fn io(e: std::io::Error) -> ClientError {
+    ClientError::Attachment(AttachmentError::from(e))
+}
+
+fn joined(e: tokio::task::JoinError) -> ClientError {
+    ClientError::Other(format!("a file task failed: {e}"))
+}
+
+impl Client {
+    /// Sends the file at `path` to `room`: sealed under a fresh key, uploaded, then
+    /// announced with `caption`. Returns the announcing message's seq. `progress` is told
+    /// after every piece the relay stored.
+    pub async fn send_file(
+        &self,
+        room: RoomId,
+        path: &Path,
+        caption: Option<String>,
+        progress: Progress<'_>,
+    ) -> Result<Seq, ClientError> {
+        self.inner
+            .send_file(room, path, caption, progress)
+            .named(&self.inner)
+            .await
+    }
+
+    /// Saves the file whose id (as shown with its message) is `id` into `dir`: fetched,
+    /// opened and checked, then written under its own name made safe (with a number added
+    /// when that name is taken). `progress` is told after every piece fetched.
+    pub async fn save_file(
+        &self,
+        id: &str,
+        dir: &Path,
+        progress: Progress<'_>,
+    ) -> Result<SavedFile, ClientError> {
+        self.inner
+            .save_file(id, dir, progress)
+            .named(&self.inner)
+            .await
+    }
+}
+
+impl Inner {
+    /// The current epoch's capability of a room we can write to, after catching up.
+    async fn current_cap(&self, room: RoomId) -> Result<Cap, ClientError> {
+        let mut guard = self.usable_room(room).await?;
+        self.catch_up(&mut guard).await?;
+        if guard.removed {
+            return Err(ClientError::RemovedFromRoom(room.into()));
+        }
+        self.engine().cap(&guard.group)
+    }
+
+    /// Sends `request` until it is answered, waiting for a lost connection to come back
+    /// (up to [`RECONNECT_WAIT`]); a stale capability is renewed by `renew`.
+    async fn call_through(
+        &self,
+        room: RoomId,
+        mut request: impl FnMut(Cap) -> Request,
+        cap: &mut Cap,
+    ) -> Result<Response, ClientError> {
+        let deadline = Instant::now() + RECONNECT_WAIT;
+        loop {
+            match self.call(request(cap.clone())).await {
+                Ok(response) => return Ok(response),
+                Err(e) if e.code() == Some(ErrorCode::StaleEpoch) => {
+                    *cap = self.current_cap(room).await?;
+                }
+                Err(
+                    e @ (ClientError::NotConnected
+                    | ClientError::Unreachable { .. }
+                    | ClientError::ClosedByRelay(_)),
+                ) => {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(RECONNECT_POLL).await;
+                }
+                Err(e) => return Err(room_error(room, e)),
+            }
+        }
+    }
+
+    async fn send_file(
+        &self,
+        room: RoomId,
+        path: &Path,
+        caption: Option<String>,
+        progress: Progress<'_>,
+    ) -> Result<Seq, ClientError> {
+        let file = std::fs::File::open(path).map_err(|e| {
+            ClientError::Attachment(AttachmentError::Io(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        })?;
+        let size = file.metadata().map_err(io)?.len();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let mut sealer = Encryptor::new(std::io::BufReader::new(file), size)?;
+        let total = sealer.sealed_len();
+        let blob = BlobId::random();
+        let mut cap = self.current_cap(room).await?;
+        let mut offset = 0u64;
+        progress(0, total);
+        loop {
+            let (back, piece) = tokio::task::spawn_blocking(move || {
+                let mut piece = Vec::with_capacity(MAX_BLOB_PIECE);
+                for _ in 0..CHUNKS_PER_PIECE {
+                    match sealer.next_chunk(&mut piece) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => return (sealer, Err(e)),
+                    }
+                }
+                (sealer, Ok(piece))
+            })
+            .await
+            .map_err(joined)?;
+            sealer = back;
+            let piece = piece?;
+            if piece.is_empty() {
+                break;
+            }
+            let len = piece.len() as u64;
+            let response = self
+                .call_through(
+                    room,
+                    |cap| Request::PutBlob {
+                        room,
+                        cap,
+                        blob,
+                        total,
+                        offset,
+                        data: piece.clone(),
+                    },
+                    &mut cap,
+                )
+                .await?;
+            match response {
+                Response::BlobStored { received, .. } if received == offset + len => {}
+                other => return Err(unexpected(&other)),
+            }
+            offset += len;
+            progress(offset, total);
+        }
+        if offset != total {
+            return Err(AttachmentError::Changed.into());
+        }
+        let media_type = media_type_of(&name).to_string();
+        let message = sealer.finish(blob, name, media_type, caption)?;
+        self.send_body_settled(room, Body::File(message)).await
+    }
+
+    async fn save_file(
+        &self,
+        id: &str,
+        dir: &Path,
+        progress: Progress<'_>,
+    ) -> Result<SavedFile, ClientError> {
+        let mut found = crate::history::find_files(self.profile.store(), id)?;
+        let (room, _, file) = match found.len() {
+            0 => return Err(ClientError::NoSuchFile(id.to_string())),
+            1 => found.remove(0),
+            _ => {
+                return Err(ClientError::Other(format!(
+                    "several files have the id {id}: give the longer id (32 characters)"
+                )))
+            }
+        };
+        let mut cap = {
+            let guard = self.room(room)?.lock_owned().await;
+            if guard.removed {
+                // Its group is evicted: no capability to fetch with (decision 0014).
+                return Err(ClientError::RemovedFromRoom(room.into()));
+            }
+            self.engine().cap(&guard.group)?
+        };
+        let name = safe_file_name(&file.name);
+        let part = dir.join(format!(".{name}.{}.part", file.short_id()));
+        let out = std::fs::File::create(&part).map_err(|e| {
+            ClientError::Attachment(AttachmentError::Io(format!(
+                "cannot write in {}: {e}",
+                dir.display()
+            )))
+        })?;
+        let result = self
+            .fetch_into(
+                room,
+                &file,
+                &mut cap,
+                std::io::BufWriter::new(out),
+                progress,
+            )
+            .await;
+        let finished = result.and_then(|()| {
+            let path = free_name(dir, &name);
+            std::fs::rename(&part, &path).map_err(io)?;
+            Ok(SavedFile {
+                path,
+                size: file.size,
+            })
+        });
+        if finished.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        finished
+    }
+
+    async fn fetch_into(
+        &self,
+        room: RoomId,
+        file: &FileMessage,
+        cap: &mut Cap,
+        out: std::io::BufWriter<std::fs::File>,
+        progress: Progress<'_>,
+    ) -> Result<(), ClientError> {
+        let mut opener = Decryptor::new(file, out)?;
+        let expected = opener.sealed_len();
+        let blob = file.blob;
+        let mut offset = 0u64;
+        progress(0, expected);
+        while offset < expected {
+            let response = self
+                .call_through(
+                    room,
+                    |cap| Request::GetBlob {
+                        room,
+                        cap,
+                        blob,
+                        offset,
+                        len: MAX_BLOB_PIECE as u32,
+                    },
+                    cap,
+                )
+                .await?;
+            let Response::Blob { total, data } = response else {
+                return Err(unexpected(&response));
+            };
+            if total < expected || data.is_empty() {
+                return Err(AttachmentError::Truncated {
+                    got: total.min(offset),
+                    expected,
+                }
+                .into());
+            }
+            if total > expected {
+                return Err(AttachmentError::TooLong { expected }.into());
+            }
+            offset += data.len() as u64;
+            opener = tokio::task::spawn_blocking(move || opener.push(&data).map(|()| opener))
+                .await
+                .map_err(joined)??;
+            progress(offset, expected);
+        }
+        let out = tokio::task::spawn_blocking(move || opener.finish())
+            .await
+            .map_err(joined)??;
+        out.into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)
+    }
+}
+
+/// `dir/name`, or `dir/stem (n).ext` with the first free `n` when that is taken.
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
+        _ => (name, String::new()),
+    };
+    (1..)
+        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_name_gets_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(free_name(dir.path(), "a.jpg"), dir.path().join("a.jpg"));
+        std::fs::write(dir.path().join("a.jpg"), b"x").unwrap();
+        assert_eq!(free_name(dir.path(), "a.jpg"), dir.path().join("a (1).jpg"));
+        std::fs::write(dir.path().join("notes"), b"x").unwrap();
+        assert_eq!(free_name(dir.path(), "notes"), dir.path().join("notes (1)"));
+    }
+
+    #[test]
+    fn a_piece_is_whole_chunks_within_the_limit() {
+        assert_eq!(CHUNKS_PER_PIECE, 8);
+        assert!(CHUNKS_PER_PIECE * (CHUNK_SIZE as usize + TAG_LEN) <= MAX_BLOB_PIECE);
+    }
+}
