@@ -7,34 +7,46 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// A room: the MLS group id, 16 random bytes chosen by the room's creator.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RoomId(pub [u8; 16]);
+/// A 16-byte random id: `random`, the lowercase hex form both ways, and `Debug` as
+/// `Name(hex)`.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub struct $name(pub [u8; 16]);
 
-impl RoomId {
-    /// A fresh random room id.
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-        Self(bytes)
-    }
+        impl $name {
+            /// A fresh random id.
+            pub fn random() -> Self {
+                let mut bytes = [0u8; 16];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+                Self(bytes)
+            }
 
-    /// Lowercase hex, as shown in logs and on the command line.
-    pub fn to_hex(&self) -> String {
-        to_hex(&self.0)
-    }
+            /// Lowercase hex, as shown in logs and on the command line (and, for a blob,
+            /// the relay's file name for it).
+            pub fn to_hex(&self) -> String {
+                to_hex(&self.0)
+            }
 
-    /// Parses the 32-character hex form.
-    pub fn from_hex(text: &str) -> Option<Self> {
-        from_hex::<16>(text).map(Self)
-    }
+            /// Parses the 32-character hex form.
+            pub fn from_hex(text: &str) -> Option<Self> {
+                from_hex::<16>(text).map(Self)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.to_hex())
+            }
+        }
+    };
 }
 
-impl fmt::Debug for RoomId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RoomId({})", self.to_hex())
-    }
-}
+random_id!(
+    /// A room: the MLS group id, 16 random bytes chosen by the room's creator.
+    RoomId
+);
 
 impl fmt::Display for RoomId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -42,35 +54,11 @@ impl fmt::Display for RoomId {
     }
 }
 
-/// A blob (an encrypted attachment) in a room: 16 random bytes chosen by its uploader.
-/// Blobs are addressed by room and id together.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BlobId(pub [u8; 16]);
-
-impl BlobId {
-    /// A fresh random blob id.
-    pub fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-        Self(bytes)
-    }
-
-    /// Lowercase hex (the relay's file name for it).
-    pub fn to_hex(&self) -> String {
-        to_hex(&self.0)
-    }
-
-    /// Parses the 32-character hex form.
-    pub fn from_hex(text: &str) -> Option<Self> {
-        from_hex::<16>(text).map(Self)
-    }
-}
-
-impl fmt::Debug for BlobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlobId({})", self.to_hex())
-    }
-}
+random_id!(
+    /// A blob (an encrypted attachment) in a room: 16 random bytes chosen by its
+    /// uploader. Blobs are addressed by room and id together.
+    BlobId
+);
 
 /// An account: the Ed25519 public identity key of one device.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
