@@ -232,7 +232,7 @@ mod tests {
         let sealed = seal(&alice, &bob.account(), b"welcome").unwrap();
         let opened_by_bob = {
             let outer: Outer = postcard::from_bytes(&sealed).unwrap();
-            let plaintext = RustCrypto::default()
+            RustCrypto::default()
                 .hpke_open(
                     config(),
                     &HpkeCiphertext {
@@ -243,8 +243,7 @@ mod tests {
                     INFO,
                     &bob.account().0,
                 )
-                .unwrap();
-            plaintext
+                .unwrap()
         };
         let pk_carol = recipient_key(&carol.account()).unwrap();
         let resealed = RustCrypto::default()

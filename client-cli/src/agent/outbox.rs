@@ -78,7 +78,8 @@ impl CallerTx {
     }
 
     /// Whether the caller was cut off for falling behind.
-    pub fn fell_behind(&self) -> bool {
+    #[cfg(test)]
+    fn fell_behind(&self) -> bool {
         self.shared.overflowed.load(Ordering::Acquire)
     }
 }

@@ -406,9 +406,8 @@ async fn connection(stream: UnixStream, shared: Shared, control: &Control) -> Re
             room: crate::error::room(&err),
         },
     };
-    if !to_caller.fell_behind() {
-        to_caller.send(done);
-    }
+    // Not queued for a caller cut off for falling behind: it was told why instead.
+    to_caller.send(done);
     drop(to_caller);
     let _ = writer.await;
     Ok(())
