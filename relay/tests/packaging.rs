@@ -250,11 +250,15 @@ fn the_build_scripts_list_what_is_missing_and_build_nothing() {
     }
 }
 
-/// `systemd-analyze`, or `None` (with a note) on a machine without systemd.
+/// `systemd-analyze`, or `None` (with a note) on a machine without systemd; a panic when
+/// `HEARTH_REQUIRE_SYSTEMD_ANALYZE` is set (CI) and it is missing.
 fn systemd_analyze() -> Option<Command> {
     let found = Command::new("systemd-analyze").arg("--version").output();
     if found.is_ok_and(|o| o.status.success()) {
         Some(Command::new("systemd-analyze"))
+    } else if std::env::var_os("HEARTH_REQUIRE_SYSTEMD_ANALYZE").is_some() {
+        // .ci/run installs it: there the check must run, not pass by being skipped.
+        panic!("systemd-analyze is required (HEARTH_REQUIRE_SYSTEMD_ANALYZE) but not installed");
     } else {
         eprintln!("systemd-analyze is not installed: the unit was not analysed");
         None
