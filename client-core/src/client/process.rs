@@ -285,9 +285,7 @@ impl Inner {
                 own_message(room, entry, body, &mut fx);
                 Ok(Step::Done)
             }
-            Some(Inflight::Commit { .. }) => {
-                own_commit(&engine, room, &mut fx).map(|()| Step::Done)
-            }
+            Some(Inflight::Commit { .. }) => own_commit(engine, room, &mut fx).map(|()| Step::Done),
             Some(Inflight::CommitWithWelcome { welcome, to, .. }) => {
                 // Our commit is in the log at this seq: its Welcome is owed now.
                 let hash = room.rec.transcript.hash_at(entry.seq).unwrap_or([0; 32]);
@@ -298,7 +296,7 @@ impl Inner {
                     welcome,
                     to,
                 });
-                own_commit(&engine, room, &mut fx).map(|()| Step::Done)
+                own_commit(engine, room, &mut fx).map(|()| Step::Done)
             }
             None => {
                 if entry.kind == EntryKind::Commit && room.group.pending_commit().is_some() {
@@ -308,7 +306,7 @@ impl Inner {
                         .map_err(crate::error::mls)?;
                     room.rec.inflight = None;
                 }
-                self.foreign(&engine, room, entry, &mut fx)
+                self.foreign(engine, room, entry, &mut fx)
             }
         };
         let result = match result {
