@@ -148,11 +148,10 @@ impl Inner {
                 engine.persist(self.profile.store(), |b| room.save(b))?;
                 continue;
             }
-            for entry in &entries {
-                self.process_entry(room, entry).await?;
-                if room.removed {
-                    return Ok(());
-                }
+            // A page in one store transaction (see `process_entries`).
+            self.process_entries(room, &entries).await?;
+            if room.removed {
+                return Ok(());
             }
             if entries.is_empty() || room.rec.transcript.last() == before {
                 break;

@@ -18,6 +18,7 @@ use crate::events::ClientEvent;
 use crate::history::{Annotation, HistoryRecord};
 use crate::mls::{handle_of, parse_message, Engine, RoomSettings};
 use crate::policy::{self, Changes, PolicyViolation, Removal};
+use crate::store::{Table, WriteBatch};
 
 /// What processing an entry produced besides events.
 #[derive(Default)]
@@ -55,6 +56,56 @@ pub(crate) enum Step {
     Lookup(Vec<Handle>),
 }
 
+/// The most entries processed in one store transaction: bounds how long one page holds
+/// the engine lock and the store's writer (about a millisecond of CPU per entry on a Pi).
+const MAX_PAGE: usize = 256;
+
+/// Tables whose rows written by one entry no later entry of the same page reads from the
+/// committed store (only through the batch, or not at all while processing). An entry
+/// that writes any other table (contacts, settings: pins and names, read from the
+/// committed store) ends the page, so the next entry sees what it wrote.
+const PAGE_TABLES: [Table; 4] = [Table::Mls, Table::Rooms, Table::History, Table::Files];
+
+/// How far one page went.
+enum Page {
+    /// This many entries were processed and committed (all, or up to a point where the
+    /// page had to end).
+    Done(usize),
+    /// This many were processed and committed; the next one needs these handles looked
+    /// up in the relay's directory first.
+    Lookup(usize, Vec<Handle>),
+}
+
+/// The room's state in memory at the start of a page, to put back if the page does not
+/// commit.
+struct RoomBefore {
+    rec: super::room::RoomRecord,
+    subscribed: Option<u64>,
+    commit_proposals: bool,
+    removed: bool,
+    landed_own: Option<hearth_protocol::Seq>,
+}
+
+impl RoomBefore {
+    fn of(room: &Room) -> Self {
+        RoomBefore {
+            rec: room.rec.clone(),
+            subscribed: room.subscribed,
+            commit_proposals: room.commit_proposals,
+            removed: room.removed,
+            landed_own: room.landed_own,
+        }
+    }
+
+    fn put_back(self, room: &mut Room) {
+        room.rec = self.rec;
+        room.subscribed = self.subscribed;
+        room.commit_proposals = self.commit_proposals;
+        room.removed = self.removed;
+        room.landed_own = self.landed_own;
+    }
+}
+
 impl Inner {
     /// Processes one entry (skipped if already processed) and persists the result,
     /// asking the relay's directory first about identities the entry brings in that no
@@ -64,31 +115,140 @@ impl Inner {
         room: &mut Room,
         entry: &Entry,
     ) -> Result<(), ClientError> {
-        for looked_up in [false, true] {
-            match self.process_entry_once(room, entry, looked_up)? {
-                Step::Done => return Ok(()),
-                Step::Lookup(handles) => self.look_up_identities(&handles).await?,
-            }
-        }
-        // Every handle asked about has an answer now, so a second pass never asks again.
-        Err(ClientError::Other(
-            "the relay's directory did not answer for a new member; try again".into(),
-        ))
+        self.process_entries(room, std::slice::from_ref(entry))
+            .await
     }
 
+    /// Processes entries in seq order (those already processed are skipped) and persists
+    /// the results a page at a time: the effects of a page's entries (group state, the
+    /// room record with its transcript, history) go into one store transaction, and its
+    /// events are reported once it has committed. A crash or a failed commit leaves the
+    /// state before the page, on disk and in memory, and the page is read and processed
+    /// again: no entry is lost or taken twice, and the MLS state and the stored transcript
+    /// always move together. Stops early when we are removed from the room.
+    pub(crate) async fn process_entries(
+        &self,
+        room: &mut Room,
+        entries: &[Entry],
+    ) -> Result<(), ClientError> {
+        let mut next = 0;
+        // Whether the directory was fetched for `entries[next]` already.
+        let mut looked_up = false;
+        while next < entries.len() && !room.removed {
+            let end = entries.len().min(next + MAX_PAGE);
+            match self.process_page(room, &entries[next..end], looked_up)? {
+                Page::Done(done) => {
+                    next += done;
+                    looked_up = false;
+                }
+                Page::Lookup(done, handles) => {
+                    if done == 0 && looked_up {
+                        // Every handle asked about has an answer now, so a second pass
+                        // never asks again.
+                        return Err(ClientError::Other(
+                            "the relay's directory did not answer for a new member; try again"
+                                .into(),
+                        ));
+                    }
+                    next += done;
+                    self.look_up_identities(&handles).await?;
+                    looked_up = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes a page of entries in one store transaction (see
+    /// [`Inner::process_entries`]), under the engine lock throughout. `looked_up`: the
+    /// directory was fetched for the first entry already.
+    fn process_page(
+        &self,
+        room: &mut Room,
+        entries: &[Entry],
+        looked_up: bool,
+    ) -> Result<Page, ClientError> {
+        let mut engine = self.engine();
+        let start = engine.checkpoint();
+        let before = RoomBefore::of(room);
+        let mut batch = self.profile.store().begin().map_err(crate::error::store)?;
+        let mut events = Vec::new();
+        let mut done = 0;
+        let mut lookup = None;
+        let mut outcome = Ok(());
+        for entry in entries {
+            if room.removed {
+                break;
+            }
+            let first = done == 0 && looked_up;
+            match self.process_entry_once(&mut engine, &mut batch, room, entry, first, &mut events)
+            {
+                Ok(Step::Done) => done += 1,
+                Ok(Step::Lookup(handles)) => {
+                    lookup = Some(handles);
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            if batch.touched_beyond(&PAGE_TABLES) {
+                break;
+            }
+        }
+        let outcome = outcome.and_then(|()| {
+            let staged = engine.stage(&mut batch)?;
+            room.save(&mut batch)?;
+            batch.commit().map_err(crate::error::store)?;
+            engine.staged_committed(staged);
+            Ok(())
+        });
+        if let Err(e) = outcome {
+            // Nothing of the page is stored: nothing of it stays in memory either (the
+            // group included), and none of its events were reported.
+            engine.restore(start);
+            before.put_back(room);
+            room.group = engine.reload(&room.group)?;
+            return Err(e);
+        }
+        drop(engine);
+        for event in events {
+            self.emit_processed(event);
+        }
+        Ok(match lookup {
+            Some(handles) => Page::Lookup(done, handles),
+            None => Page::Done(done),
+        })
+    }
+
+    /// Reports an event of a processed entry (after its page committed), with the
+    /// sender's display name as stored now.
+    fn emit_processed(&self, mut event: ClientEvent) {
+        if let ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } = &mut event {
+            item.sender_name = self.display_name(&item.sender);
+        }
+        self.emit(event);
+    }
+
+    /// Processes one entry into `batch` (the page's), its events into `events`; the
+    /// room record and the MLS storage are written by the page when it commits.
     fn process_entry_once(
         &self,
+        engine: &mut Engine,
+        batch: &mut WriteBatch<'_>,
         room: &mut Room,
         entry: &Entry,
         looked_up: bool,
+        events: &mut Vec<ClientEvent>,
     ) -> Result<Step, ClientError> {
         if entry.seq <= room.rec.transcript.last() || room.removed {
             return Ok(Step::Done);
         }
-        let mut engine = self.engine();
         if room.rec.extra.before_join {
             if of_an_earlier_epoch(room, entry) {
-                return self.before_join(&mut engine, room, entry);
+                before_join(room, entry, events);
+                return Ok(Step::Done);
             }
             // The first entry of our epoch: from here on, processed as usual.
             room.rec.extra.before_join = false;
@@ -125,9 +285,7 @@ impl Inner {
                 own_message(room, entry, body, &mut fx);
                 Ok(Step::Done)
             }
-            Some(Inflight::Commit { .. }) => {
-                own_commit(&engine, room, &mut fx).map(|()| Step::Done)
-            }
+            Some(Inflight::Commit { .. }) => own_commit(engine, room, &mut fx).map(|()| Step::Done),
             Some(Inflight::CommitWithWelcome { welcome, to, .. }) => {
                 // Our commit is in the log at this seq: its Welcome is owed now.
                 let hash = room.rec.transcript.hash_at(entry.seq).unwrap_or([0; 32]);
@@ -138,7 +296,7 @@ impl Inner {
                     welcome,
                     to,
                 });
-                own_commit(&engine, room, &mut fx).map(|()| Step::Done)
+                own_commit(engine, room, &mut fx).map(|()| Step::Done)
             }
             None => {
                 if entry.kind == EntryKind::Commit && room.group.pending_commit().is_some() {
@@ -148,7 +306,7 @@ impl Inner {
                         .map_err(crate::error::mls)?;
                     room.rec.inflight = None;
                 }
-                self.foreign(&engine, room, entry, &mut fx)
+                self.foreign(engine, room, entry, &mut fx)
             }
         };
         let result = match result {
@@ -251,8 +409,7 @@ impl Inner {
         let rotated = fx.rotated.take();
         let owed = fx.welcome.take();
         let mut rotation_event = None;
-        engine.persist(self.profile.store(), |batch| {
-            room.save(batch)?;
+        {
             if room.removed {
                 // Its history stays readable (see `past`).
                 super::past::put(batch, room)?;
@@ -279,9 +436,7 @@ impl Inner {
             if rolled_back {
                 super::restore::mark_restored(batch, room.id).map_err(crate::error::store)?;
             }
-            Ok(())
-        })?;
-        drop(engine);
+        }
         fx.events.extend(rotation_event);
         if let (Some(item), Some(annotation)) = (changed, annotation) {
             fx.events.push(ClientEvent::MessageChanged {
@@ -294,41 +449,25 @@ impl Inner {
             fx.events
                 .push(ClientEvent::DisplayNameChanged { handle, name });
         }
-        for mut event in fx.events {
-            if let ClientEvent::Message(item) | ClientEvent::MessageChanged { item, .. } =
-                &mut event
-            {
-                item.sender_name = self.display_name(&item.sender);
-            }
-            self.emit(event);
-        }
+        events.append(&mut fx.events);
         Ok(Step::Done)
     }
 }
 
-impl Inner {
-    /// An entry between the join point our inviter signed and the commit that added us
-    /// (see [`crate::mls::join_point`]): part of our history, but of an epoch before
-    /// ours, so it is hashed, not processed.
-    fn before_join(
-        &self,
-        engine: &mut Engine,
-        room: &mut Room,
-        entry: &Entry,
-    ) -> Result<Step, ClientError> {
-        let warning = room
-            .rec
-            .transcript
-            .observe(entry.seq, entry.kind, &entry.payload)
-            .flatten();
-        engine.persist(self.profile.store(), |batch| room.save(batch))?;
-        if let Some(warning) = warning {
-            self.emit(ClientEvent::Consistency {
-                room: room.id,
-                warning,
-            });
-        }
-        Ok(Step::Done)
+/// An entry between the join point our inviter signed and the commit that added us (see
+/// [`crate::mls::join_point`]): part of our history, but of an epoch before ours, so it
+/// is hashed, not processed (the page stores the room record).
+fn before_join(room: &mut Room, entry: &Entry, events: &mut Vec<ClientEvent>) {
+    let warning = room
+        .rec
+        .transcript
+        .observe(entry.seq, entry.kind, &entry.payload)
+        .flatten();
+    if let Some(warning) = warning {
+        events.push(ClientEvent::Consistency {
+            room: room.id,
+            warning,
+        });
     }
 }
 

@@ -164,8 +164,19 @@ impl Engine {
         store: &EncryptedStore,
         extra: impl FnOnce(&mut WriteBatch<'_>) -> Result<(), ClientError>,
     ) -> Result<(), ClientError> {
-        let now = self.provider.snapshot();
         let mut batch = store.begin().map_err(store_err)?;
+        let staged = self.stage(&mut batch)?;
+        extra(&mut batch)?;
+        batch.commit().map_err(store_err)?;
+        self.staged_committed(staged);
+        Ok(())
+    }
+
+    /// Adds the storage changes since the last persist to `batch`. Once the batch has
+    /// committed, hand the result to [`Engine::staged_committed`]; if it does not commit,
+    /// drop the result (the changes are then staged again by the next persist).
+    pub fn stage(&self, batch: &mut WriteBatch<'_>) -> Result<Staged, ClientError> {
+        let now = self.provider.snapshot();
         for (key, value) in &now {
             if self.persisted.get(key) != Some(value) {
                 batch.put(Table::Mls, key, value).map_err(store_err)?;
@@ -176,10 +187,13 @@ impl Engine {
                 batch.delete(Table::Mls, key).map_err(store_err)?;
             }
         }
-        extra(&mut batch)?;
-        batch.commit().map_err(store_err)?;
-        self.persisted = now;
-        Ok(())
+        Ok(Staged(now))
+    }
+
+    /// The batch a [`Engine::stage`] wrote into has committed: its state is what is
+    /// persisted now.
+    pub fn staged_committed(&mut self, staged: Staged) {
+        self.persisted = staged.0;
     }
 
     /// The storage as it is now, to [`Engine::restore`] if the operation that starts
@@ -308,6 +322,10 @@ pub fn key_package_lifetime(now: std::time::SystemTime) -> Lifetime {
 /// are equal when nothing was stored or deleted between them.
 #[derive(PartialEq, Eq)]
 pub struct Checkpoint(HashMap<Vec<u8>, Vec<u8>>);
+
+/// The storage as [`Engine::stage`] wrote it into a batch (see
+/// [`Engine::staged_committed`]).
+pub struct Staged(HashMap<Vec<u8>, Vec<u8>>);
 
 /// One-use KeyPackages and maybe a last-resort one, as TLS-codec bytes.
 pub type KeyPackages = (Vec<Vec<u8>>, Option<Vec<u8>>);

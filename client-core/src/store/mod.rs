@@ -21,6 +21,7 @@ pub mod crypto;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use zeroize::Zeroizing;
@@ -88,6 +89,11 @@ impl Table {
             Table::Settings => "settings",
             Table::Files => "files",
         }
+    }
+
+    /// This table's bit in the set of tables a [`WriteBatch`] has written.
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -166,6 +172,8 @@ pub struct EncryptedStore {
     db: Database,
     key: SecretKey,
     kdf: KdfParams,
+    /// Commits still to fail on purpose (see [`EncryptedStore::fail_commits`]).
+    failing: AtomicU32,
 }
 
 impl std::fmt::Debug for EncryptedStore {
@@ -214,7 +222,12 @@ impl EncryptedStore {
             }
         }
         txn.commit().map_err(db_error)?;
-        Ok(EncryptedStore { db, key, kdf })
+        Ok(EncryptedStore {
+            db,
+            key,
+            kdf,
+            failing: AtomicU32::new(0),
+        })
     }
 
     /// Opens the store at `path` with `passphrase`.
@@ -249,6 +262,7 @@ impl EncryptedStore {
             db,
             key,
             kdf: wrapped.kdf,
+            failing: AtomicU32::new(0),
         })
     }
 
@@ -327,7 +341,25 @@ impl EncryptedStore {
     /// Starts a write batch. It waits while another batch of this store is open.
     pub fn begin(&self) -> Result<WriteBatch<'_>, StoreError> {
         let txn = self.db.begin_write().map_err(db_error)?;
-        Ok(WriteBatch { store: self, txn })
+        Ok(WriteBatch {
+            store: self,
+            txn,
+            touched: 0,
+        })
+    }
+
+    /// Makes the next `count` batch commits fail with an i/o error, writing nothing (as a
+    /// disk that refuses a write would): for tests of what a failed commit leaves behind.
+    #[doc(hidden)]
+    pub fn fail_commits(&self, count: u32) {
+        self.failing.store(count, Ordering::SeqCst);
+    }
+
+    /// Whether this commit is to fail on purpose (counts it).
+    fn failing_commit(&self) -> bool {
+        self.failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     fn decrypt(
@@ -378,6 +410,8 @@ fn read_header(database: &impl ReadableDatabase) -> Result<(WrappedKey, Vec<u8>)
 pub struct WriteBatch<'a> {
     store: &'a EncryptedStore,
     txn: redb::WriteTransaction,
+    /// The tables written so far (a bit per [`Table`]).
+    touched: u16,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
@@ -390,6 +424,7 @@ impl WriteBatch<'_> {
     /// Sets `key` of `table` to `value` (encrypted).
     pub fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let sealed = crypto::seal(&self.store.key, &table.aad(key), value);
+        self.touched |= table.bit();
         self.txn
             .open_table(table.definition())
             .map_err(db_error)?
@@ -400,6 +435,7 @@ impl WriteBatch<'_> {
 
     /// Removes `key` from `table`, if present.
     pub fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.touched |= table.bit();
         self.txn
             .open_table(table.definition())
             .map_err(db_error)?
@@ -410,6 +446,7 @@ impl WriteBatch<'_> {
 
     /// Deletes every key of `table` starting with `prefix`.
     pub fn delete_prefix(&mut self, table: Table, prefix: &[u8]) -> Result<(), StoreError> {
+        self.touched |= table.bit();
         let mut handle = self.txn.open_table(table.definition()).map_err(db_error)?;
         let mut doomed = Vec::new();
         for entry in handle.range::<&[u8]>(prefix..).map_err(db_error)? {
@@ -435,8 +472,20 @@ impl WriteBatch<'_> {
         }
     }
 
+    /// Whether the batch has written to any table other than `tables` so far.
+    pub fn touched_beyond(&self, tables: &[Table]) -> bool {
+        let allowed = tables.iter().fold(0, |bits, table| bits | table.bit());
+        self.touched & !allowed != 0
+    }
+
     /// Makes every write of the batch visible and durable, atomically.
     pub fn commit(self) -> Result<(), StoreError> {
+        if self.store.failing_commit() {
+            // Dropping the transaction aborts it: nothing of the batch is written.
+            return Err(StoreError::Io(std::io::Error::other(
+                "a commit failed on purpose (test)",
+            )));
+        }
         self.txn.commit().map_err(db_error)
     }
 }
@@ -566,6 +615,39 @@ mod tests {
         batch.put(Table::Mls, b"k1", b"v1").unwrap();
         batch.commit().unwrap();
         assert!(store.get(Table::Mls, b"k1").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_batch_knows_the_tables_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_path, store) = new_store(dir.path());
+        let mut batch = store.begin().unwrap();
+        assert!(!batch.touched_beyond(&[]));
+        batch.put(Table::History, b"a", b"1").unwrap();
+        batch.delete(Table::Rooms, b"r").unwrap();
+        assert!(!batch.touched_beyond(&[Table::History, Table::Rooms]));
+        assert!(batch.touched_beyond(&[Table::History]));
+        batch.delete_prefix(Table::Contacts, b"x").unwrap();
+        assert!(batch.touched_beyond(&[Table::History, Table::Rooms]));
+        // Reading is no writing.
+        batch.get(Table::Settings, b"s").unwrap();
+        assert!(!batch.touched_beyond(&[Table::History, Table::Rooms, Table::Contacts]));
+    }
+
+    #[test]
+    fn a_commit_failed_on_purpose_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_path, store) = new_store(dir.path());
+        store.fail_commits(1);
+        let mut batch = store.begin().unwrap();
+        batch.put(Table::History, b"a", b"1").unwrap();
+        assert!(matches!(batch.commit(), Err(StoreError::Io(_))));
+        assert!(store.get(Table::History, b"a").unwrap().is_none());
+        // Only the one: the next commit goes through.
+        let mut batch = store.begin().unwrap();
+        batch.put(Table::History, b"a", b"2").unwrap();
+        batch.commit().unwrap();
+        assert_eq!(&store.get(Table::History, b"a").unwrap().unwrap()[..], b"2");
     }
 
     #[test]
