@@ -381,18 +381,26 @@ fn run_script(root: &Path, script: &str, args: &[&str]) -> std::process::Output 
     if !bin.exists() {
         std::fs::create_dir(&bin).unwrap();
         let calls = root.join("calls");
-        for (name, output) in [
-            ("adduser", ""),
-            ("getent", "hearth:x:999:999::/nonexistent:/usr/sbin/nologin"),
-            ("install", ""),
-            ("chown", ""),
-            ("hostname", "pi"),
+        // `install -d [-m MODE] [-o USER] [-g GROUP] DIR...` makes the directories (as root
+        // would, without the owner).
+        let install = "while [ $# -gt 0 ]; do case $1 in -d) ;; -m|-o|-g) shift ;; \
+                       *) mkdir -p \"$1\" ;; esac; shift; done\n";
+        for (name, output, then) in [
+            ("adduser", "", ""),
+            (
+                "getent",
+                "hearth:x:999:999::/nonexistent:/usr/sbin/nologin",
+                "",
+            ),
+            ("install", "", install),
+            ("chown", "", ""),
+            ("hostname", "pi", ""),
         ] {
             let stub = bin.join(name);
             std::fs::write(
                 &stub,
                 format!(
-                    "#!/bin/sh\necho \"{name} $*\" >>'{}'\n[ -z '{output}' ] || echo '{output}'\n",
+                    "#!/bin/sh\necho \"{name} $*\" >>'{}'\n[ -z '{output}' ] || echo '{output}'\n{then}",
                     calls.display()
                 ),
             )
@@ -429,8 +437,6 @@ fn a_purge_keeps_the_relay_and_a_reinstall_finds_it_and_names_its_address() {
     let root = dir.path();
     let config = root.join("etc/hearth/relay.toml");
     let data = root.join("var/lib/hearth/relay");
-    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
 
     // The first install: creates the relay, prints its address and first invite.
     let out = run_script(root, "postinst", &["configure"]);
