@@ -266,11 +266,66 @@ impl std::str::FromStr for PublicAddress {
                     "public address {text:?} is neither a host name nor an IPv6 address: {hint}"
                 ));
             }
+        } else {
+            // A host name or IPv4 address: labels of letters, digits, '-' and '_'
+            // (a final dot is allowed); a %zone belongs to IPv6 addresses only.
+            let name = host.strip_suffix('.').unwrap_or(host);
+            if host.contains('%') || name.split('.').any(str::is_empty) {
+                return Err(format!(
+                    "public address {text:?} is not a host name: {hint}"
+                ));
+            }
+        }
+        let ip = host.split_once('%').map_or(host, |(ip, _)| ip);
+        if ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified())
+        {
+            return Err(format!(
+                "public address {text:?} means \"any address\": nobody can connect to it. Give \
+                 the address people reach this machine at instead: {hint}"
+            ));
         }
         Ok(PublicAddress {
             host: host.to_string(),
             port,
         })
+    }
+}
+
+impl PublicAddress {
+    /// Who else could reach this address, when that is hardly anyone: a loopback address
+    /// (`localhost`, `127.0.0.1`, `::1`) reaches only this machine, and an IPv6 link-local
+    /// one (`fe80::…`) only the local network segment. `None` for every other address.
+    pub fn reach_note(&self) -> Option<String> {
+        let host = self.host.trim_end_matches('.').to_ascii_lowercase();
+        let ip = host.split_once('%').map_or(host.as_str(), |(ip, _)| ip);
+        let loopback = host == "localhost"
+            || host.ends_with(".localhost")
+            || ip
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let link_local = ip
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_unicast_link_local());
+        if loopback {
+            Some(format!(
+                "{} is a loopback address: only this machine reaches it, so invites naming \
+                 it work for nobody else. For family members give the machine's name or \
+                 address: `hearth-relay set-address raspberrypi.local` (or a LAN IP, a \
+                 dynamic DNS name)",
+                self.host
+            ))
+        } else if link_local {
+            Some(format!(
+                "{} is an IPv6 link-local address: only devices on the same network segment \
+                 reach it, and phones and laptops often cannot use it at all. Prefer the \
+                 machine's name or a global address (`ip -6 addr show scope global`)",
+                self.host
+            ))
+        } else {
+            None
+        }
     }
 }
 
@@ -379,9 +434,28 @@ impl RelayConfig {
     /// Parses the text of a configuration file (`path` only names it in errors): what
     /// [`RelayConfig::load`] does with the file's contents (also the fuzz target `config`).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.message().to_string(),
+        let mut config: Self = toml::from_str(text).map_err(|e| {
+            let mut message = e.message().to_string();
+            if message.contains("socket address") {
+                message.push_str(
+                    ": give an IP address and a port (1-65535), e.g. \"[::]:7443\" (every \
+                     address of this machine) or \"0.0.0.0:7443\" (IPv4 only); the name \
+                     people reach the relay by is public_host",
+                );
+            }
+            if let Some(span) = e.span() {
+                let start = span.start.min(text.len());
+                let line = text.as_bytes()[..start]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                message = format!("line {line}: {message}");
+            }
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            }
         })?;
         if let Some(host) = &config.public_host {
             let host = check_public_host(host).map_err(|message| ConfigError::Parse {
@@ -389,6 +463,17 @@ impl RelayConfig {
                 message,
             })?;
             config.public_host = Some(host);
+        }
+        if !(config.rate_per_second.is_finite() && config.rate_per_second > 0.0) {
+            // NaN or 0 would let each account make `rate_burst` requests, then none ever.
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "rate_per_second = {} would stop every account after its first burst: give \
+                     a number above 0 (the default is 200.0)",
+                    config.rate_per_second
+                ),
+            });
         }
         for (name, secs) in config.timers() {
             if secs > MAX_TIMER_SECS {
@@ -602,15 +687,77 @@ mod tests {
             "[fd00::1]7443",
             "[fd00::1",
             "a:b:c",
+            ".",
+            "pi..local",
+            ".pi.local",
+            "a%b",
+            "pi.local%eth0",
+            "0.0.0.0",
+            "0.0.0.0:7443",
+            "::",
+            "[::]:7443",
         ] {
             assert!(check_public_host(bad).is_err(), "{bad:?} accepted");
         }
         assert!(check_public_host(&"a".repeat(254)).is_err());
+        assert_eq!(check_public_host("pi.local.").as_deref(), Ok("pi.local."));
         let parsed: PublicAddress = "[2001:db8::7]:17443".parse().unwrap();
         assert_eq!(
             (parsed.host.as_str(), parsed.port),
             ("2001:db8::7", Some(17443))
         );
+    }
+
+    #[test]
+    fn a_bad_listen_address_names_its_line_and_the_form_wanted() {
+        let path = Path::new("relay.toml");
+        for bad in ["\"[::]:99999\"", "\"localhost:7443\"", "\"1.2.3.4\""] {
+            let text = format!("# a comment\nlisten = {bad}\n");
+            let err = RelayConfig::parse(&text, path).unwrap_err().to_string();
+            assert!(
+                err.contains("line 2") && err.contains("\"[::]:7443\""),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rate_that_would_stop_everyone_is_refused() {
+        let path = Path::new("relay.toml");
+        for bad in ["nan", "0.0", "-1.0", "inf", "-inf"] {
+            let text = format!("rate_per_second = {bad}\n");
+            let err = RelayConfig::parse(&text, path).unwrap_err().to_string();
+            assert!(err.contains("rate_per_second"), "{bad}: {err}");
+        }
+        let ok = RelayConfig::parse("rate_per_second = 0.5\n", path).unwrap();
+        assert_eq!(ok.rate_per_second, 0.5);
+    }
+
+    #[test]
+    fn loopback_and_link_local_addresses_get_a_note() {
+        for near in [
+            "localhost",
+            "LOCALHOST.",
+            "pi.localhost",
+            "127.0.0.1",
+            "127.8.9.1:17443",
+            "::1",
+            "[::1]:7443",
+            "fe80::1%eth0",
+        ] {
+            let address: PublicAddress = near.parse().unwrap();
+            assert!(address.reach_note().is_some(), "{near}: no note");
+        }
+        for far in [
+            "raspberrypi.local",
+            "192.168.1.20",
+            "home.example.org:17443",
+            "2001:db8::7",
+            "localhost.example.org",
+        ] {
+            let address: PublicAddress = far.parse().unwrap();
+            assert_eq!(address.reach_note(), None, "{far}");
+        }
     }
 
     #[test]

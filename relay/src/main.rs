@@ -87,8 +87,8 @@ enum Command {
     /// --public-host). Run it again whenever an invite was lost; `invites --revoke`
     /// cancels the lost one.
     Invite {
-        /// How many registrations the invite allows.
-        #[arg(long, default_value_t = 1)]
+        /// How many registrations the invite allows (at least 1).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         uses: u32,
         /// Expire after this long, e.g. 24h, 30days, or "never".
         #[arg(long, value_name = "DURATION", default_value = "7days", value_parser = parse_expiry)]
@@ -155,6 +155,9 @@ fn parse_expiry(text: &str) -> Result<Expiry, String> {
     }
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.is_zero() => Err("an invite needs a positive lifetime, or \"never\"".into()),
+        Ok(d) if d.as_secs() > hearth_relay::config::MAX_TIMER_SECS => Err(
+            "that is more than 100 years: use \"never\" for an invite that does not expire".into(),
+        ),
         Ok(d) => Ok(Expiry(Some(d))),
         Err(e) => Err(format!("{e}: use e.g. 24h, 7days or never")),
     }
@@ -241,10 +244,25 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// The relay `cli` means (see [`location::locate`]); creates nothing.
 fn locate(cli: &Cli) -> Result<Location> {
-    Ok(location::locate(&Search::new(
-        cli.data.clone(),
-        cli.config.clone(),
-    ))?)
+    let search = Search::new(cli.data.clone(), cli.config.clone());
+    let loc = location::locate(&search)?;
+    if loc.found == Found::User && search.system_config.exists() {
+        // Both exist (say root tried a relay by hand before installing the package): say
+        // which one this command means, so an invite is not given out for the wrong one.
+        let packaged = RelayConfig::load(&search.system_config)
+            .ok()
+            .map(|c| c.data_dir)
+            .filter(|d| *d != hearth_relay::config::default_data_dir())
+            .unwrap_or_else(|| PathBuf::from(SYSTEM_DATA_DIR));
+        eprintln!(
+            "note: this is your own relay in {}, not the packaged one ({}); pass --data {} \
+             for that",
+            loc.data_dir().display(),
+            search.system_config.display(),
+            packaged.display()
+        );
+    }
+    Ok(loc)
 }
 
 /// `config` with this command's flags applied.
@@ -292,9 +310,44 @@ fn no_relay(loc: &Location, command: &str) -> anyhow::Error {
 fn permission_denied(data: &Path, command: &str) -> anyhow::Error {
     anyhow!(
         "cannot open {}: it belongs to the user the relay runs as. Run the command as that \
-         user or with sudo: `sudo hearth-relay {command}`",
+         user or with sudo: `sudo hearth-relay {command}` (for a relay of your own \
+         elsewhere, pass its --data DIR)",
         data.display()
     )
+}
+
+/// Refuses to run, as root, a relay whose data dir belongs to another user (the packaged
+/// relay's belongs to `hearth`): files it made there as root (the admin socket, a room's
+/// file store) would stay root's, and the service could no longer write them.
+fn refuse_root_in_anothers_dir(loc: &Location) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let data = loc.data_dir();
+    let Ok(meta) = std::fs::metadata(data) else {
+        return Ok(());
+    };
+    if !rustix::process::geteuid().is_root() || meta.uid() == 0 {
+        return Ok(());
+    }
+    let user = user_name(meta.uid()).unwrap_or_else(|| "hearth".into());
+    bail!(
+        "{} belongs to the user {user}, not root: run the relay as that user, e.g. `sudo \
+         runuser -u {user} -- hearth-relay --config {}` (or `sudo systemctl start \
+         hearth-relay` for the packaged relay), so that every file it makes stays that user's",
+        data.display(),
+        loc.config_file.display()
+    )
+}
+
+/// The name of the user `uid` in /etc/passwd, if there is one.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        let printable = !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic());
+        (id == uid && printable).then(|| name.to_string())
+    })
 }
 
 /// Checks that the relay can listen on `listen` before anything is created, so a first
@@ -302,11 +355,38 @@ fn permission_denied(data: &Path, command: &str) -> anyhow::Error {
 fn check_port_free(listen: SocketAddr) -> Result<()> {
     std::net::UdpSocket::bind(listen).map(drop).map_err(|e| {
         anyhow!(
-            "cannot listen on {listen}: {e}. Is another relay running there \
-             (`hearth-relay status`, `systemctl status hearth-relay`)? Stop it, or choose \
-             another address with --listen (e.g. --listen [::]:7444)"
+            "cannot listen on {listen}: {e}. {}",
+            listen_hint(listen, &e)
         )
     })
+}
+
+/// What to do when the relay cannot listen on `listen`.
+fn listen_hint(listen: SocketAddr, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let port = listen.port();
+    match e.kind() {
+        ErrorKind::AddrInUse => "Is another relay running there (`hearth-relay status`, \
+             `systemctl status hearth-relay`)? Stop it, or choose another address with \
+             --listen (e.g. --listen [::]:7444)"
+            .into(),
+        ErrorKind::AddrNotAvailable => format!(
+            "This machine has no address {}: listen on all of its addresses instead \
+             (--listen [::]:{port}, or listen = \"[::]:{port}\" in the config); the address \
+             family members use is public_host (`hearth-relay set-address`)",
+            listen.ip()
+        ),
+        ErrorKind::PermissionDenied if port < 1024 => format!(
+            "Ports below 1024 need a privilege the relay does not have: use a port from \
+             1024 up (the default is 7443) and, if people must reach another port, forward \
+             it in the router and give it with `hearth-relay set-address HOST:{port}`"
+        ),
+        _ if listen.is_ipv6() => format!(
+            "If this machine has IPv6 turned off, listen on IPv4 only: --listen \
+             0.0.0.0:{port}, or listen = \"0.0.0.0:{port}\" in the config"
+        ),
+        _ => "Choose another address with --listen (e.g. --listen [::]:7444)".into(),
+    }
 }
 
 /// Creates the data dir and, if missing, a commented config file holding the public host
@@ -320,6 +400,8 @@ fn create_relay_dir(
     init: bool,
 ) -> Result<()> {
     let data = loc.data_dir();
+    refuse_foreign_dir(data)?;
+    check_identity_files(data)?;
     hearth_relay::server::create_private_dir(data)
         .with_context(|| format!("cannot create the data dir {}", data.display()))?;
     let mut settings: Vec<(&str, toml::Value)> = Vec::new();
@@ -356,6 +438,102 @@ fn create_relay_dir(
     RelayConfig::write_new(&loc.config_file, &settings)
         .map_err(|e| config_write_error(e, &loc.config_file))?;
     say!("wrote a commented config to {}", loc.config_file.display());
+    Ok(())
+}
+
+/// What a relay keeps in its data dir (and what may already be there before one is made:
+/// `lost+found` of a disk mounted there).
+const RELAY_FILES: [&str; 8] = [
+    STORE_FILE,
+    hearth_relay::server::tls::CERT_FILE,
+    hearth_relay::server::tls::KEY_FILE,
+    CONFIG_FILE,
+    "hearth-relay.toml.new",
+    admin::SOCKET_FILE,
+    "blobs",
+    "lost+found",
+];
+
+/// Refuses to make a relay in a directory that already holds other things (`--data /tmp`,
+/// `--data ~`): the relay restricts its data dir to its owner (mode 0700), which would
+/// shut everyone else out of it, and would mix its store with foreign files. A new or
+/// empty directory, or one a relay already uses, is fine. (A directory it cannot read is
+/// left to the step that creates the relay, which says so.)
+fn refuse_foreign_dir(data: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return Ok(());
+    };
+    let mut foreign: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !RELAY_FILES.contains(&name.as_str()))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort_unstable();
+    // Debug-quoted: a file name may hold control characters.
+    let shown: Vec<String> = foreign.iter().take(3).map(|n| format!("{n:?}")).collect();
+    bail!(
+        "{} already holds other files ({}{}), so it is no place for a relay: the relay makes \
+         its data dir private (mode 0700), which would shut everyone else out of it. Give \
+         a new or empty directory with --data, e.g. --data {}",
+        data.display(),
+        shown.join(", "),
+        if foreign.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        },
+        data.join("hearth-relay").display()
+    )
+}
+
+/// Refuses a data dir whose identity is half there, or whose files are symbolic links.
+///
+/// The certificate and its key are the relay's identity (the pin every family member's
+/// client holds): with one of them missing the relay would make a new identity and
+/// everyone would be told the relay changed, so it stops and says to restore it. And the
+/// relay (root, for the package's `init`) must not write through a link planted in the
+/// data dir to a file elsewhere.
+fn check_identity_files(data: &Path) -> Result<()> {
+    use hearth_relay::server::tls::{CERT_FILE, KEY_FILE};
+    refuse_links(data)?;
+    let cert = data.join(CERT_FILE).exists();
+    let key = data.join(KEY_FILE).exists();
+    if cert != key {
+        let (missing, present) = if cert {
+            (KEY_FILE, CERT_FILE)
+        } else {
+            (CERT_FILE, KEY_FILE)
+        };
+        bail!(
+            "{} has {present} but not {missing}: together they are the relay's identity, \
+             which every family member's client has pinned. Restore {missing} from a backup \
+             (see the backup section of deploy-pi.md). Only to give the relay a new identity \
+             (everyone is then told it changed and must be invited again), move {present} \
+             away too",
+            data.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a data dir whose certificate, key or store is a symbolic link: the relay, or
+/// root running an owner command on a stopped relay, must not open (and change the mode
+/// of) a file elsewhere that someone with the service user's rights pointed it at.
+fn refuse_links(data: &Path) -> Result<()> {
+    use hearth_relay::server::tls::{CERT_FILE, KEY_FILE};
+    for name in [CERT_FILE, KEY_FILE, STORE_FILE] {
+        let path = data.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "{} is a symbolic link: a relay's files must be plain files in its data dir, \
+                 and it does not open them through links. Replace it with the file itself",
+                path.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -429,6 +607,7 @@ async fn serve(cli: &Cli) -> Result<()> {
             loc.config_file.display()
         );
     }
+    refuse_root_in_anothers_dir(&loc)?;
     let config = with_flags(loc.config.clone(), cli, cli.listen);
     check_port_free(config.listen)?;
     create_relay_dir(&loc, cli, None, false)?;
@@ -437,6 +616,10 @@ async fn serve(cli: &Cli) -> Result<()> {
         .with_context(|| format!("cannot start the relay on {}", config.listen))?;
     say!("hearth relay listening on {}", running.local_addr());
     say!("relay address: {}", running.address());
+    if config.has_public_address() {
+        // (Without one, `first_invite` says what to do.)
+        note_reach(&running.address().host);
+    }
     first_invite(running.relay(), &config, &running.address()).await?;
     say!("data: {}", running.data_dir().display());
     let relay = running.relay().clone();
@@ -458,6 +641,17 @@ async fn serve(cli: &Cli) -> Result<()> {
 async fn init(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
     let loc = locate(cli)?;
     let data = loc.data_dir().to_path_buf();
+    let missing = matches!(std::fs::metadata(data.join(STORE_FILE)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if loc.found == Found::System && !missing {
+        // Nothing named a place, and the packaged relay exists (or is root's to see).
+        bail!(
+            "the packaged relay exists already ({}, data in {}): `sudo hearth-relay invite` \
+             prints an invite for it. To create a relay of your own, pass --data DIR",
+            loc.config_file.display(),
+            data.display()
+        );
+    }
     match std::fs::metadata(data.join(STORE_FILE)) {
         Ok(_) => bail!(
             "a relay already exists in {}: start it with `hearth-relay{}` (or `sudo \
@@ -487,6 +681,7 @@ async fn init(cli: &Cli, listen: Option<SocketAddr>) -> Result<()> {
     say!("created a relay in {}", data.display());
     say!("relay address: {address}");
     if config.has_public_address() {
+        note_reach(&address.host);
         let request = AdminRequest::Invite {
             uses: 1,
             expires_secs: Some(7 * 24 * 3600),
@@ -513,6 +708,9 @@ fn set_address(cli: &Cli, address: &str) -> Result<()> {
     RelayConfig::set_in_file(&loc.config_file, "public_host", address.into())
         .map_err(|e| config_write_error(e, &loc.config_file))?;
     let config = RelayConfig::load(&loc.config_file)?;
+    if let Some(public) = config.public_address() {
+        note_reach(&public.host);
+    }
     let port = config
         .public_address()
         .and_then(|a| a.port)
@@ -535,6 +733,7 @@ async fn owner(cli: &Cli, command: &Command) -> Result<()> {
     let loc = locate(cli)?;
     let name = command_name(command);
     require_relay(&loc, name)?;
+    refuse_links(loc.data_dir())?;
     let config = with_flags(loc.config.clone(), cli, None);
     let request = match command {
         Command::Invite { uses, expires } => AdminRequest::Invite {
@@ -604,6 +803,19 @@ fn command_name(command: &Command) -> &'static str {
         Command::Inspect => "inspect",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
+    }
+}
+
+/// Prints, on standard error, who else could reach the relay at `host` (its address, as
+/// invites name it) when that is hardly anyone (see
+/// [`hearth_relay::config::PublicAddress::reach_note`]).
+fn note_reach(host: &str) {
+    let address = hearth_relay::config::PublicAddress {
+        host: host.to_string(),
+        port: None,
+    };
+    if let Some(note) = address.reach_note() {
+        eprintln!("note: {note}");
     }
 }
 
@@ -693,11 +905,17 @@ fn parse_size(text: &str) -> Result<Option<u64>> {
     Ok(Some(n.saturating_mul(mult)))
 }
 
+/// A time kept in the store (seconds since the epoch) for a table: `-` for none, and
+/// "after 9999" past what RFC 3339 can write (an invite minted to last "forever" in
+/// seconds, by an older version or another tool: printing it must not stop the listing).
 fn when(secs: u64) -> String {
-    if secs == 0 {
-        return "-".into();
+    /// 10000-01-01T00:00:00Z.
+    const YEAR_10000: u64 = 253_402_300_800;
+    match secs {
+        0 => "-".into(),
+        YEAR_10000.. => "after 9999".into(),
+        _ => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string(),
     }
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 fn bytes(n: u64) -> String {
@@ -884,4 +1102,32 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_time_prints() {
+        assert_eq!(when(0), "-");
+        assert_eq!(when(86_400), "1970-01-02T00:00:00Z");
+        assert_eq!(when(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(when(253_402_300_800), "after 9999");
+        assert_eq!(when(u64::MAX), "after 9999");
+    }
+
+    #[test]
+    fn invite_lifetimes_are_bounded() {
+        assert_eq!(parse_expiry("never"), Ok(Expiry(None)));
+        assert_eq!(
+            parse_expiry("7days"),
+            Ok(Expiry(Some(Duration::from_secs(7 * 86_400))))
+        );
+        assert!(parse_expiry("0s").is_err());
+        assert!(parse_expiry("101years").is_err());
+        assert!(parse_expiry("18446744073709551615s").is_err());
+        assert!(Cli::try_parse_from(["hearth-relay", "invite", "--uses", "0"]).is_err());
+        assert!(Cli::try_parse_from(["hearth-relay", "invite", "--uses", "1"]).is_ok());
+    }
 }

@@ -272,6 +272,15 @@ async fn the_packaged_relay_is_found_without_data_and_invites_name_its_address()
     // Naming the packaged relay by its data dir finds its config too.
     let by_dir = m.invite(&["--data", data.to_str().unwrap()]);
     assert_eq!(by_dir.relay, forwarded.relay);
+    // `init` with no place named means the packaged relay, which exists: it says so and
+    // how to make a relay of one's own, and creates nothing.
+    let out = m.run(&["init"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("packaged relay exists already") && err.contains("--data DIR"),
+        "{err}"
+    );
     assert!(
         !m.user_data().join("hearth-relay").exists(),
         "no second relay in the user's data dir"
@@ -391,4 +400,201 @@ async fn a_client_that_closes_is_not_logged_as_lost_and_the_log_is_plain() {
     assert!(!ended.contains("connection lost"), "{ended}");
     assert!(ended.contains("client"), "{ended}");
     relay.stop();
+}
+
+#[test]
+fn a_data_dir_that_holds_other_files_is_refused_and_left_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = Machine::new();
+    // `--data /tmp` or `--data ~` by mistake: a shared directory with others' files.
+    let shared = m.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("someone-elses-file"), b"x").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let before = tree(&shared);
+    let dir = shared.to_str().unwrap();
+    for args in [
+        vec!["--data", dir, "--listen", "127.0.0.1:0"],
+        vec!["init", "--data", dir],
+    ] {
+        let out = m.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("already holds other files")
+                && err.contains("someone-elses-file")
+                && err.contains("new or empty directory"),
+            "{args:?}: {err}"
+        );
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o1777, "{args:?}: the directory's mode was changed");
+        assert_eq!(
+            tree(&shared),
+            before,
+            "{args:?}: no relay file was made there"
+        );
+    }
+
+    // An empty directory made beforehand (systemd's StateDirectory, `install -d`) is fine,
+    // and so is a relay's own directory when it starts again.
+    let empty = m.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let args = ["--data", empty.to_str().unwrap(), "--listen", "127.0.0.1:0"];
+    let relay = m.spawn(&args);
+    assert!(relay.first_invite().is_some(), "{:?}", relay.banner);
+    relay.stop();
+    m.spawn(&args).stop();
+}
+
+#[test]
+fn a_listen_address_the_machine_lacks_is_named_as_the_problem() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    // TEST-NET-1: no machine has it.
+    let out = m.run(&[
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "192.0.2.1:7443",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("has no address 192.0.2.1") && err.contains("[::]:7443"),
+        "{err}"
+    );
+    assert!(!err.contains("another relay"), "{err}");
+    assert!(!data.exists(), "nothing created");
+}
+
+#[test]
+fn a_public_address_nobody_else_reaches_is_refused_or_noted() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let data = data.to_str().unwrap();
+    m.ok(&["init", "--data", data, "--public-host", "raspberrypi.local"]);
+    // "Any address": no one can connect to it, so it is refused (usage error).
+    for any in ["0.0.0.0", "[::]:17443"] {
+        let out = m.run(&["set-address", "--data", data, any]);
+        assert_eq!(out.status.code(), Some(2), "{any}: {out:?}");
+        assert!(stderr(&out).contains("any address"), "{any}: {out:?}");
+    }
+    let config = std::fs::read_to_string(Path::new(data).join("hearth-relay.toml")).unwrap();
+    assert!(
+        config.contains("public_host = \"raspberrypi.local\""),
+        "{config}"
+    );
+    // Loopback: kept (a relay for this machine alone is legitimate), with a note saying
+    // who it leaves out.
+    let out = m.run(&["set-address", "--data", data, "localhost"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stderr(&out).contains("only this machine reaches it"),
+        "{out:?}"
+    );
+    let out = m.run(&["set-address", "--data", data, "home.example.org:17443"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!stderr(&out).contains("note:"), "{out:?}");
+}
+
+#[test]
+fn root_does_not_run_a_relay_that_belongs_to_another_user() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: running a relay of another user is not tried");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let m = Machine::new();
+    let data = m.path("relay");
+    m.ok(&["init", "--data", data.to_str().unwrap()]);
+    // What the package leaves: the data belongs to the service user.
+    let owner = 65534; // nobody
+    for path in tree(&data).iter().chain([&data]) {
+        std::os::unix::fs::lchown(path, Some(owner), Some(owner)).unwrap();
+    }
+    let out = m.run(&["--data", data.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("not root") && err.contains("runuser -u"),
+        "{err}"
+    );
+    assert!(
+        tree(&data)
+            .iter()
+            .all(|p| std::fs::symlink_metadata(p).unwrap().uid() == owner),
+        "root made no file there"
+    );
+}
+
+#[test]
+fn with_a_relay_of_ones_own_and_the_packaged_one_commands_say_which_they_mean() {
+    let m = Machine::new();
+    // Root tried a relay by hand before installing the package.
+    m.ok(&["init", "--public-host", "own.example.org"]);
+    let system_data = m.path("var/lib/hearth/relay");
+    m.ok(&[
+        "init",
+        "--config",
+        m.system_config().to_str().unwrap(),
+        "--data",
+        system_data.to_str().unwrap(),
+        "--public-host",
+        "raspberrypi.local",
+    ]);
+    let out = m.run(&["invite"]);
+    assert!(out.status.success(), "{out:?}");
+    let invite: Invite = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(invite.relay.host, "own.example.org");
+    let err = stderr(&out);
+    assert!(
+        err.contains("your own relay") && err.contains("not the packaged one"),
+        "{err}"
+    );
+    let packaged = m.invite(&["--data", system_data.to_str().unwrap()]);
+    assert_eq!(packaged.relay.host, "raspberrypi.local");
+}
+
+#[test]
+fn half_an_identity_or_a_planted_link_stops_the_relay_before_it_writes() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let dir = data.to_str().unwrap();
+    m.ok(&["init", "--data", dir, "--public-host", "raspberrypi.local"]);
+    let key = std::fs::read(data.join("relay-key.der")).unwrap();
+
+    // The certificate was lost (a partial restore): no new identity is made.
+    let cert = data.join("relay-cert.der");
+    let saved = data.join("../cert-aside.der");
+    std::fs::rename(&cert, &saved).unwrap();
+    let out = m.run(&["--data", dir, "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("relay-key.der but not relay-cert.der") && err.contains("Restore"),
+        "{err}"
+    );
+    assert!(!cert.exists());
+    assert_eq!(std::fs::read(data.join("relay-key.der")).unwrap(), key);
+    std::fs::rename(&saved, &cert).unwrap();
+
+    // Someone with the service user's rights points the store at another file: neither
+    // the relay nor an owner command (root's, on a stopped relay) opens it.
+    let victim = m.path("victim");
+    std::fs::write(&victim, b"not the relay's").unwrap();
+    let store = data.join("relay.redb");
+    std::fs::rename(&store, m.path("store-aside")).unwrap();
+    std::os::unix::fs::symlink(&victim, &store).unwrap();
+    for args in [
+        vec!["--data", dir, "--listen", "127.0.0.1:0"],
+        vec!["invite", "--data", dir],
+    ] {
+        let out = m.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(stderr(&out).contains("symbolic link"), "{args:?}: {out:?}");
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not the relay's");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+    assert_ne!(mode, 0o600, "the victim's mode was changed");
 }

@@ -364,3 +364,150 @@ fn the_man_pages_name_only_pages_that_exist() {
         "the main page names each command's page"
     );
 }
+
+/// Runs a maintainer script of the package with its paths moved under `root` and the
+/// system commands it calls (`adduser`, `getent`, `install`, `chown`, `hostname`) replaced
+/// by stubs that log their arguments to `root/calls`; `hearth-relay` is this build's.
+fn run_script(root: &Path, script: &str, args: &[&str]) -> std::process::Output {
+    let text = read(&format!("packaging/relay/debian/{script}"))
+        .replace("/etc/hearth", &format!("{}/etc/hearth", root.display()))
+        .replace(
+            "/var/lib/hearth",
+            &format!("{}/var/lib/hearth", root.display()),
+        );
+    let path = root.join(script);
+    std::fs::write(&path, text).unwrap();
+    let bin = root.join("bin");
+    if !bin.exists() {
+        std::fs::create_dir(&bin).unwrap();
+        let calls = root.join("calls");
+        // `install -d [-m MODE] [-o USER] [-g GROUP] DIR...` makes the directories (as root
+        // would, without the owner).
+        let install = "while [ $# -gt 0 ]; do case $1 in -d) ;; -m|-o|-g) shift ;; \
+                       *) mkdir -p \"$1\" ;; esac; shift; done\n";
+        for (name, output, then) in [
+            ("adduser", "", ""),
+            (
+                "getent",
+                "hearth:x:999:999::/nonexistent:/usr/sbin/nologin",
+                "",
+            ),
+            ("install", "", install),
+            ("chown", "", ""),
+            ("hostname", "pi", ""),
+        ] {
+            let stub = bin.join(name);
+            std::fs::write(
+                &stub,
+                format!(
+                    "#!/bin/sh\necho \"{name} $*\" >>'{}'\n[ -z '{output}' ] || echo '{output}'\n{then}",
+                    calls.display()
+                ),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hearth-relay"), bin.join("hearth-relay"))
+            .unwrap();
+    }
+    let path_var = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("sh")
+        .arg(&path)
+        .args(args)
+        .env("PATH", path_var)
+        .env_remove("HEARTH_RELAY_PUBLIC_HOST")
+        .env_remove("HEARTH_RELAY_DATA")
+        .env(
+            "HEARTH_RELAY_SYSTEM_CONFIG",
+            root.join("etc/hearth/relay.toml"),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_purge_keeps_the_relay_and_a_reinstall_finds_it_and_names_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let config = root.join("etc/hearth/relay.toml");
+    let data = root.join("var/lib/hearth/relay");
+
+    // The first install: creates the relay, prints its address and first invite.
+    let out = run_script(root, "postinst", &["configure"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("relay address: hearth://pi.local:7443/#"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("first admin invite"), "{stdout}");
+    let pin = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("relay address: "))
+        .and_then(|a| a.split('#').nth(1))
+        .unwrap()
+        .to_string();
+    // The owner moved it to a dynamic DNS name and a forwarded port.
+    let set = Command::new(env!("CARGO_BIN_EXE_hearth-relay"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "set-address",
+            "home.example.org:17443",
+        ])
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{set:?}");
+
+    // A purge: the config goes (saying which address it held), the relay stays.
+    let out = run_script(root, "postrm", &["purge"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("its public address was \"home.example.org:17443\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("data is kept"), "{stdout}");
+    assert!(!config.exists());
+    assert!(data.join("relay.redb").exists());
+
+    // A reinstall: the kept relay gets a config again, its files are the service user's
+    // again (the user may have a new uid), and it says which address invites now name.
+    std::fs::remove_file(root.join("calls")).unwrap();
+    let out = run_script(root, "postinst", &["configure"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("found the relay kept"), "{stdout}");
+    assert!(
+        stdout.contains("Its public address is now \"pi.local\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("set-address"), "{stdout}");
+    assert!(
+        !stdout.contains("first admin invite"),
+        "no new relay: {stdout}"
+    );
+    let calls = std::fs::read_to_string(root.join("calls")).unwrap();
+    assert!(
+        calls.contains(&format!("chown -R hearth:hearth {}", data.display())),
+        "{calls}"
+    );
+    let invite = Command::new(env!("CARGO_BIN_EXE_hearth-relay"))
+        .args(["--config", config.to_str().unwrap(), "invite"])
+        .env("HEARTH_RELAY_SYSTEM_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(invite.status.success(), "{invite:?}");
+    let line = String::from_utf8_lossy(&invite.stdout);
+    assert!(line.starts_with("hearth://pi.local:7443/invite/"), "{line}");
+    assert!(
+        line.trim_end().ends_with(&format!("#{pin}")),
+        "the same relay: {line}"
+    );
+}
