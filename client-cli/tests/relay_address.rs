@@ -52,3 +52,25 @@ async fn members_follow_the_relay_to_a_new_port_with_the_same_pin() {
     let whoami = stdout(&hearth(&alice, &["whoami"]).await);
     assert!(whoami.contains(&new.to_string()), "{whoami}");
 }
+
+/// A host and port where another relay (another key) answers: the move is undone, the
+/// command fails and says so, and the profile still signs in at the old address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_where_another_relay_answers_is_not_kept() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let here = env.relay().local_addr();
+    let other = Env::start().await;
+    let there = other.relay().local_addr();
+    assert_ne!(other.relay().address().pin, env.relay().address().pin);
+
+    let out = hearth(&alice, &["relay", "set-address", &there.to_string()]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = stderr(&out);
+    assert!(text.contains("another relay's key"), "{text}");
+    assert!(text.contains(&format!("stays {here}")), "{text}");
+
+    let whoami = hearth(&alice, &["whoami"]).await;
+    assert_success(&whoami, "whoami after the refused move");
+    assert!(stdout(&whoami).contains(&here.to_string()), "{}", stdout(&whoami));
+}

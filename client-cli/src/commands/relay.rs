@@ -1,7 +1,7 @@
 //! `hearth relay set-address`: follow the household's relay to a new address.
 
 use anyhow::{Context, Result};
-use hearth_core::Client;
+use hearth_core::{Client, ClientError};
 use hearth_protocol::{Invite, RelayAddress};
 use hearth_relay::config::PublicAddress;
 use serde_json::json;
@@ -74,6 +74,23 @@ async fn set_address(global: &GlobalArgs, text: &str, check: bool) -> Result<()>
             Ok(client) => {
                 client.close().await;
                 Ok(())
+            }
+            Err(ClientError::PinMismatch { .. }) => {
+                // Another relay answers there: keeping the address would leave a profile
+                // that cannot sign in anywhere. Go back to the old one and say so.
+                let mut profile = session::open_profile(global)?;
+                profile
+                    .move_relay(old.host.clone(), old.port)
+                    .context("cannot put the previous relay address back")?;
+                return Err(UsageError(format!(
+                    "{} answered with another relay's key, not the one this profile pinned \
+                     ({}): the address stays {}. Check the new address with your relay's \
+                     owner (`hearth-relay status` on the relay prints it).",
+                    moved.host_port(),
+                    old.pin,
+                    old.host_port()
+                ))
+                .into());
             }
             Err(e) => Err(e.to_string()),
         }

@@ -87,7 +87,7 @@ pub fn load_or_generate(data_dir: &Path) -> Result<Identity, ServerError> {
     let cert = params.self_signed(&key_pair).map_err(cert_err)?;
     let key_der = key_pair.serialize_der();
     write_private(&key_path, &key_der)?;
-    std::fs::write(&cert_path, cert.der().as_ref())?;
+    write_private(&cert_path, cert.der().as_ref())?;
     let cert = cert.der().clone();
     let pin = pin_of_cert(&cert)?;
     Ok(Identity {
@@ -101,11 +101,14 @@ pub fn load_or_generate(data_dir: &Path) -> Result<Identity, ServerError> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    // A link planted at `path` (by whoever else can write the data directory) is not
+    // followed: the key is never written through it somewhere else.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
@@ -153,4 +156,21 @@ pub fn server_config(
     transport.max_concurrent_uni_streams(0u32.into());
     server.transport_config(Arc::new(transport));
     Ok(server)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A link planted where the key goes (by whoever else can write the data directory)
+    /// is not followed: generating fails and the link's target is left as it was.
+    #[test]
+    fn a_planted_link_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"not yours").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(KEY_FILE)).unwrap();
+        assert!(load_or_generate(dir.path()).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"not yours");
+    }
 }
