@@ -659,7 +659,10 @@ mod tests {
         let mut again = Encryptor::with_key(&plain[..], plain.len() as u64, key).unwrap();
         let mut b = Vec::new();
         while again.next_chunk(&mut b).unwrap() {}
-        assert!(a == b, "a resumed upload would not fit what the relay holds");
+        assert!(
+            a == b,
+            "a resumed upload would not fit what the relay holds"
+        );
     }
 
     #[test]

@@ -273,7 +273,10 @@ async fn a_disk_that_fills_during_an_upload_refuses_the_file_and_messages_still_
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::StorageFull), "{e}");
-    assert!(e.to_string().contains("no room for the rest of this file"), "{e}");
+    assert!(
+        e.to_string().contains("no room for the rest of this file"),
+        "{e}"
+    );
     let blobs = running.relay().blobs();
     assert_eq!(blobs.count(), 1);
 
@@ -327,7 +330,12 @@ async fn mangled_chunks_from_a_hostile_uploader_are_refused_at_download() {
         while sealer.next_chunk(&mut blob_bytes).unwrap() {}
         let blob = BlobId::random();
         let message = sealer
-            .finish(blob, format!("{mangle:?}.bin"), "application/octet-stream".into(), None)
+            .finish(
+                blob,
+                format!("{mangle:?}.bin"),
+                "application/octet-stream".into(),
+                None,
+            )
             .unwrap();
         match mangle {
             Mangle::Tamper => blob_bytes[sealed_chunk + 100] ^= 1,
@@ -353,7 +361,10 @@ async fn mangled_chunks_from_a_hostile_uploader_are_refused_at_download() {
                 data: blob_bytes,
             })
             .await;
-        assert!(matches!(stored, Ok(Response::BlobStored { .. })), "{stored:?}");
+        assert!(
+            matches!(stored, Ok(Response::BlobStored { .. })),
+            "{stored:?}"
+        );
         alice
             .send_body(room, &mut group, Body::File(message))
             .await
@@ -361,15 +372,31 @@ async fn mangled_chunks_from_a_hostile_uploader_are_refused_at_download() {
 
         let id = file_id(&mut bob).await;
         let out = tempfile::tempdir().unwrap();
-        let e = bob.c().save_file(&id, out.path(), &quiet).await.unwrap_err();
+        let e = bob
+            .c()
+            .save_file(&id, out.path(), &quiet)
+            .await
+            .unwrap_err();
         let ClientError::Attachment(refused) = &e else {
             panic!("{mangle:?}: {e}");
         };
         match (mangle, refused) {
             (Mangle::Tamper, AttachmentError::Tampered { chunk: 1 })
-            | (Mangle::Reorder, AttachmentError::Reordered { chunk: 0, belongs: 1 })
+            | (
+                Mangle::Reorder,
+                AttachmentError::Reordered {
+                    chunk: 0,
+                    belongs: 1,
+                },
+            )
             | (Mangle::Truncate, AttachmentError::Truncated { .. })
-            | (Mangle::Duplicate, AttachmentError::Duplicated { chunk: 1, copy_of: 0 }) => {}
+            | (
+                Mangle::Duplicate,
+                AttachmentError::Duplicated {
+                    chunk: 1,
+                    copy_of: 0,
+                },
+            ) => {}
             other => panic!("{other:?}"),
         }
         assert!(e.to_string().contains("the download is refused"), "{e}");

@@ -112,9 +112,12 @@ async fn the_relay_killed_mid_upload_the_client_resumes_and_the_file_is_held_onc
         address.clone(),
     )
     .unwrap();
-    let alice = Client::register(profile, &invite.expect("a fresh relay prints its first invite"))
-        .await
-        .unwrap();
+    let alice = Client::register(
+        profile,
+        &invite.expect("a fresh relay prints its first invite"),
+    )
+    .await
+    .unwrap();
     let room = alice.create_room("Home").await.unwrap();
     let bytes = content(12 * 1024 * 1024);
     let src = dir.path().join("film.mkv");
@@ -146,8 +149,17 @@ async fn the_relay_killed_mid_upload_the_client_resumes_and_the_file_is_held_onc
 
     // Whole, as sent.
     let items = alice.history(room, 10, None).await.unwrap();
-    let text = &items.iter().rev().find(|i| i.text.starts_with("[file ")).unwrap().text;
-    let id = text["[file ".len()..].split(']').next().unwrap().to_string();
+    let text = &items
+        .iter()
+        .rev()
+        .find(|i| i.text.starts_with("[file "))
+        .unwrap()
+        .text;
+    let id = text["[file ".len()..]
+        .split(']')
+        .next()
+        .unwrap()
+        .to_string();
     let out = tempfile::tempdir().unwrap();
     let saved = alice.save_file(&id, out.path(), &|_, _| {}).await.unwrap();
     assert!(std::fs::read(&saved.path).unwrap() == bytes, "not whole");

@@ -555,11 +555,15 @@ mod tests {
         };
         let lines = crate::inspect::render(&report);
         assert!(
-            lines.iter().any(|l| l.starts_with("files: 3 in 2 rooms, 7 bytes")),
+            lines
+                .iter()
+                .any(|l| l.starts_with("files: 3 in 2 rooms, 7 bytes")),
             "{lines:?}"
         );
         assert!(
-            lines.iter().any(|l| l.contains(&room.to_hex()) && l.contains("(1 being uploaded)")),
+            lines
+                .iter()
+                .any(|l| l.contains(&room.to_hex()) && l.contains("(1 being uploaded)")),
             "{lines:?}"
         );
     }

@@ -182,7 +182,10 @@ pub async fn download(client: &Client, json: bool, id: &str, dir: Option<&Path>)
     } else {
         let resumed = match saved.resumed_from {
             0 => String::new(),
-            had => format!(" (resumed after the {} an earlier try saved)", human_size(had)),
+            had => format!(
+                " (resumed after the {} an earlier try saved)",
+                human_size(had)
+            ),
         };
         outln!(
             "Saved {} ({}, checked) in {speed}{resumed}.",

@@ -32,9 +32,9 @@ pub fn show(path: &Path, width: u16, height: u16) -> Result<(), String> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_ALLOC);
     reader.limits(limits);
-    let picture = reader
-        .decode()
-        .map_err(|e| format!("cannot show it here ({e}); /open shows it with your desktop's program"))?;
+    let picture = reader.decode().map_err(|e| {
+        format!("cannot show it here ({e}); /open shows it with your desktop's program")
+    })?;
     let mut out = std::io::stdout();
     let _ = crossterm::execute!(
         out,

@@ -201,11 +201,8 @@ impl Inner {
             .filter(|u| u.size == size && u.modified_ns == modified_ns(&meta));
         let (blob, mut sealer, mut held) = match earlier {
             Some(upload) => {
-                let sealer = Encryptor::with_key(
-                    std::io::BufReader::new(file),
-                    size,
-                    upload.key.clone(),
-                )?;
+                let sealer =
+                    Encryptor::with_key(std::io::BufReader::new(file), size, upload.key.clone())?;
                 let response = self
                     .call_through(
                         room,
@@ -234,7 +231,8 @@ impl Inner {
                     size,
                     modified_ns: modified_ns(&meta),
                 };
-                let bytes = zeroize::Zeroizing::new(postcard::to_allocvec(&upload).map_err(store_err)?);
+                let bytes =
+                    zeroize::Zeroizing::new(postcard::to_allocvec(&upload).map_err(store_err)?);
                 let mut batch = store.begin().map_err(store_err)?;
                 batch
                     .put(Table::Uploads, &record_key, &bytes)
@@ -429,8 +427,13 @@ fn resume_part(
     let have = out.metadata()?.len();
     let prefix = std::fs::File::open(part)?;
     let chunks = have / u64::from(file.chunk_size);
-    let opener = Decryptor::resume(file, std::io::sink(), std::io::BufReader::new(prefix), chunks)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let opener = Decryptor::resume(
+        file,
+        std::io::sink(),
+        std::io::BufReader::new(prefix),
+        chunks,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     let keep = opener.written();
     out.set_len(keep)?;
     out.seek(std::io::SeekFrom::Start(keep))?;

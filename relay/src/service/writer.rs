@@ -80,12 +80,8 @@ impl DiskFloor {
     /// enough): a file's upload is refused once the rest of it would not fit, so a disk
     /// filled by files still takes messages.
     pub(crate) fn room_for(&self, bytes: u64) -> bool {
-        self.free().is_none_or(|free| {
-            free >= self
-                .min_free
-                .load(Ordering::SeqCst)
-                .saturating_add(bytes)
-        })
+        self.free()
+            .is_none_or(|free| free >= self.min_free.load(Ordering::SeqCst).saturating_add(bytes))
     }
 
     /// Changes the floor (tests; an owner freeing space needs nothing: it is measured
