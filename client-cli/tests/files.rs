@@ -137,9 +137,8 @@ async fn a_file_goes_through_send_file_save_and_open() {
     );
 
     // The relay's files hold no plaintext.
-    for (path, _) in parts(&env.dir.path().join("relay")) {
-        panic!("an unfinished upload is left: {}", path.display());
-    }
+    let left = parts(&env.dir.path().join("relay"));
+    assert!(left.is_empty(), "unfinished uploads are left: {left:?}");
     let mut stack = vec![env.dir.path().join("relay")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
