@@ -8,9 +8,13 @@
 //! - `hearth-bench client` measures the client side through hearth-core against a relay
 //!   process: sending and receiving a message, joining a 25-member room, catching up on
 //!   10,000 messages.
+//! - `hearth-bench files` sends and saves a 100 MiB file through hearth-core and the
+//!   relay process, beside the disk's write speed and `scp` to localhost, with the
+//!   relay's memory during the transfers.
 #![forbid(unsafe_code)]
 
 mod client_side;
+mod files;
 mod fsync;
 mod load;
 mod procfs;
@@ -37,6 +41,8 @@ enum Command {
     Relay(relay_table::RelayArgs),
     /// Client-side costs through hearth-core against a relay process.
     Client(client_side::ClientArgs),
+    /// A file's upload and download through the relay, beside disk and scp.
+    Files(files::FilesArgs),
     /// The raw quinn fan-out server (started by `relay`; prints its address).
     #[command(hide = true)]
     RawServer,
@@ -44,7 +50,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Command::Client(_) = cli.command {
+    if let Command::Client(_) | Command::Files(_) = cli.command {
         // Before any thread starts: cheap profile keys (see client_side).
         std::env::set_var("HEARTH_TEST_FAST_KDF", "1");
     }
@@ -53,6 +59,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Relay(a) => relay_table::run(a).await,
             Command::Client(a) => client_side::run(a).await,
+            Command::Files(a) => files::run(a).await,
             Command::RawServer => raw::serve().await,
         }
     })

@@ -48,9 +48,19 @@ impl Server {
     /// Starts `bin` (hearth-relay) on a fresh data dir under `base`, prefixed by `wrap`
     /// (e.g. `taskset -c 1`).
     pub async fn relay(bin: &Path, base: &Path, wrap: &[String]) -> Result<Server> {
+        Self::relay_with(bin, base, wrap, "").await
+    }
+
+    /// [`Server::relay`] with `extra` lines appended to its configuration.
+    pub async fn relay_with(
+        bin: &Path,
+        base: &Path,
+        wrap: &[String],
+        extra: &str,
+    ) -> Result<Server> {
         let dir = base.join("relay");
         let config = base.join("relay.toml");
-        std::fs::write(&config, RELAY_CONFIG)?;
+        std::fs::write(&config, format!("{RELAY_CONFIG}{extra}"))?;
         let log = std::fs::File::create(base.join("relay.log"))?;
         let mut cmd = command(wrap, bin);
         cmd.arg("--data")

@@ -110,6 +110,10 @@ pub enum Command {
     ExportBackup {
         /// The backup file to create
         file: PathBuf,
+        /// Also put the files this profile downloaded for itself (`hearth open`) in the
+        /// backup; files you saved elsewhere with `hearth save` are never in it
+        #[arg(long)]
+        files: bool,
     },
     /// Restore a backup into a new profile directory (--profile DIR)
     ///
@@ -168,6 +172,18 @@ pub enum Command {
         id: String,
         /// The directory to save into (default: the current directory)
         dir: Option<PathBuf>,
+    },
+    /// Open a file someone sent with your desktop's program for it (saved first, checked)
+    ///
+    /// The file is saved into the profile's `files` directory (once: opening it again
+    /// uses that copy) and handed to the desktop's opener (xdg-open, open, start), or to
+    /// the program given with --with.
+    Open {
+        /// The file's id
+        id: String,
+        /// The program to open it with instead of the desktop's choice, e.g. `feh`
+        #[arg(long, value_name = "PROGRAM")]
+        with: Option<String>,
     },
     /// Set the display name the people in your rooms see next to your handle
     ///

@@ -263,12 +263,18 @@ pub struct Encryptor<R> {
 impl<R: Read> Encryptor<R> {
     /// Seals the `size` bytes `reader` yields under a fresh key.
     pub fn new(reader: R, size: u64) -> Result<Self, AttachmentError> {
+        Self::with_key(reader, size, FileKey::random())
+    }
+
+    /// Seals the `size` bytes `reader` yields under `key`: the same key and plaintext
+    /// give the same chunks, so an upload interrupted by a restart goes on under the key
+    /// it began with (decision 0014). Never use a key for two different plaintexts.
+    pub fn with_key(reader: R, size: u64, key: FileKey) -> Result<Self, AttachmentError> {
         if size > MAX_FILE_SIZE {
             return Err(AttachmentError::Malformed(format!(
                 "a file of {size} bytes is too large"
             )));
         }
-        let key = FileKey::random();
         let padded = padded_len(size);
         Ok(Self {
             reader,
@@ -287,6 +293,11 @@ impl<R: Read> Encryptor<R> {
     /// The blob's whole sealed size.
     pub fn sealed_len(&self) -> u64 {
         sealed_len(self.size, self.chunk_size)
+    }
+
+    /// The file's key (kept by a sender that may have to resume after a restart).
+    pub fn key(&self) -> &FileKey {
+        &self.key
     }
 
     /// The next sealed chunk, appended to `out`; `false` once every chunk was given.
@@ -357,6 +368,7 @@ impl<R: Read> Encryptor<R> {
 /// what was written on an error.
 pub struct Decryptor<W> {
     writer: W,
+    blob: BlobId,
     cipher: ChaCha20Poly1305,
     chunk_size: u32,
     size: u64,
@@ -377,6 +389,7 @@ impl<W: Write> Decryptor<W> {
         let padded = padded_len(file.size);
         Ok(Self {
             writer,
+            blob: file.blob,
             cipher: file.key.cipher(),
             chunk_size: file.chunk_size,
             size: file.size,
@@ -389,6 +402,66 @@ impl<W: Write> Decryptor<W> {
             hasher: Sha256::new(),
             sha256: file.sha256,
         })
+    }
+
+    /// A reader that goes on after a saved prefix: `prefix` yields the plaintext of the
+    /// first `chunks` chunks (as an earlier reader wrote them after they authenticated),
+    /// which is hashed again; the blob is then taken from the sealed offset of chunk
+    /// `chunks` ([`Decryptor::taken`]). At most every chunk but the last is skipped.
+    pub fn resume(
+        file: &FileMessage,
+        writer: W,
+        mut prefix: impl Read,
+        chunks: u64,
+    ) -> Result<Self, AttachmentError> {
+        let mut reader = Self::new(file, writer)?;
+        let chunks = chunks.min(reader.count - 1);
+        let mut buf = vec![0u8; reader.chunk_size as usize];
+        for index in 0..chunks {
+            let start = index * u64::from(reader.chunk_size);
+            // Only whole chunks of real bytes are skipped: the last one holds the padding.
+            let real = reader
+                .size
+                .saturating_sub(start)
+                .min(u64::from(reader.chunk_size)) as usize;
+            if real < buf.len() {
+                break;
+            }
+            prefix.read_exact(&mut buf[..real])?;
+            reader.hasher.update(&buf[..real]);
+            reader.taken += reader.sealed_chunk_len(index) as u64;
+            reader.next += 1;
+        }
+        Ok(reader)
+    }
+
+    /// The same reader, writing to `writer` from now on.
+    pub fn with_writer<V: Write>(self, writer: V) -> Decryptor<V> {
+        Decryptor {
+            writer,
+            blob: self.blob,
+            cipher: self.cipher,
+            chunk_size: self.chunk_size,
+            size: self.size,
+            padded: self.padded,
+            sealed: self.sealed,
+            count: self.count,
+            next: self.next,
+            taken: self.taken,
+            buf: self.buf,
+            hasher: self.hasher,
+            sha256: self.sha256,
+        }
+    }
+
+    /// The blob this reader opens.
+    pub fn blob(&self) -> BlobId {
+        self.blob
+    }
+
+    /// Plaintext bytes written so far (whole chunks).
+    pub fn written(&self) -> u64 {
+        (self.next * u64::from(self.chunk_size)).min(self.size)
     }
 
     /// The blob's expected sealed size.
@@ -575,6 +648,42 @@ mod tests {
     }
 
     const C: usize = CHUNK_SIZE as usize + TAG_LEN;
+
+    #[test]
+    fn the_same_key_seals_the_same_chunks_so_an_upload_can_resume() {
+        let plain = sample(5 * CHUNK_SIZE as usize + 17);
+        let mut first = Encryptor::new(&plain[..], plain.len() as u64).unwrap();
+        let key = first.key().clone();
+        let mut a = Vec::new();
+        while first.next_chunk(&mut a).unwrap() {}
+        let mut again = Encryptor::with_key(&plain[..], plain.len() as u64, key).unwrap();
+        let mut b = Vec::new();
+        while again.next_chunk(&mut b).unwrap() {}
+        assert!(
+            a == b,
+            "a resumed upload would not fit what the relay holds"
+        );
+    }
+
+    #[test]
+    fn a_download_resumes_after_its_saved_prefix() {
+        let plain = sample(5 * CHUNK_SIZE as usize + 17);
+        let (file, blob) = seal(&plain);
+        for chunks in [0u64, 1, 3, 5, 99] {
+            let mut dec = Decryptor::resume(&file, Vec::new(), &plain[..], chunks).unwrap();
+            let skipped = dec.written() as usize;
+            assert_eq!(skipped, (chunks.min(5) as usize) * CHUNK_SIZE as usize);
+            dec.push(&blob[dec.taken() as usize..]).unwrap();
+            let rest = dec.finish().unwrap();
+            assert!(rest[..] == plain[skipped..], "{chunks}");
+        }
+        // A saved prefix that is not what the sender sent fails the hash at the end.
+        let mut wrong = plain.clone();
+        wrong[10] ^= 1;
+        let mut dec = Decryptor::resume(&file, Vec::new(), &wrong[..], 2).unwrap();
+        dec.push(&blob[dec.taken() as usize..]).unwrap();
+        assert_eq!(dec.finish().unwrap_err(), AttachmentError::HashMismatch);
+    }
 
     #[test]
     fn a_file_comes_back_whole() {

@@ -29,8 +29,16 @@ use crate::store::crypto::{self, KdfParams, SALT_LEN};
 use crate::store::{StoreError, Table};
 
 const MAGIC: &[u8; 8] = b"HRTHBAK\0";
-/// The current backup format version.
-pub const BACKUP_VERSION: u32 = 1;
+/// The newest backup format version this hearth reads. A backup without downloaded files
+/// is written as version 1 (which every hearth reads), one with them as version 2.
+pub const BACKUP_VERSION: u32 = 2;
+/// The format of a backup without downloaded files.
+const VERSION_WITHOUT_FILES: u32 = 1;
+/// The pseudo-table of a version 2 backup holding the profile's downloaded files (file
+/// name, bytes).
+const SAVED_FILES: &str = "saved_files";
+/// Where a profile keeps the files it downloaded for itself (`hearth open`, previews).
+pub const FILES_DIR: &str = "files";
 const CHECKSUM_LEN: usize = 32;
 
 /// Why a backup could not be written or restored.
@@ -100,26 +108,95 @@ fn aad(version: u32, kdf: KdfParams, salt: &[u8; SALT_LEN]) -> Vec<u8> {
 }
 
 /// Writes an encrypted backup of every table of `profile` to `path` (mode 0600),
-/// protected by `passphrase` (which may differ from the profile's).
+/// protected by `passphrase` (which may differ from the profile's), without the files
+/// the profile downloaded (see [`export_backup_with`]).
 ///
 /// The file is written under a temporary name and renamed when complete; an existing
 /// `path` is refused.
 pub fn export_backup(profile: &Profile, path: &Path, passphrase: &str) -> Result<(), BackupError> {
+    export_backup_with(profile, path, passphrase, false).map(|_| ())
+}
+
+/// The files a profile downloaded for itself ([`FILES_DIR`]), and whether a backup
+/// carries them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavedFiles {
+    /// Files in the profile's files directory.
+    pub count: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Whether the backup holds them.
+    pub included: bool,
+}
+
+/// The regular files in `profile`'s [`FILES_DIR`] (no hidden or unfinished ones).
+fn saved_files(profile: &Profile) -> Result<Vec<(String, std::path::PathBuf)>, BackupError> {
+    let dir = profile.dir().join(FILES_DIR);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !name.starts_with('.') && entry.file_type()?.is_file() {
+            files.push((name, entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// [`export_backup`], and with `files` the files the profile downloaded for itself
+/// (its [`FILES_DIR`]: what `hearth open` saved) in the backup too. Files saved
+/// elsewhere are the user's own and never in it. Returns what there was and whether it
+/// went in.
+pub fn export_backup_with(
+    profile: &Profile,
+    path: &Path,
+    passphrase: &str,
+    files: bool,
+) -> Result<SavedFiles, BackupError> {
     if path.exists() {
         return Err(BackupError::AlreadyExists(path.to_owned()));
     }
-    let contents = Contents {
-        version: BACKUP_VERSION,
-        tables: profile
-            .store()
-            .dump()?
-            .into_iter()
-            .map(|(table, records)| TableDump {
-                name: table.name().to_owned(),
-                entries: records.into_iter().map(|(k, v)| (k, v.to_vec())).collect(),
-            })
-            .collect(),
+    let saved = saved_files(profile)?;
+    let mut summary = SavedFiles {
+        count: saved.len() as u64,
+        included: files && !saved.is_empty(),
+        ..SavedFiles::default()
     };
+    let mut tables: Vec<TableDump> = profile
+        .store()
+        .dump()?
+        .into_iter()
+        .map(|(table, records)| TableDump {
+            name: table.name().to_owned(),
+            entries: records.into_iter().map(|(k, v)| (k, v.to_vec())).collect(),
+        })
+        .collect();
+    let mut dump = TableDump {
+        name: SAVED_FILES.to_owned(),
+        entries: Vec::new(),
+    };
+    for (name, file) in saved {
+        let bytes = fs::read(file)?;
+        summary.bytes += bytes.len() as u64;
+        if summary.included {
+            dump.entries.push((name.into_bytes(), bytes));
+        }
+    }
+    let version = if summary.included {
+        tables.push(dump);
+        BACKUP_VERSION
+    } else {
+        VERSION_WITHOUT_FILES
+    };
+    let contents = Contents { version, tables };
     let plaintext = Zeroizing::new(
         postcard::to_allocvec(&contents)
             .map_err(|e| BackupError::Damaged(format!("encoding the backup: {e}")))?,
@@ -128,10 +205,10 @@ pub fn export_backup(profile: &Profile, path: &Path, passphrase: &str) -> Result
     let salt = crypto::random_salt();
     let key = crypto::derive_kek(passphrase, &salt, kdf)?;
     let envelope = Envelope {
-        version: BACKUP_VERSION,
+        version,
         kdf,
         salt,
-        sealed: crypto::seal(&key, &aad(BACKUP_VERSION, kdf, &salt), &plaintext),
+        sealed: crypto::seal(&key, &aad(version, kdf, &salt), &plaintext),
     };
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(
@@ -162,7 +239,8 @@ pub fn export_backup(profile: &Profile, path: &Path, passphrase: &str) -> Result
     if written.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    Ok(written?)
+    written?;
+    Ok(summary)
 }
 
 /// Restores the backup at `path` into a new profile in `dir`, whose store passphrase is
@@ -190,6 +268,14 @@ pub fn import_backup(path: &Path, passphrase: &str, dir: &Path) -> Result<Profil
         }
         Ok(())
     })?;
+    // Downloaded files (a version 2 backup), under names made safe again.
+    let files = contents.tables.iter().filter(|t| t.name == SAVED_FILES);
+    for (name, bytes) in files.flat_map(|t| t.entries.iter()) {
+        let name = crate::attachment::safe_file_name(&String::from_utf8_lossy(name));
+        let dir = dir.join(FILES_DIR);
+        fs::create_dir_all(&dir)?;
+        fs::write(dir.join(name), bytes)?;
+    }
     Ok(profile)
 }
 
@@ -199,7 +285,7 @@ type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 /// Each table of the backup with its entries; an unknown table name is damage.
 fn tables_of(contents: &Contents) -> Result<Vec<(Table, &Entries)>, BackupError> {
     let mut tables = Vec::new();
-    for dump in &contents.tables {
+    for dump in contents.tables.iter().filter(|t| t.name != SAVED_FILES) {
         let table = Table::ALL
             .into_iter()
             .find(|t| t.name() == dump.name)
@@ -294,6 +380,45 @@ mod tests {
         batch.commit().unwrap();
         p.set_registered().unwrap();
         p
+    }
+
+    #[test]
+    fn downloaded_files_go_in_only_when_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let original = profile(&tmp.path().join("a"));
+        let files = original.dir().join(FILES_DIR);
+        fs::create_dir_all(&files).unwrap();
+        fs::write(files.join("beach.jpg"), b"jpeg bytes").unwrap();
+        fs::write(files.join(".beach.jpg.1234.part"), b"half").unwrap();
+
+        let without = tmp.path().join("without.hearth");
+        let told = export_backup_with(&original, &without, "pass", false).unwrap();
+        assert_eq!(
+            told,
+            SavedFiles {
+                count: 1,
+                bytes: 10,
+                included: false
+            }
+        );
+        let restored = tmp.path().join("b");
+        import_backup(&without, "pass", &restored).unwrap();
+        assert!(!restored.join(FILES_DIR).exists());
+
+        let with = tmp.path().join("with.hearth");
+        let told = export_backup_with(&original, &with, "pass", true).unwrap();
+        assert!(told.included);
+        let restored = tmp.path().join("c");
+        import_backup(&with, "pass", &restored).unwrap();
+        let back: Vec<_> = fs::read_dir(restored.join(FILES_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(back, [std::ffi::OsString::from("beach.jpg")]);
+        assert_eq!(
+            fs::read(restored.join(FILES_DIR).join("beach.jpg")).unwrap(),
+            b"jpeg bytes"
+        );
     }
 
     #[test]

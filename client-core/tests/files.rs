@@ -6,6 +6,7 @@ use common::hostile::Hostile;
 use common::{h, room_with, Relay, User};
 use hearth_core::{ClientError, ClientEvent};
 use hearth_protocol::{BlobId, Cap, ErrorCode, Request, Response, RoomId};
+use hearth_relay::RelayConfig;
 
 const MARKER: &[u8] = b"HEARTH-PLAINTEXT-MARKER-7f3a";
 
@@ -217,4 +218,285 @@ async fn a_file_over_the_relays_limit_is_refused_with_a_clear_error() {
         .await
         .unwrap_err();
     assert!(matches!(missing, ClientError::NoSuchFile(_)), "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rooms_file_quota_is_refused_through_the_relay_with_a_clear_error() {
+    let relay = Relay::start_with(|c| c.blob_quota_bytes_per_room = 3 * 1024 * 1024 / 2).await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+    let src = relay.dir.path().join("scan.pdf");
+    std::fs::write(&src, content(1024 * 1024)).unwrap();
+    alice.c().send_file(room, &src, None, &quiet).await.unwrap();
+    let e = alice
+        .c()
+        .send_file(room, &src, None, &quiet)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("1.5 MiB") && text.contains("wait for older files to expire"),
+        "{text}"
+    );
+    // The room's messages are charged apart: they still go.
+    alice.c().send_text(room, "still here").await.unwrap();
+    bob.wait_text("still here").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_during_an_upload_refuses_the_file_and_messages_still_go() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+    let bytes = content(6 * 1024 * 1024);
+    let src = relay.dir.path().join("video.mp4");
+    std::fs::write(&src, &bytes).unwrap();
+
+    // After the first pieces the disk is (said to be) 1 MiB above the floor: too little
+    // for the rest of the file, enough for messages.
+    let floor = RelayConfig::default().min_free_bytes;
+    let running = relay.running.as_ref().unwrap();
+    let filling = |done: u64, _total: u64| {
+        if done >= 2 * 1024 * 1024 {
+            running
+                .relay()
+                .disk_floor()
+                .pretend_free(Some(floor + 1024 * 1024));
+        }
+    };
+    let e = alice
+        .c()
+        .send_file(room, &src, None, &filling)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::StorageFull), "{e}");
+    assert!(
+        e.to_string().contains("no room for the rest of this file"),
+        "{e}"
+    );
+    let blobs = running.relay().blobs();
+    assert_eq!(blobs.count(), 1);
+
+    // Messages go on, both ways.
+    alice.c().send_text(room, "the disk is full").await.unwrap();
+    bob.wait_text("the disk is full").await;
+    bob.c().send_text(room, "messages still go").await.unwrap();
+
+    // Space freed: the same file resumes where the relay stopped, and arrives once.
+    running.relay().disk_floor().pretend_free(None);
+    let sent = alice.c().send_file(room, &src, None, &quiet).await.unwrap();
+    assert!(sent.resumed_from >= 2 * 1024 * 1024, "{sent:?}");
+    assert_eq!(blobs.count(), 1);
+    let id = file_id(&mut bob).await;
+    let out = tempfile::tempdir().unwrap();
+    let saved = bob.c().save_file(&id, out.path(), &quiet).await.unwrap();
+    assert!(std::fs::read(&saved.path).unwrap() == bytes, "not whole");
+}
+
+/// Each way a hostile uploader can mangle the chunks of a blob it announces.
+#[derive(Debug, Clone, Copy)]
+enum Mangle {
+    Tamper,
+    Reorder,
+    Truncate,
+    Duplicate,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mangled_chunks_from_a_hostile_uploader_are_refused_at_download() {
+    use hearth_core::attachment::{AttachmentError, Encryptor, CHUNK_SIZE, TAG_LEN};
+    use hearth_core::content::Body;
+
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+    let alice = Hostile::take_over(&mut alice).await;
+    let mut group = alice.group(room);
+    let sealed_chunk = CHUNK_SIZE as usize + TAG_LEN;
+
+    for mangle in [
+        Mangle::Tamper,
+        Mangle::Reorder,
+        Mangle::Truncate,
+        Mangle::Duplicate,
+    ] {
+        let plain = content(4 * CHUNK_SIZE as usize);
+        let mut sealer = Encryptor::new(&plain[..], plain.len() as u64).unwrap();
+        let mut blob_bytes = Vec::new();
+        while sealer.next_chunk(&mut blob_bytes).unwrap() {}
+        let blob = BlobId::random();
+        let message = sealer
+            .finish(
+                blob,
+                format!("{mangle:?}.bin"),
+                "application/octet-stream".into(),
+                None,
+            )
+            .unwrap();
+        match mangle {
+            Mangle::Tamper => blob_bytes[sealed_chunk + 100] ^= 1,
+            Mangle::Reorder => {
+                let (first, rest) = blob_bytes.split_at_mut(sealed_chunk);
+                first.swap_with_slice(&mut rest[..sealed_chunk]);
+            }
+            // The announced size stays; the relay holds less.
+            Mangle::Truncate => blob_bytes.truncate(2 * sealed_chunk),
+            Mangle::Duplicate => {
+                let copy = blob_bytes[..sealed_chunk].to_vec();
+                blob_bytes[sealed_chunk..2 * sealed_chunk].copy_from_slice(&copy);
+            }
+        }
+        let cap = alice.engine.cap(&group).unwrap();
+        let stored = alice
+            .call(Request::PutBlob {
+                room,
+                cap,
+                blob,
+                total: blob_bytes.len() as u64,
+                offset: 0,
+                data: blob_bytes,
+            })
+            .await;
+        assert!(
+            matches!(stored, Ok(Response::BlobStored { .. })),
+            "{stored:?}"
+        );
+        alice
+            .send_body(room, &mut group, Body::File(message))
+            .await
+            .unwrap();
+
+        let id = file_id(&mut bob).await;
+        let out = tempfile::tempdir().unwrap();
+        let e = bob
+            .c()
+            .save_file(&id, out.path(), &quiet)
+            .await
+            .unwrap_err();
+        let ClientError::Attachment(refused) = &e else {
+            panic!("{mangle:?}: {e}");
+        };
+        match (mangle, refused) {
+            (Mangle::Tamper, AttachmentError::Tampered { chunk: 1 })
+            | (
+                Mangle::Reorder,
+                AttachmentError::Reordered {
+                    chunk: 0,
+                    belongs: 1,
+                },
+            )
+            | (Mangle::Truncate, AttachmentError::Truncated { .. })
+            | (
+                Mangle::Duplicate,
+                AttachmentError::Duplicated {
+                    chunk: 1,
+                    copy_of: 0,
+                },
+            ) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("the download is refused"), "{e}");
+        // Nothing is left under any name, not even the part file.
+        let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+        assert!(left.is_empty(), "{mangle:?}: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disappearing_timer_deletes_a_rooms_files_at_the_relay_and_the_clients() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+    let hour = std::time::Duration::from_secs(3600);
+    alice.c().set_expiry(room, Some(hour)).await.unwrap();
+    let src = relay.dir.path().join("note.txt");
+    std::fs::write(&src, content(200_000)).unwrap();
+    alice.c().send_file(room, &src, None, &quiet).await.unwrap();
+    let id = file_id(&mut bob).await;
+
+    let running = relay.running.as_ref().unwrap();
+    let blobs = running.relay().blobs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Not yet due: kept.
+    let kept = running.relay().sweep(now + 60).await.unwrap();
+    assert_eq!(kept.blobs, 0);
+    assert_eq!(blobs.count(), 1);
+    // Past the timer: the blob and its charge go.
+    let swept = running.relay().sweep(now + 3600 + 60).await.unwrap();
+    assert_eq!(swept.blobs, 1);
+    assert_eq!(blobs.count(), 0);
+    assert_eq!(blobs.room_bytes(&room), 0);
+    assert!(files_under(&relay.dir.path().join("relay"))
+        .iter()
+        .all(|p| !p.to_string_lossy().contains("blobs")));
+    // The clients drop the message and its key with it.
+    let later = std::time::SystemTime::now() + hour + std::time::Duration::from_secs(60);
+    bob.c().purge_expired(later).await.unwrap();
+    let gone = bob
+        .c()
+        .save_file(&id, relay.dir.path(), &quiet)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, ClientError::NoSuchFile(_)), "{gone}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_and_download_resume_after_a_restart() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+    let bytes = content(6 * 1024 * 1024);
+    let src = relay.dir.path().join("album.zip");
+    std::fs::write(&src, &bytes).unwrap();
+
+    // The upload stops half way (the process ended: the future is dropped).
+    let half = tokio::sync::Notify::new();
+    let told = |done: u64, total: u64| {
+        if done * 2 >= total && done < total {
+            half.notify_one();
+        }
+    };
+    tokio::select! {
+        r = alice.c().send_file(room, &src, None, &told) => panic!("finished: {r:?}"),
+        () = half.notified() => {}
+    }
+    let blobs = relay.running.as_ref().unwrap().relay().blobs().clone();
+    assert_eq!(blobs.count(), 1);
+    // Run again: the same blob goes on from what the relay holds.
+    alice.restart().await;
+    let sent = alice.c().send_file(room, &src, None, &quiet).await.unwrap();
+    assert!(sent.resumed_from >= 3 * 1024 * 1024, "{sent:?}");
+    assert_eq!(blobs.count(), 1, "the file is held once");
+    let id = file_id(&mut bob).await;
+
+    // The download stops half way too, then goes on from the part file.
+    let out = tempfile::tempdir().unwrap();
+    let half = tokio::sync::Notify::new();
+    let told = |done: u64, total: u64| {
+        if done * 2 >= total && done < total {
+            half.notify_one();
+        }
+    };
+    tokio::select! {
+        r = bob.c().save_file(&id, out.path(), &told) => panic!("finished: {r:?}"),
+        () = half.notified() => {}
+    }
+    bob.restart().await;
+    let saved = bob.c().save_file(&id, out.path(), &quiet).await.unwrap();
+    assert!(saved.resumed_from >= 2 * 1024 * 1024, "{saved:?}");
+    assert!(std::fs::read(&saved.path).unwrap() == bytes, "not whole");
+    let left: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("album.zip")]);
 }

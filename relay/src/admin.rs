@@ -269,9 +269,10 @@ async fn execute_inner(
         AdminRequest::Inspect => {
             // On a read snapshot, off the async workers (it reads the whole store).
             let store = relay.store().clone();
-            let report = tokio::task::spawn_blocking(move || store.inspect())
+            let mut report = tokio::task::spawn_blocking(move || store.inspect())
                 .await
                 .map_err(|e| AdminError::Protocol(e.to_string()))??;
+            report.blobs = relay.blobs().rooms();
             AdminResponse::Inspect(report)
         }
     })

@@ -183,6 +183,27 @@ impl BlobStore {
         self.lock().charged.get(room).copied().unwrap_or(0)
     }
 
+    /// Per room, the blobs held (see [`crate::inspect::RoomBlobs`]), in room order.
+    pub fn rooms(&self) -> Vec<crate::inspect::RoomBlobs> {
+        let index = self.lock();
+        let mut rooms: std::collections::BTreeMap<[u8; 16], crate::inspect::RoomBlobs> =
+            std::collections::BTreeMap::new();
+        for ((room, _), meta) in &index.blobs {
+            let entry = rooms
+                .entry(room.0)
+                .or_insert_with(|| crate::inspect::RoomBlobs {
+                    room: *room,
+                    files: 0,
+                    bytes: 0,
+                    unfinished: 0,
+                });
+            entry.files += 1;
+            entry.bytes += meta.total;
+            entry.unfinished += u64::from(!meta.complete);
+        }
+        rooms.into_values().collect()
+    }
+
     /// Number of blobs held (complete or not).
     pub fn count(&self) -> usize {
         self.lock().blobs.len()
@@ -511,6 +532,40 @@ mod tests {
         assert_eq!(store.meta(&room, &blob).unwrap().start_seq, 7);
         // Its last piece again (an answer lost): nothing changes.
         assert_eq!(store.put(room, blob, 10, 5, b"world", 7, 100), Ok(10));
+    }
+
+    #[test]
+    fn inspect_counts_files_and_bytes_per_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), LIMITS);
+        let (room, blob) = ids();
+        store.put(room, blob, 2, 0, b"ok", 0, 0).unwrap();
+        store.put(room, BlobId([3; 16]), 4, 0, b"ha", 0, 0).unwrap();
+        let other = RoomId([0; 16]);
+        store.put(other, blob, 1, 0, b"z", 0, 0).unwrap();
+        let rooms = store.rooms();
+        let counts: Vec<_> = rooms
+            .iter()
+            .map(|r| (r.room, r.files, r.bytes, r.unfinished))
+            .collect();
+        assert_eq!(counts, [(other, 1, 1, 0), (room, 2, 6, 1)]);
+        let report = crate::inspect::InspectReport {
+            blobs: rooms,
+            ..Default::default()
+        };
+        let lines = crate::inspect::render(&report);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("files: 3 in 2 rooms, 7 bytes")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&room.to_hex()) && l.contains("(1 being uploaded)")),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -67,6 +67,22 @@ pub struct InspectReport {
     pub rooms: u64,
     /// Per table, in the store's order.
     pub tables: Vec<TableReport>,
+    /// The blob store (attachments, decision 0014): per room, files and bytes. Blob files
+    /// are named by room and blob id and hold no account.
+    pub blobs: Vec<RoomBlobs>,
+}
+
+/// The attachments one room keeps at the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomBlobs {
+    /// The room.
+    pub room: RoomId,
+    /// Blobs held, complete or being uploaded.
+    pub files: u64,
+    /// Bytes charged to the room for them (whole blobs, reserved when an upload begins).
+    pub bytes: u64,
+    /// Of those, uploads not finished yet.
+    pub unfinished: u64,
 }
 
 impl InspectReport {
@@ -303,6 +319,26 @@ pub fn render(report: &InspectReport) -> Vec<String> {
             t.with_room,
             t.linking,
             t.verdict.describe()
+        ));
+    }
+    let (files, bytes) = report
+        .blobs
+        .iter()
+        .fold((0, 0), |(f, b), r| (f + r.files, b + r.bytes));
+    lines.push(format!(
+        "files: {files} in {} rooms, {bytes} bytes (ciphertext; no account is stored with them)",
+        report.blobs.len()
+    ));
+    for r in &report.blobs {
+        lines.push(format!(
+            "  room {}  {:>6} files {:>12} bytes{}",
+            r.room.to_hex(),
+            r.files,
+            r.bytes,
+            match r.unfinished {
+                0 => String::new(),
+                n => format!("  ({n} being uploaded)"),
+            }
         ));
     }
     lines.push(report.summary());

@@ -116,6 +116,10 @@ pub struct ChatLine {
     /// We wrote it: we may edit or delete it.
     #[serde(default)]
     pub own: bool,
+    /// A picture to show over the chat until the next key (`/preview`): the path of a
+    /// checked copy the agent saved in the profile.
+    #[serde(default)]
+    pub preview: Option<String>,
 }
 
 /// One reaction under a message.

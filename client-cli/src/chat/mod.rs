@@ -588,6 +588,37 @@ async fn execute(
                 hearth_core::attachment::human_size(saved.size)
             ));
         }
+        Command::Open(id) => {
+            let (path, _) = crate::commands::files::fetch_for_self(client, &id, &|_, _| {}).await?;
+            ::open::that_detached(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot start a program to open {}: {e}; it is saved there",
+                    inert(&path.to_string_lossy())
+                )
+            })?;
+            screen.say(format!("* opened {}", inert(&path.to_string_lossy())));
+        }
+        Command::Preview(id) => {
+            let (path, file) =
+                crate::commands::files::fetch_for_self(client, &id, &|_, _| {}).await?;
+            let what = format!(
+                "{} ({}, {})",
+                inert(&file.name),
+                inert(&file.media_type),
+                hearth_core::attachment::human_size(file.size)
+            );
+            if screen.is_full_screen() && file.media_type.starts_with("image/") {
+                screen.preview(
+                    &path,
+                    format!("* preview of {what}: any key goes back to the chat"),
+                );
+            } else {
+                screen.say(format!(
+                    "* {what}: no preview here (pictures show in the full-screen chat); /open {} opens it",
+                    inert(&id)
+                ));
+            }
+        }
         Command::Bye => {}
     }
     Ok(())

@@ -109,6 +109,18 @@ impl Screen {
         }
     }
 
+    /// Shows the picture at `path` in a full-screen chat (its terminal draws it, see
+    /// [`ChatLine::preview`]) with `text`; says `text` alone in line mode.
+    pub fn preview(&mut self, path: &std::path::Path, text: String) {
+        match self.term.full_screen.as_mut() {
+            Some(full) => (full.line)(ChatLine {
+                preview: Some(path.to_string_lossy().into_owned()),
+                ..plain_line(None, text)
+            }),
+            None => (self.term.print)(text),
+        }
+    }
+
     /// Whether this is a full-screen chat.
     pub fn is_full_screen(&self) -> bool {
         self.term.full_screen.is_some()
@@ -178,6 +190,7 @@ pub fn message_line(
             })
             .collect(),
         own: item.own,
+        preview: None,
     }
 }
 

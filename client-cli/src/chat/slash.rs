@@ -103,6 +103,10 @@ pub enum Command {
         /// Where to save it.
         dir: Option<String>,
     },
+    /// `/open ID`
+    Open(String),
+    /// `/preview ID`
+    Preview(String),
 }
 
 /// Name, usage and one line of help for every command, in the order `/help` lists them.
@@ -227,6 +231,16 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "/save ID [DIR]",
         "save the file [file ID] into DIR (default: your Downloads folder)",
     ),
+    (
+        "open",
+        "/open ID",
+        "open the file [file ID] with your desktop's program for it",
+    ),
+    (
+        "preview",
+        "/preview ID",
+        "show the picture [file ID] here (full screen, on terminals that can), else its type and size",
+    ),
 ];
 
 /// The usage line of a command, for error messages.
@@ -350,6 +364,8 @@ pub fn parse(line: &str) -> Result<Input, String> {
             },
             None => return Err(format!("usage: {}", usage("save"))),
         },
+        "open" => Command::Open(text("open")?),
+        "preview" | "view" => Command::Preview(text("preview")?),
         other => {
             return Err(format!(
                 "unknown command /{other}: type /help for the list (start with // to send a message beginning with /)"

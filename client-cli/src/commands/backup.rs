@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use hearth_core::backup::{export_backup, import_backup};
+use hearth_core::attachment::human_size;
+use hearth_core::backup::{export_backup_with, import_backup, FILES_DIR};
 use hearth_core::{Client, Profile};
 use serde_json::json;
 
@@ -18,8 +19,8 @@ const OLD_COPY_WARNING: &str = "This profile now continues on this machine. Stop
 delete it (its profile directory) or at least never start hearth with it again. Both copies \
 share one identity, and a message sent from the old copy could reuse encryption keys this one uses.";
 
-/// `hearth export-backup FILE`.
-pub fn export(global: &GlobalArgs, file: &Path) -> Result<()> {
+/// `hearth export-backup FILE [--files]`.
+pub fn export(global: &GlobalArgs, file: &Path, files: bool) -> Result<()> {
     if file.exists() {
         bail!(crate::error::UsageError(format!(
             "{} already exists: choose a new file name",
@@ -28,12 +29,13 @@ pub fn export(global: &GlobalArgs, file: &Path) -> Result<()> {
     }
     let profile = session::open_profile(global)?;
     let backup_passphrase = passphrase::read_backup(true)?;
-    export_backup(&profile, file, &backup_passphrase)
+    let saved = export_backup_with(&profile, file, &backup_passphrase, files)
         .with_context(|| format!("cannot write the backup to {}", file.display()))?;
     if global.json {
         outln!(
             "{}",
-            json!({"backup": file.display().to_string(), "handle": profile.handle().as_str()})
+            json!({"backup": file.display().to_string(), "handle": profile.handle().as_str(),
+                "downloaded_files": saved.count, "downloaded_bytes": saved.bytes, "files_included": saved.included})
         );
     } else {
         outln!(
@@ -41,6 +43,20 @@ pub fn export(global: &GlobalArgs, file: &Path) -> Result<()> {
             profile.handle(),
             file.display()
         );
+        let downloaded = profile.dir().join(FILES_DIR);
+        match (saved.count, saved.included) {
+            (0, _) => outln!("Downloaded files: none in {}.", downloaded.display()),
+            (n, true) => outln!(
+                "Downloaded files: included ({n}, {}, from {}).",
+                human_size(saved.bytes),
+                downloaded.display()
+            ),
+            (n, false) => outln!(
+                "Downloaded files: not included ({n}, {}, in {}); add --files to include them.",
+                human_size(saved.bytes),
+                downloaded.display()
+            ),
+        }
         outln!(
             "It holds your identity key: keep it somewhere safe, and do not forget its passphrase."
         );

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
-use hearth_core::attachment::human_size;
+use anyhow::{Context as _, Result};
+use hearth_core::attachment::{human_size, FileMessage};
 use hearth_core::Client;
 use hearth_protocol::RoomId;
 use serde_json::json;
@@ -122,7 +122,7 @@ pub async fn upload(
     caption: Option<String>,
 ) -> Result<()> {
     let transfer = Transfer::new("uploading", json);
-    let seq = client
+    let sent = client
         .send_file(room, path, caption, &|d, t| transfer.update(d, t))
         .await?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -131,11 +131,21 @@ pub async fn upload(
     if json {
         outln!(
             "{}",
-            output::with_room(&room, json!({"seq": seq.0, "bytes": size}))
+            output::with_room(
+                &room,
+                json!({"seq": sent.seq.0, "bytes": size, "resumed_from": sent.resumed_from})
+            )
         );
     } else {
+        let resumed = match sent.resumed_from {
+            0 => String::new(),
+            held => format!(
+                " (resumed: the relay already held {} of an earlier try)",
+                human_size(held)
+            ),
+        };
         outln!(
-            "Sent {} ({}) to {} in {speed}.",
+            "Sent {} ({}) to {} in {speed}{resumed}.",
             inert(&path.file_name().unwrap_or_default().to_string_lossy()),
             human_size(size),
             output::room_name(&room)
@@ -167,14 +177,86 @@ pub async fn download(client: &Client, json: bool, id: &str, dir: Option<&Path>)
     if json {
         outln!(
             "{}",
-            json!({"path": saved.path.to_string_lossy(), "bytes": saved.size})
+            json!({"path": saved.path.to_string_lossy(), "bytes": saved.size, "resumed_from": saved.resumed_from})
         );
     } else {
+        let resumed = match saved.resumed_from {
+            0 => String::new(),
+            had => format!(
+                " (resumed after the {} an earlier try saved)",
+                human_size(had)
+            ),
+        };
         outln!(
-            "Saved {} ({}, checked) in {speed}.",
+            "Saved {} ({}, checked) in {speed}{resumed}.",
             inert(&saved.path.to_string_lossy()),
             human_size(saved.size)
         );
     }
     Ok(())
+}
+
+/// `hearth open ID [--with PROGRAM]`.
+pub async fn open(global: &GlobalArgs, id: &str, with: Option<&str>) -> Result<()> {
+    let client = session::connect(global).await?;
+    let result = open_file(&client, global.json, id, with).await;
+    client.close().await;
+    result
+}
+
+/// Saves the file `id` into the profile's `files` directory (unless a checked copy is
+/// there already) and hands it to the desktop's opener, or to `with`.
+pub async fn open_file(client: &Client, json: bool, id: &str, with: Option<&str>) -> Result<()> {
+    let transfer = Transfer::new("downloading", json);
+    let (path, _) = fetch_for_self(client, id, &|d, t| transfer.update(d, t)).await?;
+    transfer.finish(0);
+    match with {
+        Some(program) => ::open::with_detached(&path, program),
+        None => ::open::that_detached(&path),
+    }
+    .with_context(|| {
+        format!(
+            "cannot start a program to open {}: open it yourself, or name one with --with PROGRAM",
+            inert(&path.to_string_lossy())
+        )
+    })?;
+    if json {
+        outln!("{}", json!({"path": path.to_string_lossy()}));
+    } else {
+        outln!("Opened {}.", inert(&path.to_string_lossy()));
+    }
+    Ok(())
+}
+
+/// The file `id` saved for this profile itself (in its
+/// [`hearth_core::backup::FILES_DIR`], for `open` and previews), with its message: a
+/// copy saved there before is used when its bytes still match.
+pub async fn fetch_for_self(
+    client: &Client,
+    id: &str,
+    progress: hearth_core::client::Progress<'_>,
+) -> Result<(PathBuf, FileMessage)> {
+    let dir = client.profile().dir().join(hearth_core::backup::FILES_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let found = hearth_core::history::find_files(client.profile().store(), id)?;
+    if let [(_, _, file)] = &found[..] {
+        if let Some(path) = saved_copy(&dir, file) {
+            return Ok((path, file.clone()));
+        }
+        let saved = client.save_file(id, &dir, progress).await?;
+        return Ok((saved.path, file.clone()));
+    }
+    // None or several: `save_file` says which, in its words.
+    client.save_file(id, &dir, progress).await?;
+    anyhow::bail!("several files have the id {id}: give the longer id (32 characters)")
+}
+
+/// A copy of `file` saved in `dir` earlier, if its bytes still match.
+fn saved_copy(dir: &Path, file: &FileMessage) -> Option<PathBuf> {
+    use sha2::Digest as _;
+    let path = dir.join(hearth_core::attachment::safe_file_name(&file.name));
+    let mut reader = std::fs::File::open(&path).ok()?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut reader, &mut hasher).ok()?;
+    (<[u8; 32]>::from(hasher.finalize()) == file.sha256).then_some(path)
 }

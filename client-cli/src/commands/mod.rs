@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Contacts => trust::contacts(global),
         Command::Trust { nick } => trust::trust(global, &nick).await,
-        Command::ExportBackup { file } => backup::export(global, &file),
+        Command::ExportBackup { file, files } => backup::export(global, &file, files),
         Command::ImportBackup { file } => backup::import(global, &file).await,
         Command::Passphrase => identity::change_passphrase(global),
         Command::RotateKey { yes } => identity::rotate_key(global, yes).await,
@@ -43,6 +43,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             caption,
         } => files::send_file(global, &room, &path, caption).await,
         Command::Save { id, dir } => files::save(global, &id, dir.as_deref()).await,
+        Command::Open { id, with } => files::open(global, &id, with.as_deref()).await,
         Command::Nick { name } => messages::nick(global, &name).await,
         Command::Read {
             room,

@@ -13,6 +13,7 @@
 mod app;
 mod draw;
 mod input;
+mod preview;
 mod rows;
 mod scrollback;
 mod terminal;
@@ -50,6 +51,8 @@ pub struct Tui {
     events: terminal::Events,
     /// The user quit (or the terminal went away): no more input.
     ended: bool,
+    /// A picture is shown over the chat until the next key.
+    previewing: bool,
 }
 
 impl Tui {
@@ -73,6 +76,7 @@ impl Tui {
             app: App::new(Rect::default(), Zone::Local, bell),
             events,
             ended: false,
+            previewing: false,
         };
         tui.draw();
         Ok(tui)
@@ -81,12 +85,40 @@ impl Tui {
     /// Applies a line from the agent and redraws; rings the bell for a mention or a
     /// private message in a room not on screen, or in any room while the window does not
     /// have the focus.
-    pub fn line(&mut self, line: ChatLine) {
+    pub fn line(&mut self, mut line: ChatLine) {
+        let preview = line.preview.take();
         if self.app.line(line) {
             let backend = self.terminal.backend_mut();
             let _ = backend.write_all(b"\x07").and_then(|()| backend.flush());
         }
         self.draw();
+        if let Some(path) = preview {
+            self.preview(std::path::Path::new(&path));
+        }
+    }
+
+    /// Shows the picture at `path` over the chat until the next key; an error line when
+    /// it cannot. The keyboard is not read meanwhile, so that a graphics protocol's
+    /// answers reach the printer and not the chat.
+    fn preview(&mut self, path: &std::path::Path) {
+        let Ok(size) = self.terminal.size() else {
+            return;
+        };
+        self.events.stop();
+        let shown = preview::show(path, size.width, size.height.saturating_sub(1));
+        self.events = terminal::Events::start();
+        match shown {
+            Ok(()) => self.previewing = true,
+            Err(why) => {
+                self.app.line(ChatLine {
+                    kind: crate::agent::wire::LineKind::Error,
+                    text: format!("! no preview: {why}"),
+                    ..ChatLine::default()
+                });
+                let _ = self.terminal.clear();
+                self.draw();
+            }
+        }
     }
 
     /// Applies a view from the agent and redraws.
@@ -117,6 +149,13 @@ impl Tui {
                 return None;
             };
             match event {
+                // Any key takes a picture away (and does nothing else).
+                Event::Key(key) if self.previewing && key.kind != KeyEventKind::Release => {
+                    self.previewing = false;
+                    preview::clear();
+                    let _ = self.terminal.clear();
+                    self.draw();
+                }
                 Event::Key(key) if key.kind != KeyEventKind::Release => match self.app.key(key) {
                     Outcome::Redraw => self.draw(),
                     Outcome::Repaint => {

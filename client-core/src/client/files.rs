@@ -12,12 +12,15 @@ use hearth_protocol::{BlobId, Cap, ErrorCode, Request, Response, RoomId, Seq};
 
 use super::labels::Named as _;
 use super::{room_error, unexpected, Client, Inner};
+use serde::{Deserialize, Serialize};
+
 use crate::attachment::{
-    media_type_of, safe_file_name, AttachmentError, Decryptor, Encryptor, FileMessage, CHUNK_SIZE,
-    TAG_LEN,
+    media_type_of, safe_file_name, AttachmentError, Decryptor, Encryptor, FileKey, FileMessage,
+    CHUNK_SIZE, TAG_LEN,
 };
 use crate::content::Body;
-use crate::error::ClientError;
+use crate::error::{store as store_err, ClientError};
+use crate::store::Table;
 
 /// Chunks per uploaded piece: 8 chunks of 64 KiB and their tags, [`MAX_BLOB_PIECE`].
 const CHUNKS_PER_PIECE: usize = MAX_BLOB_PIECE / (CHUNK_SIZE as usize + TAG_LEN);
@@ -35,6 +38,44 @@ pub struct SavedFile {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// Plaintext bytes an earlier, interrupted save had already written (0 for a fresh
+    /// one).
+    pub resumed_from: u64,
+}
+
+/// What [`Client::send_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentFile {
+    /// The announcing message's seq.
+    pub seq: Seq,
+    /// Bytes of the blob the relay already held from an interrupted upload of the same
+    /// file (0 for a fresh one).
+    pub resumed_from: u64,
+}
+
+/// An upload under way, kept in [`Table::Uploads`] so that it goes on after a restart.
+/// The file is the same one when its path, size and modification time are.
+#[derive(Serialize, Deserialize)]
+struct Upload {
+    blob: BlobId,
+    key: FileKey,
+    size: u64,
+    modified_ns: u128,
+}
+
+/// The [`Table::Uploads`] key of `path` sent to `room`.
+fn upload_key(room: RoomId, path: &Path) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut key = room.0.to_vec();
+    key.extend_from_slice(&sha2::Sha256::digest(path.as_os_str().as_encoded_bytes()));
+    key
+}
+
+fn modified_ns(meta: &std::fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
 }
 
 fn io(e: std::io::Error) -> ClientError {
@@ -47,15 +88,18 @@ fn joined(e: tokio::task::JoinError) -> ClientError {
 
 impl Client {
     /// Sends the file at `path` to `room`: sealed under a fresh key, uploaded, then
-    /// announced with `caption`. Returns the announcing message's seq. `progress` is told
-    /// after every piece the relay stored.
+    /// announced with `caption`. `progress` is told after every piece the relay stored.
+    ///
+    /// An upload of the same file (path, size and modification time) to the same room
+    /// that an earlier run began and did not finish goes on from what the relay holds,
+    /// under the blob id and key it began with.
     pub async fn send_file(
         &self,
         room: RoomId,
         path: &Path,
         caption: Option<String>,
         progress: Progress<'_>,
-    ) -> Result<Seq, ClientError> {
+    ) -> Result<SentFile, ClientError> {
         self.inner
             .send_file(room, path, caption, progress)
             .named(&self.inner)
@@ -65,6 +109,10 @@ impl Client {
     /// Saves the file whose id (as shown with its message) is `id` into `dir`: fetched,
     /// opened and checked, then written under its own name made safe (with a number added
     /// when that name is taken). `progress` is told after every piece fetched.
+    ///
+    /// The file is written to a hidden `.part` file in `dir` first. One that an earlier,
+    /// interrupted save left there is gone on from (its whole chunks are hashed again);
+    /// it is removed only when the file is refused (altered, cut short, not matching).
     pub async fn save_file(
         &self,
         id: &str,
@@ -125,22 +173,76 @@ impl Inner {
         path: &Path,
         caption: Option<String>,
         progress: Progress<'_>,
-    ) -> Result<Seq, ClientError> {
-        let file = std::fs::File::open(path).map_err(|e| {
+    ) -> Result<SentFile, ClientError> {
+        let cannot_read = |e: std::io::Error| {
             ClientError::Attachment(AttachmentError::Io(format!(
                 "cannot read {}: {e}",
                 path.display()
             )))
-        })?;
-        let size = file.metadata().map_err(io)?.len();
+        };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
-        let mut sealer = Encryptor::new(std::io::BufReader::new(file), size)?;
-        let total = sealer.sealed_len();
-        let blob = BlobId::random();
+        let path = std::fs::canonicalize(path).map_err(cannot_read)?;
+        let file = std::fs::File::open(&path).map_err(cannot_read)?;
+        let meta = file.metadata().map_err(io)?;
+        let size = meta.len();
         let mut cap = self.current_cap(room).await?;
+
+        // An upload of this very file an earlier run began goes on (same blob, same key:
+        // the same chunks), unless the relay holds another size under that id.
+        let record_key = upload_key(room, &path);
+        let store = self.profile.store();
+        let earlier = store
+            .get(Table::Uploads, &record_key)
+            .map_err(store_err)?
+            .and_then(|bytes| postcard::from_bytes::<Upload>(&bytes).ok())
+            .filter(|u| u.size == size && u.modified_ns == modified_ns(&meta));
+        let (blob, mut sealer, mut held) = match earlier {
+            Some(upload) => {
+                let sealer =
+                    Encryptor::with_key(std::io::BufReader::new(file), size, upload.key.clone())?;
+                let response = self
+                    .call_through(
+                        room,
+                        |cap| Request::BlobStatus {
+                            room,
+                            cap,
+                            blob: upload.blob,
+                        },
+                        &mut cap,
+                    )
+                    .await?;
+                let held = match response {
+                    Response::BlobStored { received, total } if total == sealer.sealed_len() => {
+                        received
+                    }
+                    Response::BlobStored { .. } => 0,
+                    other => return Err(unexpected(&other)),
+                };
+                (upload.blob, sealer, held)
+            }
+            None => {
+                let sealer = Encryptor::new(std::io::BufReader::new(file), size)?;
+                let upload = Upload {
+                    blob: BlobId::random(),
+                    key: sealer.key().clone(),
+                    size,
+                    modified_ns: modified_ns(&meta),
+                };
+                let bytes =
+                    zeroize::Zeroizing::new(postcard::to_allocvec(&upload).map_err(store_err)?);
+                let mut batch = store.begin().map_err(store_err)?;
+                batch
+                    .put(Table::Uploads, &record_key, &bytes)
+                    .map_err(store_err)?;
+                batch.commit().map_err(store_err)?;
+                (upload.blob, sealer, 0)
+            }
+        };
+        let resumed_from = held;
+        let total = sealer.sealed_len();
         let mut offset = 0u64;
         progress(0, total);
         loop {
@@ -163,23 +265,29 @@ impl Inner {
                 break;
             }
             let len = piece.len() as u64;
-            let response = self
-                .call_through(
-                    room,
-                    |cap| Request::PutBlob {
+            // A piece the relay holds whole is not sent again (it was sealed anyway: the
+            // hash in the message covers the whole file).
+            if offset + len > held {
+                let response = self
+                    .call_through(
                         room,
-                        cap,
-                        blob,
-                        total,
-                        offset,
-                        data: piece.clone(),
-                    },
-                    &mut cap,
-                )
-                .await?;
-            match response {
-                Response::BlobStored { received, .. } if received == offset + len => {}
-                other => return Err(unexpected(&other)),
+                        |cap| Request::PutBlob {
+                            room,
+                            cap,
+                            blob,
+                            total,
+                            offset,
+                            data: piece.clone(),
+                        },
+                        &mut cap,
+                    )
+                    .await?;
+                match response {
+                    Response::BlobStored { received, .. } if received == offset + len => {}
+                    // A blob the relay holds complete answers its whole size.
+                    Response::BlobStored { received, .. } if received == total => held = total,
+                    other => return Err(unexpected(&other)),
+                }
             }
             offset += len;
             progress(offset, total);
@@ -189,7 +297,13 @@ impl Inner {
         }
         let media_type = media_type_of(&name).to_string();
         let message = sealer.finish(blob, name, media_type, caption)?;
-        self.send_body_settled(room, Body::File(message)).await
+        let seq = self.send_body_settled(room, Body::File(message)).await?;
+        let mut batch = store.begin().map_err(store_err)?;
+        batch
+            .delete(Table::Uploads, &record_key)
+            .map_err(store_err)?;
+        batch.commit().map_err(store_err)?;
+        Ok(SentFile { seq, resumed_from })
     }
 
     async fn save_file(
@@ -218,30 +332,26 @@ impl Inner {
         };
         let name = safe_file_name(&file.name);
         let part = dir.join(format!(".{name}.{}.part", file.short_id()));
-        let out = std::fs::File::create(&part).map_err(|e| {
+        let cannot_write = |e: std::io::Error| {
             ClientError::Attachment(AttachmentError::Io(format!(
                 "cannot write in {}: {e}",
                 dir.display()
             )))
-        })?;
-        let result = self
-            .fetch_into(
-                room,
-                &file,
-                &mut cap,
-                std::io::BufWriter::new(out),
-                progress,
-            )
-            .await;
+        };
+        let opener = resume_part(&part, &file).map_err(cannot_write)?;
+        let resumed_from = opener.written();
+        let result = self.fetch_into(room, opener, &mut cap, progress).await;
         let finished = result.and_then(|()| {
             let path = free_name(dir, &name);
             std::fs::rename(&part, &path).map_err(io)?;
             Ok(SavedFile {
                 path,
                 size: file.size,
+                resumed_from,
             })
         });
-        if finished.is_err() {
+        // A refused file goes; one cut off by the network stays to be gone on from.
+        if let Err(ClientError::Attachment(_)) = finished {
             let _ = std::fs::remove_file(&part);
         }
         finished
@@ -250,16 +360,14 @@ impl Inner {
     async fn fetch_into(
         &self,
         room: RoomId,
-        file: &FileMessage,
+        mut opener: Decryptor<std::io::BufWriter<std::fs::File>>,
         cap: &mut Cap,
-        out: std::io::BufWriter<std::fs::File>,
         progress: Progress<'_>,
     ) -> Result<(), ClientError> {
-        let mut opener = Decryptor::new(file, out)?;
         let expected = opener.sealed_len();
-        let blob = file.blob;
-        let mut offset = 0u64;
-        progress(0, expected);
+        let blob = opener.blob();
+        let mut offset = opener.taken();
+        progress(offset, expected);
         while offset < expected {
             let response = self
                 .call_through(
@@ -301,6 +409,35 @@ impl Inner {
             .sync_all()
             .map_err(io)
     }
+}
+
+/// A reader writing to `part`, going on after the whole chunks an interrupted save left
+/// in it (the rest of it is cut off).
+fn resume_part(
+    part: &Path,
+    file: &FileMessage,
+) -> std::io::Result<Decryptor<std::io::BufWriter<std::fs::File>>> {
+    use std::io::Seek as _;
+    let mut out = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(part)?;
+    let have = out.metadata()?.len();
+    let prefix = std::fs::File::open(part)?;
+    let chunks = have / u64::from(file.chunk_size);
+    let opener = Decryptor::resume(
+        file,
+        std::io::sink(),
+        std::io::BufReader::new(prefix),
+        chunks,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let keep = opener.written();
+    out.set_len(keep)?;
+    out.seek(std::io::SeekFrom::Start(keep))?;
+    Ok(opener.with_writer(std::io::BufWriter::new(out)))
 }
 
 /// `dir/name`, or `dir/stem (n).ext` with the first free `n` when that is taken.

@@ -62,11 +62,14 @@ pub enum Table {
     Settings,
     /// Attachments of messages in history (their keys): same key as the history row.
     Files,
+    /// Uploads under way on this device (blob id and key), so that one interrupted by a
+    /// restart goes on where the relay stopped. Local: never in a backup.
+    Uploads,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::Mls,
         Table::Rooms,
@@ -75,7 +78,13 @@ impl Table {
         Table::Invitations,
         Table::Settings,
         Table::Files,
+        Table::Uploads,
     ];
+
+    /// Whether a backup carries this table (uploads under way are this device's own).
+    pub fn backed_up(self) -> bool {
+        self != Table::Uploads
+    }
 
     /// The table's stable name in the file.
     pub fn name(self) -> &'static str {
@@ -88,6 +97,7 @@ impl Table {
             Table::Invitations => "invitations",
             Table::Settings => "settings",
             Table::Files => "files",
+            Table::Uploads => "uploads",
         }
     }
 
@@ -305,11 +315,13 @@ impl EncryptedStore {
         self.scan_in(&txn, table, prefix)
     }
 
-    /// Every table's decrypted contents, read from one consistent snapshot (for backups).
+    /// Every backed-up table's decrypted contents ([`Table::backed_up`]), read from one
+    /// consistent snapshot (for backups).
     pub(crate) fn dump(&self) -> Result<Vec<(Table, Vec<Record>)>, StoreError> {
         let txn = self.db.begin_read().map_err(db_error)?;
         Table::ALL
             .iter()
+            .filter(|t| t.backed_up())
             .map(|&table| Ok((table, self.scan_in(&txn, table, b"")?)))
             .collect()
     }
@@ -538,7 +550,8 @@ mod tests {
                 "contacts",
                 "invitations",
                 "settings",
-                "files"
+                "files",
+                "uploads"
             ]
         );
     }

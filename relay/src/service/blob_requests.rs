@@ -4,7 +4,7 @@
 
 use hearth_protocol::{ErrorCode, Request, Response, WireError};
 
-use super::writer::{internal, storage_full};
+use super::writer::internal;
 use super::{unix_now, Shared};
 use crate::store::{forbidden, unknown_room, Access, Store};
 
@@ -22,6 +22,17 @@ fn access(
             Err(internal())
         }
     }
+}
+
+/// The refusal of a piece whose file would not fit on the relay's disk above its floor.
+fn file_too_big_for_disk(rest: u64) -> WireError {
+    WireError::new(
+        ErrorCode::StorageFull,
+        format!(
+            "the relay's disk has no room for the rest of this file ({} MiB) above the space it keeps free: try again once its owner freed space (messages still go)",
+            rest.div_ceil(1024 * 1024)
+        ),
+    )
 }
 
 /// Answers one blob request (any other request is a bad request here).
@@ -48,8 +59,11 @@ fn answer(shared: &Shared, request: Request) -> Result<Response, WireError> {
         } => {
             let (head, access) = access(store, &room, &cap)?;
             access.require_current()?;
-            if shared.floor.low() {
-                return Err(storage_full());
+            // The rest of the file must fit above the floor, so that files never take
+            // the space messages need.
+            let rest = total.saturating_sub(offset);
+            if !shared.floor.room_for(rest) {
+                return Err(file_too_big_for_disk(rest));
             }
             let received = shared
                 .blobs

@@ -44,6 +44,8 @@ pub(crate) struct Writer {
 pub struct DiskFloor {
     dir: PathBuf,
     min_free: AtomicU64,
+    /// A free space to report instead of the disk's (`u64::MAX`: none).
+    pretend: AtomicU64,
 }
 
 impl DiskFloor {
@@ -52,7 +54,34 @@ impl DiskFloor {
         Self {
             dir,
             min_free: AtomicU64::new(min_free),
+            pretend: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Reports `free` bytes free instead of measuring the disk, `None` to measure again
+    /// (tests and drills: a disk filling up without filling one).
+    pub fn pretend_free(&self, free: Option<u64>) {
+        self.pretend
+            .store(free.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+
+    /// Free bytes on the disk (or what [`DiskFloor::pretend_free`] said); `None` when
+    /// unknown.
+    fn free(&self) -> Option<u64> {
+        match self.pretend.load(Ordering::SeqCst) {
+            u64::MAX => crate::admin::DiskSpace::of(&self.dir)
+                .ok()
+                .map(|d| d.free_bytes),
+            free => Some(free),
+        }
+    }
+
+    /// Whether `bytes` more can be written and the floor still be kept (unknown counts as
+    /// enough): a file's upload is refused once the rest of it would not fit, so a disk
+    /// filled by files still takes messages.
+    pub(crate) fn room_for(&self, bytes: u64) -> bool {
+        self.free()
+            .is_none_or(|free| free >= self.min_free.load(Ordering::SeqCst).saturating_add(bytes))
     }
 
     /// Changes the floor (tests; an owner freeing space needs nothing: it is measured
@@ -63,8 +92,7 @@ impl DiskFloor {
 
     /// Whether the free space is under the floor now (unknown counts as enough).
     pub(crate) fn low(&self) -> bool {
-        crate::admin::DiskSpace::of(&self.dir)
-            .is_ok_and(|d| d.free_bytes < self.min_free.load(Ordering::SeqCst))
+        !self.room_for(0)
     }
 }
 

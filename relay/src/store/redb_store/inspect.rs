@@ -142,6 +142,8 @@ impl RedbStore {
             accounts,
             rooms,
             tables,
+            // The blob store is beside the database: the caller adds it.
+            blobs: Vec::new(),
         })
     }
 }
