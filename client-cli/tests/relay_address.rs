@@ -72,5 +72,9 @@ async fn an_address_where_another_relay_answers_is_not_kept() {
 
     let whoami = hearth(&alice, &["whoami"]).await;
     assert_success(&whoami, "whoami after the refused move");
-    assert!(stdout(&whoami).contains(&here.to_string()), "{}", stdout(&whoami));
+    assert!(
+        stdout(&whoami).contains(&here.to_string()),
+        "{}",
+        stdout(&whoami)
+    );
 }
