@@ -475,6 +475,22 @@ impl RelayConfig {
                 ),
             });
         }
+        for (name, value) in config.limits_that_must_not_be_zero() {
+            if value == 0 {
+                return Err(ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "{name} = 0 would refuse everyone: give a number above 0, or leave the \
+                         line out for the default ({})",
+                        RelayConfig::default()
+                            .limits_that_must_not_be_zero()
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map_or(0, |(_, v)| *v)
+                    ),
+                });
+            }
+        }
         for (name, secs) in config.timers() {
             if secs > MAX_TIMER_SECS {
                 return Err(ConfigError::Parse {
@@ -486,6 +502,24 @@ impl RelayConfig {
             }
         }
         Ok(config)
+    }
+
+    /// The limits at which 0 would refuse every request or connection (none of them
+    /// means "off"), by name, as `u64`.
+    pub fn limits_that_must_not_be_zero(&self) -> [(&'static str, u64); 5] {
+        [
+            ("max_envelope_bytes", self.max_envelope_bytes as u64),
+            (
+                "max_sessions_per_account",
+                self.max_sessions_per_account as u64,
+            ),
+            ("max_connections_per_ip", self.max_connections_per_ip as u64),
+            (
+                "max_queued_bytes_per_connection",
+                self.max_queued_bytes_per_connection as u64,
+            ),
+            ("rate_burst", u64::from(self.rate_burst)),
+        ]
     }
 
     /// The timer settings, by name (each at most [`MAX_TIMER_SECS`]).
@@ -731,6 +765,18 @@ mod tests {
         }
         let ok = RelayConfig::parse("rate_per_second = 0.5\n", path).unwrap();
         assert_eq!(ok.rate_per_second, 0.5);
+    }
+
+    #[test]
+    fn a_limit_of_zero_that_would_refuse_everyone_is_refused() {
+        let path = Path::new("relay.toml");
+        for (name, _) in RelayConfig::default().limits_that_must_not_be_zero() {
+            let err = RelayConfig::parse(&format!("{name} = 0\n"), path)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name) && err.contains("above 0"), "{err}");
+            RelayConfig::parse(&format!("{name} = 1\n"), path).unwrap();
+        }
     }
 
     #[test]
