@@ -60,7 +60,16 @@ pub fn start(prompt: String) -> Result<Terminal> {
             match read {
                 Ok(line) => {
                     let _ = editor.add_history_entry(line.as_str());
-                    if sender.send(line).is_err() {
+                    // After `/bye` the editor does not wait for another line: out of raw
+                    // mode, what the chat prints last ("Bye.") is written at once rather
+                    // than queued for an editor that is about to be dropped.
+                    let bye = matches!(
+                        crate::chat::slash::parse(&line),
+                        Ok(crate::chat::slash::Input::Command(
+                            crate::chat::slash::Command::Bye
+                        ))
+                    );
+                    if sender.send(line).is_err() || bye {
                         break;
                     }
                 }
