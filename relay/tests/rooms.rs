@@ -109,7 +109,8 @@ async fn capabilities_rotate_with_commits() {
             .request(Request::CreateRoom {
                 room,
                 cap_hash: cap(0).hash(),
-                retention_secs: None
+                retention_secs: None,
+                admin: hearth_protocol::AdminKey([0; 32]),
             })
             .await
             .unwrap_err()
@@ -158,7 +159,8 @@ async fn capabilities_rotate_with_commits() {
             .request(Request::SetRetention {
                 room,
                 cap: cap(0),
-                retention_secs: Some(3600)
+                retention_secs: Some(3600),
+                proof: None,
             })
             .await
             .unwrap_err()
@@ -206,6 +208,7 @@ async fn capabilities_rotate_with_commits() {
             room,
             cap: cap(1),
             retention_secs: Some(3600),
+            proof: None,
         })
         .await
         .unwrap();

@@ -272,6 +272,7 @@ pub fn reset_room(room: &mut Room, rec: RoomRecord) {
         orphaned_epoch,
         expected_end,
         landed_own,
+        relay_admins,
     } = room;
     *record = rec;
     *removed = !group.is_active();
@@ -280,4 +281,5 @@ pub fn reset_room(room: &mut Room, rec: RoomRecord) {
     *orphaned_epoch = None;
     *expected_end = None;
     *landed_own = None;
+    *relay_admins = None;
 }

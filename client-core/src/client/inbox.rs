@@ -242,6 +242,7 @@ impl Inner {
             orphaned_epoch: None,
             expected_end: None,
             landed_own: None,
+            relay_admins: None,
             removed: false,
         };
         let mut events = Vec::new();
