@@ -152,11 +152,7 @@ impl RoomSettings {
         after.admins = self.admins.iter().map(swap).collect();
         after.members = self.members.iter().map(swap).collect();
         // The pseudonym stays until its admin announces the one of the new key.
-        after.pseudonyms = self
-            .pseudonyms
-            .iter()
-            .map(|(a, p)| (swap(a), *p))
-            .collect();
+        after.pseudonyms = self.pseudonyms.iter().map(|(a, p)| (swap(a), *p)).collect();
         after
     }
 
@@ -477,6 +473,59 @@ mod tests {
         s.members = (0..5).map(k).collect();
         s.admins = vec![k(1), k(2)];
         s
+    }
+
+    /// Decision 0013 part 5: an admin announces its own pseudonym; a member cannot put
+    /// one for an admin, change an admin's, hold one without being an admin, or take one
+    /// away from an admin; revoking an admin drops theirs.
+    #[test]
+    fn only_an_admin_announces_its_own_pseudonym() {
+        let p = |b: u8| AdminKey([b; 32]);
+        let mut before = room();
+        before.set_pseudonym(k(0), p(100));
+        let with = |edit: &dyn Fn(&mut RoomSettings)| {
+            let mut after = before.clone();
+            edit(&mut after);
+            after
+        };
+        // Admin 1 announces its own: fine.
+        let after = with(&|s| s.set_pseudonym(k(1), p(101)));
+        assert_eq!(check_commit(&before, &changes(1, &[], &[]), &after), Ok(()));
+        assert_eq!(after.admin_keys(), vec![p(100), p(101)]);
+        // Member 3 announces one for admin 1, or for itself, or replaces the owner's.
+        for (committer, edit) in [
+            (
+                3u8,
+                &(|s: &mut RoomSettings| s.set_pseudonym(k(1), p(33))) as &dyn Fn(&mut _),
+            ),
+            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(3), p(33))),
+            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(0), p(33))),
+            (2, &|s: &mut RoomSettings| {
+                s.pseudonyms.retain(|(a, _)| *a != k(0))
+            }),
+        ] {
+            let after = with(edit);
+            assert_eq!(
+                check_commit(&before, &changes(committer, &[], &[]), &after),
+                Err(PolicyViolation::Pseudonym),
+                "{after:?}"
+            );
+        }
+        // The owner revokes admin 1: its pseudonym goes with the role (normalize).
+        let mut granted = before.clone();
+        granted.set_pseudonym(k(1), p(101));
+        let mut revoked = granted.clone();
+        revoked.admins.retain(|a| *a != k(1));
+        revoked.normalize();
+        assert_eq!(revoked.pseudonym_of(&k(1)), None);
+        assert_eq!(
+            check_commit(&granted, &changes(0, &[], &[]), &revoked),
+            Ok(())
+        );
+        // The relay's list is checked against what the admins announced.
+        assert!(granted.relay_admins_match(&[p(100), p(101)]));
+        assert!(!granted.relay_admins_match(&[p(100), p(33)]));
+        assert!(!granted.relay_admins_match(&[p(33), p(100), p(101)]));
     }
 
     fn changes(committer: u8, removed: &[(u8, bool)], added: &[u8]) -> Changes {

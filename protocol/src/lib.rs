@@ -28,7 +28,8 @@ pub use auth::{admin_message, rotation_message, AdminAction, AdminList, AdminPro
 pub use close::{CloseReason, Retry};
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use ids::{
-    AccountKey, AdminKey, BlobId, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq, Signature,
+    AccountKey, AdminKey, BlobId, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq,
+    Signature,
 };
 pub use limits::{ALPN, PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 pub use messages::{

@@ -100,7 +100,10 @@ impl InspectReport {
             let rest = if remaining.is_empty() {
                 String::new()
             } else {
-                format!(" (links the relay keeps by design: {})", remaining.join(", "))
+                format!(
+                    " (links the relay keeps by design: {})",
+                    remaining.join(", ")
+                )
             };
             format!("{head}no other record links an account to a room{rest}")
         } else {

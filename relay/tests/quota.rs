@@ -263,7 +263,9 @@ async fn a_listing_flood_stops_at_the_directorys_size() {
         })
         .await
         .expect("unlisted");
-    list(&mut alice, family, "family").await.expect("room again");
+    list(&mut alice, family, "family")
+        .await
+        .expect("room again");
     relay.shutdown().await.unwrap();
 }
 

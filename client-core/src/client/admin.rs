@@ -555,8 +555,7 @@ impl Inner {
             let id = room.id;
             self.commit_change(room, |group, engine, _| {
                 let before = RoomSettings::read(group.extensions()).ok();
-                if before.is_some_and(|b| b.pseudonym_of(&me) == Some(mine) || !b.is_admin(&me))
-                {
+                if before.is_some_and(|b| b.pseudonym_of(&me) == Some(mine) || !b.is_admin(&me)) {
                     return Ok(None);
                 }
                 build_commit(id, group, engine, &[], &[], None, move |s| {

@@ -447,8 +447,7 @@ impl Inner {
         let id = RoomId::random();
         let (group, cap, admin) = {
             let engine = self.engine();
-            let admin =
-                crate::pseudonym::RoomAdminKey::for_identity(&engine.signer, &id).public();
+            let admin = crate::pseudonym::RoomAdminKey::for_identity(&engine.signer, &id).public();
             settings.set_pseudonym(engine.account(), admin);
             let group = MlsGroup::new_with_group_id(
                 &engine.provider,

@@ -128,7 +128,14 @@ impl Inner {
         &self,
         room: &mut Room,
         refused: &Refused,
-    ) -> Result<(Vec<u8>, hearth_protocol::CapHash, hearth_protocol::AdminProof), ClientError> {
+    ) -> Result<
+        (
+            Vec<u8>,
+            hearth_protocol::CapHash,
+            hearth_protocol::AdminProof,
+        ),
+        ClientError,
+    > {
         let mut engine = self.engine();
         let me = account_of(engine.signer_for(&room.group).public());
         let settings = room.settings().ok();
@@ -147,7 +154,15 @@ impl Inner {
         let remove: Vec<LeafNodeIndex> = offender.into_iter().collect();
         room.group
             .set_aad(crate::transcript::encode_mark(room.mark()));
-        let built = build_commit(room.id, &mut room.group, &engine, &remove, &[], None, |_| {});
+        let built = build_commit(
+            room.id,
+            &mut room.group,
+            &engine,
+            &remove,
+            &[],
+            None,
+            |_| {},
+        );
         room.group.set_aad(Vec::new());
         let (commit, _) = built?;
         let payload = commit.to_bytes().map_err(mls)?;

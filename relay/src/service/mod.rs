@@ -7,8 +7,8 @@
 //! driver; tests and the CLI demo can drive sessions in-process.
 
 pub mod address;
-pub mod audit;
 mod admin_proof;
+pub mod audit;
 mod blob_requests;
 mod hub;
 mod metrics;

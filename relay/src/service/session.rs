@@ -847,15 +847,11 @@ impl Session {
                     return Reply::Ready(Err(e));
                 }
                 let action = hearth_protocol::AdminAction::SetRetention { retention_secs };
-                let admin = match super::admin_proof::signer(
-                    &room,
-                    &cap.hash(),
-                    proof.as_ref(),
-                    &action,
-                ) {
-                    Ok(admin) => admin,
-                    Err(e) => return Reply::Ready(Err(e)),
-                };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 let op = WriteOp::SetRetention {
                     room,
                     cap_hash: cap.hash(),
@@ -882,15 +878,11 @@ impl Session {
                     public_name: public_name.clone(),
                     epoch,
                 };
-                let admin = match super::admin_proof::signer(
-                    &room,
-                    &cap.hash(),
-                    proof.as_ref(),
-                    &action,
-                ) {
-                    Ok(admin) => admin,
-                    Err(e) => return Reply::Ready(Err(e)),
-                };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 // A member who is not an admin may only refresh the listing after a commit
                 // (the store checks the capability and the name): the GroupInfo must then
                 // be of this room's group, since joiners build on it. (Its epoch is not
@@ -958,15 +950,11 @@ impl Session {
             }
             Request::UnpublishRoom { room, cap, proof } => {
                 let action = hearth_protocol::AdminAction::Unpublish;
-                let admin = match super::admin_proof::signer(
-                    &room,
-                    &cap.hash(),
-                    proof.as_ref(),
-                    &action,
-                ) {
-                    Ok(admin) => admin,
-                    Err(e) => return Reply::Ready(Err(e)),
-                };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 let op = WriteOp::UnpublishRoom {
                     room,
                     cap_hash: cap.hash(),
@@ -1067,15 +1055,11 @@ impl Session {
                 let action = hearth_protocol::AdminAction::SetAdmins {
                     admins: admins.clone(),
                 };
-                let admin = match super::admin_proof::signer(
-                    &room,
-                    &cap.hash(),
-                    proof.as_ref(),
-                    &action,
-                ) {
-                    Ok(admin) => admin,
-                    Err(e) => return Reply::Ready(Err(e)),
-                };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 let op = WriteOp::SetRoomAdmins {
                     room,
                     cap_hash: cap.hash(),

@@ -11,8 +11,8 @@
 mod redb_store;
 
 use hearth_protocol::{
-    AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq,
-    WireError,
+    AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
+    RoomId, Seq, WireError,
 };
 use serde::{Deserialize, Serialize};
 

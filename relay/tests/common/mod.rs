@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signer, SigningKey};
-use sha2::Digest;
 use hearth_protocol::auth::auth_message;
 use hearth_protocol::frame::{decode_body, encode_frame};
 use hearth_protocol::limits::{MAX_FRAME_LEN, TLS_EXPORTER_LABEL};
@@ -21,6 +20,7 @@ use hearth_relay::{RelayConfig, RunningRelay};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::Digest;
 
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -503,6 +503,12 @@ impl Client {
     pub async fn send(&mut self, request: Request) -> u32 {
         let request = self.fill(request);
         self.send_as_is(request).await
+    }
+
+    /// Sends a request as it is (see [`Client::send_as_is`]) and waits for its response.
+    pub async fn send_and_wait_as_is(&mut self, request: Request) -> Result<Response, WireError> {
+        let id = self.send_as_is(request).await;
+        self.response(id).await
     }
 
     /// [`Client::send`] without filling anything in.

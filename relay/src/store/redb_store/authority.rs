@@ -229,7 +229,11 @@ impl Tx<'_> {
             removal.room_quota,
         )?;
         Ok(appended.map(|applied| match applied {
-            Applied::Appended { entry, ended: restored, .. } => Applied::Reverted {
+            Applied::Appended {
+                entry,
+                ended: restored,
+                ..
+            } => Applied::Reverted {
                 room,
                 ended,
                 entry,

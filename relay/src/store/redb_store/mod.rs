@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hearth_protocol::{
-    AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq,
-    WireError,
+    AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
+    RoomId, Seq, WireError,
 };
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,

@@ -1113,7 +1113,10 @@ fn a_store_of_format_2_loses_its_account_links_when_opened() {
         store.account(&alice).unwrap().unwrap().used_bytes,
         ROOM_OVERHEAD_BYTES
     );
-    assert_eq!(store.room(&room).unwrap().unwrap().bytes, old_listing.bytes());
+    assert_eq!(
+        store.room(&room).unwrap().unwrap().bytes,
+        old_listing.bytes()
+    );
     let report = store.inspect().unwrap();
     assert!(report.unexpected_links().is_empty(), "{report:?}");
     let tables: Vec<&str> = report.tables.iter().map(|t| t.table.as_str()).collect();
