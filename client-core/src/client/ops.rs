@@ -159,10 +159,16 @@ impl Inner {
                 break;
             }
         }
-        if room.rec.extra.refused.is_some() && !self.settle_refused(room).await? {
-            // Stuck behind a refused commit: no subscription (it would only end at once);
-            // `revert::stuck_loop` looks again.
-            return Ok(());
+        if room.rec.extra.refused.is_some() {
+            if !self.settle_refused(room).await? {
+                // Stuck behind a refused commit: no subscription (it would only end at
+                // once); `revert::stuck_loop` looks again.
+                return Ok(());
+            }
+            // Undone: the revert appended an admin's commit after the refused one (ours
+            // in flight, or another admin's), which ends the capability we hold. Read it
+            // before anything else; settling cleared the refusal, so this ends.
+            return Box::pin(self.catch_up(room)).await;
         }
         self.resolve_inflight(room)?;
         self.ensure_subscribed(room).await
