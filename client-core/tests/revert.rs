@@ -236,7 +236,10 @@ async fn the_relays_settings_for_a_room_take_an_admin_and_a_kicked_admin_cannot_
     let room = room_with(&alice, &[&bob, &mallory], "Board").await;
     alice.c().publish_room(room, "Family board").await.unwrap();
     let store = relay.running.as_ref().unwrap().relay().store().clone();
-    assert_eq!(store.room_admins(&room).unwrap(), vec![pseudonym(&alice, room)]);
+    assert_eq!(
+        store.room_admins(&room).unwrap(),
+        vec![pseudonym(&alice, room)]
+    );
 
     // Mallory is made an admin; her client announces her pseudonym in the room, and the
     // owner's client puts it on the relay's list.
@@ -335,7 +338,10 @@ async fn the_relays_settings_for_a_room_take_an_admin_and_a_kicked_admin_cannot_
         .cap(&mallory_hostile.group(room))
         .unwrap();
     alice.c().kick(room, &h("mallory")).await.unwrap();
-    assert_eq!(store.room_admins(&room).unwrap(), vec![pseudonym(&alice, room)]);
+    assert_eq!(
+        store.room_admins(&room).unwrap(),
+        vec![pseudonym(&alice, room)]
+    );
     let kick = hearth_protocol::Seq(relay.room_record(room).head);
     let (payload, next_cap_hash) = (vec![0x42; 64], Cap([0x77; 32]).hash());
     let proof = mallory_key.prove(
@@ -412,7 +418,10 @@ async fn the_heir_of_an_owner_who_left_is_an_admin_at_the_relay() {
     let store = relay.running.as_ref().unwrap().relay().store().clone();
     // Bob's client announces his pseudonym as the new owner and sets the relay's list.
     bob.c().sync().await.unwrap();
-    assert_eq!(store.room_admins(&room).unwrap(), vec![pseudonym(&bob, room)]);
+    assert_eq!(
+        store.room_admins(&room).unwrap(),
+        vec![pseudonym(&bob, room)]
+    );
     bob.c()
         .set_expiry(room, Some(std::time::Duration::from_secs(3600)))
         .await
@@ -534,5 +543,8 @@ async fn an_admin_who_is_not_the_owner_cannot_change_the_relays_list() {
         .unwrap_err();
     assert_eq!(refused.code, ErrorCode::Forbidden, "{refused:?}");
     let store = relay.running.as_ref().unwrap().relay().store().clone();
-    assert_eq!(store.room_admins(&room).unwrap()[0], pseudonym(&alice, room));
+    assert_eq!(
+        store.room_admins(&room).unwrap()[0],
+        pseudonym(&alice, room)
+    );
 }

@@ -536,6 +536,7 @@ impl Inner {
         if room.removed
             || room.rec.status != super::room::Status::Joined
             || room.rec.extra.refused.is_some()
+            || room.orphaned_epoch == Some(room.group.epoch().as_u64())
         {
             return Ok(());
         }

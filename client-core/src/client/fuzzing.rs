@@ -273,6 +273,7 @@ pub fn reset_room(room: &mut Room, rec: RoomRecord) {
         expected_end,
         landed_own,
         relay_admins,
+        revert_landed,
     } = room;
     *record = rec;
     *removed = !group.is_active();
@@ -282,4 +283,5 @@ pub fn reset_room(room: &mut Room, rec: RoomRecord) {
     *expected_end = None;
     *landed_own = None;
     *relay_admins = None;
+    *revert_landed = None;
 }

@@ -226,7 +226,16 @@ impl Inner {
     /// the designated committer.
     pub(crate) async fn follow_up(&self, room: &mut Room) -> Result<(), ClientError> {
         self.commit_proposals(room).await?;
-        self.tend_pseudonyms(room).await
+        // Best effort, like the relay's settings check: a room whose capability just
+        // ended under us tends it once it follows again.
+        match self.tend_pseudonyms(room).await {
+            Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => Err(e),
+            Err(e) => {
+                tracing::warn!("room {}: announcing our admin key failed: {e}", room.id);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     async fn commit_proposals(&self, room: &mut Room) -> Result<(), ClientError> {
@@ -492,6 +501,7 @@ impl Inner {
             expected_end: None,
             landed_own: None,
             relay_admins: None,
+            revert_landed: None,
             removed: false,
         };
         match response {

@@ -525,6 +525,7 @@ impl Inner {
             expected_end: None,
             landed_own: None,
             relay_admins: None,
+            revert_landed: None,
             removed: false,
         };
         let mut events = Vec::new();

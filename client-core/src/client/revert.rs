@@ -49,7 +49,12 @@ impl Inner {
             .settings()
             .is_ok_and(|s| me.is_some_and(|me| s.is_admin(&me)));
         let cap = self.engine().cap(&room.group)?;
-        if admin && (me.is_none() || refused.committer != me) {
+        // Our own revert's commit not read back yet: what we refused now lies between the
+        // commit we undid and ours (commits made on top of it under the refused
+        // capability, garbage included), and is undone already. Reverting again would
+        // stage a second commit over the first one, which is in the log.
+        let reverting = matches!(room.rec.inflight, Some(Inflight::Commit { .. }));
+        if admin && !reverting && (me.is_none() || refused.committer != me) {
             let (payload, next_cap_hash, proof) = self.removal_of(room, &refused)?;
             let reverted = self
                 .call(Request::RevertCommit {
@@ -66,7 +71,8 @@ impl Inner {
                 self.resolve_inflight(room)?;
             }
             match reverted {
-                Ok(Response::Appended { .. }) => {
+                Ok(Response::Appended { seq }) => {
+                    room.revert_landed = Some(seq);
                     tracing::warn!(
                         "room {}: undid the refused commit by {:?} at #{}",
                         room.id,
