@@ -368,6 +368,52 @@ async fn the_relays_settings_for_a_room_take_an_admin_and_a_kicked_admin_cannot_
     assert_eq!(member_handles(&alice, room).await, [h("alice"), h("bob")]);
 }
 
+/// An admin the owner granted, once its client announced its pseudonym and the owner's
+/// client put it on the relay's list, undoes a refused commit through its own client
+/// while the owner is away; its commit removes the offender.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_admin_undoes_a_refused_commit_while_the_owner_is_away() {
+    let relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut carol = relay.user("carol").await;
+    let mut mallory = relay.user("mallory").await;
+    let room = room_with(&alice, &[&bob, &carol, &mallory], "Home").await;
+    alice.c().grant_admin(room, &h("carol")).await.unwrap();
+    carol.c().sync().await.unwrap();
+    alice.c().sync().await.unwrap();
+    bob.c().sync().await.unwrap();
+    mallory.c().sync().await.unwrap();
+    let store = relay.running.as_ref().unwrap().relay().store().clone();
+    assert_eq!(
+        store.room_admins(&room).unwrap(),
+        vec![pseudonym(&alice, room), pseudonym(&carol, room)]
+    );
+    alice.client.take().unwrap().close().await; // the owner is away
+
+    let hostile = Hostile::take_over(&mut mallory).await;
+    let held = hostile.engine.cap(&hostile.group(room)).unwrap();
+    self_update(&hostile, room, CapAfter::Foreign)
+        .await
+        .unwrap();
+    carol.c().sync().await.unwrap();
+    wait_undone(&mut carol, "mallory").await;
+    bob.c().sync().await.unwrap();
+    carol.c().send_text(room, "back to normal").await.unwrap();
+    bob.wait_text("back to normal").await;
+    let members = member_handles(&bob, room).await;
+    assert!(!members.contains(&h("mallory")), "{members:?}");
+    let refused = hostile
+        .call(Request::Append {
+            room,
+            cap: held,
+            payload: vec![0x42; 64],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, ErrorCode::StaleEpoch, "{refused:?}");
+}
+
 /// While a refused commit is not undone (no admin online), members are told why they
 /// cannot send, and nothing loops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
