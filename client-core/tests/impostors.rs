@@ -515,13 +515,21 @@ async fn a_published_room_naming_a_member_falsely_is_refused_when_joining() {
         .unwrap()
         .to_bytes()
         .unwrap();
+    let cap = hostile.engine.cap(&group).unwrap();
+    let action = hearth_protocol::AdminAction::Publish {
+        public_name: "Alice's corner".into(),
+        epoch: 0,
+    };
+    let proof = hearth_core::pseudonym::RoomAdminKey::derive(&[0xad; 32], &room)
+        .prove(&room, &cap, &action);
     let published = hostile
         .call(hearth_protocol::Request::PublishRoom {
             room,
-            cap: hostile.engine.cap(&group).unwrap(),
+            cap,
             public_name: "Alice's corner".into(),
             group_info: info,
             epoch: 0,
+            proof: Some(proof),
         })
         .await;
     assert!(published.is_ok(), "{published:?}");

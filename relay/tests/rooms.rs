@@ -109,7 +109,8 @@ async fn capabilities_rotate_with_commits() {
             .request(Request::CreateRoom {
                 room,
                 cap_hash: cap(0).hash(),
-                retention_secs: None
+                retention_secs: None,
+                admin: hearth_protocol::AdminKey([0; 32]),
             })
             .await
             .unwrap_err()
@@ -158,7 +159,8 @@ async fn capabilities_rotate_with_commits() {
             .request(Request::SetRetention {
                 room,
                 cap: cap(0),
-                retention_secs: Some(3600)
+                retention_secs: Some(3600),
+                proof: None,
             })
             .await
             .unwrap_err()
@@ -206,6 +208,7 @@ async fn capabilities_rotate_with_commits() {
             room,
             cap: cap(1),
             retention_secs: Some(3600),
+            proof: None,
         })
         .await
         .unwrap();
@@ -426,5 +429,137 @@ async fn the_capability_alone_opens_a_room_whoever_holds_it() {
         }
     }
     assert_eq!(got, vec![1, 2]);
+    relay.shutdown().await.unwrap();
+}
+
+/// Decision 0013 part 5: the relay knows a room's admins only by per-room pseudonyms and
+/// takes a relay-side change only signed by one it lists. A member holding the current
+/// capability signs with its own pseudonym, or forges the owner's: refused, whatever
+/// account its connection belongs to. A revert must carry a removal commit that starts a
+/// new epoch.
+#[tokio::test]
+async fn a_member_cannot_pose_as_a_rooms_admin_at_the_relay() {
+    use hearth_protocol::{AdminAction, AdminProof, CapHash, Signature};
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (mut mallory, _) = new_account(&relay, "mallory").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let refused = |r: Result<Response, hearth_protocol::WireError>| match r {
+        Err(e) => e.code,
+        Ok(other) => panic!("expected a refusal, got {other:?}"),
+    };
+    // Her own pseudonym, validly signed: not one the relay lists.
+    let own = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: None,
+    };
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    let own = Request::SetRoomAdmins {
+        room,
+        cap: cap(0),
+        admins: vec![mallory.admin_key()],
+        proof: None,
+    };
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    let own = Request::UnpublishRoom {
+        room,
+        cap: cap(0),
+        proof: None,
+    };
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    // The owner's pseudonym with a signature she cannot make, or alice's signature
+    // over another change.
+    let forged = AdminProof {
+        admin: alice.admin_key(),
+        signature: Signature([7; 64]),
+    };
+    let request = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: Some(forged.clone()),
+    };
+    assert_eq!(
+        refused(mallory.send_and_wait_as_is(request).await),
+        ErrorCode::Forbidden
+    );
+    let replayed = alice.admin_proof(room, &cap(0), &AdminAction::Unpublish);
+    let request = Request::SetRoomAdmins {
+        room,
+        cap: cap(0),
+        admins: vec![mallory.admin_key()],
+        proof: Some(replayed),
+    };
+    assert_eq!(
+        refused(mallory.send_and_wait_as_is(request).await),
+        ErrorCode::Forbidden
+    );
+    // A commit that would take the list over, signed by her.
+    let action = AdminAction::CommitAdmins {
+        next_cap_hash: cap(1).hash(),
+        admins: vec![mallory.admin_key()],
+    };
+    let list = hearth_protocol::AdminList {
+        admins: vec![mallory.admin_key()],
+        proof: mallory.admin_proof(room, &cap(0), &action),
+    };
+    let commit = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"commit".to_vec(),
+        admins: Some(list),
+    };
+    assert_eq!(refused(mallory.request(commit).await), ErrorCode::Forbidden);
+    // A revert: by her, or by alice without a removal, or with one that starts no new
+    // epoch, is refused.
+    appended(
+        mallory
+            .request(Request::Commit {
+                room,
+                cap: cap(0),
+                next_cap_hash: cap(1).hash(),
+                payload: b"refused".to_vec(),
+                admins: None,
+            })
+            .await,
+    );
+    let revert = |c: &Client, payload: Vec<u8>, next: CapHash| {
+        let action = AdminAction::Revert {
+            seq: Seq(1),
+            next_cap_hash: next,
+            removal: <sha2::Sha256 as sha2::Digest>::digest(&payload).into(),
+        };
+        Request::RevertCommit {
+            room,
+            cap: cap(0),
+            seq: Seq(1),
+            next_cap_hash: next,
+            proof: c.admin_proof(room, &cap(0), &action),
+            payload,
+        }
+    };
+    let r = revert(&mallory, b"removal".to_vec(), cap(2).hash());
+    assert_eq!(refused(mallory.request(r).await), ErrorCode::Forbidden);
+    let r = revert(&alice, Vec::new(), cap(2).hash());
+    assert_eq!(refused(alice.request(r).await), ErrorCode::BadRequest);
+    let r = revert(&alice, b"removal".to_vec(), cap(1).hash());
+    assert_eq!(refused(alice.request(r).await), ErrorCode::Forbidden);
+    // The real thing: the removal lands right after the refused commit, and the
+    // capability mallory's commit began (and the restored one) read no further.
+    let r = revert(&alice, b"removal".to_vec(), cap(2).hash());
+    assert_eq!(appended(alice.request(r).await), Seq(2));
+    assert_eq!(
+        refused(mallory.append(room, cap(1), b"x".to_vec()).await),
+        ErrorCode::StaleEpoch
+    );
+    assert_eq!(
+        refused(mallory.append(room, cap(0), b"x".to_vec()).await),
+        ErrorCode::StaleEpoch
+    );
+    appended(alice.append(room, cap(2), b"on".to_vec()).await);
     relay.shutdown().await.unwrap();
 }

@@ -169,7 +169,7 @@ impl Relay {
     pub fn inject(
         &self,
         room: hearth_protocol::RoomId,
-        author: hearth_protocol::AccountKey,
+        _author: hearth_protocol::AccountKey,
         payload: Vec<u8>,
     ) {
         use hearth_relay::store::WriteOp;
@@ -179,7 +179,6 @@ impl Relay {
             .apply(vec![WriteOp::Append {
                 room,
                 cap_hash: record.current,
-                author,
                 payload,
                 next_cap_hash: None,
                 admins: None,
@@ -262,7 +261,7 @@ impl Relay {
     pub fn inject_commit_to(
         &self,
         room: hearth_protocol::RoomId,
-        author: hearth_protocol::AccountKey,
+        _author: hearth_protocol::AccountKey,
         payload: Vec<u8>,
         next: Option<hearth_protocol::CapHash>,
     ) {
@@ -274,7 +273,6 @@ impl Relay {
             .apply(vec![WriteOp::Append {
                 room,
                 cap_hash: record.current,
-                author,
                 payload,
                 next_cap_hash: Some(next),
                 admins: None,

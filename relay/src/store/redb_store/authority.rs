@@ -1,18 +1,22 @@
-//! Who may do what to a room beyond holding its capability (decision 0009): the room's
-//! admins as the relay keeps them, the accounts barred from committing, the capability
-//! each commit announced, and reverting a commit the members refused.
+//! Who may do what to a room beyond holding its capability (decisions 0009, 0013): the
+//! room's admins as the relay keeps them (per-room pseudonyms, never account keys), the
+//! capability each commit announced, and reverting a commit the members refused.
+//!
+//! The service checks an admin's signature over the exact change before it reaches the
+//! store; here an op names the pseudonym that signed (`None`: nobody did), and the store
+//! checks that the room lists it.
 
-use hearth_protocol::limits::{MAX_BARRED_PER_ROOM, MAX_ROOM_ADMINS};
+use hearth_protocol::limits::MAX_ROOM_ADMINS;
 
 use super::*;
 
 /// A list of admins as the relay keeps it: the owner first, then the others sorted, no
 /// repeats, 1 to [`MAX_ROOM_ADMINS`] in all.
-pub(super) fn canonical_admins(admins: &[AccountKey]) -> Result<Vec<AccountKey>, WireError> {
+pub(super) fn canonical_admins(admins: &[AdminKey]) -> Result<Vec<AdminKey>, WireError> {
     let Some((owner, rest)) = admins.split_first() else {
         return Err(err(ErrorCode::BadRequest, "a room has an owner"));
     };
-    let mut rest: Vec<AccountKey> = rest.iter().filter(|a| *a != owner).copied().collect();
+    let mut rest: Vec<AdminKey> = rest.iter().filter(|a| *a != owner).copied().collect();
     rest.sort();
     rest.dedup();
     if rest.len() + 1 > MAX_ROOM_ADMINS {
@@ -33,9 +37,18 @@ fn forbidden_because(message: &str) -> WireError {
     err(ErrorCode::Forbidden, message)
 }
 
+/// The reverting admin's own commit that [`Tx::revert_commit`] appends.
+pub(super) struct Removal {
+    pub payload: Vec<u8>,
+    pub next_cap_hash: CapHash,
+    pub now: u64,
+    pub room_quota: u64,
+}
+
 impl Tx<'_> {
-    /// The room's admins; empty for a room from before the relay kept them.
-    pub(super) fn room_admins(&self, room: &RoomId) -> Result<Vec<AccountKey>, StoreError> {
+    /// The room's admin pseudonyms; empty for a room from before the relay kept them (or
+    /// whose list of account keys the migration to format 3 dropped).
+    pub(super) fn room_admins(&self, room: &RoomId) -> Result<Vec<AdminKey>, StoreError> {
         match self.room_admins.get(room.0.as_slice())? {
             Some(v) => decode(v.value()),
             None => Ok(Vec::new()),
@@ -45,7 +58,7 @@ impl Tx<'_> {
     pub(super) fn put_room_admins(
         &mut self,
         room: &RoomId,
-        admins: &[AccountKey],
+        admins: &[AdminKey],
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = match canonical_admins(admins) {
             Ok(admins) => admins,
@@ -56,48 +69,43 @@ impl Tx<'_> {
         Ok(Ok(()))
     }
 
-    /// Refuses `author` unless the relay lists them as the owner of `room`, the only one
-    /// who changes the list (the room's policy: only the owner grants and revokes admin
-    /// rights; a leaving owner hands over first). A room from before the relay kept
-    /// admins lets anyone with the current capability set its first list.
+    /// Refuses unless `admin` (the pseudonym that signed the change) is the owner the
+    /// relay lists for `room`, the only one who changes the list (the room's policy: only
+    /// the owner grants and revokes admin rights; a leaving owner hands over first). A
+    /// room with no list lets anyone with the current capability set its first one.
     pub(super) fn require_owner(
         &self,
         room: &RoomId,
-        author: &AccountKey,
+        admin: Option<&AdminKey>,
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = self.room_admins(room)?;
-        Ok(if admins.first().is_none_or(|owner| owner == author) {
-            Ok(())
-        } else {
-            Err(forbidden_because(
+        Ok(match admins.first() {
+            None => Ok(()),
+            Some(owner) if Some(owner) == admin => Ok(()),
+            Some(_) => Err(forbidden_because(
                 "only the room's owner may change who administers it",
-            ))
+            )),
         })
     }
 
-    /// Refuses `author` unless the relay lists them as an admin of `room` (a room from
-    /// before the relay kept admins lets anyone with the current capability through).
+    /// Refuses unless `admin` (the pseudonym that signed the change) is one the relay
+    /// lists for `room` (a room with no list lets anyone with the current capability
+    /// through).
     pub(super) fn require_admin(
         &self,
         room: &RoomId,
-        author: &AccountKey,
+        admin: Option<&AdminKey>,
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = self.room_admins(room)?;
-        Ok(if admins.is_empty() || admins.contains(author) {
-            Ok(())
-        } else {
-            Err(forbidden_because(
-                "only an admin of the room may change this",
-            ))
-        })
-    }
-
-    /// Whether `author` wrote a commit of `room` that was reverted.
-    pub(super) fn is_barred(&self, room: &RoomId, author: &AccountKey) -> Result<bool, StoreError> {
-        Ok(match self.barred.get(room.0.as_slice())? {
-            Some(v) => decode::<Vec<AccountKey>>(v.value())?.contains(author),
-            None => false,
-        })
+        Ok(
+            if admins.is_empty() || admin.is_some_and(|a| admins.contains(a)) {
+                Ok(())
+            } else {
+                Err(forbidden_because(
+                    "only an admin of the room may change this",
+                ))
+            },
+        )
     }
 
     /// [`WriteOp::SetRoomAdmins`].
@@ -105,8 +113,8 @@ impl Tx<'_> {
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
-        author: AccountKey,
-        admins: Vec<AccountKey>,
+        admin: Option<AdminKey>,
+        admins: Vec<AdminKey>,
     ) -> Result<OpResult, StoreError> {
         let Some(record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
@@ -114,7 +122,7 @@ impl Tx<'_> {
         if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
             return Ok(Err(e));
         }
-        if let Err(e) = self.require_owner(&room, &author)? {
+        if let Err(e) = self.require_owner(&room, admin.as_ref())? {
             return Ok(Err(e));
         }
         Ok(self
@@ -125,25 +133,28 @@ impl Tx<'_> {
     /// [`WriteOp::RevertCommit`]: the epoch `cap_hash` ended at the commit `seq`; that
     /// epoch is the current one again, and every epoch begun since (by `seq` and by any
     /// commit after it, which only holders of the refused capability could make) ends
-    /// where the log is now. The authors of those commits are barred, as far as
-    /// `committers` (the service's memory) knows them: the store keeps no author.
+    /// where the log is now. Then the reverting admin's own commit of the restored epoch
+    /// is appended and rotates the capability, in the same transaction: it removes the
+    /// refused commit's author, whose capability (the restored epoch's, if it held it)
+    /// ends there. Nothing about who wrote what is kept (decision 0013).
     pub(super) fn revert_commit(
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
         seq: Seq,
-        author: AccountKey,
-        committers: Vec<(Seq, AccountKey)>,
+        admin: AdminKey,
+        removal: Removal,
     ) -> Result<OpResult, StoreError> {
         let Some(mut record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
         };
         if self.room_admins(&room)?.is_empty() {
             return Ok(Err(forbidden_because(
-                "this room is from before the relay kept its admins; rebuild it instead",
+                "the relay lists no admins for this room yet (its owner's client sets them \
+                 when it connects); rebuild the room if that never happens",
             )));
         }
-        if let Err(e) = self.require_admin(&room, &author)? {
+        if let Err(e) = self.require_admin(&room, Some(&admin))? {
             return Ok(Err(e));
         }
         match self.epochs.get(epoch_key(&room, &cap_hash).as_slice())? {
@@ -166,27 +177,30 @@ impl Tx<'_> {
                 Ok((Seq(tail_u64(k.value())), CapHash(cap)))
             })
             .collect::<Result<_, StoreError>>()?;
-        let mut barred: Vec<AccountKey> = match self.barred.get(room.0.as_slice())? {
-            Some(v) => decode(v.value())?,
-            None => Vec::new(),
-        };
-        for (at, _) in &begun {
-            let Some((_, committer)) = committers.iter().find(|(s, _)| s == at) else {
-                continue; // not remembered (a restart since)
-            };
-            // The bar follows a key rotation made since (as rotations move the list).
-            let Some(committer) = self.account_following_rotations(committer)? else {
-                continue;
-            };
-            if !barred.contains(&committer.account) {
-                barred.push(committer.account);
-            }
+        // The removal must start an epoch of its own: not the restored one (nobody would
+        // be locked out), nor one a refused commit began (its author would hold it).
+        if removal.payload.is_empty() {
+            return Ok(Err(err(
+                ErrorCode::BadRequest,
+                "a revert carries the reverting admin's commit that removes the author",
+            )));
         }
-        if barred.len() > MAX_BARRED_PER_ROOM {
-            barred.drain(..barred.len() - MAX_BARRED_PER_ROOM);
+        if removal.next_cap_hash == cap_hash
+            || begun.iter().any(|(_, c)| *c == removal.next_cap_hash)
+            || self
+                .epochs
+                .get(epoch_key(&room, &removal.next_cap_hash).as_slice())?
+                .is_some()
+        {
+            return Ok(Err(forbidden_because(
+                "the reverting commit must start a new epoch",
+            )));
         }
-        self.barred
-            .insert(room.0.as_slice(), encode(&barred)?.as_slice())?;
+        // Checked before anything is written: a refused op leaves no trace.
+        let cost = entry_cost(EntryKind::Commit, removal.payload.len());
+        if record.bytes.saturating_add(cost) > removal.room_quota {
+            return Ok(Err(super::rooms::room_full(removal.room_quota)));
+        }
         // The refused epochs end where the log is now; the one before is current again.
         self.epochs.remove(epoch_key(&room, &cap_hash).as_slice())?;
         for (_, begun_cap) in &begun {
@@ -205,6 +219,27 @@ impl Tx<'_> {
         if self.listing(&room)?.is_some_and(|l| l.epoch > back_to) {
             self.remove_listing(&room)?;
         }
-        Ok(Ok(Applied::Reverted { room, ended }))
+        let record = self.room(&room)?.unwrap_or(record);
+        let appended = self.append_unchecked(
+            room,
+            record,
+            removal.payload,
+            Some(removal.next_cap_hash),
+            removal.now,
+            removal.room_quota,
+        )?;
+        Ok(appended.map(|applied| match applied {
+            Applied::Appended {
+                entry,
+                ended: restored,
+                ..
+            } => Applied::Reverted {
+                room,
+                ended,
+                entry,
+                restored: restored.unwrap_or(cap_hash),
+            },
+            other => other,
+        }))
     }
 }

@@ -36,9 +36,6 @@ fn each_table(
         (RETIRED, "retired"),
         (ROOM_ADMINS, "room_admins"),
         (COMMIT_CAPS, "commit_caps"),
-        (BARRED, "barred"),
-        (LISTERS, "listers"),
-        (LISTED_BY, "listed_by"),
     ];
     for (def, name) in bytes_tables {
         table!(def, name, |k, v| k.value().to_vec(), v.value().to_vec());

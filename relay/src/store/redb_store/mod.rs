@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hearth_protocol::{
-    AccountKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq,
-    WireError,
+    AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
+    RoomId, Seq, WireError,
 };
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -66,29 +66,23 @@ const RETIRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("retired");
 /// Each rotated account's chain of signed rotations: handle -> postcard of
 /// `Vec<KeyRotation>` (oldest first, at most `MAX_ROTATIONS_KEPT`).
 const ROTATIONS: TableDefinition<&str, Bytes> = TableDefinition::new("rotations");
-/// Each room's admins as the relay keeps them: room id -> postcard of `Vec<AccountKey>`.
+/// Each room's admins as the relay keeps them: room id -> postcard of `Vec<AdminKey>`,
+/// per-room pseudonyms, owner first (decision 0013, part 5; never account keys).
 const ROOM_ADMINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("room_admins");
 /// The capability hash each commit announced: room id ++ seq -> 32 bytes.
 const COMMIT_CAPS: TableDefinition<Bytes, Bytes> = TableDefinition::new("commit_caps");
-/// Authors of reverted commits, barred from committing: room id -> `Vec<AccountKey>`.
-const BARRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("barred");
 /// Rooms each account created, by handle (a key rotation keeps the handle), counted
 /// against `max_rooms_per_account`. Filled from the rooms' owners when the table is new.
 const ROOMS_CREATED: TableDefinition<&str, u64> = TableDefinition::new("rooms_created");
-/// Who listed each public room: room id -> the key of the admin who listed it (or last
-/// renamed it). A member refreshing the listing after a commit does not change it.
-const LISTERS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listers");
-/// [`LISTERS`] by account: account key ++ room id -> nothing, counted against
-/// `max_public_rooms_per_account`.
-const LISTED_BY: TableDefinition<Bytes, Bytes> = TableDefinition::new("listed_by");
 
 /// Facts about the store itself: `"format"` -> [`FORMAT`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// The store's format: 2 since room entries and inbox entries carry no account (decision
-/// 0013). A store without the row is of format 1 and is migrated when opened (see
-/// `migrate::authorless`).
-const FORMAT: u64 = 2;
+/// The store's format: 2 since room entries and inbox entries carry no account, 3 since
+/// room admins are pseudonyms and listings name no account (decision 0013). A store
+/// without the row is of format 1; older formats are migrated when opened (see
+/// `migrate::authorless` and `migrate::pseudonymous`).
+const FORMAT: u64 = 3;
 
 /// A room entry as stored. No author (decision 0013): the room is charged for it.
 #[derive(Serialize, Deserialize)]
@@ -201,10 +195,10 @@ impl RedbStore {
             txn.open_table(ROTATIONS)?;
             txn.open_table(ROOM_ADMINS)?;
             txn.open_table(COMMIT_CAPS)?;
-            txn.open_table(BARRED)?;
-            migrate::count_rooms_and_listers(&txn)?;
+            migrate::count_rooms(&txn)?;
         }
         migrate::authorless(&txn)?;
+        migrate::pseudonymous(&txn)?;
         txn.commit()?;
         Ok(())
     }
@@ -239,10 +233,7 @@ struct Tx<'t> {
     rotations: Table<'t, &'static str, Bytes>,
     room_admins: Table<'t, Bytes, Bytes>,
     commit_caps: Table<'t, Bytes, Bytes>,
-    barred: Table<'t, Bytes, Bytes>,
     rooms_created: Table<'t, &'static str, u64>,
-    listers: Table<'t, Bytes, Bytes>,
-    listed_by: Table<'t, Bytes, Bytes>,
 }
 
 impl<'t> Tx<'t> {
@@ -265,10 +256,7 @@ impl<'t> Tx<'t> {
             rotations: txn.open_table(ROTATIONS)?,
             room_admins: txn.open_table(ROOM_ADMINS)?,
             commit_caps: txn.open_table(COMMIT_CAPS)?,
-            barred: txn.open_table(BARRED)?,
             rooms_created: txn.open_table(ROOMS_CREATED)?,
-            listers: txn.open_table(LISTERS)?,
-            listed_by: txn.open_table(LISTED_BY)?,
         })
     }
 }
@@ -474,6 +462,7 @@ impl Tx<'_> {
                 retention_secs,
                 now,
                 creator,
+                admin,
                 quota,
                 max_rooms,
             } => {
@@ -485,12 +474,11 @@ impl Tx<'_> {
                     created: now,
                     bytes: 0,
                 };
-                self.create_room(room, record, creator, quota, max_rooms)
+                self.create_room(room, record, (creator, admin), quota, max_rooms)
             }
             WriteOp::Append {
                 room,
                 cap_hash,
-                author,
                 payload,
                 next_cap_hash,
                 admins,
@@ -501,19 +489,20 @@ impl Tx<'_> {
                     next_cap_hash,
                     admins,
                 };
-                self.append(room, cap_hash, author, payload, commit, now, room_quota)
+                self.append(room, cap_hash, payload, commit, now, room_quota)
             }
             WriteOp::PublishRoom {
                 room,
                 cap_hash,
                 listing,
-                quota,
+                admin,
+                room_quota,
                 max_listings,
-            } => self.publish_room(room, cap_hash, listing, quota, max_listings),
+            } => self.publish_room(room, cap_hash, listing, admin, room_quota, max_listings),
             WriteOp::UnpublishRoom {
                 room,
                 cap_hash,
-                author,
+                admin,
             } => {
                 let Some(record) = self.room(&room)? else {
                     return Ok(Err(unknown_room()));
@@ -521,7 +510,7 @@ impl Tx<'_> {
                 if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
                     return Ok(Err(e));
                 }
-                if let Err(e) = self.require_admin(&room, &author)? {
+                if let Err(e) = self.require_admin(&room, admin.as_ref())? {
                     return Ok(Err(e));
                 }
                 let removed = self.remove_listing(&room)?;
@@ -530,7 +519,6 @@ impl Tx<'_> {
             WriteOp::JoinPublic {
                 room,
                 epoch,
-                author,
                 payload,
                 next_cap_hash,
                 now,
@@ -546,19 +534,13 @@ impl Tx<'_> {
                 if epoch != current || listing.epoch != current {
                     return Ok(Err(stale_listing()));
                 }
-                if self.is_barred(&room, &author)? {
-                    return Ok(Err(err(
-                        ErrorCode::Forbidden,
-                        "a commit of yours in this room was refused by its members",
-                    )));
-                }
                 self.append_unchecked(room, record, payload, Some(next_cap_hash), now, room_quota)
             }
             WriteOp::SetRetention {
                 room,
                 cap_hash,
                 retention_secs,
-                author,
+                admin,
             } => {
                 let Some(mut record) = self.room(&room)? else {
                     return Ok(Err(unknown_room()));
@@ -571,7 +553,7 @@ impl Tx<'_> {
                     }
                     Err(e) => return Ok(Err(e)),
                 }
-                if let Err(e) = self.require_admin(&room, &author)? {
+                if let Err(e) = self.require_admin(&room, admin.as_ref())? {
                     return Ok(Err(e));
                 }
                 record.retention_secs = retention_secs;
@@ -581,16 +563,27 @@ impl Tx<'_> {
             WriteOp::SetRoomAdmins {
                 room,
                 cap_hash,
-                author,
+                admin,
                 admins,
-            } => self.set_room_admins(room, cap_hash, author, admins),
+            } => self.set_room_admins(room, cap_hash, admin, admins),
             WriteOp::RevertCommit {
                 room,
                 cap_hash,
                 seq,
-                author,
-                committers,
-            } => self.revert_commit(room, cap_hash, seq, author, committers),
+                admin,
+                payload,
+                next_cap_hash,
+                now,
+                room_quota,
+            } => {
+                let removal = authority::Removal {
+                    payload,
+                    next_cap_hash,
+                    now,
+                    room_quota,
+                };
+                self.revert_commit(room, cap_hash, seq, admin, removal)
+            }
             WriteOp::Sweep {
                 now,
                 retention_secs,

@@ -7,7 +7,7 @@ use super::*;
 impl RedbStore {
     /// The tables, by name, as [`RedbStore::put_raw`] takes them.
     #[doc(hidden)]
-    pub const TABLE_NAMES: [&'static str; 22] = [
+    pub const TABLE_NAMES: [&'static str; 19] = [
         "accounts",
         "handles",
         "invites",
@@ -25,10 +25,7 @@ impl RedbStore {
         "rotations",
         "room_admins",
         "commit_caps",
-        "barred",
         "rooms_created",
-        "listers",
-        "listed_by",
         "meta",
     ];
 
@@ -62,10 +59,7 @@ impl RedbStore {
                 "retired" => Some(RETIRED),
                 "room_admins" => Some(ROOM_ADMINS),
                 "commit_caps" => Some(COMMIT_CAPS),
-                "barred" => Some(BARRED),
                 "audit_counts" => Some(AUDIT_COUNTS),
-                "listers" => Some(LISTERS),
-                "listed_by" => Some(LISTED_BY),
                 _ => None,
             };
             if let Some(definition) = bytes_table {
@@ -128,11 +122,8 @@ impl RedbStore {
         txn.delete_table(ROTATIONS)?;
         txn.delete_table(ROOM_ADMINS)?;
         txn.delete_table(COMMIT_CAPS)?;
-        txn.delete_table(BARRED)?;
         txn.delete_table(AUDIT_COUNTS)?;
         txn.delete_table(ROOMS_CREATED)?;
-        txn.delete_table(LISTERS)?;
-        txn.delete_table(LISTED_BY)?;
         txn.delete_table(META)?;
         txn.commit()?;
         self.create_tables()
