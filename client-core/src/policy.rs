@@ -14,10 +14,11 @@
 //! - A banned identity is never a member, and cannot be added until unbanned.
 //! - A **direct** room (a private conversation, `/msg`) never has more than two members,
 //!   is never published, and stays direct.
-//! - Each admin (the owner included) announces its own **admin pseudonym** for the room
-//!   (decision 0013, part 5; [`crate::pseudonym`]): nobody may put or change another
-//!   member's, and only admins have one. They are what the relay lists as the room's
-//!   admins, so a member cannot pose as an admin there.
+//! - Each member announces its own **room pseudonym** (decision 0013, part 5;
+//!   [`crate::pseudonym`]) in the commit it makes right after joining: nobody may put,
+//!   change or take away another member's. The admins' (the owner's first) are what the
+//!   relay lists as the room's admins, so a member cannot pose as an admin there, and a
+//!   leaving owner can hand the relay's list to an heir who never was an admin.
 //!
 //! Every client runs [`check_commit`] on every commit before merging it (and on its own
 //! commits before sending them), so all honest members accept or refuse a commit alike.
@@ -115,9 +116,9 @@ pub enum PolicyViolation {
     /// A private conversation gets a third member, is published, or stops being direct.
     #[error("a private conversation is between two people only")]
     Direct,
-    /// An admin pseudonym put or changed for someone other than the committer, or kept
-    /// for someone who is not an admin.
-    #[error("an admin pseudonym may only be announced by its own admin")]
+    /// A pseudonym put, changed or taken away for someone other than the committer, or
+    /// kept for someone who is not a member.
+    #[error("a room pseudonym may only be announced by its own member")]
     Pseudonym,
     /// Something the policy does not allow at all (a proposal type, a missing setting).
     #[error("{0}")]
@@ -208,9 +209,9 @@ impl RoomSettings {
     pub fn normalize(&mut self) {
         self.admins.sort();
         self.admins.dedup();
-        let (owner, admins) = (self.owner, self.admins.clone());
+        let (owner, admins, members) = (self.owner, self.admins.clone(), self.members.clone());
         self.pseudonyms
-            .retain(|(a, _)| *a == owner || admins.contains(a));
+            .retain(|(a, _)| *a == owner || admins.contains(a) || members.contains(a));
         self.pseudonyms.sort();
         self.pseudonyms.dedup_by(|a, b| a.0 == b.0);
         self.banned.sort();
@@ -373,11 +374,12 @@ pub fn check_commit(
         need_admin(Action::Publish)?;
     }
 
-    // Admin pseudonyms: each put or changed only by its own admin (MLS authenticates
-    // the committer), and only admins (the owner included) have one. One that goes is
-    // one whose account is no longer an admin, or the committer's own.
+    // Room pseudonyms: each put or changed only by its own member (MLS authenticates
+    // the committer), and only members (admins and the owner included) have one. One
+    // that goes is one whose account is no longer a member, or the committer's own.
+    let holds = |s: &RoomSettings, account: &AccountKey| s.is_admin(account) || s.members.contains(account);
     for (account, pseudonym) in &after.pseudonyms {
-        if !after.is_admin(account) {
+        if !holds(&after, account) {
             return Err(PolicyViolation::Pseudonym);
         }
         // (A key rotation moves an entry to the new key, with the same pseudonym.)
@@ -388,7 +390,7 @@ pub fn check_commit(
     }
     for (account, _) in &before.pseudonyms {
         let gone = after.pseudonym_of(account).is_none();
-        if gone && after.is_admin(account) && account != committer {
+        if gone && holds(&after, account) && account != committer {
             return Err(PolicyViolation::Pseudonym);
         }
     }
@@ -475,11 +477,12 @@ mod tests {
         s
     }
 
-    /// Decision 0013 part 5: an admin announces its own pseudonym; a member cannot put
-    /// one for an admin, change an admin's, hold one without being an admin, or take one
-    /// away from an admin; revoking an admin drops theirs.
+    /// Decision 0013 part 5: each member announces its own pseudonym; nobody can put one
+    /// for someone else, change another's, or take one away from a member; revoking an
+    /// admin keeps theirs (they are still a member) but takes it off the relay's list,
+    /// and a member who goes loses it.
     #[test]
-    fn only_an_admin_announces_its_own_pseudonym() {
+    fn each_member_announces_only_its_own_pseudonym() {
         let p = |b: u8| AdminKey([b; 32]);
         let mut before = room();
         before.set_pseudonym(k(0), p(100));
@@ -488,21 +491,28 @@ mod tests {
             edit(&mut after);
             after
         };
-        // Admin 1 announces its own: fine.
+        // Admin 1 announces its own, and so does member 3: fine.
         let after = with(&|s| s.set_pseudonym(k(1), p(101)));
         assert_eq!(check_commit(&before, &changes(1, &[], &[]), &after), Ok(()));
         assert_eq!(after.admin_keys(), vec![p(100), p(101)]);
-        // Member 3 announces one for admin 1, or for itself, or replaces the owner's.
+        let after = with(&|s| s.set_pseudonym(k(3), p(103)));
+        assert_eq!(check_commit(&before, &changes(3, &[], &[]), &after), Ok(()));
+        // A member's pseudonym is not an admin's: the relay's list does not change.
+        assert_eq!(after.admin_keys(), vec![p(100)]);
+        assert!(!after.relay_admins_match(&[p(100), p(103)]));
+        // Member 3 announces one for admin 1 or for member 4, or replaces the owner's;
+        // admin 2 takes the owner's away; someone not in the room gets one.
         for (committer, edit) in [
             (
                 3u8,
                 &(|s: &mut RoomSettings| s.set_pseudonym(k(1), p(33))) as &dyn Fn(&mut _),
             ),
-            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(3), p(33))),
+            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(4), p(33))),
             (3, &|s: &mut RoomSettings| s.set_pseudonym(k(0), p(33))),
             (2, &|s: &mut RoomSettings| {
                 s.pseudonyms.retain(|(a, _)| *a != k(0))
             }),
+            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(9), p(33))),
         ] {
             let after = with(edit);
             assert_eq!(
@@ -511,17 +521,30 @@ mod tests {
                 "{after:?}"
             );
         }
-        // The owner revokes admin 1: its pseudonym goes with the role (normalize).
+        // Nor can anyone take a member's away.
+        let mut announced = before.clone();
+        announced.set_pseudonym(k(3), p(103));
+        let mut taken = announced.clone();
+        taken.pseudonyms.retain(|(a, _)| *a != k(3));
+        assert_eq!(
+            check_commit(&announced, &changes(0, &[], &[]), &taken),
+            Err(PolicyViolation::Pseudonym)
+        );
+        // The owner revokes admin 1: its pseudonym stays (a member's), off the relay's list.
         let mut granted = before.clone();
         granted.set_pseudonym(k(1), p(101));
         let mut revoked = granted.clone();
         revoked.admins.retain(|a| *a != k(1));
         revoked.normalize();
-        assert_eq!(revoked.pseudonym_of(&k(1)), None);
+        assert_eq!(revoked.pseudonym_of(&k(1)), Some(p(101)));
+        assert_eq!(revoked.admin_keys(), vec![p(100)]);
         assert_eq!(
             check_commit(&granted, &changes(0, &[], &[]), &revoked),
             Ok(())
         );
+        // A member who goes loses it.
+        let gone = next_membership(&announced, &[k(3)], &[]).unwrap();
+        assert_eq!(gone.pseudonym_of(&k(3)), None);
         // The relay's list is checked against what the admins announced.
         assert!(granted.relay_admins_match(&[p(100), p(101)]));
         assert!(!granted.relay_admins_match(&[p(100), p(33)]));

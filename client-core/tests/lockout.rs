@@ -225,6 +225,7 @@ async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
             room,
             cap_hash: store.room(&room).unwrap().unwrap().current,
             admin: Some(alice_key),
+            account: None,
             admins: vec![alice_key, hearth_protocol::AdminKey([0x66; 32])],
         },
     ] {

@@ -348,6 +348,7 @@ impl Op {
                 room: ROOM,
                 cap_hash: cap(*c),
                 admin: Some(admin(*author)),
+                account: None,
                 admins: admins.iter().map(|&w| admin(w)).collect(),
             },
             Op::RevertCommit {

@@ -23,11 +23,13 @@ use sha2::{Digest, Sha256};
 /// Handles shorter than this are matched only where they stand alone (see the module).
 pub const SHORT_HANDLE: usize = 6;
 
-/// Tables that still link accounts to rooms by design: none since part 5 of decision
-/// 0013 (room admins are per-room pseudonyms, a reverted commit's author is removed by a
-/// commit instead of barred, and a listing names no account). A store of an older format
-/// is migrated when the relay opens it, so any link found is unexpected.
-pub const REMAINING_LINKS: [&str; 0] = [];
+/// Tables that still link accounts to rooms by design. Since part 5 of decision 0013
+/// (room admins are per-room pseudonyms, a reverted commit's author is removed by a
+/// commit instead of barred, and a listing names no account) only `legacy_admins`: the
+/// owner accounts of rooms of a store migrated from format 2, each row until that owner's
+/// client connects and sets the room's admins by pseudonym. A store created since holds
+/// none; any other link found is unexpected.
+pub const REMAINING_LINKS: [&str; 1] = ["legacy_admins"];
 
 /// What a table holds, as far as linking goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -563,3 +563,119 @@ async fn a_member_cannot_pose_as_a_rooms_admin_at_the_relay() {
     appended(alice.append(room, cap(2), b"on".to_vec()).await);
     relay.shutdown().await.unwrap();
 }
+
+/// Decision 0013 part 5, the first-list hole: a room the relay keeps no list of admin
+/// pseudonyms for is nobody's to claim by holding the capability. Here the relay is
+/// upgraded from a store whose lists were account keys (format 2): until the owner's
+/// account signs in and sets the first list, a member with the current capability,
+/// signed in as itself, cannot set it, take it over by a commit, or act as an admin; the
+/// owner's account can, once, and from then on only the owner's pseudonym counts.
+#[tokio::test]
+async fn a_member_cannot_claim_a_room_whose_admins_the_relay_does_not_know_yet() {
+    use hearth_protocol::{AdminAction, AdminList};
+    let (relay, dir) = start_relay(|_| {}).await;
+    let addr = relay.local_addr();
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let (mallory, mallory_id) = new_account(&relay, "mallory").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    drop((alice, mallory));
+    relay.shutdown().await.unwrap();
+    // The store as the relay before part 5 kept it: the room's admins by account.
+    {
+        let store = hearth_relay::store::RedbStore::open(
+            &dir.path()
+                .join("relay")
+                .join(hearth_relay::server::STORE_FILE),
+        )
+        .unwrap();
+        let by_account = postcard::to_allocvec(&vec![alice_id.account()]).unwrap();
+        store.put_raw("room_admins", &room.0, &by_account).unwrap();
+        store.put_raw("meta", b"format", &2u64.to_be_bytes()).unwrap();
+    }
+    let relay = hearth_relay::start(hearth_relay::RelayConfig {
+        listen: addr,
+        data_dir: dir.path().join("relay"),
+        ..hearth_relay::RelayConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut mallory = Client::connect(&relay.address()).await;
+    mallory.auth(&mallory_id).await.unwrap();
+    let refused = |r: Result<Response, hearth_protocol::WireError>| match r {
+        Err(e) => e.code,
+        Ok(other) => panic!("expected a refusal, got {other:?}"),
+    };
+    let set_admins = |c: &Client, admins: Vec<hearth_protocol::AdminKey>| {
+        let action = AdminAction::SetAdmins {
+            admins: admins.clone(),
+        };
+        Request::SetRoomAdmins {
+            room,
+            cap: cap(0),
+            proof: Some(c.admin_proof(room, &cap(0), &action)),
+            admins,
+        }
+    };
+    // Her own first list, validly signed by her pseudonym.
+    let own = set_admins(&mallory, vec![mallory.admin_key()]);
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    // A commit that would set it.
+    let action = AdminAction::CommitAdmins {
+        next_cap_hash: cap(1).hash(),
+        admins: vec![mallory.admin_key()],
+    };
+    let commit = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"commit".to_vec(),
+        admins: Some(AdminList {
+            admins: vec![mallory.admin_key()],
+            proof: mallory.admin_proof(room, &cap(0), &action),
+        }),
+    };
+    assert_eq!(refused(mallory.request(commit).await), ErrorCode::Forbidden);
+    // What only an admin may do.
+    let retention = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: Some(mallory.admin_proof(
+            room,
+            &cap(0),
+            &AdminAction::SetRetention {
+                retention_secs: Some(3600),
+            },
+        )),
+    };
+    assert_eq!(
+        refused(mallory.request(retention).await),
+        ErrorCode::Forbidden
+    );
+    // Alice's account, signed in, sets her pseudonym as the first list, once.
+    let mut alice = Client::connect(&relay.address()).await;
+    alice.auth(&alice_id).await.unwrap();
+    // Not naming someone else as owner.
+    let other = set_admins(&alice, vec![mallory.admin_key(), alice.admin_key()]);
+    assert_eq!(refused(alice.request(other).await), ErrorCode::Forbidden);
+    let first = set_admins(&alice, vec![alice.admin_key()]);
+    assert!(matches!(alice.request(first).await, Ok(Response::Done)));
+    assert_eq!(
+        relay.relay().store().room_admins(&room).unwrap(),
+        vec![alice.admin_key()]
+    );
+    // Now the list is alice's pseudonym's: mallory's claim is refused as before.
+    let own = set_admins(&mallory, vec![mallory.admin_key()]);
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    let report = relay.relay().store().inspect().unwrap();
+    assert!(report.unexpected_links().is_empty(), "{report:?}");
+    assert!(
+        report
+            .tables
+            .iter()
+            .all(|t| t.verdict == hearth_relay::inspect::Verdict::NoLink),
+        "{report:?}"
+    );
+    relay.shutdown().await.unwrap();
+}

@@ -452,6 +452,9 @@ impl Inner {
                 reason,
             }
         })?;
+        // Pseudonyms are per room: the old room's mean nothing in the new one (each
+        // member announces its own there, ours when we tend it, theirs when they join).
+        policy.pseudonyms.clear();
         policy.normalize();
 
         let new = self.create_room(&settings.name).await?;
@@ -625,7 +628,12 @@ impl Inner {
             // does not know at all is someone posing as an admin at the relay.
             let strangers = admins
                 .iter()
-                .filter(|a| !settings.pseudonyms.iter().any(|(_, p)| p == *a))
+                .filter(|a| {
+                    !settings
+                        .pseudonyms
+                        .iter()
+                        .any(|(who, p)| p == *a && settings.is_admin(who))
+                })
                 .count();
             if strangers > 0 {
                 tracing::warn!(
@@ -634,8 +642,9 @@ impl Inner {
                 );
             }
         }
-        // The relay takes a new list only from the owner it lists (or for a room with
-        // no list yet).
+        // The relay takes a new list only from the owner it lists, or, for a room of a
+        // relay upgraded from account keys to pseudonyms, from the owner's account once
+        // (decision 0013, part 5; this connection is signed in as us).
         let may_set = me.is_some_and(|me| settings.owner == me)
             && admins.first().is_none_or(|owner| *owner == key.public());
         if admins != want_admins && !want_admins.is_empty() && may_set {
@@ -643,18 +652,29 @@ impl Inner {
                 admins: want_admins.clone(),
             };
             let proof = Some(key.prove(&room.id, &cap, &action));
-            match self
+            let set = self
                 .call(Request::SetRoomAdmins {
                     room: room.id,
                     cap: cap.clone(),
                     admins: want_admins.clone(),
                     proof,
                 })
-                .await
-                .map_err(|e| room_error(room.id, e))?
-            {
-                Response::Done => room.relay_admins = Some(want_admins),
-                other => return Err(unexpected(&other)),
+                .await;
+            match set {
+                Ok(Response::Done) => room.relay_admins = Some(want_admins),
+                Ok(other) => return Err(unexpected(&other)),
+                // A room the relay lists no admins for and keeps no owner account of
+                // (older than the relay's lists): nobody can set them any more.
+                Err(ClientError::Relay(e))
+                    if admins.is_empty() && e.code == hearth_protocol::ErrorCode::Forbidden =>
+                {
+                    tracing::warn!(
+                        "room {}: the relay lists no admins for this room and takes none now ({}); rebuild the room to change its settings at the relay",
+                        room.id,
+                        e.message
+                    );
+                }
+                Err(e) => return Err(room_error(room.id, e)),
             }
         }
         if found == want || !admin {

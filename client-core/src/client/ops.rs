@@ -84,12 +84,35 @@ pub(crate) fn build_self_update(
         return super::rotation::build_key_rotation(group, engine);
     }
     let signer = engine.signer_for(group);
+    // Our room pseudonym rides along when the room does not have it yet (the update right
+    // after joining, or the first one in a room from before every member announced one):
+    // so that a leaving owner can hand the relay's list of admins to us as its heir
+    // (decision 0013, part 5).
+    let mut announce = None;
+    if let (Some(me), Ok(before)) = (
+        account_of(signer.public()),
+        RoomSettings::read(group.extensions()),
+    ) {
+        let mine = engine.room_admin_key(group).public();
+        if before.members.contains(&me) && before.pseudonym_of(&me) != Some(mine) {
+            let mut after = before.clone();
+            after.set_pseudonym(me, mine);
+            after.normalize();
+            announce = Some(after.extensions()?);
+        }
+    }
     // Not `MlsGroup::self_update`, which would also commit pending proposals (someone
     // leaving) without the settings following them: every member would refuse it.
-    let bundle = group
+    let mut builder = group
         .commit_builder()
         .consume_proposal_store(false)
-        .force_self_update(true)
+        .force_self_update(true);
+    if let Some(extensions) = announce {
+        builder = builder
+            .propose_group_context_extensions(extensions)
+            .map_err(mls)?;
+    }
+    let bundle = builder
         .load_psks(engine.provider.storage())
         .map_err(mls)?
         .build(
@@ -860,10 +883,19 @@ impl Inner {
         let Ok(after) = crate::policy::next_membership(&settings, &[me], &[]) else {
             return;
         };
-        // An heir without a pseudonym yet leaves the relay's list empty: its client
-        // sets it when it announces one (until then, as for a room from before the relay
-        // kept admins, anyone with the current capability may).
+        // Every member announces its pseudonym when it joins, so the heir's is known. An
+        // heir who has not (a room from before that, whose heir has not updated since)
+        // gets no list: the relay keeps ours, and takes a list from nobody else (an empty
+        // one could be claimed by anyone with the capability). The heir rebuilds the
+        // room if it needs the relay's admin settings before it can be handed the list.
         let admins = after.admin_keys();
+        if admins.is_empty() {
+            tracing::info!(
+                "room {}: the heir has announced no pseudonym; the relay keeps listing us",
+                room.id
+            );
+            return;
+        }
         let action = hearth_protocol::AdminAction::SetAdmins {
             admins: admins.clone(),
         };

@@ -890,7 +890,7 @@ impl Session {
                 // one; decision 0009.)
                 let refresh = match (store.room_admins(&room), store.access(&room, &cap.hash())) {
                     (Ok(admins), Ok(Some((_, Ok(crate::store::Access::Current))))) => {
-                        !(admins.is_empty() || admin.is_some_and(|a| admins.contains(&a)))
+                        !admin.is_some_and(|a| admins.contains(&a))
                     }
                     (Err(e), _) | (_, Err(e)) => return Reply::Ready(Err(store_failed(e))),
                     _ => false, // refused by the store with the right error
@@ -1064,6 +1064,7 @@ impl Session {
                     room,
                     cap_hash: cap.hash(),
                     admin,
+                    account: Some(account),
                     admins,
                 };
                 self.pending(op, |_| Response::Done).await

@@ -494,6 +494,9 @@ pub enum WriteOp {
         cap_hash: CapHash,
         /// The admin pseudonym whose signature the service checked.
         admin: Option<AdminKey>,
+        /// The account the connection signed in as, if it did: only used for a room of a
+        /// migrated store whose owner account has not set the first list of pseudonyms.
+        account: Option<AccountKey>,
         /// The new list (owner first).
         admins: Vec<AdminKey>,
     },

@@ -37,6 +37,16 @@ fn forbidden_because(message: &str) -> WireError {
     err(ErrorCode::Forbidden, message)
 }
 
+/// The refusal of an admin's change to a room the relay lists no admins for: a room of a
+/// migrated store whose owner has not connected yet (or one from before the relay kept
+/// admins). Nobody may claim it by holding the capability.
+fn no_admins_yet() -> WireError {
+    forbidden_because(
+        "the relay lists no admins for this room yet (its owner's client sets them when it \
+         connects after a relay upgrade); rebuild the room if that never happens",
+    )
+}
+
 /// The reverting admin's own commit that [`Tx::revert_commit`] appends.
 pub(super) struct Removal {
     pub payload: Vec<u8>,
@@ -72,7 +82,9 @@ impl Tx<'_> {
     /// Refuses unless `admin` (the pseudonym that signed the change) is the owner the
     /// relay lists for `room`, the only one who changes the list (the room's policy: only
     /// the owner grants and revokes admin rights; a leaving owner hands over first). A
-    /// room with no list lets anyone with the current capability set its first one.
+    /// room with no list has no owner at the relay: its first list comes only with
+    /// `CreateRoom`, or from the owner account of a migrated room ([`Self::claim_legacy`]);
+    /// whoever else holds the capability cannot set it.
     pub(super) fn require_owner(
         &self,
         room: &RoomId,
@@ -80,7 +92,7 @@ impl Tx<'_> {
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = self.room_admins(room)?;
         Ok(match admins.first() {
-            None => Ok(()),
+            None => Err(no_admins_yet()),
             Some(owner) if Some(owner) == admin => Ok(()),
             Some(_) => Err(forbidden_because(
                 "only the room's owner may change who administers it",
@@ -89,23 +101,67 @@ impl Tx<'_> {
     }
 
     /// Refuses unless `admin` (the pseudonym that signed the change) is one the relay
-    /// lists for `room` (a room with no list lets anyone with the current capability
-    /// through).
+    /// lists for `room` (a room with no list has no admin at the relay).
     pub(super) fn require_admin(
         &self,
         room: &RoomId,
         admin: Option<&AdminKey>,
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = self.room_admins(room)?;
-        Ok(
-            if admins.is_empty() || admin.is_some_and(|a| admins.contains(a)) {
-                Ok(())
-            } else {
-                Err(forbidden_because(
-                    "only an admin of the room may change this",
-                ))
-            },
-        )
+        Ok(if admin.is_some_and(|a| admins.contains(a)) {
+            Ok(())
+        } else if admins.is_empty() {
+            Err(no_admins_yet())
+        } else {
+            Err(forbidden_because(
+                "only an admin of the room may change this",
+            ))
+        })
+    }
+
+    /// The owner account of a room of a store migrated from format 2 that has not set its
+    /// first list of pseudonyms yet.
+    fn legacy_owner(&self, room: &RoomId) -> Result<Option<AccountKey>, StoreError> {
+        match self.legacy_admins.get(room.0.as_slice())? {
+            Some(v) => Ok(decode::<Vec<AccountKey>>(v.value())?.first().copied()),
+            None => Ok(None),
+        }
+    }
+
+    /// A migrated room's first list of pseudonyms (decision 0013, part 5): taken only from
+    /// a connection signed in as the account format 2 listed as the room's owner (or the
+    /// account its key rotations lead to), with the list's owner the pseudonym that
+    /// signed it (the service checked the signature). Once: the account row goes, and
+    /// from then on only that pseudonym changes the list. `Ok(None)`: the room is not
+    /// waiting for its owner.
+    fn claim_legacy(
+        &mut self,
+        room: &RoomId,
+        account: Option<&AccountKey>,
+        admin: Option<&AdminKey>,
+        admins: &[AdminKey],
+    ) -> Result<Option<OpResult>, StoreError> {
+        let Some(owner) = self.legacy_owner(room)? else {
+            return Ok(None);
+        };
+        let owner_now = self
+            .account_following_rotations(&owner)?
+            .map(|record| record.account);
+        if account.is_none() || owner_now.as_ref() != account {
+            return Ok(Some(Err(forbidden_because(
+                "this room's admins at the relay wait for its owner's client (the relay was                  upgraded): only the owner's account, signed in, sets them",
+            ))));
+        }
+        if admin.is_none() || admins.first() != admin {
+            return Ok(Some(Err(forbidden_because(
+                "the first list of a room's admins names as owner the pseudonym that signs it",
+            ))));
+        }
+        if let Err(e) = self.put_room_admins(room, admins)? {
+            return Ok(Some(Err(e)));
+        }
+        self.legacy_admins.remove(room.0.as_slice())?;
+        Ok(Some(Ok(Applied::Done)))
     }
 
     /// [`WriteOp::SetRoomAdmins`].
@@ -113,7 +169,7 @@ impl Tx<'_> {
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
-        admin: Option<AdminKey>,
+        (account, admin): (Option<AccountKey>, Option<AdminKey>),
         admins: Vec<AdminKey>,
     ) -> Result<OpResult, StoreError> {
         let Some(record) = self.room(&room)? else {
@@ -121,6 +177,13 @@ impl Tx<'_> {
         };
         if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
             return Ok(Err(e));
+        }
+        if self.room_admins(&room)?.is_empty() {
+            if let Some(claimed) =
+                self.claim_legacy(&room, account.as_ref(), admin.as_ref(), &admins)?
+            {
+                return Ok(claimed);
+            }
         }
         if let Err(e) = self.require_owner(&room, admin.as_ref())? {
             return Ok(Err(e));
@@ -148,12 +211,6 @@ impl Tx<'_> {
         let Some(mut record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
         };
-        if self.room_admins(&room)?.is_empty() {
-            return Ok(Err(forbidden_because(
-                "the relay lists no admins for this room yet (its owner's client sets them \
-                 when it connects); rebuild the room if that never happens",
-            )));
-        }
         if let Err(e) = self.require_admin(&room, Some(&admin))? {
             return Ok(Err(e));
         }

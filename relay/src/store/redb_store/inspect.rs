@@ -35,6 +35,7 @@ fn each_table(
         (LISTINGS, "listings"),
         (RETIRED, "retired"),
         (ROOM_ADMINS, "room_admins"),
+        (LEGACY_ADMINS, "legacy_admins"),
         (COMMIT_CAPS, "commit_caps"),
     ];
     for (def, name) in bytes_tables {

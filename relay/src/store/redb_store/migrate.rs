@@ -59,10 +59,11 @@ struct ListingV2 {
 }
 
 /// Format 2 to 3 (decision 0013, part 5): the relay's lists of room admins were account
-/// keys and are dropped (the relay cannot turn them into the admins' pseudonyms; each
-/// room's owner sets its first list of pseudonyms when its client next connects, and
-/// until then the room is like one from before the relay kept admins: anyone with the
-/// current capability may set it). The barred authors go with the table. Listings lose
+/// keys. The relay cannot turn them into the admins' pseudonyms, and a room without a
+/// list must not be claimable by whoever holds its capability, so each list moves to
+/// `legacy_admins`: the room's owner account, signed in, sets the first list of
+/// pseudonyms when its client next connects, and the row goes then. Until then nobody is
+/// an admin of the room at the relay. The barred authors go with the table. Listings lose
 /// their publisher: what it was charged goes back to it and the room pays instead, and
 /// the tables of who listed what go. Runs once, in the transaction that opens the store.
 pub(super) fn pseudonymous(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
@@ -71,6 +72,17 @@ pub(super) fn pseudonymous(txn: &redb::WriteTransaction) -> Result<(), StoreErro
     }
     {
         let mut tx = Tx::open(txn)?;
+        let lists: Vec<(Vec<u8>, Vec<u8>)> = tx
+            .room_admins
+            .iter()?
+            .map(|item| item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (room, list) in lists {
+            // Format 2 kept account keys, owner first; anything else is no list at all.
+            if decode::<Vec<AccountKey>>(&list).is_ok_and(|l| !l.is_empty()) {
+                tx.legacy_admins.insert(room.as_slice(), list.as_slice())?;
+            }
+        }
         tx.room_admins.retain(|_, _| false)?;
         let old: Vec<(Vec<u8>, ListingV2)> = tx
             .listings

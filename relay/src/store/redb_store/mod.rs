@@ -69,6 +69,12 @@ const ROTATIONS: TableDefinition<&str, Bytes> = TableDefinition::new("rotations"
 /// Each room's admins as the relay keeps them: room id -> postcard of `Vec<AdminKey>`,
 /// per-room pseudonyms, owner first (decision 0013, part 5; never account keys).
 const ROOM_ADMINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("room_admins");
+/// The admins of rooms of a store migrated from format 2, as that format kept them:
+/// room id -> postcard of `Vec<AccountKey>`, owner first. Only that owner's account,
+/// signed in, replaces the row by a first list of pseudonyms, once; then the row goes
+/// (decision 0013, part 5). The one table that still links accounts to rooms, and only
+/// for migrated rooms whose owner has not connected since.
+const LEGACY_ADMINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("legacy_admins");
 /// The capability hash each commit announced: room id ++ seq -> 32 bytes.
 const COMMIT_CAPS: TableDefinition<Bytes, Bytes> = TableDefinition::new("commit_caps");
 /// Rooms each account created, by handle (a key rotation keeps the handle), counted
@@ -194,6 +200,7 @@ impl RedbStore {
             txn.open_table(RETIRED)?;
             txn.open_table(ROTATIONS)?;
             txn.open_table(ROOM_ADMINS)?;
+            txn.open_table(LEGACY_ADMINS)?;
             txn.open_table(COMMIT_CAPS)?;
             migrate::count_rooms(&txn)?;
         }
@@ -232,6 +239,7 @@ struct Tx<'t> {
     retired: Table<'t, Bytes, Bytes>,
     rotations: Table<'t, &'static str, Bytes>,
     room_admins: Table<'t, Bytes, Bytes>,
+    legacy_admins: Table<'t, Bytes, Bytes>,
     commit_caps: Table<'t, Bytes, Bytes>,
     rooms_created: Table<'t, &'static str, u64>,
 }
@@ -255,6 +263,7 @@ impl<'t> Tx<'t> {
             retired: txn.open_table(RETIRED)?,
             rotations: txn.open_table(ROTATIONS)?,
             room_admins: txn.open_table(ROOM_ADMINS)?,
+            legacy_admins: txn.open_table(LEGACY_ADMINS)?,
             commit_caps: txn.open_table(COMMIT_CAPS)?,
             rooms_created: txn.open_table(ROOMS_CREATED)?,
         })
@@ -564,8 +573,9 @@ impl Tx<'_> {
                 room,
                 cap_hash,
                 admin,
+                account,
                 admins,
-            } => self.set_room_admins(room, cap_hash, admin, admins),
+            } => self.set_room_admins(room, cap_hash, (account, admin), admins),
             WriteOp::RevertCommit {
                 room,
                 cap_hash,

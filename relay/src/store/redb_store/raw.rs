@@ -7,7 +7,7 @@ use super::*;
 impl RedbStore {
     /// The tables, by name, as [`RedbStore::put_raw`] takes them.
     #[doc(hidden)]
-    pub const TABLE_NAMES: [&'static str; 19] = [
+    pub const TABLE_NAMES: [&'static str; 20] = [
         "accounts",
         "handles",
         "invites",
@@ -24,6 +24,7 @@ impl RedbStore {
         "retired",
         "rotations",
         "room_admins",
+        "legacy_admins",
         "commit_caps",
         "rooms_created",
         "meta",
@@ -58,6 +59,7 @@ impl RedbStore {
                 "listings" => Some(LISTINGS),
                 "retired" => Some(RETIRED),
                 "room_admins" => Some(ROOM_ADMINS),
+                "legacy_admins" => Some(LEGACY_ADMINS),
                 "commit_caps" => Some(COMMIT_CAPS),
                 "audit_counts" => Some(AUDIT_COUNTS),
                 _ => None,
@@ -121,6 +123,7 @@ impl RedbStore {
         txn.delete_table(RETIRED)?;
         txn.delete_table(ROTATIONS)?;
         txn.delete_table(ROOM_ADMINS)?;
+        txn.delete_table(LEGACY_ADMINS)?;
         txn.delete_table(COMMIT_CAPS)?;
         txn.delete_table(AUDIT_COUNTS)?;
         txn.delete_table(ROOMS_CREATED)?;

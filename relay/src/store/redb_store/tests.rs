@@ -1107,6 +1107,19 @@ fn a_store_of_format_2_loses_its_account_links_when_opened() {
     }
     let store = RedbStore::open(&path).unwrap();
     assert!(store.room_admins(&room).unwrap().is_empty());
+    // The list by account waits for its owner, in the one table left that links.
+    assert_eq!(
+        store
+            .db
+            .begin_read()
+            .unwrap()
+            .open_table(LEGACY_ADMINS)
+            .unwrap()
+            .get(room.0.as_slice())
+            .unwrap()
+            .map(|v| v.value().to_vec()),
+        Some(postcard::to_allocvec(&vec![alice]).unwrap())
+    );
     let (listing, _) = store.listing(&room).unwrap().unwrap();
     assert_eq!(listing, old_listing);
     assert_eq!(
@@ -1119,6 +1132,13 @@ fn a_store_of_format_2_loses_its_account_links_when_opened() {
     );
     let report = store.inspect().unwrap();
     assert!(report.unexpected_links().is_empty(), "{report:?}");
+    let remaining: Vec<&str> = report
+        .tables
+        .iter()
+        .filter(|t| t.verdict == crate::inspect::Verdict::Remaining)
+        .map(|t| t.table.as_str())
+        .collect();
+    assert_eq!(remaining, ["legacy_admins"], "{report:?}");
     let tables: Vec<&str> = report.tables.iter().map(|t| t.table.as_str()).collect();
     for gone in ["barred", "listers", "listed_by"] {
         assert!(!tables.contains(&gone), "{tables:?}");
@@ -1128,6 +1148,218 @@ fn a_store_of_format_2_loses_its_account_links_when_opened() {
         use redb::TableHandle;
         !["barred", "listers", "listed_by"].contains(&t.name())
     }));
+}
+
+/// Every admin's change to `room` under `cap`, signed by `signer` (the service checked the
+/// signature; here it is taken as given): each must be refused as Forbidden.
+fn every_admin_change_is_refused(store: &RedbStore, room: RoomId, cap: CapHash, signer: AdminKey) {
+    // No commit yet in these rooms: epoch 0, and no earlier listing to refresh.
+    let listing = listing(AccountKey([0; 32]), 0, 1, 40);
+    let ops = [
+        WriteOp::SetRoomAdmins {
+            room,
+            cap_hash: cap,
+            admin: Some(signer),
+            account: None,
+            admins: vec![signer],
+        },
+        WriteOp::Append {
+            room,
+            cap_hash: cap,
+            payload: vec![1],
+            next_cap_hash: Some(CapHash([0xee; 32])),
+            admins: Some((signer, vec![signer])),
+            now: 5,
+            room_quota: u64::MAX,
+        },
+        WriteOp::SetRetention {
+            room,
+            cap_hash: cap,
+            retention_secs: Some(60),
+            admin: Some(signer),
+        },
+        WriteOp::PublishRoom {
+            room,
+            cap_hash: cap,
+            listing,
+            admin: Some(signer),
+            room_quota: u64::MAX,
+            max_listings: u64::MAX,
+        },
+        WriteOp::UnpublishRoom {
+            room,
+            cap_hash: cap,
+            admin: Some(signer),
+        },
+    ];
+    for op in ops {
+        let name = format!("{op:?}").chars().take(40).collect::<String>();
+        assert_eq!(
+            one(store, op).err().map(|e| e.code),
+            Some(ErrorCode::Forbidden),
+            "{name}"
+        );
+    }
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    assert_eq!(store.room(&room).unwrap().unwrap().retention_secs, None);
+    assert_eq!(store.listing(&room).unwrap(), None);
+}
+
+/// The hole of decision 0013 part 5: a room the relay lists no admins for (its list was
+/// lost, or the room predates the relay keeping one) is not anybody's to claim. A member
+/// holding the current capability, signing with its own pseudonym, cannot set the first
+/// list, take it over by a commit, or change anything only an admin may.
+#[test]
+fn a_room_without_admins_at_the_relay_cannot_be_claimed_by_a_member() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let room = RoomId([3; 16]);
+    let cap = CapHash([0; 32]);
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: cap,
+            retention_secs: None,
+            now: 1,
+            creator: alice,
+            admin: ADMIN,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
+        },
+    )
+    .unwrap();
+    // The list is gone (as for a room from before the relay kept admins).
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(ROOM_ADMINS)
+        .unwrap()
+        .remove(room.0.as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    let mallory = AdminKey([0x66; 32]);
+    every_admin_change_is_refused(&store, room, cap, mallory);
+    // Not even the creator's pseudonym brings it back: only `CreateRoom` sets a first
+    // list (the owner rebuilds such a room).
+    every_admin_change_is_refused(&store, room, cap, ADMIN);
+    // Plain messages and commits still go.
+    assert!(append(&store, room, cap, alice, None, 2).is_ok());
+}
+
+/// A room of a store migrated from format 2 keeps its list by account as a legacy list:
+/// a member with the capability (signed in or not) cannot set the first list of
+/// pseudonyms, nor can the owner's account name another pseudonym as owner than the one
+/// that signs; the owner's account, signed in, sets it once (after a key rotation too),
+/// the account row goes, and from then on only the owner's pseudonym changes the list.
+#[test]
+fn a_migrated_room_takes_its_first_admins_only_from_its_owner_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    let (room, cap) = (RoomId([9; 16]), CapHash([0; 32]));
+    let (alice, bob, mallory);
+    {
+        let store = RedbStore::open(&path).unwrap();
+        alice = register(&store, 1, "alice");
+        bob = register(&store, 2, "bob");
+        mallory = register(&store, 3, "mallory");
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: cap,
+                retention_secs: None,
+                now: 1,
+                creator: alice,
+                admin: ADMIN,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
+            },
+        )
+        .unwrap();
+        // As format 2 kept it: accounts, owner first.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let by_account = postcard::to_allocvec(&vec![alice, bob]).unwrap();
+            txn.open_table(ROOM_ADMINS)
+                .unwrap()
+                .insert(room.0.as_slice(), by_account.as_slice())
+                .unwrap();
+            txn.open_table(META).unwrap().insert("format", 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    // Nobody is an admin at the relay meanwhile.
+    let pseudo_mallory = AdminKey([0x66; 32]);
+    every_admin_change_is_refused(&store, room, cap, pseudo_mallory);
+    let claim = |account: Option<AccountKey>, signer: AdminKey, admins: Vec<AdminKey>| {
+        one(
+            &store,
+            WriteOp::SetRoomAdmins {
+                room,
+                cap_hash: cap,
+                admin: Some(signer),
+                account,
+                admins,
+            },
+        )
+        .err()
+        .map(|e| e.code)
+    };
+    // A member signed in as itself, or on a connection that never signed in.
+    assert_eq!(
+        claim(Some(mallory), pseudo_mallory, vec![pseudo_mallory]),
+        Some(ErrorCode::Forbidden)
+    );
+    assert_eq!(
+        claim(None, pseudo_mallory, vec![pseudo_mallory]),
+        Some(ErrorCode::Forbidden)
+    );
+    // Another admin of the old list is not its owner.
+    let pseudo_bob = AdminKey([0xb0; 32]);
+    assert_eq!(
+        claim(Some(bob), pseudo_bob, vec![pseudo_bob]),
+        Some(ErrorCode::Forbidden)
+    );
+    // The owner's account must name the signing pseudonym as owner (not a member's).
+    assert_eq!(
+        claim(Some(alice), ADMIN, vec![pseudo_mallory, ADMIN]),
+        Some(ErrorCode::Forbidden)
+    );
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    // Alice rotates her key before her client comes back: the rotation leads to her.
+    let alice_now = AccountKey([0xa2; 32]);
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut tx = Tx::open(&txn).unwrap();
+        let mut record = tx.account(&alice).unwrap().unwrap();
+        tx.accounts.remove(alice.0.as_slice()).unwrap();
+        record.account = alice_now;
+        tx.put_account(&record).unwrap();
+        tx.retired
+            .insert(alice.0.as_slice(), alice_now.0.as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    assert_eq!(
+        claim(Some(alice), ADMIN, vec![ADMIN]),
+        Some(ErrorCode::Forbidden),
+        "the retired key is nobody's connection"
+    );
+    assert_eq!(claim(Some(alice_now), ADMIN, vec![ADMIN, pseudo_bob]), None);
+    assert_eq!(store.room_admins(&room).unwrap(), vec![ADMIN, pseudo_bob]);
+    let report = store.inspect().unwrap();
+    assert!(report
+        .tables
+        .iter()
+        .all(|t| t.verdict == crate::inspect::Verdict::NoLink));
+    // Once: the account no longer counts, only the owner's pseudonym does.
+    assert_eq!(
+        claim(Some(alice_now), pseudo_mallory, vec![pseudo_mallory]),
+        Some(ErrorCode::Forbidden)
+    );
+    assert_eq!(claim(None, ADMIN, vec![ADMIN]), None);
+    assert_eq!(store.room_admins(&room).unwrap(), vec![ADMIN]);
 }
 
 #[test]
