@@ -377,7 +377,8 @@ pub fn check_commit(
     // Room pseudonyms: each put or changed only by its own member (MLS authenticates
     // the committer), and only members (admins and the owner included) have one. One
     // that goes is one whose account is no longer a member, or the committer's own.
-    let holds = |s: &RoomSettings, account: &AccountKey| s.is_admin(account) || s.members.contains(account);
+    let holds =
+        |s: &RoomSettings, account: &AccountKey| s.is_admin(account) || s.members.contains(account);
     for (account, pseudonym) in &after.pseudonyms {
         if !holds(&after, account) {
             return Err(PolicyViolation::Pseudonym);

@@ -591,7 +591,9 @@ async fn a_member_cannot_claim_a_room_whose_admins_the_relay_does_not_know_yet()
         .unwrap();
         let by_account = postcard::to_allocvec(&vec![alice_id.account()]).unwrap();
         store.put_raw("room_admins", &room.0, &by_account).unwrap();
-        store.put_raw("meta", b"format", &2u64.to_be_bytes()).unwrap();
+        store
+            .put_raw("meta", b"format", &2u64.to_be_bytes())
+            .unwrap();
     }
     let relay = hearth_relay::start(hearth_relay::RelayConfig {
         listen: addr,
