@@ -380,7 +380,7 @@ pub fn check_commit(
     let holds =
         |s: &RoomSettings, account: &AccountKey| s.is_admin(account) || s.members.contains(account);
     for (account, pseudonym) in &after.pseudonyms {
-        if !holds(&after, account) {
+        if !holds(after, account) {
             return Err(PolicyViolation::Pseudonym);
         }
         // (A key rotation moves an entry to the new key, with the same pseudonym.)
@@ -391,7 +391,7 @@ pub fn check_commit(
     }
     for (account, _) in &before.pseudonyms {
         let gone = after.pseudonym_of(account).is_none();
-        if gone && holds(&after, account) && account != committer {
+        if gone && holds(after, account) && account != committer {
             return Err(PolicyViolation::Pseudonym);
         }
     }
