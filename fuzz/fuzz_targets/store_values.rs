@@ -141,7 +141,6 @@ enum Op {
     },
     JoinPublic {
         epoch: u8,
-        author: bool,
         next: u8,
     },
     SetRetention {
@@ -318,11 +317,7 @@ impl Op {
                 cap_hash: cap(*c),
                 admin: Some(admin(*author)),
             },
-            Op::JoinPublic {
-                epoch,
-                author: _,
-                next,
-            } => WriteOp::JoinPublic {
+            Op::JoinPublic { epoch, next } => WriteOp::JoinPublic {
                 room: ROOM,
                 epoch: u64::from(*epoch),
                 payload: vec![7; 40],
