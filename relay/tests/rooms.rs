@@ -428,3 +428,138 @@ async fn the_capability_alone_opens_a_room_whoever_holds_it() {
     assert_eq!(got, vec![1, 2]);
     relay.shutdown().await.unwrap();
 }
+
+/// Decision 0013 part 5: a connection that never signs in reads, follows and writes a
+/// room with its capability, and nothing else. Without the capability (none, a wrong
+/// one, another room's) it gets nothing, is counted like any connection that has not
+/// authenticated, and is closed when its time to authenticate is up.
+#[tokio::test]
+async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() {
+    let (relay, _dir) = start_relay(|c| c.handshake_timeout_secs = 2).await;
+    let room = RoomId::random();
+    let other = RoomId::random();
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    alice.create_room(room, cap(0).hash()).await;
+    alice.create_room(other, cap(9).hash()).await;
+    assert_eq!(appended(alice.append(room, cap(0), vec![1]).await), Seq(1));
+
+    // A stranger with no account: a wrong capability, another room's, none at all.
+    let mut stranger = Client::connect(&relay.address()).await;
+    for request in [
+        Request::Append {
+            room,
+            cap: cap(5),
+            payload: vec![2],
+        },
+        Request::Append {
+            room,
+            cap: cap(9),
+            payload: vec![2],
+        },
+        Request::Subscribe {
+            room,
+            cap: cap(5),
+            from: Seq(1),
+        },
+        Request::Read {
+            room,
+            cap: cap(9),
+            from: Seq(1),
+            limit: 10,
+        },
+        Request::Commit {
+            room,
+            cap: cap(5),
+            next_cap_hash: cap(6).hash(),
+            payload: vec![3],
+            admins: None,
+        },
+        Request::RoomStatus { room, cap: cap(5) },
+    ] {
+        assert_eq!(
+            stranger.request(request).await.unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+    }
+    for request in [
+        Request::CreateRoom {
+            room: RoomId::random(),
+            cap_hash: cap(7).hash(),
+            retention_secs: None,
+        },
+        Request::SetRetention {
+            room,
+            cap: cap(0),
+            retention_secs: None,
+        },
+        Request::ListAccounts,
+        // Even with the right capability, a commit that changes the relay's list of
+        // admins takes the owner's signed-in connection.
+        Request::Commit {
+            room,
+            cap: cap(0),
+            next_cap_hash: cap(1).hash(),
+            payload: vec![3],
+            admins: Some(vec![]),
+        },
+    ] {
+        assert_eq!(
+            stranger.request(request).await.unwrap_err().code,
+            ErrorCode::Unauthenticated
+        );
+    }
+    // Nothing was written, and the stranger gets no time beyond the sign-in deadline.
+    stranger.until_closed().await;
+    let (code, _) = common::close_of(&stranger.raw.conn).await;
+    assert_eq!(
+        code,
+        hearth_protocol::CloseReason::AuthTimeout.code(),
+        "a connection without a capability is closed like any that does not sign in"
+    );
+
+    // A room connection: the capability alone, no account, and it stays open past the
+    // sign-in deadline while it follows the room.
+    let mut member = Client::connect(&relay.address()).await;
+    member
+        .request(Request::Subscribe {
+            room,
+            cap: cap(0),
+            from: Seq(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        appended(member.append(room, cap(0), vec![4]).await),
+        Seq(2)
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(appended(alice.append(room, cap(0), vec![5]).await), Seq(3));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match member.event().await {
+            Event::Entries { entries, .. } => got.extend(entries.iter().map(|e| e.seq.0)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, vec![1, 2, 3]);
+    // It is a room's connection, not an account's: it cannot sign in, nor reach another
+    // room without that room's capability.
+    assert_eq!(
+        member
+            .request(Request::Read {
+                room: other,
+                cap: cap(0),
+                from: Seq(1),
+                limit: 10,
+            })
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        member.auth(&common::Identity::new()).await.unwrap_err().code,
+        ErrorCode::BadRequest
+    );
+    relay.shutdown().await.unwrap();
+}

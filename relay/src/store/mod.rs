@@ -413,9 +413,11 @@ pub enum WriteOp {
         room: RoomId,
         /// Hash of the presented capability.
         cap_hash: CapHash,
-        /// Who appends: checked against the room's barred authors (for a commit) and its
-        /// owner (for a commit that changes the admins), never stored.
-        author: AccountKey,
+        /// Who appends, when it came on a signed-in connection: checked against the
+        /// room's barred authors (for a commit) and its owner (for a commit that changes
+        /// the admins), never stored. `None` from a room connection, which never signs in
+        /// (decision 0013 part 5): its commits cannot change the admins.
+        author: Option<AccountKey>,
         /// The payload.
         payload: Vec<u8>,
         /// `Some`: this is a commit and the next epoch's capability hash.

@@ -93,7 +93,7 @@ impl Tx<'_> {
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
-        author: AccountKey,
+        author: Option<AccountKey>,
         payload: Vec<u8>,
         commit: Commit,
         now: u64,
@@ -103,7 +103,11 @@ impl Tx<'_> {
             return Ok(Err(unknown_room()));
         };
         // (Before the capability: a barred author is told so whatever it presents.)
-        if commit.next_cap_hash.is_some() && self.is_barred(&room, &author)? {
+        let barred = match &author {
+            Some(author) if commit.next_cap_hash.is_some() => self.is_barred(&room, author)?,
+            _ => false,
+        };
+        if barred {
             return Ok(Err(err(
                 ErrorCode::Forbidden,
                 "a commit of yours in this room was refused by its members",
@@ -113,7 +117,13 @@ impl Tx<'_> {
             return Ok(Err(e));
         }
         if let Some(admins) = &commit.admins {
-            if let Err(e) = self.require_owner(&room, &author)? {
+            let Some(author) = &author else {
+                return Ok(Err(err(
+                    ErrorCode::Forbidden,
+                    "changing who administers a room takes its owner's signed-in connection",
+                )));
+            };
+            if let Err(e) = self.require_owner(&room, author)? {
                 return Ok(Err(e));
             }
             // Checked before anything is written: a refused op leaves no trace.

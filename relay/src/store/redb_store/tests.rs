@@ -53,7 +53,7 @@ fn append_within(
         WriteOp::Append {
             room,
             cap_hash: cap,
-            author,
+            author: Some(author),
             payload: vec![7; 10],
             next_cap_hash: next,
             admins: None,
@@ -764,7 +764,7 @@ fn reads_stop_at_their_byte_budget() {
             WriteOp::Append {
                 room,
                 cap_hash: cap,
-                author: alice,
+                author: Some(alice),
                 payload: vec![i; 1_000],
                 next_cap_hash: None,
                 admins: None,
