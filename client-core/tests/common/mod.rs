@@ -29,6 +29,8 @@ impl Relay {
     /// [`Relay::start`] with a tuned configuration.
     pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Relay {
         set_test_kdf_params(Some(KdfParams::TEST_ONLY_FAST));
+        // Room connections still open in random order, without slowing every test down.
+        hearth_core::set_room_jitter(std::time::Duration::from_millis(20));
         let dir = tempfile::tempdir().unwrap();
         let mut config = RelayConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -179,7 +181,7 @@ impl Relay {
             .apply(vec![WriteOp::Append {
                 room,
                 cap_hash: record.current,
-                author,
+                author: Some(author),
                 payload,
                 next_cap_hash: None,
                 admins: None,
@@ -274,7 +276,7 @@ impl Relay {
             .apply(vec![WriteOp::Append {
                 room,
                 cap_hash: record.current,
-                author,
+                author: Some(author),
                 payload,
                 next_cap_hash: Some(next),
                 admins: None,
