@@ -528,10 +528,7 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
         })
         .await
         .unwrap();
-    assert_eq!(
-        appended(member.append(room, cap(0), vec![4]).await),
-        Seq(2)
-    );
+    assert_eq!(appended(member.append(room, cap(0), vec![4]).await), Seq(2));
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(appended(alice.append(room, cap(0), vec![5]).await), Seq(3));
     let mut got = Vec::new();
@@ -558,7 +555,11 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
         ErrorCode::Forbidden
     );
     assert_eq!(
-        member.auth(&common::Identity::new()).await.unwrap_err().code,
+        member
+            .auth(&common::Identity::new())
+            .await
+            .unwrap_err()
+            .code,
         ErrorCode::BadRequest
     );
     relay.shutdown().await.unwrap();

@@ -372,9 +372,16 @@ async fn the_signed_in_connection_carries_no_rooms_traffic() {
             .or_default()
             .insert(r.room.as_str());
     }
-    assert!(rooms_of.len() >= 5, "one connection per person and room: {rooms_of:?}");
+    assert!(
+        rooms_of.len() >= 5,
+        "one connection per person and room: {rooms_of:?}"
+    );
     for (session, rooms) in &rooms_of {
-        assert_eq!(rooms.len(), 1, "session {session} carried several rooms: {rooms:?}");
+        assert_eq!(
+            rooms.len(),
+            1,
+            "session {session} carried several rooms: {rooms:?}"
+        );
     }
     // No room connection is also a signed-in one.
     for r in &signed_in {

@@ -417,7 +417,10 @@ impl Session {
                 match self.shared.store.access(&room, &cap.hash()) {
                     Ok(Some((_, Ok(_)))) => {
                         self.room_connection = true;
-                        self.room_rate = (f64::from(self.shared.config.rate_burst.max(1)), Instant::now());
+                        self.room_rate = (
+                            f64::from(self.shared.config.rate_burst.max(1)),
+                            Instant::now(),
+                        );
                     }
                     Ok(Some((_, Err(e)))) => return Reply::Ready(Err(e)),
                     Ok(None) => return Reply::Ready(Err(crate::store::unknown_room())),
@@ -438,8 +441,8 @@ impl Session {
         let config = &self.shared.config;
         let (tokens, updated) = self.room_rate;
         let elapsed = now.saturating_duration_since(updated).as_secs_f64();
-        let tokens =
-            (tokens + elapsed * config.rate_per_second.max(0.0)).min(f64::from(config.rate_burst.max(1)));
+        let tokens = (tokens + elapsed * config.rate_per_second.max(0.0))
+            .min(f64::from(config.rate_burst.max(1)));
         if tokens < 1.0 {
             self.room_rate = (tokens, now);
             return false;
@@ -480,7 +483,9 @@ impl Session {
                 tracing::warn!(account = %account.short(), refused = kind, "limit hit");
                 tracing::debug!(peer = %self.peer_ip, account = %account.short(), refused = kind, "limit hit");
             }
-            None => tracing::warn!(peer = %self.peer_ip, refused = kind, "limit hit on a room connection"),
+            None => {
+                tracing::warn!(peer = %self.peer_ip, refused = kind, "limit hit on a room connection")
+            }
         }
         self.shared
             .audit(kind, Some(self.peer_ip), account, &e.message);
@@ -1378,8 +1383,7 @@ impl Session {
             Applied::Appended { entry, .. } => {
                 // A room connection's commits have no author the relay knows: a revert
                 // bars nobody for them (decision 0013 part 5).
-                if let (hearth_protocol::EntryKind::Commit, Some(account)) = (entry.kind, account)
-                {
+                if let (hearth_protocol::EntryKind::Commit, Some(account)) = (entry.kind, account) {
                     shared.commit_authors.committed(room, entry.seq, account);
                 }
                 Response::Appended { seq: entry.seq }
