@@ -121,7 +121,8 @@ enum Op {
     },
     Append {
         cap: u8,
-        author: bool,
+        /// `None`: from a room connection, which never signs in.
+        author: Option<bool>,
         len: u8,
         next: Option<u8>,
         admins: Option<Vec<bool>>,
@@ -286,7 +287,7 @@ impl Op {
             } => WriteOp::Append {
                 room: ROOM,
                 cap_hash: cap(*c),
-                author: account(*author),
+                author: author.map(account),
                 payload: payload(len),
                 next_cap_hash: next.map(cap),
                 admins: admins
