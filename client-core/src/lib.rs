@@ -47,8 +47,8 @@ pub mod transcript;
 pub mod transport;
 
 pub use client::{
-    Client, Delivery, Impostor, PastRoom, QueuedMessage, RoomRef, RotationReport,
-    PRESENCE_HEARTBEAT, PRESENCE_TTL,
+    room_jitter, set_room_jitter, Client, Delivery, Impostor, PastRoom, QueuedMessage, RoomRef,
+    RotationReport, PRESENCE_HEARTBEAT, PRESENCE_TTL, ROOM_JITTER,
 };
 pub use contacts::{Contact, TrustState};
 pub use error::ClientError;

@@ -396,6 +396,30 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The room of a request the room capability alone authorises (decision 0013 part
+    /// 5): reading, subscribing, appending, a commit that leaves the relay's list of
+    /// admins alone, the room's status and its attachments. Clients send these on a
+    /// connection of the room's own that never signs in, and the relay answers them
+    /// there; everything else needs a signed-in connection. `None` for the others.
+    pub fn capability_room(&self) -> Option<RoomId> {
+        match self {
+            Request::Append { room, .. }
+            | Request::Read { room, .. }
+            | Request::Subscribe { room, .. }
+            | Request::Unsubscribe { room }
+            | Request::RoomStatus { room, .. }
+            | Request::PutBlob { room, .. }
+            | Request::BlobStatus { room, .. }
+            | Request::GetBlob { room, .. }
+            | Request::Commit {
+                room, admins: None, ..
+            } => Some(*room),
+            _ => None,
+        }
+    }
+}
+
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {

@@ -90,6 +90,15 @@ pub struct RelayConfig {
     /// out: the member's connection authenticates within a round trip. Only connections
     /// whose address QUIC has validated (a retry round trip) count at all.
     pub max_connections_per_ip: usize,
+    /// Room connections (decision 0013 part 5: connections that never sign in and carry
+    /// one room's requests, authorised by its capability) per address (an IPv6 /64). A
+    /// connection counts once it presented a capability the room takes; when an address
+    /// has this many and another arrives, the one that became a room connection first
+    /// gives way (its client opens it again). A household shares one address: the default
+    /// lets eight people with twenty rooms each, and their reconnects, in with room to
+    /// spare. Hits only that address, and there only connections holding a room's
+    /// capability, that is members; strangers never get past the unauthenticated pool.
+    pub max_room_connections_per_ip: usize,
     /// Failed authentications from one IP address within 5 minutes after which new
     /// connections from it are refused for up to 5 minutes, unless anyone authenticated
     /// from that address within the last day: an address the household uses is never
@@ -165,6 +174,7 @@ impl Default for RelayConfig {
             rate_per_second: 200.0,
             rate_burst: 400,
             max_connections_per_ip: 32,
+            max_room_connections_per_ip: 256,
             max_failed_logins_per_address: 200,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 60,
@@ -390,6 +400,11 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # Connections from one IP address that have not authenticated yet; the oldest gives way
 # to a new one. Authenticated connections do not count.
 # max_connections_per_ip = 32
+
+# Room connections (they never sign in; each carries a room's requests, authorised by
+# its capability) from one IP address; the oldest gives way to a new one. A household of
+# eight with twenty rooms each needs 160.
+# max_room_connections_per_ip = 256
 
 # Failed logins from one address within 5 minutes that block it for 5 minutes, unless
 # someone logged in from that address within the last day (a household's address).

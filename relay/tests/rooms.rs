@@ -681,3 +681,265 @@ async fn a_member_cannot_claim_a_room_whose_admins_the_relay_does_not_know_yet()
     );
     relay.shutdown().await.unwrap();
 }
+
+/// Decision 0013 part 5: a connection that never signs in reads, follows and writes a
+/// room with its capability, and nothing else. Without the capability (none, a wrong
+/// one, another room's) it gets nothing, is counted like any connection that has not
+/// authenticated, and is closed when its time to authenticate is up.
+#[tokio::test]
+async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() {
+    let (relay, _dir) = start_relay(|c| c.handshake_timeout_secs = 2).await;
+    let room = RoomId::random();
+    let other = RoomId::random();
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    alice.create_room(room, cap(0).hash()).await;
+    alice.create_room(other, cap(9).hash()).await;
+    assert_eq!(appended(alice.append(room, cap(0), vec![1]).await), Seq(1));
+
+    // A stranger with no account: a wrong capability, another room's, none at all.
+    let mut stranger = Client::connect(&relay.address()).await;
+    for request in [
+        Request::Append {
+            room,
+            cap: cap(5),
+            payload: vec![2],
+        },
+        Request::Append {
+            room,
+            cap: cap(9),
+            payload: vec![2],
+        },
+        Request::Subscribe {
+            room,
+            cap: cap(5),
+            from: Seq(1),
+        },
+        Request::Read {
+            room,
+            cap: cap(9),
+            from: Seq(1),
+            limit: 10,
+        },
+        Request::Commit {
+            room,
+            cap: cap(5),
+            next_cap_hash: cap(6).hash(),
+            payload: vec![3],
+            admins: None,
+        },
+        Request::RoomStatus { room, cap: cap(5) },
+    ] {
+        assert_eq!(
+            stranger.request(request).await.unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+    }
+    for request in [
+        Request::CreateRoom {
+            room: RoomId::random(),
+            cap_hash: cap(7).hash(),
+            retention_secs: None,
+            admin: stranger.admin_key(),
+        },
+        Request::SetRetention {
+            room,
+            cap: cap(0),
+            retention_secs: None,
+            proof: None,
+        },
+        Request::ListAccounts,
+        // Even with the right capability, a commit that changes the relay's list of
+        // admins takes a signed-in connection.
+        Request::Commit {
+            room,
+            cap: cap(0),
+            next_cap_hash: cap(1).hash(),
+            payload: vec![3],
+            admins: Some(hearth_protocol::AdminList {
+                admins: vec![stranger.admin_key()],
+                proof: stranger.admin_proof(
+                    room,
+                    &cap(0),
+                    &hearth_protocol::AdminAction::CommitAdmins {
+                        next_cap_hash: cap(1).hash(),
+                        admins: vec![stranger.admin_key()],
+                    },
+                ),
+            }),
+        },
+    ] {
+        assert_eq!(
+            stranger.request(request).await.unwrap_err().code,
+            ErrorCode::Unauthenticated
+        );
+    }
+    // Nothing was written, and the stranger gets no time beyond the sign-in deadline.
+    stranger.until_closed().await;
+    let (code, _) = common::close_of(&stranger.raw.conn).await;
+    assert_eq!(
+        code,
+        hearth_protocol::CloseReason::AuthTimeout.code(),
+        "a connection without a capability is closed like any that does not sign in"
+    );
+
+    // A room connection: the capability alone, no account, and it stays open past the
+    // sign-in deadline while it follows the room.
+    let mut member = Client::connect(&relay.address()).await;
+    member
+        .request(Request::Subscribe {
+            room,
+            cap: cap(0),
+            from: Seq(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(appended(member.append(room, cap(0), vec![4]).await), Seq(2));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(appended(alice.append(room, cap(0), vec![5]).await), Seq(3));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match member.event().await {
+            Event::Entries { entries, .. } => got.extend(entries.iter().map(|e| e.seq.0)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, vec![1, 2, 3]);
+    // It is a room's connection, not an account's: it cannot sign in, nor reach another
+    // room without that room's capability.
+    assert_eq!(
+        member
+            .request(Request::Read {
+                room: other,
+                cap: cap(0),
+                from: Seq(1),
+                limit: 10,
+            })
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        member
+            .auth(&common::Identity::new())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::BadRequest
+    );
+    relay.shutdown().await.unwrap();
+}
+
+/// Decision 0013 part 5: a member removed by a revert (the reverting admin's commit that
+/// rotates the capability) is out on connections that never sign in too: the capability
+/// it held, and the one its refused commit began, neither read, follow, write nor commit
+/// there, and its live subscription on such a connection stops at the removal.
+#[tokio::test]
+async fn a_removed_members_capability_is_dead_on_room_connections_too() {
+    use hearth_protocol::AdminAction;
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    // Mallory has only room connections, one per capability she will hold.
+    let mut mallory = Client::connect(&relay.address()).await;
+    mallory
+        .request(Request::Subscribe {
+            room,
+            cap: cap(0),
+            from: Seq(1),
+        })
+        .await
+        .unwrap();
+    appended(
+        mallory
+            .request(Request::Commit {
+                room,
+                cap: cap(0),
+                next_cap_hash: cap(1).hash(),
+                payload: b"refused".to_vec(),
+                admins: None,
+            })
+            .await,
+    );
+    // Alice's revert: her removal of mallory starts the epoch of cap(2).
+    let payload = b"removal".to_vec();
+    let action = AdminAction::Revert {
+        seq: Seq(1),
+        next_cap_hash: cap(2).hash(),
+        removal: <sha2::Sha256 as sha2::Digest>::digest(&payload).into(),
+    };
+    let revert = Request::RevertCommit {
+        room,
+        cap: cap(0),
+        seq: Seq(1),
+        next_cap_hash: cap(2).hash(),
+        proof: alice.admin_proof(room, &cap(0), &action),
+        payload,
+    };
+    assert_eq!(appended(alice.request(revert).await), Seq(2));
+    // Her live subscription ends at the removal: she sees it, and nothing after.
+    let mut seen = Vec::new();
+    while !seen.contains(&2) {
+        match mallory.event().await {
+            Event::Entries { entries, .. } => seen.extend(entries.iter().map(|e| e.seq.0)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    appended(alice.append(room, cap(2), b"after".to_vec()).await);
+    for old in [cap(0), cap(1)] {
+        let mut conn = Client::connect(&relay.address()).await;
+        for request in [
+            Request::Append {
+                room,
+                cap: old.clone(),
+                payload: b"x".to_vec(),
+            },
+            Request::Commit {
+                room,
+                cap: old.clone(),
+                next_cap_hash: cap(9).hash(),
+                payload: b"again".to_vec(),
+                admins: None,
+            },
+            Request::RoomStatus {
+                room,
+                cap: old.clone(),
+            },
+        ] {
+            assert_eq!(
+                conn.request(request).await.unwrap_err().code,
+                ErrorCode::StaleEpoch
+            );
+        }
+        // Reading past where its epoch ended, or following it: nothing.
+        let read = conn
+            .request(Request::Read {
+                room,
+                cap: old.clone(),
+                from: Seq(3),
+                limit: 10,
+            })
+            .await;
+        assert!(
+            !matches!(&read, Ok(Response::Entries { entries, .. }) if !entries.is_empty()),
+            "{read:?}"
+        );
+    }
+    // The same requests on the connection she already had.
+    assert_eq!(
+        mallory
+            .append(room, cap(0), b"x".to_vec())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch
+    );
+    assert!(
+        mallory.pending_events().iter().all(
+            |e| !matches!(e, Event::Entries { entries, .. } if entries.iter().any(|x| x.seq.0 >= 3))
+        ),
+        "the entry after her removal reached her"
+    );
+    relay.shutdown().await.unwrap();
+}

@@ -43,14 +43,14 @@ struct RelayProcess {
 }
 
 impl RelayProcess {
-    fn start(dir: &Path) -> RelayProcess {
+    fn start(dir: &Path, log_filter: &str) -> RelayProcess {
         let data = dir.join("relay");
         let log = dir.join("relay.log");
         let mut child = Command::new(relay_binary())
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
             .env_remove("HEARTH_RELAY_PUBLIC_HOST")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_filter)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -146,9 +146,11 @@ fn handle(name: &str) -> Handle {
 
 /// The family's week. With `pending_invitation`, carol is offline when she is invited to
 /// the garden room, so her invitation waits in her inbox on the relay.
-async fn family_week(dir: &Path, pending_invitation: bool) -> RelayProcess {
+async fn family_week(dir: &Path, pending_invitation: bool, log_filter: &str) -> RelayProcess {
     set_test_kdf_params(Some(KdfParams::TEST_ONLY_FAST));
-    let relay = RelayProcess::start(dir);
+    // Room connections open in random order after short pauses, not the 1 s of real use.
+    hearth_core::set_room_jitter(std::time::Duration::from_millis(30));
+    let relay = RelayProcess::start(dir, log_filter);
     let alice = person(dir, &relay, "alice").await;
     let bobby = person(dir, &relay, "bobby").await;
     let carol = person(dir, &relay, "carol").await;
@@ -236,7 +238,7 @@ fn scan_stopped(data: &Path, log: &Path) -> hearth_relay::inspect::InspectReport
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_the_relay_stores_or_logs_links_an_account_to_a_room() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let relay = family_week(dir.path(), false).await;
+    let relay = family_week(dir.path(), false, "info").await;
 
     // The owner's tool, through the running relay's admin socket.
     let out = relay.owner(&["inspect"]);
@@ -308,7 +310,7 @@ async fn nothing_the_relay_stores_or_logs_links_an_account_to_a_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invitation_waiting_in_an_inbox_does_not_name_its_room() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let relay = family_week(dir.path(), true).await;
+    let relay = family_week(dir.path(), true, "info").await;
     let (data, log) = relay.stop();
     let report = scan_stopped(&data, &log);
     let inbox = report
@@ -319,4 +321,95 @@ async fn an_invitation_waiting_in_an_inbox_does_not_name_its_room() {
     assert!(inbox.records >= 1, "carol's invitation waits: {inbox:?}");
     assert_eq!(inbox.with_room, 0, "an inbox entry names a room: {inbox:?}");
     assert_eq!(inbox.verdict, Verdict::NoLink);
+}
+
+/// One `room request` line of the relay's debug log: which connection (session) asked
+/// what of which room, and as which account if it signed in (`-` if not).
+#[derive(Debug)]
+struct RoomRequest {
+    session: String,
+    account: String,
+    room: String,
+    request: String,
+}
+
+/// The value of `key=` in a log line (quotes taken off).
+fn field(line: &str, key: &str) -> Option<String> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let value = line[at..].split_whitespace().next()?;
+    Some(value.trim_matches('"').to_string())
+}
+
+/// Decision 0013 part 5, from the relay's own view: the family's week again, with the
+/// relay logging at `debug` which connection asks what of which room. No connection
+/// that signed in carries a room's traffic: the account's connection names a room only
+/// to create it. The rooms' reads, subscriptions, messages, commits, presence and
+/// display names all travel on connections that never signed in, one room each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signed_in_connection_carries_no_rooms_traffic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = family_week(
+        dir.path(),
+        false,
+        "info,hearth_relay::service::session=debug",
+    )
+    .await;
+    let (_, log) = relay.stop();
+    let text = std::fs::read_to_string(&log).expect("log");
+    let requests: Vec<RoomRequest> = text
+        .lines()
+        .filter(|line| line.contains("room request"))
+        .map(|line| RoomRequest {
+            session: field(line, "session").expect("session"),
+            account: field(line, "account").expect("account"),
+            room: field(line, "room").expect("room"),
+            request: field(line, "request").expect("request"),
+        })
+        .collect();
+    let signed_in: Vec<_> = requests.iter().filter(|r| r.account != "-").collect();
+    let anonymous: Vec<_> = requests.iter().filter(|r| r.account == "-").collect();
+
+    // The two rooms were created on signed-in connections, and nothing else of a room
+    // went there.
+    let created: std::collections::BTreeSet<_> = signed_in.iter().map(|r| &r.room).collect();
+    assert_eq!(created.len(), 2, "{signed_in:#?}");
+    assert!(
+        signed_in.iter().all(|r| r.request == "CreateRoom"),
+        "a signed-in connection carried a room's traffic: {signed_in:#?}"
+    );
+
+    // Everything else went on room connections, each of one room only.
+    for kind in ["Subscribe", "Read", "Append", "Commit"] {
+        assert!(
+            anonymous.iter().any(|r| r.request == kind),
+            "no {kind} on a room connection: {anonymous:#?}"
+        );
+    }
+    let mut rooms_of: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for r in &anonymous {
+        rooms_of
+            .entry(r.session.as_str())
+            .or_default()
+            .insert(r.room.as_str());
+    }
+    assert!(
+        rooms_of.len() >= 5,
+        "one connection per person and room: {rooms_of:?}"
+    );
+    for (session, rooms) in &rooms_of {
+        assert_eq!(
+            rooms.len(),
+            1,
+            "session {session} carried several rooms: {rooms:?}"
+        );
+    }
+    // No room connection is also a signed-in one.
+    for r in &signed_in {
+        assert!(
+            !rooms_of.contains_key(r.session.as_str()),
+            "session {} both signed in and carried a room",
+            r.session
+        );
+    }
 }

@@ -135,7 +135,7 @@ impl Inner {
         Ok(conn.events)
     }
 
-    async fn handle_event(self: &Arc<Self>, event: Event) {
+    pub(super) async fn handle_event(self: &Arc<Self>, event: Event) {
         let result = match event {
             Event::Entries { room, entries } => {
                 tracing::debug!("room {room}: {} entries pushed", entries.len());

@@ -40,6 +40,8 @@ mod public;
 mod queue;
 pub use queue::{Delivery, QueuedMessage};
 mod revert;
+pub mod room_links;
+pub use room_links::{room_jitter, set_room_jitter, ROOM_JITTER};
 mod said;
 pub use revert::STUCK_POLL;
 pub mod rotation;
@@ -82,9 +84,18 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
+    /// This, for tasks a method starts (room connections' event loops).
+    me: std::sync::Weak<Inner>,
     profile: Profile,
     connector: Arc<dyn Connector>,
     link: RwLock<Option<Arc<dyn Link>>>,
+    /// Each room's own connection, which never signs in (see [`room_links`]).
+    room_links: Mutex<room_links::RoomLinks>,
+    /// The tasks of the room connections (opening them, their events), stopped on close.
+    room_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The presence announcement spreading over the rooms (see `presence`), stopped on
+    /// close.
+    announcer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The TLS exporter value of the current connection (for re-authentication).
     exporter: Mutex<[u8; 32]>,
     engine: Mutex<Engine>,
@@ -262,10 +273,14 @@ impl Client {
             .map_err(store_err)?
             .map(|identity| identity.mls_signer());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
             profile,
             connector,
             link: RwLock::new(conn.as_ref().map(|(conn, _)| conn.link.clone())),
+            room_links: Mutex::new(room_links::RoomLinks::new()),
+            room_tasks: Mutex::new(Vec::new()),
+            announcer: Mutex::new(None),
             exporter: Mutex::new(
                 conn.as_ref()
                     .map(|(conn, _)| conn.exporter)
@@ -693,18 +708,24 @@ impl Client {
     /// stored in history), and from then on that we went offline when [`Client::close`]
     /// is called. Clients that never call this send no presence at all (one-shot commands
     /// should not); errors of single rooms are logged, not returned.
+    ///
+    /// The rooms are told one by one in random order, with a random pause of up to
+    /// [`room_jitter`] before each (decision 0013 part 5: one burst to every room at once
+    /// would tell the relay which rooms are one person's), on a task of its own: this
+    /// returns at once.
     pub async fn announce_presence(&self) {
         self.inner.announced.store(true, Ordering::SeqCst);
-        self.inner.announce(true).await;
-        self.inner.announce_name().await;
+        self.inner.spread_announcement(true);
     }
 
     /// Says again that we are online, in every room, if [`Client::announce_presence`]
     /// was called (see [`PRESENCE_HEARTBEAT`]); a long-running client (the agent) calls
     /// it every [`PRESENCE_HEARTBEAT`] while connected.
+    ///
+    /// Spread over the rooms like [`Client::announce_presence`]; returns at once.
     pub async fn heartbeat(&self) {
         if self.inner.announced.load(Ordering::SeqCst) {
-            self.inner.announce(true).await;
+            self.inner.spread_announcement(false);
         }
     }
 
@@ -732,6 +753,9 @@ impl Client {
     /// is released only when the last holder drops it.
     pub async fn shut_down(&self) {
         if self.inner.announced.swap(false, Ordering::SeqCst) {
+            if let Some(announcer) = lock(&self.inner.announcer).take() {
+                announcer.abort();
+            }
             // Best effort: a goodbye must not keep a closing client waiting for long.
             let _ = tokio::time::timeout(CLOSE_GRACE, self.inner.announce(false)).await;
         }
@@ -743,6 +767,9 @@ impl Client {
             handle.abort();
             let _ = handle.await;
         }
+        self.inner.stop_room_tasks().await;
+        // A room connection opened meanwhile by a task just stopped.
+        self.inner.close_room_links();
     }
 }
 
@@ -751,6 +778,9 @@ impl Drop for Client {
         self.inner.shutdown();
         if let Some(handle) = lock(&self.inner.driver).take() {
             handle.abort();
+        }
+        for task in lock(&self.inner.room_tasks).drain(..) {
+            task.abort();
         }
     }
 }
@@ -798,6 +828,10 @@ impl Inner {
         if let Some(link) = self.link.write().unwrap_or_else(|p| p.into_inner()).take() {
             link.close();
         }
+        self.close_room_links();
+        if let Some(announcer) = lock(&self.announcer).take() {
+            announcer.abort();
+        }
         if let Some(after) = lock(&self.after_reconnect).take() {
             after.abort();
         }
@@ -806,14 +840,18 @@ impl Inner {
         ));
     }
 
-    /// Sends a request over the current connection.
+    /// Sends a request: one the room's capability authorises on the room's own
+    /// connection, which never signs in (see [`room_links`]); any other on the account's.
     pub(crate) async fn call(&self, request: Request) -> Result<Response, ClientError> {
-        let link = self
-            .link
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or(ClientError::NotConnected)?;
+        let link = match request.capability_room() {
+            Some(room) => self.room_link(room).await?,
+            None => self
+                .link
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or(ClientError::NotConnected)?,
+        };
         match link.call(request).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(ClientError::Relay(e)),
@@ -904,10 +942,14 @@ impl Inner {
 
     pub(crate) fn forget_room(&self, id: RoomId) {
         lock(&self.rooms).remove(&id);
+        self.close_room_link(id);
     }
 
     /// After (re)connecting: inbox, then every joined room caught up and subscribed.
     pub(crate) async fn resume(&self) -> Result<(), ClientError> {
+        // Each after its own random pause, all at once: the catch-up below then finds
+        // them open (or waits for the one it needs).
+        self.open_room_links();
         for room in self.room_handles() {
             let mut room = room.lock().await;
             room.subscribed = None;

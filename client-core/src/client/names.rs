@@ -129,8 +129,12 @@ impl Inner {
         let Some(name) = self.display_name(self.profile.handle()) else {
             return;
         };
-        self.broadcast(Body::Profile { display_name: name }, "display name")
-            .await;
+        self.broadcast(
+            Body::Profile { display_name: name },
+            "display name",
+            super::room_jitter(),
+        )
+        .await;
     }
 }
 

@@ -23,6 +23,9 @@ use crate::error::ClientError;
 
 /// How often a connected client says again that it is online.
 pub const PRESENCE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// The time over which the goodbyes of a closing client are spread (within its close
+/// grace of 5 s).
+const GOODBYE_SPREAD: std::time::Duration = std::time::Duration::from_secs(3);
 /// How long an "online" holds after the relay stored it: two heartbeats and some slack.
 pub const PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(25 * 60);
 
@@ -61,18 +64,51 @@ impl Inner {
             .is_some_and(|(online, at)| *online && holds(*at, now))
     }
 
-    /// Sends a presence message to every joined room; failures are logged.
+    /// Sends a presence message to every joined room, spread over them (see
+    /// [`Inner::broadcast`]); failures are logged.
     pub(crate) async fn announce(&self, online: bool) {
         if self.closed.load(Ordering::SeqCst) {
             return;
         }
-        self.broadcast(Body::Presence { online }, "presence").await;
+        let gap = if online {
+            super::room_jitter()
+        } else {
+            // A goodbye fits in the time a closing client gives it.
+            (GOODBYE_SPREAD / (self.room_handles().len().max(1) as u32)).min(super::room_jitter())
+        };
+        self.broadcast(Body::Presence { online }, "presence", gap)
+            .await;
     }
 
-    /// Sends `body` to every room we are a joined member of; failures are logged with
-    /// `what`, since these notices are best-effort.
-    pub(crate) async fn broadcast(&self, body: Body, what: &str) {
-        for room in self.room_handles() {
+    /// Says we are online (and, with `name`, our display name) in every joined room, on
+    /// a task of its own that a later announcement or closing stops.
+    pub(crate) fn spread_announcement(&self, name: bool) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let task = tokio::spawn(async move {
+            me.announce(true).await;
+            if name {
+                me.announce_name().await;
+            }
+        });
+        if let Some(previous) = lock(&self.announcer).replace(task) {
+            previous.abort();
+        }
+    }
+
+    /// Sends `body` to every room we are a joined member of, in random order, with a
+    /// random pause of up to `gap` before each (decision 0013 part 5: the relay sees the
+    /// rooms' connections; a notice to all of them at once would tie them together).
+    /// Failures are logged with `what`, since these notices are best-effort.
+    pub(crate) async fn broadcast(&self, body: Body, what: &str, gap: std::time::Duration) {
+        let mut rooms = self.room_handles();
+        // A random order (Fisher-Yates with the OS's randomness).
+        for i in (1..rooms.len()).rev() {
+            let j = (rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (i as u64 + 1)) as usize;
+            rooms.swap(i, j);
+        }
+        for room in rooms {
             let id = {
                 let room = room.lock().await;
                 if room.removed || room.rec.status != Status::Joined {
@@ -80,6 +116,7 @@ impl Inner {
                 }
                 room.id
             };
+            tokio::time::sleep(super::room_links::random_pause(gap)).await;
             if let Err(e) = self.send_body(id, body.clone()).await {
                 tracing::info!("room {id}: {what} not sent: {e}");
             }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::admission::Slot;
+use super::admission::{Admission, Slot};
 use crate::service::outbox::{encode_event, Outgoing, PushError};
 use crate::service::{Metrics, Outbox, Relay, Reply, Session};
 
@@ -69,6 +69,7 @@ pub(crate) async fn serve(
     relay: Relay,
     shutdown: watch::Receiver<bool>,
     slot: Slot,
+    rooms: Admission,
 ) {
     let started = Instant::now();
     let peer = incoming.remote_address();
@@ -108,7 +109,16 @@ pub(crate) async fn serve(
         .connections
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut session = relay.session(peer.ip().to_canonical(), exporter);
-    let outcome = drive(&conn, &mut session, &relay, shutdown, peer, handshake, slot).await;
+    let outcome = drive(
+        &conn,
+        &mut session,
+        &relay,
+        shutdown,
+        peer,
+        handshake,
+        (slot, rooms),
+    )
+    .await;
     metrics
         .connections
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -328,7 +338,7 @@ async fn drive(
     mut shutdown: watch::Receiver<bool>,
     peer: SocketAddr,
     handshake: Duration,
-    slot: Slot,
+    (slot, rooms): (Slot, Admission),
 ) -> Outcome {
     let metrics = relay.shared.metrics.clone();
     let auth_deadline = Instant::now() + handshake;
@@ -366,6 +376,8 @@ async fn drive(
         peer,
         slot: Some(slot),
         evicted,
+        rooms,
+        last_request: Instant::now(),
     };
     let ending = loop_state.run(&mut rx, &mut shutdown, auth_deadline).await;
     let writer_ended = loop_state.writer_ended.take();
@@ -394,8 +406,15 @@ struct Loop<'a> {
     peer: SocketAddr,
     /// The address's slot for unauthenticated connections, given back at authentication.
     slot: Option<Slot>,
-    /// Signalled when a newer unauthenticated connection from the address took the slot.
+    /// Signalled when a newer connection from the address took the slot.
     evicted: Arc<tokio::sync::Notify>,
+    /// The room connections of each address (decision 0013 part 5): a connection that
+    /// never signs in moves there from the unauthenticated pool once a room took its
+    /// capability.
+    rooms: Admission,
+    /// When the client last sent a request (a room connection that follows no room is
+    /// closed after `idle_timeout_secs` without one).
+    last_request: Instant,
 }
 
 impl Loop<'_> {
@@ -538,6 +557,7 @@ impl Loop<'_> {
 
         // 2. Requests, events, re-authentication.
         let interval = Duration::from_secs(self.relay.config().reauth_interval_secs.max(1));
+        let idle = Duration::from_secs(self.relay.config().idle_timeout_secs.max(1));
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let mut reauth_at = far;
         let mut pending: JoinSet<(u32, Result<Response, WireError>)> = JoinSet::new();
@@ -546,7 +566,10 @@ impl Loop<'_> {
         let mut heard_tick = tokio::time::interval(HEARD_EVERY);
         heard_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ending.is_none() {
+            let room_connection = self.session.is_room_connection();
             let deadline = match (self.session.account(), self.session.reauth_deadline()) {
+                (None, _) if room_connection && self.session.subscribes() => far,
+                (None, _) if room_connection => self.last_request + idle,
                 (None, _) => auth_deadline,
                 (Some(_), Some(at)) => Instant::from_std(at),
                 (Some(_), None) => far,
@@ -558,6 +581,7 @@ impl Loop<'_> {
                         continue;
                     };
                     self.session.heard();
+                    self.last_request = Instant::now();
                     let Ok(frame) = decode_body::<ClientFrame>(&body) else {
                         Metrics::bump(&metrics.malformed);
                         tracing::warn!(%peer, len = body.len(), "malformed frame; closing");
@@ -569,6 +593,7 @@ impl Loop<'_> {
                         continue;
                     };
                     let was_authenticated = self.session.account().is_some();
+                    let was_room_connection = self.session.is_room_connection();
                     match self.session.start(frame.request).await {
                         Reply::Ready(result) => {
                             if let Err(e) = self.respond(frame.id, result) {
@@ -584,6 +609,9 @@ impl Loop<'_> {
                         // Authenticated connections are bounded per account, not per
                         // address.
                         self.slot = None;
+                    }
+                    if !was_room_connection && self.session.is_room_connection() {
+                        self.became_room_connection();
                     }
                     if let Some(reason) = self.session.close_reason() {
                         ending = Some(Ending::told(reason, reason.token()));
@@ -607,6 +635,10 @@ impl Loop<'_> {
                     }
                 }
                 _ = sleep_until(deadline) => {
+                    if room_connection {
+                        ending = Some(Ending::told(CloseReason::Finished, "room connection idle"));
+                        continue;
+                    }
                     Metrics::bump(&metrics.handshake_timeouts);
                     ending = Some(if self.session.account().is_some() {
                         Ending::told(CloseReason::ReauthTimeout, "re-authentication not answered in time")
@@ -646,6 +678,27 @@ impl Loop<'_> {
             }
         }
         ending.unwrap_or_else(|| Ending::told(CloseReason::Finished, "closed"))
+    }
+
+    /// The connection presented a capability a room took: it leaves the pool of
+    /// unauthenticated connections for the room connections of its address, where the
+    /// oldest gives way when the address has `max_room_connections_per_ip`.
+    fn became_room_connection(&mut self) {
+        let max = self.relay.config().max_room_connections_per_ip;
+        let (slot, evicted) = self.rooms.take(self.peer.ip().to_canonical(), max);
+        if evicted {
+            Metrics::bump(&self.relay.shared.metrics.unauthenticated_evicted);
+            tracing::info!(peer = %self.peer, max, "too many room connections from this address; the oldest gives way");
+            self.relay.shared.audit(
+                "room-connection-limit",
+                Some(self.peer.ip()),
+                None,
+                &format!("{max} room connections open: the oldest was closed for a newer one"),
+            );
+        }
+        self.evicted = slot.evicted();
+        // Gives the unauthenticated slot back.
+        self.slot = Some(slot);
     }
 
     /// The reader task saw something other than a whole frame.

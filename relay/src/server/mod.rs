@@ -185,6 +185,8 @@ pub async fn start(config: RelayConfig) -> Result<RunningRelay, ServerError> {
 
 async fn accept_loop(endpoint: quinn::Endpoint, relay: Relay, mut shutdown: watch::Receiver<bool>) {
     let admission = admission::Admission::default();
+    // Connections that never sign in and carry rooms (decision 0013 part 5).
+    let rooms = admission::Admission::default();
     let mut connections = JoinSet::new();
     let metrics = relay.shared.metrics.clone();
     loop {
@@ -220,8 +222,9 @@ async fn accept_loop(endpoint: quinn::Endpoint, relay: Relay, mut shutdown: watc
         }
         let relay = relay.clone();
         let shutdown = shutdown.clone();
+        let rooms = rooms.clone();
         connections.spawn(async move {
-            conn::serve(incoming, relay, shutdown, slot).await;
+            conn::serve(incoming, relay, shutdown, slot, rooms).await;
         });
     }
     // Stop accepting; give connections time to finish what they started.

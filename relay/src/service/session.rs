@@ -73,7 +73,17 @@ pub struct Session {
     heard: Arc<AtomicU64>,
     /// The packet count and clock reading at the last [`Session::packets_received`].
     packets_seen: (u64, u64),
+    /// A connection that never signed in and presented a capability a room takes: a room
+    /// connection (decision 0013 part 5), rate-limited by `room_rate`.
+    room_connection: bool,
+    /// The request budget of a room connection: (tokens, last refill).
+    room_rate: (f64, Instant),
 }
+
+/// Rooms one room connection may subscribe to at once: one room, or a small group of
+/// them (decision 0013 part 5). Hits only a client that puts more rooms on one
+/// connection; hearth's own opens one per room.
+pub const MAX_ROOMS_PER_ROOM_CONNECTION: usize = 4;
 
 /// Requests one connection may make before it authenticates (hello excluded): enough for
 /// a ping, a registration or authentication, and a few retries. The next is refused with
@@ -185,7 +195,20 @@ impl Session {
             ended: Arc::new(EndSignal::default()),
             heard: Arc::new(AtomicU64::new(0)),
             packets_seen: (0, 0),
+            room_connection: false,
+            room_rate: (0.0, Instant::now()),
         }
+    }
+
+    /// Whether this connection never signed in and carries a room's requests, authorised
+    /// by its capability (decision 0013 part 5).
+    pub fn is_room_connection(&self) -> bool {
+        self.room_connection
+    }
+
+    /// Whether this connection subscribes to any room now.
+    pub fn subscribes(&self) -> bool {
+        !self.subscriptions.is_empty()
     }
 
     /// Negotiates the version and issues a fresh challenge.
@@ -291,7 +314,8 @@ impl Session {
     /// Handles one request up to the point where it waits for a commit. Writes are queued
     /// in call order, so a connection may pipeline requests and keep their order.
     pub async fn start(&mut self, request: Request) -> Reply {
-        if self.account.is_none() {
+        self.log_room_request(&request);
+        if self.account.is_none() && !self.room_connection {
             self.requests_before_auth += 1;
             if self.requests_before_auth > MAX_REQUESTS_BEFORE_AUTH {
                 return Reply::Ready(Err(self.refuse_before_auth()));
@@ -299,6 +323,14 @@ impl Session {
         }
         match request {
             Request::Ping => return Reply::Ready(Ok(Response::Pong)),
+            Request::Register { .. } | Request::Auth { .. } if self.room_connection => {
+                // Signing in would tie the room to the account, the link this
+                // connection exists to avoid.
+                return Reply::Ready(Err(err(
+                    ErrorCode::BadRequest,
+                    "a room connection does not sign in: open another connection",
+                )));
+            }
             Request::Register {
                 invite,
                 handle,
@@ -311,9 +343,12 @@ impl Session {
             _ => {}
         }
         let Some(account) = self.account else {
+            if request.capability_room().is_some() {
+                return self.anonymous(request).await;
+            }
             return Reply::Ready(Err(err(
                 ErrorCode::Unauthenticated,
-                "authenticate first (only register, auth and ping are allowed before)",
+                "authenticate first (only register, auth, ping and a room's own requests with its capability are allowed before)",
             )));
         };
         if !self.shared.rate.allow(&account, Instant::now()) {
@@ -336,22 +371,124 @@ impl Session {
         }
         let reply = self.authenticated(account, request).await;
         if let Reply::Ready(Err(e)) = &reply {
-            self.count_refusal(&account, e);
+            self.count_refusal(Some(&account), e);
         }
         reply
     }
 
-    fn count_refusal(&mut self, account: &AccountKey, e: &WireError) {
+    /// A room request on a connection that never signed in (decision 0013 part 5): the
+    /// room's capability decides, as it does on a signed-in connection. The first
+    /// capability a room takes makes this a room connection: it leaves the pool of
+    /// connections that have not authenticated (the driver moves it to the room
+    /// connections of its address) and is rate-limited on its own. A wrong capability
+    /// gets the store's refusal and counts towards [`MAX_REQUESTS_BEFORE_AUTH`].
+    async fn anonymous(&mut self, request: Request) -> Reply {
+        if self.room_connection && !self.room_allow(Instant::now()) {
+            Metrics::bump(&self.shared.metrics.rate_limited);
+            if !self.limit_logged {
+                self.limit_logged = true;
+                tracing::warn!(peer = %self.peer_ip, "room connection over its request rate");
+                self.shared.audit(
+                    "rate-limited",
+                    Some(self.peer_ip),
+                    None,
+                    "request rate of a room connection",
+                );
+            }
+            return Reply::Ready(Err(err(
+                ErrorCode::RateLimited,
+                "too many requests; slow down",
+            )));
+        }
+        if let (Request::Subscribe { room, .. }, true) = (&request, self.room_connection) {
+            if !self.subscriptions.contains_key(room)
+                && self.subscriptions.len() >= MAX_ROOMS_PER_ROOM_CONNECTION
+            {
+                return Reply::Ready(Err(WireError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "a room connection follows at most {MAX_ROOMS_PER_ROOM_CONNECTION} rooms: open another"
+                    ),
+                )));
+            }
+        }
+        if !self.room_connection {
+            if let Some((room, cap)) = presented_cap(&request) {
+                match self.shared.store.access(&room, &cap.hash()) {
+                    Ok(Some((_, Ok(_)))) => {
+                        self.room_connection = true;
+                        self.room_rate = (
+                            f64::from(self.shared.config.rate_burst.max(1)),
+                            Instant::now(),
+                        );
+                    }
+                    Ok(Some((_, Err(e)))) => return Reply::Ready(Err(e)),
+                    Ok(None) => return Reply::Ready(Err(crate::store::unknown_room())),
+                    Err(e) => return Reply::Ready(Err(store_failed(e))),
+                }
+            }
+        }
+        let reply = self.room_request(None, request).await;
+        if let Reply::Ready(Err(e)) = &reply {
+            self.count_refusal(None, e);
+        }
+        reply
+    }
+
+    /// Takes one token from this room connection's bucket (the relay's per-account rate
+    /// and burst, per connection); `false` when it is empty.
+    fn room_allow(&mut self, now: Instant) -> bool {
+        let config = &self.shared.config;
+        let (tokens, updated) = self.room_rate;
+        let elapsed = now.saturating_duration_since(updated).as_secs_f64();
+        let tokens = (tokens + elapsed * config.rate_per_second.max(0.0))
+            .min(f64::from(config.rate_burst.max(1)));
+        if tokens < 1.0 {
+            self.room_rate = (tokens, now);
+            return false;
+        }
+        self.room_rate = (tokens - 1.0, now);
+        true
+    }
+
+    /// At `debug` only: which connection asked what of which room, signed in or not. The
+    /// relay's own view of who reads and writes where, for an owner chasing a problem and
+    /// for the test that room traffic never travels on a signed-in connection
+    /// (`tests/tests/what_the_relay_knows.rs`); never at `info` (decision 0013).
+    fn log_room_request(&self, request: &Request) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        if let Some((room, kind)) = named_room(request) {
+            let account = self.account.map(|a| a.short().to_string());
+            tracing::debug!(
+                session = self.id,
+                account = account.as_deref().unwrap_or("-"),
+                room = %room,
+                request = kind,
+                "room request"
+            );
+        }
+    }
+
+    fn count_refusal(&mut self, account: Option<&AccountKey>, e: &WireError) {
         let (counter, kind) = match e.code {
             ErrorCode::TooLarge => (&self.shared.metrics.too_large, "too-large"),
             ErrorCode::QuotaExceeded => (&self.shared.metrics.quota_exceeded, "quota-exceeded"),
             _ => return,
         };
         Metrics::bump(counter);
-        tracing::warn!(account = %account.short(), refused = kind, "limit hit");
-        tracing::debug!(peer = %self.peer_ip, account = %account.short(), refused = kind, "limit hit");
+        match account {
+            Some(account) => {
+                tracing::warn!(account = %account.short(), refused = kind, "limit hit");
+                tracing::debug!(peer = %self.peer_ip, account = %account.short(), refused = kind, "limit hit");
+            }
+            None => {
+                tracing::warn!(peer = %self.peer_ip, refused = kind, "limit hit on a room connection")
+            }
+        }
         self.shared
-            .audit(kind, Some(self.peer_ip), Some(account), &e.message);
+            .audit(kind, Some(self.peer_ip), account, &e.message);
     }
 
     fn too_large(&self, len: usize) -> Option<WireError> {
@@ -774,9 +911,14 @@ impl Session {
                 };
                 self.pending(op, |_| Response::Done).await
             }
-            Request::Append { room, cap, payload } => {
-                self.append(room, cap, (None, None), payload, now).await
-            }
+            Request::Append { .. }
+            | Request::Read { .. }
+            | Request::Subscribe { .. }
+            | Request::Unsubscribe { .. }
+            | Request::RoomStatus { .. }
+            | Request::PutBlob { .. }
+            | Request::BlobStatus { .. }
+            | Request::GetBlob { .. } => self.room_request(Some(account), request).await,
             Request::Commit {
                 room,
                 cap,
@@ -807,35 +949,6 @@ impl Session {
                 };
                 let commit = (Some(next_cap_hash), admins);
                 self.append(room, cap, commit, payload, now).await
-            }
-            Request::Read {
-                room,
-                cap,
-                from,
-                limit,
-            } => {
-                let cap_hash = cap.hash();
-                Reply::Ready(off_workers(move || read(&*store, room, cap_hash, from, limit)).await)
-            }
-            Request::Subscribe { room, cap, from } => {
-                let cap_hash = cap.hash();
-                match store.access(&room, &cap_hash) {
-                    Ok(Some((_, Ok(_)))) => {}
-                    Ok(Some((_, Err(e)))) => return Reply::Ready(Err(e)),
-                    Ok(None) => return Reply::Ready(Err(crate::store::unknown_room())),
-                    Err(e) => return Reply::Ready(Err(store_failed(e))),
-                }
-                self.unsubscribe(&room);
-                let handle =
-                    self.shared
-                        .hub
-                        .subscribe(store, room, cap_hash, from, self.outbox.clone());
-                self.subscriptions.insert(room, handle);
-                Reply::Ready(Ok(Response::Done))
-            }
-            Request::Unsubscribe { room } => {
-                self.unsubscribe(&room);
-                Reply::Ready(Ok(Response::Done))
             }
             Request::SetRetention {
                 room,
@@ -1019,24 +1132,6 @@ impl Session {
                 })
                 .await
             }
-            Request::RoomStatus { room, cap } => {
-                Reply::Ready(match store.access(&room, &cap.hash()) {
-                    Ok(Some((record, Ok(access)))) => {
-                        match (access.require_current(), store.room_admins(&room)) {
-                            (Ok(()), Ok(admins)) => Ok(Response::RoomStatus {
-                                retention_secs: record.retention_secs,
-                                relay_retention_secs: self.shared.config.retention_secs,
-                                admins,
-                            }),
-                            (Err(e), _) => Err(e),
-                            (_, Err(e)) => Err(store_failed(e)),
-                        }
-                    }
-                    Ok(Some((_, Err(e)))) => Err(e),
-                    Ok(None) => Err(crate::store::unknown_room()),
-                    Err(e) => Err(store_failed(e)),
-                })
-            }
             Request::WatchRegistrations { on } => {
                 self.shared
                     .notifier
@@ -1068,9 +1163,6 @@ impl Session {
                     admins,
                 };
                 self.pending(op, |_| Response::Done).await
-            }
-            Request::PutBlob { .. } | Request::BlobStatus { .. } | Request::GetBlob { .. } => {
-                Reply::Ready(super::blob_requests::handle(&self.shared, request).await)
             }
             Request::RevertCommit {
                 room,
@@ -1123,6 +1215,94 @@ impl Session {
                     _ => Response::Done,
                 }))
             }
+        }
+    }
+
+    /// The requests the room's capability alone authorises
+    /// ([`Request::capability_room`]), from a signed-in connection (`author`) or a room
+    /// connection (`None`).
+    async fn room_request(&mut self, author: Option<AccountKey>, request: Request) -> Reply {
+        let store = self.shared.store.clone();
+        let now = unix_now();
+        match request {
+            Request::Append { room, cap, payload } => {
+                self.append(room, cap, (None, None), payload, now).await
+            }
+            Request::Commit {
+                room,
+                cap,
+                next_cap_hash,
+                payload,
+                admins,
+            } => {
+                if let Some(account) = &author {
+                    self.shared.key_package_fetches.committed(account);
+                }
+                // A list of admins takes the signed-in handler's check of its proof; a
+                // room connection's commit changes no admins (`capability_room`).
+                if admins.is_some() {
+                    return Reply::Ready(Err(err(
+                        ErrorCode::Unauthenticated,
+                        "a commit that changes the room's admins goes on a signed-in connection",
+                    )));
+                }
+                self.append(room, cap, (Some(next_cap_hash), None), payload, now)
+                    .await
+            }
+            Request::Read {
+                room,
+                cap,
+                from,
+                limit,
+            } => {
+                let cap_hash = cap.hash();
+                Reply::Ready(off_workers(move || read(&*store, room, cap_hash, from, limit)).await)
+            }
+            Request::Subscribe { room, cap, from } => {
+                let cap_hash = cap.hash();
+                match store.access(&room, &cap_hash) {
+                    Ok(Some((_, Ok(_)))) => {}
+                    Ok(Some((_, Err(e)))) => return Reply::Ready(Err(e)),
+                    Ok(None) => return Reply::Ready(Err(crate::store::unknown_room())),
+                    Err(e) => return Reply::Ready(Err(store_failed(e))),
+                }
+                self.unsubscribe(&room);
+                let handle =
+                    self.shared
+                        .hub
+                        .subscribe(store, room, cap_hash, from, self.outbox.clone());
+                self.subscriptions.insert(room, handle);
+                Reply::Ready(Ok(Response::Done))
+            }
+            Request::Unsubscribe { room } => {
+                self.unsubscribe(&room);
+                Reply::Ready(Ok(Response::Done))
+            }
+            Request::RoomStatus { room, cap } => {
+                Reply::Ready(match store.access(&room, &cap.hash()) {
+                    Ok(Some((record, Ok(access)))) => {
+                        match (access.require_current(), store.room_admins(&room)) {
+                            (Ok(()), Ok(admins)) => Ok(Response::RoomStatus {
+                                retention_secs: record.retention_secs,
+                                relay_retention_secs: self.shared.config.retention_secs,
+                                admins,
+                            }),
+                            (Err(e), _) => Err(e),
+                            (_, Err(e)) => Err(store_failed(e)),
+                        }
+                    }
+                    Ok(Some((_, Err(e)))) => Err(e),
+                    Ok(None) => Err(crate::store::unknown_room()),
+                    Err(e) => Err(store_failed(e)),
+                })
+            }
+            Request::PutBlob { .. } | Request::BlobStatus { .. } | Request::GetBlob { .. } => {
+                Reply::Ready(super::blob_requests::handle(&self.shared, request).await)
+            }
+            _ => Reply::Ready(Err(err(
+                ErrorCode::Unauthenticated,
+                "this request needs a signed-in connection",
+            ))),
         }
     }
 
@@ -1371,6 +1551,46 @@ fn check_public_name(name: &str) -> Result<(), WireError> {
         ));
     }
     Ok(())
+}
+
+/// The room and capability a request presents, for the requests a room connection may
+/// make ([`Request::capability_room`]; `Unsubscribe` presents none).
+fn presented_cap(request: &Request) -> Option<(hearth_protocol::RoomId, &hearth_protocol::Cap)> {
+    match request {
+        Request::Append { room, cap, .. }
+        | Request::Commit { room, cap, .. }
+        | Request::Read { room, cap, .. }
+        | Request::Subscribe { room, cap, .. }
+        | Request::RoomStatus { room, cap }
+        | Request::PutBlob { room, cap, .. }
+        | Request::BlobStatus { room, cap, .. }
+        | Request::GetBlob { room, cap, .. } => Some((*room, cap)),
+        _ => None,
+    }
+}
+
+/// The room a request names, and the request's name (for the `debug` log).
+fn named_room(request: &Request) -> Option<(hearth_protocol::RoomId, &'static str)> {
+    Some(match request {
+        Request::CreateRoom { room, .. } => (*room, "CreateRoom"),
+        Request::Append { room, .. } => (*room, "Append"),
+        Request::Commit { room, .. } => (*room, "Commit"),
+        Request::Read { room, .. } => (*room, "Read"),
+        Request::Subscribe { room, .. } => (*room, "Subscribe"),
+        Request::Unsubscribe { room } => (*room, "Unsubscribe"),
+        Request::SetRetention { room, .. } => (*room, "SetRetention"),
+        Request::PublishRoom { room, .. } => (*room, "PublishRoom"),
+        Request::UnpublishRoom { room, .. } => (*room, "UnpublishRoom"),
+        Request::FetchGroupInfo { room } => (*room, "FetchGroupInfo"),
+        Request::JoinPublic { room, .. } => (*room, "JoinPublic"),
+        Request::RoomStatus { room, .. } => (*room, "RoomStatus"),
+        Request::SetRoomAdmins { room, .. } => (*room, "SetRoomAdmins"),
+        Request::RevertCommit { room, .. } => (*room, "RevertCommit"),
+        Request::PutBlob { room, .. } => (*room, "PutBlob"),
+        Request::BlobStatus { room, .. } => (*room, "BlobStatus"),
+        Request::GetBlob { room, .. } => (*room, "GetBlob"),
+        _ => return None,
+    })
 }
 
 impl Drop for Session {

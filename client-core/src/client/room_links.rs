@@ -1,0 +1,260 @@
+//! Room connections (decision 0013 part 5): each room's reads, subscription, messages,
+//! commits and attachments travel on a connection of its own that never signs in, so
+//! the relay cannot tie a room to the account, nor one room to another by the
+//! connection that carries them. The account's connection keeps what is the account's:
+//! sign-in, inbox, KeyPackages, the directory, creating a room and joining a public one,
+//! and (until the relay knows admins by per-room pseudonyms) the settings only an admin
+//! may change.
+//!
+//! A room's connection is opened on first use, after a random pause of up to
+//! [`room_jitter`], so the connections of one person's rooms do not arrive as one burst
+//! right after the sign-in. Its pushed events go to the same handlers as the account
+//! connection's. When it drops, the room is caught up and subscribed again on a new one
+//! (unless the account connection is down too: then the reconnect resumes every room).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hearth_protocol::{Event, RoomId};
+use rand_core::RngCore;
+use tokio::sync::{mpsc, OnceCell};
+
+use super::room::Status;
+use super::{lock, Inner};
+use crate::error::ClientError;
+use crate::transport::{Link, TransportError};
+
+/// The default of [`room_jitter`].
+pub const ROOM_JITTER: Duration = Duration::from_millis(1000);
+
+static JITTER_MS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The most a room connection waits, at random, before it opens, and the most a
+/// presence or display-name notice waits before it goes to the next room: 1 s
+/// ([`ROOM_JITTER`]), or `HEARTH_ROOM_JITTER_MS` milliseconds when that is set, or what
+/// [`set_room_jitter`] set.
+pub fn room_jitter() -> Duration {
+    let mut ms = JITTER_MS.load(Ordering::Relaxed);
+    if ms == u64::MAX {
+        ms = std::env::var("HEARTH_ROOM_JITTER_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(ROOM_JITTER.as_millis() as u64)
+            .min(60_000);
+        JITTER_MS.store(ms, Ordering::Relaxed);
+    }
+    Duration::from_millis(ms)
+}
+
+/// Sets [`room_jitter`] for this process (tests that start many clients use a small
+/// one; zero turns the pauses off).
+pub fn set_room_jitter(max: Duration) {
+    JITTER_MS.store(
+        u64::try_from(max.as_millis()).unwrap_or(60_000).min(60_000),
+        Ordering::Relaxed,
+    );
+}
+
+/// A random pause of at most `max`.
+pub(crate) fn random_pause(max: Duration) -> Duration {
+    let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand_core::OsRng.next_u64() % (ms + 1))
+}
+
+/// Each room's connection, or the cell it is being opened into.
+pub(crate) type RoomLinks = std::collections::HashMap<RoomId, Arc<OnceCell<Arc<dyn Link>>>>;
+
+/// First delay before a dropped room connection is opened again; doubled up to 30 s.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+impl Inner {
+    /// `room`'s connection: the open one, or a new one (after a random pause). Fails
+    /// with [`ClientError::NotConnected`] while the account's connection is down: the
+    /// client counts as connected or not by that one alone.
+    pub(crate) async fn room_link(&self, room: RoomId) -> Result<Arc<dyn Link>, ClientError> {
+        if !self.account_link_up() {
+            return Err(ClientError::NotConnected);
+        }
+        let cell = lock(&self.room_links).entry(room).or_default().clone();
+        let link = cell
+            .get_or_try_init(|| self.open_room_link(room))
+            .await?
+            .clone();
+        Ok(link)
+    }
+
+    fn account_link_up(&self) -> bool {
+        self.link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    async fn open_room_link(&self, room: RoomId) -> Result<Arc<dyn Link>, ClientError> {
+        tokio::time::sleep(random_pause(room_jitter())).await;
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(ClientError::NotConnected);
+        }
+        // Never signs in: the room's capability authorises everything sent here.
+        let conn = match self.connector.connect().await {
+            Ok(conn) => conn,
+            Err(TransportError::Unreachable { .. } | TransportError::Closed) => {
+                return Err(ClientError::NotConnected)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let link = conn.link.clone();
+        if self.closed.load(Ordering::SeqCst) {
+            link.close();
+            return Err(ClientError::NotConnected);
+        }
+        tracing::debug!("room {room}: own connection open");
+        self.track(tokio::spawn(follow(
+            self.me.clone(),
+            room,
+            link.clone(),
+            conn.events,
+        )));
+        Ok(link)
+    }
+
+    /// Opens the connections of every joined room at once, each after its own random
+    /// pause, so that catching up does not wait for them one by one.
+    pub(crate) fn open_room_links(&self) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        for room in self.joined_room_ids() {
+            let me = me.clone();
+            self.track(tokio::spawn(async move {
+                let _ = me.room_link(room).await;
+            }));
+        }
+    }
+
+    /// Keeps `task` to stop it on close: it may hold the client's state.
+    fn track(&self, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = lock(&self.room_tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Stops the room connections' tasks and waits until they are gone.
+    pub(crate) async fn stop_room_tasks(&self) {
+        let tasks: Vec<_> = lock(&self.room_tasks).drain(..).collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    fn joined_room_ids(&self) -> Vec<RoomId> {
+        self.room_handles()
+            .into_iter()
+            .filter_map(|room| {
+                let room = room.try_lock().ok()?;
+                (!room.removed && room.rec.status == Status::Joined).then_some(room.id)
+            })
+            .collect()
+    }
+
+    /// Closes `room`'s connection, if it has one (we left it, or were removed).
+    pub(crate) fn close_room_link(&self, room: RoomId) {
+        let cell = lock(&self.room_links).remove(&room);
+        if let Some(link) = cell.as_ref().and_then(|cell| cell.get()) {
+            link.close();
+        }
+    }
+
+    /// Closes every room's connection (the client is closing).
+    pub(crate) fn close_room_links(&self) {
+        let cells: Vec<_> = lock(&self.room_links).drain().map(|(_, c)| c).collect();
+        for cell in cells {
+            if let Some(link) = cell.get() {
+                link.close();
+            }
+        }
+    }
+
+    /// `room`'s connection `link` dropped: forget it, then catch the room up and
+    /// subscribe again on a new one, backing off while that fails.
+    async fn room_link_ended(&self, id: RoomId, link: &Arc<dyn Link>) {
+        {
+            let mut links = lock(&self.room_links);
+            let ours = links
+                .get(&id)
+                .and_then(|cell| cell.get())
+                .is_some_and(|current| Arc::ptr_eq(current, link));
+            if ours {
+                links.remove(&id);
+            }
+        }
+        let mut delay = FIRST_RETRY;
+        loop {
+            if self.closed.load(Ordering::SeqCst) || !self.account_link_up() {
+                // Closing, or the account's reconnect resumes every room.
+                return;
+            }
+            let Ok(room) = self.room(id) else {
+                return;
+            };
+            let result = {
+                let mut room = room.lock().await;
+                if room.removed || room.rec.status != Status::Joined {
+                    return;
+                }
+                // A new connection: nothing is known of its subscriptions yet.
+                room.subscribed = None;
+                room.orphaned_epoch = None;
+                room.expected_end = None;
+                match self.catch_up(&mut room).await {
+                    Ok(()) => self.follow_up(&mut room).await,
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok(()) => return,
+                Err(ClientError::NotConnected | ClientError::Unreachable { .. }) => {}
+                Err(e) => {
+                    tracing::info!("room {id}: following it again failed: {e}");
+                    return;
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY);
+        }
+    }
+}
+
+/// Hands `room`'s pushed events to the client until its connection ends, then has the
+/// room followed again. (Boxed with its `Send` declared: it calls back into the requests
+/// that open room connections, and the compiler cannot infer that through the cycle.)
+fn follow(
+    inner: Weak<Inner>,
+    room: RoomId,
+    link: Arc<dyn Link>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) -> crate::transport::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        while let Some(event) = events.recv().await {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            strong.handle_event(event).await;
+        }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if let Some(reason) = link.close_reason() {
+            tracing::info!("room {room}: the relay closed its connection: {reason}");
+        } else {
+            tracing::debug!("room {room}: its connection ended");
+        }
+        strong.room_link_ended(room, &link).await;
+    })
+}
