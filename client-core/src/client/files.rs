@@ -185,6 +185,8 @@ impl Inner {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         let path = std::fs::canonicalize(path).map_err(cannot_read)?;
+        // Before opening it: opening a named pipe would wait for a writer.
+        not_a_file(&path, &std::fs::metadata(&path).map_err(cannot_read)?)?;
         let file = std::fs::File::open(&path).map_err(cannot_read)?;
         let meta = file.metadata().map_err(io)?;
         let size = meta.len();
@@ -333,8 +335,21 @@ impl Inner {
         let name = safe_file_name(&file.name);
         let part = dir.join(format!(".{name}.{}.part", file.short_id()));
         let cannot_write = |e: std::io::Error| {
+            let what_to_do = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!(
+                        ": create it first (mkdir -p {}) or name another directory",
+                        dir.display()
+                    )
+                }
+                std::io::ErrorKind::NotADirectory => ": name a directory to save into".into(),
+                std::io::ErrorKind::PermissionDenied => {
+                    ": save into a directory you can write to".into()
+                }
+                _ => String::new(),
+            };
             ClientError::Attachment(AttachmentError::Io(format!(
-                "cannot write in {}: {e}",
+                "cannot write in {}: {e}{what_to_do}",
                 dir.display()
             )))
         };
@@ -342,8 +357,7 @@ impl Inner {
         let resumed_from = opener.written();
         let result = self.fetch_into(room, opener, &mut cap, progress).await;
         let finished = result.and_then(|()| {
-            let path = free_name(dir, &name);
-            std::fs::rename(&part, &path).map_err(io)?;
+            let path = place(&part, dir, &name).map_err(io)?;
             Ok(SavedFile {
                 path,
                 size: file.size,
@@ -411,6 +425,23 @@ impl Inner {
     }
 }
 
+/// Refuses what is not a regular file, saying what to do instead: a directory (sent as
+/// one archive), a device, pipe or socket (whose size says nothing of what it yields).
+fn not_a_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), ClientError> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    let why = if meta.is_dir() {
+        "is a directory: send the files in it one by one, or pack it into one first (e.g. `tar czf photos.tar.gz DIR`)"
+    } else {
+        "is not a regular file (a device, pipe or socket): copy what it holds into a file and send that"
+    };
+    Err(ClientError::Attachment(AttachmentError::Io(format!(
+        "{} {why}",
+        path.display()
+    ))))
+}
+
 /// A reader writing to `part`, going on after the whole chunks an interrupted save left
 /// in it (the rest of it is cut off).
 fn resume_part(
@@ -440,20 +471,41 @@ fn resume_part(
     Ok(opener.with_writer(std::io::BufWriter::new(out)))
 }
 
-/// `dir/name`, or `dir/stem (n).ext` with the first free `n` when that is taken.
-fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
-    }
+/// The names tried for `name` in `dir`: `dir/name`, then `dir/stem (n).ext`.
+fn candidates<'a>(dir: &'a Path, name: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
     let (stem, ext) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
         _ => (name, String::new()),
     };
-    (1..)
-        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+    std::iter::once(dir.join(name))
+        .chain((1..=9999).map(move |n| dir.join(format!("{stem} ({n}){ext}"))))
+}
+
+/// Moves the checked `part` file to the first free name of [`candidates`] and returns
+/// it. Never over anything already there, a dangling link included, even when it
+/// appears meanwhile: a hard link is made (it fails if the name exists) and the part
+/// file removed; where the file system has no hard links, a rename to a name nothing
+/// holds.
+fn place(part: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    for path in candidates(dir, name) {
+        match std::fs::hard_link(part, &path) {
+            Ok(()) => {
+                std::fs::remove_file(part)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => {
+                if std::fs::symlink_metadata(&path).is_err() {
+                    std::fs::rename(part, &path)?;
+                    return Ok(path);
+                }
+            }
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "every name for {name} is taken in {}: save into another directory",
+        dir.display()
+    )))
 }
 
 #[cfg(test)]
@@ -461,13 +513,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_taken_name_gets_a_number() {
+    fn a_taken_name_gets_a_number_and_nothing_is_written_over() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(free_name(dir.path(), "a.jpg"), dir.path().join("a.jpg"));
-        std::fs::write(dir.path().join("a.jpg"), b"x").unwrap();
-        assert_eq!(free_name(dir.path(), "a.jpg"), dir.path().join("a (1).jpg"));
-        std::fs::write(dir.path().join("notes"), b"x").unwrap();
-        assert_eq!(free_name(dir.path(), "notes"), dir.path().join("notes (1)"));
+        let d = dir.path();
+        let part = |bytes: &[u8]| {
+            let part = d.join(".part");
+            std::fs::write(&part, bytes).unwrap();
+            part
+        };
+        assert_eq!(place(&part(b"1"), d, "a.jpg").unwrap(), d.join("a.jpg"));
+        assert_eq!(place(&part(b"2"), d, "a.jpg").unwrap(), d.join("a (1).jpg"));
+        assert_eq!(std::fs::read(d.join("a.jpg")).unwrap(), b"1");
+        assert_eq!(place(&part(b"3"), d, "notes").unwrap(), d.join("notes"));
+        assert_eq!(place(&part(b"4"), d, "notes").unwrap(), d.join("notes (1)"));
+        // A dangling link (`exists()` says false for it) is neither replaced nor followed.
+        #[cfg(unix)]
+        {
+            let target = d.join("elsewhere");
+            std::os::unix::fs::symlink(&target, d.join("b.txt")).unwrap();
+            assert_eq!(place(&part(b"5"), d, "b.txt").unwrap(), d.join("b (1).txt"));
+            assert!(!target.exists());
+            assert!(std::fs::symlink_metadata(d.join("b.txt"))
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        assert!(!d.join(".part").exists());
     }
 
     #[test]
