@@ -55,12 +55,48 @@ pub struct SentFile {
 
 /// An upload under way, kept in [`Table::Uploads`] so that it goes on after a restart.
 /// The file is the same one when its path, size and modification time are.
+///
+/// The table is bounded: a new upload first drops the records older than
+/// [`UPLOAD_KEPT_SECS`] (by then the relay has swept what they began), those it cannot
+/// read, and all but the newest [`MAX_UPLOADS_KEPT`], so uploads that failed or were
+/// given up do not pile up, nor keep their file keys.
 #[derive(Serialize, Deserialize)]
 struct Upload {
     blob: BlobId,
     key: FileKey,
     size: u64,
     modified_ns: u128,
+    /// When it began, seconds since the Unix epoch.
+    started: u64,
+}
+
+/// How long an interrupted upload can be taken up again: two days, beyond the relay's
+/// day before it deletes an unfinished upload.
+const UPLOAD_KEPT_SECS: u64 = 2 * 24 * 3600;
+/// Records of interrupted uploads kept at most.
+const MAX_UPLOADS_KEPT: usize = 64;
+
+/// Deletes (in `batch`) the upload records that [`Upload`] says go, as of `now`.
+fn prune_uploads(
+    store: &crate::store::EncryptedStore,
+    batch: &mut crate::store::WriteBatch<'_>,
+    now: u64,
+) -> Result<(), ClientError> {
+    let mut kept = Vec::new();
+    for (key, value) in store.scan(Table::Uploads, &[]).map_err(store_err)? {
+        match postcard::from_bytes::<Upload>(&value) {
+            Ok(upload) if upload.started.saturating_add(UPLOAD_KEPT_SECS) > now => {
+                kept.push((upload.started, key))
+            }
+            _ => batch.delete(Table::Uploads, &key).map_err(store_err)?,
+        }
+    }
+    // Room for the one about to be added.
+    kept.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, key) in kept.into_iter().skip(MAX_UPLOADS_KEPT.saturating_sub(1)) {
+        batch.delete(Table::Uploads, &key).map_err(store_err)?;
+    }
+    Ok(())
 }
 
 /// The [`Table::Uploads`] key of `path` sent to `room`.
@@ -232,10 +268,12 @@ impl Inner {
                     key: sealer.key().clone(),
                     size,
                     modified_ns: modified_ns(&meta),
+                    started: crate::contacts::now_secs(),
                 };
                 let bytes =
                     zeroize::Zeroizing::new(postcard::to_allocvec(&upload).map_err(store_err)?);
                 let mut batch = store.begin().map_err(store_err)?;
+                prune_uploads(store, &mut batch, upload.started)?;
                 batch
                     .put(Table::Uploads, &record_key, &bytes)
                     .map_err(store_err)?;
@@ -511,6 +549,55 @@ fn place(part: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records of uploads that failed or were given up do not pile up: old and unreadable
+    /// ones go, and at most [`MAX_UPLOADS_KEPT`] stay, the newest.
+    #[test]
+    fn upload_records_are_pruned_by_age_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::EncryptedStore::create(
+            &dir.path().join("store"),
+            "p",
+            crate::store::KdfParams::TEST_ONLY_FAST,
+        )
+        .unwrap();
+        let now = 10 * UPLOAD_KEPT_SECS;
+        let upload = |started: u64| Upload {
+            blob: BlobId::random(),
+            key: FileKey::random(),
+            size: 1,
+            modified_ns: 0,
+            started,
+        };
+        let mut batch = store.begin().unwrap();
+        let old = postcard::to_allocvec(&upload(now - UPLOAD_KEPT_SECS)).unwrap();
+        batch.put(Table::Uploads, b"old", &old).unwrap();
+        batch.put(Table::Uploads, b"garbage", b"\xff").unwrap();
+        for i in 0..(MAX_UPLOADS_KEPT + 5) as u64 {
+            let record = postcard::to_allocvec(&upload(now - 1000 + i)).unwrap();
+            batch
+                .put(Table::Uploads, &i.to_be_bytes(), &record)
+                .unwrap();
+        }
+        batch.commit().unwrap();
+
+        let mut batch = store.begin().unwrap();
+        prune_uploads(&store, &mut batch, now).unwrap();
+        batch.commit().unwrap();
+        let left: Vec<Vec<u8>> = store
+            .scan(Table::Uploads, &[])
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        // One place is left for the upload about to be recorded.
+        assert_eq!(left.len(), MAX_UPLOADS_KEPT - 1);
+        let oldest_kept = (MAX_UPLOADS_KEPT + 5 - (MAX_UPLOADS_KEPT - 1)) as u64;
+        let expected: Vec<Vec<u8>> = (oldest_kept..(MAX_UPLOADS_KEPT + 5) as u64)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        assert_eq!(left, expected, "the newest are kept");
+    }
 
     #[test]
     fn a_taken_name_gets_a_number_and_nothing_is_written_over() {
