@@ -92,7 +92,7 @@ fn prune_uploads(
         }
     }
     // Room for the one about to be added.
-    kept.sort_by(|a, b| b.0.cmp(&a.0));
+    kept.sort_by_key(|k| std::cmp::Reverse(k.0));
     for (_, key) in kept.into_iter().skip(MAX_UPLOADS_KEPT.saturating_sub(1)) {
         batch.delete(Table::Uploads, &key).map_err(store_err)?;
     }
