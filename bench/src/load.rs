@@ -98,6 +98,8 @@ async fn publisher(server: &Server, mode: Mode) -> Result<Publisher> {
                 room,
                 cap_hash: CAP.hash(),
                 retention_secs: None,
+                // Any key: the bench changes no room settings.
+                admin: hearth_protocol::AdminKey([0xad; 32]),
             })
             .await
             .context("creating the bench room")?;

@@ -41,6 +41,7 @@ pub mod events;
 pub mod history;
 pub mod mls;
 pub mod policy;
+pub mod pseudonym;
 pub mod sealed;
 pub mod transcript;
 pub mod transport;

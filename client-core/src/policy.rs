@@ -14,6 +14,11 @@
 //! - A banned identity is never a member, and cannot be added until unbanned.
 //! - A **direct** room (a private conversation, `/msg`) never has more than two members,
 //!   is never published, and stays direct.
+//! - Each member announces its own **room pseudonym** (decision 0013, part 5;
+//!   [`crate::pseudonym`]) in the commit it makes right after joining: nobody may put,
+//!   change or take away another member's. The admins' (the owner's first) are what the
+//!   relay lists as the room's admins, so a member cannot pose as an admin there, and a
+//!   leaving owner can hand the relay's list to an heir who never was an admin.
 //!
 //! Every client runs [`check_commit`] on every commit before merging it (and on its own
 //! commits before sending them), so all honest members accept or refuse a commit alike.
@@ -22,7 +27,7 @@
 
 use std::collections::BTreeSet;
 
-use hearth_protocol::AccountKey;
+use hearth_protocol::{AccountKey, AdminKey};
 
 use crate::events::Role;
 use crate::mls::RoomSettings;
@@ -111,6 +116,10 @@ pub enum PolicyViolation {
     /// A private conversation gets a third member, is published, or stops being direct.
     #[error("a private conversation is between two people only")]
     Direct,
+    /// A pseudonym put, changed or taken away for someone other than the committer, or
+    /// kept for someone who is not a member.
+    #[error("a room pseudonym may only be announced by its own member")]
+    Pseudonym,
     /// Something the policy does not allow at all (a proposal type, a missing setting).
     #[error("{0}")]
     Unsupported(String),
@@ -143,21 +152,51 @@ impl RoomSettings {
         after.owner = swap(&self.owner);
         after.admins = self.admins.iter().map(swap).collect();
         after.members = self.members.iter().map(swap).collect();
+        // The pseudonym stays until its admin announces the one of the new key.
+        after.pseudonyms = self.pseudonyms.iter().map(|(a, p)| (swap(a), *p)).collect();
         after
     }
 
-    /// The owner, then the other admins sorted: who the relay lets change the room's
-    /// settings there, in the form it keeps them (decision 0009).
-    pub fn admin_keys(&self) -> Vec<AccountKey> {
-        let mut admins: Vec<AccountKey> = self
+    /// The pseudonym `account` announced for this room, if any.
+    pub fn pseudonym_of(&self, account: &AccountKey) -> Option<AdminKey> {
+        self.pseudonyms
+            .iter()
+            .find(|(a, _)| a == account)
+            .map(|(_, p)| *p)
+    }
+
+    /// Sets `account`'s own pseudonym (kept sorted by account).
+    pub fn set_pseudonym(&mut self, account: AccountKey, pseudonym: AdminKey) {
+        self.pseudonyms.retain(|(a, _)| *a != account);
+        self.pseudonyms.push((account, pseudonym));
+        self.pseudonyms.sort();
+    }
+
+    /// The admin pseudonyms the relay should list, in the form it keeps them (decisions
+    /// 0009, 0013): the owner's first, then the other admins' sorted. Admins who have not
+    /// announced one yet are left out; empty while the owner has not (the relay's list
+    /// needs an owner).
+    pub fn admin_keys(&self) -> Vec<AdminKey> {
+        let Some(owner) = self.pseudonym_of(&self.owner) else {
+            return Vec::new();
+        };
+        let mut admins: Vec<AdminKey> = self
             .admins
             .iter()
             .filter(|a| **a != self.owner)
-            .copied()
+            .filter_map(|a| self.pseudonym_of(a))
+            .filter(|p| *p != owner)
             .collect();
         admins.sort();
         admins.dedup();
-        std::iter::once(self.owner).chain(admins).collect()
+        std::iter::once(owner).chain(admins).collect()
+    }
+
+    /// Whether the relay's list of admin pseudonyms (from `RoomStatus`) is the one the
+    /// admins announced here. A list the room does not know names someone who can change
+    /// the room's settings at the relay without being its admin.
+    pub fn relay_admins_match(&self, relay: &[AdminKey]) -> bool {
+        relay == self.admin_keys().as_slice()
     }
 
     /// Whether an identity is on the ban list.
@@ -170,6 +209,11 @@ impl RoomSettings {
     pub fn normalize(&mut self) {
         self.admins.sort();
         self.admins.dedup();
+        let (owner, admins, members) = (self.owner, self.admins.clone(), self.members.clone());
+        self.pseudonyms
+            .retain(|(a, _)| *a == owner || admins.contains(a) || members.contains(a));
+        self.pseudonyms.sort();
+        self.pseudonyms.dedup_by(|a, b| a.0 == b.0);
         self.banned.sort();
         self.banned.dedup_by(|a, b| a.account == b.account);
     }
@@ -201,6 +245,8 @@ pub fn next_membership(
         after.members.push(*account);
     }
     after.admins.retain(|a| after.members.contains(a));
+    let kept = after.members.clone();
+    after.pseudonyms.retain(|(a, _)| kept.contains(a));
     if !after.members.contains(&after.owner) {
         let heir = after
             .members
@@ -328,6 +374,33 @@ pub fn check_commit(
         need_admin(Action::Publish)?;
     }
 
+    // Room pseudonyms: each put or changed only by its own member (MLS authenticates
+    // the committer), and only members (admins and the owner included) have one. One
+    // that goes is one whose account is no longer a member, or the committer's own.
+    let holds =
+        |s: &RoomSettings, account: &AccountKey| s.is_admin(account) || s.members.contains(account);
+    for (account, pseudonym) in &after.pseudonyms {
+        if !holds(after, account) {
+            return Err(PolicyViolation::Pseudonym);
+        }
+        // (A key rotation moves an entry to the new key, with the same pseudonym.)
+        let known = before.pseudonyms.iter().any(|(_, p)| p == pseudonym);
+        if before.pseudonym_of(account) != Some(*pseudonym) && account != committer && !known {
+            return Err(PolicyViolation::Pseudonym);
+        }
+    }
+    for (account, _) in &before.pseudonyms {
+        let gone = after.pseudonym_of(account).is_none();
+        if gone && holds(after, account) && account != committer {
+            return Err(PolicyViolation::Pseudonym);
+        }
+    }
+    let mut accounts: Vec<&AccountKey> = after.pseudonyms.iter().map(|(a, _)| a).collect();
+    accounts.dedup();
+    if accounts.len() != after.pseudonyms.len() {
+        return Err(PolicyViolation::Pseudonym);
+    }
+
     let (banned_before, banned_after) = (set(&before.banned), set(&after.banned));
     for newly in banned_after.difference(&banned_before) {
         need_admin(Action::Ban)?;
@@ -403,6 +476,80 @@ mod tests {
         s.members = (0..5).map(k).collect();
         s.admins = vec![k(1), k(2)];
         s
+    }
+
+    /// Decision 0013 part 5: each member announces its own pseudonym; nobody can put one
+    /// for someone else, change another's, or take one away from a member; revoking an
+    /// admin keeps theirs (they are still a member) but takes it off the relay's list,
+    /// and a member who goes loses it.
+    #[test]
+    fn each_member_announces_only_its_own_pseudonym() {
+        let p = |b: u8| AdminKey([b; 32]);
+        let mut before = room();
+        before.set_pseudonym(k(0), p(100));
+        let with = |edit: &dyn Fn(&mut RoomSettings)| {
+            let mut after = before.clone();
+            edit(&mut after);
+            after
+        };
+        // Admin 1 announces its own, and so does member 3: fine.
+        let after = with(&|s| s.set_pseudonym(k(1), p(101)));
+        assert_eq!(check_commit(&before, &changes(1, &[], &[]), &after), Ok(()));
+        assert_eq!(after.admin_keys(), vec![p(100), p(101)]);
+        let after = with(&|s| s.set_pseudonym(k(3), p(103)));
+        assert_eq!(check_commit(&before, &changes(3, &[], &[]), &after), Ok(()));
+        // A member's pseudonym is not an admin's: the relay's list does not change.
+        assert_eq!(after.admin_keys(), vec![p(100)]);
+        assert!(!after.relay_admins_match(&[p(100), p(103)]));
+        // Member 3 announces one for admin 1 or for member 4, or replaces the owner's;
+        // admin 2 takes the owner's away; someone not in the room gets one.
+        for (committer, edit) in [
+            (
+                3u8,
+                &(|s: &mut RoomSettings| s.set_pseudonym(k(1), p(33))) as &dyn Fn(&mut _),
+            ),
+            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(4), p(33))),
+            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(0), p(33))),
+            (2, &|s: &mut RoomSettings| {
+                s.pseudonyms.retain(|(a, _)| *a != k(0))
+            }),
+            (3, &|s: &mut RoomSettings| s.set_pseudonym(k(9), p(33))),
+        ] {
+            let after = with(edit);
+            assert_eq!(
+                check_commit(&before, &changes(committer, &[], &[]), &after),
+                Err(PolicyViolation::Pseudonym),
+                "{after:?}"
+            );
+        }
+        // Nor can anyone take a member's away.
+        let mut announced = before.clone();
+        announced.set_pseudonym(k(3), p(103));
+        let mut taken = announced.clone();
+        taken.pseudonyms.retain(|(a, _)| *a != k(3));
+        assert_eq!(
+            check_commit(&announced, &changes(0, &[], &[]), &taken),
+            Err(PolicyViolation::Pseudonym)
+        );
+        // The owner revokes admin 1: its pseudonym stays (a member's), off the relay's list.
+        let mut granted = before.clone();
+        granted.set_pseudonym(k(1), p(101));
+        let mut revoked = granted.clone();
+        revoked.admins.retain(|a| *a != k(1));
+        revoked.normalize();
+        assert_eq!(revoked.pseudonym_of(&k(1)), Some(p(101)));
+        assert_eq!(revoked.admin_keys(), vec![p(100)]);
+        assert_eq!(
+            check_commit(&granted, &changes(0, &[], &[]), &revoked),
+            Ok(())
+        );
+        // A member who goes loses it.
+        let gone = next_membership(&announced, &[k(3)], &[]).unwrap();
+        assert_eq!(gone.pseudonym_of(&k(3)), None);
+        // The relay's list is checked against what the admins announced.
+        assert!(granted.relay_admins_match(&[p(100), p(101)]));
+        assert!(!granted.relay_admins_match(&[p(100), p(33)]));
+        assert!(!granted.relay_admins_match(&[p(33), p(100), p(101)]));
     }
 
     fn changes(committer: u8, removed: &[(u8, bool)], added: &[u8]) -> Changes {

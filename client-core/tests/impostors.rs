@@ -12,7 +12,7 @@ mod common;
 use common::hostile::{CapAfter, Hostile};
 use common::{h, room_with, Relay, User};
 use hearth_core::content::{Body, RoomEvent};
-use hearth_core::{ClientEvent, Impostor, TrustState};
+use hearth_core::{ClientError, ClientEvent, Impostor, TrustState};
 use hearth_protocol::{AccountKey, Handle, RoomId};
 use openmls::prelude::*;
 
@@ -122,20 +122,20 @@ async fn a_member_cannot_take_another_members_handle_in_a_self_update() {
     for user in [&mut alice, &mut bob] {
         user.c().sync().await.unwrap();
         assert_impostor(user, room, "alice", Some("mallory"), mallory_key).await;
-        assert_eq!(handles(user, room).await, ["alice", "bob", "mallory"]);
+        no_key_changes(user);
+    }
+    // The owner's client undoes the refused commit, and its own commit that does so
+    // removes mallory (decision 0013 part 5: a revert carries the removal of the refused
+    // commit's author; before, she stayed a member and was only barred from committing).
+    for user in [&mut alice, &mut bob] {
+        user.wait_members(room, &["alice", "bob"]).await;
         no_key_changes(user);
     }
     // Bob's verified badge follows alice's key, and only the real alice has it.
     let members = bob.c().members(room).await.unwrap();
-    let badge = |handle: &str| {
-        members
-            .iter()
-            .find(|m| m.handle == h(handle))
-            .unwrap()
-            .trust
-    };
-    assert_eq!(badge("alice"), Some(TrustState::Verified));
-    assert_eq!(badge("mallory"), Some(TrustState::Trusted));
+    let alice_badge = members.iter().find(|m| m.handle == h("alice")).unwrap();
+    assert_eq!(alice_badge.trust, Some(TrustState::Verified));
+    assert_eq!(alice_badge.account, alice.c().profile().account());
 
     alice.c().send_text(room, "it is really me").await.unwrap();
     assert_eq!(
@@ -181,14 +181,20 @@ async fn a_member_cannot_swap_its_signature_key_and_stays_kickable() {
         assert_impostor(user, room, "mallory", Some("mallory"), AccountKey(new_key)).await;
         no_key_changes(user);
     }
-    // Her key in the room is still the one the policy lists: the kick goes through.
-    alice.c().kick(room, &h("mallory")).await.unwrap();
+    // Her key in the room is still the one the policy lists, so the owner's client can
+    // remove her: the revert of her refused commit carries that removal (decision 0013
+    // part 5; before, the owner kicked her by hand, which now finds her gone).
     bob.wait_for(
-        "mallory kicked",
+        "mallory removed",
         |e| matches!(e, ClientEvent::MemberRemoved { handle, .. } if *handle == h("mallory")),
     )
     .await;
     assert_eq!(handles(&bob, room).await, ["alice", "bob"]);
+    alice.wait_members(room, &["alice", "bob"]).await;
+    assert!(matches!(
+        alice.c().kick(room, &h("mallory")).await,
+        Err(ClientError::NotAMember { .. })
+    ));
     alice.c().send_text(room, "she is gone").await.unwrap();
     bob.wait_text("she is gone").await;
 }
@@ -476,7 +482,9 @@ async fn an_admin_cannot_add_someone_posing_as_a_registered_person() {
     for user in [&mut alice, &mut bob] {
         user.c().sync().await.unwrap();
         assert_impostor(user, room, "carol", Some("mallory"), fake.account()).await;
-        assert_eq!(handles(user, room).await, ["alice", "bob", "mallory"]);
+        // The owner's revert removes the admin who added the impostor (decision 0013
+        // part 5), and the impostor never became a member.
+        user.wait_members(room, &["alice", "bob"]).await;
         assert!(
             user.c()
                 .contact(&h("carol"))
@@ -515,13 +523,21 @@ async fn a_published_room_naming_a_member_falsely_is_refused_when_joining() {
         .unwrap()
         .to_bytes()
         .unwrap();
+    let cap = hostile.engine.cap(&group).unwrap();
+    let action = hearth_protocol::AdminAction::Publish {
+        public_name: "Alice's corner".into(),
+        epoch: 0,
+    };
+    let proof = hearth_core::pseudonym::RoomAdminKey::derive(&[0xad; 32], &room)
+        .prove(&room, &cap, &action);
     let published = hostile
         .call(hearth_protocol::Request::PublishRoom {
             room,
-            cap: hostile.engine.cap(&group).unwrap(),
+            cap,
             public_name: "Alice's corner".into(),
             group_info: info,
             epoch: 0,
+            proof: Some(proof),
         })
         .await;
     assert!(published.is_ok(), "{published:?}");

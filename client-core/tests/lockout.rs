@@ -23,6 +23,7 @@ async fn set_retention(hostile: &Hostile, room: RoomId, secs: u64) -> Result<(),
             room,
             cap: hostile.engine.cap(&group).unwrap(),
             retention_secs: Some(secs),
+            proof: None,
         })
         .await
         .map(|_| ())
@@ -211,19 +212,21 @@ async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
     // The relay's copy drifts anyway (as if an admin's update had been lost), and so does
     // its list of the room's admins.
     let store = relay.running.as_ref().unwrap().relay().store().clone();
-    let alice_key = alice.c().profile().account();
+    // Alice's pseudonym for the room, as the relay lists it.
+    let alice_key = store.room_admins(&room).unwrap()[0];
     for op in [
         WriteOp::SetRetention {
             room,
             cap_hash: store.room(&room).unwrap().unwrap().current,
             retention_secs: Some(60),
-            author: alice_key,
+            admin: Some(alice_key),
         },
         WriteOp::SetRoomAdmins {
             room,
             cap_hash: store.room(&room).unwrap().unwrap().current,
-            author: alice_key,
-            admins: vec![alice_key, hostile.profile.account()],
+            admin: Some(alice_key),
+            account: None,
+            admins: vec![alice_key, hearth_protocol::AdminKey([0x66; 32])],
         },
     ] {
         store.apply(vec![op]).unwrap().remove(0).unwrap();

@@ -7,7 +7,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use hearth_protocol::{AccountKey, CapHash, Handle, KeyRotation, RoomId, Seq, Signature};
+use hearth_protocol::{AccountKey, AdminKey, CapHash, Handle, KeyRotation, RoomId, Seq, Signature};
 use hearth_relay::store::{
     AuditRecord, InviteRecord, ListingRecord, SweepCursor, SweepItem, WriteOp,
 };
@@ -24,6 +24,11 @@ fn account(which: bool) -> AccountKey {
 
 fn handle(which: bool) -> Handle {
     Handle::new(if which { "dave" } else { "erin" }).expect("a valid handle")
+}
+
+/// One of two admin pseudonyms.
+fn admin(which: bool) -> AdminKey {
+    AdminKey([if which { 0xa1 } else { 0xa2 }; 32])
 }
 
 fn cap(c: u8) -> CapHash {
@@ -136,7 +141,6 @@ enum Op {
     },
     JoinPublic {
         epoch: u8,
-        author: bool,
         next: u8,
     },
     SetRetention {
@@ -274,6 +278,7 @@ impl Op {
                 retention_secs: None,
                 now: NOW,
                 creator: account(true),
+                admin: admin(true),
                 quota: QUOTA,
                 max_rooms: 100,
             },
@@ -286,12 +291,11 @@ impl Op {
             } => WriteOp::Append {
                 room: ROOM,
                 cap_hash: cap(*c),
-                author: account(*author),
                 payload: payload(len),
                 next_cap_hash: next.map(cap),
                 admins: admins
                     .as_ref()
-                    .map(|a| a.iter().map(|&w| account(w)).collect()),
+                    .map(|a| (admin(*author), a.iter().map(|&w| admin(w)).collect())),
                 now: NOW,
                 room_quota: QUOTA,
             },
@@ -303,24 +307,19 @@ impl Op {
                     group_info: vec![1; 40],
                     epoch: u64::from(*epoch),
                     published: NOW,
-                    publisher: account(true),
                 },
-                quota: QUOTA,
+                admin: Some(admin(true)),
+                room_quota: QUOTA,
                 max_listings: 10,
             },
             Op::UnpublishRoom { cap: c, author } => WriteOp::UnpublishRoom {
                 room: ROOM,
                 cap_hash: cap(*c),
-                author: account(*author),
+                admin: Some(admin(*author)),
             },
-            Op::JoinPublic {
-                epoch,
-                author,
-                next,
-            } => WriteOp::JoinPublic {
+            Op::JoinPublic { epoch, next } => WriteOp::JoinPublic {
                 room: ROOM,
                 epoch: u64::from(*epoch),
-                author: account(*author),
                 payload: vec![7; 40],
                 next_cap_hash: cap(*next),
                 now: NOW,
@@ -334,7 +333,7 @@ impl Op {
                 room: ROOM,
                 cap_hash: cap(*c),
                 retention_secs: secs.map(u64::from),
-                author: account(*author),
+                admin: Some(admin(*author)),
             },
             Op::SetRoomAdmins {
                 cap: c,
@@ -343,8 +342,9 @@ impl Op {
             } => WriteOp::SetRoomAdmins {
                 room: ROOM,
                 cap_hash: cap(*c),
-                author: account(*author),
-                admins: admins.iter().map(|&w| account(w)).collect(),
+                admin: Some(admin(*author)),
+                account: None,
+                admins: admins.iter().map(|&w| admin(w)).collect(),
             },
             Op::RevertCommit {
                 cap: c,
@@ -354,9 +354,11 @@ impl Op {
                 room: ROOM,
                 cap_hash: cap(*c),
                 seq: Seq(u64::from(*seq)),
-                author: account(*author),
-                // What the service remembers: the other account wrote that commit.
-                committers: vec![(Seq(u64::from(*seq)), account(!*author))],
+                admin: admin(*author),
+                payload: vec![9; 40],
+                next_cap_hash: cap(seq.wrapping_add(1)),
+                now: NOW,
+                room_quota: QUOTA,
             },
             Op::RotateKey { from, to, later } => WriteOp::RotateKey {
                 rotation: KeyRotation {

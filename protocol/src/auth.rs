@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AccountKey, Handle, Signature};
+use crate::ids::{AccountKey, AdminKey, CapHash, Handle, RoomId, Seq, Signature};
 
 /// Domain separator for authentication signatures.
 pub const AUTH_DOMAIN: &[u8] = b"hearth-auth-v1\0";
@@ -61,6 +61,86 @@ pub fn rotation_message(handle: &Handle, from: &AccountKey, to: &AccountKey) -> 
     message
 }
 
+/// Domain separator for what a room admin signs with its pseudonym.
+pub const ADMIN_DOMAIN: &[u8] = b"hearth-room-admin-v1\0";
+
+/// A room admin's signature on a relay-side change ([`crate::Request`]s that need an
+/// admin): the pseudonym it signs with, which the relay must list for the room, and its
+/// Ed25519 signature over [`admin_message`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminProof {
+    /// The admin's pseudonym for this room.
+    pub admin: AdminKey,
+    /// Its signature over [`admin_message`] of the request.
+    pub signature: Signature,
+}
+
+/// A new list of a room's admin pseudonyms, signed by the room's owner (the first
+/// pseudonym the relay lists), carried by a commit that changes who administers the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminList {
+    /// The owner's pseudonym first, then the other admins' (at most
+    /// [`crate::limits::MAX_ROOM_ADMINS`] in all).
+    pub admins: Vec<AdminKey>,
+    /// The owner's signature over [`AdminAction::CommitAdmins`].
+    pub proof: AdminProof,
+}
+
+/// What an admin signs: the change and its parameters, so a signature for one change
+/// cannot be used for another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminAction {
+    /// [`crate::Request::SetRetention`].
+    SetRetention {
+        /// The retention asked for.
+        retention_secs: Option<u64>,
+    },
+    /// [`crate::Request::PublishRoom`] (listing the room or renaming its listing).
+    Publish {
+        /// The public name.
+        public_name: String,
+        /// The epoch index of the GroupInfo.
+        epoch: u64,
+    },
+    /// [`crate::Request::UnpublishRoom`].
+    Unpublish,
+    /// [`crate::Request::SetRoomAdmins`].
+    SetAdmins {
+        /// The new list.
+        admins: Vec<AdminKey>,
+    },
+    /// A [`crate::Request::Commit`] that changes the admins.
+    CommitAdmins {
+        /// The capability hash the commit announces.
+        next_cap_hash: CapHash,
+        /// The new list.
+        admins: Vec<AdminKey>,
+    },
+    /// [`crate::Request::RevertCommit`].
+    Revert {
+        /// The refused commit.
+        seq: Seq,
+        /// The capability hash the reverting admin's own commit announces.
+        next_cap_hash: CapHash,
+        /// SHA-256 of that commit's bytes.
+        removal: [u8; 32],
+    },
+}
+
+/// The bytes an admin signs for `action` in `room` during the epoch whose capability
+/// hashes to `cap_hash`: `"hearth-room-admin-v1\0" || room || cap_hash || postcard(action)`.
+/// The epoch binds a signature to one state of the room: it does not apply after the
+/// next commit.
+pub fn admin_message(room: &RoomId, cap_hash: &CapHash, action: &AdminAction) -> Vec<u8> {
+    let mut message = Vec::with_capacity(ADMIN_DOMAIN.len() + 48 + 64);
+    message.extend_from_slice(ADMIN_DOMAIN);
+    message.extend_from_slice(&room.0);
+    message.extend_from_slice(&cap_hash.0);
+    // Encoding plain data into a Vec cannot fail.
+    message.extend(postcard::to_allocvec(action).unwrap_or_default());
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +162,19 @@ mod tests {
             base,
             rotation_message(&alice, &AccountKey([1; 32]), &AccountKey([3; 32]))
         );
+    }
+
+    #[test]
+    fn admin_message_binds_room_epoch_and_action() {
+        let (room, cap) = (RoomId([1; 16]), CapHash([2; 32]));
+        let action = AdminAction::SetRetention {
+            retention_secs: Some(60),
+        };
+        let base = admin_message(&room, &cap, &action);
+        assert_ne!(base, admin_message(&RoomId([9; 16]), &cap, &action));
+        assert_ne!(base, admin_message(&room, &CapHash([9; 32]), &action));
+        assert_ne!(base, admin_message(&room, &cap, &AdminAction::Unpublish));
+        assert!(base.starts_with(ADMIN_DOMAIN));
     }
 
     #[test]

@@ -82,6 +82,26 @@ impl fmt::Debug for AccountKey {
     }
 }
 
+/// A room admin's pseudonym (decision 0013, part 5): an Ed25519 public key each admin
+/// derives for one room from its identity secret, announces to the room inside MLS, and
+/// signs the room's relay-side settings with. The relay lists these per room, never the
+/// admins' account keys, and cannot tell whose pseudonym one is.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AdminKey(pub [u8; 32]);
+
+impl AdminKey {
+    /// Lowercase hex of the key.
+    pub fn to_hex(&self) -> String {
+        to_hex(&self.0)
+    }
+}
+
+impl fmt::Debug for AdminKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AdminKey({})", to_hex(&self.0[..8]))
+    }
+}
+
 /// A sequence number in a room log. The first entry is `Seq(1)`; `Seq(0)` means "none yet".
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Debug, Serialize, Deserialize,

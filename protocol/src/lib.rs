@@ -24,11 +24,12 @@ pub mod limits;
 pub mod messages;
 
 pub use address::{AddressError, Invite, RelayAddress};
-pub use auth::{rotation_message, KeyRotation};
+pub use auth::{admin_message, rotation_message, AdminAction, AdminList, AdminProof, KeyRotation};
 pub use close::{CloseReason, Retry};
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use ids::{
-    AccountKey, BlobId, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq, Signature,
+    AccountKey, AdminKey, BlobId, Cap, CapHash, Handle, HandleError, InviteToken, Pin, RoomId, Seq,
+    Signature,
 };
 pub use limits::{ALPN, PROTOCOL_VERSION, SUPPORTED_VERSIONS};
 pub use messages::{

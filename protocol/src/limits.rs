@@ -1,7 +1,8 @@
 //! Protocol constants: versions, ALPN and size limits.
 
-/// The protocol version this build speaks (2: key rotation, `AccountInfo::rotations`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this build speaks (2: key rotation, `AccountInfo::rotations`;
+/// 3: room admins as per-room pseudonyms that sign relay-side changes, decision 0013).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Every protocol version this build can speak, newest first.
 pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];

@@ -13,7 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AccountKey, BlobId, Cap, CapHash, Handle, InviteToken, RoomId, Seq, Signature};
+use crate::auth::{AdminList, AdminProof};
+use crate::ids::{
+    AccountKey, AdminKey, BlobId, Cap, CapHash, Handle, InviteToken, RoomId, Seq, Signature,
+};
 
 /// The first frame a client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,9 @@ pub enum Request {
         cap_hash: CapHash,
         /// How long entries are kept, in seconds (`None`: the relay's retention).
         retention_secs: Option<u64>,
+        /// The creator's admin pseudonym for this room: the relay's first list of the
+        /// room's admins (the owner). Not stored with the account.
+        admin: AdminKey,
     },
     /// Append an application message with the current epoch's capability.
     /// Answered with [`Response::Appended`].
@@ -172,10 +178,11 @@ pub enum Request {
         /// The MLS commit message.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
-        /// The room's admins (owner included) after this commit, when the commit changes
-        /// them: the relay's list of who may change its settings for the room follows in
-        /// the same transaction. Only an admin the relay lists may send it (decision 0009).
-        admins: Option<Vec<AccountKey>>,
+        /// The room's admin pseudonyms (owner first) after this commit, when the commit
+        /// changes them: the relay's list of who may change its settings for the room
+        /// follows in the same transaction. Signed by the owner's pseudonym the relay lists
+        /// (decisions 0009, 0013).
+        admins: Option<AdminList>,
     },
     /// Read entries from `from` on. An old epoch's capability reads up to (and including)
     /// the commit that ended that epoch. Answered with [`Response::Entries`].
@@ -215,6 +222,9 @@ pub enum Request {
         cap: Cap,
         /// Seconds to keep entries (`None`: the relay's retention).
         retention_secs: Option<u64>,
+        /// An admin's signature over [`crate::AdminAction::SetRetention`] (`None` only
+        /// for a room whose relay list of admins is empty).
+        proof: Option<AdminProof>,
     },
 
     /// List a room in the relay's directory of public rooms under `public_name`, with a
@@ -234,6 +244,9 @@ pub enum Request {
         group_info: Vec<u8>,
         /// The room's epoch index the GroupInfo belongs to.
         epoch: u64,
+        /// An admin's signature over [`crate::AdminAction::Publish`]; `None` for a
+        /// member's refresh of the listing under the same name after a commit.
+        proof: Option<AdminProof>,
     },
     /// Take a room out of the directory. Needs the current capability.
     /// Answered with [`Response::Done`].
@@ -242,6 +255,8 @@ pub enum Request {
         room: RoomId,
         /// The current epoch's capability.
         cap: Cap,
+        /// An admin's signature over [`crate::AdminAction::Unpublish`].
+        proof: Option<AdminProof>,
     },
     /// The directory of public rooms. Answered with [`Response::PublicRooms`].
     ListPublicRooms,
@@ -294,24 +309,30 @@ pub enum Request {
         /// The new key's signature over the same rotation message (proof of possession).
         proof: Signature,
     },
-    /// Set the room's admins as the relay keeps them (the owner and admins of the room's
-    /// settings), from an admin the relay lists; members set them when the relay's list
-    /// differs from the room's (read back with [`Request::RoomStatus`]). Needs the current
-    /// capability. Answered with [`Response::Done`].
+    /// Set the room's admin pseudonyms as the relay keeps them (those the owner and
+    /// admins announced in the room's settings), signed by the owner's pseudonym the relay
+    /// lists; the owner sets them when the relay's list differs from the room's (read back
+    /// with [`Request::RoomStatus`]). Needs the current capability.
+    /// Answered with [`Response::Done`].
     SetRoomAdmins {
         /// The room.
         room: RoomId,
         /// The current epoch's capability.
         cap: Cap,
-        /// The room's admins, owner included (at most 64).
-        admins: Vec<AccountKey>,
+        /// The room's admin pseudonyms, owner first (at most 64).
+        admins: Vec<AdminKey>,
+        /// The owner's signature over [`crate::AdminAction::SetAdmins`] (`None` only for
+        /// a room whose relay list is empty: its first list).
+        proof: Option<AdminProof>,
     },
     /// Undo the room's last commit, which members refused (it announced a capability that
     /// is not the one they derive, or it breaks the room's policy): the capability of the
     /// epoch before it (`cap`, which the commit at `seq` ended) is the current one again,
-    /// and the commit's author may no longer commit or join by external commit in this
-    /// room. From an admin the relay lists; the commit stays in the log (members refuse it
-    /// when they read it). Answered with [`Response::Done`].
+    /// and in the same transaction the reverting admin's own commit of that epoch
+    /// (`payload`, removing the refused commit's author) is appended and rotates the
+    /// capability to `next_cap_hash`, so the author's capability ends there. From an admin
+    /// the relay lists; the refused commit stays in the log (members refuse it when they
+    /// read it). Answered with [`Response::Appended`] (the reverting commit's seq).
     RevertCommit {
         /// The room.
         room: RoomId,
@@ -319,6 +340,13 @@ pub enum Request {
         cap: Cap,
         /// The refused commit's sequence number (the room's last commit).
         seq: Seq,
+        /// Hash of the capability of the epoch the reverting commit starts.
+        next_cap_hash: CapHash,
+        /// The reverting admin's MLS commit, made in the epoch `cap` belongs to.
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+        /// The admin's signature over [`crate::AdminAction::Revert`].
+        proof: AdminProof,
     },
     /// Store one piece of an encrypted attachment (decision 0014), with the current
     /// epoch's capability. The piece at offset 0 creates the blob and charges `total`
@@ -433,10 +461,10 @@ pub enum Response {
         retention_secs: Option<u64>,
         /// The relay's own retention in seconds (the most any room keeps).
         relay_retention_secs: u64,
-        /// The accounts the relay lets change the room's settings and revert commits
-        /// (empty for a room from before the relay kept them: anyone with the current
-        /// capability).
-        admins: Vec<AccountKey>,
+        /// The admin pseudonyms the relay lets change the room's settings and revert
+        /// commits, owner first (empty for a room from before the relay kept them: anyone
+        /// with the current capability).
+        admins: Vec<AdminKey>,
     },
     /// Answer to [`Request::PutBlob`] and [`Request::BlobStatus`]: the relay holds the
     /// blob's bytes up to `received`, on disk.
@@ -646,6 +674,15 @@ mod tests {
         "[a-z][a-z0-9_-]{0,31}".prop_map(|s| Handle::new(&s).unwrap())
     }
 
+    fn proof(seed: [u8; 32]) -> AdminProof {
+        let mut signature = [0u8; 64];
+        signature[32..].copy_from_slice(&seed);
+        AdminProof {
+            admin: AdminKey(seed),
+            signature: Signature(signature),
+        }
+    }
+
     fn payload() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..256)
     }
@@ -690,7 +727,8 @@ mod tests {
                 |(r, c, retention_secs)| Request::CreateRoom {
                     room: RoomId(r),
                     cap_hash: CapHash(c),
-                    retention_secs
+                    retention_secs,
+                    admin: AdminKey(c),
                 }
             ),
             (any::<[u8; 16]>(), any::<[u8; 32]>(), payload()).prop_map(|(r, c, payload)| {
@@ -712,7 +750,10 @@ mod tests {
                     cap: Cap(c),
                     next_cap_hash: CapHash(n),
                     payload,
-                    admins: admins.map(|a| a.into_iter().map(AccountKey).collect()),
+                    admins: admins.map(|a| AdminList {
+                        admins: a.into_iter().map(AdminKey).collect(),
+                        proof: proof(n),
+                    }),
                 }),
             (
                 any::<[u8; 16]>(),
@@ -722,15 +763,25 @@ mod tests {
                 .prop_map(|(r, c, admins)| Request::SetRoomAdmins {
                     room: RoomId(r),
                     cap: Cap(c),
-                    admins: admins.into_iter().map(AccountKey).collect(),
+                    admins: admins.into_iter().map(AdminKey).collect(),
+                    proof: Some(proof(c)),
                 }),
-            (any::<[u8; 16]>(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(r, c, s)| {
-                Request::RevertCommit {
-                    room: RoomId(r),
-                    cap: Cap(c),
-                    seq: Seq(s),
-                }
-            }),
+            (
+                any::<[u8; 16]>(),
+                any::<[u8; 32]>(),
+                any::<u64>(),
+                payload()
+            )
+                .prop_map(|(r, c, s, payload)| {
+                    Request::RevertCommit {
+                        room: RoomId(r),
+                        cap: Cap(c),
+                        seq: Seq(s),
+                        next_cap_hash: CapHash(c),
+                        payload,
+                        proof: proof(c),
+                    }
+                }),
             (
                 any::<[u8; 16]>(),
                 any::<[u8; 32]>(),
@@ -757,11 +808,13 @@ mod tests {
                         public_name,
                         group_info,
                         epoch,
+                        proof: (epoch % 2 == 0).then(|| proof(c)),
                     }
                 }),
             (any::<[u8; 16]>(), any::<[u8; 32]>()).prop_map(|(r, c)| Request::UnpublishRoom {
                 room: RoomId(r),
-                cap: Cap(c)
+                cap: Cap(c),
+                proof: Some(proof(c)),
             }),
             Just(Request::ListPublicRooms),
             any::<[u8; 16]>().prop_map(|r| Request::FetchGroupInfo { room: RoomId(r) }),

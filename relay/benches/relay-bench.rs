@@ -78,6 +78,8 @@ async fn main() {
             room,
             cap_hash: cap(0).hash(),
             retention_secs: None,
+            // Any key: the bench changes no room settings.
+            admin: hearth_protocol::AdminKey([0xad; 32]),
         })
         .await
         .expect("room");

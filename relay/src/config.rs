@@ -63,12 +63,17 @@ pub struct RelayConfig {
     /// that account; a household member creates a few rooms and one per private
     /// conversation, far below the default.
     pub max_rooms_per_account: u64,
-    /// Rooms one account may have listed in the public directory at once (listing or
-    /// renaming counts against the admin who does it; members refreshing a listing after
-    /// a commit are not counted). Refused with `QuotaExceeded`. Hits only that account.
-    /// The directory also answers round-robin by lister, so one account's listings
-    /// cannot crowd out another's.
+    /// Rooms one account may list in the public directory (or rename there) per day,
+    /// counted in memory only (a listing names no account in the store, decision 0013;
+    /// a restart forgets the count). Members refreshing a listing after a commit are not
+    /// counted. Refused with `RateLimited`. Hits only that account.
     pub max_public_rooms_per_account: u64,
+    /// Rooms the public directory holds at most. A listing's bytes are charged to its
+    /// room (`quota_bytes_per_room`). Refused with `QuotaExceeded` when full: this bound
+    /// hits everyone who wants to list a new room, which is why listing is also limited
+    /// per account and per day (`max_public_rooms_per_account`) and by the rooms an
+    /// account may create at all.
+    pub max_public_rooms: u64,
     /// One-use KeyPackages one account may keep on the relay (the client keeps 20 and
     /// tops up below 10). Expired ones make room. Refused with `QuotaExceeded`. Hits only
     /// that account.
@@ -155,6 +160,7 @@ impl Default for RelayConfig {
             inbox_bytes_per_account: 16 * 1024 * 1024,
             max_rooms_per_account: 1000,
             max_public_rooms_per_account: 20,
+            max_public_rooms: hearth_protocol::limits::MAX_PUBLIC_ROOMS as u64,
             max_key_packages_per_account: 200,
             rate_per_second: 200.0,
             rate_burst: 400,
@@ -367,11 +373,15 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # inbox_bytes_per_account = 16777216
 
 # Per account: rooms it may create (the relay keeps a room while its members may write to
-# it), rooms it may list in the public directory, and one-use key packages it may keep
-# (clients keep 20).
+# it), rooms it may list in the public directory per day (counted in memory only), and
+# one-use key packages it may keep (clients keep 20).
 # max_rooms_per_account = 1000
 # max_public_rooms_per_account = 20
 # max_key_packages_per_account = 200
+
+# Rooms the public directory holds in all (a listing names no account; its room pays
+# for it).
+# max_public_rooms = 1000
 
 # Per-account request rate: sustained requests per second, and burst size.
 # rate_per_second = 200.0

@@ -109,6 +109,7 @@ async fn authentication_binds_key_and_connection() {
             room: RoomId([1; 16]),
             cap_hash: common::cap(1).hash(),
             retention_secs: None,
+            admin: hearth_protocol::AdminKey([0; 32]),
         },
     ] {
         assert_eq!(code(c.request(request).await), ErrorCode::Unauthenticated);

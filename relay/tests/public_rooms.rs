@@ -27,6 +27,7 @@ async fn create(c: &mut Client, room: RoomId) {
         room,
         cap_hash: cap(0).hash(),
         retention_secs: None,
+        admin: hearth_protocol::AdminKey([0; 32]),
     })
     .await
     .expect("room created");
@@ -39,6 +40,7 @@ async fn publish(c: &mut Client, room: RoomId, n: u8, epoch: u64) -> Result<Resp
         public_name: "Family board".into(),
         group_info: vec![n; 300],
         epoch,
+        proof: None,
     })
     .await
 }
@@ -56,6 +58,7 @@ async fn publish_info(
         public_name: "Family board".into(),
         group_info,
         epoch,
+        proof: None,
     })
     .await
 }
@@ -96,6 +99,7 @@ async fn publish_list_fetch_and_unpublish() {
                     public_name: "x".repeat(65),
                     group_info: vec![0; 10],
                     epoch: 0,
+                    proof: None,
                 })
                 .await
         ),
@@ -110,6 +114,7 @@ async fn publish_list_fetch_and_unpublish() {
                     public_name: "board".into(),
                     group_info: vec![0; 70_000],
                     epoch: 0,
+                    proof: None,
                 })
                 .await
         ),
@@ -154,7 +159,8 @@ async fn publish_list_fetch_and_unpublish() {
         code(
             dave.request(Request::UnpublishRoom {
                 room: public,
-                cap: cap(9)
+                cap: cap(9),
+                proof: None,
             })
             .await
         ),
@@ -164,7 +170,8 @@ async fn publish_list_fetch_and_unpublish() {
         alice
             .request(Request::UnpublishRoom {
                 room: public,
-                cap: cap(0)
+                cap: cap(0),
+                proof: None,
             })
             .await,
         Ok(Response::Done)

@@ -126,6 +126,7 @@ async fn bad_input_is_refused_and_the_relay_keeps_serving() {
         room,
         cap_hash: cap(0).hash(),
         retention_secs: None,
+        admin: hearth_protocol::AdminKey([0; 32]),
     })
     .await
     .unwrap();
@@ -349,6 +350,7 @@ async fn acknowledged_appends_survive_sigkill() {
         room,
         cap_hash: cap(0).hash(),
         retention_secs: None,
+        admin: hearth_protocol::AdminKey([0; 32]),
     })
     .await
     .unwrap();
@@ -535,6 +537,7 @@ async fn a_full_disk_refuses_new_data_but_keeps_serving_and_recovers() {
             room: RoomId::random(),
             cap_hash: cap(0).hash(),
             retention_secs: None,
+            admin: hearth_protocol::AdminKey([0; 32]),
         })
         .await
         .unwrap_err();

@@ -109,7 +109,8 @@ async fn capabilities_rotate_with_commits() {
             .request(Request::CreateRoom {
                 room,
                 cap_hash: cap(0).hash(),
-                retention_secs: None
+                retention_secs: None,
+                admin: hearth_protocol::AdminKey([0; 32]),
             })
             .await
             .unwrap_err()
@@ -158,7 +159,8 @@ async fn capabilities_rotate_with_commits() {
             .request(Request::SetRetention {
                 room,
                 cap: cap(0),
-                retention_secs: Some(3600)
+                retention_secs: Some(3600),
+                proof: None,
             })
             .await
             .unwrap_err()
@@ -206,6 +208,7 @@ async fn capabilities_rotate_with_commits() {
             room,
             cap: cap(1),
             retention_secs: Some(3600),
+            proof: None,
         })
         .await
         .unwrap();
@@ -426,5 +429,255 @@ async fn the_capability_alone_opens_a_room_whoever_holds_it() {
         }
     }
     assert_eq!(got, vec![1, 2]);
+    relay.shutdown().await.unwrap();
+}
+
+/// Decision 0013 part 5: the relay knows a room's admins only by per-room pseudonyms and
+/// takes a relay-side change only signed by one it lists. A member holding the current
+/// capability signs with its own pseudonym, or forges the owner's: refused, whatever
+/// account its connection belongs to. A revert must carry a removal commit that starts a
+/// new epoch.
+#[tokio::test]
+async fn a_member_cannot_pose_as_a_rooms_admin_at_the_relay() {
+    use hearth_protocol::{AdminAction, AdminProof, CapHash, Signature};
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (mut mallory, _) = new_account(&relay, "mallory").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let refused = |r: Result<Response, hearth_protocol::WireError>| match r {
+        Err(e) => e.code,
+        Ok(other) => panic!("expected a refusal, got {other:?}"),
+    };
+    // Her own pseudonym, validly signed: not one the relay lists.
+    let own = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: None,
+    };
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    let own = Request::SetRoomAdmins {
+        room,
+        cap: cap(0),
+        admins: vec![mallory.admin_key()],
+        proof: None,
+    };
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    let own = Request::UnpublishRoom {
+        room,
+        cap: cap(0),
+        proof: None,
+    };
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    // The owner's pseudonym with a signature she cannot make, or alice's signature
+    // over another change.
+    let forged = AdminProof {
+        admin: alice.admin_key(),
+        signature: Signature([7; 64]),
+    };
+    let request = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: Some(forged.clone()),
+    };
+    assert_eq!(
+        refused(mallory.send_and_wait_as_is(request).await),
+        ErrorCode::Forbidden
+    );
+    let replayed = alice.admin_proof(room, &cap(0), &AdminAction::Unpublish);
+    let request = Request::SetRoomAdmins {
+        room,
+        cap: cap(0),
+        admins: vec![mallory.admin_key()],
+        proof: Some(replayed),
+    };
+    assert_eq!(
+        refused(mallory.send_and_wait_as_is(request).await),
+        ErrorCode::Forbidden
+    );
+    // A commit that would take the list over, signed by her.
+    let action = AdminAction::CommitAdmins {
+        next_cap_hash: cap(1).hash(),
+        admins: vec![mallory.admin_key()],
+    };
+    let list = hearth_protocol::AdminList {
+        admins: vec![mallory.admin_key()],
+        proof: mallory.admin_proof(room, &cap(0), &action),
+    };
+    let commit = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"commit".to_vec(),
+        admins: Some(list),
+    };
+    assert_eq!(refused(mallory.request(commit).await), ErrorCode::Forbidden);
+    // A revert: by her, or by alice without a removal, or with one that starts no new
+    // epoch, is refused.
+    appended(
+        mallory
+            .request(Request::Commit {
+                room,
+                cap: cap(0),
+                next_cap_hash: cap(1).hash(),
+                payload: b"refused".to_vec(),
+                admins: None,
+            })
+            .await,
+    );
+    let revert = |c: &Client, payload: Vec<u8>, next: CapHash| {
+        let action = AdminAction::Revert {
+            seq: Seq(1),
+            next_cap_hash: next,
+            removal: <sha2::Sha256 as sha2::Digest>::digest(&payload).into(),
+        };
+        Request::RevertCommit {
+            room,
+            cap: cap(0),
+            seq: Seq(1),
+            next_cap_hash: next,
+            proof: c.admin_proof(room, &cap(0), &action),
+            payload,
+        }
+    };
+    let r = revert(&mallory, b"removal".to_vec(), cap(2).hash());
+    assert_eq!(refused(mallory.request(r).await), ErrorCode::Forbidden);
+    let r = revert(&alice, Vec::new(), cap(2).hash());
+    assert_eq!(refused(alice.request(r).await), ErrorCode::BadRequest);
+    let r = revert(&alice, b"removal".to_vec(), cap(1).hash());
+    assert_eq!(refused(alice.request(r).await), ErrorCode::Forbidden);
+    // The real thing: the removal lands right after the refused commit, and the
+    // capability mallory's commit began (and the restored one) read no further.
+    let r = revert(&alice, b"removal".to_vec(), cap(2).hash());
+    assert_eq!(appended(alice.request(r).await), Seq(2));
+    assert_eq!(
+        refused(mallory.append(room, cap(1), b"x".to_vec()).await),
+        ErrorCode::StaleEpoch
+    );
+    assert_eq!(
+        refused(mallory.append(room, cap(0), b"x".to_vec()).await),
+        ErrorCode::StaleEpoch
+    );
+    appended(alice.append(room, cap(2), b"on".to_vec()).await);
+    relay.shutdown().await.unwrap();
+}
+
+/// Decision 0013 part 5, the first-list hole: a room the relay keeps no list of admin
+/// pseudonyms for is nobody's to claim by holding the capability. Here the relay is
+/// upgraded from a store whose lists were account keys (format 2): until the owner's
+/// account signs in and sets the first list, a member with the current capability,
+/// signed in as itself, cannot set it, take it over by a commit, or act as an admin; the
+/// owner's account can, once, and from then on only the owner's pseudonym counts.
+#[tokio::test]
+async fn a_member_cannot_claim_a_room_whose_admins_the_relay_does_not_know_yet() {
+    use hearth_protocol::{AdminAction, AdminList};
+    let (relay, dir) = start_relay(|_| {}).await;
+    let addr = relay.local_addr();
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let (mallory, mallory_id) = new_account(&relay, "mallory").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    drop((alice, mallory));
+    relay.shutdown().await.unwrap();
+    // The store as the relay before part 5 kept it: the room's admins by account.
+    {
+        let store = hearth_relay::store::RedbStore::open(
+            &dir.path()
+                .join("relay")
+                .join(hearth_relay::server::STORE_FILE),
+        )
+        .unwrap();
+        let by_account = postcard::to_allocvec(&vec![alice_id.account()]).unwrap();
+        store.put_raw("room_admins", &room.0, &by_account).unwrap();
+        store
+            .put_raw("meta", b"format", &2u64.to_be_bytes())
+            .unwrap();
+    }
+    let relay = hearth_relay::start(hearth_relay::RelayConfig {
+        listen: addr,
+        data_dir: dir.path().join("relay"),
+        ..hearth_relay::RelayConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut mallory = Client::connect(&relay.address()).await;
+    mallory.auth(&mallory_id).await.unwrap();
+    let refused = |r: Result<Response, hearth_protocol::WireError>| match r {
+        Err(e) => e.code,
+        Ok(other) => panic!("expected a refusal, got {other:?}"),
+    };
+    let set_admins = |c: &Client, admins: Vec<hearth_protocol::AdminKey>| {
+        let action = AdminAction::SetAdmins {
+            admins: admins.clone(),
+        };
+        Request::SetRoomAdmins {
+            room,
+            cap: cap(0),
+            proof: Some(c.admin_proof(room, &cap(0), &action)),
+            admins,
+        }
+    };
+    // Her own first list, validly signed by her pseudonym.
+    let own = set_admins(&mallory, vec![mallory.admin_key()]);
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    // A commit that would set it.
+    let action = AdminAction::CommitAdmins {
+        next_cap_hash: cap(1).hash(),
+        admins: vec![mallory.admin_key()],
+    };
+    let commit = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"commit".to_vec(),
+        admins: Some(AdminList {
+            admins: vec![mallory.admin_key()],
+            proof: mallory.admin_proof(room, &cap(0), &action),
+        }),
+    };
+    assert_eq!(refused(mallory.request(commit).await), ErrorCode::Forbidden);
+    // What only an admin may do.
+    let retention = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: Some(mallory.admin_proof(
+            room,
+            &cap(0),
+            &AdminAction::SetRetention {
+                retention_secs: Some(3600),
+            },
+        )),
+    };
+    assert_eq!(
+        refused(mallory.request(retention).await),
+        ErrorCode::Forbidden
+    );
+    // Alice's account, signed in, sets her pseudonym as the first list, once.
+    let mut alice = Client::connect(&relay.address()).await;
+    alice.auth(&alice_id).await.unwrap();
+    // Not naming someone else as owner.
+    let other = set_admins(&alice, vec![mallory.admin_key(), alice.admin_key()]);
+    assert_eq!(refused(alice.request(other).await), ErrorCode::Forbidden);
+    let first = set_admins(&alice, vec![alice.admin_key()]);
+    assert!(matches!(alice.request(first).await, Ok(Response::Done)));
+    assert_eq!(
+        relay.relay().store().room_admins(&room).unwrap(),
+        vec![alice.admin_key()]
+    );
+    // Now the list is alice's pseudonym's: mallory's claim is refused as before.
+    let own = set_admins(&mallory, vec![mallory.admin_key()]);
+    assert_eq!(refused(mallory.request(own).await), ErrorCode::Forbidden);
+    let report = relay.relay().store().inspect().unwrap();
+    assert!(report.unexpected_links().is_empty(), "{report:?}");
+    assert!(
+        report
+            .tables
+            .iter()
+            .all(|t| t.verdict == hearth_relay::inspect::Verdict::NoLink),
+        "{report:?}"
+    );
     relay.shutdown().await.unwrap();
 }

@@ -353,12 +353,19 @@ impl Inner {
             .await?;
         let room = self.usable_room(id).await?;
         let cap = self.engine().cap(&room.group)?;
+        let retention_secs = relay_retention_for(secs);
+        let proof = self.engine().room_admin_key(&room.group).prove(
+            &id,
+            &cap,
+            &hearth_protocol::AdminAction::SetRetention { retention_secs },
+        );
         drop(room);
         match self
             .call(Request::SetRetention {
                 room: id,
                 cap,
-                retention_secs: relay_retention_for(secs),
+                retention_secs,
+                proof: Some(proof),
             })
             .await
             .map_err(|e| room_error(id, e))?
@@ -445,6 +452,9 @@ impl Inner {
                 reason,
             }
         })?;
+        // Pseudonyms are per room: the old room's mean nothing in the new one (each
+        // member announces its own there, ours when we tend it, theirs when they join).
+        policy.pseudonyms.clear();
         policy.normalize();
 
         let new = self.create_room(&settings.name).await?;
@@ -484,12 +494,19 @@ impl Inner {
             }
         }
         let cap = self.engine().cap(&room.group)?;
+        let retention_secs = relay_retention_for(policy.expire_secs);
+        let proof = self.engine().room_admin_key(&room.group).prove(
+            &new,
+            &cap,
+            &hearth_protocol::AdminAction::SetRetention { retention_secs },
+        );
         drop(room);
         if policy.expire_secs.is_some() {
             self.call(Request::SetRetention {
                 room: new,
                 cap,
-                retention_secs: relay_retention_for(policy.expire_secs),
+                retention_secs,
+                proof: Some(proof),
             })
             .await?;
         }
@@ -513,25 +530,80 @@ impl Inner {
             .persist(self.profile.store(), |batch| room.save(batch))
     }
 
-    /// For a room we administer: reads back what the relay holds for it (its admins and
-    /// the retention it applies) and sets back what differs from the room's settings. The
-    /// relay takes both only from an admin it lists (decision 0009); they differ after a
-    /// lost update, or when a member's commit moved the owner. A changed retention is
-    /// reported. Issue 10.
-    pub(crate) async fn check_relay_settings(&self, room: &Room) -> Result<(), ClientError> {
+    /// Our own admin pseudonym in a room we administer, announced in the room's settings
+    /// when it is not there yet (we were just made an admin, or created the room before
+    /// pseudonyms) or no longer ours (a key rotation): a commit only we may make (decision
+    /// 0013, part 5). Then, as the owner, the relay's list set to the room's when it
+    /// differs from what we know the relay holds.
+    pub(crate) async fn tend_pseudonyms(&self, room: &mut Room) -> Result<(), ClientError> {
+        if room.removed
+            || room.rec.status != super::room::Status::Joined
+            || room.rec.extra.refused.is_some()
+            || room.orphaned_epoch == Some(room.group.epoch().as_u64())
+        {
+            return Ok(());
+        }
         let Ok(settings) = room.settings() else {
             return Ok(());
         };
-        let (me, moving) = {
+        let (me, moving, mine) = {
             let engine = self.engine();
             let me = account_of(engine.signer_for(&room.group).public());
-            (me, engine.holds_previous_key(&room.group))
+            let mine = engine.room_admin_key(&room.group).public();
+            (me, engine.holds_previous_key(&room.group), mine)
         };
-        // Members cannot change anything there; a room a key rotation has not reached
-        // yet names us by the old key, which the relay no longer knows.
-        if moving || !me.is_some_and(|me| settings.is_admin(&me)) {
+        let Some(me) = me.filter(|me| !moving && settings.is_admin(me)) else {
+            return Ok(());
+        };
+        if settings.pseudonym_of(&me) != Some(mine) {
+            let id = room.id;
+            self.commit_change(room, |group, engine, _| {
+                let before = RoomSettings::read(group.extensions()).ok();
+                if before.is_some_and(|b| b.pseudonym_of(&me) == Some(mine) || !b.is_admin(&me)) {
+                    return Ok(None);
+                }
+                build_commit(id, group, engine, &[], &[], None, move |s| {
+                    s.set_pseudonym(me, mine)
+                })
+                .map(Some)
+            })
+            .await?;
+        }
+        let Ok(settings) = room.settings() else {
+            return Ok(());
+        };
+        if settings.owner == me && room.relay_admins.as_ref() != Some(&settings.admin_keys()) {
+            self.check_relay_settings(room).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads back what the relay holds for a room (its admins and the retention it
+    /// applies). Every member checks the relay's list of admin pseudonyms against the ones
+    /// the room's admins announced (a list the room does not know lets someone who is
+    /// not its admin change its settings at the relay) and says so; the owner sets the
+    /// list back, an admin the retention. The relay takes them only from an admin it lists
+    /// (decisions 0009, 0013). They differ after a lost update, a member's commit that
+    /// moved the owner, an admin's new pseudonym, or a store migrated to pseudonyms.
+    /// Issue 10.
+    pub(crate) async fn check_relay_settings(&self, room: &mut Room) -> Result<(), ClientError> {
+        let Ok(settings) = room.settings() else {
+            return Ok(());
+        };
+        let (me, moving, key) = {
+            let engine = self.engine();
+            let me = account_of(engine.signer_for(&room.group).public());
+            (
+                me,
+                engine.holds_previous_key(&room.group),
+                engine.room_admin_key(&room.group),
+            )
+        };
+        // A room a key rotation has not reached yet names us by the old key.
+        if moving {
             return Ok(());
         }
+        let admin = me.is_some_and(|me| settings.is_admin(&me));
         let want = relay_retention_for(settings.expire_secs);
         let cap = self.engine().cap(&room.group)?;
         let (found, admins) = match self
@@ -550,32 +622,77 @@ impl Inner {
             other => return Err(unexpected(&other)),
         };
         let want_admins = settings.admin_keys();
-        // The relay takes a new list only from the owner it lists (or for a room from
-        // before it kept one).
+        room.relay_admins = Some(admins.clone());
+        if !settings.relay_admins_match(&admins) {
+            // An admin's pseudonym not announced yet is the usual reason; one the room
+            // does not know at all is someone posing as an admin at the relay.
+            let strangers = admins
+                .iter()
+                .filter(|a| {
+                    !settings
+                        .pseudonyms
+                        .iter()
+                        .any(|(who, p)| p == *a && settings.is_admin(who))
+                })
+                .count();
+            if strangers > 0 {
+                tracing::warn!(
+                    "room {}: the relay lists {strangers} admin key(s) no admin of the room announced; the owner's client sets the list back when it connects",
+                    room.id
+                );
+            }
+        }
+        // The relay takes a new list only from the owner it lists, or, for a room of a
+        // relay upgraded from account keys to pseudonyms, from the owner's account once
+        // (decision 0013, part 5; this connection is signed in as us).
         let may_set = me.is_some_and(|me| settings.owner == me)
-            && admins.first().is_none_or(|owner| Some(*owner) == me);
-        if admins != want_admins && may_set {
-            match self
+            && admins.first().is_none_or(|owner| *owner == key.public());
+        if admins != want_admins && !want_admins.is_empty() && may_set {
+            let action = hearth_protocol::AdminAction::SetAdmins {
+                admins: want_admins.clone(),
+            };
+            let proof = Some(key.prove(&room.id, &cap, &action));
+            let set = self
                 .call(Request::SetRoomAdmins {
                     room: room.id,
                     cap: cap.clone(),
-                    admins: want_admins,
+                    admins: want_admins.clone(),
+                    proof,
                 })
-                .await
-                .map_err(|e| room_error(room.id, e))?
-            {
-                Response::Done => {}
-                other => return Err(unexpected(&other)),
+                .await;
+            match set {
+                Ok(Response::Done) => room.relay_admins = Some(want_admins),
+                Ok(other) => return Err(unexpected(&other)),
+                // A room the relay lists no admins for and keeps no owner account of
+                // (older than the relay's lists): nobody can set them any more.
+                Err(ClientError::Relay(e))
+                    if admins.is_empty() && e.code == hearth_protocol::ErrorCode::Forbidden =>
+                {
+                    tracing::warn!(
+                        "room {}: the relay lists no admins for this room and takes none now ({}); rebuild the room to change its settings at the relay",
+                        room.id,
+                        e.message
+                    );
+                }
+                Err(e) => return Err(room_error(room.id, e)),
             }
         }
-        if found == want {
+        if found == want || !admin {
             return Ok(());
         }
+        let proof = key.prove(
+            &room.id,
+            &cap,
+            &hearth_protocol::AdminAction::SetRetention {
+                retention_secs: want,
+            },
+        );
         match self
             .call(Request::SetRetention {
                 room: room.id,
                 cap,
                 retention_secs: want,
+                proof: Some(proof),
             })
             .await
             .map_err(|e| room_error(room.id, e))?

@@ -272,6 +272,8 @@ pub fn reset_room(room: &mut Room, rec: RoomRecord) {
         orphaned_epoch,
         expected_end,
         landed_own,
+        relay_admins,
+        revert_landed,
     } = room;
     *record = rec;
     *removed = !group.is_active();
@@ -280,4 +282,6 @@ pub fn reset_room(room: &mut Room, rec: RoomRecord) {
     *orphaned_epoch = None;
     *expected_end = None;
     *landed_own = None;
+    *relay_admins = None;
+    *revert_landed = None;
 }

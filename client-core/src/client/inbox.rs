@@ -242,6 +242,8 @@ impl Inner {
             orphaned_epoch: None,
             expected_end: None,
             landed_own: None,
+            relay_admins: None,
+            revert_landed: None,
             removed: false,
         };
         let mut events = Vec::new();

@@ -925,7 +925,7 @@ impl Inner {
                 continue;
             }
             self.follow_up(&mut room).await?;
-            if let Err(e) = self.check_relay_settings(&room).await {
+            if let Err(e) = self.check_relay_settings(&mut room).await {
                 tracing::warn!(
                     "room {}: checking the relay's settings for it failed: {e}",
                     room.id

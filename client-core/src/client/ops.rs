@@ -42,8 +42,8 @@ pub(crate) type Built = Option<(MlsMessageOut, Option<MlsMessageOut>)>;
 
 /// What the relay is told of the room's admins with a commit (decision 0009).
 pub(crate) struct AdminsAfter {
-    /// The owner, then the other admins, as the commit leaves them.
-    pub admins: Vec<AccountKey>,
+    /// The owner's pseudonym, then the other admins', as the commit leaves them.
+    pub admins: Vec<hearth_protocol::AdminKey>,
     /// Whether someone loses admin rights (or ownership) by the commit.
     pub demotes: bool,
 }
@@ -63,7 +63,8 @@ pub(crate) fn admins_after(
         return None;
     }
     let (before, after) = (before.admin_keys(), after.admin_keys());
-    if before == after {
+    // An owner without a pseudonym yet has no list to give (its client announces one).
+    if before == after || after.is_empty() {
         return None;
     }
     let demotes = before.first() != after.first() || before.iter().any(|k| !after.contains(k));
@@ -83,12 +84,35 @@ pub(crate) fn build_self_update(
         return super::rotation::build_key_rotation(group, engine);
     }
     let signer = engine.signer_for(group);
+    // Our room pseudonym rides along when the room does not have it yet (the update right
+    // after joining, or the first one in a room from before every member announced one):
+    // so that a leaving owner can hand the relay's list of admins to us as its heir
+    // (decision 0013, part 5).
+    let mut announce = None;
+    if let (Some(me), Ok(before)) = (
+        account_of(signer.public()),
+        RoomSettings::read(group.extensions()),
+    ) {
+        let mine = engine.room_admin_key(group).public();
+        if before.members.contains(&me) && before.pseudonym_of(&me) != Some(mine) {
+            let mut after = before.clone();
+            after.set_pseudonym(me, mine);
+            after.normalize();
+            announce = Some(after.extensions()?);
+        }
+    }
     // Not `MlsGroup::self_update`, which would also commit pending proposals (someone
     // leaving) without the settings following them: every member would refuse it.
-    let bundle = group
+    let mut builder = group
         .commit_builder()
         .consume_proposal_store(false)
-        .force_self_update(true)
+        .force_self_update(true);
+    if let Some(extensions) = announce {
+        builder = builder
+            .propose_group_context_extensions(extensions)
+            .map_err(mls)?;
+    }
+    let bundle = builder
         .load_psks(engine.provider.storage())
         .map_err(mls)?
         .build(
@@ -157,10 +181,16 @@ impl Inner {
                 break;
             }
         }
-        if room.rec.extra.refused.is_some() && !self.settle_refused(room).await? {
-            // Stuck behind a refused commit: no subscription (it would only end at once);
-            // `revert::stuck_loop` looks again.
-            return Ok(());
+        if room.rec.extra.refused.is_some() {
+            if !self.settle_refused(room).await? {
+                // Stuck behind a refused commit: no subscription (it would only end at
+                // once); `revert::stuck_loop` looks again.
+                return Ok(());
+            }
+            // Undone: the revert appended an admin's commit after the refused one (ours
+            // in flight, or another admin's), which ends the capability we hold. Read it
+            // before anything else; settling cleared the refusal, so this ends.
+            return Box::pin(self.catch_up(room)).await;
         }
         self.resolve_inflight(room)?;
         self.ensure_subscribed(room).await
@@ -168,7 +198,7 @@ impl Inner {
 
     /// At the head of the log, whatever we sent and did not see there was not stored:
     /// forget it (and the pending commit it stands for).
-    fn resolve_inflight(&self, room: &mut Room) -> Result<(), ClientError> {
+    pub(crate) fn resolve_inflight(&self, room: &mut Room) -> Result<(), ClientError> {
         if room.rec.inflight.is_none() {
             return Ok(());
         }
@@ -217,6 +247,20 @@ impl Inner {
     /// Work left over from processing: committing a member's leave proposal when we are
     /// the designated committer.
     pub(crate) async fn follow_up(&self, room: &mut Room) -> Result<(), ClientError> {
+        self.commit_proposals(room).await?;
+        // Best effort, like the relay's settings check: a room whose capability just
+        // ended under us tends it once it follows again.
+        match self.tend_pseudonyms(room).await {
+            Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => Err(e),
+            Err(e) => {
+                tracing::warn!("room {}: announcing our admin key failed: {e}", room.id);
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    async fn commit_proposals(&self, room: &mut Room) -> Result<(), ClientError> {
         if !room.commit_proposals || room.removed {
             return Ok(());
         }
@@ -295,7 +339,19 @@ impl Inner {
                 let me = account_of(engine.signer_for(&room.group).public());
                 let told = admins_after(&room.group, staged, me).filter(|_| tell_admins);
                 let demotes = told.as_ref().is_some_and(|t| t.demotes);
-                let admins = told.map(|t| t.admins);
+                let admins = told.map(|t| {
+                    let action = hearth_protocol::AdminAction::CommitAdmins {
+                        next_cap_hash: next.hash(),
+                        admins: t.admins.clone(),
+                    };
+                    let proof = engine
+                        .room_admin_key(&room.group)
+                        .prove(&room.id, &cap, &action);
+                    hearth_protocol::AdminList {
+                        admins: t.admins,
+                        proof,
+                    }
+                });
                 room.rec.inflight = Some(match &welcome {
                     // The newcomers' Welcome travels with the commit (see `outbox`).
                     Some(welcome) => Inflight::CommitWithWelcome {
@@ -322,6 +378,7 @@ impl Inner {
                 (payload, welcome, cap, next.hash(), admins, demotes)
             };
             let told_admins = admins.is_some();
+            let told_list = admins.as_ref().map(|a| a.admins.clone());
             let outcome = self
                 .call(Request::Commit {
                     room: room.id,
@@ -333,6 +390,9 @@ impl Inner {
                 .await;
             match outcome {
                 Ok(Response::Appended { seq }) => {
+                    if let Some(list) = told_list {
+                        room.relay_admins = Some(list);
+                    }
                     self.catch_up(room).await?;
                     // A public room's listing is stale now: the committer refreshes it.
                     self.republish_quietly(room).await;
@@ -415,15 +475,17 @@ impl Inner {
             .await
     }
 
-    /// Creates a room with these settings and us as its only member.
+    /// Creates a room with these settings and us as its only member (and our admin
+    /// pseudonym for it announced in them).
     pub(crate) async fn create_room_with(
         &self,
-        settings: RoomSettings,
+        mut settings: RoomSettings,
     ) -> Result<RoomId, ClientError> {
         let id = RoomId::random();
-        let name = settings.name.as_str();
-        let (group, cap) = {
+        let (group, cap, admin) = {
             let engine = self.engine();
+            let admin = crate::pseudonym::RoomAdminKey::for_identity(&engine.signer, &id).public();
+            settings.set_pseudonym(engine.account(), admin);
             let group = MlsGroup::new_with_group_id(
                 &engine.provider,
                 &engine.signer,
@@ -433,13 +495,15 @@ impl Inner {
             )
             .map_err(mls)?;
             let cap = engine.cap(&group)?;
-            (group, cap)
+            (group, cap, admin)
         };
+        let name = settings.name.as_str();
         let response = self
             .call(Request::CreateRoom {
                 room: id,
                 cap_hash: cap.hash(),
                 retention_secs: None,
+                admin,
             })
             .await;
         let mut room = Room {
@@ -458,6 +522,8 @@ impl Inner {
             orphaned_epoch: None,
             expected_end: None,
             landed_own: None,
+            relay_admins: None,
+            revert_landed: None,
             removed: false,
         };
         match response {
@@ -800,11 +866,12 @@ impl Inner {
     /// from, and the heir would otherwise have no say there; decision 0009). Best effort:
     /// an admin who connects later repairs it.
     async fn hand_over_relay_admins(&self, room: &Room) {
-        let (me, cap) = {
+        let (me, cap, key) = {
             let engine = self.engine();
             (
                 account_of(engine.signer_for(&room.group).public()),
                 engine.cap(&room.group),
+                engine.room_admin_key(&room.group),
             )
         };
         let (Some(me), Ok(settings), Ok(cap)) = (me, room.settings(), cap) else {
@@ -816,12 +883,29 @@ impl Inner {
         let Ok(after) = crate::policy::next_membership(&settings, &[me], &[]) else {
             return;
         };
+        // Every member announces its pseudonym when it joins, so the heir's is known. An
+        // heir who has not (a room from before that, whose heir has not updated since)
+        // gets no list: the relay keeps ours, and takes a list from nobody else (an empty
+        // one could be claimed by anyone with the capability). The heir rebuilds the
+        // room if it needs the relay's admin settings before it can be handed the list.
         let admins = after.admin_keys();
+        if admins.is_empty() {
+            tracing::info!(
+                "room {}: the heir has announced no pseudonym; the relay keeps listing us",
+                room.id
+            );
+            return;
+        }
+        let action = hearth_protocol::AdminAction::SetAdmins {
+            admins: admins.clone(),
+        };
+        let proof = Some(key.prove(&room.id, &cap, &action));
         if let Err(e) = self
             .call(Request::SetRoomAdmins {
                 room: room.id,
                 cap,
                 admins,
+                proof,
             })
             .await
         {

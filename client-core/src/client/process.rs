@@ -276,6 +276,7 @@ impl Inner {
             .is_some_and(|inflight| inflight.payload() == entry.payload);
         let own = if own_entry {
             room.landed_own = Some(entry.seq);
+            room.revert_landed = None;
             room.rec.inflight.take()
         } else {
             None
@@ -299,7 +300,11 @@ impl Inner {
                 own_commit(engine, room, &mut fx).map(|()| Step::Done)
             }
             None => {
-                if entry.kind == EntryKind::Commit && room.group.pending_commit().is_some() {
+                let undone = room.revert_landed.is_some_and(|ours| entry.seq < ours);
+                if entry.kind == EntryKind::Commit
+                    && room.group.pending_commit().is_some()
+                    && !undone
+                {
                     // Another commit won this epoch: ours is void.
                     room.group
                         .clear_pending_commit(engine.provider.storage())

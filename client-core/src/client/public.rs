@@ -153,8 +153,17 @@ impl Inner {
         self.set_public(id, None).await?;
         let room = self.usable_room(id).await?;
         let cap = self.engine().cap(&room.group)?;
+        let proof = self.engine().room_admin_key(&room.group).prove(
+            &id,
+            &cap,
+            &hearth_protocol::AdminAction::Unpublish,
+        );
         match self
-            .call(Request::UnpublishRoom { room: id, cap })
+            .call(Request::UnpublishRoom {
+                room: id,
+                cap,
+                proof: Some(proof),
+            })
             .await
             .map_err(|e| room_error(id, e))?
         {
@@ -203,7 +212,7 @@ impl Inner {
         let Some(public_name) = room.settings().ok().and_then(|s| s.public_name) else {
             return Ok(());
         };
-        let (cap, group_info, epoch) = {
+        let (cap, group_info, epoch, key) = {
             let engine = self.engine();
             let (seq, hash) = room.rec.transcript.mark();
             let mark = JoinPoint { seq: seq.0, hash };
@@ -222,8 +231,16 @@ impl Inner {
                 engine.cap(&room.group)?,
                 group_info,
                 room.group.epoch().as_u64(),
+                engine.room_admin_key(&room.group),
             )
         };
+        // Signed as an admin; the relay takes it from a member too when it only
+        // refreshes the listing under the same name.
+        let action = hearth_protocol::AdminAction::Publish {
+            public_name: public_name.clone(),
+            epoch,
+        };
+        let proof = Some(key.prove(&room.id, &cap, &action));
         match self
             .call(Request::PublishRoom {
                 room: room.id,
@@ -231,6 +248,7 @@ impl Inner {
                 public_name,
                 group_info,
                 epoch,
+                proof,
             })
             .await
             .map_err(|e| room_error(room.id, e))?
@@ -506,6 +524,8 @@ impl Inner {
             orphaned_epoch: None,
             expected_end: None,
             landed_own: None,
+            relay_admins: None,
+            revert_landed: None,
             removed: false,
         };
         let mut events = Vec::new();

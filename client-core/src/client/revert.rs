@@ -6,8 +6,14 @@
 //! else out. Every honest member refuses such a commit alike (the check is a pure function
 //! of the room's state and the commit) and records it ([`Refused`]); the room is then stuck:
 //! nothing can be sent until an admin of the room tells the relay to undo the commit
-//! ([`Request::RevertCommit`]), which makes the epoch before it current again and bars the
-//! commit's author from committing there.
+//! ([`Request::RevertCommit`]), which makes the epoch before it current again and, in the
+//! same transaction, appends the admin's own commit of that epoch removing the refused
+//! commit's author (decision 0013, part 5): the author's capability ends there, and the
+//! relay keeps no list of barred accounts. When the author cannot be removed by this
+//! admin (a public room's joiner who never was a member, bytes that name nobody, an admin
+//! offender and a reverting admin who is not the owner), the commit only renews the
+//! admin's own keys, which still moves the room to a capability the refused commit did
+//! not announce.
 //!
 //! Every admin other than the offender reverts as soon as it sees the refused commit (the
 //! relay takes the first request; the others find the room already moved back). Members
@@ -18,11 +24,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
-use hearth_protocol::{ErrorCode, Request, Response};
+use hearth_protocol::{AdminAction, ErrorCode, Request, Response};
+use openmls::prelude::LeafNodeIndex;
 
-use super::room::{account_of, Refused, Room};
+use super::admin::build_commit;
+use super::room::{account_of, Inflight, Refused, Room};
 use super::{room_error, unexpected, Inner};
-use crate::error::ClientError;
+use crate::error::{mls, ClientError};
 use crate::events::ClientEvent;
 
 /// How often a member stuck behind a refused commit looks whether it was undone.
@@ -41,16 +49,30 @@ impl Inner {
             .settings()
             .is_ok_and(|s| me.is_some_and(|me| s.is_admin(&me)));
         let cap = self.engine().cap(&room.group)?;
-        if admin && (me.is_none() || refused.committer != me) {
+        // Our own revert's commit not read back yet: what we refused now lies between the
+        // commit we undid and ours (commits made on top of it under the refused
+        // capability, garbage included), and is undone already. Reverting again would
+        // stage a second commit over the first one, which is in the log.
+        let reverting = matches!(room.rec.inflight, Some(Inflight::Commit { .. }));
+        if admin && !reverting && (me.is_none() || refused.committer != me) {
+            let (payload, next_cap_hash, proof) = self.removal_of(room, &refused)?;
             let reverted = self
                 .call(Request::RevertCommit {
                     room: room.id,
                     cap: cap.clone(),
                     seq: refused.seq,
+                    next_cap_hash,
+                    payload,
+                    proof,
                 })
                 .await;
+            if !matches!(reverted, Ok(Response::Appended { .. })) {
+                // Not appended: our commit did not happen.
+                self.resolve_inflight(room)?;
+            }
             match reverted {
-                Ok(Response::Done) => {
+                Ok(Response::Appended { seq }) => {
+                    room.revert_landed = Some(seq);
                     tracing::warn!(
                         "room {}: undid the refused commit by {:?} at #{}",
                         room.id,
@@ -72,16 +94,103 @@ impl Inner {
             }
         }
         // Is our capability the current one again?
-        match self.call(Request::RoomStatus { room: room.id, cap }).await {
+        match self
+            .call(Request::RoomStatus {
+                room: room.id,
+                cap: cap.clone(),
+            })
+            .await
+        {
             Ok(Response::RoomStatus { .. }) => self.unstuck(room).map(|()| true),
             Ok(other) => Err(unexpected(&other)),
-            Err(ClientError::Relay(e))
-                if matches!(e.code, ErrorCode::Forbidden | ErrorCode::StaleEpoch) =>
-            {
-                Ok(false)
+            // Ended: by the refused commit still, or by an admin's removal appended with
+            // the revert, which our capability reads (catching up takes it then).
+            Err(ClientError::Relay(e)) if e.code == ErrorCode::StaleEpoch => {
+                let after = self
+                    .call(Request::Read {
+                        room: room.id,
+                        cap,
+                        from: refused.seq.next(),
+                        limit: 1,
+                    })
+                    .await;
+                match after {
+                    Ok(Response::Entries { entries, .. }) if !entries.is_empty() => {
+                        self.unstuck(room).map(|()| true)
+                    }
+                    _ => Ok(false),
+                }
             }
+            Err(ClientError::Relay(e)) if e.code == ErrorCode::Forbidden => Ok(false),
             Err(e) => Err(room_error(room.id, e)),
         }
+    }
+
+    /// Our commit of the epoch before the refused one, removing its author when we may
+    /// (else renewing our own keys), staged and recorded as in flight like any commit of
+    /// ours; its bytes, the capability hash it announces and our admin signature over the
+    /// revert.
+    fn removal_of(
+        &self,
+        room: &mut Room,
+        refused: &Refused,
+    ) -> Result<
+        (
+            Vec<u8>,
+            hearth_protocol::CapHash,
+            hearth_protocol::AdminProof,
+        ),
+        ClientError,
+    > {
+        let mut engine = self.engine();
+        let me = account_of(engine.signer_for(&room.group).public());
+        let settings = room.settings().ok();
+        let offender: Option<LeafNodeIndex> = refused
+            .committer
+            .filter(|c| {
+                matches!((&settings, me), (Some(s), Some(me))
+                    if crate::policy::may(s, &me, crate::policy::Action::Kick, Some(c)).is_ok())
+            })
+            .and_then(|c| {
+                room.group
+                    .members()
+                    .find(|m| account_of(&m.signature_key) == Some(c))
+                    .map(|m| m.index)
+            });
+        let remove: Vec<LeafNodeIndex> = offender.into_iter().collect();
+        room.group
+            .set_aad(crate::transcript::encode_mark(room.mark()));
+        let built = build_commit(
+            room.id,
+            &mut room.group,
+            &engine,
+            &remove,
+            &[],
+            None,
+            |_| {},
+        );
+        room.group.set_aad(Vec::new());
+        let (commit, _) = built?;
+        let payload = commit.to_bytes().map_err(mls)?;
+        let cap = engine.cap(&room.group)?;
+        let staged = room
+            .group
+            .pending_commit()
+            .ok_or_else(|| ClientError::Mls("commit was not staged".into()))?;
+        let next = engine.next_cap(staged, &room.id.0)?.hash();
+        let action = AdminAction::Revert {
+            seq: refused.seq,
+            next_cap_hash: next,
+            removal: <sha2::Sha256 as sha2::Digest>::digest(&payload).into(),
+        };
+        let proof = engine
+            .room_admin_key(&room.group)
+            .prove(&room.id, &cap, &action);
+        room.rec.inflight = Some(Inflight::Commit {
+            payload: payload.clone(),
+        });
+        engine.persist(self.profile.store(), |b| room.save(b))?;
+        Ok((payload, next, proof))
     }
 
     fn unstuck(&self, room: &mut Room) -> Result<(), ClientError> {

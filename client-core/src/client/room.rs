@@ -217,6 +217,14 @@ pub struct Room {
     /// Where our last in-flight entry was found in the log, when processing found it
     /// there: how an operation whose answer was lost learns that it happened.
     pub landed_own: Option<Seq>,
+    /// The admin pseudonyms the relay lists for the room, as far as we know (in memory;
+    /// `None`: not known yet): an owner sets the relay's list again when the room's
+    /// differs (decision 0013, part 5).
+    pub relay_admins: Option<Vec<hearth_protocol::AdminKey>>,
+    /// Where the relay appended our commit that went with a revert, until we read it back
+    /// (in memory): the entries before it and after the undone commit were made on top of
+    /// the undone commit, so none of them voids ours.
+    pub revert_landed: Option<Seq>,
 }
 
 /// A commit the relay appended and we refused: it announced a capability other than the
@@ -267,6 +275,8 @@ impl Room {
             orphaned_epoch: None,
             expected_end: None,
             landed_own: None,
+            relay_admins: None,
+            revert_landed: None,
         }))
     }
 

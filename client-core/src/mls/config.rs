@@ -1,7 +1,7 @@
 //! Group configuration (DESIGN 3) and the room settings group-context extension (the
 //! data of the room policy; the rules are in [`crate::policy`]).
 
-use hearth_protocol::{AccountKey, Handle};
+use hearth_protocol::{AccountKey, AdminKey, Handle};
 use openmls::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -51,12 +51,24 @@ pub struct RoomSettings {
     /// and this flag never changes. Carried in the trailing [`SettingsExtra`] section.
     #[serde(skip)]
     pub direct: bool,
+    /// The admins' pseudonyms for this room (decision 0013, part 5; see
+    /// [`crate::pseudonym`]): the keys the relay lists as the room's admins, each put here
+    /// by its own admin (the room policy refuses anyone else's), sorted by account, only
+    /// for the owner and admins. Carried in a second trailing section.
+    #[serde(skip)]
+    pub pseudonyms: Vec<(AccountKey, AdminKey)>,
 }
 
 /// The trailing section of the settings encoding: fields added after version 2.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct SettingsExtra {
     direct: bool,
+}
+
+/// The second trailing section: the admins' pseudonyms (written when there are any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct SettingsPseudonyms {
+    pseudonyms: Vec<(AccountKey, AdminKey)>,
 }
 
 /// An identity on a room's ban list.
@@ -95,6 +107,7 @@ impl RoomSettings {
             expire_secs: None,
             public_name: None,
             direct: false,
+            pseudonyms: Vec::new(),
         }
     }
 
@@ -127,8 +140,14 @@ impl RoomSettings {
         let extra = SettingsExtra {
             direct: self.direct,
         };
-        if extra != SettingsExtra::default() {
+        if extra != SettingsExtra::default() || !self.pseudonyms.is_empty() {
             out.extend(postcard::to_allocvec(&extra).unwrap_or_default());
+        }
+        if !self.pseudonyms.is_empty() {
+            let section = SettingsPseudonyms {
+                pseudonyms: self.pseudonyms.clone(),
+            };
+            out.extend(postcard::to_allocvec(&section).unwrap_or_default());
         }
         out
     }
@@ -149,6 +168,12 @@ impl RoomSettings {
         let (extra, tail) = postcard::take_from_bytes::<SettingsExtra>(tail)
             .map_err(|e| SettingsError::Malformed(e.to_string()))?;
         settings.direct = extra.direct;
+        if tail.is_empty() {
+            return Ok(settings);
+        }
+        let (section, tail) = postcard::take_from_bytes::<SettingsPseudonyms>(tail)
+            .map_err(|e| SettingsError::Malformed(e.to_string()))?;
+        settings.pseudonyms = section.pseudonyms;
         if !tail.is_empty() {
             return Err(SettingsError::Malformed(format!(
                 "{} trailing bytes",

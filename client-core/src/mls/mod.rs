@@ -114,6 +114,15 @@ impl Engine {
         }
     }
 
+    /// Our admin pseudonym key for the room `group` is (decision 0013, part 5), derived
+    /// from the identity key our leaf there holds ([`Engine::signer_for`]).
+    pub fn room_admin_key(&self, group: &MlsGroup) -> crate::pseudonym::RoomAdminKey {
+        let room = hearth_protocol::RoomId(
+            <[u8; 16]>::try_from(group.group_id().as_slice()).unwrap_or([0; 16]),
+        );
+        crate::pseudonym::RoomAdminKey::for_identity(self.signer_for(group), &room)
+    }
+
     /// Whether our own leaf in `group` still holds the key a rotation gave up.
     pub fn holds_previous_key(&self, group: &MlsGroup) -> bool {
         !std::ptr::eq(self.signer_for(group), &self.signer)

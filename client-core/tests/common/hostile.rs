@@ -167,6 +167,7 @@ impl Hostile {
                 room,
                 cap_hash: cap.hash(),
                 retention_secs: None,
+                admin: hearth_core::pseudonym::RoomAdminKey::derive(&[0xad; 32], &room).public(),
             })
             .await;
         assert!(matches!(answer, Ok(Response::Done)), "{answer:?}");

@@ -123,6 +123,32 @@ impl User {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
     }
 
+    /// Syncs until `room`'s members are exactly `want` (by handle, in the client's
+    /// order), waiting for the next event between looks (a revert's removal lands after
+    /// the refusal that caused it).
+    pub async fn wait_members(&mut self, room: hearth_protocol::RoomId, want: &[&str]) {
+        for _ in 0..64 {
+            let _ = self.c().sync().await;
+            let now: Vec<String> = self
+                .c()
+                .members(room)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.handle.to_string())
+                .collect();
+            if now == want {
+                return;
+            }
+            self.wait_for(
+                &format!("the members to become {want:?} (now {now:?})"),
+                |_| true,
+            )
+            .await;
+        }
+        panic!("the members of {room} never became {want:?}");
+    }
+
     /// Waits for a text message with `text`.
     pub async fn wait_text(&mut self, text: &str) {
         let t = text.to_string();
@@ -169,7 +195,7 @@ impl Relay {
     pub fn inject(
         &self,
         room: hearth_protocol::RoomId,
-        author: hearth_protocol::AccountKey,
+        _author: hearth_protocol::AccountKey,
         payload: Vec<u8>,
     ) {
         use hearth_relay::store::WriteOp;
@@ -179,7 +205,6 @@ impl Relay {
             .apply(vec![WriteOp::Append {
                 room,
                 cap_hash: record.current,
-                author,
                 payload,
                 next_cap_hash: None,
                 admins: None,
@@ -262,7 +287,7 @@ impl Relay {
     pub fn inject_commit_to(
         &self,
         room: hearth_protocol::RoomId,
-        author: hearth_protocol::AccountKey,
+        _author: hearth_protocol::AccountKey,
         payload: Vec<u8>,
         next: Option<hearth_protocol::CapHash>,
     ) {
@@ -274,7 +299,6 @@ impl Relay {
             .apply(vec![WriteOp::Append {
                 room,
                 cap_hash: record.current,
-                author,
                 payload,
                 next_cap_hash: Some(next),
                 admins: None,

@@ -7,9 +7,9 @@
 //! driver; tests and the CLI demo can drive sessions in-process.
 
 pub mod address;
+mod admin_proof;
 pub mod audit;
 mod blob_requests;
-pub mod commit_authors;
 mod hub;
 mod metrics;
 pub mod outbox;
@@ -275,6 +275,9 @@ pub const DEPOSITS_PER_SECOND: f64 = 0.5;
 /// household invites everyone at once).
 pub const DEPOSIT_BURST: u32 = 60;
 
+/// The window `max_public_rooms_per_account` counts new listings over: a day.
+pub const LISTING_WINDOW_SECS: f64 = 86_400.0;
+
 pub(crate) struct Shared {
     pub(crate) config: RelayConfig,
     pub(crate) store: Arc<dyn Store>,
@@ -285,7 +288,9 @@ pub(crate) struct Shared {
     /// Deposits per depositing account (the inbox stores no sender, so the store cannot
     /// bound them per sender; decision 0013).
     pub(crate) deposits: RateLimiter,
-    pub(crate) commit_authors: commit_authors::CommitAuthors,
+    /// New listings (or renames) in the directory per account, in memory only: a listing
+    /// names no account in the store (decision 0013).
+    pub(crate) listings: RateLimiter,
     pub(crate) key_package_fetches: key_package_fetches::KeyPackageFetches,
     pub(crate) join_checks: crate::external_join::JoinChecks,
     pub(crate) metrics: Arc<Metrics>,
@@ -334,6 +339,10 @@ impl Relay {
             audit_log.clone(),
         );
         let rate = RateLimiter::new(config.rate_per_second, config.rate_burst);
+        let listings = RateLimiter::new(
+            config.max_public_rooms_per_account as f64 / LISTING_WINDOW_SECS,
+            u32::try_from(config.max_public_rooms_per_account).unwrap_or(u32::MAX),
+        );
         let blobs = Arc::new(crate::blobs::BlobStore::open(
             &config.data_dir,
             crate::blobs::BlobLimits {
@@ -350,7 +359,7 @@ impl Relay {
                 notifier,
                 rate,
                 deposits: RateLimiter::new(DEPOSITS_PER_SECOND, DEPOSIT_BURST),
-                commit_authors: Default::default(),
+                listings,
                 key_package_fetches: Default::default(),
                 join_checks: Default::default(),
                 metrics,

@@ -757,6 +757,7 @@ impl Session {
                 room,
                 cap_hash,
                 retention_secs,
+                admin,
             } => {
                 if let Err(e) = check_retention(retention_secs) {
                     return Reply::Ready(Err(e));
@@ -767,14 +768,14 @@ impl Session {
                     retention_secs,
                     now,
                     creator: account,
+                    admin,
                     quota,
                     max_rooms: self.shared.config.max_rooms_per_account,
                 };
                 self.pending(op, |_| Response::Done).await
             }
             Request::Append { room, cap, payload } => {
-                self.append(account, room, cap, (None, None), payload, now)
-                    .await
+                self.append(room, cap, (None, None), payload, now).await
             }
             Request::Commit {
                 room,
@@ -786,8 +787,26 @@ impl Session {
                 // It may add someone with a package this account fetched: none is handed
                 // out again (see `key_package_fetches`).
                 self.shared.key_package_fetches.committed(&account);
+                let admins = match admins {
+                    None => None,
+                    Some(list) => {
+                        let action = hearth_protocol::AdminAction::CommitAdmins {
+                            next_cap_hash,
+                            admins: list.admins.clone(),
+                        };
+                        match super::admin_proof::signer(
+                            &room,
+                            &cap.hash(),
+                            Some(&list.proof),
+                            &action,
+                        ) {
+                            Ok(signer) => Some((signer.unwrap_or(list.proof.admin), list.admins)),
+                            Err(e) => return Reply::Ready(Err(e)),
+                        }
+                    }
+                };
                 let commit = (Some(next_cap_hash), admins);
-                self.append(account, room, cap, commit, payload, now).await
+                self.append(room, cap, commit, payload, now).await
             }
             Request::Read {
                 room,
@@ -822,15 +841,22 @@ impl Session {
                 room,
                 cap,
                 retention_secs,
+                proof,
             } => {
                 if let Err(e) = check_retention(retention_secs) {
                     return Reply::Ready(Err(e));
                 }
+                let action = hearth_protocol::AdminAction::SetRetention { retention_secs };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 let op = WriteOp::SetRetention {
                     room,
                     cap_hash: cap.hash(),
                     retention_secs,
-                    author: account,
+                    admin,
                 };
                 self.pending(op, |_| Response::Done).await
             }
@@ -840,6 +866,7 @@ impl Session {
                 public_name,
                 group_info,
                 epoch,
+                proof,
             } => {
                 if let Err(e) = check_public_name(&public_name) {
                     return Reply::Ready(Err(e));
@@ -847,6 +874,15 @@ impl Session {
                 if let Some(e) = self.too_large(group_info.len()) {
                     return Reply::Ready(Err(e));
                 }
+                let action = hearth_protocol::AdminAction::Publish {
+                    public_name: public_name.clone(),
+                    epoch,
+                };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 // A member who is not an admin may only refresh the listing after a commit
                 // (the store checks the capability and the name): the GroupInfo must then
                 // be of this room's group, since joiners build on it. (Its epoch is not
@@ -854,7 +890,7 @@ impl Session {
                 // one; decision 0009.)
                 let refresh = match (store.room_admins(&room), store.access(&room, &cap.hash())) {
                     (Ok(admins), Ok(Some((_, Ok(crate::store::Access::Current))))) => {
-                        !(admins.is_empty() || admins.contains(&account))
+                        !admin.is_some_and(|a| admins.contains(&a))
                     }
                     (Err(e), _) | (_, Err(e)) => return Reply::Ready(Err(store_failed(e))),
                     _ => false, // refused by the store with the right error
@@ -880,6 +916,23 @@ impl Session {
                         Err(_) => return Reply::Ready(Err(internal())),
                     }
                 }
+                // A new listing, or a new name, counts against this account in memory
+                // only (the store names nobody with a listing); a refresh does not.
+                let renames = match store.listing(&room) {
+                    Ok(old) => old.is_none_or(|(old, _)| old.public_name != public_name),
+                    Err(e) => return Reply::Ready(Err(store_failed(e))),
+                };
+                if renames && !refresh && !self.shared.listings.allow(&account, Instant::now()) {
+                    return Reply::Ready(Err(err(
+                        ErrorCode::RateLimited,
+                        &format!(
+                            "this account listed {} rooms in the public directory today, the \
+                             most the relay allows (max_public_rooms_per_account): try again \
+                             tomorrow",
+                            self.shared.config.max_public_rooms_per_account
+                        ),
+                    )));
+                }
                 let op = WriteOp::PublishRoom {
                     room,
                     cap_hash: cap.hash(),
@@ -888,18 +941,24 @@ impl Session {
                         group_info,
                         epoch,
                         published: now,
-                        publisher: account,
                     },
-                    quota,
-                    max_listings: self.shared.config.max_public_rooms_per_account,
+                    admin,
+                    room_quota: self.shared.config.quota_bytes_per_room,
+                    max_listings: self.shared.config.max_public_rooms,
                 };
                 self.pending(op, |_| Response::Done).await
             }
-            Request::UnpublishRoom { room, cap } => {
+            Request::UnpublishRoom { room, cap, proof } => {
+                let action = hearth_protocol::AdminAction::Unpublish;
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 let op = WriteOp::UnpublishRoom {
                     room,
                     cap_hash: cap.hash(),
-                    author: account,
+                    admin,
                 };
                 self.pending(op, |_| Response::Done).await
             }
@@ -949,18 +1008,13 @@ impl Session {
                 let op = WriteOp::JoinPublic {
                     room,
                     epoch,
-                    author: account,
                     payload,
                     next_cap_hash,
                     now,
                     room_quota: self.shared.config.quota_bytes_per_room,
                 };
-                let shared = self.shared.clone();
                 self.pending(op, move |applied| match applied {
-                    Applied::Appended { entry, .. } => {
-                        shared.commit_authors.committed(room, entry.seq, account);
-                        Response::Appended { seq: entry.seq }
-                    }
+                    Applied::Appended { entry, .. } => Response::Appended { seq: entry.seq },
                     _ => Response::Done,
                 })
                 .await
@@ -992,11 +1046,25 @@ impl Session {
             Request::RotateKey { rotation, proof } => {
                 Reply::Ready(self.rotate_key(account, rotation, proof).await)
             }
-            Request::SetRoomAdmins { room, cap, admins } => {
+            Request::SetRoomAdmins {
+                room,
+                cap,
+                admins,
+                proof,
+            } => {
+                let action = hearth_protocol::AdminAction::SetAdmins {
+                    admins: admins.clone(),
+                };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 let op = WriteOp::SetRoomAdmins {
                     room,
                     cap_hash: cap.hash(),
-                    author: account,
+                    admin,
+                    account: Some(account),
                     admins,
                 };
                 self.pending(op, |_| Response::Done).await
@@ -1004,13 +1072,36 @@ impl Session {
             Request::PutBlob { .. } | Request::BlobStatus { .. } | Request::GetBlob { .. } => {
                 Reply::Ready(super::blob_requests::handle(&self.shared, request).await)
             }
-            Request::RevertCommit { room, cap, seq } => {
+            Request::RevertCommit {
+                room,
+                cap,
+                seq,
+                next_cap_hash,
+                payload,
+                proof,
+            } => {
+                if let Some(e) = self.too_large(payload.len()) {
+                    return Reply::Ready(Err(e));
+                }
+                let action = hearth_protocol::AdminAction::Revert {
+                    seq,
+                    next_cap_hash,
+                    removal: <sha2::Sha256 as sha2::Digest>::digest(&payload).into(),
+                };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), Some(&proof), &action) {
+                        Ok(admin) => admin.unwrap_or(proof.admin),
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
                 let op = WriteOp::RevertCommit {
                     room,
                     cap_hash: cap.hash(),
                     seq,
-                    author: account,
-                    committers: self.shared.commit_authors.of(&room),
+                    admin,
+                    payload,
+                    next_cap_hash,
+                    now,
+                    room_quota: self.shared.config.quota_bytes_per_room,
                 };
                 let result = self.shared.writer.submit(op).await;
                 if result.is_ok() {
@@ -1027,7 +1118,10 @@ impl Session {
                         &format!("from seq {}", seq.0),
                     );
                 }
-                Reply::Ready(result.map(|_| Response::Done))
+                Reply::Ready(result.map(|applied| match applied {
+                    Applied::Reverted { entry, .. } => Response::Appended { seq: entry.seq },
+                    _ => Response::Done,
+                }))
             }
         }
     }
@@ -1182,13 +1276,14 @@ impl Session {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn append(
         &mut self,
-        account: AccountKey,
         room: hearth_protocol::RoomId,
         cap: hearth_protocol::Cap,
-        (next_cap_hash, admins): (Option<hearth_protocol::CapHash>, Option<Vec<AccountKey>>),
+        (next_cap_hash, admins): (
+            Option<hearth_protocol::CapHash>,
+            Option<(hearth_protocol::AdminKey, Vec<hearth_protocol::AdminKey>)>,
+        ),
         payload: Vec<u8>,
         now: u64,
     ) -> Reply {
@@ -1198,21 +1293,14 @@ impl Session {
         let op = WriteOp::Append {
             room,
             cap_hash: cap.hash(),
-            author: account,
             payload,
             next_cap_hash,
             admins,
             now,
             room_quota: self.shared.config.quota_bytes_per_room,
         };
-        let shared = self.shared.clone();
         self.pending(op, move |applied| match applied {
-            Applied::Appended { entry, .. } => {
-                if entry.kind == hearth_protocol::EntryKind::Commit {
-                    shared.commit_authors.committed(room, entry.seq, account);
-                }
-                Response::Appended { seq: entry.seq }
-            }
+            Applied::Appended { entry, .. } => Response::Appended { seq: entry.seq },
             _ => Response::Done,
         })
         .await

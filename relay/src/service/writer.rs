@@ -378,7 +378,17 @@ fn finish(
                 ));
             }
             Ok(Applied::Deposited { to }) => notifier.inbox_arrived(to),
-            Ok(Applied::Reverted { room, ended }) => hub.epoch_reverted(*room, *ended),
+            Ok(Applied::Reverted {
+                room,
+                ended,
+                entry,
+                restored,
+            }) => {
+                hub.epoch_reverted(*room, *ended);
+                // The reverting commit goes to the subscribers of the restored epoch, as
+                // any commit does (it ends that epoch for them).
+                appended.push((*room, entry.clone(), Some(*restored)));
+            }
             Err(e) if e.code == ErrorCode::QuotaExceeded => {
                 Metrics::bump(&metrics.quota_exceeded);
                 tracing::warn!(refused = "quota-exceeded", "limit hit");
@@ -423,7 +433,7 @@ mod tests {
         fn rotations(&self, h: &Handle) -> Result<Vec<KeyRotation>, StoreError> {
             self.0.rotations(h)
         }
-        fn room_admins(&self, r: &RoomId) -> Result<Vec<AccountKey>, StoreError> {
+        fn room_admins(&self, r: &RoomId) -> Result<Vec<hearth_protocol::AdminKey>, StoreError> {
             self.0.room_admins(r)
         }
         fn account_by_handle(&self, h: &Handle) -> Result<Option<AccountRecord>, StoreError> {

@@ -11,8 +11,8 @@
 mod redb_store;
 
 use hearth_protocol::{
-    AccountKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq,
-    WireError,
+    AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
+    RoomId, Seq, WireError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -177,12 +177,11 @@ pub struct ListingRecord {
     pub epoch: u64,
     /// When it was published (seconds since the Unix epoch).
     pub published: u64,
-    /// Who published it (charged for the bytes).
-    pub publisher: AccountKey,
 }
 
 impl ListingRecord {
-    /// The bytes charged to the publisher's quota: name and GroupInfo, plus
+    /// The bytes charged to the room (its `quota_bytes_per_room`, like its log; decision
+    /// 0013: no account is named with a listing): name and GroupInfo, plus
     /// [`LISTING_OVERHEAD_BYTES`].
     pub fn bytes(&self) -> u64 {
         (self.group_info.len() + self.public_name.len()) as u64 + LISTING_OVERHEAD_BYTES
@@ -201,7 +200,7 @@ pub const OBJECT_OVERHEAD_BYTES: u64 = 128;
 /// 32 bytes) and the row of the epoch it ended (room id + capability hash -> seq).
 pub const COMMIT_OVERHEAD_BYTES: u64 = 2 * OBJECT_OVERHEAD_BYTES;
 /// What the quota charges for a directory listing on top of its name and GroupInfo: the
-/// record and the two rows that say who listed it.
+/// record and its key.
 pub const LISTING_OVERHEAD_BYTES: u64 = 2 * OBJECT_OVERHEAD_BYTES;
 /// What the quota charges the creator of a room for the room itself: its record (head,
 /// first seq, current capability hash, retention, times), its list of admins, its epoch
@@ -398,8 +397,12 @@ pub enum WriteOp {
         retention_secs: Option<u64>,
         /// Now.
         now: u64,
-        /// Who creates it: the room's first admin, charged [`ROOM_OVERHEAD_BYTES`].
+        /// Who creates it, charged [`ROOM_OVERHEAD_BYTES`] and counted against
+        /// `max_rooms`; not stored with the room.
         creator: AccountKey,
+        /// The creator's admin pseudonym for the room: the relay's first list of its
+        /// admins.
+        admin: AdminKey,
         /// The relay's default quota.
         quota: u64,
         /// Rooms one account may create
@@ -413,16 +416,14 @@ pub enum WriteOp {
         room: RoomId,
         /// Hash of the presented capability.
         cap_hash: CapHash,
-        /// Who appends: checked against the room's barred authors (for a commit) and its
-        /// owner (for a commit that changes the admins), never stored.
-        author: AccountKey,
         /// The payload.
         payload: Vec<u8>,
         /// `Some`: this is a commit and the next epoch's capability hash.
         next_cap_hash: Option<CapHash>,
-        /// For a commit by an admin: the room's admins after it (replaces the relay's
-        /// list; refused from anyone the relay does not list as an admin).
-        admins: Option<Vec<AccountKey>>,
+        /// For a commit that changes the room's admins: the pseudonym whose signature over
+        /// the change the service checked, and the new list (replaces the relay's; refused
+        /// unless that pseudonym is the room's owner at the relay).
+        admins: Option<(AdminKey, Vec<AdminKey>)>,
         /// Now.
         now: u64,
         /// Bytes one room's log may hold
@@ -436,12 +437,15 @@ pub enum WriteOp {
         room: RoomId,
         /// Hash of the presented capability.
         cap_hash: CapHash,
-        /// What to store (the publisher is charged for it).
+        /// What to store (the room is charged for it).
         listing: ListingRecord,
-        /// The relay's default quota.
-        quota: u64,
-        /// Rooms one account may have listed
-        /// ([`crate::config::RelayConfig::max_public_rooms_per_account`]).
+        /// The admin pseudonym whose signature over the listing the service checked
+        /// (`None`: none given; only a refresh under the same name is taken then).
+        admin: Option<AdminKey>,
+        /// Bytes one room may hold, its log and its listing together.
+        room_quota: u64,
+        /// Listings the directory holds at most
+        /// ([`crate::config::RelayConfig::max_public_rooms`]).
         max_listings: u64,
     },
     /// Take a room out of the directory, if `cap_hash` is the current capability and
@@ -451,8 +455,8 @@ pub enum WriteOp {
         room: RoomId,
         /// Hash of the presented capability.
         cap_hash: CapHash,
-        /// Who asks.
-        author: AccountKey,
+        /// The admin pseudonym whose signature the service checked.
+        admin: Option<AdminKey>,
     },
     /// Append an external commit to a listed room and rotate the capability, if `epoch`
     /// is the room's current epoch index and the listing is of that epoch.
@@ -461,8 +465,6 @@ pub enum WriteOp {
         room: RoomId,
         /// The epoch index the commit was built for.
         epoch: u64,
-        /// The joiner: checked against the room's barred authors, never stored.
-        author: AccountKey,
         /// The MLS external commit.
         payload: Vec<u8>,
         /// The next epoch's capability hash.
@@ -480,19 +482,23 @@ pub enum WriteOp {
         cap_hash: CapHash,
         /// New retention.
         retention_secs: Option<u64>,
-        /// Who asks (one of the room's admins).
-        author: AccountKey,
+        /// The admin pseudonym whose signature the service checked.
+        admin: Option<AdminKey>,
     },
-    /// Replace a room's admins, if `cap_hash` is current and `author` an admin.
+    /// Replace a room's admins, if `cap_hash` is current and `admin` the room's owner at
+    /// the relay.
     SetRoomAdmins {
         /// The room.
         room: RoomId,
         /// Hash of the presented capability.
         cap_hash: CapHash,
-        /// Who asks.
-        author: AccountKey,
-        /// The new list (owner included).
-        admins: Vec<AccountKey>,
+        /// The admin pseudonym whose signature the service checked.
+        admin: Option<AdminKey>,
+        /// The account the connection signed in as, if it did: only used for a room of a
+        /// migrated store whose owner account has not set the first list of pseudonyms.
+        account: Option<AccountKey>,
+        /// The new list (owner first).
+        admins: Vec<AdminKey>,
     },
     /// Undo the room's last commit (see [`hearth_protocol::Request::RevertCommit`]).
     RevertCommit {
@@ -502,12 +508,17 @@ pub enum WriteOp {
         cap_hash: CapHash,
         /// The commit.
         seq: Seq,
-        /// Who asks (one of the room's admins).
-        author: AccountKey,
-        /// Who wrote the room's latest commits, as far as the relay remembers (in memory
-        /// only, see `service::commit_authors`): the authors of the reverted commits among
-        /// them are barred. The store keeps no author with an entry (decision 0013).
-        committers: Vec<(Seq, AccountKey)>,
+        /// The admin pseudonym whose signature the service checked.
+        admin: AdminKey,
+        /// The reverting admin's commit, appended in the same transaction under the
+        /// restored capability (it removes the refused commit's author).
+        payload: Vec<u8>,
+        /// The capability hash it announces.
+        next_cap_hash: CapHash,
+        /// Now.
+        now: u64,
+        /// Bytes one room's log may hold.
+        room_quota: u64,
     },
     /// Re-bind an account to a new key ([`hearth_protocol::Request::RotateKey`]; the
     /// signatures are checked before): the account record, its handle, its inbox and
@@ -589,12 +600,18 @@ pub enum Applied {
         /// The recipient.
         to: AccountKey,
     },
-    /// A commit was reverted: `ended` is the capability hash of the refused epoch.
+    /// A commit was reverted: `ended` is the capability hash of the refused epoch, and
+    /// `entry` the reverting commit appended after it, which ended the restored epoch
+    /// `restored`.
     Reverted {
         /// The room.
         room: RoomId,
         /// The refused epoch's capability hash.
         ended: CapHash,
+        /// The reverting commit as stored.
+        entry: Entry,
+        /// The capability hash of the epoch it ended (the restored one).
+        restored: CapHash,
     },
     /// Sweep results.
     Swept {
@@ -707,8 +724,9 @@ pub trait Store: Send + Sync {
     /// The chain of key rotations of the account named `handle`, oldest first (empty if
     /// its key never changed).
     fn rotations(&self, handle: &Handle) -> Result<Vec<KeyRotation>, StoreError>;
-    /// The room's admins as the relay keeps them (empty for a room from before it did).
-    fn room_admins(&self, room: &RoomId) -> Result<Vec<AccountKey>, StoreError>;
+    /// The room's admin pseudonyms as the relay keeps them, owner first (empty for a room
+    /// from before it did, or whose list a migration dropped).
+    fn room_admins(&self, room: &RoomId) -> Result<Vec<AdminKey>, StoreError>;
     /// An account by handle.
     fn account_by_handle(&self, handle: &Handle) -> Result<Option<AccountRecord>, StoreError>;
     /// All accounts, ordered by handle.

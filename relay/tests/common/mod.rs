@@ -20,6 +20,7 @@ use hearth_relay::{RelayConfig, RunningRelay};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::Digest;
 
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -320,6 +321,9 @@ impl Identity {
 pub struct Client {
     pub raw: Raw,
     pub challenge: [u8; 32],
+    /// This client's admin pseudonym key, the same for every room (a real client derives
+    /// one per room; the relay cannot tell): set from the account it signs in as.
+    pub admin: SigningKey,
     next_id: u32,
     events: VecDeque<Event>,
     responses: HashMap<u32, Result<Response, WireError>>,
@@ -370,14 +374,145 @@ impl Client {
         Client {
             raw,
             challenge,
+            admin: SigningKey::from_bytes(&[0xad; 32]),
             next_id: 1,
             events: VecDeque::new(),
             responses: HashMap::new(),
         }
     }
 
+    /// This client's admin pseudonym.
+    pub fn admin_key(&self) -> hearth_protocol::AdminKey {
+        hearth_protocol::AdminKey(self.admin.verifying_key().to_bytes())
+    }
+
+    /// This client's admin signature over `action` in `room` at the epoch of `cap`.
+    pub fn admin_proof(
+        &self,
+        room: hearth_protocol::RoomId,
+        cap: &Cap,
+        action: &hearth_protocol::AdminAction,
+    ) -> hearth_protocol::AdminProof {
+        let message = hearth_protocol::admin_message(&room, &cap.hash(), action);
+        hearth_protocol::AdminProof {
+            admin: self.admin_key(),
+            signature: Signature(self.admin.sign(&message).to_bytes()),
+        }
+    }
+
+    /// What the tests leave out of a request, filled in as an admin's client would: the
+    /// admin pseudonym of a new room (given as all zeros) and this client's signature on
+    /// a change that needs an admin (given as `None`; the relay then decides whether this
+    /// client's pseudonym is one it lists). Register and Auth set the pseudonym from the
+    /// account. [`Client::send_as_is`] sends without this.
+    fn fill(&mut self, request: Request) -> Request {
+        use hearth_protocol::{AdminAction, AdminKey};
+        match request {
+            Request::Register { account, .. } | Request::Auth { account, .. } => {
+                let seed: [u8; 32] =
+                    sha2::Sha256::digest([b"test admin".as_slice(), &account.0].concat()).into();
+                self.admin = SigningKey::from_bytes(&seed);
+                request
+            }
+            Request::CreateRoom {
+                room,
+                cap_hash,
+                retention_secs,
+                admin,
+            } => Request::CreateRoom {
+                room,
+                cap_hash,
+                retention_secs,
+                admin: if admin == AdminKey([0; 32]) {
+                    self.admin_key()
+                } else {
+                    admin
+                },
+            },
+            Request::SetRetention {
+                room,
+                cap,
+                retention_secs,
+                proof: None,
+            } => {
+                let proof =
+                    self.admin_proof(room, &cap, &AdminAction::SetRetention { retention_secs });
+                Request::SetRetention {
+                    room,
+                    cap,
+                    retention_secs,
+                    proof: Some(proof),
+                }
+            }
+            Request::PublishRoom {
+                room,
+                cap,
+                public_name,
+                group_info,
+                epoch,
+                proof: None,
+            } => {
+                let action = AdminAction::Publish {
+                    public_name: public_name.clone(),
+                    epoch,
+                };
+                let proof = self.admin_proof(room, &cap, &action);
+                Request::PublishRoom {
+                    room,
+                    cap,
+                    public_name,
+                    group_info,
+                    epoch,
+                    proof: Some(proof),
+                }
+            }
+            Request::UnpublishRoom {
+                room,
+                cap,
+                proof: None,
+            } => {
+                let proof = self.admin_proof(room, &cap, &AdminAction::Unpublish);
+                Request::UnpublishRoom {
+                    room,
+                    cap,
+                    proof: Some(proof),
+                }
+            }
+            Request::SetRoomAdmins {
+                room,
+                cap,
+                admins,
+                proof: None,
+            } => {
+                let action = AdminAction::SetAdmins {
+                    admins: admins.clone(),
+                };
+                let proof = self.admin_proof(room, &cap, &action);
+                Request::SetRoomAdmins {
+                    room,
+                    cap,
+                    admins,
+                    proof: Some(proof),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Sends a request without waiting; returns its id.
     pub async fn send(&mut self, request: Request) -> u32 {
+        let request = self.fill(request);
+        self.send_as_is(request).await
+    }
+
+    /// Sends a request as it is (see [`Client::send_as_is`]) and waits for its response.
+    pub async fn send_and_wait_as_is(&mut self, request: Request) -> Result<Response, WireError> {
+        let id = self.send_as_is(request).await;
+        self.response(id).await
+    }
+
+    /// [`Client::send`] without filling anything in.
+    pub async fn send_as_is(&mut self, request: Request) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         let frame = encode_frame(&ClientFrame { id, request }, MAX_FRAME_LEN).expect("encode");
@@ -441,6 +576,7 @@ impl Client {
             room,
             cap_hash,
             retention_secs: None,
+            admin: hearth_protocol::AdminKey([0; 32]),
         })
         .await
         .expect("the relay creates the room");

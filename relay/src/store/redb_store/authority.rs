@@ -1,18 +1,22 @@
-//! Who may do what to a room beyond holding its capability (decision 0009): the room's
-//! admins as the relay keeps them, the accounts barred from committing, the capability
-//! each commit announced, and reverting a commit the members refused.
+//! Who may do what to a room beyond holding its capability (decisions 0009, 0013): the
+//! room's admins as the relay keeps them (per-room pseudonyms, never account keys), the
+//! capability each commit announced, and reverting a commit the members refused.
+//!
+//! The service checks an admin's signature over the exact change before it reaches the
+//! store; here an op names the pseudonym that signed (`None`: nobody did), and the store
+//! checks that the room lists it.
 
-use hearth_protocol::limits::{MAX_BARRED_PER_ROOM, MAX_ROOM_ADMINS};
+use hearth_protocol::limits::MAX_ROOM_ADMINS;
 
 use super::*;
 
 /// A list of admins as the relay keeps it: the owner first, then the others sorted, no
 /// repeats, 1 to [`MAX_ROOM_ADMINS`] in all.
-pub(super) fn canonical_admins(admins: &[AccountKey]) -> Result<Vec<AccountKey>, WireError> {
+pub(super) fn canonical_admins(admins: &[AdminKey]) -> Result<Vec<AdminKey>, WireError> {
     let Some((owner, rest)) = admins.split_first() else {
         return Err(err(ErrorCode::BadRequest, "a room has an owner"));
     };
-    let mut rest: Vec<AccountKey> = rest.iter().filter(|a| *a != owner).copied().collect();
+    let mut rest: Vec<AdminKey> = rest.iter().filter(|a| *a != owner).copied().collect();
     rest.sort();
     rest.dedup();
     if rest.len() + 1 > MAX_ROOM_ADMINS {
@@ -33,9 +37,28 @@ fn forbidden_because(message: &str) -> WireError {
     err(ErrorCode::Forbidden, message)
 }
 
+/// The refusal of an admin's change to a room the relay lists no admins for: a room of a
+/// migrated store whose owner has not connected yet (or one from before the relay kept
+/// admins). Nobody may claim it by holding the capability.
+fn no_admins_yet() -> WireError {
+    forbidden_because(
+        "the relay lists no admins for this room yet (its owner's client sets them when it \
+         connects after a relay upgrade); rebuild the room if that never happens",
+    )
+}
+
+/// The reverting admin's own commit that [`Tx::revert_commit`] appends.
+pub(super) struct Removal {
+    pub payload: Vec<u8>,
+    pub next_cap_hash: CapHash,
+    pub now: u64,
+    pub room_quota: u64,
+}
+
 impl Tx<'_> {
-    /// The room's admins; empty for a room from before the relay kept them.
-    pub(super) fn room_admins(&self, room: &RoomId) -> Result<Vec<AccountKey>, StoreError> {
+    /// The room's admin pseudonyms; empty for a room from before the relay kept them (or
+    /// whose list of account keys the migration to format 3 dropped).
+    pub(super) fn room_admins(&self, room: &RoomId) -> Result<Vec<AdminKey>, StoreError> {
         match self.room_admins.get(room.0.as_slice())? {
             Some(v) => decode(v.value()),
             None => Ok(Vec::new()),
@@ -45,7 +68,7 @@ impl Tx<'_> {
     pub(super) fn put_room_admins(
         &mut self,
         room: &RoomId,
-        admins: &[AccountKey],
+        admins: &[AdminKey],
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = match canonical_admins(admins) {
             Ok(admins) => admins,
@@ -56,35 +79,39 @@ impl Tx<'_> {
         Ok(Ok(()))
     }
 
-    /// Refuses `author` unless the relay lists them as the owner of `room`, the only one
-    /// who changes the list (the room's policy: only the owner grants and revokes admin
-    /// rights; a leaving owner hands over first). A room from before the relay kept
-    /// admins lets anyone with the current capability set its first list.
+    /// Refuses unless `admin` (the pseudonym that signed the change) is the owner the
+    /// relay lists for `room`, the only one who changes the list (the room's policy: only
+    /// the owner grants and revokes admin rights; a leaving owner hands over first). A
+    /// room with no list has no owner at the relay: its first list comes only with
+    /// `CreateRoom`, or from the owner account of a migrated room ([`Self::claim_legacy`]);
+    /// whoever else holds the capability cannot set it.
     pub(super) fn require_owner(
         &self,
         room: &RoomId,
-        author: &AccountKey,
+        admin: Option<&AdminKey>,
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = self.room_admins(room)?;
-        Ok(if admins.first().is_none_or(|owner| owner == author) {
-            Ok(())
-        } else {
-            Err(forbidden_because(
+        Ok(match admins.first() {
+            None => Err(no_admins_yet()),
+            Some(owner) if Some(owner) == admin => Ok(()),
+            Some(_) => Err(forbidden_because(
                 "only the room's owner may change who administers it",
-            ))
+            )),
         })
     }
 
-    /// Refuses `author` unless the relay lists them as an admin of `room` (a room from
-    /// before the relay kept admins lets anyone with the current capability through).
+    /// Refuses unless `admin` (the pseudonym that signed the change) is one the relay
+    /// lists for `room` (a room with no list has no admin at the relay).
     pub(super) fn require_admin(
         &self,
         room: &RoomId,
-        author: &AccountKey,
+        admin: Option<&AdminKey>,
     ) -> Result<Result<(), WireError>, StoreError> {
         let admins = self.room_admins(room)?;
-        Ok(if admins.is_empty() || admins.contains(author) {
+        Ok(if admin.is_some_and(|a| admins.contains(a)) {
             Ok(())
+        } else if admins.is_empty() {
+            Err(no_admins_yet())
         } else {
             Err(forbidden_because(
                 "only an admin of the room may change this",
@@ -92,12 +119,49 @@ impl Tx<'_> {
         })
     }
 
-    /// Whether `author` wrote a commit of `room` that was reverted.
-    pub(super) fn is_barred(&self, room: &RoomId, author: &AccountKey) -> Result<bool, StoreError> {
-        Ok(match self.barred.get(room.0.as_slice())? {
-            Some(v) => decode::<Vec<AccountKey>>(v.value())?.contains(author),
-            None => false,
-        })
+    /// The owner account of a room of a store migrated from format 2 that has not set its
+    /// first list of pseudonyms yet.
+    fn legacy_owner(&self, room: &RoomId) -> Result<Option<AccountKey>, StoreError> {
+        match self.legacy_admins.get(room.0.as_slice())? {
+            Some(v) => Ok(decode::<Vec<AccountKey>>(v.value())?.first().copied()),
+            None => Ok(None),
+        }
+    }
+
+    /// A migrated room's first list of pseudonyms (decision 0013, part 5): taken only from
+    /// a connection signed in as the account format 2 listed as the room's owner (or the
+    /// account its key rotations lead to), with the list's owner the pseudonym that
+    /// signed it (the service checked the signature). Once: the account row goes, and
+    /// from then on only that pseudonym changes the list. `Ok(None)`: the room is not
+    /// waiting for its owner.
+    fn claim_legacy(
+        &mut self,
+        room: &RoomId,
+        account: Option<&AccountKey>,
+        admin: Option<&AdminKey>,
+        admins: &[AdminKey],
+    ) -> Result<Option<OpResult>, StoreError> {
+        let Some(owner) = self.legacy_owner(room)? else {
+            return Ok(None);
+        };
+        let owner_now = self
+            .account_following_rotations(&owner)?
+            .map(|record| record.account);
+        if account.is_none() || owner_now.as_ref() != account {
+            return Ok(Some(Err(forbidden_because(
+                "this room's admins at the relay wait for its owner's client (the relay was                  upgraded): only the owner's account, signed in, sets them",
+            ))));
+        }
+        if admin.is_none() || admins.first() != admin {
+            return Ok(Some(Err(forbidden_because(
+                "the first list of a room's admins names as owner the pseudonym that signs it",
+            ))));
+        }
+        if let Err(e) = self.put_room_admins(room, admins)? {
+            return Ok(Some(Err(e)));
+        }
+        self.legacy_admins.remove(room.0.as_slice())?;
+        Ok(Some(Ok(Applied::Done)))
     }
 
     /// [`WriteOp::SetRoomAdmins`].
@@ -105,8 +169,8 @@ impl Tx<'_> {
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
-        author: AccountKey,
-        admins: Vec<AccountKey>,
+        (account, admin): (Option<AccountKey>, Option<AdminKey>),
+        admins: Vec<AdminKey>,
     ) -> Result<OpResult, StoreError> {
         let Some(record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
@@ -114,7 +178,14 @@ impl Tx<'_> {
         if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
             return Ok(Err(e));
         }
-        if let Err(e) = self.require_owner(&room, &author)? {
+        if self.room_admins(&room)?.is_empty() {
+            if let Some(claimed) =
+                self.claim_legacy(&room, account.as_ref(), admin.as_ref(), &admins)?
+            {
+                return Ok(claimed);
+            }
+        }
+        if let Err(e) = self.require_owner(&room, admin.as_ref())? {
             return Ok(Err(e));
         }
         Ok(self
@@ -125,25 +196,22 @@ impl Tx<'_> {
     /// [`WriteOp::RevertCommit`]: the epoch `cap_hash` ended at the commit `seq`; that
     /// epoch is the current one again, and every epoch begun since (by `seq` and by any
     /// commit after it, which only holders of the refused capability could make) ends
-    /// where the log is now. The authors of those commits are barred, as far as
-    /// `committers` (the service's memory) knows them: the store keeps no author.
+    /// where the log is now. Then the reverting admin's own commit of the restored epoch
+    /// is appended and rotates the capability, in the same transaction: it removes the
+    /// refused commit's author, whose capability (the restored epoch's, if it held it)
+    /// ends there. Nothing about who wrote what is kept (decision 0013).
     pub(super) fn revert_commit(
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
         seq: Seq,
-        author: AccountKey,
-        committers: Vec<(Seq, AccountKey)>,
+        admin: AdminKey,
+        removal: Removal,
     ) -> Result<OpResult, StoreError> {
         let Some(mut record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
         };
-        if self.room_admins(&room)?.is_empty() {
-            return Ok(Err(forbidden_because(
-                "this room is from before the relay kept its admins; rebuild it instead",
-            )));
-        }
-        if let Err(e) = self.require_admin(&room, &author)? {
+        if let Err(e) = self.require_admin(&room, Some(&admin))? {
             return Ok(Err(e));
         }
         match self.epochs.get(epoch_key(&room, &cap_hash).as_slice())? {
@@ -166,27 +234,30 @@ impl Tx<'_> {
                 Ok((Seq(tail_u64(k.value())), CapHash(cap)))
             })
             .collect::<Result<_, StoreError>>()?;
-        let mut barred: Vec<AccountKey> = match self.barred.get(room.0.as_slice())? {
-            Some(v) => decode(v.value())?,
-            None => Vec::new(),
-        };
-        for (at, _) in &begun {
-            let Some((_, committer)) = committers.iter().find(|(s, _)| s == at) else {
-                continue; // not remembered (a restart since)
-            };
-            // The bar follows a key rotation made since (as rotations move the list).
-            let Some(committer) = self.account_following_rotations(committer)? else {
-                continue;
-            };
-            if !barred.contains(&committer.account) {
-                barred.push(committer.account);
-            }
+        // The removal must start an epoch of its own: not the restored one (nobody would
+        // be locked out), nor one a refused commit began (its author would hold it).
+        if removal.payload.is_empty() {
+            return Ok(Err(err(
+                ErrorCode::BadRequest,
+                "a revert carries the reverting admin's commit that removes the author",
+            )));
         }
-        if barred.len() > MAX_BARRED_PER_ROOM {
-            barred.drain(..barred.len() - MAX_BARRED_PER_ROOM);
+        if removal.next_cap_hash == cap_hash
+            || begun.iter().any(|(_, c)| *c == removal.next_cap_hash)
+            || self
+                .epochs
+                .get(epoch_key(&room, &removal.next_cap_hash).as_slice())?
+                .is_some()
+        {
+            return Ok(Err(forbidden_because(
+                "the reverting commit must start a new epoch",
+            )));
         }
-        self.barred
-            .insert(room.0.as_slice(), encode(&barred)?.as_slice())?;
+        // Checked before anything is written: a refused op leaves no trace.
+        let cost = entry_cost(EntryKind::Commit, removal.payload.len());
+        if record.bytes.saturating_add(cost) > removal.room_quota {
+            return Ok(Err(super::rooms::room_full(removal.room_quota)));
+        }
         // The refused epochs end where the log is now; the one before is current again.
         self.epochs.remove(epoch_key(&room, &cap_hash).as_slice())?;
         for (_, begun_cap) in &begun {
@@ -205,6 +276,27 @@ impl Tx<'_> {
         if self.listing(&room)?.is_some_and(|l| l.epoch > back_to) {
             self.remove_listing(&room)?;
         }
-        Ok(Ok(Applied::Reverted { room, ended }))
+        let record = self.room(&room)?.unwrap_or(record);
+        let appended = self.append_unchecked(
+            room,
+            record,
+            removal.payload,
+            Some(removal.next_cap_hash),
+            removal.now,
+            removal.room_quota,
+        )?;
+        Ok(appended.map(|applied| match applied {
+            Applied::Appended {
+                entry,
+                ended: restored,
+                ..
+            } => Applied::Reverted {
+                room,
+                ended,
+                entry,
+                restored: restored.unwrap_or(cap_hash),
+            },
+            other => other,
+        }))
     }
 }

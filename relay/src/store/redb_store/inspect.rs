@@ -35,10 +35,8 @@ fn each_table(
         (LISTINGS, "listings"),
         (RETIRED, "retired"),
         (ROOM_ADMINS, "room_admins"),
+        (LEGACY_ADMINS, "legacy_admins"),
         (COMMIT_CAPS, "commit_caps"),
-        (BARRED, "barred"),
-        (LISTERS, "listers"),
-        (LISTED_BY, "listed_by"),
     ];
     for (def, name) in bytes_tables {
         table!(def, name, |k, v| k.value().to_vec(), v.value().to_vec());

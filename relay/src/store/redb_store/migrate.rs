@@ -2,10 +2,27 @@
 
 use super::*;
 
+/// Tables of format 2 that format 3 no longer has (decision 0013, part 5): the accounts
+/// barred from committing per room, and who listed each public room.
+const BARRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("barred");
+const LISTERS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listers");
+const LISTED_BY: TableDefinition<Bytes, Bytes> = TableDefinition::new("listed_by");
+
+/// The store's format: 1 when it has no row.
+fn format_of(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    Ok(txn
+        .open_table(META)?
+        .get("format")?
+        .map_or(1, |v| v.value()))
+}
+
 /// Counts the rooms each account created (a room's owner is its creator unless it handed
-/// the room over, close enough for a limit) and records who listed each public room (its
-/// publisher), for stores from before the relay kept these.
-pub(super) fn count_rooms_and_listers(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+/// the room over, close enough for a limit), for stores from before the relay kept the
+/// count, while their lists of admins were still account keys (format 2 and older).
+pub(super) fn count_rooms(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    if format_of(txn)? >= 3 {
+        return Ok(());
+    }
     let mut created = txn.open_table(ROOMS_CREATED)?;
     let admins = txn.open_table(ROOM_ADMINS)?;
     if created.is_empty()? && !admins.is_empty()? {
@@ -27,28 +44,82 @@ pub(super) fn count_rooms_and_listers(txn: &redb::WriteTransaction) -> Result<()
             created.insert(handle.as_str(), n)?;
         }
     }
-    let mut listers = txn.open_table(LISTERS)?;
-    let listings = txn.open_table(LISTINGS)?;
-    if listers.is_empty()? && !listings.is_empty()? {
-        let mut listed_by = txn.open_table(LISTED_BY)?;
-        for item in listings.iter()? {
-            let (room, v) = item?;
-            let listing: ListingRecord = decode(v.value())?;
-            listers.insert(room.value(), listing.publisher.0.as_slice())?;
-            listed_by.insert(
-                lister_key(&listing.publisher, room.value()).as_slice(),
-                &[][..],
-            )?;
-        }
-    }
     Ok(())
 }
 
-/// The key of a [`LISTED_BY`] row.
-pub(super) fn lister_key(account: &AccountKey, room: &[u8]) -> Vec<u8> {
-    let mut key = account.0.to_vec();
-    key.extend_from_slice(room);
-    key
+/// A listing as format 2 stored it: with the account that published it (and paid).
+#[derive(Deserialize)]
+struct ListingV2 {
+    public_name: String,
+    #[serde(with = "serde_bytes")]
+    group_info: Vec<u8>,
+    epoch: u64,
+    published: u64,
+    publisher: AccountKey,
+}
+
+/// Format 2 to 3 (decision 0013, part 5): the relay's lists of room admins were account
+/// keys. The relay cannot turn them into the admins' pseudonyms, and a room without a
+/// list must not be claimable by whoever holds its capability, so each list moves to
+/// `legacy_admins`: the room's owner account, signed in, sets the first list of
+/// pseudonyms when its client next connects, and the row goes then. Until then nobody is
+/// an admin of the room at the relay. The barred authors go with the table. Listings lose
+/// their publisher: what it was charged goes back to it and the room pays instead, and
+/// the tables of who listed what go. Runs once, in the transaction that opens the store.
+pub(super) fn pseudonymous(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    if format_of(txn)? >= 3 {
+        return Ok(());
+    }
+    {
+        let mut tx = Tx::open(txn)?;
+        let lists: Vec<(Vec<u8>, Vec<u8>)> = tx
+            .room_admins
+            .iter()?
+            .map(|item| item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        for (room, list) in lists {
+            // Format 2 kept account keys, owner first; anything else is no list at all.
+            if decode::<Vec<AccountKey>>(&list).is_ok_and(|l| !l.is_empty()) {
+                tx.legacy_admins.insert(room.as_slice(), list.as_slice())?;
+            }
+        }
+        tx.room_admins.retain(|_, _| false)?;
+        let old: Vec<(Vec<u8>, ListingV2)> = tx
+            .listings
+            .iter()?
+            .filter_map(|item| match item {
+                Ok((k, v)) => postcard::from_bytes::<ListingV2>(v.value())
+                    .ok()
+                    .map(|l| Ok((k.value().to_vec(), l))),
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut refunds: HashMap<AccountKey, u64> = HashMap::new();
+        for (key, old) in old {
+            let listing = ListingRecord {
+                public_name: old.public_name,
+                group_info: old.group_info,
+                epoch: old.epoch,
+                published: old.published,
+            };
+            *refunds.entry(old.publisher).or_default() += listing.bytes();
+            if let Ok(room) = <[u8; 16]>::try_from(key.as_slice()) {
+                let room = RoomId(room);
+                if let Some(mut record) = tx.room(&room)? {
+                    record.bytes = record.bytes.saturating_add(listing.bytes());
+                    tx.put_room(&room, &record)?;
+                }
+            }
+            tx.listings
+                .insert(key.as_slice(), encode(&listing)?.as_slice())?;
+        }
+        tx.refund(refunds)?;
+    }
+    for table in [BARRED, LISTERS, LISTED_BY] {
+        txn.delete_table(table)?;
+    }
+    txn.open_table(META)?.insert("format", FORMAT)?;
+    Ok(())
 }
 
 /// A room entry as format 1 stored it: with its author.
@@ -73,7 +144,7 @@ struct InboxV1 {
 /// Format 1 to 2 (decision 0013): room entries lose their author and inbox entries their
 /// depositor. What they were charged goes back to the accounts that paid, each room is
 /// charged for its log instead ([`RoomRecord::bytes`]), and the store is marked
-/// [`FORMAT`]. A value that does not decode as format 1 is left as it is (the reads
+/// format 2. A value that does not decode as format 1 is left as it is (the reads
 /// report it as corrupt, as they would have before). Runs once, in the transaction that
 /// opens the store.
 pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
@@ -148,6 +219,6 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
     }
     tx.refund(refunds)?;
     drop(tx);
-    meta.insert("format", FORMAT)?;
+    meta.insert("format", 2)?;
     Ok(())
 }

@@ -27,8 +27,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hearth_protocol::{
-    AccountKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation, RoomId, Seq,
-    WireError,
+    AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
+    RoomId, Seq, WireError,
 };
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -66,29 +66,29 @@ const RETIRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("retired");
 /// Each rotated account's chain of signed rotations: handle -> postcard of
 /// `Vec<KeyRotation>` (oldest first, at most `MAX_ROTATIONS_KEPT`).
 const ROTATIONS: TableDefinition<&str, Bytes> = TableDefinition::new("rotations");
-/// Each room's admins as the relay keeps them: room id -> postcard of `Vec<AccountKey>`.
+/// Each room's admins as the relay keeps them: room id -> postcard of `Vec<AdminKey>`,
+/// per-room pseudonyms, owner first (decision 0013, part 5; never account keys).
 const ROOM_ADMINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("room_admins");
+/// The admins of rooms of a store migrated from format 2, as that format kept them:
+/// room id -> postcard of `Vec<AccountKey>`, owner first. Only that owner's account,
+/// signed in, replaces the row by a first list of pseudonyms, once; then the row goes
+/// (decision 0013, part 5). The one table that still links accounts to rooms, and only
+/// for migrated rooms whose owner has not connected since.
+const LEGACY_ADMINS: TableDefinition<Bytes, Bytes> = TableDefinition::new("legacy_admins");
 /// The capability hash each commit announced: room id ++ seq -> 32 bytes.
 const COMMIT_CAPS: TableDefinition<Bytes, Bytes> = TableDefinition::new("commit_caps");
-/// Authors of reverted commits, barred from committing: room id -> `Vec<AccountKey>`.
-const BARRED: TableDefinition<Bytes, Bytes> = TableDefinition::new("barred");
 /// Rooms each account created, by handle (a key rotation keeps the handle), counted
 /// against `max_rooms_per_account`. Filled from the rooms' owners when the table is new.
 const ROOMS_CREATED: TableDefinition<&str, u64> = TableDefinition::new("rooms_created");
-/// Who listed each public room: room id -> the key of the admin who listed it (or last
-/// renamed it). A member refreshing the listing after a commit does not change it.
-const LISTERS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listers");
-/// [`LISTERS`] by account: account key ++ room id -> nothing, counted against
-/// `max_public_rooms_per_account`.
-const LISTED_BY: TableDefinition<Bytes, Bytes> = TableDefinition::new("listed_by");
 
 /// Facts about the store itself: `"format"` -> [`FORMAT`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// The store's format: 2 since room entries and inbox entries carry no account (decision
-/// 0013). A store without the row is of format 1 and is migrated when opened (see
-/// `migrate::authorless`).
-const FORMAT: u64 = 2;
+/// The store's format: 2 since room entries and inbox entries carry no account, 3 since
+/// room admins are pseudonyms and listings name no account (decision 0013). A store
+/// without the row is of format 1; older formats are migrated when opened (see
+/// `migrate::authorless` and `migrate::pseudonymous`).
+const FORMAT: u64 = 3;
 
 /// A room entry as stored. No author (decision 0013): the room is charged for it.
 #[derive(Serialize, Deserialize)]
@@ -200,11 +200,12 @@ impl RedbStore {
             txn.open_table(RETIRED)?;
             txn.open_table(ROTATIONS)?;
             txn.open_table(ROOM_ADMINS)?;
+            txn.open_table(LEGACY_ADMINS)?;
             txn.open_table(COMMIT_CAPS)?;
-            txn.open_table(BARRED)?;
-            migrate::count_rooms_and_listers(&txn)?;
+            migrate::count_rooms(&txn)?;
         }
         migrate::authorless(&txn)?;
+        migrate::pseudonymous(&txn)?;
         txn.commit()?;
         Ok(())
     }
@@ -238,11 +239,9 @@ struct Tx<'t> {
     retired: Table<'t, Bytes, Bytes>,
     rotations: Table<'t, &'static str, Bytes>,
     room_admins: Table<'t, Bytes, Bytes>,
+    legacy_admins: Table<'t, Bytes, Bytes>,
     commit_caps: Table<'t, Bytes, Bytes>,
-    barred: Table<'t, Bytes, Bytes>,
     rooms_created: Table<'t, &'static str, u64>,
-    listers: Table<'t, Bytes, Bytes>,
-    listed_by: Table<'t, Bytes, Bytes>,
 }
 
 impl<'t> Tx<'t> {
@@ -264,11 +263,9 @@ impl<'t> Tx<'t> {
             retired: txn.open_table(RETIRED)?,
             rotations: txn.open_table(ROTATIONS)?,
             room_admins: txn.open_table(ROOM_ADMINS)?,
+            legacy_admins: txn.open_table(LEGACY_ADMINS)?,
             commit_caps: txn.open_table(COMMIT_CAPS)?,
-            barred: txn.open_table(BARRED)?,
             rooms_created: txn.open_table(ROOMS_CREATED)?,
-            listers: txn.open_table(LISTERS)?,
-            listed_by: txn.open_table(LISTED_BY)?,
         })
     }
 }
@@ -474,6 +471,7 @@ impl Tx<'_> {
                 retention_secs,
                 now,
                 creator,
+                admin,
                 quota,
                 max_rooms,
             } => {
@@ -485,12 +483,11 @@ impl Tx<'_> {
                     created: now,
                     bytes: 0,
                 };
-                self.create_room(room, record, creator, quota, max_rooms)
+                self.create_room(room, record, (creator, admin), quota, max_rooms)
             }
             WriteOp::Append {
                 room,
                 cap_hash,
-                author,
                 payload,
                 next_cap_hash,
                 admins,
@@ -501,19 +498,20 @@ impl Tx<'_> {
                     next_cap_hash,
                     admins,
                 };
-                self.append(room, cap_hash, author, payload, commit, now, room_quota)
+                self.append(room, cap_hash, payload, commit, now, room_quota)
             }
             WriteOp::PublishRoom {
                 room,
                 cap_hash,
                 listing,
-                quota,
+                admin,
+                room_quota,
                 max_listings,
-            } => self.publish_room(room, cap_hash, listing, quota, max_listings),
+            } => self.publish_room(room, cap_hash, listing, admin, room_quota, max_listings),
             WriteOp::UnpublishRoom {
                 room,
                 cap_hash,
-                author,
+                admin,
             } => {
                 let Some(record) = self.room(&room)? else {
                     return Ok(Err(unknown_room()));
@@ -521,7 +519,7 @@ impl Tx<'_> {
                 if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
                     return Ok(Err(e));
                 }
-                if let Err(e) = self.require_admin(&room, &author)? {
+                if let Err(e) = self.require_admin(&room, admin.as_ref())? {
                     return Ok(Err(e));
                 }
                 let removed = self.remove_listing(&room)?;
@@ -530,7 +528,6 @@ impl Tx<'_> {
             WriteOp::JoinPublic {
                 room,
                 epoch,
-                author,
                 payload,
                 next_cap_hash,
                 now,
@@ -546,19 +543,13 @@ impl Tx<'_> {
                 if epoch != current || listing.epoch != current {
                     return Ok(Err(stale_listing()));
                 }
-                if self.is_barred(&room, &author)? {
-                    return Ok(Err(err(
-                        ErrorCode::Forbidden,
-                        "a commit of yours in this room was refused by its members",
-                    )));
-                }
                 self.append_unchecked(room, record, payload, Some(next_cap_hash), now, room_quota)
             }
             WriteOp::SetRetention {
                 room,
                 cap_hash,
                 retention_secs,
-                author,
+                admin,
             } => {
                 let Some(mut record) = self.room(&room)? else {
                     return Ok(Err(unknown_room()));
@@ -571,7 +562,7 @@ impl Tx<'_> {
                     }
                     Err(e) => return Ok(Err(e)),
                 }
-                if let Err(e) = self.require_admin(&room, &author)? {
+                if let Err(e) = self.require_admin(&room, admin.as_ref())? {
                     return Ok(Err(e));
                 }
                 record.retention_secs = retention_secs;
@@ -581,16 +572,28 @@ impl Tx<'_> {
             WriteOp::SetRoomAdmins {
                 room,
                 cap_hash,
-                author,
+                admin,
+                account,
                 admins,
-            } => self.set_room_admins(room, cap_hash, author, admins),
+            } => self.set_room_admins(room, cap_hash, (account, admin), admins),
             WriteOp::RevertCommit {
                 room,
                 cap_hash,
                 seq,
-                author,
-                committers,
-            } => self.revert_commit(room, cap_hash, seq, author, committers),
+                admin,
+                payload,
+                next_cap_hash,
+                now,
+                room_quota,
+            } => {
+                let removal = authority::Removal {
+                    payload,
+                    next_cap_hash,
+                    now,
+                    room_quota,
+                };
+                self.revert_commit(room, cap_hash, seq, admin, removal)
+            }
             WriteOp::Sweep {
                 now,
                 retention_secs,

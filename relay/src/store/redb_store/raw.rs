@@ -7,7 +7,7 @@ use super::*;
 impl RedbStore {
     /// The tables, by name, as [`RedbStore::put_raw`] takes them.
     #[doc(hidden)]
-    pub const TABLE_NAMES: [&'static str; 22] = [
+    pub const TABLE_NAMES: [&'static str; 20] = [
         "accounts",
         "handles",
         "invites",
@@ -24,11 +24,9 @@ impl RedbStore {
         "retired",
         "rotations",
         "room_admins",
+        "legacy_admins",
         "commit_caps",
-        "barred",
         "rooms_created",
-        "listers",
-        "listed_by",
         "meta",
     ];
 
@@ -61,11 +59,9 @@ impl RedbStore {
                 "listings" => Some(LISTINGS),
                 "retired" => Some(RETIRED),
                 "room_admins" => Some(ROOM_ADMINS),
+                "legacy_admins" => Some(LEGACY_ADMINS),
                 "commit_caps" => Some(COMMIT_CAPS),
-                "barred" => Some(BARRED),
                 "audit_counts" => Some(AUDIT_COUNTS),
-                "listers" => Some(LISTERS),
-                "listed_by" => Some(LISTED_BY),
                 _ => None,
             };
             if let Some(definition) = bytes_table {
@@ -127,12 +123,10 @@ impl RedbStore {
         txn.delete_table(RETIRED)?;
         txn.delete_table(ROTATIONS)?;
         txn.delete_table(ROOM_ADMINS)?;
+        txn.delete_table(LEGACY_ADMINS)?;
         txn.delete_table(COMMIT_CAPS)?;
-        txn.delete_table(BARRED)?;
         txn.delete_table(AUDIT_COUNTS)?;
         txn.delete_table(ROOMS_CREATED)?;
-        txn.delete_table(LISTERS)?;
-        txn.delete_table(LISTED_BY)?;
         txn.delete_table(META)?;
         txn.commit()?;
         self.create_tables()

@@ -55,7 +55,7 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    fn room_admins(&self, room: &RoomId) -> Result<Vec<AccountKey>, StoreError> {
+    fn room_admins(&self, room: &RoomId) -> Result<Vec<AdminKey>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ROOM_ADMINS)?;
         match table.get(room.0.as_slice())? {
@@ -235,47 +235,18 @@ impl Store for RedbStore {
     fn listings(&self, limit: usize) -> Result<Vec<(RoomId, ListingRecord)>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LISTINGS)?;
-        let listers = txn.open_table(LISTERS)?;
-        // Each lister's listings, by name.
-        let mut by_lister: std::collections::BTreeMap<AccountKey, Vec<(RoomId, ListingRecord)>> =
-            std::collections::BTreeMap::new();
+        // The directory holds at most `max_public_rooms` listings (a bound on writing
+        // them), so reading them all to sort by name stays small.
+        let mut out = Vec::new();
         for item in table.iter()? {
             let (k, v) = item?;
             let Ok(id) = <[u8; 16]>::try_from(k.value()) else {
                 continue;
             };
-            let listing: ListingRecord = decode(v.value())?;
-            let lister = listers
-                .get(k.value())?
-                .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
-                .map_or(listing.publisher, AccountKey);
-            by_lister
-                .entry(lister)
-                .or_default()
-                .push((RoomId(id), listing));
-        }
-        let mut queues: Vec<std::collections::VecDeque<(RoomId, ListingRecord)>> = by_lister
-            .into_values()
-            .map(|mut list| {
-                list.sort_by(|a, b| a.1.public_name.cmp(&b.1.public_name).then(a.0.cmp(&b.0)));
-                list.into()
-            })
-            .collect();
-        // Round-robin over listers: past the limit, every lister keeps as many as the one
-        // with the fewest cut, so one account's many listings cannot hide another's.
-        let mut out = Vec::new();
-        while out.len() < limit && !queues.is_empty() {
-            for queue in &mut queues {
-                if out.len() >= limit {
-                    break;
-                }
-                if let Some(next) = queue.pop_front() {
-                    out.push(next);
-                }
-            }
-            queues.retain(|q| !q.is_empty());
+            out.push((RoomId(id), decode::<ListingRecord>(v.value())?));
         }
         out.sort_by(|a, b| a.1.public_name.cmp(&b.1.public_name).then(a.0.cmp(&b.0)));
+        out.truncate(limit);
         Ok(out)
     }
 

@@ -4,10 +4,10 @@ use super::authority::commit_cap_key;
 use super::*;
 
 /// What makes an append a commit: the capability hash it announces, and the room's
-/// admins after it when it changes them.
+/// admins after it when it changes them (with the pseudonym that signed the change).
 pub(super) struct Commit {
     pub next_cap_hash: Option<CapHash>,
-    pub admins: Option<Vec<AccountKey>>,
+    pub admins: Option<(AdminKey, Vec<AdminKey>)>,
 }
 
 /// The refusal of a room over [`crate::config::RelayConfig::max_rooms_per_account`].
@@ -23,7 +23,7 @@ fn too_many_rooms(created: u64) -> WireError {
 }
 
 /// The refusal of an entry that would take a room's log past `quota_bytes_per_room`.
-fn room_full(quota: u64) -> WireError {
+pub(super) fn room_full(quota: u64) -> WireError {
     WireError::new(
         ErrorCode::QuotaExceeded,
         format!(
@@ -42,7 +42,7 @@ impl Tx<'_> {
         &mut self,
         room: RoomId,
         record: RoomRecord,
-        creator: AccountKey,
+        (creator, admin): (AccountKey, AdminKey),
         quota: u64,
         max_rooms: u64,
     ) -> Result<OpResult, StoreError> {
@@ -64,7 +64,7 @@ impl Tx<'_> {
             return Ok(Err(e));
         }
         // One admin is always a valid list: nothing is refused after this.
-        if let Err(e) = self.put_room_admins(&room, &[creator])? {
+        if let Err(e) = self.put_room_admins(&room, &[admin])? {
             return Ok(Err(e));
         }
         self.put_room(&room, &record)?;
@@ -88,12 +88,10 @@ impl Tx<'_> {
             .and_then(Access::require_current))
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn append(
         &mut self,
         room: RoomId,
         cap_hash: CapHash,
-        author: AccountKey,
         payload: Vec<u8>,
         commit: Commit,
         now: u64,
@@ -102,18 +100,11 @@ impl Tx<'_> {
         let Some(record) = self.room(&room)? else {
             return Ok(Err(unknown_room()));
         };
-        // (Before the capability: a barred author is told so whatever it presents.)
-        if commit.next_cap_hash.is_some() && self.is_barred(&room, &author)? {
-            return Ok(Err(err(
-                ErrorCode::Forbidden,
-                "a commit of yours in this room was refused by its members",
-            )));
-        }
         if let Err(e) = self.require_current(&room, &record, &cap_hash)? {
             return Ok(Err(e));
         }
-        if let Some(admins) = &commit.admins {
-            if let Err(e) = self.require_owner(&room, &author)? {
+        if let Some((signer, admins)) = &commit.admins {
+            if let Err(e) = self.require_owner(&room, Some(signer))? {
                 return Ok(Err(e));
             }
             // Checked before anything is written: a refused op leaves no trace.
@@ -123,7 +114,9 @@ impl Tx<'_> {
         }
         let applied =
             self.append_unchecked(room, record, payload, commit.next_cap_hash, now, room_quota)?;
-        if let (Ok(_), Some(admins), Some(_)) = (&applied, &commit.admins, commit.next_cap_hash) {
+        if let (Ok(_), Some((_, admins)), Some(_)) =
+            (&applied, &commit.admins, commit.next_cap_hash)
+        {
             // Valid (checked above), so this writes.
             if let Err(e) = self.put_room_admins(&room, admins)? {
                 return Ok(Err(e));

@@ -84,46 +84,8 @@ impl Tx<'_> {
         self.handles
             .insert(record.handle.as_str(), new.0.as_slice())?;
         self.retired.insert(old.0.as_slice(), new.0.as_slice())?;
-        // The rooms the account administers, and those it is barred from committing in,
-        // know it by its key (decision 0009).
-        for (table, admins) in [(&mut self.room_admins, true), (&mut self.barred, false)] {
-            let named: Vec<(Vec<u8>, Vec<AccountKey>)> = table
-                .iter()?
-                .map(|item| {
-                    let (k, v) = item?;
-                    Ok((k.value().to_vec(), decode::<Vec<AccountKey>>(v.value())?))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?
-                .into_iter()
-                .filter(|(_, keys)| keys.contains(&old))
-                .collect();
-            for (room, keys) in named {
-                let mut keys: Vec<AccountKey> = keys
-                    .into_iter()
-                    .map(|a| if a == old { new } else { a })
-                    .collect();
-                if admins {
-                    // The owner stays first, the others sorted (as members compare it).
-                    keys = super::authority::canonical_admins(&keys).unwrap_or(keys);
-                }
-                table.insert(room.as_slice(), encode(&keys)?.as_slice())?;
-            }
-        }
-        // The rooms it listed count against the new key.
-        let lo = super::migrate::lister_key(&old, &[0; 16]);
-        let hi = super::migrate::lister_key(&old, &[0xff; 16]);
-        let listed: Vec<Vec<u8>> = self
-            .listed_by
-            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
-            .map(|item| item.map(|(k, _)| k.value()[32..].to_vec()))
-            .collect::<Result<_, _>>()?;
-        for room in listed {
-            self.listed_by
-                .remove(super::migrate::lister_key(&old, &room).as_slice())?;
-            self.listed_by
-                .insert(super::migrate::lister_key(&new, &room).as_slice(), &[][..])?;
-            self.listers.insert(room.as_slice(), new.0.as_slice())?;
-        }
+        // Room admins are per-room pseudonyms and listings name nobody (decision 0013):
+        // no room record knows the account's key.
         chain.push(RotationRecord {
             time: now,
             rotation,

@@ -3,6 +3,9 @@
 use super::*;
 use crate::store::{LISTING_OVERHEAD_BYTES, ROTATION_COOLDOWN_SECS};
 
+/// The admin pseudonym rooms are created with in these tests.
+const ADMIN: AdminKey = AdminKey([0xad; 32]);
+
 fn handle(s: &str) -> Handle {
     Handle::new(s).expect("test handle is valid")
 }
@@ -43,7 +46,7 @@ fn append_within(
     store: &RedbStore,
     room: RoomId,
     cap: CapHash,
-    author: AccountKey,
+    _author: AccountKey,
     next: Option<CapHash>,
     now: u64,
     quota: u64,
@@ -53,7 +56,6 @@ fn append_within(
         WriteOp::Append {
             room,
             cap_hash: cap,
-            author,
             payload: vec![7; 10],
             next_cap_hash: next,
             admins: None,
@@ -77,6 +79,7 @@ fn caps_rotate_and_old_epochs_end_at_their_commit() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            admin: ADMIN,
             quota: u64::MAX,
             max_rooms: u64::MAX,
         },
@@ -122,6 +125,7 @@ fn a_room_is_charged_for_its_log_and_refunded_by_the_sweep() {
             retention_secs: Some(10),
             now: 1,
             creator: alice,
+            admin: ADMIN,
             quota: u64::MAX,
             max_rooms: u64::MAX,
         },
@@ -298,13 +302,12 @@ fn key_packages_are_consumed_once_and_a_used_last_resort_is_reported() {
     assert_eq!(take(), vec![8]);
 }
 
-fn listing(publisher: AccountKey, epoch: u64, published: u64, len: usize) -> ListingRecord {
+fn listing(_publisher: AccountKey, epoch: u64, published: u64, len: usize) -> ListingRecord {
     ListingRecord {
         public_name: "board".into(),
         group_info: vec![3; len],
         epoch,
         published,
-        publisher,
     }
 }
 
@@ -315,7 +318,8 @@ fn publish(store: &RedbStore, room: RoomId, cap: CapHash, l: ListingRecord) -> O
             room,
             cap_hash: cap,
             listing: l,
-            quota: u64::MAX,
+            admin: Some(ADMIN),
+            room_quota: u64::MAX,
             max_listings: u64::MAX,
         },
     )
@@ -325,7 +329,7 @@ fn join(
     store: &RedbStore,
     room: RoomId,
     epoch: u64,
-    author: AccountKey,
+    _author: AccountKey,
     next: CapHash,
 ) -> OpResult {
     one(
@@ -333,7 +337,6 @@ fn join(
         WriteOp::JoinPublic {
             room,
             epoch,
-            author,
             payload: vec![8; 10],
             next_cap_hash: next,
             now: 5,
@@ -343,7 +346,7 @@ fn join(
 }
 
 #[test]
-fn listings_follow_the_epoch_and_charge_their_publisher() {
+fn listings_follow_the_epoch_and_charge_their_room() {
     let store = RedbStore::in_memory().unwrap();
     let alice = register(&store, 1, "alice");
     let dave = register(&store, 2, "dave");
@@ -357,6 +360,7 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            admin: ADMIN,
             quota: u64::MAX,
             max_rooms: u64::MAX,
         },
@@ -380,18 +384,29 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
             .code,
         ErrorCode::Forbidden
     );
+    // Not an admin the relay lists: refused.
+    let mut other = listing(alice, 0, 1, 100);
+    other.public_name = "other".into();
+    let refused = one(
+        &store,
+        WriteOp::PublishRoom {
+            room,
+            cap_hash: c0,
+            listing: other,
+            admin: Some(AdminKey([1; 32])),
+            room_quota: u64::MAX,
+            max_listings: u64::MAX,
+        },
+    );
+    assert_eq!(refused.unwrap_err().code, ErrorCode::Forbidden);
     publish(&store, room, c0, listing(alice, 0, 1, 100)).unwrap();
-    // The room, and the listing: "board" is 5 bytes.
+    // The room pays for the listing ("board" is 5 bytes); its creator only for the room.
     let used = |account| store.account(&account).unwrap().unwrap().used_bytes;
-    assert_eq!(
-        used(alice),
-        ROOM_OVERHEAD_BYTES + 105 + LISTING_OVERHEAD_BYTES
-    );
+    let room_bytes = || store.room(&room).unwrap().unwrap().bytes;
+    assert_eq!(used(alice), ROOM_OVERHEAD_BYTES);
+    assert_eq!(room_bytes(), 105 + LISTING_OVERHEAD_BYTES);
     publish(&store, room, c0, listing(alice, 0, 2, 50)).unwrap();
-    assert_eq!(
-        used(alice),
-        ROOM_OVERHEAD_BYTES + 55 + LISTING_OVERHEAD_BYTES
-    );
+    assert_eq!(room_bytes(), 55 + LISTING_OVERHEAD_BYTES);
     let (l, index) = store.listing(&room).unwrap().unwrap();
     assert_eq!((l.published, index), (2, 0));
 
@@ -438,7 +453,7 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
             WriteOp::UnpublishRoom {
                 room,
                 cap_hash: c1,
-                author: alice,
+                admin: Some(ADMIN),
             }
         )
         .unwrap_err()
@@ -450,13 +465,17 @@ fn listings_follow_the_epoch_and_charge_their_publisher() {
         WriteOp::UnpublishRoom {
             room,
             cap_hash: c2,
-            author: alice,
+            admin: Some(ADMIN),
         },
     )
     .unwrap();
     assert!(store.listing(&room).unwrap().is_none());
-    // Only the room is left on her account (her commit is the room's).
+    // Only the room is left on her account; the room has only its log left.
     assert_eq!(used(alice), ROOM_OVERHEAD_BYTES);
+    assert_eq!(
+        room_bytes(),
+        2 * entry_cost(EntryKind::Commit, 10) + entry_cost(EntryKind::Message, 10)
+    );
 }
 
 #[test]
@@ -474,6 +493,7 @@ fn listings_expire_with_their_room() {
                 retention_secs: retention,
                 now: 1,
                 creator: alice,
+                admin: ADMIN,
                 quota: u64::MAX,
                 max_rooms: u64::MAX,
             },
@@ -503,9 +523,15 @@ fn listings_expire_with_their_room() {
     let left = store.listings(10).unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].0, RoomId([2; 16]));
+    // Listings are their rooms' to pay: the swept one's room has its bytes back.
     assert_eq!(
         store.account(&alice).unwrap().unwrap().used_bytes,
-        2 * ROOM_OVERHEAD_BYTES + 15 + LISTING_OVERHEAD_BYTES
+        2 * ROOM_OVERHEAD_BYTES
+    );
+    assert_eq!(store.room(&RoomId([1; 16])).unwrap().unwrap().bytes, 0);
+    assert_eq!(
+        store.room(&RoomId([2; 16])).unwrap().unwrap().bytes,
+        15 + LISTING_OVERHEAD_BYTES
     );
 }
 
@@ -522,6 +548,7 @@ fn old_rooms_count_their_epochs() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            admin: ADMIN,
             quota: u64::MAX,
             max_rooms: u64::MAX,
         },
@@ -753,6 +780,7 @@ fn reads_stop_at_their_byte_budget() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            admin: ADMIN,
             quota: u64::MAX,
             max_rooms: u64::MAX,
         },
@@ -764,7 +792,6 @@ fn reads_stop_at_their_byte_budget() {
             WriteOp::Append {
                 room,
                 cap_hash: cap,
-                author: alice,
                 payload: vec![i; 1_000],
                 next_cap_hash: None,
                 admins: None,
@@ -840,15 +867,11 @@ fn key_packages_per_account_are_capped_and_empty_ones_are_charged() {
 }
 
 #[test]
-fn the_directory_takes_listers_in_turn_past_its_limit() {
+fn the_directory_holds_at_most_its_size_whoever_lists() {
     let store = RedbStore::in_memory().unwrap();
     let alice = register(&store, 1, "alice");
-    let mallory = register(&store, 2, "mallory");
     let mut rooms = Vec::new();
-    for (n, (who, name)) in (0u8..).zip(
-        std::iter::repeat_n((mallory, "aa squat"), 10)
-            .chain([(alice, "zz family"), (alice, "zz garden")]),
-    ) {
+    for n in 0u8..3 {
         let room = RoomId([n; 16]);
         one(
             &store,
@@ -857,21 +880,486 @@ fn the_directory_takes_listers_in_turn_past_its_limit() {
                 cap_hash: CapHash([0; 32]),
                 retention_secs: None,
                 now: 1,
-                creator: who,
+                creator: alice,
+                admin: ADMIN,
                 quota: u64::MAX,
                 max_rooms: u64::MAX,
             },
         )
         .unwrap();
-        let mut l = listing(who, 0, 1, 10);
-        l.public_name = name.into();
-        publish(&store, room, CapHash([0; 32]), l).unwrap();
         rooms.push(room);
     }
-    let shown = store.listings(4).unwrap();
-    let names: Vec<&str> = shown.iter().map(|(_, l)| l.public_name.as_str()).collect();
-    assert_eq!(names, ["aa squat", "aa squat", "zz family", "zz garden"]);
-    assert_eq!(store.listings(100).unwrap().len(), 12);
+    let list = |room: RoomId, name: &str| {
+        let mut l = listing(alice, 0, 1, 10);
+        l.public_name = name.into();
+        one(
+            &store,
+            WriteOp::PublishRoom {
+                room,
+                cap_hash: CapHash([0; 32]),
+                listing: l,
+                admin: Some(ADMIN),
+                room_quota: u64::MAX,
+                max_listings: 2,
+            },
+        )
+    };
+    list(rooms[0], "a").unwrap();
+    list(rooms[1], "b").unwrap();
+    let e = list(rooms[2], "c").unwrap_err();
+    assert_eq!(e.code, ErrorCode::QuotaExceeded);
+    assert!(e.message.contains("max_public_rooms"), "{e}");
+    // A listed room renames itself whatever the count.
+    list(rooms[1], "b2").unwrap();
+    let names: Vec<String> = store
+        .listings(10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, l)| l.public_name)
+        .collect();
+    assert_eq!(names, ["a", "b2"]);
+    assert_eq!(store.listings(1).unwrap().len(), 1);
+}
+
+/// A revert makes the epoch before the refused commit current again and appends the
+/// reverting admin's own commit in the same transaction, which starts a new epoch: the
+/// refused epoch's capability and the restored one both end. A revert without that
+/// commit, one whose commit would not start a new epoch, or one from a pseudonym the
+/// relay does not list, is refused and changes nothing.
+#[test]
+fn a_revert_carries_the_removal_and_ends_every_capability_the_offender_held() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let room = RoomId([9; 16]);
+    let (c0, c1, bad, c2) = (
+        CapHash([0; 32]),
+        CapHash([1; 32]),
+        CapHash([0xbb; 32]),
+        CapHash([2; 32]),
+    );
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: c0,
+            retention_secs: None,
+            now: 1,
+            creator: alice,
+            admin: ADMIN,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
+        },
+    )
+    .unwrap();
+    append(&store, room, c0, alice, Some(c1), 2).unwrap();
+    // The offender's commit (seq 2) announces a capability nobody else derives.
+    append(&store, room, c1, alice, Some(bad), 3).unwrap();
+    let revert = |admin: AdminKey, payload: Vec<u8>, next: CapHash| {
+        one(
+            &store,
+            WriteOp::RevertCommit {
+                room,
+                cap_hash: c1,
+                seq: Seq(2),
+                admin,
+                payload,
+                next_cap_hash: next,
+                now: 4,
+                room_quota: u64::MAX,
+            },
+        )
+    };
+    let unchanged = |store: &RedbStore| {
+        let (record, access) = store.access(&room, &bad).unwrap().unwrap();
+        assert_eq!((record.head, access.unwrap()), (2, Access::Current));
+    };
+    assert_eq!(
+        revert(AdminKey([1; 32]), vec![5; 10], c2).unwrap_err().code,
+        ErrorCode::Forbidden,
+        "a pseudonym the relay does not list"
+    );
+    unchanged(&store);
+    assert_eq!(
+        revert(ADMIN, Vec::new(), c2).unwrap_err().code,
+        ErrorCode::BadRequest,
+        "no removal"
+    );
+    unchanged(&store);
+    for next in [c1, bad, c0] {
+        assert_eq!(
+            revert(ADMIN, vec![5; 10], next).unwrap_err().code,
+            ErrorCode::Forbidden,
+            "a removal that starts no new epoch"
+        );
+        unchanged(&store);
+    }
+    match revert(ADMIN, vec![5; 10], c2).unwrap() {
+        Applied::Reverted {
+            ended,
+            entry,
+            restored,
+            ..
+        } => {
+            assert_eq!((ended, restored), (bad, c1));
+            assert_eq!((entry.seq, entry.next_cap_hash), (Seq(3), Some(c2)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The refused epoch ended where it was; the restored one at the removal.
+    let (record, access) = store.access(&room, &bad).unwrap().unwrap();
+    assert_eq!(access.unwrap(), Access::Ended { end: Seq(2) });
+    assert_eq!(record.head, 3);
+    let (_, access) = store.access(&room, &c1).unwrap().unwrap();
+    assert_eq!(access.unwrap(), Access::Ended { end: Seq(3) });
+    let (_, access) = store.access(&room, &c2).unwrap().unwrap();
+    assert_eq!(access.unwrap(), Access::Current);
+    assert_eq!(
+        append(&store, room, bad, alice, None, 5).unwrap_err().code,
+        ErrorCode::StaleEpoch
+    );
+    // Two commits count: the one before and the removal (the refused one is undone).
+    assert_eq!(store.listing(&room).unwrap(), None);
+}
+
+/// A store of format 2 (admins and listers as account keys, barred authors) opens as
+/// format 3: no account is left with a room, the lists of admins are empty until owners
+/// set them, and a listing's bytes move from its publisher to its room.
+#[test]
+fn a_store_of_format_2_loses_its_account_links_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    let alice = AccountKey([1; 32]);
+    let room = RoomId([9; 16]);
+    let old_listing;
+    {
+        let store = RedbStore::open(&path).unwrap();
+        register(&store, 1, "alice");
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: CapHash([0; 32]),
+                retention_secs: None,
+                now: 1,
+                creator: alice,
+                admin: ADMIN,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
+            },
+        )
+        .unwrap();
+        old_listing = listing(alice, 0, 1, 40);
+        let txn = store.db.begin_write().unwrap();
+        {
+            let by_account = postcard::to_allocvec(&vec![alice]).unwrap();
+            txn.open_table(ROOM_ADMINS)
+                .unwrap()
+                .insert(room.0.as_slice(), by_account.as_slice())
+                .unwrap();
+            for name in ["barred", "listers"] {
+                let def: TableDefinition<Bytes, Bytes> = TableDefinition::new(name);
+                let value = if name == "barred" {
+                    by_account.clone()
+                } else {
+                    alice.0.to_vec()
+                };
+                txn.open_table(def)
+                    .unwrap()
+                    .insert(room.0.as_slice(), value.as_slice())
+                    .unwrap();
+            }
+            let listed_by: TableDefinition<Bytes, Bytes> = TableDefinition::new("listed_by");
+            let mut key = alice.0.to_vec();
+            key.extend_from_slice(&room.0);
+            txn.open_table(listed_by)
+                .unwrap()
+                .insert(key.as_slice(), &[][..])
+                .unwrap();
+            let v2 = postcard::to_allocvec(&(
+                &old_listing.public_name,
+                serde_bytes::Bytes::new(&old_listing.group_info),
+                old_listing.epoch,
+                old_listing.published,
+                alice,
+            ))
+            .unwrap();
+            txn.open_table(LISTINGS)
+                .unwrap()
+                .insert(room.0.as_slice(), v2.as_slice())
+                .unwrap();
+            let mut accounts = txn.open_table(ACCOUNTS).unwrap();
+            let mut rec: AccountRecord =
+                decode(accounts.get(alice.0.as_slice()).unwrap().unwrap().value()).unwrap();
+            rec.used_bytes += old_listing.bytes();
+            accounts
+                .insert(alice.0.as_slice(), encode(&rec).unwrap().as_slice())
+                .unwrap();
+            txn.open_table(META).unwrap().insert("format", 2).unwrap();
+        }
+        txn.commit().unwrap();
+        let report = store.inspect().unwrap();
+        let linking: Vec<&str> = report
+            .unexpected_links()
+            .iter()
+            .map(|t| t.table.as_str())
+            .collect();
+        assert_eq!(linking, ["listings", "room_admins"], "{report:?}");
+    }
+    let store = RedbStore::open(&path).unwrap();
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    // The list by account waits for its owner, in the one table left that links.
+    assert_eq!(
+        store
+            .db
+            .begin_read()
+            .unwrap()
+            .open_table(LEGACY_ADMINS)
+            .unwrap()
+            .get(room.0.as_slice())
+            .unwrap()
+            .map(|v| v.value().to_vec()),
+        Some(postcard::to_allocvec(&vec![alice]).unwrap())
+    );
+    let (listing, _) = store.listing(&room).unwrap().unwrap();
+    assert_eq!(listing, old_listing);
+    assert_eq!(
+        store.account(&alice).unwrap().unwrap().used_bytes,
+        ROOM_OVERHEAD_BYTES
+    );
+    assert_eq!(
+        store.room(&room).unwrap().unwrap().bytes,
+        old_listing.bytes()
+    );
+    let report = store.inspect().unwrap();
+    assert!(report.unexpected_links().is_empty(), "{report:?}");
+    let remaining: Vec<&str> = report
+        .tables
+        .iter()
+        .filter(|t| t.verdict == crate::inspect::Verdict::Remaining)
+        .map(|t| t.table.as_str())
+        .collect();
+    assert_eq!(remaining, ["legacy_admins"], "{report:?}");
+    let tables: Vec<&str> = report.tables.iter().map(|t| t.table.as_str()).collect();
+    for gone in ["barred", "listers", "listed_by"] {
+        assert!(!tables.contains(&gone), "{tables:?}");
+    }
+    let txn = store.db.begin_read().unwrap();
+    assert!(txn.list_tables().unwrap().all(|t| {
+        use redb::TableHandle;
+        !["barred", "listers", "listed_by"].contains(&t.name())
+    }));
+}
+
+/// Every admin's change to `room` under `cap`, signed by `signer` (the service checked the
+/// signature; here it is taken as given): each must be refused as Forbidden.
+fn every_admin_change_is_refused(store: &RedbStore, room: RoomId, cap: CapHash, signer: AdminKey) {
+    // No commit yet in these rooms: epoch 0, and no earlier listing to refresh.
+    let listing = listing(AccountKey([0; 32]), 0, 1, 40);
+    let ops = [
+        WriteOp::SetRoomAdmins {
+            room,
+            cap_hash: cap,
+            admin: Some(signer),
+            account: None,
+            admins: vec![signer],
+        },
+        WriteOp::Append {
+            room,
+            cap_hash: cap,
+            payload: vec![1],
+            next_cap_hash: Some(CapHash([0xee; 32])),
+            admins: Some((signer, vec![signer])),
+            now: 5,
+            room_quota: u64::MAX,
+        },
+        WriteOp::SetRetention {
+            room,
+            cap_hash: cap,
+            retention_secs: Some(60),
+            admin: Some(signer),
+        },
+        WriteOp::PublishRoom {
+            room,
+            cap_hash: cap,
+            listing,
+            admin: Some(signer),
+            room_quota: u64::MAX,
+            max_listings: u64::MAX,
+        },
+        WriteOp::UnpublishRoom {
+            room,
+            cap_hash: cap,
+            admin: Some(signer),
+        },
+    ];
+    for op in ops {
+        let name = format!("{op:?}").chars().take(40).collect::<String>();
+        assert_eq!(
+            one(store, op).err().map(|e| e.code),
+            Some(ErrorCode::Forbidden),
+            "{name}"
+        );
+    }
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    assert_eq!(store.room(&room).unwrap().unwrap().retention_secs, None);
+    assert_eq!(store.listing(&room).unwrap(), None);
+}
+
+/// The hole of decision 0013 part 5: a room the relay lists no admins for (its list was
+/// lost, or the room predates the relay keeping one) is not anybody's to claim. A member
+/// holding the current capability, signing with its own pseudonym, cannot set the first
+/// list, take it over by a commit, or change anything only an admin may.
+#[test]
+fn a_room_without_admins_at_the_relay_cannot_be_claimed_by_a_member() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let room = RoomId([3; 16]);
+    let cap = CapHash([0; 32]);
+    one(
+        &store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: cap,
+            retention_secs: None,
+            now: 1,
+            creator: alice,
+            admin: ADMIN,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
+        },
+    )
+    .unwrap();
+    // The list is gone (as for a room from before the relay kept admins).
+    let txn = store.db.begin_write().unwrap();
+    txn.open_table(ROOM_ADMINS)
+        .unwrap()
+        .remove(room.0.as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+    let mallory = AdminKey([0x66; 32]);
+    every_admin_change_is_refused(&store, room, cap, mallory);
+    // Not even the creator's pseudonym brings it back: only `CreateRoom` sets a first
+    // list (the owner rebuilds such a room).
+    every_admin_change_is_refused(&store, room, cap, ADMIN);
+    // Plain messages and commits still go.
+    assert!(append(&store, room, cap, alice, None, 2).is_ok());
+}
+
+/// A room of a store migrated from format 2 keeps its list by account as a legacy list:
+/// a member with the capability (signed in or not) cannot set the first list of
+/// pseudonyms, nor can the owner's account name another pseudonym as owner than the one
+/// that signs; the owner's account, signed in, sets it once (after a key rotation too),
+/// the account row goes, and from then on only the owner's pseudonym changes the list.
+#[test]
+fn a_migrated_room_takes_its_first_admins_only_from_its_owner_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    let (room, cap) = (RoomId([9; 16]), CapHash([0; 32]));
+    let (alice, bob, mallory);
+    {
+        let store = RedbStore::open(&path).unwrap();
+        alice = register(&store, 1, "alice");
+        bob = register(&store, 2, "bob");
+        mallory = register(&store, 3, "mallory");
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: cap,
+                retention_secs: None,
+                now: 1,
+                creator: alice,
+                admin: ADMIN,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
+            },
+        )
+        .unwrap();
+        // As format 2 kept it: accounts, owner first.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let by_account = postcard::to_allocvec(&vec![alice, bob]).unwrap();
+            txn.open_table(ROOM_ADMINS)
+                .unwrap()
+                .insert(room.0.as_slice(), by_account.as_slice())
+                .unwrap();
+            txn.open_table(META).unwrap().insert("format", 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path).unwrap();
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    // Nobody is an admin at the relay meanwhile.
+    let pseudo_mallory = AdminKey([0x66; 32]);
+    every_admin_change_is_refused(&store, room, cap, pseudo_mallory);
+    let claim = |account: Option<AccountKey>, signer: AdminKey, admins: Vec<AdminKey>| {
+        one(
+            &store,
+            WriteOp::SetRoomAdmins {
+                room,
+                cap_hash: cap,
+                admin: Some(signer),
+                account,
+                admins,
+            },
+        )
+        .err()
+        .map(|e| e.code)
+    };
+    // A member signed in as itself, or on a connection that never signed in.
+    assert_eq!(
+        claim(Some(mallory), pseudo_mallory, vec![pseudo_mallory]),
+        Some(ErrorCode::Forbidden)
+    );
+    assert_eq!(
+        claim(None, pseudo_mallory, vec![pseudo_mallory]),
+        Some(ErrorCode::Forbidden)
+    );
+    // Another admin of the old list is not its owner.
+    let pseudo_bob = AdminKey([0xb0; 32]);
+    assert_eq!(
+        claim(Some(bob), pseudo_bob, vec![pseudo_bob]),
+        Some(ErrorCode::Forbidden)
+    );
+    // The owner's account must name the signing pseudonym as owner (not a member's).
+    assert_eq!(
+        claim(Some(alice), ADMIN, vec![pseudo_mallory, ADMIN]),
+        Some(ErrorCode::Forbidden)
+    );
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    // Alice rotates her key before her client comes back: the rotation leads to her.
+    let alice_now = AccountKey([0xa2; 32]);
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut tx = Tx::open(&txn).unwrap();
+        let mut record = tx.account(&alice).unwrap().unwrap();
+        tx.accounts.remove(alice.0.as_slice()).unwrap();
+        record.account = alice_now;
+        tx.put_account(&record).unwrap();
+        tx.retired
+            .insert(alice.0.as_slice(), alice_now.0.as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    assert_eq!(
+        claim(Some(alice), ADMIN, vec![ADMIN]),
+        Some(ErrorCode::Forbidden),
+        "the retired key is nobody's connection"
+    );
+    assert_eq!(claim(Some(alice_now), ADMIN, vec![ADMIN, pseudo_bob]), None);
+    assert_eq!(store.room_admins(&room).unwrap(), vec![ADMIN, pseudo_bob]);
+    let report = store.inspect().unwrap();
+    assert!(report
+        .tables
+        .iter()
+        .all(|t| t.verdict == crate::inspect::Verdict::NoLink));
+    // Once: the account no longer counts, only the owner's pseudonym does.
+    assert_eq!(
+        claim(Some(alice_now), pseudo_mallory, vec![pseudo_mallory]),
+        Some(ErrorCode::Forbidden)
+    );
+    assert_eq!(claim(None, ADMIN, vec![ADMIN]), None);
+    assert_eq!(store.room_admins(&room).unwrap(), vec![ADMIN]);
 }
 
 #[test]
@@ -945,6 +1433,7 @@ fn the_history_of_epochs_goes_with_their_expired_commits() {
             retention_secs: None,
             now: 1,
             creator: alice,
+            admin: ADMIN,
             quota: u64::MAX,
             max_rooms: u64::MAX,
         },
@@ -1087,6 +1576,7 @@ fn a_store_of_the_old_format_is_migrated_when_opened() {
                 retention_secs: None,
                 now: 1,
                 creator: alice,
+                admin: ADMIN,
                 quota: u64::MAX,
                 max_rooms: u64::MAX,
             },
