@@ -145,7 +145,13 @@ pub fn open_profile(global: &GlobalArgs) -> Result<Profile> {
         passphrase::PASSPHRASE_ENV,
         Purpose::Unlock,
     )?;
-    Profile::open(&dir, &passphrase).map_err(|e| {
+    let opened = Profile::open(&dir, &passphrase);
+    if let Ok(profile) = &opened {
+        if let Some(warning) = weak_passphrase_protection(profile) {
+            errln!("{warning}");
+        }
+    }
+    opened.map_err(|e| {
         let agent = crate::agent::socket_path(&dir).exists();
         if matches!(e, hearth_core::StoreError::Locked) && agent {
             anyhow::anyhow!(
@@ -263,4 +269,13 @@ pub async fn join(client: &Client, text: &str) -> Result<(RoomId, String, Joined
 pub async fn confirm(question: &str) -> Result<bool> {
     let line = crate::console::ask(&format!("{question} [y/N]")).await?;
     Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// The warning for a profile whose passphrase is protected by test-only key derivation
+/// parameters (made with `HEARTH_TEST_FAST_KDF=1`), unless the test switch is set now.
+pub fn weak_passphrase_protection(profile: &Profile) -> Option<String> {
+    (profile.kdf_params().is_below_production() && !hearth_core::store::fast_kdf_requested())
+        .then(|| {
+            "warning: this profile's passphrase is protected by test-only key derivation parameters (it was made with HEARTH_TEST_FAST_KDF=1), which make guessing it thousands of times cheaper: run `hearth passphrase` (with HEARTH_TEST_FAST_KDF unset) to protect it properly".to_string()
+        })
 }

@@ -253,3 +253,36 @@ async fn a_killed_send_file_or_save_goes_on_when_run_again() {
     );
     assert!(parts(&into).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_does_not_hand_a_launcher_to_the_desktop() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    common::room_with(&alice, "family", &[&bob]).await;
+    // A "PDF" that a desktop would run: a .desktop launcher.
+    let src = env.dir.path().join("invoice.pdf.desktop");
+    std::fs::write(
+        &src,
+        "[Desktop Entry]\nType=Application\nExec=sh -c 'touch pwned'\n",
+    )
+    .unwrap();
+    assert_success(
+        &hearth(&alice, &["send-file", "family", src.to_str().unwrap()]).await,
+        "send-file",
+    );
+    let id = last_file_id(&bob, "family").await;
+    let out = hearth(&bob, &["open", &id]).await;
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let said = common::stderr(&out);
+    assert!(
+        said.contains("would run as a program (.desktop)")
+            && said.contains(&format!("hearth open {id} --with PROGRAM")),
+        "{said}"
+    );
+    // A program named by the user is the way round.
+    assert_success(
+        &hearth(&bob, &["open", &id, "--with", "true"]).await,
+        "open --with",
+    );
+}

@@ -73,6 +73,11 @@ async fn verify_contacts_and_moving_to_a_new_machine() {
     let out = hearth_with(&alice, &["export-backup", file_arg], &backup_env).await;
     assert_success(&out, "export-backup");
     assert!(file.is_file());
+    assert!(
+        stderr(&out).contains("HEARTH_TEST_FAST_KDF=1 is set"),
+        "a backup with test KDF parameters is not weak in silence: {}",
+        stderr(&out)
+    );
     let out = hearth_with(&alice, &["export-backup", file_arg], &backup_env).await;
     assert_eq!(
         out.status.code(),

@@ -568,28 +568,43 @@ impl<W: Write> Decryptor<W> {
     }
 }
 
+/// The longest name [`safe_file_name`] gives, in bytes: room left under the file
+/// systems' 255-byte limit for the hidden `.NAME.ID.part` file a save writes first and
+/// for the ` (n)` added when a name is taken.
+pub const MAX_SAVED_NAME_LEN: usize = 200;
+
 /// A file name safe to create in a directory, from a name another person chose: its last
-/// path component, without control, bidi or path characters, no leading dot, at most
-/// [`MAX_NAME_LEN`] bytes; `file` when nothing is left.
+/// path component, without control, bidi, invisible or path characters, no leading dot,
+/// at most [`MAX_SAVED_NAME_LEN`] bytes (a long name loses the end of its stem, not its
+/// extension); `file` when nothing is left.
 pub fn safe_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let mut out = String::new();
     for c in last.chars() {
         let bad = c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}' | '\u{feff}' | ':' | '*' | '?' | '"' | '<' | '>' | '|');
-        let c = if bad { '_' } else { c };
-        if out.len() + c.len_utf8() > MAX_NAME_LEN {
-            break;
-        }
-        out.push(c);
+            || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+                | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}'
+                | ':' | '*' | '?' | '"' | '<' | '>' | '|');
+        out.push(if bad { '_' } else { c });
     }
-    let trimmed = out.trim().trim_start_matches('.').to_string();
+    let trimmed = out.trim().trim_start_matches('.');
     if trimmed.is_empty() {
-        "file".into()
-    } else {
-        trimmed
+        return "file".into();
     }
+    if trimmed.len() <= MAX_SAVED_NAME_LEN {
+        return trimmed.to_string();
+    }
+    // A short extension stays, so that the file still opens with its program.
+    let (stem, ext) = match trimmed.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() <= 16 => (stem, &trimmed[stem.len()..]),
+        _ => (trimmed, ""),
+    };
+    let mut cut = MAX_SAVED_NAME_LEN - ext.len();
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{ext}", stem[..cut].trim_end())
 }
 
 /// A media type guessed from a file name's extension (the common family files), or
@@ -824,7 +839,22 @@ mod tests {
         );
         assert_eq!(safe_file_name(".."), "file");
         assert_eq!(safe_file_name(""), "file");
-        assert!(safe_file_name(&"é".repeat(300)).len() <= MAX_NAME_LEN);
+        assert!(safe_file_name(&"é".repeat(300)).len() <= MAX_SAVED_NAME_LEN);
+        // Invisible characters that inert shows escaped are gone from names on disk too.
+        assert_eq!(
+            safe_file_name("a\u{2028}b\u{2066}c\u{ad}d\u{e0041}.pdf"),
+            "a_b_c_d_.pdf"
+        );
+        // The longest name a message may carry still leaves room for `.NAME.ID.part`
+        // and ` (n)` under 255 bytes, and keeps its extension.
+        let long = safe_file_name(&format!("{}.jpg", "x".repeat(MAX_NAME_LEN - 4)));
+        assert_eq!(long.len(), MAX_SAVED_NAME_LEN);
+        assert!(long.ends_with("xx.jpg"), "{long}");
+        let wide = safe_file_name(&format!("{}.pdf", "é".repeat(125)));
+        assert!(
+            wide.len() <= MAX_SAVED_NAME_LEN && wide.ends_with("é.pdf"),
+            "{wide}"
+        );
     }
 
     #[test]

@@ -187,7 +187,9 @@ pub enum ClientError {
         rooms: Vec<RoomRef>,
     },
     /// An attachment could not be sealed or opened (see [`crate::attachment`]).
-    #[error("{0}")]
+    // Transparent: its text is the whole message, and `{:#}` (the chat's errors) must
+    // not say it twice as if it had a cause.
+    #[error(transparent)]
     Attachment(#[from] crate::attachment::AttachmentError),
     /// No file in this profile's history has this id.
     #[error("no file with id {0} in your history: use the id shown in brackets with the file's message ([file ID])")]
@@ -291,4 +293,19 @@ pub(crate) fn mls<E: std::fmt::Display>(e: E) -> ClientError {
 /// Wraps any displayable store error.
 pub(crate) fn store<E: std::fmt::Display>(e: E) -> ClientError {
     ClientError::Store(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attachment_error_is_said_once() {
+        let e = ClientError::from(crate::attachment::AttachmentError::Io(
+            "x is a directory".into(),
+        ));
+        // A cause would be printed after it by `{:#}` (anyhow, in the chat): the same words.
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.to_string(), "x is a directory");
+    }
 }

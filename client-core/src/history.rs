@@ -294,7 +294,9 @@ pub fn put_file(
 
 /// The attachments this device holds whose short id
 /// ([`crate::attachment::FileMessage::short_id`]) or full blob id in hex is `id`, with
-/// their room and seq.
+/// their room and seq: in one room only the first message with that id. A blob id is
+/// random and known only from its announcement, so a later message repeating it (or its
+/// short id) in the same room is a member copying it, to make `save` ambiguous.
 pub fn find_files(
     store: &EncryptedStore,
     id: &str,
@@ -315,6 +317,8 @@ pub fn find_files(
             found.push((RoomId(room), Seq(u64::from_be_bytes(seq)), file));
         }
     }
+    found.sort_by_key(|(room, seq, _)| (room.0, seq.0));
+    found.dedup_by_key(|(room, _, _)| *room);
     Ok(found)
 }
 

@@ -180,6 +180,12 @@ impl Profile {
         self.store.change_passphrase(new_passphrase)
     }
 
+    /// The Argon2id parameters the passphrase protects this profile with; see
+    /// [`KdfParams::is_below_production`](crate::store::KdfParams::is_below_production).
+    pub fn kdf_params(&self) -> crate::store::KdfParams {
+        self.store.kdf_params()
+    }
+
     /// This device's identity (after a key rotation, the new one).
     pub fn identity(&self) -> Identity {
         self.identity

@@ -500,3 +500,272 @@ async fn an_interrupted_upload_and_download_resume_after_a_restart() {
         .collect();
     assert_eq!(left, [std::ffi::OsString::from("album.zip")]);
 }
+
+/// Seals `plain` as a hostile member would, uploads it whole under `blob` and announces
+/// it in `room` under `name`; returns the message it sent.
+async fn hostile_file(
+    mallory: &Hostile,
+    group: &mut openmls::prelude::MlsGroup,
+    room: RoomId,
+    blob: BlobId,
+    name: &str,
+    plain: &[u8],
+) -> hearth_core::attachment::FileMessage {
+    use hearth_core::attachment::Encryptor;
+    let mut sealer = Encryptor::new(plain, plain.len() as u64).unwrap();
+    let mut sealed = Vec::new();
+    while sealer.next_chunk(&mut sealed).unwrap() {}
+    let message = sealer
+        .finish(blob, name.into(), "image/jpeg".into(), None)
+        .unwrap();
+    let cap = mallory.engine.cap(group).unwrap();
+    let stored = mallory
+        .call(Request::PutBlob {
+            room,
+            cap,
+            blob,
+            total: sealed.len() as u64,
+            offset: 0,
+            data: sealed,
+        })
+        .await;
+    assert!(
+        matches!(stored, Ok(Response::BlobStored { .. })),
+        "{stored:?}"
+    );
+    announce(mallory, group, room, message.clone()).await;
+    message
+}
+
+async fn announce(
+    mallory: &Hostile,
+    group: &mut openmls::prelude::MlsGroup,
+    room: RoomId,
+    message: hearth_core::attachment::FileMessage,
+) {
+    let sent = mallory
+        .send_body(room, group, hearth_core::content::Body::File(message))
+        .await;
+    assert!(matches!(sent, Ok(Response::Appended { .. })), "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_file_names_are_saved_inside_the_chosen_directory_under_safe_names() {
+    use hearth_core::attachment::MAX_SAVED_NAME_LEN;
+
+    let relay = Relay::start().await;
+    let mut mallory = relay.user("mallory").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&mallory, &[&bob], "family").await;
+    let mallory = Hostile::take_over(&mut mallory).await;
+    let mut group = mallory.group(room);
+
+    let longest = format!("{}.jpg", "x".repeat(251));
+    let names: [(&str, &str); 5] = [
+        ("../../.bashrc", "bashrc"),
+        ("/etc/passwd", "passwd"),
+        ("..\\..\\AppData\\evil.bat", "evil.bat"),
+        ("a\u{1b}[2J\u{202e}gpj.exe\u{2028}", "a_[2J_gpj.exe_"),
+        (&longest, ""),
+    ];
+    let top = tempfile::tempdir().unwrap();
+    let out = top.path().join("downloads");
+    std::fs::create_dir(&out).unwrap();
+    for (i, (name, safe)) in names.iter().enumerate() {
+        let plain = content(1000 + i);
+        hostile_file(&mallory, &mut group, room, BlobId::random(), name, &plain).await;
+        let id = file_id(&mut bob).await;
+        let saved = bob
+            .c()
+            .save_file(&id, &out, &quiet)
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        assert_eq!(saved.path.parent(), Some(out.as_path()), "{name:?}");
+        let file_name = saved.path.file_name().unwrap().to_str().unwrap();
+        if safe.is_empty() {
+            // The longest name a message may carry: cut, its extension kept, and
+            // its `.part` file fitted under the 255-byte limit too.
+            assert_eq!(file_name.len(), MAX_SAVED_NAME_LEN);
+            assert!(file_name.ends_with("x.jpg"), "{file_name}");
+        } else {
+            assert_eq!(file_name, *safe);
+        }
+        assert!(std::fs::read(&saved.path).unwrap() == plain, "{name:?}");
+    }
+    // Nothing was written beside the chosen directory, nothing is left half-done in it.
+    let beside: Vec<_> = std::fs::read_dir(top.path()).unwrap().collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), names.len());
+
+    // A name past what a message may carry (10 KiB) makes no file at all: the message
+    // says so.
+    let plain = content(100);
+    hostile_file(
+        &mallory,
+        &mut group,
+        room,
+        BlobId::random(),
+        &"y".repeat(10 * 1024),
+        &plain,
+    )
+    .await;
+    bob.wait_for(
+        "the refused file message",
+        |e| matches!(e, ClientEvent::Message(m) if m.text.starts_with("[a file that cannot be opened")),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_repeating_a_files_id_cannot_make_it_unsaveable() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut mallory = relay.user("mallory").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&mallory, &bob], "family").await;
+    let src = relay.dir.path().join("letter.pdf");
+    let bytes = content(200_000);
+    std::fs::write(&src, &bytes).unwrap();
+    alice.c().send_file(room, &src, None, &quiet).await.unwrap();
+    let id = file_id(&mut bob).await;
+    let _ = file_id(&mut mallory).await;
+    let (_, blob) = blob_of(&mallory, &id);
+
+    // Mallory announces the very same blob id (with a key of hers), then another blob
+    // whose id begins alike, so that both the short and the long id match twice.
+    let mallory = Hostile::take_over(&mut mallory).await;
+    let mut group = mallory.group(room);
+    let copied = hostile_file(&mallory, &mut group, room, BlobId::random(), "x.pdf", b"x").await;
+    let mut same = copied.clone();
+    same.blob = blob;
+    announce(&mallory, &mut group, room, same).await;
+    let mut prefix = blob;
+    prefix.0[4..].copy_from_slice(&BlobId::random().0[4..]);
+    hostile_file(&mallory, &mut group, room, prefix, "y.pdf", b"y").await;
+    for _ in 0..3 {
+        let _ = file_id(&mut bob).await;
+    }
+
+    // The first message with the id is the file: it still saves, by either id.
+    let out = tempfile::tempdir().unwrap();
+    for id in [id.clone(), blob.to_hex()] {
+        let saved = bob.c().save_file(&id, out.path(), &quiet).await;
+        let saved = saved.unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(std::fs::read(&saved.path).unwrap() == bytes, "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_removed_members_and_other_rooms_get_no_blob() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let bob = relay.user("bob").await;
+    let mut dave = relay.user("dave").await;
+    let mut carol = relay.user("carol").await;
+    let room = room_with(&alice, &[&bob, &dave], "family").await;
+    let other = room_with(&alice, &[&bob, &carol], "other").await;
+    let src = relay.dir.path().join("scan.pdf");
+    std::fs::write(&src, content(100_000)).unwrap();
+    alice.c().send_file(room, &src, None, &quiet).await.unwrap();
+    // The blob's id, as the relay names its file.
+    let held = relay
+        .dir
+        .path()
+        .join("relay")
+        .join("blobs")
+        .join(room.to_hex());
+    let mut held: Vec<_> = std::fs::read_dir(held).unwrap().collect();
+    assert_eq!(held.len(), 1);
+    let name = held.remove(0).unwrap().file_name();
+    let blob = BlobId::from_hex(name.to_str().unwrap()).unwrap();
+
+    let dave = Hostile::take_over(&mut dave).await;
+    let dave_cap = dave.engine.cap(&dave.group(room)).unwrap();
+    alice.c().kick(room, &h("dave")).await.unwrap();
+    let carol = Hostile::take_over(&mut carol).await;
+    let other_cap = carol.engine.cap(&carol.group(other)).unwrap();
+
+    let put = |room, cap| Request::PutBlob {
+        room,
+        cap,
+        blob: BlobId::random(),
+        total: 100,
+        offset: 0,
+        data: vec![0; 100],
+    };
+    let status = |room, cap| Request::BlobStatus { room, cap, blob };
+    let get = |room, cap| Request::GetBlob {
+        room,
+        cap,
+        blob,
+        offset: 0,
+        len: 1024,
+    };
+    // Carol is registered and in another room, not in this one.
+    for request in [
+        put(room, other_cap.clone()),
+        status(room, other_cap.clone()),
+        get(room, other_cap.clone()),
+    ] {
+        let refused = carol.call(request).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Forbidden, "{refused}");
+    }
+    // Her own room's capability names her own room: the blob is not there.
+    let refused = carol.call(get(other, other_cap)).await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::UnknownBlob, "{refused}");
+    // Dave, removed, may neither add files nor probe for them.
+    for request in [put(room, dave_cap.clone()), status(room, dave_cap.clone())] {
+        let refused = dave.call(request).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::StaleEpoch, "{refused}");
+    }
+    assert_eq!(relay.running.as_ref().unwrap().relay().blobs().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_not_a_file_and_where_nothing_can_be_saved_are_refused_saying_what_to_do() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+
+    // A directory, a device (endless, its size 0) and a named pipe (opening it would
+    // wait for a writer): each refused before anything is sent.
+    let dir = relay.dir.path().join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    let fifo = relay.dir.path().join("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (path, says) in [
+        (
+            dir.as_path(),
+            "is a directory: send the files in it one by one",
+        ),
+        (std::path::Path::new("/dev/zero"), "is not a regular file"),
+        (fifo.as_path(), "is not a regular file"),
+    ] {
+        let e = alice
+            .c()
+            .send_file(room, path, None, &quiet)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(says), "{}: {e}", path.display());
+    }
+    assert_eq!(relay.running.as_ref().unwrap().relay().blobs().count(), 0);
+
+    let src = relay.dir.path().join("a.txt");
+    std::fs::write(&src, b"hello").unwrap();
+    alice.c().send_file(room, &src, None, &quiet).await.unwrap();
+    let id = file_id(&mut bob).await;
+    let missing = relay.dir.path().join("no").join("such");
+    let e = bob.c().save_file(&id, &missing, &quiet).await.unwrap_err();
+    assert!(e.to_string().contains("create it first (mkdir -p"), "{e}");
+    let e = bob.c().save_file(&id, &src, &quiet).await.unwrap_err();
+    assert!(
+        e.to_string().contains("name a directory to save into"),
+        "{e}"
+    );
+    assert!(!missing.exists());
+}

@@ -6,7 +6,14 @@
 //! Pieces are written at their offset and fsynced before they are acknowledged; a
 //! finished upload is renamed into place and its directory fsynced. Nothing is kept in
 //! memory but a small index (rebuilt from the headers at start) and the per-room charge.
-//! No account is stored with a blob. The methods do blocking file I/O: call them off the
+//! No account is stored with a blob.
+//!
+//! A room is charged the bytes it holds (a finished file's size, an unfinished upload's
+//! bytes received so far), never what an upload only announced: a member announcing
+//! many huge files and sending a byte of each cannot use up the room's quota. A file is
+//! begun only if its whole size would fit, and a room has at most
+//! [`MAX_UNFINISHED_PER_ROOM`] unfinished uploads; when that is full, the upload idle
+//! longest (at least [`IDLE_UNFINISHED_SECS`]) gives way to a new one. The methods do blocking file I/O: call them off the
 //! async workers.
 
 use std::collections::HashMap;
@@ -25,6 +32,12 @@ const MAGIC: &[u8; 8] = b"hblob\0\0\x01";
 /// How long an upload may stay unfinished before the sweep deletes it (a day), unless
 /// the room's retention is shorter.
 pub const UNFINISHED_SECS: u64 = 24 * 3600;
+/// Unfinished uploads one room may have at once. A client uploads one file at a time,
+/// so this is several family members sending at once, with room to spare.
+pub const MAX_UNFINISHED_PER_ROOM: usize = 16;
+/// How long an unfinished upload must have received nothing before a new upload may
+/// take its place in a full room (it can start again from its first piece).
+pub const IDLE_UNFINISHED_SECS: u64 = 10 * 60;
 
 /// What the store knows of one blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +52,8 @@ pub struct BlobMeta {
     pub received: u64,
     /// Whether every byte is held (the file has its final name).
     pub complete: bool,
+    /// When its last piece was written, seconds since the Unix epoch.
+    touched: u64,
     /// A piece is being written (another one is refused meanwhile).
     busy: bool,
 }
@@ -50,6 +65,12 @@ struct Index {
 }
 
 impl Index {
+    fn charge(&mut self, room: RoomId, bytes: u64) {
+        if bytes > 0 {
+            *self.charged.entry(room).or_default() += bytes;
+        }
+    }
+
     fn refund(&mut self, room: &RoomId, bytes: u64) {
         if let Some(c) = self.charged.get_mut(room) {
             *c = c.saturating_sub(bytes);
@@ -150,10 +171,11 @@ impl BlobStore {
                                 created,
                                 received,
                                 complete,
+                                touched: created,
                                 busy: false,
                             },
                         );
-                        *index.charged.entry(room).or_default() += total;
+                        index.charge(room, received);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, file = %file.path().display(), "blob store: unreadable blob left alone");
@@ -198,7 +220,11 @@ impl BlobStore {
                     unfinished: 0,
                 });
             entry.files += 1;
-            entry.bytes += meta.total;
+            entry.bytes += if meta.complete {
+                meta.total
+            } else {
+                meta.received
+            };
             entry.unfinished += u64::from(!meta.complete);
         }
         rooms.into_values().collect()
@@ -270,24 +296,21 @@ impl BlobStore {
                     ))
                 }
                 Some(meta) => {
+                    let received = meta.received;
+                    let growth = end.saturating_sub(received);
+                    self.check_quota(&index, room, growth)?;
+                    let meta = index
+                        .blobs
+                        .get_mut(&(room, blob))
+                        .ok_or_else(crate::service::writer::internal)?;
                     meta.busy = true;
-                    false
+                    (false, received)
                 }
                 None if offset != 0 => return Err(unknown_blob()),
                 None => {
-                    let used = index.charged.get(&room).copied().unwrap_or(0);
-                    let quota = self.limits.quota_bytes_per_room;
-                    if used.saturating_add(total) > quota {
-                        return Err(err(
-                            ErrorCode::QuotaExceeded,
-                            format!(
-                                "the room's files would take more than the {} the relay allows a room ({} stored): wait for older files to expire or ask the relay's owner",
-                                human(quota),
-                                human(used)
-                            ),
-                        ));
-                    }
-                    *index.charged.entry(room).or_default() += total;
+                    // Begun only if the whole file would fit.
+                    self.check_quota(&index, room, total)?;
+                    self.make_room_for_an_upload(&mut index, room, now)?;
                     index.blobs.insert(
                         (room, blob),
                         BlobMeta {
@@ -296,13 +319,15 @@ impl BlobStore {
                             created: now,
                             received: 0,
                             complete: false,
+                            touched: now,
                             busy: true,
                         },
                     );
-                    true
+                    (true, 0)
                 }
             }
         };
+        let (new, before) = new;
         let written = self.write_piece(room, blob, (total, start_seq, now), offset, data, new);
         let mut index = self.lock();
         match written {
@@ -315,20 +340,84 @@ impl BlobStore {
                 meta.busy = false;
                 meta.received = end;
                 meta.complete = end == total;
+                meta.touched = now;
+                // A resent earlier piece cuts off what came after it.
+                if end >= before {
+                    index.charge(room, end - before);
+                } else {
+                    index.refund(&room, before - end);
+                }
                 Ok(end)
             }
             Err(e) => {
                 if new {
                     index.blobs.remove(&(room, blob));
-                    index.refund(&room, total);
                     let _ = fs::remove_file(self.path(&room, &blob, false));
                 } else if let Some(meta) = index.blobs.get_mut(&(room, blob)) {
                     meta.busy = false;
-                    meta.received = meta.received.min(offset);
+                    meta.received = before.min(offset);
+                    let cut = before - meta.received;
+                    index.refund(&room, cut);
                 }
                 Err(io_failed(&e, "writing a piece failed"))
             }
         }
+    }
+
+    /// Refuses `more` bytes for `room` when they would pass its quota.
+    fn check_quota(&self, index: &Index, room: RoomId, more: u64) -> Result<(), WireError> {
+        let used = index.charged.get(&room).copied().unwrap_or(0);
+        let quota = self.limits.quota_bytes_per_room;
+        if more > 0 && used.saturating_add(more) > quota {
+            return Err(err(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "the room's files would take more than the {} the relay allows a room ({} stored): wait for older files to expire or ask the relay's owner",
+                    human(quota),
+                    human(used)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes sure `room` may begin one more upload: below [`MAX_UNFINISHED_PER_ROOM`], or
+    /// by dropping its unfinished upload idle longest, if idle for at least
+    /// [`IDLE_UNFINISHED_SECS`]; else the new upload is refused.
+    fn make_room_for_an_upload(
+        &self,
+        index: &mut Index,
+        room: RoomId,
+        now: u64,
+    ) -> Result<(), WireError> {
+        let unfinished = index
+            .blobs
+            .iter()
+            .filter(|((r, _), m)| *r == room && !m.complete);
+        if unfinished.clone().count() < MAX_UNFINISHED_PER_ROOM {
+            return Ok(());
+        }
+        let idlest = unfinished
+            .filter(|(_, m)| !m.busy && m.touched.saturating_add(IDLE_UNFINISHED_SECS) <= now)
+            .min_by_key(|(_, m)| m.touched)
+            .map(|((_, b), m)| (*b, m.received));
+        let Some((idle, held)) = idlest else {
+            return Err(err(
+                ErrorCode::RateLimited,
+                format!(
+                    "{MAX_UNFINISHED_PER_ROOM} files are being uploaded to this room at once: try again when one has finished"
+                ),
+            ));
+        };
+        match fs::remove_file(self.path(&room, &idle, false)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_failed(&e, "dropping an idle upload failed")),
+        }
+        index.blobs.remove(&(room, idle));
+        index.refund(&room, held);
+        tracing::info!("blob store: an idle unfinished upload gave way to a new one");
+        Ok(())
     }
 
     fn write_piece(
@@ -458,8 +547,14 @@ impl BlobStore {
                     continue;
                 }
             }
-            index.blobs.remove(&(room, blob));
-            index.refund(&room, meta.total);
+            if let Some(gone) = index.blobs.remove(&(room, blob)) {
+                let held = if gone.complete {
+                    gone.total
+                } else {
+                    gone.received
+                };
+                index.refund(&room, held);
+            }
             deleted += 1;
             if !index.blobs.keys().any(|(r, _)| *r == room) {
                 let _ = fs::remove_dir(self.dir.join(room.to_hex()));
@@ -517,12 +612,20 @@ mod tests {
         // Reopened (a restart): the piece is there, resume goes on from it.
         let store = BlobStore::open(dir.path(), LIMITS);
         assert_eq!(store.status(&room, &blob), (5, 10));
-        assert_eq!(store.room_bytes(&room), 10);
+        assert_eq!(store.room_bytes(&room), 5, "charged what it holds");
         let gap = store.put(room, blob, 10, 7, b"xyz", 7, 100).unwrap_err();
         assert!(gap.message.contains("resume from there"), "{gap}");
         // A resent piece overwrites; the last one completes the blob.
         assert_eq!(store.put(room, blob, 10, 3, b"lo", 7, 100), Ok(5));
+        assert_eq!(store.put(room, blob, 10, 2, b"l", 7, 100), Ok(3));
+        assert_eq!(
+            store.room_bytes(&room),
+            3,
+            "a resent piece cut the rest off"
+        );
+        assert_eq!(store.put(room, blob, 10, 3, b"lo", 7, 100), Ok(5));
         assert_eq!(store.put(room, blob, 10, 5, b"world", 7, 100), Ok(10));
+        assert_eq!(store.room_bytes(&room), 10);
         let store = BlobStore::open(dir.path(), LIMITS);
         assert_eq!(
             store.get(&room, &blob, 0, 100),
@@ -548,7 +651,7 @@ mod tests {
             .iter()
             .map(|r| (r.room, r.files, r.bytes, r.unfinished))
             .collect();
-        assert_eq!(counts, [(other, 1, 1, 0), (room, 2, 6, 1)]);
+        assert_eq!(counts, [(other, 1, 1, 0), (room, 2, 4, 1)]);
         let report = crate::inspect::InspectReport {
             blobs: rooms,
             ..Default::default()
@@ -557,7 +660,7 @@ mod tests {
         assert!(
             lines
                 .iter()
-                .any(|l| l.starts_with("files: 3 in 2 rooms, 7 bytes")),
+                .any(|l| l.starts_with("files: 3 in 2 rooms, 5 bytes")),
             "{lines:?}"
         );
         assert!(
@@ -579,13 +682,13 @@ mod tests {
         assert_eq!(big.code, ErrorCode::TooLarge);
         assert!(big.message.contains("max_file_bytes"), "{big}");
         assert_eq!(store.count(), 0);
-        store
-            .put(room, BlobId([4; 16]), 1 << 20, 0, b"x", 0, 0)
-            .unwrap();
+        // 1 MiB held: a second file of 1 MiB would not fit in the 1.5 MiB quota.
+        fill(&store, room, BlobId([4; 16]), 0, 0).unwrap();
         let full = store
             .put(room, BlobId([5; 16]), 1 << 20, 0, b"x", 0, 0)
             .unwrap_err();
         assert_eq!(full.code, ErrorCode::QuotaExceeded);
+        assert!(full.message.contains("1.0 MiB stored"), "{full}");
         // Another room has its own quota.
         store
             .put(RoomId([9; 16]), BlobId([5; 16]), 1 << 20, 0, b"x", 0, 0)
@@ -594,6 +697,68 @@ mod tests {
         assert_eq!(outside.unwrap_err().code, ErrorCode::BadRequest);
         let unknown = store.put(room, BlobId([6; 16]), 10, 5, b"x", 0, 0);
         assert_eq!(unknown.unwrap_err().code, ErrorCode::UnknownBlob);
+    }
+
+    /// A member announces many files of the largest size and sends a byte of each: the
+    /// room is charged the bytes held, so others' files still fit; the room's unfinished
+    /// uploads are bounded, and once they are idle long enough the idlest gives way to a
+    /// new upload.
+    #[test]
+    fn announced_sizes_do_not_use_up_the_quota_and_idle_uploads_give_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), LIMITS);
+        let (room, _) = ids();
+        let blob = |i: usize| BlobId([i as u8 + 10; 16]);
+        for i in 0..MAX_UNFINISHED_PER_ROOM {
+            store
+                .put(room, blob(i), 1 << 20, 0, b"x", 0, 1000 + i as u64)
+                .unwrap();
+        }
+        assert_eq!(store.room_bytes(&room), MAX_UNFINISHED_PER_ROOM as u64);
+        // All of them recent: a new upload waits.
+        let busy = store
+            .put(room, BlobId([1; 16]), 100, 0, b"y", 0, 1100)
+            .unwrap_err();
+        assert_eq!(busy.code, ErrorCode::RateLimited);
+        assert!(busy.message.contains("try again"), "{busy}");
+        // Later, the idlest (the first) gives way, and the new file is whole.
+        let later = 1000 + IDLE_UNFINISHED_SECS;
+        assert_eq!(
+            store.put(room, BlobId([1; 16]), 1, 0, b"y", 0, later),
+            Ok(1)
+        );
+        assert_eq!(store.status(&room, &blob(0)), (0, 0));
+        assert_eq!(store.status(&room, &blob(1)), (1, 1 << 20));
+        assert!(!dir
+            .path()
+            .join("blobs")
+            .join(room.to_hex())
+            .join(format!("{}.part", blob(0).to_hex()))
+            .exists());
+        assert_eq!(store.room_bytes(&room), MAX_UNFINISHED_PER_ROOM as u64);
+        // Two of the announced files grow: the first fits, the second is refused once it
+        // would pass the quota, with the reason, and the charge stays within it.
+        fill(&store, room, blob(1), 1, later).unwrap();
+        let refused = fill(&store, room, blob(2), 1, later).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::QuotaExceeded);
+        assert!(store.room_bytes(&room) <= LIMITS.quota_bytes_per_room);
+        assert!(store.room_bytes(&room) > 1 << 20);
+    }
+
+    /// Sends the rest of a 1 MiB blob from `offset`, piece by piece.
+    fn fill(
+        store: &BlobStore,
+        room: RoomId,
+        blob: BlobId,
+        mut offset: u64,
+        now: u64,
+    ) -> Result<(), WireError> {
+        let total: u64 = 1 << 20;
+        while offset < total {
+            let len = (total - offset).min(MAX_BLOB_PIECE as u64) as usize;
+            offset = store.put(room, blob, total, offset, &vec![7u8; len], 0, now)?;
+        }
+        Ok(())
     }
 
     #[test]

@@ -176,12 +176,18 @@ async fn a_member_who_stops_reading_is_closed_after_the_stall_time() {
             from: Seq(1),
         })
         .await;
-    let (code, reason) = close_of(&mallory.raw.conn).await;
-    assert_eq!(code, close::NOT_READING, "{reason}");
-    assert_eq!(
-        CloseReason::parse(code.into(), reason.as_bytes()),
-        CloseReason::Stalled
-    );
+    // As above: the close frame may be lost to the stingy client's socket, and then the
+    // relay's own count says it closed a reader that did not read.
+    match close_or_reset(&mallory.raw.conn).await {
+        Some((code, reason)) => {
+            assert_eq!(code, close::NOT_READING, "{reason}");
+            assert_eq!(
+                CloseReason::parse(code.into(), reason.as_bytes()),
+                CloseReason::Stalled
+            );
+        }
+        None => assert!(relay.relay().metrics().slow_readers >= 1),
+    }
     let max = relay.relay().config().max_queued_bytes_per_connection as u64;
     assert!(
         relay.relay().metrics().queued_bytes <= max,
@@ -218,9 +224,15 @@ async fn re_authentication_is_enforced_while_a_write_is_blocked() {
             from: Seq(1),
         })
         .await;
-    let (code, reason) = close_of(&mallory.raw.conn).await;
-    assert_eq!(code, close::TIMEOUT, "{reason}");
-    assert_eq!(reason, "reauth-timeout");
+    // The close frame may be lost to the stingy client's socket, as above; a stateless
+    // reset within close_or_reset's 20 s then still shows the relay ended it: with the
+    // stall time at an hour and the idle timeout at 60 s, only the re-authentication
+    // deadline (1 s + 1 s) can have.
+    if let Some((code, reason)) = close_or_reset(&mallory.raw.conn).await {
+        assert_eq!(code, close::TIMEOUT, "{reason}");
+        assert_eq!(reason, "reauth-timeout");
+    }
+    assert!(relay.relay().config().idle_timeout_secs > 20);
     honest_member_is_served(&relay, room, "bob").await;
     relay.shutdown().await.unwrap();
 }

@@ -163,11 +163,16 @@ async fn start_once(global: &GlobalArgs, dir: &Path, passphrase: &str) -> Result
         .context("the agent has no standard output")?;
     let answer = tokio::time::timeout(START_TIMEOUT, async move {
         use tokio::io::AsyncBufReadExt;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .await
-            .map(|_| line)
+        let mut stdout = BufReader::new(stdout);
+        loop {
+            let mut line = String::new();
+            stdout.read_line(&mut line).await?;
+            // A warning for the user comes before "ready".
+            match line.strip_prefix("warning: ") {
+                Some(_) => errln!("{}", line.trim_end()),
+                None => return Ok::<_, std::io::Error>(line),
+            }
+        }
     })
     .await;
     let line = match answer {

@@ -36,14 +36,21 @@ const NOTICES_KEPT: usize = 256;
 pub async fn run(global: &GlobalArgs, timeout: Option<Duration>, from_caller: bool) -> Result<()> {
     let started = start(global, from_caller).await;
     if from_caller {
-        let line = match &started {
-            Ok(_) => "ready".to_string(),
-            Err(err) => format!("error: {}", crate::error::render(err)),
-        };
+        let mut lines = Vec::new();
+        match &started {
+            Ok((.., warning)) => {
+                // Before "ready": the command that started us shows it to its user.
+                lines.extend(warning.clone());
+                lines.push("ready".to_string());
+            }
+            Err(err) => lines.push(format!("error: {}", crate::error::render(err))),
+        }
         let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        for line in lines {
+            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        }
     }
-    let (shared, listener, socket) = started?;
+    let (shared, listener, socket, _) = started?;
     tracing::info!("agent of {} ready", socket.display());
     let inode = listener_inode(&socket);
     let mut callers = tokio::task::JoinSet::new();
@@ -69,9 +76,15 @@ pub async fn run(global: &GlobalArgs, timeout: Option<Duration>, from_caller: bo
     result
 }
 
-/// Unlocks the profile, connects (or starts offline), binds the socket.
-async fn start(global: &GlobalArgs, from_caller: bool) -> Result<(Shared, UnixListener, PathBuf)> {
+/// Unlocks the profile, connects (or starts offline), binds the socket. Started by a
+/// caller, also the warning about a weakly protected passphrase for it to show (otherwise
+/// it was printed here).
+async fn start(
+    global: &GlobalArgs,
+    from_caller: bool,
+) -> Result<(Shared, UnixListener, PathBuf, Option<String>)> {
     let dir = crate::session::profile_dir(global);
+    let mut warning = None;
     let profile = if from_caller {
         let passphrase = tokio::task::spawn_blocking(|| {
             let mut line = Zeroizing::new(String::new());
@@ -79,8 +92,10 @@ async fn start(global: &GlobalArgs, from_caller: bool) -> Result<(Shared, UnixLi
         })
         .await??;
         let passphrase = Zeroizing::new(passphrase.trim_end_matches(['\r', '\n']).to_string());
-        Profile::open(&dir, &passphrase)
-            .with_context(|| format!("cannot open the profile in {}", dir.display()))?
+        let profile = Profile::open(&dir, &passphrase)
+            .with_context(|| format!("cannot open the profile in {}", dir.display()))?;
+        warning = crate::session::weak_passphrase_protection(&profile);
+        profile
     } else {
         crate::session::open_profile(global)?
     };
@@ -122,7 +137,7 @@ async fn start(global: &GlobalArgs, from_caller: bool) -> Result<(Shared, UnixLi
         events,
         notices,
     };
-    Ok((shared, listener, socket))
+    Ok((shared, listener, socket, warning))
 }
 
 /// Says we are online again every [`hearth_core::PRESENCE_HEARTBEAT`] while connected,

@@ -590,6 +590,7 @@ async fn execute(
         }
         Command::Open(id) => {
             let (path, _) = crate::commands::files::fetch_for_self(client, &id, &|_, _| {}).await?;
+            crate::commands::files::refuse_launcher(&path, &id)?;
             ::open::that_detached(&path).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot start a program to open {}: {e}; it is saved there",

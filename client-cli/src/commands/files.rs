@@ -210,6 +210,9 @@ pub async fn open_file(client: &Client, json: bool, id: &str, with: Option<&str>
     let transfer = Transfer::new("downloading", json);
     let (path, _) = fetch_for_self(client, id, &|d, t| transfer.update(d, t)).await?;
     transfer.finish(0);
+    if with.is_none() {
+        refuse_launcher(&path, id)?;
+    }
     match with {
         Some(program) => ::open::with_detached(&path, program),
         None => ::open::that_detached(&path),
@@ -251,6 +254,78 @@ pub async fn fetch_for_self(
     anyhow::bail!("several files have the id {id}: give the longer id (32 characters)")
 }
 
+/// Extensions of files that a desktop's opener runs, installs or follows as programs
+/// rather than shows (Linux, macOS and Windows), compared in lower case.
+const LAUNCHERS: &[&str] = &[
+    "desktop",
+    "sh",
+    "bash",
+    "zsh",
+    "csh",
+    "run",
+    "appimage",
+    "bin",
+    "jar",
+    "py",
+    "pl",
+    "command",
+    "tool",
+    "terminal",
+    "app",
+    "pkg",
+    "dmg",
+    "scpt",
+    "applescript",
+    "workflow",
+    "webloc",
+    "inetloc",
+    "fileloc",
+    "exe",
+    "com",
+    "bat",
+    "cmd",
+    "ps1",
+    "psm1",
+    "vbs",
+    "vbe",
+    "js",
+    "jse",
+    "wsf",
+    "wsh",
+    "msi",
+    "msp",
+    "scr",
+    "pif",
+    "lnk",
+    "reg",
+    "hta",
+    "cpl",
+    "url",
+    "deb",
+    "rpm",
+];
+
+/// Refuses to hand `path` (a file someone sent, its name theirs) to the desktop's
+/// opener when its type is one the opener runs as a program: a sender could make
+/// `open` start anything. Naming a program with `--with` is the way round.
+pub fn refuse_launcher(path: &Path, id: &str) -> Result<()> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if LAUNCHERS.contains(&ext.as_str()) {
+        anyhow::bail!(
+            "{} is a type your desktop would run as a program (.{}), so hearth does not open it: \
+             look at it first (it is saved there), or name a program to open it with: \
+             hearth open {} --with PROGRAM",
+            inert(&path.to_string_lossy()),
+            inert(&ext),
+            inert(id)
+        );
+    }
+    Ok(())
+}
+
 /// A copy of `file` saved in `dir` earlier, if its bytes still match.
 fn saved_copy(dir: &Path, file: &FileMessage) -> Option<PathBuf> {
     use sha2::Digest as _;
@@ -259,4 +334,29 @@ fn saved_copy(dir: &Path, file: &FileMessage) -> Option<PathBuf> {
     let mut hasher = sha2::Sha256::new();
     std::io::copy(&mut reader, &mut hasher).ok()?;
     (<[u8; 32]>::from(hasher.finalize()) == file.sha256).then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launchers_are_not_handed_to_the_opener() {
+        for name in [
+            "a.desktop",
+            "invoice.pdf.EXE",
+            "x.Command",
+            "run.sh",
+            "b.lnk",
+        ] {
+            let e = refuse_launcher(Path::new(name), "1a2b3c4d").unwrap_err();
+            assert!(e.to_string().contains("--with PROGRAM"), "{name}: {e}");
+        }
+        for name in ["a.pdf", "photo.jpg", "notes", "archive.tar.gz", ".desktop"] {
+            assert!(
+                refuse_launcher(Path::new(name), "1a2b3c4d").is_ok(),
+                "{name}"
+            );
+        }
+    }
 }

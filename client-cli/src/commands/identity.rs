@@ -32,6 +32,9 @@ pub async fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
     if !global.json {
         errln!("Creating your identity in {} ...", dir.display());
     }
+    if hearth_core::store::fast_kdf_requested() {
+        errln!("warning: HEARTH_TEST_FAST_KDF=1 is set: this profile's passphrase gets test-only protection that makes guessing it thousands of times cheaper; for a real profile unset it (or run `hearth passphrase` later without it)");
+    }
     let profile = Profile::create(&dir, &passphrase, handle.clone(), invite.relay.clone())
         .with_context(|| format!("cannot create a profile in {}", dir.display()))?;
     let fingerprint = profile.fingerprint();
@@ -109,6 +112,9 @@ pub fn change_passphrase(global: &GlobalArgs) -> Result<()> {
         .change_passphrase(&new)
         .context("cannot change the passphrase; the old one still works")?;
     outln!("Passphrase changed.");
+    if let Some(warning) = session::weak_passphrase_protection(&profile) {
+        errln!("{warning}");
+    }
     Ok(())
 }
 

@@ -55,12 +55,48 @@ pub struct SentFile {
 
 /// An upload under way, kept in [`Table::Uploads`] so that it goes on after a restart.
 /// The file is the same one when its path, size and modification time are.
+///
+/// The table is bounded: a new upload first drops the records older than
+/// [`UPLOAD_KEPT_SECS`] (by then the relay has swept what they began), those it cannot
+/// read, and all but the newest [`MAX_UPLOADS_KEPT`], so uploads that failed or were
+/// given up do not pile up, nor keep their file keys.
 #[derive(Serialize, Deserialize)]
 struct Upload {
     blob: BlobId,
     key: FileKey,
     size: u64,
     modified_ns: u128,
+    /// When it began, seconds since the Unix epoch.
+    started: u64,
+}
+
+/// How long an interrupted upload can be taken up again: two days, beyond the relay's
+/// day before it deletes an unfinished upload.
+const UPLOAD_KEPT_SECS: u64 = 2 * 24 * 3600;
+/// Records of interrupted uploads kept at most.
+const MAX_UPLOADS_KEPT: usize = 64;
+
+/// Deletes (in `batch`) the upload records that [`Upload`] says go, as of `now`.
+fn prune_uploads(
+    store: &crate::store::EncryptedStore,
+    batch: &mut crate::store::WriteBatch<'_>,
+    now: u64,
+) -> Result<(), ClientError> {
+    let mut kept = Vec::new();
+    for (key, value) in store.scan(Table::Uploads, &[]).map_err(store_err)? {
+        match postcard::from_bytes::<Upload>(&value) {
+            Ok(upload) if upload.started.saturating_add(UPLOAD_KEPT_SECS) > now => {
+                kept.push((upload.started, key))
+            }
+            _ => batch.delete(Table::Uploads, &key).map_err(store_err)?,
+        }
+    }
+    // Room for the one about to be added.
+    kept.sort_by_key(|k| std::cmp::Reverse(k.0));
+    for (_, key) in kept.into_iter().skip(MAX_UPLOADS_KEPT.saturating_sub(1)) {
+        batch.delete(Table::Uploads, &key).map_err(store_err)?;
+    }
+    Ok(())
 }
 
 /// The [`Table::Uploads`] key of `path` sent to `room`.
@@ -185,6 +221,8 @@ impl Inner {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".into());
         let path = std::fs::canonicalize(path).map_err(cannot_read)?;
+        // Before opening it: opening a named pipe would wait for a writer.
+        not_a_file(&path, &std::fs::metadata(&path).map_err(cannot_read)?)?;
         let file = std::fs::File::open(&path).map_err(cannot_read)?;
         let meta = file.metadata().map_err(io)?;
         let size = meta.len();
@@ -230,10 +268,12 @@ impl Inner {
                     key: sealer.key().clone(),
                     size,
                     modified_ns: modified_ns(&meta),
+                    started: crate::contacts::now_secs(),
                 };
                 let bytes =
                     zeroize::Zeroizing::new(postcard::to_allocvec(&upload).map_err(store_err)?);
                 let mut batch = store.begin().map_err(store_err)?;
+                prune_uploads(store, &mut batch, upload.started)?;
                 batch
                     .put(Table::Uploads, &record_key, &bytes)
                     .map_err(store_err)?;
@@ -333,8 +373,21 @@ impl Inner {
         let name = safe_file_name(&file.name);
         let part = dir.join(format!(".{name}.{}.part", file.short_id()));
         let cannot_write = |e: std::io::Error| {
+            let what_to_do = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    format!(
+                        ": create it first (mkdir -p {}) or name another directory",
+                        dir.display()
+                    )
+                }
+                std::io::ErrorKind::NotADirectory => ": name a directory to save into".into(),
+                std::io::ErrorKind::PermissionDenied => {
+                    ": save into a directory you can write to".into()
+                }
+                _ => String::new(),
+            };
             ClientError::Attachment(AttachmentError::Io(format!(
-                "cannot write in {}: {e}",
+                "cannot write in {}: {e}{what_to_do}",
                 dir.display()
             )))
         };
@@ -342,8 +395,7 @@ impl Inner {
         let resumed_from = opener.written();
         let result = self.fetch_into(room, opener, &mut cap, progress).await;
         let finished = result.and_then(|()| {
-            let path = free_name(dir, &name);
-            std::fs::rename(&part, &path).map_err(io)?;
+            let path = place(&part, dir, &name).map_err(io)?;
             Ok(SavedFile {
                 path,
                 size: file.size,
@@ -411,6 +463,23 @@ impl Inner {
     }
 }
 
+/// Refuses what is not a regular file, saying what to do instead: a directory (sent as
+/// one archive), a device, pipe or socket (whose size says nothing of what it yields).
+fn not_a_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), ClientError> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    let why = if meta.is_dir() {
+        "is a directory: send the files in it one by one, or pack it into one first (e.g. `tar czf photos.tar.gz DIR`)"
+    } else {
+        "is not a regular file (a device, pipe or socket): copy what it holds into a file and send that"
+    };
+    Err(ClientError::Attachment(AttachmentError::Io(format!(
+        "{} {why}",
+        path.display()
+    ))))
+}
+
 /// A reader writing to `part`, going on after the whole chunks an interrupted save left
 /// in it (the rest of it is cut off).
 fn resume_part(
@@ -440,34 +509,123 @@ fn resume_part(
     Ok(opener.with_writer(std::io::BufWriter::new(out)))
 }
 
-/// `dir/name`, or `dir/stem (n).ext` with the first free `n` when that is taken.
-fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
-    }
+/// The names tried for `name` in `dir`: `dir/name`, then `dir/stem (n).ext`.
+fn candidates<'a>(dir: &'a Path, name: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
     let (stem, ext) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
         _ => (name, String::new()),
     };
-    (1..)
-        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+    std::iter::once(dir.join(name))
+        .chain((1..=9999).map(move |n| dir.join(format!("{stem} ({n}){ext}"))))
+}
+
+/// Moves the checked `part` file to the first free name of [`candidates`] and returns
+/// it. Never over anything already there, a dangling link included, even when it
+/// appears meanwhile: a hard link is made (it fails if the name exists) and the part
+/// file removed; where the file system has no hard links, a rename to a name nothing
+/// holds.
+fn place(part: &Path, dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    for path in candidates(dir, name) {
+        match std::fs::hard_link(part, &path) {
+            Ok(()) => {
+                std::fs::remove_file(part)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => {
+                if std::fs::symlink_metadata(&path).is_err() {
+                    std::fs::rename(part, &path)?;
+                    return Ok(path);
+                }
+            }
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "every name for {name} is taken in {}: save into another directory",
+        dir.display()
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Records of uploads that failed or were given up do not pile up: old and unreadable
+    /// ones go, and at most [`MAX_UPLOADS_KEPT`] stay, the newest.
     #[test]
-    fn a_taken_name_gets_a_number() {
+    fn upload_records_are_pruned_by_age_and_count() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(free_name(dir.path(), "a.jpg"), dir.path().join("a.jpg"));
-        std::fs::write(dir.path().join("a.jpg"), b"x").unwrap();
-        assert_eq!(free_name(dir.path(), "a.jpg"), dir.path().join("a (1).jpg"));
-        std::fs::write(dir.path().join("notes"), b"x").unwrap();
-        assert_eq!(free_name(dir.path(), "notes"), dir.path().join("notes (1)"));
+        let store = crate::store::EncryptedStore::create(
+            &dir.path().join("store"),
+            "p",
+            crate::store::KdfParams::TEST_ONLY_FAST,
+        )
+        .unwrap();
+        let now = 10 * UPLOAD_KEPT_SECS;
+        let upload = |started: u64| Upload {
+            blob: BlobId::random(),
+            key: FileKey::random(),
+            size: 1,
+            modified_ns: 0,
+            started,
+        };
+        let mut batch = store.begin().unwrap();
+        let old = postcard::to_allocvec(&upload(now - UPLOAD_KEPT_SECS)).unwrap();
+        batch.put(Table::Uploads, b"old", &old).unwrap();
+        batch.put(Table::Uploads, b"garbage", b"\xff").unwrap();
+        for i in 0..(MAX_UPLOADS_KEPT + 5) as u64 {
+            let record = postcard::to_allocvec(&upload(now - 1000 + i)).unwrap();
+            batch
+                .put(Table::Uploads, &i.to_be_bytes(), &record)
+                .unwrap();
+        }
+        batch.commit().unwrap();
+
+        let mut batch = store.begin().unwrap();
+        prune_uploads(&store, &mut batch, now).unwrap();
+        batch.commit().unwrap();
+        let left: Vec<Vec<u8>> = store
+            .scan(Table::Uploads, &[])
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        // One place is left for the upload about to be recorded.
+        assert_eq!(left.len(), MAX_UPLOADS_KEPT - 1);
+        let oldest_kept = (MAX_UPLOADS_KEPT + 5 - (MAX_UPLOADS_KEPT - 1)) as u64;
+        let expected: Vec<Vec<u8>> = (oldest_kept..(MAX_UPLOADS_KEPT + 5) as u64)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        assert_eq!(left, expected, "the newest are kept");
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_number_and_nothing_is_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let part = |bytes: &[u8]| {
+            let part = d.join(".part");
+            std::fs::write(&part, bytes).unwrap();
+            part
+        };
+        assert_eq!(place(&part(b"1"), d, "a.jpg").unwrap(), d.join("a.jpg"));
+        assert_eq!(place(&part(b"2"), d, "a.jpg").unwrap(), d.join("a (1).jpg"));
+        assert_eq!(std::fs::read(d.join("a.jpg")).unwrap(), b"1");
+        assert_eq!(place(&part(b"3"), d, "notes").unwrap(), d.join("notes"));
+        assert_eq!(place(&part(b"4"), d, "notes").unwrap(), d.join("notes (1)"));
+        // A dangling link (`exists()` says false for it) is neither replaced nor followed.
+        #[cfg(unix)]
+        {
+            let target = d.join("elsewhere");
+            std::os::unix::fs::symlink(&target, d.join("b.txt")).unwrap();
+            assert_eq!(place(&part(b"5"), d, "b.txt").unwrap(), d.join("b (1).txt"));
+            assert!(!target.exists());
+            assert!(std::fs::symlink_metadata(d.join("b.txt"))
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        assert!(!d.join(".part").exists());
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Client {
         let mut engine = self.inner.engine();
         let mut record = contacts::load(store, handle)?
             .ok_or_else(|| ClientError::NoSuchUser(handle.clone()))?;
-        if record.contact(handle.clone()).state != contact.state {
+        if record.trust_state() != contact.state {
             return Err(ClientError::Other(format!(
                 "{handle}'s key changed again while deciding: look at it again"
             )));
@@ -133,7 +133,7 @@ impl Inner {
         handle: &Handle,
     ) -> Result<Option<hearth_protocol::AccountKey>, ClientError> {
         if let Some(record) = contacts::load(self.profile.store(), handle)? {
-            return Ok(Some(record.contact(handle.clone()).account));
+            return Ok(Some(hearth_protocol::AccountKey(record.current())));
         }
         let Some(key) = self.lookup_account(handle).await? else {
             return Ok(None);
@@ -267,7 +267,7 @@ impl Inner {
                     .is_ok_and(|keys| keys.contains(&member.account.0))
             };
             member.trust = Some(if record.key == member.account.0 {
-                record.contact(member.handle.clone()).state
+                record.trust_state()
             } else if rotated_away() {
                 crate::TrustState::Trusted
             } else {

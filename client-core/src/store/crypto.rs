@@ -42,7 +42,8 @@ impl KdfParams {
     /// a median `Profile::open` of 209 ms with t = 3 and 149 ms with t = 2 on a shared
     /// 2-core AMD EPYC VM; a Pi 4 is roughly 4–5 times slower at Argon2 (memory bound),
     /// so about 0.6–0.7 s there. Each store records its own parameters, so raising them
-    /// later only affects new profiles and passphrase changes keep the stored ones.
+    /// later only affects new profiles and profiles whose passphrase is changed (a
+    /// change re-wraps the key with the parameters of [`params_for_new`]).
     pub const PRODUCTION: KdfParams = KdfParams {
         m_kib: 64 * 1024,
         t_cost: 2,
@@ -67,6 +68,13 @@ impl KdfParams {
         t_cost: 3,
         p_cost: 1,
     };
+
+    /// Whether these parameters are cheaper to attack than [`KdfParams::PRODUCTION`] in
+    /// memory or passes: a profile made with `HEARTH_TEST_FAST_KDF=1` (a test or bench
+    /// run) has them. Changing the passphrase re-wraps the key with production ones.
+    pub fn is_below_production(&self) -> bool {
+        self.m_kib < Self::PRODUCTION.m_kib || self.t_cost < Self::PRODUCTION.t_cost
+    }
 
     /// Checks parameters read from disk against sane bounds.
     pub(crate) fn check(&self) -> Result<(), StoreError> {
@@ -96,17 +104,25 @@ pub fn set_test_kdf_params(params: Option<KdfParams>) {
     *TEST_PARAMS.write().unwrap_or_else(|e| e.into_inner()) = params;
 }
 
-/// The parameters for a new store or backup: the test override if set, else
-/// [`KdfParams::TEST_ONLY_FAST`] if `HEARTH_TEST_FAST_KDF=1`, else production.
+/// The parameters for a new store or backup (and for a passphrase change): the test
+/// override if set, else [`KdfParams::TEST_ONLY_FAST`] if `HEARTH_TEST_FAST_KDF=1`
+/// (see [`fast_kdf_requested`]), else production.
 /// Opening never consults this: it uses the parameters stored in the file.
 pub(crate) fn params_for_new() -> KdfParams {
     if let Some(params) = *TEST_PARAMS.read().unwrap_or_else(|e| e.into_inner()) {
         return params;
     }
-    if std::env::var_os("HEARTH_TEST_FAST_KDF").is_some_and(|v| v == "1") {
+    if fast_kdf_requested() {
         return KdfParams::TEST_ONLY_FAST;
     }
     KdfParams::PRODUCTION
+}
+
+/// Whether `HEARTH_TEST_FAST_KDF=1` is set: new stores, backups and passphrase changes
+/// then get [`KdfParams::TEST_ONLY_FAST`]. For tests and benchmarks only; a program
+/// should warn its user when it is set (see [`KdfParams::is_below_production`]).
+pub fn fast_kdf_requested() -> bool {
+    std::env::var_os("HEARTH_TEST_FAST_KDF").is_some_and(|v| v == "1")
 }
 
 /// Derives a 32-byte key-encryption key from a passphrase with Argon2id (v1.3).

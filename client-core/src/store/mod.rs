@@ -27,7 +27,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableErro
 use zeroize::Zeroizing;
 
 use crypto::WrappedKey;
-pub use crypto::{set_test_kdf_params, KdfParams};
+pub use crypto::{fast_kdf_requested, set_test_kdf_params, KdfParams};
 
 use crate::secret::SecretKey;
 
@@ -181,7 +181,8 @@ fn corrupt_value(table: Table, key: &[u8]) -> StoreError {
 pub struct EncryptedStore {
     db: Database,
     key: SecretKey,
-    kdf: KdfParams,
+    /// Changed by a passphrase change, which may run while others read.
+    kdf: std::sync::RwLock<KdfParams>,
     /// Commits still to fail on purpose (see [`EncryptedStore::fail_commits`]).
     failing: AtomicU32,
 }
@@ -190,7 +191,7 @@ impl std::fmt::Debug for EncryptedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncryptedStore")
             .field("key", &"***")
-            .field("kdf", &self.kdf)
+            .field("kdf", &self.kdf_params())
             .finish_non_exhaustive()
     }
 }
@@ -235,7 +236,7 @@ impl EncryptedStore {
         Ok(EncryptedStore {
             db,
             key,
-            kdf,
+            kdf: std::sync::RwLock::new(kdf),
             failing: AtomicU32::new(0),
         })
     }
@@ -271,15 +272,18 @@ impl EncryptedStore {
         Ok(EncryptedStore {
             db,
             key,
-            kdf: wrapped.kdf,
+            kdf: std::sync::RwLock::new(wrapped.kdf),
             failing: AtomicU32::new(0),
         })
     }
 
-    /// Re-wraps the store key under `new_passphrase` (fresh salt, same KDF parameters),
-    /// in one transaction. Values are not re-encrypted: the store key does not change.
+    /// Re-wraps the store key under `new_passphrase` (fresh salt, and the KDF parameters
+    /// of a new store: production ones unless a test asked otherwise, so a profile made
+    /// with test parameters is protected properly after a change), in one transaction.
+    /// Values are not re-encrypted: the store key does not change.
     pub fn change_passphrase(&self, new_passphrase: &str) -> Result<(), StoreError> {
-        let wrapped = WrappedKey::wrap(&self.key, new_passphrase, FORMAT_VERSION, self.kdf)?;
+        let kdf = crypto::params_for_new();
+        let wrapped = WrappedKey::wrap(&self.key, new_passphrase, FORMAT_VERSION, kdf)?;
         let encoded = postcard::to_allocvec(&wrapped)
             .map_err(|e| StoreError::Db(format!("encoding the wrapped key: {e}")))?;
         let txn = self.db.begin_write().map_err(db_error)?;
@@ -287,12 +291,14 @@ impl EncryptedStore {
             .map_err(db_error)?
             .insert(HEADER_KEY, encoded.as_slice())
             .map_err(db_error)?;
-        txn.commit().map_err(db_error)
+        txn.commit().map_err(db_error)?;
+        *self.kdf.write().unwrap_or_else(|e| e.into_inner()) = kdf;
+        Ok(())
     }
 
     /// The Argon2id parameters this store's key is wrapped with.
     pub fn kdf_params(&self) -> KdfParams {
-        self.kdf
+        *self.kdf.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The decrypted value of `key` in `table`, if any.
@@ -700,7 +706,12 @@ mod tests {
             Err(StoreError::WrongPassphrase)
         ));
         let store = EncryptedStore::open(&path, "battery staple").unwrap();
-        assert_eq!(store.kdf_params(), FAST);
+        // Re-wrapped with a new store's parameters: a store made with test ones is
+        // protected properly after a change.
+        assert_eq!(store.kdf_params(), crypto::params_for_new());
+        if !crypto::fast_kdf_requested() {
+            assert!(!store.kdf_params().is_below_production());
+        }
         assert_eq!(
             &store.get(Table::Settings, b"x").unwrap().unwrap()[..],
             b"y"
