@@ -279,3 +279,11 @@ pub fn weak_passphrase_protection(profile: &Profile) -> Option<String> {
             "warning: this profile's passphrase is protected by test-only key derivation parameters (it was made with HEARTH_TEST_FAST_KDF=1), which make guessing it thousands of times cheaper: run `hearth passphrase` (with HEARTH_TEST_FAST_KDF unset) to protect it properly".to_string()
         })
 }
+
+/// The warning while `HEARTH_TEST_FAST_KDF=1` is set, for `what` a passphrase protects
+/// ("profile", "backup") as it is made now.
+pub fn fast_kdf_warning(what: &str) -> Option<String> {
+    hearth_core::store::fast_kdf_requested().then(|| {
+        format!("warning: HEARTH_TEST_FAST_KDF=1 is set: this {what}'s passphrase gets test-only protection that makes guessing it thousands of times cheaper; for a real {what}, do it again without it (a profile: `hearth passphrase`)")
+    })
+}

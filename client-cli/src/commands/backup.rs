@@ -31,8 +31,8 @@ pub fn export(global: &GlobalArgs, file: &Path, files: bool) -> Result<()> {
     let backup_passphrase = passphrase::read_backup(true)?;
     let saved = export_backup_with(&profile, file, &backup_passphrase, files)
         .with_context(|| format!("cannot write the backup to {}", file.display()))?;
-    if hearth_core::store::fast_kdf_requested() {
-        errln!("warning: HEARTH_TEST_FAST_KDF=1 is set: this backup's passphrase got test-only protection that makes guessing it thousands of times cheaper; for a real backup, export again without it");
+    if let Some(warning) = session::fast_kdf_warning("backup") {
+        errln!("{warning}");
     }
     if global.json {
         outln!(

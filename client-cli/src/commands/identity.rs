@@ -32,8 +32,8 @@ pub async fn init(global: &GlobalArgs, args: &InitArgs) -> Result<()> {
     if !global.json {
         errln!("Creating your identity in {} ...", dir.display());
     }
-    if hearth_core::store::fast_kdf_requested() {
-        errln!("warning: HEARTH_TEST_FAST_KDF=1 is set: this profile's passphrase gets test-only protection that makes guessing it thousands of times cheaper; for a real profile unset it (or run `hearth passphrase` later without it)");
+    if let Some(warning) = session::fast_kdf_warning("profile") {
+        errln!("{warning}");
     }
     let profile = Profile::create(&dir, &passphrase, handle.clone(), invite.relay.clone())
         .with_context(|| format!("cannot create a profile in {}", dir.display()))?;
