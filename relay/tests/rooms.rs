@@ -947,3 +947,39 @@ async fn a_removed_members_capability_is_dead_on_room_connections_too() {
     );
     relay.shutdown().await.unwrap();
 }
+
+/// A flooding client at the household's address opens room connections beyond
+/// `max_room_connections_per_ip`: the oldest gives way (closed as such, and audited), the
+/// newer ones keep being served, so a flood costs the flooder its own oldest connections
+/// rather than locking newcomers out.
+#[tokio::test]
+async fn room_connections_beyond_the_addresss_limit_close_the_oldest() {
+    let (relay, _dir) = start_relay(|c| c.max_room_connections_per_ip = 3).await;
+    let room = RoomId::random();
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    alice.create_room(room, cap(0).hash()).await;
+    assert_eq!(appended(alice.append(room, cap(0), vec![1]).await), Seq(1));
+
+    let mut links = Vec::new();
+    for _ in 0..4 {
+        let mut link = Client::connect(&relay.address()).await;
+        link.request(Request::Subscribe {
+            room,
+            cap: cap(0),
+            from: Seq(2),
+        })
+        .await
+        .unwrap();
+        links.push(link);
+    }
+    let (code, _) = common::close_of(&links[0].raw.conn).await;
+    assert_eq!(code, hearth_protocol::CloseReason::GaveWay.code());
+    // The three newer ones still get what is appended.
+    assert_eq!(appended(alice.append(room, cap(0), vec![2]).await), Seq(2));
+    for link in &mut links[1..] {
+        match link.event().await {
+            Event::Entries { entries, .. } => assert_eq!(entries[0].seq, Seq(2)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
