@@ -39,12 +39,13 @@ pub enum ConsistencyWarning {
         /// Where the histories differ.
         seq: Seq,
     },
-    /// The relay's log ends before what we already processed: it lost or withdrew
-    /// entries (restored from an old copy, or rewound on purpose).
+    /// The relay's log went back: it lost or withdrew entries we already processed
+    /// (restored from an old copy, or rewound on purpose). Its log now ends at `relay`,
+    /// or goes on after `relay` with entries other than the ones we had.
     Rewound {
         /// The last seq we processed.
         ours: Seq,
-        /// The last seq the relay now has.
+        /// The last seq where the relay's log is still the one we processed.
         relay: Seq,
     },
 }
@@ -58,7 +59,7 @@ impl std::fmt::Display for ConsistencyWarning {
             ),
             ConsistencyWarning::Rewound { ours, relay } => write!(
                 f,
-                "the relay's log ends at message {relay} but you already have up to {ours}: it lost or withdrew messages (restored from an old copy?); what is sent now may not reach everyone"
+                "the relay's log went back to message {relay} though you already had up to {ours}: it lost or withdrew messages (restored from an old copy?); what you saw after {relay} may not have reached everyone"
             ),
             ConsistencyWarning::Fork { seq } => write!(
                 f,
@@ -125,6 +126,24 @@ impl Transcript {
             }
             None => *self = Self::starting_at(seq, [0; 32]),
         }
+    }
+
+    /// Whether the entry at `seq` is the one we processed there: `None` when we cannot
+    /// tell (not processed yet, or our hashes at `seq` or just before it are no longer
+    /// kept, as for a joiner's first seq).
+    pub fn holds(&self, seq: Seq, kind: EntryKind, payload: &[u8]) -> Option<bool> {
+        if seq > self.last {
+            return None;
+        }
+        let before = self.recent.get(&seq.0.checked_sub(1)?)?;
+        let ours = self.recent.get(&seq.0)?;
+        Some(Self::chain(before, seq, kind, payload) == *ours)
+    }
+
+    /// The oldest seq whose entry [`Self::holds`] can check, if any.
+    pub fn oldest_checkable(&self) -> Option<Seq> {
+        let first = *self.recent.keys().next()?;
+        (first < self.last.0).then_some(Seq(first + 1))
     }
 
     /// The mark a sent message carries.
@@ -231,6 +250,27 @@ mod tests {
         withdrawn.observe(Seq(4), EntryKind::Message, b"new");
         straight.observe(Seq(4), EntryKind::Message, b"new");
         assert_eq!(withdrawn, straight);
+    }
+
+    #[test]
+    fn holds_tells_the_entry_we_processed_from_another_at_the_same_seq() {
+        let mut t = Transcript::new();
+        for seq in 1..=3 {
+            t.observe(Seq(seq), EntryKind::Message, b"x");
+        }
+        assert_eq!(t.holds(Seq(3), EntryKind::Message, b"x"), Some(true));
+        assert_eq!(t.holds(Seq(3), EntryKind::Message, b"y"), Some(false));
+        assert_eq!(t.holds(Seq(3), EntryKind::Commit, b"x"), Some(false));
+        assert_eq!(
+            t.holds(Seq(4), EntryKind::Message, b"x"),
+            None,
+            "not processed yet"
+        );
+        assert_eq!(t.oldest_checkable(), Some(Seq(1)));
+        // A joiner knows only its inviter's hash at its first seq: nothing there to check.
+        let joiner = Transcript::starting_at(Seq(9), [7; 32]);
+        assert_eq!(joiner.holds(Seq(9), EntryKind::Message, b"x"), None);
+        assert_eq!(joiner.oldest_checkable(), None);
     }
 
     proptest::proptest! {

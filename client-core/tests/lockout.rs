@@ -170,33 +170,88 @@ async fn a_relay_log_that_went_back_is_reported() {
     relay.start_on(addr).await;
     alice.restart().await;
     for user in [&mut alice, &mut bob] {
-        let warning = match user
-            .wait_for("a rewound log", |e| {
-                matches!(
-                    e,
-                    ClientEvent::Consistency {
-                        warning: ConsistencyWarning::Rewound { .. },
-                        ..
-                    }
-                )
-            })
-            .await
-        {
-            ClientEvent::Consistency { warning, .. } => warning,
-            _ => unreachable!("wait_for returns a matching event"),
-        };
-        let ConsistencyWarning::Rewound {
-            ours,
-            relay: theirs,
-        } = warning
-        else {
-            unreachable!("matched above")
-        };
+        let (ours, theirs) = rewound(user).await;
         assert!(theirs < ours, "{theirs:?} < {ours:?}");
     }
     // Told, not dead: the room still carries messages both ways.
     bob.c().send_text(room, "still here").await.unwrap();
     alice.wait_text("still here").await;
+}
+
+/// The first rewound warning `user` reports, as (ours, the relay's).
+async fn rewound(user: &mut common::User) -> (hearth_protocol::Seq, hearth_protocol::Seq) {
+    match user
+        .wait_for("a rewound log", |e| {
+            matches!(
+                e,
+                ClientEvent::Consistency {
+                    warning: ConsistencyWarning::Rewound { .. },
+                    ..
+                }
+            )
+        })
+        .await
+    {
+        ClientEvent::Consistency {
+            warning: ConsistencyWarning::Rewound { ours, relay },
+            ..
+        } => (ours, relay),
+        _ => unreachable!("wait_for returns a matching event"),
+    }
+}
+
+/// The relay is restored from an old copy and others write on before a client comes
+/// back: its log then ends *after* the client's, with other entries at the seqs the
+/// client had. The client is told where the logs part, and reads the entries written
+/// there instead of skipping them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_log_rewritten_past_where_we_were_is_reported_and_read() {
+    let mut relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    alice.c().send_text(room, "one").await.unwrap();
+    bob.wait_text("one").await;
+    alice.restart().await;
+    bob.restart().await;
+    bob.c().sync().await.unwrap();
+
+    let data = relay.dir.path().join("relay");
+    let copy = relay.dir.path().join("relay-copy");
+    let addr = relay.stop().await;
+    copy_dir(&data, &copy);
+    relay.start_on(addr).await;
+    alice.restart().await;
+    bob.restart().await;
+    alice.c().send_text(room, "two").await.unwrap();
+    alice.c().send_text(room, "three").await.unwrap();
+    bob.wait_text("three").await;
+
+    // Alice is away while the relay comes back from the copy; Bob, still open, finds
+    // the shorter log and writes past where Alice was.
+    alice.client.take().unwrap().close().await;
+    relay.stop().await;
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&copy, &data);
+    relay.start_on(addr).await;
+    let (bob_had, parted) = rewound(&mut bob).await;
+    assert!(parted < bob_had, "{parted:?} < {bob_had:?}");
+    for text in ["four", "five", "six"] {
+        bob.c().send_text(room, text).await.unwrap();
+    }
+
+    alice.restart().await;
+    let (alice_had, alice_parted) = rewound(&mut alice).await;
+    assert_eq!(alice_had, bob_had, "both had the same log");
+    assert_eq!(
+        alice_parted, parted,
+        "and are told the same place where it parts"
+    );
+    for text in ["four", "five", "six"] {
+        alice.wait_text(text).await;
+    }
+    alice.c().send_text(room, "seen").await.unwrap();
+    bob.wait_text("seen").await;
 }
 
 /// What the relay holds for a room can drift from the room's settings (an update lost to

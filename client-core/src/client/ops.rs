@@ -143,11 +143,15 @@ impl Inner {
                 return Ok(());
             }
             let cap = self.engine().cap(&room.group)?;
-            let from = room.rec.transcript.last().next();
+            let before = room.rec.transcript.last();
+            // From the last entry processed, not after it: the relay must still hold the
+            // one we had there (a log restored from an old copy and written on since by
+            // others ends after ours, with other entries at our seqs).
+            let from = if before.0 == 0 { before.next() } else { before };
             let response = self
                 .call(Request::Read {
                     room: room.id,
-                    cap,
+                    cap: cap.clone(),
                     from,
                     limit: MAX_READ_ENTRIES,
                 })
@@ -156,18 +160,33 @@ impl Inner {
             let Response::Entries { entries, last } = response else {
                 return Err(unexpected(&response));
             };
-            let before = room.rec.transcript.last();
-            if last < before {
-                // Told, and carried on from where the relay's log ends: what it withdrew
-                // stays in our history, and new entries get the seqs it had.
+            let rewritten = entries.first().is_some_and(|first| {
+                first.seq == before
+                    && room
+                        .rec
+                        .transcript
+                        .holds(first.seq, first.kind, &first.payload)
+                        == Some(false)
+            });
+            let parted = if last < before {
+                Some(last)
+            } else if rewritten {
+                Some(self.where_logs_part(room, &cap, before).await?)
+            } else {
+                None
+            };
+            if let Some(parted) = parted {
+                // Told, and carried on from where the relay's log parts from ours: the
+                // entries it has instead are processed at the seqs it withdrew (and take
+                // their places in our history).
                 self.emit(ClientEvent::Consistency {
                     room: room.id,
                     warning: crate::ConsistencyWarning::Rewound {
                         ours: before,
-                        relay: last,
+                        relay: parted,
                     },
                 });
-                room.rec.transcript.rewind_to(last);
+                room.rec.transcript.rewind_to(parted);
                 let mut engine = self.engine();
                 engine.persist(self.profile.store(), |b| room.save(b))?;
                 continue;
@@ -194,6 +213,50 @@ impl Inner {
         }
         self.resolve_inflight(room)?;
         self.ensure_subscribed(room).await
+    }
+
+    /// The last seq before `differs` (where the relay holds another entry than the one we
+    /// processed) at which the relay's log is still ours: the first entry that differs,
+    /// read forward from the oldest one our transcript can still check, minus one. When
+    /// even that one differs, or it expired at the relay, the oldest checkable seq minus
+    /// one (the transcript then starts afresh there if it keeps no hash for it).
+    async fn where_logs_part(
+        &self,
+        room: &Room,
+        cap: &hearth_protocol::Cap,
+        differs: Seq,
+    ) -> Result<Seq, ClientError> {
+        let transcript = &room.rec.transcript;
+        let Some(oldest) = transcript.oldest_checkable() else {
+            return Ok(Seq(differs.0 - 1));
+        };
+        let mut from = oldest;
+        while from < differs {
+            let response = self
+                .call(Request::Read {
+                    room: room.id,
+                    cap: cap.clone(),
+                    from,
+                    limit: MAX_READ_ENTRIES
+                        .min(u32::try_from(differs.0 - from.0).unwrap_or(u32::MAX)),
+                })
+                .await
+                .map_err(|e| room_error(room.id, e))?;
+            let Response::Entries { entries, .. } = response else {
+                return Err(unexpected(&response));
+            };
+            let Some(last_read) = entries.last().map(|e| e.seq) else {
+                break;
+            };
+            for entry in entries.iter().filter(|e| e.seq < differs) {
+                // `None` (a seq after a gap of ours) tells nothing either way.
+                if transcript.holds(entry.seq, entry.kind, &entry.payload) == Some(false) {
+                    return Ok(Seq(entry.seq.0.saturating_sub(1).max(oldest.0 - 1)));
+                }
+            }
+            from = last_read.next();
+        }
+        Ok(Seq(differs.0 - 1))
     }
 
     /// At the head of the log, whatever we sent and did not see there was not stored:
