@@ -203,7 +203,16 @@ impl Inner {
             let Ok(room) = self.room(id) else {
                 return;
             };
-            let result = {
+            // The new connection is opened (after its random pause) before the room's
+            // lock is taken, so that the account's catch-up or a send in this room does
+            // not wait behind the pause.
+            let opened = !matches!(
+                self.room_link(id).await,
+                Err(ClientError::NotConnected | ClientError::Unreachable { .. })
+            );
+            let result = if !opened {
+                Err(ClientError::NotConnected)
+            } else {
                 let mut room = room.lock().await;
                 if room.removed || room.rec.status != Status::Joined {
                     return;
