@@ -245,6 +245,92 @@ async fn the_rooms_file_quota_is_refused_through_the_relay_with_a_clear_error() 
     bob.wait_text("still here").await;
 }
 
+/// One account filling the relay's file space through rooms of its own hits every room's
+/// uploads (not messages) until the owner deletes that room's files with `drop-files`
+/// (through the running relay's admin socket, as `hearth-relay drop-files` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_wide_file_cap_hits_uploads_not_messages_and_the_owner_takes_a_rooms_files_back()
+{
+    let relay = Relay::start_with(|c| c.blob_quota_bytes_total = 3 * 1024 * 1024 / 2).await;
+    let mallory = relay.user("mallory").await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let hoard = mallory.c().create_room("hoard").await.unwrap();
+    let family = room_with(&alice, &[&bob], "family").await;
+    let src = relay.dir.path().join("big.bin");
+    std::fs::write(&src, content(1024 * 1024)).unwrap();
+    mallory
+        .c()
+        .send_file(hoard, &src, None, &quiet)
+        .await
+        .unwrap();
+
+    let e = alice
+        .c()
+        .send_file(family, &src, None, &quiet)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::QuotaExceeded), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("1.5 MiB of files for all rooms together"),
+        "{text}"
+    );
+    alice
+        .c()
+        .send_text(family, "messages still go")
+        .await
+        .unwrap();
+    bob.wait_text("messages still go").await;
+
+    let running = relay.running.as_ref().unwrap();
+    let config = running.relay().config().clone();
+    let drop_files = |room: String| {
+        hearth_relay::admin::request(
+            &config,
+            hearth_relay::admin::AdminRequest::DropFiles { room },
+        )
+    };
+    match drop_files("zz".into()).await.unwrap() {
+        hearth_relay::admin::AdminResponse::Error(e) => assert!(e.contains("in hex"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    match drop_files(family.to_hex()).await.unwrap() {
+        hearth_relay::admin::AdminResponse::Error(e) => {
+            assert!(e.contains("holds files"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let hoard_dir = config.data_dir.join("blobs").join(hoard.to_hex());
+    assert!(hoard_dir.exists());
+    match drop_files(hoard.to_hex()[..8].to_uppercase())
+        .await
+        .unwrap()
+    {
+        hearth_relay::admin::AdminResponse::FilesDropped(dropped) => {
+            assert_eq!(dropped.room, hoard);
+            assert_eq!((dropped.files, dropped.busy), (1, 0));
+            assert!(dropped.bytes > 1024 * 1024, "{dropped:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !hoard_dir.exists(),
+        "the room's files are gone from the disk"
+    );
+    assert_eq!(running.relay().blobs().total_bytes(), 0);
+
+    alice
+        .c()
+        .send_file(family, &src, None, &quiet)
+        .await
+        .unwrap();
+    let id = file_id(&mut bob).await;
+    let out = tempfile::tempdir().unwrap();
+    let saved = bob.c().save_file(&id, out.path(), &quiet).await.unwrap();
+    assert_eq!(std::fs::read(saved.path).unwrap(), content(1024 * 1024));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_during_an_upload_refuses_the_file_and_messages_still_go() {
     let relay = Relay::start().await;

@@ -143,6 +143,7 @@ async fn the_relay_killed_mid_upload_the_client_resumes_and_the_file_is_held_onc
         BlobLimits {
             max_file_bytes: u64::MAX,
             quota_bytes_per_room: u64::MAX,
+            quota_bytes_total: u64::MAX,
         },
     );
     let now = std::time::SystemTime::now()

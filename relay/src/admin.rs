@@ -102,6 +102,11 @@ pub enum AdminRequest {
     /// What the store holds per table, and whether any record links an account to a room
     /// (decision 0013).
     Inspect,
+    /// Delete the files (attachments) of one room.
+    DropFiles {
+        /// The room's id in hex, or the start of it (as `inspect` lists rooms).
+        room: String,
+    },
 }
 
 /// What the relay answers.
@@ -123,6 +128,8 @@ pub enum AdminResponse {
     Audit(Vec<AuditRecord>),
     /// The store's tables as [`crate::inspect`] sees them.
     Inspect(crate::inspect::InspectReport),
+    /// What `DropFiles` deleted.
+    FilesDropped(crate::blobs::Dropped),
     /// The command failed.
     Error(String),
 }
@@ -275,7 +282,44 @@ async fn execute_inner(
             report.blobs = relay.blobs().rooms();
             AdminResponse::Inspect(report)
         }
+        AdminRequest::DropFiles { room } => {
+            let room = room_with_files(relay, &room)?;
+            let dropped = relay.blobs().drop_room(&room);
+            tracing::info!(
+                files = dropped.files,
+                bytes = dropped.bytes,
+                "the owner deleted a room's files"
+            );
+            AdminResponse::FilesDropped(dropped)
+        }
     })
+}
+
+/// The one room holding files whose hex id starts with `prefix`.
+fn room_with_files(relay: &Relay, prefix: &str) -> Result<hearth_protocol::RoomId, AdminError> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AdminError::Refused(
+            "give a room's id in hex (or its start), as `hearth-relay inspect` lists rooms with files".into(),
+        ));
+    }
+    let matching: Vec<_> = relay
+        .blobs()
+        .rooms()
+        .into_iter()
+        .map(|r| r.room)
+        .filter(|room| room.to_hex().starts_with(&prefix))
+        .collect();
+    match matching.as_slice() {
+        [room] => Ok(*room),
+        [] => Err(AdminError::Refused(format!(
+            "no room whose id starts with {prefix} holds files: `hearth-relay inspect` lists those that do"
+        ))),
+        more => Err(AdminError::Refused(format!(
+            "{} rooms with files have ids starting with {prefix}: give more of the id",
+            more.len()
+        ))),
+    }
 }
 
 /// The address an invite carries: `public_host` if given, else the relay's own, unless

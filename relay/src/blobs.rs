@@ -25,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hearth_protocol::limits::MAX_BLOB_PIECE;
 use hearth_protocol::{BlobId, ErrorCode, RoomId, WireError};
+use serde::{Deserialize, Serialize};
 
 /// The header in front of every blob file.
 pub const HEADER_LEN: u64 = 32;
@@ -62,18 +63,23 @@ pub struct BlobMeta {
 struct Index {
     blobs: HashMap<(RoomId, BlobId), BlobMeta>,
     charged: HashMap<RoomId, u64>,
+    /// The sum of `charged`.
+    charged_total: u64,
 }
 
 impl Index {
     fn charge(&mut self, room: RoomId, bytes: u64) {
         if bytes > 0 {
             *self.charged.entry(room).or_default() += bytes;
+            self.charged_total += bytes;
         }
     }
 
     fn refund(&mut self, room: &RoomId, bytes: u64) {
         if let Some(c) = self.charged.get_mut(room) {
-            *c = c.saturating_sub(bytes);
+            let refunded = bytes.min(*c);
+            *c -= refunded;
+            self.charged_total -= refunded;
             if *c == 0 {
                 self.charged.remove(room);
             }
@@ -88,6 +94,21 @@ pub struct BlobLimits {
     pub max_file_bytes: u64,
     /// The bytes of blobs one room may keep.
     pub quota_bytes_per_room: u64,
+    /// The bytes of blobs all rooms together may keep.
+    pub quota_bytes_total: u64,
+}
+
+/// What [`BlobStore::drop_room`] deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropped {
+    /// The room.
+    pub room: RoomId,
+    /// Blobs deleted, complete or not.
+    pub files: u64,
+    /// The bytes they held (given back to the room and to the relay-wide total).
+    pub bytes: u64,
+    /// Blobs left because a piece of them was being written at that moment.
+    pub busy: u64,
 }
 
 /// The blob store of one relay. See the module documentation.
@@ -203,6 +224,58 @@ impl BlobStore {
     /// Bytes of blobs charged to `room`.
     pub fn room_bytes(&self, room: &RoomId) -> u64 {
         self.lock().charged.get(room).copied().unwrap_or(0)
+    }
+
+    /// Bytes of blobs charged to all rooms together.
+    pub fn total_bytes(&self) -> u64 {
+        self.lock().charged_total
+    }
+
+    /// Deletes every blob of `room` (complete or being uploaded) but those a piece is being
+    /// written to at this moment: the owner's way to take back the space one room's files
+    /// hold before retention would (`hearth-relay drop-files`). Members asking for a deleted
+    /// blob get `UnknownBlob`; an uploader whose blob went starts again from 0.
+    pub fn drop_room(&self, room: &RoomId) -> Dropped {
+        let mut index = self.lock();
+        let mut dropped = Dropped {
+            room: *room,
+            files: 0,
+            bytes: 0,
+            busy: 0,
+        };
+        let theirs: Vec<(BlobId, BlobMeta)> = index
+            .blobs
+            .iter()
+            .filter(|((r, _), _)| r == room)
+            .map(|((_, b), m)| (*b, *m))
+            .collect();
+        for (blob, meta) in theirs {
+            if meta.busy {
+                dropped.busy += 1;
+                continue;
+            }
+            match fs::remove_file(self.path(room, &blob, meta.complete)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "blob store: deleting a room's file failed");
+                    continue;
+                }
+            }
+            let held = if meta.complete {
+                meta.total
+            } else {
+                meta.received
+            };
+            index.blobs.remove(&(*room, blob));
+            index.refund(room, held);
+            dropped.files += 1;
+            dropped.bytes += held;
+        }
+        if dropped.busy == 0 {
+            let _ = fs::remove_dir(self.dir.join(room.to_hex()));
+        }
+        dropped
     }
 
     /// Per room, the blobs held (see [`crate::inspect::RoomBlobs`]), in room order.
@@ -366,6 +439,17 @@ impl BlobStore {
 
     /// Refuses `more` bytes for `room` when they would pass its quota.
     fn check_quota(&self, index: &Index, room: RoomId, more: u64) -> Result<(), WireError> {
+        let total = self.limits.quota_bytes_total;
+        if more > 0 && index.charged_total.saturating_add(more) > total {
+            return Err(err(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "the relay keeps at most {} of files for all rooms together and holds {}: wait for older files to expire or ask the relay's owner",
+                    human(total),
+                    human(index.charged_total)
+                ),
+            ));
+        }
         let used = index.charged.get(&room).copied().unwrap_or(0);
         let quota = self.limits.quota_bytes_per_room;
         if more > 0 && used.saturating_add(more) > quota {
@@ -596,6 +680,7 @@ mod tests {
     const LIMITS: BlobLimits = BlobLimits {
         max_file_bytes: 1 << 20,
         quota_bytes_per_room: 3 << 19,
+        quota_bytes_total: 1 << 30,
     };
 
     fn ids() -> (RoomId, BlobId) {
@@ -635,6 +720,47 @@ mod tests {
         assert_eq!(store.meta(&room, &blob).unwrap().start_seq, 7);
         // Its last piece again (an answer lost): nothing changes.
         assert_eq!(store.put(room, blob, 10, 5, b"world", 7, 100), Ok(10));
+    }
+
+    #[test]
+    fn the_relay_wide_cap_counts_every_room_and_dropping_a_room_gives_its_bytes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = BlobLimits {
+            quota_bytes_total: 12,
+            ..LIMITS
+        };
+        let store = BlobStore::open(dir.path(), limits);
+        let (room, blob) = ids();
+        let other = RoomId([0; 16]);
+        store.put(room, blob, 6, 0, b"abcdef", 0, 0).unwrap();
+        store.put(room, BlobId([3; 16]), 4, 0, b"ha", 0, 0).unwrap();
+        assert_eq!(store.total_bytes(), 8);
+        let full = store.put(other, blob, 5, 0, b"z", 0, 0).unwrap_err();
+        assert_eq!(full.code, ErrorCode::QuotaExceeded);
+        assert!(full.message.contains("all rooms together"), "{full}");
+        // Counted again from the disk after a restart.
+        let store = BlobStore::open(dir.path(), limits);
+        assert_eq!(store.total_bytes(), 8);
+        let dropped = store.drop_room(&room);
+        assert_eq!(
+            dropped,
+            Dropped {
+                room,
+                files: 2,
+                bytes: 8,
+                busy: 0
+            }
+        );
+        assert_eq!((store.total_bytes(), store.room_bytes(&room)), (0, 0));
+        assert!(!dir.path().join("blobs").join(room.to_hex()).exists());
+        assert_eq!(
+            store.status(&room, &BlobId([3; 16])),
+            (0, 0),
+            "starts again from 0"
+        );
+        assert_eq!(store.put(other, blob, 5, 0, b"z", 0, 0), Ok(1));
+        let store = BlobStore::open(dir.path(), limits);
+        assert_eq!(store.total_bytes(), 1);
     }
 
     #[test]

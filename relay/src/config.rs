@@ -156,6 +156,12 @@ pub struct RelayConfig {
     /// back when retention deletes the blob. Refused with `QuotaExceeded`. Hits only that
     /// room's uploads; its messages are charged separately.
     pub blob_quota_bytes_per_room: u64,
+    /// Bytes of attachments all rooms together may keep stored, counted like
+    /// `blob_quota_bytes_per_room`. Refused with `QuotaExceeded`. Hits every room's
+    /// uploads once one account has filled it through rooms of its own (up to
+    /// `max_rooms_per_account` of them); messages go on, and the owner takes the space back
+    /// with `hearth-relay drop-files ROOM` (rooms listed by `hearth-relay inspect`).
+    pub blob_quota_bytes_total: u64,
 }
 
 impl Default for RelayConfig {
@@ -190,6 +196,7 @@ impl Default for RelayConfig {
             max_sessions_per_account: 16,
             max_file_bytes: 100 * 1024 * 1024,
             blob_quota_bytes_per_room: 1024 * 1024 * 1024,
+            blob_quota_bytes_total: 8 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -437,10 +444,13 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # max_sessions_per_account = 16
 
 # Attachments: the largest one file may be once encrypted and padded (100 MiB; a file
-# needs up to 12 % less), and the bytes of files one room may keep (1 GiB). Files are
-# deleted with the room's messages when its retention runs out.
+# needs up to 12 % less), the bytes of files one room may keep (1 GiB), and the bytes of
+# files all rooms together may keep (8 GiB: fit it to the disk). Files are deleted with
+# the room's messages when its retention runs out; `hearth-relay drop-files ROOM` deletes
+# one room's files at once (`hearth-relay inspect` lists them per room).
 # max_file_bytes = 104857600
 # blob_quota_bytes_per_room = 1073741824
+# blob_quota_bytes_total = 8589934592
 "#;
 
 impl RelayConfig {

@@ -332,6 +332,11 @@ pub fn render(report: &InspectReport) -> Vec<String> {
         "files: {files} in {} rooms, {bytes} bytes (ciphertext; no account is stored with them)",
         report.blobs.len()
     ));
+    if !report.blobs.is_empty() {
+        lines.push(
+            "  (`hearth-relay drop-files ROOM` deletes one room's files at once)".to_string(),
+        );
+    }
     for r in &report.blobs {
         lines.push(format!(
             "  room {}  {:>6} files {:>12} bytes{}",

@@ -131,6 +131,16 @@ enum Command {
     /// Print what the relay stores, table by table (records, bytes), and whether any
     /// record holds an account (key, handle or hash) together with a room id.
     Inspect,
+    /// Delete the files (attachments) one room keeps at the relay, before retention would.
+    ///
+    /// For when one room's files fill the relay's file space (`blob_quota_bytes_total`),
+    /// and uploads everywhere are refused. `inspect` lists the rooms holding files, by
+    /// id and size; the relay knows no room's name or members. Members asking for a
+    /// deleted file are told the relay no longer holds it; messages are not touched.
+    DropFiles {
+        /// The room's id, or enough of its start to name one room (as `inspect` lists it).
+        room: String,
+    },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell.
@@ -761,6 +771,7 @@ async fn owner(cli: &Cli, command: &Command) -> Result<()> {
         },
         Command::Audit { limit } => AdminRequest::Audit { limit: *limit },
         Command::Inspect => AdminRequest::Inspect,
+        Command::DropFiles { room } => AdminRequest::DropFiles { room: room.clone() },
         Command::Init { .. }
         | Command::SetAddress { .. }
         | Command::Completions { .. }
@@ -801,6 +812,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Quota { .. } => "quota",
         Command::Audit { .. } => "audit",
         Command::Inspect => "inspect",
+        Command::DropFiles { .. } => "drop-files",
         Command::Completions { .. } => "completions",
         Command::Man { .. } => "man",
     }
@@ -1089,6 +1101,22 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
             }
             if !report.unexpected_links().is_empty() {
                 return Ok(false);
+            }
+        }
+        AdminResponse::FilesDropped(dropped) => {
+            writeln!(
+                out,
+                "deleted {} file(s), {}, of room {}",
+                dropped.files,
+                bytes(dropped.bytes),
+                dropped.room.to_hex()
+            )?;
+            if dropped.busy > 0 {
+                writeln!(
+                    out,
+                    "{} file(s) being written to at that moment were left: run it again",
+                    dropped.busy
+                )?;
             }
         }
         AdminResponse::Error(message) => {

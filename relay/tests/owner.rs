@@ -598,3 +598,23 @@ fn half_an_identity_or_a_planted_link_stops_the_relay_before_it_writes() {
     let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
     assert_ne!(mode, 0o600, "the victim's mode was changed");
 }
+
+#[test]
+fn drop_files_takes_one_room_with_files_and_says_how_to_find_one() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let data = data.to_str().unwrap();
+    m.ok(&["init", "--data", data]);
+    for (room, says) in [
+        ("abcd", "no room whose id starts with abcd holds files"),
+        ("not-hex", "give a room's id in hex"),
+    ] {
+        let out = m.run(&["drop-files", room, "--data", data]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains(says) && err.contains("hearth-relay inspect"),
+            "{err}"
+        );
+    }
+}

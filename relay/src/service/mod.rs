@@ -348,6 +348,7 @@ impl Relay {
             crate::blobs::BlobLimits {
                 max_file_bytes: config.max_file_bytes,
                 quota_bytes_per_room: config.blob_quota_bytes_per_room,
+                quota_bytes_total: config.blob_quota_bytes_total,
             },
         ));
         Self {
