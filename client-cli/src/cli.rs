@@ -172,6 +172,9 @@ pub enum Command {
         id: String,
         /// The directory to save into (default: the current directory)
         dir: Option<PathBuf>,
+        /// The room the file was sent in, when the id alone names files in several rooms
+        #[arg(long, value_name = "ROOM")]
+        room: Option<String>,
     },
     /// Open a file someone sent with your desktop's program for it (saved first, checked)
     ///
@@ -184,6 +187,9 @@ pub enum Command {
         /// The program to open it with instead of the desktop's choice, e.g. `feh`
         #[arg(long, value_name = "PROGRAM")]
         with: Option<String>,
+        /// The room the file was sent in, when the id alone names files in several rooms
+        #[arg(long, value_name = "ROOM")]
+        room: Option<String>,
     },
     /// Set the display name the people in your rooms see next to your handle
     ///

@@ -741,6 +741,72 @@ async fn a_member_repeating_a_files_id_cannot_make_it_unsaveable() {
     }
 }
 
+/// A member of two rooms copies a file's ids into the other room: the id alone then
+/// names two files and is refused saying to name the room; with the room it saves the
+/// real file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_files_id_copied_into_another_room_is_told_apart_by_the_room() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut mallory = relay.user("mallory").await;
+    let mut bob = relay.user("bob").await;
+    let family = room_with(&alice, &[&mallory, &bob], "family").await;
+    let other = room_with(&mallory, &[&bob], "other").await;
+    let src = relay.dir.path().join("letter.pdf");
+    let bytes = content(200_000);
+    std::fs::write(&src, &bytes).unwrap();
+    alice
+        .c()
+        .send_file(family, &src, None, &quiet)
+        .await
+        .unwrap();
+    let id = file_id(&mut bob).await;
+    let _ = file_id(&mut mallory).await;
+    let (_, blob) = blob_of(&mallory, &id);
+
+    let mallory = Hostile::take_over(&mut mallory).await;
+    let mut group = mallory.group(other);
+    let mut copied = hostile_file(
+        &mallory,
+        &mut group,
+        other,
+        BlobId::random(),
+        "letter.pdf",
+        b"x",
+    )
+    .await;
+    copied.blob = blob;
+    announce(&mallory, &mut group, other, copied).await;
+    for _ in 0..2 {
+        let _ = file_id(&mut bob).await;
+    }
+
+    let out = tempfile::tempdir().unwrap();
+    for id in [id.clone(), blob.to_hex()] {
+        let refused = bob
+            .c()
+            .save_file(&id, out.path(), &quiet)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("name the room as well"),
+            "{refused}"
+        );
+        let saved = bob
+            .c()
+            .save_file_in(Some(family), &id, out.path(), &quiet)
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(std::fs::read(&saved.path).unwrap() == bytes, "{id}");
+    }
+    let missing = bob
+        .c()
+        .save_file_in(Some(RoomId([9; 16])), &id, out.path(), &quiet)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, ClientError::NoSuchFile(_)), "{missing}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outsiders_removed_members_and_other_rooms_get_no_blob() {
     let relay = Relay::start().await;

@@ -581,7 +581,8 @@ async fn execute(
                     })?,
             };
             screen.say(format!("* saving file {}…", inert(&id)));
-            let saved = client.save_file(&id, &dir, &|_, _| {}).await?;
+            let room = crate::commands::files::room_of_chat(client, state.current, &id);
+            let saved = client.save_file_in(room, &id, &dir, &|_, _| {}).await?;
             screen.say(format!(
                 "* saved {} ({}, checked)",
                 inert(&saved.path.to_string_lossy()),
@@ -589,7 +590,9 @@ async fn execute(
             ));
         }
         Command::Open(id) => {
-            let (path, _) = crate::commands::files::fetch_for_self(client, &id, &|_, _| {}).await?;
+            let room = crate::commands::files::room_of_chat(client, state.current, &id);
+            let (path, _) =
+                crate::commands::files::fetch_for_self(client, room, &id, &|_, _| {}).await?;
             crate::commands::files::refuse_launcher(&path, &id)?;
             ::open::that_detached(&path).map_err(|e| {
                 anyhow::anyhow!(
@@ -600,8 +603,9 @@ async fn execute(
             screen.say(format!("* opened {}", inert(&path.to_string_lossy())));
         }
         Command::Preview(id) => {
+            let room = crate::commands::files::room_of_chat(client, state.current, &id);
             let (path, file) =
-                crate::commands::files::fetch_for_self(client, &id, &|_, _| {}).await?;
+                crate::commands::files::fetch_for_self(client, room, &id, &|_, _| {}).await?;
             let what = format!(
                 "{} ({}, {})",
                 inert(&file.name),

@@ -154,24 +154,47 @@ pub async fn upload(
     Ok(())
 }
 
-/// `hearth save ID [DIR]`.
-pub async fn save(global: &GlobalArgs, id: &str, dir: Option<&Path>) -> Result<()> {
+/// `hearth save ID [DIR] [--room ROOM]`.
+pub async fn save(
+    global: &GlobalArgs,
+    id: &str,
+    dir: Option<&Path>,
+    room: Option<&str>,
+) -> Result<()> {
     let client = session::connect(global).await?;
-    let result = download(&client, global.json, id, dir).await;
+    let result = async {
+        let room = in_room(&client, room).await?;
+        download(&client, global.json, id, dir, room).await
+    }
+    .await;
     client.close().await;
     result
 }
 
-/// Saves the file `id` into `dir` (the current directory when none) with progress, and
-/// says where.
-pub async fn download(client: &Client, json: bool, id: &str, dir: Option<&Path>) -> Result<()> {
+/// The room `--room` names, if given.
+async fn in_room(client: &Client, room: Option<&str>) -> Result<Option<RoomId>> {
+    match room {
+        Some(room) => Ok(Some(session::resolve_room(client, room).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Saves the file `id` (of `room`, when given) into `dir` (the current directory when
+/// none) with progress, and says where.
+pub async fn download(
+    client: &Client,
+    json: bool,
+    id: &str,
+    dir: Option<&Path>,
+    room: Option<RoomId>,
+) -> Result<()> {
     let dir = match dir {
         Some(dir) => dir.to_path_buf(),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
     let transfer = Transfer::new("downloading", json);
     let saved = client
-        .save_file(id, &dir, &|d, t| transfer.update(d, t))
+        .save_file_in(room, id, &dir, &|d, t| transfer.update(d, t))
         .await?;
     let speed = transfer.finish(saved.size);
     if json {
@@ -196,19 +219,35 @@ pub async fn download(client: &Client, json: bool, id: &str, dir: Option<&Path>)
     Ok(())
 }
 
-/// `hearth open ID [--with PROGRAM]`.
-pub async fn open(global: &GlobalArgs, id: &str, with: Option<&str>) -> Result<()> {
+/// `hearth open ID [--with PROGRAM] [--room ROOM]`.
+pub async fn open(
+    global: &GlobalArgs,
+    id: &str,
+    with: Option<&str>,
+    room: Option<&str>,
+) -> Result<()> {
     let client = session::connect(global).await?;
-    let result = open_file(&client, global.json, id, with).await;
+    let result = async {
+        let room = in_room(&client, room).await?;
+        open_file(&client, global.json, id, with, room).await
+    }
+    .await;
     client.close().await;
     result
 }
 
-/// Saves the file `id` into the profile's `files` directory (unless a checked copy is
-/// there already) and hands it to the desktop's opener, or to `with`.
-pub async fn open_file(client: &Client, json: bool, id: &str, with: Option<&str>) -> Result<()> {
+/// Saves the file `id` (of `room`, when given) into the profile's `files` directory
+/// (unless a checked copy is there already) and hands it to the desktop's opener, or to
+/// `with`.
+pub async fn open_file(
+    client: &Client,
+    json: bool,
+    id: &str,
+    with: Option<&str>,
+    room: Option<RoomId>,
+) -> Result<()> {
     let transfer = Transfer::new("downloading", json);
-    let (path, _) = fetch_for_self(client, id, &|d, t| transfer.update(d, t)).await?;
+    let (path, _) = fetch_for_self(client, room, id, &|d, t| transfer.update(d, t)).await?;
     transfer.finish(0);
     if with.is_none() {
         refuse_launcher(&path, id)?;
@@ -236,22 +275,30 @@ pub async fn open_file(client: &Client, json: bool, id: &str, with: Option<&str>
 /// copy saved there before is used when its bytes still match.
 pub async fn fetch_for_self(
     client: &Client,
+    room: Option<RoomId>,
     id: &str,
     progress: hearth_core::client::Progress<'_>,
 ) -> Result<(PathBuf, FileMessage)> {
     let dir = client.profile().dir().join(hearth_core::backup::FILES_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let found = hearth_core::history::find_files(client.profile().store(), id)?;
-    if let [(_, _, file)] = &found[..] {
-        if let Some(path) = saved_copy(&dir, file) {
-            return Ok((path, file.clone()));
-        }
-        let saved = client.save_file(id, &dir, progress).await?;
-        return Ok((saved.path, file.clone()));
+    let (room, _, file) = hearth_core::client::one_file(found, room, id)?;
+    if let Some(path) = saved_copy(&dir, &file) {
+        return Ok((path, file));
     }
-    // None or several: `save_file` says which, in its words.
-    client.save_file(id, &dir, progress).await?;
-    anyhow::bail!("several files have the id {id}: give the longer id (32 characters)")
+    let saved = client.save_file_in(Some(room), id, &dir, progress).await?;
+    Ok((saved.path, file))
+}
+
+/// The room to look for file `id` in from a chat in `current`: that room when it has a
+/// file with that id, else any room (the id alone then has to name one file).
+pub fn room_of_chat(client: &Client, current: Option<RoomId>, id: &str) -> Option<RoomId> {
+    let current = current?;
+    let found = hearth_core::history::find_files(client.profile().store(), id).ok()?;
+    found
+        .iter()
+        .any(|(room, _, _)| *room == current)
+        .then_some(current)
 }
 
 /// Extensions of files that a desktop's opener runs, installs or follows as programs

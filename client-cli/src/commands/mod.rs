@@ -42,8 +42,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             path,
             caption,
         } => files::send_file(global, &room, &path, caption).await,
-        Command::Save { id, dir } => files::save(global, &id, dir.as_deref()).await,
-        Command::Open { id, with } => files::open(global, &id, with.as_deref()).await,
+        Command::Save { id, dir, room } => {
+            files::save(global, &id, dir.as_deref(), room.as_deref()).await
+        }
+        Command::Open { id, with, room } => {
+            files::open(global, &id, with.as_deref(), room.as_deref()).await
+        }
         Command::Nick { name } => messages::nick(global, &name).await,
         Command::Read {
             room,

@@ -155,10 +155,42 @@ impl Client {
         dir: &Path,
         progress: Progress<'_>,
     ) -> Result<SavedFile, ClientError> {
+        self.save_file_in(None, id, dir, progress).await
+    }
+
+    /// [`Client::save_file`] among the files of `room` only, when given: an id found in
+    /// several rooms (a member of one copied a file's id there) names no file until the
+    /// room is given. [`ClientError::NoSuchFile`] when `room` has no file with that id.
+    pub async fn save_file_in(
+        &self,
+        room: Option<RoomId>,
+        id: &str,
+        dir: &Path,
+        progress: Progress<'_>,
+    ) -> Result<SavedFile, ClientError> {
         self.inner
-            .save_file(id, dir, progress)
+            .save_file(room, id, dir, progress)
             .named(&self.inner)
             .await
+    }
+}
+
+/// The one file `id` names (in `room` when given) among `found` (from
+/// [`crate::history::find_files`]).
+pub fn one_file(
+    mut found: Vec<(RoomId, Seq, FileMessage)>,
+    room: Option<RoomId>,
+    id: &str,
+) -> Result<(RoomId, Seq, FileMessage), ClientError> {
+    if let Some(room) = room {
+        found.retain(|(r, _, _)| *r == room);
+    }
+    match found.len() {
+        0 => Err(ClientError::NoSuchFile(id.to_string())),
+        1 => Ok(found.remove(0)),
+        n => Err(ClientError::Other(format!(
+            "{n} rooms have a file with the id {id} (a member of one may have copied it): name the room as well (hearth save|open ID --room ROOM, or /save and /open in that room's chat)"
+        ))),
     }
 }
 
@@ -348,20 +380,13 @@ impl Inner {
 
     async fn save_file(
         &self,
+        in_room: Option<RoomId>,
         id: &str,
         dir: &Path,
         progress: Progress<'_>,
     ) -> Result<SavedFile, ClientError> {
-        let mut found = crate::history::find_files(self.profile.store(), id)?;
-        let (room, _, file) = match found.len() {
-            0 => return Err(ClientError::NoSuchFile(id.to_string())),
-            1 => found.remove(0),
-            _ => {
-                return Err(ClientError::Other(format!(
-                    "several files have the id {id}: give the longer id (32 characters)"
-                )))
-            }
-        };
+        let found = crate::history::find_files(self.profile.store(), id)?;
+        let (room, _, file) = one_file(found, in_room, id)?;
         let mut cap = {
             let guard = self.room(room)?.lock_owned().await;
             if guard.removed {
