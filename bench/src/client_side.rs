@@ -37,6 +37,66 @@ pub struct ClientArgs {
     /// Characters per text message.
     #[arg(long, default_value_t = 1000)]
     pub text: usize,
+    /// Rooms of one person for the room-connection figures (one connection each; the
+    /// relay takes 256 per address by default).
+    #[arg(long, default_value_t = 100)]
+    pub rooms: usize,
+}
+
+/// What a person with many rooms costs: each room has its own connection that never
+/// signs in (decision 0013), opened after a random pause.
+struct RoomFigures {
+    rooms: usize,
+    /// Connect + sync of every room, with the default pauses and with none.
+    connect_jittered: Duration,
+    connect_unjittered: Duration,
+    /// Relay RSS with only the account's connection (the person's client closed, another
+    /// signed in), and with every room's connection open.
+    rss_without_kib: u64,
+    rss_with_kib: u64,
+}
+
+/// Connects `dir`'s profile and syncs every room (which opens every room's connection);
+/// returns the client and the wall time.
+async fn connect_all_rooms(dir: &Path) -> Result<(Client, Duration)> {
+    let t = Instant::now();
+    let client = reconnect(dir).await?;
+    client.sync().await?;
+    Ok((client, t.elapsed()))
+}
+
+async fn room_figures(
+    relay: &Server,
+    people: &Path,
+    address: &RelayAddress,
+    rooms: usize,
+) -> Result<RoomFigures> {
+    let (dir, carol) = register(people, address, "carol").await?;
+    for i in 0..rooms {
+        carol.create_room(&format!("room {i}")).await?;
+    }
+    carol.close().await;
+    // Someone signed in meanwhile, so that the relay's figure without carol's rooms is
+    // of a live relay, not an idle one.
+    let (_, dave) = register(people, address, "dave").await?;
+    let rss_without_kib = relay.sample()?.rss_kib;
+    let (carol, connect_jittered) = connect_all_rooms(&dir).await?;
+    let rss_with_kib = relay.sample()?.rss_kib;
+    carol.close().await;
+    let jitter = hearth_core::client::room_jitter();
+    hearth_core::client::set_room_jitter(Duration::ZERO);
+    let measured = connect_all_rooms(&dir).await;
+    hearth_core::client::set_room_jitter(jitter);
+    let (carol, connect_unjittered) = measured?;
+    carol.close().await;
+    dave.close().await;
+    Ok(RoomFigures {
+        rooms,
+        connect_jittered,
+        connect_unjittered,
+        rss_without_kib,
+        rss_with_kib,
+    })
 }
 
 /// This process's CPU time in µs, from `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`: exact
@@ -167,6 +227,9 @@ pub async fn run(a: ClientArgs) -> Result<()> {
     let members = joiner.members(big).await?.len();
     joiner.close().await;
     alice.close().await;
+
+    // 5. Many rooms, each on its own connection.
+    let rooms = room_figures(&relay, &people, &address, a.rooms).await?;
     relay.stop().await;
 
     println!("## hearth-bench client");
@@ -213,6 +276,20 @@ pub async fn run(a: ClientArgs) -> Result<()> {
         "| join a {members}-member room (fetch + process Welcome + catch up) ms, client CPU ms | {:.1}, {:.1} |",
         joined.as_secs_f64() * 1e3,
         join_cpu as f64 / 1e3
+    );
+    println!(
+        "| connect + sync with {} rooms (one connection each), random pauses of up to {} ms / none: s | {:.2} / {:.2} |",
+        rooms.rooms,
+        hearth_core::client::room_jitter().as_millis(),
+        rooms.connect_jittered.as_secs_f64(),
+        rooms.connect_unjittered.as_secs_f64()
+    );
+    println!(
+        "| relay RSS without / with those {} room connections: MiB (KiB per connection) | {:.1} / {:.1} ({:.0}) |",
+        rooms.rooms,
+        rooms.rss_without_kib as f64 / 1024.0,
+        rooms.rss_with_kib as f64 / 1024.0,
+        rooms.rss_with_kib.saturating_sub(rooms.rss_without_kib) as f64 / rooms.rooms.max(1) as f64
     );
     println!();
     println!(
