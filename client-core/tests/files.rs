@@ -196,7 +196,9 @@ async fn a_file_over_the_relays_limit_is_refused_with_a_clear_error() {
     assert_eq!(e.code(), Some(ErrorCode::TooLarge), "{e}");
     let text = e.to_string();
     assert!(
-        text.contains("too large") && text.contains("1.0 MiB"),
+        text.contains("too large")
+            && text.contains("1.0 MiB")
+            && text.contains("send a smaller file"),
         "{text}"
     );
     // Nothing was announced, nothing kept.

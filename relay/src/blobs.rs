@@ -333,7 +333,7 @@ impl BlobStore {
             return Err(err(
                 ErrorCode::TooLarge,
                 format!(
-                    "the file is too large for this relay: {} encrypted, the relay takes at most {} per file (its owner sets max_file_bytes)",
+                    "the file is too large for this relay: {} encrypted, the relay takes at most {} per file (its owner sets max_file_bytes): send a smaller file (a zip split in parts, a photo at a lower size) or ask the owner",
                     human(total),
                     human(max)
                 ),

@@ -82,12 +82,16 @@ impl Transfer {
         }
     }
 
-    /// Ends the bar; returns the throughput text for `bytes` since the start.
+    /// Ends the bar; returns the throughput text for `bytes` moved since the start (the
+    /// time alone when none were: an empty file, or one resumed at its end).
     pub fn finish(&self, bytes: u64) -> String {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        if bytes == 0 {
+            return format!("{secs:.1} s");
+        }
         format!(
             "{:.1} s, {}/s",
             secs,
@@ -126,7 +130,8 @@ pub async fn upload(
         .send_file(room, path, caption, &|d, t| transfer.update(d, t))
         .await?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let speed = transfer.finish(size);
+    // Over what this run moved, not what an earlier one did.
+    let speed = transfer.finish(size.saturating_sub(sent.resumed_from));
     let room = client.room_ref(room).await;
     if json {
         outln!(
@@ -196,7 +201,7 @@ pub async fn download(
     let saved = client
         .save_file_in(room, id, &dir, &|d, t| transfer.update(d, t))
         .await?;
-    let speed = transfer.finish(saved.size);
+    let speed = transfer.finish(saved.size.saturating_sub(saved.resumed_from));
     if json {
         outln!(
             "{}",
@@ -376,16 +381,53 @@ pub fn refuse_launcher(path: &Path, id: &str) -> Result<()> {
 /// A copy of `file` saved in `dir` earlier, if its bytes still match.
 fn saved_copy(dir: &Path, file: &FileMessage) -> Option<PathBuf> {
     use sha2::Digest as _;
-    let path = dir.join(hearth_core::attachment::safe_file_name(&file.name));
-    let mut reader = std::fs::File::open(&path).ok()?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut reader, &mut hasher).ok()?;
-    (<[u8; 32]>::from(hasher.finalize()) == file.sha256).then_some(path)
+    let name = hearth_core::attachment::safe_file_name(&file.name);
+    let same = |path: &Path| {
+        let Ok(mut reader) = std::fs::File::open(path) else {
+            return false;
+        };
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut reader, &mut hasher).is_ok()
+            && <[u8; 32]>::from(hasher.finalize()) == file.sha256
+    };
+    // Other files of the same name took the first names: saving takes the first free one.
+    let found = hearth_core::client::saved_file_names(dir, &name)
+        .take(MAX_COPIES_LOOKED_AT)
+        .take_while(|path| std::fs::symlink_metadata(path).is_ok())
+        .find(|path| same(path));
+    found
 }
+
+/// How many files of one name `open` looks through for a copy saved before.
+const MAX_COPIES_LOOKED_AT: usize = 64;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_saved_before_is_found_behind_other_files_of_its_name() {
+        use sha2::Digest as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = FileMessage {
+            blob: hearth_protocol::BlobId([1; 16]),
+            key: hearth_core::attachment::FileKey([2; 32]),
+            chunk_size: 65536,
+            size: 4,
+            sha256: sha2::Sha256::digest(b"ours").into(),
+            name: "letter.pdf".into(),
+            media_type: "application/pdf".into(),
+            caption: None,
+        };
+        assert_eq!(saved_copy(dir.path(), &file), None);
+        std::fs::write(dir.path().join("letter.pdf"), b"another letter").unwrap();
+        assert_eq!(saved_copy(dir.path(), &file), None);
+        std::fs::write(dir.path().join("letter (1).pdf"), b"ours").unwrap();
+        assert_eq!(
+            saved_copy(dir.path(), &file),
+            Some(dir.path().join("letter (1).pdf"))
+        );
+    }
 
     #[test]
     fn launchers_are_not_handed_to_the_opener() {

@@ -534,8 +534,9 @@ fn resume_part(
     Ok(opener.with_writer(std::io::BufWriter::new(out)))
 }
 
-/// The names tried for `name` in `dir`: `dir/name`, then `dir/stem (n).ext`.
-fn candidates<'a>(dir: &'a Path, name: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
+/// The names a file saved as `name` in `dir` takes, in order: `dir/name`, then
+/// `dir/stem (n).ext` for n from 1 (the first that nothing holds is used).
+pub fn candidates<'a>(dir: &'a Path, name: &'a str) -> impl Iterator<Item = PathBuf> + 'a {
     let (stem, ext) = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem, format!(".{ext}")),
         _ => (name, String::new()),

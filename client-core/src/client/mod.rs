@@ -20,7 +20,7 @@ pub use authentication::Impostor;
 mod direct;
 mod driver;
 mod files;
-pub use files::{one_file, Progress, SavedFile, SentFile};
+pub use files::{candidates as saved_file_names, one_file, Progress, SavedFile, SentFile};
 #[doc(hidden)]
 pub mod fuzzing;
 mod heads;
