@@ -331,3 +331,68 @@ async fn a_long_message_cannot_start_a_row_of_its_own_in_the_line_mode() {
         .expect("the terminal task finishes")
         .expect("no row of mallory's message starts where he chose");
 }
+
+/// Files in the line-mode chat: a file alice sends shows as a file line with its id;
+/// `/preview` of a picture says it shows only in the full-screen chat; `/save ID DIR`
+/// saves it checked, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_is_previewed_and_saved_from_the_line_mode_chat() {
+    let env = Env::start().await;
+    let alice = env.init("alice").await;
+    let bob = env.init("bob").await;
+    common::room_with(&alice, "family", &[&bob]).await;
+    let work = tempfile::tempdir().unwrap();
+    let photo = work.path().join("beach.png");
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&photo, &bytes).unwrap();
+    let saved_dir = work.path().join("saved");
+    std::fs::create_dir(&saved_dir).unwrap();
+
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel::<()>();
+    let bob_dir = bob.clone();
+    let dir = saved_dir.clone();
+    let terminal = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+        command
+            .arg("--profile")
+            .arg(&bob_dir)
+            .args(["chat", "--plain", "family"])
+            .env("HEARTH_PASSPHRASE", PASSPHRASE)
+            .env("HEARTH_TEST_FAST_KDF", "1")
+            .env("TERM", "xterm");
+        let mut chat = expectrl::Session::spawn(command).map_err(|e| e.to_string())?;
+        chat.set_expect_timeout(Some(Duration::from_secs(30)));
+        expect!(chat, "Type /help")?;
+        let _ = open_tx.send(());
+        let line = chat
+            .expect(Regex(r"\[file ([0-9a-f]{8})\] beach\.png"))
+            .map_err(|e| format!("waiting for the file line: {e}"))?;
+        let id = String::from_utf8_lossy(line.get(1).ok_or("no id")?).into_owned();
+        chat.send_line(format!("/preview {id}"))
+            .map_err(|e| e.to_string())?;
+        expect!(chat, "no preview here")?;
+        chat.send_line(format!("/save {id} {}", dir.display()))
+            .map_err(|e| e.to_string())?;
+        expect!(chat, "checked)")?;
+        chat.send_line("/bye").map_err(|e| e.to_string())?;
+        expect!(chat, "Bye.")?;
+        Ok(())
+    });
+    if open_rx.await.is_err() {
+        let outcome = terminal.await.expect("the terminal task finishes");
+        panic!("bob's chat did not open: {outcome:?}");
+    }
+    assert_success(
+        &hearth(&alice, &["send-file", "family", photo.to_str().unwrap()]).await,
+        "send-file",
+    );
+    terminal
+        .await
+        .expect("the terminal task finishes")
+        .expect("the file is previewed and saved from the chat");
+    assert_eq!(
+        std::fs::read(saved_dir.join("beach.png")).unwrap(),
+        bytes,
+        "saved byte for byte"
+    );
+}
