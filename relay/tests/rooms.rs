@@ -983,3 +983,119 @@ async fn room_connections_beyond_the_addresss_limit_close_the_oldest() {
         }
     }
 }
+
+/// Attack on decision 0013 part 5 (the household shares one address): a member floods
+/// room connections with the capability of a room of its own (any account may create
+/// one; a removed member's ended capability would do as well). When the address is full,
+/// the room with the most connections there gives way, oldest first: the flood pushes
+/// out the flooder's own connections, and another member's room connection, the oldest
+/// at the address, keeps being served.
+#[tokio::test]
+async fn a_flood_of_room_connections_from_the_households_address_pushes_out_only_its_own() {
+    let (relay, _dir) = start_relay(|c| c.max_room_connections_per_ip = 3).await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (mut mallory, _) = new_account(&relay, "mallory").await;
+    let (kitchen, own) = (RoomId::random(), RoomId::random());
+    alice.create_room(kitchen, cap(0).hash()).await;
+    mallory.create_room(own, cap(9).hash()).await;
+    // Alice's room connection, the first at the address.
+    let mut link = Client::connect(&relay.address()).await;
+    link.request(Request::Subscribe {
+        room: kitchen,
+        cap: cap(0),
+        from: Seq(1),
+    })
+    .await
+    .unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..4 {
+        let mut conn = Client::connect(&relay.address()).await;
+        conn.request(Request::Subscribe {
+            room: own,
+            cap: cap(9),
+            from: Seq(1),
+        })
+        .await
+        .unwrap();
+        flood.push(conn);
+    }
+    // Three fit: alice's and mallory's two newest. Mallory's two oldest gave way.
+    for conn in &flood[..2] {
+        let (code, _) = common::close_of(&conn.raw.conn).await;
+        assert_eq!(code, hearth_protocol::CloseReason::GaveWay.code());
+    }
+    assert_eq!(
+        appended(alice.append(kitchen, cap(0), vec![1]).await),
+        Seq(1)
+    );
+    match link.event().await {
+        Event::Entries { entries, .. } => assert_eq!(entries[0].seq, Seq(1)),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(flood[2..]
+        .iter()
+        .all(|c| c.raw.conn.close_reason().is_none()));
+    relay.shutdown().await.unwrap();
+}
+
+/// Attack on decision 0013 part 5: a removed member keeps a room connection that follows
+/// the room with its old capability. The relay ends that subscription at the commit that
+/// ended the epoch; from then on the connection follows nothing and is closed after
+/// `idle_timeout_secs` without a request, like one that never subscribed (it used to stay
+/// open for good: the ended subscription still counted as following). A connection that
+/// follows the room with the current capability stays.
+#[tokio::test]
+async fn a_room_connection_whose_subscription_the_relay_ended_is_closed_when_idle() {
+    let (relay, _dir) = start_relay(|c| c.idle_timeout_secs = 2).await;
+    let keep_alive = |t: &mut quinn::TransportConfig| {
+        t.keep_alive_interval(Some(std::time::Duration::from_millis(250)));
+    };
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let subscribe = |cap, from| Request::Subscribe { room, cap, from };
+    let mut member = Client::connect_with(&relay.address(), keep_alive).await;
+    member.request(subscribe(cap(0), Seq(1))).await.unwrap();
+    let mut mallory = Client::connect_with(&relay.address(), keep_alive).await;
+    mallory.request(subscribe(cap(0), Seq(1))).await.unwrap();
+    // The member's commit removing mallory: the epoch of cap(0) ends there.
+    let commit = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"remove mallory".to_vec(),
+        admins: None,
+    };
+    assert_eq!(appended(member.request(commit).await), Seq(1));
+    for conn in [&mut member, &mut mallory] {
+        loop {
+            match conn.event().await {
+                Event::Entries { .. } => {}
+                Event::SubscriptionEnded { .. } => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    // The member follows the new epoch; mallory holds no capability that could.
+    member.request(subscribe(cap(1), Seq(2))).await.unwrap();
+    // A room connection that follows nothing, opened after the member's last request:
+    // once it is closed as idle, the member has been without a request as long.
+    let mut witness = Client::connect_with(&relay.address(), keep_alive).await;
+    witness
+        .request(Request::RoomStatus { room, cap: cap(1) })
+        .await
+        .unwrap();
+    let (code, _) = common::close_of(&mallory.raw.conn).await;
+    assert_eq!(code, hearth_protocol::CloseReason::Finished.code());
+    let (code, _) = common::close_of(&witness.raw.conn).await;
+    assert_eq!(code, hearth_protocol::CloseReason::Finished.code());
+    assert_eq!(
+        appended(member.append(room, cap(1), b"still here".to_vec()).await),
+        Seq(2)
+    );
+    match member.event().await {
+        Event::Entries { entries, .. } => assert_eq!(entries[0].seq, Seq(2)),
+        other => panic!("unexpected {other:?}"),
+    }
+    relay.shutdown().await.unwrap();
+}

@@ -74,8 +74,9 @@ pub struct Session {
     /// The packet count and clock reading at the last [`Session::packets_received`].
     packets_seen: (u64, u64),
     /// A connection that never signed in and presented a capability a room takes: a room
-    /// connection (decision 0013 part 5), rate-limited by `room_rate`.
-    room_connection: bool,
+    /// connection (decision 0013 part 5), rate-limited by `room_rate`; the room whose
+    /// capability made it one.
+    room_connection: Option<hearth_protocol::RoomId>,
     /// The request budget of a room connection: (tokens, last refill).
     room_rate: (f64, Instant),
 }
@@ -195,7 +196,7 @@ impl Session {
             ended: Arc::new(EndSignal::default()),
             heard: Arc::new(AtomicU64::new(0)),
             packets_seen: (0, 0),
-            room_connection: false,
+            room_connection: None,
             room_rate: (0.0, Instant::now()),
         }
     }
@@ -203,12 +204,34 @@ impl Session {
     /// Whether this connection never signed in and carries a room's requests, authorised
     /// by its capability (decision 0013 part 5).
     pub fn is_room_connection(&self) -> bool {
+        self.room_connection.is_some()
+    }
+
+    /// The room whose capability made this a room connection, if it is one.
+    pub fn room_connection_room(&self) -> Option<hearth_protocol::RoomId> {
         self.room_connection
     }
 
-    /// Whether this connection subscribes to any room now.
-    pub fn subscribes(&self) -> bool {
+    /// Whether this connection follows any room now. A subscription the relay ended (its
+    /// epoch ended: the member was removed, or its commit was undone) follows nothing, so
+    /// a room connection left with only those is idle like one that never subscribed.
+    pub fn subscribes(&mut self) -> bool {
+        self.forget_ended_subscriptions();
         !self.subscriptions.is_empty()
+    }
+
+    /// Drops the subscriptions whose task is over (ended by the relay, see
+    /// [`super::hub`]): they deliver nothing more.
+    fn forget_ended_subscriptions(&mut self) {
+        let ended: Vec<_> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, handle)| handle.task.is_finished())
+            .map(|(room, _)| *room)
+            .collect();
+        for room in ended {
+            self.unsubscribe(&room);
+        }
     }
 
     /// Negotiates the version and issues a fresh challenge.
@@ -315,7 +338,7 @@ impl Session {
     /// in call order, so a connection may pipeline requests and keep their order.
     pub async fn start(&mut self, request: Request) -> Reply {
         self.log_room_request(&request);
-        if self.account.is_none() && !self.room_connection {
+        if self.account.is_none() && self.room_connection.is_none() {
             self.requests_before_auth += 1;
             if self.requests_before_auth > MAX_REQUESTS_BEFORE_AUTH {
                 return Reply::Ready(Err(self.refuse_before_auth()));
@@ -323,7 +346,7 @@ impl Session {
         }
         match request {
             Request::Ping => return Reply::Ready(Ok(Response::Pong)),
-            Request::Register { .. } | Request::Auth { .. } if self.room_connection => {
+            Request::Register { .. } | Request::Auth { .. } if self.room_connection.is_some() => {
                 // Signing in would tie the room to the account, the link this
                 // connection exists to avoid.
                 return Reply::Ready(Err(err(
@@ -383,7 +406,7 @@ impl Session {
     /// connections of its address) and is rate-limited on its own. A wrong capability
     /// gets the store's refusal and counts towards [`MAX_REQUESTS_BEFORE_AUTH`].
     async fn anonymous(&mut self, request: Request) -> Reply {
-        if self.room_connection && !self.room_allow(Instant::now()) {
+        if self.room_connection.is_some() && !self.room_allow(Instant::now()) {
             Metrics::bump(&self.shared.metrics.rate_limited);
             if !self.limit_logged {
                 self.limit_logged = true;
@@ -400,7 +423,8 @@ impl Session {
                 "too many requests; slow down",
             )));
         }
-        if let (Request::Subscribe { room, .. }, true) = (&request, self.room_connection) {
+        if let (Request::Subscribe { room, .. }, true) = (&request, self.is_room_connection()) {
+            self.forget_ended_subscriptions();
             if !self.subscriptions.contains_key(room)
                 && self.subscriptions.len() >= MAX_ROOMS_PER_ROOM_CONNECTION
             {
@@ -412,11 +436,11 @@ impl Session {
                 )));
             }
         }
-        if !self.room_connection {
+        if self.room_connection.is_none() {
             if let Some((room, cap)) = presented_cap(&request) {
                 match self.shared.store.access(&room, &cap.hash()) {
                     Ok(Some((_, Ok(_)))) => {
-                        self.room_connection = true;
+                        self.room_connection = Some(room);
                         self.room_rate = (
                             f64::from(self.shared.config.rate_burst.max(1)),
                             Instant::now(),
