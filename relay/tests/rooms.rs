@@ -1099,3 +1099,57 @@ async fn a_room_connection_whose_subscription_the_relay_ended_is_closed_when_idl
     }
     relay.shutdown().await.unwrap();
 }
+
+/// Attack on issue 16's "a banned account still cannot write anywhere", as it stands
+/// after decision 0013 part 5: the relay owner bans mallory. Her account is refused at
+/// sign-in and its sessions close, but the relay cannot tell which room connections are
+/// hers (that is the point of them): with the capabilities she holds she still reads,
+/// follows and writes her rooms on connections that never sign in, until the rooms'
+/// admins remove her by a commit. This pins the limit written in docs/threat-model.md
+/// ("a ban and rooms"); when the relay learns to do better, change it.
+#[tokio::test]
+async fn a_ban_does_not_reach_the_rooms_a_banned_member_holds_capabilities_of() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (_mallory, mallory_id) = new_account(&relay, "mallory").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let config = relay.relay().config().clone();
+    let response = hearth_relay::admin::request(
+        &config,
+        hearth_relay::admin::AdminRequest::Ban {
+            handle: hearth_protocol::Handle::new("mallory").unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
+    let mut signed = Client::connect(&relay.address()).await;
+    assert_eq!(
+        signed.auth(&mallory_id).await.unwrap_err().code,
+        ErrorCode::Banned
+    );
+    // Her room connection: the capability alone, so the ban does not apply.
+    let mut link = Client::connect(&relay.address()).await;
+    assert_eq!(
+        appended(link.append(room, cap(0), b"still writing".to_vec()).await),
+        Seq(1)
+    );
+    // Until the room's admins remove her: their commit rotates the capability.
+    let removal = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"remove mallory".to_vec(),
+        admins: None,
+    };
+    assert_eq!(appended(alice.request(removal).await), Seq(2));
+    assert_eq!(
+        link.append(room, cap(0), b"x".to_vec())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch
+    );
+    relay.shutdown().await.unwrap();
+}
