@@ -655,6 +655,16 @@ async fn a_member_cannot_claim_a_room_whose_admins_the_relay_does_not_know_yet()
         refused(mallory.request(retention).await),
         ErrorCode::Forbidden
     );
+    // Nor can alice's own pseudonym on a connection that never signed in: the first list
+    // of a migrated room takes the owner's account.
+    let mut link = Client::connect(&relay.address()).await;
+    let seed: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(
+        [b"test admin".as_slice(), &alice_id.account().0].concat(),
+    )
+    .into();
+    link.admin = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let first = set_admins(&link, vec![link.admin_key()]);
+    assert_eq!(refused(link.request(first).await), ErrorCode::Forbidden);
     // Alice's account, signed in, sets her pseudonym as the first list, once.
     let mut alice = Client::connect(&relay.address()).await;
     alice.auth(&alice_id).await.unwrap();
@@ -741,32 +751,7 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
             retention_secs: None,
             admin: stranger.admin_key(),
         },
-        Request::SetRetention {
-            room,
-            cap: cap(0),
-            retention_secs: None,
-            proof: None,
-        },
         Request::ListAccounts,
-        // Even with the right capability, a commit that changes the relay's list of
-        // admins takes a signed-in connection.
-        Request::Commit {
-            room,
-            cap: cap(0),
-            next_cap_hash: cap(1).hash(),
-            payload: vec![3],
-            admins: Some(hearth_protocol::AdminList {
-                admins: vec![stranger.admin_key()],
-                proof: stranger.admin_proof(
-                    room,
-                    &cap(0),
-                    &hearth_protocol::AdminAction::CommitAdmins {
-                        next_cap_hash: cap(1).hash(),
-                        admins: vec![stranger.admin_key()],
-                    },
-                ),
-            }),
-        },
     ] {
         assert_eq!(
             stranger.request(request).await.unwrap_err().code,
@@ -806,6 +791,38 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
         }
     }
     assert_eq!(got, vec![1, 2, 3]);
+    // An admin's change takes an admin's pseudonym here as anywhere: none, or its own,
+    // is refused.
+    for request in [
+        Request::SetRetention {
+            room,
+            cap: cap(0),
+            retention_secs: None,
+            proof: None,
+        },
+        Request::Commit {
+            room,
+            cap: cap(0),
+            next_cap_hash: cap(1).hash(),
+            payload: vec![3],
+            admins: Some(hearth_protocol::AdminList {
+                admins: vec![member.admin_key()],
+                proof: member.admin_proof(
+                    room,
+                    &cap(0),
+                    &hearth_protocol::AdminAction::CommitAdmins {
+                        next_cap_hash: cap(1).hash(),
+                        admins: vec![member.admin_key()],
+                    },
+                ),
+            }),
+        },
+    ] {
+        assert_eq!(
+            member.request(request).await.unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+    }
     // It is a room's connection, not an account's: it cannot sign in, nor reach another
     // room without that room's capability.
     assert_eq!(
@@ -1146,6 +1163,119 @@ async fn a_ban_does_not_reach_the_rooms_a_banned_member_holds_capabilities_of() 
     assert_eq!(appended(alice.request(removal).await), Seq(2));
     assert_eq!(
         link.append(room, cap(0), b"x".to_vec())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch
+    );
+    relay.shutdown().await.unwrap();
+}
+
+/// Attack 16 on decision 0013 part 5: an admin's changes at the relay went on the
+/// admin's signed-in connection, so a relay operator who changed a room's retention or
+/// admin list in its own store had each admin's client put it back there, showing the
+/// relay the admin's account with the room. They are checked by pseudonym, so they now
+/// go on a room connection that never signs in: the owner's retention, admin list,
+/// unlisting and revert are taken there, and a member's own pseudonym is refused there
+/// as on a signed-in connection.
+#[tokio::test]
+async fn an_admins_changes_at_the_relay_go_on_a_connection_that_never_signs_in() {
+    use hearth_protocol::AdminAction;
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let owner = alice.admin_key();
+    drop(alice);
+    // Alice's room connection, holding her pseudonym (not her account).
+    let mut link = Client::connect(&relay.address()).await;
+    let seed: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(
+        [b"test admin".as_slice(), &alice_id.account().0].concat(),
+    )
+    .into();
+    link.admin = ed25519_dalek::SigningKey::from_bytes(&seed);
+    assert_eq!(link.admin_key(), owner);
+    // Mallory's room connection, with her own pseudonym.
+    let mut mallory = Client::connect(&relay.address()).await;
+    mallory.admin = ed25519_dalek::SigningKey::from_bytes(&[0x66; 32]);
+    let retention = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: None,
+    };
+    assert_eq!(
+        mallory.request(retention.clone()).await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(link.request(retention).await.unwrap(), Response::Done);
+    let store = relay.relay().store().clone();
+    assert_eq!(
+        store.room(&room).unwrap().unwrap().retention_secs,
+        Some(3600)
+    );
+    let second = hearth_protocol::AdminKey([0x22; 32]);
+    let set_admins = |c: &Client| {
+        let admins = vec![c.admin_key(), second];
+        let action = AdminAction::SetAdmins {
+            admins: admins.clone(),
+        };
+        Request::SetRoomAdmins {
+            room,
+            cap: cap(0),
+            proof: Some(c.admin_proof(room, &cap(0), &action)),
+            admins,
+        }
+    };
+    assert_eq!(
+        mallory
+            .request(set_admins(&mallory))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        link.request(set_admins(&link)).await.unwrap(),
+        Response::Done
+    );
+    assert_eq!(store.room_admins(&room).unwrap(), vec![owner, second]);
+    // Mallory commits; alice undoes it from her room connection, with her removal.
+    appended(
+        mallory
+            .request(Request::Commit {
+                room,
+                cap: cap(0),
+                next_cap_hash: cap(1).hash(),
+                payload: b"refused".to_vec(),
+                admins: None,
+            })
+            .await,
+    );
+    let revert = |c: &Client| {
+        let payload = b"removal".to_vec();
+        let action = AdminAction::Revert {
+            seq: Seq(1),
+            next_cap_hash: cap(2).hash(),
+            removal: <sha2::Sha256 as sha2::Digest>::digest(&payload).into(),
+        };
+        Request::RevertCommit {
+            room,
+            cap: cap(0),
+            seq: Seq(1),
+            next_cap_hash: cap(2).hash(),
+            proof: c.admin_proof(room, &cap(0), &action),
+            payload,
+        }
+    };
+    assert_eq!(
+        mallory.request(revert(&mallory)).await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(appended(link.request(revert(&link)).await), Seq(2));
+    assert_eq!(
+        mallory
+            .append(room, cap(1), b"x".to_vec())
             .await
             .unwrap_err()
             .code,

@@ -942,61 +942,12 @@ impl Session {
             | Request::RoomStatus { .. }
             | Request::PutBlob { .. }
             | Request::BlobStatus { .. }
-            | Request::GetBlob { .. } => self.room_request(Some(account), request).await,
-            Request::Commit {
-                room,
-                cap,
-                next_cap_hash,
-                payload,
-                admins,
-            } => {
-                // It may add someone with a package this account fetched: none is handed
-                // out again (see `key_package_fetches`).
-                self.shared.key_package_fetches.committed(&account);
-                let admins = match admins {
-                    None => None,
-                    Some(list) => {
-                        let action = hearth_protocol::AdminAction::CommitAdmins {
-                            next_cap_hash,
-                            admins: list.admins.clone(),
-                        };
-                        match super::admin_proof::signer(
-                            &room,
-                            &cap.hash(),
-                            Some(&list.proof),
-                            &action,
-                        ) {
-                            Ok(signer) => Some((signer.unwrap_or(list.proof.admin), list.admins)),
-                            Err(e) => return Reply::Ready(Err(e)),
-                        }
-                    }
-                };
-                let commit = (Some(next_cap_hash), admins);
-                self.append(room, cap, commit, payload, now).await
-            }
-            Request::SetRetention {
-                room,
-                cap,
-                retention_secs,
-                proof,
-            } => {
-                if let Err(e) = check_retention(retention_secs) {
-                    return Reply::Ready(Err(e));
-                }
-                let action = hearth_protocol::AdminAction::SetRetention { retention_secs };
-                let admin =
-                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
-                        Ok(admin) => admin,
-                        Err(e) => return Reply::Ready(Err(e)),
-                    };
-                let op = WriteOp::SetRetention {
-                    room,
-                    cap_hash: cap.hash(),
-                    retention_secs,
-                    admin,
-                };
-                self.pending(op, |_| Response::Done).await
-            }
+            | Request::GetBlob { .. }
+            | Request::Commit { .. }
+            | Request::SetRetention { .. }
+            | Request::UnpublishRoom { .. }
+            | Request::SetRoomAdmins { .. }
+            | Request::RevertCommit { .. } => self.room_request(Some(account), request).await,
             Request::PublishRoom {
                 room,
                 cap,
@@ -1085,20 +1036,6 @@ impl Session {
                 };
                 self.pending(op, |_| Response::Done).await
             }
-            Request::UnpublishRoom { room, cap, proof } => {
-                let action = hearth_protocol::AdminAction::Unpublish;
-                let admin =
-                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
-                        Ok(admin) => admin,
-                        Err(e) => return Reply::Ready(Err(e)),
-                    };
-                let op = WriteOp::UnpublishRoom {
-                    room,
-                    cap_hash: cap.hash(),
-                    admin,
-                };
-                self.pending(op, |_| Response::Done).await
-            }
             Request::ListPublicRooms => Reply::Ready(
                 store
                     .listings(MAX_PUBLIC_ROOMS)
@@ -1165,6 +1102,94 @@ impl Session {
             Request::RotateKey { rotation, proof } => {
                 Reply::Ready(self.rotate_key(account, rotation, proof).await)
             }
+        }
+    }
+
+    /// The requests the room's capability authorises ([`Request::capability_room`]):
+    /// alone, or with a room admin's pseudonym over the change (checked here, and the
+    /// pseudonym against the room's list by the store; the account plays no part). From a
+    /// signed-in connection (`author`) or a room connection (`None`); the account matters
+    /// only to a migrated room's first list of admins, which only its owner's account
+    /// sets (`SetRoomAdmins`, see the store's `claim_legacy`).
+    async fn room_request(&mut self, author: Option<AccountKey>, request: Request) -> Reply {
+        let store = self.shared.store.clone();
+        let now = unix_now();
+        match request {
+            Request::Append { room, cap, payload } => {
+                self.append(room, cap, (None, None), payload, now).await
+            }
+            Request::Commit {
+                room,
+                cap,
+                next_cap_hash,
+                payload,
+                admins,
+            } => {
+                // It may add someone with a package this account fetched: none is handed
+                // out again (see `key_package_fetches`).
+                if let Some(account) = &author {
+                    self.shared.key_package_fetches.committed(account);
+                }
+                // A list of admins is taken signed by the owner's pseudonym, whichever
+                // connection it comes on (decision 0013 part 5).
+                let admins = match admins {
+                    None => None,
+                    Some(list) => {
+                        let action = hearth_protocol::AdminAction::CommitAdmins {
+                            next_cap_hash,
+                            admins: list.admins.clone(),
+                        };
+                        match super::admin_proof::signer(
+                            &room,
+                            &cap.hash(),
+                            Some(&list.proof),
+                            &action,
+                        ) {
+                            Ok(signer) => Some((signer.unwrap_or(list.proof.admin), list.admins)),
+                            Err(e) => return Reply::Ready(Err(e)),
+                        }
+                    }
+                };
+                let commit = (Some(next_cap_hash), admins);
+                self.append(room, cap, commit, payload, now).await
+            }
+            Request::SetRetention {
+                room,
+                cap,
+                retention_secs,
+                proof,
+            } => {
+                if let Err(e) = check_retention(retention_secs) {
+                    return Reply::Ready(Err(e));
+                }
+                let action = hearth_protocol::AdminAction::SetRetention { retention_secs };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
+                let op = WriteOp::SetRetention {
+                    room,
+                    cap_hash: cap.hash(),
+                    retention_secs,
+                    admin,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+            Request::UnpublishRoom { room, cap, proof } => {
+                let action = hearth_protocol::AdminAction::Unpublish;
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
+                let op = WriteOp::UnpublishRoom {
+                    room,
+                    cap_hash: cap.hash(),
+                    admin,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
             Request::SetRoomAdmins {
                 room,
                 cap,
@@ -1183,7 +1208,7 @@ impl Session {
                     room,
                     cap_hash: cap.hash(),
                     admin,
-                    account: Some(account),
+                    account: author,
                     admins,
                 };
                 self.pending(op, |_| Response::Done).await
@@ -1226,7 +1251,7 @@ impl Session {
                         seq = seq.0,
                         "a room's admin undid a commit its members refused"
                     );
-                    tracing::debug!(peer = %self.peer_ip, account = %account.short(), %room, seq = seq.0, "commit reverted");
+                    tracing::debug!(peer = %self.peer_ip, account = ?author.map(|a| a.short()), %room, seq = seq.0, "commit reverted");
                     self.shared.audit(
                         "commit-reverted",
                         None,
@@ -1238,40 +1263,6 @@ impl Session {
                     Applied::Reverted { entry, .. } => Response::Appended { seq: entry.seq },
                     _ => Response::Done,
                 }))
-            }
-        }
-    }
-
-    /// The requests the room's capability alone authorises
-    /// ([`Request::capability_room`]), from a signed-in connection (`author`) or a room
-    /// connection (`None`).
-    async fn room_request(&mut self, author: Option<AccountKey>, request: Request) -> Reply {
-        let store = self.shared.store.clone();
-        let now = unix_now();
-        match request {
-            Request::Append { room, cap, payload } => {
-                self.append(room, cap, (None, None), payload, now).await
-            }
-            Request::Commit {
-                room,
-                cap,
-                next_cap_hash,
-                payload,
-                admins,
-            } => {
-                if let Some(account) = &author {
-                    self.shared.key_package_fetches.committed(account);
-                }
-                // A list of admins takes the signed-in handler's check of its proof; a
-                // room connection's commit changes no admins (`capability_room`).
-                if admins.is_some() {
-                    return Reply::Ready(Err(err(
-                        ErrorCode::Unauthenticated,
-                        "a commit that changes the room's admins goes on a signed-in connection",
-                    )));
-                }
-                self.append(room, cap, (Some(next_cap_hash), None), payload, now)
-                    .await
             }
             Request::Read {
                 room,
@@ -1588,7 +1579,11 @@ fn presented_cap(request: &Request) -> Option<(hearth_protocol::RoomId, &hearth_
         | Request::RoomStatus { room, cap }
         | Request::PutBlob { room, cap, .. }
         | Request::BlobStatus { room, cap, .. }
-        | Request::GetBlob { room, cap, .. } => Some((*room, cap)),
+        | Request::GetBlob { room, cap, .. }
+        | Request::SetRetention { room, cap, .. }
+        | Request::UnpublishRoom { room, cap, .. }
+        | Request::SetRoomAdmins { room, cap, .. }
+        | Request::RevertCommit { room, cap, .. } => Some((*room, cap)),
         _ => None,
     }
 }
