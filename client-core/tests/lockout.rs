@@ -323,3 +323,65 @@ async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
     );
     assert_eq!(store.room_admins(&room).unwrap(), vec![alice_key]);
 }
+
+/// Attack 16 on decision 0013 part 5: a relay upgraded from the format that listed a
+/// room's admins by account keeps that owner account (`legacy_admins`) until the owner's
+/// client sets the first list of pseudonyms. Since admins' changes travel on the room's
+/// own connection, which never signs in, the client sends this one, the only change the
+/// relay takes from an account, on its signed-in connection; the relay then lists its
+/// pseudonym, and keeps no account for the room.
+#[tokio::test]
+async fn a_migrated_rooms_owner_sets_its_first_list_from_its_signed_in_account() {
+    let mut relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    let store = relay.running.as_ref().unwrap().relay().store().clone();
+    let pseudonym = store.room_admins(&room).unwrap();
+    assert_eq!(pseudonym.len(), 1);
+    let account = store
+        .account_by_handle(&h("alice"))
+        .unwrap()
+        .unwrap()
+        .account;
+    drop(store);
+    // The relay's store as the format before pseudonyms kept it: admins by account.
+    let addr = relay.stop().await;
+    {
+        let store = hearth_relay::store::RedbStore::open(
+            &relay
+                .dir
+                .path()
+                .join("relay")
+                .join(hearth_relay::server::STORE_FILE),
+        )
+        .unwrap();
+        let by_account = postcard::to_allocvec(&vec![account]).unwrap();
+        store.put_raw("room_admins", &room.0, &by_account).unwrap();
+        store
+            .put_raw("meta", b"format", &2u64.to_be_bytes())
+            .unwrap();
+    }
+    relay.start_on(addr).await;
+    let store = relay.running.as_ref().unwrap().relay().store().clone();
+    assert!(store.room_admins(&room).unwrap().is_empty());
+    alice.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.room_admins(&room).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the owner's client never set the first list"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store.room_admins(&room).unwrap(), pseudonym);
+    let report = store.inspect().unwrap();
+    assert!(report.unexpected_links().is_empty(), "{report:?}");
+    assert!(
+        report
+            .tables
+            .iter()
+            .all(|t| t.verdict == hearth_relay::inspect::Verdict::NoLink),
+        "the legacy row stayed: {report:?}"
+    );
+}

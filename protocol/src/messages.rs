@@ -397,11 +397,15 @@ pub enum Request {
 }
 
 impl Request {
-    /// The room of a request the room capability alone authorises (decision 0013 part
-    /// 5): reading, subscribing, appending, a commit that leaves the relay's list of
-    /// admins alone, the room's status and its attachments. Clients send these on a
-    /// connection of the room's own that never signs in, and the relay answers them
-    /// there; everything else needs a signed-in connection. `None` for the others.
+    /// The room of a request the room capability authorises (decision 0013 part 5):
+    /// alone (reading, subscribing, appending, committing, the room's status and its
+    /// attachments), or with a room admin's pseudonym signing the exact change (the
+    /// room's retention, unlisting it, its list of admins, undoing a commit, a commit
+    /// that changes the list), which the relay checks by pseudonym, never by account.
+    /// Clients send these on a connection of the room's own that never signs in, and the
+    /// relay answers them there; everything else needs a signed-in connection (and so
+    /// does the one exception, a migrated room's first list of admins, which the relay
+    /// takes from its owner's account). `None` for the others.
     pub fn capability_room(&self) -> Option<RoomId> {
         match self {
             Request::Append { room, .. }
@@ -412,9 +416,11 @@ impl Request {
             | Request::PutBlob { room, .. }
             | Request::BlobStatus { room, .. }
             | Request::GetBlob { room, .. }
-            | Request::Commit {
-                room, admins: None, ..
-            } => Some(*room),
+            | Request::Commit { room, .. }
+            | Request::SetRetention { room, .. }
+            | Request::UnpublishRoom { room, .. }
+            | Request::SetRoomAdmins { room, .. }
+            | Request::RevertCommit { room, .. } => Some(*room),
             _ => None,
         }
     }

@@ -93,10 +93,11 @@ pub struct RelayConfig {
     /// Room connections (decision 0013 part 5: connections that never sign in and carry
     /// one room's requests, authorised by its capability) per address (an IPv6 /64). A
     /// connection counts once it presented a capability the room takes; when an address
-    /// has this many and another arrives, the one that became a room connection first
-    /// gives way (its client opens it again). A household shares one address: the default
-    /// lets eight people with twenty rooms each, and their reconnects, in with room to
-    /// spare. Hits only that address, and there only connections holding a room's
+    /// has this many and another arrives, the oldest connection of the room with the most
+    /// connections from that address gives way (its client opens it again), so a flood
+    /// with one room's capability pushes out its own. A household shares one address: the
+    /// default lets eight people with twenty rooms each, and their reconnects, in with
+    /// room to spare. Hits only that address, and there only connections holding a room's
     /// capability, that is members; strangers never get past the unauthenticated pool.
     pub max_room_connections_per_ip: usize,
     /// Failed authentications from one IP address within 5 minutes after which new
@@ -409,8 +410,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# hearth-relay configuration. Every set
 # max_connections_per_ip = 32
 
 # Room connections (they never sign in; each carries a room's requests, authorised by
-# its capability) from one IP address; the oldest gives way to a new one. A household of
-# eight with twenty rooms each needs 160.
+# its capability) from one IP address; the oldest of the room with the most of them gives
+# way to a new one. A household of eight with twenty rooms each needs 160.
 # max_room_connections_per_ip = 256
 
 # Failed logins from one address within 5 minutes that block it for 5 minutes, unless

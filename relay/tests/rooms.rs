@@ -655,6 +655,16 @@ async fn a_member_cannot_claim_a_room_whose_admins_the_relay_does_not_know_yet()
         refused(mallory.request(retention).await),
         ErrorCode::Forbidden
     );
+    // Nor can alice's own pseudonym on a connection that never signed in: the first list
+    // of a migrated room takes the owner's account.
+    let mut link = Client::connect(&relay.address()).await;
+    let seed: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(
+        [b"test admin".as_slice(), &alice_id.account().0].concat(),
+    )
+    .into();
+    link.admin = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let first = set_admins(&link, vec![link.admin_key()]);
+    assert_eq!(refused(link.request(first).await), ErrorCode::Forbidden);
     // Alice's account, signed in, sets her pseudonym as the first list, once.
     let mut alice = Client::connect(&relay.address()).await;
     alice.auth(&alice_id).await.unwrap();
@@ -741,32 +751,7 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
             retention_secs: None,
             admin: stranger.admin_key(),
         },
-        Request::SetRetention {
-            room,
-            cap: cap(0),
-            retention_secs: None,
-            proof: None,
-        },
         Request::ListAccounts,
-        // Even with the right capability, a commit that changes the relay's list of
-        // admins takes a signed-in connection.
-        Request::Commit {
-            room,
-            cap: cap(0),
-            next_cap_hash: cap(1).hash(),
-            payload: vec![3],
-            admins: Some(hearth_protocol::AdminList {
-                admins: vec![stranger.admin_key()],
-                proof: stranger.admin_proof(
-                    room,
-                    &cap(0),
-                    &hearth_protocol::AdminAction::CommitAdmins {
-                        next_cap_hash: cap(1).hash(),
-                        admins: vec![stranger.admin_key()],
-                    },
-                ),
-            }),
-        },
     ] {
         assert_eq!(
             stranger.request(request).await.unwrap_err().code,
@@ -806,6 +791,38 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
         }
     }
     assert_eq!(got, vec![1, 2, 3]);
+    // An admin's change takes an admin's pseudonym here as anywhere: none, or its own,
+    // is refused.
+    for request in [
+        Request::SetRetention {
+            room,
+            cap: cap(0),
+            retention_secs: None,
+            proof: None,
+        },
+        Request::Commit {
+            room,
+            cap: cap(0),
+            next_cap_hash: cap(1).hash(),
+            payload: vec![3],
+            admins: Some(hearth_protocol::AdminList {
+                admins: vec![member.admin_key()],
+                proof: member.admin_proof(
+                    room,
+                    &cap(0),
+                    &hearth_protocol::AdminAction::CommitAdmins {
+                        next_cap_hash: cap(1).hash(),
+                        admins: vec![member.admin_key()],
+                    },
+                ),
+            }),
+        },
+    ] {
+        assert_eq!(
+            member.request(request).await.unwrap_err().code,
+            ErrorCode::Forbidden
+        );
+    }
     // It is a room's connection, not an account's: it cannot sign in, nor reach another
     // room without that room's capability.
     assert_eq!(
@@ -982,4 +999,287 @@ async fn room_connections_beyond_the_addresss_limit_close_the_oldest() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Attack on decision 0013 part 5 (the household shares one address): a member floods
+/// room connections with the capability of a room of its own (any account may create
+/// one; a removed member's ended capability would do as well). When the address is full,
+/// the room with the most connections there gives way, oldest first: the flood pushes
+/// out the flooder's own connections, and another member's room connection, the oldest
+/// at the address, keeps being served.
+#[tokio::test]
+async fn a_flood_of_room_connections_from_the_households_address_pushes_out_only_its_own() {
+    let (relay, _dir) = start_relay(|c| c.max_room_connections_per_ip = 3).await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (mut mallory, _) = new_account(&relay, "mallory").await;
+    let (kitchen, own) = (RoomId::random(), RoomId::random());
+    alice.create_room(kitchen, cap(0).hash()).await;
+    mallory.create_room(own, cap(9).hash()).await;
+    // Alice's room connection, the first at the address.
+    let mut link = Client::connect(&relay.address()).await;
+    link.request(Request::Subscribe {
+        room: kitchen,
+        cap: cap(0),
+        from: Seq(1),
+    })
+    .await
+    .unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..4 {
+        let mut conn = Client::connect(&relay.address()).await;
+        conn.request(Request::Subscribe {
+            room: own,
+            cap: cap(9),
+            from: Seq(1),
+        })
+        .await
+        .unwrap();
+        flood.push(conn);
+    }
+    // Three fit: alice's and mallory's two newest. Mallory's two oldest gave way.
+    for conn in &flood[..2] {
+        let (code, _) = common::close_of(&conn.raw.conn).await;
+        assert_eq!(code, hearth_protocol::CloseReason::GaveWay.code());
+    }
+    assert_eq!(
+        appended(alice.append(kitchen, cap(0), vec![1]).await),
+        Seq(1)
+    );
+    match link.event().await {
+        Event::Entries { entries, .. } => assert_eq!(entries[0].seq, Seq(1)),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(flood[2..]
+        .iter()
+        .all(|c| c.raw.conn.close_reason().is_none()));
+    relay.shutdown().await.unwrap();
+}
+
+/// Attack on decision 0013 part 5: a removed member keeps a room connection that follows
+/// the room with its old capability. The relay ends that subscription at the commit that
+/// ended the epoch; from then on the connection follows nothing and is closed after
+/// `idle_timeout_secs` without a request, like one that never subscribed (it used to stay
+/// open for good: the ended subscription still counted as following). A connection that
+/// follows the room with the current capability stays.
+#[tokio::test]
+async fn a_room_connection_whose_subscription_the_relay_ended_is_closed_when_idle() {
+    let (relay, _dir) = start_relay(|c| c.idle_timeout_secs = 2).await;
+    let keep_alive = |t: &mut quinn::TransportConfig| {
+        t.keep_alive_interval(Some(std::time::Duration::from_millis(250)));
+    };
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let subscribe = |cap, from| Request::Subscribe { room, cap, from };
+    let mut member = Client::connect_with(&relay.address(), keep_alive).await;
+    member.request(subscribe(cap(0), Seq(1))).await.unwrap();
+    let mut mallory = Client::connect_with(&relay.address(), keep_alive).await;
+    mallory.request(subscribe(cap(0), Seq(1))).await.unwrap();
+    // The member's commit removing mallory: the epoch of cap(0) ends there.
+    let commit = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"remove mallory".to_vec(),
+        admins: None,
+    };
+    assert_eq!(appended(member.request(commit).await), Seq(1));
+    for conn in [&mut member, &mut mallory] {
+        loop {
+            match conn.event().await {
+                Event::Entries { .. } => {}
+                Event::SubscriptionEnded { .. } => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    // The member follows the new epoch; mallory holds no capability that could.
+    member.request(subscribe(cap(1), Seq(2))).await.unwrap();
+    // A room connection that follows nothing, opened after the member's last request:
+    // once it is closed as idle, the member has been without a request as long.
+    let mut witness = Client::connect_with(&relay.address(), keep_alive).await;
+    witness
+        .request(Request::RoomStatus { room, cap: cap(1) })
+        .await
+        .unwrap();
+    let (code, _) = common::close_of(&mallory.raw.conn).await;
+    assert_eq!(code, hearth_protocol::CloseReason::Finished.code());
+    let (code, _) = common::close_of(&witness.raw.conn).await;
+    assert_eq!(code, hearth_protocol::CloseReason::Finished.code());
+    assert_eq!(
+        appended(member.append(room, cap(1), b"still here".to_vec()).await),
+        Seq(2)
+    );
+    match member.event().await {
+        Event::Entries { entries, .. } => assert_eq!(entries[0].seq, Seq(2)),
+        other => panic!("unexpected {other:?}"),
+    }
+    relay.shutdown().await.unwrap();
+}
+
+/// Attack on issue 16's "a banned account still cannot write anywhere", as it stands
+/// after decision 0013 part 5: the relay owner bans mallory. Her account is refused at
+/// sign-in and its sessions close, but the relay cannot tell which room connections are
+/// hers (that is the point of them): with the capabilities she holds she still reads,
+/// follows and writes her rooms on connections that never sign in, until the rooms'
+/// admins remove her by a commit. This pins the limit written in docs/threat-model.md
+/// ("a ban and rooms"); when the relay learns to do better, change it.
+#[tokio::test]
+async fn a_ban_does_not_reach_the_rooms_a_banned_member_holds_capabilities_of() {
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (_mallory, mallory_id) = new_account(&relay, "mallory").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let config = relay.relay().config().clone();
+    let response = hearth_relay::admin::request(
+        &config,
+        hearth_relay::admin::AdminRequest::Ban {
+            handle: hearth_protocol::Handle::new("mallory").unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
+    let mut signed = Client::connect(&relay.address()).await;
+    assert_eq!(
+        signed.auth(&mallory_id).await.unwrap_err().code,
+        ErrorCode::Banned
+    );
+    // Her room connection: the capability alone, so the ban does not apply.
+    let mut link = Client::connect(&relay.address()).await;
+    assert_eq!(
+        appended(link.append(room, cap(0), b"still writing".to_vec()).await),
+        Seq(1)
+    );
+    // Until the room's admins remove her: their commit rotates the capability.
+    let removal = Request::Commit {
+        room,
+        cap: cap(0),
+        next_cap_hash: cap(1).hash(),
+        payload: b"remove mallory".to_vec(),
+        admins: None,
+    };
+    assert_eq!(appended(alice.request(removal).await), Seq(2));
+    assert_eq!(
+        link.append(room, cap(0), b"x".to_vec())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch
+    );
+    relay.shutdown().await.unwrap();
+}
+
+/// Attack 16 on decision 0013 part 5: an admin's changes at the relay went on the
+/// admin's signed-in connection, so a relay operator who changed a room's retention or
+/// admin list in its own store had each admin's client put it back there, showing the
+/// relay the admin's account with the room. They are checked by pseudonym, so they now
+/// go on a room connection that never signs in: the owner's retention, admin list,
+/// unlisting and revert are taken there, and a member's own pseudonym is refused there
+/// as on a signed-in connection.
+#[tokio::test]
+async fn an_admins_changes_at_the_relay_go_on_a_connection_that_never_signs_in() {
+    use hearth_protocol::AdminAction;
+    let (relay, _dir) = start_relay(|_| {}).await;
+    let (mut alice, alice_id) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let owner = alice.admin_key();
+    drop(alice);
+    // Alice's room connection, holding her pseudonym (not her account).
+    let mut link = Client::connect(&relay.address()).await;
+    let seed: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(
+        [b"test admin".as_slice(), &alice_id.account().0].concat(),
+    )
+    .into();
+    link.admin = ed25519_dalek::SigningKey::from_bytes(&seed);
+    assert_eq!(link.admin_key(), owner);
+    // Mallory's room connection, with her own pseudonym.
+    let mut mallory = Client::connect(&relay.address()).await;
+    mallory.admin = ed25519_dalek::SigningKey::from_bytes(&[0x66; 32]);
+    let retention = Request::SetRetention {
+        room,
+        cap: cap(0),
+        retention_secs: Some(3600),
+        proof: None,
+    };
+    assert_eq!(
+        mallory.request(retention.clone()).await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(link.request(retention).await.unwrap(), Response::Done);
+    let store = relay.relay().store().clone();
+    assert_eq!(
+        store.room(&room).unwrap().unwrap().retention_secs,
+        Some(3600)
+    );
+    let second = hearth_protocol::AdminKey([0x22; 32]);
+    let set_admins = |c: &Client| {
+        let admins = vec![c.admin_key(), second];
+        let action = AdminAction::SetAdmins {
+            admins: admins.clone(),
+        };
+        Request::SetRoomAdmins {
+            room,
+            cap: cap(0),
+            proof: Some(c.admin_proof(room, &cap(0), &action)),
+            admins,
+        }
+    };
+    assert_eq!(
+        mallory
+            .request(set_admins(&mallory))
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        link.request(set_admins(&link)).await.unwrap(),
+        Response::Done
+    );
+    assert_eq!(store.room_admins(&room).unwrap(), vec![owner, second]);
+    // Mallory commits; alice undoes it from her room connection, with her removal.
+    appended(
+        mallory
+            .request(Request::Commit {
+                room,
+                cap: cap(0),
+                next_cap_hash: cap(1).hash(),
+                payload: b"refused".to_vec(),
+                admins: None,
+            })
+            .await,
+    );
+    let revert = |c: &Client| {
+        let payload = b"removal".to_vec();
+        let action = AdminAction::Revert {
+            seq: Seq(1),
+            next_cap_hash: cap(2).hash(),
+            removal: <sha2::Sha256 as sha2::Digest>::digest(&payload).into(),
+        };
+        Request::RevertCommit {
+            room,
+            cap: cap(0),
+            seq: Seq(1),
+            next_cap_hash: cap(2).hash(),
+            proof: c.admin_proof(room, &cap(0), &action),
+            payload,
+        }
+    };
+    assert_eq!(
+        mallory.request(revert(&mallory)).await.unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(appended(link.request(revert(&link)).await), Seq(2));
+    assert_eq!(
+        mallory
+            .append(room, cap(1), b"x".to_vec())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::StaleEpoch
+    );
+    relay.shutdown().await.unwrap();
 }

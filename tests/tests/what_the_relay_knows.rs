@@ -191,6 +191,18 @@ async fn family_week(dir: &Path, pending_invitation: bool, log_filter: &str) -> 
         .expect("sent");
     alice.send_text(garden, "on it").await.expect("sent");
     alice.kick(kitchen, &handle("carol")).await.expect("kicked");
+    // An owner's changes at the relay: an admin granted (the relay's list of admin
+    // pseudonyms changes with the commit) and a disappearing-message timer (the room's
+    // retention at the relay).
+    bobby.sync().await.expect("sync");
+    alice
+        .grant_admin(kitchen, &handle("bobby"))
+        .await
+        .expect("granted");
+    alice
+        .set_expiry(kitchen, Some(std::time::Duration::from_secs(7 * 24 * 3600)))
+        .await
+        .expect("timer set");
     bobby.sync().await.expect("sync");
     bobby.send_text(kitchen, "just us now").await.expect("sent");
     carol.close().await;
@@ -343,8 +355,9 @@ fn field(line: &str, key: &str) -> Option<String> {
 /// Decision 0013 part 5, from the relay's own view: the family's week again, with the
 /// relay logging at `debug` which connection asks what of which room. No connection
 /// that signed in carries a room's traffic: the account's connection names a room only
-/// to create it. The rooms' reads, subscriptions, messages, commits, presence and
-/// display names all travel on connections that never signed in, one room each.
+/// to create it. The rooms' reads, subscriptions, messages, commits, presence, display
+/// names and the owner's changes at the relay (an admin granted, a timer set) all travel
+/// on connections that never signed in, one room each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signed_in_connection_carries_no_rooms_traffic() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -378,8 +391,9 @@ async fn the_signed_in_connection_carries_no_rooms_traffic() {
         "a signed-in connection carried a room's traffic: {signed_in:#?}"
     );
 
-    // Everything else went on room connections, each of one room only.
-    for kind in ["Subscribe", "Read", "Append", "Commit"] {
+    // Everything else went on room connections, each of one room only: an owner's
+    // changes at the relay too (attack 16: they went on the signed-in connection).
+    for kind in ["Subscribe", "Read", "Append", "Commit", "SetRetention"] {
         assert!(
             anonymous.iter().any(|r| r.request == kind),
             "no {kind} on a room connection: {anonymous:#?}"

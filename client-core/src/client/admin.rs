@@ -644,7 +644,7 @@ impl Inner {
         }
         // The relay takes a new list only from the owner it lists, or, for a room of a
         // relay upgraded from account keys to pseudonyms, from the owner's account once
-        // (decision 0013, part 5; this connection is signed in as us).
+        // (decision 0013, part 5).
         let may_set = me.is_some_and(|me| settings.owner == me)
             && admins.first().is_none_or(|owner| *owner == key.public());
         if admins != want_admins && !want_admins.is_empty() && may_set {
@@ -652,14 +652,20 @@ impl Inner {
                 admins: want_admins.clone(),
             };
             let proof = Some(key.prove(&room.id, &cap, &action));
-            let set = self
-                .call(Request::SetRoomAdmins {
-                    room: room.id,
-                    cap: cap.clone(),
-                    admins: want_admins.clone(),
-                    proof,
-                })
-                .await;
+            let request = Request::SetRoomAdmins {
+                room: room.id,
+                cap: cap.clone(),
+                admins: want_admins.clone(),
+                proof,
+            };
+            // A list the relay keeps is changed by pseudonym, on the room's connection;
+            // only a migrated room's first list takes the owner's signed-in account (and
+            // shows the relay that account with the room, once).
+            let set = if admins.is_empty() {
+                self.call_signed_in(request).await
+            } else {
+                self.call(request).await
+            };
             match set {
                 Ok(Response::Done) => room.relay_admins = Some(want_admins),
                 Ok(other) => return Err(unexpected(&other)),

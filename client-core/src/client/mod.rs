@@ -840,18 +840,34 @@ impl Inner {
         ));
     }
 
-    /// Sends a request: one the room's capability authorises on the room's own
-    /// connection, which never signs in (see [`room_links`]); any other on the account's.
+    /// Sends a request: one the room's capability authorises (with an admin's pseudonym
+    /// for an admin's change) on the room's own connection, which never signs in (see
+    /// [`room_links`]); any other on the account's.
     pub(crate) async fn call(&self, request: Request) -> Result<Response, ClientError> {
         let link = match request.capability_room() {
             Some(room) => self.room_link(room).await?,
-            None => self
-                .link
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .ok_or(ClientError::NotConnected)?,
+            None => self.account_link()?,
         };
+        Self::call_on(link, request).await
+    }
+
+    /// Sends a request on the account's signed-in connection whatever it is: only for
+    /// the one room request the relay takes from an account, a migrated room's first
+    /// list of admins (decision 0013 part 5), which shows the relay the owner's account
+    /// with the room once.
+    pub(crate) async fn call_signed_in(&self, request: Request) -> Result<Response, ClientError> {
+        Self::call_on(self.account_link()?, request).await
+    }
+
+    fn account_link(&self) -> Result<Arc<dyn Link>, ClientError> {
+        self.link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(ClientError::NotConnected)
+    }
+
+    async fn call_on(link: Arc<dyn Link>, request: Request) -> Result<Response, ClientError> {
         match link.call(request).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(ClientError::Relay(e)),

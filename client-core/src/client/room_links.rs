@@ -1,10 +1,10 @@
 //! Room connections (decision 0013 part 5): each room's reads, subscription, messages,
-//! commits and attachments travel on a connection of its own that never signs in, so
+//! commits, attachments and an admin's changes at the relay (signed by the admin's
+//! pseudonym for the room) travel on a connection of its own that never signs in, so
 //! the relay cannot tie a room to the account, nor one room to another by the
 //! connection that carries them. The account's connection keeps what is the account's:
-//! sign-in, inbox, KeyPackages, the directory, creating a room and joining a public one,
-//! and (until the relay knows admins by per-room pseudonyms) the settings only an admin
-//! may change.
+//! sign-in, inbox, KeyPackages, the directory, creating a room, joining and listing a
+//! public one, and a migrated room's first list of admins.
 //!
 //! A room's connection is opened on first use, after a random pause of up to
 //! [`room_jitter`], so the connections of one person's rooms do not arrive as one burst

@@ -12,6 +12,13 @@
 //!   oldest gives way (it is told to close), rather than the newcomer being refused. An
 //!   idle flood then only ever pushes out idle connections, while a member's connection
 //!   authenticates within a round trip and leaves the pool.
+//!
+//! The same type keeps the pool of room connections (decision 0013 part 5), where a
+//! connection belongs to the *group* of the room whose capability made it one
+//! ([`Admission::take_in`]). There the oldest connection of the group with the most
+//! connections at the address gives way: a member flooding with one room's capability
+//! (its own room's, or one it was removed from) pushes out its own connections, not
+//! those of the other people behind the household's address.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -22,8 +29,11 @@ use tokio::sync::Notify;
 
 use crate::service::AddressKey;
 
-/// Per address: each unauthenticated connection's id and eviction signal, oldest first.
-type Slots = HashMap<AddressKey, VecDeque<(u64, Arc<Notify>)>>;
+/// One connection's place in its address's list: its id, its group, its eviction signal.
+type Place = (u64, u128, Arc<Notify>);
+
+/// Per address: each connection's place, oldest first.
+type Slots = HashMap<AddressKey, VecDeque<Place>>;
 
 /// Unauthenticated connections per address, oldest first.
 #[derive(Default, Clone)]
@@ -58,20 +68,32 @@ impl Admission {
     /// the oldest is told to close and its slot reused. Returns the slot and whether one
     /// was evicted.
     pub(crate) fn take(&self, ip: IpAddr, max: usize) -> (Slot, bool) {
+        self.take_in(ip, 0, max)
+    }
+
+    /// A slot for a new connection from `ip` in `group` (for room connections: the
+    /// room). If `max` are taken by its [`AddressKey`], the oldest connection of the
+    /// group holding the most of them there is told to close (of groups as large, the
+    /// oldest connection among them: with one group, or groups of one, the oldest gives
+    /// way). Returns the slot and whether one was evicted.
+    pub(crate) fn take_in(&self, ip: IpAddr, group: u128, max: usize) -> (Slot, bool) {
         let key = AddressKey::of(ip);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evicted = Arc::new(Notify::new());
         let mut map = self.lock();
         let list = map.entry(key).or_default();
+        list.push_back((id, group, evicted.clone()));
         let mut evicted_one = false;
-        while list.len() >= max.max(1) {
-            if let Some((_, oldest)) = list.pop_front() {
+        while list.len() > max.max(1) {
+            let Some(at) = oldest_of_largest_group(list) else {
+                break;
+            };
+            if let Some((_, _, oldest)) = list.remove(at) {
                 // A stored permit: the connection sees it whenever it next looks.
                 oldest.notify_one();
                 evicted_one = true;
             }
         }
-        list.push_back((id, evicted.clone()));
         drop(map);
         (
             Slot {
@@ -97,12 +119,27 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut map = self.admission.lock();
         if let Some(list) = map.get_mut(&self.key) {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|(id, _, _)| *id != self.id);
             if list.is_empty() {
                 map.remove(&self.key);
             }
         }
     }
+}
+
+/// The position of the oldest connection of the group with the most connections in
+/// `list` (oldest first); of equally large groups, the oldest connection among them.
+/// `None` only for an empty list.
+fn oldest_of_largest_group(list: &VecDeque<Place>) -> Option<usize> {
+    // Per group: (count, position of its oldest).
+    let mut groups: HashMap<u128, (usize, usize)> = HashMap::new();
+    for (at, (_, group, _)) in list.iter().enumerate() {
+        groups.entry(*group).or_insert((0, at)).0 += 1;
+    }
+    groups
+        .into_values()
+        .max_by_key(|&(count, oldest)| (count, std::cmp::Reverse(oldest)))
+        .map(|(_, oldest)| oldest)
 }
 
 #[cfg(test)]
@@ -152,5 +189,39 @@ mod tests {
         let (_mapped, _) = admission.take(ip("::ffff:192.0.2.9"), 2);
         assert_eq!(admission.count(ip("192.0.2.9")), 2);
         assert_eq!(admission.count(ip("::ffff:192.0.2.9")), 2);
+    }
+
+    #[tokio::test]
+    async fn the_group_with_the_most_connections_gives_way() {
+        let admission = Admission::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        // The household: one connection for each of two rooms.
+        let (kitchen, _) = admission.take_in(ip, 1, 4);
+        let (garden, _) = admission.take_in(ip, 2, 4);
+        // A flood with a third room's capability: once the address is full, its own
+        // oldest give way, never the household's.
+        let mut flood = Vec::new();
+        for _ in 0..6 {
+            flood.push(admission.take_in(ip, 3, 4));
+        }
+        assert!(!flood[0].1 && !flood[1].1);
+        assert!(flood[2..].iter().all(|(_, evicted)| *evicted));
+        for (slot, _) in &flood[..4] {
+            slot.evicted().notified().await;
+        }
+        assert_eq!(admission.count(ip), 4);
+        let remaining: Vec<u128> = admission.lock()[&AddressKey::of(ip)]
+            .iter()
+            .map(|(_, group, _)| *group)
+            .collect();
+        assert_eq!(remaining, vec![1, 2, 3, 3]);
+        // Groups of one each: the oldest gives way, as in the unauthenticated pool.
+        drop(flood);
+        let (_third, _) = admission.take_in(ip, 4, 3);
+        let (_fourth, evicted) = admission.take_in(ip, 5, 3);
+        assert!(evicted);
+        kitchen.evicted().notified().await;
+        assert_eq!(admission.count(ip), 3);
+        drop(garden);
     }
 }

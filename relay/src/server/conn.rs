@@ -567,8 +567,10 @@ impl Loop<'_> {
         heard_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ending.is_none() {
             let room_connection = self.session.is_room_connection();
+            // A room connection is looked at every `idle` without a request: one that
+            // follows a room stays, one that follows none (any more: the relay ends a
+            // subscription whose epoch ended) is closed.
             let deadline = match (self.session.account(), self.session.reauth_deadline()) {
-                (None, _) if room_connection && self.session.subscribes() => far,
                 (None, _) if room_connection => self.last_request + idle,
                 (None, _) => auth_deadline,
                 (Some(_), Some(at)) => Instant::from_std(at),
@@ -636,7 +638,11 @@ impl Loop<'_> {
                 }
                 _ = sleep_until(deadline) => {
                     if room_connection {
-                        ending = Some(Ending::told(CloseReason::Finished, "room connection idle"));
+                        if self.session.subscribes() {
+                            self.last_request = Instant::now();
+                        } else {
+                            ending = Some(Ending::told(CloseReason::Finished, "room connection idle"));
+                        }
                         continue;
                     }
                     Metrics::bump(&metrics.handshake_timeouts);
@@ -681,19 +687,29 @@ impl Loop<'_> {
     }
 
     /// The connection presented a capability a room took: it leaves the pool of
-    /// unauthenticated connections for the room connections of its address, where the
-    /// oldest gives way when the address has `max_room_connections_per_ip`.
+    /// unauthenticated connections for the room connections of its address, grouped by
+    /// that room. When the address has `max_room_connections_per_ip`, the oldest
+    /// connection of the room with the most of them there gives way: a flood with one
+    /// room's capability pushes out its own connections, not other members' (the
+    /// household shares the address).
     fn became_room_connection(&mut self) {
         let max = self.relay.config().max_room_connections_per_ip;
-        let (slot, evicted) = self.rooms.take(self.peer.ip().to_canonical(), max);
+        let group = self
+            .session
+            .room_connection_room()
+            .map_or(0, |room| u128::from_be_bytes(room.0));
+        let (slot, evicted) = self
+            .rooms
+            .take_in(self.peer.ip().to_canonical(), group, max);
         if evicted {
             Metrics::bump(&self.relay.shared.metrics.unauthenticated_evicted);
-            tracing::info!(peer = %self.peer, max, "too many room connections from this address; the oldest gives way");
+            // Which room is not said: a log line at `info` names no room (decision 0013).
+            tracing::info!(peer = %self.peer, max, "too many room connections from this address; the oldest of the room with the most gives way");
             self.relay.shared.audit(
                 "room-connection-limit",
                 Some(self.peer.ip()),
                 None,
-                &format!("{max} room connections open: the oldest was closed for a newer one"),
+                &format!("{max} room connections open: the oldest of the room with the most was closed for a newer one"),
             );
         }
         self.evicted = slot.evicted();

@@ -74,8 +74,9 @@ pub struct Session {
     /// The packet count and clock reading at the last [`Session::packets_received`].
     packets_seen: (u64, u64),
     /// A connection that never signed in and presented a capability a room takes: a room
-    /// connection (decision 0013 part 5), rate-limited by `room_rate`.
-    room_connection: bool,
+    /// connection (decision 0013 part 5), rate-limited by `room_rate`; the room whose
+    /// capability made it one.
+    room_connection: Option<hearth_protocol::RoomId>,
     /// The request budget of a room connection: (tokens, last refill).
     room_rate: (f64, Instant),
 }
@@ -195,7 +196,7 @@ impl Session {
             ended: Arc::new(EndSignal::default()),
             heard: Arc::new(AtomicU64::new(0)),
             packets_seen: (0, 0),
-            room_connection: false,
+            room_connection: None,
             room_rate: (0.0, Instant::now()),
         }
     }
@@ -203,12 +204,34 @@ impl Session {
     /// Whether this connection never signed in and carries a room's requests, authorised
     /// by its capability (decision 0013 part 5).
     pub fn is_room_connection(&self) -> bool {
+        self.room_connection.is_some()
+    }
+
+    /// The room whose capability made this a room connection, if it is one.
+    pub fn room_connection_room(&self) -> Option<hearth_protocol::RoomId> {
         self.room_connection
     }
 
-    /// Whether this connection subscribes to any room now.
-    pub fn subscribes(&self) -> bool {
+    /// Whether this connection follows any room now. A subscription the relay ended (its
+    /// epoch ended: the member was removed, or its commit was undone) follows nothing, so
+    /// a room connection left with only those is idle like one that never subscribed.
+    pub fn subscribes(&mut self) -> bool {
+        self.forget_ended_subscriptions();
         !self.subscriptions.is_empty()
+    }
+
+    /// Drops the subscriptions whose task is over (ended by the relay, see
+    /// [`super::hub`]): they deliver nothing more.
+    fn forget_ended_subscriptions(&mut self) {
+        let ended: Vec<_> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, handle)| handle.task.is_finished())
+            .map(|(room, _)| *room)
+            .collect();
+        for room in ended {
+            self.unsubscribe(&room);
+        }
     }
 
     /// Negotiates the version and issues a fresh challenge.
@@ -315,7 +338,7 @@ impl Session {
     /// in call order, so a connection may pipeline requests and keep their order.
     pub async fn start(&mut self, request: Request) -> Reply {
         self.log_room_request(&request);
-        if self.account.is_none() && !self.room_connection {
+        if self.account.is_none() && self.room_connection.is_none() {
             self.requests_before_auth += 1;
             if self.requests_before_auth > MAX_REQUESTS_BEFORE_AUTH {
                 return Reply::Ready(Err(self.refuse_before_auth()));
@@ -323,7 +346,7 @@ impl Session {
         }
         match request {
             Request::Ping => return Reply::Ready(Ok(Response::Pong)),
-            Request::Register { .. } | Request::Auth { .. } if self.room_connection => {
+            Request::Register { .. } | Request::Auth { .. } if self.room_connection.is_some() => {
                 // Signing in would tie the room to the account, the link this
                 // connection exists to avoid.
                 return Reply::Ready(Err(err(
@@ -383,7 +406,7 @@ impl Session {
     /// connections of its address) and is rate-limited on its own. A wrong capability
     /// gets the store's refusal and counts towards [`MAX_REQUESTS_BEFORE_AUTH`].
     async fn anonymous(&mut self, request: Request) -> Reply {
-        if self.room_connection && !self.room_allow(Instant::now()) {
+        if self.room_connection.is_some() && !self.room_allow(Instant::now()) {
             Metrics::bump(&self.shared.metrics.rate_limited);
             if !self.limit_logged {
                 self.limit_logged = true;
@@ -400,7 +423,8 @@ impl Session {
                 "too many requests; slow down",
             )));
         }
-        if let (Request::Subscribe { room, .. }, true) = (&request, self.room_connection) {
+        if let (Request::Subscribe { room, .. }, true) = (&request, self.is_room_connection()) {
+            self.forget_ended_subscriptions();
             if !self.subscriptions.contains_key(room)
                 && self.subscriptions.len() >= MAX_ROOMS_PER_ROOM_CONNECTION
             {
@@ -412,11 +436,11 @@ impl Session {
                 )));
             }
         }
-        if !self.room_connection {
+        if self.room_connection.is_none() {
             if let Some((room, cap)) = presented_cap(&request) {
                 match self.shared.store.access(&room, &cap.hash()) {
                     Ok(Some((_, Ok(_)))) => {
-                        self.room_connection = true;
+                        self.room_connection = Some(room);
                         self.room_rate = (
                             f64::from(self.shared.config.rate_burst.max(1)),
                             Instant::now(),
@@ -918,61 +942,12 @@ impl Session {
             | Request::RoomStatus { .. }
             | Request::PutBlob { .. }
             | Request::BlobStatus { .. }
-            | Request::GetBlob { .. } => self.room_request(Some(account), request).await,
-            Request::Commit {
-                room,
-                cap,
-                next_cap_hash,
-                payload,
-                admins,
-            } => {
-                // It may add someone with a package this account fetched: none is handed
-                // out again (see `key_package_fetches`).
-                self.shared.key_package_fetches.committed(&account);
-                let admins = match admins {
-                    None => None,
-                    Some(list) => {
-                        let action = hearth_protocol::AdminAction::CommitAdmins {
-                            next_cap_hash,
-                            admins: list.admins.clone(),
-                        };
-                        match super::admin_proof::signer(
-                            &room,
-                            &cap.hash(),
-                            Some(&list.proof),
-                            &action,
-                        ) {
-                            Ok(signer) => Some((signer.unwrap_or(list.proof.admin), list.admins)),
-                            Err(e) => return Reply::Ready(Err(e)),
-                        }
-                    }
-                };
-                let commit = (Some(next_cap_hash), admins);
-                self.append(room, cap, commit, payload, now).await
-            }
-            Request::SetRetention {
-                room,
-                cap,
-                retention_secs,
-                proof,
-            } => {
-                if let Err(e) = check_retention(retention_secs) {
-                    return Reply::Ready(Err(e));
-                }
-                let action = hearth_protocol::AdminAction::SetRetention { retention_secs };
-                let admin =
-                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
-                        Ok(admin) => admin,
-                        Err(e) => return Reply::Ready(Err(e)),
-                    };
-                let op = WriteOp::SetRetention {
-                    room,
-                    cap_hash: cap.hash(),
-                    retention_secs,
-                    admin,
-                };
-                self.pending(op, |_| Response::Done).await
-            }
+            | Request::GetBlob { .. }
+            | Request::Commit { .. }
+            | Request::SetRetention { .. }
+            | Request::UnpublishRoom { .. }
+            | Request::SetRoomAdmins { .. }
+            | Request::RevertCommit { .. } => self.room_request(Some(account), request).await,
             Request::PublishRoom {
                 room,
                 cap,
@@ -1061,20 +1036,6 @@ impl Session {
                 };
                 self.pending(op, |_| Response::Done).await
             }
-            Request::UnpublishRoom { room, cap, proof } => {
-                let action = hearth_protocol::AdminAction::Unpublish;
-                let admin =
-                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
-                        Ok(admin) => admin,
-                        Err(e) => return Reply::Ready(Err(e)),
-                    };
-                let op = WriteOp::UnpublishRoom {
-                    room,
-                    cap_hash: cap.hash(),
-                    admin,
-                };
-                self.pending(op, |_| Response::Done).await
-            }
             Request::ListPublicRooms => Reply::Ready(
                 store
                     .listings(MAX_PUBLIC_ROOMS)
@@ -1141,6 +1102,94 @@ impl Session {
             Request::RotateKey { rotation, proof } => {
                 Reply::Ready(self.rotate_key(account, rotation, proof).await)
             }
+        }
+    }
+
+    /// The requests the room's capability authorises ([`Request::capability_room`]):
+    /// alone, or with a room admin's pseudonym over the change (checked here, and the
+    /// pseudonym against the room's list by the store; the account plays no part). From a
+    /// signed-in connection (`author`) or a room connection (`None`); the account matters
+    /// only to a migrated room's first list of admins, which only its owner's account
+    /// sets (`SetRoomAdmins`, see the store's `claim_legacy`).
+    async fn room_request(&mut self, author: Option<AccountKey>, request: Request) -> Reply {
+        let store = self.shared.store.clone();
+        let now = unix_now();
+        match request {
+            Request::Append { room, cap, payload } => {
+                self.append(room, cap, (None, None), payload, now).await
+            }
+            Request::Commit {
+                room,
+                cap,
+                next_cap_hash,
+                payload,
+                admins,
+            } => {
+                // It may add someone with a package this account fetched: none is handed
+                // out again (see `key_package_fetches`).
+                if let Some(account) = &author {
+                    self.shared.key_package_fetches.committed(account);
+                }
+                // A list of admins is taken signed by the owner's pseudonym, whichever
+                // connection it comes on (decision 0013 part 5).
+                let admins = match admins {
+                    None => None,
+                    Some(list) => {
+                        let action = hearth_protocol::AdminAction::CommitAdmins {
+                            next_cap_hash,
+                            admins: list.admins.clone(),
+                        };
+                        match super::admin_proof::signer(
+                            &room,
+                            &cap.hash(),
+                            Some(&list.proof),
+                            &action,
+                        ) {
+                            Ok(signer) => Some((signer.unwrap_or(list.proof.admin), list.admins)),
+                            Err(e) => return Reply::Ready(Err(e)),
+                        }
+                    }
+                };
+                let commit = (Some(next_cap_hash), admins);
+                self.append(room, cap, commit, payload, now).await
+            }
+            Request::SetRetention {
+                room,
+                cap,
+                retention_secs,
+                proof,
+            } => {
+                if let Err(e) = check_retention(retention_secs) {
+                    return Reply::Ready(Err(e));
+                }
+                let action = hearth_protocol::AdminAction::SetRetention { retention_secs };
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
+                let op = WriteOp::SetRetention {
+                    room,
+                    cap_hash: cap.hash(),
+                    retention_secs,
+                    admin,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
+            Request::UnpublishRoom { room, cap, proof } => {
+                let action = hearth_protocol::AdminAction::Unpublish;
+                let admin =
+                    match super::admin_proof::signer(&room, &cap.hash(), proof.as_ref(), &action) {
+                        Ok(admin) => admin,
+                        Err(e) => return Reply::Ready(Err(e)),
+                    };
+                let op = WriteOp::UnpublishRoom {
+                    room,
+                    cap_hash: cap.hash(),
+                    admin,
+                };
+                self.pending(op, |_| Response::Done).await
+            }
             Request::SetRoomAdmins {
                 room,
                 cap,
@@ -1159,7 +1208,7 @@ impl Session {
                     room,
                     cap_hash: cap.hash(),
                     admin,
-                    account: Some(account),
+                    account: author,
                     admins,
                 };
                 self.pending(op, |_| Response::Done).await
@@ -1202,7 +1251,7 @@ impl Session {
                         seq = seq.0,
                         "a room's admin undid a commit its members refused"
                     );
-                    tracing::debug!(peer = %self.peer_ip, account = %account.short(), %room, seq = seq.0, "commit reverted");
+                    tracing::debug!(peer = %self.peer_ip, account = ?author.map(|a| a.short()), %room, seq = seq.0, "commit reverted");
                     self.shared.audit(
                         "commit-reverted",
                         None,
@@ -1214,40 +1263,6 @@ impl Session {
                     Applied::Reverted { entry, .. } => Response::Appended { seq: entry.seq },
                     _ => Response::Done,
                 }))
-            }
-        }
-    }
-
-    /// The requests the room's capability alone authorises
-    /// ([`Request::capability_room`]), from a signed-in connection (`author`) or a room
-    /// connection (`None`).
-    async fn room_request(&mut self, author: Option<AccountKey>, request: Request) -> Reply {
-        let store = self.shared.store.clone();
-        let now = unix_now();
-        match request {
-            Request::Append { room, cap, payload } => {
-                self.append(room, cap, (None, None), payload, now).await
-            }
-            Request::Commit {
-                room,
-                cap,
-                next_cap_hash,
-                payload,
-                admins,
-            } => {
-                if let Some(account) = &author {
-                    self.shared.key_package_fetches.committed(account);
-                }
-                // A list of admins takes the signed-in handler's check of its proof; a
-                // room connection's commit changes no admins (`capability_room`).
-                if admins.is_some() {
-                    return Reply::Ready(Err(err(
-                        ErrorCode::Unauthenticated,
-                        "a commit that changes the room's admins goes on a signed-in connection",
-                    )));
-                }
-                self.append(room, cap, (Some(next_cap_hash), None), payload, now)
-                    .await
             }
             Request::Read {
                 room,
@@ -1564,7 +1579,11 @@ fn presented_cap(request: &Request) -> Option<(hearth_protocol::RoomId, &hearth_
         | Request::RoomStatus { room, cap }
         | Request::PutBlob { room, cap, .. }
         | Request::BlobStatus { room, cap, .. }
-        | Request::GetBlob { room, cap, .. } => Some((*room, cap)),
+        | Request::GetBlob { room, cap, .. }
+        | Request::SetRetention { room, cap, .. }
+        | Request::UnpublishRoom { room, cap, .. }
+        | Request::SetRoomAdmins { room, cap, .. }
+        | Request::RevertCommit { room, cap, .. } => Some((*room, cap)),
         _ => None,
     }
 }

@@ -9,7 +9,7 @@ const LISTERS: TableDefinition<Bytes, Bytes> = TableDefinition::new("listers");
 const LISTED_BY: TableDefinition<Bytes, Bytes> = TableDefinition::new("listed_by");
 
 /// The store's format: 1 when it has no row.
-fn format_of(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+pub(super) fn format_of(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
     Ok(txn
         .open_table(META)?
         .get("format")?

@@ -129,7 +129,7 @@ impl RedbStore {
         txn.delete_table(ROOMS_CREATED)?;
         txn.delete_table(META)?;
         txn.commit()?;
-        self.create_tables()
+        self.create_tables().map(|_| ())
     }
 }
 

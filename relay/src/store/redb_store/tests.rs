@@ -1673,3 +1673,77 @@ fn a_store_of_the_old_format_is_migrated_when_opened() {
     assert_eq!(store.entries(&room, Seq(1), Seq(2), 10).unwrap().len(), 2);
     assert_eq!(store.account(&bob).unwrap().unwrap().used_bytes, 0);
 }
+
+/// Attack 16: the migration to entries without authors rewrote every entry, but redb
+/// leaves the pages a transaction freed as they were: the old entries, each a room id
+/// beside its author's account key, stayed in the store file where `inspect` (which
+/// reads tables) never looks, for whoever reads the file or a backup of it. The store is
+/// compacted after a migration, and the file holds no trace of the authors.
+#[test]
+fn a_migrated_store_keeps_no_old_author_in_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    // An author the store has no account for, so any copy of its key in the file is one
+    // the old entries left.
+    let author = AccountKey([0x5a; 32]);
+    let room = RoomId([9; 16]);
+    {
+        let store = RedbStore::open(&path).unwrap();
+        register(&store, 1, "alice");
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: CapHash([0xc0; 32]),
+                retention_secs: None,
+                now: 1,
+                creator: AccountKey([1; 32]),
+                admin: ADMIN,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
+            },
+        )
+        .unwrap();
+        // What format 1 stored: entries with their author.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut entries = txn.open_table(ENTRIES).unwrap();
+            for seq in 1..=50u64 {
+                let old = postcard::to_allocvec(&(
+                    EntryKind::Message,
+                    seq,
+                    author,
+                    serde_bytes::Bytes::new(&[8; 200]),
+                ))
+                .unwrap();
+                entries
+                    .insert(key2(&room.0, seq).as_slice(), old.as_slice())
+                    .unwrap();
+            }
+            let mut rooms = txn.open_table(ROOMS).unwrap();
+            let mut record: RoomRecord =
+                decode(rooms.get(room.0.as_slice()).unwrap().unwrap().value()).unwrap();
+            record.head = 50;
+            rooms
+                .insert(room.0.as_slice(), encode(&record).unwrap().as_slice())
+                .unwrap();
+            drop(rooms);
+            txn.open_table(META).unwrap().remove("format").unwrap();
+        }
+        txn.commit().unwrap();
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes.windows(32).any(|w| w == author.0),
+            "the old format's authors are in the file before the migration"
+        );
+    }
+    let store = RedbStore::open(&path).unwrap();
+    let entries = store.entries(&room, Seq(1), Seq(50), 100).unwrap();
+    assert_eq!(entries.len(), 50);
+    assert_eq!(entries[49].payload, vec![8; 200]);
+    drop(store);
+    let bytes = std::fs::read(&path).unwrap();
+    let left = bytes.windows(32).filter(|w| *w == author.0).count();
+    assert_eq!(left, 0, "an old author is still in the file {left} times");
+}
