@@ -29,3 +29,53 @@ async fn message_sizes_are_padded_to_blocks() {
     assert!(sizes[2] > sizes[1], "{sizes:?}");
     assert_eq!((sizes[2] - sizes[1]) % block, 0, "{sizes:?}");
 }
+
+/// The relay's owner bans an account (a stolen device): the relay closes its signed-in
+/// connection, and the client closes its rooms' connections too, which never signed in
+/// and which the ban cannot reach at the relay (decision 0013). Only the other members'
+/// connections stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_accounts_client_closes_its_rooms_connections_too() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+    alice.c().send_text(room, "before").await.unwrap();
+    bob.wait_text("before").await;
+    let running = relay.running.as_ref().unwrap();
+    // Alice's and Bob's signed-in connections and their room's connections.
+    let before = running.relay().metrics().connections;
+    assert_eq!(before, 4);
+    let banned = hearth_relay::admin::request(
+        running.relay().config(),
+        hearth_relay::admin::AdminRequest::Ban {
+            handle: common::h("bob"),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(banned, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned),
+        "{banned:?}"
+    );
+    bob.wait_for("the ban", |e| {
+        matches!(
+            e,
+            hearth_core::ClientEvent::Connection(hearth_core::ConnectionState::Reconnecting {
+                reason,
+                ..
+            }) if reason.contains("banned")
+        )
+    })
+    .await;
+    // No event tells when the relay has seen the room connection go: look until it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while running.relay().metrics().connections != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} connections still open: Bob's room connection outlived his ban",
+            running.relay().metrics().connections
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

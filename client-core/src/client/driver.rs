@@ -67,6 +67,15 @@ pub(crate) async fn run(inner: Weak<Inner>, mut events: mpsc::UnboundedReceiver<
                 .and_then(|link| link.close_reason()),
             None => return,
         };
+        if closed_by == Some(CloseReason::Banned) {
+            // The relay's owner banned this account (a stolen device, say): its rooms'
+            // connections, which never signed in, go too, so the live feed stops here
+            // and not only when the rooms' admins remove it. They are opened again if
+            // the ban is lifted and the account signs in.
+            if let Some(strong) = inner.upgrade() {
+                strong.close_room_links();
+            }
+        }
         let (mut reason, mut delay) = match closed_by {
             Some(close) => (
                 ClientError::ClosedByRelay(close).to_string(),
