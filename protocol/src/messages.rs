@@ -547,7 +547,8 @@ pub struct AccountInfo {
 pub struct InboxEntry {
     /// Id, increasing per inbox.
     pub id: u64,
-    /// When the relay stored it, seconds since the Unix epoch.
+    /// The day the relay stored it: the start of that day (UTC), seconds since the Unix
+    /// epoch (a finer time would match an invitation to its Add commit; decision 0013).
     pub time: u64,
     /// The opaque payload.
     #[serde(with = "serde_bytes")]

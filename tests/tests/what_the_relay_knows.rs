@@ -333,6 +333,25 @@ async fn an_invitation_waiting_in_an_inbox_does_not_name_its_room() {
     assert!(inbox.records >= 1, "carol's invitation waits: {inbox:?}");
     assert_eq!(inbox.with_room, 0, "an inbox entry names a room: {inbox:?}");
     assert_eq!(inbox.verdict, Verdict::NoLink);
+    // Nor its time: to the second it matched the Add commit's in the room's log (attack
+    // 16), so only the day is kept.
+    let store = RedbStore::open(&data.join(hearth_relay::server::STORE_FILE)).expect("store");
+    let carol = store
+        .account_by_handle(&handle("carol"))
+        .expect("read")
+        .expect("carol");
+    let waiting = store
+        .inbox_within(&carol.account, 0, 100, 1 << 20)
+        .expect("inbox");
+    assert!(!waiting.is_empty());
+    for entry in waiting {
+        assert_eq!(
+            entry.time % 86_400,
+            0,
+            "an inbox entry's time: {}",
+            entry.time
+        );
+    }
 }
 
 /// One `room request` line of the relay's debug log: which connection (session) asked

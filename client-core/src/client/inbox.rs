@@ -130,6 +130,9 @@ impl Inner {
             .map_err(|e| ClientError::Other(e.to_string()))?;
         let message =
             InboxMessage::decode(&sealed.message).map_err(|e| ClientError::Other(e.to_string()))?;
+        // The relay keeps only an entry's day (so that an invitation's time cannot be
+        // matched to its Add commit): dated by our clock, never before that day.
+        let received = crate::history::secs_of(std::time::SystemTime::now()).max(entry.time);
         let InboxMessage::Welcome {
             room: id,
             welcome,
@@ -225,7 +228,7 @@ impl Inner {
                 name: name.clone(),
                 status: Status::Invited {
                     from: from.clone(),
-                    received: entry.time,
+                    received,
                 },
                 // Where the inviter signed that our history starts, not what the relay's
                 // plaintext wrapper says (`start_seq`, `transcript_hash` are ignored).
@@ -287,7 +290,7 @@ impl Inner {
             room: id,
             name,
             from,
-            received: crate::history::time_of(entry.time),
+            received: crate::history::time_of(received),
         }));
         Ok(Taken::Done(None))
     }

@@ -1,12 +1,18 @@
 //! Inboxes: what is addressed to one account alone, charged to that account's inbox.
 //!
 //! No inbox entry says who deposited it (decision 0013): the relay stores the recipient,
-//! an id, the time and the (sealed) payload. So the bytes are counted against the
+//! an id, the day and the (sealed) payload. So the bytes are counted against the
 //! recipient's inbox, bounded by `inbox_bytes_per_account`; a depositor is bounded by the
 //! service's rate limit on deposits, kept in memory. A flooding member fills one person's
 //! inbox at most, and that person's client drains it.
 
 use super::*;
+
+/// The grain of an inbox entry's stored time: a day (UTC). Finer, the time of an
+/// invitation (a Welcome deposited right after its Add commit) would match the commit's
+/// in the room's log and tie the recipient's account to the room in what the relay
+/// stores; the recipient's client dates the invitation by its own clock instead.
+pub const INBOX_TIME_GRAIN_SECS: u64 = 86_400;
 
 /// The refusal of a deposit into a full inbox.
 fn inbox_full(quota: u64) -> WireError {
@@ -34,7 +40,8 @@ impl Tx<'_> {
         Ok(bytes)
     }
 
-    /// [`WriteOp::Deposit`].
+    /// [`WriteOp::Deposit`]: the entry is stored with the start of its day (UTC) as its
+    /// time, see [`INBOX_TIME_GRAIN_SECS`].
     pub(super) fn deposit(
         &mut self,
         to: AccountKey,
@@ -47,7 +54,10 @@ impl Tx<'_> {
             return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
         };
         let to = recipient.account;
-        let stored = encode(&StoredInbox { time: now, payload })?;
+        // The day only: to the second, an invitation's time matched its Add commit's in
+        // the room's log, which joined the recipient's account to the room (attack 16).
+        let time = now - now % INBOX_TIME_GRAIN_SECS;
+        let stored = encode(&StoredInbox { time, payload })?;
         let held = self.inbox_bytes(&to)?;
         if held.saturating_add(object_cost(stored.len())) > inbox_quota {
             return Ok(Err(inbox_full(inbox_quota)));

@@ -48,6 +48,13 @@ fn entry_head(bytes: &[u8]) -> Result<(EntryKind, u64), StoreError> {
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Whether an inbox entry stored with `time` (the start of its day, see
+/// [`super::inbox::INBOX_TIME_GRAIN_SECS`]) is older than `cutoff`: judged by the end of
+/// that day, so an entry is never swept before its retention, at most a day after.
+fn expired_inbox(time: u64, cutoff: u64) -> bool {
+    time.saturating_add(super::inbox::INBOX_TIME_GRAIN_SECS) < cutoff
+}
+
 /// The time of a stored inbox entry, without copying its payload.
 fn inbox_time(bytes: &[u8]) -> Result<u64, StoreError> {
     postcard::take_from_bytes::<u64>(bytes)
@@ -214,7 +221,7 @@ where
                     });
                 }
                 rows += 1;
-                if inbox_time(v.value())? < cutoff && k.value().len() == 40 {
+                if expired_inbox(inbox_time(v.value())?, cutoff) && k.value().len() == 40 {
                     let account = <[u8; 32]>::try_from(&k.value()[..32]).unwrap_or([0; 32]);
                     items.push(SweepItem::Inbox {
                         account: AccountKey(account),
@@ -337,7 +344,9 @@ impl Tx<'_> {
                         Some(v) => Some(decode(v.value())?),
                         None => None,
                     };
-                    if stored.is_some_and(|s| s.time < now.saturating_sub(retention_secs)) {
+                    if stored
+                        .is_some_and(|s| expired_inbox(s.time, now.saturating_sub(retention_secs)))
+                    {
                         self.inbox.remove(key.as_slice())?;
                         swept.inbox += 1;
                     }

@@ -1364,6 +1364,8 @@ fn a_migrated_room_takes_its_first_admins_only_from_its_owner_account() {
 
 #[test]
 fn a_sweep_scan_reads_a_bounded_number_of_rows_and_goes_on_from_its_cursor() {
+    // Inbox entries keep their day and are judged by its end.
+    const DAY: u64 = 86_400;
     let store = RedbStore::in_memory().unwrap();
     let alice = register(&store, 1, "alice");
     let bob = register(&store, 2, "bob");
@@ -1385,7 +1387,7 @@ fn a_sweep_scan_reads_a_bounded_number_of_rows_and_goes_on_from_its_cursor() {
         WriteOp::Deposit {
             to: bob,
             payload: Vec::new(),
-            now: 500,
+            now: 3 * DAY,
             inbox_quota: u64::MAX,
         },
     )
@@ -1393,13 +1395,13 @@ fn a_sweep_scan_reads_a_bounded_number_of_rows_and_goes_on_from_its_cursor() {
     let mut cursor = crate::store::SweepCursor::default();
     let (mut scans, mut deleted) = (0, 0);
     loop {
-        let found = store.sweep_scan(&cursor, 1000, 600, 8).unwrap();
+        let found = store.sweep_scan(&cursor, 3 * DAY + 100, 600, 8).unwrap();
         assert!(found.items.len() <= 8, "{} items", found.items.len());
         scans += 1;
         let Ok(Applied::Swept { inbox, .. }) = one(
             &store,
             WriteOp::SweepItems {
-                now: 1000,
+                now: 3 * DAY + 100,
                 retention_secs: 600,
                 items: found.items,
             },
@@ -1746,4 +1748,24 @@ fn a_migrated_store_keeps_no_old_author_in_its_file() {
     let bytes = std::fs::read(&path).unwrap();
     let left = bytes.windows(32).filter(|w| *w == author.0).count();
     assert_eq!(left, 0, "an old author is still in the file {left} times");
+}
+
+#[test]
+fn an_inbox_entry_keeps_only_its_day() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let noon = 20_000 * 86_400 + 12 * 3600 + 34;
+    one(
+        &store,
+        WriteOp::Deposit {
+            to: alice,
+            payload: vec![1; 10],
+            now: noon,
+            inbox_quota: 1000,
+        },
+    )
+    .expect("deposited");
+    let entries = store.inbox_within(&alice, 0, 10, 1 << 20).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].time, 20_000 * 86_400);
 }
