@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::hostile::Hostile;
-use common::{copy_dir, h, room_with, Relay};
+use common::{copy_dir, h, room_with, Relay, User};
 use hearth_core::{ClientEvent, ConsistencyWarning};
 use hearth_protocol::{EntryKind, ErrorCode, Request, RoomId};
 use hearth_relay::store::WriteOp;
@@ -129,11 +129,10 @@ async fn a_member_cannot_wipe_a_rooms_log_or_keep_it_forever() {
     assert!(relay.stored_entries(room).is_empty());
 }
 
-/// The relay is restored from a copy of its data taken before the last messages (a
-/// file-level backup, or a relay that withdraws entries on purpose): clients that have
-/// more than the relay now has are told, and the room keeps working.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_log_that_went_back_is_reported() {
+/// Alice and Bob in a room; a copy of the relay's data is taken after "one", then Alice
+/// sends "two" and "three", and the relay comes back from the copy while Alice is
+/// closed (Bob stays open and reconnects by himself). Alice's client is left closed.
+async fn back_from_an_old_copy_while_alice_is_away() -> (Relay, User, User, RoomId) {
     let mut relay = Relay::start().await;
     let mut alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
@@ -158,16 +157,25 @@ async fn a_relay_log_that_went_back_is_reported() {
     alice.c().send_text(room, "three").await.unwrap();
     bob.wait_text("three").await;
 
-    // ...is what the relay comes back with. Alice is closed meanwhile and opens her
-    // profile afterwards; Bob stays open and reconnects by himself (his account and room
-    // connections). Each is told once, by the client that finds the shorter log: a
-    // client restarted after that would find nothing left to tell (its transcript
-    // already follows the relay's log), so neither is restarted once the relay is back.
+    // ...is what the relay comes back with.
     alice.client.take().unwrap().close().await;
     relay.stop().await;
     std::fs::remove_dir_all(&data).unwrap();
     copy_dir(&copy, &data);
     relay.start_on(addr).await;
+    (relay, alice, bob, room)
+}
+
+/// The relay is restored from a copy of its data taken before the last messages (a
+/// file-level backup, or a relay that withdraws entries on purpose): clients that have
+/// more than the relay now has are told, and the room keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_log_that_went_back_is_reported() {
+    // Alice opens her profile afterwards; Bob reconnected by himself (his account and
+    // room connections). Each is told once, by the client that finds the shorter log: a
+    // client restarted after that would find nothing left to tell (its transcript
+    // already follows the relay's log), so neither is restarted once the relay is back.
+    let (_relay, mut alice, mut bob, room) = back_from_an_old_copy_while_alice_is_away().await;
     alice.restart().await;
     for user in [&mut alice, &mut bob] {
         let (ours, theirs) = rewound(user).await;
@@ -179,7 +187,7 @@ async fn a_relay_log_that_went_back_is_reported() {
 }
 
 /// The first rewound warning `user` reports, as (ours, the relay's).
-async fn rewound(user: &mut common::User) -> (hearth_protocol::Seq, hearth_protocol::Seq) {
+async fn rewound(user: &mut User) -> (hearth_protocol::Seq, hearth_protocol::Seq) {
     match user
         .wait_for("a rewound log", |e| {
             matches!(
@@ -206,34 +214,9 @@ async fn rewound(user: &mut common::User) -> (hearth_protocol::Seq, hearth_proto
 /// there instead of skipping them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_log_rewritten_past_where_we_were_is_reported_and_read() {
-    let mut relay = Relay::start().await;
-    let mut alice = relay.user("alice").await;
-    let mut bob = relay.user("bob").await;
-    let room = room_with(&alice, &[&bob], "Home").await;
-    alice.c().send_text(room, "one").await.unwrap();
-    bob.wait_text("one").await;
-    alice.restart().await;
-    bob.restart().await;
-    bob.c().sync().await.unwrap();
-
-    let data = relay.dir.path().join("relay");
-    let copy = relay.dir.path().join("relay-copy");
-    let addr = relay.stop().await;
-    copy_dir(&data, &copy);
-    relay.start_on(addr).await;
-    alice.restart().await;
-    bob.restart().await;
-    alice.c().send_text(room, "two").await.unwrap();
-    alice.c().send_text(room, "three").await.unwrap();
-    bob.wait_text("three").await;
-
-    // Alice is away while the relay comes back from the copy; Bob, still open, finds
-    // the shorter log and writes past where Alice was.
-    alice.client.take().unwrap().close().await;
-    relay.stop().await;
-    std::fs::remove_dir_all(&data).unwrap();
-    copy_dir(&copy, &data);
-    relay.start_on(addr).await;
+    // Alice is away while the relay comes back from the copy; Bob, still open, finds the
+    // shorter log and writes past where Alice was.
+    let (_relay, mut alice, mut bob, room) = back_from_an_old_copy_while_alice_is_away().await;
     let (bob_had, parted) = rewound(&mut bob).await;
     assert!(parted < bob_had, "{parted:?} < {bob_had:?}");
     // The room's own connection may have caught up before the account's is back.
