@@ -122,6 +122,17 @@ pub(super) fn pseudonymous(txn: &redb::WriteTransaction) -> Result<(), StoreErro
     Ok(())
 }
 
+/// Marks the store format 4; [`RedbStore::open`] compacts the file after any migration,
+/// so a store of format 3 (migrated by a build that did not compact) is compacted once:
+/// the records earlier formats kept (room entries with their authors, admins by account,
+/// listings with their publishers) leave the freed pages they stayed readable in.
+pub(super) fn compacted(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    if format_of(txn)? < FORMAT {
+        txn.open_table(META)?.insert("format", FORMAT)?;
+    }
+    Ok(())
+}
+
 /// A room entry as format 1 stored it: with its author.
 #[derive(Deserialize)]
 struct EntryV1 {

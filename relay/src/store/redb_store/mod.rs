@@ -85,10 +85,12 @@ const ROOMS_CREATED: TableDefinition<&str, u64> = TableDefinition::new("rooms_cr
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The store's format: 2 since room entries and inbox entries carry no account, 3 since
-/// room admins are pseudonyms and listings name no account (decision 0013). A store
-/// without the row is of format 1; older formats are migrated when opened (see
-/// `migrate::authorless` and `migrate::pseudonymous`).
-const FORMAT: u64 = 3;
+/// room admins are pseudonyms and listings name no account (decision 0013), 4 since the
+/// file was compacted once after those migrations (a store migrated to 2 or 3 by an
+/// earlier build kept the old records in freed pages). A store without the row is of
+/// format 1; older formats are migrated when opened (see `migrate::authorless`,
+/// `migrate::pseudonymous` and `migrate::compacted`).
+const FORMAT: u64 = 4;
 
 /// A room entry as stored. No author (decision 0013): the room is charged for it.
 #[derive(Serialize, Deserialize)]
@@ -215,6 +217,7 @@ impl RedbStore {
         }
         migrate::authorless(&txn)?;
         migrate::pseudonymous(&txn)?;
+        migrate::compacted(&txn)?;
         txn.commit()?;
         Ok(migrated)
     }

@@ -1769,3 +1769,48 @@ fn an_inbox_entry_keeps_only_its_day() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].time, 20_000 * 86_400);
 }
+
+/// A store migrated to format 3 by a build that did not compact kept what the migrations
+/// took apart in freed pages; it is compacted once when this build opens it.
+#[test]
+fn a_store_migrated_by_an_earlier_build_is_compacted_once() {
+    const OLD: TableDefinition<Bytes, Bytes> = TableDefinition::new("old_records");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.redb");
+    let author = AccountKey([0x5b; 32]);
+    {
+        let store = RedbStore::open(&path).unwrap();
+        // What an earlier build's migration left: records holding an account key in a
+        // table it then dropped, and the format it wrote.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut old = txn.open_table(OLD).unwrap();
+            for i in 0..50u64 {
+                let mut record = author.0.to_vec();
+                record.extend([8; 200]);
+                old.insert(i.to_be_bytes().as_slice(), record.as_slice())
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.delete_table(OLD).unwrap();
+        txn.open_table(META).unwrap().insert("format", 3).unwrap();
+        txn.commit().unwrap();
+        drop(store);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes.windows(32).any(|w| w == author.0),
+            "the dropped records are still in the file's freed pages"
+        );
+    }
+    drop(RedbStore::open(&path).unwrap());
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        !bytes.windows(32).any(|w| w == author.0),
+        "compacted once: nothing of them is left"
+    );
+    let store = RedbStore::open(&path).unwrap();
+    let txn = store.db.begin_write().unwrap();
+    assert_eq!(migrate::format_of(&txn).unwrap(), FORMAT);
+}
