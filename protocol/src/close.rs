@@ -46,6 +46,9 @@ pub enum CloseReason {
     AuthTimeout,
     /// Code 2, `reauth-timeout`: a re-authentication challenge was not answered in time.
     ReauthTimeout,
+    /// Code 2, `readmit-timeout`: a room connection was not admitted again in time after
+    /// the relay changed its admission key (decision 0016).
+    ReadmitTimeout,
     /// Code 3, `queue-full`: the client kept asking without reading the answers, past
     /// the relay's per-connection byte bound.
     QueueFull,
@@ -103,13 +106,18 @@ pub enum Retry {
 
 /// Every reason with its fixed code and token (the numbers in the ones that carry one are
 /// placeholders). [`CloseReason::parse`] walks it.
-const TABLE: [(CloseReason, u32, &str); 18] = [
+const TABLE: [(CloseReason, u32, &str); 19] = [
     (CloseReason::Finished, code::DONE, "finished"),
     (CloseReason::ShuttingDown, code::DONE, "shutting-down"),
     (CloseReason::Internal, code::INTERNAL, "internal"),
     (CloseReason::HelloTimeout, code::TIMEOUT, "hello-timeout"),
     (CloseReason::AuthTimeout, code::TIMEOUT, "auth-timeout"),
     (CloseReason::ReauthTimeout, code::TIMEOUT, "reauth-timeout"),
+    (
+        CloseReason::ReadmitTimeout,
+        code::TIMEOUT,
+        "readmit-timeout",
+    ),
     (CloseReason::QueueFull, code::NOT_READING, "queue-full"),
     (CloseReason::Stalled, code::NOT_READING, "stalled"),
     (CloseReason::Banned, code::REFUSED, "banned"),
@@ -228,6 +236,7 @@ impl CloseReason {
             | CloseReason::HelloTimeout
             | CloseReason::AuthTimeout
             | CloseReason::ReauthTimeout
+            | CloseReason::ReadmitTimeout
             | CloseReason::QueueFull
             | CloseReason::Stalled
             | CloseReason::KeyRotated
@@ -270,6 +279,9 @@ impl fmt::Display for CloseReason {
             CloseReason::ReauthTimeout => {
                 f.write_str("the relay's re-authentication challenge was not answered in time")
             }
+            CloseReason::ReadmitTimeout => f.write_str(
+                "the relay changed its admission key and this room connection was not admitted again in time",
+            ),
             CloseReason::QueueFull => f.write_str(
                 "this device asked for more than it read (too much was waiting for it)",
             ),

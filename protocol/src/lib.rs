@@ -1,6 +1,7 @@
 //! Wire types for hearth: what a client and a relay say to each other.
 //!
 //! Map of the crate:
+//! - [`admission`]: anonymous admission tokens for room connections (RFC 9497 VOPRF).
 //! - [`ids`]: newtypes for everything that names something (rooms, accounts, sequence
 //!   numbers, handles, capabilities, invite tokens).
 //! - [`messages`]: the handshake, requests, responses, pushed events and errors.
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod admission;
 pub mod auth;
 pub mod close;
 pub mod frame;
@@ -24,6 +26,9 @@ pub mod limits;
 pub mod messages;
 
 pub use address::{AddressError, Invite, RelayAddress};
+pub use admission::{
+    AdmissionKey, AdmissionProof, AdmissionToken, BlindedToken, EvaluatedToken, ADMISSION_BATCH,
+};
 pub use auth::{admin_message, rotation_message, AdminAction, AdminList, AdminProof, KeyRotation};
 pub use close::{CloseReason, Retry};
 pub use frame::{decode_frame, encode_frame, FrameError};

@@ -1,8 +1,9 @@
 //! Protocol constants: versions, ALPN and size limits.
 
 /// The protocol version this build speaks (2: key rotation, `AccountInfo::rotations`;
-/// 3: room admins as per-room pseudonyms that sign relay-side changes, decision 0013).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 3: room admins as per-room pseudonyms that sign relay-side changes, decision 0013;
+/// 4: room connections admitted by anonymous tokens, decision 0016).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Every protocol version this build can speak, newest first.
 pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];

@@ -8,8 +8,10 @@
 //! 2. The client sends [`ClientFrame`]s, each a [`Request`] with an id; the relay answers
 //!    each with a [`ServerFrame::Response`] carrying the same id, and may push
 //!    [`ServerFrame::Event`]s at any time (new room entries, re-authentication).
-//! 3. Before authenticating, only [`Request::Register`], [`Request::Auth`] and
-//!    [`Request::Ping`] are allowed.
+//! 3. Before authenticating, only [`Request::Register`], [`Request::Auth`],
+//!    [`Request::Ping`] and [`Request::AdmissionKey`] are allowed, and, on a connection
+//!    admitted with a token ([`Request::Admit`], decision 0016), the room requests a
+//!    room's capability authorises ([`Request::capability_room`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -394,6 +396,33 @@ pub enum Request {
         /// The most bytes wanted (capped at [`crate::limits::MAX_BLOB_PIECE`]).
         len: u32,
     },
+    /// The relay's current admission key, the same for every connection (decision 0016).
+    /// Allowed before signing in; a room connection asks it before it is admitted, so the
+    /// relay cannot hand one account a key of its own. Answered with
+    /// [`Response::AdmissionKey`].
+    AdmissionKey,
+    /// Blindly evaluate exactly [`crate::ADMISSION_BATCH`] tokens under `key`, the
+    /// relay's current admission key. Signed-in accounts that are not banned only; the
+    /// relay bounds how many batches an account gets per key. Answered with
+    /// [`Response::AdmissionIssued`]; [`ErrorCode::StaleEpoch`] when `key` is no longer
+    /// the relay's (ask [`Request::AdmissionKey`] again).
+    IssueAdmission {
+        /// The key the client will check the proof against.
+        key: crate::AdmissionKey,
+        /// The blinded token inputs.
+        blinded: Vec<crate::BlindedToken>,
+    },
+    /// Admit this connection to room requests with a token of the relay's current
+    /// admission key (or, for the relay's grace period after it changed, the one before).
+    /// Needed once per connection that has not signed in, and again after
+    /// [`Event::Readmit`]. Answered with [`Response::Done`]; [`ErrorCode::NotAdmitted`]
+    /// when the token is not the relay's.
+    Admit {
+        /// The key the token was issued under.
+        key: crate::AdmissionKey,
+        /// The token.
+        token: crate::AdmissionToken,
+    },
 }
 
 impl Request {
@@ -512,6 +541,16 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
+    /// The relay's current admission key (answer to [`Request::AdmissionKey`]).
+    AdmissionKey(crate::AdmissionKey),
+    /// The blind evaluations of [`Request::IssueAdmission`], in order, with the proof
+    /// that they were made with the key asked for.
+    AdmissionIssued {
+        /// One per blinded token.
+        evaluated: Vec<crate::EvaluatedToken>,
+        /// The batch proof (RFC 9497 section 2.2.1).
+        proof: crate::AdmissionProof,
+    },
 }
 
 /// One room of the directory of public rooms.
@@ -616,6 +655,14 @@ pub enum Event {
         /// The new account's identity key.
         account: AccountKey,
     },
+    /// The relay's admission key changed (an account was banned, decision 0016): admit
+    /// this connection again with a token of `key` ([`Request::Admit`]) within the
+    /// relay's grace period, or it is closed. Sent to connections that have not signed in
+    /// and were admitted.
+    Readmit {
+        /// The new key.
+        key: crate::AdmissionKey,
+    },
 }
 
 /// Why a request failed.
@@ -666,6 +713,10 @@ pub enum ErrorCode {
     StorageFull,
     /// No such blob in the room (never uploaded, not finished, or deleted by retention).
     UnknownBlob,
+    /// A connection that has not signed in must be admitted with a token
+    /// ([`Request::Admit`]) before it sends room requests, or the token was not the
+    /// relay's (decision 0016).
+    NotAdmitted,
 }
 
 /// An error answer: a code for programs and a message for people.

@@ -222,6 +222,10 @@ async fn execute_inner(
             if let AdminResponse::Account(record) = &banned {
                 // At once, not at the next re-authentication.
                 let closed = relay.shared.notifier.disconnect(&record.account);
+                // And its room connections, which never signed in: every room connection
+                // must be admitted again with a token of a new key, which the banned
+                // account cannot get (decision 0016).
+                relay.shared.admission.replace(std::time::Instant::now());
                 tracing::info!(handle = %record.handle, sessions = closed, "account banned; its sessions closed");
             }
             banned

@@ -1071,6 +1071,11 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                     "admission: {} address validations, {} unauthenticated connections gave way to newer ones, {} closed for asking too much before authenticating",
                     m.retries, m.unauthenticated_evicted, m.preauth_refused
                 )?;
+                writeln!(
+                    out,
+                    "rooms:     {} room connections admitted by token, {} closed for not being admitted again after a ban",
+                    m.admitted, m.readmit_timeouts
+                )?;
             }
         }
         AdminResponse::Audit(records) => {

@@ -657,7 +657,7 @@ async fn a_member_cannot_claim_a_room_whose_admins_the_relay_does_not_know_yet()
     );
     // Nor can alice's own pseudonym on a connection that never signed in: the first list
     // of a migrated room takes the owner's account.
-    let mut link = Client::connect(&relay.address()).await;
+    let mut link = Client::room_connection(&relay.address(), &mut mallory).await;
     let seed: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(
         [b"test admin".as_slice(), &alice_id.account().0].concat(),
     )
@@ -706,8 +706,20 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
     alice.create_room(other, cap(9).hash()).await;
     assert_eq!(appended(alice.append(room, cap(0), vec![1]).await), Seq(1));
 
-    // A stranger with no account: a wrong capability, another room's, none at all.
+    // A connection not admitted (decision 0016): even the right capability is not
+    // looked at.
     let mut stranger = Client::connect(&relay.address()).await;
+    assert_eq!(
+        stranger
+            .append(room, cap(0), vec![2])
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotAdmitted
+    );
+    // Admitted with a token any registered account can take, a stranger to the room: a
+    // wrong capability, another room's, none at all.
+    stranger.admit(&mut alice).await;
     for request in [
         Request::Append {
             room,
@@ -770,7 +782,7 @@ async fn a_connection_that_never_signs_in_gets_a_room_by_its_capability_alone() 
     // A room connection: the capability alone, no account, and it stays open past the
     // sign-in deadline while it follows the room.
     // A stranger connected just after it marks when its sign-in deadline has passed.
-    let mut member = Client::connect(&relay.address()).await;
+    let mut member = Client::room_connection(&relay.address(), &mut alice).await;
     let mut witness = Client::connect(&relay.address()).await;
     member
         .request(Request::Subscribe {
@@ -861,7 +873,7 @@ async fn a_removed_members_capability_is_dead_on_room_connections_too() {
     let room = RoomId::random();
     alice.create_room(room, cap(0).hash()).await;
     // Mallory has only room connections, one per capability she will hold.
-    let mut mallory = Client::connect(&relay.address()).await;
+    let mut mallory = Client::room_connection(&relay.address(), &mut alice).await;
     mallory
         .request(Request::Subscribe {
             room,
@@ -909,7 +921,7 @@ async fn a_removed_members_capability_is_dead_on_room_connections_too() {
     appended(alice.append(room, cap(2), b"after".to_vec()).await);
     assert!(seen.iter().all(|&seq| seq < 3), "{seen:?}");
     for old in [cap(0), cap(1)] {
-        let mut conn = Client::connect(&relay.address()).await;
+        let mut conn = Client::room_connection(&relay.address(), &mut alice).await;
         for request in [
             Request::Append {
                 room,
@@ -979,7 +991,7 @@ async fn room_connections_beyond_the_addresss_limit_close_the_oldest() {
 
     let mut links = Vec::new();
     for _ in 0..4 {
-        let mut link = Client::connect(&relay.address()).await;
+        let mut link = Client::room_connection(&relay.address(), &mut alice).await;
         link.request(Request::Subscribe {
             room,
             cap: cap(0),
@@ -1016,7 +1028,7 @@ async fn a_flood_of_room_connections_from_the_households_address_pushes_out_only
     alice.create_room(kitchen, cap(0).hash()).await;
     mallory.create_room(own, cap(9).hash()).await;
     // Alice's room connection, the first at the address.
-    let mut link = Client::connect(&relay.address()).await;
+    let mut link = Client::room_connection(&relay.address(), &mut alice).await;
     link.request(Request::Subscribe {
         room: kitchen,
         cap: cap(0),
@@ -1026,7 +1038,7 @@ async fn a_flood_of_room_connections_from_the_households_address_pushes_out_only
     .unwrap();
     let mut flood = Vec::new();
     for _ in 0..4 {
-        let mut conn = Client::connect(&relay.address()).await;
+        let mut conn = Client::room_connection(&relay.address(), &mut mallory).await;
         conn.request(Request::Subscribe {
             room: own,
             cap: cap(9),
@@ -1072,8 +1084,10 @@ async fn a_room_connection_whose_subscription_the_relay_ended_is_closed_when_idl
     alice.create_room(room, cap(0).hash()).await;
     let subscribe = |cap, from| Request::Subscribe { room, cap, from };
     let mut member = Client::connect_with(&relay.address(), keep_alive).await;
+    member.admit(&mut alice).await;
     member.request(subscribe(cap(0), Seq(1))).await.unwrap();
     let mut mallory = Client::connect_with(&relay.address(), keep_alive).await;
+    mallory.admit(&mut alice).await;
     mallory.request(subscribe(cap(0), Seq(1))).await.unwrap();
     // The member's commit removing mallory: the epoch of cap(0) ends there.
     let commit = Request::Commit {
@@ -1098,6 +1112,7 @@ async fn a_room_connection_whose_subscription_the_relay_ended_is_closed_when_idl
     // A room connection that follows nothing, opened after the member's last request:
     // once it is closed as idle, the member has been without a request as long.
     let mut witness = Client::connect_with(&relay.address(), keep_alive).await;
+    witness.admit(&mut alice).await;
     witness
         .request(Request::RoomStatus { room, cap: cap(1) })
         .await
@@ -1117,20 +1132,45 @@ async fn a_room_connection_whose_subscription_the_relay_ended_is_closed_when_idl
     relay.shutdown().await.unwrap();
 }
 
-/// Attack on issue 16's "a banned account still cannot write anywhere", as it stands
-/// after decision 0013 part 5: the relay owner bans mallory. Her account is refused at
-/// sign-in and its sessions close, but the relay cannot tell which room connections are
-/// hers (that is the point of them): with the capabilities she holds she still reads,
-/// follows and writes her rooms on connections that never sign in, until the rooms'
-/// admins remove her by a commit. This pins the limit written in docs/threat-model.md
-/// ("a ban and rooms"); when the relay learns to do better, change it.
+/// Issue 16's "a banned account still cannot write anywhere", with room connections that
+/// never sign in (decision 0016): the relay owner bans mallory while she holds the room's
+/// capability, an open room connection following the room, and a hoard of admission
+/// tokens taken before the ban. The ban replaces the relay's admission key: every room
+/// connection is told, alice's is admitted again with a token of the new key and goes on,
+/// mallory's cannot be (her account gets no tokens) and is closed when the grace period
+/// ends; her hoarded tokens admit a new connection only until then, and never after.
 #[tokio::test]
-async fn a_ban_does_not_reach_the_rooms_a_banned_member_holds_capabilities_of() {
-    let (relay, _dir) = start_relay(|_| {}).await;
+async fn a_ban_closes_the_banned_members_room_connections_and_no_other() {
+    let (relay, _dir) = start_relay(|c| c.reauth_grace_secs = 2).await;
+    let address = relay.address();
     let (mut alice, _) = new_account(&relay, "alice").await;
-    let (_mallory, mallory_id) = new_account(&relay, "mallory").await;
+    let (mut mallory, mallory_id) = new_account(&relay, "mallory").await;
     let room = RoomId::random();
     alice.create_room(room, cap(0).hash()).await;
+
+    let mut alice_link = Client::room_connection(&address, &mut alice).await;
+    let mut mallory_link = Client::room_connection(&address, &mut mallory).await;
+    for link in [&mut alice_link, &mut mallory_link] {
+        assert!(matches!(
+            link.request(Request::Subscribe {
+                room,
+                cap: cap(0),
+                from: Seq(1)
+            })
+            .await,
+            Ok(Response::Done)
+        ));
+    }
+    let old_key = match mallory_link.request(Request::AdmissionKey).await {
+        Ok(Response::AdmissionKey(key)) => key,
+        other => panic!("{other:?}"),
+    };
+    let mut hoard = common::admission_tokens(&mut mallory, old_key).await;
+    assert_eq!(
+        appended(mallory_link.append(room, cap(0), b"before".to_vec()).await),
+        Seq(1)
+    );
+
     let config = relay.relay().config().clone();
     let response = hearth_relay::admin::request(
         &config,
@@ -1141,33 +1181,120 @@ async fn a_ban_does_not_reach_the_rooms_a_banned_member_holds_capabilities_of() 
     .await
     .unwrap();
     assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
-    let mut signed = Client::connect(&relay.address()).await;
+
+    // Every room connection is told of the new key, whoever's it is.
+    let told = |event: Event| match event {
+        Event::Readmit { key } => key,
+        other => panic!("expected Readmit, got {other:?}"),
+    };
+    let new_key = loop {
+        match alice_link.event().await {
+            Event::Entries { .. } => continue,
+            other => break told(other),
+        }
+    };
+    assert_ne!(new_key, old_key);
+    let mallory_told = loop {
+        match mallory_link.event().await {
+            Event::Entries { .. } => continue,
+            other => break told(other),
+        }
+    };
+    assert_eq!(mallory_told, new_key, "one key for every connection");
+
+    // Alice is admitted again with a token of the new key from her signed-in connection.
+    let token = common::admission_tokens(&mut alice, new_key)
+        .await
+        .remove(0);
+    assert!(matches!(
+        alice_link
+            .request(Request::Admit {
+                key: new_key,
+                token
+            })
+            .await,
+        Ok(Response::Done)
+    ));
+    // Mallory gets no token of it: she cannot sign in to ask for one.
+    let mut signed = Client::connect(&address).await;
     assert_eq!(
         signed.auth(&mallory_id).await.unwrap_err().code,
         ErrorCode::Banned
     );
-    // Her room connection: the capability alone, so the ban does not apply.
-    let mut link = Client::connect(&relay.address()).await;
+    // Her hoard of the old key still admits within the grace period, and only then.
+    let mut late = Client::connect(&address).await;
+    assert!(matches!(
+        late.request(Request::Admit {
+            key: old_key,
+            token: hoard.remove(0)
+        })
+        .await,
+        Ok(Response::Done)
+    ));
+    assert!(matches!(
+        mallory_link
+            .request(Request::Admit {
+                key: old_key,
+                token: hoard.remove(0)
+            })
+            .await,
+        Ok(Response::Done)
+    ));
+
+    // At the grace period's end both of her connections are closed as not admitted.
+    for conn in [&mallory_link.raw.conn, &late.raw.conn] {
+        let (code, reason) = common::close_of(conn).await;
+        assert_eq!(code, hearth_protocol::CloseReason::ReadmitTimeout.code());
+        assert_eq!(reason, "readmit-timeout");
+    }
+    // A new connection: the old key admits no more, and unadmitted it reaches no room.
+    let mut again = Client::connect(&address).await;
     assert_eq!(
-        appended(link.append(room, cap(0), b"still writing".to_vec()).await),
-        Seq(1)
-    );
-    // Until the room's admins remove her: their commit rotates the capability.
-    let removal = Request::Commit {
-        room,
-        cap: cap(0),
-        next_cap_hash: cap(1).hash(),
-        payload: b"remove mallory".to_vec(),
-        admins: None,
-    };
-    assert_eq!(appended(alice.request(removal).await), Seq(2));
-    assert_eq!(
-        link.append(room, cap(0), b"x".to_vec())
+        again
+            .request(Request::Admit {
+                key: old_key,
+                token: hoard.remove(0)
+            })
             .await
             .unwrap_err()
             .code,
-        ErrorCode::StaleEpoch
+        ErrorCode::NotAdmitted
     );
+    assert_eq!(
+        again
+            .append(room, cap(0), b"after".to_vec())
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotAdmitted
+    );
+    assert_eq!(
+        again
+            .request(Request::Read {
+                room,
+                cap: cap(0),
+                from: Seq(1),
+                limit: 10
+            })
+            .await
+            .unwrap_err()
+            .code,
+        ErrorCode::NotAdmitted
+    );
+    // Alice's connection outlived the grace period and still writes and follows.
+    assert_eq!(
+        appended(alice_link.append(room, cap(0), b"after".to_vec()).await),
+        Seq(2)
+    );
+    let entries = loop {
+        match alice_link.event().await {
+            Event::Entries { entries, .. } if entries.iter().any(|e| e.seq == Seq(2)) => {
+                break entries
+            }
+            _ => continue,
+        }
+    };
+    assert_eq!(entries.last().unwrap().payload, b"after");
     relay.shutdown().await.unwrap();
 }
 
@@ -1186,9 +1313,8 @@ async fn an_admins_changes_at_the_relay_go_on_a_connection_that_never_signs_in()
     let room = RoomId::random();
     alice.create_room(room, cap(0).hash()).await;
     let owner = alice.admin_key();
-    drop(alice);
     // Alice's room connection, holding her pseudonym (not her account).
-    let mut link = Client::connect(&relay.address()).await;
+    let mut link = Client::room_connection(&relay.address(), &mut alice).await;
     let seed: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(
         [b"test admin".as_slice(), &alice_id.account().0].concat(),
     )
@@ -1196,7 +1322,8 @@ async fn an_admins_changes_at_the_relay_go_on_a_connection_that_never_signs_in()
     link.admin = ed25519_dalek::SigningKey::from_bytes(&seed);
     assert_eq!(link.admin_key(), owner);
     // Mallory's room connection, with her own pseudonym.
-    let mut mallory = Client::connect(&relay.address()).await;
+    let mut mallory = Client::room_connection(&relay.address(), &mut alice).await;
+    drop(alice);
     mallory.admin = ed25519_dalek::SigningKey::from_bytes(&[0x66; 32]);
     let retention = Request::SetRetention {
         room,

@@ -563,6 +563,7 @@ impl Loop<'_> {
         let mut pending: JoinSet<(u32, Result<Response, WireError>)> = JoinSet::new();
         let mut ending: Option<Ending> = None;
         let ended = self.session.ended();
+        let mut admission_key = self.relay.shared.admission.watch();
         let mut heard_tick = tokio::time::interval(HEARD_EVERY);
         heard_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while ending.is_none() {
@@ -576,6 +577,10 @@ impl Loop<'_> {
                 (Some(_), Some(at)) => Instant::from_std(at),
                 (Some(_), None) => far,
             };
+            // The relay's admission key changed under this connection (a ban): it must
+            // be admitted again by then (decision 0016).
+            let readmit = self.session.readmit_deadline().map(Instant::from_std);
+            let deadline = readmit.map_or(deadline, |at| at.min(deadline));
             tokio::select! {
                 item = rx.recv(), if pending.len() < MAX_IN_FLIGHT => {
                     let Some(Inbound::Frame(body)) = item else {
@@ -636,7 +641,23 @@ impl Loop<'_> {
                         return e;
                     }
                 }
+                Ok(()) = admission_key.changed() => {
+                    let key = *admission_key.borrow_and_update();
+                    if let Some(event) = self.session.admission_key_changed(key) {
+                        if let Err(e) = self.push(Outgoing::Event(event)) {
+                            return e;
+                        }
+                    }
+                }
                 _ = sleep_until(deadline) => {
+                    if readmit.is_some_and(|at| Instant::now() >= at) {
+                        if self.session.readmit_deadline().is_some() {
+                            Metrics::bump(&metrics.readmit_timeouts);
+                            tracing::debug!(%peer, "room connection not admitted again in time");
+                            ending = Some(Ending::told(CloseReason::ReadmitTimeout, "not admitted again in time"));
+                        }
+                        continue;
+                    }
                     if room_connection {
                         if self.session.subscribes() {
                             self.last_request = Instant::now();

@@ -41,6 +41,11 @@ pub struct Metrics {
     /// Unauthenticated connections closed to make room for a newer one from the same
     /// address.
     pub unauthenticated_evicted: AtomicU64,
+    /// Connections admitted to room requests with a token (decision 0016), again after a
+    /// ban included.
+    pub admitted: AtomicU64,
+    /// Room connections closed for not being admitted again after a ban (`readmit-timeout`).
+    pub readmit_timeouts: AtomicU64,
 }
 
 /// A copy of [`Metrics`] at one moment.
@@ -63,6 +68,8 @@ pub struct MetricsSnapshot {
     pub retries: u64,
     pub preauth_refused: u64,
     pub unauthenticated_evicted: u64,
+    pub admitted: u64,
+    pub readmit_timeouts: u64,
 }
 
 impl Metrics {
@@ -91,6 +98,8 @@ impl Metrics {
             retries: r(&self.retries),
             preauth_refused: r(&self.preauth_refused),
             unauthenticated_evicted: r(&self.unauthenticated_evicted),
+            admitted: r(&self.admitted),
+            readmit_timeouts: r(&self.readmit_timeouts),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod address;
 mod admin_proof;
+pub mod admission_keys;
 pub mod audit;
 mod blob_requests;
 mod hub;
@@ -275,6 +276,14 @@ pub const DEPOSITS_PER_SECOND: f64 = 0.5;
 /// household invites everyone at once).
 pub const DEPOSIT_BURST: u32 = 60;
 
+/// Batches of admission tokens ([`hearth_protocol::ADMISSION_BATCH`] each) one account
+/// gets per second, sustained: one a minute, enough to reopen every room's connection
+/// after a network change several times an hour.
+pub const ADMISSION_BATCHES_PER_SECOND: f64 = 1.0 / 60.0;
+/// Batches one account may take at once: 16 batches of 16 tokens admit 256 room
+/// connections (a person in many rooms, after a relay restart).
+pub const ADMISSION_BATCH_BURST: u32 = 16;
+
 /// The window `max_public_rooms_per_account` counts new listings over: a day.
 pub const LISTING_WINDOW_SECS: f64 = 86_400.0;
 
@@ -292,6 +301,10 @@ pub(crate) struct Shared {
     /// names no account in the store (decision 0013).
     pub(crate) listings: RateLimiter,
     pub(crate) key_package_fetches: key_package_fetches::KeyPackageFetches,
+    /// The admission key room connections are let in by (decision 0016), in memory only.
+    pub(crate) admission: admission_keys::AdmissionKeys,
+    /// Batches of admission tokens per account, in memory only.
+    pub(crate) admission_issues: RateLimiter,
     pub(crate) join_checks: crate::external_join::JoinChecks,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit_log: Arc<audit::AuditLog>,
@@ -351,6 +364,7 @@ impl Relay {
                 quota_bytes_total: config.blob_quota_bytes_total,
             },
         ));
+        let admission_grace = Duration::from_secs(config.reauth_grace_secs.max(1));
         Self {
             shared: Arc::new(Shared {
                 config,
@@ -362,6 +376,11 @@ impl Relay {
                 deposits: RateLimiter::new(DEPOSITS_PER_SECOND, DEPOSIT_BURST),
                 listings,
                 key_package_fetches: Default::default(),
+                admission: admission_keys::AdmissionKeys::new(admission_grace),
+                admission_issues: RateLimiter::new(
+                    ADMISSION_BATCHES_PER_SECOND,
+                    ADMISSION_BATCH_BURST,
+                ),
                 join_checks: Default::default(),
                 metrics,
                 audit_log,

@@ -79,6 +79,12 @@ pub struct Session {
     room_connection: Option<hearth_protocol::RoomId>,
     /// The request budget of a room connection: (tokens, last refill).
     room_rate: (f64, Instant),
+    /// The admission key this connection (one that never signed in) was admitted under
+    /// with a token (decision 0016); room requests need it to be still taken.
+    admitted: Option<hearth_protocol::AdmissionKey>,
+    /// When the relay's admission key changed under an admitted connection: by when it
+    /// must be admitted again.
+    readmit_deadline: Option<Instant>,
 }
 
 /// Rooms one room connection may subscribe to at once: one room, or a small group of
@@ -198,7 +204,75 @@ impl Session {
             packets_seen: (0, 0),
             room_connection: None,
             room_rate: (0.0, Instant::now()),
+            admitted: None,
+            readmit_deadline: None,
         }
+    }
+
+    /// The relay's admission key became `key` (an account was banned, decision 0016). A
+    /// connection admitted under another key must be admitted again by the grace period's
+    /// end: returns the event that tells it so, and sets [`Self::readmit_deadline`].
+    pub fn admission_key_changed(&mut self, key: hearth_protocol::AdmissionKey) -> Option<Event> {
+        match self.admitted {
+            Some(admitted) if admitted != key && self.account.is_none() => {
+                if self.readmit_deadline.is_none() {
+                    self.readmit_deadline = Some(
+                        Instant::now()
+                            + std::time::Duration::from_secs(
+                                self.shared.config.reauth_grace_secs.max(1),
+                            ),
+                    );
+                }
+                Some(Event::Readmit { key })
+            }
+            _ => None,
+        }
+    }
+
+    /// By when this connection must be admitted again, if the relay's key changed under
+    /// it.
+    pub fn readmit_deadline(&self) -> Option<Instant> {
+        self.readmit_deadline
+    }
+
+    /// [`Request::Admit`] on a connection that never signed in.
+    fn admit(
+        &mut self,
+        key: hearth_protocol::AdmissionKey,
+        token: &hearth_protocol::AdmissionToken,
+    ) -> Result<Response, WireError> {
+        if self.account.is_some() {
+            return Err(err(
+                ErrorCode::BadRequest,
+                "a signed-in connection needs no admission",
+            ));
+        }
+        let now = Instant::now();
+        match self.shared.admission.admit(&key, token, now) {
+            Ok(until) => {
+                Metrics::bump(&self.shared.metrics.admitted);
+                self.admitted = Some(key);
+                // A token of the key before the relay's current one admits until its
+                // grace period ends, and no longer, even on a connection opened after
+                // the change (which was never told of it).
+                self.readmit_deadline = until;
+                Ok(Response::Done)
+            }
+            Err(e) => {
+                Metrics::bump(&self.shared.metrics.auth_failures);
+                tracing::info!(peer = %self.peer_ip, "admission token refused");
+                self.shared
+                    .audit("admission-refused", Some(self.peer_ip), None, &e.message);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether this connection may send room requests without signing in: admitted under
+    /// a key the relay still takes.
+    fn is_admitted(&self, now: Instant) -> bool {
+        self.admitted
+            .is_some_and(|key| self.shared.admission.still_admits(&key, now))
     }
 
     /// Whether this connection never signed in and carries a room's requests, authorised
@@ -363,6 +437,10 @@ impl Session {
             Request::Auth { account, signature } => {
                 return Reply::Ready(self.auth(account, signature).await)
             }
+            Request::AdmissionKey => {
+                return Reply::Ready(Ok(Response::AdmissionKey(self.shared.admission.current())))
+            }
+            Request::Admit { key, token } => return Reply::Ready(self.admit(key, &token)),
             _ => {}
         }
         let Some(account) = self.account else {
@@ -406,6 +484,12 @@ impl Session {
     /// connections of its address) and is rate-limited on its own. A wrong capability
     /// gets the store's refusal and counts towards [`MAX_REQUESTS_BEFORE_AUTH`].
     async fn anonymous(&mut self, request: Request) -> Reply {
+        if !self.is_admitted(Instant::now()) {
+            return Reply::Ready(Err(err(
+                ErrorCode::NotAdmitted,
+                "admit this connection with a token first (AdmissionKey, then Admit), or sign in",
+            )));
+        }
         if self.room_connection.is_some() && !self.room_allow(Instant::now()) {
             Metrics::bump(&self.shared.metrics.rate_limited);
             if !self.limit_logged {
@@ -1102,7 +1186,52 @@ impl Session {
             Request::RotateKey { rotation, proof } => {
                 Reply::Ready(self.rotate_key(account, rotation, proof).await)
             }
+            Request::IssueAdmission { key, blinded } => {
+                self.issue_admission(account, key, blinded).await
+            }
+            Request::AdmissionKey | Request::Admit { .. } => {
+                Reply::Ready(Err(err(ErrorCode::BadRequest, "unexpected request")))
+            }
         }
+    }
+
+    /// [`Request::IssueAdmission`]: a batch of admission tokens for an account that is not
+    /// banned, within its budget ([`super::ADMISSION_BATCH_BURST`]). The relay keeps no
+    /// record of what it issued (decision 0016).
+    async fn issue_admission(
+        &mut self,
+        account: AccountKey,
+        key: hearth_protocol::AdmissionKey,
+        blinded: Vec<hearth_protocol::BlindedToken>,
+    ) -> Reply {
+        // A ban that landed since this connection signed in (it is being closed).
+        match self.shared.store.account(&account) {
+            Ok(Some(record)) if !record.banned => {}
+            Ok(_) => return Reply::Ready(Err(err(ErrorCode::Banned, "this account is banned"))),
+            Err(e) => return Reply::Ready(Err(store_failed(e))),
+        }
+        if !self.shared.admission_issues.allow(&account, Instant::now()) {
+            self.shared.audit(
+                "rate-limited",
+                Some(self.peer_ip),
+                Some(&account),
+                "admission tokens",
+            );
+            return Reply::Ready(Err(err(
+                ErrorCode::RateLimited,
+                "too many admission tokens taken recently: wait a minute",
+            )));
+        }
+        let shared = self.shared.clone();
+        Reply::Ready(
+            off_workers(move || {
+                shared
+                    .admission
+                    .issue(&key, &blinded)
+                    .map(|(evaluated, proof)| Response::AdmissionIssued { evaluated, proof })
+            })
+            .await,
+        )
     }
 
     /// The requests the room's capability authorises ([`Request::capability_room`]):

@@ -327,6 +327,12 @@ pub struct Client {
     next_id: u32,
     events: VecDeque<Event>,
     responses: HashMap<u32, Result<Response, WireError>>,
+    /// Admission tokens issued to this (signed-in) client and not spent yet, with their
+    /// key (see [`Client::admit`]).
+    spare_tokens: Vec<(
+        hearth_protocol::AdmissionKey,
+        hearth_protocol::AdmissionToken,
+    )>,
 }
 
 impl Client {
@@ -378,6 +384,7 @@ impl Client {
             next_id: 1,
             events: VecDeque::new(),
             responses: HashMap::new(),
+            spare_tokens: Vec::new(),
         }
     }
 
@@ -645,6 +652,90 @@ impl Client {
         })
         .await
     }
+}
+
+impl Client {
+    /// Admits this connection (one that never signs in) to room requests with a token
+    /// issued to `issuer`'s signed-in connection (decision 0016), as hearth's client does.
+    pub async fn admit(&mut self, issuer: &mut Client) {
+        let key = match self.request(Request::AdmissionKey).await {
+            Ok(Response::AdmissionKey(key)) => key,
+            other => panic!("admission key: {other:?}"),
+        };
+        let token = issuer.admission_token(key).await;
+        self.request(Request::Admit { key, token })
+            .await
+            .expect("admitted");
+    }
+
+    /// One unspent token of `key` issued to this signed-in client (a batch at a time).
+    pub async fn admission_token(
+        &mut self,
+        key: hearth_protocol::AdmissionKey,
+    ) -> hearth_protocol::AdmissionToken {
+        self.spare_tokens.retain(|(k, _)| *k == key);
+        if self.spare_tokens.is_empty() {
+            let batch = admission_tokens(self, key).await;
+            self.spare_tokens = batch.into_iter().map(|t| (key, t)).collect();
+        }
+        self.spare_tokens.pop().expect("a batch").1
+    }
+
+    /// A connection that never signs in, admitted to room requests with a token issued to
+    /// `issuer` (see [`Client::admit`]).
+    pub async fn room_connection(address: &RelayAddress, issuer: &mut Client) -> Client {
+        let mut link = Client::connect(address).await;
+        link.admit(issuer).await;
+        link
+    }
+}
+
+/// A batch of admission tokens of `key` issued to `issuer`'s signed-in connection, the
+/// proof checked (RFC 9497 VOPRF, `ristretto255-SHA512`).
+pub async fn admission_tokens(
+    issuer: &mut Client,
+    key: hearth_protocol::AdmissionKey,
+) -> Vec<hearth_protocol::AdmissionToken> {
+    use voprf::{Group, Ristretto255, VoprfClient};
+    let inputs: Vec<[u8; 32]> = (0..hearth_protocol::ADMISSION_BATCH)
+        .map(|_| {
+            let mut input = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut input);
+            input
+        })
+        .collect();
+    let blinds: Vec<_> = inputs
+        .iter()
+        .map(|i| VoprfClient::<Ristretto255>::blind(i, &mut rand_core::OsRng).expect("blind"))
+        .collect();
+    let blinded = blinds
+        .iter()
+        .map(|b| hearth_protocol::BlindedToken(b.message.serialize().into()))
+        .collect();
+    let (evaluated, proof) = match issuer
+        .request(Request::IssueAdmission { key, blinded })
+        .await
+    {
+        Ok(Response::AdmissionIssued { evaluated, proof }) => (evaluated, proof),
+        other => panic!("admission tokens: {other:?}"),
+    };
+    let states: Vec<_> = blinds.iter().map(|b| b.state.clone()).collect();
+    let messages: Vec<_> = evaluated
+        .iter()
+        .map(|e| voprf::EvaluationElement::<Ristretto255>::deserialize(&e.0).expect("point"))
+        .collect();
+    let proof = voprf::Proof::<Ristretto255>::deserialize(&proof.0).expect("proof");
+    let public = Ristretto255::deserialize_elem(&key.0).expect("key");
+    let outputs = VoprfClient::batch_finalize(&inputs, &states, &messages, &proof, public)
+        .expect("the proof verifies");
+    inputs
+        .iter()
+        .zip(outputs)
+        .map(|(input, output)| hearth_protocol::AdmissionToken {
+            input: *input,
+            output: output.expect("finalized").into(),
+        })
+        .collect()
 }
 
 /// Registers a fresh account on `relay` and returns its authenticated client.
