@@ -79,3 +79,51 @@ async fn a_banned_accounts_client_closes_its_rooms_connections_too() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Decision 0016: a ban replaces the relay's admission key, and every room connection
+/// must show a token of the new one. The family's clients do that on the connections
+/// they have (`Readmit`), taking new tokens on their signed-in connections: nothing is
+/// reopened, and the room goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_of_someone_else_readmits_the_familys_room_connections_where_they_are() {
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut carol = relay.user("carol").await;
+    let room = room_with(&alice, &[&bob], "family").await;
+    alice.c().send_text(room, "before").await.unwrap();
+    bob.wait_text("before").await;
+    carol.client.take().unwrap().close().await;
+    let running = relay.running.as_ref().unwrap();
+    let before = running.relay().metrics();
+    let banned = hearth_relay::admin::request(
+        running.relay().config(),
+        hearth_relay::admin::AdminRequest::Ban {
+            handle: common::h("carol"),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(banned, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned),
+        "{banned:?}"
+    );
+    // No event tells when the relay has taken the new tokens: look until it has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while running.relay().metrics().admitted < before.admitted + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room connections were not admitted again: {:?}",
+            running.relay().metrics()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let after = running.relay().metrics();
+    assert_eq!(
+        after.connections_total, before.connections_total,
+        "admitted again on the connections they had, none reopened"
+    );
+    assert_eq!(after.readmit_timeouts, 0);
+    alice.c().send_text(room, "after").await.unwrap();
+    bob.wait_text("after").await;
+}

@@ -175,6 +175,9 @@ impl Inner {
                 });
                 Ok(())
             }
+            // Only for room connections, handled where the connection is known
+            // (`room_links::follow`); a signed-in connection is never told.
+            Event::Readmit { .. } => Ok(()),
         };
         if let Err(e) = result {
             tracing::warn!("handling a relay event failed: {e}");

@@ -285,3 +285,25 @@ pub fn reset_room(room: &mut Room, rec: RoomRecord) {
     *relay_admins = None;
     *revert_landed = None;
 }
+
+/// The client's check of a batch of admission tokens as the relay answered it (decision
+/// 0016): fresh blinded inputs, then `key`, `evaluated` and `proof` from the fuzzer.
+/// Returns whether the batch was taken (only a relay holding the key's secret can make
+/// one that is).
+pub fn admission_batch(key: [u8; 32], evaluated: &[[u8; 32]], proof: [u8; 64]) -> bool {
+    let Ok(batch) = super::admission::blind_batch() else {
+        return false;
+    };
+    let evaluated: Vec<_> = evaluated
+        .iter()
+        .map(|e| hearth_protocol::EvaluatedToken(*e))
+        .collect();
+    super::admission::finalize_batch(
+        &hearth_protocol::AdmissionKey(key),
+        &batch.inputs,
+        &batch.states,
+        &evaluated,
+        &hearth_protocol::AdmissionProof(proof),
+    )
+    .is_ok()
+}

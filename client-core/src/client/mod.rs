@@ -15,6 +15,7 @@
 //! Events go to one unbounded channel, taken once with [`Client::events`].
 
 mod admin;
+mod admission;
 pub mod authentication;
 pub use authentication::Impostor;
 mod direct;
@@ -91,6 +92,8 @@ pub(crate) struct Inner {
     link: RwLock<Option<Arc<dyn Link>>>,
     /// Each room's own connection, which never signs in (see [`room_links`]).
     room_links: Mutex<room_links::RoomLinks>,
+    /// Admission tokens for room connections (see [`admission`]).
+    admission: tokio::sync::Mutex<admission::TokenPool>,
     /// The tasks of the room connections (opening them, their events), stopped on close.
     room_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The presence announcement spreading over the rooms (see `presence`), stopped on
@@ -279,6 +282,7 @@ impl Client {
             connector,
             link: RwLock::new(conn.as_ref().map(|(conn, _)| conn.link.clone())),
             room_links: Mutex::new(room_links::RoomLinks::new()),
+            admission: tokio::sync::Mutex::new(admission::TokenPool::default()),
             room_tasks: Mutex::new(Vec::new()),
             announcer: Mutex::new(None),
             exporter: Mutex::new(
@@ -844,11 +848,20 @@ impl Inner {
     /// for an admin's change) on the room's own connection, which never signs in (see
     /// [`room_links`]); any other on the account's.
     pub(crate) async fn call(&self, request: Request) -> Result<Response, ClientError> {
-        let link = match request.capability_room() {
-            Some(room) => self.room_link(room).await?,
-            None => self.account_link()?,
+        let Some(room) = request.capability_room() else {
+            return Self::call_on(self.account_link()?, request).await;
         };
-        Self::call_on(link, request).await
+        let link = self.room_link(room).await?;
+        match Self::call_on(link, request).await {
+            // The relay's admission key changed twice within its grace period (two bans
+            // at once): this connection is opened and admitted again, as after a drop.
+            Err(ClientError::Relay(e)) if e.code == hearth_protocol::ErrorCode::NotAdmitted => {
+                tracing::info!("room {room}: its connection is no longer admitted; reopening it");
+                self.close_room_link(room);
+                Err(ClientError::NotConnected)
+            }
+            other => other,
+        }
     }
 
     /// Sends a request on the account's signed-in connection whatever it is: only for

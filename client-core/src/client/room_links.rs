@@ -113,6 +113,12 @@ impl Inner {
             link.close();
             return Err(ClientError::NotConnected);
         }
+        // Let in by an anonymous token: the relay learns someone it has not banned opened
+        // it, not who (decision 0016).
+        if let Err(e) = self.admit(&link).await {
+            link.close();
+            return Err(e);
+        }
         tracing::debug!("room {room}: own connection open");
         self.track(tokio::spawn(follow(
             self.me.clone(),
@@ -254,6 +260,14 @@ fn follow(
             let Some(strong) = inner.upgrade() else {
                 return;
             };
+            if let Event::Readmit { key } = event {
+                // The relay's admission key changed (someone was banned): a token of the
+                // new one keeps this connection open (decision 0016).
+                if let Err(e) = strong.admit_under(&link, key).await {
+                    tracing::info!("room {room}: admitting its connection again failed: {e}");
+                }
+                continue;
+            }
             strong.handle_event(event).await;
         }
         let Some(strong) = inner.upgrade() else {
