@@ -46,18 +46,7 @@ async fn a_banned_accounts_client_closes_its_rooms_connections_too() {
     // Alice's and Bob's signed-in connections and their room's connections.
     let before = running.relay().metrics().connections;
     assert_eq!(before, 4);
-    let banned = hearth_relay::admin::request(
-        running.relay().config(),
-        hearth_relay::admin::AdminRequest::Ban {
-            handle: common::h("bob"),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(banned, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned),
-        "{banned:?}"
-    );
+    common::ban(running, "bob").await;
     bob.wait_for("the ban", |e| {
         matches!(
             e,
@@ -96,18 +85,7 @@ async fn a_ban_of_someone_else_readmits_the_familys_room_connections_where_they_
     carol.client.take().unwrap().close().await;
     let running = relay.running.as_ref().unwrap();
     let before = running.relay().metrics();
-    let banned = hearth_relay::admin::request(
-        running.relay().config(),
-        hearth_relay::admin::AdminRequest::Ban {
-            handle: common::h("carol"),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(banned, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned),
-        "{banned:?}"
-    );
+    common::ban(running, "carol").await;
     // No event tells when the relay has taken the new tokens: look until it has.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while running.relay().metrics().admitted < before.admitted + 2 {

@@ -174,6 +174,20 @@ pub fn h(s: &str) -> Handle {
     Handle::new(s).unwrap()
 }
 
+/// The relay's owner bans `handle` through the running relay's admin socket.
+pub async fn ban(relay: &hearth_relay::RunningRelay, handle: &str) {
+    let banned = hearth_relay::admin::request(
+        relay.relay().config(),
+        hearth_relay::admin::AdminRequest::Ban { handle: h(handle) },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(banned, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned),
+        "{banned:?}"
+    );
+}
+
 /// `owner` creates a room named `name`, then invites and admits every one of `others`.
 pub async fn room_with(owner: &User, others: &[&User], name: &str) -> hearth_protocol::RoomId {
     let room = owner.c().create_room(name).await.unwrap();
