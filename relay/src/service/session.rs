@@ -248,6 +248,16 @@ impl Session {
             ));
         }
         let now = Instant::now();
+        // On a room connection, the room requests' budget: each check is a hash to the
+        // curve and a scalar multiplication, and nothing else bounds how often it asks
+        // (`MAX_REQUESTS_BEFORE_AUTH` stops counting once it is a room connection).
+        if self.room_connection.is_some() && !self.room_allow(now) {
+            Metrics::bump(&self.shared.metrics.rate_limited);
+            return Err(err(
+                ErrorCode::RateLimited,
+                "too many requests; slow down",
+            ));
+        }
         match self.shared.admission.admit(&key, token, now) {
             Ok(until) => {
                 Metrics::bump(&self.shared.metrics.admitted);
@@ -260,9 +270,15 @@ impl Session {
             }
             Err(e) => {
                 Metrics::bump(&self.shared.metrics.auth_failures);
+                self.auth_failures += 1;
                 tracing::info!(peer = %self.peer_ip, "admission token refused");
                 self.shared
                     .audit("admission-refused", Some(self.peer_ip), None, &e.message);
+                // Like refused sign-ins: a connection that keeps presenting tokens that do
+                // not check out is closed (it is guessing, or it is a banned member's).
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    self.close_reason = Some(CloseReason::AuthFailures);
+                }
                 Err(e)
             }
         }
