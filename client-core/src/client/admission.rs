@@ -460,4 +460,31 @@ mod tests {
     }
 
 
+    /// A room connection refused admission for a reason that passes (the key changed
+    /// between the questions, the account's batches used up for now) is reported as not
+    /// connected, which the room's follower tries again with its back-off, not as a
+    /// failure that leaves the room unfollowed.
+    #[tokio::test]
+    async fn a_room_connection_refused_for_now_is_tried_again_later() {
+        super::super::room_links::set_room_jitter(std::time::Duration::ZERO);
+        for code in [ErrorCode::RateLimited, ErrorCode::StaleEpoch] {
+            let (key, server) = relay();
+            let fake = Arc::new(FakeRelay {
+                key,
+                server,
+                room_key: key,
+                batches_for: Default::default(),
+                refuse_batches: Some(code),
+            });
+            let dir = tempfile::tempdir().unwrap();
+            let (client, _pushed) = client_of(&fake, dir.path());
+            let opened = client.inner.room_link(hearth_protocol::RoomId([1; 16])).await;
+            assert!(
+                matches!(opened, Err(ClientError::NotConnected)),
+                "{code:?}: {:?}",
+                opened.err()
+            );
+        }
+    }
+
 }

@@ -117,7 +117,16 @@ impl Inner {
         // it, not who (decision 0016).
         if let Err(e) = self.admit(&link).await {
             link.close();
-            return Err(e);
+            return Err(match e {
+                // The key changed between the questions (a ban), or this account took
+                // too many tokens lately: another try later is admitted, so the room is
+                // opened again with the usual back-off instead of being left unfollowed.
+                ClientError::Relay(ref refused) if admission_retries(refused.code) => {
+                    tracing::info!("room {room}: its connection was not admitted ({e}); trying again later");
+                    ClientError::NotConnected
+                }
+                e => e,
+            });
         }
         tracing::debug!("room {room}: own connection open");
         self.track(tokio::spawn(follow(
@@ -244,6 +253,14 @@ impl Inner {
             delay = (delay * 2).min(MAX_RETRY);
         }
     }
+}
+
+/// Whether a room connection refused admission for `code` is admitted when tried again
+/// later: the relay's key changed under it (`StaleEpoch` on the batch, `NotAdmitted` on
+/// the token) or the account's batches are used up for now (`RateLimited`).
+fn admission_retries(code: hearth_protocol::ErrorCode) -> bool {
+    use hearth_protocol::ErrorCode::{NotAdmitted, RateLimited, StaleEpoch};
+    matches!(code, StaleEpoch | NotAdmitted | RateLimited)
 }
 
 /// Hands `room`'s pushed events to the client until its connection ends, then has the
