@@ -239,3 +239,80 @@ async fn a_room_connection_that_keeps_presenting_bad_tokens_is_closed() {
     assert_eq!(code, CloseReason::AuthFailures.code());
     assert_eq!(reason, "auth-failures");
 }
+
+/// Bans `handle` through the admin socket (which replaces the admission key).
+async fn ban(relay: &hearth_relay::RunningRelay, handle: &str) {
+    let config = relay.relay().config().clone();
+    let response = hearth_relay::admin::request(
+        &config,
+        hearth_relay::admin::AdminRequest::Ban {
+            handle: hearth_protocol::Handle::new(handle).unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
+}
+
+/// A connection that asked the key just before a ban and is admitted with a token of
+/// it in the grace period (hearth's client does this when a ban lands while it opens a
+/// room's connection) is told the new key, as the connections admitted before the ban
+/// are: otherwise it would be closed at the grace period's end without a word.
+#[tokio::test]
+async fn a_connection_admitted_with_the_key_a_ban_just_replaced_is_told_the_new_one() {
+    let (relay, _dir) = start_relay(|c| c.reauth_grace_secs = 30).await;
+    let address = relay.address();
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (_mallory, _) = new_account(&relay, "mallory").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+
+    let mut link = Client::connect(&address).await;
+    let old = match link.request(Request::AdmissionKey).await {
+        Ok(Response::AdmissionKey(key)) => key,
+        other => panic!("{other:?}"),
+    };
+    let token = alice.admission_token(old).await;
+    ban(&relay, "mallory").await;
+    assert!(matches!(
+        link.request(Request::Admit { key: old, token }).await,
+        Ok(Response::Done)
+    ));
+    assert!(matches!(
+        link.request(Request::Subscribe {
+            room,
+            cap: cap(0),
+            from: Seq(1)
+        })
+        .await,
+        Ok(Response::Done)
+    ));
+    let new = tokio::time::timeout(common::WAIT, async {
+        loop {
+            match link.event().await {
+                hearth_protocol::Event::Readmit { key } => break key,
+                hearth_protocol::Event::Entries { .. } => continue,
+                other => panic!("expected Readmit, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("told the new key");
+    assert_ne!(new, old);
+    let token = alice.admission_token(new).await;
+    assert!(matches!(
+        link.request(Request::Admit { key: new, token }).await,
+        Ok(Response::Done)
+    ));
+    // Admitted under the current key: no deadline left, the room answers.
+    assert!(matches!(
+        link.request(Request::Read {
+            room,
+            cap: cap(0),
+            from: Seq(1),
+            limit: 10
+        })
+        .await,
+        Ok(Response::Entries { .. })
+    ));
+}
