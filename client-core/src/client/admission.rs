@@ -10,10 +10,11 @@
 //! connection was told, so the tokens it checks later cannot be matched to the account
 //! they were issued to. A batch is kept in memory only, until the key changes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hearth_protocol::{
-    AdmissionKey, AdmissionToken, BlindedToken, ErrorCode, Request, Response, WireError,
+    AdmissionKey, AdmissionToken, BlindedToken, ErrorCode, Request, Response, RoomId, WireError,
     ADMISSION_BATCH,
 };
 use rand_core::RngCore;
@@ -23,11 +24,19 @@ use super::{unexpected, Inner};
 use crate::error::ClientError;
 use crate::transport::Link;
 
-/// Unspent tokens of one admission key.
+/// Unspent tokens of one admission key, and the token each room's connection was
+/// admitted with under it.
 #[derive(Default)]
 pub(crate) struct TokenPool {
     key: Option<AdmissionKey>,
     tokens: Vec<AdmissionToken>,
+    /// A room's connection opened again under the same key is admitted with the same
+    /// token. A fresh one each time would empty the pool at the pace the relay closes
+    /// that connection, and the batch that follows on the signed-in connection would
+    /// name its account: a relay that keeps closing one room connection would learn
+    /// whose it is. The same token says only that the new connection is the same
+    /// person's in the same room, which its room id, address and timing say already.
+    by_room: HashMap<RoomId, AdmissionToken>,
 }
 
 fn relay_lied(what: &str) -> ClientError {
@@ -111,21 +120,23 @@ pub(crate) fn finalize_batch(
 }
 
 impl Inner {
-    /// Admits `link`, a new connection of a room: asks the relay's key on it and spends a
-    /// token of that key there.
-    pub(crate) async fn admit(&self, link: &Arc<dyn Link>) -> Result<(), ClientError> {
+    /// Admits `link`, a new connection of `room`: asks the relay's key on it and spends
+    /// a token of that key there.
+    pub(crate) async fn admit(&self, room: RoomId, link: &Arc<dyn Link>) -> Result<(), ClientError> {
         let key = Self::admission_key_on(link).await?;
-        self.admit_under(link, key).await
+        self.admit_under(room, link, key).await
     }
 
-    /// Admits `link` with a token of `key`, the key `link` was told (its answer to
-    /// [`Request::AdmissionKey`], or [`hearth_protocol::Event::Readmit`]).
+    /// Admits `link`, `room`'s connection, with a token of `key`, the key `link` was
+    /// told (its answer to [`Request::AdmissionKey`], or
+    /// [`hearth_protocol::Event::Readmit`]).
     pub(crate) async fn admit_under(
         &self,
+        room: RoomId,
         link: &Arc<dyn Link>,
         key: AdmissionKey,
     ) -> Result<(), ClientError> {
-        let (key, token) = self.admission_token(link, key).await?;
+        let (key, token) = self.admission_token(room, link, key).await?;
         match Self::call_on(link.clone(), Request::Admit { key, token }).await? {
             Response::Done => Ok(()),
             other => Err(unexpected(&other)),
@@ -139,17 +150,22 @@ impl Inner {
         }
     }
 
-    /// One unspent token for the room connection `link`, which was told `told`, and the
-    /// key it is of: from the pool, or from a new batch taken on the signed-in
-    /// connection.
+    /// A token for `room`'s connection `link`, which was told `told`, and the key it is
+    /// of: the one the room's connection had under that key (see [`TokenPool`]), else
+    /// one from the pool, or from a new batch taken on the signed-in connection.
     async fn admission_token(
         &self,
+        room: RoomId,
         link: &Arc<dyn Link>,
         told: AdmissionKey,
     ) -> Result<(AdmissionKey, AdmissionToken), ClientError> {
         let mut pool = self.admission.lock().await;
         if pool.key == Some(told) {
+            if let Some(token) = pool.by_room.get(&room) {
+                return Ok((told, token.clone()));
+            }
             if let Some(token) = pool.tokens.pop() {
+                pool.by_room.insert(room, token.clone());
                 return Ok((told, token));
             }
         }
@@ -157,9 +173,14 @@ impl Inner {
         let key = Self::consistent_key(link, &account, told).await?;
         if pool.key != Some(key) {
             pool.tokens.clear();
+            pool.by_room.clear();
             pool.key = Some(key);
         }
+        if let Some(token) = pool.by_room.get(&room) {
+            return Ok((key, token.clone()));
+        }
         if let Some(token) = pool.tokens.pop() {
+            pool.by_room.insert(room, token.clone());
             return Ok((key, token));
         }
         let BlindBatch {
@@ -176,6 +197,7 @@ impl Inner {
             .tokens
             .pop()
             .ok_or_else(|| relay_lied("an empty batch"))?;
+        pool.by_room.insert(room, token.clone());
         Ok((key, token))
     }
 
@@ -292,6 +314,9 @@ mod tests {
         assert!(finalize_batch(&key, &inputs, &states, &evaluated[1..], &proof).is_err());
     }
 
+    const ROOM: RoomId = RoomId([1; 16]);
+    const OTHER_ROOM: RoomId = RoomId([2; 16]);
+
     /// A relay that answers what it is asked with its own key on the signed-in
     /// connection and with `room_key` on every room connection, recording each key a
     /// batch is asked for.
@@ -300,6 +325,8 @@ mod tests {
         server: VoprfServer<Ristretto255>,
         room_key: AdmissionKey,
         batches_for: std::sync::Mutex<Vec<AdmissionKey>>,
+        /// The tokens room connections were admitted with.
+        admitted_with: std::sync::Mutex<Vec<AdmissionToken>>,
         /// What a batch is refused with, if it is.
         refuse_batches: Option<ErrorCode>,
     }
@@ -345,7 +372,10 @@ mod tests {
         > {
             let answer = match request {
                 Request::AdmissionKey => Ok(Response::AdmissionKey(self.0.room_key)),
-                Request::Admit { .. } => Ok(Response::Done),
+                Request::Admit { token, .. } => {
+                    self.0.admitted_with.lock().unwrap().push(token);
+                    Ok(Response::Done)
+                }
                 _ => Err(WireError::new(ErrorCode::Internal, "not in this test")),
             };
             Box::pin(async move { Ok(answer) })
@@ -423,16 +453,17 @@ mod tests {
             server,
             room_key: marked,
             batches_for: Default::default(),
+            admitted_with: Default::default(),
             refuse_batches: None,
         });
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&hostile, dir.path());
         let room: Arc<dyn Link> = Arc::new(RoomSide(hostile.clone()));
 
-        let refused = client.inner.admit(&room).await;
+        let refused = client.inner.admit(ROOM, &room).await;
         assert!(matches!(refused, Err(ClientError::Relay(_))), "{refused:?}");
         // Through a Readmit event with the marked key too.
-        let refused = client.inner.admit_under(&room, marked).await;
+        let refused = client.inner.admit_under(ROOM, &room, marked).await;
         assert!(matches!(refused, Err(ClientError::Relay(_))), "{refused:?}");
         assert!(
             hostile.batches_for.lock().unwrap().is_empty(),
@@ -445,13 +476,14 @@ mod tests {
             server: hostile.server.clone(),
             room_key: hostile.key,
             batches_for: Default::default(),
+            admitted_with: Default::default(),
             refuse_batches: None,
         });
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&honest, dir.path());
         let room: Arc<dyn Link> = Arc::new(RoomSide(honest.clone()));
-        client.inner.admit(&room).await.unwrap();
-        client.inner.admit(&room).await.unwrap();
+        client.inner.admit(ROOM, &room).await.unwrap();
+        client.inner.admit(OTHER_ROOM, &room).await.unwrap();
         assert_eq!(
             *honest.batches_for.lock().unwrap(),
             vec![honest.key],
@@ -474,6 +506,7 @@ mod tests {
                 server,
                 room_key: key,
                 batches_for: Default::default(),
+            admitted_with: Default::default(),
                 refuse_batches: Some(code),
             });
             let dir = tempfile::tempdir().unwrap();
@@ -485,6 +518,39 @@ mod tests {
                 opened.err()
             );
         }
+    }
+
+
+    /// A relay that keeps closing one room's connection, or keeps telling it to be
+    /// admitted again under the key it has, would empty the pool through it and see
+    /// which account then asks for a batch. The room's connection is admitted with the
+    /// token it had under that key, so no batch follows; another room gets a token of
+    /// its own.
+    #[tokio::test]
+    async fn a_room_connection_opened_again_and_again_never_makes_its_account_ask_for_tokens()
+    {
+        let (key, server) = relay();
+        let fake = Arc::new(FakeRelay {
+            key,
+            server,
+            room_key: key,
+            batches_for: Default::default(),
+            admitted_with: Default::default(),
+            refuse_batches: None,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (client, _pushed) = client_of(&fake, dir.path());
+        let room: Arc<dyn Link> = Arc::new(RoomSide(fake.clone()));
+        for _ in 0..ADMISSION_BATCH * 2 {
+            client.inner.admit(ROOM, &room).await.unwrap();
+            client.inner.admit_under(ROOM, &room, key).await.unwrap();
+        }
+        assert_eq!(fake.batches_for.lock().unwrap().len(), 1, "one batch only");
+        client.inner.admit(OTHER_ROOM, &room).await.unwrap();
+        let admitted = fake.admitted_with.lock().unwrap();
+        let (other, same) = admitted.split_last().unwrap();
+        assert!(same.iter().all(|t| t == &same[0]));
+        assert_ne!(other, &same[0], "each room its own token");
     }
 
 }

@@ -115,7 +115,7 @@ impl Inner {
         }
         // Let in by an anonymous token: the relay learns someone it has not banned opened
         // it, not who (decision 0016).
-        if let Err(e) = self.admit(&link).await {
+        if let Err(e) = self.admit(room, &link).await {
             link.close();
             return Err(match e {
                 // The key changed between the questions (a ban), or this account took
@@ -280,7 +280,7 @@ fn follow(
             if let Event::Readmit { key } = event {
                 // The relay's admission key changed (someone was banned): a token of the
                 // new one keeps this connection open (decision 0016).
-                if let Err(e) = strong.admit_under(&link, key).await {
+                if let Err(e) = strong.admit_under(room, &link, key).await {
                     tracing::info!("room {room}: admitting its connection again failed: {e}");
                 }
                 continue;
