@@ -7,8 +7,8 @@ mod common;
 use common::{cap, new_account, start_relay, Client};
 use hearth_protocol::auth::AdminProof;
 use hearth_protocol::{
-    AdminKey, AdmissionKey, AdmissionToken, BlindedToken, BlobId, CapHash, CloseReason,
-    ErrorCode, Request, Response, RoomId, Seq, Signature, ADMISSION_BATCH,
+    AdminKey, AdmissionKey, AdmissionToken, BlindedToken, BlobId, CapHash, CloseReason, ErrorCode,
+    Request, Response, RoomId, Seq, Signature, ADMISSION_BATCH,
 };
 
 /// Every request a room's capability authorises, for `room`.

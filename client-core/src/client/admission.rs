@@ -122,7 +122,11 @@ pub(crate) fn finalize_batch(
 impl Inner {
     /// Admits `link`, a new connection of `room`: asks the relay's key on it and spends
     /// a token of that key there.
-    pub(crate) async fn admit(&self, room: RoomId, link: &Arc<dyn Link>) -> Result<(), ClientError> {
+    pub(crate) async fn admit(
+        &self,
+        room: RoomId,
+        link: &Arc<dyn Link>,
+    ) -> Result<(), ClientError> {
         let key = Self::admission_key_on(link).await?;
         self.admit_under(room, link, key).await
     }
@@ -415,7 +419,10 @@ mod tests {
     fn client_of(
         relay: &Arc<FakeRelay>,
         dir: &std::path::Path,
-    ) -> (super::super::Client, tokio::sync::mpsc::UnboundedSender<hearth_protocol::Event>) {
+    ) -> (
+        super::super::Client,
+        tokio::sync::mpsc::UnboundedSender<hearth_protocol::Event>,
+    ) {
         crate::store::set_test_kdf_params(Some(crate::store::KdfParams::TEST_ONLY_FAST));
         let profile = crate::profile::Profile::create(
             &dir.join("p"),
@@ -433,9 +440,12 @@ mod tests {
             challenge: [0; 32],
             exporter: [0; 32],
         };
-        let client =
-            super::super::Client::start(profile, Arc::new(RoomConnector(relay.clone())), Some((conn, 0)))
-                .unwrap();
+        let client = super::super::Client::start(
+            profile,
+            Arc::new(RoomConnector(relay.clone())),
+            Some((conn, 0)),
+        )
+        .unwrap();
         (client, pushed)
     }
 
@@ -491,7 +501,6 @@ mod tests {
         );
     }
 
-
     /// A room connection refused admission for a reason that passes (the key changed
     /// between the questions, the account's batches used up for now) is reported as not
     /// connected, which the room's follower tries again with its back-off, not as a
@@ -506,12 +515,15 @@ mod tests {
                 server,
                 room_key: key,
                 batches_for: Default::default(),
-            admitted_with: Default::default(),
+                admitted_with: Default::default(),
                 refuse_batches: Some(code),
             });
             let dir = tempfile::tempdir().unwrap();
             let (client, _pushed) = client_of(&fake, dir.path());
-            let opened = client.inner.room_link(hearth_protocol::RoomId([1; 16])).await;
+            let opened = client
+                .inner
+                .room_link(hearth_protocol::RoomId([1; 16]))
+                .await;
             assert!(
                 matches!(opened, Err(ClientError::NotConnected)),
                 "{code:?}: {:?}",
@@ -520,15 +532,13 @@ mod tests {
         }
     }
 
-
     /// A relay that keeps closing one room's connection, or keeps telling it to be
     /// admitted again under the key it has, would empty the pool through it and see
     /// which account then asks for a batch. The room's connection is admitted with the
     /// token it had under that key, so no batch follows; another room gets a token of
     /// its own.
     #[tokio::test]
-    async fn a_room_connection_opened_again_and_again_never_makes_its_account_ask_for_tokens()
-    {
+    async fn a_room_connection_opened_again_and_again_never_makes_its_account_ask_for_tokens() {
         let (key, server) = relay();
         let fake = Arc::new(FakeRelay {
             key,
@@ -552,5 +562,4 @@ mod tests {
         assert!(same.iter().all(|t| t == &same[0]));
         assert_ne!(other, &same[0], "each room its own token");
     }
-
 }

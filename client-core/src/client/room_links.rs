@@ -122,7 +122,9 @@ impl Inner {
                 // too many tokens lately: another try later is admitted, so the room is
                 // opened again with the usual back-off instead of being left unfollowed.
                 ClientError::Relay(ref refused) if admission_retries(refused.code) => {
-                    tracing::info!("room {room}: its connection was not admitted ({e}); trying again later");
+                    tracing::info!(
+                        "room {room}: its connection was not admitted ({e}); trying again later"
+                    );
                     ClientError::NotConnected
                 }
                 e => e,

@@ -266,10 +266,7 @@ impl Session {
         // (`MAX_REQUESTS_BEFORE_AUTH` stops counting once it is a room connection).
         if self.room_connection.is_some() && !self.room_allow(now) {
             Metrics::bump(&self.shared.metrics.rate_limited);
-            return Err(err(
-                ErrorCode::RateLimited,
-                "too many requests; slow down",
-            ));
+            return Err(err(ErrorCode::RateLimited, "too many requests; slow down"));
         }
         match self.shared.admission.admit(&key, token, now) {
             Ok(until) => {
