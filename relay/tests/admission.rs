@@ -316,3 +316,78 @@ async fn a_connection_admitted_with_the_key_a_ban_just_replaced_is_told_the_new_
         Ok(Response::Entries { .. })
     ));
 }
+
+/// Two bans in a row: the second drops the first's old key at once, so the banned
+/// member's hoard of it admits nothing, her connection still closes at the first grace
+/// period's end, and a family connection admitted under the newest key goes on.
+#[tokio::test]
+async fn two_bans_in_a_row_keep_the_banned_member_out_and_the_family_in() {
+    let (relay, _dir) = start_relay(|c| c.reauth_grace_secs = 2).await;
+    let address = relay.address();
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let (mut mallory, _) = new_account(&relay, "mallory").await;
+    let (_dave, _) = new_account(&relay, "dave").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let mut alice_link = Client::room_connection(&address, &mut alice).await;
+    let mut mallory_link = Client::room_connection(&address, &mut mallory).await;
+    let old = match mallory_link.request(Request::AdmissionKey).await {
+        Ok(Response::AdmissionKey(key)) => key,
+        other => panic!("{other:?}"),
+    };
+    let mut hoard = common::admission_tokens(&mut mallory, old).await;
+    for link in [&mut alice_link, &mut mallory_link] {
+        assert!(matches!(
+            link.request(Request::Subscribe {
+                room,
+                cap: cap(0),
+                from: Seq(1)
+            })
+            .await,
+            Ok(Response::Done)
+        ));
+    }
+
+    ban(&relay, "mallory").await;
+    ban(&relay, "dave").await;
+    let mut probe = Client::connect(&address).await;
+    let newest = match probe.request(Request::AdmissionKey).await {
+        Ok(Response::AdmissionKey(key)) => key,
+        other => panic!("{other:?}"),
+    };
+    // The key before the newest is the first ban's, not the original: the hoard is void.
+    let refused = mallory_link
+        .request(Request::Admit {
+            key: old,
+            token: hoard.remove(0),
+        })
+        .await;
+    assert!(
+        matches!(&refused, Err(e) if e.code == ErrorCode::NotAdmitted),
+        "{refused:?}"
+    );
+    let token = alice.admission_token(newest).await;
+    assert!(matches!(
+        alice_link
+            .request(Request::Admit { key: newest, token })
+            .await,
+        Ok(Response::Done)
+    ));
+
+    let (code, reason) = common::close_of(&mallory_link.raw.conn).await;
+    assert_eq!(code, CloseReason::ReadmitTimeout.code());
+    assert_eq!(reason, "readmit-timeout");
+    // Alice's connection, admitted under the newest key, has no deadline.
+    assert!(matches!(
+        alice_link
+            .request(Request::Read {
+                room,
+                cap: cap(0),
+                from: Seq(1),
+                limit: 10
+            })
+            .await,
+        Ok(Response::Entries { .. })
+    ));
+    assert_eq!(relay.relay().metrics().readmit_timeouts, 1);
+}
