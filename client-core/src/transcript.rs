@@ -48,6 +48,10 @@ pub enum ConsistencyWarning {
         /// The last seq where the relay's log is still the one we processed.
         relay: Seq,
     },
+    /// The relay lists no admins for the room though it listed them before: it lost its
+    /// data, or it is finding out who owns which room (setting the list again would take
+    /// the owner's signed-in account, so the owner's client does not; decision 0013).
+    AdminsForgotten,
 }
 
 impl std::fmt::Display for ConsistencyWarning {
@@ -60,6 +64,9 @@ impl std::fmt::Display for ConsistencyWarning {
             ConsistencyWarning::Rewound { ours, relay } => write!(
                 f,
                 "the relay's log went back to message {relay} though you already had up to {ours}: it lost or withdrew messages (restored from an old copy?); what you saw after {relay} may not have reached everyone"
+            ),
+            ConsistencyWarning::AdminsForgotten => f.write_str(
+                "the relay no longer lists this room's admins though it did before (its data lost, or a relay finding out who owns which room): its settings at the relay cannot be changed until the owner rebuilds the room",
             ),
             ConsistencyWarning::Fork { seq } => write!(
                 f,

@@ -307,18 +307,21 @@ async fn a_retention_changed_behind_the_rooms_back_is_read_back_and_restored() {
     assert_eq!(store.room_admins(&room).unwrap(), vec![alice_key]);
 }
 
-/// Attack 16 on decision 0013 part 5: a relay upgraded from the format that listed a
-/// room's admins by account keeps that owner account (`legacy_admins`) until the owner's
-/// client sets the first list of pseudonyms. Since admins' changes travel on the room's
-/// own connection, which never signs in, the client sends this one, the only change the
-/// relay takes from an account, on its signed-in connection; the relay then lists its
-/// pseudonym, and keeps no account for the room.
-#[tokio::test]
-async fn a_migrated_rooms_owner_sets_its_first_list_from_its_signed_in_account() {
-    let mut relay = Relay::start().await;
-    let mut alice = relay.user("alice").await;
-    let bob = relay.user("bob").await;
-    let room = room_with(&alice, &[&bob], "Home").await;
+/// The relay's store as the format before pseudonyms kept `room`'s admins: by the owner
+/// account (`legacy_admins` after the migration), no pseudonyms listed. With
+/// `client_saw_a_list`, Alice's client remembers that the relay listed admins for the room
+/// before (a relay emptying its list on purpose); without, it does not (a client of the
+/// time before pseudonyms, as a real migration meets it). Returns the relay's store and
+/// the pseudonym list the relay had.
+async fn a_relay_back_without_the_rooms_admins(
+    relay: &mut Relay,
+    alice: &mut User,
+    room: RoomId,
+    client_saw_a_list: bool,
+) -> (
+    std::sync::Arc<dyn hearth_relay::store::Store>,
+    Vec<hearth_protocol::AdminKey>,
+) {
     let store = relay.running.as_ref().unwrap().relay().store().clone();
     let pseudonym = store.room_admins(&room).unwrap();
     assert_eq!(pseudonym.len(), 1);
@@ -328,7 +331,25 @@ async fn a_migrated_rooms_owner_sets_its_first_list_from_its_signed_in_account()
         .unwrap()
         .account;
     drop(store);
-    // The relay's store as the format before pseudonyms kept it: admins by account.
+    if let Some(c) = alice.client.take() {
+        c.close().await;
+    }
+    if !client_saw_a_list {
+        let profile = hearth_core::Profile::open(&alice.dir, common::PASS).unwrap();
+        let key = room.0;
+        let bytes = profile
+            .store()
+            .get(hearth_core::Table::Rooms, &key)
+            .unwrap()
+            .expect("a room record");
+        let mut record = hearth_core::client::room::RoomRecord::decode(&bytes).unwrap();
+        record.extra.relay_listed_admins = false;
+        let mut batch = profile.store().begin().unwrap();
+        batch
+            .put(hearth_core::Table::Rooms, &key, &record.encode().unwrap())
+            .unwrap();
+        batch.commit().unwrap();
+    }
     let addr = relay.stop().await;
     {
         let store = hearth_relay::store::RedbStore::open(
@@ -348,6 +369,23 @@ async fn a_migrated_rooms_owner_sets_its_first_list_from_its_signed_in_account()
     relay.start_on(addr).await;
     let store = relay.running.as_ref().unwrap().relay().store().clone();
     assert!(store.room_admins(&room).unwrap().is_empty());
+    (store, pseudonym)
+}
+
+/// Attack 16 on decision 0013 part 5: a relay upgraded from the format that listed a
+/// room's admins by account keeps that owner account (`legacy_admins`) until the owner's
+/// client sets the first list of pseudonyms. Since admins' changes travel on the room's
+/// own connection, which never signs in, the client sends this one, the only change the
+/// relay takes from an account, on its signed-in connection; the relay then lists its
+/// pseudonym, and keeps no account for the room.
+#[tokio::test]
+async fn a_migrated_rooms_owner_sets_its_first_list_from_its_signed_in_account() {
+    let mut relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    let (store, pseudonym) =
+        a_relay_back_without_the_rooms_admins(&mut relay, &mut alice, room, false).await;
     alice.restart().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while store.room_admins(&room).unwrap().is_empty() {
@@ -367,4 +405,34 @@ async fn a_migrated_rooms_owner_sets_its_first_list_from_its_signed_in_account()
             .all(|t| t.verdict == hearth_relay::inspect::Verdict::NoLink),
         "the legacy row stayed: {report:?}"
     );
+}
+
+/// The same relay, but one that listed the room's admins before and now says it has
+/// none, ready to take the first list from the owner's account: a relay finding out who
+/// owns which room. The owner's client remembers the relay listed them and does not set
+/// the list from its account; it tells the user instead.
+#[tokio::test]
+async fn a_relay_that_empties_a_rooms_admin_list_does_not_get_the_owners_account_with_it() {
+    let mut relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    let (store, _) =
+        a_relay_back_without_the_rooms_admins(&mut relay, &mut alice, room, true).await;
+    alice.restart().await;
+    alice
+        .wait_for("the warning", |e| {
+            matches!(
+                e,
+                ClientEvent::Consistency {
+                    room: r,
+                    warning: ConsistencyWarning::AdminsForgotten,
+                } if *r == room
+            )
+        })
+        .await;
+    // The client's check of the room is over (it warned instead of setting the list):
+    // nothing was set from the account, and the relay still keeps only the legacy row it
+    // started with.
+    assert!(store.room_admins(&room).unwrap().is_empty());
 }

@@ -1410,3 +1410,48 @@ async fn an_admins_changes_at_the_relay_go_on_a_connection_that_never_signs_in()
     );
     relay.shutdown().await.unwrap();
 }
+
+/// A room connection is not counted among the connections that have not signed in, so
+/// its own request rate bounds how often it makes the relay check an admission token
+/// (each check is a hash to the curve and a scalar multiplication): a flood of `Admit`
+/// on an admitted connection is refused like any flood of room requests.
+#[tokio::test]
+async fn a_room_connection_flooding_admit_is_rate_limited() {
+    let (relay, _dir) = start_relay(|c| {
+        c.rate_burst = 5;
+        c.rate_per_second = 0.01;
+    })
+    .await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let mut link = Client::room_connection(&relay.address(), &mut alice).await;
+    link.request(Request::Subscribe {
+        room,
+        cap: cap(0),
+        from: Seq(1),
+    })
+    .await
+    .unwrap();
+    let key = match link.request(Request::AdmissionKey).await {
+        Ok(Response::AdmissionKey(key)) => key,
+        other => panic!("{other:?}"),
+    };
+    let token = alice.admission_token(key).await;
+    let mut refused = 0;
+    for _ in 0..10 {
+        match link
+            .request(Request::Admit {
+                key,
+                token: token.clone(),
+            })
+            .await
+        {
+            Ok(Response::Done) => {}
+            Err(e) if e.code == ErrorCode::RateLimited => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused >= 4, "{refused} of 10 refused");
+    relay.shutdown().await.unwrap();
+}

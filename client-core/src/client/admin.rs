@@ -622,7 +622,13 @@ impl Inner {
             other => return Err(unexpected(&other)),
         };
         let want_admins = settings.admin_keys();
+        let news = room.relay_admins.as_ref() != Some(&admins);
         room.relay_admins = Some(admins.clone());
+        if !admins.is_empty() && !room.rec.extra.relay_listed_admins {
+            room.rec.extra.relay_listed_admins = true;
+            self.engine()
+                .persist(self.profile.store(), |batch| room.save(batch))?;
+        }
         if !settings.relay_admins_match(&admins) {
             // An admin's pseudonym not announced yet is the usual reason; one the room
             // does not know at all is someone posing as an admin at the relay.
@@ -647,6 +653,21 @@ impl Inner {
         // (decision 0013, part 5).
         let may_set = me.is_some_and(|me| settings.owner == me)
             && admins.first().is_none_or(|owner| *owner == key.public());
+        // A list the relay had and now says it has not: not a migration (that happens
+        // once, before any list), so no first list from the account, which would show
+        // the relay this account with the room.
+        let emptied = admins.is_empty() && room.rec.extra.relay_listed_admins;
+        if emptied && may_set && news {
+            tracing::warn!(
+                "room {}: the relay lists no admins for this room although it listed them before: not set from the account",
+                room.id
+            );
+            self.emit(crate::ClientEvent::Consistency {
+                room: room.id,
+                warning: crate::transcript::ConsistencyWarning::AdminsForgotten,
+            });
+        }
+        let may_set = may_set && !emptied;
         if admins != want_admins && !want_admins.is_empty() && may_set {
             let action = hearth_protocol::AdminAction::SetAdmins {
                 admins: want_admins.clone(),
@@ -667,7 +688,14 @@ impl Inner {
                 self.call(request).await
             };
             match set {
-                Ok(Response::Done) => room.relay_admins = Some(want_admins),
+                Ok(Response::Done) => {
+                    room.relay_admins = Some(want_admins);
+                    if !room.rec.extra.relay_listed_admins {
+                        room.rec.extra.relay_listed_admins = true;
+                        self.engine()
+                            .persist(self.profile.store(), |batch| room.save(batch))?;
+                    }
+                }
                 Ok(other) => return Err(unexpected(&other)),
                 // A room the relay lists no admins for and keeps no owner account of
                 // (older than the relay's lists): nobody can set them any more.

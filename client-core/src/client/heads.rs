@@ -25,12 +25,26 @@ use crate::fingerprint::RoomCode;
 pub const HEAD_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// A head is due in a room where we said nothing for this long, even without news.
 pub const HEAD_QUIET: Duration = Duration::from_secs(6 * 3600);
+/// The time over which the periodic round's heads and scheduled updates are spread, in
+/// a random order with random pauses (decision 0013 part 5: one client's writes to
+/// several rooms within milliseconds would tie those rooms' connections together).
+pub const ROUND_SPREAD: Duration = Duration::from_secs(5 * 60);
+
+/// The most to pause before each of `due` rooms' turn in a periodic round: the rounds
+/// spread over [`ROUND_SPREAD`] at most; none while room connections open without a
+/// pause either (tests set [`super::set_room_jitter`] to zero).
+fn round_gap(due: usize) -> Duration {
+    if super::room_jitter().is_zero() || due < 2 {
+        return Duration::ZERO;
+    }
+    ROUND_SPREAD / u32::try_from(due).unwrap_or(u32::MAX)
+}
 
 impl Client {
     /// Sends a head to every joined room now, whatever the schedule; returns how many
     /// were sent (to compare histories on demand, e.g. before checking a room's code).
     pub async fn exchange_heads(&self) -> usize {
-        self.inner.send_heads(true).await
+        self.inner.send_heads(true, false).await
     }
 
     /// The user has looked at a fork in `room` (compared the room's code with someone,
@@ -85,12 +99,33 @@ impl Inner {
 
     /// Commits a fresh leaf in every joined room where ours is older than
     /// [`super::ops::SELF_UPDATE_EVERY`] (errors are logged; the next round retries).
-    pub(crate) async fn scheduled_updates(&self) {
+    /// With `spread`, in a random order with a random pause before each (see
+    /// [`ROUND_SPREAD`]); without, at once (after connecting, before the queue is sent).
+    pub(crate) async fn scheduled_updates(&self, spread: bool) {
         let now = crate::history::secs_of(self.clock.now());
-        for room in self.room_handles() {
-            let mut room = room.lock().await;
+        let is_due = |room: &super::room::Room| {
             let due = room.rec.extra.updated_at + super::ops::SELF_UPDATE_EVERY.as_secs();
-            if room.removed || room.rec.status != Status::Joined || due > now {
+            !room.removed && room.rec.status == Status::Joined && due <= now
+        };
+        let mut due = Vec::new();
+        for handle in self.room_handles() {
+            if is_due(&*handle.lock().await) {
+                due.push(handle);
+            }
+        }
+        let gap = if spread {
+            round_gap(due.len())
+        } else {
+            Duration::ZERO
+        };
+        super::room_links::shuffle(&mut due);
+        for handle in due {
+            tokio::time::sleep(super::room_links::random_pause(gap)).await;
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let mut room = handle.lock().await;
+            if !is_due(&room) {
                 continue;
             }
             if let Err(e) = self.self_update(&mut room).await {
@@ -100,8 +135,9 @@ impl Inner {
     }
 
     /// Sends a head to each joined room where it is due (see the module documentation),
-    /// or to all of them if `all`.
-    async fn send_heads(&self, all: bool) -> usize {
+    /// or to all of them if `all`. With `spread`, in a random order with a random pause
+    /// before each (see [`ROUND_SPREAD`]).
+    async fn send_heads(&self, all: bool, spread: bool) -> usize {
         let mut due = Vec::new();
         for room in self.room_handles() {
             let room = room.lock().await;
@@ -120,8 +156,18 @@ impl Inner {
                 due.push(room.id);
             }
         }
+        let gap = if spread {
+            round_gap(due.len())
+        } else {
+            Duration::ZERO
+        };
+        super::room_links::shuffle(&mut due);
         let mut sent = 0;
         for id in due {
+            tokio::time::sleep(super::room_links::random_pause(gap)).await;
+            if self.closed.load(Ordering::SeqCst) {
+                break;
+            }
             match self.send_body(id, Body::Head).await {
                 Ok(_) => sent += 1,
                 Err(e) => tracing::warn!("room {id}: sending our log head failed: {e}"),
@@ -142,12 +188,36 @@ pub(crate) async fn head_loop(inner: Weak<Inner>) {
         if inner.closed.load(Ordering::SeqCst) {
             return;
         }
-        inner.send_heads(false).await;
-        inner.scheduled_updates().await;
+        inner.send_heads(false, true).await;
+        inner.scheduled_updates(true).await;
         // A long-running client keeps its KeyPackages topped up too: used ones, expired
         // ones the relay no longer hands out, a last-resort one that was used.
         if let Err(e) = inner.top_up_key_packages().await {
             tracing::warn!("topping up key packages failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rounds_pauses_add_up_to_the_spread_at_most() {
+        let before = super::super::room_jitter();
+        super::super::set_room_jitter(Duration::from_millis(500));
+        for due in [2usize, 3, 7, 100, 10_000] {
+            let gap = round_gap(due);
+            assert!(gap > Duration::ZERO);
+            assert!(
+                gap * u32::try_from(due).unwrap() <= ROUND_SPREAD,
+                "{due}: {gap:?}"
+            );
+        }
+        // One room has nothing to be tied to.
+        assert_eq!(round_gap(1), Duration::ZERO);
+        super::super::set_room_jitter(Duration::ZERO);
+        assert_eq!(round_gap(10), Duration::ZERO);
+        super::super::set_room_jitter(before);
     }
 }

@@ -807,7 +807,7 @@ impl Inner {
         self.finish_restores().await?;
         self.top_up_key_packages().await?;
         // Rooms whose own leaf is due for fresh keys (weekly; also a room's first).
-        self.scheduled_updates().await;
+        self.scheduled_updates(false).await;
         // Rooms an earlier key rotation did not reach.
         self.move_rooms_to_new_key().await;
         // Messages the user sent while the relay could not be reached.

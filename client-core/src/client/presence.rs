@@ -103,11 +103,7 @@ impl Inner {
     /// Failures are logged with `what`, since these notices are best-effort.
     pub(crate) async fn broadcast(&self, body: Body, what: &str, gap: std::time::Duration) {
         let mut rooms = self.room_handles();
-        // A random order (Fisher-Yates with the OS's randomness).
-        for i in (1..rooms.len()).rev() {
-            let j = (rand_core::RngCore::next_u64(&mut rand_core::OsRng) % (i as u64 + 1)) as usize;
-            rooms.swap(i, j);
-        }
+        super::room_links::shuffle(&mut rooms);
         for room in rooms {
             let id = {
                 let room = room.lock().await;

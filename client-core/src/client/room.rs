@@ -114,6 +114,11 @@ pub struct RoomExtra {
     /// An admin rebuilt this room as the room given (DESIGN 4): this one is the old
     /// room, shown as `name (old)` and never chosen by its name. (Version 3.)
     pub rebuilt_as: Option<hearth_protocol::RoomId>,
+    /// The relay listed admin pseudonyms for this room once (decision 0013 part 5): an
+    /// empty list later is not a store migrated from before pseudonyms, and the owner
+    /// does not set the first list from its signed-in account (which would show the
+    /// relay that account with the room). (Version 4.)
+    pub relay_listed_admins: bool,
 }
 
 /// [`RoomExtra`] as version 1 wrote it (before `refused`).
@@ -134,6 +139,7 @@ impl From<RoomExtraV1> for RoomExtra {
             gap_from: v1.gap_from,
             refused: None,
             rebuilt_as: None,
+            relay_listed_admins: false,
         }
     }
 }
@@ -157,6 +163,32 @@ impl From<RoomExtraV2> for RoomExtra {
             gap_from: v2.gap_from,
             refused: v2.refused,
             rebuilt_as: None,
+            relay_listed_admins: false,
+        }
+    }
+}
+
+/// [`RoomExtra`] as version 3 wrote it (before `relay_listed_admins`).
+#[derive(Deserialize)]
+struct RoomExtraV3 {
+    fork: Option<hearth_protocol::Seq>,
+    before_join: bool,
+    updated_at: u64,
+    gap_from: Option<hearth_protocol::Seq>,
+    refused: Option<Refused>,
+    rebuilt_as: Option<hearth_protocol::RoomId>,
+}
+
+impl From<RoomExtraV3> for RoomExtra {
+    fn from(v3: RoomExtraV3) -> Self {
+        RoomExtra {
+            fork: v3.fork,
+            before_join: v3.before_join,
+            updated_at: v3.updated_at,
+            gap_from: v3.gap_from,
+            refused: v3.refused,
+            rebuilt_as: v3.rebuilt_as,
+            relay_listed_admins: false,
         }
     }
 }
@@ -164,7 +196,7 @@ impl From<RoomExtraV2> for RoomExtra {
 /// The format version of the [`RoomExtra`] section. A later version adds fields at the
 /// end of the struct, and reads the earlier versions' bytes by filling the new fields
 /// with defaults.
-const ROOM_EXTRA_VERSION: u8 = 3;
+const ROOM_EXTRA_VERSION: u8 = 4;
 
 impl RoomRecord {
     /// The stored bytes: the record, then, when it is not empty, the [`RoomExtra`]
@@ -184,6 +216,7 @@ impl RoomRecord {
         match rest.split_first() {
             None => {}
             Some((&ROOM_EXTRA_VERSION, extra)) => record.extra = postcard::from_bytes(extra)?,
+            Some((3, extra)) => record.extra = postcard::from_bytes::<RoomExtraV3>(extra)?.into(),
             Some((2, extra)) => record.extra = postcard::from_bytes::<RoomExtraV2>(extra)?.into(),
             Some((1, extra)) => record.extra = postcard::from_bytes::<RoomExtraV1>(extra)?.into(),
             Some(_) => return Err(postcard::Error::DeserializeBadEncoding),
@@ -504,6 +537,35 @@ mod tests {
         assert_eq!(RoomRecord::decode(&v2).unwrap(), extended);
 
         extended.extra.rebuilt_as = Some(hearth_protocol::RoomId([4; 16]));
+        let bytes = extended.encode().unwrap();
+        assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
+
+        // Version 3's section (before `relay_listed_admins`) still reads, with it false.
+        #[derive(Serialize)]
+        struct V3 {
+            fork: Option<hearth_protocol::Seq>,
+            before_join: bool,
+            updated_at: u64,
+            gap_from: Option<hearth_protocol::Seq>,
+            refused: Option<Refused>,
+            rebuilt_as: Option<hearth_protocol::RoomId>,
+        }
+        let mut v3 = postcard::to_allocvec(&plain).unwrap();
+        v3.push(3);
+        v3.extend(
+            postcard::to_allocvec(&V3 {
+                fork: extended.extra.fork,
+                before_join: false,
+                updated_at: 42,
+                gap_from: extended.extra.gap_from,
+                refused: extended.extra.refused.clone(),
+                rebuilt_as: extended.extra.rebuilt_as,
+            })
+            .unwrap(),
+        );
+        assert_eq!(RoomRecord::decode(&v3).unwrap(), extended);
+
+        extended.extra.relay_listed_admins = true;
         let bytes = extended.encode().unwrap();
         assert_eq!(RoomRecord::decode(&bytes).unwrap(), extended);
 

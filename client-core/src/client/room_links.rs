@@ -65,6 +65,15 @@ pub(crate) fn random_pause(max: Duration) -> Duration {
     Duration::from_millis(rand_core::OsRng.next_u64() % (ms + 1))
 }
 
+/// Puts `items` in a random order (Fisher-Yates with the OS's randomness): rooms are
+/// gone through in an order the relay cannot learn anything from.
+pub(crate) fn shuffle<T>(items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = (rand_core::OsRng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
 /// Each room's connection, or the cell it is being opened into.
 pub(crate) type RoomLinks = std::collections::HashMap<RoomId, Arc<OnceCell<Arc<dyn Link>>>>;
 

@@ -469,7 +469,17 @@ impl Session {
             Request::AdmissionKey => {
                 return Reply::Ready(Ok(Response::AdmissionKey(self.shared.admission.current())))
             }
-            Request::Admit { key, token } => return Reply::Ready(self.admit(key, &token)),
+            Request::Admit { key, token } => {
+                // A room connection is no longer counted as one that has not signed in:
+                // its own rate bounds how often it makes the relay evaluate a token.
+                if self.room_connection.is_some() && !self.room_allow(Instant::now()) {
+                    return Reply::Ready(Err(err(
+                        ErrorCode::RateLimited,
+                        "too many requests; slow down",
+                    )));
+                }
+                return Reply::Ready(self.admit(key, &token));
+            }
             _ => {}
         }
         let Some(account) = self.account else {
