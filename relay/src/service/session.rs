@@ -261,13 +261,6 @@ impl Session {
             ));
         }
         let now = Instant::now();
-        // On a room connection, the room requests' budget: each check is a hash to the
-        // curve and a scalar multiplication, and nothing else bounds how often it asks
-        // (`MAX_REQUESTS_BEFORE_AUTH` stops counting once it is a room connection).
-        if self.room_connection.is_some() && !self.room_allow(now) {
-            Metrics::bump(&self.shared.metrics.rate_limited);
-            return Err(err(ErrorCode::RateLimited, "too many requests; slow down"));
-        }
         match self.shared.admission.admit(&key, token, now) {
             Ok(until) => {
                 Metrics::bump(&self.shared.metrics.admitted);
