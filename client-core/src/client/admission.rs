@@ -10,10 +10,11 @@
 //! connection was told, so the tokens it checks later cannot be matched to the account
 //! they were issued to. A batch is kept in memory only, until the key changes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hearth_protocol::{
-    AdmissionKey, AdmissionToken, BlindedToken, ErrorCode, Request, Response, WireError,
+    AdmissionKey, AdmissionToken, BlindedToken, ErrorCode, Request, Response, RoomId, WireError,
     ADMISSION_BATCH,
 };
 use rand_core::RngCore;
@@ -23,11 +24,19 @@ use super::{unexpected, Inner};
 use crate::error::ClientError;
 use crate::transport::Link;
 
-/// Unspent tokens of one admission key.
+/// Unspent tokens of one admission key, and the token each room's connection was
+/// admitted with under it.
 #[derive(Default)]
 pub(crate) struct TokenPool {
     key: Option<AdmissionKey>,
     tokens: Vec<AdmissionToken>,
+    /// A room's connection opened again under the same key is admitted with the same
+    /// token. A fresh one each time would empty the pool at the pace the relay closes
+    /// that connection, and the batch that follows on the signed-in connection would
+    /// name its account: a relay that keeps closing one room connection would learn
+    /// whose it is. The same token says only that the new connection is the same
+    /// person's in the same room, which its room id, address and timing say already.
+    by_room: HashMap<RoomId, AdmissionToken>,
 }
 
 fn relay_lied(what: &str) -> ClientError {
@@ -111,58 +120,121 @@ pub(crate) fn finalize_batch(
 }
 
 impl Inner {
-    /// Admits `link`, a new connection of a room: asks the relay's key on it and spends a
-    /// token of that key there.
-    pub(crate) async fn admit(&self, link: &Arc<dyn Link>) -> Result<(), ClientError> {
-        let key = match Self::call_on(link.clone(), Request::AdmissionKey).await? {
-            Response::AdmissionKey(key) => key,
-            other => return Err(unexpected(&other)),
-        };
-        self.admit_under(link, key).await
+    /// Admits `link`, a new connection of `room`: asks the relay's key on it and spends
+    /// a token of that key there.
+    pub(crate) async fn admit(
+        &self,
+        room: RoomId,
+        link: &Arc<dyn Link>,
+    ) -> Result<(), ClientError> {
+        let key = Self::admission_key_on(link).await?;
+        self.admit_under(room, link, key).await
     }
 
-    /// Admits `link` with a token of `key` (after [`hearth_protocol::Event::Readmit`]
-    /// told it the relay's new key).
+    /// Admits `link`, `room`'s connection, with a token of `key`, the key `link` was
+    /// told (its answer to [`Request::AdmissionKey`], or
+    /// [`hearth_protocol::Event::Readmit`]).
     pub(crate) async fn admit_under(
         &self,
+        room: RoomId,
         link: &Arc<dyn Link>,
         key: AdmissionKey,
     ) -> Result<(), ClientError> {
-        let token = self.admission_token(key).await?;
+        let (key, token) = self.admission_token(room, link, key).await?;
         match Self::call_on(link.clone(), Request::Admit { key, token }).await? {
             Response::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
     }
 
-    /// One unspent token of `key`, from the pool or a new batch taken on the signed-in
-    /// connection.
-    async fn admission_token(&self, key: AdmissionKey) -> Result<AdmissionToken, ClientError> {
+    async fn admission_key_on(link: &Arc<dyn Link>) -> Result<AdmissionKey, ClientError> {
+        match Self::call_on(link.clone(), Request::AdmissionKey).await? {
+            Response::AdmissionKey(key) => Ok(key),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A token for `room`'s connection `link`, which was told `told`, and the key it is
+    /// of: the one the room's connection had under that key (see [`TokenPool`]), else
+    /// one from the pool, or from a new batch taken on the signed-in connection.
+    async fn admission_token(
+        &self,
+        room: RoomId,
+        link: &Arc<dyn Link>,
+        told: AdmissionKey,
+    ) -> Result<(AdmissionKey, AdmissionToken), ClientError> {
         let mut pool = self.admission.lock().await;
+        if pool.key == Some(told) {
+            if let Some(token) = pool.by_room.get(&room) {
+                return Ok((told, token.clone()));
+            }
+            if let Some(token) = pool.tokens.pop() {
+                pool.by_room.insert(room, token.clone());
+                return Ok((told, token));
+            }
+        }
+        let account = self.account_link()?;
+        let key = Self::consistent_key(link, &account, told).await?;
         if pool.key != Some(key) {
             pool.tokens.clear();
+            pool.by_room.clear();
             pool.key = Some(key);
         }
+        if let Some(token) = pool.by_room.get(&room) {
+            return Ok((key, token.clone()));
+        }
         if let Some(token) = pool.tokens.pop() {
-            return Ok(token);
+            pool.by_room.insert(room, token.clone());
+            return Ok((key, token));
         }
         let BlindBatch {
             inputs,
             states,
             blinded,
         } = blind_batch()?;
-        let answer = Self::call_on(
-            self.account_link()?,
-            Request::IssueAdmission { key, blinded },
-        )
-        .await?;
+        let answer = Self::call_on(account, Request::IssueAdmission { key, blinded }).await?;
         let Response::AdmissionIssued { evaluated, proof } = answer else {
             return Err(unexpected(&answer));
         };
         pool.tokens = finalize_batch(&key, &inputs, &states, &evaluated, &proof)?;
-        pool.tokens
+        let token = pool
+            .tokens
             .pop()
-            .ok_or_else(|| relay_lied("an empty batch"))
+            .ok_or_else(|| relay_lied("an empty batch"))?;
+        pool.by_room.insert(room, token.clone());
+        Ok((key, token))
+    }
+
+    /// The key a batch is asked for: the one the room connection `room` was told
+    /// (`told`), which the signed-in connection `account` must be told too.
+    ///
+    /// `IssueAdmission` names its key, so a batch asked for a key the relay gave one
+    /// room connection alone would tell the relay whose connection that is: one key per
+    /// room connection, and every account's next batch names its connections. A relay
+    /// that gives each account a key of its own instead must guess whose a room
+    /// connection is before it answers there, and a wrong guess is refused here. A ban
+    /// landing between the two questions is asked through once more.
+    ///
+    /// # Errors
+    /// [`ClientError::Relay`] when the two connections are told different keys twice.
+    async fn consistent_key(
+        room: &Arc<dyn Link>,
+        account: &Arc<dyn Link>,
+        told: AdmissionKey,
+    ) -> Result<AdmissionKey, ClientError> {
+        let signed_in = Self::admission_key_on(account).await?;
+        if signed_in == told {
+            return Ok(told);
+        }
+        let told = Self::admission_key_on(room).await?;
+        let signed_in = Self::admission_key_on(account).await?;
+        if signed_in == told {
+            return Ok(told);
+        }
+        tracing::warn!("the relay tells a room connection another admission key than the signed-in connection: it could be telling whose room connection it is");
+        Err(relay_lied(
+            "it tells a room's connection another key than your signed-in connection, which could tie the room to you; the room is not opened (tell the relay's owner)",
+        ))
     }
 }
 
@@ -244,5 +316,250 @@ mod tests {
         let (key, server) = relay();
         let (evaluated, proof) = evaluate(&server, &blinded);
         assert!(finalize_batch(&key, &inputs, &states, &evaluated[1..], &proof).is_err());
+    }
+
+    const ROOM: RoomId = RoomId([1; 16]);
+    const OTHER_ROOM: RoomId = RoomId([2; 16]);
+
+    /// A relay that answers what it is asked with its own key on the signed-in
+    /// connection and with `room_key` on every room connection, recording each key a
+    /// batch is asked for.
+    struct FakeRelay {
+        key: AdmissionKey,
+        server: VoprfServer<Ristretto255>,
+        room_key: AdmissionKey,
+        batches_for: std::sync::Mutex<Vec<AdmissionKey>>,
+        /// The tokens room connections were admitted with.
+        admitted_with: std::sync::Mutex<Vec<AdmissionToken>>,
+        /// What a batch is refused with, if it is.
+        refuse_batches: Option<ErrorCode>,
+    }
+
+    struct AccountSide(Arc<FakeRelay>);
+    struct RoomSide(Arc<FakeRelay>);
+
+    impl Link for AccountSide {
+        fn call(
+            &self,
+            request: Request,
+        ) -> crate::transport::BoxFuture<
+            '_,
+            Result<Result<Response, WireError>, crate::transport::TransportError>,
+        > {
+            let relay = &self.0;
+            let answer = match request {
+                Request::AdmissionKey => Ok(Response::AdmissionKey(relay.key)),
+                Request::IssueAdmission { key, blinded } => {
+                    relay.batches_for.lock().unwrap().push(key);
+                    if let Some(code) = relay.refuse_batches {
+                        let refused = Err(WireError::new(code, "refused"));
+                        return Box::pin(async move { Ok(refused) });
+                    }
+                    let (evaluated, proof) = evaluate(&relay.server, &blinded);
+                    Ok(Response::AdmissionIssued { evaluated, proof })
+                }
+                _ => Err(WireError::new(ErrorCode::Internal, "not in this test")),
+            };
+            Box::pin(async move { Ok(answer) })
+        }
+
+        fn close(&self) {}
+    }
+
+    impl Link for RoomSide {
+        fn call(
+            &self,
+            request: Request,
+        ) -> crate::transport::BoxFuture<
+            '_,
+            Result<Result<Response, WireError>, crate::transport::TransportError>,
+        > {
+            let answer = match request {
+                Request::AdmissionKey => Ok(Response::AdmissionKey(self.0.room_key)),
+                Request::Admit { token, .. } => {
+                    self.0.admitted_with.lock().unwrap().push(token);
+                    Ok(Response::Done)
+                }
+                _ => Err(WireError::new(ErrorCode::Internal, "not in this test")),
+            };
+            Box::pin(async move { Ok(answer) })
+        }
+
+        fn close(&self) {}
+    }
+
+    /// Opens room connections to the relay (never the signed-in one again).
+    struct RoomConnector(Arc<FakeRelay>);
+
+    impl crate::transport::Connector for RoomConnector {
+        fn connect(
+            &self,
+        ) -> crate::transport::BoxFuture<
+            '_,
+            Result<crate::transport::Connection, crate::transport::TransportError>,
+        > {
+            let link: Arc<dyn Link> = Arc::new(RoomSide(self.0.clone()));
+            Box::pin(async move {
+                Ok(crate::transport::Connection {
+                    link,
+                    // Ends at once: the room's follower then finds the link gone.
+                    events: tokio::sync::mpsc::unbounded_channel().1,
+                    challenge: [0; 32],
+                    exporter: [0; 32],
+                })
+            })
+        }
+
+        fn address(&self) -> String {
+            "nowhere".into()
+        }
+    }
+
+    /// A client signed in to `relay` (its signed-in connection is [`AccountSide`]).
+    fn client_of(
+        relay: &Arc<FakeRelay>,
+        dir: &std::path::Path,
+    ) -> (
+        super::super::Client,
+        tokio::sync::mpsc::UnboundedSender<hearth_protocol::Event>,
+    ) {
+        crate::store::set_test_kdf_params(Some(crate::store::KdfParams::TEST_ONLY_FAST));
+        let profile = crate::profile::Profile::create(
+            &dir.join("p"),
+            "pass phrase",
+            hearth_protocol::Handle::new("bob").unwrap(),
+            "hearth://relay.example:7443/#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap();
+        let (pushed, events) = tokio::sync::mpsc::unbounded_channel();
+        let conn = crate::transport::Connection {
+            link: Arc::new(AccountSide(relay.clone())),
+            events,
+            challenge: [0; 32],
+            exporter: [0; 32],
+        };
+        let client = super::super::Client::start(
+            profile,
+            Arc::new(RoomConnector(relay.clone())),
+            Some((conn, 0)),
+        )
+        .unwrap();
+        (client, pushed)
+    }
+
+    /// A relay that tells one room connection a key of its own would learn whose it is
+    /// from the batch the client then asks for that key on its signed-in connection. The
+    /// client refuses to ask: the key a room connection is told must be the one the
+    /// signed-in connection is told.
+    #[tokio::test]
+    async fn a_key_told_to_one_room_connection_alone_is_never_asked_for_on_the_signed_in_connection(
+    ) {
+        let (key, server) = relay();
+        let (marked, _) = relay();
+        let hostile = Arc::new(FakeRelay {
+            key,
+            server,
+            room_key: marked,
+            batches_for: Default::default(),
+            admitted_with: Default::default(),
+            refuse_batches: None,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (client, _pushed) = client_of(&hostile, dir.path());
+        let room: Arc<dyn Link> = Arc::new(RoomSide(hostile.clone()));
+
+        let refused = client.inner.admit(ROOM, &room).await;
+        assert!(matches!(refused, Err(ClientError::Relay(_))), "{refused:?}");
+        // Through a Readmit event with the marked key too.
+        let refused = client.inner.admit_under(ROOM, &room, marked).await;
+        assert!(matches!(refused, Err(ClientError::Relay(_))), "{refused:?}");
+        assert!(
+            hostile.batches_for.lock().unwrap().is_empty(),
+            "no batch is asked for a key only a room connection was told"
+        );
+
+        // The same key on both: admitted, with a batch of that key.
+        let honest = Arc::new(FakeRelay {
+            key: hostile.key,
+            server: hostile.server.clone(),
+            room_key: hostile.key,
+            batches_for: Default::default(),
+            admitted_with: Default::default(),
+            refuse_batches: None,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (client, _pushed) = client_of(&honest, dir.path());
+        let room: Arc<dyn Link> = Arc::new(RoomSide(honest.clone()));
+        client.inner.admit(ROOM, &room).await.unwrap();
+        client.inner.admit(OTHER_ROOM, &room).await.unwrap();
+        assert_eq!(
+            *honest.batches_for.lock().unwrap(),
+            vec![honest.key],
+            "one batch serves several connections"
+        );
+    }
+
+    /// A room connection refused admission for a reason that passes (the key changed
+    /// between the questions, the account's batches used up for now) is reported as not
+    /// connected, which the room's follower tries again with its back-off, not as a
+    /// failure that leaves the room unfollowed.
+    #[tokio::test]
+    async fn a_room_connection_refused_for_now_is_tried_again_later() {
+        super::super::room_links::set_room_jitter(std::time::Duration::ZERO);
+        for code in [ErrorCode::RateLimited, ErrorCode::StaleEpoch] {
+            let (key, server) = relay();
+            let fake = Arc::new(FakeRelay {
+                key,
+                server,
+                room_key: key,
+                batches_for: Default::default(),
+                admitted_with: Default::default(),
+                refuse_batches: Some(code),
+            });
+            let dir = tempfile::tempdir().unwrap();
+            let (client, _pushed) = client_of(&fake, dir.path());
+            let opened = client
+                .inner
+                .room_link(hearth_protocol::RoomId([1; 16]))
+                .await;
+            assert!(
+                matches!(opened, Err(ClientError::NotConnected)),
+                "{code:?}: {:?}",
+                opened.err()
+            );
+        }
+    }
+
+    /// A relay that keeps closing one room's connection, or keeps telling it to be
+    /// admitted again under the key it has, would empty the pool through it and see
+    /// which account then asks for a batch. The room's connection is admitted with the
+    /// token it had under that key, so no batch follows; another room gets a token of
+    /// its own.
+    #[tokio::test]
+    async fn a_room_connection_opened_again_and_again_never_makes_its_account_ask_for_tokens() {
+        let (key, server) = relay();
+        let fake = Arc::new(FakeRelay {
+            key,
+            server,
+            room_key: key,
+            batches_for: Default::default(),
+            admitted_with: Default::default(),
+            refuse_batches: None,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (client, _pushed) = client_of(&fake, dir.path());
+        let room: Arc<dyn Link> = Arc::new(RoomSide(fake.clone()));
+        for _ in 0..ADMISSION_BATCH * 2 {
+            client.inner.admit(ROOM, &room).await.unwrap();
+            client.inner.admit_under(ROOM, &room, key).await.unwrap();
+        }
+        assert_eq!(fake.batches_for.lock().unwrap().len(), 1, "one batch only");
+        client.inner.admit(OTHER_ROOM, &room).await.unwrap();
+        let admitted = fake.admitted_with.lock().unwrap();
+        let (other, same) = admitted.split_last().unwrap();
+        assert!(same.iter().all(|t| t == &same[0]));
+        assert_ne!(other, &same[0], "each room its own token");
     }
 }

@@ -124,9 +124,20 @@ impl Inner {
         }
         // Let in by an anonymous token: the relay learns someone it has not banned opened
         // it, not who (decision 0016).
-        if let Err(e) = self.admit(&link).await {
+        if let Err(e) = self.admit(room, &link).await {
             link.close();
-            return Err(e);
+            return Err(match e {
+                // The key changed between the questions (a ban), or this account took
+                // too many tokens lately: another try later is admitted, so the room is
+                // opened again with the usual back-off instead of being left unfollowed.
+                ClientError::Relay(ref refused) if admission_retries(refused.code) => {
+                    tracing::info!(
+                        "room {room}: its connection was not admitted ({e}); trying again later"
+                    );
+                    ClientError::NotConnected
+                }
+                e => e,
+            });
         }
         tracing::debug!("room {room}: own connection open");
         self.track(tokio::spawn(follow(
@@ -255,6 +266,14 @@ impl Inner {
     }
 }
 
+/// Whether a room connection refused admission for `code` is admitted when tried again
+/// later: the relay's key changed under it (`StaleEpoch` on the batch, `NotAdmitted` on
+/// the token) or the account's batches are used up for now (`RateLimited`).
+fn admission_retries(code: hearth_protocol::ErrorCode) -> bool {
+    use hearth_protocol::ErrorCode::{NotAdmitted, RateLimited, StaleEpoch};
+    matches!(code, StaleEpoch | NotAdmitted | RateLimited)
+}
+
 /// Hands `room`'s pushed events to the client until its connection ends, then has the
 /// room followed again. (Boxed with its `Send` declared: it calls back into the requests
 /// that open room connections, and the compiler cannot infer that through the cycle.)
@@ -272,7 +291,7 @@ fn follow(
             if let Event::Readmit { key } = event {
                 // The relay's admission key changed (someone was banned): a token of the
                 // new one keeps this connection open (decision 0016).
-                if let Err(e) = strong.admit_under(&link, key).await {
+                if let Err(e) = strong.admit_under(room, &link, key).await {
                     tracing::info!("room {room}: admitting its connection again failed: {e}");
                 }
                 continue;

@@ -606,6 +606,11 @@ impl Loop<'_> {
                             if let Err(e) = self.respond(frame.id, result) {
                                 return e;
                             }
+                            if let Some(event) = self.session.readmit_notice() {
+                                if let Err(e) = self.push(Outgoing::Event(event)) {
+                                    return e;
+                                }
+                            }
                         }
                         Reply::Pending(wait) => {
                             pending.spawn(async move { (frame.id, wait.wait().await) });

@@ -85,6 +85,9 @@ pub struct Session {
     /// When the relay's admission key changed under an admitted connection: by when it
     /// must be admitted again.
     readmit_deadline: Option<Instant>,
+    /// Admitted under the key before the relay's current one: it is to be told the
+    /// current one ([`Self::readmit_notice`]).
+    readmit_notice: bool,
 }
 
 /// Rooms one room connection may subscribe to at once: one room, or a small group of
@@ -206,6 +209,7 @@ impl Session {
             room_rate: (0.0, Instant::now()),
             admitted: None,
             readmit_deadline: None,
+            readmit_notice: false,
         }
     }
 
@@ -227,6 +231,15 @@ impl Session {
             }
             _ => None,
         }
+    }
+
+    /// The event telling a connection just admitted with a token of the key before the
+    /// relay's current one (a ban landed between its `AdmissionKey` and its `Admit`) to
+    /// be admitted again under the current one; once.
+    pub fn readmit_notice(&mut self) -> Option<Event> {
+        std::mem::take(&mut self.readmit_notice).then(|| Event::Readmit {
+            key: self.shared.admission.current(),
+        })
     }
 
     /// By when this connection must be admitted again, if the relay's key changed under
@@ -256,13 +269,22 @@ impl Session {
                 // grace period ends, and no longer, even on a connection opened after
                 // the change (which was never told of it).
                 self.readmit_deadline = until;
+                // Its driver saw the key change before this connection was admitted, so
+                // it never told it: without a word it would be closed at the deadline.
+                self.readmit_notice = until.is_some();
                 Ok(Response::Done)
             }
             Err(e) => {
                 Metrics::bump(&self.shared.metrics.auth_failures);
+                self.auth_failures += 1;
                 tracing::info!(peer = %self.peer_ip, "admission token refused");
                 self.shared
                     .audit("admission-refused", Some(self.peer_ip), None, &e.message);
+                // Like refused sign-ins: a connection that keeps presenting tokens that do
+                // not check out is closed (it is guessing, or it is a banned member's).
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    self.close_reason = Some(CloseReason::AuthFailures);
+                }
                 Err(e)
             }
         }
