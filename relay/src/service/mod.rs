@@ -277,12 +277,14 @@ pub const DEPOSITS_PER_SECOND: f64 = 0.5;
 pub const DEPOSIT_BURST: u32 = 60;
 
 /// Batches of admission tokens ([`hearth_protocol::ADMISSION_BATCH`] each) one account
-/// gets per second, sustained: one a minute, enough to reopen every room's connection
-/// after a network change several times an hour.
-pub const ADMISSION_BATCHES_PER_SECOND: f64 = 1.0 / 60.0;
-/// Batches one account may take at once: 16 batches of 16 tokens admit 256 room
-/// connections (a person in many rooms, after a relay restart).
-pub const ADMISSION_BATCH_BURST: u32 = 16;
+/// gets per second, sustained: one every 4 s. Every client start takes a batch per 16
+/// rooms (the pool lives in memory), so a script running `hearth send` without the agent
+/// takes one per command; a batch costs the relay about 17 scalar multiplications (a
+/// millisecond or two on a Pi).
+pub const ADMISSION_BATCHES_PER_SECOND: f64 = 0.25;
+/// Batches one account may take at once: 64 batches of 16 tokens admit 1,024 room
+/// connections (a person in many rooms, after a relay restart or a ban).
+pub const ADMISSION_BATCH_BURST: u32 = 64;
 
 /// The window `max_public_rooms_per_account` counts new listings over: a day.
 pub const LISTING_WINDOW_SECS: f64 = 86_400.0;

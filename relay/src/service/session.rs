@@ -1251,7 +1251,7 @@ impl Session {
             );
             return Reply::Ready(Err(err(
                 ErrorCode::RateLimited,
-                "too many admission tokens taken recently: wait a minute",
+                "too many admission tokens taken recently: wait a few seconds",
             )));
         }
         let shared = self.shared.clone();
