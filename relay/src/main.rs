@@ -739,6 +739,35 @@ fn set_address(cli: &Cli, address: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the owner is told after a ban: its room connections close within the grace
+/// period (decision 0016), but the person can come back with a new account through an
+/// invite that still has uses, or open registration, and keeps the rooms' keys until
+/// their admins remove them.
+fn ban_note(invites: &[hearth_relay::store::InviteRecord], open_registration: bool) -> String {
+    let now = hearth_relay::service::unix_now();
+    let open: Vec<_> = invites
+        .iter()
+        .filter(|i| i.uses_left > 0 && i.expires.is_none_or(|at| at > now))
+        .collect();
+    let mut note = String::from(
+        "their connections are closed now, their rooms' connections within reauth_grace_secs; \
+         ask each room's admins to remove them too (/kick or /ban), since they keep the rooms' keys\n",
+    );
+    if open_registration {
+        note.push_str(
+            "registration is open on this relay (open_registration): they can register again under another name\n",
+        );
+    }
+    if !open.is_empty() {
+        note.push_str(&format!(
+            "{} invite(s) can still register accounts, and one they hold would let them back in: {}; revoke with `hearth-relay invites --revoke ID`\n",
+            open.len(),
+            open.iter().map(|i| i.id()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    note
+}
+
 async fn owner(cli: &Cli, command: &Command) -> Result<()> {
     let loc = locate(cli)?;
     let name = command_name(command);
@@ -788,8 +817,26 @@ async fn owner(cli: &Cli, command: &Command) -> Result<()> {
                 config.data_dir.display()
             )),
         })?;
+    let after_ban = match (&command, &response) {
+        (Command::Ban { .. }, AdminResponse::Account(a)) if a.banned => {
+            // What a ban does not stop (decision 0016): a new account. Best effort: the
+            // ban itself is done.
+            let invites = match admin::request(&config, AdminRequest::Invites).await {
+                Ok(AdminResponse::Invites(invites)) => invites,
+                _ => Vec::new(),
+            };
+            Some(ban_note(&invites, config.open_registration))
+        }
+        _ => None,
+    };
     let mut out = std::io::stdout().lock();
-    match print_response(&mut out, response).and_then(|ok| out.flush().map(|()| ok)) {
+    let printed = print_response(&mut out, response).and_then(|ok| {
+        if let Some(note) = &after_ban {
+            out.write_all(note.as_bytes())?;
+        }
+        out.flush().map(|()| ok)
+    });
+    match printed {
         Ok(true) => Ok(()),
         Ok(false) => std::process::exit(1),
         // `hearth-relay status | head -1`: the reader has what it wanted.

@@ -618,3 +618,34 @@ fn drop_files_takes_one_room_with_files_and_says_how_to_find_one() {
         );
     }
 }
+
+/// A ban closes the account's connections and, within the grace period, its room
+/// connections (decision 0016), but the person can register again with an invite that
+/// still has uses: `ban` says so and names the invites to revoke (attack 0016).
+#[tokio::test]
+async fn a_ban_names_the_invites_that_would_let_the_person_back_in() {
+    let m = Machine::new();
+    let data = m.path("relay");
+    let data = data.to_str().unwrap();
+    m.ok(&["init", "--data", data]);
+    let relay = m.spawn(&["--data", data, "--listen", "127.0.0.1:0"]);
+    let invite = m.invite(&["--data", data, "--public-host", "127.0.0.1", "--uses", "3"]);
+    registers_with(&invite, "mallory").await;
+    let out = m.ok(&["ban", "mallory", "--data", data]);
+    assert!(out.contains("mallory: banned"), "{out}");
+    assert!(out.contains("/kick or /ban"), "{out}");
+    let listed = m.ok(&["invites", "--data", data]);
+    let id = listed
+        .lines()
+        .find(|l| l.contains("uses left 2/3"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_string();
+    assert!(out.contains("can still register accounts"), "{out}");
+    assert!(out.contains(&id), "{out}");
+    // Revoked, the invite is no longer named.
+    m.ok(&["invites", "--data", data, "--revoke", &id]);
+    let again = m.ok(&["ban", "mallory", "--data", data]);
+    assert!(!again.contains(&id), "{again}");
+    relay.stop();
+}
