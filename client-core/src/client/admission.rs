@@ -335,6 +335,26 @@ mod tests {
         refuse_batches: Option<ErrorCode>,
     }
 
+    impl FakeRelay {
+        /// A relay with `server`'s key (`key` its public half) on the signed-in
+        /// connection and `room_key` on room connections, refusing batches with
+        /// `refuse_batches` if given.
+        fn new(
+            (key, server): (AdmissionKey, VoprfServer<Ristretto255>),
+            room_key: AdmissionKey,
+            refuse_batches: Option<ErrorCode>,
+        ) -> Arc<FakeRelay> {
+            Arc::new(FakeRelay {
+                key,
+                server,
+                room_key,
+                batches_for: Default::default(),
+                admitted_with: Default::default(),
+                refuse_batches,
+            })
+        }
+    }
+
     struct AccountSide(Arc<FakeRelay>);
     struct RoomSide(Arc<FakeRelay>);
 
@@ -456,16 +476,8 @@ mod tests {
     #[tokio::test]
     async fn a_key_told_to_one_room_connection_alone_is_never_asked_for_on_the_signed_in_connection(
     ) {
-        let (key, server) = relay();
         let (marked, _) = relay();
-        let hostile = Arc::new(FakeRelay {
-            key,
-            server,
-            room_key: marked,
-            batches_for: Default::default(),
-            admitted_with: Default::default(),
-            refuse_batches: None,
-        });
+        let hostile = FakeRelay::new(relay(), marked, None);
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&hostile, dir.path());
         let room: Arc<dyn Link> = Arc::new(RoomSide(hostile.clone()));
@@ -481,14 +493,7 @@ mod tests {
         );
 
         // The same key on both: admitted, with a batch of that key.
-        let honest = Arc::new(FakeRelay {
-            key: hostile.key,
-            server: hostile.server.clone(),
-            room_key: hostile.key,
-            batches_for: Default::default(),
-            admitted_with: Default::default(),
-            refuse_batches: None,
-        });
+        let honest = FakeRelay::new((hostile.key, hostile.server.clone()), hostile.key, None);
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&honest, dir.path());
         let room: Arc<dyn Link> = Arc::new(RoomSide(honest.clone()));
@@ -510,14 +515,7 @@ mod tests {
         super::super::room_links::set_room_jitter(std::time::Duration::ZERO);
         for code in [ErrorCode::RateLimited, ErrorCode::StaleEpoch] {
             let (key, server) = relay();
-            let fake = Arc::new(FakeRelay {
-                key,
-                server,
-                room_key: key,
-                batches_for: Default::default(),
-                admitted_with: Default::default(),
-                refuse_batches: Some(code),
-            });
+            let fake = FakeRelay::new((key, server), key, Some(code));
             let dir = tempfile::tempdir().unwrap();
             let (client, _pushed) = client_of(&fake, dir.path());
             let opened = client
@@ -540,14 +538,7 @@ mod tests {
     #[tokio::test]
     async fn a_room_connection_opened_again_and_again_never_makes_its_account_ask_for_tokens() {
         let (key, server) = relay();
-        let fake = Arc::new(FakeRelay {
-            key,
-            server,
-            room_key: key,
-            batches_for: Default::default(),
-            admitted_with: Default::default(),
-            refuse_batches: None,
-        });
+        let fake = FakeRelay::new((key, server), key, None);
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&fake, dir.path());
         let room: Arc<dyn Link> = Arc::new(RoomSide(fake.clone()));
