@@ -240,20 +240,6 @@ async fn a_room_connection_that_keeps_presenting_bad_tokens_is_closed() {
     assert_eq!(reason, "auth-failures");
 }
 
-/// Bans `handle` through the admin socket (which replaces the admission key).
-async fn ban(relay: &hearth_relay::RunningRelay, handle: &str) {
-    let config = relay.relay().config().clone();
-    let response = hearth_relay::admin::request(
-        &config,
-        hearth_relay::admin::AdminRequest::Ban {
-            handle: hearth_protocol::Handle::new(handle).unwrap(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
-}
-
 /// A connection that asked the key just before a ban and is admitted with a token of
 /// it in the grace period (hearth's client does this when a ban lands while it opens a
 /// room's connection) is told the new key, as the connections admitted before the ban
@@ -273,7 +259,7 @@ async fn a_connection_admitted_with_the_key_a_ban_just_replaced_is_told_the_new_
         other => panic!("{other:?}"),
     };
     let token = alice.admission_token(old).await;
-    ban(&relay, "mallory").await;
+    common::ban(&relay, "mallory").await;
     assert!(matches!(
         link.request(Request::Admit { key: old, token }).await,
         Ok(Response::Done)
@@ -348,8 +334,8 @@ async fn two_bans_in_a_row_keep_the_banned_member_out_and_the_family_in() {
         ));
     }
 
-    ban(&relay, "mallory").await;
-    ban(&relay, "dave").await;
+    common::ban(&relay, "mallory").await;
+    common::ban(&relay, "dave").await;
     let mut probe = Client::connect(&address).await;
     let newest = match probe.request(Request::AdmissionKey).await {
         Ok(Response::AdmissionKey(key)) => key,

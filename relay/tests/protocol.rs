@@ -433,16 +433,7 @@ async fn banned_accounts_are_refused_and_their_open_sessions_closed_at_once() {
     alice.auth(&alice_id).await.unwrap();
     assert_eq!(alice.request(Request::Ping).await.unwrap(), Response::Pong);
 
-    let config = relay.relay().config().clone();
-    let response = hearth_relay::admin::request(
-        &config,
-        hearth_relay::admin::AdminRequest::Ban {
-            handle: Handle::new("alice").unwrap(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
+    common::ban(&relay, "alice").await;
 
     let mut c = Client::connect(&relay.address()).await;
     assert_eq!(code(c.auth(&alice_id).await), ErrorCode::Banned);

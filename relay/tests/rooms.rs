@@ -1171,16 +1171,7 @@ async fn a_ban_closes_the_banned_members_room_connections_and_no_other() {
         Seq(1)
     );
 
-    let config = relay.relay().config().clone();
-    let response = hearth_relay::admin::request(
-        &config,
-        hearth_relay::admin::AdminRequest::Ban {
-            handle: hearth_protocol::Handle::new("mallory").unwrap(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
+    common::ban(&relay, "mallory").await;
 
     // Every room connection is told of the new key, whoever's it is.
     let told = |event: Event| match event {

@@ -794,3 +794,18 @@ pub fn payload(tag: u32, len: usize) -> Vec<u8> {
 pub fn tag(payload: &[u8]) -> u32 {
     u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
 }
+
+/// Bans `handle` through the admin socket (which also replaces the relay's admission key,
+/// decision 0016); asserts the account is banned.
+pub async fn ban(relay: &hearth_relay::RunningRelay, handle: &str) {
+    let config = relay.relay().config().clone();
+    let response = hearth_relay::admin::request(
+        &config,
+        hearth_relay::admin::AdminRequest::Ban {
+            handle: hearth_protocol::Handle::new(handle).unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(response, hearth_relay::admin::AdminResponse::Account(ref a) if a.banned));
+}
