@@ -173,6 +173,19 @@ impl DiskSpace {
     }
 }
 
+/// Runs a read of the store on a blocking thread: the relay's one async thread drives
+/// every connection (decision 0017), and some reads scan whole tables.
+async fn read<T: Send + 'static>(
+    relay: &Relay,
+    read: impl FnOnce(&dyn crate::store::Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AdminError> {
+    let store = relay.store().clone();
+    tokio::task::spawn_blocking(move || read(&*store))
+        .await
+        .map_err(|e| AdminError::Protocol(e.to_string()))?
+        .map_err(AdminError::from)
+}
+
 /// Carries out `request` on `relay`.
 pub async fn execute(
     relay: &Relay,
@@ -208,7 +221,7 @@ async fn execute_inner(
                 .to_string(),
             )
         }
-        AdminRequest::Accounts => AdminResponse::Accounts(relay.store().accounts()?),
+        AdminRequest::Accounts => AdminResponse::Accounts(read(relay, |s| s.accounts()).await?),
         AdminRequest::Ban { handle } => {
             let banned = account(
                 relay
@@ -248,7 +261,7 @@ async fn execute_inner(
                 .await
                 .map_err(refused)?,
         )?,
-        AdminRequest::Invites => AdminResponse::Invites(relay.store().invites()?),
+        AdminRequest::Invites => AdminResponse::Invites(read(relay, |s| s.invites()).await?),
         AdminRequest::RevokeInvites { prefix } => {
             if prefix.is_empty() {
                 return Err(AdminError::Refused("give the start of an invite id".into()));
@@ -266,7 +279,7 @@ async fn execute_inner(
             running,
             uptime_secs: running.then(|| relay.uptime().as_secs()),
             address: Some(address.to_string()),
-            store: relay.store().stats()?,
+            store: read(relay, |s| s.stats()).await?,
             disk: DiskSpace::of(&relay.config().data_dir)
                 .inspect_err(|e| tracing::warn!(error = %e, "cannot read the disk space"))
                 .ok(),
@@ -275,14 +288,11 @@ async fn execute_inner(
         }),
         AdminRequest::Audit { limit } => {
             relay.flush_audit().await;
-            AdminResponse::Audit(relay.store().audit(limit)?)
+            AdminResponse::Audit(read(relay, move |s| s.audit(limit)).await?)
         }
         AdminRequest::Inspect => {
-            // On a read snapshot, off the async workers (it reads the whole store).
-            let store = relay.store().clone();
-            let mut report = tokio::task::spawn_blocking(move || store.inspect())
-                .await
-                .map_err(|e| AdminError::Protocol(e.to_string()))??;
+            // On a read snapshot (it reads the whole store).
+            let mut report = read(relay, |s| s.inspect()).await?;
             report.blobs = relay.blobs().rooms();
             AdminResponse::Inspect(report)
         }

@@ -237,7 +237,12 @@ fn main() -> Result<()> {
         builder.init();
     }
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // One thread drives every connection; the store commits and reads on tokio's
+    // blocking threads (decision 0017).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(run(cli))
 }
 

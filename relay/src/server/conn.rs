@@ -4,24 +4,25 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hearth_protocol::frame::{decode_body, encode_frame};
+use hearth_protocol::frame::decode_body;
 use hearth_protocol::limits::{LENGTH_PREFIX_LEN, MAX_FRAME_LEN, TLS_EXPORTER_LABEL};
 use hearth_protocol::{
-    ClientFrame, ClientHello, CloseReason, ErrorCode, Response, ServerFrame, ServerHello, WireError,
+    ClientFrame, ClientHello, CloseReason, ErrorCode, Response, ServerHello, WireError,
 };
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::admission::{Admission, Slot};
 use crate::service::outbox::{encode_event, Outgoing, PushError};
-use crate::service::{Metrics, Outbox, Relay, Reply, Session};
+use crate::service::responder::{encoded, response_frame};
+use crate::service::{Metrics, Outbox, Relay, Reply, Responder, Session};
 
-/// Requests of one connection waiting for a commit at the same time.
-const MAX_IN_FLIGHT: usize = 1024;
+/// Requests handled in one turn of a connection's loop, when the client sent several
+/// (the loop's other work is looked at in between).
+const REQUESTS_PER_TURN: usize = 64;
 
 /// What the reader task saw.
 enum Inbound {
@@ -253,26 +254,6 @@ async fn write_out(mut send: quinn::SendStream, outbox: Arc<Outbox>, stall: Dura
     WriteEnd::Finished
 }
 
-/// Encodes a frame for the outbox.
-fn encoded<T: serde::Serialize>(frame: &T) -> Outgoing {
-    match encode_frame(frame, MAX_FRAME_LEN) {
-        Ok(bytes) => Outgoing::Frame(bytes),
-        Err(e) => {
-            // Responses are cut to fit a frame before they get here; should one not,
-            // the client still gets an answer.
-            tracing::error!(error = %e, "response does not encode; answering Internal");
-            let fallback = ServerFrame::Response {
-                id: 0,
-                result: Err(WireError::new(
-                    ErrorCode::Internal,
-                    "the answer did not fit a frame",
-                )),
-            };
-            Outgoing::Frame(encode_frame(&fallback, MAX_FRAME_LEN).unwrap_or_default())
-        }
-    }
-}
-
 /// How the request loop ended: the log line, the close (code and reason, see
 /// [`hearth_protocol::close`]), and whether to let the writer send what is queued
 /// (answers, a rejection) before closing.
@@ -362,6 +343,7 @@ async fn drive(
         }
     };
     let outbox = session.outbox();
+    let responder = session.answer_in_outbox();
     let stall = Duration::from_secs(relay.config().write_stall_secs.max(1));
     let mut writer = tokio::spawn(write_out(send, outbox.clone(), stall));
     let (tx, mut rx) = mpsc::channel(64);
@@ -371,6 +353,7 @@ async fn drive(
         session,
         relay,
         outbox: &outbox,
+        responder,
         writer: &mut writer,
         writer_ended: None,
         peer,
@@ -400,6 +383,8 @@ struct Loop<'a> {
     session: &'a mut Session,
     relay: &'a Relay,
     outbox: &'a Arc<Outbox>,
+    /// Counts the requests waiting for a commit, whose answers the writer queues.
+    responder: Arc<Responder>,
     writer: &'a mut tokio::task::JoinHandle<WriteEnd>,
     /// Set once the writer task has ended (its handle must not be polled again).
     writer_ended: Option<()>,
@@ -422,20 +407,7 @@ impl Loop<'_> {
     fn push(&self, item: Outgoing) -> Result<(), Ending> {
         match self.outbox.push(item) {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => {
-                tracing::warn!(peer = %self.peer, queued = self.outbox.held_bytes(), "client not reading; closing");
-                self.relay.shared.audit(
-                    "slow-reader",
-                    Some(self.peer.ip()),
-                    self.session.account().as_ref(),
-                    "outgoing queue over its bound",
-                );
-                Err(Ending::not_reading(
-                    self.relay,
-                    CloseReason::QueueFull,
-                    "not reading: too much queued",
-                ))
-            }
+            Err(PushError::Full) => Err(self.not_reading_answers()),
             Err(PushError::Closed) => Err(Ending::abrupt(CloseReason::Finished, "closing")),
         }
     }
@@ -453,7 +425,7 @@ impl Loop<'_> {
     }
 
     fn respond(&self, id: u32, result: Result<Response, WireError>) -> Result<(), Ending> {
-        self.push(encoded(&ServerFrame::Response { id, result }))
+        self.push(response_frame(id, result))
     }
 
     /// What the writer task's end means for the connection.
@@ -560,12 +532,21 @@ impl Loop<'_> {
         let idle = Duration::from_secs(self.relay.config().idle_timeout_secs.max(1));
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let mut reauth_at = far;
-        let mut pending: JoinSet<(u32, Result<Response, WireError>)> = JoinSet::new();
         let mut ending: Option<Ending> = None;
         let ended = self.session.ended();
         let mut admission_key = self.relay.shared.admission.watch();
         let mut heard_tick = tokio::time::interval(HEARD_EVERY);
         heard_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Made once and polled again on every turn (issue 15: a turn per request, and
+        // making these anew registered two timers and four wake-ups each time).
+        let conn = self.conn;
+        let responder = self.responder.clone();
+        let mut closed = std::pin::pin!(conn.closed());
+        let mut ended_from_outside = std::pin::pin!(ended.ended());
+        let mut shutting_down = std::pin::pin!(shutdown.changed());
+        let mut answered = std::pin::pin!(responder.changed());
+        let mut reauth_timer = std::pin::pin!(sleep_until(reauth_at));
+        let mut deadline_timer = std::pin::pin!(sleep_until(far));
         while ending.is_none() {
             let room_connection = self.session.is_room_connection();
             // A room connection is looked at every `idle` without a request: one that
@@ -581,65 +562,44 @@ impl Loop<'_> {
             // be admitted again by then (decision 0016).
             let readmit = self.session.readmit_deadline().map(Instant::from_std);
             let deadline = readmit.map_or(deadline, |at| at.min(deadline));
+            if deadline_timer.deadline() != deadline {
+                deadline_timer.as_mut().reset(deadline);
+            }
+            if reauth_timer.deadline() != reauth_at {
+                reauth_timer.as_mut().reset(reauth_at);
+            }
             tokio::select! {
-                item = rx.recv(), if pending.len() < MAX_IN_FLIGHT => {
-                    let Some(Inbound::Frame(body)) = item else {
-                        ending = Some(self.inbound_end(item));
-                        continue;
-                    };
-                    self.session.heard();
-                    self.last_request = Instant::now();
-                    let Ok(frame) = decode_body::<ClientFrame>(&body) else {
-                        Metrics::bump(&metrics.malformed);
-                        tracing::warn!(%peer, len = body.len(), "malformed frame; closing");
-                        self.relay.shared.audit("malformed-frame", Some(peer.ip()), self.session.account().as_ref(), "undecodable request");
-                        ending = Some(match self.respond(0, Err(WireError::new(ErrorCode::BadRequest, "malformed frame"))) {
-                            Ok(()) => Ending::told(CloseReason::MalformedFrame, "malformed frame"),
-                            Err(e) => e,
-                        });
-                        continue;
-                    };
-                    let was_authenticated = self.session.account().is_some();
-                    let was_room_connection = self.session.is_room_connection();
-                    match self.session.start(frame.request).await {
-                        Reply::Ready(result) => {
-                            if let Err(e) = self.respond(frame.id, result) {
-                                return e;
+                item = rx.recv(), if self.responder.has_room() => {
+                    // Every request already received is handled in this turn.
+                    let mut item = item;
+                    for _ in 0..REQUESTS_PER_TURN {
+                        match self.request(item, &mut reauth_at, interval).await {
+                            Ok(None) => {}
+                            Ok(Some(end)) => {
+                                ending = Some(end);
+                                break;
                             }
-                            if let Some(event) = self.session.readmit_notice() {
-                                if let Err(e) = self.push(Outgoing::Event(event)) {
-                                    return e;
-                                }
-                            }
+                            Err(end) => return end,
                         }
-                        Reply::Pending(wait) => {
-                            pending.spawn(async move { (frame.id, wait.wait().await) });
+                        if !self.responder.has_room() {
+                            break;
                         }
-                    }
-                    if !was_authenticated && self.session.account().is_some() {
-                        reauth_at = Instant::now() + interval;
-                        // Authenticated connections are bounded per account, not per
-                        // address.
-                        self.slot = None;
-                    }
-                    if !was_room_connection && self.session.is_room_connection() {
-                        self.became_room_connection();
-                    }
-                    if let Some(reason) = self.session.close_reason() {
-                        ending = Some(Ending::told(reason, reason.token()));
+                        match rx.try_recv() {
+                            Ok(next) => item = Some(next),
+                            Err(_) => break,
+                        }
                     }
                 }
-                Some(done) = pending.join_next(), if !pending.is_empty() => {
-                    if let Ok((id, result)) = done {
-                        if let Err(e) = self.respond(id, result) {
-                            return e;
-                        }
+                () = answered.as_mut() => {
+                    answered.set(responder.changed());
+                    if responder.refused() {
+                        return self.not_reading_answers();
                     }
                 }
                 end = &mut *self.writer, if self.writer_ended.is_none() => {
                     return self.writer_end(end);
                 }
-                _ = sleep_until(reauth_at), if self.session.account().is_some() && self.session.reauth_deadline().is_none() => {
+                () = reauth_timer.as_mut(), if self.session.account().is_some() && self.session.reauth_deadline().is_none() => {
                     let event = self.session.reauthenticate();
                     reauth_at = Instant::now() + interval;
                     if let Err(e) = self.push(Outgoing::Event(event)) {
@@ -654,7 +614,7 @@ impl Loop<'_> {
                         }
                     }
                 }
-                _ = sleep_until(deadline) => {
+                () = deadline_timer.as_mut() => {
                     if readmit.is_some_and(|at| Instant::now() >= at) {
                         if self.session.readmit_deadline().is_some() {
                             Metrics::bump(&metrics.readmit_timeouts);
@@ -686,7 +646,7 @@ impl Loop<'_> {
                 _ = heard_tick.tick(), if self.session.account().is_some() => {
                     self.session.packets_received(self.conn.stats().udp_rx.datagrams);
                 }
-                reason = ended.ended() => {
+                reason = ended_from_outside.as_mut() => {
                     ending = Some(match reason {
                         // Its place is taken: what it waits for is of no use to anyone
                         // (its commits still land; the client reads them from the log).
@@ -697,19 +657,92 @@ impl Loop<'_> {
                         reason => Ending::told(reason, reason.token()),
                     });
                 }
-                _ = shutdown.changed() => ending = Some(Ending::told(CloseReason::ShuttingDown, "relay shutting down")),
-                closed = self.conn.closed() => return Ending::abrupt(CloseReason::Finished, peer_closed(&closed)),
+                _ = shutting_down.as_mut() => ending = Some(Ending::told(CloseReason::ShuttingDown, "relay shutting down")),
+                reason = closed.as_mut() => return Ending::abrupt(CloseReason::Finished, peer_closed(&reason)),
             }
         }
-        // 3. Let started commits finish and answer them before closing.
-        while let Some(done) = pending.join_next().await {
-            if let Ok((id, result)) = done {
-                if self.respond(id, result).is_err() {
-                    break;
+        // 3. Let started commits finish and their answers be queued before closing.
+        responder.all_answered().await;
+        ending.unwrap_or_else(|| Ending::told(CloseReason::Finished, "closed"))
+    }
+
+    /// Handles one item from the reader: a request (answered now, or by the writer after
+    /// its commit), or the end of the stream. `Ok(Some(ending))` ends the connection
+    /// once what was started is answered; `Err` ends it at once.
+    async fn request(
+        &mut self,
+        item: Option<Inbound>,
+        reauth_at: &mut Instant,
+        interval: Duration,
+    ) -> Result<Option<Ending>, Ending> {
+        let metrics = &self.relay.shared.metrics;
+        let peer = self.peer;
+        let Some(Inbound::Frame(body)) = item else {
+            return Ok(Some(self.inbound_end(item)));
+        };
+        self.session.heard();
+        self.last_request = Instant::now();
+        let Ok(frame) = decode_body::<ClientFrame>(&body) else {
+            Metrics::bump(&metrics.malformed);
+            tracing::warn!(%peer, len = body.len(), "malformed frame; closing");
+            self.relay.shared.audit(
+                "malformed-frame",
+                Some(peer.ip()),
+                self.session.account().as_ref(),
+                "undecodable request",
+            );
+            self.respond(
+                0,
+                Err(WireError::new(ErrorCode::BadRequest, "malformed frame")),
+            )?;
+            return Ok(Some(Ending::told(
+                CloseReason::MalformedFrame,
+                "malformed frame",
+            )));
+        };
+        drop(body);
+        let was_authenticated = self.session.account().is_some();
+        let was_room_connection = self.session.is_room_connection();
+        match self.session.start_as(frame.id, frame.request).await {
+            Reply::Ready(result) => {
+                self.respond(frame.id, result)?;
+                if let Some(event) = self.session.readmit_notice() {
+                    self.push(Outgoing::Event(event))?;
                 }
             }
+            // The writer queues the answer after the commit.
+            Reply::Queued => {}
+            // Not given once answers go to the outbox; answered when committed.
+            Reply::Pending(wait) => self.respond(frame.id, wait.wait().await)?,
         }
-        ending.unwrap_or_else(|| Ending::told(CloseReason::Finished, "closed"))
+        if !was_authenticated && self.session.account().is_some() {
+            *reauth_at = Instant::now() + interval;
+            // Authenticated connections are bounded per account, not per address.
+            self.slot = None;
+        }
+        if !was_room_connection && self.session.is_room_connection() {
+            self.became_room_connection();
+        }
+        Ok(self
+            .session
+            .close_reason()
+            .map(|reason| Ending::told(reason, reason.token())))
+    }
+
+    /// An answer the writer queued did not fit the outbox: the client does not read.
+    fn not_reading_answers(&self) -> Ending {
+        tracing::warn!(peer = %self.peer, queued = self.outbox.held_bytes(), "client not reading; closing");
+        self.relay.shared.audit(
+            "slow-reader",
+            Some(self.peer.ip()),
+            self.session.account().as_ref(),
+            "outgoing queue over its bound",
+        );
+        Ending::not_reading(
+            self.relay,
+            CloseReason::QueueFull,
+            "not reading: too much queued",
+        )
     }
 
     /// The connection presented a capability a room took: it leaves the pool of

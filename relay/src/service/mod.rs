@@ -15,6 +15,7 @@ mod hub;
 mod metrics;
 pub mod outbox;
 mod rate;
+pub(crate) mod responder;
 mod session;
 pub mod writer;
 
@@ -33,6 +34,7 @@ pub use address::AddressKey;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use outbox::Outbox;
 pub use rate::RateLimiter;
+pub use responder::Responder;
 pub mod key_package_fetches;
 pub use session::{PendingReply, Reply, Session, MAX_REQUESTS_BEFORE_AUTH};
 

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use super::hub::SubscriptionHandle;
 use super::metrics::Metrics;
 use super::outbox::Outbox;
+use super::responder::Responder;
 use super::writer::internal;
 use super::{unix_now, EndSignal, SessionEntry, Shared, MAX_AUTH_FAILURES};
 use crate::store::{AccountRecord, Applied, ListingRecord, OpResult, StoreError, WriteOp};
@@ -31,6 +32,9 @@ pub enum Reply {
     Ready(Result<Response, WireError>),
     /// The request is queued for the next group commit; await [`PendingReply::wait`].
     Pending(PendingReply),
+    /// The request is queued for the next group commit, and the writer queues its
+    /// response on the connection (see [`Session::answer_in_outbox`]).
+    Queued,
 }
 
 /// A request waiting for its durable commit. Holds no borrow of the session, so a
@@ -65,6 +69,11 @@ pub struct Session {
     limit_logged: bool,
     requests_before_auth: u32,
     outbox: Arc<Outbox>,
+    /// Set by [`Session::answer_in_outbox`]: answers to requests that wait for a commit
+    /// go straight to the outbox.
+    responder: Option<Arc<Responder>>,
+    /// The id of the request [`Session::start_as`] is handling.
+    request_id: Option<u32>,
     subscriptions: HashMap<hearth_protocol::RoomId, SubscriptionHandle>,
     /// Signalled when the session is ended from outside (a ban, a key rotation, a newer
     /// session of the account taking its place): the connection ends at once.
@@ -201,6 +210,8 @@ impl Session {
             limit_logged: false,
             requests_before_auth: 0,
             outbox,
+            responder: None,
+            request_id: None,
             subscriptions: HashMap::new(),
             ended: Arc::new(EndSignal::default()),
             heard: Arc::new(AtomicU64::new(0)),
@@ -427,7 +438,30 @@ impl Session {
         match self.start(request).await {
             Reply::Ready(result) => result,
             Reply::Pending(pending) => pending.wait().await,
+            // Only `start_as` queues answers on the connection.
+            Reply::Queued => Err(internal()),
         }
+    }
+
+    /// From now on, a request started with [`Session::start_as`] that waits for a
+    /// durable commit is answered by the writer, which queues the response on this
+    /// session's outbox right after the commit (the QUIC driver: no task and no wake-up
+    /// of the connection per request; see [`super::responder`]). Returns what the
+    /// connection watches: how many wait, and whether an answer did not fit.
+    pub fn answer_in_outbox(&mut self) -> Arc<Responder> {
+        let responder = Responder::new(self.outbox.clone());
+        self.responder = Some(responder.clone());
+        responder
+    }
+
+    /// [`Session::start`] for the request with frame id `id`: after
+    /// [`Session::answer_in_outbox`], a request that waits for a commit gives
+    /// [`Reply::Queued`] and its response arrives in the outbox.
+    pub async fn start_as(&mut self, id: u32, request: Request) -> Reply {
+        self.request_id = Some(id);
+        let reply = self.start(request).await;
+        self.request_id = None;
+        reply
     }
 
     /// Handles one request up to the point where it waits for a commit. Writes are queued
@@ -646,6 +680,11 @@ impl Session {
         op: WriteOp,
         map: impl FnOnce(Applied) -> Response + Send + 'static,
     ) -> Reply {
+        if let (Some(id), Some(responder)) = (self.request_id, &self.responder) {
+            let answer = responder.wait_for(id, Box::new(map));
+            self.shared.writer.enqueue_answered(op, answer).await;
+            return Reply::Queued;
+        }
         let rx = self.shared.writer.enqueue(op).await;
         Reply::Pending(PendingReply {
             rx,

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::audit::AuditLog;
 use super::hub::Hub;
 use super::metrics::Metrics;
+use super::responder::Answer;
 use super::Notifier;
 use crate::store::{Applied, OpResult, Store, WriteOp};
 
@@ -27,7 +28,29 @@ pub const MAX_BATCH: usize = 4096;
 
 struct Job {
     op: WriteOp,
-    reply: oneshot::Sender<OpResult>,
+    reply: Waiter,
+}
+
+/// Where an op's result goes once its batch is durable.
+enum Waiter {
+    /// A task awaiting it.
+    Task(oneshot::Sender<OpResult>),
+    /// The connection that asked, as the response to its request (see
+    /// [`super::responder`]).
+    Connection(Answer),
+    /// Nobody (audit records).
+    Nobody,
+}
+
+impl Waiter {
+    fn send(self, result: OpResult) {
+        match self {
+            // A task that stopped waiting does not need it.
+            Waiter::Task(reply) => drop(reply.send(result)),
+            Waiter::Connection(answer) => answer.send(result),
+            Waiter::Nobody => {}
+        }
+    }
 }
 
 /// The queue into the writer task.
@@ -184,8 +207,27 @@ impl Writer {
     pub(crate) async fn enqueue(&self, op: WriteOp) -> oneshot::Receiver<OpResult> {
         let (reply, rx) = oneshot::channel();
         // If the writer is gone, `reply` is dropped and the receiver reports it.
-        let _ = self.tx.send(Job { op, reply }).await;
+        let _ = self
+            .tx
+            .send(Job {
+                op,
+                reply: Waiter::Task(reply),
+            })
+            .await;
         rx
+    }
+
+    /// Queues `op` (waiting if the queue is full); once it is durable, `answer` queues
+    /// the response on its connection. If the writer is gone, `answer` is dropped and
+    /// its connection stops waiting for it.
+    pub(crate) async fn enqueue_answered(&self, op: WriteOp, answer: Answer) {
+        let _ = self
+            .tx
+            .send(Job {
+                op,
+                reply: Waiter::Connection(answer),
+            })
+            .await;
     }
 
     /// Queues `op` and waits for its durable result.
@@ -203,7 +245,7 @@ const AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 /// A batch being committed on a blocking thread, and who waits for its results.
 struct InFlight {
     task: tokio::task::JoinHandle<Result<Vec<OpResult>, crate::store::StoreError>>,
-    replies: Vec<oneshot::Sender<OpResult>>,
+    replies: Vec<Waiter>,
 }
 
 async fn run(
@@ -282,10 +324,9 @@ fn start(
     // counted in memory (bounded) until there is space.
     if !low {
         for record in audit.take() {
-            let (reply, _) = oneshot::channel();
             jobs.push(Job {
                 op: WriteOp::Audit(record),
-                reply,
+                reply: Waiter::Nobody,
             });
         }
     }
@@ -316,11 +357,9 @@ fn refuse_growth(jobs: &mut Vec<Job>, store: &Arc<dyn Store>) {
                     Ok(None) => Err(WireError::new(ErrorCode::AuthFailed, "unknown account key")),
                     Err(_) => Err(internal()),
                 };
-                let _ = job.reply.send(answer);
+                job.reply.send(answer);
             }
-            _ => {
-                let _ = job.reply.send(Err(storage_full()));
-            }
+            _ => job.reply.send(Err(storage_full())),
         }
     }
     *jobs = kept;
@@ -403,7 +442,7 @@ fn finish(
         hub.publish(&appended);
     }
     for (reply, result) in replies.into_iter().zip(results) {
-        let _ = reply.send(result);
+        reply.send(result);
     }
 }
 
