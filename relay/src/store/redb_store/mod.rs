@@ -254,6 +254,11 @@ struct Tx<'t> {
     legacy_admins: Table<'t, Bytes, Bytes>,
     commit_caps: Table<'t, Bytes, Bytes>,
     rooms_created: Table<'t, &'static str, u64>,
+    /// A room record changed by messages appended in a row and not yet written to
+    /// `rooms` (issue 15: a batch of appends to one room rewrote its record once per
+    /// append). Written before any other op and before the commit; see
+    /// [`Tx::flush_room`].
+    unwritten_room: Option<(RoomId, RoomRecord)>,
 }
 
 impl<'t> Tx<'t> {
@@ -278,6 +283,7 @@ impl<'t> Tx<'t> {
             legacy_admins: txn.open_table(LEGACY_ADMINS)?,
             commit_caps: txn.open_table(COMMIT_CAPS)?,
             rooms_created: txn.open_table(ROOMS_CREATED)?,
+            unwritten_room: None,
         })
     }
 }
@@ -325,6 +331,11 @@ impl Tx<'_> {
     }
 
     fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        if let Some((unwritten, record)) = &self.unwritten_room {
+            if unwritten == room {
+                return Ok(Some(record.clone()));
+            }
+        }
         match self.rooms.get(room.0.as_slice())? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
@@ -332,8 +343,41 @@ impl Tx<'_> {
     }
 
     fn put_room(&mut self, room: &RoomId, record: &RoomRecord) -> Result<(), StoreError> {
+        if self
+            .unwritten_room
+            .as_ref()
+            .is_some_and(|(unwritten, _)| unwritten == room)
+        {
+            self.unwritten_room = None;
+        }
+        self.flush_room()?;
         self.rooms
             .insert(room.0.as_slice(), encode(record)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Keeps `record` as the room's until [`Tx::flush_room`] writes it (a message
+    /// appended: the next op is likely another one to the same room).
+    fn put_room_later(&mut self, room: RoomId, record: RoomRecord) -> Result<(), StoreError> {
+        if self
+            .unwritten_room
+            .as_ref()
+            .is_some_and(|(unwritten, _)| *unwritten != room)
+        {
+            self.flush_room()?;
+        }
+        self.unwritten_room = Some((room, record));
+        Ok(())
+    }
+
+    /// Writes the room record kept by [`Tx::put_room_later`]. Called before every op
+    /// other than a message append (they may read the `rooms` table directly) and before
+    /// the transaction commits.
+    pub(super) fn flush_room(&mut self) -> Result<(), StoreError> {
+        if let Some((room, record)) = self.unwritten_room.take() {
+            self.rooms
+                .insert(room.0.as_slice(), encode(&record)?.as_slice())?;
+        }
         Ok(())
     }
 
@@ -389,6 +433,17 @@ impl Tx<'_> {
     }
 
     fn apply(&mut self, op: WriteOp) -> Result<OpResult, StoreError> {
+        let message = matches!(
+            op,
+            WriteOp::Append {
+                next_cap_hash: None,
+                admins: None,
+                ..
+            }
+        );
+        if !message {
+            self.flush_room()?;
+        }
         match op {
             WriteOp::Register {
                 account,

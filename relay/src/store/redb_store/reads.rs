@@ -12,6 +12,7 @@ impl Store for RedbStore {
             for op in ops {
                 results.push(tx.apply(op)?);
             }
+            tx.flush_room()?;
             results
         };
         // Durability::Immediate is redb's default: commit returns after fsync.

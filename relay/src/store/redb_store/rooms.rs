@@ -167,7 +167,11 @@ impl Tx<'_> {
             ended = Some(record.current);
             record.current = next;
         }
-        self.put_room(&room, &record)?;
+        if next_cap_hash.is_some() {
+            self.put_room(&room, &record)?;
+        } else {
+            self.put_room_later(room, record)?;
+        }
         Ok(Ok(Applied::Appended {
             room,
             entry: Entry {

@@ -187,6 +187,112 @@ fn a_room_is_charged_for_its_log_and_refunded_by_the_sweep() {
     );
 }
 
+/// One batch of appends to two rooms in turn, a refusal for the room's quota, a commit
+/// and a sweep: each op sees the room as the ops before it in the batch left it (the
+/// record of a room taking messages in a row is written once, at the end of the run).
+#[test]
+fn a_batch_of_appends_to_rooms_in_turn_keeps_every_room_record_right() {
+    let store = RedbStore::in_memory().unwrap();
+    let alice = register(&store, 1, "alice");
+    let (a, b) = (RoomId([1; 16]), RoomId([2; 16]));
+    let (c0, c1) = (CapHash([0; 32]), CapHash([1; 32]));
+    for room in [a, b] {
+        one(
+            &store,
+            WriteOp::CreateRoom {
+                room,
+                cap_hash: c0,
+                retention_secs: Some(10),
+                now: 1,
+                creator: alice,
+                admin: ADMIN,
+                quota: u64::MAX,
+                max_rooms: u64::MAX,
+            },
+        )
+        .unwrap();
+    }
+    let per = crate::store::entry_cost(EntryKind::Message, 10);
+    let message = |room, cap, now, quota| WriteOp::Append {
+        room,
+        cap_hash: cap,
+        payload: vec![7; 10],
+        next_cap_hash: None,
+        admins: None,
+        now,
+        room_quota: quota,
+    };
+    let ops = vec![
+        message(a, c0, 1, u64::MAX),
+        message(a, c0, 1, u64::MAX),
+        message(b, c0, 1, u64::MAX),
+        message(a, c0, 1, u64::MAX),
+        // Room b holds one entry: a second does not fit a quota of one.
+        message(b, c0, 1, per),
+        WriteOp::Append {
+            room: a,
+            cap_hash: c0,
+            payload: vec![7; 10],
+            next_cap_hash: Some(c1),
+            admins: None,
+            now: 1,
+            room_quota: u64::MAX,
+        },
+        message(a, c0, 1, u64::MAX),
+        message(a, c1, 100, u64::MAX),
+        // Everything written at time 1 is past retention at 60: the sweep must see the
+        // four entries of a (the commit with them) and the one of b, with their charges.
+        WriteOp::Sweep {
+            now: 60,
+            retention_secs: 10,
+            max_deletions: 10_000,
+        },
+        message(b, c0, 100, u64::MAX),
+    ];
+    let results = store.apply(ops).unwrap();
+    let seqs: Vec<Option<u64>> = results
+        .iter()
+        .map(|r| match r {
+            Ok(Applied::Appended { entry, .. }) => Some(entry.seq.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            Some(1),
+            Some(2),
+            Some(1),
+            Some(3),
+            None,
+            Some(4),
+            None,
+            Some(5),
+            None,
+            Some(2)
+        ]
+    );
+    assert_eq!(
+        results[4].as_ref().unwrap_err().code,
+        ErrorCode::QuotaExceeded
+    );
+    assert_eq!(results[6].as_ref().unwrap_err().code, ErrorCode::StaleEpoch);
+    assert!(
+        matches!(results[8], Ok(Applied::Swept { entries: 5, .. })),
+        "{:?}",
+        results[8]
+    );
+    let (ra, rb) = (
+        store.room(&a).unwrap().unwrap(),
+        store.room(&b).unwrap().unwrap(),
+    );
+    assert_eq!((ra.head, ra.first, ra.current), (5, 5, c1));
+    assert_eq!((rb.head, rb.first), (2, 2));
+    assert_eq!(ra.bytes, per, "only a's message at time 100 is left");
+    assert_eq!(rb.bytes, per);
+    assert_eq!(store.entries(&a, Seq(1), Seq(10), 100).unwrap().len(), 1);
+}
+
 #[test]
 fn invites_are_single_use_and_expire() {
     let store = RedbStore::in_memory().unwrap();
