@@ -26,7 +26,7 @@ use bytes::Bytes;
 use hearth_protocol::{CapHash, Entry, EntryKind, Event, RoomId, Seq};
 use tokio::sync::Notify;
 
-use super::outbox::{encode_entries, Outbox, PushError};
+use super::outbox::{encode_entry_refs, Outbox, PushError};
 use crate::store::{Store, StoreError};
 
 /// Entries per event while catching up.
@@ -289,11 +289,8 @@ impl Encoded {
         if let Some((_, bytes)) = self.slices.iter().find(|(r, _)| *r == range) {
             return bytes.clone();
         }
-        let entries = run[range.clone()]
-            .iter()
-            .map(|(_, e, _)| e.clone())
-            .collect();
-        let bytes = match encode_entries(room, entries) {
+        let entries: Vec<&Entry> = run[range.clone()].iter().map(|(_, e, _)| e).collect();
+        let bytes = match encode_entry_refs(room, &entries) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
                 tracing::error!(error = %e, "live entries do not encode; subscribers read the store");

@@ -297,29 +297,74 @@ pub(crate) const EVENT_BYTES: usize = MAX_FRAME_LEN / 2;
 /// Encodes `Event::Entries { room, entries }` as whole frames, one after another in one
 /// buffer, each holding at most [`EVENT_BYTES`] of payload (and at least one entry).
 pub(crate) fn encode_entries(room: RoomId, entries: Vec<Entry>) -> Result<Bytes, FrameError> {
-    let mut out = Vec::new();
-    let mut run = Vec::new();
+    encode_entry_refs(room, &entries.iter().collect::<Vec<_>>())
+}
+
+/// [`encode_entries`] for entries held elsewhere (the writer's committed batch), without
+/// copying them first (issue 15).
+pub(crate) fn encode_entry_refs(room: RoomId, entries: &[&Entry]) -> Result<Bytes, FrameError> {
+    let total: usize = entries.iter().map(|e| e.payload.len() + 32).sum();
+    let mut out = Vec::with_capacity(total + 64);
+    let mut start = 0;
     let mut bytes = 0usize;
-    let flush = |run: &mut Vec<Entry>, out: &mut Vec<u8>| -> Result<(), FrameError> {
-        let frame = ServerFrame::Event(Event::Entries {
-            room,
-            entries: std::mem::take(run),
-        });
-        out.extend_from_slice(&encode_frame(&frame, MAX_FRAME_LEN)?);
-        Ok(())
-    };
-    for entry in entries {
-        if !run.is_empty() && bytes + entry.payload.len() > EVENT_BYTES {
-            flush(&mut run, &mut out)?;
+    for (i, entry) in entries.iter().enumerate() {
+        if i > start && bytes + entry.payload.len() > EVENT_BYTES {
+            write_entries_frame(room, &entries[start..i], &mut out)?;
+            start = i;
             bytes = 0;
         }
         bytes += entry.payload.len() + 32;
-        run.push(entry);
     }
-    if !run.is_empty() {
-        flush(&mut run, &mut out)?;
+    if start < entries.len() {
+        write_entries_frame(room, &entries[start..], &mut out)?;
     }
     Ok(Bytes::from(out))
+}
+
+/// Appends the frame of `ServerFrame::Event(Event::Entries { room, entries })` to `out`,
+/// byte for byte what [`encode_frame`] makes of it: postcard writes the fields of a
+/// variant in order and a list as its length then its items, and the entries are the
+/// last field, so the frame is the one of an empty list with the list put in place of
+/// its length (one zero byte).
+fn write_entries_frame(
+    room: RoomId,
+    entries: &[&Entry],
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let malformed = |e: postcard::Error| FrameError::Malformed(e.to_string());
+    let start = out.len();
+    out.extend_from_slice(&[0; LENGTH_PREFIX_LEN]);
+    let empty = ServerFrame::Event(Event::Entries {
+        room,
+        entries: Vec::new(),
+    });
+    let mut buf = postcard::to_extend(&empty, std::mem::take(out)).map_err(malformed)?;
+    if buf.pop() != Some(0) {
+        return Err(FrameError::Malformed(
+            "unexpected encoding of Event::Entries".into(),
+        ));
+    }
+    buf = postcard::to_extend(&EntryList(entries), buf).map_err(malformed)?;
+    let len = buf.len() - start - LENGTH_PREFIX_LEN;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    // `len <= MAX_FRAME_LEN`, which fits in u32.
+    buf[start..start + LENGTH_PREFIX_LEN].copy_from_slice(&(len as u32).to_be_bytes());
+    *out = buf;
+    Ok(())
+}
+
+/// A list of borrowed entries, serialized as `Vec<Entry>` is.
+struct EntryList<'a>(&'a [&'a Entry]);
+
+impl serde::Serialize for EntryList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter())
+    }
 }
 
 /// Encodes any event as whole frames (entries split as by [`encode_entries`]).
@@ -365,6 +410,67 @@ impl Drop for Outbox {
 mod tests {
     use super::*;
     use hearth_protocol::{Entry, EntryKind, RoomId, Seq};
+
+    /// The frames written from borrowed entries are byte for byte those of the owned
+    /// `Event::Entries` (clients decode them as such), split where the payloads pass
+    /// `EVENT_BYTES`.
+    #[test]
+    fn entries_encoded_from_borrowed_entries_are_the_owned_frames() {
+        let room = RoomId([3; 16]);
+        let entry = |seq: u64, len: usize, commit: bool| Entry {
+            seq: Seq(seq),
+            kind: if commit {
+                EntryKind::Commit
+            } else {
+                EntryKind::Message
+            },
+            time: 1_700_000_000 + seq,
+            payload: vec![seq as u8; len],
+            next_cap_hash: commit.then_some(hearth_protocol::CapHash([9; 32])),
+        };
+        let cases: Vec<Vec<Entry>> = vec![
+            vec![entry(1, 0, false)],
+            vec![
+                entry(1, 1024, false),
+                entry(2, 300, true),
+                entry(3, 70_000, false),
+            ],
+            // Three frames: each next entry would pass EVENT_BYTES.
+            (1..=3)
+                .map(|seq| entry(seq, EVENT_BYTES - 100, false))
+                .collect(),
+        ];
+        for entries in cases {
+            let mut expected = Vec::new();
+            let mut run: Vec<Entry> = Vec::new();
+            let mut bytes = 0;
+            for e in &entries {
+                if !run.is_empty() && bytes + e.payload.len() > EVENT_BYTES {
+                    let frame = ServerFrame::Event(Event::Entries {
+                        room,
+                        entries: std::mem::take(&mut run),
+                    });
+                    expected.extend(encode_frame(&frame, MAX_FRAME_LEN).unwrap());
+                    bytes = 0;
+                }
+                bytes += e.payload.len() + 32;
+                run.push(e.clone());
+            }
+            let frame = ServerFrame::Event(Event::Entries { room, entries: run });
+            expected.extend(encode_frame(&frame, MAX_FRAME_LEN).unwrap());
+            let refs: Vec<&Entry> = entries.iter().collect();
+            let got = encode_entry_refs(room, &refs).unwrap();
+            assert_eq!(&got[..], &expected[..]);
+            let decoded: Vec<Entry> = decode_events(&got)
+                .into_iter()
+                .flat_map(|event| match event {
+                    Event::Entries { entries, .. } => entries,
+                    other => panic!("not entries: {other:?}"),
+                })
+                .collect();
+            assert_eq!(decoded, entries);
+        }
+    }
 
     fn entries(bytes: usize) -> Event {
         Event::Entries {
