@@ -18,7 +18,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use super::admission::{Admission, Slot};
 use crate::service::outbox::{encode_event, Outgoing, PushError};
 use crate::service::responder::{encoded, response_frame};
-use crate::service::{Metrics, Outbox, Relay, Reply, Responder, Session};
+use crate::service::{Metrics, Outbox, Relay, Responder, Session};
 
 /// Requests handled in one turn of a connection's loop, when the client sent several
 /// (the loop's other work is looked at in between).
@@ -703,17 +703,12 @@ impl Loop<'_> {
         drop(body);
         let was_authenticated = self.session.account().is_some();
         let was_room_connection = self.session.is_room_connection();
-        match self.session.start_as(frame.id, frame.request).await {
-            Reply::Ready(result) => {
-                self.respond(frame.id, result)?;
-                if let Some(event) = self.session.readmit_notice() {
-                    self.push(Outgoing::Event(event))?;
-                }
+        // `None`: the writer queues the answer after the commit.
+        if let Some(result) = self.session.start_as(frame.id, frame.request).await {
+            self.respond(frame.id, result)?;
+            if let Some(event) = self.session.readmit_notice() {
+                self.push(Outgoing::Event(event))?;
             }
-            // The writer queues the answer after the commit.
-            Reply::Queued => {}
-            // Not given once answers go to the outbox; answered when committed.
-            Reply::Pending(wait) => self.respond(frame.id, wait.wait().await)?,
         }
         if !was_authenticated && self.session.account().is_some() {
             *reauth_at = Instant::now() + interval;

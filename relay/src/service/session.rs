@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use super::hub::SubscriptionHandle;
 use super::metrics::Metrics;
 use super::outbox::Outbox;
-use super::responder::Responder;
+use super::responder::{Responder, ToResponse};
 use super::writer::internal;
 use super::{unix_now, EndSignal, SessionEntry, Shared, MAX_AUTH_FAILURES};
 use crate::store::{AccountRecord, Applied, ListingRecord, OpResult, StoreError, WriteOp};
@@ -32,23 +32,25 @@ pub enum Reply {
     Ready(Result<Response, WireError>),
     /// The request is queued for the next group commit; await [`PendingReply::wait`].
     Pending(PendingReply),
-    /// The request is queued for the next group commit, and the writer queues its
-    /// response on the connection (see [`Session::answer_in_outbox`]).
-    Queued,
 }
 
 /// A request waiting for its durable commit. Holds no borrow of the session, so a
 /// connection can keep many in flight.
 pub struct PendingReply {
-    rx: oneshot::Receiver<OpResult>,
-    map: Box<dyn FnOnce(Applied) -> Response + Send>,
+    /// `None` when the writer queues the answer on the connection instead (see
+    /// [`Session::start_as`]).
+    waiting: Option<(oneshot::Receiver<OpResult>, ToResponse)>,
 }
 
 impl PendingReply {
     /// Waits for the commit and returns the answer.
     pub async fn wait(self) -> Result<Response, WireError> {
-        match self.rx.await {
-            Ok(Ok(applied)) => Ok((self.map)(applied)),
+        let Some((rx, map)) = self.waiting else {
+            // Not reached: `start_as` never hands out an answer queued on its connection.
+            return Err(internal());
+        };
+        match rx.await {
+            Ok(Ok(applied)) => Ok(map(applied)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(internal()),
         }
@@ -438,8 +440,6 @@ impl Session {
         match self.start(request).await {
             Reply::Ready(result) => result,
             Reply::Pending(pending) => pending.wait().await,
-            // Only `start_as` queues answers on the connection.
-            Reply::Queued => Err(internal()),
         }
     }
 
@@ -454,14 +454,22 @@ impl Session {
         responder
     }
 
-    /// [`Session::start`] for the request with frame id `id`: after
-    /// [`Session::answer_in_outbox`], a request that waits for a commit gives
-    /// [`Reply::Queued`] and its response arrives in the outbox.
-    pub async fn start_as(&mut self, id: u32, request: Request) -> Reply {
+    /// Handles the request with frame id `id`: `Some` answer now, or `None` when it waits
+    /// for a commit and the writer will queue its response on the outbox (after
+    /// [`Session::answer_in_outbox`]; before it, such a request is waited for here).
+    pub async fn start_as(
+        &mut self,
+        id: u32,
+        request: Request,
+    ) -> Option<Result<Response, WireError>> {
         self.request_id = Some(id);
         let reply = self.start(request).await;
         self.request_id = None;
-        reply
+        match reply {
+            Reply::Ready(result) => Some(result),
+            Reply::Pending(PendingReply { waiting: None }) => None,
+            Reply::Pending(pending) => Some(pending.wait().await),
+        }
     }
 
     /// Handles one request up to the point where it waits for a commit. Writes are queued
@@ -683,12 +691,11 @@ impl Session {
         if let (Some(id), Some(responder)) = (self.request_id, &self.responder) {
             let answer = responder.wait_for(id, Box::new(map));
             self.shared.writer.enqueue_answered(op, answer).await;
-            return Reply::Queued;
+            return Reply::Pending(PendingReply { waiting: None });
         }
         let rx = self.shared.writer.enqueue(op).await;
         Reply::Pending(PendingReply {
-            rx,
-            map: Box::new(map),
+            waiting: Some((rx, Box::new(map))),
         })
     }
 
