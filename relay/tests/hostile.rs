@@ -72,6 +72,20 @@ async fn close_or_reset(conn: &quinn::Connection) -> Option<(u32, String)> {
     }
 }
 
+/// The relay closed `conn` as not reading, for `why` (`QueueFull` or `Stalled`). Its
+/// CONNECTION_CLOSE can be lost like any packet (on a loaded machine the stingy client's
+/// socket drops some); the client then learns of the close by a stateless reset, and the
+/// relay's own count says it closed a reader that did not read.
+async fn closed_as_not_reading(relay: &RunningRelay, conn: &quinn::Connection, why: CloseReason) {
+    match close_or_reset(conn).await {
+        Some((code, reason)) => {
+            assert_eq!(code, close::NOT_READING, "{reason}");
+            assert_eq!(CloseReason::parse(code.into(), reason.as_bytes()), why);
+        }
+        None => assert!(relay.relay().metrics().slow_readers >= 1),
+    }
+}
+
 /// An honest member is served: reads the whole room from the store and appends.
 async fn honest_member_is_served(relay: &RunningRelay, room: RoomId, handle: &str) {
     let (mut bob, _) = new_account(relay, handle).await;
@@ -133,19 +147,7 @@ async fn a_member_who_asks_without_reading_is_closed_at_the_byte_bound() {
             .await;
     }
     let _ = subscribe;
-    // The relay's CONNECTION_CLOSE can be lost like any packet (on a loaded machine the
-    // stingy client's socket drops some); mallory then learns of the close by a
-    // stateless reset, and the relay's own count says why it closed.
-    match close_or_reset(&mallory.raw.conn).await {
-        Some((code, reason)) => {
-            assert_eq!(code, close::NOT_READING, "{reason}");
-            assert_eq!(
-                CloseReason::parse(code.into(), reason.as_bytes()),
-                CloseReason::QueueFull
-            );
-        }
-        None => assert!(relay.relay().metrics().slow_readers >= 1),
-    }
+    closed_as_not_reading(&relay, &mallory.raw.conn, CloseReason::QueueFull).await;
 
     honest_member_is_served(&relay, room, "bob").await;
     let metrics = relay.relay().metrics();
@@ -176,18 +178,7 @@ async fn a_member_who_stops_reading_is_closed_after_the_stall_time() {
             from: Seq(1),
         })
         .await;
-    // As above: the close frame may be lost to the stingy client's socket, and then the
-    // relay's own count says it closed a reader that did not read.
-    match close_or_reset(&mallory.raw.conn).await {
-        Some((code, reason)) => {
-            assert_eq!(code, close::NOT_READING, "{reason}");
-            assert_eq!(
-                CloseReason::parse(code.into(), reason.as_bytes()),
-                CloseReason::Stalled
-            );
-        }
-        None => assert!(relay.relay().metrics().slow_readers >= 1),
-    }
+    closed_as_not_reading(&relay, &mallory.raw.conn, CloseReason::Stalled).await;
     let max = relay.relay().config().max_queued_bytes_per_connection as u64;
     assert!(
         relay.relay().metrics().queued_bytes <= max,
@@ -722,5 +713,45 @@ async fn an_ipv6_64_is_one_address_to_every_per_address_limit() {
         "{failed:?}"
     );
     assert_eq!(failed.len(), 3, "{failed:?}");
+    relay.shutdown().await.unwrap();
+}
+
+/// A member pipelines thousands of appends and never reads: the answers the writer
+/// queues after each commit (not the connection's loop) pass the byte bound, and the
+/// relay closes the connection as not reading. Its appends are stored, what it held is
+/// given back, and others are served.
+#[tokio::test]
+async fn a_member_who_appends_without_reading_the_answers_is_closed_at_the_byte_bound() {
+    let (relay, _dir) = start(|c| {
+        c.max_queued_bytes_per_connection = 4096;
+        c.write_stall_secs = 3600;
+    })
+    .await;
+    let (mut alice, _) = new_account(&relay, "alice").await;
+    let room = RoomId::random();
+    alice.create_room(room, cap(0).hash()).await;
+    let (mut mallory, _) = stingy_member(&relay, "mallory").await;
+    // About 12 bytes an answer: 4,000 of them are three times what the stingy flow
+    // credit (16 KiB) and the queue (4 KiB) hold.
+    for tag in 0..4000u32 {
+        mallory
+            .send(Request::Append {
+                room,
+                cap: cap(0),
+                payload: payload(tag, 8),
+            })
+            .await;
+    }
+    closed_as_not_reading(&relay, &mallory.raw.conn, CloseReason::QueueFull).await;
+    assert!(relay.relay().metrics().slow_readers >= 1);
+    // The relay kept taking her appends while their answers piled up (at most 1,024
+    // wait for a commit at once): more were committed than ever fit the window.
+    let head = relay.relay().store().room(&room).unwrap().unwrap().head;
+    assert!(head >= 1024, "head {head}");
+    honest_member_is_served(&relay, room, "bob").await;
+    eventually("queued bytes released", || {
+        relay.relay().metrics().queued_bytes == 0
+    })
+    .await;
     relay.shutdown().await.unwrap();
 }

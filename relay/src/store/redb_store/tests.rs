@@ -30,6 +30,30 @@ fn register(store: &RedbStore, key: u8, name: &str) -> AccountKey {
     account
 }
 
+/// Creates `room` at time 1 with the capability hash `cap`, admin [`ADMIN`] and no quota.
+fn create_room(
+    store: &RedbStore,
+    room: RoomId,
+    cap: CapHash,
+    creator: AccountKey,
+    retention_secs: Option<u64>,
+) {
+    one(
+        store,
+        WriteOp::CreateRoom {
+            room,
+            cap_hash: cap,
+            retention_secs,
+            now: 1,
+            creator,
+            admin: ADMIN,
+            quota: u64::MAX,
+            max_rooms: u64::MAX,
+        },
+    )
+    .expect("room created");
+}
+
 fn append(
     store: &RedbStore,
     room: RoomId,
@@ -71,20 +95,7 @@ fn caps_rotate_and_old_epochs_end_at_their_commit() {
     let alice = register(&store, 1, "alice");
     let room = RoomId([9; 16]);
     let (c0, c1) = (CapHash([0; 32]), CapHash([1; 32]));
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: c0,
-            retention_secs: None,
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, c0, alice, None);
     assert!(append(&store, room, c0, alice, None, 1).is_ok());
     assert!(append(&store, room, c0, alice, Some(c1), 1).is_ok());
     assert_eq!(
@@ -117,20 +128,7 @@ fn a_room_is_charged_for_its_log_and_refunded_by_the_sweep() {
     let alice = register(&store, 1, "alice");
     let room = RoomId([9; 16]);
     let c0 = CapHash([0; 32]);
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: c0,
-            retention_secs: Some(10),
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, c0, alice, Some(10));
     // Each 10-byte message with what the relay keeps around it.
     let per = crate::store::entry_cost(EntryKind::Message, 10);
     let quota = 100 * per;
@@ -197,20 +195,7 @@ fn a_batch_of_appends_to_rooms_in_turn_keeps_every_room_record_right() {
     let (a, b) = (RoomId([1; 16]), RoomId([2; 16]));
     let (c0, c1) = (CapHash([0; 32]), CapHash([1; 32]));
     for room in [a, b] {
-        one(
-            &store,
-            WriteOp::CreateRoom {
-                room,
-                cap_hash: c0,
-                retention_secs: Some(10),
-                now: 1,
-                creator: alice,
-                admin: ADMIN,
-                quota: u64::MAX,
-                max_rooms: u64::MAX,
-            },
-        )
-        .unwrap();
+        create_room(&store, room, c0, alice, Some(10));
     }
     let per = crate::store::entry_cost(EntryKind::Message, 10);
     let message = |room, cap, now, quota| WriteOp::Append {
@@ -458,20 +443,7 @@ fn listings_follow_the_epoch_and_charge_their_room() {
     let dave = register(&store, 2, "dave");
     let room = RoomId([9; 16]);
     let (c0, c1, c2) = (CapHash([0; 32]), CapHash([1; 32]), CapHash([2; 32]));
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: c0,
-            retention_secs: None,
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, c0, alice, None);
     // Not listed: joining is refused as for an unknown room.
     assert_eq!(
         join(&store, room, 0, dave, c1).unwrap_err().code,
@@ -646,20 +618,7 @@ fn old_rooms_count_their_epochs() {
     let store = RedbStore::in_memory().unwrap();
     let alice = register(&store, 1, "alice");
     let room = RoomId([9; 16]);
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: CapHash([0; 32]),
-            retention_secs: None,
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, CapHash([0; 32]), alice, None);
     for n in 0..3u8 {
         append(
             &store,
@@ -878,20 +837,7 @@ fn reads_stop_at_their_byte_budget() {
     let bob = register(&store, 2, "bob");
     let room = RoomId([9; 16]);
     let cap = CapHash([0; 32]);
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: cap,
-            retention_secs: None,
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, cap, alice, None);
     for i in 0..10u8 {
         let appended = one(
             &store,
@@ -1043,20 +989,7 @@ fn a_revert_carries_the_removal_and_ends_every_capability_the_offender_held() {
         CapHash([0xbb; 32]),
         CapHash([2; 32]),
     );
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: c0,
-            retention_secs: None,
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, c0, alice, None);
     append(&store, room, c0, alice, Some(c1), 2).unwrap();
     // The offender's commit (seq 2) announces a capability nobody else derives.
     append(&store, room, c1, alice, Some(bad), 3).unwrap();
@@ -1321,20 +1254,7 @@ fn a_room_without_admins_at_the_relay_cannot_be_claimed_by_a_member() {
     let alice = register(&store, 1, "alice");
     let room = RoomId([3; 16]);
     let cap = CapHash([0; 32]);
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: cap,
-            retention_secs: None,
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, cap, alice, None);
     // The list is gone (as for a room from before the relay kept admins).
     let txn = store.db.begin_write().unwrap();
     txn.open_table(ROOM_ADMINS)
@@ -1533,20 +1453,7 @@ fn the_history_of_epochs_goes_with_their_expired_commits() {
     let alice = register(&store, 1, "alice");
     let room = RoomId([9; 16]);
     let caps: Vec<CapHash> = (0..3u8).map(|n| CapHash([n; 32])).collect();
-    one(
-        &store,
-        WriteOp::CreateRoom {
-            room,
-            cap_hash: caps[0],
-            retention_secs: None,
-            now: 1,
-            creator: alice,
-            admin: ADMIN,
-            quota: u64::MAX,
-            max_rooms: u64::MAX,
-        },
-    )
-    .unwrap();
+    create_room(&store, room, caps[0], alice, None);
     append(&store, room, caps[0], alice, Some(caps[1]), 10).unwrap();
     append(&store, room, caps[1], alice, Some(caps[2]), 20).unwrap();
     append(&store, room, caps[2], alice, None, 30).unwrap();
