@@ -14,7 +14,7 @@
 //! begun only if its whole size would fit, and a room has at most
 //! [`MAX_UNFINISHED_PER_ROOM`] unfinished uploads; when that is full, the upload idle
 //! longest (at least [`IDLE_UNFINISHED_SECS`]) gives way to a new one. The methods do blocking file I/O: call them off the
-//! async workers.
+//! async thread.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

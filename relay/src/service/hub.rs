@@ -259,7 +259,7 @@ impl Hub {
 }
 
 /// Runs a store read on tokio's blocking pool, so catching up on a large room never holds
-/// up the async workers.
+/// up the async thread.
 async fn off_workers<T: Send + 'static>(
     store: &Arc<dyn Store>,
     read: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
