@@ -1,9 +1,11 @@
 //! Group commit: one task drains every pending write into one durable transaction.
 //!
-//! Connections enqueue [`WriteOp`]s and wait on a oneshot. The writer takes whatever is
+//! Connections enqueue [`WriteOp`]s with where the result goes: a oneshot a task waits
+//! on, or, for a QUIC connection's requests, the connection's outbox, where the writer
+//! queues the response itself (see [`super::responder`]). The writer takes whatever is
 //! queued (up to [`MAX_BATCH`]), applies it with [`Store::apply`] on a blocking thread
 //! (one fsync for the whole batch), publishes appended entries to subscribers in order,
-//! and only then answers the waiters. While one batch is being committed, the next one
+//! and only then answers. While one batch is being committed, the next one
 //! queues up, so throughput grows with the number of concurrent writers; and as soon as
 //! a commit is durable, the batch gathered meanwhile starts committing before the
 //! finished one is fanned out and answered (a pipeline: the disk does not wait for the
