@@ -97,16 +97,28 @@ impl Responder {
     /// commits land whatever happens, and their answers go out before the close).
     pub async fn all_answered(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        while self.waiting() > 0 {
-            self.changed().await;
+        loop {
+            // Registered before the count is read, so the last answer's wake-up cannot
+            // fall between the two; and woken with every other waiter, so one the loop
+            // still holds (its `changed`) cannot take it instead.
+            let last_answered = self.changed.notified();
+            tokio::pin!(last_answered);
+            last_answered.as_mut().enable();
+            if self.waiting() == 0 {
+                return;
+            }
+            last_answered.await;
         }
     }
 
     fn done(&self) {
         let before = self.waiting.fetch_sub(1, Ordering::SeqCst);
-        if before == Self::LIMIT || (before == 1 && self.closing.load(Ordering::SeqCst)) {
+        if before == Self::LIMIT {
             // A permit is kept if the loop is not waiting yet: no wake-up is lost.
             self.changed.notify_one();
+        }
+        if before == 1 && self.closing.load(Ordering::SeqCst) {
+            self.changed.notify_waiters();
         }
     }
 }
@@ -259,6 +271,44 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), changed)
             .await
             .expect("woken when room is made");
+    }
+
+    /// The loop still holds its `changed` waiter (registered in an earlier turn) when it
+    /// waits for its last answer: that waiter must not take the wake-up meant for the
+    /// close.
+    #[tokio::test]
+    async fn a_waiter_left_from_the_loop_does_not_keep_the_close_waiting() {
+        let outbox = Outbox::new(1 << 20, Arc::new(Metrics::default()));
+        let responder = Responder::new(outbox);
+        let answer = responder.wait_for(1, to_seq(1));
+        let stale = responder.changed();
+        tokio::pin!(stale);
+        assert!(
+            futures_poll_once(stale.as_mut()).await.is_none(),
+            "nothing to wake yet"
+        );
+        let closing = tokio::spawn({
+            let responder = responder.clone();
+            async move { responder.all_answered().await }
+        });
+        tokio::task::yield_now().await;
+        answer.send(appended());
+        tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .expect("the close goes on although an older waiter is registered")
+            .unwrap();
+    }
+
+    /// Polls `future` once: `Some` if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(future: F) -> Option<F::Output> {
+        let mut future = future;
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut future).poll(cx) {
+                std::task::Poll::Ready(out) => Some(out),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 
     #[tokio::test]
