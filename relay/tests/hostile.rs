@@ -744,10 +744,23 @@ async fn a_member_who_appends_without_reading_the_answers_is_closed_at_the_byte_
     }
     closed_as_not_reading(&relay, &mallory.raw.conn, CloseReason::QueueFull).await;
     assert!(relay.relay().metrics().slow_readers >= 1);
-    // The relay kept taking her appends while their answers piled up (at most 1,024
-    // wait for a commit at once): more were committed than ever fit the window.
+    // The queue was refused only once more answers waited in it than its 4 KiB hold, and
+    // an answer is queued only after its append is durable: at least that many of her
+    // appends are stored (more land after the close, those the relay had taken).
+    let answer = hearth_protocol::frame::encode_frame(
+        &hearth_protocol::ServerFrame::Response {
+            id: 1000,
+            result: Ok(Response::Appended { seq: Seq(1000) }),
+        },
+        hearth_protocol::limits::MAX_FRAME_LEN,
+    )
+    .unwrap()
+    .len() as u64;
     let head = relay.relay().store().room(&room).unwrap().unwrap().head;
-    assert!(head >= 1024, "head {head}");
+    assert!(
+        head > 4096 / answer,
+        "head {head}, answers of {answer} bytes"
+    );
     honest_member_is_served(&relay, room, "bob").await;
     eventually("queued bytes released", || {
         relay.relay().metrics().queued_bytes == 0

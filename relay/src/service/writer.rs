@@ -1,15 +1,16 @@
-//! Group commit: one task drains every pending write into one durable transaction.
+//! Group commit: one thread drains every pending write into one durable transaction.
 //!
 //! Connections enqueue [`WriteOp`]s with where the result goes: a oneshot a task waits
 //! on, or, for a QUIC connection's requests, the connection's outbox, where the writer
-//! queues the response itself (see [`super::responder`]). The writer takes whatever is
-//! queued (up to [`MAX_BATCH`]), applies it with [`Store::apply`] on a blocking thread
-//! (one fsync for the whole batch), publishes appended entries to subscribers in order,
-//! and only then answers. While one batch is being committed, the next one
-//! queues up, so throughput grows with the number of concurrent writers; and as soon as
-//! a commit is durable, the batch gathered meanwhile starts committing before the
-//! finished one is fanned out and answered (a pipeline: the disk does not wait for the
-//! fan-out, and the fan-out happens while the next fsync runs).
+//! queues the response itself (see [`super::responder`]). The committer, a thread of its
+//! own, takes whatever is queued (up to [`MAX_BATCH`]) and applies it with
+//! [`Store::apply`] (one fsync for the whole batch); a task on the async thread then
+//! publishes the appended entries to subscribers in order, and only then answers. While
+//! one batch is being committed, the next one queues up, so throughput grows with the
+//! number of concurrent writers; and as soon as a commit is durable, the committer
+//! starts on the batch gathered meanwhile while the finished one is fanned out and
+//! answered (a pipeline: the disk waits neither for the fan-out nor for the async thread
+//! to wake up, and the fan-out happens while the next fsync runs).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,10 +56,10 @@ impl Waiter {
     }
 }
 
-/// The queue into the writer task.
+/// The queue into the committer.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
 }
 
 /// The free-space floor of the store's file system (see
@@ -184,7 +185,9 @@ pub(crate) fn internal() -> WireError {
 }
 
 impl Writer {
-    /// Starts the writer task.
+    /// Starts the committer thread and the fan-out task. Returns the queue, the close
+    /// signal (or drop it) and the fan-out task's handle, which ends once everything
+    /// queued before the close is committed and answered and the store let go.
     pub(crate) fn spawn(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
@@ -195,13 +198,14 @@ impl Writer {
     ) -> (Self, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH);
         let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(run(
+        let task = spawn_pipeline(
             rx,
+            tx.downgrade(),
             closed,
             store,
             (hub, notifier, metrics),
             (floor, health, audit),
-        ));
+        );
         (Self { tx }, close, task)
     }
 
@@ -211,10 +215,10 @@ impl Writer {
         // If the writer is gone, `reply` is dropped and the receiver reports it.
         let _ = self
             .tx
-            .send(Job {
+            .send(Queued::Job(Job {
                 op,
                 reply: Waiter::Task(reply),
-            })
+            }))
             .await;
         rx
     }
@@ -225,10 +229,10 @@ impl Writer {
     pub(crate) async fn enqueue_answered(&self, op: WriteOp, answer: Answer) {
         let _ = self
             .tx
-            .send(Job {
+            .send(Queued::Job(Job {
                 op,
                 reply: Waiter::Connection(answer),
-            })
+            }))
             .await;
     }
 
@@ -244,79 +248,171 @@ impl Writer {
 /// How often counted audit records are written when no other write carries them.
 const AUDIT_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// A batch being committed on a blocking thread, and who waits for its results.
-struct InFlight {
-    task: tokio::task::JoinHandle<Result<Vec<OpResult>, crate::store::StoreError>>,
-    replies: Vec<Waiter>,
+/// What the queue into the committer carries.
+// Nearly every item is a job: boxing it would allocate once per op.
+#[allow(clippy::large_enum_variant)]
+enum Queued {
+    /// An op and where its result goes.
+    Job(Job),
+    /// Write the audit records counted so far, even with no op to carry them.
+    FlushAudit,
+    /// Commit what is queued, then stop.
+    Close,
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    mut closed: oneshot::Receiver<()>,
+/// A batch the committer finished (durable, or failed), for the fan-out and the answers.
+struct Done {
+    replies: Vec<Waiter>,
+    /// `Err` when the store panicked.
+    outcome: std::thread::Result<Result<Vec<OpResult>, crate::store::StoreError>>,
+}
+
+/// Finished batches that may wait for the fan-out: the committer goes on with the next
+/// batch meanwhile, and stops when this many wait (each holds its batch's entries).
+const DONE_QUEUE: usize = 1;
+
+/// Starts the committer thread and the task that fans out and answers what it commits;
+/// the handle is the latter's, which ends after the committer's last batch.
+fn spawn_pipeline(
+    rx: mpsc::Receiver<Queued>,
+    queue: mpsc::WeakSender<Queued>,
+    closed: oneshot::Receiver<()>,
     store: Arc<dyn Store>,
     (hub, notifier, metrics): (Arc<Hub>, Arc<Notifier>, Arc<Metrics>),
     (floor, health, audit): (Arc<DiskFloor>, Arc<StoreHealth>, Arc<AuditLog>),
+) -> tokio::task::JoinHandle<()> {
+    let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
+    let committer_audit = audit.clone();
+    let spawned = std::thread::Builder::new()
+        .name("hearth-commit".into())
+        .spawn(move || {
+            commit_loop(rx, &done_tx, &store, &floor, &committer_audit);
+            // The store goes before the fan-out is told the committer ended: whoever
+            // waits for the writer to stop may open the store file again right after.
+            drop(store);
+            drop(done_tx);
+        });
+    if let Err(e) = spawned {
+        // The queue's receiver went with the closure: every op is then refused as the
+        // writer being gone, and the relay answers `Internal`.
+        tracing::error!(error = %e, "cannot start the commit thread");
+    }
+    // The close and the audit ticks reach the committer through its queue, in order
+    // after what is queued. Sent from their own task: the fan-out must never wait for
+    // room in the queue, or a full queue and a committer waiting for the fan-out would
+    // wait on each other.
+    let ticks = queue.clone();
+    let ticking = audit.clone();
+    tokio::spawn(async move {
+        let mut flush = tokio::time::interval(AUDIT_FLUSH);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(closed);
+        loop {
+            tokio::select! {
+                _ = &mut closed => break,
+                _ = flush.tick() => {
+                    if !ticking.is_empty() {
+                        let Some(tx) = ticks.upgrade() else { return };
+                        // A full queue carries the records with its next batch anyway.
+                        let _ = tx.try_send(Queued::FlushAudit);
+                    }
+                }
+            }
+        }
+        if let Some(tx) = ticks.upgrade() {
+            let _ = tx.send(Queued::Close).await;
+        }
+    });
+    tokio::spawn(fan_out_and_answer(
+        done_rx,
+        (hub, notifier, metrics),
+        health,
+    ))
+}
+
+async fn fan_out_and_answer(
+    mut done: mpsc::Receiver<Done>,
+    (hub, notifier, metrics): (Arc<Hub>, Arc<Notifier>, Arc<Metrics>),
+    health: Arc<StoreHealth>,
+) {
+    while let Some(batch) = done.recv().await {
+        finish(batch, &hub, &notifier, &metrics, &health);
+    }
+}
+
+/// The committer (issue 15): takes whatever is queued (up to [`MAX_BATCH`]), commits it
+/// with one fsync, hands the results to the fan-out, and goes straight on with what
+/// queued meanwhile. The fan-out and the answers of one batch run on the async thread
+/// while the next batch commits; the disk never waits for them, nor for a wake-up of the
+/// async thread between two commits.
+fn commit_loop(
+    mut rx: mpsc::Receiver<Queued>,
+    done: &mpsc::Sender<Done>,
+    store: &Arc<dyn Store>,
+    floor: &DiskFloor,
+    audit: &AuditLog,
 ) {
     let mut jobs = Vec::new();
-    let mut flush = tokio::time::interval(AUDIT_FLUSH);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut in_flight: Option<InFlight> = None;
     let mut closing = false;
-    loop {
-        if closing && in_flight.is_none() && jobs.is_empty() {
-            break;
-        }
-        let mut tick = false;
-        let mut committed = None;
-        let space = MAX_BATCH.saturating_sub(jobs.len());
-        tokio::select! {
-            biased;
-            done = async {
-                match in_flight.as_mut() {
-                    Some(flight) => (&mut flight.task).await,
-                    None => std::future::pending().await,
-                }
-            }, if in_flight.is_some() => committed = Some(done),
-            n = rx.recv_many(&mut jobs, space), if !closing && space > 0 => {
-                if n == 0 {
+    while !closing {
+        let mut flush = false;
+        // Sleeps only when nothing is left to commit.
+        let mut next = rx.blocking_recv();
+        loop {
+            match next {
+                Some(Queued::Job(job)) => jobs.push(job),
+                Some(Queued::FlushAudit) => flush = true,
+                Some(Queued::Close) | None => {
+                    // Everything queued before the close (and what races it) is
+                    // committed; nothing can queue after.
+                    rx.close();
                     closing = true;
                 }
             }
-            _ = flush.tick(), if !closing => tick = true,
-            _ = &mut closed, if !closing => {
-                // Finish what is queued, then stop.
-                rx.close();
-                while let Ok(job) = rx.try_recv() {
-                    jobs.push(job);
+            if jobs.len() >= MAX_BATCH {
+                break;
+            }
+            next = match rx.try_recv() {
+                Ok(item) => Some(item),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) if closing => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+        while !jobs.is_empty() || (flush && !audit.is_empty()) {
+            flush = false;
+            let Some(batch) = commit(&mut jobs, store, floor, audit) else {
+                break;
+            };
+            if done.blocking_send(batch).is_err() {
+                // The fan-out is gone (the runtime is shutting down): the waiters are
+                // dropped, which their connections count as answered.
+                return;
+            }
+            // What queued during this commit is the next batch.
+            while jobs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Queued::Job(job)) => jobs.push(job),
+                    Ok(Queued::FlushAudit) => {}
+                    Ok(Queued::Close) => {
+                        rx.close();
+                        closing = true;
+                    }
+                    Err(_) => break,
                 }
-                closing = true;
             }
-        }
-        // Only a finished commit takes the batch out of `in_flight` (taking it otherwise
-        // would drop its waiters unanswered).
-        if let Some((done, flight)) = committed.and_then(|done| Some((done, in_flight.take()?))) {
-            // Pipelining (issue 15): the next batch, gathered while this one synced,
-            // starts committing before this one fans out and is answered, so the disk
-            // never waits for the fan-out. One batch commits at a time, in order.
-            if !jobs.is_empty() {
-                in_flight = start(&mut jobs, &store, &floor, &audit);
-            }
-            finish(flight, done, &hub, &notifier, &metrics, &health);
-        }
-        if in_flight.is_none() && (!jobs.is_empty() || (tick && !audit.is_empty())) {
-            in_flight = start(&mut jobs, &store, &floor, &audit);
         }
     }
 }
 
-/// Starts committing `jobs` (with the audit records counted so far) on a blocking thread;
-/// `None` when nothing is left to commit (the disk is low and everything was answered).
-fn start(
+/// Commits `jobs` (with the audit records counted so far) and takes them out; `None`
+/// when nothing was left to commit (the disk is low and everything was answered).
+fn commit(
     jobs: &mut Vec<Job>,
     store: &Arc<dyn Store>,
     floor: &DiskFloor,
     audit: &AuditLog,
-) -> Option<InFlight> {
+) -> Option<Done> {
     let low = floor.low();
     if !jobs.is_empty() && low {
         refuse_growth(jobs, store);
@@ -336,9 +432,10 @@ fn start(
         return None;
     }
     let (ops, replies): (Vec<_>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
-    let store = store.clone();
-    let task = tokio::task::spawn_blocking(move || store.apply(ops));
-    Some(InFlight { task, replies })
+    // A panic in the store is answered as a failed batch, as an I/O error would be; the
+    // committer goes on.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.apply(ops)));
+    Some(Done { replies, outcome })
 }
 
 /// The disk is low: answers the ops that would add to the store (`StorageFull`; audit
@@ -369,14 +466,12 @@ fn refuse_growth(jobs: &mut Vec<Job>, store: &Arc<dyn Store>) {
 
 /// A batch is durable (or failed): publishes its entries, then answers its waiters.
 fn finish(
-    flight: InFlight,
-    outcome: Result<Result<Vec<OpResult>, crate::store::StoreError>, tokio::task::JoinError>,
+    Done { replies, outcome }: Done,
     hub: &Hub,
     notifier: &Notifier,
     metrics: &Metrics,
     health: &StoreHealth,
 ) {
-    let InFlight { replies, .. } = flight;
     let count = replies.len();
     let mut results = match outcome {
         Ok(Ok(results)) if results.len() == count => results,
@@ -397,8 +492,8 @@ fn finish(
             tracing::error!(error = %e, ops = count, "durable commit failed; batch refused");
             vec![Err(internal()); count]
         }
-        Err(e) => {
-            tracing::error!(error = %e, ops = count, "store task failed; batch refused");
+        Err(_) => {
+            tracing::error!(ops = count, "the store panicked; batch refused");
             vec![Err(internal()); count]
         }
     };
@@ -459,14 +554,15 @@ mod tests {
         AccountKey, CapHash, Entry, Handle, InboxEntry, KeyRotation, RoomId, Seq,
     };
 
-    /// A store whose disk fails every write (reads work).
-    struct FailingWrites(RedbStore);
+    /// A store whose writes go through its function (its reads go to the store).
+    struct WithApply<F>(RedbStore, F);
 
-    impl Store for FailingWrites {
-        fn apply(&self, _: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> {
-            Err(StoreError::Io(std::io::Error::other(
-                "No space left on device",
-            )))
+    impl<F> Store for WithApply<F>
+    where
+        F: Fn(&RedbStore, Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> + Send + Sync,
+    {
+        fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> {
+            (self.1)(&self.0, ops)
         }
         fn account(&self, a: &AccountKey) -> Result<Option<AccountRecord>, StoreError> {
             self.0.account(a)
@@ -567,12 +663,98 @@ mod tests {
         }
     }
 
+    fn spawn_writer(
+        store: Arc<dyn Store>,
+        dir: &std::path::Path,
+    ) -> (Writer, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        Writer::spawn(
+            store,
+            Arc::new(Hub::default()),
+            Arc::new(Notifier::default()),
+            Arc::new(Metrics::default()),
+            (
+                Arc::new(DiskFloor::new(dir.to_path_buf(), 0)),
+                Arc::new(StoreHealth::default()),
+            ),
+            Arc::new(AuditLog::default()),
+        )
+    }
+
+    fn sweep(now: u64) -> WriteOp {
+        WriteOp::Sweep {
+            now,
+            retention_secs: 1,
+            max_deletions: 1,
+        }
+    }
+
+    /// Closing commits and answers everything queued before the close, and once the
+    /// writer's task has ended the committer has let go of the store: its file opens
+    /// again at once (the owner's offline commands do that right after a shutdown).
+    #[tokio::test]
+    async fn a_close_commits_what_is_queued_and_lets_go_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        for _ in 0..20 {
+            let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).unwrap());
+            let (writer, close, task) = spawn_writer(store, dir.path());
+            let mut waiting = Vec::new();
+            for i in 0..100 {
+                waiting.push(writer.enqueue(sweep(i)).await);
+            }
+            close.send(()).unwrap();
+            task.await.unwrap();
+            for answer in waiting {
+                assert!(matches!(answer.await, Ok(Ok(_))), "answered before the end");
+            }
+            assert!(
+                matches!(
+                    writer.submit(sweep(1)).await,
+                    Err(e) if e.code == ErrorCode::Internal
+                ),
+                "nothing is taken after the close"
+            );
+            RedbStore::open(&path).expect("the store file is free again");
+        }
+    }
+
+    /// A panic in the store is answered as a failed batch, and the committer goes on.
+    #[tokio::test]
+    async fn a_store_that_panics_fails_its_batch_and_the_next_one_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let panicked = std::sync::atomic::AtomicBool::new(false);
+        let store = WithApply(
+            RedbStore::in_memory().unwrap(),
+            move |s: &RedbStore, ops| {
+                if !panicked.swap(true, Ordering::SeqCst) {
+                    panic!("a bug in the store");
+                }
+                s.apply(ops)
+            },
+        );
+        let (writer, _close, _task) = spawn_writer(Arc::new(store), dir.path());
+        let refused = writer.submit(sweep(1)).await.unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Internal);
+        assert!(
+            writer.submit(sweep(2)).await.is_ok(),
+            "the next batch commits"
+        );
+    }
+
     /// A failed durable write is answered as such and marks the store failed, which the
     /// relay binary waits on to exit (and be restarted).
     #[tokio::test]
     async fn a_failed_durable_write_marks_the_store_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(FailingWrites(RedbStore::in_memory().unwrap()));
+        // A disk that fails every write (reads work).
+        let store: Arc<dyn Store> = Arc::new(WithApply(
+            RedbStore::in_memory().unwrap(),
+            |_: &RedbStore, _| {
+                Err(StoreError::Io(std::io::Error::other(
+                    "No space left on device",
+                )))
+            },
+        ));
         let health = Arc::new(StoreHealth::default());
         let (writer, _close, _task) = Writer::spawn(
             store,
