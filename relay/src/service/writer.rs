@@ -358,6 +358,10 @@ fn commit_loop(
         let mut flush = false;
         // Sleeps only when nothing is left to commit.
         let mut next = rx.blocking_recv();
+        // Woken by the first op: on a single core, let whoever queued it finish its
+        // turn (and queue the rest of its burst) before the batch is cut; with a core to
+        // spare this returns at once.
+        std::thread::yield_now();
         loop {
             match next {
                 Some(Queued::Job(job)) => jobs.push(job),
