@@ -282,15 +282,26 @@ fn spawn_pipeline(
     (floor, health, audit): (Arc<DiskFloor>, Arc<StoreHealth>, Arc<AuditLog>),
 ) -> tokio::task::JoinHandle<()> {
     let (done_tx, done_rx) = mpsc::channel(DONE_QUEUE);
+    let (gone_tx, gone) = oneshot::channel::<()>();
     let committer_audit = audit.clone();
+    let committer_health = health.clone();
     let spawned = std::thread::Builder::new()
         .name("hearth-commit".into())
         .spawn(move || {
-            commit_loop(rx, &done_tx, &store, &floor, &committer_audit);
-            // The store goes before the fan-out is told the committer ended: whoever
-            // waits for the writer to stop may open the store file again right after.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                commit_loop(rx, &done_tx, &store, &floor, &committer_audit)
+            }));
+            if ran.is_err() {
+                // Nothing is committed any more: the relay exits to be restarted, as
+                // on a failed durable write.
+                tracing::error!("the commit thread panicked; stopping");
+                committer_health.fail();
+            }
+            // The store goes before anyone is told the committer ended: whoever waits
+            // for the writer to stop may open the store file again right after.
             drop(store);
             drop(done_tx);
+            let _ = gone_tx.send(());
         });
     if let Err(e) = spawned {
         // The queue's receiver went with the closure: every op is then refused as the
@@ -323,11 +334,17 @@ fn spawn_pipeline(
             let _ = tx.send(Queued::Close).await;
         }
     });
-    tokio::spawn(fan_out_and_answer(
+    let fan_out = tokio::spawn(fan_out_and_answer(
         done_rx,
         (hub, notifier, metrics),
         health,
-    ))
+    ));
+    tokio::spawn(async move {
+        // Even if the fan-out ended early (a panic), the handle resolves only once the
+        // committer has let go of the store.
+        let _ = fan_out.await;
+        let _ = gone.await;
+    })
 }
 
 async fn fan_out_and_answer(
@@ -353,58 +370,48 @@ fn commit_loop(
     audit: &AuditLog,
 ) {
     let mut jobs = Vec::new();
-    let mut closing = false;
-    while !closing {
-        let mut flush = false;
-        // Sleeps only when nothing is left to commit.
-        let mut next = rx.blocking_recv();
-        // Woken by the first op: on a single core, let whoever queued it finish its
-        // turn (and queue the rest of its burst) before the batch is cut; with a core to
-        // spare this returns at once.
-        std::thread::yield_now();
-        loop {
-            match next {
-                Some(Queued::Job(job)) => jobs.push(job),
-                Some(Queued::FlushAudit) => flush = true,
-                Some(Queued::Close) | None => {
-                    // Everything queued before the close (and what races it) is
-                    // committed; nothing can queue after.
-                    rx.close();
-                    closing = true;
-                }
-            }
-            if jobs.len() >= MAX_BATCH {
-                break;
-            }
-            next = match rx.try_recv() {
-                Ok(item) => Some(item),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) if closing => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
+    let mut flush = false;
+    loop {
+        if jobs.is_empty() && !flush {
+            // Sleeps only when nothing is left to commit. After the close this drains
+            // the queue, waiting for whoever had taken a slot in it, and ends with `None`.
+            let Some(first) = rx.blocking_recv() else {
+                return;
             };
+            take(first, &mut jobs, &mut flush, &mut rx);
+            // Woken by the first op: on a single core, let whoever queued it finish its
+            // turn (and queue the rest of its burst) before the batch is cut; with a
+            // core to spare this returns at once.
+            std::thread::yield_now();
         }
-        while !jobs.is_empty() || (flush && !audit.is_empty()) {
-            flush = false;
-            let Some(batch) = commit(&mut jobs, store, floor, audit) else {
-                break;
-            };
+        // What queued meanwhile (during the previous commit, or the yield) joins.
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => take(item, &mut jobs, &mut flush, &mut rx),
+                Err(_) => break,
+            }
+        }
+        flush = false;
+        if let Some(batch) = commit(&mut jobs, store, floor, audit) {
             if done.blocking_send(batch).is_err() {
                 // The fan-out is gone (the runtime is shutting down): the waiters are
                 // dropped, which their connections count as answered.
                 return;
             }
-            // What queued during this commit is the next batch.
-            while jobs.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(Queued::Job(job)) => jobs.push(job),
-                    Ok(Queued::FlushAudit) => {}
-                    Ok(Queued::Close) => {
-                        rx.close();
-                        closing = true;
-                    }
-                    Err(_) => break,
-                }
-            }
+        }
+    }
+}
+
+/// Adds one item from the queue to the batch being gathered.
+fn take(item: Queued, jobs: &mut Vec<Job>, flush: &mut bool, rx: &mut mpsc::Receiver<Queued>) {
+    match item {
+        Queued::Job(job) => jobs.push(job),
+        Queued::FlushAudit => *flush = true,
+        Queued::Close => {
+            // Nothing can queue after this; what did before is committed, with the
+            // audit records counted so far.
+            rx.close();
+            *flush = true;
         }
     }
 }
@@ -671,6 +678,14 @@ mod tests {
         store: Arc<dyn Store>,
         dir: &std::path::Path,
     ) -> (Writer, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        spawn_writer_auditing(store, dir, Arc::new(AuditLog::default()))
+    }
+
+    fn spawn_writer_auditing(
+        store: Arc<dyn Store>,
+        dir: &std::path::Path,
+        audit: Arc<AuditLog>,
+    ) -> (Writer, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         Writer::spawn(
             store,
             Arc::new(Hub::default()),
@@ -680,7 +695,7 @@ mod tests {
                 Arc::new(DiskFloor::new(dir.to_path_buf(), 0)),
                 Arc::new(StoreHealth::default()),
             ),
-            Arc::new(AuditLog::default()),
+            audit,
         )
     }
 
@@ -720,6 +735,54 @@ mod tests {
             );
             RedbStore::open(&path).expect("the store file is free again");
         }
+    }
+
+    /// Writes racing the close from other threads are each committed or refused, never
+    /// left waiting: after the close the committer drains the queue until every sender
+    /// that had taken a slot in it has put its op there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_racing_the_close_are_all_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..20 {
+            let store: Arc<dyn Store> = Arc::new(RedbStore::in_memory().unwrap());
+            let (writer, close, task) = spawn_writer(store, dir.path());
+            let mut racers = tokio::task::JoinSet::new();
+            for r in 0..4u64 {
+                let writer = writer.clone();
+                racers.spawn(async move {
+                    for i in 0..100 {
+                        let answered = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            writer.submit(sweep(r * 1000 + i)),
+                        )
+                        .await;
+                        assert!(answered.is_ok(), "a write racing the close hung");
+                    }
+                });
+            }
+            tokio::task::yield_now().await;
+            close.send(()).unwrap();
+            while let Some(raced) = racers.join_next().await {
+                raced.unwrap();
+            }
+            task.await.unwrap();
+        }
+    }
+
+    /// Audit records counted before the close are written by it, with no op to carry
+    /// them and before the next tick.
+    #[tokio::test]
+    async fn a_close_writes_the_audit_records_counted_so_far() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let audit = Arc::new(AuditLog::default());
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).unwrap());
+        let (_writer, close, task) = spawn_writer_auditing(store, dir.path(), audit.clone());
+        audit.record(7, "test-event", None, None, "counted before the close");
+        close.send(()).unwrap();
+        task.await.unwrap();
+        let stored = RedbStore::open(&path).unwrap().audit(10).unwrap();
+        assert!(stored.iter().any(|r| r.kind == "test-event"), "{stored:?}");
     }
 
     /// A panic in the store is answered as a failed batch, and the committer goes on.
