@@ -370,28 +370,26 @@ fn commit_loop(
     audit: &AuditLog,
 ) {
     let mut jobs = Vec::new();
-    let mut flush = false;
     loop {
-        if jobs.is_empty() && !flush {
-            // Sleeps only when nothing is left to commit. After the close this drains
-            // the queue, waiting for whoever had taken a slot in it, and ends with `None`.
-            let Some(first) = rx.blocking_recv() else {
-                return;
-            };
-            take(first, &mut jobs, &mut flush, &mut rx);
-            // Woken by the first op: on a single core, let whoever queued it finish its
-            // turn (and queue the rest of its burst) before the batch is cut; with a
-            // core to spare this returns at once.
-            std::thread::yield_now();
-        }
+        // Sleeps only when nothing is left to commit. After the close this drains the
+        // queue, waiting for whoever had taken a slot in it, and ends with `None`.
+        let Some(first) = rx.blocking_recv() else {
+            return;
+        };
+        take(first, &mut jobs, &mut rx);
+        // Woken by the first op: on a single core, let whoever queued it finish its turn
+        // (and queue the rest of its burst) before the batch is cut; with a core to spare
+        // this returns at once.
+        std::thread::yield_now();
         // What queued meanwhile (during the previous commit, or the yield) joins.
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(item) => take(item, &mut jobs, &mut flush, &mut rx),
+                Ok(item) => take(item, &mut jobs, &mut rx),
                 Err(_) => break,
             }
         }
-        flush = false;
+        // Every wake-up commits, with the audit records counted so far (a
+        // `FlushAudit` or the close may bring nothing else).
         if let Some(batch) = commit(&mut jobs, store, floor, audit) {
             if done.blocking_send(batch).is_err() {
                 // The fan-out is gone (the runtime is shutting down): the waiters are
@@ -403,16 +401,13 @@ fn commit_loop(
 }
 
 /// Adds one item from the queue to the batch being gathered.
-fn take(item: Queued, jobs: &mut Vec<Job>, flush: &mut bool, rx: &mut mpsc::Receiver<Queued>) {
+fn take(item: Queued, jobs: &mut Vec<Job>, rx: &mut mpsc::Receiver<Queued>) {
     match item {
         Queued::Job(job) => jobs.push(job),
-        Queued::FlushAudit => *flush = true,
-        Queued::Close => {
-            // Nothing can queue after this; what did before is committed, with the
-            // audit records counted so far.
-            rx.close();
-            *flush = true;
-        }
+        // The wake-up itself is the point: its batch takes the audit records.
+        Queued::FlushAudit => {}
+        // Nothing can queue after this; what did before is committed.
+        Queued::Close => rx.close(),
     }
 }
 
