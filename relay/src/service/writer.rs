@@ -377,11 +377,9 @@ fn commit_loop(
             return;
         };
         take(first, &mut jobs, &mut rx);
-        // Woken by the first op: on a single core, let whoever queued it finish its turn
-        // (and queue the rest of its burst) before the batch is cut; with a core to spare
-        // this returns at once.
-        std::thread::yield_now();
-        // What queued meanwhile (during the previous commit, or the yield) joins.
+        // What queued meanwhile (during the previous commit) joins. (Yielding here to let
+        // the async thread queue the rest of a burst was tried: on one core it cost the
+        // paced latency more than it gave the batches.)
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(item) => take(item, &mut jobs, &mut rx),
