@@ -271,8 +271,9 @@ struct Done {
 /// batch meanwhile, and stops when this many wait (each holds its batch's entries).
 const DONE_QUEUE: usize = 1;
 
-/// Starts the committer thread and the task that fans out and answers what it commits;
-/// the handle is the latter's, which ends after the committer's last batch.
+/// Starts the committer thread and the task that fans out and answers what it commits.
+/// The handle returned ends once the fan-out has ended (after the committer's last batch)
+/// and the committer has let go of the store.
 fn spawn_pipeline(
     rx: mpsc::Receiver<Queued>,
     queue: mpsc::WeakSender<Queued>,
@@ -410,7 +411,8 @@ fn take(item: Queued, jobs: &mut Vec<Job>, rx: &mut mpsc::Receiver<Queued>) {
 }
 
 /// Commits `jobs` (with the audit records counted so far) and takes them out; `None`
-/// when nothing was left to commit (the disk is low and everything was answered).
+/// when there was nothing to commit: no op left (none queued, or the disk is low and
+/// all were answered) and no audit record to write.
 fn commit(
     jobs: &mut Vec<Job>,
     store: &Arc<dyn Store>,
