@@ -313,8 +313,6 @@ fn spawn_pipeline(
     // after what is queued. Sent from their own task: the fan-out must never wait for
     // room in the queue, or a full queue and a committer waiting for the fan-out would
     // wait on each other.
-    let ticks = queue.clone();
-    let ticking = audit.clone();
     tokio::spawn(async move {
         let mut flush = tokio::time::interval(AUDIT_FLUSH);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -323,15 +321,15 @@ fn spawn_pipeline(
             tokio::select! {
                 _ = &mut closed => break,
                 _ = flush.tick() => {
-                    if !ticking.is_empty() {
-                        let Some(tx) = ticks.upgrade() else { return };
+                    if !audit.is_empty() {
+                        let Some(tx) = queue.upgrade() else { return };
                         // A full queue carries the records with its next batch anyway.
                         let _ = tx.try_send(Queued::FlushAudit);
                     }
                 }
             }
         }
-        if let Some(tx) = ticks.upgrade() {
+        if let Some(tx) = queue.upgrade() {
             let _ = tx.send(Queued::Close).await;
         }
     });
