@@ -3,6 +3,7 @@
 mod common;
 
 use common::{h, room_with, Relay};
+use hearth_core::events::ConnectionState;
 use hearth_core::ClientEvent;
 
 /// Invite, kick, invite again, all before the invitee accepted: the invitee holds two
@@ -361,6 +362,54 @@ async fn a_message_whose_answer_was_lost_is_reported_sent_once() {
         "{own:?}"
     );
     lossy.close().await;
+}
+
+/// A send that fails before its message goes out (the relay is away) reports the
+/// failure, not the seq of our previous message of the room. The stress kill-loop found
+/// writers told "stored at 62" twice in a row, for a message the relay never had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_fails_before_going_out_is_not_reported_as_the_previous_one() {
+    let mut relay = Relay::start().await;
+    let mut alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let room = room_with(&alice, &[&bob], "Home").await;
+    let first = alice.c().send_text(room, "first").await.unwrap();
+    let addr = relay.stop().await;
+    match alice.c().send_text(room, "while away").await {
+        Err(
+            hearth_core::ClientError::NotConnected | hearth_core::ClientError::Unreachable { .. },
+        ) => {}
+        other => panic!("sent while the relay was away (the first is at {first:?}): {other:?}"),
+    }
+    alice
+        .wait_for("the drop", |e| {
+            matches!(
+                e,
+                ClientEvent::Connection(ConnectionState::Reconnecting { .. })
+            )
+        })
+        .await;
+    relay.start_on(addr).await;
+    alice
+        .wait_for("the reconnection", |e| {
+            matches!(e, ClientEvent::Connection(ConnectionState::Connected))
+        })
+        .await;
+    let third = alice.c().send_text(room, "after").await.unwrap();
+    assert!(third > first, "{third:?} after {first:?}");
+    bob.wait_text("after").await;
+    let seen: Vec<(hearth_protocol::Seq, String)> = bob
+        .c()
+        .history(room, 50, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.seq, i.text))
+        .collect();
+    assert_eq!(
+        seen,
+        [(first, "first".to_string()), (third, "after".to_string())]
+    );
 }
 
 /// Issue 12 and 13: someone invited who has not accepted is shown as invited, can be

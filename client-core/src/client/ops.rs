@@ -517,7 +517,7 @@ impl Inner {
                 .is_some()
             {
                 match self.catch_up(room).await {
-                    Ok(()) => return Some(room.landed_own.take()),
+                    Ok(()) => return Some(room.landed_own.take().map(|landed| landed.seq)),
                     Err(ClientError::NotConnected | ClientError::Unreachable { .. }) => {}
                     Err(e) => {
                         tracing::info!("room {}: cannot read the log: {e}", room.id);
@@ -792,6 +792,19 @@ impl Inner {
     }
 
     pub(crate) async fn send_body(&self, id: RoomId, body: Body) -> Result<Seq, ClientError> {
+        self.send_body_tracked(id, body, &mut None).await
+    }
+
+    /// [`Inner::send_body`], leaving in `attempt` the bytes of the last message it put in
+    /// flight (`None`: it failed before it sent anything). After an error, only that
+    /// attempt may be taken for this body: an earlier message of the room that landed
+    /// meanwhile is another one, even with the same text.
+    pub(crate) async fn send_body_tracked(
+        &self,
+        id: RoomId,
+        body: Body,
+        attempt: &mut Option<Vec<u8>>,
+    ) -> Result<Seq, ClientError> {
         let mut room = self.usable_room(id).await?;
         for _ in 0..COMMIT_ATTEMPTS {
             self.catch_up(&mut room).await?;
@@ -825,6 +838,7 @@ impl Inner {
                 });
                 engine.persist(self.profile.store(), |b| room.save(b))?;
                 room.landed_own = None; // set again when this one is seen in the log
+                *attempt = Some(payload.clone());
                 (payload, cap)
             };
             match self
@@ -837,8 +851,16 @@ impl Inner {
             {
                 Ok(Response::Appended { seq }) => {
                     self.mark_sent(id, seq);
-                    self.catch_up(&mut room).await?;
-                    self.follow_up(&mut room).await?;
+                    // Stored: reading the log after it is the usual catch-up, which the
+                    // next one does as well. Its failure must not report an error for a
+                    // message that was sent (a queue would send it twice).
+                    let read_on = async {
+                        self.catch_up(&mut room).await?;
+                        self.follow_up(&mut room).await
+                    };
+                    if let Err(e) = read_on.await {
+                        tracing::info!("room {id}: after sending: {e}");
+                    }
                     return Ok(seq);
                 }
                 Ok(other) => return Err(unexpected(&other)),
@@ -859,24 +881,30 @@ impl Inner {
         id: RoomId,
         body: Body,
     ) -> Result<Seq, ClientError> {
-        let e = match self.send_body(id, body.clone()).await {
+        let mut attempt = None;
+        let e = match self.send_body_tracked(id, body.clone(), &mut attempt).await {
             Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => e,
             other => return other,
         };
+        // Failed before the message went out: nothing of this send can be in the log.
+        let Some(sent) = attempt else {
+            return Err(e);
+        };
         let outcome = {
             let mut room = self.room(id)?.lock_owned().await;
-            let ours = matches!(
-                &room.rec.inflight,
-                Some(Inflight::Message { body: sent, .. }) if *sent == body
-            );
+            let ours = room
+                .rec
+                .inflight
+                .as_ref()
+                .is_some_and(|inflight| inflight.payload() == sent.as_slice());
             if !ours {
                 // Seen in the log meanwhile (pushed on our subscription), or not.
                 return match room.landed_own.take() {
-                    Some(seq) => {
-                        self.mark_sent(id, seq);
-                        Ok(seq)
+                    Some(landed) if landed.is(&sent) => {
+                        self.mark_sent(id, landed.seq);
+                        Ok(landed.seq)
                     }
-                    None => Err(e),
+                    _ => Err(e),
                 };
             }
             self.outcome_of_lost_answer(&mut room).await

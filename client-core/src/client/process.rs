@@ -83,7 +83,7 @@ struct RoomBefore {
     subscribed: Option<u64>,
     commit_proposals: bool,
     removed: bool,
-    landed_own: Option<hearth_protocol::Seq>,
+    landed_own: Option<super::room::LandedOwn>,
 }
 
 impl RoomBefore {
@@ -275,7 +275,7 @@ impl Inner {
             .as_ref()
             .is_some_and(|inflight| inflight.payload() == entry.payload);
         let own = if own_entry {
-            room.landed_own = Some(entry.seq);
+            room.landed_own = Some(super::room::LandedOwn::new(entry.seq, &entry.payload));
             room.revert_landed = None;
             room.rec.inflight.take()
         } else {

@@ -27,6 +27,16 @@ const PREFIX: &str = "message-queue/";
 /// connection (others may have written meanwhile).
 const LANDED_LOOKBACK: usize = 500;
 
+/// What became of a message whose send lost the connection ([`Inner::attempted`]).
+enum Attempt {
+    /// It is in the log at this seq.
+    Landed(Seq),
+    /// Still in flight; the room's log stood at `after` when it was tried.
+    InFlight { after: Seq },
+    /// Neither: another operation of the room took its place.
+    Unknown,
+}
+
 /// One message waiting for the relay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Queued {
@@ -122,10 +132,18 @@ impl Inner {
             Err(e) => return Err(e),
         };
         if !older_wait {
-            match self.send_body(room, body.clone()).await {
+            let mut sent = None;
+            match self.send_body_tracked(room, body.clone(), &mut sent).await {
                 Ok(seq) => return Ok(Delivery::Sent(seq)),
                 Err(e) if unreachable(&e) => {
-                    let attempt = self.attempted(room, &body).await;
+                    let attempt = match sent {
+                        Some(sent) => match self.attempted(room, &sent).await {
+                            Attempt::Landed(seq) => return Ok(Delivery::Sent(seq)),
+                            Attempt::InFlight { after } => Some(after),
+                            Attempt::Unknown => None,
+                        },
+                        None => None,
+                    };
                     self.enqueue(room, body, attempt)?;
                     return Ok(Delivery::Queued {
                         waiting: self.queue_rows()?.len(),
@@ -180,16 +198,24 @@ impl Inner {
         Ok(())
     }
 
-    /// Where `room`'s log stood when our last send tried `body`, if that send is still
-    /// in flight (it may have reached the relay).
-    async fn attempted(&self, room: RoomId, body: &Body) -> Option<Seq> {
-        let room = self.room(room).ok()?;
-        let room = room.lock().await;
+    /// What became of the message whose bytes are `sent`, after its send lost the
+    /// connection: seen in the log meanwhile (pushed on our subscription), or still in
+    /// flight (it may have reached the relay).
+    async fn attempted(&self, room: RoomId, sent: &[u8]) -> Attempt {
+        let Ok(room) = self.room(room) else {
+            return Attempt::Unknown;
+        };
+        let mut room = room.lock().await;
+        if let Some(landed) = room.landed_own.filter(|landed| landed.is(sent)) {
+            room.landed_own = None;
+            self.mark_sent(room.id, landed.seq);
+            return Attempt::Landed(landed.seq);
+        }
         match &room.rec.inflight {
-            Some(super::room::Inflight::Message { body: sent, .. }) if sent == body => {
-                Some(room.rec.transcript.last())
-            }
-            _ => None,
+            Some(inflight) if inflight.payload() == sent => Attempt::InFlight {
+                after: room.rec.transcript.last(),
+            },
+            _ => Attempt::Unknown,
         }
     }
 

@@ -70,6 +70,33 @@ impl Inflight {
     }
 }
 
+/// An entry of ours that processing found in the log (in memory only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LandedOwn {
+    /// Where it is.
+    pub seq: Seq,
+    /// SHA-256 of its bytes as appended (the in-flight payload it matched): an operation
+    /// checks that it is its own attempt, not an earlier one of the room that landed.
+    digest: [u8; 32],
+}
+
+impl LandedOwn {
+    /// `payload`, found in the log at `seq`.
+    pub fn new(seq: Seq, payload: &[u8]) -> Self {
+        use sha2::Digest;
+        Self {
+            seq,
+            digest: sha2::Sha256::digest(payload).into(),
+        }
+    }
+
+    /// Whether this is the entry whose bytes are `payload`.
+    pub fn is(&self, payload: &[u8]) -> bool {
+        use sha2::Digest;
+        self.digest[..] == sha2::Sha256::digest(payload)[..]
+    }
+}
+
 /// The persisted hearth state of a room (`Table::Rooms`, key = room id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomRecord {
@@ -247,9 +274,9 @@ pub struct Room {
     /// told ended yet: its `SubscriptionEnded` (with this `next`) is still on its way and
     /// is not about the current subscription.
     pub expected_end: Option<Seq>,
-    /// Where our last in-flight entry was found in the log, when processing found it
-    /// there: how an operation whose answer was lost learns that it happened.
-    pub landed_own: Option<Seq>,
+    /// Our last in-flight entry, when processing found it in the log: how an operation
+    /// whose answer was lost learns that it happened, and which attempt it was.
+    pub landed_own: Option<LandedOwn>,
     /// The admin pseudonyms the relay lists for the room, as far as we know (in memory;
     /// `None`: not known yet): an owner sets the relay's list again when the room's
     /// differs (decision 0013, part 5).
