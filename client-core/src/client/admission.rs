@@ -333,6 +333,9 @@ mod tests {
         admitted_with: std::sync::Mutex<Vec<AdmissionToken>>,
         /// What a batch is refused with, if it is.
         refuse_batches: Option<ErrorCode>,
+        /// The event feeds of the room connections, kept open: a connection ends only
+        /// when the test closes it.
+        feeds: std::sync::Mutex<Vec<tokio::sync::mpsc::UnboundedSender<hearth_protocol::Event>>>,
     }
 
     impl FakeRelay {
@@ -351,12 +354,20 @@ mod tests {
                 batches_for: Default::default(),
                 admitted_with: Default::default(),
                 refuse_batches,
+                feeds: Default::default(),
             })
         }
     }
 
     struct AccountSide(Arc<FakeRelay>);
-    struct RoomSide(Arc<FakeRelay>);
+    /// A room connection to the fake relay, closed or not.
+    struct RoomSide(Arc<FakeRelay>, std::sync::atomic::AtomicBool);
+
+    impl RoomSide {
+        fn to(relay: &Arc<FakeRelay>) -> Arc<dyn Link> {
+            Arc::new(RoomSide(relay.clone(), Default::default()))
+        }
+    }
 
     impl Link for AccountSide {
         fn call(
@@ -405,7 +416,13 @@ mod tests {
             Box::pin(async move { Ok(answer) })
         }
 
-        fn close(&self) {}
+        fn close(&self) {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn is_closed(&self) -> bool {
+            self.1.load(std::sync::atomic::Ordering::SeqCst)
+        }
     }
 
     /// Opens room connections to the relay (never the signed-in one again).
@@ -418,12 +435,13 @@ mod tests {
             '_,
             Result<crate::transport::Connection, crate::transport::TransportError>,
         > {
-            let link: Arc<dyn Link> = Arc::new(RoomSide(self.0.clone()));
+            let link = RoomSide::to(&self.0);
+            let (feed, events) = tokio::sync::mpsc::unbounded_channel();
+            self.0.feeds.lock().unwrap().push(feed);
             Box::pin(async move {
                 Ok(crate::transport::Connection {
                     link,
-                    // Ends at once: the room's follower then finds the link gone.
-                    events: tokio::sync::mpsc::unbounded_channel().1,
+                    events,
                     challenge: [0; 32],
                     exporter: [0; 32],
                 })
@@ -480,7 +498,7 @@ mod tests {
         let hostile = FakeRelay::new(relay(), marked, None);
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&hostile, dir.path());
-        let room: Arc<dyn Link> = Arc::new(RoomSide(hostile.clone()));
+        let room = RoomSide::to(&hostile);
 
         let refused = client.inner.admit(ROOM, &room).await;
         assert!(matches!(refused, Err(ClientError::Relay(_))), "{refused:?}");
@@ -496,7 +514,7 @@ mod tests {
         let honest = FakeRelay::new((hostile.key, hostile.server.clone()), hostile.key, None);
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&honest, dir.path());
-        let room: Arc<dyn Link> = Arc::new(RoomSide(honest.clone()));
+        let room = RoomSide::to(&honest);
         client.inner.admit(ROOM, &room).await.unwrap();
         client.inner.admit(OTHER_ROOM, &room).await.unwrap();
         assert_eq!(
@@ -541,7 +559,7 @@ mod tests {
         let fake = FakeRelay::new((key, server), key, None);
         let dir = tempfile::tempdir().unwrap();
         let (client, _pushed) = client_of(&fake, dir.path());
-        let room: Arc<dyn Link> = Arc::new(RoomSide(fake.clone()));
+        let room = RoomSide::to(&fake);
         for _ in 0..ADMISSION_BATCH * 2 {
             client.inner.admit(ROOM, &room).await.unwrap();
             client.inner.admit_under(ROOM, &room, key).await.unwrap();
@@ -552,5 +570,28 @@ mod tests {
         let (other, same) = admitted.split_last().unwrap();
         assert!(same.iter().all(|t| t == &same[0]));
         assert_ne!(other, &same[0], "each room its own token");
+    }
+
+    /// A room connection that has ended is not handed out again, even while its follower
+    /// still holds it: the follower may be waiting for the room's lock (to hand on an
+    /// event it was pushed) that an operation holds while it needs the relay. The stress
+    /// kill-loop saw that operation wait for itself for 20 s after each relay restart.
+    #[tokio::test]
+    async fn an_ended_room_connection_is_replaced_before_its_follower_lets_go() {
+        super::super::room_links::set_room_jitter(std::time::Duration::ZERO);
+        let (key, server) = relay();
+        let fake = FakeRelay::new((key, server), key, None);
+        let dir = tempfile::tempdir().unwrap();
+        let (client, _pushed) = client_of(&fake, dir.path());
+        let first = client.inner.room_link(ROOM).await.unwrap();
+        assert!(Arc::ptr_eq(
+            &first,
+            &client.inner.room_link(ROOM).await.unwrap()
+        ));
+        first.close();
+        let second = client.inner.room_link(ROOM).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &second), "the ended one again");
+        assert!(!second.is_closed());
+        assert_eq!(fake.feeds.lock().unwrap().len(), 2, "a second connection");
     }
 }

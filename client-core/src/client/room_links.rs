@@ -89,7 +89,18 @@ impl Inner {
         if !self.account_link_up() {
             return Err(ClientError::NotConnected);
         }
-        let cell = lock(&self.room_links).entry(room).or_default().clone();
+        let cell = {
+            let mut links = lock(&self.room_links);
+            let cell = links.entry(room).or_default();
+            // An ended connection is replaced at once. Its follower forgets it only after
+            // handing on the events it was pushed, and that may wait for this room's lock,
+            // held by an operation that needs the relay now: it would wait for itself
+            // (after a relay restart, for the whole of `OUTCOME_WAIT`).
+            if cell.get().is_some_and(|link| link.is_closed()) {
+                *cell = Arc::default();
+            }
+            cell.clone()
+        };
         let link = cell
             .get_or_try_init(|| self.open_room_link(room))
             .await?

@@ -186,6 +186,10 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
         (self.on_close)();
     }
 
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     fn close_reason(&self) -> Option<CloseReason> {
         *lock(&self.close_reason)
     }

@@ -63,6 +63,11 @@ pub trait Link: Send + Sync {
     ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>>;
     /// Closes the connection (pending and later calls fail with [`TransportError::Closed`]).
     fn close(&self);
+    /// Whether the connection has ended or was closed: later calls fail with
+    /// [`TransportError::Closed`]. `false` when the transport cannot tell.
+    fn is_closed(&self) -> bool {
+        false
+    }
     /// Why the relay closed the connection, once it has and said so (known by the time
     /// the connection's event stream ends). `None` while open, when the connection was
     /// lost or closed by us, or when the transport cannot tell.
