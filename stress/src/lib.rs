@@ -58,6 +58,19 @@ impl Rng {
     }
 }
 
+/// Logs of the in-process clients to standard error, as `RUST_LOG` says (nothing
+/// without it), e.g. `RUST_LOG=hearth_core=info` to see why reconnects take long.
+pub fn log_from_env() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
 /// Makes in-process profiles cheap to create and unlock (the test-only KDF), and sets
 /// `HEARTH_TEST_FAST_KDF=1` for the CLI processes the tools start.
 pub fn fast_kdf() {

@@ -182,15 +182,21 @@ pub struct Discrepancies {
 pub fn compare(history: &[(Seq, String)], acked: &[(Seq, String)]) -> Discrepancies {
     let mut out = Discrepancies::default();
     let mut at: std::collections::HashMap<&str, Vec<Seq>> = std::collections::HashMap::new();
+    let mut by_seq: std::collections::HashMap<Seq, &str> = std::collections::HashMap::new();
     for (seq, text) in history {
         at.entry(text.as_str()).or_default().push(*seq);
+        by_seq.insert(*seq, text.as_str());
     }
     for (seq, text) in acked {
         match at.get(text.as_str()).map(Vec::as_slice) {
             None | Some([]) => {
                 out.lost += 1;
-                out.details
-                    .push(format!("acknowledged {text:.20} (seq {seq}) is missing"));
+                let there = by_seq
+                    .get(seq)
+                    .map_or("nothing".to_string(), |t| format!("{t:.20}"));
+                out.details.push(format!(
+                    "acknowledged {text:.20} (seq {seq}) is missing; that seq holds {there}"
+                ));
             }
             Some([one]) if one == seq => {}
             Some([one]) => {

@@ -244,7 +244,10 @@ fn start(
     }
     let mut child = command
         .env_remove("HEARTH_RELAY_PUBLIC_HOST")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("HEARTH_STRESS_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))

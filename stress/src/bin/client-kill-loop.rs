@@ -66,6 +66,7 @@ async fn main() -> Result<()> {
     args.invitees = Some(guests);
     let seed = args.seed.unwrap_or_else(Rng::clock_seed);
     let mut rng = Rng::new(seed);
+    hearth_stress::log_from_env();
     hearth_stress::fast_kdf();
     let dir = tempfile::tempdir()?;
     let started = Instant::now();

@@ -67,6 +67,7 @@ impl Drop for Mount {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    hearth_stress::log_from_env();
     hearth_stress::fast_kdf();
     let dir = tempfile::tempdir()?;
     let started = Instant::now();

@@ -70,6 +70,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(Rng::clock_seed);
     let mut rng = Rng::new(seed);
+    hearth_stress::log_from_env();
     hearth_stress::fast_kdf();
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
@@ -285,11 +286,13 @@ async fn check(
     let acked_pairs: Vec<(Seq, String)> = acked.iter().map(|a| (a.seq, a.text.clone())).collect();
     // Each writer's acknowledgements come one after the other: their seqs must rise.
     for log in logs {
-        report.misplaced += log
-            .acked
-            .windows(2)
-            .filter(|w| w[1].seq <= w[0].seq)
-            .count();
+        for w in log.acked.windows(2).filter(|w| w[1].seq <= w[0].seq) {
+            report.misplaced += 1;
+            eprintln!(
+                "{} acknowledged at seq {} after {} at seq {}",
+                w[1].text, w[1].seq, w[0].text, w[0].seq
+            );
+        }
     }
     for person in everyone {
         let history = person.history(room).await?;
@@ -352,8 +355,11 @@ async fn check(
     Ok(report)
 }
 
-/// A short name for an error, to count them by kind.
+/// A short name for an error, to count them by kind (a refusal by its code).
 fn error_kind(e: &hearth_core::ClientError) -> String {
+    if let hearth_core::ClientError::Relay(refused) = e {
+        return format!("the relay refused ({:?})", refused.code);
+    }
     let text = e.to_string();
     let cut = text.find(':').unwrap_or(text.len()).min(60);
     text[..cut].to_string()

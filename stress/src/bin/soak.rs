@@ -50,6 +50,7 @@ struct SendLog {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(Rng::clock_seed);
+    hearth_stress::log_from_env();
     hearth_stress::fast_kdf();
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
