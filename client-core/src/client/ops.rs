@@ -143,6 +143,7 @@ impl Inner {
                 return Ok(());
             }
             let cap = self.engine().cap(&room.group)?;
+            let epoch = room.group.epoch();
             let before = room.rec.transcript.last();
             // From the last entry processed, not after it: the relay must still hold the
             // one we had there (a log restored from an old copy and written on since by
@@ -196,7 +197,13 @@ impl Inner {
             if room.removed {
                 return Ok(());
             }
-            if entries.is_empty() || room.rec.transcript.last() == before {
+            let through = room.rec.transcript.last();
+            // Through the last entry the relay held for this epoch when it answered, and
+            // still in that epoch: another read would come back empty.
+            if entries.is_empty()
+                || through == before
+                || (through >= last && room.group.epoch() == epoch)
+            {
                 break;
             }
         }
