@@ -179,8 +179,14 @@ impl Inner {
             // (`room_links::follow`); a signed-in connection is never told.
             Event::Readmit { .. } => Ok(()),
         };
-        if let Err(e) = result {
-            tracing::warn!("handling a relay event failed: {e}");
+        match result {
+            Ok(()) => {}
+            // Events that were on their way when the connection dropped: the reconnect
+            // catches every room up, so this is expected, once per event.
+            Err(e @ (ClientError::NotConnected | ClientError::Unreachable { .. })) => {
+                tracing::debug!("handling a relay event failed: {e}");
+            }
+            Err(e) => tracing::warn!("handling a relay event failed: {e}"),
         }
     }
 
