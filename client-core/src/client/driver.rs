@@ -202,10 +202,15 @@ impl Inner {
             return Ok(());
         }
         if room.expected_end == Some(next) {
-            // The end of the previous epoch's subscription, already replaced: taking it
-            // for the current one would leave the room unheard.
+            // The end of the previous epoch's subscription: taking it for the current
+            // one would leave the room unheard. Already replaced, nothing to do; not yet,
+            // the catch-up subscribes in the current epoch.
             room.expected_end = None;
-            return Ok(());
+            if room.subscribed == Some(room.group.epoch().as_u64()) {
+                return Ok(());
+            }
+            self.catch_up(&mut room).await?;
+            return self.follow_up(&mut room).await;
         }
         // If catching up does not move us to another epoch, our capability is over and
         // subscribing with it again would only end again at once (see `Room`).

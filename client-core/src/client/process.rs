@@ -6,7 +6,7 @@
 //! (group state, room record, history) are persisted in one batch before any event is
 //! reported.
 
-use hearth_protocol::{AccountKey, Entry, EntryKind, Handle, RoomId};
+use hearth_protocol::{AccountKey, Entry, EntryKind, Handle, RoomId, Seq};
 use openmls::prelude::*;
 
 use super::authentication::{added_identities, identity_of, Impostor, Rotated, Unverified};
@@ -286,7 +286,9 @@ impl Inner {
                 own_message(room, entry, body, &mut fx);
                 Ok(Step::Done)
             }
-            Some(Inflight::Commit { .. }) => own_commit(engine, room, &mut fx).map(|()| Step::Done),
+            Some(Inflight::Commit { .. }) => {
+                own_commit(engine, room, entry.seq, &mut fx).map(|()| Step::Done)
+            }
             Some(Inflight::CommitWithWelcome { welcome, to, .. }) => {
                 // Our commit is in the log at this seq: its Welcome is owed now.
                 let hash = room.rec.transcript.hash_at(entry.seq).unwrap_or([0; 32]);
@@ -297,7 +299,7 @@ impl Inner {
                     welcome,
                     to,
                 });
-                own_commit(engine, room, &mut fx).map(|()| Step::Done)
+                own_commit(engine, room, entry.seq, &mut fx).map(|()| Step::Done)
             }
             None => {
                 let undone = room.revert_landed.is_some_and(|ours| entry.seq < ours);
@@ -555,7 +557,12 @@ fn file_as_text(body: Body) -> (Body, Option<crate::attachment::FileMessage>) {
     }
 }
 
-fn own_commit(engine: &Engine, room: &mut Room, fx: &mut Effects) -> Result<(), ClientError> {
+fn own_commit(
+    engine: &Engine,
+    room: &mut Room,
+    seq: Seq,
+    fx: &mut Effects,
+) -> Result<(), ClientError> {
     let me = room.own_handle();
     if let (Some(staged), Some(me)) = (room.group.pending_commit(), me) {
         commit_effects(room, staged, &me, fx);
@@ -563,8 +570,19 @@ fn own_commit(engine: &Engine, room: &mut Room, fx: &mut Effects) -> Result<(), 
     room.group
         .merge_pending_commit(&engine.provider)
         .map_err(crate::error::mls)?;
-    room.subscribed = None;
+    epoch_moved_at(room, seq);
     Ok(())
+}
+
+/// After merging the commit at `seq`: the subscription of the epoch it ended, if we had
+/// one, is over. The relay tells so with `next` = `seq + 1` once it has pushed the
+/// commit, which may be after we subscribed in the new epoch: that end is expected, and
+/// is not the new subscription's (taking it for the new one's would leave the room
+/// unsubscribed, read again after every push).
+fn epoch_moved_at(room: &mut Room, seq: Seq) {
+    if room.subscribed.take().is_some() {
+        room.expected_end = Some(seq.next());
+    }
 }
 
 impl Inner {
@@ -789,7 +807,7 @@ impl Inner {
                 room.group
                     .merge_staged_commit(&engine.provider, *staged)
                     .map_err(crate::error::mls)?;
-                room.subscribed = None;
+                epoch_moved_at(room, entry.seq);
                 room.commit_proposals = false;
                 if removed {
                     room.removed = true;

@@ -236,10 +236,13 @@ pub(crate) async fn stuck_loop(inner: Weak<Inner>) {
                     continue;
                 };
                 let status = inner.call(Request::RoomStatus { room: room.id, cap }).await;
-                if status.is_err() {
+                if status.is_ok() {
+                    room.orphaned_epoch = None;
+                } else if room.rec.extra.refused.is_none() {
                     continue;
                 }
-                room.orphaned_epoch = None;
+                // Still ended, and stuck behind a refused commit: whether an admin has
+                // undone it is for the catch-up to find.
             } else if room.rec.extra.refused.is_none() {
                 continue;
             }
