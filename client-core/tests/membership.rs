@@ -500,3 +500,37 @@ async fn an_invitee_is_not_shown_what_was_said_before_it_accepted() {
         .collect();
     assert_eq!(history, ["hi bob"]);
 }
+
+/// Issue 13: the first invitation reaches the invitee's client before the admin invites
+/// again (replacing the pending leaf), with the client online throughout, or closed and
+/// started again after the second invitation (as two CLI processes do it). Either way the
+/// invitee holds the second invitation, and accepting it joins the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitee_invited_twice_after_taking_in_the_first_holds_the_second_and_joins() {
+    for restarts in [false, true] {
+        let relay = Relay::start().await;
+        let alice = relay.user("alice").await;
+        let mut bob = relay.user("bob").await;
+        let room = alice.c().create_room("Home").await.unwrap();
+        alice.c().invite(room, &h("bob")).await.unwrap();
+        bob.wait_for("the first invitation", |e| {
+            matches!(e, ClientEvent::Invited(_))
+        })
+        .await;
+        if restarts {
+            bob.client.take().unwrap().close().await;
+        }
+        alice.c().invite(room, &h("bob")).await.unwrap();
+        if restarts {
+            bob.restart().await;
+        }
+        let invitations = bob.c().invitations().await.unwrap();
+        assert!(
+            invitations.iter().any(|i| i.room == room),
+            "restarts {restarts}: {invitations:?}"
+        );
+        bob.c().accept_invitation(room).await.unwrap();
+        alice.c().send_text(room, "in at last").await.unwrap();
+        bob.wait_text("in at last").await;
+    }
+}

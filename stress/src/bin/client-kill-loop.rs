@@ -300,8 +300,12 @@ async fn accept_pending(
     errors: &Mutex<Vec<String>>,
 ) {
     let _ = client.sync().await;
-    let Ok(invitations) = client.invitations().await else {
-        return;
+    let invitations = match client.invitations().await {
+        Ok(invitations) => invitations,
+        Err(e) => {
+            lock(errors).push(format!("{handle}: invitations: {e}"));
+            return;
+        }
     };
     if invitations.iter().any(|i| i.room == room) {
         if let Err(e) = client.accept_invitation(room).await {
@@ -327,19 +331,29 @@ async fn room_id(admin: &Cli) -> Result<RoomId> {
 
 /// The members the admin's CLI lists.
 async fn members(admin: &Cli) -> Result<BTreeSet<Handle>> {
+    Ok(roster(admin).await?.0)
+}
+
+/// The members the admin's CLI lists, and which of them it lists as invited but not
+/// joined yet (`"pending"`).
+async fn roster(admin: &Cli) -> Result<(BTreeSet<Handle>, BTreeSet<Handle>)> {
     let out = admin
         .run_patiently(&["--json", "room", "members", ROOM], PATIENCE)
         .await?;
     if !out.ok() {
         bail!("room members failed: {}", out.stderr);
     }
-    let mut set = BTreeSet::new();
+    let (mut set, mut pending) = (BTreeSet::new(), BTreeSet::new());
     for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
         let value: serde_json::Value = serde_json::from_str(line)?;
         let handle = value["handle"].as_str().context("member without handle")?;
-        set.insert(Handle::new(handle).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let handle = Handle::new(handle).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if value["pending"].as_bool() == Some(true) {
+            pending.insert(handle.clone());
+        }
+        set.insert(handle);
     }
-    Ok(set)
+    Ok((set, pending))
 }
 
 fn verdict(f: &hearth_stress::cli::Finished) -> String {
@@ -362,6 +376,8 @@ struct Check {
     members: BTreeSet<Handle>,
     /// Listed by the admin, but the room never became theirs.
     ghosts: Vec<Handle>,
+    /// Of the ghosts: listed as invited, and they hold the invitation, not accepted.
+    holding_invitation: Vec<Handle>,
     /// Listed and joined, but a message sent afterwards did not arrive.
     cannot_read: Vec<Handle>,
     /// Not listed, yet they still hold the room as joined.
@@ -375,10 +391,11 @@ impl Check {
 
     fn describe(&self) -> String {
         format!(
-            "{} members listed; ghosts (must be 0): {} {:?}; cannot read (must be 0): {} {:?}; removed but still joined (must be 0): {} {:?}",
+            "{} members listed; ghosts (must be 0): {} {:?} (of them holding the invitation: {:?}); cannot read (must be 0): {} {:?}; removed but still joined (must be 0): {} {:?}",
             self.members.len(),
             self.ghosts.len(),
             names(&self.ghosts),
+            names(&self.holding_invitation),
             self.cannot_read.len(),
             names(&self.cannot_read),
             self.zombies.len(),
@@ -399,7 +416,7 @@ async fn settle_and_check(
     invitees: &[Person],
     patience: Duration,
 ) -> Result<Check> {
-    let members = members(admin).await?;
+    let (members, pending) = roster(admin).await?;
     let joined = |p: &Person| {
         let client = p.client.clone();
         async move {
@@ -437,6 +454,7 @@ async fn settle_and_check(
     let mut check = Check {
         members: members.clone(),
         ghosts: Vec::new(),
+        holding_invitation: Vec::new(),
         cannot_read: Vec::new(),
         zombies: Vec::new(),
     };
@@ -448,6 +466,12 @@ async fn settle_and_check(
         };
         if listed && !has {
             check.ghosts.push(p.handle.clone());
+            let invited = bounded(p, "invitations", p.client.known_invitations()).await;
+            if pending.contains(&p.handle)
+                && invited.is_some_and(|i| i.is_ok_and(|i| i.iter().any(|i| i.room == room)))
+            {
+                check.holding_invitation.push(p.handle.clone());
+            }
         } else if !listed && has {
             check.zombies.push(p.handle.clone());
         } else if listed {
