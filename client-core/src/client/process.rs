@@ -84,6 +84,7 @@ struct RoomBefore {
     commit_proposals: bool,
     removed: bool,
     landed_own: Option<super::room::LandedOwn>,
+    expected_end: Option<Seq>,
 }
 
 impl RoomBefore {
@@ -94,6 +95,7 @@ impl RoomBefore {
             commit_proposals: room.commit_proposals,
             removed: room.removed,
             landed_own: room.landed_own,
+            expected_end: room.expected_end,
         }
     }
 
@@ -103,6 +105,7 @@ impl RoomBefore {
         room.commit_proposals = self.commit_proposals;
         room.removed = self.removed;
         room.landed_own = self.landed_own;
+        room.expected_end = self.expected_end;
     }
 }
 
