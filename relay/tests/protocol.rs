@@ -632,5 +632,25 @@ async fn a_killed_invitation_gets_the_same_key_package_again_uncounted() {
     let third = fetched(&mut after, &fetch).await;
     assert!(third != first && third != second);
     assert_eq!(stock(&mut bob).await, 17);
+
+    // Clients commit on room connections, which name no account: the Welcome deposited
+    // afterwards is what says a package may have gone to the invitee. Bob may have taken
+    // that Welcome, so the next run's fetch must not hand out its package again.
+    after
+        .request(Request::Deposit {
+            to: bob_id.account(),
+            payload: vec![7; 64],
+        })
+        .await
+        .unwrap();
+    after.raw.conn.close(0u32.into(), b"done");
+    let mut next_run = Client::connect(&address).await;
+    next_run.auth(&alice_id).await.unwrap();
+    let fourth = fetched(&mut next_run, &fetch).await;
+    assert!(
+        fourth != third && fourth != second && fourth != first,
+        "a package whose Welcome may have been deposited is not handed out again"
+    );
+    assert_eq!(stock(&mut bob).await, 16);
     relay.shutdown().await.unwrap();
 }

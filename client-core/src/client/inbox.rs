@@ -166,6 +166,9 @@ impl Inner {
                 engine.restore(checkpoint);
                 if let WelcomeInto::LaterThan(_) = into {
                     // Most likely the pending invitation's own Welcome again.
+                    tracing::info!(
+                        "room {id}: a Welcome beside the invitation held was not taken: {e}"
+                    );
                     return Ok(Taken::Done(None));
                 }
                 return Err(e);

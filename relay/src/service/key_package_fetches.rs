@@ -17,9 +17,14 @@
 //! fetcher asking for the same target again gets **the same package** (not consuming
 //! another, not counted) as long as
 //!
-//! - the fetcher has sent no `Commit` since (from any connection): the relay cannot see
-//!   inside commits or Welcomes, so any commit counts as one that may have used the
-//!   package, and the next fetch takes a fresh one (the old behaviour);
+//! - the fetcher has sent no `Commit` and no `Deposit` since (from any connection): the
+//!   relay cannot see inside commits or Welcomes, so any commit counts as one that may
+//!   have used the package, and the next fetch takes a fresh one (the old behaviour).
+//!   Clients send their commits on room connections, which do not say whose they are
+//!   (decision 0013), so what the relay sees is the Welcome deposited after the commit.
+//!   Only a deposited Welcome can make the invitee take the package; handing it out again
+//!   after one made a second invitation that the invitee could not take (it had used the
+//!   package on the first), and an invitee invited twice believed itself removed;
 //! - it asks on **another connection** than the one the package went to: a profile is
 //!   open in one process at a time, so a second connection means the first one's
 //!   invitation was abandoned, while two fetches on one connection may be two invitations
@@ -218,8 +223,8 @@ impl KeyPackageFetches {
         );
     }
 
-    /// `fetcher` sent a commit: it may have used any package it was handed, so none is
-    /// handed out again.
+    /// `fetcher` sent a commit or deposited a Welcome: it may have used any package it was
+    /// handed, so none is handed out again.
     pub fn committed(&self, fetcher: &AccountKey) {
         let mut lent = self.lent();
         if let Some(loans) = lent.by_fetcher.remove(fetcher) {

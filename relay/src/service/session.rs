@@ -1049,6 +1049,11 @@ impl Session {
                         "too many invitations sent in a short time; wait a minute and retry",
                     )));
                 }
+                // Most likely the Welcome of an Add whose commit went on a room
+                // connection, where the relay does not see who commits: it may carry a
+                // package this account fetched, so none is handed out again (see
+                // `key_package_fetches`).
+                self.shared.key_package_fetches.committed(&account);
                 let op = WriteOp::Deposit {
                     to,
                     payload,
