@@ -37,9 +37,15 @@ pub struct TestRelay {
 impl TestRelay {
     /// Starts a relay on 127.0.0.1:0 with a fresh store.
     pub async fn start() -> TestRelay {
+        TestRelay::start_with(|_| {}).await
+    }
+
+    /// Starts a relay on 127.0.0.1:0 with a fresh store and the defaults `configure`
+    /// changes (limits a test wants to reach).
+    pub async fn start_with(configure: impl FnOnce(&mut RelayConfig)) -> TestRelay {
         fast_kdf();
         let dir = tempfile::tempdir().expect("a temporary directory can be created");
-        let relay = start_on(dir.path()).await;
+        let relay = start_on(dir.path(), configure).await;
         TestRelay {
             relay: Some(relay),
             dir,
@@ -100,12 +106,13 @@ impl TestRelay {
     }
 }
 
-async fn start_on(base: &Path) -> RunningRelay {
-    let config = RelayConfig {
+async fn start_on(base: &Path, configure: impl FnOnce(&mut RelayConfig)) -> RunningRelay {
+    let mut config = RelayConfig {
         listen: "127.0.0.1:0".parse().expect("a valid socket address"),
         data_dir: base.join("relay"),
         ..RelayConfig::default()
     };
+    configure(&mut config);
     hearth_relay::server::start(config)
         .await
         .expect("the relay starts on 127.0.0.1:0")

@@ -351,8 +351,15 @@ impl Client {
                 if room.removed || room.rec.status != Status::Joined {
                     continue;
                 }
-                self.inner.catch_up(&mut room).await?;
-                self.inner.follow_up(&mut room).await?;
+                let caught_up = match self.inner.catch_up(&mut room).await {
+                    Ok(()) => self.inner.follow_up(&mut room).await,
+                    Err(e) => Err(e),
+                };
+                match caught_up {
+                    // Its connection refused for now: the others are still caught up.
+                    Err(e) if self.inner.follow_later(room.id, &e) => {}
+                    result => result?,
+                }
             }
             self.inner.fetch_inbox().await?;
             self.inner.purge_expired(crate::clock::device_now()).await?;
@@ -974,35 +981,38 @@ impl Inner {
         self.close_room_link(id);
     }
 
-    /// After (re)connecting: inbox, then every joined room caught up and subscribed.
+    /// After (re)connecting: every joined room caught up and subscribed, then the inbox.
+    ///
+    /// The rooms are caught up side by side, each as soon as its own connection is open:
+    /// a room connection counts against the relay's pool of connections that have not
+    /// shown what they are for until its first request carries the room's capability,
+    /// and that pool is small per address (`max_connections_per_ip`, 32; the household
+    /// shares it). Caught up one after the other, a person in 100 rooms had dozens of
+    /// open, admitted connections waiting their turn there, and the relay closed the
+    /// oldest of them.
+    ///
+    /// # Errors
+    /// [`ClientError::NotConnected`] when the account's connection went down meanwhile.
+    /// A room whose own connection the relay refused is followed again later (see
+    /// [`Inner::follow_later`]); any other failure of one room is logged.
     pub(crate) async fn resume(&self) -> Result<(), ClientError> {
-        // Each after its own random pause, all at once: the catch-up below then finds
-        // them open (or waits for the one it needs).
+        // Each after its own random pause, all at once.
         self.open_room_links();
+        let me = self.me.upgrade().ok_or(ClientError::NotConnected)?;
+        let mut rooms = tokio::task::JoinSet::new();
         for room in self.room_handles() {
-            let mut room = room.lock().await;
-            room.subscribed = None;
-            // A new connection: nothing is known of its subscriptions yet.
-            room.orphaned_epoch = None;
-            room.expected_end = None;
-            if room.removed || room.rec.status != Status::Joined {
-                continue;
-            }
-            if let Err(e) = self.catch_up(&mut room).await {
-                tracing::warn!("room {}: catching up failed: {e}", room.id);
-                if matches!(e, ClientError::NotConnected) {
-                    return Err(e);
-                }
-                continue;
-            }
-            self.follow_up(&mut room).await?;
-            if let Err(e) = self.check_relay_settings(&mut room).await {
-                tracing::warn!(
-                    "room {}: checking the relay's settings for it failed: {e}",
-                    room.id
-                );
+            let me = me.clone();
+            rooms.spawn(async move { me.resume_room(&room).await });
+        }
+        let mut outcome = Ok(());
+        while let Some(joined) = rooms.join_next().await {
+            match joined {
+                Ok(Err(e)) => outcome = Err(e),
+                Ok(Ok(())) => {}
+                Err(e) => tracing::warn!("catching up a room stopped: {e}"),
             }
         }
+        outcome?;
         // Welcomes a crash or a lost connection kept from their newcomers.
         if let Err(e) = self.deliver_owed_welcomes().await {
             tracing::warn!("delivering owed invitations failed (tried again later): {e}");
@@ -1011,6 +1021,39 @@ impl Inner {
         self.fetch_inbox().await?;
         if let Err(e) = self.refresh_listings().await {
             tracing::warn!("refreshing public room listings failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// One room of [`Inner::resume`].
+    async fn resume_room(&self, room: &tokio::sync::Mutex<Room>) -> Result<(), ClientError> {
+        let mut room = room.lock().await;
+        room.subscribed = None;
+        // A new connection: nothing is known of its subscriptions yet.
+        room.orphaned_epoch = None;
+        room.expected_end = None;
+        if room.removed || room.rec.status != Status::Joined {
+            return Ok(());
+        }
+        let caught_up = match self.catch_up(&mut room).await {
+            Ok(()) => self.follow_up(&mut room).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = caught_up {
+            if self.follow_later(room.id, &e) {
+                return Ok(());
+            }
+            tracing::warn!("room {}: catching up failed: {e}", room.id);
+            return match e {
+                ClientError::NotConnected => Err(e),
+                _ => Ok(()),
+            };
+        }
+        if let Err(e) = self.check_relay_settings(&mut room).await {
+            tracing::warn!(
+                "room {}: checking the relay's settings for it failed: {e}",
+                room.id
+            );
         }
         Ok(())
     }

@@ -231,7 +231,33 @@ impl Inner {
                 links.remove(&id);
             }
         }
-        let mut delay = FIRST_RETRY;
+        self.follow_again(id, FIRST_RETRY).await;
+    }
+
+    /// Whether catching up `room` failed with `error` because its own connection could
+    /// not be opened while the account's connection is up: the relay refused that one
+    /// for now (too many connections from this address, which a household shares; this
+    /// account's admission tokens used up for a while). The room is then followed again
+    /// in the background, backing off, and the caller goes on with the other rooms
+    /// instead of failing the whole connect or sync for one room.
+    pub(crate) fn follow_later(&self, room: RoomId, error: &ClientError) -> bool {
+        if !matches!(error, ClientError::NotConnected) || !self.account_link_up() {
+            return false;
+        }
+        let Some(me) = self.me.upgrade() else {
+            return false;
+        };
+        tracing::info!("room {room}: its connection could not be opened; trying again later");
+        self.track(tokio::spawn(async move {
+            tokio::time::sleep(FIRST_RETRY).await;
+            me.follow_again(room, FIRST_RETRY * 2).await;
+        }));
+        true
+    }
+
+    /// Opens `id`'s connection, catches the room up and subscribes, backing off from
+    /// `delay` (doubled up to [`MAX_RETRY`]) while its connection cannot be opened.
+    async fn follow_again(&self, id: RoomId, mut delay: Duration) {
         loop {
             if self.closed.load(Ordering::SeqCst) || !self.account_link_up() {
                 // Closing, or the account's reconnect resumes every room.
