@@ -178,10 +178,14 @@ pub async fn connect(global: &GlobalArgs) -> Result<Session> {
     let client = Client::connect(profile)
         .await
         .with_context(|| format!("cannot connect to the relay {relay}"))?;
-    client
-        .sync()
-        .await
-        .context("cannot catch up with the relay")?;
+    match client.sync().await {
+        Ok(()) => {}
+        // Connected, but the relay refused a room's own connection for now.
+        Err(hearth_core::ClientError::NotConnected) if client.is_connected() => {
+            errln!("warning: the relay refused some rooms' connections for now (too many connections from this address); they may show what was last read here: try again in a moment");
+        }
+        Err(e) => return Err(e).context("cannot catch up with the relay"),
+    }
     Ok(Session {
         client: Arc::new(client),
         shared: None,

@@ -176,7 +176,15 @@ pub fn export_backup_with(
         .into_iter()
         .map(|(table, records)| TableDump {
             name: table.name().to_owned(),
-            entries: records.into_iter().map(|(k, v)| (k, v.to_vec())).collect(),
+            entries: records
+                .into_iter()
+                // This device's unspent admission tokens: spent on two devices, one token
+                // would tie two rooms to one person at the relay.
+                .filter(|(k, _)| {
+                    !(table == Table::Settings && k == crate::client::admission::STASH_KEY)
+                })
+                .map(|(k, v)| (k, v.to_vec()))
+                .collect(),
         })
         .collect();
     let mut dump = TableDump {
@@ -426,6 +434,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let original = profile(&tmp.path().join("a"));
         let file = tmp.path().join("backup.hearth");
+        // This device's unspent admission tokens stay on it.
+        let mut batch = original.store().begin().unwrap();
+        batch
+            .put(
+                Table::Settings,
+                crate::client::admission::STASH_KEY,
+                b"tokens",
+            )
+            .unwrap();
+        batch.commit().unwrap();
         export_backup(&original, &file, "backup pass").unwrap();
         #[cfg(unix)]
         {
@@ -452,6 +470,10 @@ mod tests {
             &store.get(Table::Mls, b"group").unwrap().unwrap()[..],
             b"state"
         );
+        assert!(store
+            .get(Table::Settings, crate::client::admission::STASH_KEY)
+            .unwrap()
+            .is_none());
         drop(restored);
         Profile::open(&tmp.path().join("b"), "backup pass").unwrap();
     }

@@ -39,6 +39,14 @@ impl Link for LosingLink {
     fn close(&self) {
         self.0.close();
     }
+
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    fn close_reason(&self) -> Option<hearth_protocol::close::CloseReason> {
+        self.0.close_reason()
+    }
 }
 
 impl Connector for LosingConnector {

@@ -35,6 +35,10 @@ impl Link for CountingLink {
     fn is_closed(&self) -> bool {
         self.0.is_closed()
     }
+
+    fn close_reason(&self) -> Option<hearth_protocol::close::CloseReason> {
+        self.0.close_reason()
+    }
 }
 
 impl Connector for CountingReads {

@@ -63,6 +63,14 @@ impl Link for LyingLink {
     fn close(&self) {
         self.inner.close();
     }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    fn close_reason(&self) -> Option<hearth_protocol::close::CloseReason> {
+        self.inner.close_reason()
+    }
 }
 
 impl Connector for LyingConnector {

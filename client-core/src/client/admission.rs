@@ -8,7 +8,9 @@
 //! Tokens come in batches of [`ADMISSION_BATCH`] from the signed-in connection, blinded:
 //! the relay evaluates them without seeing them and proves it used the key the room
 //! connection was told, so the tokens it checks later cannot be matched to the account
-//! they were issued to. A batch is kept in memory only, until the key changes.
+//! they were issued to. A batch is kept in memory until the key changes; the tokens a
+//! client has not spent when it closes wait in its store for its next run
+//! ([`STASH_KEY`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,8 +22,12 @@ use hearth_protocol::{
 use rand_core::RngCore;
 use voprf::{EvaluationElement, Group, Proof, Ristretto255, VoprfClient};
 
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
 use super::{unexpected, Inner};
-use crate::error::ClientError;
+use crate::error::{store as store_err, ClientError};
+use crate::store::Table;
 use crate::transport::Link;
 
 /// Unspent tokens of one admission key, and the token each room's connection was
@@ -39,6 +45,25 @@ pub(crate) struct TokenPool {
     by_room: HashMap<RoomId, AdmissionToken>,
 }
 
+/// Where a closing client leaves its unspent tokens for its next run
+/// ([`Table::Settings`]). A person who runs `hearth --no-agent` in a script starts a client
+/// per command, and each took a batch of its own: the relay gives an account 64 at once,
+/// then one per 4 s, so the 65th command in a few minutes could not open its room.
+/// Spent or handed to a room they are not kept: a room's token is this run's, and
+/// never in a backup (see [`crate::backup`]): two devices spending one token in two rooms
+/// would tell the relay that those rooms are one person's.
+pub(crate) const STASH_KEY: &[u8] = b"admission-token-stash";
+
+/// Tokens kept in the stash at the most: four batches, about 1.5 KiB.
+const MAX_STASHED: usize = 4 * ADMISSION_BATCH;
+
+/// The stash's record: unspent tokens of one admission key.
+#[derive(Serialize, Deserialize)]
+struct Stash {
+    key: AdmissionKey,
+    tokens: Vec<AdmissionToken>,
+}
+
 fn relay_lied(what: &str) -> ClientError {
     ClientError::Relay(WireError::new(
         ErrorCode::BadRequest,
@@ -52,6 +77,10 @@ pub(crate) struct BlindBatch {
     pub(crate) inputs: Vec<[u8; 32]>,
     pub(crate) states: Vec<VoprfClient<Ristretto255>>,
     pub(crate) blinded: Vec<BlindedToken>,
+}
+
+fn encode_err(e: postcard::Error) -> ClientError {
+    ClientError::Other(format!("encoding the admission token stash: {e}"))
 }
 
 /// Blinds [`ADMISSION_BATCH`] fresh random inputs.
@@ -187,6 +216,15 @@ impl Inner {
             pool.by_room.insert(room, token.clone());
             return Ok((key, token));
         }
+        match self.take_stashed(&key) {
+            Ok(Some(token)) => {
+                pool.by_room.insert(room, token.clone());
+                return Ok((key, token));
+            }
+            Ok(None) => {}
+            // A batch from the relay serves as well.
+            Err(e) => tracing::warn!("taking an admission token from the stash failed: {e}"),
+        }
         let BlindBatch {
             inputs,
             states,
@@ -203,6 +241,70 @@ impl Inner {
             .ok_or_else(|| relay_lied("an empty batch"))?;
         pool.by_room.insert(room, token.clone());
         Ok((key, token))
+    }
+
+    /// One token of `key` from the stash a previous run left ([`STASH_KEY`]), taken out
+    /// of the store before it is used: a run killed afterwards loses it rather than
+    /// spending it twice. A stash of another key is thrown away.
+    fn take_stashed(&self, key: &AdmissionKey) -> Result<Option<AdmissionToken>, ClientError> {
+        let store = self.profile.store();
+        let Some(bytes) = store.get(Table::Settings, STASH_KEY).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let mut batch = store.begin().map_err(store_err)?;
+        let token = match postcard::from_bytes::<Stash>(&bytes) {
+            Ok(mut stash) if stash.key == *key => {
+                let token = stash.tokens.pop();
+                if stash.tokens.is_empty() {
+                    batch
+                        .delete(Table::Settings, STASH_KEY)
+                        .map_err(store_err)?;
+                } else {
+                    let bytes = Zeroizing::new(postcard::to_allocvec(&stash).map_err(encode_err)?);
+                    batch
+                        .put(Table::Settings, STASH_KEY, &bytes)
+                        .map_err(store_err)?;
+                }
+                token
+            }
+            _ => {
+                batch
+                    .delete(Table::Settings, STASH_KEY)
+                    .map_err(store_err)?;
+                None
+            }
+        };
+        batch.commit().map_err(store_err)?;
+        Ok(token)
+    }
+
+    /// Leaves the tokens of this run's batches that no room took in the stash, beside
+    /// those already there of the same key, [`MAX_STASHED`] at the most (on close).
+    pub(crate) async fn stash_unspent_tokens(&self) -> Result<(), ClientError> {
+        let mut pool = self.admission.lock().await;
+        let Some(key) = pool.key else {
+            return Ok(());
+        };
+        if pool.tokens.is_empty() {
+            return Ok(());
+        }
+        let store = self.profile.store();
+        let mut tokens = match store.get(Table::Settings, STASH_KEY).map_err(store_err)? {
+            Some(bytes) => match postcard::from_bytes::<Stash>(&bytes) {
+                Ok(stash) if stash.key == key => stash.tokens,
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        tokens.append(&mut pool.tokens);
+        tokens.truncate(MAX_STASHED);
+        let bytes =
+            Zeroizing::new(postcard::to_allocvec(&Stash { key, tokens }).map_err(encode_err)?);
+        let mut batch = store.begin().map_err(store_err)?;
+        batch
+            .put(Table::Settings, STASH_KEY, &bytes)
+            .map_err(store_err)?;
+        batch.commit().map_err(store_err)
     }
 
     /// The key a batch is asked for: the one the room connection `room` was told
@@ -462,15 +564,19 @@ mod tests {
         tokio::sync::mpsc::UnboundedSender<hearth_protocol::Event>,
     ) {
         crate::store::set_test_kdf_params(Some(crate::store::KdfParams::TEST_ONLY_FAST));
-        let profile = crate::profile::Profile::create(
-            &dir.join("p"),
-            "pass phrase",
-            hearth_protocol::Handle::new("bob").unwrap(),
-            "hearth://relay.example:7443/#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-                .parse()
-                .unwrap(),
-        )
-        .unwrap();
+        let profile = if crate::profile::Profile::exists(&dir.join("p")) {
+            crate::profile::Profile::open(&dir.join("p"), "pass phrase").unwrap()
+        } else {
+            crate::profile::Profile::create(
+                &dir.join("p"),
+                "pass phrase",
+                hearth_protocol::Handle::new("bob").unwrap(),
+                "hearth://relay.example:7443/#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                    .parse()
+                    .unwrap(),
+            )
+            .unwrap()
+        };
         let (pushed, events) = tokio::sync::mpsc::unbounded_channel();
         let conn = crate::transport::Connection {
             link: Arc::new(AccountSide(relay.clone())),
@@ -593,5 +699,41 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &second), "the ended one again");
         assert!(!second.is_closed());
         assert_eq!(fake.feeds.lock().unwrap().len(), 2, "a second connection");
+    }
+
+    /// A client per command (`hearth --no-agent`) took a batch per run, and the relay
+    /// gives an account 64 at once: the tokens a run did not spend wait for the next
+    /// one, which takes them before it asks for a batch, never one a room of the last
+    /// run had (that would tie the two rooms together at the relay).
+    #[tokio::test]
+    async fn the_tokens_a_run_did_not_spend_serve_the_next_run() {
+        let (key, server) = relay();
+        let fake = FakeRelay::new((key, server), key, None);
+        let dir = tempfile::tempdir().unwrap();
+        let (client, _pushed) = client_of(&fake, dir.path());
+        let room = RoomSide::to(&fake);
+        client.inner.admit(ROOM, &room).await.unwrap();
+        client.close().await;
+
+        let (client, _pushed) = client_of(&fake, dir.path());
+        for i in 0..ADMISSION_BATCH - 1 {
+            let mut id = [9u8; 16];
+            id[0] = i as u8;
+            client
+                .inner
+                .admit(hearth_protocol::RoomId(id), &room)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            fake.batches_for.lock().unwrap().len(),
+            1,
+            "the second run's rooms took the first run's unspent tokens"
+        );
+        client.inner.admit(OTHER_ROOM, &room).await.unwrap();
+        assert_eq!(fake.batches_for.lock().unwrap().len(), 2, "then a batch");
+        let admitted = fake.admitted_with.lock().unwrap();
+        let distinct: std::collections::HashSet<_> = admitted.iter().map(|t| t.input).collect();
+        assert_eq!(distinct.len(), admitted.len(), "no token spent twice");
     }
 }

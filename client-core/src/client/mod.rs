@@ -15,7 +15,7 @@
 //! Events go to one unbounded channel, taken once with [`Client::events`].
 
 mod admin;
-mod admission;
+pub(crate) mod admission;
 pub mod authentication;
 pub use authentication::Impostor;
 mod direct;
@@ -342,8 +342,15 @@ impl Client {
 
     /// Fetches the inbox and catches every room up to the relay's head; returns when
     /// done.
+    ///
+    /// # Errors
+    /// [`ClientError::NotConnected`] when the relay is away, and also when it refused
+    /// the connection of a room for now (too many from this address): the other rooms
+    /// and the inbox are still caught up, [`Client::is_connected`] stays `true`, and the
+    /// room is followed again in the background.
     pub async fn sync(&self) -> Result<(), ClientError> {
         async {
+            let mut behind = None;
             // Rooms first: a Welcome back into a room we were removed from is only
             // recognised as such once the removal itself has been processed.
             for room in self.inner.room_handles() {
@@ -356,14 +363,15 @@ impl Client {
                     Err(e) => Err(e),
                 };
                 match caught_up {
-                    // Its connection refused for now: the others are still caught up.
-                    Err(e) if self.inner.follow_later(room.id, &e) => {}
+                    Err(e @ ClientError::NotConnected) if self.is_connected() => {
+                        behind = Some(e);
+                    }
                     result => result?,
                 }
             }
             self.inner.fetch_inbox().await?;
             self.inner.purge_expired(crate::clock::device_now()).await?;
-            Ok(())
+            behind.map_or(Ok(()), Err)
         }
         .named(&self.inner)
         .await
@@ -781,6 +789,9 @@ impl Client {
         self.inner.stop_room_tasks().await;
         // A room connection opened meanwhile by a task just stopped.
         self.inner.close_room_links();
+        if let Err(e) = self.inner.stash_unspent_tokens().await {
+            tracing::warn!("keeping the unspent admission tokens for the next run failed: {e}");
+        }
     }
 }
 

@@ -123,8 +123,9 @@ impl Inner {
         // Never signs in: the room's capability authorises everything sent here.
         let conn = match self.connector.connect().await {
             Ok(conn) => conn,
-            Err(TransportError::Unreachable { .. } | TransportError::Closed) => {
-                return Err(ClientError::NotConnected)
+            Err(e @ (TransportError::Unreachable { .. } | TransportError::Closed)) => {
+                tracing::info!("room {room}: opening its connection failed: {e}");
+                return Err(ClientError::NotConnected);
             }
             Err(e) => return Err(e.into()),
         };
@@ -147,7 +148,10 @@ impl Inner {
                     );
                     ClientError::NotConnected
                 }
-                e => e,
+                e => {
+                    tracing::info!("room {room}: admitting its connection failed: {e}");
+                    e
+                }
             });
         }
         tracing::debug!("room {room}: own connection open");

@@ -21,7 +21,7 @@ pub mod crypto;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use zeroize::Zeroizing;
@@ -185,6 +185,9 @@ pub struct EncryptedStore {
     kdf: std::sync::RwLock<KdfParams>,
     /// Commits still to fail on purpose (see [`EncryptedStore::fail_commits`]).
     failing: AtomicU32,
+    /// The tables a commit must write to to count as one of those (a [`Table::bit`]
+    /// mask; 0: any commit).
+    failing_tables: AtomicU16,
 }
 
 impl std::fmt::Debug for EncryptedStore {
@@ -238,6 +241,7 @@ impl EncryptedStore {
             key,
             kdf: std::sync::RwLock::new(kdf),
             failing: AtomicU32::new(0),
+            failing_tables: AtomicU16::new(0),
         })
     }
 
@@ -274,6 +278,7 @@ impl EncryptedStore {
             key,
             kdf: std::sync::RwLock::new(wrapped.kdf),
             failing: AtomicU32::new(0),
+            failing_tables: AtomicU16::new(0),
         })
     }
 
@@ -370,11 +375,26 @@ impl EncryptedStore {
     /// disk that refuses a write would): for tests of what a failed commit leaves behind.
     #[doc(hidden)]
     pub fn fail_commits(&self, count: u32) {
+        self.failing_tables.store(0, Ordering::SeqCst);
         self.failing.store(count, Ordering::SeqCst);
     }
 
-    /// Whether this commit is to fail on purpose (counts it).
-    fn failing_commit(&self) -> bool {
+    /// [`EncryptedStore::fail_commits`], counting only the commits that write to one of
+    /// `tables` (the others go through).
+    #[doc(hidden)]
+    pub fn fail_commits_touching(&self, tables: &[Table], count: u32) {
+        let mask = tables.iter().fold(0, |bits, table| bits | table.bit());
+        self.failing_tables.store(mask, Ordering::SeqCst);
+        self.failing.store(count, Ordering::SeqCst);
+    }
+
+    /// Whether this commit, which wrote to the tables of `touched`, is to fail on
+    /// purpose (counts it).
+    fn failing_commit(&self, touched: u16) -> bool {
+        let tables = self.failing_tables.load(Ordering::SeqCst);
+        if tables != 0 && touched & tables == 0 {
+            return false;
+        }
         self.failing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
@@ -498,7 +518,7 @@ impl WriteBatch<'_> {
 
     /// Makes every write of the batch visible and durable, atomically.
     pub fn commit(self) -> Result<(), StoreError> {
-        if self.store.failing_commit() {
+        if self.store.failing_commit(self.touched) {
             // Dropping the transaction aborts it: nothing of the batch is written.
             return Err(StoreError::Io(std::io::Error::other(
                 "a commit failed on purpose (test)",
