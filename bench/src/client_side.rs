@@ -61,7 +61,18 @@ struct RoomFigures {
 async fn connect_all_rooms(dir: &Path) -> Result<(Client, Duration)> {
     let t = Instant::now();
     let client = reconnect(dir).await?;
-    client.sync().await?;
+    // Until every room is caught up: one whose connection the relay refused for now is
+    // followed again in the background (sync says so with `NotConnected`).
+    loop {
+        match client.sync().await {
+            Err(hearth_core::ClientError::NotConnected)
+                if client.is_connected() && t.elapsed() < Duration::from_secs(120) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            result => break result?,
+        }
+    }
     Ok((client, t.elapsed()))
 }
 

@@ -57,11 +57,28 @@ pub(crate) const STASH_KEY: &[u8] = b"admission-token-stash";
 /// Tokens kept in the stash at the most: four batches, about 1.5 KiB.
 const MAX_STASHED: usize = 4 * ADMISSION_BATCH;
 
+/// How long stashed tokens are kept: an hour. A profile directory put back from an
+/// older copy (a disk image, a file-level backup) brings back tokens spent since; one
+/// spent again in another room would tie the two rooms together at the relay. Scripts
+/// that run a command every few minutes still find the stash; the relay's key changes on
+/// each of its restarts anyway.
+const STASH_KEPT_SECS: u64 = 3600;
+
 /// The stash's record: unspent tokens of one admission key.
 #[derive(Serialize, Deserialize)]
 struct Stash {
     key: AdmissionKey,
     tokens: Vec<AdmissionToken>,
+    /// When they were stashed (Unix seconds, this device's clock).
+    at: u64,
+}
+
+impl Stash {
+    /// Whether its tokens may be spent at `now` (Unix seconds): of `key`, and stashed
+    /// less than [`STASH_KEPT_SECS`] ago (and not in the future: a clock set back).
+    fn usable(&self, key: &AdmissionKey, now: u64) -> bool {
+        self.key == *key && self.at <= now && now - self.at < STASH_KEPT_SECS
+    }
 }
 
 fn relay_lied(what: &str) -> ClientError {
@@ -252,8 +269,9 @@ impl Inner {
             return Ok(None);
         };
         let mut batch = store.begin().map_err(store_err)?;
+        let now = crate::history::secs_of(std::time::SystemTime::now());
         let token = match postcard::from_bytes::<Stash>(&bytes) {
-            Ok(mut stash) if stash.key == *key => {
+            Ok(mut stash) if stash.usable(key, now) => {
                 let token = stash.tokens.pop();
                 if stash.tokens.is_empty() {
                     batch
@@ -289,17 +307,24 @@ impl Inner {
             return Ok(());
         }
         let store = self.profile.store();
+        let now = crate::history::secs_of(std::time::SystemTime::now());
+        // This run's tokens are the freshest: older ones go first.
         let mut tokens = match store.get(Table::Settings, STASH_KEY).map_err(store_err)? {
             Some(bytes) => match postcard::from_bytes::<Stash>(&bytes) {
-                Ok(stash) if stash.key == key => stash.tokens,
+                Ok(stash) if stash.usable(&key, now) => stash.tokens,
                 _ => Vec::new(),
             },
             None => Vec::new(),
         };
         tokens.append(&mut pool.tokens);
-        tokens.truncate(MAX_STASHED);
-        let bytes =
-            Zeroizing::new(postcard::to_allocvec(&Stash { key, tokens }).map_err(encode_err)?);
+        let excess = tokens.len().saturating_sub(MAX_STASHED);
+        tokens.drain(..excess);
+        let stash = Stash {
+            key,
+            tokens,
+            at: now,
+        };
+        let bytes = Zeroizing::new(postcard::to_allocvec(&stash).map_err(encode_err)?);
         let mut batch = store.begin().map_err(store_err)?;
         batch
             .put(Table::Settings, STASH_KEY, &bytes)

@@ -173,7 +173,8 @@ impl Member {
             .runtime
             .block_on(inner.take_inbox_entry(entry, &shared))
         {
-            Ok(Ok(direct)) => Ok(direct),
+            Ok(Ok(super::inbox::Took::Taken(direct))) => Ok(direct),
+            Ok(Ok(super::inbox::Took::Later)) => Ok(None),
             Ok(Err(e)) | Err(e) => Err(e),
         };
         (result, self.take_events())

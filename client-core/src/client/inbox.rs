@@ -54,14 +54,18 @@ impl Inner {
                 return Ok(joined);
             }
             let full = entries.len() >= MAX_INBOX_FETCH as usize;
-            let ids = entries.iter().map(|e| e.id).collect();
+            let mut ids = Vec::with_capacity(entries.len());
             let shared = self.shared_identities().await;
             for entry in &entries {
                 match self.take_inbox_entry(entry, &shared).await? {
-                    Ok(Some(direct)) => joined.push(direct),
-                    Ok(None) => {}
+                    Ok(Took::Taken(direct)) => joined.extend(direct),
+                    Ok(Took::Later) => continue, // not acknowledged: fetched again
                     Err(e) => tracing::warn!("inbox entry {} dropped: {e}", entry.id),
                 }
+                ids.push(entry.id);
+            }
+            if ids.is_empty() {
+                return Ok(joined);
             }
             match self.call(Request::AckInbox { ids }).await? {
                 Response::Done => {}
@@ -95,11 +99,12 @@ impl Inner {
         &self,
         entry: &InboxEntry,
         shared: &HashSet<[u8; 32]>,
-    ) -> Result<Result<Option<RoomId>, ClientError>, ClientError> {
+    ) -> Result<Result<Took, ClientError>, ClientError> {
         for _ in 0..2 {
             match self.handle_inbox_entry(entry, shared) {
                 Ok(Taken::Lookup(handles)) => self.look_up_identities(&handles).await?,
-                Ok(Taken::Done(direct)) => return Ok(Ok(direct)),
+                Ok(Taken::Done(direct)) => return Ok(Ok(Took::Taken(direct))),
+                Ok(Taken::Later) => return Ok(Ok(Took::Later)),
                 Err(e) => return Ok(Err(e)),
             }
         }
@@ -142,6 +147,9 @@ impl Inner {
         let into = self.make_room_for_welcome(id)?;
         if into == WelcomeInto::Nothing {
             return Ok(Taken::Done(None)); // already joined (a duplicate deposit)
+        }
+        if into == WelcomeInto::Later {
+            return Ok(Taken::Later);
         }
         let welcome = match parse_message(&welcome)?.extract() {
             MlsMessageBodyIn::Welcome(welcome) => welcome,
@@ -305,6 +313,19 @@ enum Taken {
     Done(Option<RoomId>),
     /// Nothing taken yet: ask the directory about these handles first.
     Lookup(Vec<Handle>),
+    /// Left in the inbox (see [`Took::Later`]).
+    Later,
+}
+
+/// What came of an inbox entry.
+pub(crate) enum Took {
+    /// Taken (to be acknowledged); `Some` names a private conversation joined at once.
+    Taken(Option<RoomId>),
+    /// Left in the inbox for a later fetch: its room is one we hold as joined but have
+    /// not caught up on this connection (the relay refused the room's connection for
+    /// now). A Welcome back into a room we were removed from is recognised only once the
+    /// removal is read; taken before, it would be dropped as a duplicate.
+    Later,
 }
 
 /// Joins the group of a Welcome into `id` from `from`: checks that it is for that room and

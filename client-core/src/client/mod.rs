@@ -122,6 +122,10 @@ pub(crate) struct Inner {
     marks_sent: Mutex<HashMap<RoomId, (Seq, std::time::Instant)>>,
     /// The last message or commit of someone else in each room (see `heads`).
     news: Mutex<HashMap<RoomId, Seq>>,
+    /// Rooms not caught up on this connection because the relay refused their own
+    /// connection for now, each followed again in the background by one task (see
+    /// [`Inner::follow_later`]). A Welcome into one of them waits in the inbox.
+    behind: Mutex<std::collections::HashSet<RoomId>>,
     /// The relay's clock against ours (see [`crate::clock`]).
     pub(crate) clock: crate::clock::RelayClock,
 }
@@ -304,6 +308,7 @@ impl Client {
             directory: Mutex::new(authentication::DirectoryAnswers::default()),
             marks_sent: Mutex::new(HashMap::new()),
             news: Mutex::new(HashMap::new()),
+            behind: Mutex::new(Default::default()),
             clock: crate::clock::RelayClock::default(),
         });
         inner.load_rooms()?;
@@ -363,9 +368,7 @@ impl Client {
                     Err(e) => Err(e),
                 };
                 match caught_up {
-                    Err(e @ ClientError::NotConnected) if self.is_connected() => {
-                        behind = Some(e);
-                    }
+                    Err(e) if self.inner.follow_later(room.id, &e) => behind = Some(e),
                     result => result?,
                 }
             }

@@ -32,6 +32,9 @@ pub(crate) enum WelcomeInto {
     LaterThan(u64),
     /// Nothing: we are in the room (a duplicate deposit).
     Nothing,
+    /// Not yet: we hold the room as joined but have not caught it up on this connection
+    /// (see [`super::inbox::Took::Later`]).
+    Later,
 }
 
 /// How often a commit is retried after losing the race for an epoch.
@@ -936,6 +939,9 @@ impl Inner {
         let Ok(handle) = self.room(id) else {
             return Ok(WelcomeInto::NewRoom);
         };
+        if super::lock(&self.behind).contains(&id) {
+            return Ok(WelcomeInto::Later);
+        }
         // A room busy with an operation is an active one: a duplicate deposit.
         let Ok(mut room) = handle.try_lock() else {
             return Ok(WelcomeInto::Nothing);

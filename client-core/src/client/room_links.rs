@@ -251,25 +251,59 @@ impl Inner {
         let Some(me) = self.me.upgrade() else {
             return false;
         };
+        if !lock(&self.behind).insert(room) {
+            return true; // already followed again by its task
+        }
         tracing::info!("room {room}: its connection could not be opened; trying again later");
         self.track(tokio::spawn(async move {
             tokio::time::sleep(FIRST_RETRY).await;
-            me.follow_again(room, FIRST_RETRY * 2).await;
+            let caught_up = me.follow_again(room, FIRST_RETRY * 2).await;
+            lock(&me.behind).remove(&room);
+            if !caught_up {
+                return;
+            }
+            // What connecting does for every room after catching it up.
+            if let Ok(handle) = me.room(room) {
+                let mut room = handle.lock().await;
+                if let Err(e) = me.check_relay_settings(&mut room).await {
+                    tracing::info!(
+                        "room {}: checking the relay's settings for it failed: {e}",
+                        room.id
+                    );
+                }
+            }
+            if let Err(e) = me.deliver_owed_welcomes().await {
+                tracing::info!("delivering owed invitations failed (tried again later): {e}");
+            }
+            // A Welcome into this room waited for its catch-up.
+            if let Err(e) = me.fetch_inbox().await {
+                tracing::info!("fetching the inbox failed: {e}");
+            }
         }));
         true
     }
 
     /// Opens `id`'s connection, catches the room up and subscribes, backing off from
     /// `delay` (doubled up to [`MAX_RETRY`]) while its connection cannot be opened.
-    async fn follow_again(&self, id: RoomId, mut delay: Duration) {
+    /// Whether the room was caught up (not: the client is closing, the account's
+    /// connection is down, the room is no longer joined, or catching up failed
+    /// otherwise).
+    async fn follow_again(&self, id: RoomId, mut delay: Duration) -> bool {
         loop {
             if self.closed.load(Ordering::SeqCst) || !self.account_link_up() {
                 // Closing, or the account's reconnect resumes every room.
-                return;
+                return false;
             }
             let Ok(room) = self.room(id) else {
-                return;
+                return false;
             };
+            // Removed meanwhile (a busy room is tried: its status is read below).
+            if room
+                .try_lock()
+                .is_ok_and(|r| r.removed || r.rec.status != Status::Joined)
+            {
+                return false;
+            }
             // The new connection is opened (after its random pause) before the room's
             // lock is taken, so that the account's catch-up or a send in this room does
             // not wait behind the pause.
@@ -282,7 +316,7 @@ impl Inner {
             } else {
                 let mut room = room.lock().await;
                 if room.removed || room.rec.status != Status::Joined {
-                    return;
+                    return false;
                 }
                 // A new connection: nothing is known of its subscriptions yet.
                 room.subscribed = None;
@@ -294,11 +328,11 @@ impl Inner {
                 }
             };
             match result {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err(ClientError::NotConnected | ClientError::Unreachable { .. }) => {}
                 Err(e) => {
                     tracing::info!("room {id}: following it again failed: {e}");
-                    return;
+                    return false;
                 }
             }
             tokio::time::sleep(delay).await;

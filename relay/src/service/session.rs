@@ -1040,6 +1040,12 @@ impl Session {
                     .map_err(store_failed),
             ),
             Request::Deposit { to, payload } => {
+                // Most likely the Welcome of an Add whose commit went on a room
+                // connection, where the relay does not see who commits: it may carry a
+                // package this account fetched, so none is handed out again (see
+                // `key_package_fetches`). Before the checks: a Welcome refused here is
+                // still owed and sent again later.
+                self.shared.key_package_fetches.committed(&account);
                 if let Some(e) = self.too_large(payload.len()) {
                     return Reply::Ready(Err(e));
                 }
@@ -1049,11 +1055,6 @@ impl Session {
                         "too many invitations sent in a short time; wait a minute and retry",
                     )));
                 }
-                // Most likely the Welcome of an Add whose commit went on a room
-                // connection, where the relay does not see who commits: it may carry a
-                // package this account fetched, so none is handed out again (see
-                // `key_package_fetches`).
-                self.shared.key_package_fetches.committed(&account);
                 let op = WriteOp::Deposit {
                     to,
                     payload,
