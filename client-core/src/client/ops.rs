@@ -638,6 +638,12 @@ impl Inner {
                 handle: handle.clone(),
             });
         }
+        // A Welcome still owed (its deposit failed, the connection dropped before it)
+        // may carry a package the relay would hand this connection again: deposited
+        // first, it ends that loan, and the fetch below takes a fresh one.
+        if let Err(e) = self.deliver_owed_welcomes().await {
+            tracing::info!("delivering owed invitations failed (tried again later): {e}");
+        }
         let (account, key_package) = self.fetch_key_package(handle).await?;
         // The same identity under another handle is still banned.
         if settings.is_banned(&account) {
