@@ -761,4 +761,23 @@ mod tests {
         let distinct: std::collections::HashSet<_> = admitted.iter().map(|t| t.input).collect();
         assert_eq!(distinct.len(), admitted.len(), "no token spent twice");
     }
+
+    /// Stashed tokens are spent only under the key they were issued for, and only for an
+    /// hour: a profile put back from an older copy must not spend again, in another room,
+    /// a token spent since. A stash dated ahead of the clock (set back) is not used.
+    #[test]
+    fn a_stash_is_usable_under_its_key_for_an_hour() {
+        let (key, _) = relay();
+        let (other, _) = relay();
+        let stash = Stash {
+            key,
+            tokens: Vec::new(),
+            at: 1_000_000,
+        };
+        assert!(stash.usable(&key, 1_000_000));
+        assert!(stash.usable(&key, 1_000_000 + STASH_KEPT_SECS - 1));
+        assert!(!stash.usable(&key, 1_000_000 + STASH_KEPT_SECS));
+        assert!(!stash.usable(&key, 999_999), "stashed in the future");
+        assert!(!stash.usable(&other, 1_000_000), "another key");
+    }
 }
