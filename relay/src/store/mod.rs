@@ -33,6 +33,18 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
+    /// The store was written by a newer relay, in a format this build cannot read.
+    #[error(
+        "the store is of format {found}, written by a newer hearth-relay; this build reads \
+         formats up to {known}: install that newer version again (or restore a backup of \
+         the data dir taken before the upgrade)"
+    )]
+    NewerFormat {
+        /// The store's format.
+        found: u64,
+        /// The newest format this build knows.
+        known: u64,
+    },
 }
 
 macro_rules! redb_errors {

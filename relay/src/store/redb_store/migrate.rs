@@ -122,10 +122,12 @@ pub(super) fn pseudonymous(txn: &redb::WriteTransaction) -> Result<(), StoreErro
     Ok(())
 }
 
-/// Marks the store format 4; [`RedbStore::open`] compacts the file after any migration,
-/// so a store of format 3 (migrated by a build that did not compact) is compacted once:
-/// the records earlier formats kept (room entries with their authors, admins by account,
-/// listings with their publishers) leave the freed pages they stayed readable in.
+/// Marks the store of the current [`FORMAT`]. [`RedbStore::open`] compacts a file that
+/// was of a format before [`COMPACTED_FORMAT`], so a store of format 3 (migrated by a
+/// build that did not compact) is compacted once: the records earlier formats kept (room
+/// entries with their authors, admins by account, listings with their publishers) leave
+/// the freed pages they stayed readable in. Format 4 to 5 rewrites nothing: a single
+/// entry is stored as before, and only new batches write runs (decision 0018).
 pub(super) fn compacted(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     if format_of(txn)? < FORMAT {
         txn.open_table(META)?.insert("format", FORMAT)?;

@@ -21,6 +21,7 @@ mod raw;
 mod reads;
 mod rooms;
 mod rotation;
+mod runs;
 mod sweep;
 
 use std::collections::HashMap;
@@ -87,10 +88,16 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The store's format: 2 since room entries and inbox entries carry no account, 3 since
 /// room admins are pseudonyms and listings name no account (decision 0013), 4 since the
 /// file was compacted once after those migrations (a store migrated to 2 or 3 by an
-/// earlier build kept the old records in freed pages). A store without the row is of
+/// earlier build kept the old records in freed pages), 5 since a value of `entries` may
+/// hold a run of messages (decision 0018; format 4's values read unchanged, but a build
+/// of format 4 would take a run for a corrupt record). A store without the row is of
 /// format 1; older formats are migrated when opened (see `migrate::authorless`,
-/// `migrate::pseudonymous` and `migrate::compacted`).
-const FORMAT: u64 = 4;
+/// `migrate::pseudonymous` and `migrate::compacted`), a newer one is refused.
+const FORMAT: u64 = 5;
+
+/// The first format whose file holds nothing the migrations took apart: a store older
+/// than it is compacted once when opened.
+const COMPACTED_FORMAT: u64 = 4;
 
 /// A room entry as stored. No author (decision 0013): the room is charged for it.
 #[derive(Serialize, Deserialize)]
@@ -190,10 +197,18 @@ impl RedbStore {
     }
 
     /// Creates the tables a store lacks and migrates one of an earlier format; returns
-    /// whether it was of an earlier format (or new).
+    /// whether it was of a format before [`COMPACTED_FORMAT`] (or new). Errors:
+    /// [`StoreError::NewerFormat`] for a store of a format after [`FORMAT`].
     fn create_tables(&self) -> Result<bool, StoreError> {
         let txn = self.db.begin_write()?;
-        let migrated = migrate::format_of(&txn)? < FORMAT;
+        let format = migrate::format_of(&txn)?;
+        if format > FORMAT {
+            return Err(StoreError::NewerFormat {
+                found: format,
+                known: FORMAT,
+            });
+        }
+        let migrated = format < COMPACTED_FORMAT;
         {
             txn.open_table(ACCOUNTS)?;
             txn.open_table(HANDLES)?;
@@ -259,6 +274,9 @@ struct Tx<'t> {
     /// append). Written before any other op and before the commit; see
     /// [`Tx::flush_room`].
     unwritten_room: Option<(RoomId, RoomRecord)>,
+    /// The messages appended to that room in a row, not yet written to `entries`
+    /// (decision 0018): written with the record, or before when the run is full.
+    unwritten_run: Option<runs::PendingRun>,
 }
 
 impl<'t> Tx<'t> {
@@ -284,6 +302,7 @@ impl<'t> Tx<'t> {
             commit_caps: txn.open_table(COMMIT_CAPS)?,
             rooms_created: txn.open_table(ROOMS_CREATED)?,
             unwritten_room: None,
+            unwritten_run: None,
         })
     }
 }
@@ -370,10 +389,42 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Writes the room record kept by [`Tx::put_room_later`]. Called before every op
-    /// other than a message append (they may read the `rooms` table directly) and before
-    /// the transaction commits.
+    /// Adds the message at `seq` of `room` to the run of messages appended to it in a
+    /// row, writing the run before when the message does not continue it.
+    fn append_to_run(
+        &mut self,
+        room: RoomId,
+        seq: u64,
+        time: u64,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        if !self
+            .unwritten_run
+            .as_ref()
+            .is_some_and(|run| run.takes(&room, seq, time, payload.len()))
+        {
+            self.write_run()?;
+            self.unwritten_run = Some(runs::PendingRun::new(room, seq));
+        }
+        if let Some(run) = &mut self.unwritten_run {
+            run.push(time, payload)?;
+        }
+        Ok(())
+    }
+
+    fn write_run(&mut self) -> Result<(), StoreError> {
+        if let Some(run) = self.unwritten_run.take() {
+            self.entries
+                .insert(run.key().as_slice(), run.value()?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the run of messages and the room record kept by [`Tx::put_room_later`].
+    /// Called before every op other than a message append (they may read the `rooms` and
+    /// `entries` tables directly) and before the transaction commits.
     pub(super) fn flush_room(&mut self) -> Result<(), StoreError> {
+        self.write_run()?;
         if let Some((room, record)) = self.unwritten_room.take() {
             self.rooms
                 .insert(room.0.as_slice(), encode(&record)?.as_slice())?;

@@ -190,34 +190,36 @@ impl Store for RedbStore {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(ENTRIES)?;
         let caps = txn.open_table(COMMIT_CAPS)?;
-        let lo = key2(&room.0, from.0);
+        let start = runs::walk_start(&table, room, from.0)?;
         let hi = key2(&room.0, to.0);
-        for item in table.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-            if out.len() >= limit as usize {
-                break;
-            }
+        'values: for item in table.range::<&[u8]>(start.as_slice()..=hi.as_slice())? {
             let (k, v) = item?;
-            // The stored value is the payload plus a few bytes: stop before decoding one
-            // that would pass the budget.
-            if !out.is_empty() && taken.saturating_add(v.value().len()) > max_bytes {
-                break;
+            for stored in runs::entries_of(tail_u64(k.value()), v.value())? {
+                if stored.seq < from.0 {
+                    continue;
+                }
+                if stored.seq > to.0 || out.len() >= limit as usize {
+                    break 'values;
+                }
+                if !out.is_empty() && taken.saturating_add(stored.payload.len()) > max_bytes {
+                    break 'values;
+                }
+                taken = taken.saturating_add(stored.payload.len());
+                let next_cap_hash = match stored.kind {
+                    EntryKind::Commit => caps
+                        .get(key2(&room.0, stored.seq).as_slice())?
+                        .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
+                        .map(CapHash),
+                    EntryKind::Message => None,
+                };
+                out.push(Entry {
+                    seq: Seq(stored.seq),
+                    kind: stored.kind,
+                    time: stored.time,
+                    payload: stored.payload.to_vec(),
+                    next_cap_hash,
+                });
             }
-            let stored: StoredEntry = decode(v.value())?;
-            taken = taken.saturating_add(stored.payload.len());
-            let next_cap_hash = match stored.kind {
-                EntryKind::Commit => caps
-                    .get(k.value())?
-                    .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
-                    .map(CapHash),
-                EntryKind::Message => None,
-            };
-            out.push(Entry {
-                seq: Seq(tail_u64(k.value())),
-                kind: stored.kind,
-                time: stored.time,
-                payload: stored.payload,
-                next_cap_hash,
-            });
         }
         Ok(out)
     }
@@ -329,10 +331,19 @@ impl Store for RedbStore {
         Ok(StoreStats {
             accounts: accounts.len()?,
             rooms: txn.open_table(ROOMS)?.len()?,
-            entries: txn.open_table(ENTRIES)?.len()?,
+            entries: count_entries(&txn.open_table(ENTRIES)?)?,
             inbox: txn.open_table(INBOX)?.len()?,
             bytes,
             file_bytes,
         })
     }
+}
+
+/// The entries of every room: each value holds one, or a run of them (decision 0018).
+fn count_entries(entries: &impl ReadableTable<Bytes, Bytes>) -> Result<u64, StoreError> {
+    let mut count = 0u64;
+    for item in entries.iter()? {
+        count = count.saturating_add(runs::entries_in(item?.1.value())?);
+    }
+    Ok(count)
 }

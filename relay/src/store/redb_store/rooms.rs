@@ -148,15 +148,12 @@ impl Tx<'_> {
         record.head += 1;
         record.bytes += cost;
         let seq = Seq(record.head);
-        let stored = StoredEntry {
-            kind,
-            time: now,
-            payload,
-        };
-        self.entries
-            .insert(key2(&room.0, seq.0).as_slice(), encode(&stored)?.as_slice())?;
         let mut ended = None;
         if let Some(next) = next_cap_hash {
+            self.entries.insert(
+                key2(&room.0, seq.0).as_slice(),
+                runs::single(kind, now, &payload)?.as_slice(),
+            )?;
             self.commit_caps
                 .insert(commit_cap_key(&room, seq).as_slice(), next.0.as_slice())?;
             let index = self.epoch_index(&room)?;
@@ -166,11 +163,11 @@ impl Tx<'_> {
                 .insert(epoch_key(&room, &record.current).as_slice(), seq.0)?;
             ended = Some(record.current);
             record.current = next;
-        }
-        if next_cap_hash.is_some() {
             self.put_room(&room, &record)?;
         } else {
+            // Messages in a row go into one value (decision 0018).
             self.put_room_later(room, record)?;
+            self.append_to_run(room, seq.0, now, &payload)?;
         }
         Ok(Ok(Applied::Appended {
             room,
@@ -178,7 +175,7 @@ impl Tx<'_> {
                 seq,
                 kind,
                 time: now,
-                payload: stored.payload,
+                payload,
                 next_cap_hash,
             },
             ended,

@@ -41,13 +41,6 @@ impl Cutoffs {
     }
 }
 
-/// The kind and time of a stored entry, without copying its payload (they come first).
-fn entry_head(bytes: &[u8]) -> Result<(EntryKind, u64), StoreError> {
-    postcard::take_from_bytes::<(EntryKind, u64)>(bytes)
-        .map(|(head, _)| head)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 /// Whether an inbox entry stored with `time` (the start of its day, see
 /// [`super::inbox::INBOX_TIME_GRAIN_SECS`]) is older than `cutoff`: judged by the end of
 /// that day, so an entry is never swept before its retention, at most a day after.
@@ -130,28 +123,34 @@ where
                 let cutoffs = Cutoffs::of(&record, now, retention_secs);
                 // Entries from the first stored one while they are due (commits the
                 // relay still keeps are stepped over).
-                let lo = key2(&room.0, record.first);
+                let start = runs::walk_start(t.entries, &room, record.first)?;
                 let hi = key2(&room.0, record.head);
                 let mut through = None;
                 let mut first_kept = None;
                 let mut cut_short = false;
-                for entry in t.entries.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
-                    let (k, v) = entry?;
-                    let (kind, time) = entry_head(v.value())?;
-                    let seq = tail_u64(k.value());
-                    rows += 1;
-                    if time >= cutoffs.messages {
-                        first_kept = first_kept.or(Some(seq));
-                        break;
-                    }
-                    if cutoffs.expired(kind, time) {
-                        through = Some(seq);
-                    } else {
-                        first_kept = first_kept.or(Some(seq));
-                    }
-                    if rows >= max_rows {
-                        cut_short = true;
-                        break;
+                'values: for value in t.entries.range::<&[u8]>(start.as_slice()..=hi.as_slice())? {
+                    let (k, v) = value?;
+                    for stored in runs::entries_of(tail_u64(k.value()), v.value())? {
+                        if stored.seq < record.first {
+                            continue;
+                        }
+                        if stored.seq > record.head {
+                            break 'values;
+                        }
+                        rows += 1;
+                        if stored.time >= cutoffs.messages {
+                            first_kept = first_kept.or(Some(stored.seq));
+                            break 'values;
+                        }
+                        if cutoffs.expired(stored.kind, stored.time) {
+                            through = Some(stored.seq);
+                        } else {
+                            first_kept = first_kept.or(Some(stored.seq));
+                        }
+                        if rows >= max_rows {
+                            cut_short = true;
+                            break 'values;
+                        }
                     }
                 }
                 if let Some(through) = through {
@@ -259,6 +258,10 @@ where
         }
     }
 }
+
+/// A value of `entries` the sweep deletes: its key, and what stays of it (a run the sweep
+/// ends inside keeps its newer messages, under the seq of the first of them).
+type Rewrite = (Vec<u8>, Option<(u64, Vec<u8>)>);
 
 /// What [`Tx::sweep_items`] deleted.
 #[derive(Default)]
@@ -379,36 +382,77 @@ impl Tx<'_> {
             return Ok(0);
         };
         let cutoffs = Cutoffs::of(&record, now, retention_secs);
-        let lo = key2(&room.0, record.first);
+        let start = runs::walk_start(&self.entries, room, record.first)?;
         let hi = key2(&room.0, through.min(record.head));
-        let mut doomed = Vec::new();
+        let mut rewrites: Vec<Rewrite> = Vec::new();
+        let mut doomed_commits = Vec::new();
+        let mut deleted = 0u64;
+        let mut last_deleted = None;
         let mut first_kept = None;
-        for item in self.entries.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+        'values: for item in self
+            .entries
+            .range::<&[u8]>(start.as_slice()..=hi.as_slice())?
+        {
             let (k, v) = item?;
-            let stored: StoredEntry = decode(v.value())?;
-            if stored.time >= cutoffs.messages {
-                first_kept = first_kept.or(Some(tail_u64(k.value())));
-                break;
+            let stored = runs::entries_of(tail_u64(k.value()), v.value())?;
+            let mut kept_from = None;
+            let mut stop = false;
+            for (i, entry) in stored.iter().enumerate() {
+                if entry.seq > through {
+                    kept_from = kept_from.or(Some(i));
+                    stop = true;
+                    break;
+                }
+                if entry.time >= cutoffs.messages {
+                    first_kept = first_kept.or(Some(entry.seq));
+                    kept_from = kept_from.or(Some(i));
+                    stop = true;
+                    break;
+                }
+                if !cutoffs.expired(entry.kind, entry.time) || kept_from.is_some() {
+                    // A commit the relay still keeps (alone under its key: runs hold
+                    // messages only).
+                    first_kept = first_kept.or(Some(entry.seq));
+                    kept_from = kept_from.or(Some(i));
+                    continue;
+                }
+                record.bytes = record
+                    .bytes
+                    .saturating_sub(entry_cost(entry.kind, entry.payload.len()));
+                if entry.kind == EntryKind::Commit {
+                    doomed_commits.push(entry.seq);
+                }
+                deleted += 1;
+                last_deleted = Some(entry.seq);
             }
-            if !cutoffs.expired(stored.kind, stored.time) {
-                first_kept = first_kept.or(Some(tail_u64(k.value())));
-                continue;
+            match kept_from {
+                Some(0) => {}
+                Some(i) => rewrites.push((
+                    k.value().to_vec(),
+                    Some((stored[i].seq, runs::run_value(&stored[i..])?)),
+                )),
+                None => rewrites.push((k.value().to_vec(), None)),
             }
-            record.bytes = record
-                .bytes
-                .saturating_sub(entry_cost(stored.kind, stored.payload.len()));
-            doomed.push(k.value().to_vec());
+            if stop {
+                break 'values;
+            }
         }
-        let Some(last) = doomed.last() else {
+        let Some(last) = last_deleted else {
             return Ok(0);
         };
-        record.first = first_kept.unwrap_or(tail_u64(last) + 1);
-        for k in &doomed {
-            self.entries.remove(k.as_slice())?;
-            self.commit_caps.remove(k.as_slice())?;
+        record.first = first_kept.unwrap_or(last + 1);
+        for (key, rest) in rewrites {
+            self.entries.remove(key.as_slice())?;
+            if let Some((seq, value)) = rest {
+                self.entries
+                    .insert(key2(&room.0, seq).as_slice(), value.as_slice())?;
+            }
+        }
+        for seq in doomed_commits {
+            self.commit_caps.remove(key2(&room.0, seq).as_slice())?;
         }
         self.put_room(room, &record)?;
-        Ok(doomed.len() as u64)
+        Ok(deleted)
     }
 
     /// Deletes the rows of epochs of `room` that ended before its first stored entry: a

@@ -1827,3 +1827,5 @@ fn a_store_migrated_by_an_earlier_build_is_compacted_once() {
     let txn = store.db.begin_write().unwrap();
     assert_eq!(migrate::format_of(&txn).unwrap(), FORMAT);
 }
+
+mod stored_runs;
