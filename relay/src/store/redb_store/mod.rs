@@ -161,10 +161,14 @@ pub struct RedbStore {
 /// flushed yet (issue 15). redb's default is 1 GiB, and it fills it: the relay's resident
 /// memory grew with every entry written or read back (450 MiB after 200k appends of 1 KiB)
 /// although the relay never needs old pages again (live entries go to subscribers from
-/// memory, catch-up reads stream through the log once). 4 MiB holds the upper levels of
-/// every B-tree and the pages of a full group commit's batch; a larger write flushes its
-/// excess early, which the commit's fsync covers anyway.
-pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// memory, catch-up reads stream through the log once). 2 MiB holds the upper levels of
+/// every B-tree and the pages of a group commit's batch (runs of messages, decision 0018:
+/// about 2 pages of 64 KiB for 120 appends); a larger write flushes its excess early,
+/// which the commit's fsync covers anyway. It was 4 MiB before runs: with runs, catch-up
+/// reads go faster and the relay's peak memory while one client read 100,000 entries back
+/// rose to 22.4 to 24.6 MiB (3 runs); with 2 MiB it is 18.7 to 21.8, at the same k=1
+/// deliveries/s (`hearth-bench relay --only k1 --rounds 1`, alternated).
+pub const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 impl RedbStore {
     /// Opens (or creates) the database file at `path`, mode 0600, with a page cache of
