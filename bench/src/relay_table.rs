@@ -234,7 +234,11 @@ async fn run_in(mut a: RelayArgs, base: &std::path::Path) -> Result<()> {
     println!();
     println!("| figure | hearth-relay | raw quinn | ratio |");
     println!("|---|---|---|---|");
+    // A run left out by `--only` has no rounds: its rows are left out too.
     let row = |name: &str, runs: &Runs, f: &dyn Fn(&Outcome) -> f64, digits: usize| {
+        if runs.relay.is_empty() && runs.raw.is_empty() {
+            return;
+        }
         let (r, q) = (med(&runs.relay, f), med(&runs.raw, f));
         println!("| {name} | {r:.digits$} | {q:.digits$} | {:.2} |", r / q);
     };
@@ -283,12 +287,14 @@ async fn run_in(mut a: RelayArgs, base: &std::path::Path) -> Result<()> {
         end.hwm_kib as f64 / raw_end.hwm_kib.max(1) as f64
     );
     println!();
-    println!(
-        "fdatasync of 1 KiB in the relay's directory during the paced runs: p50 {:.2} ms, p99 {:.2} ms; paced p99 minus fsync p99: {:.2} ms.",
-        fsync_p(0.5),
-        fsync_p(0.99),
-        med(&pace.relay, |o| o.latency.ms(0.99)) - fsync_p(0.99)
-    );
+    if !pace.relay.is_empty() {
+        println!(
+            "fdatasync of 1 KiB in the relay's directory during the paced runs: p50 {:.2} ms, p99 {:.2} ms; paced p99 minus fsync p99: {:.2} ms.",
+            fsync_p(0.5),
+            fsync_p(0.99),
+            med(&pace.relay, |o| o.latency.ms(0.99)) - fsync_p(0.99)
+        );
+    }
     println!(
         "Relay RSS: {:.1} MiB idle with no clients, peak {:.1} MiB after the load runs.",
         idle.rss_kib as f64 / 1024.0,
