@@ -52,6 +52,9 @@ enum Key {
     AccountSeq(bool, u8),
     /// Room entries, commit capabilities: room ++ big-endian seq.
     RoomSeq(u8),
+    /// The same, `n` before the last seq there is (a damaged room's log at the end of
+    /// the seq space, with a room record whose head is near `u64::MAX`).
+    RoomSeqFromEnd(u8),
     /// Ended epochs: room ++ capability hash.
     RoomCap(u8),
     /// A used last-resort marker.
@@ -67,6 +70,7 @@ impl Key {
             Key::Room => ROOM.0.to_vec(),
             Key::AccountSeq(a, n) => key2(&account(*a).0, u64::from(*n)),
             Key::RoomSeq(n) => key2(&ROOM.0, u64::from(*n)),
+            Key::RoomSeqFromEnd(n) => key2(&ROOM.0, u64::MAX - u64::from(*n)),
             Key::RoomCap(c) => [ROOM.0.as_slice(), &cap(*c).0].concat(),
             Key::Used(a) => [account(*a).0.as_slice(), b"/used"].concat(),
             Key::Raw(bytes) => bytes.clone(),

@@ -145,7 +145,16 @@ impl Tx<'_> {
         if record.bytes.saturating_add(cost) > room_quota {
             return Ok(Err(room_full(room_quota)));
         }
-        record.head += 1;
+        let Some(head) = record.head.checked_add(1) else {
+            // Only a damaged record gets here (2^64 entries): refuse this append alone,
+            // not the batch it came in.
+            return Ok(Err(WireError::new(
+                ErrorCode::Internal,
+                "this room's log on the relay is damaged (its last seq is the largest there \
+                 is): ask the relay's owner to check the store (hearth-relay inspect)",
+            )));
+        };
+        record.head = head;
         record.bytes += cost;
         let seq = Seq(record.head);
         let mut ended = None;

@@ -160,7 +160,7 @@ where
                 // before it read nothing any more.
                 let first = match (first_kept, through) {
                     (Some(kept), _) => kept,
-                    (None, Some(through)) => through + 1,
+                    (None, Some(through)) => through.saturating_add(1),
                     (None, None) => record.first,
                 };
                 let lo = epoch_key(&room, &CapHash([0; 32]));
@@ -440,7 +440,7 @@ impl Tx<'_> {
         let Some(last) = last_deleted else {
             return Ok(0);
         };
-        record.first = first_kept.unwrap_or(last + 1);
+        record.first = first_kept.unwrap_or(last.saturating_add(1));
         for (key, rest) in rewrites {
             self.entries.remove(key.as_slice())?;
             if let Some((seq, value)) = rest {

@@ -1828,4 +1828,5 @@ fn a_store_migrated_by_an_earlier_build_is_compacted_once() {
     assert_eq!(migrate::format_of(&txn).unwrap(), FORMAT);
 }
 
+mod attack_runs;
 mod stored_runs;
