@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p hearth-relay --bench relay-bench`
 //! Prints deliveries/second unpaced, p50/p99 end-to-end latency at 200 msg/s, peak RSS.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/integration/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! client, which signs them with the identity.
 //!
 //! [`quic::QuicConnector`] is the real transport. Tests plug in an in-process relay by
-//! implementing [`Connector`] (see `client-core/tests/common`), so this crate does not
+//! implementing [`Connector`] (see `client-core/tests/integration/common`), so this crate does not
 //! depend on the relay.
 
 pub mod frames;

@@ -636,7 +636,7 @@ impl Session {
     /// At `debug` only: which connection asked what of which room, signed in or not. The
     /// relay's own view of who reads and writes where, for an owner chasing a problem and
     /// for the test that room traffic never travels on a signed-in connection
-    /// (`tests/tests/what_the_relay_knows.rs`); never at `info` (decision 0013).
+    /// (`tests/tests/integration/what_the_relay_knows.rs`); never at `info` (decision 0013).
     fn log_room_request(&self, request: &Request) {
         if !tracing::enabled!(tracing::Level::DEBUG) {
             return;
