@@ -54,7 +54,7 @@ pub async fn run() -> Result<()> {
         alice.invite(room, &Handle::new(handle)?).await?;
     }
     for person in [&bob, &carol] {
-        person.sync().await?;
+        caught_up(person).await?;
         let invitation = person
             .invitations()
             .await?
@@ -75,7 +75,7 @@ pub async fn run() -> Result<()> {
     say(&bob, room, "Yes! I'll bring bread.").await?;
     say(&carol, room, "Count me in.").await?;
     for person in [&alice, &bob, &carol] {
-        person.sync().await?;
+        caught_up(person).await?;
     }
     show_history(&bob, room).await?;
 
@@ -87,7 +87,7 @@ pub async fn run() -> Result<()> {
         "Planning carol's surprise party: Saturday at three.",
     )
     .await?;
-    bob.sync().await?;
+    caught_up(&bob).await?;
     let carol_sync = carol.sync().await;
     show_history(&bob, room).await?;
     let carol_saw = carol
@@ -192,6 +192,26 @@ async fn register(base: &Path, name: &str, invite: &Invite) -> Result<Client> {
         invite.relay.clone(),
     )?;
     Ok(Client::register(profile, invite).await?)
+}
+
+/// How long [`caught_up`] waits for a room the relay refused for now.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Catches `client` up. A room the relay refused for now (too many connections from this
+/// address: [`Client::sync`] returns `NotConnected` with the client still connected) is
+/// followed again in the background, so this asks again for up to [`CATCH_UP_PATIENCE`].
+async fn caught_up(client: &Client) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + CATCH_UP_PATIENCE;
+    loop {
+        match client.sync().await {
+            Err(hearth_core::ClientError::NotConnected)
+                if client.is_connected() && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other.context("catching up with the relay"),
+        }
+    }
 }
 
 async fn say(client: &Client, room: RoomId, text: &str) -> Result<()> {

@@ -154,7 +154,7 @@ pub async fn room_with(owner: &Person, others: &[&Person], name: &str) -> Result
             .invite(room, &person.handle)
             .await
             .with_context(|| format!("invite {}", person.handle))?;
-        person.client.sync().await?;
+        person.sync_within(Duration::from_secs(30)).await?;
         person
             .client
             .accept_invitation(room)
