@@ -18,12 +18,13 @@ use crate::common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::hooked::{Answer, Hook, Hooked};
 use common::{h, Relay, User, PASS};
 use hearth_core::content::InboxMessage;
 use hearth_core::transport::quic::QuicConnector;
 use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
 use hearth_core::{Client, ClientError, ClientEvent, ConsistencyWarning, Profile};
-use hearth_protocol::{Entry, Event, InboxEntry, Request, Response, RoomId, Seq, WireError};
+use hearth_protocol::{Entry, Event, InboxEntry, Request, Response, RoomId, Seq};
 use tokio::sync::mpsc;
 
 /// What bob is shown of every room log: the real log minus the hidden entries, with
@@ -198,50 +199,29 @@ impl View {
     }
 }
 
-/// A relay connection whose room logs are rewritten by a [`View`].
-struct TamperingConnector {
-    inner: QuicConnector,
-    view: Arc<View>,
-}
-
-struct TamperingLink {
-    inner: Arc<dyn Link>,
-    view: Arc<View>,
-}
-
-impl Link for TamperingLink {
-    fn call(
-        &self,
-        request: Request,
-    ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>> {
+/// The requests and answers of bob's connections: the seqs he asks for translated to the
+/// real ones, the relay's answers rewritten by the view.
+impl Hook for View {
+    fn call<'a>(&'a self, link: &'a dyn Link, request: Request) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
-            let request = self.view.request(request);
-            let answer = self.inner.call(request).await?;
-            Ok(answer.map(|response| self.view.response(response)))
+            let request = self.request(request);
+            let answer = link.call(request).await?;
+            Ok(answer.map(|response| self.response(response)))
         })
     }
+}
 
-    fn close(&self) {
-        self.inner.close();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.inner.is_closed()
-    }
-
-    fn close_reason(&self) -> Option<hearth_protocol::close::CloseReason> {
-        self.inner.close_reason()
-    }
+/// A relay connection whose room logs are rewritten by a [`View`]: its requests and
+/// answers through the view's [`Hook`], its pushed events here (a hook sees no pushes).
+struct TamperingConnector {
+    inner: Hooked<View>,
+    view: Arc<View>,
 }
 
 impl Connector for TamperingConnector {
     fn connect(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
         Box::pin(async move {
             let mut conn = self.inner.connect().await?;
-            conn.link = Arc::new(TamperingLink {
-                inner: conn.link,
-                view: self.view.clone(),
-            });
             let (tx, rx) = mpsc::unbounded_channel();
             let mut real = std::mem::replace(&mut conn.events, rx);
             let view = self.view.clone();
@@ -269,7 +249,7 @@ async fn user_through(relay: &Relay, handle: &str, view: Arc<View>) -> User {
     let dir = relay.profile_dir(handle);
     let profile = Profile::create(&dir, PASS, h(handle), relay.address()).unwrap();
     let connector = Arc::new(TamperingConnector {
-        inner: QuicConnector::new(relay.address()),
+        inner: Hooked::new(QuicConnector::new(relay.address()), view.clone()),
         view,
     });
     let client = Client::register_with(profile, Some(relay.invite().token), connector)

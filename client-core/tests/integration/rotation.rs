@@ -6,60 +6,30 @@ use crate::common;
 
 use std::sync::Arc;
 
+use common::hooked::{Answer, Hook, Hooked};
 use common::hostile::Hostile;
 use common::{copy_dir, h, room_with, Relay, PASS};
 use hearth_core::transport::quic::QuicConnector;
-use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
+use hearth_core::transport::{BoxFuture, Link, TransportError};
 use hearth_core::{Client, ClientError, ClientEvent, Profile, Role, TrustState};
-use hearth_protocol::{ErrorCode, Handle, KeyRotation, Request, Response, WireError};
+use hearth_protocol::{ErrorCode, Handle, KeyRotation, Request, Response};
 
-/// A connection whose `RotateKey` reaches the relay but whose answer is lost (the
+/// Connections whose `RotateKey` reaches the relay but whose answer is lost (the
 /// connection drops right then).
-struct LosingConnector(QuicConnector);
+struct LosingRotations;
 
-struct LosingLink(Arc<dyn Link>);
-
-impl Link for LosingLink {
-    fn call(
-        &self,
-        request: Request,
-    ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>> {
+impl Hook for LosingRotations {
+    fn call<'a>(&'a self, link: &'a dyn Link, request: Request) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
             let rotating = matches!(request, Request::RotateKey { .. });
-            let answer = self.0.call(request).await;
+            let answer = link.call(request).await;
             if rotating {
                 assert!(matches!(answer, Ok(Ok(Response::Authenticated { .. }))));
-                self.0.close();
+                link.close();
                 return Err(TransportError::Closed);
             }
             answer
         })
-    }
-
-    fn close(&self) {
-        self.0.close();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
-
-    fn close_reason(&self) -> Option<hearth_protocol::close::CloseReason> {
-        self.0.close_reason()
-    }
-}
-
-impl Connector for LosingConnector {
-    fn connect(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
-        Box::pin(async move {
-            let mut conn = self.0.connect().await?;
-            conn.link = Arc::new(LosingLink(conn.link));
-            Ok(conn)
-        })
-    }
-
-    fn address(&self) -> String {
-        self.0.address()
     }
 }
 
@@ -223,7 +193,10 @@ async fn a_rotation_whose_answer_was_lost_is_finished_at_the_next_connection() {
 
     // The relay re-binds the account, but alice never hears of it.
     let profile = Profile::open(&alice.dir, PASS).unwrap();
-    let connector = Arc::new(LosingConnector(QuicConnector::new(profile.relay().clone())));
+    let connector = Arc::new(Hooked::new(
+        QuicConnector::new(profile.relay().clone()),
+        Arc::new(LosingRotations),
+    ));
     let client = Client::connect_with(profile, connector).await.unwrap();
     let lost = client.rotate_key().await.unwrap_err();
     assert!(matches!(lost, ClientError::NotConnected), "{lost}");

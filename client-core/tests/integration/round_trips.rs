@@ -7,51 +7,21 @@ use crate::common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::hooked::{Answer, Hook, Hooked};
 use common::{room_with, Relay, PASS};
 use hearth_core::transport::quic::QuicConnector;
-use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
-use hearth_protocol::{Request, Response, WireError};
+use hearth_core::transport::{BoxFuture, Link};
+use hearth_protocol::Request;
 
 /// Counts the `Read` requests of every connection it opens.
-struct CountingReads(QuicConnector, Arc<AtomicUsize>);
+struct CountingReads(AtomicUsize);
 
-struct CountingLink(Arc<dyn Link>, Arc<AtomicUsize>);
-
-impl Link for CountingLink {
-    fn call(
-        &self,
-        request: Request,
-    ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>> {
+impl Hook for CountingReads {
+    fn call<'a>(&'a self, link: &'a dyn Link, request: Request) -> BoxFuture<'a, Answer> {
         if matches!(request, Request::Read { .. }) {
-            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.fetch_add(1, Ordering::SeqCst);
         }
-        self.0.call(request)
-    }
-
-    fn close(&self) {
-        self.0.close();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
-
-    fn close_reason(&self) -> Option<hearth_protocol::close::CloseReason> {
-        self.0.close_reason()
-    }
-}
-
-impl Connector for CountingReads {
-    fn connect(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
-        Box::pin(async move {
-            let mut conn = self.0.connect().await?;
-            conn.link = Arc::new(CountingLink(conn.link, self.1.clone()));
-            Ok(conn)
-        })
-    }
-
-    fn address(&self) -> String {
-        self.0.address()
+        link.call(request)
     }
 }
 
@@ -67,8 +37,8 @@ async fn a_send_reads_the_log_once_before_and_once_after_its_append_not_three_ti
     let room = room_with(&alice, &[&bob], "Home").await;
     alice.client.take().unwrap().close().await;
     let profile = hearth_core::Profile::open(&alice.dir, PASS).unwrap();
-    let reads = Arc::new(AtomicUsize::new(0));
-    let connector = Arc::new(CountingReads(
+    let reads = Arc::new(CountingReads(AtomicUsize::new(0)));
+    let connector = Arc::new(Hooked::new(
         QuicConnector::new(profile.relay().clone()),
         reads.clone(),
     ));
@@ -90,7 +60,7 @@ async fn a_send_reads_the_log_once_before_and_once_after_its_append_not_three_ti
     // Nobody else writes meanwhile (bob's client would mark what it read, say).
     bob.client.take().unwrap().close().await;
     const SENDS: usize = 10;
-    reads.store(0, Ordering::SeqCst);
+    reads.0.store(0, Ordering::SeqCst);
     for n in 0..SENDS {
         alice
             .send_text(room, &format!("message {n}"))
@@ -101,7 +71,7 @@ async fn a_send_reads_the_log_once_before_and_once_after_its_append_not_three_ti
     // one more after each push: the late end of the set-up's subscriptions (bob's join
     // moved the epoch) was taken for the current one's, so the client thought itself
     // unsubscribed and read the log after every entry it was pushed.
-    let counted = reads.load(Ordering::SeqCst);
+    let counted = reads.0.load(Ordering::SeqCst);
     assert!(counted <= 2 * SENDS, "{counted} reads for {SENDS} sends");
     alice.close().await;
 }

@@ -3,7 +3,7 @@
 //! A handle is unique on a relay and nothing re-registers it with another key, so an
 //! honest relay never shows a changed key. The case TOFU guards against is a relay (or
 //! whoever controls it) that hands out an impostor's key for a known handle. The test
-//! plays that relay: alice's connection goes through a [`LyingConnector`] that answers
+//! plays that relay: alice's connection goes through a [`Lying`] hook that answers
 //! `FetchKeyPackage` and `LookupAccount` for bob with a key package and key of a fresh
 //! identity calling itself bob, exactly what a compromised relay would send.
 
@@ -11,34 +11,24 @@ use crate::common;
 
 use std::sync::Arc;
 
+use common::hooked::{Answer, Hook, Hooked};
 use common::{h, Relay, PASS};
 use hearth_core::contacts::TrustState;
 use hearth_core::mls::Engine;
 use hearth_core::transport::quic::QuicConnector;
-use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
+use hearth_core::transport::{BoxFuture, Link};
 use hearth_core::{safety_number, Client, ClientError, ClientEvent, Identity, Profile};
-use hearth_protocol::{AccountInfo, Handle, Request, Response, WireError};
+use hearth_protocol::{AccountInfo, Handle, Request, Response};
 
-/// A relay connection that substitutes an impostor's key for one handle.
-struct LyingConnector {
-    inner: QuicConnector,
+/// Relay connections that substitute an impostor's key for one handle.
+struct Lying {
     victim: Handle,
     impostor: Identity,
     package: Vec<u8>,
 }
 
-struct LyingLink {
-    inner: Arc<dyn Link>,
-    victim: Handle,
-    impostor: Identity,
-    package: Vec<u8>,
-}
-
-impl Link for LyingLink {
-    fn call(
-        &self,
-        request: Request,
-    ) -> BoxFuture<'_, Result<Result<Response, WireError>, TransportError>> {
+impl Hook for Lying {
+    fn call<'a>(&'a self, link: &'a dyn Link, request: Request) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
             match &request {
                 Request::FetchKeyPackage { handle } if *handle == self.victim => {
@@ -55,53 +45,25 @@ impl Link for LyingLink {
                         rotations: Vec::new(),
                     })))
                 }
-                _ => self.inner.call(request).await,
+                _ => link.call(request).await,
             }
         })
     }
-
-    fn close(&self) {
-        self.inner.close();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.inner.is_closed()
-    }
-
-    fn close_reason(&self) -> Option<hearth_protocol::close::CloseReason> {
-        self.inner.close_reason()
-    }
 }
 
-impl Connector for LyingConnector {
-    fn connect(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
-        Box::pin(async move {
-            let mut conn = self.inner.connect().await?;
-            conn.link = Arc::new(LyingLink {
-                inner: conn.link,
-                victim: self.victim.clone(),
-                impostor: self.impostor.clone(),
-                package: self.package.clone(),
-            });
-            Ok(conn)
-        })
-    }
-
-    fn address(&self) -> String {
-        self.inner.address()
-    }
-}
-
-fn lying_about(relay: &Relay, victim: &str) -> (Arc<LyingConnector>, Identity) {
+fn lying_about(relay: &Relay, victim: &str) -> (Arc<Hooked<Lying>>, Identity) {
     let impostor = Identity::generate();
     let engine = Engine::new(impostor.mls_signer(), victim);
     let (mut packages, _) = engine.key_packages(1, false).unwrap();
-    let connector = Arc::new(LyingConnector {
-        inner: QuicConnector::new(relay.address()),
+    let lying = Lying {
         victim: h(victim),
         impostor: impostor.clone(),
         package: packages.remove(0),
-    });
+    };
+    let connector = Arc::new(Hooked::new(
+        QuicConnector::new(relay.address()),
+        Arc::new(lying),
+    ));
     (connector, impostor)
 }
 

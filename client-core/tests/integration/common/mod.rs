@@ -2,6 +2,7 @@
 //! parameters, and helpers to wait for events (never sleeping for synchronization).
 #![allow(dead_code)]
 
+pub mod hooked;
 pub mod hostile;
 pub mod memory;
 
