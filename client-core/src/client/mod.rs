@@ -128,6 +128,9 @@ pub(crate) struct Inner {
     behind: Mutex<std::collections::HashSet<RoomId>>,
     /// The relay's clock against ours (see [`crate::clock`]).
     pub(crate) clock: crate::clock::RelayClock,
+    /// Pages of catch-up read and held at once, across rooms (see
+    /// [`ops::CATCH_UP_PAGES`]).
+    catch_up_pages: tokio::sync::Semaphore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -310,6 +313,7 @@ impl Client {
             news: Mutex::new(HashMap::new()),
             behind: Mutex::new(Default::default()),
             clock: crate::clock::RelayClock::default(),
+            catch_up_pages: tokio::sync::Semaphore::new(ops::CATCH_UP_PAGES),
         });
         inner.load_rooms()?;
         tokio::spawn(purge_loop(Arc::downgrade(&inner)));

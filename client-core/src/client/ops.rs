@@ -131,6 +131,22 @@ pub(crate) fn build_self_update(
     Ok(Some((commit, welcome)))
 }
 
+/// Pages of a room's log read and held at once while catching up, across all rooms. A
+/// page is up to [`MAX_READ_ENTRIES`] entries in one frame of up to 1 MiB
+/// ([`hearth_protocol::limits::MAX_FRAME_LEN`]), held until it is processed; at a
+/// connect every room catches up side by side, so without this bound 100 rooms far
+/// behind held up to 100 MiB at once. With it: 4 MiB, plus a short first read per room
+/// ([`FIRST_READ_ENTRIES`]).
+pub(crate) const CATCH_UP_PAGES: usize = 4;
+
+/// The entries a catch-up's first read asks for when every page of
+/// [`CATCH_UP_PAGES`] is taken: it is not held back, because on a room connection just
+/// opened it is the first request that shows the room's capability, and the relay
+/// closes the oldest of an address's connections that have not shown one. Two, the
+/// fewest that still make progress: a read starts at the last entry processed, so it
+/// returns that one and the next.
+const FIRST_READ_ENTRIES: u32 = 2;
+
 /// How long an operation whose answer was lost waits for the log to tell its outcome.
 const OUTCOME_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// How often it looks whether the connection is back meanwhile.
@@ -141,10 +157,29 @@ impl Inner {
     /// head (following epochs as commits are processed), then makes sure the room is
     /// subscribed with the current epoch's capability.
     pub(crate) async fn catch_up(&self, room: &mut Room) -> Result<(), ClientError> {
+        let mut first_read = true;
         loop {
             if room.removed {
                 return Ok(());
             }
+            // A page is held (read, then processed) under one of the pages at once; a
+            // first read goes out at once anyway, short (see `FIRST_READ_ENTRIES`).
+            let page = match self.catch_up_pages.try_acquire() {
+                Ok(page) => Some(page),
+                Err(_) if first_read => None,
+                Err(_) => Some(
+                    self.catch_up_pages
+                        .acquire()
+                        .await
+                        .map_err(|_| ClientError::NotConnected)?,
+                ),
+            };
+            let limit = if page.is_some() {
+                MAX_READ_ENTRIES
+            } else {
+                FIRST_READ_ENTRIES
+            };
+            first_read = false;
             let cap = self.engine().cap(&room.group)?;
             let epoch = room.group.epoch();
             let before = room.rec.transcript.last();
@@ -157,7 +192,7 @@ impl Inner {
                     room: room.id,
                     cap: cap.clone(),
                     from,
-                    limit: MAX_READ_ENTRIES,
+                    limit,
                 })
                 .await
                 .map_err(|e| room_error(room.id, e))?;

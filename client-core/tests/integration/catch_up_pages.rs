@@ -7,9 +7,19 @@
 
 use crate::common;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::hooked::{Answer, Hook, Hooked};
 use common::*;
 use hearth_core::store::Table;
+use hearth_core::transport::quic::QuicConnector;
+use hearth_core::transport::{BoxFuture, Link};
 use hearth_core::{ClientEvent, Profile};
+use hearth_protocol::limits::MAX_READ_ENTRIES;
+use hearth_protocol::Request;
+use tokio::sync::Notify;
 
 /// Messages bob misses while away: a page of them (fewer than a page's limit).
 const MISSED: usize = 40;
@@ -125,4 +135,130 @@ async fn a_crash_before_the_page_commits_loses_and_repeats_nothing() {
     assert_eq!(bob.texts(room).await, missed);
     let events = drain(&mut bob);
     assert!(trouble(&events).is_empty(), "{:?}", trouble(&events));
+}
+
+/// Rooms bob misses messages in while away, caught up side by side when he connects.
+const ROOMS: usize = 6;
+
+/// Holds the first `Read`s on their way to the relay until [`ROOMS`] of them are in
+/// flight at once (so that the reads of rooms catching up side by side overlap), for at
+/// most [`GatedReads::PATIENCE`], and keeps the most reads in flight at once: all reads,
+/// and full pages (`limit` of [`MAX_READ_ENTRIES`]).
+#[derive(Default)]
+struct GatedReads {
+    reads: InFlight,
+    pages: InFlight,
+    open: AtomicBool,
+    opened: Notify,
+}
+
+#[derive(Default)]
+struct InFlight {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl InFlight {
+    fn enter(&self) -> usize {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        now
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl GatedReads {
+    /// How long the first reads wait for one another before they go on anyway.
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    async fn gate(&self, in_flight: usize) {
+        if in_flight >= ROOMS {
+            self.open.store(true, Ordering::SeqCst);
+            self.opened.notify_waiters();
+        }
+        let opened = self.opened.notified();
+        if !self.open.load(Ordering::SeqCst) {
+            let _ = tokio::time::timeout(Self::PATIENCE, opened).await;
+            self.open.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Hook for GatedReads {
+    fn call<'a>(&'a self, link: &'a dyn Link, request: Request) -> BoxFuture<'a, Answer> {
+        let Request::Read { limit, .. } = request else {
+            return link.call(request);
+        };
+        let page = limit == MAX_READ_ENTRIES;
+        Box::pin(async move {
+            let in_flight = self.reads.enter();
+            if page {
+                self.pages.enter();
+            }
+            self.gate(in_flight).await;
+            let answer = link.call(request).await;
+            if page {
+                self.pages.leave();
+            }
+            self.reads.leave();
+            answer
+        })
+    }
+}
+
+/// At a connect every room catches up at once, and each page read is held until it is
+/// processed: 100 rooms far behind held 100 pages of up to 1 MiB. The pages read at
+/// once are bounded now (4), while every room's first read still goes out at once,
+/// short: on a room connection just opened it is the request that shows the room's
+/// capability, and the relay closes the oldest of an address's connections that show
+/// none. Fails without the bound (6 pages at once) and with a bound that holds back the
+/// first reads too (4 reads at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_caught_up_side_by_side_hold_a_bounded_number_of_pages() {
+    hearth_core::client::set_room_jitter(Duration::ZERO);
+    let relay = Relay::start().await;
+    let alice = relay.user("alice").await;
+    let mut bob = relay.user("bob").await;
+    let mut rooms = Vec::new();
+    for n in 0..ROOMS {
+        rooms.push(room_with(&alice, &[&bob], &format!("room {n}")).await);
+    }
+    bob.client.take().unwrap().close().await;
+    let mut missed = Vec::new();
+    for (n, room) in rooms.iter().enumerate() {
+        for i in 0..3 {
+            let text = format!("room {n} message {i}");
+            alice.c().send_text(*room, &text).await.unwrap();
+            missed.push(text);
+        }
+    }
+
+    let profile = Profile::open(&bob.dir, PASS).unwrap();
+    let reads = Arc::new(GatedReads::default());
+    let connector = Arc::new(Hooked::new(
+        QuicConnector::new(profile.relay().clone()),
+        reads.clone(),
+    ));
+    // Connecting catches every room up before it returns.
+    let bob = hearth_core::Client::connect_with(profile, connector)
+        .await
+        .unwrap();
+    let mut events = bob.events();
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    let mut texts = texts_of(&seen);
+    texts.sort();
+    missed.sort();
+    assert_eq!(texts, missed, "every room caught up, every message once");
+    assert!(trouble(&seen).is_empty(), "{:?}", trouble(&seen));
+    let pages = reads.pages.most.load(Ordering::SeqCst);
+    let all = reads.reads.most.load(Ordering::SeqCst);
+    assert!(pages <= 4, "{pages} pages read at once");
+    assert_eq!(all, ROOMS, "every room's first read went out at once");
+    bob.close().await;
 }
