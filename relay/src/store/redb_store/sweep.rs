@@ -398,6 +398,12 @@ impl Tx<'_> {
             let mut kept_from = None;
             let mut stop = false;
             for (i, entry) in stored.iter().enumerate() {
+                if entry.seq < record.first {
+                    // Only in a damaged store (a sweep rewrites a run from its first kept
+                    // entry): not the room's any more, so neither counted, weighed nor
+                    // kept; it goes with its run's rewrite.
+                    continue;
+                }
                 if entry.seq > through {
                     kept_from = kept_from.or(Some(i));
                     stop = true;

@@ -1089,6 +1089,35 @@ fn sweep_items_through_the_last_seq_do_not_overflow() {
         .is_empty());
 }
 
+/// A room whose record starts its log at seq 3 while a run under seq 1 still holds seqs 1
+/// and 2 (a damaged store: a sweep always rewrites a run from its first kept entry). The
+/// sweep counts and weighs only the entries from the record's first on, and the two
+/// below it, although recent, neither stop it nor move the log's start back: they go
+/// with their run.
+#[test]
+fn entries_below_the_records_first_are_neither_counted_nor_kept_by_a_sweep() {
+    let store = fresh();
+    let room = rooms()[0];
+    let mut run = runs::PendingRun::new(room, 1);
+    for (time, text) in [(995, "a"), (995, "b"), (5, "c"), (5, "d"), (5, "e")] {
+        run.push(time, text.as_bytes()).unwrap();
+    }
+    plant(&store, &room, &[(1, run.value().unwrap())], 3, 5);
+    let swept = store
+        .apply(vec![WriteOp::SweepItems {
+            now: 1_000,
+            retention_secs: 10,
+            items: vec![SweepItem::Entries { room, through: 5 }],
+        }])
+        .unwrap();
+    assert!(
+        matches!(swept[0], Ok(Applied::Swept { entries: 3, .. })),
+        "{swept:?}"
+    );
+    assert_eq!(store.room(&room).unwrap().unwrap().first, 6);
+    assert!(values_of(&store, &room).is_empty());
+}
+
 /// A room record with head `u64::MAX` (corrupt): an append must be refused, not overflow.
 #[test]
 fn an_append_to_a_room_at_the_last_seq_does_not_overflow() {
