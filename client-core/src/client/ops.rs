@@ -132,19 +132,20 @@ pub(crate) fn build_self_update(
 }
 
 /// Pages of a room's log read and held at once while catching up, across all rooms. A
-/// page is up to [`MAX_READ_ENTRIES`] entries in one frame of up to 1 MiB
-/// ([`hearth_protocol::limits::MAX_FRAME_LEN`]), held until it is processed; at a
-/// connect every room catches up side by side, so without this bound 100 rooms far
-/// behind held up to 100 MiB at once. With it: 4 MiB, plus a short first read per room
-/// ([`FIRST_READ_ENTRIES`]).
+/// page is up to [`MAX_READ_ENTRIES`] entries (at most 512 KiB of them at a relay of
+/// this version, and one frame of at most 1 MiB,
+/// [`hearth_protocol::limits::MAX_FRAME_LEN`], from any relay), held from its read until
+/// it is processed. At a connect every room catches up side by side, so without this
+/// bound 100 rooms far behind held up to 100 pages at once; with it, 4, plus a short
+/// first read per room ([`FIRST_READ_ENTRIES`]).
 pub(crate) const CATCH_UP_PAGES: usize = 4;
 
-/// The entries a catch-up's first read asks for when every page of
-/// [`CATCH_UP_PAGES`] is taken: it is not held back, because on a room connection just
-/// opened it is the first request that shows the room's capability, and the relay
-/// closes the oldest of an address's connections that have not shown one. Two, the
-/// fewest that still make progress: a read starts at the last entry processed, so it
-/// returns that one and the next.
+/// The entries a catch-up's first read asks for when all of [`CATCH_UP_PAGES`] are
+/// taken: it is not held back, because on a room connection just opened it is the first
+/// request that shows the room's capability, and the relay closes the oldest of an
+/// address's connections that have not shown one. Two, the fewest that still make
+/// progress: a read starts at the last entry processed, so it returns that one and the
+/// next (the first two of a log nothing of which was processed yet).
 const FIRST_READ_ENTRIES: u32 = 2;
 
 /// How long an operation whose answer was lost waits for the log to tell its outcome.
@@ -157,6 +158,14 @@ impl Inner {
     /// head (following epochs as commits are processed), then makes sure the room is
     /// subscribed with the current epoch's capability.
     pub(crate) async fn catch_up(&self, room: &mut Room) -> Result<(), ClientError> {
+        if room.removed {
+            return Ok(());
+        }
+        // The room's connection is opened (after its random pause) before a page is
+        // taken, so that no page waits for it.
+        self.room_link(room.id)
+            .await
+            .map_err(|e| room_error(room.id, e))?;
         let mut first_read = true;
         loop {
             if room.removed {
@@ -167,12 +176,7 @@ impl Inner {
             let page = match self.catch_up_pages.try_acquire() {
                 Ok(page) => Some(page),
                 Err(_) if first_read => None,
-                Err(_) => Some(
-                    self.catch_up_pages
-                        .acquire()
-                        .await
-                        .map_err(|_| ClientError::NotConnected)?,
-                ),
+                Err(_) => Some(self.catch_up_page().await?),
             };
             let limit = if page.is_some() {
                 MAX_READ_ENTRIES
@@ -199,6 +203,13 @@ impl Inner {
             let Response::Entries { entries, last } = response else {
                 return Err(unexpected(&response));
             };
+            if entries.len() > limit as usize {
+                // More than asked for: what the bound on pages held rests on.
+                return Err(ClientError::Other(format!(
+                    "the relay answered a read of at most {limit} entries with {}",
+                    entries.len()
+                )));
+            }
             let rewritten = entries.first().is_some_and(|first| {
                 first.seq == before
                     && room
@@ -207,30 +218,23 @@ impl Inner {
                         .holds(first.seq, first.kind, &first.payload)
                         == Some(false)
             });
-            let parted = if last < before {
-                Some(last)
-            } else if rewritten {
-                Some(self.where_logs_part(room, &cap, before).await?)
-            } else {
-                None
-            };
-            if let Some(parted) = parted {
-                // Told, and carried on from where the relay's log parts from ours: the
-                // entries it has instead are processed at the seqs it withdrew (and take
-                // their places in our history).
-                self.emit(ClientEvent::Consistency {
-                    room: room.id,
-                    warning: crate::ConsistencyWarning::Rewound {
-                        ours: before,
-                        relay: parted,
-                    },
-                });
-                room.rec.transcript.rewind_to(parted);
-                let mut engine = self.engine();
-                engine.persist(self.profile.store(), |b| room.save(b))?;
+            if last < before {
+                self.rewind(room, before, last)?;
                 continue;
             }
-            // A page in one store transaction (see `process_entries`).
+            if rewritten {
+                // Read again from where the logs part: this page is not needed, and the
+                // reads that look for it are pages too.
+                drop(entries);
+                let _page = match page {
+                    Some(page) => page,
+                    None => self.catch_up_page().await?,
+                };
+                let parted = self.where_logs_part(room, &cap, before).await?;
+                self.rewind(room, before, parted)?;
+                continue;
+            }
+            // In store transactions of up to 256 entries (see `process_entries`).
             self.process_entries(room, &entries).await?;
             if room.removed {
                 return Ok(());
@@ -258,6 +262,32 @@ impl Inner {
         }
         self.resolve_inflight(room)?;
         self.ensure_subscribed(room).await
+    }
+
+    /// The relay's log of `room` parts from ours after `parted` (ours went on to
+    /// `before`): told, and carried on from there, so the entries it has instead are
+    /// processed at the seqs it withdrew (and take their places in our history).
+    fn rewind(&self, room: &mut Room, before: Seq, parted: Seq) -> Result<(), ClientError> {
+        self.emit(ClientEvent::Consistency {
+            room: room.id,
+            warning: crate::ConsistencyWarning::Rewound {
+                ours: before,
+                relay: parted,
+            },
+        });
+        room.rec.transcript.rewind_to(parted);
+        let mut engine = self.engine();
+        engine.persist(self.profile.store(), |b| room.save(b))?;
+        Ok(())
+    }
+
+    /// One of the [`CATCH_UP_PAGES`], waiting for it (first come, first served).
+    async fn catch_up_page(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ClientError> {
+        // The semaphore is never closed.
+        self.catch_up_pages
+            .acquire()
+            .await
+            .map_err(|_| ClientError::NotConnected)
     }
 
     /// The last seq before `differs` (where the relay holds another entry than the one we

@@ -39,7 +39,11 @@ pub struct FrameLink<W> {
     on_close: Box<dyn Fn() + Send + Sync>,
 }
 
-/// Reads one frame of type `T` from `reader`, buffering in `buf`.
+/// The most room a connection's read buffer keeps between frames, in bytes.
+const KEPT_READ_BUFFER: usize = 64 * 1024;
+
+/// Reads one frame of type `T` from `reader`, buffering in `buf` (which keeps at most
+/// [`KEPT_READ_BUFFER`] of room after a frame larger than that).
 pub async fn read_frame<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
     reader: &mut R,
     buf: &mut Vec<u8>,
@@ -48,6 +52,11 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
         match decode_frame::<T>(buf, MAX_FRAME_LEN) {
             Ok(Some((value, used))) => {
                 buf.drain(..used);
+                // A large frame (a page of a room's log: up to 1 MiB) leaves its room
+                // behind for the connection's life otherwise, on every connection.
+                if buf.capacity() > KEPT_READ_BUFFER && buf.len() <= KEPT_READ_BUFFER {
+                    buf.shrink_to(KEPT_READ_BUFFER);
+                }
                 return Ok(Some(value));
             }
             Ok(None) => {}

@@ -3,7 +3,8 @@
 //! disk and in memory: reading the page again takes every entry exactly once, and the
 //! MLS state and the stored transcript stay together (a group state stored ahead of the
 //! transcript would fail to decrypt the page the second time; one behind it would lose
-//! messages).
+//! messages). And at a connect, where every room catches up side by side, only a bounded
+//! number of pages is read and held at once.
 
 use crate::common;
 
@@ -148,6 +149,10 @@ const ROOMS: usize = 6;
 struct GatedReads {
     reads: InFlight,
     pages: InFlight,
+    /// Reads neither of a full page nor of the short first read (2 entries).
+    other_limits: AtomicUsize,
+    /// Plays a relay that ignores a read's limit: short reads are sent on as full pages.
+    ignore_limits: bool,
     open: AtomicBool,
     opened: Notify,
 }
@@ -172,7 +177,7 @@ impl InFlight {
 
 impl GatedReads {
     /// How long the first reads wait for one another before they go on anyway.
-    const PATIENCE: Duration = Duration::from_secs(5);
+    const PATIENCE: Duration = Duration::from_secs(30);
 
     async fn gate(&self, in_flight: usize) {
         if in_flight >= ROOMS {
@@ -193,6 +198,20 @@ impl Hook for GatedReads {
             return link.call(request);
         };
         let page = limit == MAX_READ_ENTRIES;
+        if !page && limit != 2 {
+            self.other_limits.fetch_add(1, Ordering::SeqCst);
+        }
+        let request = match request {
+            Request::Read {
+                room, cap, from, ..
+            } if self.ignore_limits => Request::Read {
+                room,
+                cap,
+                from,
+                limit: MAX_READ_ENTRIES,
+            },
+            request => request,
+        };
         Box::pin(async move {
             let in_flight = self.reads.enter();
             if page {
@@ -209,17 +228,19 @@ impl Hook for GatedReads {
     }
 }
 
-/// At a connect every room catches up at once, and each page read is held until it is
-/// processed: 100 rooms far behind held 100 pages of up to 1 MiB. The pages read at
-/// once are bounded now (4), while every room's first read still goes out at once,
-/// short: on a room connection just opened it is the request that shows the room's
-/// capability, and the relay closes the oldest of an address's connections that show
-/// none. Fails without the bound (6 pages at once) and with a bound that holds back the
-/// first reads too (4 reads at once).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rooms_caught_up_side_by_side_hold_a_bounded_number_of_pages() {
+/// Bob away while alice writes 3 messages in each of [`ROOMS`] rooms they share; then
+/// bob connects through `reads`. Returns bob's client, the events of his connect and
+/// the texts he missed, sorted.
+async fn connect_after_missing(
+    relay: &Relay,
+    reads: Arc<GatedReads>,
+) -> (
+    hearth_core::Client,
+    tokio::sync::mpsc::UnboundedReceiver<ClientEvent>,
+    Vec<ClientEvent>,
+    Vec<String>,
+) {
     hearth_core::client::set_room_jitter(Duration::ZERO);
-    let relay = Relay::start().await;
     let alice = relay.user("alice").await;
     let mut bob = relay.user("bob").await;
     let mut rooms = Vec::new();
@@ -235,12 +256,11 @@ async fn rooms_caught_up_side_by_side_hold_a_bounded_number_of_pages() {
             missed.push(text);
         }
     }
-
+    missed.sort();
     let profile = Profile::open(&bob.dir, PASS).unwrap();
-    let reads = Arc::new(GatedReads::default());
     let connector = Arc::new(Hooked::new(
         QuicConnector::new(profile.relay().clone()),
-        reads.clone(),
+        reads,
     ));
     // Connecting catches every room up before it returns.
     let bob = hearth_core::Client::connect_with(profile, connector)
@@ -251,14 +271,60 @@ async fn rooms_caught_up_side_by_side_hold_a_bounded_number_of_pages() {
     while let Ok(event) = events.try_recv() {
         seen.push(event);
     }
+    (bob, events, seen, missed)
+}
+
+/// At a connect every room catches up at once, and each page read is held until it is
+/// processed: 100 rooms far behind held 100 pages of up to 1 MiB. The pages read at
+/// once are bounded now (4), while every room's first read still goes out at once,
+/// short: on a room connection just opened it is the request that shows the room's
+/// capability, and the relay closes the oldest of an address's connections that show
+/// none. Fails without the bound (6 pages at once) and with a bound that holds back the
+/// first reads too (4 reads at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_caught_up_side_by_side_hold_a_bounded_number_of_pages() {
+    let relay = Relay::start().await;
+    let reads = Arc::new(GatedReads::default());
+    let (bob, _events, seen, missed) = connect_after_missing(&relay, reads.clone()).await;
     let mut texts = texts_of(&seen);
     texts.sort();
-    missed.sort();
     assert_eq!(texts, missed, "every room caught up, every message once");
     assert!(trouble(&seen).is_empty(), "{:?}", trouble(&seen));
     let pages = reads.pages.most.load(Ordering::SeqCst);
     let all = reads.reads.most.load(Ordering::SeqCst);
     assert!(pages <= 4, "{pages} pages read at once");
+    assert_eq!(
+        reads.other_limits.load(Ordering::SeqCst),
+        0,
+        "every read is a full page or a short first read of 2 entries"
+    );
     assert_eq!(all, ROOMS, "every room's first read went out at once");
+    bob.close().await;
+}
+
+/// A relay that answers the short first reads with full pages (it ignores the limit) to
+/// make the client hold a page per room after all: those answers are refused, so the
+/// rooms that got them are not caught up at the connect (4 of the 6 are, on the 4
+/// pages), and are at the next sync, whose reads come one room at a time as full pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_answering_a_short_read_with_a_full_page_is_refused() {
+    let relay = Relay::start().await;
+    let reads = Arc::new(GatedReads {
+        ignore_limits: true,
+        ..GatedReads::default()
+    });
+    let (bob, mut events, mut seen, missed) = connect_after_missing(&relay, reads).await;
+    assert_eq!(
+        texts_of(&seen).len(),
+        4 * 3,
+        "only the rooms read under a page caught up"
+    );
+    bob.sync().await.unwrap();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    let mut texts = texts_of(&seen);
+    texts.sort();
+    assert_eq!(texts, missed, "every message once, the rest at the sync");
     bob.close().await;
 }
