@@ -1,7 +1,7 @@
 //! Transcript consistency (DESIGN 7) against a real relay (QUIC on 127.0.0.1:0) that
 //! misbehaves towards one member.
 //!
-//! The relay itself is honest; bob's connection goes through a [`TamperingConnector`]
+//! The relay itself is honest; bob's connections go through a [`View`] (a hook on them)
 //! that rewrites what the relay tells him about room logs, exactly what a compromised
 //! relay could send: it hides one entry of the log (by its real seq) from the `Entries`
 //! pushes and the `Read` answers bob gets, and, when asked to, also renumbers every later
@@ -22,10 +22,9 @@ use common::hooked::{Answer, Hook, Hooked};
 use common::{h, Relay, User, PASS};
 use hearth_core::content::InboxMessage;
 use hearth_core::transport::quic::QuicConnector;
-use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
+use hearth_core::transport::{BoxFuture, Link};
 use hearth_core::{Client, ClientError, ClientEvent, ConsistencyWarning, Profile};
 use hearth_protocol::{Entry, Event, InboxEntry, Request, Response, RoomId, Seq};
-use tokio::sync::mpsc;
 
 /// What bob is shown of every room log: the real log minus the hidden entries, with
 /// later seqs moved down past them when `renumber` is set.
@@ -199,8 +198,8 @@ impl View {
     }
 }
 
-/// The requests and answers of bob's connections: the seqs he asks for translated to the
-/// real ones, the relay's answers rewritten by the view.
+/// What bob's connections exchange with the relay: the seqs he asks for translated to
+/// the real ones, the relay's answers and pushes rewritten by the view.
 impl Hook for View {
     fn call<'a>(&'a self, link: &'a dyn Link, request: Request) -> BoxFuture<'a, Answer> {
         Box::pin(async move {
@@ -209,38 +208,9 @@ impl Hook for View {
             Ok(answer.map(|response| self.response(response)))
         })
     }
-}
 
-/// A relay connection whose room logs are rewritten by a [`View`]: its requests and
-/// answers through the view's [`Hook`], its pushed events here (a hook sees no pushes).
-struct TamperingConnector {
-    inner: Hooked<View>,
-    view: Arc<View>,
-}
-
-impl Connector for TamperingConnector {
-    fn connect(&self) -> BoxFuture<'_, Result<Connection, TransportError>> {
-        Box::pin(async move {
-            let mut conn = self.inner.connect().await?;
-            let (tx, rx) = mpsc::unbounded_channel();
-            let mut real = std::mem::replace(&mut conn.events, rx);
-            let view = self.view.clone();
-            // Ends (closing bob's stream) when the real connection's stream ends.
-            tokio::spawn(async move {
-                while let Some(event) = real.recv().await {
-                    if let Some(event) = view.event(event) {
-                        if tx.send(event).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-            Ok(conn)
-        })
-    }
-
-    fn address(&self) -> String {
-        self.inner.address()
+    fn pushed(&self, event: Event) -> Option<Event> {
+        self.event(event)
     }
 }
 
@@ -248,10 +218,7 @@ impl Connector for TamperingConnector {
 async fn user_through(relay: &Relay, handle: &str, view: Arc<View>) -> User {
     let dir = relay.profile_dir(handle);
     let profile = Profile::create(&dir, PASS, h(handle), relay.address()).unwrap();
-    let connector = Arc::new(TamperingConnector {
-        inner: Hooked::new(QuicConnector::new(relay.address()), view.clone()),
-        view,
-    });
+    let connector = Arc::new(Hooked::new(QuicConnector::new(relay.address()), view));
     let client = Client::register_with(profile, Some(relay.invite().token), connector)
         .await
         .unwrap();

@@ -1,11 +1,13 @@
-//! A connector whose links hand every request to a hook first: tests that count, delay
-//! or lose a client's requests to a real relay write only what they do per request.
+//! A connector whose links hand every request, and every event the relay pushes, to a
+//! hook first: tests that count, delay, lose or rewrite what a client exchanges with a
+//! real relay write only what they do with each.
 
 use std::sync::Arc;
 
 use hearth_core::transport::quic::QuicConnector;
 use hearth_core::transport::{BoxFuture, Connection, Connector, Link, TransportError};
-use hearth_protocol::{Request, Response, WireError};
+use hearth_protocol::{Event, Request, Response, WireError};
+use tokio::sync::mpsc;
 
 /// What a request's answer is on a link: the relay's result, or the transport's failure.
 pub type Answer = Result<Result<Response, WireError>, TransportError>;
@@ -16,6 +18,12 @@ pub trait Hook: Send + Sync + 'static {
     /// relay); forwards it unchanged by default.
     fn call<'a>(&'a self, link: &'a dyn Link, request: Request) -> BoxFuture<'a, Answer> {
         link.call(request)
+    }
+
+    /// What the client is shown of `event`, which the relay pushed: `None` hides it;
+    /// shown unchanged by default.
+    fn pushed(&self, event: Event) -> Option<Event> {
+        Some(event)
     }
 }
 
@@ -62,6 +70,19 @@ impl<H: Hook> Connector for Hooked<H> {
             conn.link = Arc::new(HookedLink {
                 link: conn.link,
                 hook: self.hook.clone(),
+            });
+            let (shown, events) = mpsc::unbounded_channel();
+            let mut pushed = std::mem::replace(&mut conn.events, events);
+            let hook = self.hook.clone();
+            // Ends (ending the client's stream) when the connection's stream ends.
+            tokio::spawn(async move {
+                while let Some(event) = pushed.recv().await {
+                    if let Some(event) = hook.pushed(event) {
+                        if shown.send(event).is_err() {
+                            return;
+                        }
+                    }
+                }
             });
             Ok(conn)
         })
