@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 /// What a request's answer is on a link: the relay's result, or the transport's failure.
 pub type Answer = Result<Result<Response, WireError>, TransportError>;
 
-/// What a [`Hooked`] connector does with each request of each connection it opens.
+/// What a [`Hooked`] connector does with each request and each pushed event of each
+/// connection it opens.
 pub trait Hook: Send + Sync + 'static {
     /// Answers `request`, which the client made on `link` (a connection to the real
     /// relay); forwards it unchanged by default.
@@ -27,14 +28,14 @@ pub trait Hook: Send + Sync + 'static {
     }
 }
 
-/// Opens real QUIC connections whose requests go through `H` first.
+/// Opens real QUIC connections whose requests and pushed events go through `H` first.
 pub struct Hooked<H: Hook> {
     connector: QuicConnector,
     hook: Arc<H>,
 }
 
 impl<H: Hook> Hooked<H> {
-    /// Connections opened by `connector`, each request through `hook`.
+    /// Connections opened by `connector`, each request and pushed event through `hook`.
     pub fn new(connector: QuicConnector, hook: Arc<H>) -> Self {
         Self { connector, hook }
     }
