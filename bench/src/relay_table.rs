@@ -10,6 +10,7 @@ use crate::load::{self, Mode, Outcome, Scenario};
 use crate::procfs;
 use crate::servers::{self, Server};
 use crate::stats::{median, Latencies};
+use hearth_relay::store::sync_times::SyncHistogram;
 
 /// The load's knobs (see `hearth-bench relay --help`).
 #[derive(Debug, Clone, clap::Args)]
@@ -137,6 +138,8 @@ async fn run_in(mut a: RelayArgs, base: &std::path::Path) -> Result<()> {
     let scenarios = [("k25", unpaced(k)), ("k1", unpaced(1)), ("paced", paced)];
     let mut results: Vec<Runs> = scenarios.iter().map(|_| Runs::default()).collect();
     let mut fsync = Vec::new();
+    // The relay's own syncs during each of its paced runs (its admin socket).
+    let mut relay_syncs: Vec<SyncHistogram> = Vec::new();
     for round in 0..a.rounds {
         for (i, (name, s)) in scenarios.iter().enumerate() {
             if !a.only.is_empty() && !a.only.iter().any(|o| o == name) {
@@ -157,12 +160,20 @@ async fn run_in(mut a: RelayArgs, base: &std::path::Path) -> Result<()> {
                 } else {
                     None
                 };
+                let syncs_before = if s.rate.is_some() && mode == Mode::Relay {
+                    Some(relay.disk_syncs().await?)
+                } else {
+                    None
+                };
                 let o = load::run(server, mode, *s).await?;
                 if let Some(p) = probe {
                     let l = p.finish();
                     if mode == Mode::Relay {
                         fsync.push(l);
                     }
+                }
+                if let Some(before) = syncs_before {
+                    relay_syncs.push(relay.disk_syncs().await?.since(&before));
                 }
                 eprintln!(
                     "round {} {name:5} {mode:5?}: {:>9.0} deliveries/s, {:>7.0} appends/s, {:.2} µs CPU/delivery, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -288,11 +299,32 @@ async fn run_in(mut a: RelayArgs, base: &std::path::Path) -> Result<()> {
     );
     println!();
     if !pace.relay.is_empty() {
+        let paced_p99 = med(&pace.relay, |o| o.latency.ms(0.99));
         println!(
             "fdatasync of 1 KiB in the relay's directory during the paced runs: p50 {:.2} ms, p99 {:.2} ms; paced p99 minus fsync p99: {:.2} ms.",
             fsync_p(0.5),
             fsync_p(0.99),
-            med(&pace.relay, |o| o.latency.ms(0.99)) - fsync_p(0.99)
+            paced_p99 - fsync_p(0.99)
+        );
+        let syncs_p = |p: f64| {
+            median(
+                &relay_syncs
+                    .iter()
+                    .filter_map(|h| h.quantile_ms(p))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        println!(
+            "The relay's own fdatasyncs (its store's commits, from `status`) during the paced runs: {} per run, p50 {:.2} ms, p99 {:.2} ms; paced p99 minus their p99: {:.2} ms.",
+            median(
+                &relay_syncs
+                    .iter()
+                    .map(|h| h.count() as f64)
+                    .collect::<Vec<_>>()
+            ),
+            syncs_p(0.5),
+            syncs_p(0.99),
+            paced_p99 - syncs_p(0.99)
         );
     }
     println!(

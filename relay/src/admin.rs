@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::config::RelayConfig;
 use crate::server::{relay_address, tls, STORE_FILE};
 use crate::service::{invite_op, MetricsSnapshot, Relay};
+use crate::store::sync_times::SyncHistogram;
 use crate::store::{
     AccountRecord, Applied, AuditRecord, InviteRecord, RedbStore, StoreError, StoreStats, WriteOp,
 };
@@ -151,6 +152,9 @@ pub struct StatusReport {
     pub min_free_bytes: u64,
     /// Live counters.
     pub metrics: Option<MetricsSnapshot>,
+    /// How long the running relay's disk syncs took since it started (`None` when no
+    /// relay runs).
+    pub disk_syncs: Option<SyncHistogram>,
 }
 
 /// Space on the file system holding the data dir.
@@ -285,6 +289,7 @@ async fn execute_inner(
                 .ok(),
             min_free_bytes: relay.config().min_free_bytes,
             metrics: running.then(|| relay.metrics()),
+            disk_syncs: running.then(|| relay.store().sync_times()).flatten(),
         }),
         AdminRequest::Audit { limit } => {
             relay.flush_audit().await;

@@ -982,6 +982,23 @@ fn when(secs: u64) -> String {
     }
 }
 
+/// The status line of the store's disk syncs: how many since the relay started, and
+/// how long they took (every acknowledged write waits for one).
+fn disk_syncs(syncs: &hearth_relay::store::sync_times::SyncHistogram) -> String {
+    match (
+        syncs.quantile_ms(0.5),
+        syncs.quantile_ms(0.99),
+        syncs.quantile_ms(1.0),
+    ) {
+        (Some(p50), Some(p99), Some(max)) => format!(
+            "disk syncs: {} since start, p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms \
+             (each acknowledged write waits for one)",
+            syncs.count()
+        ),
+        _ => "disk syncs: none yet".to_string(),
+    }
+}
+
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
@@ -1079,6 +1096,9 @@ fn print_response(out: &mut impl Write, response: AdminResponse) -> std::io::Res
                 bytes(s.store.bytes)
             )?;
             writeln!(out, "database:  {}", bytes(s.store.file_bytes))?;
+            if let Some(syncs) = &s.disk_syncs {
+                writeln!(out, "{}", disk_syncs(syncs))?;
+            }
             match s.disk {
                 Some(disk) if disk.free_bytes < s.min_free_bytes => writeln!(
                     out,

@@ -9,6 +9,7 @@
 //! Reads are plain methods on a consistent snapshot.
 
 mod redb_store;
+pub mod sync_times;
 
 use hearth_protocol::{
     AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
@@ -808,6 +809,11 @@ pub trait Store: Send + Sync {
     fn audit(&self, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
     /// Totals.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// How long the store's disk syncs took since it was opened; `None` for a store
+    /// that does not sync (in memory).
+    fn sync_times(&self) -> Option<sync_times::SyncHistogram> {
+        None
+    }
     /// What the store holds, table by table, and which records link an account to a room
     /// (see [`crate::inspect`]): `hearth-relay inspect`.
     fn inspect(&self) -> Result<crate::inspect::InspectReport, StoreError>;

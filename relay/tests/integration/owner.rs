@@ -250,7 +250,13 @@ async fn the_packaged_relay_is_found_without_data_and_invites_name_its_address()
 
     // Owner commands find it with no --data, and so does a plain `hearth-relay`, which
     // refuses to run a second copy.
-    assert!(m.ok(&["status"]).contains("accounts:  1"));
+    let status = m.ok(&["status"]);
+    assert!(status.contains("accounts:  1"), "{status}");
+    // The registration waited for a disk sync of the running relay, which status times.
+    assert!(
+        status.contains("disk syncs: ") && !status.contains("disk syncs: none"),
+        "{status}"
+    );
     let out = m.run(&[]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(

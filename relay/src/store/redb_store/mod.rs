@@ -23,9 +23,11 @@ mod rooms;
 mod rotation;
 mod runs;
 mod sweep;
+mod timed_file;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use hearth_protocol::{
     AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
@@ -36,6 +38,7 @@ use redb::{
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use super::sync_times::SyncTimes;
 use super::{
     entry_cost, forbidden, not_listed, object_cost, stale, stale_listing, unknown_room, Access,
     AccountRecord, Applied, AuditRecord, InviteRecord, ListingRecord, OpResult, RoomRecord, Store,
@@ -155,6 +158,8 @@ fn err(code: ErrorCode, message: &str) -> WireError {
 pub struct RedbStore {
     db: Database,
     path: Option<std::path::PathBuf>,
+    /// The times of the file's syncs (a store in memory has none).
+    syncs: Option<Arc<SyncTimes>>,
 }
 
 /// The memory redb may keep for pages it read and pages a write transaction has not
@@ -178,13 +183,22 @@ impl RedbStore {
     /// their publishers: links of an account to a room) would stay readable in the file
     /// until overwritten, where `inspect` does not look (attack 16).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // What `Builder::create` opens, with its syncs timed.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let syncs = Arc::new(SyncTimes::default());
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create(path)?;
+            .create_with_backend(timed_file::TimedFile::new(file, syncs.clone())?)?;
         set_private(path)?;
         let mut store = Self {
             db,
             path: Some(path.to_path_buf()),
+            syncs: Some(syncs),
         };
         if store.create_tables()? {
             while store.db.compact()? {}
@@ -195,7 +209,11 @@ impl RedbStore {
     /// A store kept in memory only (for unit tests of code built on the relay).
     pub fn in_memory() -> Result<Self, StoreError> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        let store = Self { db, path: None };
+        let store = Self {
+            db,
+            path: None,
+            syncs: None,
+        };
         store.create_tables()?;
         Ok(store)
     }

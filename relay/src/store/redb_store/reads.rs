@@ -306,6 +306,10 @@ impl Store for RedbStore {
         self.inspect_tables()
     }
 
+    fn sync_times(&self) -> Option<crate::store::sync_times::SyncHistogram> {
+        self.syncs.as_ref().map(|s| s.snapshot())
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let txn = self.db.begin_read()?;
         let accounts = txn.open_table(ACCOUNTS)?;
