@@ -6,7 +6,7 @@
 //! end.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,14 @@ type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Result<Response, WireError
 /// is a round trip; it bounds a stream that ends while its connection stays open.
 const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
+/// How long a call waits while the relay sends nothing at all on the link. The relay
+/// answers every request (most within milliseconds; a write after its disk sync) and
+/// sends a waiting client the frames queued before the answer, so a minute of silence
+/// with a call outstanding means a relay that stopped serving this connection: the link
+/// closes, the call fails with [`TransportError::Closed`], and the client reconnects as
+/// after any lost connection instead of waiting forever.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+
 /// Completes when the connection under a link has closed: why the relay closed it, if
 /// it did (`None`: lost, or closed by us).
 pub type ClosedBy = BoxFuture<'static, Option<CloseReason>>;
@@ -37,6 +45,34 @@ pub struct FrameLink<W> {
     closed: Arc<AtomicBool>,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     on_close: Box<dyn Fn() + Send + Sync>,
+    heard: Arc<LastHeard>,
+}
+
+/// When the reader last took a frame off the link (a tokio clock, so tests can pause
+/// it).
+struct LastHeard {
+    start: tokio::time::Instant,
+    /// Milliseconds from `start`.
+    at_ms: AtomicU64,
+}
+
+impl LastHeard {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When the link has been silent for [`SILENCE_LIMIT`], as things stand.
+    fn limit(&self) -> tokio::time::Instant {
+        self.start + Duration::from_millis(self.at_ms.load(Ordering::Relaxed)) + SILENCE_LIMIT
+    }
 }
 
 /// The most room a connection's read buffer keeps between frames, in bytes.
@@ -111,6 +147,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
         let closed = Arc::new(AtomicBool::new(false));
         let close_reason = Arc::new(Mutex::new(None));
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let heard = Arc::new(LastHeard::new());
         let link = Arc::new(FrameLink {
             writer: tokio::sync::Mutex::new(writer),
             pending: pending.clone(),
@@ -118,10 +155,13 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
             closed: closed.clone(),
             close_reason: close_reason.clone(),
             on_close,
+            heard: heard.clone(),
         });
         tokio::spawn(async move {
             loop {
-                match read_frame::<_, ServerFrame>(&mut reader, &mut buf).await {
+                let frame = read_frame::<_, ServerFrame>(&mut reader, &mut buf).await;
+                heard.now();
+                match frame {
                     Ok(Some(ServerFrame::Response { id, result })) => {
                         let waiter = lock(&pending).remove(&id);
                         if let Some(waiter) = waiter {
@@ -185,7 +225,27 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
             if self.closed.load(Ordering::SeqCst) {
                 lock(&self.pending).remove(&id);
             }
-            rx.await.map_err(|_| TransportError::Closed)
+            // Silence is counted from the write at the earliest.
+            let earliest = tokio::time::Instant::now() + SILENCE_LIMIT;
+            let limit = || self.heard.limit().max(earliest);
+            let mut rx = rx;
+            loop {
+                tokio::select! {
+                    answer = &mut rx => return answer.map_err(|_| TransportError::Closed),
+                    () = tokio::time::sleep_until(limit()) => {
+                        if limit() > tokio::time::Instant::now() {
+                            continue; // a frame came meanwhile
+                        }
+                        lock(&self.pending).remove(&id);
+                        tracing::warn!(
+                            "the relay sent nothing for {} s while a request waited; closing the connection",
+                            SILENCE_LIMIT.as_secs()
+                        );
+                        self.close();
+                        return Err(TransportError::Closed);
+                    }
+                }
+            }
         })
     }
 
@@ -201,5 +261,101 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
 
     fn close_reason(&self) -> Option<CloseReason> {
         *lock(&self.close_reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hearth_protocol::ClientFrame;
+    use tokio::io::{duplex, split, DuplexStream, ReadHalf, WriteHalf};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    type TestLink = Arc<FrameLink<WriteHalf<DuplexStream>>>;
+
+    /// A link over an in-memory pipe, whether `close` was called on it, and the relay's
+    /// end of the pipe.
+    fn link() -> (TestLink, Arc<AtomicBool>, DuplexStream) {
+        let (ours, relay) = duplex(64 * 1024);
+        let (reader, writer) = split(ours);
+        let closed = Arc::new(AtomicBool::new(false));
+        let flag = closed.clone();
+        let (link, events) = FrameLink::start(
+            reader,
+            Vec::new(),
+            writer,
+            Box::new(move || flag.store(true, Ordering::SeqCst)),
+        );
+        // Events are not what these tests look at; the channel must stay open.
+        std::mem::forget(events);
+        (link, closed, relay)
+    }
+
+    async fn next_request(reader: &mut ReadHalf<DuplexStream>, buf: &mut Vec<u8>) -> ClientFrame {
+        read_frame(reader, buf).await.unwrap().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_the_relay_never_answers_fails_and_closes_the_link() {
+        let (link, closed, relay) = link();
+        // The relay reads the request and then says nothing, with the stream open.
+        let (mut relay_reader, _relay_writer) = split(relay);
+        let relay = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            next_request(&mut relay_reader, &mut buf).await;
+            std::future::pending::<()>().await;
+        });
+        let started = Instant::now();
+        let answer = link.call(Request::Ping).await;
+        assert!(matches!(answer, Err(TransportError::Closed)), "{answer:?}");
+        assert!(
+            started.elapsed() >= SILENCE_LIMIT,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            closed.load(Ordering::SeqCst),
+            "the connection was not closed"
+        );
+        assert!(link.is_closed());
+        assert!(lock(&link.pending).is_empty(), "the waiter was left behind");
+        relay.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_from_the_relay_keep_a_slow_answer_waited_for() {
+        let (link, closed, relay) = link();
+        // The relay answers only after three times the limit, but sends an event every
+        // two thirds of it meanwhile (as a connection catching up receives pages).
+        let (mut relay_reader, mut relay_writer) = split(relay);
+        let relay = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let request = next_request(&mut relay_reader, &mut buf).await;
+            for _ in 0..4 {
+                tokio::time::sleep(SILENCE_LIMIT * 2 / 3).await;
+                write_frame(&mut relay_writer, &ServerFrame::Event(Event::InboxArrived))
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(SILENCE_LIMIT / 2).await;
+            let answer = ServerFrame::Response {
+                id: request.id,
+                result: Ok(Response::Pong),
+            };
+            write_frame(&mut relay_writer, &answer).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let started = Instant::now();
+        let answer = link.call(Request::Ping).await;
+        assert!(matches!(answer, Ok(Ok(Response::Pong))), "{answer:?}");
+        assert!(
+            started.elapsed() > SILENCE_LIMIT * 3,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!closed.load(Ordering::SeqCst));
+        assert!(!link.is_closed());
+        relay.abort();
     }
 }
