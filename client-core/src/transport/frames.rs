@@ -64,7 +64,8 @@ impl LastHeard {
         }
     }
 
-    fn now(&self) {
+    /// Notes that a frame (or the end of the stream) was read just now.
+    fn stamp(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.at_ms.fetch_max(ms, Ordering::Relaxed);
     }
@@ -160,7 +161,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
         tokio::spawn(async move {
             loop {
                 let frame = read_frame::<_, ServerFrame>(&mut reader, &mut buf).await;
-                heard.now();
+                heard.stamp();
                 match frame {
                     Ok(Some(ServerFrame::Response { id, result })) => {
                         let waiter = lock(&pending).remove(&id);
