@@ -27,11 +27,20 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 
 /// How long a call waits while the relay sends nothing at all on the link. The relay
 /// answers every request (most within milliseconds; a write after its disk sync) and
-/// sends a waiting client the frames queued before the answer, so a minute of silence
+/// sends a waiting client what it queued before the answer, so a minute of silence
 /// with a call outstanding means a relay that stopped serving this connection: the link
 /// closes, the call fails with [`TransportError::Closed`], and the client reconnects as
-/// after any lost connection instead of waiting forever.
+/// after any lost connection instead of waiting forever. Any bytes read count as the
+/// relay speaking (a large frame arriving slowly is not silence), and a call whose
+/// request still has to reach the relay behind others gets [`SLOWEST_UPLOAD`] time
+/// for the unanswered bytes written before it and its own.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The slowest upload a call waits for, in bytes per second (8 kbit/s): a request is
+/// handed to QUIC's send buffer at once, and the relay can only answer once it has all of
+/// it, so a 512 KiB file piece on a slow uplink gets up to 512 s more than
+/// [`SILENCE_LIMIT`].
+pub const SLOWEST_UPLOAD: u64 = 1024;
 
 /// Completes when the connection under a link has closed: why the relay closed it, if
 /// it did (`None`: lost, or closed by us).
@@ -46,10 +55,57 @@ pub struct FrameLink<W> {
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     on_close: Box<dyn Fn() + Send + Sync>,
     heard: Arc<LastHeard>,
+    /// Bytes of the requests written (or being written) whose calls have not ended.
+    unanswered: Arc<AtomicU64>,
 }
 
-/// When the reader last took a frame off the link (a tokio clock, so tests can pause
-/// it).
+/// Takes a call's request bytes off [`FrameLink::unanswered`] when the call ends, however
+/// it ends (answered, failed, or dropped by its caller).
+struct Unanswered {
+    total: Arc<AtomicU64>,
+    bytes: u64,
+}
+
+impl Unanswered {
+    /// Counts `bytes` more; returns the guard and the total with them.
+    fn add(total: &Arc<AtomicU64>, bytes: u64) -> (Self, u64) {
+        let now = total.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let guard = Self {
+            total: total.clone(),
+            bytes,
+        };
+        (guard, now)
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// A reader that notes in [`LastHeard`] every read that brought bytes.
+struct Heard<R> {
+    inner: R,
+    heard: Arc<LastHeard>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Heard<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.heard.stamp();
+        }
+        polled
+    }
+}
+
+/// When the reader last read bytes off the link (a tokio clock, so tests can pause it).
 struct LastHeard {
     start: tokio::time::Instant,
     /// Milliseconds from `start`.
@@ -64,7 +120,7 @@ impl LastHeard {
         }
     }
 
-    /// Notes that a frame (or the end of the stream) was read just now.
+    /// Notes that bytes (or the end of the stream) were read just now.
     fn stamp(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.at_ms.fetch_max(ms, Ordering::Relaxed);
@@ -118,7 +174,12 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: serde::Serialize>(
     value: &T,
 ) -> Result<(), String> {
     let bytes = encode_frame(value, MAX_FRAME_LEN).map_err(|e| e.to_string())?;
-    writer.write_all(&bytes).await.map_err(|e| e.to_string())?;
+    write_encoded(writer, &bytes).await
+}
+
+/// Writes one frame encoded already.
+async fn write_encoded<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> Result<(), String> {
+    writer.write_all(bytes).await.map_err(|e| e.to_string())?;
     writer.flush().await.map_err(|e| e.to_string())
 }
 
@@ -138,7 +199,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
     /// stream ends, the reader waits for it (at most [`CLOSE_WAIT`]) and keeps the answer
     /// for [`Link::close_reason`] before it ends the event stream.
     pub fn start_watching<R: AsyncRead + Unpin + Send + 'static>(
-        mut reader: R,
+        reader: R,
         mut buf: Vec<u8>,
         writer: W,
         on_close: Box<dyn Fn() + Send + Sync>,
@@ -157,7 +218,12 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameLink<W> {
             close_reason: close_reason.clone(),
             on_close,
             heard: heard.clone(),
+            unanswered: Arc::default(),
         });
+        let mut reader = Heard {
+            inner: reader,
+            heard: heard.clone(),
+        };
         tokio::spawn(async move {
             loop {
                 let frame = read_frame::<_, ServerFrame>(&mut reader, &mut buf).await;
@@ -214,9 +280,18 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
             let (tx, rx) = oneshot::channel();
             lock(&self.pending).insert(id, tx);
             let frame = ClientFrame { id, request };
+            let bytes = match encode_frame(&frame, MAX_FRAME_LEN) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    lock(&self.pending).remove(&id);
+                    tracing::debug!("request not sent: {e}");
+                    return Err(TransportError::Closed);
+                }
+            };
+            let (_unanswered, ahead) = Unanswered::add(&self.unanswered, bytes.len() as u64);
             let written = {
                 let mut writer = self.writer.lock().await;
-                write_frame(&mut *writer, &frame).await
+                write_encoded(&mut *writer, &bytes).await
             };
             if let Err(e) = written {
                 lock(&self.pending).remove(&id);
@@ -226,8 +301,11 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
             if self.closed.load(Ordering::SeqCst) {
                 lock(&self.pending).remove(&id);
             }
-            // Silence is counted from the write at the earliest.
-            let earliest = tokio::time::Instant::now() + SILENCE_LIMIT;
+            // Silence is counted from the write at the earliest, with time for what is
+            // still to reach the relay.
+            let earliest = tokio::time::Instant::now()
+                + SILENCE_LIMIT
+                + Duration::from_secs(ahead / SLOWEST_UPLOAD);
             let limit = || self.heard.limit().max(earliest);
             let mut rx = rx;
             loop {
@@ -278,7 +356,13 @@ mod tests {
     /// A link over an in-memory pipe, whether `close` was called on it, and the relay's
     /// end of the pipe.
     fn link() -> (TestLink, Arc<AtomicBool>, DuplexStream) {
-        let (ours, relay) = duplex(64 * 1024);
+        link_buffering(64 * 1024)
+    }
+
+    /// [`link`] over a pipe that holds `buffer` bytes each way, as QUIC's send buffer
+    /// takes a request at once whatever the relay has received of it.
+    fn link_buffering(buffer: usize) -> (TestLink, Arc<AtomicBool>, DuplexStream) {
+        let (ours, relay) = duplex(buffer);
         let (reader, writer) = split(ours);
         let closed = Arc::new(AtomicBool::new(false));
         let flag = closed.clone();
@@ -357,6 +441,94 @@ mod tests {
         );
         assert!(!closed.load(Ordering::SeqCst));
         assert!(!link.is_closed());
+        relay.abort();
+    }
+
+    /// 300 KiB in 4 KiB steps, one every 2 s: 150 s, over twice the silence limit.
+    const SLOW_BYTES: usize = 300 * 1024;
+    const STEP: usize = 4 * 1024;
+    const STEP_EVERY: Duration = Duration::from_secs(2);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_request_the_relay_receives_slowly_is_waited_for() {
+        let (link, closed, relay) = link_buffering(4 * 1024 * 1024);
+        // The relay takes the request in slowly (a slow uplink), then answers.
+        let (mut relay_reader, mut relay_writer) = split(relay);
+        let relay = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let request: ClientFrame = loop {
+                tokio::time::sleep(STEP_EVERY).await;
+                let mut step = vec![0u8; STEP];
+                let n = relay_reader.read(&mut step).await.unwrap();
+                buf.extend_from_slice(&step[..n]);
+                if let Some((frame, _)) = decode_frame(&buf, MAX_FRAME_LEN).unwrap() {
+                    break frame;
+                }
+            };
+            let answer = ServerFrame::Response {
+                id: request.id,
+                result: Ok(Response::Pong),
+            };
+            write_frame(&mut relay_writer, &answer).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let append = Request::Append {
+            room: hearth_protocol::RoomId([1; 16]),
+            cap: hearth_protocol::Cap([2; 32]),
+            payload: vec![3; SLOW_BYTES],
+        };
+        let started = Instant::now();
+        let answer = link.call(append).await;
+        assert!(matches!(answer, Ok(Ok(Response::Pong))), "{answer:?}");
+        assert!(
+            started.elapsed() > SILENCE_LIMIT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!closed.load(Ordering::SeqCst));
+        assert_eq!(link.unanswered.load(Ordering::Relaxed), 0);
+        relay.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_frame_arriving_slowly_is_not_silence() {
+        let (link, closed, relay) = link();
+        // Before the answer the relay sends a large event, slowly (a slow downlink).
+        let (mut relay_reader, mut relay_writer) = split(relay);
+        let relay = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let request = next_request(&mut relay_reader, &mut buf).await;
+            let event = ServerFrame::Event(Event::Entries {
+                room: hearth_protocol::RoomId([1; 16]),
+                entries: vec![hearth_protocol::Entry {
+                    seq: hearth_protocol::Seq(1),
+                    kind: hearth_protocol::EntryKind::Message,
+                    time: 0,
+                    payload: vec![3; SLOW_BYTES],
+                    next_cap_hash: None,
+                }],
+            });
+            let bytes = encode_frame(&event, MAX_FRAME_LEN).unwrap();
+            for step in bytes.chunks(STEP) {
+                tokio::time::sleep(STEP_EVERY).await;
+                relay_writer.write_all(step).await.unwrap();
+            }
+            let answer = ServerFrame::Response {
+                id: request.id,
+                result: Ok(Response::Pong),
+            };
+            write_frame(&mut relay_writer, &answer).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let started = Instant::now();
+        let answer = link.call(Request::Ping).await;
+        assert!(matches!(answer, Ok(Ok(Response::Pong))), "{answer:?}");
+        assert!(
+            started.elapsed() > SILENCE_LIMIT * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!closed.load(Ordering::SeqCst));
         relay.abort();
     }
 }

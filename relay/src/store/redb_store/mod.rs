@@ -183,13 +183,13 @@ impl RedbStore {
     /// their publishers: links of an account to a room) would stay readable in the file
     /// until overwritten, where `inspect` does not look (attack 16).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        // What `Builder::create` opens, with its syncs timed.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        // What `Builder::create` opens, with its syncs timed (and private from the
+        // start where the platform allows).
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
         let syncs = Arc::new(SyncTimes::default());
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
