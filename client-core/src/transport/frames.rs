@@ -381,6 +381,32 @@ mod tests {
         read_frame(reader, buf).await.unwrap().unwrap()
     }
 
+    /// The relay answers call `id`, then keeps the stream open and says nothing more.
+    async fn answer_and_stay(writer: &mut WriteHalf<DuplexStream>, id: u32) {
+        let answer = ServerFrame::Response {
+            id,
+            result: Ok(Response::Pong),
+        };
+        write_frame(writer, &answer).await.unwrap();
+        std::future::pending::<()>().await;
+    }
+
+    /// Calls `request` and checks that it was answered, after more than `waited`, on a
+    /// link still open.
+    async fn answered_after(
+        link: &TestLink,
+        closed: &AtomicBool,
+        request: Request,
+        waited: Duration,
+    ) {
+        let started = Instant::now();
+        let answer = link.call(request).await;
+        assert!(matches!(answer, Ok(Ok(Response::Pong))), "{answer:?}");
+        assert!(started.elapsed() > waited, "{:?}", started.elapsed());
+        assert!(!closed.load(Ordering::SeqCst));
+        assert!(!link.is_closed());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_call_the_relay_never_answers_fails_and_closes_the_link() {
         let (link, closed, relay) = link();
@@ -424,23 +450,9 @@ mod tests {
                     .unwrap();
             }
             tokio::time::sleep(SILENCE_LIMIT / 2).await;
-            let answer = ServerFrame::Response {
-                id: request.id,
-                result: Ok(Response::Pong),
-            };
-            write_frame(&mut relay_writer, &answer).await.unwrap();
-            std::future::pending::<()>().await;
+            answer_and_stay(&mut relay_writer, request.id).await;
         });
-        let started = Instant::now();
-        let answer = link.call(Request::Ping).await;
-        assert!(matches!(answer, Ok(Ok(Response::Pong))), "{answer:?}");
-        assert!(
-            started.elapsed() > SILENCE_LIMIT * 3,
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(!closed.load(Ordering::SeqCst));
-        assert!(!link.is_closed());
+        answered_after(&link, &closed, Request::Ping, SILENCE_LIMIT * 3).await;
         relay.abort();
     }
 
@@ -465,27 +477,14 @@ mod tests {
                     break frame;
                 }
             };
-            let answer = ServerFrame::Response {
-                id: request.id,
-                result: Ok(Response::Pong),
-            };
-            write_frame(&mut relay_writer, &answer).await.unwrap();
-            std::future::pending::<()>().await;
+            answer_and_stay(&mut relay_writer, request.id).await;
         });
         let append = Request::Append {
             room: hearth_protocol::RoomId([1; 16]),
             cap: hearth_protocol::Cap([2; 32]),
             payload: vec![3; SLOW_BYTES],
         };
-        let started = Instant::now();
-        let answer = link.call(append).await;
-        assert!(matches!(answer, Ok(Ok(Response::Pong))), "{answer:?}");
-        assert!(
-            started.elapsed() > SILENCE_LIMIT * 2,
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(!closed.load(Ordering::SeqCst));
+        answered_after(&link, &closed, append, SILENCE_LIMIT * 2).await;
         assert_eq!(link.unanswered.load(Ordering::Relaxed), 0);
         relay.abort();
     }
@@ -513,22 +512,9 @@ mod tests {
                 tokio::time::sleep(STEP_EVERY).await;
                 relay_writer.write_all(step).await.unwrap();
             }
-            let answer = ServerFrame::Response {
-                id: request.id,
-                result: Ok(Response::Pong),
-            };
-            write_frame(&mut relay_writer, &answer).await.unwrap();
-            std::future::pending::<()>().await;
+            answer_and_stay(&mut relay_writer, request.id).await;
         });
-        let started = Instant::now();
-        let answer = link.call(Request::Ping).await;
-        assert!(matches!(answer, Ok(Ok(Response::Pong))), "{answer:?}");
-        assert!(
-            started.elapsed() > SILENCE_LIMIT * 2,
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(!closed.load(Ordering::SeqCst));
+        answered_after(&link, &closed, Request::Ping, SILENCE_LIMIT * 2).await;
         relay.abort();
     }
 }
