@@ -313,7 +313,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Link for FrameLink<W> {
                     answer = &mut rx => return answer.map_err(|_| TransportError::Closed),
                     () = tokio::time::sleep_until(limit()) => {
                         if limit() > tokio::time::Instant::now() {
-                            continue; // a frame came meanwhile
+                            continue; // bytes came meanwhile
                         }
                         lock(&self.pending).remove(&id);
                         tracing::warn!(
