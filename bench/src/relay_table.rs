@@ -306,8 +306,8 @@ async fn run_in(mut a: RelayArgs, base: &std::path::Path) -> Result<()> {
         end.hwm_kib as f64 / raw_end.hwm_kib.max(1) as f64
     );
     println!();
+    let paced_p99 = med(&pace.relay, |o| o.latency.ms(0.99));
     if !pace.relay.is_empty() {
-        let paced_p99 = med(&pace.relay, |o| o.latency.ms(0.99));
         println!(
             "fdatasync of 1 KiB in the relay's directory during the paced runs: p50 {:.2} ms, p99 {:.2} ms; paced p99 minus fsync p99: {:.2} ms.",
             fsync_p(0.5),
@@ -316,7 +316,6 @@ async fn run_in(mut a: RelayArgs, base: &std::path::Path) -> Result<()> {
         );
     }
     if !relay_syncs.is_empty() {
-        let paced_p99 = med(&pace.relay, |o| o.latency.ms(0.99));
         let syncs_p = |p: f64| {
             median(
                 &relay_syncs

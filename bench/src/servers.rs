@@ -6,8 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hearth_protocol::frame::{decode_body, encode_frame};
-use hearth_protocol::limits::MAX_FRAME_LEN;
 use hearth_protocol::RelayAddress;
 use hearth_relay::store::sync_times::SyncHistogram;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -80,17 +78,11 @@ impl Server {
     /// The relay's disk syncs since it started, from its admin socket (`hearth-relay
     /// status`). Errors: no relay answers on the socket, or it keeps no sync times.
     pub async fn disk_syncs(&self) -> Result<SyncHistogram> {
-        use hearth_relay::admin::{read_frame, AdminRequest, AdminResponse, SOCKET_FILE};
-        use tokio::io::AsyncWriteExt;
-        let mut socket = tokio::net::UnixStream::connect(self.dir.join(SOCKET_FILE))
-            .await
-            .context("cannot reach the relay's admin socket")?;
-        let request = encode_frame(&AdminRequest::Status, MAX_FRAME_LEN)?;
-        socket.write_all(&request).await?;
-        let body = read_frame(&mut socket)
+        use hearth_relay::admin::{ask_running, AdminRequest, AdminResponse};
+        match ask_running(&self.dir, &AdminRequest::Status)
             .await?
-            .context("the relay closed its admin socket")?;
-        match decode_body::<AdminResponse>(&body)? {
+            .context("no relay answers on its admin socket")?
+        {
             AdminResponse::Status(status) => {
                 status.disk_syncs.context("the relay reports no disk syncs")
             }

@@ -51,6 +51,15 @@ pub enum AdminError {
     /// The data directory belongs to another user (the packaged relay's `hearth` user).
     #[error("permission denied on {}", .0.display())]
     PermissionDenied(PathBuf),
+    /// The running relay's answer does not decode: it is another version of
+    /// `hearth-relay` than this command (a package upgraded while the old relay still
+    /// runs). The string is the decoder's error.
+    #[error(
+        "the running relay answered in a form this hearth-relay cannot read ({0}): it is \
+         probably another version, still running since an upgrade; restart it \
+         (`sudo systemctl restart hearth-relay`) and try again"
+    )]
+    OtherVersion(String),
 }
 
 /// A command from the owner.
@@ -476,22 +485,36 @@ pub async fn request(
     config: &RelayConfig,
     request: AdminRequest,
 ) -> Result<AdminResponse, AdminError> {
-    let path = config.data_dir.join(SOCKET_FILE);
-    match tokio::net::UnixStream::connect(&path).await {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            Err(AdminError::PermissionDenied(config.data_dir.clone()))
-        }
-        Ok(mut stream) => {
-            let bytes = encode_frame(&request, MAX_FRAME_LEN)
-                .map_err(|e| AdminError::Protocol(e.to_string()))?;
-            stream.write_all(&bytes).await?;
-            let body = read_frame(&mut stream)
-                .await?
-                .ok_or_else(|| AdminError::Protocol("the relay closed the admin socket".into()))?;
-            decode_body(&body).map_err(|e| AdminError::Protocol(e.to_string()))
-        }
-        Err(_) => offline(config, request).await,
+    match ask_running(&config.data_dir, &request).await? {
+        Some(response) => Ok(response),
+        None => offline(config, request).await,
     }
+}
+
+/// Sends `request` over the admin socket of the relay running on `data_dir` and reads its
+/// answer. `Ok(None)`: nothing listens on the socket (no relay runs there). Errors:
+/// [`AdminError::PermissionDenied`] when the socket belongs to another user, `Io` or
+/// `Protocol` when the relay hangs up or answers with something that does not decode.
+pub async fn ask_running(
+    data_dir: &Path,
+    request: &AdminRequest,
+) -> Result<Option<AdminResponse>, AdminError> {
+    let mut stream = match tokio::net::UnixStream::connect(data_dir.join(SOCKET_FILE)).await {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(AdminError::PermissionDenied(data_dir.to_path_buf()))
+        }
+        Err(_) => return Ok(None),
+    };
+    let bytes =
+        encode_frame(request, MAX_FRAME_LEN).map_err(|e| AdminError::Protocol(e.to_string()))?;
+    stream.write_all(&bytes).await?;
+    let body = read_frame(&mut stream)
+        .await?
+        .ok_or_else(|| AdminError::Protocol("the relay closed the admin socket".into()))?;
+    decode_body(&body)
+        .map(Some)
+        .map_err(|e| AdminError::OtherVersion(e.to_string()))
 }
 
 /// Carries out `request` on the store of a relay that is not running. Refuses with
@@ -523,4 +546,57 @@ pub async fn offline(
     let response = execute(&relay, &address, false, request).await;
     relay.close().await;
     Ok(response)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A relay of an older version answers `status` without the fields added since (a
+    /// `StatusReport` from before `disk_syncs` lacks its last byte): the owner is told to
+    /// restart it, not shown a decoder's error alone.
+    #[tokio::test]
+    async fn an_answer_from_another_version_says_to_restart_the_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::UnixListener::bind(dir.path().join(SOCKET_FILE)).unwrap();
+        let older_relay = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let request = read_frame(&mut stream).await.unwrap().unwrap();
+            assert_eq!(
+                decode_body::<AdminRequest>(&request).unwrap(),
+                AdminRequest::Status
+            );
+            let report = StatusReport {
+                running: true,
+                uptime_secs: Some(5),
+                address: None,
+                store: StoreStats::default(),
+                disk: None,
+                min_free_bytes: 0,
+                metrics: None,
+                disk_syncs: None,
+            };
+            let body = postcard::to_stdvec(&AdminResponse::Status(report)).unwrap();
+            let older = &body[..body.len() - 1];
+            let length = u32::try_from(older.len()).unwrap().to_be_bytes();
+            stream.write_all(&length).await.unwrap();
+            stream.write_all(older).await.unwrap();
+        });
+        let error = ask_running(dir.path(), &AdminRequest::Status)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, AdminError::OtherVersion(_)), "{error}");
+        assert!(error.to_string().contains("restart"), "{error}");
+        older_relay.await.unwrap();
+    }
+
+    /// No relay listens: the answer is `None`, so `request` falls back to the store.
+    #[tokio::test]
+    async fn no_socket_means_no_running_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ask_running(dir.path(), &AdminRequest::Status)
+            .await
+            .unwrap()
+            .is_none());
+    }
 }
