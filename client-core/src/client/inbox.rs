@@ -100,17 +100,37 @@ impl Inner {
         entry: &InboxEntry,
         shared: &HashSet<[u8; 32]>,
     ) -> Result<Result<Took, ClientError>, ClientError> {
-        for _ in 0..2 {
+        let mut lookups = 0;
+        let mut waits = 0;
+        loop {
             match self.handle_inbox_entry(entry, shared) {
-                Ok(Taken::Lookup(handles)) => self.look_up_identities(&handles).await?,
+                Ok(Taken::Lookup(handles)) if lookups < 2 => {
+                    lookups += 1;
+                    self.look_up_identities(&handles).await?;
+                }
+                Ok(Taken::Lookup(_)) => {
+                    return Ok(Err(ClientError::Other(
+                        "the relay's directory did not answer for everyone in the room".into(),
+                    )))
+                }
+                Ok(Taken::Busy(id)) if waits < BUSY_WAITS => {
+                    waits += 1;
+                    self.wait_for_room(id).await;
+                }
+                // Held all along: left in the inbox for the next fetch.
+                Ok(Taken::Busy(_)) | Ok(Taken::Later) => return Ok(Ok(Took::Later)),
                 Ok(Taken::Done(direct)) => return Ok(Ok(Took::Taken(direct))),
-                Ok(Taken::Later) => return Ok(Ok(Took::Later)),
                 Err(e) => return Ok(Err(e)),
             }
         }
-        Ok(Err(ClientError::Other(
-            "the relay's directory did not answer for everyone in the room".into(),
-        )))
+    }
+
+    /// Waits until no other task holds room `id`, at most [`BUSY_WAIT`] (the callers of
+    /// [`Inner::fetch_inbox`] hold no room, so this cannot wait on itself).
+    async fn wait_for_room(&self, id: RoomId) {
+        if let Ok(room) = self.room(id) {
+            let _ = tokio::time::timeout(BUSY_WAIT, room.lock()).await;
+        }
     }
 
     /// Takes one Welcome. A private conversation (a direct room of just us and the
@@ -150,6 +170,9 @@ impl Inner {
         }
         if into == WelcomeInto::Later {
             return Ok(Taken::Later);
+        }
+        if into == WelcomeInto::Busy {
+            return Ok(Taken::Busy(id));
         }
         let welcome = match parse_message(&welcome)?.extract() {
             MlsMessageBodyIn::Welcome(welcome) => welcome,
@@ -315,7 +338,16 @@ enum Taken {
     Lookup(Vec<Handle>),
     /// Left in the inbox (see [`Took::Later`]).
     Later,
+    /// Nothing taken yet: another task holds this room; wait for it and look again.
+    Busy(RoomId),
 }
+
+/// How many times an inbox entry waits for its room to be let go before it is left for
+/// the next fetch.
+const BUSY_WAITS: usize = 3;
+
+/// The longest one such wait.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What came of an inbox entry.
 pub(crate) enum Took {
@@ -324,7 +356,8 @@ pub(crate) enum Took {
     /// Left in the inbox for a later fetch: its room is one we hold as joined but have
     /// not caught up on this connection (the relay refused the room's connection for
     /// now). A Welcome back into a room we were removed from is recognised only once the
-    /// removal is read; taken before, it would be dropped as a duplicate.
+    /// removal is read; taken before, it would be dropped as a duplicate. Or its room
+    /// was held by another task all the while this entry waited for it.
     Later,
 }
 

@@ -35,6 +35,9 @@ pub(crate) enum WelcomeInto {
     /// Not yet: we hold the room as joined but have not caught it up on this connection
     /// (see [`super::inbox::Took::Later`]).
     Later,
+    /// Another task holds the room (an operation on it, a catch-up, or a moment's look
+    /// at every room): wait until it lets go, then look again.
+    Busy,
 }
 
 /// How often a commit is retried after losing the race for an epoch.
@@ -1013,9 +1016,12 @@ impl Inner {
         if super::lock(&self.behind).contains(&id) {
             return Ok(WelcomeInto::Later);
         }
-        // A room busy with an operation is an active one: a duplicate deposit.
+        // A room someone else holds says nothing of what this Welcome is: it was once
+        // taken for a duplicate deposit and acknowledged, which dropped a second
+        // invitation that came while anything (even `sync` passing over the room) held
+        // the invited room.
         let Ok(mut room) = handle.try_lock() else {
-            return Ok(WelcomeInto::Nothing);
+            return Ok(WelcomeInto::Busy);
         };
         if !room.removed && matches!(room.rec.status, Status::Invited { .. }) {
             return Ok(WelcomeInto::LaterThan(room.group.epoch().as_u64()));
