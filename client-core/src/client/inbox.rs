@@ -10,7 +10,7 @@ use openmls::prelude::*;
 use super::authentication::{member_identities, Unverified};
 use super::ops::WelcomeInto;
 use super::room::{Room, RoomExtra, RoomRecord, Status};
-use super::{unexpected, Inner};
+use super::{lock, unexpected, Inner};
 use crate::content::InboxMessage;
 use crate::error::{mls, ClientError};
 use crate::events::{ClientEvent, Invitation};
@@ -39,6 +39,7 @@ impl Inner {
     async fn fetch_inbox_entries(&self) -> Result<Vec<RoomId>, ClientError> {
         let _one_at_a_time = self.inbox_lock.lock().await;
         let mut joined = Vec::new();
+        let mut waited = HashSet::new();
         loop {
             let entries = match self
                 .call(Request::FetchInbox {
@@ -57,7 +58,7 @@ impl Inner {
             let mut ids = Vec::with_capacity(entries.len());
             let shared = self.shared_identities().await;
             for entry in &entries {
-                match self.take_inbox_entry(entry, &shared).await? {
+                match self.take_inbox_entry(entry, &shared, &mut waited).await? {
                     Ok(Took::Taken(direct)) => joined.extend(direct),
                     Ok(Took::Later) => continue, // not acknowledged: fetched again
                     Err(e) => tracing::warn!("inbox entry {} dropped: {e}", entry.id),
@@ -95,13 +96,19 @@ impl Inner {
     /// Takes one inbox entry, asking the relay's directory about the identities in it
     /// first when needed. The outer error (the relay went away) leaves the entry in the
     /// inbox; the inner one means the entry is dropped.
+    ///
+    /// An entry whose room another task holds waits for it once, at most [`BUSY_WAIT`],
+    /// and is looked at again; `waited` names the rooms already waited for during this
+    /// fetch, whose entries are not waited for again: they are left in the inbox and
+    /// fetched again once the room is let go ([`Inner::fetch_when_free`]). The wait
+    /// happens under `inbox_lock`: whoever holds a room must not fetch the inbox.
     pub(super) async fn take_inbox_entry(
         &self,
         entry: &InboxEntry,
         shared: &HashSet<[u8; 32]>,
+        waited: &mut HashSet<RoomId>,
     ) -> Result<Result<Took, ClientError>, ClientError> {
         let mut lookups = 0;
-        let mut waits = 0;
         loop {
             match self.handle_inbox_entry(entry, shared) {
                 Ok(Taken::Lookup(handles)) if lookups < 2 => {
@@ -113,24 +120,42 @@ impl Inner {
                         "the relay's directory did not answer for everyone in the room".into(),
                     )))
                 }
-                Ok(Taken::Busy(id)) if waits < BUSY_WAITS => {
-                    waits += 1;
-                    self.wait_for_room(id).await;
+                Ok(Taken::Busy(id)) if waited.insert(id) => self.wait_for_room(id).await,
+                Ok(Taken::Busy(id)) => {
+                    self.fetch_when_free(id);
+                    return Ok(Ok(Took::Later));
                 }
-                // Held all along: left in the inbox for the next fetch.
-                Ok(Taken::Busy(_)) | Ok(Taken::Later) => return Ok(Ok(Took::Later)),
+                Ok(Taken::Later) => return Ok(Ok(Took::Later)),
                 Ok(Taken::Done(direct)) => return Ok(Ok(Took::Taken(direct))),
                 Err(e) => return Ok(Err(e)),
             }
         }
     }
 
-    /// Waits until no other task holds room `id`, at most [`BUSY_WAIT`] (the callers of
-    /// [`Inner::fetch_inbox`] hold no room, so this cannot wait on itself).
+    /// Waits until no other task holds room `id`, at most [`BUSY_WAIT`].
     async fn wait_for_room(&self, id: RoomId) {
         if let Ok(room) = self.room(id) {
             let _ = tokio::time::timeout(BUSY_WAIT, room.lock()).await;
         }
+    }
+
+    /// Fetches the inbox again once room `id` is let go: a Welcome into it was left in
+    /// the inbox while another task held the room, and nothing else would fetch it before
+    /// the next deposit or connection. One task per room at a time.
+    fn fetch_when_free(&self, id: RoomId) {
+        let (Some(me), Ok(room)) = (self.me.upgrade(), self.room(id)) else {
+            return;
+        };
+        if !lock(&self.refetch).insert(id) {
+            return;
+        }
+        self.track(tokio::spawn(async move {
+            drop(room.lock().await);
+            lock(&me.refetch).remove(&id);
+            if let Err(e) = me.fetch_inbox().await {
+                tracing::info!("fetching the inbox again for room {id} failed: {e}");
+            }
+        }));
     }
 
     /// Takes one Welcome. A private conversation (a direct room of just us and the
@@ -342,12 +367,11 @@ enum Taken {
     Busy(RoomId),
 }
 
-/// How many times an inbox entry waits for its room to be let go before it is left for
-/// the next fetch.
-const BUSY_WAITS: usize = 3;
-
-/// The longest one such wait.
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest an inbox fetch waits for a room another task holds (a catch-up of a long
+/// log can hold it longer; the Welcome is then fetched again once the room is let go).
+/// Short: the driver fetches the inbox between the relay's pushes, and a re-authentication
+/// challenge waits behind it (30 s to answer).
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What came of an inbox entry.
 pub(crate) enum Took {
@@ -356,8 +380,8 @@ pub(crate) enum Took {
     /// Left in the inbox for a later fetch: its room is one we hold as joined but have
     /// not caught up on this connection (the relay refused the room's connection for
     /// now). A Welcome back into a room we were removed from is recognised only once the
-    /// removal is read; taken before, it would be dropped as a duplicate. Or its room
-    /// was held by another task all the while this entry waited for it.
+    /// removal is read; taken before, it would be dropped as a duplicate. Or another task
+    /// held its room at each look (fetched again once it lets go).
     Later,
 }
 

@@ -126,6 +126,10 @@ pub(crate) struct Inner {
     /// connection for now, each followed again in the background by one task (see
     /// [`Inner::follow_later`]). A Welcome into one of them waits in the inbox.
     behind: Mutex<std::collections::HashSet<RoomId>>,
+    /// Rooms with a Welcome left in the inbox because another task held the room, each
+    /// waited for by one task that fetches the inbox again once it is let go (see
+    /// [`Inner::fetch_when_free`]).
+    refetch: Mutex<std::collections::HashSet<RoomId>>,
     /// The relay's clock against ours (see [`crate::clock`]).
     pub(crate) clock: crate::clock::RelayClock,
     /// Pages of catch-up read and held at once, across rooms (see
@@ -312,6 +316,7 @@ impl Client {
             marks_sent: Mutex::new(HashMap::new()),
             news: Mutex::new(HashMap::new()),
             behind: Mutex::new(Default::default()),
+            refetch: Mutex::new(Default::default()),
             clock: crate::clock::RelayClock::default(),
             catch_up_pages: tokio::sync::Semaphore::new(ops::CATCH_UP_PAGES),
         });

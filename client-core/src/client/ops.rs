@@ -1008,7 +1008,8 @@ impl Inner {
     /// the old group state and record are dropped first (the history is kept). For an
     /// invitation not accepted yet, a Welcome into a later epoch replaces it (we were
     /// removed and invited again meanwhile: the older one leads only to that removal,
-    /// issue 13's ghost member); the caller compares the epochs.
+    /// issue 13's ghost member); the caller compares the epochs. `Busy` when another task
+    /// holds the room: the caller waits for it and asks again.
     pub(crate) fn make_room_for_welcome(&self, id: RoomId) -> Result<WelcomeInto, ClientError> {
         let Ok(handle) = self.room(id) else {
             return Ok(WelcomeInto::NewRoom);
@@ -1016,10 +1017,8 @@ impl Inner {
         if super::lock(&self.behind).contains(&id) {
             return Ok(WelcomeInto::Later);
         }
-        // A room someone else holds says nothing of what this Welcome is: it was once
-        // taken for a duplicate deposit and acknowledged, which dropped a second
-        // invitation that came while anything (even `sync` passing over the room) held
-        // the invited room.
+        // Held by another task: nothing can be told until it lets go (taken for a
+        // duplicate, a second invitation after a kick was once acknowledged and lost).
         let Ok(mut room) = handle.try_lock() else {
             return Ok(WelcomeInto::Busy);
         };

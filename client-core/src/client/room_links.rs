@@ -179,7 +179,7 @@ impl Inner {
     }
 
     /// Keeps `task` to stop it on close: it may hold the client's state.
-    fn track(&self, task: tokio::task::JoinHandle<()>) {
+    pub(super) fn track(&self, task: tokio::task::JoinHandle<()>) {
         let mut tasks = lock(&self.room_tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
