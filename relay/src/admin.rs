@@ -494,7 +494,8 @@ pub async fn request(
 /// Sends `request` over the admin socket of the relay running on `data_dir` and reads its
 /// answer. `Ok(None)`: nothing listens on the socket (no relay runs there). Errors:
 /// [`AdminError::PermissionDenied`] when the socket belongs to another user, `Io` or
-/// `Protocol` when the relay hangs up or answers with something that does not decode.
+/// `Protocol` when the relay hangs up, [`AdminError::OtherVersion`] when its answer does
+/// not decode.
 pub async fn ask_running(
     data_dir: &Path,
     request: &AdminRequest,

@@ -169,15 +169,14 @@ impl Member {
     ) -> (Result<Option<RoomId>, ClientError>, Vec<ClientEvent>) {
         let inner = &self.client.inner;
         let shared = HashSet::new();
-        let result =
-            match self
-                .runtime
-                .block_on(inner.take_inbox_entry(entry, &shared, &mut HashSet::new()))
-            {
-                Ok(Ok(super::inbox::Took::Taken(direct))) => Ok(direct),
-                Ok(Ok(super::inbox::Took::Later)) => Ok(None),
-                Ok(Err(e)) | Err(e) => Err(e),
-            };
+        let taken =
+            self.runtime
+                .block_on(inner.take_inbox_entry(entry, &shared, &mut HashSet::new()));
+        let result = match taken {
+            Ok(Ok(super::inbox::Took::Taken(direct))) => Ok(direct),
+            Ok(Ok(super::inbox::Took::Later)) => Ok(None),
+            Ok(Err(e)) | Err(e) => Err(e),
+        };
         (result, self.take_events())
     }
 
