@@ -21,7 +21,7 @@ impl Tx<'_> {
             }
             None => {}
             Some(hash) => {
-                let Some(v) = self.invites.get(hash.as_slice())? else {
+                let Some(v) = self.invites.read()?.get(hash.as_slice())? else {
                     return Ok(Err(err(
                         ErrorCode::InviteInvalid,
                         "unknown or revoked invite",
@@ -37,18 +37,21 @@ impl Tx<'_> {
                 invite_record = Some(record);
             }
         }
-        if self.account(&account)?.is_some() || self.retired.get(account.0.as_slice())?.is_some() {
+        if self.account(&account)?.is_some()
+            || self.retired.read()?.get(account.0.as_slice())?.is_some()
+        {
             return Ok(Err(err(
                 ErrorCode::AlreadyRegistered,
                 "this key is already registered",
             )));
         }
-        if self.handles.get(handle.as_str())?.is_some() {
+        if self.handles.read()?.get(handle.as_str())?.is_some() {
             return Ok(Err(err(ErrorCode::HandleTaken, "the handle is taken")));
         }
         if let Some(mut record) = invite_record {
             record.uses_left -= 1;
             self.invites
+                .write()?
                 .insert(record.hash.as_slice(), encode(&record)?.as_slice())?;
         }
         let record = AccountRecord {
@@ -63,12 +66,14 @@ impl Tx<'_> {
             next_key_package_id: 0,
         };
         self.put_account(&record)?;
-        self.handles.insert(handle.as_str(), account.0.as_slice())?;
+        self.handles
+            .write()?
+            .insert(handle.as_str(), account.0.as_slice())?;
         Ok(Ok(Applied::Account(record)))
     }
 
     pub(super) fn stock(&self, account: &AccountKey) -> Result<(u32, bool), StoreError> {
-        stock_of(&self.key_packages, &self.last_resort, account)
+        stock_of(self.key_packages.read()?, self.last_resort.read()?, account)
     }
 
     pub(super) fn publish(
@@ -83,6 +88,7 @@ impl Tx<'_> {
         let hi = key2(&account.0, u64::MAX);
         let stored = self
             .key_packages
+            .read()?
             .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
             .count() as u64;
         let adding = packages.len() as u64;
@@ -93,6 +99,7 @@ impl Tx<'_> {
         if stored.saturating_add(adding) > max_stock {
             for item in self
                 .key_packages
+                .read()?
                 .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
             {
                 let (k, v) = item?;
@@ -114,7 +121,7 @@ impl Tx<'_> {
         }
         let refund: u64 = expired.iter().map(|(_, cost)| cost).sum();
         let mut bytes: u64 = packages.iter().map(|p| object_cost(p.len())).sum();
-        let old_last = match self.last_resort.get(account.0.as_slice())? {
+        let old_last = match self.last_resort.read()?.get(account.0.as_slice())? {
             Some(v) => object_cost(v.value().len()),
             None => 0,
         };
@@ -133,19 +140,22 @@ impl Tx<'_> {
             record.used_bytes = record.used_bytes.saturating_sub(refund - bytes);
         }
         for (k, _) in &expired {
-            self.key_packages.remove(k.as_slice())?;
+            self.key_packages.write()?.remove(k.as_slice())?;
         }
         for package in packages {
             record.next_key_package_id += 1;
-            self.key_packages.insert(
+            self.key_packages.write()?.insert(
                 key2(&account.0, record.next_key_package_id).as_slice(),
                 package.as_slice(),
             )?;
         }
         if let Some(l) = last_resort {
             self.last_resort
+                .write()?
                 .insert(account.0.as_slice(), l.as_slice())?;
-            self.last_resort.remove(used_key(&account).as_slice())?;
+            self.last_resort
+                .write()?
+                .remove(used_key(&account).as_slice())?;
             record.used_bytes = record.used_bytes.saturating_sub(old_last);
         }
         self.put_account(&record)?;
@@ -168,6 +178,7 @@ impl Tx<'_> {
         let mut expired = Vec::new();
         for item in self
             .key_packages
+            .read()?
             .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
         {
             let (k, v) = item?;
@@ -179,11 +190,11 @@ impl Tx<'_> {
             break;
         }
         for (k, len) in &expired {
-            self.key_packages.remove(k.as_slice())?;
+            self.key_packages.write()?.remove(k.as_slice())?;
             record.used_bytes = record.used_bytes.saturating_sub(*len);
         }
         if let Some((k, package)) = first {
-            self.key_packages.remove(k.as_slice())?;
+            self.key_packages.write()?.remove(k.as_slice())?;
             record.used_bytes = record.used_bytes.saturating_sub(object_cost(package.len()));
             self.put_account(&record)?;
             return Ok(Ok(Applied::KeyPackage {
@@ -197,6 +208,7 @@ impl Tx<'_> {
         }
         let package = self
             .last_resort
+            .read()?
             .get(account.0.as_slice())?
             .map(|v| v.value().to_vec())
             .filter(|p| !crate::key_packages::is_expired(p));
@@ -205,6 +217,7 @@ impl Tx<'_> {
                 // Reused until replaced; the stock says it is used so its owner replaces
                 // it (issue 11: the last-resort package is rotated after use).
                 self.last_resort
+                    .write()?
                     .insert(used_key(&account).as_slice(), &[][..])?;
                 Ok(Ok(Applied::KeyPackage {
                     account,

@@ -31,7 +31,7 @@ impl Tx<'_> {
     pub(super) fn count_audit(&mut self, mut record: AuditRecord) -> Result<(), StoreError> {
         let window = window_of(record.time);
         let mut key = audit_key(window, &record.kind, record.ip.as_deref());
-        let existing = match self.audit.get(key.as_slice())? {
+        let existing = match self.audit.read()?.get(key.as_slice())? {
             Some(v) => Some(decode::<AuditRecord>(v.value())?),
             None => None,
         };
@@ -45,13 +45,14 @@ impl Tx<'_> {
                 let hi = window.saturating_add(1).to_be_bytes();
                 let rows = self
                     .audit
+                    .read()?
                     .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
                     .take(AUDIT_ROWS_PER_WINDOW)
                     .count();
                 if rows >= AUDIT_ROWS_PER_WINDOW {
                     record.ip = Some(AUDIT_OTHER_ADDRESSES.to_string());
                     key = audit_key(window, &record.kind, record.ip.as_deref());
-                    match self.audit.get(key.as_slice())? {
+                    match self.audit.read()?.get(key.as_slice())? {
                         Some(v) => {
                             let mut row: AuditRecord = decode(v.value())?;
                             row.absorb(&record);
@@ -65,6 +66,7 @@ impl Tx<'_> {
             }
         };
         self.audit
+            .write()?
             .insert(key.as_slice(), encode(&merged)?.as_slice())?;
         self.prune_audit(merged.last)
     }
@@ -74,12 +76,13 @@ impl Tx<'_> {
         let cutoff = window_of(now.saturating_sub(AUDIT_KEEP_SECS)).to_be_bytes();
         let old: Vec<Vec<u8>> = self
             .audit
+            .read()?
             .range::<&[u8]>(..cutoff.as_slice())?
             .take(PRUNE_PER_WRITE)
             .map(|item| item.map(|(k, _)| k.value().to_vec()))
             .collect::<Result<_, _>>()?;
         for key in old {
-            self.audit.remove(key.as_slice())?;
+            self.audit.write()?.remove(key.as_slice())?;
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ impl Tx<'_> {
     /// The room's admin pseudonyms; empty for a room from before the relay kept them (or
     /// whose list of account keys the migration to format 3 dropped).
     pub(super) fn room_admins(&self, room: &RoomId) -> Result<Vec<AdminKey>, StoreError> {
-        match self.room_admins.get(room.0.as_slice())? {
+        match self.room_admins.read()?.get(room.0.as_slice())? {
             Some(v) => decode(v.value()),
             None => Ok(Vec::new()),
         }
@@ -75,6 +75,7 @@ impl Tx<'_> {
             Err(e) => return Ok(Err(e)),
         };
         self.room_admins
+            .write()?
             .insert(room.0.as_slice(), encode(&admins)?.as_slice())?;
         Ok(Ok(()))
     }
@@ -122,7 +123,7 @@ impl Tx<'_> {
     /// The owner account of a room of a store migrated from format 2 that has not set its
     /// first list of pseudonyms yet.
     fn legacy_owner(&self, room: &RoomId) -> Result<Option<AccountKey>, StoreError> {
-        match self.legacy_admins.get(room.0.as_slice())? {
+        match self.legacy_admins.read()?.get(room.0.as_slice())? {
             Some(v) => Ok(decode::<Vec<AccountKey>>(v.value())?.first().copied()),
             None => Ok(None),
         }
@@ -160,7 +161,7 @@ impl Tx<'_> {
         if let Err(e) = self.put_room_admins(room, admins)? {
             return Ok(Some(Err(e)));
         }
-        self.legacy_admins.remove(room.0.as_slice())?;
+        self.legacy_admins.write()?.remove(room.0.as_slice())?;
         Ok(Some(Ok(Applied::Done)))
     }
 
@@ -214,7 +215,11 @@ impl Tx<'_> {
         if let Err(e) = self.require_admin(&room, Some(&admin))? {
             return Ok(Err(e));
         }
-        match self.epochs.get(epoch_key(&room, &cap_hash).as_slice())? {
+        match self
+            .epochs
+            .read()?
+            .get(epoch_key(&room, &cap_hash).as_slice())?
+        {
             Some(end) if end.value() == seq.0 => {}
             _ => {
                 return Ok(Err(forbidden_because(
@@ -227,6 +232,7 @@ impl Tx<'_> {
         let hi = commit_cap_key(&room, Seq(record.head));
         let begun: Vec<(Seq, CapHash)> = self
             .commit_caps
+            .read()?
             .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
             .map(|item| {
                 let (k, v) = item?;
@@ -246,6 +252,7 @@ impl Tx<'_> {
             || begun.iter().any(|(_, c)| *c == removal.next_cap_hash)
             || self
                 .epochs
+                .read()?
                 .get(epoch_key(&room, &removal.next_cap_hash).as_slice())?
                 .is_some()
         {
@@ -259,10 +266,13 @@ impl Tx<'_> {
             return Ok(Err(super::rooms::room_full(removal.room_quota)));
         }
         // The refused epochs end where the log is now; the one before is current again.
-        self.epochs.remove(epoch_key(&room, &cap_hash).as_slice())?;
+        self.epochs
+            .write()?
+            .remove(epoch_key(&room, &cap_hash).as_slice())?;
         for (_, begun_cap) in &begun {
             if *begun_cap != cap_hash {
                 self.epochs
+                    .write()?
                     .insert(epoch_key(&room, begun_cap).as_slice(), record.head)?;
             }
         }
@@ -270,7 +280,7 @@ impl Tx<'_> {
         record.current = cap_hash;
         let index = self.epoch_index(&room)?;
         let back_to = index.saturating_sub(begun.len() as u64);
-        self.commits.insert(room.0.as_slice(), back_to)?;
+        self.commits.write()?.insert(room.0.as_slice(), back_to)?;
         self.put_room(&room, &record)?;
         // A listing of a refused epoch is of no use to anyone.
         if self.listing(&room)?.is_some_and(|l| l.epoch > back_to) {

@@ -33,7 +33,11 @@ impl Tx<'_> {
         let lo = key2(&account.0, 0);
         let hi = key2(&account.0, u64::MAX);
         let mut bytes = 0u64;
-        for item in self.inbox.range::<&[u8]>(lo.as_slice()..=hi.as_slice())? {
+        for item in self
+            .inbox
+            .read()?
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())?
+        {
             let (_, v) = item?;
             bytes = bytes.saturating_add(object_cost(v.value().len()));
         }
@@ -66,6 +70,7 @@ impl Tx<'_> {
         let id = recipient.next_inbox_id;
         self.put_account(&recipient)?;
         self.inbox
+            .write()?
             .insert(key2(&to.0, id).as_slice(), stored.as_slice())?;
         Ok(Ok(Applied::Deposited { to }))
     }

@@ -21,7 +21,7 @@ fn directory_full(max: u64) -> WireError {
 
 impl Tx<'_> {
     pub(super) fn listing(&self, room: &RoomId) -> Result<Option<ListingRecord>, StoreError> {
-        match self.listings.get(room.0.as_slice())? {
+        match self.listings.read()?.get(room.0.as_slice())? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -33,7 +33,7 @@ impl Tx<'_> {
         let Some(old) = self.listing(room)? else {
             return Ok(false);
         };
-        self.listings.remove(room.0.as_slice())?;
+        self.listings.write()?.remove(room.0.as_slice())?;
         if let Some(mut record) = self.room(room)? {
             record.bytes = record.bytes.saturating_sub(old.bytes());
             self.put_room(room, &record)?;
@@ -70,7 +70,7 @@ impl Tx<'_> {
                 return Ok(Err(e));
             }
         }
-        if old.is_none() && self.listings.len()? >= max_listings {
+        if old.is_none() && self.listings.read()?.len()? >= max_listings {
             return Ok(Err(directory_full(max_listings)));
         }
         // The room pays for its listing as for its log; the listing it replaces is paid
@@ -85,6 +85,7 @@ impl Tx<'_> {
         record.bytes = bytes;
         self.put_room(&room, &record)?;
         self.listings
+            .write()?
             .insert(room.0.as_slice(), encode(&listing)?.as_slice())?;
         Ok(Ok(Applied::Done))
     }

@@ -71,21 +71,25 @@ pub(super) fn pseudonymous(txn: &redb::WriteTransaction) -> Result<(), StoreErro
         return Ok(());
     }
     {
-        let mut tx = Tx::open(txn)?;
+        let mut tx = Tx::open(txn);
         let lists: Vec<(Vec<u8>, Vec<u8>)> = tx
             .room_admins
+            .read()?
             .iter()?
             .map(|item| item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
             .collect::<Result<_, _>>()?;
         for (room, list) in lists {
             // Format 2 kept account keys, owner first; anything else is no list at all.
             if decode::<Vec<AccountKey>>(&list).is_ok_and(|l| !l.is_empty()) {
-                tx.legacy_admins.insert(room.as_slice(), list.as_slice())?;
+                tx.legacy_admins
+                    .write()?
+                    .insert(room.as_slice(), list.as_slice())?;
             }
         }
-        tx.room_admins.retain(|_, _| false)?;
+        tx.room_admins.write()?.retain(|_, _| false)?;
         let old: Vec<(Vec<u8>, ListingV2)> = tx
             .listings
+            .read()?
             .iter()?
             .filter_map(|item| match item {
                 Ok((k, v)) => postcard::from_bytes::<ListingV2>(v.value())
@@ -111,6 +115,7 @@ pub(super) fn pseudonymous(txn: &redb::WriteTransaction) -> Result<(), StoreErro
                 }
             }
             tx.listings
+                .write()?
                 .insert(key.as_slice(), encode(&listing)?.as_slice())?;
         }
         tx.refund(refunds)?;
@@ -165,11 +170,12 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
     if meta.get("format")?.is_some() {
         return Ok(());
     }
-    let mut tx = Tx::open(txn)?;
+    let mut tx = Tx::open(txn);
     let mut refunds: HashMap<AccountKey, u64> = HashMap::new();
     let mut room_bytes: HashMap<[u8; 16], u64> = HashMap::new();
     let old: Vec<(Vec<u8>, EntryV1)> = tx
         .entries
+        .read()?
         .iter()?
         .filter_map(|item| match item {
             Ok((k, v)) => postcard::from_bytes::<EntryV1>(v.value())
@@ -190,10 +196,12 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
             payload: entry.payload,
         };
         tx.entries
+            .write()?
             .insert(key.as_slice(), encode(&stored)?.as_slice())?;
     }
     let rooms: Vec<(Vec<u8>, RoomRecord)> = tx
         .rooms
+        .read()?
         .iter()?
         .filter_map(|item| match item {
             Ok((k, v)) => decode::<RoomRecord>(v.value())
@@ -209,10 +217,12 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
             .and_then(|room| room_bytes.get(&room).copied())
             .unwrap_or(0);
         tx.rooms
+            .write()?
             .insert(key.as_slice(), encode(&record)?.as_slice())?;
     }
     let old: Vec<(Vec<u8>, InboxV1)> = tx
         .inbox
+        .read()?
         .iter()?
         .filter_map(|item| match item {
             Ok((k, v)) => postcard::from_bytes::<InboxV1>(v.value())
@@ -228,6 +238,7 @@ pub(super) fn authorless(txn: &redb::WriteTransaction) -> Result<(), StoreError>
             payload: entry.payload,
         };
         tx.inbox
+            .write()?
             .insert(key.as_slice(), encode(&stored)?.as_slice())?;
     }
     tx.refund(refunds)?;

@@ -15,6 +15,7 @@ mod audit;
 mod authority;
 mod inbox;
 mod inspect;
+mod lazy_table;
 mod listings;
 mod migrate;
 mod raw;
@@ -33,9 +34,7 @@ use hearth_protocol::{
     AccountKey, AdminKey, CapHash, Entry, EntryKind, ErrorCode, Handle, InboxEntry, KeyRotation,
     RoomId, Seq, WireError,
 };
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::sync_times::SyncTimes;
@@ -44,6 +43,7 @@ use super::{
     AccountRecord, Applied, AuditRecord, InviteRecord, ListingRecord, OpResult, RoomRecord, Store,
     StoreError, StoreStats, WriteOp, ROOM_OVERHEAD_BYTES,
 };
+use lazy_table::LazyTable;
 
 type Bytes = &'static [u8];
 const ACCOUNTS: TableDefinition<Bytes, Bytes> = TableDefinition::new("accounts");
@@ -271,26 +271,40 @@ fn set_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The names of the tables `db` holds, sorted (for tests).
+#[cfg(test)]
+fn table_names(db: &Database) -> Vec<String> {
+    use redb::TableHandle;
+    let txn = db.begin_read().expect("a read transaction");
+    let mut names: Vec<String> = txn
+        .list_tables()
+        .expect("the table list")
+        .map(|t| t.name().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The tables of one write transaction.
 struct Tx<'t> {
-    accounts: Table<'t, Bytes, Bytes>,
-    handles: Table<'t, &'static str, Bytes>,
-    invites: Table<'t, Bytes, Bytes>,
-    key_packages: Table<'t, Bytes, Bytes>,
-    last_resort: Table<'t, Bytes, Bytes>,
-    inbox: Table<'t, Bytes, Bytes>,
-    rooms: Table<'t, Bytes, Bytes>,
-    epochs: Table<'t, Bytes, u64>,
-    entries: Table<'t, Bytes, Bytes>,
-    audit: Table<'t, Bytes, Bytes>,
-    listings: Table<'t, Bytes, Bytes>,
-    commits: Table<'t, Bytes, u64>,
-    retired: Table<'t, Bytes, Bytes>,
-    rotations: Table<'t, &'static str, Bytes>,
-    room_admins: Table<'t, Bytes, Bytes>,
-    legacy_admins: Table<'t, Bytes, Bytes>,
-    commit_caps: Table<'t, Bytes, Bytes>,
-    rooms_created: Table<'t, &'static str, u64>,
+    accounts: LazyTable<'t, Bytes, Bytes>,
+    handles: LazyTable<'t, &'static str, Bytes>,
+    invites: LazyTable<'t, Bytes, Bytes>,
+    key_packages: LazyTable<'t, Bytes, Bytes>,
+    last_resort: LazyTable<'t, Bytes, Bytes>,
+    inbox: LazyTable<'t, Bytes, Bytes>,
+    rooms: LazyTable<'t, Bytes, Bytes>,
+    epochs: LazyTable<'t, Bytes, u64>,
+    entries: LazyTable<'t, Bytes, Bytes>,
+    audit: LazyTable<'t, Bytes, Bytes>,
+    listings: LazyTable<'t, Bytes, Bytes>,
+    commits: LazyTable<'t, Bytes, u64>,
+    retired: LazyTable<'t, Bytes, Bytes>,
+    rotations: LazyTable<'t, &'static str, Bytes>,
+    room_admins: LazyTable<'t, Bytes, Bytes>,
+    legacy_admins: LazyTable<'t, Bytes, Bytes>,
+    commit_caps: LazyTable<'t, Bytes, Bytes>,
+    rooms_created: LazyTable<'t, &'static str, u64>,
     /// A room record changed by messages appended in a row and not yet written to
     /// `rooms` (issue 15: a batch of appends to one room rewrote its record once per
     /// append). Written before any other op and before the commit; see
@@ -302,30 +316,30 @@ struct Tx<'t> {
 }
 
 impl<'t> Tx<'t> {
-    /// Opens every table of `txn`.
-    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
-        Ok(Tx {
-            accounts: txn.open_table(ACCOUNTS)?,
-            handles: txn.open_table(HANDLES)?,
-            invites: txn.open_table(INVITES)?,
-            key_packages: txn.open_table(KEY_PACKAGES)?,
-            last_resort: txn.open_table(LAST_RESORT)?,
-            inbox: txn.open_table(INBOX)?,
-            rooms: txn.open_table(ROOMS)?,
-            epochs: txn.open_table(EPOCHS)?,
-            entries: txn.open_table(ENTRIES)?,
-            audit: txn.open_table(AUDIT_COUNTS)?,
-            listings: txn.open_table(LISTINGS)?,
-            commits: txn.open_table(COMMITS)?,
-            retired: txn.open_table(RETIRED)?,
-            rotations: txn.open_table(ROTATIONS)?,
-            room_admins: txn.open_table(ROOM_ADMINS)?,
-            legacy_admins: txn.open_table(LEGACY_ADMINS)?,
-            commit_caps: txn.open_table(COMMIT_CAPS)?,
-            rooms_created: txn.open_table(ROOMS_CREATED)?,
+    /// The tables of `txn`, each opened when an op first uses it.
+    fn open(txn: &'t redb::WriteTransaction) -> Self {
+        Tx {
+            accounts: LazyTable::new(txn, ACCOUNTS),
+            handles: LazyTable::new(txn, HANDLES),
+            invites: LazyTable::new(txn, INVITES),
+            key_packages: LazyTable::new(txn, KEY_PACKAGES),
+            last_resort: LazyTable::new(txn, LAST_RESORT),
+            inbox: LazyTable::new(txn, INBOX),
+            rooms: LazyTable::new(txn, ROOMS),
+            epochs: LazyTable::new(txn, EPOCHS),
+            entries: LazyTable::new(txn, ENTRIES),
+            audit: LazyTable::new(txn, AUDIT_COUNTS),
+            listings: LazyTable::new(txn, LISTINGS),
+            commits: LazyTable::new(txn, COMMITS),
+            retired: LazyTable::new(txn, RETIRED),
+            rotations: LazyTable::new(txn, ROTATIONS),
+            room_admins: LazyTable::new(txn, ROOM_ADMINS),
+            legacy_admins: LazyTable::new(txn, LEGACY_ADMINS),
+            commit_caps: LazyTable::new(txn, COMMIT_CAPS),
+            rooms_created: LazyTable::new(txn, ROOMS_CREATED),
             unwritten_room: None,
             unwritten_run: None,
-        })
+        }
     }
 }
 
@@ -348,7 +362,7 @@ fn epoch_index_of(
 
 impl Tx<'_> {
     fn account(&self, key: &AccountKey) -> Result<Option<AccountRecord>, StoreError> {
-        match self.accounts.get(key.0.as_slice())? {
+        match self.accounts.read()?.get(key.0.as_slice())? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -356,16 +370,17 @@ impl Tx<'_> {
 
     fn put_account(&mut self, record: &AccountRecord) -> Result<(), StoreError> {
         self.accounts
+            .write()?
             .insert(record.account.0.as_slice(), encode(record)?.as_slice())?;
         Ok(())
     }
 
     fn by_handle(&self, handle: &Handle) -> Result<Option<AccountRecord>, StoreError> {
-        let key = match self.handles.get(handle.as_str())? {
+        let key = match self.handles.read()?.get(handle.as_str())? {
             Some(v) => v.value().to_vec(),
             None => return Ok(None),
         };
-        match self.accounts.get(key.as_slice())? {
+        match self.accounts.read()?.get(key.as_slice())? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -377,7 +392,7 @@ impl Tx<'_> {
                 return Ok(Some(record.clone()));
             }
         }
-        match self.rooms.get(room.0.as_slice())? {
+        match self.rooms.read()?.get(room.0.as_slice())? {
             Some(v) => Ok(Some(decode(v.value())?)),
             None => Ok(None),
         }
@@ -393,6 +408,7 @@ impl Tx<'_> {
         }
         self.flush_room()?;
         self.rooms
+            .write()?
             .insert(room.0.as_slice(), encode(record)?.as_slice())?;
         Ok(())
     }
@@ -437,6 +453,7 @@ impl Tx<'_> {
     fn write_run(&mut self) -> Result<(), StoreError> {
         if let Some(run) = self.unwritten_run.take() {
             self.entries
+                .write()?
                 .insert(run.key().as_slice(), run.value()?.as_slice())?;
         }
         Ok(())
@@ -449,6 +466,7 @@ impl Tx<'_> {
         self.write_run()?;
         if let Some((room, record)) = self.unwritten_room.take() {
             self.rooms
+                .write()?
                 .insert(room.0.as_slice(), encode(&record)?.as_slice())?;
         }
         Ok(())
@@ -463,12 +481,14 @@ impl Tx<'_> {
         if record.current == *cap {
             return Ok(Ok(Access::Current));
         }
-        Ok(match self.epochs.get(epoch_key(room, cap).as_slice())? {
-            Some(end) => Ok(Access::Ended {
-                end: Seq(end.value()),
-            }),
-            None => Err(forbidden()),
-        })
+        Ok(
+            match self.epochs.read()?.get(epoch_key(room, cap).as_slice())? {
+                Some(end) => Ok(Access::Ended {
+                    end: Seq(end.value()),
+                }),
+                None => Err(forbidden()),
+            },
+        )
     }
 
     /// Charges `bytes` to `account` if its quota allows.
@@ -528,7 +548,7 @@ impl Tx<'_> {
             WriteOp::RotateKey { rotation, now } => self.rotate_key(rotation, now),
             WriteOp::Authenticate { account, now } => {
                 let Some(mut record) = self.account(&account)? else {
-                    if self.retired.get(account.0.as_slice())?.is_some() {
+                    if self.retired.read()?.get(account.0.as_slice())?.is_some() {
                         return Ok(Err(err(
                             ErrorCode::AuthFailed,
                             "this key was replaced by a key rotation and is refused",
@@ -545,20 +565,21 @@ impl Tx<'_> {
             }
             WriteOp::MintInvite { invite } => {
                 self.invites
+                    .write()?
                     .insert(invite.hash.as_slice(), encode(&invite)?.as_slice())?;
                 Ok(Ok(Applied::Done))
             }
             WriteOp::RevokeInvites { prefix } => {
                 let prefix = prefix.to_ascii_lowercase();
                 let mut doomed = Vec::new();
-                for item in self.invites.iter()? {
+                for item in self.invites.read()?.iter()? {
                     let (k, _) = item?;
                     if hex::encode(&k.value()[..6.min(k.value().len())]).starts_with(&prefix) {
                         doomed.push(k.value().to_vec());
                     }
                 }
                 for k in &doomed {
-                    self.invites.remove(k.as_slice())?;
+                    self.invites.write()?.remove(k.as_slice())?;
                 }
                 Ok(Ok(Applied::Count(doomed.len() as u64)))
             }
@@ -597,6 +618,7 @@ impl Tx<'_> {
                 for id in ids {
                     if self
                         .inbox
+                        .write()?
                         .remove(key2(&account.0, id).as_slice())?
                         .is_some()
                     {

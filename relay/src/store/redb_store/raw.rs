@@ -135,23 +135,13 @@ impl RedbStore {
 
 #[cfg(test)]
 mod tests {
-    use redb::TableHandle;
 
     use super::*;
 
     #[test]
     fn every_table_is_named_and_cleared() {
         let store = RedbStore::in_memory().unwrap();
-        let tables = |store: &RedbStore| -> Vec<String> {
-            let txn = store.db.begin_read().unwrap();
-            let mut names: Vec<String> = txn
-                .list_tables()
-                .unwrap()
-                .map(|t| t.name().to_string())
-                .collect();
-            names.sort();
-            names
-        };
+        let tables = |store: &RedbStore| table_names(&store.db);
         let mut named: Vec<String> = RedbStore::TABLE_NAMES
             .iter()
             .map(|n| n.to_string())

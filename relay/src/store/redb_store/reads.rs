@@ -7,7 +7,7 @@ impl Store for RedbStore {
     fn apply(&self, ops: Vec<WriteOp>) -> Result<Vec<OpResult>, StoreError> {
         let txn = self.db.begin_write()?;
         let results = {
-            let mut tx = Tx::open(&txn)?;
+            let mut tx = Tx::open(&txn);
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
                 results.push(tx.apply(op)?);

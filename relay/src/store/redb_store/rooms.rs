@@ -56,7 +56,11 @@ impl Tx<'_> {
             return Ok(Err(err(ErrorCode::UnknownAccount, "no such account")));
         };
         let handle = account.handle.as_str();
-        let created = self.rooms_created.get(handle)?.map_or(0, |v| v.value());
+        let created = self
+            .rooms_created
+            .read()?
+            .get(handle)?
+            .map_or(0, |v| v.value());
         if created >= max_rooms {
             return Ok(Err(too_many_rooms(created)));
         }
@@ -68,12 +72,12 @@ impl Tx<'_> {
             return Ok(Err(e));
         }
         self.put_room(&room, &record)?;
-        self.rooms_created.insert(handle, created + 1)?;
+        self.rooms_created.write()?.insert(handle, created + 1)?;
         Ok(Ok(Applied::Done))
     }
 
     pub(super) fn epoch_index(&self, room: &RoomId) -> Result<u64, StoreError> {
-        epoch_index_of(&self.commits, &self.epochs, room)
+        epoch_index_of(self.commits.read()?, self.epochs.read()?, room)
     }
 
     /// Refuses anything but the room's current capability.
@@ -159,16 +163,19 @@ impl Tx<'_> {
         let seq = Seq(record.head);
         let mut ended = None;
         if let Some(next) = next_cap_hash {
-            self.entries.insert(
+            self.entries.write()?.insert(
                 key2(&room.0, seq.0).as_slice(),
                 runs::single(kind, now, &payload)?.as_slice(),
             )?;
             self.commit_caps
+                .write()?
                 .insert(commit_cap_key(&room, seq).as_slice(), next.0.as_slice())?;
             let index = self.epoch_index(&room)?;
             self.commits
+                .write()?
                 .insert(room.0.as_slice(), index.saturating_add(1))?;
             self.epochs
+                .write()?
                 .insert(epoch_key(&room, &record.current).as_slice(), seq.0)?;
             ended = Some(record.current);
             record.current = next;

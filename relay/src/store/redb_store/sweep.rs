@@ -304,11 +304,11 @@ impl Tx<'_> {
         loop {
             let found = scan(
                 &ScanTables {
-                    rooms: &self.rooms,
-                    entries: &self.entries,
-                    epochs: &self.epochs,
-                    inbox: &self.inbox,
-                    listings: &self.listings,
+                    rooms: self.rooms.read()?,
+                    entries: self.entries.read()?,
+                    epochs: self.epochs.read()?,
+                    inbox: self.inbox.read()?,
+                    listings: self.listings.read()?,
                 },
                 &cursor,
                 now,
@@ -343,14 +343,15 @@ impl Tx<'_> {
                 }
                 SweepItem::Inbox { account, id } => {
                     let key = key2(&account.0, id);
-                    let stored: Option<StoredInbox> = match self.inbox.get(key.as_slice())? {
-                        Some(v) => Some(decode(v.value())?),
-                        None => None,
-                    };
+                    let stored: Option<StoredInbox> =
+                        match self.inbox.read()?.get(key.as_slice())? {
+                            Some(v) => Some(decode(v.value())?),
+                            None => None,
+                        };
                     if stored
                         .is_some_and(|s| expired_inbox(s.time, now.saturating_sub(retention_secs)))
                     {
-                        self.inbox.remove(key.as_slice())?;
+                        self.inbox.write()?.remove(key.as_slice())?;
                         swept.inbox += 1;
                     }
                 }
@@ -358,7 +359,7 @@ impl Tx<'_> {
                     let Some(listing) = self.listing(&room)? else {
                         continue;
                     };
-                    let keep = listing_keep(&self.rooms, &room.0, retention_secs)?;
+                    let keep = listing_keep(self.rooms.read()?, &room.0, retention_secs)?;
                     if listing.published < now.saturating_sub(keep) {
                         self.remove_listing(&room)?;
                         swept.listings += 1;
@@ -382,7 +383,7 @@ impl Tx<'_> {
             return Ok(0);
         };
         let cutoffs = Cutoffs::of(&record, now, retention_secs);
-        let start = runs::walk_start(&self.entries, room, record.first)?;
+        let start = runs::walk_start(self.entries.read()?, room, record.first)?;
         let hi = key2(&room.0, through.min(record.head));
         let mut rewrites: Vec<Rewrite> = Vec::new();
         let mut doomed_commits = Vec::new();
@@ -391,6 +392,7 @@ impl Tx<'_> {
         let mut first_kept = None;
         'values: for item in self
             .entries
+            .read()?
             .range::<&[u8]>(start.as_slice()..=hi.as_slice())?
         {
             let (k, v) = item?;
@@ -448,14 +450,17 @@ impl Tx<'_> {
         };
         record.first = first_kept.unwrap_or(last.saturating_add(1));
         for (key, rest) in rewrites {
-            self.entries.remove(key.as_slice())?;
+            self.entries.write()?.remove(key.as_slice())?;
             if let Some((seq, value)) = rest {
                 self.entries
+                    .write()?
                     .insert(key2(&room.0, seq).as_slice(), value.as_slice())?;
             }
         }
         for seq in doomed_commits {
-            self.commit_caps.remove(key2(&room.0, seq).as_slice())?;
+            self.commit_caps
+                .write()?
+                .remove(key2(&room.0, seq).as_slice())?;
         }
         self.put_room(room, &record)?;
         Ok(deleted)
@@ -471,16 +476,16 @@ impl Tx<'_> {
         };
         // A room from before the epoch counter counts its epochs from these rows: keep
         // the count before any goes.
-        if self.commits.get(room.0.as_slice())?.is_none() {
+        if self.commits.read()?.get(room.0.as_slice())?.is_none() {
             let index = self.epoch_index(room)?;
-            self.commits.insert(room.0.as_slice(), index)?;
+            self.commits.write()?.insert(room.0.as_slice(), index)?;
         }
         let mut deleted = 0;
         for cap in caps {
             let key = epoch_key(room, cap);
-            let end = self.epochs.get(key.as_slice())?.map(|v| v.value());
+            let end = self.epochs.read()?.get(key.as_slice())?.map(|v| v.value());
             if end.is_some_and(|end| end < record.first) {
-                self.epochs.remove(key.as_slice())?;
+                self.epochs.write()?.remove(key.as_slice())?;
                 deleted += 1;
             }
         }

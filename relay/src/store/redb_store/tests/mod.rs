@@ -1357,12 +1357,18 @@ fn a_migrated_room_takes_its_first_admins_only_from_its_owner_account() {
     let alice_now = AccountKey([0xa2; 32]);
     let txn = store.db.begin_write().unwrap();
     {
-        let mut tx = Tx::open(&txn).unwrap();
+        let mut tx = Tx::open(&txn);
         let mut record = tx.account(&alice).unwrap().unwrap();
-        tx.accounts.remove(alice.0.as_slice()).unwrap();
+        tx.accounts
+            .write()
+            .unwrap()
+            .remove(alice.0.as_slice())
+            .unwrap();
         record.account = alice_now;
         tx.put_account(&record).unwrap();
         tx.retired
+            .write()
+            .unwrap()
             .insert(alice.0.as_slice(), alice_now.0.as_slice())
             .unwrap();
     }
