@@ -308,3 +308,134 @@ pub fn admission_batch(key: [u8; 32], evaluated: &[[u8; 32]], proof: [u8; 64]) -
     )
     .is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use hearth_protocol::{EntryKind, RelayAddress, Seq};
+    use openmls::prelude::tls_codec::Deserialize as _;
+    use openmls::prelude::{
+        GroupId, KeyPackageIn, MlsGroup, OpenMlsProvider as _, ProtocolVersion,
+    };
+
+    use super::*;
+    use crate::client::inbox::Took;
+    use crate::content::InboxMessage;
+    use crate::mls::{create_config, RoomSettings};
+    use crate::store::{set_test_kdf_params, KdfParams};
+    use crate::transcript::Transcript;
+    use crate::Identity;
+
+    const PORCH: RoomId = RoomId([0x50; 16]);
+
+    fn info(name: &str, account: AccountKey) -> AccountInfo {
+        AccountInfo {
+            handle: Handle::new(name).unwrap(),
+            account,
+            created: 1,
+            rotations: Vec::new(),
+        }
+    }
+
+    /// Bob, and alice's invitation of him into [`PORCH`] as it lies in his inbox.
+    fn bob_invited_by_alice(dir: &std::path::Path) -> (Member, InboxEntry) {
+        set_test_kdf_params(Some(KdfParams::TEST_ONLY_FAST));
+        let relay: RelayAddress =
+            "hearth://relay.example:7443/#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .parse()
+                .unwrap();
+        let profile = Profile::create(dir, "test", Handle::new("bob").unwrap(), relay).unwrap();
+        let bob_account = profile.account();
+        let alice_id = Identity::generate();
+        let alice = Engine::new(alice_id.mls_signer(), "alice");
+        let directory = vec![info("alice", alice.account()), info("bob", bob_account)];
+        let bob = Member::new(profile, directory).unwrap();
+        let (packages, _) = bob.engine().key_packages(1, false).unwrap();
+        let invited = KeyPackageIn::tls_deserialize_exact(packages[0].as_slice())
+            .unwrap()
+            .validate(alice.provider.crypto(), ProtocolVersion::Mls10)
+            .unwrap();
+        let settings = RoomSettings::new("porch", alice.account());
+        let mut after = settings.clone();
+        after.members.push(bob_account);
+        let mut group = MlsGroup::new_with_group_id(
+            &alice.provider,
+            &alice.signer,
+            &create_config(&settings).unwrap(),
+            GroupId::from_slice(&PORCH.0),
+            alice.credential.clone(),
+        )
+        .unwrap();
+        let (commit, welcome, _) = group
+            .commit_builder()
+            .propose_adds([invited])
+            .propose_group_context_extensions(after.extensions().unwrap())
+            .unwrap()
+            .load_psks(alice.provider.storage())
+            .unwrap()
+            .create_group_info_with_extensions([JoinPoint {
+                seq: 0,
+                hash: [0; 32],
+            }
+            .extension()])
+            .unwrap()
+            .build(
+                alice.provider.rand(),
+                alice.provider.crypto(),
+                &alice.signer,
+                |_| true,
+            )
+            .unwrap()
+            .stage_commit(&alice.provider)
+            .unwrap()
+            .into_messages();
+        let mut transcript = Transcript::new();
+        transcript.observe(Seq(1), EntryKind::Commit, &commit.to_bytes().unwrap());
+        let message = InboxMessage::Welcome {
+            room: PORCH,
+            welcome: welcome.unwrap().to_bytes().unwrap(),
+            start_seq: Seq(2),
+            transcript_hash: transcript.hash(),
+            from: Handle::new("alice").unwrap(),
+        };
+        let entry = InboxEntry {
+            id: 1,
+            time: 1,
+            payload: crate::sealed::seal(&alice_id, &bob_account, &message.encode()).unwrap(),
+        };
+        (bob, entry)
+    }
+
+    /// A Welcome into a room another task holds is left in the inbox, not acknowledged,
+    /// and fetched again once the room is let go (once taken for a duplicate deposit and
+    /// acknowledged: a second invitation after a kick was lost whenever a sync held the
+    /// room at that moment). The race needs no timing here: the test holds the room.
+    #[test]
+    fn a_welcome_into_a_room_another_task_holds_is_left_in_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut bob, entry) = bob_invited_by_alice(dir.path());
+        let (first, _) = bob.take_inbox_entry(&entry);
+        assert_eq!(first.unwrap(), None, "bob holds the invitation");
+
+        let inner = bob.client.inner.clone();
+        let take = |bob: &Member| {
+            let shared = HashSet::new();
+            let mut waited = HashSet::new();
+            bob.runtime
+                .block_on(inner.take_inbox_entry(&entry, &shared, &mut waited))
+        };
+        let room = inner.room(PORCH).unwrap();
+        let held = room.clone().try_lock_owned().unwrap();
+        // Waits for the room once (2 s), finds it still held, and leaves the entry.
+        assert!(matches!(take(&bob), Ok(Ok(Took::Later))));
+        assert!(lock(&inner.refetch).contains(&PORCH), "fetched again later");
+        drop(held);
+        // Let go: the same deposit is looked at, found no newer than the invitation
+        // held, and taken (to be acknowledged).
+        assert!(matches!(take(&bob), Ok(Ok(Took::Taken(None)))));
+        let invitations = bob
+            .runtime
+            .block_on(bob.client.known_invitations())
+            .unwrap();
+        assert_eq!(invitations.len(), 1, "{invitations:?}");
+    }
+}
