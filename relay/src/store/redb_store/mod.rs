@@ -250,6 +250,9 @@ impl RedbStore {
             txn.open_table(ROOM_ADMINS)?;
             txn.open_table(LEGACY_ADMINS)?;
             txn.open_table(COMMIT_CAPS)?;
+            // Every table the store reads is made here: a batch opens only the tables
+            // its ops use, so none is created by a write any more.
+            txn.open_table(ROOMS_CREATED)?;
             migrate::count_rooms(&txn)?;
         }
         migrate::authorless(&txn)?;

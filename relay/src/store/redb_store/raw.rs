@@ -156,6 +156,8 @@ mod tests {
                 .collect()
         };
         assert_eq!(unnamed(&store), Vec::<String>::new());
+        // And every table is there from the start: nothing else creates one.
+        assert_eq!(tables(&store), named);
         for name in RedbStore::TABLE_NAMES {
             store.put_raw(name, b"key", b"value").unwrap();
         }
