@@ -11,7 +11,7 @@ use hearth_protocol::Handle;
 use hearth_relay::admin::{self, AdminError, AdminRequest, AdminResponse};
 use hearth_relay::config::RelayConfig;
 use hearth_relay::location::{self, Found, Location, Search, CONFIG_FILE, SYSTEM_DATA_DIR};
-use hearth_relay::server::STORE_FILE;
+use hearth_relay::server::{STORE_FILE, STORE_JOURNAL_FILES};
 
 /// The hearth relay: a small durable QUIC relay for a household's encrypted messages.
 ///
@@ -458,8 +458,10 @@ fn create_relay_dir(
 
 /// What a relay keeps in its data dir (and what may already be there before one is made:
 /// `lost+found` of a disk mounted there).
-const RELAY_FILES: [&str; 8] = [
+const RELAY_FILES: [&str; 10] = [
     STORE_FILE,
+    STORE_JOURNAL_FILES[0],
+    STORE_JOURNAL_FILES[1],
     hearth_relay::server::tls::CERT_FILE,
     hearth_relay::server::tls::KEY_FILE,
     CONFIG_FILE,
@@ -539,7 +541,8 @@ fn check_identity_files(data: &Path) -> Result<()> {
 /// of) a file elsewhere that someone with the service user's rights pointed it at.
 fn refuse_links(data: &Path) -> Result<()> {
     use hearth_relay::server::tls::{CERT_FILE, KEY_FILE};
-    for name in [CERT_FILE, KEY_FILE, STORE_FILE] {
+    let [journal_0, journal_1] = STORE_JOURNAL_FILES;
+    for name in [CERT_FILE, KEY_FILE, STORE_FILE, journal_0, journal_1] {
         let path = data.join(name);
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
             bail!(

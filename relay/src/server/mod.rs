@@ -27,6 +27,9 @@ use crate::store::{RedbStore, StoreError};
 
 /// File name of the database in the data dir.
 pub const STORE_FILE: &str = "relay.redb";
+/// The store's journal beside it (decision 0019): the store's last commits, written again
+/// into it after a crash.
+pub const STORE_JOURNAL_FILES: [&str; 2] = ["relay.redb.journal-0", "relay.redb.journal-1"];
 
 /// How long shutdown waits for connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -15,6 +15,7 @@ mod audit;
 mod authority;
 mod inbox;
 mod inspect;
+mod journal;
 mod lazy_table;
 mod listings;
 mod migrate;
@@ -24,7 +25,6 @@ mod rooms;
 mod rotation;
 mod runs;
 mod sweep;
-mod timed_file;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -193,7 +193,7 @@ impl RedbStore {
         let syncs = Arc::new(SyncTimes::default());
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
-            .create_with_backend(timed_file::TimedFile::new(file, syncs.clone())?)?;
+            .create_with_backend(journal::JournaledFile::open(path, file, syncs.clone())?)?;
         set_private(path)?;
         let mut store = Self {
             db,
