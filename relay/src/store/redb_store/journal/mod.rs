@@ -71,8 +71,8 @@ impl std::fmt::Debug for JournaledFile {
 }
 
 /// Called before each sync of redb's file, with the file (tests take its bytes as the
-/// durable ones of a crash).
-type FileSyncHook = Box<dyn Fn(&File) + Send + Sync>;
+/// durable ones of a crash); an error stands for the sync's.
+type FileSyncHook = Box<dyn Fn(&File) -> io::Result<()> + Send + Sync>;
 
 /// What the commit thread and the checkpointer share.
 struct Shared {
@@ -81,6 +81,13 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the checkpointer: the journal file in use passed its checkpoint mark, or stop.
     wake: Condvar,
+    /// Held across every sync of redb's file, so that two syncs never run at once: Linux
+    /// reports a failed writeback to one `fdatasync` only, and the other would return Ok.
+    file_sync: Mutex<()>,
+    /// A sync of redb's file failed (its kind): the journal takes no more records, since
+    /// the kernel may count the writes that sync was for as done while they are lost. Set
+    /// before `file_sync` is let go.
+    failed: Mutex<Option<io::ErrorKind>>,
     #[cfg(test)]
     before_file_sync: Option<FileSyncHook>,
 }
@@ -89,9 +96,6 @@ struct State {
     journal: Journal,
     pending: record::Pending,
     stop: bool,
-    /// A sync of redb's file failed (its kind): the journal takes no more records, since
-    /// the kernel may have dropped the writes that sync was for.
-    failed: Option<io::ErrorKind>,
 }
 
 /// The two journal files and where the next record goes.
@@ -108,6 +112,9 @@ struct Journal {
     checkpoint_at: u64,
     generation: u64,
     next_seq: u64,
+    /// The file the last record or barrier went to (the newer records; right after the
+    /// checkpointer moves the journal, not the file in use).
+    last_written: usize,
     /// The other file holds records whose writes may not be on disk in redb's file yet
     /// (the checkpointer's sync has not returned): records may not go there.
     other_uncovered: bool,
@@ -175,6 +182,7 @@ impl JournaledFile {
                 journal: Journal {
                     files,
                     active: 0,
+                    last_written: 0,
                     offset: 0,
                     capacity,
                     checkpoint_at: capacity / 2,
@@ -185,9 +193,10 @@ impl JournaledFile {
                 },
                 pending: record::Pending::default(),
                 stop: false,
-                failed: None,
             }),
             wake: Condvar::new(),
+            file_sync: Mutex::new(()),
+            failed: Mutex::new(None),
             #[cfg(test)]
             before_file_sync,
         });
@@ -210,28 +219,16 @@ impl JournaledFile {
     fn sync(&self) -> io::Result<()> {
         let mut state = self.shared.lock();
         let State {
-            journal,
-            pending,
-            failed,
-            ..
+            journal, pending, ..
         } = &mut *state;
-        if let Some(kind) = failed {
-            return Err(io::Error::new(
-                *kind,
-                "an earlier sync of the store's file failed: the store takes no more commits \
-                 until the relay is started again",
-            ));
-        }
+        self.shared.check_failed()?;
         if !pending.is_touched() {
             return Ok(());
         }
         let record_len = record::aligned_len(pending.body().len()) as u64;
         let file_len = self.main.len()?;
         if pending.overflowed() || journal.offset + record_len > journal.capacity {
-            if let Err(e) = self.shared.sync_file() {
-                *failed = Some(e.kind());
-                return Err(e);
-            }
+            self.shared.sync_file()?;
             journal.barrier(file_len)?;
         } else {
             journal.append(pending.body(), file_len)?;
@@ -296,6 +293,7 @@ impl Journal {
         let file = &self.files[self.active];
         file.write_all_at(&self.buffer, self.offset)?;
         file.sync_data()?;
+        self.last_written = self.active;
         self.offset += self.buffer.len() as u64;
         self.next_seq += 1;
         if self.buffer.capacity() > KEEP_BYTES {
@@ -310,13 +308,34 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Syncs redb's file.
-    fn sync_file(&self) -> io::Result<()> {
-        #[cfg(test)]
-        if let Some(hook) = &self.before_file_sync {
-            hook(&self.main);
+    /// The error of an earlier failed sync of redb's file, if one failed.
+    fn check_failed(&self) -> io::Result<()> {
+        match *self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(kind) => Err(io::Error::new(
+                kind,
+                "an earlier sync of the store's file failed: the store takes no more commits \
+                 until the relay is started again",
+            )),
+            None => Ok(()),
         }
-        self.main.sync_data()
+    }
+
+    /// Syncs redb's file, one sync at a time; a failure is kept for good (see `failed`).
+    fn sync_file(&self) -> io::Result<()> {
+        let _one_at_a_time = self.file_sync.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_failed()?;
+        #[cfg(test)]
+        let synced = match &self.before_file_sync {
+            Some(hook) => hook(&self.main).and_then(|()| self.main.sync_data()),
+            None => self.main.sync_data(),
+        };
+        #[cfg(not(test))]
+        let synced = self.main.sync_data();
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "syncing the store's file failed");
+            *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.kind());
+        }
+        synced
     }
 
     /// The checkpointer: when the journal file in use is half full, moves the journal to
@@ -327,7 +346,7 @@ impl Shared {
             {
                 let mut state = self.lock();
                 loop {
-                    if state.stop || state.failed.is_some() {
+                    if state.stop {
                         return;
                     }
                     let journal = &mut state.journal;
@@ -340,16 +359,11 @@ impl Shared {
                     state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
             }
-            match self.sync_file() {
-                Ok(()) => self.lock().journal.other_uncovered = false,
-                Err(e) => {
-                    // Not tried again: after a failed sync the kernel may count the writes
-                    // as done while they are lost. The records stay for the next start.
-                    tracing::error!(error = %e, "syncing the store's file failed");
-                    self.lock().failed = Some(e.kind());
-                    return;
-                }
+            if self.sync_file().is_err() {
+                // Not tried again: the records stay for the next start, and commits fail.
+                return;
             }
+            self.lock().journal.other_uncovered = false;
         }
     }
 }
@@ -388,15 +402,9 @@ impl StorageBackend for JournaledFile {
             // After a clean stop the store's file holds everything by itself, and the
             // journal keeps no copy of its pages; after a failed sync it keeps them all.
             let state = self.shared.lock();
-            if let Some(kind) = state.failed {
-                return Err(io::Error::new(
-                    kind,
-                    "an earlier sync of the store's file failed",
-                ));
-            }
             self.shared.sync_file()?;
             let journal = &state.journal;
-            replay::zero(&journal.files, journal.active, journal.capacity)?;
+            replay::zero(&journal.files, journal.last_written, journal.capacity)?;
         }
         self.main.close()
     }

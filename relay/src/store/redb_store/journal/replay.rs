@@ -15,7 +15,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::record::{self, Header, HEADER_LEN};
+use super::record::{self, Header, ALIGN, HEADER_LEN};
 use super::MAX_RECORD;
 use crate::store::StoreError;
 
@@ -163,6 +163,7 @@ pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool>
     match zero(files, newer, capacity) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+            // The first blocks may be zeros already; a file cut to nothing holds no chain.
             for file in [&files[1 - newer], &files[newer]] {
                 file.set_len(0)?;
                 file.sync_data()?;
@@ -173,15 +174,23 @@ pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool>
     }
 }
 
-/// Writes zeros over the first `capacity` bytes of both files and syncs them, the file
-/// with the newer records (`newer`) last: a crash in between leaves the newer records
-/// alone, which can be written again harmlessly while redb's file holds everything, and
-/// never the older ones alone. Written, not only allocated: a later write over them changes
-/// no metadata that a sync of the data would have to wait for.
+/// Writes zeros over the first `capacity` bytes of both files and syncs them. First the
+/// first block of the file with the older records, then of the file with the newer
+/// (`newer`), each synced on its own (a chain starts only there): a crash in between
+/// leaves the newer records alone, which can be written again harmlessly while redb's
+/// file holds everything, and never the older ones alone or the start of a chain whose
+/// end is gone. Then the rest. Written, not only allocated: a later write over them
+/// changes no metadata that a sync of the data would have to wait for.
 pub fn zero(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<()> {
+    let in_order = [&files[1 - newer], &files[newer]];
     let zeros = vec![0u8; 256 * 1024];
-    for file in [&files[1 - newer], &files[newer]] {
-        let mut offset = 0;
+    let first_block = (ALIGN as u64).min(capacity);
+    for file in in_order {
+        file.write_all_at(&zeros[..first_block as usize], 0)?;
+        file.sync_data()?;
+    }
+    for file in in_order {
+        let mut offset = first_block;
         while offset < capacity {
             let n = (capacity - offset).min(zeros.len() as u64) as usize;
             file.write_all_at(&zeros[..n], offset)?;

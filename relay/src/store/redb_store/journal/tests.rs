@@ -112,6 +112,7 @@ fn run_then_crash(dir: &Path, capacity: u64, commits: u64) -> Crash {
                 bytes.extend_from_slice(&chunk[..n]);
             }
             *durable.lock().unwrap() = bytes;
+            Ok(())
         })
     };
     let backend = JournaledFile::open_with(
@@ -329,4 +330,68 @@ fn a_crash_while_a_clean_stop_empties_the_journal_leaves_the_store_whole() {
         keys_after_reopening(&path),
         (0..total_keys(commits)).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn after_a_failed_sync_of_the_file_no_commit_is_acknowledged_and_the_journal_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hook = {
+        let calls = calls.clone();
+        Box::new(move |_: &File| {
+            // The second sync of the file (the checkpointer's) fails.
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                Err(io::Error::other("injected"))
+            } else {
+                Ok(())
+            }
+        })
+    };
+    let backend = JournaledFile::open_with(
+        &path,
+        open_file(&path),
+        Arc::default(),
+        192 * 1024,
+        Some(hook),
+    )
+    .unwrap();
+    let db = Database::builder()
+        .set_cache_size(crate::store::redb_store::CACHE_BYTES)
+        .create_with_backend(backend)
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    let mut refused = false;
+    for key in 0..1000u64 {
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        };
+        {
+            let mut table = txn.open_table(T).unwrap();
+            table.insert(key, value(key).as_slice()).unwrap();
+        }
+        match txn.commit() {
+            Ok(()) => acknowledged.push(key),
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "a commit after the failed sync was refused");
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    drop(db);
+    let journals = [
+        read_all(&journal_path(&path, 0)),
+        read_all(&journal_path(&path, 1)),
+    ];
+    assert!(
+        journals.iter().any(|j| first_seq(j).is_some()),
+        "the stop kept the journal"
+    );
+    assert_eq!(keys_after_reopening(&path), acknowledged);
 }
