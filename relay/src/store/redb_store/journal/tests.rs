@@ -115,18 +115,7 @@ fn run_then_crash(dir: &Path, capacity: u64, commits: u64) -> Crash {
             Ok(())
         })
     };
-    let backend = JournaledFile::open_with(
-        &path,
-        open_file(&path),
-        Arc::default(),
-        capacity,
-        Some(hook),
-    )
-    .unwrap();
-    let db = Database::builder()
-        .set_cache_size(crate::store::redb_store::CACHE_BYTES)
-        .create_with_backend(backend)
-        .unwrap();
+    let db = database_with(&path, capacity, hook);
     let mut key = 0;
     for commit in 0..commits {
         let txn = db.begin_write().unwrap();
@@ -152,13 +141,27 @@ fn run_then_crash(dir: &Path, capacity: u64, commits: u64) -> Crash {
     crash
 }
 
+/// A database on `backend` with the relay's cache size.
+fn database(backend: JournaledFile) -> Database {
+    Database::builder()
+        .set_cache_size(crate::store::redb_store::CACHE_BYTES)
+        .create_with_backend(backend)
+        .unwrap()
+}
+
+/// A database at `path` with journal files of `capacity` bytes and `hook` before each
+/// sync of its file.
+fn database_with(path: &Path, capacity: u64, hook: FileSyncHook) -> Database {
+    database(
+        JournaledFile::open_with(path, open_file(path), Arc::default(), capacity, Some(hook))
+            .unwrap(),
+    )
+}
+
 /// Opens the store at `path` and returns its keys, each checked against its value.
 fn keys_after_reopening(path: &Path) -> Vec<u64> {
     let backend = JournaledFile::open(path, open_file(path), Arc::default()).unwrap();
-    let db = Database::builder()
-        .set_cache_size(crate::store::redb_store::CACHE_BYTES)
-        .create_with_backend(backend)
-        .unwrap();
+    let db = database(backend);
     let txn = db.begin_read().unwrap();
     let table = txn.open_table(T).unwrap();
     let mut keys = Vec::new();
@@ -348,18 +351,7 @@ fn after_a_failed_sync_of_the_file_no_commit_is_acknowledged_and_the_journal_is_
             }
         })
     };
-    let backend = JournaledFile::open_with(
-        &path,
-        open_file(&path),
-        Arc::default(),
-        192 * 1024,
-        Some(hook),
-    )
-    .unwrap();
-    let db = Database::builder()
-        .set_cache_size(crate::store::redb_store::CACHE_BYTES)
-        .create_with_backend(backend)
-        .unwrap();
+    let db = database_with(&path, 192 * 1024, hook);
     let mut acknowledged = Vec::new();
     let mut refused = false;
     for key in 0..1000u64 {
