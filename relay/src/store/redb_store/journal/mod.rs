@@ -118,8 +118,6 @@ struct Journal {
     /// The other file holds records whose writes may not be on disk in redb's file yet
     /// (the checkpointer's sync has not returned): records may not go there.
     other_uncovered: bool,
-    /// The encoding of a record, reused.
-    buffer: Vec<u8>,
 }
 
 impl JournaledFile {
@@ -189,7 +187,6 @@ impl JournaledFile {
                     generation: u64::from_le_bytes(generation),
                     next_seq: 1,
                     other_uncovered: false,
-                    buffer: Vec::new(),
                 },
                 pending: record::Pending::default(),
                 stop: false,
@@ -231,7 +228,7 @@ impl JournaledFile {
             self.shared.sync_file()?;
             journal.barrier(file_len)?;
         } else {
-            journal.append(pending.body(), file_len)?;
+            journal.append(pending, file_len)?;
             if journal.offset >= journal.checkpoint_at && !journal.other_uncovered {
                 self.shared.wake.notify_one();
             }
@@ -262,9 +259,13 @@ impl Drop for JournaledFile {
 }
 
 impl Journal {
-    /// Writes a record of `body` at the end of the file in use and syncs that file.
-    fn append(&mut self, body: &[u8], file_len: u64) -> io::Result<()> {
-        self.write(false, body, file_len)
+    /// Writes the record of `pending` at the end of the file in use and syncs that file.
+    fn append(&mut self, pending: &mut record::Pending, file_len: u64) -> io::Result<()> {
+        let stamp = self.next_stamp();
+        let bytes = pending.seal(stamp, file_len);
+        Self::write_at(&self.files[self.active], bytes, self.offset)?;
+        self.written(bytes.len());
+        Ok(())
     }
 
     /// After a commit synced redb's file itself (every record in either file is covered
@@ -280,26 +281,31 @@ impl Journal {
         self.offset = 0;
         self.other_uncovered = false;
         self.next_seq += 1;
-        self.write(true, &[], file_len)
+        let mut bytes = Vec::new();
+        record::encode(&mut bytes, true, self.next_stamp(), file_len, &[]);
+        Self::write_at(&self.files[self.active], &bytes, self.offset)?;
+        self.written(bytes.len());
+        Ok(())
     }
 
-    /// Writes a record (or a barrier) at the end of the file in use and syncs that file.
-    fn write(&mut self, barrier: bool, body: &[u8], file_len: u64) -> io::Result<()> {
-        let stamp = record::Stamp {
+    fn next_stamp(&self) -> record::Stamp {
+        record::Stamp {
             generation: self.generation,
             seq: self.next_seq,
-        };
-        record::encode(&mut self.buffer, barrier, stamp, file_len, body);
-        let file = &self.files[self.active];
-        file.write_all_at(&self.buffer, self.offset)?;
-        file.sync_data()?;
-        self.last_written = self.active;
-        self.offset += self.buffer.len() as u64;
-        self.next_seq += 1;
-        if self.buffer.capacity() > KEEP_BYTES {
-            self.buffer = Vec::new();
         }
-        Ok(())
+    }
+
+    /// Writes `bytes` at `offset` of `file` and syncs it.
+    fn write_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+        file.write_all_at(bytes, offset)?;
+        file.sync_data()
+    }
+
+    /// Notes a record of `len` bytes written and synced in the file in use.
+    fn written(&mut self, len: usize) {
+        self.last_written = self.active;
+        self.offset += len as u64;
+        self.next_seq += 1;
     }
 }
 

@@ -27,10 +27,16 @@ pub const ALIGN: usize = 4096;
 /// Bytes a write takes in the body besides its data.
 const WRITE_HEADER_LEN: usize = 12;
 
-/// The writes of one commit, gathered as redb makes them, up to a bound in bytes.
+/// The writes of one commit, gathered as redb makes them, up to a bound in bytes, behind
+/// room for the header: [`Pending::seal`] makes the record where they lie, without a
+/// second copy.
 #[derive(Debug, Default)]
 pub struct Pending {
-    body: Vec<u8>,
+    /// Empty, or [`HEADER_LEN`] bytes for the header and then the body (and, once
+    /// sealed, the padding).
+    bytes: Vec<u8>,
+    /// Where the body ends in `bytes` (0 while empty).
+    body_end: usize,
     /// More was written than the bound: the writes are not kept, and the sync that ends
     /// them must go to redb's file itself.
     overflowed: bool,
@@ -46,16 +52,22 @@ impl Pending {
         if self.overflowed {
             return;
         }
-        if self.body.len() + WRITE_HEADER_LEN + data.len() > limit {
+        if self.body().len() + WRITE_HEADER_LEN + data.len() > limit {
             self.overflowed = true;
-            self.body = Vec::new();
+            self.bytes = Vec::new();
+            self.body_end = 0;
             return;
         }
-        self.body.extend_from_slice(&offset.to_le_bytes());
+        self.bytes.truncate(self.body_end);
+        if self.bytes.is_empty() {
+            self.bytes.resize(HEADER_LEN, 0);
+        }
+        self.bytes.extend_from_slice(&offset.to_le_bytes());
         // Below `limit`, which is far below 4 GiB.
-        self.body
+        self.bytes
             .extend_from_slice(&(data.len() as u32).to_le_bytes());
-        self.body.extend_from_slice(data);
+        self.bytes.extend_from_slice(data);
+        self.body_end = self.bytes.len();
     }
 
     /// Notes that the file's length was set (the record carries it).
@@ -75,14 +87,27 @@ impl Pending {
 
     /// The body of the record these writes make.
     pub fn body(&self) -> &[u8] {
-        &self.body
+        self.bytes.get(HEADER_LEN..self.body_end).unwrap_or(&[])
+    }
+
+    /// The record of these writes, padded to [`ALIGN`], made in place.
+    pub fn seal(&mut self, stamp: Stamp, file_len: u64) -> &[u8] {
+        self.bytes.truncate(self.body_end);
+        if self.bytes.is_empty() {
+            self.bytes.resize(HEADER_LEN, 0);
+            self.body_end = HEADER_LEN;
+        }
+        let body_len = self.body_end - HEADER_LEN;
+        finish(&mut self.bytes, false, stamp, file_len, body_len);
+        &self.bytes
     }
 
     /// Forgets the writes (they are synced), giving back memory a large commit took.
     pub fn clear(&mut self, keep_bytes: usize) {
-        self.body.clear();
-        if self.body.capacity() > keep_bytes {
-            self.body = Vec::new();
+        self.bytes.clear();
+        self.body_end = 0;
+        if self.bytes.capacity() > keep_bytes {
+            self.bytes = Vec::new();
         }
         self.overflowed = false;
         self.touched = false;
@@ -107,18 +132,24 @@ pub struct Stamp {
 /// `barrier`, and then `body` must be empty.
 pub fn encode(out: &mut Vec<u8>, barrier: bool, stamp: Stamp, file_len: u64, body: &[u8]) {
     out.clear();
-    let magic = if barrier { BARRIER_MAGIC } else { MAGIC };
-    out.extend_from_slice(&magic.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&stamp.generation.to_le_bytes());
-    out.extend_from_slice(&stamp.seq.to_le_bytes());
-    out.extend_from_slice(&file_len.to_le_bytes());
-    // The caller bounds bodies far below 4 GiB.
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.resize(HEADER_LEN, 0);
     out.extend_from_slice(body);
-    let crc = crc32fast::hash(&out[8..]);
-    out[4..8].copy_from_slice(&crc.to_le_bytes());
-    out.resize(aligned_len(body.len()), 0);
+    finish(out, barrier, stamp, file_len, body.len());
+}
+
+/// Fills the header of `bytes` ([`HEADER_LEN`] bytes, then a body of `body_len`), its
+/// checksum last, and pads it with zeros to [`ALIGN`].
+fn finish(bytes: &mut Vec<u8>, barrier: bool, stamp: Stamp, file_len: u64, body_len: usize) {
+    let magic = if barrier { BARRIER_MAGIC } else { MAGIC };
+    bytes[0..4].copy_from_slice(&magic.to_le_bytes());
+    bytes[8..16].copy_from_slice(&stamp.generation.to_le_bytes());
+    bytes[16..24].copy_from_slice(&stamp.seq.to_le_bytes());
+    bytes[24..32].copy_from_slice(&file_len.to_le_bytes());
+    // The caller bounds bodies far below 4 GiB.
+    bytes[32..36].copy_from_slice(&(body_len as u32).to_le_bytes());
+    let crc = crc32fast::hash(&bytes[8..HEADER_LEN + body_len]);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    bytes.resize(aligned_len(body_len), 0);
 }
 
 /// The fixed fields of a record, read before its body.
@@ -260,6 +291,20 @@ mod tests {
         let (header, writes) = parse(&bytes).expect("a barrier");
         assert!(header.barrier && writes.is_empty());
         assert_eq!(header.stamp, STAMP);
+    }
+
+    #[test]
+    fn a_record_sealed_in_place_is_the_encoded_one_however_often_sealed() {
+        let mut pending = Pending::default();
+        pending.push(4096, &[7; 100], 1 << 20);
+        let first = pending.seal(STAMP, 8192).to_vec();
+        assert_eq!(pending.seal(STAMP, 8192), first.as_slice());
+        pending.push(8192, &[9; 10], 1 << 20);
+        let mut expected = Vec::new();
+        encode(&mut expected, false, STAMP, 8192, pending.body());
+        assert_eq!(pending.seal(STAMP, 8192), expected.as_slice());
+        let (_, writes) = parse(&expected).expect("a whole record");
+        assert_eq!(writes, vec![(4096, vec![7; 100]), (8192, vec![9; 10])]);
     }
 
     #[test]
