@@ -277,13 +277,18 @@ impl Journal {
         if self.capacity == 0 {
             return Ok(());
         }
-        self.active = 1 - self.active;
+        let other = 1 - self.active;
+        let stamp = record::Stamp {
+            generation: self.generation,
+            seq: self.next_seq + 1,
+        };
+        let mut bytes = Vec::new();
+        record::encode(&mut bytes, true, stamp, file_len, &[]);
+        Self::write_at(&self.files[other], &bytes, 0)?;
+        self.active = other;
         self.offset = 0;
         self.other_uncovered = false;
-        self.next_seq += 1;
-        let mut bytes = Vec::new();
-        record::encode(&mut bytes, true, self.next_stamp(), file_len, &[]);
-        Self::write_at(&self.files[self.active], &bytes, self.offset)?;
+        self.next_seq = stamp.seq;
         self.written(bytes.len());
         Ok(())
     }
