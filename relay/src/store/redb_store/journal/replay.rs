@@ -180,18 +180,26 @@ pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool>
 /// leaves the newer records alone, which can be written again harmlessly while redb's
 /// file holds everything, and never the older ones alone or the start of a chain whose
 /// end is gone. Then the rest. Written, not only allocated: a later write over them
-/// changes no metadata that a sync of the data would have to wait for.
+/// changes no metadata that a sync of the data would have to wait for. A file that reads
+/// as `capacity` bytes of zeros in blocks of its own already (after a clean stop) is only
+/// synced, in the same order: the zeros may be a crashed process's, not yet on disk.
 pub fn zero(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<()> {
     let in_order = [&files[1 - newer], &files[newer]];
-    let zeros = vec![0u8; 256 * 1024];
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let zeroed = [
+        is_zeroed(in_order[0], capacity)?,
+        is_zeroed(in_order[1], capacity)?,
+    ];
     let first_block = (ALIGN as u64).min(capacity);
-    for file in in_order {
-        file.write_all_at(&zeros[..first_block as usize], 0)?;
+    for (file, zeroed) in in_order.iter().zip(zeroed) {
+        if !zeroed {
+            file.write_all_at(&zeros[..first_block as usize], 0)?;
+        }
         file.sync_data()?;
     }
-    for file in in_order {
+    for (file, zeroed) in in_order.iter().zip(zeroed) {
         let mut offset = first_block;
-        while offset < capacity {
+        while offset < capacity && !zeroed {
             let n = (capacity - offset).min(zeros.len() as u64) as usize;
             file.write_all_at(&zeros[..n], offset)?;
             offset += n as u64;
@@ -199,4 +207,29 @@ pub fn zero(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<()> {
         file.sync_data()?;
     }
     Ok(())
+}
+
+/// Bytes written or read at a time while zeroing.
+const ZERO_CHUNK: usize = 256 * 1024;
+
+/// Whether `file` is `capacity` bytes long, all zeros, and has a block on disk for each
+/// (a sparse file, as a copy may make, would change metadata at its first records).
+fn is_zeroed(file: &File, capacity: u64) -> io::Result<bool> {
+    let meta = file.metadata()?;
+    if meta.len() != capacity
+        || std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512) < capacity
+    {
+        return Ok(false);
+    }
+    let mut chunk = vec![0u8; ZERO_CHUNK];
+    let mut offset = 0;
+    while offset < capacity {
+        let n = (capacity - offset).min(ZERO_CHUNK as u64) as usize;
+        file.read_exact_at(&mut chunk[..n], offset)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        offset += n as u64;
+    }
+    Ok(true)
 }

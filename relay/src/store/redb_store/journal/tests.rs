@@ -387,3 +387,32 @@ fn after_a_failed_sync_of_the_file_no_commit_is_acknowledged_and_the_journal_is_
     );
     assert_eq!(keys_after_reopening(&path), acknowledged);
 }
+
+#[test]
+fn a_start_after_a_clean_stop_writes_no_zeros_again_unless_a_file_is_sparse() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let meta = |index| std::fs::metadata(journal_path(&path, index)).unwrap();
+    let written = |index| {
+        let m = meta(index);
+        (m.mtime(), m.mtime_nsec(), m.blocks())
+    };
+    drop(JournaledFile::open(&path, open_file(&path), Arc::default()).unwrap());
+    let first = [written(0), written(1)];
+    drop(JournaledFile::open(&path, open_file(&path), Arc::default()).unwrap());
+    assert_eq!(
+        [written(0), written(1)],
+        first,
+        "zeros were not written again"
+    );
+    // A copy may make the files sparse: their first records would change metadata.
+    std::fs::remove_file(journal_path(&path, 1)).unwrap();
+    open_file(&journal_path(&path, 1))
+        .set_len(JOURNAL_FILE_BYTES)
+        .unwrap();
+    assert!(meta(1).blocks() * 512 < JOURNAL_FILE_BYTES);
+    drop(JournaledFile::open(&path, open_file(&path), Arc::default()).unwrap());
+    assert!(meta(1).blocks() * 512 >= JOURNAL_FILE_BYTES);
+    assert_eq!(written(0), first[0]);
+}
