@@ -51,13 +51,13 @@ pub enum AdminError {
     /// The data directory belongs to another user (the packaged relay's `hearth` user).
     #[error("permission denied on {}", .0.display())]
     PermissionDenied(PathBuf),
-    /// The running relay's answer does not decode: it is another version of
-    /// `hearth-relay` than this command (a package upgraded while the old relay still
-    /// runs). The string is the decoder's error.
+    /// The running relay's answer does not decode, or it could not decode the request: it
+    /// is another version of `hearth-relay` than this command (a package upgraded while
+    /// the old relay still runs). The string is the decoder's error, or the relay's.
     #[error(
-        "the running relay answered in a form this hearth-relay cannot read ({0}): it is \
-         probably another version, still running since an upgrade; restart it \
-         (`sudo systemctl restart hearth-relay`) and try again"
+        "the running relay and this hearth-relay command do not understand each other \
+         ({0}): the relay is probably another version, still running since an upgrade; \
+         restart it (`sudo systemctl restart hearth-relay`) and try again"
     )]
     OtherVersion(String),
 }
@@ -465,7 +465,7 @@ pub async fn serve(
             while let Ok(Some(body)) = read_frame(&mut stream).await {
                 let response = match decode_body::<AdminRequest>(&body) {
                     Ok(request) => execute(&relay, &address, true, request).await,
-                    Err(e) => AdminResponse::Error(format!("bad admin request: {e}")),
+                    Err(e) => AdminResponse::Error(format!("{UNREADABLE_REQUEST}: {e}")),
                 };
                 let Ok(bytes) = encode_frame(&response, MAX_FRAME_LEN) else {
                     break;
@@ -513,10 +513,20 @@ pub async fn ask_running(
     let body = read_frame(&mut stream)
         .await?
         .ok_or_else(|| AdminError::Protocol("the relay closed the admin socket".into()))?;
-    decode_body(&body)
-        .map(Some)
-        .map_err(|e| AdminError::OtherVersion(e.to_string()))
+    match decode_body(&body) {
+        // A relay of another version that could not read the request (one it does not
+        // know, from a newer `hearth-relay`) says so with this prefix, in every version.
+        Ok(AdminResponse::Error(message)) if message.starts_with(UNREADABLE_REQUEST) => {
+            Err(AdminError::OtherVersion(message))
+        }
+        Ok(response) => Ok(Some(response)),
+        Err(e) => Err(AdminError::OtherVersion(e.to_string())),
+    }
 }
+
+/// How the relay answers a request it cannot decode, followed by `: ` and the decoder's
+/// error (the same text since the first version: commands recognise it).
+const UNREADABLE_REQUEST: &str = "bad admin request";
 
 /// Carries out `request` on the store of a relay that is not running. Refuses with
 /// [`AdminError::NoRelay`] when no relay was created in `config.data_dir`, and creates
@@ -558,37 +568,53 @@ mod tests {
     /// restart it, not shown a decoder's error alone.
     #[tokio::test]
     async fn an_answer_from_another_version_says_to_restart_the_relay() {
+        let report = StatusReport {
+            running: true,
+            uptime_secs: Some(5),
+            address: None,
+            store: StoreStats::default(),
+            disk: None,
+            min_free_bytes: 0,
+            metrics: None,
+            disk_syncs: None,
+        };
+        let body = postcard::to_stdvec(&AdminResponse::Status(report)).unwrap();
+        let older = &body[..body.len() - 1];
+        let mut frame = u32::try_from(older.len()).unwrap().to_be_bytes().to_vec();
+        frame.extend_from_slice(older);
+        says_to_restart_when_the_relay_answers(frame).await;
+    }
+
+    /// An older relay, asked something it does not know, answers that it cannot read the
+    /// request: the command says to restart it, as for an answer it cannot read.
+    #[tokio::test]
+    async fn a_request_the_running_relay_cannot_read_says_to_restart_it() {
+        let answer = AdminResponse::Error(
+            "bad admin request: Found an enum variant that is not known".into(),
+        );
+        says_to_restart_when_the_relay_answers(encode_frame(&answer, MAX_FRAME_LEN).unwrap()).await;
+    }
+
+    /// Asks for the status of a relay that reads the request and answers `frame`, and
+    /// checks that the command's error is [`AdminError::OtherVersion`], saying to restart.
+    async fn says_to_restart_when_the_relay_answers(frame: Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let listener = tokio::net::UnixListener::bind(dir.path().join(SOCKET_FILE)).unwrap();
-        let older_relay = tokio::spawn(async move {
+        let relay = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let request = read_frame(&mut stream).await.unwrap().unwrap();
             assert_eq!(
                 decode_body::<AdminRequest>(&request).unwrap(),
                 AdminRequest::Status
             );
-            let report = StatusReport {
-                running: true,
-                uptime_secs: Some(5),
-                address: None,
-                store: StoreStats::default(),
-                disk: None,
-                min_free_bytes: 0,
-                metrics: None,
-                disk_syncs: None,
-            };
-            let body = postcard::to_stdvec(&AdminResponse::Status(report)).unwrap();
-            let older = &body[..body.len() - 1];
-            let length = u32::try_from(older.len()).unwrap().to_be_bytes();
-            stream.write_all(&length).await.unwrap();
-            stream.write_all(older).await.unwrap();
+            stream.write_all(&frame).await.unwrap();
         });
         let error = ask_running(dir.path(), &AdminRequest::Status)
             .await
             .unwrap_err();
         assert!(matches!(error, AdminError::OtherVersion(_)), "{error}");
         assert!(error.to_string().contains("restart"), "{error}");
-        older_relay.await.unwrap();
+        relay.await.unwrap();
     }
 
     /// No relay listens: the answer is `None`, so `request` falls back to the store.

@@ -158,11 +158,18 @@ pub fn replay(main: &File, files: &[File; 2]) -> Result<Replayed, StoreError> {
 
 /// Makes both journal files `capacity` bytes of zeros (so that no chain starts there and
 /// no copy of an older page is left in them) and syncs them. Returns `false` when the disk
-/// has no room for them: they are left empty and the store runs without a journal.
+/// (or the relay user's quota on it) has no room for them: they are left empty and the
+/// store runs without a journal.
 pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool> {
     match zero(files, newer, capacity) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::StorageFull => {
+        // A disk over its owner's quota is as full for the relay's user.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) =>
+        {
             // The first blocks may be zeros already; a file cut to nothing holds no chain.
             for file in [&files[1 - newer], &files[newer]] {
                 file.set_len(0)?;

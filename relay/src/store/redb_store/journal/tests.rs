@@ -78,6 +78,13 @@ impl Crash {
         }
         path
     }
+
+    /// Writes the files of a crash into a fresh directory (see [`Crash::write_to`]) and
+    /// opens the store there: its keys, each checked against its value.
+    fn keys_after_reopening(&self, rng: &mut Rng) -> Vec<u64> {
+        let at = tempfile::tempdir().unwrap();
+        keys_after_reopening(&self.write_to(at.path(), rng))
+    }
 }
 
 /// How many values commit `commit` inserts: every 5th 40 (about 80 KiB), every 23rd 700
@@ -173,6 +180,11 @@ fn keys_after_reopening(path: &Path) -> Vec<u64> {
     keys
 }
 
+/// The keys `0..n`.
+fn first_keys(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
 fn total_keys(commits: u64) -> u64 {
     (0..commits).map(values_of).sum()
 }
@@ -189,12 +201,9 @@ fn every_commit_survives_losing_any_writes_since_the_last_sync_of_the_file() {
     assert_ne!(crash.durable, crash.latest, "writes since the last sync");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for round in 0..8 {
-        let at = tempfile::tempdir().unwrap();
-        let path = crash.write_to(at.path(), &mut rng);
-        let keys = keys_after_reopening(&path);
         assert_eq!(
-            keys,
-            (0..total_keys(commits)).collect::<Vec<_>>(),
+            crash.keys_after_reopening(&mut rng),
+            first_keys(total_keys(commits)),
             "round {round}"
         );
     }
@@ -206,15 +215,13 @@ fn a_store_never_synced_is_rebuilt_from_the_journal_alone() {
     let commits = 20;
     let crash = run_then_crash(dir.path(), JOURNAL_FILE_BYTES, commits);
     assert!(crash.durable.is_empty());
-    let at = tempfile::tempdir().unwrap();
     let lost = Crash {
         latest: Vec::new(),
         ..crash
     };
-    let path = lost.write_to(at.path(), &mut Rng(7));
     assert_eq!(
-        keys_after_reopening(&path),
-        (0..total_keys(commits)).collect::<Vec<_>>()
+        lost.keys_after_reopening(&mut Rng(7)),
+        first_keys(total_keys(commits))
     );
 }
 
@@ -229,11 +236,9 @@ fn a_torn_last_record_loses_only_its_own_commit() {
     crash.journals[0][last as usize + 100] ^= 1;
     let mut rng = Rng(11);
     for _ in 0..4 {
-        let at = tempfile::tempdir().unwrap();
-        let path = crash.write_to(at.path(), &mut rng);
         assert_eq!(
-            keys_after_reopening(&path),
-            (0..total_keys(commits) - 1).collect::<Vec<_>>()
+            crash.keys_after_reopening(&mut rng),
+            first_keys(total_keys(commits) - 1)
         );
     }
 }
@@ -305,11 +310,9 @@ fn a_commit_that_synced_the_file_itself_is_kept_with_or_without_a_record_after_i
         let expected = total_keys(commits) - u64::from(tear_last);
         let mut rng = Rng(commits + 5);
         for _ in 0..4 {
-            let at = tempfile::tempdir().unwrap();
-            let path = crash.write_to(at.path(), &mut rng);
             assert_eq!(
-                keys_after_reopening(&path),
-                (0..expected).collect::<Vec<_>>(),
+                crash.keys_after_reopening(&mut rng),
+                first_keys(expected),
                 "{commits} commits, torn: {tear_last}"
             );
         }
@@ -327,11 +330,9 @@ fn a_crash_while_a_clean_stop_empties_the_journal_leaves_the_store_whole() {
     assert!(first_seq(&crash.journals[1 - older]).is_some());
     crash.journals[older].fill(0);
     crash.durable = crash.latest.clone();
-    let at = tempfile::tempdir().unwrap();
-    let path = crash.write_to(at.path(), &mut Rng(3));
     assert_eq!(
-        keys_after_reopening(&path),
-        (0..total_keys(commits)).collect::<Vec<_>>()
+        crash.keys_after_reopening(&mut Rng(3)),
+        first_keys(total_keys(commits))
     );
 }
 
