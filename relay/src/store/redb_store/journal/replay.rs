@@ -187,41 +187,51 @@ pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool>
 /// leaves the newer records alone, which can be written again harmlessly while redb's
 /// file holds everything, and never the older ones alone or the start of a chain whose
 /// end is gone. Then the rest. Written, not only allocated: a later write over them
-/// changes no metadata that a sync of the data would have to wait for. A file that reads
-/// as `capacity` bytes of zeros in blocks of its own already (after a clean stop) is only
-/// synced, in the same order: the zeros may be a crashed process's, not yet on disk.
+/// changes no metadata that a sync of the data would have to wait for.
+///
+/// The rest of a file that reads as zeros in blocks of its own already (after a clean
+/// stop) is only synced: the zeros may be a killed process's, not yet on disk, and a sync
+/// writes them. The first blocks are always written: a page whose writeback failed (an
+/// earlier start ended by that error) reads as zeros from the page cache but is clean,
+/// so a sync alone would leave the old chain on disk; written again, it is dirty and its
+/// sync reports a new failure.
 pub fn zero(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<()> {
     let in_order = [&files[1 - newer], &files[newer]];
     let zeros = vec![0u8; ZERO_CHUNK];
-    let zeroed = [
-        is_zeroed(in_order[0], capacity)?,
-        is_zeroed(in_order[1], capacity)?,
-    ];
     let first_block = (ALIGN as u64).min(capacity);
-    for (file, zeroed) in in_order.iter().zip(zeroed) {
-        if !zeroed {
-            file.write_all_at(&zeros[..first_block as usize], 0)?;
-        }
+    for file in in_order {
+        file.write_all_at(&zeros[..first_block as usize], 0)?;
         file.sync_data()?;
     }
-    for (file, zeroed) in in_order.iter().zip(zeroed) {
-        let mut offset = first_block;
-        while offset < capacity && !zeroed {
-            let n = (capacity - offset).min(zeros.len() as u64) as usize;
-            file.write_all_at(&zeros[..n], offset)?;
-            offset += n as u64;
+    for file in in_order {
+        if !rest_is_zeroed(file, first_block, capacity)? {
+            let mut offset = first_block;
+            while offset < capacity {
+                let n = (capacity - offset).min(zeros.len() as u64) as usize;
+                file.write_all_at(&zeros[..n], offset)?;
+                offset += n as u64;
+                #[cfg(test)]
+                ZEROS_WRITTEN.with(|count| count.set(count.get() + n));
+            }
         }
         file.sync_data()?;
     }
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes of zeros written past the first blocks on this thread (tests).
+    pub static ZEROS_WRITTEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Bytes written or read at a time while zeroing.
 const ZERO_CHUNK: usize = 256 * 1024;
 
-/// Whether `file` is `capacity` bytes long, all zeros, and has a block on disk for each
-/// (a sparse file, as a copy may make, would change metadata at its first records).
-fn is_zeroed(file: &File, capacity: u64) -> io::Result<bool> {
+/// Whether `file` is `capacity` bytes long, has a block on disk for each (a sparse file,
+/// as a copy may make, would change metadata at its first records), and reads as zeros
+/// from `from` on.
+fn rest_is_zeroed(file: &File, from: u64, capacity: u64) -> io::Result<bool> {
     let meta = file.metadata()?;
     if meta.len() != capacity
         || std::os::unix::fs::MetadataExt::blocks(&meta).saturating_mul(512) < capacity
@@ -229,7 +239,7 @@ fn is_zeroed(file: &File, capacity: u64) -> io::Result<bool> {
         return Ok(false);
     }
     let mut chunk = vec![0u8; ZERO_CHUNK];
-    let mut offset = 0;
+    let mut offset = from;
     while offset < capacity {
         let n = (capacity - offset).min(ZERO_CHUNK as u64) as usize;
         file.read_exact_at(&mut chunk[..n], offset)?;
