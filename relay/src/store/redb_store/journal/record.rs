@@ -58,10 +58,7 @@ impl Pending {
             self.body_end = 0;
             return;
         }
-        self.bytes.truncate(self.body_end);
-        if self.bytes.is_empty() {
-            self.bytes.resize(HEADER_LEN, 0);
-        }
+        self.reopen();
         self.bytes.extend_from_slice(&offset.to_le_bytes());
         // Below `limit`, which is far below 4 GiB.
         self.bytes
@@ -92,14 +89,20 @@ impl Pending {
 
     /// The record of these writes, padded to [`ALIGN`], made in place.
     pub fn seal(&mut self, stamp: Stamp, file_len: u64) -> &[u8] {
+        self.reopen();
+        let body_len = self.body_end - HEADER_LEN;
+        finish(&mut self.bytes, false, stamp, file_len, body_len);
+        &self.bytes
+    }
+
+    /// Drops a seal's padding, or makes room for the header if nothing was written yet:
+    /// `bytes` then ends where the body does.
+    fn reopen(&mut self) {
         self.bytes.truncate(self.body_end);
         if self.bytes.is_empty() {
             self.bytes.resize(HEADER_LEN, 0);
             self.body_end = HEADER_LEN;
         }
-        let body_len = self.body_end - HEADER_LEN;
-        finish(&mut self.bytes, false, stamp, file_len, body_len);
-        &self.bytes
     }
 
     /// Forgets the writes (they are synced), giving back memory a large commit took.

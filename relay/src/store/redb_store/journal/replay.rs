@@ -163,13 +163,7 @@ pub fn replay(main: &File, files: &[File; 2]) -> Result<Replayed, StoreError> {
 pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool> {
     match zero(files, newer, capacity) {
         Ok(()) => Ok(true),
-        // A disk over its owner's quota is as full for the relay's user.
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-            ) =>
-        {
+        Err(e) if is_out_of_space(&e) => {
             // The first blocks may be zeros already; a file cut to nothing holds no chain.
             for file in [&files[1 - newer], &files[newer]] {
                 file.set_len(0)?;
@@ -179,6 +173,15 @@ pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool>
         }
         Err(e) => Err(e),
     }
+}
+
+/// Whether `e` says the disk has no room for the relay's user: full, or over its owner's
+/// quota (which is as full for that user).
+fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Writes zeros over the first `capacity` bytes of both files and syncs them. First the
@@ -249,4 +252,20 @@ fn rest_is_zeroed(file: &File, from: u64, capacity: u64) -> io::Result<bool> {
         offset += n as u64;
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_and_a_quota_both_count_as_no_room_and_nothing_else_does() {
+        use rustix::io::Errno;
+        let of = |errno: Errno| io::Error::from_raw_os_error(errno.raw_os_error());
+        assert!(is_out_of_space(&of(Errno::NOSPC)));
+        assert!(is_out_of_space(&of(Errno::DQUOT)));
+        for other in [Errno::IO, Errno::ROFS, Errno::ACCESS, Errno::FBIG] {
+            assert!(!is_out_of_space(&of(other)), "{other:?}");
+        }
+    }
 }
