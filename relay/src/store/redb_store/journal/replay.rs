@@ -161,7 +161,12 @@ pub fn replay(main: &File, files: &[File; 2]) -> Result<Replayed, StoreError> {
 /// (or the relay user's quota on it) has no room for them: they are left empty and the
 /// store runs without a journal.
 pub fn reset(files: &[File; 2], newer: usize, capacity: u64) -> io::Result<bool> {
-    match zero(files, newer, capacity) {
+    after_zeroing(zero(files, newer, capacity), files, newer)
+}
+
+/// What [`reset`] makes of the zeroing's outcome `zeroed`.
+fn after_zeroing(zeroed: io::Result<()>, files: &[File; 2], newer: usize) -> io::Result<bool> {
+    match zeroed {
         Ok(()) => Ok(true),
         Err(e) if is_out_of_space(&e) => {
             // The first blocks may be zeros already; a file cut to nothing holds no chain.
@@ -257,6 +262,49 @@ fn rest_is_zeroed(file: &File, from: u64, capacity: u64) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two journal files holding a record's worth of bytes each.
+    fn files_with_records(dir: &std::path::Path) -> [File; 2] {
+        [0, 1].map(|i| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(dir.join(format!("j{i}")))
+                .unwrap();
+            file.write_all_at(&[0xa5; ALIGN], 0).unwrap();
+            file
+        })
+    }
+
+    #[test]
+    fn a_zeroing_that_finds_no_room_leaves_both_files_empty_and_the_journal_off() {
+        use rustix::io::Errno;
+        for errno in [Errno::NOSPC, Errno::DQUOT] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = files_with_records(dir.path());
+            let zeroed = Err(io::Error::from_raw_os_error(errno.raw_os_error()));
+            assert!(!after_zeroing(zeroed, &files, 1).unwrap(), "{errno:?}");
+            for file in &files {
+                assert_eq!(file.metadata().unwrap().len(), 0, "{errno:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_zeroing_that_fails_otherwise_fails_the_start_and_leaves_the_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = files_with_records(dir.path());
+        let zeroed = Err(io::Error::from_raw_os_error(
+            rustix::io::Errno::IO.raw_os_error(),
+        ));
+        assert!(after_zeroing(zeroed, &files, 0).is_err());
+        for file in &files {
+            assert_eq!(file.metadata().unwrap().len(), ALIGN as u64);
+        }
+        assert!(after_zeroing(Ok(()), &files, 0).unwrap());
+    }
 
     #[test]
     fn a_full_disk_and_a_quota_both_count_as_no_room_and_nothing_else_does() {
