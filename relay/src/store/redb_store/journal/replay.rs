@@ -262,6 +262,12 @@ fn rest_is_zeroed(file: &File, from: u64, capacity: u64) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::io::Errno;
+
+    /// The error a system call failing with `errno` returns.
+    fn os_error(errno: Errno) -> io::Error {
+        io::Error::from_raw_os_error(errno.raw_os_error())
+    }
 
     /// Two journal files holding a record's worth of bytes each.
     fn files_with_records(dir: &std::path::Path) -> [File; 2] {
@@ -280,12 +286,13 @@ mod tests {
 
     #[test]
     fn a_zeroing_that_finds_no_room_leaves_both_files_empty_and_the_journal_off() {
-        use rustix::io::Errno;
         for errno in [Errno::NOSPC, Errno::DQUOT] {
             let dir = tempfile::tempdir().unwrap();
             let files = files_with_records(dir.path());
-            let zeroed = Err(io::Error::from_raw_os_error(errno.raw_os_error()));
-            assert!(!after_zeroing(zeroed, &files, 1).unwrap(), "{errno:?}");
+            assert!(
+                !after_zeroing(Err(os_error(errno)), &files, 1).unwrap(),
+                "{errno:?}"
+            );
             for file in &files {
                 assert_eq!(file.metadata().unwrap().len(), 0, "{errno:?}");
             }
@@ -296,10 +303,7 @@ mod tests {
     fn a_zeroing_that_fails_otherwise_fails_the_start_and_leaves_the_files_alone() {
         let dir = tempfile::tempdir().unwrap();
         let files = files_with_records(dir.path());
-        let zeroed = Err(io::Error::from_raw_os_error(
-            rustix::io::Errno::IO.raw_os_error(),
-        ));
-        assert!(after_zeroing(zeroed, &files, 0).is_err());
+        assert!(after_zeroing(Err(os_error(Errno::IO)), &files, 0).is_err());
         for file in &files {
             assert_eq!(file.metadata().unwrap().len(), ALIGN as u64);
         }
@@ -308,12 +312,10 @@ mod tests {
 
     #[test]
     fn a_full_disk_and_a_quota_both_count_as_no_room_and_nothing_else_does() {
-        use rustix::io::Errno;
-        let of = |errno: Errno| io::Error::from_raw_os_error(errno.raw_os_error());
-        assert!(is_out_of_space(&of(Errno::NOSPC)));
-        assert!(is_out_of_space(&of(Errno::DQUOT)));
+        assert!(is_out_of_space(&os_error(Errno::NOSPC)));
+        assert!(is_out_of_space(&os_error(Errno::DQUOT)));
         for other in [Errno::IO, Errno::ROFS, Errno::ACCESS, Errno::FBIG] {
-            assert!(!is_out_of_space(&of(other)), "{other:?}");
+            assert!(!is_out_of_space(&os_error(other)), "{other:?}");
         }
     }
 }
